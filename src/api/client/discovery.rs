@@ -1,0 +1,43 @@
+//! Versions, capabilities and `.well-known` discovery.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use crate::api::AppState;
+use crate::api::extract::Auth;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/_matrix/client/versions", get(versions))
+        .route("/.well-known/matrix/client", get(well_known))
+        .route("/_matrix/client/v3/capabilities", get(capabilities))
+}
+
+async fn versions() -> Json<Value> {
+    Json(json!({
+        "versions": [
+            "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6",
+            "v1.7", "v1.8", "v1.9", "v1.10", "v1.11", "v1.12",
+        ],
+        "unstable_features": {},
+    }))
+}
+
+async fn well_known(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({ "m.homeserver": { "base_url": state.config.public_baseurl() } }))
+}
+
+/// Only what is implemented is advertised: room versions appear with rooms.
+async fn capabilities(_: Auth) -> Json<Value> {
+    Json(json!({
+        "capabilities": {
+            "m.change_password": { "enabled": true },
+            "m.set_displayname": { "enabled": false },
+            "m.set_avatar_url": { "enabled": false },
+            "m.3pid_changes": { "enabled": false },
+            "m.get_login_token": { "enabled": false },
+        }
+    }))
+}

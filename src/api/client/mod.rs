@@ -1,0 +1,20 @@
+//! The client-server API (`/_matrix/client/...`).
+
+mod account;
+mod devices;
+mod discovery;
+mod login;
+mod register;
+
+use axum::Router;
+
+use super::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .merge(discovery::routes())
+        .merge(register::routes())
+        .merge(login::routes())
+        .merge(account::routes())
+        .merge(devices::routes())
+}

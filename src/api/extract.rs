@@ -1,0 +1,146 @@
+//! Request extractors that turn bad input into Matrix errors.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, ErrorKind};
+use crate::service::Services;
+use crate::service::sessions::Authed;
+
+pub type AppState = Arc<Services>;
+
+/// A JSON body: unparseable gives `M_NOT_JSON`, the wrong shape `M_BAD_JSON`, too big
+/// `M_TOO_LARGE`. An empty body counts as `{}`, as several clients send none for POSTs
+/// whose fields are all optional.
+pub struct MatrixJson<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for MatrixJson<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Error> {
+        let limit = state.config.max_request_bytes;
+        let too_large = || {
+            Error::new(
+                ErrorKind::TooLarge,
+                format!("Request body is larger than {limit} bytes"),
+            )
+        };
+        let declared = req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|len| len > limit) {
+            return Err(too_large());
+        }
+        let bytes = axum::body::to_bytes(req.into_body(), limit)
+            .await
+            .map_err(|_| too_large())?;
+        let value: serde_json::Value = if bytes.iter().all(u8::is_ascii_whitespace) {
+            serde_json::Value::Object(Default::default())
+        } else {
+            serde_json::from_slice(&bytes)
+                .map_err(|e| Error::new(ErrorKind::NotJson, format!("Body is not JSON: {e}")))?
+        };
+        if !value.is_object() {
+            return Err(Error::bad_json("Body must be a JSON object"));
+        }
+        serde_json::from_value(value)
+            .map(MatrixJson)
+            .map_err(|e| Error::bad_json(format!("Invalid request body: {e}")))
+    }
+}
+
+/// The address a request came from.
+pub struct ClientAddr(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| addr.ip().to_string()),
+        ))
+    }
+}
+
+/// The access token of a request: `Authorization: Bearer`, or the deprecated
+/// `access_token` query parameter that older clients still use.
+fn access_token(parts: &Parts) -> Result<Option<String>, Error> {
+    if let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) {
+        let text = header
+            .to_str()
+            .map_err(|_| Error::new(ErrorKind::MissingToken, "Malformed Authorization header"))?;
+        return match text.strip_prefix("Bearer ") {
+            Some(token) if !token.trim().is_empty() => Ok(Some(token.trim().to_owned())),
+            _ => Err(Error::new(
+                ErrorKind::MissingToken,
+                "Authorization header must be 'Bearer <access token>'",
+            )),
+        };
+    }
+    let query = parts.uri.query().unwrap_or("");
+    Ok(url_params(query)
+        .find(|(k, _)| k == "access_token")
+        .map(|(_, v)| v))
+}
+
+fn url_params(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+        .unwrap_or_default()
+        .into_iter()
+}
+
+/// An authenticated request: `M_MISSING_TOKEN` without a token, `M_UNKNOWN_TOKEN` with a bad one.
+pub struct Auth(pub Authed);
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let token = access_token(parts)?
+            .ok_or_else(|| Error::new(ErrorKind::MissingToken, "Missing access token"))?;
+        let ClientAddr(addr) = ClientAddr::from_request_parts(parts, state)
+            .await
+            .unwrap_or(ClientAddr(None));
+        state
+            .sessions
+            .authenticate(&token, addr.as_deref())
+            .await
+            .map(Auth)
+    }
+}
+
+/// Query parameters, with `M_INVALID_PARAM` when they do not parse.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+        serde_urlencoded::from_str(parts.uri.query().unwrap_or(""))
+            .map(Query)
+            .map_err(|e| Error::invalid_param(format!("Invalid query parameters: {e}")))
+    }
+}
+
+/// Path parameters, with `M_INVALID_PARAM` when they do not parse.
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| Path(v))
+            .map_err(|e| Error::invalid_param(format!("Invalid path: {e}")))
+    }
+}

@@ -1,0 +1,77 @@
+//! HTTP handlers: parse, authorise, call a service. The router and the layers every
+//! request passes through (CORS, panics, unknown endpoints) live here.
+
+pub mod admin;
+pub mod client;
+pub mod extract;
+pub mod keys;
+pub mod web;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::{Error, ErrorKind};
+pub use extract::AppState;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(client::routes())
+        .merge(keys::routes())
+        .merge(admin::routes())
+        .merge(web::routes())
+        .fallback(unrecognized)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(axum::middleware::from_fn(cors))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+async fn unrecognized() -> Error {
+    Error::new(
+        ErrorKind::Unrecognized {
+            method_not_allowed: false,
+        },
+        "Unrecognized request",
+    )
+}
+
+async fn method_not_allowed() -> Error {
+    Error::new(
+        ErrorKind::Unrecognized {
+            method_not_allowed: true,
+        },
+        "This endpoint does not accept that method",
+    )
+}
+
+fn on_panic(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    Error::internal("a request handler panicked").into_response()
+}
+
+/// The spec asks for these headers on every response, and for `OPTIONS` to be answered
+/// for any path so browsers' preflight requests succeed.
+async fn cors(request: Request, next: Next) -> Response {
+    let mut response = if request.method() == Method::OPTIONS {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        next.run(request).await
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, PUT, DELETE, OPTIONS"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("X-Requested-With, Content-Type, Authorization"),
+    );
+    response
+}

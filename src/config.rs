@@ -1,0 +1,393 @@
+//! Configuration: built-in defaults, overridden by a TOML file (`--config`), then by
+//! `HEARTH_*` environment variables, then by command-line flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server_name: String,
+    pub listen: SocketAddr,
+    pub data: PathBuf,
+    pub public_baseurl: Option<String>,
+    pub max_request_bytes: usize,
+    pub sync_writes: bool,
+    pub log_format: LogFormat,
+    pub registration: RegistrationConfig,
+    pub login: LoginConfig,
+    pub jwt: JwtConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistrationConfig {
+    pub enabled: bool,
+    pub tokens: Vec<String>,
+    pub shared_secret: Option<String>,
+    pub allow_open_on_public_address: bool,
+    pub min_password_length: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoginConfig {
+    pub failures_burst: u32,
+    pub failures_per_minute: f64,
+    pub refreshable_token_lifetime_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JwtAlgorithm {
+    HS256,
+    HS384,
+    HS512,
+    RS256,
+    ES256,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JwtConfig {
+    pub enabled: bool,
+    pub algorithm: JwtAlgorithm,
+    pub secret: Option<String>,
+    pub public_key_file: Option<PathBuf>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub subject_claim: String,
+    pub create_users: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server_name: "localhost:8008".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8008)),
+            data: PathBuf::from("./data"),
+            public_baseurl: None,
+            max_request_bytes: 1 << 20,
+            sync_writes: true,
+            log_format: LogFormat::Pretty,
+            registration: RegistrationConfig::default(),
+            login: LoginConfig::default(),
+            jwt: JwtConfig::default(),
+        }
+    }
+}
+
+impl Default for RegistrationConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            tokens: Vec::new(),
+            shared_secret: None,
+            allow_open_on_public_address: false,
+            min_password_length: 8,
+        }
+    }
+}
+
+impl Default for LoginConfig {
+    fn default() -> Self {
+        Self {
+            failures_burst: 5,
+            failures_per_minute: 6.0,
+            refreshable_token_lifetime_secs: 300,
+        }
+    }
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            algorithm: JwtAlgorithm::HS256,
+            secret: None,
+            public_key_file: None,
+            issuer: None,
+            audience: None,
+            subject_claim: "sub".into(),
+            create_users: false,
+        }
+    }
+}
+
+/// Every option, as `hearth --help` lists it. A test keeps this in step with `Config`.
+pub const OPTIONS: &[(&str, &str)] = &[
+    (
+        "server_name",
+        "The server's Matrix name, the part after ':' in user IDs [default: localhost:8008]",
+    ),
+    (
+        "listen",
+        "Address and port of the HTTP listener [default: 127.0.0.1:8008]",
+    ),
+    (
+        "data",
+        "Data directory (RocksDB, signing key) [default: ./data]",
+    ),
+    (
+        "public_baseurl",
+        "URL clients reach the server at, for /.well-known/matrix/client [default: http://<server_name>]",
+    ),
+    (
+        "max_request_bytes",
+        "Largest request body accepted, larger ones get M_TOO_LARGE [default: 1048576]",
+    ),
+    (
+        "sync_writes",
+        "fsync every acknowledged write so it survives power loss, not only a crash [default: true]",
+    ),
+    ("log_format", "pretty or json [default: pretty]"),
+    (
+        "registration.enabled",
+        "Whether clients may register accounts [default: true]",
+    ),
+    (
+        "registration.tokens",
+        "If non-empty, registration needs one of these tokens (m.login.registration_token) [default: []]",
+    ),
+    (
+        "registration.shared_secret",
+        "Enables shared-secret registration at /_synapse/admin/v1/register (used by hearthctl) [default: none]",
+    ),
+    (
+        "registration.allow_open_on_public_address",
+        "Allow open registration on a non-loopback listener; otherwise hearth refuses to start [default: false]",
+    ),
+    (
+        "registration.min_password_length",
+        "Shorter passwords get M_WEAK_PASSWORD [default: 8]",
+    ),
+    (
+        "login.failures_burst",
+        "Failed logins allowed at once per user and per address before M_LIMIT_EXCEEDED [default: 5]",
+    ),
+    (
+        "login.failures_per_minute",
+        "Rate at which that allowance refills [default: 6]",
+    ),
+    (
+        "login.refreshable_token_lifetime_secs",
+        "Lifetime of access tokens issued with a refresh token [default: 300]",
+    ),
+    ("jwt.enabled", "Offer m.login.jwt [default: false]"),
+    (
+        "jwt.algorithm",
+        "HS256, HS384, HS512 (with jwt.secret), RS256 or ES256 (with jwt.public_key_file) [default: HS256]",
+    ),
+    ("jwt.secret", "Shared secret for HS* tokens [default: none]"),
+    (
+        "jwt.public_key_file",
+        "PEM public key for RS256/ES256 tokens [default: none]",
+    ),
+    (
+        "jwt.issuer",
+        "If set, tokens must carry this iss claim [default: none]",
+    ),
+    (
+        "jwt.audience",
+        "If set, tokens must carry this aud claim [default: none]",
+    ),
+    (
+        "jwt.subject_claim",
+        "Claim that holds the user's localpart [default: sub]",
+    ),
+    (
+        "jwt.create_users",
+        "Create the account on first JWT login [default: false]",
+    ),
+];
+
+/// Text appended to `hearth --help`.
+pub fn options_help() -> String {
+    let mut text = String::from(
+        "CONFIGURATION:\n  Every option can be set in the TOML file given with --config, or in an environment\n  variable HEARTH_<SECTION>__<KEY> (e.g. HEARTH_REGISTRATION__ENABLED=false).\n  Precedence: defaults < config file < environment < command-line flags.\n\n",
+    );
+    for (key, description) in OPTIONS {
+        let env = format!("HEARTH_{}", key.replace('.', "__").to_uppercase());
+        text.push_str(&format!("  {key}  ({env})\n      {description}\n"));
+    }
+    text
+}
+
+/// Command-line values that override everything else.
+#[derive(Debug, Default)]
+pub struct Overrides {
+    pub config_file: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub data: Option<PathBuf>,
+    pub server_name: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid configuration: {0}")]
+    Parse(#[from] Box<figment::Error>),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    pub fn load(overrides: Overrides) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = &overrides.config_file {
+            if !file.exists() {
+                return Err(ConfigError::Invalid(format!(
+                    "config file {} does not exist",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment.merge(Env::prefixed("HEARTH_").split("__").ignore(&["CONFIG"]));
+        let mut config: Config = figment.extract().map_err(Box::new)?;
+        if let Some(listen) = overrides.listen {
+            config.listen = listen;
+        }
+        if let Some(data) = overrides.data {
+            config.data = data;
+        }
+        if let Some(name) = overrides.server_name {
+            config.server_name = name;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if ruma::ServerName::parse(&self.server_name).is_err() {
+            return Err(ConfigError::Invalid(format!(
+                "server_name {:?} is not a valid Matrix server name",
+                self.server_name
+            )));
+        }
+        let reg = &self.registration;
+        if reg.enabled
+            && reg.tokens.is_empty()
+            && !self.listen.ip().is_loopback()
+            && !reg.allow_open_on_public_address
+        {
+            return Err(ConfigError::Invalid(format!(
+                "hearth would listen on the public address {} with open registration, letting anyone create accounts. \
+                 Set registration.tokens (HEARTH_REGISTRATION__TOKENS), or disable client registration with \
+                 registration.enabled = false (and use registration.shared_secret with hearthctl), or, if open \
+                 registration is really wanted, set registration.allow_open_on_public_address = true",
+                self.listen
+            )));
+        }
+        if reg.shared_secret.as_deref() == Some("") {
+            return Err(ConfigError::Invalid(
+                "registration.shared_secret must not be empty".into(),
+            ));
+        }
+        if self.jwt.enabled {
+            match self.jwt.algorithm {
+                JwtAlgorithm::HS256 | JwtAlgorithm::HS384 | JwtAlgorithm::HS512 => {
+                    if self.jwt.secret.as_deref().unwrap_or("").is_empty() {
+                        return Err(ConfigError::Invalid(
+                            "jwt.enabled with an HS* algorithm needs jwt.secret".into(),
+                        ));
+                    }
+                }
+                JwtAlgorithm::RS256 | JwtAlgorithm::ES256 => {
+                    if self.jwt.public_key_file.is_none() {
+                        return Err(ConfigError::Invalid(
+                            "jwt.enabled with RS256/ES256 needs jwt.public_key_file".into(),
+                        ));
+                    }
+                }
+            }
+        }
+        let rate_ok =
+            self.login.failures_per_minute.is_finite() && self.login.failures_per_minute > 0.0;
+        if !rate_ok || self.login.failures_burst == 0 {
+            return Err(ConfigError::Invalid(
+                "login.failures_burst and login.failures_per_minute must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn public_baseurl(&self) -> String {
+        match &self.public_baseurl {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.server_name),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flat_keys(value: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    if v.is_object() {
+                        flat_keys(v, &key, out);
+                    } else {
+                        out.push(key);
+                    }
+                }
+            }
+            _ => out.push(prefix.to_owned()),
+        }
+    }
+
+    #[test]
+    fn help_lists_every_option_and_nothing_else() {
+        let mut keys = Vec::new();
+        flat_keys(
+            &serde_json::to_value(Config::default()).unwrap(),
+            "",
+            &mut keys,
+        );
+        let mut documented: Vec<String> = OPTIONS.iter().map(|(k, _)| k.to_string()).collect();
+        keys.sort();
+        documented.sort();
+        assert_eq!(keys, documented);
+    }
+
+    #[test]
+    fn open_registration_on_a_public_address_is_refused() {
+        let mut config = Config {
+            listen: "0.0.0.0:8008".parse().unwrap(),
+            ..Config::default()
+        };
+        assert!(config.validate().is_err());
+        config.registration.tokens = vec!["let-me-in".into()];
+        assert!(config.validate().is_ok());
+        config.registration.tokens.clear();
+        config.registration.enabled = false;
+        assert!(config.validate().is_ok());
+        config.registration.enabled = true;
+        config.registration.allow_open_on_public_address = true;
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn defaults_are_valid_and_local() {
+        let config = Config::default();
+        config.validate().unwrap();
+        assert_eq!(config.public_baseurl(), "http://localhost:8008");
+    }
+}

@@ -1,0 +1,185 @@
+//! The one error type of the server, mapped once to the Matrix JSON error format.
+
+use std::borrow::Cow;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::service::uia::UiaChallenge;
+
+/// What went wrong, in the terms of the Matrix spec's error codes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorKind {
+    Forbidden,
+    UnknownToken {
+        soft_logout: bool,
+    },
+    MissingToken,
+    BadJson,
+    NotJson,
+    NotFound,
+    LimitExceeded {
+        retry_after_ms: u64,
+    },
+    /// Unknown endpoint (404) or known endpoint with the wrong method (405).
+    Unrecognized {
+        method_not_allowed: bool,
+    },
+    UserInUse,
+    InvalidUsername,
+    InvalidParam,
+    MissingParam,
+    TooLarge,
+    UserDeactivated,
+    WeakPassword,
+    GuestAccessForbidden,
+    /// A request the server understood but cannot act on, with no better code.
+    Unknown,
+    /// User-interactive authentication must continue: answered with 401 and the flows.
+    AuthRequired(Box<UiaChallenge>),
+    /// A fault on our side; the message is logged, never sent.
+    Internal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub message: Cow<'static, str>,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn forbidden(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorKind::Forbidden, message)
+    }
+
+    pub fn bad_json(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorKind::BadJson, message)
+    }
+
+    pub fn invalid_param(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorKind::InvalidParam, message)
+    }
+
+    pub fn missing_param(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorKind::MissingParam, message)
+    }
+
+    pub fn not_found(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorKind::NotFound, message)
+    }
+
+    /// Logs the cause and returns an error that tells the client nothing about our internals.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(%cause, "internal error");
+        Self::new(ErrorKind::Internal, "Internal server error")
+    }
+
+    pub fn errcode(&self) -> &'static str {
+        match &self.kind {
+            ErrorKind::Forbidden => "M_FORBIDDEN",
+            ErrorKind::UnknownToken { .. } => "M_UNKNOWN_TOKEN",
+            ErrorKind::MissingToken => "M_MISSING_TOKEN",
+            ErrorKind::BadJson => "M_BAD_JSON",
+            ErrorKind::NotJson => "M_NOT_JSON",
+            ErrorKind::NotFound => "M_NOT_FOUND",
+            ErrorKind::LimitExceeded { .. } => "M_LIMIT_EXCEEDED",
+            ErrorKind::Unrecognized { .. } => "M_UNRECOGNIZED",
+            ErrorKind::UserInUse => "M_USER_IN_USE",
+            ErrorKind::InvalidUsername => "M_INVALID_USERNAME",
+            ErrorKind::InvalidParam => "M_INVALID_PARAM",
+            ErrorKind::MissingParam => "M_MISSING_PARAM",
+            ErrorKind::TooLarge => "M_TOO_LARGE",
+            ErrorKind::UserDeactivated => "M_USER_DEACTIVATED",
+            ErrorKind::WeakPassword => "M_WEAK_PASSWORD",
+            ErrorKind::GuestAccessForbidden => "M_GUEST_ACCESS_FORBIDDEN",
+            ErrorKind::Unknown | ErrorKind::Internal => "M_UNKNOWN",
+            // Inside a UIA response the errcode describes the failed stage, if any.
+            ErrorKind::AuthRequired(_) => "M_FORBIDDEN",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match &self.kind {
+            ErrorKind::Forbidden | ErrorKind::UserDeactivated | ErrorKind::GuestAccessForbidden => {
+                StatusCode::FORBIDDEN
+            }
+            ErrorKind::UnknownToken { .. } | ErrorKind::MissingToken => StatusCode::UNAUTHORIZED,
+            ErrorKind::AuthRequired(_) => StatusCode::UNAUTHORIZED,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Unrecognized {
+                method_not_allowed: false,
+            } => StatusCode::NOT_FOUND,
+            ErrorKind::Unrecognized {
+                method_not_allowed: true,
+            } => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorKind::LimitExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::BadJson
+            | ErrorKind::NotJson
+            | ErrorKind::UserInUse
+            | ErrorKind::InvalidUsername
+            | ErrorKind::InvalidParam
+            | ErrorKind::MissingParam
+            | ErrorKind::WeakPassword
+            | ErrorKind::Unknown => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    pub fn body(&self) -> Value {
+        match &self.kind {
+            ErrorKind::AuthRequired(challenge) => challenge.to_json(),
+            ErrorKind::UnknownToken { soft_logout } => json!({
+                "errcode": self.errcode(),
+                "error": self.message,
+                "soft_logout": soft_logout,
+            }),
+            ErrorKind::LimitExceeded { retry_after_ms } => json!({
+                "errcode": self.errcode(),
+                "error": self.message,
+                "retry_after_ms": retry_after_ms,
+            }),
+            _ => json!({ "errcode": self.errcode(), "error": self.message }),
+        }
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.errcode(), self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let mut response = (self.status(), axum::Json(self.body())).into_response();
+        if let ErrorKind::LimitExceeded { retry_after_ms } = self.kind {
+            // Clients that ignore the body still learn when to come back.
+            let seconds = retry_after_ms.div_ceil(1000).to_string();
+            if let Ok(value) = seconds.parse() {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, value);
+            }
+        }
+        response
+    }
+}
+
+impl From<crate::store::StoreError> for Error {
+    fn from(err: crate::store::StoreError) -> Self {
+        Self::internal(err)
+    }
+}

@@ -1,0 +1,11 @@
+//! Hearth: a Matrix homeserver.
+//!
+//! `api/` holds the HTTP handlers, `service/` the logic, `store/` the RocksDB layout;
+//! dependencies point only that way.
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod server;
+pub mod service;
+pub mod store;

@@ -1,0 +1,71 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use hearth::config::{Config, LogFormat, Overrides, options_help};
+
+/// Hearth: a self-hosted Matrix homeserver. With no arguments it serves on
+/// http://127.0.0.1:8008 as `localhost:8008`, keeping its data in ./data.
+#[derive(Parser)]
+#[command(version, after_long_help = options_help())]
+struct Args {
+    /// TOML configuration file
+    #[arg(long, env = "HEARTH_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address and port to listen on [default: 127.0.0.1:8008]
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Data directory [default: ./data]
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// The server's Matrix name, as in @user:NAME [default: localhost:8008]
+    #[arg(long)]
+    server_name: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let config = match Config::load(Overrides {
+        config_file: args.config,
+        listen: args.listen,
+        data: args.data,
+        server_name: args.server_name,
+    }) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("hearth: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(config.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hearth: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(hearth::server::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("hearth: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Pretty => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
+}

@@ -1,0 +1,77 @@
+//! The server's logic, between the HTTP handlers in `api/` and the store.
+
+pub mod keys;
+pub mod password;
+pub mod ratelimit;
+pub mod sessions;
+pub mod shared_secret;
+pub mod uia;
+pub mod users;
+
+use std::sync::Arc;
+
+use rand::Rng;
+use rand::distributions::Alphanumeric;
+use ruma::ServerName;
+
+use crate::config::Config;
+use crate::store::Store;
+
+pub struct Services {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub keys: keys::ServerKeys,
+    pub sessions: sessions::Sessions,
+    pub uia: uia::UiaSessions,
+    pub login_limiter: ratelimit::RateLimiter,
+    pub nonces: shared_secret::Nonces,
+    server_name: ruma::OwnedServerName,
+}
+
+impl Services {
+    pub fn new(config: Config, store: Store, keys: keys::ServerKeys) -> anyhow::Result<Self> {
+        let server_name = ServerName::parse(&config.server_name)?;
+        Ok(Self {
+            sessions: sessions::Sessions::new(store.clone(), &config),
+            uia: uia::UiaSessions::default(),
+            nonces: shared_secret::Nonces::default(),
+            login_limiter: ratelimit::RateLimiter::new(
+                config.login.failures_burst,
+                config.login.failures_per_minute,
+            ),
+            config: Arc::new(config),
+            store,
+            keys,
+            server_name,
+        })
+    }
+
+    pub fn server_name(&self) -> &ServerName {
+        &self.server_name
+    }
+
+    /// Persists what is kept in memory between writes, then flushes the store.
+    pub fn shutdown(&self) {
+        if let Err(e) = self.sessions.persist_last_seen() {
+            tracing::warn!(error = %e, "could not persist device last-seen times");
+        }
+        if let Err(e) = self.store.flush() {
+            tracing::error!(error = %e, "could not flush the store");
+        }
+    }
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+pub fn random_string(len: usize) -> String {
+    rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}

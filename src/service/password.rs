@@ -1,0 +1,69 @@
+//! argon2id password hashing with OWASP's recommended parameters, off the async threads.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+
+use crate::error::{Error, Result};
+
+/// OWASP: m = 19 MiB, t = 2, p = 1.
+fn argon2() -> Argon2<'static> {
+    let params = Params::new(19 * 1024, 2, 1, None).expect("static argon2 parameters are valid");
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+pub async fn hash(password: String) -> Result<String> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        argon2()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|hash| hash.to_string())
+            .map_err(Error::internal)
+    })
+    .await
+    .map_err(Error::internal)?
+}
+
+/// Constant-time check of `password` against a stored hash. With no stored hash the
+/// same work is done against a dummy, so timing does not tell whether an account exists.
+pub async fn verify(password: String, stored: Option<String>) -> Result<bool> {
+    tokio::task::spawn_blocking(move || {
+        let argon = argon2();
+        let dummy;
+        let (phc, real) = match &stored {
+            Some(phc) => (phc.as_str(), true),
+            None => {
+                dummy = DUMMY_HASH.get_or_init(|| {
+                    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+                    argon
+                        .hash_password(b"no account has this password", &salt)
+                        .map(|h| h.to_string())
+                        .unwrap_or_default()
+                });
+                (dummy.as_str(), false)
+            }
+        };
+        let parsed = PasswordHash::new(phc).map_err(Error::internal)?;
+        let ok = argon.verify_password(password.as_bytes(), &parsed).is_ok();
+        Ok(ok && real)
+    })
+    .await
+    .map_err(Error::internal)?
+}
+
+static DUMMY_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn hashes_verify_and_are_argon2id() {
+        let hash = super::hash("correct horse".into()).await.unwrap();
+        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert!(
+            super::verify("correct horse".into(), Some(hash.clone()))
+                .await
+                .unwrap()
+        );
+        assert!(!super::verify("wrong".into(), Some(hash)).await.unwrap());
+        assert!(!super::verify("anything".into(), None).await.unwrap());
+    }
+}

@@ -1,0 +1,93 @@
+//! Token buckets keyed by user or address, for failed logins.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+pub struct RateLimiter {
+    burst: f64,
+    per_second: f64,
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+#[derive(Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    updated: Instant,
+}
+
+/// Past this many tracked keys, full buckets (which carry no information) are dropped.
+const PRUNE_AT: usize = 10_000;
+
+impl RateLimiter {
+    pub fn new(burst: u32, per_minute: f64) -> Self {
+        Self {
+            burst: f64::from(burst),
+            per_second: per_minute / 60.0,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn refilled(&self, bucket: Bucket, now: Instant) -> Bucket {
+        let elapsed = now.duration_since(bucket.updated).as_secs_f64();
+        Bucket {
+            tokens: (bucket.tokens + elapsed * self.per_second).min(self.burst),
+            updated: now,
+        }
+    }
+
+    /// `Err(retry_after_ms)` when `key` has used up its allowance.
+    pub fn check(&self, key: &str) -> Result<(), u64> {
+        let now = Instant::now();
+        let buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        match buckets.get(key) {
+            None => Ok(()),
+            Some(bucket) => {
+                let bucket = self.refilled(*bucket, now);
+                if bucket.tokens >= 1.0 {
+                    Ok(())
+                } else {
+                    let wait = (1.0 - bucket.tokens) / self.per_second;
+                    Err((wait * 1000.0).ceil() as u64)
+                }
+            }
+        }
+    }
+
+    /// Records one failure against `key`.
+    pub fn consume(&self, key: &str) {
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() >= PRUNE_AT {
+            let burst = self.burst;
+            let per_second = self.per_second;
+            buckets.retain(|_, b| {
+                b.tokens + now.duration_since(b.updated).as_secs_f64() * per_second < burst
+            });
+        }
+        let bucket = buckets.entry(key.to_owned()).or_insert(Bucket {
+            tokens: self.burst,
+            updated: now,
+        });
+        let mut refilled = self.refilled(*bucket, now);
+        refilled.tokens = (refilled.tokens - 1.0).max(0.0);
+        *bucket = refilled;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allows_the_burst_then_refuses_with_a_wait() {
+        let limiter = RateLimiter::new(3, 6.0);
+        for _ in 0..3 {
+            assert!(limiter.check("k").is_ok());
+            limiter.consume("k");
+        }
+        let wait = limiter.check("k").unwrap_err();
+        assert!(wait > 9_000 && wait <= 10_000, "{wait}");
+        assert!(limiter.check("other").is_ok());
+    }
+}

@@ -1,0 +1,366 @@
+//! Devices and their access and refresh tokens.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
+use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, UserId};
+
+use super::now_ms;
+use crate::config::Config;
+use crate::error::{Error, ErrorKind, Result};
+use crate::store::{AccessTokenRecord, DeviceRecord, RefreshTokenRecord, Store, TokenHash};
+
+/// Who a request is from, once its access token checked out.
+#[derive(Debug, Clone)]
+pub struct Authed {
+    pub user_id: OwnedUserId,
+    pub device_id: OwnedDeviceId,
+}
+
+#[derive(Debug, Clone)]
+pub struct IssuedTokens {
+    pub device_id: OwnedDeviceId,
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    pub expires_in_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeviceInfo {
+    pub device_id: OwnedDeviceId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_seen_ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_seen_ts: Option<u64>,
+}
+
+pub struct Sessions {
+    store: Store,
+    /// Serialises read-modify-write changes to accounts and devices.
+    pub(super) write_lock: tokio::sync::Mutex<()>,
+    refreshable_lifetime_ms: u64,
+    /// Last use of each device; kept in memory so a request costs no write, and
+    /// persisted on shutdown and whenever the device record is written anyway.
+    last_seen: Mutex<HashMap<(OwnedUserId, OwnedDeviceId), (u64, String)>>,
+}
+
+fn new_token(prefix: &str) -> String {
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+pub fn new_device_id() -> OwnedDeviceId {
+    let id: String = super::random_string(10).to_uppercase();
+    id.into()
+}
+
+impl Sessions {
+    pub fn new(store: Store, config: &Config) -> Self {
+        Self {
+            store,
+            write_lock: tokio::sync::Mutex::new(()),
+            refreshable_lifetime_ms: config.login.refreshable_token_lifetime_secs * 1000,
+            last_seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn last_seen_map(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(OwnedUserId, OwnedDeviceId), (u64, String)>> {
+        self.last_seen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Checks an access token. Expired tokens answer with `soft_logout`, so the client
+    /// knows to refresh or log in again without dropping its local data.
+    pub async fn authenticate(&self, token: &str, ip: Option<&str>) -> Result<Authed> {
+        let hash = TokenHash::of(token);
+        let Some(record) = self.store.access_token(&hash)? else {
+            return Err(Error::new(
+                ErrorKind::UnknownToken { soft_logout: false },
+                "Unknown access token",
+            ));
+        };
+        let now = now_ms();
+        if record.expires_at_ms.is_some_and(|at| at <= now) {
+            return Err(Error::new(
+                ErrorKind::UnknownToken { soft_logout: true },
+                "Access token has expired",
+            ));
+        }
+        if let Some(retiring) = record.retires_refresh_token {
+            self.retire_refresh_token(&hash, &record, retiring).await?;
+        }
+        if let Some(ip) = ip {
+            self.last_seen_map().insert(
+                (record.user_id.clone(), record.device_id.clone()),
+                (now, ip.to_owned()),
+            );
+        }
+        Ok(Authed {
+            user_id: record.user_id,
+            device_id: record.device_id,
+        })
+    }
+
+    async fn retire_refresh_token(
+        &self,
+        access: &TokenHash,
+        record: &AccessTokenRecord,
+        retiring: TokenHash,
+    ) -> Result<()> {
+        let _guard = self.write_lock.lock().await;
+        let mut batch = self.store.batch();
+        let cleared = AccessTokenRecord {
+            retires_refresh_token: None,
+            ..record.clone()
+        };
+        batch.put_access_token(access, &cleared)?;
+        if let Some(mut device) = self
+            .store
+            .device(record.user_id.as_str(), record.device_id.as_str())?
+            && device.retiring_refresh_token == Some(retiring)
+        {
+            device.retiring_refresh_token = None;
+            batch.delete_refresh_token(&retiring);
+            batch.put_device(record.user_id.as_str(), &device)?;
+        }
+        self.store.write(batch)?;
+        Ok(())
+    }
+
+    /// Creates a device (or takes over an existing one of the same ID, revoking its
+    /// tokens, as the spec asks for a login that names a known device) and issues tokens.
+    pub async fn open_session(
+        &self,
+        user_id: &UserId,
+        device_id: Option<OwnedDeviceId>,
+        display_name: Option<String>,
+        refreshable: bool,
+    ) -> Result<IssuedTokens> {
+        let _guard = self.write_lock.lock().await;
+        let device_id = device_id.unwrap_or_else(new_device_id);
+        let existing = self.store.device(user_id.as_str(), device_id.as_str())?;
+        let mut batch = self.store.batch();
+        let now = now_ms();
+        let mut device = match existing {
+            Some(old) => {
+                batch.delete_device(user_id.as_str(), &old);
+                DeviceRecord {
+                    display_name: display_name.or(old.display_name.clone()),
+                    ..old
+                }
+            }
+            None => DeviceRecord {
+                device_id: device_id.clone(),
+                display_name,
+                created_ts: now,
+                last_seen_ts: None,
+                last_seen_ip: None,
+                access_token: TokenHash::of(""),
+                refresh_token: None,
+                retiring_refresh_token: None,
+            },
+        };
+        device.retiring_refresh_token = None;
+        let issued = self.issue(&mut batch, user_id, &mut device, refreshable, None)?;
+        batch.put_device(user_id.as_str(), &device)?;
+        self.store.write(batch)?;
+        Ok(issued)
+    }
+
+    /// Puts fresh tokens on `device` and into `batch`.
+    fn issue(
+        &self,
+        batch: &mut crate::store::Batch<'_>,
+        user_id: &UserId,
+        device: &mut DeviceRecord,
+        refreshable: bool,
+        retires: Option<TokenHash>,
+    ) -> Result<IssuedTokens> {
+        let access_token = new_token("hat_");
+        let access_hash = TokenHash::of(&access_token);
+        let (refresh_token, expires_in_ms) = if refreshable {
+            (Some(new_token("hrt_")), Some(self.refreshable_lifetime_ms))
+        } else {
+            (None, None)
+        };
+        batch.put_access_token(
+            &access_hash,
+            &AccessTokenRecord {
+                user_id: user_id.to_owned(),
+                device_id: device.device_id.clone(),
+                expires_at_ms: expires_in_ms.map(|ms| now_ms() + ms),
+                retires_refresh_token: retires,
+            },
+        )?;
+        device.access_token = access_hash;
+        device.refresh_token = None;
+        if let Some(refresh) = &refresh_token {
+            let hash = TokenHash::of(refresh);
+            batch.put_refresh_token(
+                &hash,
+                &RefreshTokenRecord {
+                    user_id: user_id.to_owned(),
+                    device_id: device.device_id.clone(),
+                },
+            )?;
+            device.refresh_token = Some(hash);
+        }
+        Ok(IssuedTokens {
+            device_id: device.device_id.clone(),
+            access_token,
+            refresh_token,
+            expires_in_ms,
+        })
+    }
+
+    /// Exchanges a refresh token for new tokens. The old refresh token stays usable until
+    /// the new tokens are used, so a client that lost this response can ask again.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<IssuedTokens> {
+        let unknown = || {
+            Error::new(
+                ErrorKind::UnknownToken { soft_logout: false },
+                "Unknown refresh token",
+            )
+        };
+        let _guard = self.write_lock.lock().await;
+        let hash = TokenHash::of(refresh_token);
+        let record = self.store.refresh_token(&hash)?.ok_or_else(unknown)?;
+        let mut device = self
+            .store
+            .device(record.user_id.as_str(), record.device_id.as_str())?
+            .ok_or_else(unknown)?;
+        let mut batch = self.store.batch();
+        if device.refresh_token == Some(hash) {
+            // The normal case: retire any older one, and the current access token.
+            if let Some(older) = device.retiring_refresh_token.take() {
+                batch.delete_refresh_token(&older);
+            }
+            device.retiring_refresh_token = Some(hash);
+        } else if device.retiring_refresh_token == Some(hash) {
+            // A repeat: the tokens issued last time were never used; replace them.
+            if let Some(unused) = device.refresh_token {
+                batch.delete_refresh_token(&unused);
+            }
+        } else {
+            batch.delete_refresh_token(&hash);
+            self.store.write(batch)?;
+            return Err(unknown());
+        }
+        batch.delete_access_token(&device.access_token);
+        let issued = self.issue(&mut batch, &record.user_id, &mut device, true, Some(hash))?;
+        batch.put_device(record.user_id.as_str(), &device)?;
+        self.store.write(batch)?;
+        Ok(issued)
+    }
+
+    /// Deletes devices and all their tokens. Devices that do not exist are skipped, as
+    /// the spec asks for `delete_devices`.
+    pub async fn delete_devices(
+        &self,
+        user_id: &UserId,
+        device_ids: &[OwnedDeviceId],
+    ) -> Result<()> {
+        let _guard = self.write_lock.lock().await;
+        let mut batch = self.store.batch();
+        for device_id in device_ids {
+            if let Some(device) = self.store.device(user_id.as_str(), device_id.as_str())? {
+                batch.delete_device(user_id.as_str(), &device);
+            }
+        }
+        self.store.write(batch)?;
+        let mut seen = self.last_seen_map();
+        for device_id in device_ids {
+            seen.remove(&(user_id.to_owned(), device_id.clone()));
+        }
+        Ok(())
+    }
+
+    /// Deletes every device of the user except `keep`.
+    pub async fn delete_all_devices(
+        &self,
+        user_id: &UserId,
+        keep: Option<&DeviceId>,
+    ) -> Result<()> {
+        let ids: Vec<OwnedDeviceId> = self
+            .store
+            .devices(user_id.as_str())?
+            .into_iter()
+            .map(|d| d.device_id)
+            .filter(|id| Some(id.as_ref()) != keep)
+            .collect();
+        self.delete_devices(user_id, &ids).await
+    }
+
+    fn info(&self, user_id: &UserId, device: DeviceRecord) -> DeviceInfo {
+        let recent = self
+            .last_seen_map()
+            .get(&(user_id.to_owned(), device.device_id.clone()))
+            .cloned();
+        let (last_seen_ts, last_seen_ip) = match recent {
+            Some((ts, ip)) => (Some(ts), Some(ip)),
+            None => (device.last_seen_ts, device.last_seen_ip),
+        };
+        DeviceInfo {
+            device_id: device.device_id,
+            display_name: device.display_name,
+            last_seen_ip,
+            last_seen_ts,
+        }
+    }
+
+    pub fn devices(&self, user_id: &UserId) -> Result<Vec<DeviceInfo>> {
+        Ok(self
+            .store
+            .devices(user_id.as_str())?
+            .into_iter()
+            .map(|d| self.info(user_id, d))
+            .collect())
+    }
+
+    pub fn device(&self, user_id: &UserId, device_id: &DeviceId) -> Result<DeviceInfo> {
+        self.store
+            .device(user_id.as_str(), device_id.as_str())?
+            .map(|d| self.info(user_id, d))
+            .ok_or_else(|| Error::not_found("No such device"))
+    }
+
+    pub async fn rename_device(
+        &self,
+        user_id: &UserId,
+        device_id: &DeviceId,
+        display_name: Option<String>,
+    ) -> Result<()> {
+        let _guard = self.write_lock.lock().await;
+        let mut device = self
+            .store
+            .device(user_id.as_str(), device_id.as_str())?
+            .ok_or_else(|| Error::not_found("No such device"))?;
+        device.display_name = display_name;
+        let mut batch = self.store.batch();
+        batch.put_device(user_id.as_str(), &device)?;
+        self.store.write(batch)?;
+        Ok(())
+    }
+
+    /// Writes the in-memory last-seen times to the device records.
+    pub fn persist_last_seen(&self) -> Result<()> {
+        let seen: Vec<_> = self.last_seen_map().drain().collect();
+        let mut batch = self.store.batch();
+        for ((user_id, device_id), (ts, ip)) in seen {
+            if let Some(mut device) = self.store.device(user_id.as_str(), device_id.as_str())? {
+                device.last_seen_ts = Some(ts);
+                device.last_seen_ip = Some(ip);
+                batch.put_device(user_id.as_str(), &device)?;
+            }
+        }
+        self.store.write(batch)?;
+        Ok(())
+    }
+}

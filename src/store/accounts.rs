@@ -1,0 +1,168 @@
+//! Accounts, devices and their tokens.
+
+use ruma::{OwnedDeviceId, OwnedUserId};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{Batch, Cf, Store, StoreResult, keys};
+
+/// SHA-256 of a token: tokens are stored only as hashes, so a copy of the data
+/// directory does not hand out working sessions.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TokenHash(#[serde(with = "hex_bytes")] [u8; 32]);
+
+impl TokenHash {
+    pub fn of(token: &str) -> Self {
+        Self(Sha256::digest(token.as_bytes()).into())
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TokenHash({}…)", hex::encode(&self.0[..4]))
+    }
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let text = String::deserialize(d)?;
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(text, &mut out).map_err(serde::de::Error::custom)?;
+        Ok(out)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserRecord {
+    /// argon2id PHC string; `None` once deactivated or for accounts that only log in by JWT.
+    pub password_hash: Option<String>,
+    pub created_ts: u64,
+    #[serde(default)]
+    pub deactivated: bool,
+    /// Server administrator, recognised by admin tooling.
+    #[serde(default)]
+    pub admin: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceRecord {
+    pub device_id: OwnedDeviceId,
+    pub display_name: Option<String>,
+    pub created_ts: u64,
+    pub last_seen_ts: Option<u64>,
+    pub last_seen_ip: Option<String>,
+    /// The device's one live access token.
+    pub access_token: TokenHash,
+    pub refresh_token: Option<TokenHash>,
+    /// A refresh token that was exchanged but stays valid until the new tokens are used,
+    /// so a client that lost the refresh response can repeat it.
+    #[serde(default)]
+    pub retiring_refresh_token: Option<TokenHash>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessTokenRecord {
+    pub user_id: OwnedUserId,
+    pub device_id: OwnedDeviceId,
+    pub expires_at_ms: Option<u64>,
+    /// Set on tokens issued by a refresh: their first use retires the refresh token
+    /// that was exchanged for them.
+    #[serde(default)]
+    pub retires_refresh_token: Option<TokenHash>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RefreshTokenRecord {
+    pub user_id: OwnedUserId,
+    pub device_id: OwnedDeviceId,
+}
+
+impl Store {
+    pub fn user(&self, user_id: &str) -> StoreResult<Option<UserRecord>> {
+        self.get_json(Cf::Users, &keys::user(user_id))
+    }
+
+    pub fn device(&self, user_id: &str, device_id: &str) -> StoreResult<Option<DeviceRecord>> {
+        self.get_json(Cf::Devices, &keys::device(user_id, device_id))
+    }
+
+    pub fn devices(&self, user_id: &str) -> StoreResult<Vec<DeviceRecord>> {
+        Ok(self
+            .scan_prefix(Cf::Devices, &keys::devices_of(user_id))?
+            .into_iter()
+            .map(|(_, device)| device)
+            .collect())
+    }
+
+    pub fn access_token(&self, hash: &TokenHash) -> StoreResult<Option<AccessTokenRecord>> {
+        self.get_json(Cf::AccessTokens, hash.as_bytes())
+    }
+
+    pub fn refresh_token(&self, hash: &TokenHash) -> StoreResult<Option<RefreshTokenRecord>> {
+        self.get_json(Cf::RefreshTokens, hash.as_bytes())
+    }
+}
+
+impl Batch<'_> {
+    pub fn put_user(&mut self, user_id: &str, user: &UserRecord) -> StoreResult<()> {
+        self.put_json(Cf::Users, &keys::user(user_id), user)
+    }
+
+    pub fn put_device(&mut self, user_id: &str, device: &DeviceRecord) -> StoreResult<()> {
+        self.put_json(
+            Cf::Devices,
+            &keys::device(user_id, device.device_id.as_str()),
+            device,
+        )
+    }
+
+    /// Removes a device together with every token that belongs to it.
+    pub fn delete_device(&mut self, user_id: &str, device: &DeviceRecord) {
+        self.delete(
+            Cf::Devices,
+            &keys::device(user_id, device.device_id.as_str()),
+        );
+        self.delete(Cf::AccessTokens, device.access_token.as_bytes());
+        for refresh in [device.refresh_token, device.retiring_refresh_token]
+            .into_iter()
+            .flatten()
+        {
+            self.delete(Cf::RefreshTokens, refresh.as_bytes());
+        }
+    }
+
+    pub fn put_access_token(
+        &mut self,
+        hash: &TokenHash,
+        token: &AccessTokenRecord,
+    ) -> StoreResult<()> {
+        self.put_json(Cf::AccessTokens, hash.as_bytes(), token)
+    }
+
+    pub fn delete_access_token(&mut self, hash: &TokenHash) {
+        self.delete(Cf::AccessTokens, hash.as_bytes());
+    }
+
+    pub fn put_refresh_token(
+        &mut self,
+        hash: &TokenHash,
+        token: &RefreshTokenRecord,
+    ) -> StoreResult<()> {
+        self.put_json(Cf::RefreshTokens, hash.as_bytes(), token)
+    }
+
+    pub fn delete_refresh_token(&mut self, hash: &TokenHash) {
+        self.delete(Cf::RefreshTokens, hash.as_bytes());
+    }
+}

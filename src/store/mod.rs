@@ -1,0 +1,249 @@
+//! RocksDB storage: one column family per kind of record, big-endian keys, and one
+//! atomic write batch per logical change. See `spec/storage.md` for the key layouts.
+
+mod accounts;
+mod keys;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rocksdb::{ColumnFamilyDescriptor, DB, Options, WriteBatch, WriteOptions};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use accounts::{AccessTokenRecord, DeviceRecord, RefreshTokenRecord, TokenHash, UserRecord};
+
+/// Bumped whenever a key layout or record encoding changes incompatibly.
+pub const SCHEMA_VERSION: u32 = 1;
+
+const SCHEMA_VERSION_KEY: &[u8] = b"schema_version";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "the data directory {0} is in use by another hearth process (RocksDB holds its LOCK file); stop that process or choose another --data directory"
+    )]
+    Locked(PathBuf),
+    #[error(
+        "the data directory {path} holds schema version {found}, but this hearth understands version {expected}"
+    )]
+    SchemaMismatch {
+        path: PathBuf,
+        found: u32,
+        expected: u32,
+    },
+    #[error("storage error: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("corrupt record in {cf}: {detail}")]
+    Corrupt { cf: &'static str, detail: String },
+    #[error("cannot encode record: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The kinds of record, each in its own column family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cf {
+    Meta,
+    Users,
+    Devices,
+    AccessTokens,
+    RefreshTokens,
+}
+
+impl Cf {
+    pub const ALL: [Cf; 5] = [
+        Cf::Meta,
+        Cf::Users,
+        Cf::Devices,
+        Cf::AccessTokens,
+        Cf::RefreshTokens,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Cf::Meta => "meta",
+            Cf::Users => "users",
+            Cf::Devices => "devices",
+            Cf::AccessTokens => "access_tokens",
+            Cf::RefreshTokens => "refresh_tokens",
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: DB,
+    write_options: WriteOptions,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store under `path`. With `sync_writes`, every batch
+    /// is fsynced before it is acknowledged, so it survives power loss, not only `kill -9`;
+    /// RocksDB groups concurrent synced writes into one fsync.
+    pub fn open(path: &Path, sync_writes: bool) -> StoreResult<Self> {
+        std::fs::create_dir_all(path).map_err(|e| StoreError::Corrupt {
+            cf: "meta",
+            detail: format!("cannot create {}: {e}", path.display()),
+        })?;
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        options.set_keep_log_file_num(4);
+        let descriptors = Cf::ALL.iter().map(|cf| {
+            let mut cf_options = Options::default();
+            cf_options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            ColumnFamilyDescriptor::new(cf.name(), cf_options)
+        });
+        let db = DB::open_cf_descriptors(&options, path, descriptors).map_err(|e| {
+            if is_lock_error(&e) {
+                StoreError::Locked(path.to_path_buf())
+            } else {
+                StoreError::Rocks(e)
+            }
+        })?;
+        let mut write_options = WriteOptions::default();
+        write_options.set_sync(sync_writes);
+        let store = Store {
+            inner: Arc::new(Inner {
+                db,
+                write_options,
+                path: path.to_path_buf(),
+            }),
+        };
+        store.check_schema_version()?;
+        Ok(store)
+    }
+
+    fn check_schema_version(&self) -> StoreResult<()> {
+        match self.get_raw(Cf::Meta, SCHEMA_VERSION_KEY)? {
+            None => {
+                let mut batch = self.batch();
+                batch.put_raw(Cf::Meta, SCHEMA_VERSION_KEY, &SCHEMA_VERSION.to_be_bytes());
+                self.write(batch)
+            }
+            Some(bytes) => {
+                let found = <[u8; 4]>::try_from(bytes.as_slice())
+                    .map(u32::from_be_bytes)
+                    .map_err(|_| StoreError::Corrupt {
+                        cf: "meta",
+                        detail: "schema_version is not 4 bytes".into(),
+                    })?;
+                if found == SCHEMA_VERSION {
+                    Ok(())
+                } else {
+                    Err(StoreError::SchemaMismatch {
+                        path: self.inner.path.clone(),
+                        found,
+                        expected: SCHEMA_VERSION,
+                    })
+                }
+            }
+        }
+    }
+
+    fn cf(&self, cf: Cf) -> &rocksdb::ColumnFamily {
+        // Every column family in `Cf::ALL` is created at open, so the handle exists.
+        self.inner
+            .db
+            .cf_handle(cf.name())
+            .expect("column family created at open")
+    }
+
+    pub fn get_raw(&self, cf: Cf, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self.inner.db.get_cf(self.cf(cf), key)?)
+    }
+
+    pub fn get_json<T: DeserializeOwned>(&self, cf: Cf, key: &[u8]) -> StoreResult<Option<T>> {
+        match self.get_raw(cf, key)? {
+            None => Ok(None),
+            Some(bytes) => decode(cf, &bytes).map(Some),
+        }
+    }
+
+    /// All records whose key starts with `prefix`, in key order.
+    pub fn scan_prefix<T: DeserializeOwned>(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+    ) -> StoreResult<Vec<(Vec<u8>, T)>> {
+        let mut out = Vec::new();
+        let iter = self.inner.db.iterator_cf(
+            self.cf(cf),
+            rocksdb::IteratorMode::From(prefix, rocksdb::Direction::Forward),
+        );
+        for item in iter {
+            let (key, value) = item?;
+            if !key.starts_with(prefix) {
+                break;
+            }
+            out.push((key.to_vec(), decode(cf, &value)?));
+        }
+        Ok(out)
+    }
+
+    pub fn batch(&self) -> Batch<'_> {
+        Batch {
+            store: self,
+            inner: WriteBatch::default(),
+        }
+    }
+
+    /// Applies the batch atomically; once this returns, the change is in the write-ahead log.
+    pub fn write(&self, batch: Batch<'_>) -> StoreResult<()> {
+        self.inner
+            .db
+            .write_opt(batch.inner, &self.inner.write_options)?;
+        Ok(())
+    }
+
+    /// Flushes the write-ahead log and memtables; called on graceful shutdown.
+    pub fn flush(&self) -> StoreResult<()> {
+        self.inner.db.flush_wal(true)?;
+        for cf in Cf::ALL {
+            self.inner.db.flush_cf(self.cf(cf))?;
+        }
+        Ok(())
+    }
+}
+
+/// A set of changes applied together or not at all.
+pub struct Batch<'a> {
+    store: &'a Store,
+    inner: WriteBatch,
+}
+
+impl Batch<'_> {
+    pub fn put_raw(&mut self, cf: Cf, key: &[u8], value: &[u8]) {
+        self.inner.put_cf(self.store.cf(cf), key, value);
+    }
+
+    pub fn put_json<T: Serialize>(&mut self, cf: Cf, key: &[u8], value: &T) -> StoreResult<()> {
+        let bytes = serde_json::to_vec(value)?;
+        self.put_raw(cf, key, &bytes);
+        Ok(())
+    }
+
+    pub fn delete(&mut self, cf: Cf, key: &[u8]) {
+        self.inner.delete_cf(self.store.cf(cf), key);
+    }
+}
+
+fn decode<T: DeserializeOwned>(cf: Cf, bytes: &[u8]) -> StoreResult<T> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        cf: cf.name(),
+        detail: e.to_string(),
+    })
+}
+
+fn is_lock_error(err: &rocksdb::Error) -> bool {
+    let text = err.to_string();
+    text.contains("LOCK") && (text.contains("lock") || text.contains("Resource temporarily"))
+}

@@ -1,0 +1,162 @@
+"""Fixtures for interop tests that run third-party Matrix clients against a
+real `hearth` process.
+
+The binary is taken from the HEARTH_BIN environment variable, e.g.
+
+    HEARTH_BIN=target/debug/hearth python -m pytest tests/interop -q
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+import pytest
+
+READY_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class HearthServer:
+    base_url: str  # e.g. "http://127.0.0.1:41234"
+    server_name: str  # e.g. "localhost:41234"
+    data_dir: str
+    stderr_path: str
+
+    def stderr(self) -> str:
+        try:
+            with open(self.stderr_path, encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except OSError as e:
+            return f"<could not read hearth stderr: {e}>"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _child_env() -> dict:
+    # Hearth reads HEARTH_<SECTION>__<KEY> variables as configuration; don't let
+    # anything from the caller's environment (including HEARTH_BIN itself)
+    # change the server under test.
+    return {k: v for k, v in os.environ.items() if not k.startswith("HEARTH_")}
+
+
+def _versions_status(base_url: str) -> int | None:
+    try:
+        with urllib.request.urlopen(
+            f"{base_url}/_matrix/client/versions", timeout=2
+        ) as resp:
+            return resp.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+@pytest.fixture(scope="session")
+def hearth_bin() -> str:
+    path = os.environ.get("HEARTH_BIN")
+    if not path:
+        pytest.fail(
+            "HEARTH_BIN is not set: point it at a built hearth binary, e.g. "
+            "HEARTH_BIN=/root/.cache/hearth-target/debug/hearth "
+            "python -m pytest tests/interop",
+            pytrace=False,
+        )
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        pytest.fail(f"HEARTH_BIN={path!r} is not an executable file", pytrace=False)
+    return path
+
+
+@pytest.fixture
+def hearth(hearth_bin):
+    """Start a fresh hearth (own port, own empty data dir) for one test.
+
+    Yields a HearthServer; kills the process and removes the data dir
+    afterwards. If the test fails, the server's stderr is added to the failure
+    report (see pytest_runtest_makereport below).
+    """
+    tmp = tempfile.mkdtemp(prefix="hearth-interop-")
+    data_dir = os.path.join(tmp, "data")
+    os.mkdir(data_dir)
+    stderr_path = os.path.join(tmp, "hearth.stderr")
+    port = _free_port()
+    server = HearthServer(
+        base_url=f"http://127.0.0.1:{port}",
+        server_name=f"localhost:{port}",
+        data_dir=data_dir,
+        stderr_path=stderr_path,
+    )
+
+    stderr_file = open(stderr_path, "wb")
+    proc = subprocess.Popen(
+        [
+            hearth_bin,
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--data",
+            data_dir,
+            "--server-name",
+            server.server_name,
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=stderr_file,
+        stderr=stderr_file,
+        env=_child_env(),
+        cwd=tmp,
+    )
+
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        last = None
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(
+                    f"hearth exited with code {proc.returncode} before becoming "
+                    f"ready.\n--- hearth stderr ---\n{server.stderr()}",
+                    pytrace=False,
+                )
+            last = _versions_status(server.base_url)
+            if last == 200:
+                break
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"hearth not ready after {READY_TIMEOUT_S:.0f}s "
+                    f"(last GET /_matrix/client/versions status: {last}).\n"
+                    f"--- hearth stderr ---\n{server.stderr()}",
+                    pytrace=False,
+                )
+            time.sleep(0.1)
+
+        yield server
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            try:
+                proc.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                pass
+        stderr_file.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    # When a test using the `hearth` fixture fails, show what the server logged.
+    rep = yield
+    if rep.failed and rep.when == "call":
+        server = getattr(item, "funcargs", {}).get("hearth")
+        if isinstance(server, HearthServer):
+            rep.sections.append(
+                (f"hearth stderr ({server.base_url})", server.stderr())
+            )
+    return rep

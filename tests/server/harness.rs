@@ -1,0 +1,245 @@
+//! Starts the real `hearth` binary on a free loopback port with a temporary data directory.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::{Client, Response};
+use serde_json::{Value, json};
+
+pub struct TestServer {
+    child: Option<Child>,
+    pub port: u16,
+    pub data: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+    pub client: Client,
+    extra_env: Vec<(String, String)>,
+}
+
+pub const PASSWORD: &str = "correct horse battery";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl TestServer {
+    pub fn start() -> Self {
+        Self::start_with_env(&[])
+    }
+
+    /// Starts with extra `HEARTH_*` environment settings.
+    pub fn start_with_env(env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let mut server = Self {
+            child: None,
+            port: free_port(),
+            data,
+            _dir: Some(dir),
+            client: Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            extra_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        server.spawn();
+        server
+    }
+
+    pub fn server_name(&self) -> String {
+        format!("localhost:{}", self.port)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hearth"));
+        command
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--data")
+            .arg(&self.data)
+            .arg("--server-name")
+            .arg(self.server_name())
+            .env("RUST_LOG", "warn")
+            // Tests must not be slowed by fsync; kill -9 durability needs only the WAL.
+            .env("HEARTH_SYNC_WRITES", "false");
+        for (k, v) in &self.extra_env {
+            command.env(k, v);
+        }
+        command
+    }
+
+    fn spawn(&mut self) {
+        let child = self
+            .command()
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start hearth");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = self.client.get(self.url("/_matrix/client/versions")).send()
+                && r.status().is_success()
+            {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("hearth exited early ({status}): {}", self.stderr());
+            }
+            assert!(Instant::now() < deadline, "hearth did not become ready");
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    fn stderr(&mut self) -> String {
+        let mut text = String::new();
+        if let Some(child) = self.child.as_mut()
+            && let Some(err) = child.stderr.as_mut()
+        {
+            let _ = err.read_to_string(&mut text);
+        }
+        text
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill_9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("server running");
+        let pid = child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        child.wait().unwrap()
+    }
+
+    pub fn restart(&mut self) {
+        if self.child.is_some() {
+            assert!(self.terminate().success());
+        }
+        self.spawn();
+    }
+
+    pub fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut request = self.client.get(self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        into_json(request.send().unwrap())
+    }
+
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self.client.request(method, self.url(path)).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        into_json(request.send().unwrap())
+    }
+
+    pub fn post(&self, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
+        self.send("POST", path, token, body)
+    }
+
+    pub fn post_raw(&self, path: &str, body: &str) -> (u16, Value) {
+        into_json(
+            self.client
+                .post(self.url(path))
+                .header("content-type", "application/json")
+                .body(body.to_owned())
+                .send()
+                .unwrap(),
+        )
+    }
+
+    /// Registers through the dummy UIA stage; returns the whole response.
+    pub fn register(&self, username: &str) -> Value {
+        let (status, body) = self.post(
+            "/_matrix/client/v3/register",
+            None,
+            &json!({
+                "username": username,
+                "password": PASSWORD,
+                "auth": { "type": "m.login.dummy" },
+            }),
+        );
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    pub fn login(&self, user: &str, password: &str) -> (u16, Value) {
+        self.post(
+            "/_matrix/client/v3/login",
+            None,
+            &json!({
+                "type": "m.login.password",
+                "identifier": { "type": "m.id.user", "user": user },
+                "password": password,
+            }),
+        )
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn into_json(response: Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().unwrap();
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+    };
+    (status, body)
+}
+
+pub fn token(body: &Value) -> String {
+    body["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_owned()
+}
+
+/// Asserts a Matrix error response.
+#[track_caller]
+pub fn assert_error(response: (u16, Value), status: u16, errcode: &str) -> Value {
+    let (got_status, body) = response;
+    assert_eq!(got_status, status, "{body}");
+    assert_eq!(body["errcode"], errcode, "{body}");
+    assert!(body["error"].is_string(), "{body}");
+    body
+}

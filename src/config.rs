@@ -16,6 +16,7 @@ pub struct Config {
     pub data: PathBuf,
     pub public_baseurl: Option<String>,
     pub max_request_bytes: usize,
+    pub forwarded_for_header: bool,
     pub sync_writes: bool,
     pub log_format: LogFormat,
     pub registration: RegistrationConfig,
@@ -78,6 +79,7 @@ impl Default for Config {
             data: PathBuf::from("./data"),
             public_baseurl: None,
             max_request_bytes: 1 << 20,
+            forwarded_for_header: false,
             sync_writes: true,
             log_format: LogFormat::Pretty,
             registration: RegistrationConfig::default(),
@@ -145,6 +147,10 @@ pub const OPTIONS: &[(&str, &str)] = &[
     (
         "max_request_bytes",
         "Largest request body accepted, larger ones get M_TOO_LARGE [default: 1048576]",
+    ),
+    (
+        "forwarded_for_header",
+        "Behind a reverse proxy on loopback: take client addresses from X-Forwarded-For [default: false]",
     ),
     (
         "sync_writes",

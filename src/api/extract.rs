@@ -55,19 +55,40 @@ impl<T: DeserializeOwned> FromRequest<AppState> for MatrixJson<T> {
     }
 }
 
-/// The address a request came from.
+/// The address a request came from. Behind a reverse proxy (`forwarded_for_header`
+/// on, and the connection itself from loopback) it is the last address the proxy
+/// appended to `X-Forwarded-For`; otherwise every user would share the proxy's address,
+/// and one attacker's failed logins would lock everyone out.
 pub struct ClientAddr(pub Option<String>);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+impl FromRequestParts<AppState> for ClientAddr {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientAddr(
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip());
+        let forwarded = || {
             parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(addr)| addr.ip().to_string()),
-        ))
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
+                .next_back()
+        };
+        let addr = match peer {
+            Some(ip) if ip.is_loopback() && state.config.forwarded_for_header => {
+                forwarded().or(Some(ip))
+            }
+            other => other,
+        };
+        Ok(ClientAddr(addr.map(|ip| ip.to_string())))
     }
 }
 

@@ -49,6 +49,9 @@ pub struct Sessions {
     last_seen: Mutex<HashMap<(OwnedUserId, OwnedDeviceId), (u64, String)>>,
 }
 
+/// Device IDs end up in keys and in every client's device list; keep them sane.
+const MAX_DEVICE_ID_BYTES: usize = 255;
+
 fn new_token(prefix: &str) -> String {
     let mut bytes = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut bytes);
@@ -143,6 +146,14 @@ impl Sessions {
         display_name: Option<String>,
         refreshable: bool,
     ) -> Result<IssuedTokens> {
+        if device_id
+            .as_ref()
+            .is_some_and(|id| id.as_str().is_empty() || id.as_str().len() > MAX_DEVICE_ID_BYTES)
+        {
+            return Err(Error::invalid_param(format!(
+                "device_id must be 1 to {MAX_DEVICE_ID_BYTES} bytes"
+            )));
+        }
         let _guard = self.write_lock.lock().await;
         let device_id = device_id.unwrap_or_else(new_device_id);
         let existing = self.store.device(user_id.as_str(), device_id.as_str())?;

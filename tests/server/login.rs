@@ -308,3 +308,57 @@ fn jwt_login_is_off_by_default() {
         "M_UNKNOWN",
     );
 }
+
+#[test]
+fn behind_a_proxy_rate_limits_apply_per_forwarded_address() {
+    let server = TestServer::start_with_env(&[
+        ("HEARTH_LOGIN__FAILURES_BURST", "2"),
+        ("HEARTH_FORWARDED_FOR_HEADER", "true"),
+    ]);
+    server.register("yan");
+    let login_from = |addr: &str, user: &str, password: &str| {
+        crate::harness::into_json(
+            server
+                .client
+                .post(server.url(LOGIN))
+                .header("X-Forwarded-For", format!("203.0.113.9, {addr}"))
+                .json(&json!({ "type": "m.login.password", "user": user, "password": password }))
+                .send()
+                .unwrap(),
+        )
+    };
+    assert_error(
+        login_from("198.51.100.1", "ghost1", "x"),
+        403,
+        "M_FORBIDDEN",
+    );
+    assert_error(
+        login_from("198.51.100.1", "ghost2", "x"),
+        403,
+        "M_FORBIDDEN",
+    );
+    assert_error(
+        login_from("198.51.100.1", "ghost3", "x"),
+        429,
+        "M_LIMIT_EXCEEDED",
+    );
+    // Another client behind the same proxy is not locked out by the first one.
+    assert_eq!(login_from("198.51.100.2", "yan", PASSWORD).0, 200);
+}
+
+#[test]
+fn absurd_device_ids_are_refused() {
+    let server = TestServer::start();
+    server.register("zed");
+    for device_id in [String::new(), "D".repeat(300)] {
+        assert_error(
+            server.post(
+                LOGIN,
+                None,
+                &json!({ "type": "m.login.password", "user": "zed", "password": PASSWORD, "device_id": device_id }),
+            ),
+            400,
+            "M_INVALID_PARAM",
+        );
+    }
+}

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod config;
 pub mod error;
+pub mod event;
 pub mod server;
 pub mod service;
 pub mod store;

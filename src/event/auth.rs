@@ -1,0 +1,838 @@
+//! The authorisation rules of room versions 10, 11 and 12, and the auth events selection.
+//!
+//! Rule numbers in comments and test names follow the room v12 list (`content/rooms/v12.md`).
+//! Room v10/v11 differ in: rule 1.2 (room ID domain must match the sender's domain), rule 1.4
+//! (v10: `creator` required; v12: `additional_creators` validated), rule 2 (v12 only), rule 3.2/3.4
+//! (v10/v11 require `m.room.create` among the auth events, v12 forbids it), rule 5.3.1 (v10:
+//! `content.creator`, v11+: create `sender`), rule 10.4 (v12 only) and creators' power
+//! (v12: infinite).
+
+use std::collections::BTreeSet;
+
+use ruma::{SigningKeyAlgorithm, UserId};
+use serde_json::{Map, Value};
+
+use super::canonical::canonical_json;
+use super::hashes::{decode_b64, room_id_from_create_event_id};
+use super::power_levels::{LEVEL_FIELDS, Power, RoomPowers};
+use super::types::{CREATE, JOIN_RULES, MEMBER, POWER_LEVELS, THIRD_PARTY_INVITE};
+use super::{EventError, Pdu, Result, RoomVersion, StateKey};
+
+fn deny<T>(reason: impl Into<String>) -> Result<T> {
+    Err(EventError::Unauthorized(reason.into()))
+}
+
+/// The auth events selection (server-server API, "Auth events selection"): the state keys whose
+/// current events must be listed in `auth_events` of an event with these properties.
+///
+/// Returned sorted and without duplicates. `m.room.create` is included for v10/v11 and excluded
+/// for v12; an `m.room.create` event itself needs no auth events.
+pub fn auth_types_for_event(
+    version: RoomVersion,
+    event_type: &str,
+    sender: &UserId,
+    state_key: Option<&str>,
+    content: &Map<String, Value>,
+) -> Vec<StateKey> {
+    let key = |t: &str, sk: &str| (t.to_owned(), sk.to_owned());
+    let mut out = BTreeSet::new();
+    if event_type == CREATE {
+        return Vec::new();
+    }
+    if version.create_event_in_auth_events() {
+        out.insert(key(CREATE, ""));
+    }
+    out.insert(key(POWER_LEVELS, ""));
+    out.insert(key(MEMBER, sender.as_str()));
+    if event_type == MEMBER {
+        if let Some(target) = state_key {
+            out.insert(key(MEMBER, target));
+        }
+        let membership = content.get("membership").and_then(Value::as_str);
+        if matches!(membership, Some("join" | "invite" | "knock")) {
+            out.insert(key(JOIN_RULES, ""));
+        }
+        if membership == Some("invite")
+            && let Some(token) = content
+                .get("third_party_invite")
+                .and_then(|t| t.get("signed"))
+                .and_then(|s| s.get("token"))
+                .and_then(Value::as_str)
+        {
+            out.insert(key(THIRD_PARTY_INVITE, token));
+        }
+        // All supported versions support restricted rooms.
+        if membership == Some("join")
+            && let Some(via) = content
+                .get("join_authorised_via_users_server")
+                .and_then(Value::as_str)
+        {
+            out.insert(key(MEMBER, via));
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// [`auth_types_for_event`] for an existing PDU.
+pub fn auth_types_for_pdu(version: RoomVersion, event: &Pdu) -> Vec<StateKey> {
+    auth_types_for_event(
+        version,
+        event.event_type(),
+        event.sender(),
+        event.state_key(),
+        event.content(),
+    )
+}
+
+/// Rule 3 (v12 numbering; rule 2 in v10/v11): checks on the event's `auth_events` themselves.
+///
+/// `auth_events` must be exactly the events listed in `event.auth_events()`.
+pub fn check_auth_events(version: RoomVersion, event: &Pdu, auth_events: &[&Pdu]) -> Result<()> {
+    for id in event.auth_events() {
+        if !auth_events.iter().any(|e| e.event_id() == id) {
+            return Err(EventError::MissingEvent(id.to_string()));
+        }
+    }
+    let mut keys = Vec::with_capacity(auth_events.len());
+    for ae in auth_events {
+        if !event.auth_events().iter().any(|id| id == ae.event_id()) {
+            return Err(EventError::invalid(format!(
+                "supplied auth event {} is not listed in the event's auth_events",
+                ae.event_id()
+            )));
+        }
+        match ae.state_map_key() {
+            Some(k) => keys.push((k, *ae)),
+            None => return deny(format!("auth event {} is not a state event", ae.event_id())),
+        }
+    }
+    // 3.1 duplicates
+    let mut seen = BTreeSet::new();
+    for ((t, sk), _) in &keys {
+        if !seen.insert((t.clone(), sk.clone())) {
+            return deny(format!("duplicate auth events for ({t}, {sk:?})"));
+        }
+    }
+    // 3.2 selection
+    let expected: BTreeSet<StateKey> = auth_types_for_pdu(version, event).into_iter().collect();
+    for ((t, sk), ae) in &keys {
+        if !expected.contains(&(t.clone(), sk.clone())) {
+            return deny(format!(
+                "auth event {} ({t}, {sk:?}) is not allowed by the auth events selection",
+                ae.event_id()
+            ));
+        }
+    }
+    // 3.3 rejected auth events
+    if let Some((_, ae)) = keys.iter().find(|(_, ae)| ae.rejected()) {
+        return deny(format!("auth event {} was rejected", ae.event_id()));
+    }
+    // v10/v11 rule 2.4: the create event must be among the auth events.
+    if version.create_event_in_auth_events() && !seen.contains(&(CREATE.to_owned(), String::new()))
+    {
+        return deny("no m.room.create event among the auth events");
+    }
+    // 3.5 room IDs
+    for (_, ae) in &keys {
+        if ae.room_id() != event.room_id() {
+            return deny(format!(
+                "auth event {} belongs to room {}, not {}",
+                ae.event_id(),
+                ae.room_id().map_or("(none)", |r| r.as_str()),
+                event.room_id().map_or("(none)", |r| r.as_str()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Authorise an event against its own auth events (check 4 of "Checks performed on receipt of a
+/// PDU"): rule 1, rule 2 (v12), rule 3 and then all state-dependent rules using the auth events
+/// as the state.
+///
+/// `create_event` is required for room v12 (where the create event is not an auth event and is
+/// identified by the room ID); for v10/v11 it is taken from `auth_events` and may be `None`.
+pub fn check_event_auth(
+    version: RoomVersion,
+    event: &Pdu,
+    auth_events: &[&Pdu],
+    create_event: Option<&Pdu>,
+) -> Result<()> {
+    if event.event_type() == CREATE {
+        return auth_check(version, event, |_, _| None);
+    }
+    if !version.create_event_in_auth_events() {
+        let create = create_event.ok_or_else(|| EventError::MissingEvent(CREATE.to_owned()))?;
+        check_room_id_matches_create(event, create)?;
+    }
+    check_auth_events(version, event, auth_events)?;
+    auth_check(version, event, |t, sk| {
+        auth_events
+            .iter()
+            .copied()
+            .find(|e| e.is(t, sk))
+            .or_else(|| {
+                if t == CREATE && sk.is_empty() && !version.create_event_in_auth_events() {
+                    create_event
+                } else {
+                    None
+                }
+            })
+    })
+}
+
+/// v12 rule 2: the room ID must be the create event's ID with sigil `!`, and the create event
+/// must not be rejected.
+fn check_room_id_matches_create(event: &Pdu, create: &Pdu) -> Result<()> {
+    if !create.is(CREATE, "") {
+        return deny(format!(
+            "{} is not an m.room.create event",
+            create.event_id()
+        ));
+    }
+    let expected = room_id_from_create_event_id(create.event_id());
+    if event.room_id() != Some(&*expected) {
+        return deny(format!(
+            "room ID {} is not the ID of the room's create event ({expected})",
+            event.room_id().map_or("(none)", |r| r.as_str())
+        ));
+    }
+    if create.rejected() {
+        return deny(format!(
+            "the room's create event {} was rejected",
+            create.event_id()
+        ));
+    }
+    Ok(())
+}
+
+fn membership_name(m: Option<&str>) -> &str {
+    m.unwrap_or("none")
+}
+
+/// Authorise `event` against a room state (rules 1, 2 and 4–11; rule 3 concerns the auth events
+/// themselves, see [`check_auth_events`]).
+///
+/// `state(event_type, state_key)` returns the current state event for that key, if any. It is
+/// consulted for `m.room.create`, `m.room.power_levels`, `m.room.join_rules`, members and
+/// `m.room.third_party_invite`.
+///
+/// Signature *presence* is checked here (the sender's server, and the authorising server of a
+/// restricted join, rule 5.2); cryptographic validity is the job of
+/// [`super::signing::verify_event`], which is run on receipt before authorisation.
+pub fn auth_check<'a, F>(version: RoomVersion, event: &Pdu, state: F) -> Result<()>
+where
+    F: Fn(&str, &str) -> Option<&'a Pdu>,
+{
+    let sender = event.sender();
+    let is_third_party_invite = event.event_type() == MEMBER
+        && event.membership() == Some("invite")
+        && event.content().contains_key("third_party_invite");
+    if !is_third_party_invite && !event.has_signature_from(sender.server_name().as_str()) {
+        return deny(format!(
+            "event is not signed by the sender's server {}",
+            sender.server_name()
+        ));
+    }
+
+    // Rule 1.
+    if event.event_type() == CREATE {
+        return check_create(version, event);
+    }
+
+    let Some(create) = state(CREATE, "") else {
+        return deny("no m.room.create event in the room state");
+    };
+    // Rule 2 (v12).
+    if version.room_id_is_create_event_hash() {
+        check_room_id_matches_create(event, create)?;
+    }
+    // Rule 4.
+    if create.content().get("m.federate") == Some(&Value::Bool(false))
+        && sender.server_name() != create.sender().server_name()
+    {
+        return deny(format!(
+            "room is not federated (m.federate is false) and sender's server {} is not the creator's server {}",
+            sender.server_name(),
+            create.sender().server_name()
+        ));
+    }
+
+    let power_levels_event = state(POWER_LEVELS, "");
+    let powers = RoomPowers::new(version, create, power_levels_event)
+        .map_err(|e| EventError::Unauthorized(format!("current power levels are invalid: {e}")))?;
+    let membership_of = |user: &str| state(MEMBER, user).and_then(Pdu::membership);
+
+    // Rule 5.
+    if event.event_type() == MEMBER {
+        return check_member(version, event, &state, create, &powers);
+    }
+
+    // Rule 6.
+    let sender_membership = membership_of(sender.as_str());
+    if sender_membership != Some("join") {
+        return deny(format!(
+            "sender {sender} is not joined to the room (membership: {})",
+            membership_name(sender_membership)
+        ));
+    }
+
+    let sender_power = powers.user_power(sender);
+    // Rule 7.
+    if event.event_type() == THIRD_PARTY_INVITE {
+        let needed = powers.invite_level();
+        if sender_power.at_least(needed) {
+            return Ok(());
+        }
+        return deny(format!(
+            "sender lacks power to send third-party invites: needs {needed}, has {sender_power}"
+        ));
+    }
+
+    // Rule 8.
+    let needed = powers.required_level(event.event_type(), event.is_state());
+    if !sender_power.at_least(needed) {
+        return deny(format!(
+            "sender lacks power to send {}: needs {needed}, has {sender_power}",
+            event.event_type()
+        ));
+    }
+
+    // Rule 9.
+    if let Some(sk) = event.state_key()
+        && sk.starts_with('@')
+        && sk != sender.as_str()
+    {
+        return deny(format!(
+            "state key {sk:?} starts with '@' but is not the sender"
+        ));
+    }
+
+    // Rule 10.
+    if event.event_type() == POWER_LEVELS {
+        return check_power_levels(version, event, power_levels_event, &powers);
+    }
+
+    // Rule 11.
+    Ok(())
+}
+
+/// Rule 1: `m.room.create`.
+fn check_create(version: RoomVersion, event: &Pdu) -> Result<()> {
+    // 1.1
+    if !event.prev_events().is_empty() {
+        return deny("m.room.create must not have prev_events");
+    }
+    // 1.2
+    if version.room_id_is_create_event_hash() {
+        if let Some(room_id) = event.room_id() {
+            return deny(format!(
+                "m.room.create must not have a room_id in room version {version} (has {room_id})"
+            ));
+        }
+    } else {
+        let Some(room_id) = event.room_id() else {
+            return deny("m.room.create has no room_id");
+        };
+        if room_id.server_name() != Some(event.sender().server_name()) {
+            return deny(format!(
+                "room ID {room_id} does not have the sender's server name {}",
+                event.sender().server_name()
+            ));
+        }
+    }
+    // 1.3
+    if let Some(rv) = event.content().get("room_version") {
+        match rv.as_str() {
+            Some(s) if RoomVersion::is_recognised(s) => {}
+            _ => return deny(format!("unrecognised room_version {rv}")),
+        }
+    }
+    // 1.4 (v10: creator required; v12: additional_creators validated)
+    if version.create_requires_creator_field() && !event.content().contains_key("creator") {
+        return deny("m.room.create content has no creator");
+    }
+    if version.supports_additional_creators()
+        && let Some(extra) = event.content().get("additional_creators")
+    {
+        let Some(list) = extra.as_array() else {
+            return deny("additional_creators must be an array of user IDs");
+        };
+        for item in list {
+            match item.as_str().map(UserId::parse) {
+                Some(Ok(_)) => {}
+                _ => {
+                    return deny(format!(
+                        "additional_creators entry {item} is not a valid user ID"
+                    ));
+                }
+            }
+        }
+    }
+    // 1.5
+    Ok(())
+}
+
+/// Rule 5: `m.room.member`.
+fn check_member<'a, F>(
+    version: RoomVersion,
+    event: &Pdu,
+    state: &F,
+    create: &Pdu,
+    powers: &RoomPowers,
+) -> Result<()>
+where
+    F: Fn(&str, &str) -> Option<&'a Pdu>,
+{
+    let membership_of = |user: &str| state(MEMBER, user).and_then(Pdu::membership);
+    // 5.1
+    let Some(target_str) = event.state_key() else {
+        return deny("m.room.member event has no state_key");
+    };
+    let Some(membership) = event.membership() else {
+        return deny("m.room.member event has no membership in content");
+    };
+    let Ok(target) = UserId::parse(target_str) else {
+        return deny(format!(
+            "m.room.member state_key {target_str:?} is not a valid user ID"
+        ));
+    };
+    // 5.2
+    let authorised_via = match event.content().get("join_authorised_via_users_server") {
+        None => None,
+        Some(v) => {
+            let Some(user) = v.as_str().and_then(|s| UserId::parse(s).ok()) else {
+                return deny(format!(
+                    "join_authorised_via_users_server {v} is not a valid user ID"
+                ));
+            };
+            if !event.has_signature_from(user.server_name().as_str()) {
+                return deny(format!(
+                    "event is not signed by the authorising server {}",
+                    user.server_name()
+                ));
+            }
+            Some(user)
+        }
+    };
+
+    let sender = event.sender();
+    let sender_membership = membership_of(sender.as_str());
+    let target_membership = membership_of(target.as_str());
+    // Synapse treats a room without m.room.join_rules as invite-only.
+    let join_rule = state(JOIN_RULES, "")
+        .and_then(|e| e.content_str("join_rule"))
+        .unwrap_or("invite");
+    let sender_power = powers.user_power(sender);
+    let target_power = powers.user_power(&target);
+    let not_joined = || {
+        deny(format!(
+            "sender {sender} is not joined to the room (membership: {})",
+            membership_name(sender_membership)
+        ))
+    };
+
+    match membership {
+        // 5.3
+        "join" => {
+            // 5.3.1
+            let creator = if version.create_requires_creator_field() {
+                create.content_str("creator")
+            } else {
+                Some(create.sender().as_str())
+            };
+            if event.prev_events().len() == 1
+                && event.prev_events()[0] == create.event_id()
+                && creator == Some(target.as_str())
+            {
+                return Ok(());
+            }
+            // 5.3.2
+            if sender != &*target {
+                return deny(format!("{sender} cannot join on behalf of {target}"));
+            }
+            // 5.3.3
+            if sender_membership == Some("ban") {
+                return deny(format!("{sender} is banned from the room"));
+            }
+            match join_rule {
+                // 5.3.4
+                "invite" | "knock" => {
+                    if matches!(target_membership, Some("invite" | "join")) {
+                        Ok(())
+                    } else {
+                        deny(format!(
+                            "join rule is {join_rule} and {target} is not invited (membership: {})",
+                            membership_name(target_membership)
+                        ))
+                    }
+                }
+                // 5.3.5
+                "restricted" | "knock_restricted" => {
+                    if matches!(target_membership, Some("invite" | "join")) {
+                        return Ok(());
+                    }
+                    let Some(via) = authorised_via else {
+                        return deny(format!(
+                            "join rule is {join_rule} and no join_authorised_via_users_server was given"
+                        ));
+                    };
+                    let via_membership = membership_of(via.as_str());
+                    if via_membership != Some("join") {
+                        return deny(format!(
+                            "authorising user {via} is not joined to the room (membership: {})",
+                            membership_name(via_membership)
+                        ));
+                    }
+                    let via_power = powers.user_power(&via);
+                    if !via_power.at_least(powers.invite_level()) {
+                        return deny(format!(
+                            "authorising user {via} lacks power to invite: needs {}, has {via_power}",
+                            powers.invite_level()
+                        ));
+                    }
+                    Ok(())
+                }
+                // 5.3.6
+                "public" => Ok(()),
+                // 5.3.7
+                other => deny(format!("join rule {other:?} does not allow joining")),
+            }
+        }
+        // 5.4
+        "invite" => {
+            // 5.4.1
+            if let Some(tpi) = event.content().get("third_party_invite") {
+                if target_membership == Some("ban") {
+                    return deny(format!("{target} is banned from the room"));
+                }
+                let Some(signed) = tpi.get("signed").and_then(Value::as_object) else {
+                    return deny("third_party_invite has no signed object");
+                };
+                let (Some(mxid), Some(token)) = (
+                    signed.get("mxid").and_then(Value::as_str),
+                    signed.get("token").and_then(Value::as_str),
+                ) else {
+                    return deny("third_party_invite.signed lacks mxid or token");
+                };
+                if mxid != target.as_str() {
+                    return deny(format!(
+                        "third_party_invite mxid {mxid} does not match state_key {target}"
+                    ));
+                }
+                let Some(invite_event) = state(THIRD_PARTY_INVITE, token) else {
+                    return deny(format!(
+                        "no m.room.third_party_invite event for token {token:?}"
+                    ));
+                };
+                if invite_event.sender() != sender {
+                    return deny(format!(
+                        "sender {sender} is not the sender of the third-party invite ({})",
+                        invite_event.sender()
+                    ));
+                }
+                if third_party_signature_matches(signed, invite_event) {
+                    return Ok(());
+                }
+                return deny(
+                    "no signature in third_party_invite.signed matches a public key of the third-party invite",
+                );
+            }
+            // 5.4.2
+            if sender_membership != Some("join") {
+                return not_joined();
+            }
+            // 5.4.3
+            if let Some(m @ ("join" | "ban")) = target_membership {
+                return deny(format!("cannot invite {target}: membership is {m}"));
+            }
+            // 5.4.4 / 5.4.5
+            if sender_power.at_least(powers.invite_level()) {
+                Ok(())
+            } else {
+                deny(format!(
+                    "sender lacks power to invite: needs {}, has {sender_power}",
+                    powers.invite_level()
+                ))
+            }
+        }
+        // 5.5
+        "leave" => {
+            // 5.5.1
+            if sender == &*target {
+                return if matches!(sender_membership, Some("invite" | "join" | "knock")) {
+                    Ok(())
+                } else {
+                    deny(format!(
+                        "{sender} cannot leave: membership is {}",
+                        membership_name(sender_membership)
+                    ))
+                };
+            }
+            // 5.5.2
+            if sender_membership != Some("join") {
+                return not_joined();
+            }
+            // 5.5.3
+            if target_membership == Some("ban") && !sender_power.at_least(powers.ban_level()) {
+                return deny(format!(
+                    "sender lacks power to unban: needs {}, has {sender_power}",
+                    powers.ban_level()
+                ));
+            }
+            // 5.5.4 / 5.5.5
+            check_power_over_target(
+                "kick",
+                powers.kick_level(),
+                sender_power,
+                &target,
+                target_power,
+            )
+        }
+        // 5.6
+        "ban" => {
+            if sender_membership != Some("join") {
+                return not_joined();
+            }
+            check_power_over_target(
+                "ban",
+                powers.ban_level(),
+                sender_power,
+                &target,
+                target_power,
+            )
+        }
+        // 5.7
+        "knock" => {
+            if !matches!(join_rule, "knock" | "knock_restricted") {
+                return deny(format!("join rule {join_rule:?} does not allow knocking"));
+            }
+            if sender != &*target {
+                return deny(format!("{sender} cannot knock on behalf of {target}"));
+            }
+            match sender_membership {
+                Some(m @ ("ban" | "invite" | "join")) => {
+                    deny(format!("{sender} cannot knock: membership is {m}"))
+                }
+                _ => Ok(()),
+            }
+        }
+        // 5.8
+        other => deny(format!("unknown membership {other:?}")),
+    }
+}
+
+fn check_power_over_target(
+    action: &str,
+    needed: i64,
+    sender_power: Power,
+    target: &UserId,
+    target_power: Power,
+) -> Result<()> {
+    if !sender_power.at_least(needed) {
+        return deny(format!(
+            "sender lacks power to {action}: needs {needed}, has {sender_power}"
+        ));
+    }
+    if target_power >= sender_power {
+        return deny(format!(
+            "sender cannot {action} {target}: target's power {target_power} is not below sender's {sender_power}"
+        ));
+    }
+    Ok(())
+}
+
+/// Rule 5.4.1.7: does any signature in `signed` verify with a public key of the
+/// `m.room.third_party_invite` event (`public_key`, or any `public_keys[].public_key`)?
+fn third_party_signature_matches(signed: &Map<String, Value>, invite_event: &Pdu) -> bool {
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    if let Some(k) = invite_event
+        .content_str("public_key")
+        .and_then(|k| decode_b64(k).ok())
+    {
+        keys.push(k);
+    }
+    if let Some(Value::Array(list)) = invite_event.content().get("public_keys") {
+        keys.extend(
+            list.iter()
+                .filter_map(|o| o.get("public_key").and_then(Value::as_str))
+                .filter_map(|k| decode_b64(k).ok()),
+        );
+    }
+    let Some(Value::Object(signatures)) = signed.get("signatures") else {
+        return false;
+    };
+    let mut unsigned = signed.clone();
+    unsigned.remove("signatures");
+    unsigned.remove("unsigned");
+    let Ok(bytes) = canonical_json(&Value::Object(unsigned)) else {
+        return false;
+    };
+    signatures
+        .values()
+        .filter_map(Value::as_object)
+        .flat_map(|by_key| by_key.iter())
+        .filter(|(key_id, _)| key_id.starts_with("ed25519:"))
+        .filter_map(|(_, sig)| sig.as_str().and_then(|s| decode_b64(s).ok()))
+        .any(|sig| {
+            keys.iter().any(|pk| {
+                ruma::signatures::verify_canonical_json_bytes(
+                    &SigningKeyAlgorithm::Ed25519,
+                    pk,
+                    &sig,
+                    bytes.as_bytes(),
+                )
+                .is_ok()
+            })
+        })
+}
+
+fn int_map(content: &Map<String, Value>, key: &str) -> Map<String, Value> {
+    content
+        .get(key)
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Rule 10: `m.room.power_levels`.
+fn check_power_levels(
+    version: RoomVersion,
+    event: &Pdu,
+    current: Option<&Pdu>,
+    powers: &RoomPowers,
+) -> Result<()> {
+    let new = event.content();
+    // 10.1
+    for field in LEVEL_FIELDS {
+        if let Some(v) = new.get(field)
+            && !v.is_i64()
+        {
+            return deny(format!("power levels {field} must be an integer, got {v}"));
+        }
+    }
+    // 10.2
+    for field in ["events", "notifications"] {
+        if let Some(v) = new.get(field) {
+            match v.as_object() {
+                Some(m) if m.values().all(Value::is_i64) => {}
+                _ => {
+                    return deny(format!(
+                        "power levels {field} must be an object with integer values"
+                    ));
+                }
+            }
+        }
+    }
+    // 10.3
+    if let Some(v) = new.get("users") {
+        let Some(users) = v.as_object() else {
+            return deny("power levels users must be an object");
+        };
+        for (user, level) in users {
+            if UserId::parse(user).is_err() {
+                return deny(format!(
+                    "power levels users key {user:?} is not a valid user ID"
+                ));
+            }
+            if !level.is_i64() {
+                return deny(format!(
+                    "power level of {user} must be an integer, got {level}"
+                ));
+            }
+        }
+    }
+    // 10.4 (v12)
+    if version.creators_have_infinite_power() {
+        let users = int_map(new, "users");
+        if let Some(creator) = powers
+            .creators()
+            .iter()
+            .find(|c| users.contains_key(c.as_str()))
+        {
+            return deny(format!(
+                "room creator {creator} must not be listed in power levels users"
+            ));
+        }
+    }
+    // 10.5
+    let Some(current) = current else {
+        return Ok(());
+    };
+    let old = current.content();
+    let sender = event.sender();
+    let sender_power = powers.user_power(sender);
+    // 10.6
+    for field in LEVEL_FIELDS {
+        let (o, n) = (
+            old.get(field).and_then(Value::as_i64),
+            new.get(field).and_then(Value::as_i64),
+        );
+        if o == n {
+            continue;
+        }
+        if let Some(o) = o
+            && Power::Level(o) > sender_power
+        {
+            return deny(format!(
+                "sender cannot change {field}: current value {o} is above sender's power {sender_power}"
+            ));
+        }
+        if let Some(n) = n
+            && Power::Level(n) > sender_power
+        {
+            return deny(format!(
+                "sender cannot set {field} to {n}: above sender's power {sender_power}"
+            ));
+        }
+    }
+    // 10.7 / 10.8
+    for field in ["events", "notifications"] {
+        let (om, nm) = (int_map(old, field), int_map(new, field));
+        for (k, ov) in &om {
+            if nm.get(k) != Some(ov)
+                && let Some(o) = ov.as_i64()
+                && Power::Level(o) > sender_power
+            {
+                return deny(format!(
+                    "sender cannot change {field}.{k}: current value {o} is above sender's power {sender_power}"
+                ));
+            }
+        }
+        for (k, nv) in &nm {
+            if om.get(k) != Some(nv)
+                && let Some(n) = nv.as_i64()
+                && Power::Level(n) > sender_power
+            {
+                return deny(format!(
+                    "sender cannot set {field}.{k} to {n}: above sender's power {sender_power}"
+                ));
+            }
+        }
+    }
+    // 10.9 / 10.10
+    let (ou, nu) = (int_map(old, "users"), int_map(new, "users"));
+    for (user, ov) in &ou {
+        if nu.get(user) != Some(ov)
+            && user != sender.as_str()
+            && let Some(o) = ov.as_i64()
+            && Power::Level(o) >= sender_power
+        {
+            return deny(format!(
+                "sender cannot change the power level of {user}: current level {o} is not below sender's power {sender_power}"
+            ));
+        }
+    }
+    for (user, nv) in &nu {
+        if ou.get(user) != Some(nv)
+            && let Some(n) = nv.as_i64()
+            && Power::Level(n) > sender_power
+        {
+            return deny(format!(
+                "sender cannot give {user} power level {n}: above sender's power {sender_power}"
+            ));
+        }
+    }
+    // 10.11
+    Ok(())
+}

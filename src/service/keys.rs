@@ -6,9 +6,10 @@ use std::path::Path;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
-use ruma::CanonicalJsonObject;
-use ruma::signatures::{Ed25519KeyPair, KeyPair};
+use ruma::signatures::Ed25519KeyPair;
 use serde_json::{Value, json};
+
+use crate::event::SigningKey;
 
 const KEY_FILE: &str = "signing.key";
 
@@ -16,8 +17,7 @@ const KEY_FILE: &str = "signing.key";
 const VALIDITY_MS: u64 = 7 * 24 * 60 * 60 * 1000;
 
 pub struct ServerKeys {
-    server_name: String,
-    key_pair: Ed25519KeyPair,
+    key: SigningKey,
 }
 
 impl ServerKeys {
@@ -34,43 +34,34 @@ impl ServerKeys {
             }
             Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
         };
-        let key_pair = parse_key_file(&text)
+        let key = parse_key_file(&text, server_name)
             .map_err(|e| anyhow::anyhow!("{} is not a valid signing key: {e}", path.display()))?;
-        Ok(Self {
-            server_name: server_name.to_owned(),
-            key_pair,
-        })
+        Ok(Self { key })
     }
 
-    pub fn key_id(&self) -> String {
-        format!("ed25519:{}", self.key_pair.version())
+    /// The key that signs this server's events and requests.
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.key
+    }
+
+    pub fn key_id(&self) -> &str {
+        self.key.key_id()
     }
 
     pub fn public_key_base64(&self) -> String {
-        STANDARD_NO_PAD.encode(self.key_pair.public_key())
-    }
-
-    /// Adds our signature to `object`'s `signatures`.
-    pub fn sign_json(&self, object: &mut CanonicalJsonObject) -> anyhow::Result<()> {
-        ruma::signatures::sign_json(&self.server_name, &self.key_pair, object)?;
-        Ok(())
+        self.key.public_key_base64()
     }
 
     /// The body of `GET /_matrix/key/v2/server`, signed by the key it publishes.
     pub fn server_keys_response(&self, now_ms: u64) -> anyhow::Result<Value> {
-        let body = json!({
-            "server_name": self.server_name,
+        let mut body = json!({
+            "server_name": self.key.server_name(),
             "valid_until_ts": now_ms + VALIDITY_MS,
             "verify_keys": { self.key_id(): { "key": self.public_key_base64() } },
             "old_verify_keys": {},
         });
-        let mut object: CanonicalJsonObject = serde_json::from_value(body)?;
-        self.sign_json(&mut object)?;
-        Ok(serde_json::to_value(object)?)
-    }
-
-    pub fn sign_bytes(&self, message: &[u8]) -> Vec<u8> {
-        self.key_pair.sign(message).as_bytes().to_vec()
+        crate::event::sign_json(&mut body, &self.key)?;
+        Ok(body)
     }
 }
 
@@ -81,12 +72,16 @@ fn new_key_file_contents() -> String {
     format!("ed25519 {version} {}\n", STANDARD_NO_PAD.encode(&*document))
 }
 
-fn parse_key_file(text: &str) -> anyhow::Result<Ed25519KeyPair> {
+fn parse_key_file(text: &str, server_name: &str) -> anyhow::Result<SigningKey> {
     let mut parts = text.split_whitespace();
     match (parts.next(), parts.next(), parts.next(), parts.next()) {
         (Some("ed25519"), Some(version), Some(document), None) => {
             let der = STANDARD_NO_PAD.decode(document)?;
-            Ok(Ed25519KeyPair::from_der(&der, version.to_owned())?)
+            Ok(SigningKey::from_pkcs8_der(
+                server_name,
+                &format!("ed25519:{version}"),
+                &der,
+            )?)
         }
         _ => anyhow::bail!("expected one line: ed25519 <version> <key>"),
     }
@@ -128,14 +123,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let keys = ServerKeys::load_or_create(dir.path(), "example.org").unwrap();
         let body = keys.server_keys_response(1_000).unwrap();
-        let object: CanonicalJsonObject = serde_json::from_value(body).unwrap();
-        let mut key_map = ruma::signatures::PublicKeyMap::new();
-        let mut set = ruma::signatures::PublicKeySet::new();
-        set.insert(
-            keys.key_id(),
-            ruma::serde::Base64::parse(keys.public_key_base64()).unwrap(),
-        );
-        key_map.insert("example.org".into(), set);
-        ruma::signatures::verify_json(&key_map, &object).unwrap();
+        let key_map = keys.signing_key().public_key_map();
+        crate::event::verify_json(&body, "example.org", &key_map).unwrap();
     }
 }

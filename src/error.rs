@@ -34,6 +34,10 @@ pub enum ErrorKind {
     UserDeactivated,
     WeakPassword,
     GuestAccessForbidden,
+    UnsupportedRoomVersion,
+    RoomInUse,
+    InvalidRoomState,
+    BadState,
     /// A request the server understood but cannot act on, with no better code.
     Unknown,
     /// User-interactive authentication must continue: answered with 401 and the flows.
@@ -102,6 +106,10 @@ impl Error {
             ErrorKind::UserDeactivated => "M_USER_DEACTIVATED",
             ErrorKind::WeakPassword => "M_WEAK_PASSWORD",
             ErrorKind::GuestAccessForbidden => "M_GUEST_ACCESS_FORBIDDEN",
+            ErrorKind::UnsupportedRoomVersion => "M_UNSUPPORTED_ROOM_VERSION",
+            ErrorKind::RoomInUse => "M_ROOM_IN_USE",
+            ErrorKind::InvalidRoomState => "M_INVALID_ROOM_STATE",
+            ErrorKind::BadState => "M_BAD_STATE",
             ErrorKind::Unknown | ErrorKind::Internal => "M_UNKNOWN",
             // Inside a UIA response the errcode describes the failed stage, if any.
             ErrorKind::AuthRequired(_) => "M_FORBIDDEN",
@@ -132,6 +140,10 @@ impl Error {
             | ErrorKind::InvalidParam
             | ErrorKind::MissingParam
             | ErrorKind::WeakPassword
+            | ErrorKind::UnsupportedRoomVersion
+            | ErrorKind::RoomInUse
+            | ErrorKind::InvalidRoomState
+            | ErrorKind::BadState
             | ErrorKind::Unknown => StatusCode::BAD_REQUEST,
         }
     }

@@ -237,6 +237,9 @@ pub struct NewPdu {
     pub depth: u64,
     /// The origin timestamp in milliseconds.
     pub origin_server_ts: u64,
+    /// For `m.room.redaction`: the event redacted. Room v10 carries it at the top level,
+    /// later versions in `content`; the builder puts it where the version wants it.
+    pub redacts: Option<OwnedEventId>,
 }
 
 /// Build, hash and sign a complete PDU for `version`; returns its event ID and final JSON
@@ -284,6 +287,13 @@ pub fn build_signed_pdu(
     }
     if let Some(sk) = &pdu.state_key {
         obj.insert("state_key".to_owned(), json!(sk));
+    }
+    if let Some(redacts) = &pdu.redacts {
+        if version == RoomVersion::V10 {
+            obj.insert("redacts".to_owned(), json!(redacts));
+        } else if let Some(content) = obj.get_mut("content").and_then(Value::as_object_mut) {
+            content.insert("redacts".to_owned(), json!(redacts));
+        }
     }
     hash_and_sign_event(&mut event, key, version)?;
     let event_id = super::hashes::event_id(&event, version)?;
@@ -449,6 +459,7 @@ mod tests {
             auth_events: vec![],
             depth: 1,
             origin_server_ts: 1_700_000_000_000,
+            redacts: None,
         }
     }
 

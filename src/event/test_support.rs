@@ -62,6 +62,7 @@ impl Fixture {
                 auth_events: vec![],
                 depth: 1,
                 origin_server_ts: 1000,
+                redacts: None,
             },
         );
         let room_id =
@@ -158,6 +159,7 @@ impl Fixture {
                 auth_events,
                 depth: self.depth + 1,
                 origin_server_ts: self.ts,
+                redacts: None,
             },
         )
     }

@@ -3,6 +3,7 @@
 pub mod keys;
 pub mod password;
 pub mod ratelimit;
+pub mod rooms;
 pub mod sessions;
 pub mod shared_secret;
 pub mod uia;
@@ -25,6 +26,7 @@ pub struct Services {
     pub uia: uia::UiaSessions,
     pub login_limiter: ratelimit::RateLimiter,
     pub nonces: shared_secret::Nonces,
+    pub rooms: rooms::Rooms,
     server_name: ruma::OwnedServerName,
 }
 
@@ -35,6 +37,7 @@ impl Services {
             sessions: sessions::Sessions::new(store.clone(), &config),
             uia: uia::UiaSessions::default(),
             nonces: shared_secret::Nonces::default(),
+            rooms: rooms::Rooms::new(&store)?,
             login_limiter: ratelimit::RateLimiter::new(
                 config.login.failures_burst,
                 config.login.failures_per_minute,

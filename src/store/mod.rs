@@ -3,6 +3,7 @@
 
 mod accounts;
 mod keys;
+mod rooms;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use accounts::{AccessTokenRecord, DeviceRecord, RefreshTokenRecord, TokenHash, UserRecord};
+pub use rooms::{EventRecord, RoomRecord, StateGroupRecord, UserRoomRecord};
 
 /// Bumped whenever a key layout or record encoding changes incompatibly.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -50,15 +52,33 @@ pub enum Cf {
     Devices,
     AccessTokens,
     RefreshTokens,
+    Events,
+    Stream,
+    RoomStream,
+    RoomTopo,
+    Rooms,
+    StateGroups,
+    RoomState,
+    UserRooms,
+    TxnIds,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 5] = [
+    pub const ALL: [Cf; 14] = [
         Cf::Meta,
         Cf::Users,
         Cf::Devices,
         Cf::AccessTokens,
         Cf::RefreshTokens,
+        Cf::Events,
+        Cf::Stream,
+        Cf::RoomStream,
+        Cf::RoomTopo,
+        Cf::Rooms,
+        Cf::StateGroups,
+        Cf::RoomState,
+        Cf::UserRooms,
+        Cf::TxnIds,
     ];
 
     pub fn name(self) -> &'static str {
@@ -68,6 +88,15 @@ impl Cf {
             Cf::Devices => "devices",
             Cf::AccessTokens => "access_tokens",
             Cf::RefreshTokens => "refresh_tokens",
+            Cf::Events => "events",
+            Cf::Stream => "stream",
+            Cf::RoomStream => "room_stream",
+            Cf::RoomTopo => "room_topo",
+            Cf::Rooms => "rooms",
+            Cf::StateGroups => "state_groups",
+            Cf::RoomState => "room_state",
+            Cf::UserRooms => "user_rooms",
+            Cf::TxnIds => "txn_ids",
         }
     }
 }
@@ -187,6 +216,23 @@ impl Store {
             out.push((key.to_vec(), decode(cf, &value)?));
         }
         Ok(out)
+    }
+
+    pub(crate) fn raw_iter_from(
+        &self,
+        cf: Cf,
+        start: &[u8],
+    ) -> rocksdb::DBIteratorWithThreadMode<'_, DB> {
+        self.inner.db.iterator_cf(
+            self.cf(cf),
+            rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward),
+        )
+    }
+
+    pub(crate) fn raw_iter_from_end(&self, cf: Cf) -> rocksdb::DBIteratorWithThreadMode<'_, DB> {
+        self.inner
+            .db
+            .iterator_cf(self.cf(cf), rocksdb::IteratorMode::End)
     }
 
     pub fn batch(&self) -> Batch<'_> {

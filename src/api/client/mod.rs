@@ -5,6 +5,7 @@ mod devices;
 mod discovery;
 mod login;
 mod register;
+mod rooms;
 
 use axum::Router;
 
@@ -17,4 +18,5 @@ pub fn routes() -> Router<AppState> {
         .merge(login::routes())
         .merge(account::routes())
         .merge(devices::routes())
+        .merge(rooms::routes())
 }

@@ -1,0 +1,100 @@
+//! `POST /createRoom`.
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use ruma::OwnedUserId;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::check_identifier_length;
+use crate::api::AppState;
+use crate::api::extract::{Auth, MatrixJson};
+use crate::error::{Error, Result};
+use crate::service::rooms::{CreateRoom, EventTemplate, Preset};
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/_matrix/client/v3/createRoom", post(create_room))
+}
+
+#[derive(Deserialize)]
+struct InitialStateEvent {
+    #[serde(rename = "type")]
+    event_type: String,
+    #[serde(default)]
+    state_key: String,
+    content: Map<String, Value>,
+}
+
+#[derive(Deserialize)]
+struct CreateRoomBody {
+    visibility: Option<String>,
+    room_alias_name: Option<String>,
+    name: Option<String>,
+    topic: Option<String>,
+    #[serde(default)]
+    invite: Vec<OwnedUserId>,
+    #[serde(default)]
+    invite_3pid: Vec<Value>,
+    room_version: Option<String>,
+    #[serde(default)]
+    creation_content: Map<String, Value>,
+    #[serde(default)]
+    initial_state: Vec<InitialStateEvent>,
+    preset: Option<String>,
+    #[serde(default)]
+    is_direct: bool,
+    power_level_content_override: Option<Map<String, Value>>,
+}
+
+async fn create_room(
+    State(state): State<AppState>,
+    Auth(authed): Auth,
+    MatrixJson(body): MatrixJson<CreateRoomBody>,
+) -> Result<Json<Value>> {
+    let public_visibility = match body.visibility.as_deref() {
+        None | Some("private") => false,
+        Some("public") => true,
+        Some(other) => return Err(Error::bad_json(format!("Unknown visibility {other:?}"))),
+    };
+    if !body.invite_3pid.is_empty() {
+        return Err(Error::invalid_param(
+            "Third-party invites are not supported by this server",
+        ));
+    }
+    if body.room_alias_name.is_some() || public_visibility {
+        return Err(Error::invalid_param(
+            "Room aliases and the public room directory are not available on this server yet",
+        ));
+    }
+    let mut initial_state = Vec::new();
+    for event in body.initial_state {
+        check_identifier_length("type", &event.event_type)?;
+        check_identifier_length("state_key", &event.state_key)?;
+        if matches!(event.event_type.as_str(), "m.room.create" | "m.room.member") {
+            return Err(Error::bad_json(format!(
+                "initial_state cannot contain {}",
+                event.event_type
+            )));
+        }
+        initial_state.push(EventTemplate::state(
+            &event.event_type,
+            &event.state_key,
+            Value::Object(event.content),
+        ));
+    }
+    let request = CreateRoom {
+        preset: body.preset.as_deref().map(Preset::parse).transpose()?,
+        public_visibility,
+        room_version: body.room_version,
+        creation_content: body.creation_content,
+        power_level_content_override: body.power_level_content_override,
+        initial_state,
+        name: body.name,
+        topic: body.topic,
+        invite: body.invite,
+        is_direct: body.is_direct,
+    };
+    let room_id = state.create_room(&authed.user_id, request).await?;
+    Ok(Json(json!({ "room_id": room_id })))
+}

@@ -1,0 +1,169 @@
+//! Membership endpoints: join, leave, invite, kick, ban, unban.
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use ruma::OwnedUserId;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::parse_room_id;
+use crate::api::AppState;
+use crate::api::extract::{Auth, MatrixJson, Path};
+use crate::error::{Error, Result};
+use crate::service::rooms::MembershipChange;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/_matrix/client/v3/join/{room_id_or_alias}",
+            post(join_by_id_or_alias),
+        )
+        .route("/_matrix/client/v3/rooms/{room_id}/join", post(join))
+        .route("/_matrix/client/v3/rooms/{room_id}/leave", post(leave))
+        .route("/_matrix/client/v3/rooms/{room_id}/invite", post(invite))
+        .route("/_matrix/client/v3/rooms/{room_id}/kick", post(kick))
+        .route("/_matrix/client/v3/rooms/{room_id}/ban", post(ban))
+        .route("/_matrix/client/v3/rooms/{room_id}/unban", post(unban))
+}
+
+#[derive(Deserialize)]
+struct ReasonBody {
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TargetBody {
+    user_id: OwnedUserId,
+    reason: Option<String>,
+}
+
+async fn join_by_id_or_alias(
+    state: State<AppState>,
+    auth: Auth,
+    Path(target): Path<String>,
+    body: MatrixJson<ReasonBody>,
+) -> Result<Json<Value>> {
+    if target.starts_with('#') {
+        return Err(Error::not_found(
+            "Room aliases are not available on this server yet",
+        ));
+    }
+    join(state, auth, Path(target), body).await
+}
+
+async fn join(
+    State(state): State<AppState>,
+    Auth(authed): Auth,
+    Path(room_id): Path<String>,
+    MatrixJson(body): MatrixJson<ReasonBody>,
+) -> Result<Json<Value>> {
+    let room_id = parse_room_id(&room_id)?;
+    state
+        .change_membership(
+            &room_id,
+            &authed.user_id,
+            &authed.user_id,
+            MembershipChange::Join,
+            body.reason,
+        )
+        .await?;
+    Ok(Json(json!({ "room_id": room_id })))
+}
+
+async fn leave(
+    State(state): State<AppState>,
+    Auth(authed): Auth,
+    Path(room_id): Path<String>,
+    MatrixJson(body): MatrixJson<ReasonBody>,
+) -> Result<Json<Value>> {
+    let room_id = parse_room_id(&room_id)?;
+    state
+        .change_membership(
+            &room_id,
+            &authed.user_id,
+            &authed.user_id,
+            MembershipChange::Leave,
+            body.reason,
+        )
+        .await?;
+    Ok(Json(json!({})))
+}
+
+async fn targeted(
+    state: &AppState,
+    sender: &ruma::UserId,
+    room_id: &str,
+    body: TargetBody,
+    change: MembershipChange,
+) -> Result<Json<Value>> {
+    let room_id = parse_room_id(room_id)?;
+    state
+        .change_membership(&room_id, sender, &body.user_id, change, body.reason)
+        .await?;
+    Ok(Json(json!({})))
+}
+
+async fn invite(
+    State(state): State<AppState>,
+    Auth(authed): Auth,
+    Path(room_id): Path<String>,
+    MatrixJson(body): MatrixJson<TargetBody>,
+) -> Result<Json<Value>> {
+    targeted(
+        &state,
+        &authed.user_id,
+        &room_id,
+        body,
+        MembershipChange::Invite,
+    )
+    .await
+}
+
+async fn kick(
+    State(state): State<AppState>,
+    Auth(authed): Auth,
+    Path(room_id): Path<String>,
+    MatrixJson(body): MatrixJson<TargetBody>,
+) -> Result<Json<Value>> {
+    targeted(
+        &state,
+        &authed.user_id,
+        &room_id,
+        body,
+        MembershipChange::Kick,
+    )
+    .await
+}
+
+async fn ban(
+    State(state): State<AppState>,
+    Auth(authed): Auth,
+    Path(room_id): Path<String>,
+    MatrixJson(body): MatrixJson<TargetBody>,
+) -> Result<Json<Value>> {
+    targeted(
+        &state,
+        &authed.user_id,
+        &room_id,
+        body,
+        MembershipChange::Ban,
+    )
+    .await
+}
+
+async fn unban(
+    State(state): State<AppState>,
+    Auth(authed): Auth,
+    Path(room_id): Path<String>,
+    MatrixJson(body): MatrixJson<TargetBody>,
+) -> Result<Json<Value>> {
+    targeted(
+        &state,
+        &authed.user_id,
+        &room_id,
+        body,
+        MembershipChange::Unban,
+    )
+    .await
+}

@@ -1,0 +1,46 @@
+//! `PUT /rooms/{roomId}/send/{eventType}/{txnId}`.
+
+use axum::extract::State;
+use axum::routing::put;
+use axum::{Json, Router};
+use serde_json::{Map, Value, json};
+
+use super::{check_identifier_length, parse_room_id};
+use crate::api::AppState;
+use crate::api::extract::{Auth, MatrixJson, Path};
+use crate::error::{Error, Result};
+use crate::service::rooms::{EventTemplate, TxnRef};
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route(
+        "/_matrix/client/v3/rooms/{room_id}/send/{event_type}/{txn_id}",
+        put(send),
+    )
+}
+
+async fn send(
+    State(state): State<AppState>,
+    Auth(authed): Auth,
+    Path((room_id, event_type, txn_id)): Path<(String, String, String)>,
+    MatrixJson(content): MatrixJson<Map<String, Value>>,
+) -> Result<Json<Value>> {
+    let room_id = parse_room_id(&room_id)?;
+    check_identifier_length("event type", &event_type)?;
+    if event_type.is_empty() || txn_id.is_empty() {
+        return Err(Error::invalid_param(
+            "Event type and transaction ID must not be empty",
+        ));
+    }
+    let event_id = state
+        .append_event(
+            &room_id,
+            &authed.user_id,
+            EventTemplate::message(&event_type, Value::Object(content)),
+            Some(TxnRef {
+                device_id: authed.device_id.to_string(),
+                txn_id,
+            }),
+        )
+        .await?;
+    Ok(Json(json!({ "event_id": event_id })))
+}

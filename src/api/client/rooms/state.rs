@@ -1,0 +1,182 @@
+//! Room state: `PUT`/`GET /rooms/{roomId}/state/...` and `GET /rooms/{roomId}/event/{eventId}`.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::{check_identifier_length, parse_room_id, readable_state_group};
+use crate::api::AppState;
+use crate::api::extract::{Auth, MatrixJson, Path, Query};
+use crate::error::{Error, Result};
+use crate::service::rooms::{ClientView, EventTemplate};
+use crate::service::sessions::Authed;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/_matrix/client/v3/rooms/{room_id}/state", get(all_state))
+        .route(
+            "/_matrix/client/v3/rooms/{room_id}/state/{event_type}",
+            get(get_empty_key).put(put_empty_key),
+        )
+        .route(
+            "/_matrix/client/v3/rooms/{room_id}/state/{event_type}/{state_key}",
+            get(get_state).put(put_state),
+        )
+        .route(
+            "/_matrix/client/v3/rooms/{room_id}/event/{event_id}",
+            get(get_event),
+        )
+}
+
+fn view(authed: &Authed) -> ClientView<'_> {
+    ClientView {
+        user_id: &authed.user_id,
+        device_id: &authed.device_id,
+    }
+}
+
+async fn all_state(
+    State(state): State<AppState>,
+    Auth(authed): Auth,
+    Path(room_id): Path<String>,
+) -> Result<Json<Value>> {
+    let room_id = parse_room_id(&room_id)?;
+    let group = readable_state_group(&state, &room_id, &authed.user_id)?;
+    let mut events = Vec::new();
+    for event_id in state.state_ids_at(group)?.values() {
+        if let Some((_, event)) =
+            state.client_event_by_id(event_id.as_str(), Some(view(&authed)))?
+        {
+            events.push(event);
+        }
+    }
+    Ok(Json(Value::Array(events)))
+}
+
+#[derive(Deserialize)]
+struct FormatQuery {
+    format: Option<String>,
+}
+
+async fn get_empty_key(
+    state: State<AppState>,
+    auth: Auth,
+    Path((room_id, event_type)): Path<(String, String)>,
+    query: Query<FormatQuery>,
+) -> Result<Json<Value>> {
+    lookup(state, auth, room_id, event_type, String::new(), query).await
+}
+
+async fn get_state(
+    state: State<AppState>,
+    auth: Auth,
+    Path((room_id, event_type, state_key)): Path<(String, String, String)>,
+    query: Query<FormatQuery>,
+) -> Result<Json<Value>> {
+    lookup(state, auth, room_id, event_type, state_key, query).await
+}
+
+async fn lookup(
+    State(state): State<AppState>,
+    Auth(authed): Auth,
+    room_id: String,
+    event_type: String,
+    state_key: String,
+    Query(query): Query<FormatQuery>,
+) -> Result<Json<Value>> {
+    let room_id = parse_room_id(&room_id)?;
+    let group = readable_state_group(&state, &room_id, &authed.user_id)?;
+    let ids = state.state_ids_at(group)?;
+    let not_found = || Error::not_found(format!("No {event_type} state with key {state_key:?}"));
+    let event_id = ids
+        .get(&(event_type.clone(), state_key.clone()))
+        .ok_or_else(not_found)?;
+    let (_, event) = state
+        .client_event_by_id(event_id.as_str(), Some(view(&authed)))?
+        .ok_or_else(not_found)?;
+    match query.format.as_deref() {
+        None | Some("content") => Ok(Json(event["content"].clone())),
+        Some("event") => Ok(Json(event)),
+        Some(other) => Err(Error::invalid_param(format!("Unknown format {other:?}"))),
+    }
+}
+
+async fn put_empty_key(
+    state: State<AppState>,
+    auth: Auth,
+    Path((room_id, event_type)): Path<(String, String)>,
+    body: MatrixJson<Map<String, Value>>,
+) -> Result<Json<Value>> {
+    send_state(state, auth, room_id, event_type, String::new(), body).await
+}
+
+async fn put_state(
+    state: State<AppState>,
+    auth: Auth,
+    Path((room_id, event_type, state_key)): Path<(String, String, String)>,
+    body: MatrixJson<Map<String, Value>>,
+) -> Result<Json<Value>> {
+    send_state(state, auth, room_id, event_type, state_key, body).await
+}
+
+async fn send_state(
+    State(state): State<AppState>,
+    Auth(authed): Auth,
+    room_id: String,
+    event_type: String,
+    state_key: String,
+    MatrixJson(content): MatrixJson<Map<String, Value>>,
+) -> Result<Json<Value>> {
+    let room_id = parse_room_id(&room_id)?;
+    check_identifier_length("event type", &event_type)?;
+    check_identifier_length("state key", &state_key)?;
+    if event_type.is_empty() {
+        return Err(Error::invalid_param("Event type must not be empty"));
+    }
+    if event_type == "m.room.create" {
+        return Err(Error::forbidden("The create event cannot be replaced"));
+    }
+    let event_id = state
+        .append_event(
+            &room_id,
+            &authed.user_id,
+            EventTemplate::state(&event_type, &state_key, Value::Object(content)),
+            None,
+        )
+        .await?;
+    Ok(Json(json!({ "event_id": event_id })))
+}
+
+async fn get_event(
+    State(state): State<AppState>,
+    Auth(authed): Auth,
+    Path((room_id, event_id)): Path<(String, String)>,
+) -> Result<Json<Value>> {
+    let room_id = parse_room_id(&room_id)?;
+    let not_found = || Error::not_found("Event not found");
+    let membership = state
+        .store
+        .user_room(authed.user_id.as_str(), room_id.as_str())?
+        .ok_or_else(not_found)?;
+    let (record, event) = state
+        .client_event_by_id(&event_id, Some(view(&authed)))?
+        .ok_or_else(not_found)?;
+    if record.room_id != room_id {
+        return Err(not_found());
+    }
+    // Members see everything; former members what happened until they left.
+    let visible = match membership.membership.as_str() {
+        "join" => true,
+        "leave" | "ban" => {
+            readable_state_group(&state, &room_id, &authed.user_id).is_ok()
+                && record.stream <= membership.stream
+        }
+        _ => false,
+    };
+    if !visible {
+        return Err(not_found());
+    }
+    Ok(Json(event))
+}

@@ -1,0 +1,284 @@
+//! `createRoom`: the create event, then the initial state in the order the spec lays down.
+
+use std::collections::BTreeSet;
+
+use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
+use serde_json::{Map, Value, json};
+
+use super::timeline::EventTemplate;
+use crate::error::{Error, ErrorKind, Result};
+use crate::event::RoomVersion;
+use crate::service::Services;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preset {
+    PrivateChat,
+    TrustedPrivateChat,
+    PublicChat,
+}
+
+impl Preset {
+    pub fn parse(text: &str) -> Result<Self> {
+        match text {
+            "private_chat" => Ok(Self::PrivateChat),
+            "trusted_private_chat" => Ok(Self::TrustedPrivateChat),
+            "public_chat" => Ok(Self::PublicChat),
+            other => Err(Error::bad_json(format!("Unknown preset {other:?}"))),
+        }
+    }
+}
+
+/// A validated `createRoom` request.
+#[derive(Debug, Clone, Default)]
+pub struct CreateRoom {
+    pub preset: Option<Preset>,
+    pub public_visibility: bool,
+    pub room_version: Option<String>,
+    pub creation_content: Map<String, Value>,
+    pub power_level_content_override: Option<Map<String, Value>>,
+    pub initial_state: Vec<EventTemplate>,
+    pub name: Option<String>,
+    pub topic: Option<String>,
+    pub invite: Vec<OwnedUserId>,
+    pub is_direct: bool,
+}
+
+fn default_power_levels(
+    version: RoomVersion,
+    creator: &UserId,
+    trusted_invitees: &[OwnedUserId],
+) -> Map<String, Value> {
+    let mut users = Map::new();
+    // From v12 creators have infinite power and may not be listed.
+    if !version.creators_have_infinite_power() {
+        users.insert(creator.to_string(), json!(100));
+        for invitee in trusted_invitees {
+            users.insert(invitee.to_string(), json!(100));
+        }
+    }
+    let tombstone = if version.creators_have_infinite_power() {
+        150
+    } else {
+        100
+    };
+    let content = json!({
+        "users": users,
+        "users_default": 0,
+        "events": {
+            "m.room.name": 50,
+            "m.room.avatar": 50,
+            "m.room.topic": 50,
+            "m.room.canonical_alias": 50,
+            "m.room.power_levels": 100,
+            "m.room.history_visibility": 100,
+            "m.room.tombstone": tombstone,
+            "m.room.server_acl": 100,
+            "m.room.encryption": 100,
+        },
+        "events_default": 0,
+        "state_default": 50,
+        "ban": 50,
+        "kick": 50,
+        "redact": 50,
+        "invite": 0,
+        "notifications": { "room": 50 },
+    });
+    match content {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+impl Services {
+    pub fn parse_room_version(&self, requested: Option<&str>) -> Result<RoomVersion> {
+        match requested {
+            None => Ok(RoomVersion::default()),
+            Some(text) => text.parse().map_err(|_| {
+                Error::new(
+                    ErrorKind::UnsupportedRoomVersion,
+                    format!("Room version {text:?} is not supported; use 10, 11 or 12"),
+                )
+            }),
+        }
+    }
+
+    /// Creates a room; returns its ID once every initial event is stored.
+    pub async fn create_room(&self, creator: &UserId, request: CreateRoom) -> Result<OwnedRoomId> {
+        let version = self.parse_room_version(request.room_version.as_deref())?;
+        for invitee in &request.invite {
+            self.check_invitable(invitee)?;
+        }
+        let preset = request.preset.unwrap_or(if request.public_visibility {
+            Preset::PublicChat
+        } else {
+            Preset::PrivateChat
+        });
+        let trusted: Vec<OwnedUserId> = if preset == Preset::TrustedPrivateChat {
+            request.invite.clone()
+        } else {
+            Vec::new()
+        };
+
+        // 1. m.room.create
+        let mut create = request.creation_content.clone();
+        create.insert("room_version".into(), json!(version.as_str()));
+        if version.create_requires_creator_field() {
+            create.insert("creator".into(), json!(creator));
+        } else {
+            create.remove("creator");
+        }
+        if version.supports_additional_creators() && !trusted.is_empty() {
+            let mut creators: BTreeSet<String> = match create.get("additional_creators") {
+                Some(Value::Array(list)) => list
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect(),
+                _ => BTreeSet::new(),
+            };
+            creators.extend(trusted.iter().map(|u| u.to_string()));
+            creators.remove(creator.as_str());
+            create.insert("additional_creators".into(), json!(creators));
+        }
+        let legacy_room_id = if version.room_id_is_create_event_hash() {
+            None
+        } else {
+            let id = format!(
+                "!{}:{}",
+                super::super::random_string(18),
+                self.server_name()
+            );
+            Some(
+                OwnedRoomId::try_from(id)
+                    .map_err(|e| Error::internal(format!("generated room ID: {e}")))?,
+            )
+        };
+        let (room_id, _) = self
+            .append_create_event(version, creator, Value::Object(create), legacy_room_id)
+            .await?;
+
+        // 2. The creator joins.
+        self.append_event(
+            &room_id,
+            creator,
+            EventTemplate::state(
+                "m.room.member",
+                creator.as_str(),
+                json!({ "membership": "join" }),
+            ),
+            None,
+        )
+        .await?;
+
+        // 3. Power levels, with the override merged over the defaults.
+        let mut power_levels = default_power_levels(version, creator, &trusted);
+        if let Some(overrides) = &request.power_level_content_override {
+            for (key, value) in overrides {
+                power_levels.insert(key.clone(), value.clone());
+            }
+        }
+        self.append_initial(
+            &room_id,
+            creator,
+            "m.room.power_levels",
+            Value::Object(power_levels),
+        )
+        .await?;
+
+        // 5. What the preset implies.
+        let (join_rule, guest_access) = match preset {
+            Preset::PublicChat => ("public", "forbidden"),
+            Preset::PrivateChat | Preset::TrustedPrivateChat => ("invite", "can_join"),
+        };
+        self.append_initial(
+            &room_id,
+            creator,
+            "m.room.join_rules",
+            json!({ "join_rule": join_rule }),
+        )
+        .await?;
+        self.append_initial(
+            &room_id,
+            creator,
+            "m.room.history_visibility",
+            json!({ "history_visibility": "shared" }),
+        )
+        .await?;
+        self.append_initial(
+            &room_id,
+            creator,
+            "m.room.guest_access",
+            json!({ "guest_access": guest_access }),
+        )
+        .await?;
+
+        // 6. initial_state, in order.
+        for template in request.initial_state {
+            self.append_event(&room_id, creator, template, None).await?;
+        }
+
+        // 7. Name and topic.
+        if let Some(name) = request.name {
+            self.append_initial(&room_id, creator, "m.room.name", json!({ "name": name }))
+                .await?;
+        }
+        if let Some(topic) = request.topic {
+            self.append_initial(
+                &room_id,
+                creator,
+                "m.room.topic",
+                json!({
+                    "topic": topic,
+                    "m.topic": [{ "mimetype": "text/plain", "body": topic }],
+                }),
+            )
+            .await?;
+        }
+
+        // 8. Invites.
+        for invitee in &request.invite {
+            let mut content = json!({ "membership": "invite" });
+            if request.is_direct {
+                content["is_direct"] = json!(true);
+            }
+            self.append_event(
+                &room_id,
+                creator,
+                EventTemplate::state("m.room.member", invitee.as_str(), content),
+                None,
+            )
+            .await?;
+        }
+        tracing::info!(room_id = %room_id, creator = %creator, version = %version, "room created");
+        Ok(room_id)
+    }
+
+    async fn append_initial(
+        &self,
+        room_id: &RoomId,
+        creator: &UserId,
+        event_type: &str,
+        content: Value,
+    ) -> Result<()> {
+        self.append_event(
+            room_id,
+            creator,
+            EventTemplate::state(event_type, "", content),
+            None,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Only users of this server, who exist, can be invited until federation arrives.
+    pub fn check_invitable(&self, user_id: &UserId) -> Result<()> {
+        if user_id.server_name() != self.server_name() {
+            return Err(Error::forbidden(
+                "Inviting users of other servers needs federation, which this server does not offer yet",
+            ));
+        }
+        match self.store.user(user_id.as_str())? {
+            Some(user) if !user.deactivated => Ok(()),
+            _ => Err(Error::not_found(format!("Unknown user {user_id}"))),
+        }
+    }
+}

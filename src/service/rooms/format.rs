@@ -1,0 +1,79 @@
+//! Events as clients see them (the spec's "ClientEvent" format).
+
+use ruma::{DeviceId, UserId};
+use serde_json::{Map, Value, json};
+
+use crate::service::now_ms;
+use crate::store::EventRecord;
+
+/// Who is looking: the sender's own device sees its `transaction_id`.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientView<'a> {
+    pub user_id: &'a UserId,
+    pub device_id: &'a DeviceId,
+}
+
+/// Keys of the federation format that clients do not get.
+const FEDERATION_ONLY: [&str; 6] = [
+    "auth_events",
+    "prev_events",
+    "depth",
+    "hashes",
+    "signatures",
+    "origin",
+];
+
+/// `redaction` is the redacting event, already in client format, when there is one.
+pub fn client_event(
+    event_id: &str,
+    record: &EventRecord,
+    view: Option<ClientView<'_>>,
+    redaction: Option<Value>,
+) -> Value {
+    let mut event: Map<String, Value> = record.pdu.as_object().cloned().unwrap_or_default();
+    for key in FEDERATION_ONLY {
+        event.remove(key);
+    }
+    event.insert("event_id".into(), json!(event_id));
+    event.insert("room_id".into(), json!(record.room_id));
+    let mut unsigned = match event.remove("unsigned") {
+        Some(Value::Object(map)) => map,
+        _ => Map::new(),
+    };
+    if let Some(ts) = event.get("origin_server_ts").and_then(Value::as_u64) {
+        unsigned.insert("age".into(), json!(now_ms().saturating_sub(ts)));
+    }
+    if let (Some(view), Some((device, txn_id))) = (view, &record.txn)
+        && event.get("sender").and_then(Value::as_str) == Some(view.user_id.as_str())
+        && device == view.device_id.as_str()
+    {
+        unsigned.insert("transaction_id".into(), json!(txn_id));
+    }
+    if let Some(redaction) = redaction {
+        unsigned.insert("redacted_because".into(), redaction);
+    }
+    event.insert("unsigned".into(), Value::Object(unsigned));
+    Value::Object(event)
+}
+
+impl crate::service::Services {
+    /// A stored event in client format, or `None` if unknown.
+    pub fn client_event_by_id(
+        &self,
+        event_id: &str,
+        view: Option<ClientView<'_>>,
+    ) -> crate::error::Result<Option<(EventRecord, Value)>> {
+        let Some(record) = self.store.event(event_id)? else {
+            return Ok(None);
+        };
+        let redaction = match &record.redacted_because {
+            Some(by) => self
+                .store
+                .event(by.as_str())?
+                .map(|r| client_event(by.as_str(), &r, view, None)),
+            None => None,
+        };
+        let event = client_event(event_id, &record, view, redaction);
+        Ok(Some((record, event)))
+    }
+}

@@ -1,0 +1,69 @@
+//! Joining, leaving, inviting, kicking, banning: membership events built for the user.
+
+use ruma::{OwnedEventId, RoomId, UserId};
+use serde_json::{Value, json};
+
+use super::timeline::EventTemplate;
+use crate::error::{Error, Result};
+use crate::service::Services;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MembershipChange {
+    Join,
+    Leave,
+    Invite,
+    Kick,
+    Ban,
+    Unban,
+    Knock,
+}
+
+impl MembershipChange {
+    fn membership(self) -> &'static str {
+        match self {
+            Self::Join => "join",
+            Self::Leave | Self::Kick | Self::Unban => "leave",
+            Self::Invite => "invite",
+            Self::Ban => "ban",
+            Self::Knock => "knock",
+        }
+    }
+}
+
+impl Services {
+    /// Sends the membership event `sender` asks for about `target` (the sender itself
+    /// for join, leave and knock). The auth rules decide whether it is allowed.
+    pub async fn change_membership(
+        &self,
+        room_id: &RoomId,
+        sender: &UserId,
+        target: &UserId,
+        change: MembershipChange,
+        reason: Option<String>,
+    ) -> Result<OwnedEventId> {
+        if self.store.room(room_id.as_str())?.is_none() {
+            return Err(Error::not_found(
+                "This server does not know that room, and cannot join rooms on other servers yet",
+            ));
+        }
+        if change == MembershipChange::Invite {
+            self.check_invitable(target)?;
+        }
+        if change == MembershipChange::Unban
+            && self.membership(room_id, target)?.as_deref() != Some("ban")
+        {
+            return Err(Error::forbidden(format!("{target} is not banned")));
+        }
+        let mut content = json!({ "membership": change.membership() });
+        if let Some(reason) = reason {
+            content["reason"] = Value::String(reason);
+        }
+        self.append_event(
+            room_id,
+            sender,
+            EventTemplate::state("m.room.member", target.as_str(), content),
+            None,
+        )
+        .await
+    }
+}

@@ -1,0 +1,117 @@
+//! Room state: state groups (deltas with periodic full snapshots) and lookups.
+
+use std::collections::BTreeMap;
+
+use ruma::{OwnedEventId, RoomId, UserId};
+
+use crate::error::{Error, Result};
+use crate::event::{Pdu, RoomVersion};
+use crate::service::Services;
+use crate::store::{Batch, StateGroupRecord};
+
+pub type StateIds = BTreeMap<(String, String), OwnedEventId>;
+
+/// After this many deltas a full snapshot is stored, bounding the walk to load a group.
+const SNAPSHOT_EVERY: u32 = 32;
+
+impl Services {
+    /// The full state a state group describes.
+    pub fn state_ids_at(&self, group: u64) -> Result<StateIds> {
+        let mut chain = Vec::new();
+        let mut next = Some(group);
+        while let Some(id) = next {
+            let record = self
+                .store
+                .state_group(id)?
+                .ok_or_else(|| Error::internal(format!("state group {id} is missing")))?;
+            next = record.prev;
+            chain.push(record);
+        }
+        let mut state = StateIds::new();
+        for record in chain.into_iter().rev() {
+            for (t, k, id) in record.delta {
+                state.insert((t, k), id);
+            }
+        }
+        Ok(state)
+    }
+
+    /// Writes a new group: `prev` plus `changes`. Returns its ID.
+    pub(super) fn new_state_group(
+        &self,
+        batch: &mut Batch<'_>,
+        prev: Option<u64>,
+        changes: Vec<(String, String, OwnedEventId)>,
+    ) -> Result<u64> {
+        let id = self.rooms.next_state_group();
+        let record = match prev {
+            None => StateGroupRecord {
+                prev: None,
+                chain_len: 0,
+                delta: changes,
+            },
+            Some(prev_id) => {
+                let prev_record = self
+                    .store
+                    .state_group(prev_id)?
+                    .ok_or_else(|| Error::internal(format!("state group {prev_id} is missing")))?;
+                if prev_record.chain_len + 1 >= SNAPSHOT_EVERY {
+                    let mut full = self.state_ids_at(prev_id)?;
+                    for (t, k, e) in changes {
+                        full.insert((t, k), e);
+                    }
+                    StateGroupRecord {
+                        prev: None,
+                        chain_len: 0,
+                        delta: full.into_iter().map(|((t, k), e)| (t, k, e)).collect(),
+                    }
+                } else {
+                    StateGroupRecord {
+                        prev: Some(prev_id),
+                        chain_len: prev_record.chain_len + 1,
+                        delta: changes,
+                    }
+                }
+            }
+        };
+        batch.put_state_group(id, &record)?;
+        Ok(id)
+    }
+
+    /// A stored event as a validated PDU.
+    pub fn pdu(&self, event_id: &str, version: RoomVersion) -> Result<Option<Pdu>> {
+        match self.store.event(event_id)? {
+            None => Ok(None),
+            Some(record) => Ok(Some(Pdu::from_json(record.pdu, version)?)),
+        }
+    }
+
+    /// The current state event for `(event_type, state_key)`, if any.
+    pub fn current_state_pdu(
+        &self,
+        room_id: &RoomId,
+        version: RoomVersion,
+        event_type: &str,
+        state_key: &str,
+    ) -> Result<Option<Pdu>> {
+        match self
+            .store
+            .current_state_id(room_id.as_str(), event_type, state_key)?
+        {
+            None => Ok(None),
+            Some(id) => self.pdu(id.as_str(), version),
+        }
+    }
+
+    /// The user's current membership in the room (`join`, `invite`, `leave`, `ban`, `knock`).
+    pub fn membership(&self, room_id: &RoomId, user_id: &UserId) -> Result<Option<String>> {
+        Ok(self
+            .store
+            .user_room(user_id.as_str(), room_id.as_str())?
+            .map(|r| r.membership))
+    }
+
+    pub fn is_joined(&self, room_id: &RoomId, user_id: &UserId) -> Result<bool> {
+        Ok(self.membership(room_id, user_id)?.as_deref() == Some("join"))
+    }
+}

@@ -1,0 +1,327 @@
+//! Appending local events: build, sign, authorise against the current state, and store
+//! the event with every index it affects in one atomic write.
+
+use std::collections::HashMap;
+
+use ruma::{OwnedEventId, OwnedRoomId, RoomId, UserId};
+use serde_json::Value;
+
+use super::MAX_EVENT_BYTES;
+use crate::error::{Error, ErrorKind, Result};
+use crate::event::{
+    NewPdu, Pdu, RoomPowers, RoomVersion, StateKey, auth_check, auth_types_for_event,
+    build_signed_pdu, canonical_json, room_id_for_create_event,
+};
+use crate::service::{Services, now_ms};
+use crate::store::{EventRecord, RoomRecord, UserRoomRecord};
+
+/// What a local user wants to add to a room.
+#[derive(Debug, Clone)]
+pub struct EventTemplate {
+    pub event_type: String,
+    pub state_key: Option<String>,
+    pub content: Value,
+    /// v10 redactions carry the target at the top level; later versions in `content`.
+    pub redacts: Option<OwnedEventId>,
+}
+
+impl EventTemplate {
+    pub fn state(event_type: &str, state_key: &str, content: Value) -> Self {
+        Self {
+            event_type: event_type.to_owned(),
+            state_key: Some(state_key.to_owned()),
+            content,
+            redacts: None,
+        }
+    }
+
+    pub fn message(event_type: &str, content: Value) -> Self {
+        Self {
+            event_type: event_type.to_owned(),
+            state_key: None,
+            content,
+            redacts: None,
+        }
+    }
+}
+
+/// The client transaction a send belongs to, for idempotency.
+#[derive(Debug, Clone)]
+pub struct TxnRef {
+    pub device_id: String,
+    pub txn_id: String,
+}
+
+/// The most prev_events a new event names; more extremities are merged by later events.
+const MAX_PREV_EVENTS: usize = 20;
+
+impl Services {
+    /// Creates a room from its `m.room.create` content and returns the room ID. The
+    /// caller goes on to add the rest of the initial state with `append_event`.
+    pub async fn append_create_event(
+        &self,
+        version: RoomVersion,
+        sender: &UserId,
+        content: Value,
+        legacy_room_id: Option<OwnedRoomId>,
+    ) -> Result<(OwnedRoomId, OwnedEventId)> {
+        let new = NewPdu {
+            room_id: legacy_room_id.clone(),
+            sender: sender.to_owned(),
+            event_type: "m.room.create".into(),
+            state_key: Some(String::new()),
+            content,
+            prev_events: vec![],
+            auth_events: vec![],
+            depth: 1,
+            origin_server_ts: now_ms(),
+            redacts: None,
+        };
+        let (event_id, json) = build_signed_pdu(&new, version, self.keys.signing_key())?;
+        let room_id = match legacy_room_id {
+            Some(id) => id,
+            None => room_id_for_create_event(&json)?,
+        };
+        let _guard = self.rooms.lock(&room_id).await;
+        if self.store.room(room_id.as_str())?.is_some() {
+            return Err(Error::new(ErrorKind::RoomInUse, "Room already exists"));
+        }
+        let pdu = Pdu::from_json(json.clone(), version)?;
+        auth_check(version, &pdu, |_, _| None)?;
+        let mut batch = self.store.batch();
+        let group = self.new_state_group(
+            &mut batch,
+            None,
+            vec![("m.room.create".into(), String::new(), event_id.clone())],
+        )?;
+        let stream = self.rooms.next_stream();
+        batch.put_event(
+            event_id.as_str(),
+            &EventRecord {
+                room_id: room_id.clone(),
+                pdu: json,
+                stream,
+                state_before: group,
+                state_after: group,
+                txn: None,
+                redacted_because: None,
+            },
+        )?;
+        batch.index_event(room_id.as_str(), &event_id, stream, 1)?;
+        batch.put_current_state(room_id.as_str(), "m.room.create", "", &event_id)?;
+        batch.put_room(
+            room_id.as_str(),
+            &RoomRecord {
+                version,
+                create_event: event_id.clone(),
+                extremities: vec![event_id.clone()],
+                depth: 1,
+                state_group: group,
+                last_stream: stream,
+            },
+        )?;
+        self.store.write(batch)?;
+        Ok((room_id, event_id))
+    }
+
+    /// Builds, signs, authorises and stores a local event. A send that repeats a
+    /// transaction ID of the same device returns the first event instead.
+    pub async fn append_event(
+        &self,
+        room_id: &RoomId,
+        sender: &UserId,
+        template: EventTemplate,
+        txn: Option<TxnRef>,
+    ) -> Result<OwnedEventId> {
+        let _guard = self.rooms.lock(room_id).await;
+        if let Some(txn) = &txn
+            && let Some(existing) =
+                self.store
+                    .txn_event(sender.as_str(), &txn.device_id, &txn.txn_id)?
+        {
+            return Ok(existing);
+        }
+        let room = self
+            .store
+            .room(room_id.as_str())?
+            .ok_or_else(|| Error::not_found("Unknown room"))?;
+        let version = room.version;
+
+        let content = template.content;
+        let empty = serde_json::Map::new();
+        let auth_types = auth_types_for_event(
+            version,
+            &template.event_type,
+            sender,
+            template.state_key.as_deref(),
+            content.as_object().unwrap_or(&empty),
+        );
+        let mut auth_state: HashMap<StateKey, Pdu> = HashMap::new();
+        for (t, k) in auth_types {
+            if let Some(pdu) = self.current_state_pdu(room_id, version, &t, &k)? {
+                auth_state.insert((t, k), pdu);
+            }
+        }
+        let mut auth_events: Vec<OwnedEventId> = auth_state
+            .values()
+            .map(|p| p.event_id().to_owned())
+            .collect();
+        // From v12 the create event is implied by the room ID rather than listed, but
+        // the auth rules still consult it.
+        let create_key = ("m.room.create".to_owned(), String::new());
+        if !auth_state.contains_key(&create_key)
+            && let Some(create) = self.pdu(room.create_event.as_str(), version)?
+        {
+            auth_state.insert(create_key, create);
+        }
+        auth_events.sort();
+        let prev_events: Vec<OwnedEventId> = room
+            .extremities
+            .iter()
+            .take(MAX_PREV_EVENTS)
+            .cloned()
+            .collect();
+        let depth = room.depth + 1;
+        let new = NewPdu {
+            room_id: Some(room_id.to_owned()),
+            sender: sender.to_owned(),
+            event_type: template.event_type.clone(),
+            state_key: template.state_key.clone(),
+            content,
+            prev_events: prev_events.clone(),
+            auth_events,
+            depth,
+            origin_server_ts: now_ms(),
+            redacts: template.redacts.clone(),
+        };
+        let (event_id, json) = build_signed_pdu(&new, version, self.keys.signing_key())?;
+        if canonical_json(&json)?.len() > MAX_EVENT_BYTES {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                format!("Event is larger than {MAX_EVENT_BYTES} bytes"),
+            ));
+        }
+        let pdu = Pdu::from_json(json.clone(), version)?;
+        auth_check(version, &pdu, |t, k| {
+            auth_state.get(&(t.to_owned(), k.to_owned()))
+        })?;
+
+        let mut batch = self.store.batch();
+        let stream = self.rooms.next_stream();
+        let mut state_after = room.state_group;
+        if let Some(state_key) = &template.state_key {
+            state_after = self.new_state_group(
+                &mut batch,
+                Some(room.state_group),
+                vec![(
+                    template.event_type.clone(),
+                    state_key.clone(),
+                    event_id.clone(),
+                )],
+            )?;
+            batch.put_current_state(
+                room_id.as_str(),
+                &template.event_type,
+                state_key,
+                &event_id,
+            )?;
+            if template.event_type == "m.room.member"
+                && let Some(membership) = pdu.membership()
+            {
+                let previous = self.store.user_room(state_key, room_id.as_str())?;
+                batch.put_user_room(
+                    state_key,
+                    room_id.as_str(),
+                    &UserRoomRecord {
+                        membership: membership.to_owned(),
+                        event_id: event_id.clone(),
+                        stream,
+                        // Rejoining or being invited again un-forgets the room.
+                        forgotten: previous.is_some_and(|p| p.forgotten)
+                            && !matches!(membership, "join" | "invite" | "knock"),
+                    },
+                )?;
+            }
+        }
+        if let Some(redacts) = pdu.redacts(version) {
+            let powers = match auth_state.get(&("m.room.create".to_owned(), String::new())) {
+                Some(create) => RoomPowers::new(
+                    version,
+                    create,
+                    auth_state.get(&("m.room.power_levels".to_owned(), String::new())),
+                )?,
+                None => return Err(Error::internal("room has no create event")),
+            };
+            self.apply_redaction(
+                &mut batch, room_id, version, redacts, sender, &powers, &event_id,
+            )?;
+        }
+        batch.put_event(
+            event_id.as_str(),
+            &EventRecord {
+                room_id: room_id.to_owned(),
+                pdu: json,
+                stream,
+                state_before: room.state_group,
+                state_after,
+                txn: txn
+                    .as_ref()
+                    .map(|t| (t.device_id.clone(), t.txn_id.clone())),
+                redacted_because: None,
+            },
+        )?;
+        batch.index_event(room_id.as_str(), &event_id, stream, depth)?;
+        if let Some(txn) = &txn {
+            batch.put_txn_event(sender.as_str(), &txn.device_id, &txn.txn_id, &event_id)?;
+        }
+        batch.put_room(
+            room_id.as_str(),
+            &RoomRecord {
+                extremities: vec![event_id.clone()],
+                depth,
+                state_group: state_after,
+                last_stream: stream,
+                ..room
+            },
+        )?;
+        self.store.write(batch)?;
+        Ok(event_id)
+    }
+
+    /// Replaces the target's stored copy with its redacted form. The auth rules let any
+    /// member send a redaction; it takes effect only for the original sender or someone
+    /// with the power to redact others' events, and only within the same room.
+    #[allow(clippy::too_many_arguments)]
+    fn apply_redaction(
+        &self,
+        batch: &mut crate::store::Batch<'_>,
+        room_id: &RoomId,
+        version: RoomVersion,
+        target: &str,
+        redactor: &UserId,
+        powers: &RoomPowers,
+        redaction_id: &OwnedEventId,
+    ) -> Result<()> {
+        let Some(mut record) = self.store.event(target)? else {
+            return Ok(());
+        };
+        if record.room_id != room_id || record.redacted_because.is_some() {
+            return Ok(());
+        }
+        let original_sender = record
+            .pdu
+            .get("sender")
+            .and_then(Value::as_str)
+            .and_then(|s| UserId::parse(s).ok());
+        let allowed = original_sender
+            .as_deref()
+            .is_some_and(|original| original == redactor || powers.can_redact(redactor, original));
+        if !allowed {
+            return Ok(());
+        }
+        record.pdu = crate::event::redact(&record.pdu, version)?;
+        record.redacted_because = Some(redaction_id.clone());
+        batch.put_event(target, &record)?;
+        Ok(())
+    }
+}

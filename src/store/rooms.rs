@@ -1,0 +1,279 @@
+//! Rooms: events, their orderings, state groups, current state and memberships.
+
+use std::collections::BTreeMap;
+
+use ruma::{OwnedEventId, OwnedRoomId};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{Batch, Cf, Store, StoreResult, keys};
+use crate::event::RoomVersion;
+
+/// An accepted event as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub room_id: OwnedRoomId,
+    /// The PDU in federation format (no `event_id` key), redacted once a redaction applies.
+    pub pdu: Value,
+    /// Position on the global event stream.
+    pub stream: u64,
+    /// The state group holding the room state before this event.
+    pub state_before: u64,
+    /// The state group after it: a new group for state events, `state_before` otherwise.
+    pub state_after: u64,
+    /// The sender's device and transaction ID, for `unsigned.transaction_id`.
+    #[serde(default)]
+    pub txn: Option<(String, String)>,
+    #[serde(default)]
+    pub redacted_because: Option<OwnedEventId>,
+}
+
+/// A room's head: where new local events attach.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RoomRecord {
+    pub version: RoomVersion,
+    pub create_event: OwnedEventId,
+    /// Forward extremities: events with no known successor.
+    pub extremities: Vec<OwnedEventId>,
+    pub depth: u64,
+    pub state_group: u64,
+    pub last_stream: u64,
+}
+
+/// A state snapshot stored as a delta from an earlier group, or in full every so often
+/// so that loading a group never walks a long chain.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StateGroupRecord {
+    pub prev: Option<u64>,
+    /// Steps back to the nearest full snapshot (0 for a full snapshot).
+    pub chain_len: u32,
+    /// `(type, state_key) → event ID`: the changes from `prev`, or everything when `prev` is none.
+    pub delta: Vec<(String, String, OwnedEventId)>,
+}
+
+/// One user's relation to one room, as of their latest membership event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserRoomRecord {
+    pub membership: String,
+    pub event_id: OwnedEventId,
+    pub stream: u64,
+    #[serde(default)]
+    pub forgotten: bool,
+}
+
+fn be(n: u64) -> [u8; 8] {
+    n.to_be_bytes()
+}
+
+fn join(parts: &[&[u8]]) -> Vec<u8> {
+    let mut key = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            key.push(keys::SEP);
+        }
+        key.extend_from_slice(part);
+    }
+    key
+}
+
+fn state_key(room_id: &str, event_type: &str, state_key: &str) -> Vec<u8> {
+    join(&[
+        room_id.as_bytes(),
+        event_type.as_bytes(),
+        state_key.as_bytes(),
+    ])
+}
+
+impl Store {
+    pub fn event(&self, event_id: &str) -> StoreResult<Option<EventRecord>> {
+        self.get_json(Cf::Events, event_id.as_bytes())
+    }
+
+    pub fn room(&self, room_id: &str) -> StoreResult<Option<RoomRecord>> {
+        self.get_json(Cf::Rooms, room_id.as_bytes())
+    }
+
+    pub fn state_group(&self, group: u64) -> StoreResult<Option<StateGroupRecord>> {
+        self.get_json(Cf::StateGroups, &be(group))
+    }
+
+    /// The event currently holding `(event_type, state_key)` in the room.
+    pub fn current_state_id(
+        &self,
+        room_id: &str,
+        event_type: &str,
+        key: &str,
+    ) -> StoreResult<Option<OwnedEventId>> {
+        self.get_json(Cf::RoomState, &state_key(room_id, event_type, key))
+    }
+
+    /// The room's current state, or only the events of one type.
+    pub fn current_state(
+        &self,
+        room_id: &str,
+        event_type: Option<&str>,
+    ) -> StoreResult<BTreeMap<(String, String), OwnedEventId>> {
+        let mut prefix = join(&[room_id.as_bytes(), b""]);
+        if let Some(t) = event_type {
+            prefix.extend_from_slice(t.as_bytes());
+            prefix.push(keys::SEP);
+        }
+        let room_prefix_len = room_id.len() + 1;
+        let mut out = BTreeMap::new();
+        for (key, event_id) in self.scan_prefix::<OwnedEventId>(Cf::RoomState, &prefix)? {
+            let rest = &key[room_prefix_len..];
+            let Some(split) = rest.iter().position(|b| *b == keys::SEP) else {
+                continue;
+            };
+            let t = String::from_utf8_lossy(&rest[..split]).into_owned();
+            let k = String::from_utf8_lossy(&rest[split + 1..]).into_owned();
+            out.insert((t, k), event_id);
+        }
+        Ok(out)
+    }
+
+    pub fn user_room(&self, user_id: &str, room_id: &str) -> StoreResult<Option<UserRoomRecord>> {
+        self.get_json(
+            Cf::UserRooms,
+            &join(&[user_id.as_bytes(), room_id.as_bytes()]),
+        )
+    }
+
+    /// Every room the user has a membership in, with that membership.
+    pub fn user_rooms(&self, user_id: &str) -> StoreResult<Vec<(OwnedRoomId, UserRoomRecord)>> {
+        let prefix = keys::devices_of(user_id);
+        let mut out = Vec::new();
+        for (key, record) in self.scan_prefix::<UserRoomRecord>(Cf::UserRooms, &prefix)? {
+            let room = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+            if let Ok(room_id) = OwnedRoomId::try_from(room) {
+                out.push((room_id, record));
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn txn_event(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        txn_id: &str,
+    ) -> StoreResult<Option<OwnedEventId>> {
+        self.get_json(
+            Cf::TxnIds,
+            &join(&[user_id.as_bytes(), device_id.as_bytes(), txn_id.as_bytes()]),
+        )
+    }
+
+    /// The highest key in a column family whose keys are big-endian u64s.
+    pub fn last_u64_key(&self, cf: Cf) -> StoreResult<u64> {
+        let mut iter = self.raw_iter_from_end(cf);
+        match iter.next() {
+            Some(item) => {
+                let (key, _) = item?;
+                Ok(<[u8; 8]>::try_from(&key[..])
+                    .map(u64::from_be_bytes)
+                    .unwrap_or(0))
+            }
+            None => Ok(0),
+        }
+    }
+
+    /// Event IDs of a room in stream order, after `after` (exclusive), at most `limit`.
+    pub fn room_events_after(
+        &self,
+        room_id: &str,
+        after: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<(u64, OwnedEventId)>> {
+        let prefix = join(&[room_id.as_bytes(), b""]);
+        let mut start = prefix.clone();
+        start.extend_from_slice(&be(after.saturating_add(1)));
+        let mut out = Vec::new();
+        for item in self.raw_iter_from(Cf::RoomStream, &start) {
+            let (key, value) = item?;
+            if !key.starts_with(&prefix) || out.len() >= limit {
+                break;
+            }
+            let pos = <[u8; 8]>::try_from(&key[prefix.len()..])
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            let id: OwnedEventId = serde_json::from_slice(&value)?;
+            out.push((pos, id));
+        }
+        Ok(out)
+    }
+}
+
+impl Batch<'_> {
+    pub fn put_event(&mut self, event_id: &str, event: &EventRecord) -> StoreResult<()> {
+        self.put_json(Cf::Events, event_id.as_bytes(), event)
+    }
+
+    /// Places a newly accepted event on the global stream and in its room's orderings.
+    pub fn index_event(
+        &mut self,
+        room_id: &str,
+        event_id: &OwnedEventId,
+        stream: u64,
+        depth: u64,
+    ) -> StoreResult<()> {
+        self.put_json(Cf::Stream, &be(stream), event_id)?;
+        self.put_json(
+            Cf::RoomStream,
+            &join(&[room_id.as_bytes(), &be(stream)]),
+            event_id,
+        )?;
+        let mut topo = join(&[room_id.as_bytes(), &be(depth)]);
+        topo.extend_from_slice(&be(stream));
+        self.put_json(Cf::RoomTopo, &topo, event_id)
+    }
+
+    pub fn put_room(&mut self, room_id: &str, room: &RoomRecord) -> StoreResult<()> {
+        self.put_json(Cf::Rooms, room_id.as_bytes(), room)
+    }
+
+    pub fn put_state_group(&mut self, group: u64, record: &StateGroupRecord) -> StoreResult<()> {
+        self.put_json(Cf::StateGroups, &be(group), record)
+    }
+
+    pub fn put_current_state(
+        &mut self,
+        room_id: &str,
+        event_type: &str,
+        key: &str,
+        event_id: &OwnedEventId,
+    ) -> StoreResult<()> {
+        self.put_json(
+            Cf::RoomState,
+            &state_key(room_id, event_type, key),
+            event_id,
+        )
+    }
+
+    pub fn put_user_room(
+        &mut self,
+        user_id: &str,
+        room_id: &str,
+        record: &UserRoomRecord,
+    ) -> StoreResult<()> {
+        self.put_json(
+            Cf::UserRooms,
+            &join(&[user_id.as_bytes(), room_id.as_bytes()]),
+            record,
+        )
+    }
+
+    pub fn put_txn_event(
+        &mut self,
+        user_id: &str,
+        device_id: &str,
+        txn_id: &str,
+        event_id: &OwnedEventId,
+    ) -> StoreResult<()> {
+        self.put_json(
+            Cf::TxnIds,
+            &join(&[user_id.as_bytes(), device_id.as_bytes(), txn_id.as_bytes()]),
+            event_id,
+        )
+    }
+}

@@ -9,3 +9,4 @@ mod errors;
 mod keys;
 mod login;
 mod registration;
+mod room_paths;

@@ -20,6 +20,11 @@ pub fn routes() -> Router<AppState> {
             "/_matrix/client/v3/rooms/{room_id}/state/{event_type}",
             get(get_empty_key).put(put_empty_key),
         )
+        // Clients that always append the state key send an empty one as a trailing slash.
+        .route(
+            "/_matrix/client/v3/rooms/{room_id}/state/{event_type}/",
+            get(get_empty_key).put(put_empty_key),
+        )
         .route(
             "/_matrix/client/v3/rooms/{room_id}/state/{event_type}/{state_key}",
             get(get_state).put(put_state),

@@ -23,6 +23,10 @@ pub enum EventError {
     #[error("invalid key: {0}")]
     InvalidKey(String),
 
+    /// The event is over the spec's 65,536-byte limit for PDUs.
+    #[error("event is too large: {0}")]
+    TooLarge(String),
+
     /// A signature is missing, malformed or does not verify.
     #[error("signature verification failed: {0}")]
     Signature(String),

@@ -197,7 +197,11 @@ pub fn hash_and_sign_event(
         &mut obj,
         &version.ruma_rules().redaction,
     )
-    .map_err(|e| EventError::Signature(e.to_string()))?;
+    .map_err(|e| match e {
+        // Hashing refuses oversized events before our own check sees the signed size.
+        rs::JsonError::PduTooLarge => EventError::TooLarge(e.to_string()),
+        other => EventError::Signature(other.to_string()),
+    })?;
     *event = from_canonical_object(obj);
     Ok(())
 }

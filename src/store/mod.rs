@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use accounts::{AccessTokenRecord, DeviceRecord, RefreshTokenRecord, TokenHash, UserRecord};
-pub use rooms::{EventRecord, RoomRecord, StateGroupRecord, UserRoomRecord};
+pub use rooms::{EventRecord, RoomRecord, StateGroupRecord, TxnKey, UserRoomRecord};
 
 /// Bumped whenever a key layout or record encoding changes incompatibly.
 pub const SCHEMA_VERSION: u32 = 1;

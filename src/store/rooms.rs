@@ -84,9 +84,49 @@ fn state_key(room_id: &str, event_type: &str, state_key: &str) -> Vec<u8> {
     ])
 }
 
+/// What identifies a `send` transaction: the sender's device and the request path.
+#[derive(Debug, Clone, Copy)]
+pub struct TxnKey<'a> {
+    pub user_id: &'a str,
+    pub device_id: &'a str,
+    pub room_id: &'a str,
+    pub event_type: &'a str,
+    pub txn_id: &'a str,
+}
+
+impl TxnKey<'_> {
+    fn key(&self) -> Vec<u8> {
+        join(&[
+            self.user_id.as_bytes(),
+            self.device_id.as_bytes(),
+            self.room_id.as_bytes(),
+            self.event_type.as_bytes(),
+            self.txn_id.as_bytes(),
+        ])
+    }
+}
+
 impl Store {
     pub fn event(&self, event_id: &str) -> StoreResult<Option<EventRecord>> {
         self.get_json(Cf::Events, event_id.as_bytes())
+    }
+
+    /// Every stored event, in event ID order: for offline checks such as verifying that
+    /// each one still carries a valid signature and content hash.
+    pub fn all_events(&self) -> StoreResult<Vec<(OwnedEventId, EventRecord)>> {
+        let mut out = Vec::new();
+        for (key, record) in self.scan_prefix::<EventRecord>(Cf::Events, b"")? {
+            let id = String::from_utf8(key).map_err(|e| super::StoreError::Corrupt {
+                cf: Cf::Events.name(),
+                detail: format!("event key is not UTF-8: {e}"),
+            })?;
+            let id = OwnedEventId::try_from(id).map_err(|e| super::StoreError::Corrupt {
+                cf: Cf::Events.name(),
+                detail: format!("event key is not an event ID: {e}"),
+            })?;
+            out.push((id, record));
+        }
+        Ok(out)
     }
 
     pub fn room(&self, room_id: &str) -> StoreResult<Option<RoomRecord>> {
@@ -152,16 +192,10 @@ impl Store {
         Ok(out)
     }
 
-    pub fn txn_event(
-        &self,
-        user_id: &str,
-        device_id: &str,
-        txn_id: &str,
-    ) -> StoreResult<Option<OwnedEventId>> {
-        self.get_json(
-            Cf::TxnIds,
-            &join(&[user_id.as_bytes(), device_id.as_bytes(), txn_id.as_bytes()]),
-        )
+    /// The event a client transaction created. The spec scopes a transaction ID to the
+    /// device and the request path, so the room and event type are part of the key.
+    pub fn txn_event(&self, txn: TxnKey<'_>) -> StoreResult<Option<OwnedEventId>> {
+        self.get_json(Cf::TxnIds, &txn.key())
     }
 
     /// The highest key in a column family whose keys are big-endian u64s.
@@ -263,17 +297,7 @@ impl Batch<'_> {
         )
     }
 
-    pub fn put_txn_event(
-        &mut self,
-        user_id: &str,
-        device_id: &str,
-        txn_id: &str,
-        event_id: &OwnedEventId,
-    ) -> StoreResult<()> {
-        self.put_json(
-            Cf::TxnIds,
-            &join(&[user_id.as_bytes(), device_id.as_bytes(), txn_id.as_bytes()]),
-            event_id,
-        )
+    pub fn put_txn_event(&mut self, txn: TxnKey<'_>, event_id: &OwnedEventId) -> StoreResult<()> {
+        self.put_json(Cf::TxnIds, &txn.key(), event_id)
     }
 }

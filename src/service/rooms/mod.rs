@@ -72,6 +72,10 @@ impl From<EventError> for Error {
             EventError::CanonicalJson(why) | EventError::InvalidEvent(why) => {
                 Error::new(ErrorKind::BadJson, why)
             }
+            EventError::TooLarge(_) => Error::new(
+                ErrorKind::TooLarge,
+                format!("Event is larger than {MAX_EVENT_BYTES} bytes"),
+            ),
             EventError::UnsupportedRoomVersion(version) => Error::new(
                 ErrorKind::UnsupportedRoomVersion,
                 format!("Room version {version} is not supported"),

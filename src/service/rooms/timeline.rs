@@ -13,7 +13,7 @@ use crate::event::{
     build_signed_pdu, canonical_json, room_id_for_create_event,
 };
 use crate::service::{Services, now_ms};
-use crate::store::{EventRecord, RoomRecord, UserRoomRecord};
+use crate::store::{EventRecord, RoomRecord, TxnKey, UserRoomRecord};
 
 /// What a local user wants to add to a room.
 #[derive(Debug, Clone)]
@@ -134,10 +134,15 @@ impl Services {
         txn: Option<TxnRef>,
     ) -> Result<OwnedEventId> {
         let _guard = self.rooms.lock(room_id).await;
-        if let Some(txn) = &txn
-            && let Some(existing) =
-                self.store
-                    .txn_event(sender.as_str(), &txn.device_id, &txn.txn_id)?
+        let txn_key = txn.as_ref().map(|txn| TxnKey {
+            user_id: sender.as_str(),
+            device_id: &txn.device_id,
+            room_id: room_id.as_str(),
+            event_type: &template.event_type,
+            txn_id: &txn.txn_id,
+        });
+        if let Some(key) = txn_key
+            && let Some(existing) = self.store.txn_event(key)?
         {
             return Ok(existing);
         }
@@ -271,8 +276,8 @@ impl Services {
             },
         )?;
         batch.index_event(room_id.as_str(), &event_id, stream, depth)?;
-        if let Some(txn) = &txn {
-            batch.put_txn_event(sender.as_str(), &txn.device_id, &txn.txn_id, &event_id)?;
+        if let Some(key) = txn_key {
+            batch.put_txn_event(key, &event_id)?;
         }
         batch.put_room(
             room_id.as_str(),

@@ -20,7 +20,9 @@ pub fn routes() -> Router<AppState> {
             "/_matrix/client/v3/rooms/{room_id}/state/{event_type}",
             get(get_empty_key).put(put_empty_key),
         )
-        // Clients that always append the state key send an empty one as a trailing slash.
+        // An empty state key leaves a trailing slash, which is how matrix-js-sdk (and so
+        // Element) addresses m.room.name and the like; the router does not match an empty
+        // segment against `{state_key}`.
         .route(
             "/_matrix/client/v3/rooms/{room_id}/state/{event_type}/",
             get(get_empty_key).put(put_empty_key),

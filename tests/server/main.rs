@@ -8,6 +8,7 @@ mod durability;
 mod errors;
 mod keys;
 mod login;
+mod moderation;
 mod registration;
 mod room_membership;
 mod room_paths;

@@ -43,7 +43,7 @@ pub struct CreateRoom {
     pub is_direct: bool,
 }
 
-fn default_power_levels(
+pub(super) fn default_power_levels(
     version: RoomVersion,
     creator: &UserId,
     trusted_invitees: &[OwnedUserId],
@@ -139,19 +139,7 @@ impl Services {
             creators.remove(creator.as_str());
             create.insert("additional_creators".into(), json!(creators));
         }
-        let legacy_room_id = if version.room_id_is_create_event_hash() {
-            None
-        } else {
-            let id = format!(
-                "!{}:{}",
-                super::super::random_string(18),
-                self.server_name()
-            );
-            Some(
-                OwnedRoomId::try_from(id)
-                    .map_err(|e| Error::internal(format!("generated room ID: {e}")))?,
-            )
-        };
+        let legacy_room_id = self.legacy_room_id(version)?;
         let (room_id, _) = self
             .append_create_event(version, creator, Value::Object(create), legacy_room_id)
             .await?;
@@ -250,6 +238,21 @@ impl Services {
         }
         tracing::info!(room_id = %room_id, creator = %creator, version = %version, "room created");
         Ok(room_id)
+    }
+
+    /// A random room ID for versions whose room ID is not the create event's hash.
+    pub(super) fn legacy_room_id(&self, version: RoomVersion) -> Result<Option<OwnedRoomId>> {
+        if version.room_id_is_create_event_hash() {
+            return Ok(None);
+        }
+        let id = format!(
+            "!{}:{}",
+            super::super::random_string(18),
+            self.server_name()
+        );
+        OwnedRoomId::try_from(id)
+            .map(Some)
+            .map_err(|e| Error::internal(format!("generated room ID: {e}")))
     }
 
     async fn append_initial(

@@ -4,7 +4,7 @@ use ruma::{OwnedEventId, RoomId, UserId};
 use serde_json::{Value, json};
 
 use super::timeline::EventTemplate;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::service::Services;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,5 +65,35 @@ impl Services {
             None,
         )
         .await
+    }
+
+    /// Marks a room the user has left or been banned from as forgotten: they no longer
+    /// read its state or history. Joining, an invite or a knock un-forgets it.
+    pub async fn forget_room(&self, room_id: &RoomId, user: &UserId) -> Result<()> {
+        // Under the room lock so a membership change cannot be overwritten by a stale record.
+        let _guard = self.rooms.lock(room_id).await;
+        let Some(mut record) = self.store.user_room(user.as_str(), room_id.as_str())? else {
+            return Err(Error::new(
+                ErrorKind::Unknown,
+                format!("{user} has never been in room {room_id}"),
+            ));
+        };
+        if !matches!(record.membership.as_str(), "leave" | "ban") {
+            return Err(Error::new(
+                ErrorKind::Unknown,
+                format!(
+                    "{user} is still in room {room_id} (membership {}): leave it before forgetting it",
+                    record.membership
+                ),
+            ));
+        }
+        if record.forgotten {
+            return Ok(());
+        }
+        record.forgotten = true;
+        let mut batch = self.store.batch();
+        batch.put_user_room(user.as_str(), room_id.as_str(), &record)?;
+        self.store.write(batch)?;
+        Ok(())
     }
 }

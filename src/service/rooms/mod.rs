@@ -5,6 +5,7 @@ mod format;
 mod membership;
 mod state;
 mod timeline;
+mod upgrade;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +31,8 @@ pub struct Rooms {
     locks: Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>,
     stream: AtomicU64,
     state_groups: AtomicU64,
+    /// Held for a whole upgrade, which spans many appends to two rooms.
+    pub upgrades: tokio::sync::Mutex<()>,
 }
 
 impl Rooms {
@@ -40,6 +43,7 @@ impl Rooms {
             locks: Mutex::new(HashMap::new()),
             stream: AtomicU64::new(store.last_u64_key(Cf::Stream)?),
             state_groups: AtomicU64::new(store.last_u64_key(Cf::StateGroups)?),
+            upgrades: tokio::sync::Mutex::new(()),
         })
     }
 

@@ -43,6 +43,19 @@ impl EventTemplate {
             redacts: None,
         }
     }
+
+    pub fn redaction(target: OwnedEventId, reason: Option<String>) -> Self {
+        let mut content = serde_json::Map::new();
+        if let Some(reason) = reason {
+            content.insert("reason".into(), Value::String(reason));
+        }
+        Self {
+            event_type: "m.room.redaction".to_owned(),
+            state_key: None,
+            content: Value::Object(content),
+            redacts: Some(target),
+        }
+    }
 }
 
 /// The client transaction a send belongs to, for idempotency.
@@ -134,11 +147,17 @@ impl Services {
         txn: Option<TxnRef>,
     ) -> Result<OwnedEventId> {
         let _guard = self.rooms.lock(room_id).await;
+        // `/redact/{eventId}/{txnId}` and `/send/{type}/{txnId}` are different paths, so
+        // a redaction's transaction is keyed by its target as well.
+        let txn_path = match &template.redacts {
+            Some(target) => format!("{}/{target}", template.event_type),
+            None => template.event_type.clone(),
+        };
         let txn_key = txn.as_ref().map(|txn| TxnKey {
             user_id: sender.as_str(),
             device_id: &txn.device_id,
             room_id: room_id.as_str(),
-            event_type: &template.event_type,
+            event_type: &txn_path,
             txn_id: &txn.txn_id,
         });
         if let Some(key) = txn_key
@@ -210,6 +229,14 @@ impl Services {
         auth_check(version, &pdu, |t, k| {
             auth_state.get(&(t.to_owned(), k.to_owned()))
         })?;
+        let redaction = match pdu.redacts(version) {
+            Some(target) => {
+                let powers = powers_from(version, &auth_state)?;
+                self.check_redaction(room_id, target, sender, &powers)?;
+                Some((target.to_owned(), powers))
+            }
+            None => None,
+        };
 
         let mut batch = self.store.batch();
         let stream = self.rooms.next_stream();
@@ -248,17 +275,9 @@ impl Services {
                 )?;
             }
         }
-        if let Some(redacts) = pdu.redacts(version) {
-            let powers = match auth_state.get(&("m.room.create".to_owned(), String::new())) {
-                Some(create) => RoomPowers::new(
-                    version,
-                    create,
-                    auth_state.get(&("m.room.power_levels".to_owned(), String::new())),
-                )?,
-                None => return Err(Error::internal("room has no create event")),
-            };
+        if let Some((redacts, powers)) = &redaction {
             self.apply_redaction(
-                &mut batch, room_id, version, redacts, sender, &powers, &event_id,
+                &mut batch, room_id, version, redacts, sender, powers, &event_id,
             )?;
         }
         batch.put_event(
@@ -291,6 +310,48 @@ impl Services {
         )?;
         self.store.write(batch)?;
         Ok(event_id)
+    }
+
+    /// What a local user may redact: an event of this room other than the create event
+    /// and the server ACL (whose redaction would open the room to every server), and only
+    /// their own unless they have the redact level. Synapse draws the same lines.
+    fn check_redaction(
+        &self,
+        room_id: &RoomId,
+        target: &str,
+        sender: &UserId,
+        powers: &RoomPowers,
+    ) -> Result<()> {
+        let not_found = || Error::not_found(format!("Event {target} not found in this room"));
+        let record = self.store.event(target)?.ok_or_else(not_found)?;
+        if record.room_id != room_id {
+            return Err(not_found());
+        }
+        match record.pdu.get("type").and_then(Value::as_str) {
+            Some("m.room.create") => {
+                return Err(Error::forbidden(
+                    "The m.room.create event cannot be redacted",
+                ));
+            }
+            Some("m.room.server_acl") => {
+                return Err(Error::forbidden(
+                    "The m.room.server_acl event cannot be redacted",
+                ));
+            }
+            _ => {}
+        }
+        if record.pdu.get("sender").and_then(Value::as_str) == Some(sender.as_str()) {
+            return Ok(());
+        }
+        let power = powers.user_power(sender);
+        let needed = powers.redact_level();
+        if power.at_least(needed) {
+            Ok(())
+        } else {
+            Err(Error::forbidden(format!(
+                "You may only redact your own events: redacting events of others needs power level {needed}, you have {power}"
+            )))
+        }
     }
 
     /// Replaces the target's stored copy with its redacted form. The auth rules let any
@@ -329,4 +390,15 @@ impl Services {
         batch.put_event(target, &record)?;
         Ok(())
     }
+}
+
+fn powers_from(version: RoomVersion, state: &HashMap<StateKey, Pdu>) -> Result<RoomPowers> {
+    let create = state
+        .get(&("m.room.create".to_owned(), String::new()))
+        .ok_or_else(|| Error::internal("room has no create event"))?;
+    Ok(RoomPowers::new(
+        version,
+        create,
+        state.get(&("m.room.power_levels".to_owned(), String::new())),
+    )?)
 }

@@ -1,4 +1,4 @@
-//! Membership endpoints: join, leave, invite, kick, ban, unban.
+//! Membership endpoints: join, knock, leave, forget, invite, kick, ban, unban.
 
 use axum::extract::State;
 use axum::routing::post;
@@ -20,7 +20,9 @@ pub fn routes() -> Router<AppState> {
             post(join_by_id_or_alias),
         )
         .route("/_matrix/client/v3/rooms/{room_id}/join", post(join))
+        .route("/_matrix/client/v3/knock/{room_id_or_alias}", post(knock))
         .route("/_matrix/client/v3/rooms/{room_id}/leave", post(leave))
+        .route("/_matrix/client/v3/rooms/{room_id}/forget", post(forget))
         .route("/_matrix/client/v3/rooms/{room_id}/invite", post(invite))
         .route("/_matrix/client/v3/rooms/{room_id}/kick", post(kick))
         .route("/_matrix/client/v3/rooms/{room_id}/ban", post(ban))
@@ -69,6 +71,41 @@ async fn join(
         )
         .await?;
     Ok(Json(json!({ "room_id": room_id })))
+}
+
+/// `via` is accepted and ignored: only rooms this server is in can be knocked on yet.
+async fn knock(
+    State(state): State<AppState>,
+    Auth(authed): Auth,
+    Path(target): Path<String>,
+    MatrixJson(body): MatrixJson<ReasonBody>,
+) -> Result<Json<Value>> {
+    if target.starts_with('#') {
+        return Err(Error::not_found(
+            "Room aliases are not available on this server yet",
+        ));
+    }
+    let room_id = parse_room_id(&target)?;
+    state
+        .change_membership(
+            &room_id,
+            &authed.user_id,
+            &authed.user_id,
+            MembershipChange::Knock,
+            body.reason,
+        )
+        .await?;
+    Ok(Json(json!({ "room_id": room_id })))
+}
+
+async fn forget(
+    State(state): State<AppState>,
+    Auth(authed): Auth,
+    Path(room_id): Path<String>,
+) -> Result<Json<Value>> {
+    let room_id = parse_room_id(&room_id)?;
+    state.forget_room(&room_id, &authed.user_id).await?;
+    Ok(Json(json!({})))
 }
 
 async fn leave(

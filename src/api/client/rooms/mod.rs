@@ -3,8 +3,10 @@
 mod create;
 mod members;
 mod membership;
+mod redact;
 mod send;
 mod state;
+mod upgrade;
 
 use axum::Router;
 use ruma::{OwnedRoomId, RoomId, UserId};
@@ -20,6 +22,8 @@ pub fn routes() -> Router<AppState> {
         .merge(state::routes())
         .merge(membership::routes())
         .merge(members::routes())
+        .merge(redact::routes())
+        .merge(upgrade::routes())
 }
 
 pub fn parse_room_id(text: &str) -> Result<OwnedRoomId> {
@@ -37,7 +41,8 @@ pub fn check_identifier_length(what: &str, text: &str) -> Result<()> {
 }
 
 /// The state group a user may read a room's state at: the current one while joined, the
-/// one after their departure once they have left or been removed. Others may not read it.
+/// one after their departure once they have left or been removed, unless they have since
+/// forgotten the room. Others may not read it.
 pub fn readable_state_group(state: &Services, room_id: &RoomId, user: &UserId) -> Result<u64> {
     let not_member = || Error::forbidden("You are not a member of this room");
     let room = state.store.room(room_id.as_str())?.ok_or_else(not_member)?;
@@ -45,6 +50,9 @@ pub fn readable_state_group(state: &Services, room_id: &RoomId, user: &UserId) -
         .store
         .user_room(user.as_str(), room_id.as_str())?
         .ok_or_else(not_member)?;
+    if membership.forgotten {
+        return Err(Error::forbidden("You have forgotten this room"));
+    }
     match membership.membership.as_str() {
         "join" => Ok(room.state_group),
         "leave" | "ban" => {

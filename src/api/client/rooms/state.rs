@@ -166,6 +166,7 @@ async fn get_event(
     let membership = state
         .store
         .user_room(authed.user_id.as_str(), room_id.as_str())?
+        .filter(|m| !m.forgotten)
         .ok_or_else(not_found)?;
     let (record, event) = state
         .client_event_by_id(&event_id, Some(view(&authed)))?

@@ -36,6 +36,10 @@ pub enum ErrorKind {
     GuestAccessForbidden,
     UnsupportedRoomVersion,
     RoomInUse,
+    /// An `m.room.canonical_alias` event names an alias that does not point to the room.
+    BadAlias,
+    /// The resource already exists (409); the spec gives no better code than `M_UNKNOWN`.
+    Conflict,
     InvalidRoomState,
     BadState,
     /// A request the server understood but cannot act on, with no better code.
@@ -108,9 +112,10 @@ impl Error {
             ErrorKind::GuestAccessForbidden => "M_GUEST_ACCESS_FORBIDDEN",
             ErrorKind::UnsupportedRoomVersion => "M_UNSUPPORTED_ROOM_VERSION",
             ErrorKind::RoomInUse => "M_ROOM_IN_USE",
+            ErrorKind::BadAlias => "M_BAD_ALIAS",
             ErrorKind::InvalidRoomState => "M_INVALID_ROOM_STATE",
             ErrorKind::BadState => "M_BAD_STATE",
-            ErrorKind::Unknown | ErrorKind::Internal => "M_UNKNOWN",
+            ErrorKind::Unknown | ErrorKind::Conflict | ErrorKind::Internal => "M_UNKNOWN",
             // Inside a UIA response the errcode describes the failed stage, if any.
             ErrorKind::AuthRequired(_) => "M_FORBIDDEN",
         }
@@ -132,6 +137,7 @@ impl Error {
             } => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::LimitExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorKind::BadJson
             | ErrorKind::NotJson
@@ -142,6 +148,7 @@ impl Error {
             | ErrorKind::WeakPassword
             | ErrorKind::UnsupportedRoomVersion
             | ErrorKind::RoomInUse
+            | ErrorKind::BadAlias
             | ErrorKind::InvalidRoomState
             | ErrorKind::BadState
             | ErrorKind::Unknown => StatusCode::BAD_REQUEST,

@@ -1,5 +1,6 @@
 //! The server's logic, between the HTTP handlers in `api/` and the store.
 
+pub mod directory;
 pub mod keys;
 pub mod password;
 pub mod ratelimit;
@@ -27,6 +28,7 @@ pub struct Services {
     pub login_limiter: ratelimit::RateLimiter,
     pub nonces: shared_secret::Nonces,
     pub rooms: rooms::Rooms,
+    pub directory: directory::Directory,
     server_name: ruma::OwnedServerName,
 }
 
@@ -38,6 +40,7 @@ impl Services {
             uia: uia::UiaSessions::default(),
             nonces: shared_secret::Nonces::default(),
             rooms: rooms::Rooms::new(&store)?,
+            directory: directory::Directory::default(),
             login_limiter: ratelimit::RateLimiter::new(
                 config.login.failures_burst,
                 config.login.failures_per_minute,

@@ -2,6 +2,7 @@
 //! atomic write batch per logical change. See `spec/storage.md` for the key layouts.
 
 mod accounts;
+mod directory;
 mod keys;
 mod rooms;
 
@@ -13,6 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use accounts::{AccessTokenRecord, DeviceRecord, RefreshTokenRecord, TokenHash, UserRecord};
+pub use directory::AliasRecord;
 pub use rooms::{EventRecord, RoomRecord, StateGroupRecord, TxnKey, UserRoomRecord};
 
 /// Bumped whenever a key layout or record encoding changes incompatibly.
@@ -61,10 +63,13 @@ pub enum Cf {
     RoomState,
     UserRooms,
     TxnIds,
+    Aliases,
+    RoomAliases,
+    PublishedRooms,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 14] = [
+    pub const ALL: [Cf; 17] = [
         Cf::Meta,
         Cf::Users,
         Cf::Devices,
@@ -79,6 +84,9 @@ impl Cf {
         Cf::RoomState,
         Cf::UserRooms,
         Cf::TxnIds,
+        Cf::Aliases,
+        Cf::RoomAliases,
+        Cf::PublishedRooms,
     ];
 
     pub fn name(self) -> &'static str {
@@ -97,6 +105,9 @@ impl Cf {
             Cf::RoomState => "room_state",
             Cf::UserRooms => "user_rooms",
             Cf::TxnIds => "txn_ids",
+            Cf::Aliases => "aliases",
+            Cf::RoomAliases => "room_aliases",
+            Cf::PublishedRooms => "published_rooms",
         }
     }
 }

@@ -4,6 +4,7 @@ mod harness;
 
 mod accounts;
 mod devices;
+mod directory;
 mod durability;
 mod errors;
 mod keys;

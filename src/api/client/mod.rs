@@ -2,6 +2,7 @@
 
 mod account;
 mod devices;
+mod directory;
 mod discovery;
 mod login;
 mod register;
@@ -19,4 +20,5 @@ pub fn routes() -> Router<AppState> {
         .merge(account::routes())
         .merge(devices::routes())
         .merge(rooms::routes())
+        .merge(directory::routes())
 }

@@ -2,13 +2,14 @@
 
 use std::collections::BTreeSet;
 
-use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
+use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 use serde_json::{Map, Value, json};
 
 use super::timeline::EventTemplate;
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::RoomVersion;
 use crate::service::Services;
+use crate::service::directory::canonical_alias_names;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Preset {
@@ -32,7 +33,10 @@ impl Preset {
 #[derive(Debug, Clone, Default)]
 pub struct CreateRoom {
     pub preset: Option<Preset>,
+    /// Publish the room in this server's directory.
     pub public_visibility: bool,
+    /// A new local alias, from `room_alias_name`, to become the canonical alias.
+    pub alias: Option<OwnedRoomAliasId>,
     pub room_version: Option<String>,
     pub creation_content: Map<String, Value>,
     pub power_level_content_override: Option<Map<String, Value>>,
@@ -108,6 +112,21 @@ impl Services {
         for invitee in &request.invite {
             self.check_invitable(invitee)?;
         }
+        self.check_initial_canonical_alias(&request)?;
+        // Held until the alias is stored, so no one can take it once it was found free.
+        let alias_guard = match &request.alias {
+            Some(alias) => {
+                let guard = self.lock_aliases().await;
+                if self.store.alias(alias.as_str())?.is_some() {
+                    return Err(Error::new(
+                        ErrorKind::RoomInUse,
+                        format!("Room alias {alias} is already taken"),
+                    ));
+                }
+                Some(guard)
+            }
+            None => None,
+        };
         let preset = request.preset.unwrap_or(if request.public_visibility {
             Preset::PublicChat
         } else {
@@ -143,6 +162,10 @@ impl Services {
         let (room_id, _) = self
             .append_create_event(version, creator, Value::Object(create), legacy_room_id)
             .await?;
+        if let Some(alias) = &request.alias {
+            self.write_alias(alias, &room_id, creator)?;
+        }
+        drop(alias_guard);
 
         // 2. The creator joins.
         self.append_event(
@@ -171,6 +194,16 @@ impl Services {
             Value::Object(power_levels),
         )
         .await?;
+
+        // 4. The canonical alias.
+        if let Some(alias) = &request.alias {
+            self.send_state(
+                &room_id,
+                creator,
+                EventTemplate::state("m.room.canonical_alias", "", json!({ "alias": alias })),
+            )
+            .await?;
+        }
 
         // 5. What the preset implies.
         let (join_rule, guest_access) = match preset {
@@ -201,7 +234,7 @@ impl Services {
 
         // 6. initial_state, in order.
         for template in request.initial_state {
-            self.append_event(&room_id, creator, template, None).await?;
+            self.send_state(&room_id, creator, template).await?;
         }
 
         // 7. Name and topic.
@@ -236,6 +269,10 @@ impl Services {
             )
             .await?;
         }
+        // Published last, so the directory never lists a room still being set up.
+        if request.public_visibility {
+            self.publish(&room_id, true)?;
+        }
         tracing::info!(room_id = %room_id, creator = %creator, version = %version, "room created");
         Ok(room_id)
     }
@@ -253,6 +290,28 @@ impl Services {
         OwnedRoomId::try_from(id)
             .map(Some)
             .map_err(|e| Error::internal(format!("generated room ID: {e}")))
+    }
+
+    /// A new room can have no alias but the one `room_alias_name` creates, so an
+    /// `initial_state` canonical alias event naming any other is refused before the
+    /// room exists rather than halfway through its creation.
+    fn check_initial_canonical_alias(&self, request: &CreateRoom) -> Result<()> {
+        for template in &request.initial_state {
+            if template.event_type != "m.room.canonical_alias" {
+                continue;
+            }
+            let (alias, alt_aliases) = canonical_alias_names(&template.content)?;
+            for text in alias.into_iter().chain(alt_aliases) {
+                let alias = self.parse_alias(text)?;
+                if request.alias.as_ref() != Some(&alias) {
+                    return Err(Error::new(
+                        ErrorKind::BadAlias,
+                        format!("Room alias {alias} does not point to the new room"),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn append_initial(

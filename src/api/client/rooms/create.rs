@@ -62,11 +62,15 @@ async fn create_room(
             "Third-party invites are not supported by this server",
         ));
     }
-    if body.room_alias_name.is_some() || public_visibility {
-        return Err(Error::invalid_param(
-            "Room aliases and the public room directory are not available on this server yet",
-        ));
-    }
+    let alias = match body.room_alias_name.as_deref() {
+        None => None,
+        Some(name) if name.contains(':') => {
+            return Err(Error::invalid_param(
+                "room_alias_name is the local part of the alias ('wombat', not '#wombat:example.com') and cannot contain ':'",
+            ));
+        }
+        Some(name) => Some(state.parse_new_alias(&format!("#{name}:{}", state.server_name()))?),
+    };
     let mut initial_state = Vec::new();
     for event in body.initial_state {
         check_identifier_length("type", &event.event_type)?;
@@ -86,6 +90,7 @@ async fn create_room(
     let request = CreateRoom {
         preset: body.preset.as_deref().map(Preset::parse).transpose()?,
         public_visibility,
+        alias,
         room_version: body.room_version,
         creation_content: body.creation_content,
         power_level_content_override: body.power_level_content_override,

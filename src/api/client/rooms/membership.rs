@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::parse_room_id;
 use crate::api::AppState;
 use crate::api::extract::{Auth, MatrixJson, Path};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::service::rooms::MembershipChange;
 
 pub fn routes() -> Router<AppState> {
@@ -46,12 +46,13 @@ async fn join_by_id_or_alias(
     Path(target): Path<String>,
     body: MatrixJson<ReasonBody>,
 ) -> Result<Json<Value>> {
-    if target.starts_with('#') {
-        return Err(Error::not_found(
-            "Room aliases are not available on this server yet",
-        ));
-    }
-    join(state, auth, Path(target), body).await
+    let room_id = if target.starts_with('#') {
+        let alias = state.parse_alias(&target)?;
+        state.resolve_alias(&alias)?.to_string()
+    } else {
+        target
+    };
+    join(state, auth, Path(room_id), body).await
 }
 
 async fn join(
@@ -80,12 +81,11 @@ async fn knock(
     Path(target): Path<String>,
     MatrixJson(body): MatrixJson<ReasonBody>,
 ) -> Result<Json<Value>> {
-    if target.starts_with('#') {
-        return Err(Error::not_found(
-            "Room aliases are not available on this server yet",
-        ));
-    }
-    let room_id = parse_room_id(&target)?;
+    let room_id = if target.starts_with('#') {
+        state.resolve_alias(&state.parse_alias(&target)?)?
+    } else {
+        parse_room_id(&target)?
+    };
     state
         .change_membership(
             &room_id,

@@ -146,11 +146,10 @@ async fn send_state(
         return Err(Error::forbidden("The create event cannot be replaced"));
     }
     let event_id = state
-        .append_event(
+        .send_state(
             &room_id,
             &authed.user_id,
             EventTemplate::state(&event_type, &state_key, Value::Object(content)),
-            None,
         )
         .await?;
     Ok(Json(json!({ "event_id": event_id })))

@@ -487,11 +487,8 @@ impl Services {
                     .map(str::to_owned)
             };
             match (event_type.as_str(), state_key.as_str()) {
-                ("m.room.member", _) => {
-                    if content["membership"] == "join" {
-                        joined += 1;
-                    }
-                }
+                ("m.room.member", _) if content["membership"] == "join" => joined += 1,
+                ("m.room.member", _) => {}
                 ("m.room.create", "") => room_type = text("type"),
                 ("m.room.name", "") => insert_text(&mut entry, "name", text("name")),
                 ("m.room.topic", "") => insert_text(&mut entry, "topic", plain_topic(content)),

@@ -1,6 +1,7 @@
 //! RocksDB storage: one column family per kind of record, big-endian keys, and one
 //! atomic write batch per logical change. See `spec/storage.md` for the key layouts.
 
+mod account_data;
 mod accounts;
 mod keys;
 mod rooms;
@@ -12,6 +13,7 @@ use rocksdb::{ColumnFamilyDescriptor, DB, Options, WriteBatch, WriteOptions};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use account_data::{AccountDataChange, AccountDataRecord};
 pub use accounts::{AccessTokenRecord, DeviceRecord, RefreshTokenRecord, TokenHash, UserRecord};
 pub use rooms::{EventRecord, RoomRecord, StateGroupRecord, UserRoomRecord};
 
@@ -61,10 +63,12 @@ pub enum Cf {
     RoomState,
     UserRooms,
     TxnIds,
+    AccountData,
+    AccountDataStream,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 14] = [
+    pub const ALL: [Cf; 16] = [
         Cf::Meta,
         Cf::Users,
         Cf::Devices,
@@ -79,6 +83,8 @@ impl Cf {
         Cf::RoomState,
         Cf::UserRooms,
         Cf::TxnIds,
+        Cf::AccountData,
+        Cf::AccountDataStream,
     ];
 
     pub fn name(self) -> &'static str {
@@ -97,6 +103,8 @@ impl Cf {
             Cf::RoomState => "room_state",
             Cf::UserRooms => "user_rooms",
             Cf::TxnIds => "txn_ids",
+            Cf::AccountData => "account_data",
+            Cf::AccountDataStream => "account_data_stream",
         }
     }
 }
@@ -226,6 +234,18 @@ impl Store {
         self.inner.db.iterator_cf(
             self.cf(cf),
             rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward),
+        )
+    }
+
+    /// Iterates backwards from the last key at or before `start`.
+    pub(crate) fn raw_iter_rev_from(
+        &self,
+        cf: Cf,
+        start: &[u8],
+    ) -> rocksdb::DBIteratorWithThreadMode<'_, DB> {
+        self.inner.db.iterator_cf(
+            self.cf(cf),
+            rocksdb::IteratorMode::From(start, rocksdb::Direction::Reverse),
         )
     }
 

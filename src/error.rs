@@ -38,6 +38,9 @@ pub enum ErrorKind {
     RoomInUse,
     InvalidRoomState,
     BadState,
+    /// Writing account data of a type the server manages: the spec answers 405 with
+    /// `M_BAD_JSON`.
+    ServerManagedType,
     /// A request the server understood but cannot act on, with no better code.
     Unknown,
     /// User-interactive authentication must continue: answered with 401 and the flows.
@@ -110,6 +113,7 @@ impl Error {
             ErrorKind::RoomInUse => "M_ROOM_IN_USE",
             ErrorKind::InvalidRoomState => "M_INVALID_ROOM_STATE",
             ErrorKind::BadState => "M_BAD_STATE",
+            ErrorKind::ServerManagedType => "M_BAD_JSON",
             ErrorKind::Unknown | ErrorKind::Internal => "M_UNKNOWN",
             // Inside a UIA response the errcode describes the failed stage, if any.
             ErrorKind::AuthRequired(_) => "M_FORBIDDEN",
@@ -130,6 +134,7 @@ impl Error {
             ErrorKind::Unrecognized {
                 method_not_allowed: true,
             } => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorKind::ServerManagedType => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::LimitExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,

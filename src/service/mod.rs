@@ -1,5 +1,7 @@
 //! The server's logic, between the HTTP handlers in `api/` and the store.
 
+pub mod account_data;
+pub mod direct;
 pub mod keys;
 pub mod password;
 pub mod ratelimit;
@@ -27,6 +29,7 @@ pub struct Services {
     pub login_limiter: ratelimit::RateLimiter,
     pub nonces: shared_secret::Nonces,
     pub rooms: rooms::Rooms,
+    pub account_data_locks: account_data::AccountDataLocks,
     server_name: ruma::OwnedServerName,
 }
 
@@ -38,6 +41,7 @@ impl Services {
             uia: uia::UiaSessions::default(),
             nonces: shared_secret::Nonces::default(),
             rooms: rooms::Rooms::new(&store)?,
+            account_data_locks: account_data::AccountDataLocks::default(),
             login_limiter: ratelimit::RateLimiter::new(
                 config.login.failures_burst,
                 config.login.failures_per_minute,

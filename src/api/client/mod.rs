@@ -1,6 +1,7 @@
 //! The client-server API (`/_matrix/client/...`).
 
 mod account;
+mod account_data;
 mod devices;
 mod discovery;
 mod login;
@@ -17,6 +18,7 @@ pub fn routes() -> Router<AppState> {
         .merge(register::routes())
         .merge(login::routes())
         .merge(account::routes())
+        .merge(account_data::routes())
         .merge(devices::routes())
         .merge(rooms::routes())
 }

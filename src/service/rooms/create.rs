@@ -108,6 +108,15 @@ impl Services {
         for invitee in &request.invite {
             self.check_invitable(invitee)?;
         }
+        // See `existing_direct_room`: "message this person" again opens the same chat;
+        // the rest of the request (name, topic, state) applies only to new rooms.
+        if request.is_direct
+            && let [invitee] = request.invite.as_slice()
+            && let Some(existing) = self.existing_direct_room(creator, invitee)?
+        {
+            tracing::info!(room_id = %existing, creator = %creator, "existing direct chat reused");
+            return Ok(existing);
+        }
         let preset = request.preset.unwrap_or(if request.public_visibility {
             Preset::PublicChat
         } else {
@@ -247,6 +256,9 @@ impl Services {
                 None,
             )
             .await?;
+        }
+        if request.is_direct && !request.invite.is_empty() {
+            self.add_direct_room(creator, &request.invite, &room_id)?;
         }
         tracing::info!(room_id = %room_id, creator = %creator, version = %version, "room created");
         Ok(room_id)

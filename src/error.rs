@@ -42,6 +42,9 @@ pub enum ErrorKind {
     Conflict,
     InvalidRoomState,
     BadState,
+    /// Writing account data of a type the server manages: the spec answers 405 with
+    /// `M_BAD_JSON`.
+    ServerManagedType,
     /// A request the server understood but cannot act on, with no better code.
     Unknown,
     /// User-interactive authentication must continue: answered with 401 and the flows.
@@ -115,6 +118,7 @@ impl Error {
             ErrorKind::BadAlias => "M_BAD_ALIAS",
             ErrorKind::InvalidRoomState => "M_INVALID_ROOM_STATE",
             ErrorKind::BadState => "M_BAD_STATE",
+            ErrorKind::ServerManagedType => "M_BAD_JSON",
             ErrorKind::Unknown | ErrorKind::Conflict | ErrorKind::Internal => "M_UNKNOWN",
             // Inside a UIA response the errcode describes the failed stage, if any.
             ErrorKind::AuthRequired(_) => "M_FORBIDDEN",
@@ -135,6 +139,7 @@ impl Error {
             ErrorKind::Unrecognized {
                 method_not_allowed: true,
             } => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorKind::ServerManagedType => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::LimitExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::Conflict => StatusCode::CONFLICT,

@@ -1,5 +1,7 @@
 //! The server's logic, between the HTTP handlers in `api/` and the store.
 
+pub mod account_data;
+pub mod direct;
 pub mod directory;
 pub mod keys;
 pub mod password;
@@ -28,6 +30,7 @@ pub struct Services {
     pub login_limiter: ratelimit::RateLimiter,
     pub nonces: shared_secret::Nonces,
     pub rooms: rooms::Rooms,
+    pub account_data_locks: account_data::AccountDataLocks,
     pub directory: directory::Directory,
     server_name: ruma::OwnedServerName,
 }
@@ -40,6 +43,7 @@ impl Services {
             uia: uia::UiaSessions::default(),
             nonces: shared_secret::Nonces::default(),
             rooms: rooms::Rooms::new(&store)?,
+            account_data_locks: account_data::AccountDataLocks::default(),
             directory: directory::Directory::default(),
             login_limiter: ratelimit::RateLimiter::new(
                 config.login.failures_burst,

@@ -1,6 +1,7 @@
 //! RocksDB storage: one column family per kind of record, big-endian keys, and one
 //! atomic write batch per logical change. See `spec/storage.md` for the key layouts.
 
+mod account_data;
 mod accounts;
 mod directory;
 mod keys;
@@ -13,6 +14,7 @@ use rocksdb::{ColumnFamilyDescriptor, DB, Options, WriteBatch, WriteOptions};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use account_data::{AccountDataChange, AccountDataRecord};
 pub use accounts::{AccessTokenRecord, DeviceRecord, RefreshTokenRecord, TokenHash, UserRecord};
 pub use directory::AliasRecord;
 pub use rooms::{EventRecord, RoomRecord, StateGroupRecord, TxnKey, UserRoomRecord};
@@ -66,10 +68,12 @@ pub enum Cf {
     Aliases,
     RoomAliases,
     PublishedRooms,
+    AccountData,
+    AccountDataStream,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 17] = [
+    pub const ALL: [Cf; 19] = [
         Cf::Meta,
         Cf::Users,
         Cf::Devices,
@@ -87,6 +91,8 @@ impl Cf {
         Cf::Aliases,
         Cf::RoomAliases,
         Cf::PublishedRooms,
+        Cf::AccountData,
+        Cf::AccountDataStream,
     ];
 
     pub fn name(self) -> &'static str {
@@ -108,6 +114,8 @@ impl Cf {
             Cf::Aliases => "aliases",
             Cf::RoomAliases => "room_aliases",
             Cf::PublishedRooms => "published_rooms",
+            Cf::AccountData => "account_data",
+            Cf::AccountDataStream => "account_data_stream",
         }
     }
 }
@@ -237,6 +245,18 @@ impl Store {
         self.inner.db.iterator_cf(
             self.cf(cf),
             rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward),
+        )
+    }
+
+    /// Iterates backwards from the last key at or before `start`.
+    pub(crate) fn raw_iter_rev_from(
+        &self,
+        cf: Cf,
+        start: &[u8],
+    ) -> rocksdb::DBIteratorWithThreadMode<'_, DB> {
+        self.inner.db.iterator_cf(
+            self.cf(cf),
+            rocksdb::IteratorMode::From(start, rocksdb::Direction::Reverse),
         )
     }
 

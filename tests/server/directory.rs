@@ -723,7 +723,7 @@ fn public_rooms_are_ordered_paginated_and_filtered() {
     );
     assert_eq!(status, 200);
 
-    let mut singles = vec![space.clone(), small.clone()];
+    let mut singles = [space.clone(), small.clone()];
     singles.sort();
     let mut all = vec![big.clone(), medium.clone()];
     all.extend(singles.iter().cloned());

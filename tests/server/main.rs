@@ -2,6 +2,7 @@
 
 mod harness;
 
+mod account_data;
 mod accounts;
 mod devices;
 mod directory;

@@ -271,6 +271,9 @@ fn invites_at_creation() {
     let alice = user(&server, "alice");
     let bob = user(&server, "bob");
     for version in VERSIONS {
+        // A new partner each time: a second direct chat with the same person would reuse
+        // the first (see the account data tests).
+        let bob = user(&server, &format!("bob{version}"));
         let room = create_room(
             &server,
             &alice,

@@ -1,6 +1,7 @@
 //! The client-server API (`/_matrix/client/...`).
 
 mod account;
+mod account_data;
 mod devices;
 mod directory;
 mod discovery;
@@ -18,6 +19,7 @@ pub fn routes() -> Router<AppState> {
         .merge(register::routes())
         .merge(login::routes())
         .merge(account::routes())
+        .merge(account_data::routes())
         .merge(devices::routes())
         .merge(rooms::routes())
         .merge(directory::routes())

@@ -112,6 +112,15 @@ impl Services {
         for invitee in &request.invite {
             self.check_invitable(invitee)?;
         }
+        // See `existing_direct_room`: "message this person" again opens the same chat;
+        // the rest of the request (name, topic, state) applies only to new rooms.
+        if request.is_direct
+            && let [invitee] = request.invite.as_slice()
+            && let Some(existing) = self.existing_direct_room(creator, invitee)?
+        {
+            tracing::info!(room_id = %existing, creator = %creator, "existing direct chat reused");
+            return Ok(existing);
+        }
         self.check_initial_canonical_alias(&request)?;
         // Held until the alias is stored, so no one can take it once it was found free.
         let alias_guard = match &request.alias {
@@ -268,6 +277,9 @@ impl Services {
                 None,
             )
             .await?;
+        }
+        if request.is_direct && !request.invite.is_empty() {
+            self.add_direct_room(creator, &request.invite, &room_id)?;
         }
         // Published last, so the directory never lists a room still being set up.
         if request.public_visibility {

@@ -12,6 +12,7 @@ use crate::event::{
     NewPdu, Pdu, RoomPowers, RoomVersion, StateKey, auth_check, auth_types_for_event,
     build_signed_pdu, canonical_json, room_id_for_create_event,
 };
+use crate::service::direct::direct_inviter;
 use crate::service::{Services, now_ms};
 use crate::store::{EventRecord, RoomRecord, TxnKey, UserRoomRecord};
 
@@ -239,6 +240,18 @@ impl Services {
         };
 
         let mut batch = self.store.batch();
+        // Accepting a direct chat invite records the room in the joiner's `m.direct` in
+        // the same write, so the join never lands without it.
+        let direct_partner = direct_inviter(
+            &pdu,
+            auth_state.get(&("m.room.member".to_owned(), sender.to_string())),
+        );
+        let account_data_guard = direct_partner
+            .as_ref()
+            .map(|_| self.account_data_locks.lock(sender));
+        if let (Some(partner), Some(guard)) = (&direct_partner, &account_data_guard) {
+            self.stage_direct_room(&mut batch, guard, sender, partner, room_id)?;
+        }
         let stream = self.rooms.next_stream();
         let mut state_after = room.state_group;
         if let Some(state_key) = &template.state_key {

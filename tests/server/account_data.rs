@@ -2,27 +2,8 @@
 
 use serde_json::{Value, json};
 
-use crate::harness::{TestServer, assert_error, token};
-
-struct User {
-    id: String,
-    token: String,
-}
-
-fn register(server: &TestServer, name: &str) -> User {
-    let body = server.register(name);
-    User {
-        id: body["user_id"].as_str().unwrap().to_owned(),
-        token: token(&body),
-    }
-}
-
-/// Percent-encodes the sigils and separators of Matrix IDs, as clients do in paths.
-fn enc(id: &str) -> String {
-    id.replace('@', "%40")
-        .replace(':', "%3A")
-        .replace('!', "%21")
-}
+use crate::harness::{TestServer, assert_error};
+use crate::room_support::{User, create_room, enc, join, user};
 
 fn global(user: &str, data_type: &str) -> String {
     format!(
@@ -49,21 +30,6 @@ fn tags(user: &str, room: &str) -> String {
 
 fn tag(user: &str, room: &str, tag: &str) -> String {
     format!("{}/{tag}", tags(user, room))
-}
-
-fn create_room(server: &TestServer, user: &User, body: Value) -> String {
-    let (status, body) = server.post("/_matrix/client/v3/createRoom", Some(&user.token), &body);
-    assert_eq!(status, 200, "{body}");
-    body["room_id"].as_str().unwrap().to_owned()
-}
-
-fn join(server: &TestServer, user: &User, room: &str) {
-    let (status, body) = server.post(
-        &format!("/_matrix/client/v3/rooms/{}/join", enc(room)),
-        Some(&user.token),
-        &json!({}),
-    );
-    assert_eq!(status, 200, "{body}");
 }
 
 fn leave(server: &TestServer, user: &User, room: &str) {
@@ -96,7 +62,7 @@ fn direct_chat(server: &TestServer, creator: &User, invitee: &User) -> String {
 #[test]
 fn global_account_data_is_stored_replaced_and_missing_types_are_404() {
     let server = TestServer::start();
-    let alice = register(&server, "alice");
+    let alice = user(&server, "alice");
     let path = global(&alice.id, "org.example.config");
     assert_error(server.get(&path, Some(&alice.token)), 404, "M_NOT_FOUND");
     let (status, body) = put(
@@ -123,7 +89,7 @@ fn global_account_data_is_stored_replaced_and_missing_types_are_404() {
 #[test]
 fn room_account_data_is_kept_apart_from_global_data_and_other_rooms() {
     let server = TestServer::start();
-    let alice = register(&server, "alice");
+    let alice = user(&server, "alice");
     let room = create_room(&server, &alice, json!({}));
     let other_room = create_room(&server, &alice, json!({}));
     let path = in_room(&alice.id, &room, "org.example.room");
@@ -159,8 +125,8 @@ fn room_account_data_is_kept_apart_from_global_data_and_other_rooms() {
 #[test]
 fn other_users_account_data_and_tags_are_refused() {
     let server = TestServer::start();
-    let alice = register(&server, "alice");
-    let mallory = register(&server, "mallory");
+    let alice = user(&server, "alice");
+    let mallory = user(&server, "mallory");
     let room = create_room(&server, &alice, json!({ "preset": "public_chat" }));
     join(&server, &mallory, &room);
     put(
@@ -206,7 +172,7 @@ fn other_users_account_data_and_tags_are_refused() {
 #[test]
 fn server_managed_types_cannot_be_written_but_their_absence_reads_as_404() {
     let server = TestServer::start();
-    let alice = register(&server, "alice");
+    let alice = user(&server, "alice");
     let room = create_room(&server, &alice, json!({}));
     for data_type in ["m.fully_read", "m.push_rules"] {
         // The spec's answer for types the server manages is 405 with M_BAD_JSON.
@@ -236,8 +202,8 @@ fn server_managed_types_cannot_be_written_but_their_absence_reads_as_404() {
 #[test]
 fn room_account_data_needs_a_membership_in_the_room() {
     let server = TestServer::start();
-    let alice = register(&server, "alice");
-    let bob = register(&server, "bob");
+    let alice = user(&server, "alice");
+    let bob = user(&server, "bob");
     let room = create_room(&server, &alice, json!({}));
     let data = in_room(&bob.id, &room, "org.example.note");
     for (method, path) in [
@@ -290,7 +256,7 @@ fn room_account_data_needs_a_membership_in_the_room() {
 #[test]
 fn malformed_requests_get_matrix_errors() {
     let server = TestServer::start();
-    let alice = register(&server, "alice");
+    let alice = user(&server, "alice");
     let room = create_room(&server, &alice, json!({}));
     let path = global(&alice.id, "org.example.config");
     for path in [
@@ -333,7 +299,7 @@ fn malformed_requests_get_matrix_errors() {
 #[test]
 fn tags_are_added_listed_and_removed_as_room_account_data() {
     let server = TestServer::start();
-    let alice = register(&server, "alice");
+    let alice = user(&server, "alice");
     let room = create_room(&server, &alice, json!({}));
     assert_eq!(
         get_ok(&server, &alice, &tags(&alice.id, &room)),
@@ -403,7 +369,7 @@ fn tags_are_added_listed_and_removed_as_room_account_data() {
 #[test]
 fn a_client_written_m_tag_that_is_not_a_tag_map_reads_as_no_tags() {
     let server = TestServer::start();
-    let alice = register(&server, "alice");
+    let alice = user(&server, "alice");
     let room = create_room(&server, &alice, json!({}));
     put(
         &server,
@@ -430,7 +396,7 @@ fn a_client_written_m_tag_that_is_not_a_tag_map_reads_as_no_tags() {
 #[test]
 fn a_restart_keeps_account_data_and_tags() {
     let mut server = TestServer::start();
-    let alice = register(&server, "alice");
+    let alice = user(&server, "alice");
     let room = create_room(&server, &alice, json!({}));
     put(
         &server,
@@ -479,8 +445,8 @@ fn a_restart_keeps_account_data_and_tags() {
 #[test]
 fn a_direct_chat_is_recorded_in_both_users_m_direct_and_reused() {
     let server = TestServer::start();
-    let alice = register(&server, "alice");
-    let bob = register(&server, "bob");
+    let alice = user(&server, "alice");
+    let bob = user(&server, "bob");
     let room = direct_chat(&server, &alice, &bob);
     assert_eq!(
         get_ok(&server, &alice, &global(&alice.id, "m.direct")),
@@ -517,8 +483,8 @@ fn a_direct_chat_is_recorded_in_both_users_m_direct_and_reused() {
 #[test]
 fn a_direct_chat_the_other_user_left_is_not_reused() {
     let server = TestServer::start();
-    let alice = register(&server, "alice");
-    let bob = register(&server, "bob");
+    let alice = user(&server, "alice");
+    let bob = user(&server, "bob");
     let first = direct_chat(&server, &alice, &bob);
     join(&server, &bob, &first);
     leave(&server, &bob, &first);
@@ -543,9 +509,9 @@ fn a_direct_chat_the_other_user_left_is_not_reused() {
 #[test]
 fn a_direct_room_with_several_invitees_is_listed_under_each_and_never_reused() {
     let server = TestServer::start();
-    let alice = register(&server, "alice");
-    let bob = register(&server, "bob");
-    let carol = register(&server, "carol");
+    let alice = user(&server, "alice");
+    let bob = user(&server, "bob");
+    let carol = user(&server, "carol");
     let body = json!({ "is_direct": true, "invite": [bob.id, carol.id] });
     let room = create_room(&server, &alice, body.clone());
     assert_eq!(
@@ -564,8 +530,8 @@ fn a_direct_room_with_several_invitees_is_listed_under_each_and_never_reused() {
 #[test]
 fn m_direct_keeps_what_the_client_stored_and_plain_invites_leave_it_alone() {
     let mut server = TestServer::start();
-    let alice = register(&server, "alice");
-    let bob = register(&server, "bob");
+    let alice = user(&server, "alice");
+    let bob = user(&server, "bob");
     let client_entry = json!({ "@someone:elsewhere.example": ["!old:elsewhere.example"] });
     put(
         &server,

@@ -2,20 +2,8 @@
 
 use serde_json::{Value, json};
 
-use crate::harness::{TestServer, assert_error, token};
-
-struct User {
-    id: String,
-    token: String,
-}
-
-fn user(server: &TestServer, name: &str) -> User {
-    let body = server.register(name);
-    User {
-        id: body["user_id"].as_str().unwrap().to_owned(),
-        token: token(&body),
-    }
-}
+use crate::harness::{TestServer, assert_error};
+use crate::room_support::{self, User, get_event, get_state, join, send_text, user};
 
 /// Creates a room; `moderators` get power 50. For v10/v11 the creator is listed at 100, as
 /// the default power levels would have it; v12 creators may not be listed.
@@ -46,26 +34,7 @@ fn create_room(
     body["room_id"].as_str().unwrap().to_owned()
 }
 
-fn join(server: &TestServer, who: &User, room: &str) {
-    let (status, body) = server.post(
-        &format!("/_matrix/client/v3/rooms/{room}/join"),
-        Some(&who.token),
-        &json!({}),
-    );
-    assert_eq!(status, 200, "{body}");
-}
-
-fn send_message(server: &TestServer, who: &User, room: &str, txn: &str, text: &str) -> String {
-    let (status, body) = server.send(
-        "PUT",
-        &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}"),
-        Some(&who.token),
-        &json!({ "msgtype": "m.text", "body": text }),
-    );
-    assert_eq!(status, 200, "{body}");
-    body["event_id"].as_str().unwrap().to_owned()
-}
-
+/// The room's `event_type` state with the empty state key.
 fn put_state(
     server: &TestServer,
     who: &User,
@@ -73,26 +42,11 @@ fn put_state(
     event_type: &str,
     content: Value,
 ) -> (u16, Value) {
-    server.send(
-        "PUT",
-        &format!("/_matrix/client/v3/rooms/{room}/state/{event_type}"),
-        Some(&who.token),
-        &content,
-    )
+    room_support::put_state(server, who, room, event_type, "", &content)
 }
 
 fn state(server: &TestServer, who: &User, room: &str, event_type: &str) -> (u16, Value) {
-    server.get(
-        &format!("/_matrix/client/v3/rooms/{room}/state/{event_type}"),
-        Some(&who.token),
-    )
-}
-
-fn get_event(server: &TestServer, who: &User, room: &str, event: &str) -> (u16, Value) {
-    server.get(
-        &format!("/_matrix/client/v3/rooms/{room}/event/{event}"),
-        Some(&who.token),
-    )
+    get_state(server, who, room, event_type, "")
 }
 
 fn redact(
@@ -133,7 +87,7 @@ fn redaction_by_sender_by_moderator_and_refused_without_power() {
     join(&server, &carol, &room);
 
     // Her own event: allowed, with the reason kept on the redaction.
-    let own = send_message(&server, &carol, &room, "c1", "oops");
+    let own = send_text(&server, &carol, &room, "c1", "oops");
     let redaction = redacted_ok(redact(&server, &carol, &room, &own, "r1", Some("typo")));
     let (status, event) = get_event(&server, &alice, &room, &own);
     assert_eq!(status, 200, "{event}");
@@ -146,7 +100,7 @@ fn redaction_by_sender_by_moderator_and_refused_without_power() {
     assert_eq!(because["content"]["redacts"], own.as_str());
 
     // A moderator (power 50, the default redact level) redacts someone else's event.
-    let rude = send_message(&server, &carol, &room, "c2", "rude words");
+    let rude = send_text(&server, &carol, &room, "c2", "rude words");
     let by_mod = redacted_ok(redact(&server, &bob, &room, &rude, "b1", None));
     let (_, event) = get_event(&server, &carol, &room, &rude);
     assert_eq!(event["content"], json!({}));
@@ -156,7 +110,7 @@ fn redaction_by_sender_by_moderator_and_refused_without_power() {
     );
 
     // Without the redact level, others' events are out of reach, by either endpoint.
-    let bobs = send_message(&server, &bob, &room, "b2", "moderated");
+    let bobs = send_text(&server, &bob, &room, "b2", "moderated");
     let refused = assert_error(
         redact(&server, &carol, &room, &bobs, "c3", None),
         403,
@@ -196,7 +150,7 @@ fn redaction_by_sender_by_moderator_and_refused_without_power() {
         "M_NOT_FOUND",
     );
     let other = create_room(&server, &alice, "12", "private_chat", &[]);
-    let elsewhere = send_message(&server, &alice, &other, "a2", "elsewhere");
+    let elsewhere = send_text(&server, &alice, &other, "a2", "elsewhere");
     assert_error(
         redact(&server, &alice, &room, &elsewhere, "a3", None),
         404,
@@ -225,8 +179,8 @@ fn redaction_transactions_are_idempotent() {
     let server = TestServer::start();
     let alice = user(&server, "alice");
     let room = create_room(&server, &alice, "12", "private_chat", &[]);
-    let first = send_message(&server, &alice, &room, "m1", "one");
-    let second = send_message(&server, &alice, &room, "m2", "two");
+    let first = send_text(&server, &alice, &room, "m1", "one");
+    let second = send_text(&server, &alice, &room, "m2", "two");
 
     let redaction = redacted_ok(redact(&server, &alice, &room, &first, "t1", None));
     assert_eq!(
@@ -247,10 +201,7 @@ fn redaction_transactions_are_idempotent() {
     // The same transaction ID on another path is another request.
     let other = redacted_ok(redact(&server, &alice, &room, &second, "t1", None));
     assert_ne!(other, redaction);
-    assert_ne!(
-        send_message(&server, &alice, &room, "t1", "three"),
-        redaction
-    );
+    assert_ne!(send_text(&server, &alice, &room, "t1", "three"), redaction);
     // A new transaction ID for an already redacted event makes a new redaction.
     assert_ne!(
         redacted_ok(redact(&server, &alice, &room, &first, "t2", None)),
@@ -264,7 +215,7 @@ fn redacted_content_follows_the_room_version() {
     let alice = user(&server, "alice");
     for version in ["10", "11", "12"] {
         let room = create_room(&server, &alice, version, "private_chat", &[]);
-        let message = send_message(&server, &alice, &room, &format!("m{version}"), "secret");
+        let message = send_text(&server, &alice, &room, &format!("m{version}"), "secret");
         let (status, topic) = put_state(
             &server,
             &alice,
@@ -490,7 +441,7 @@ fn forgetting_needs_leaving_and_ends_reading() {
     let carol = user(&server, "carol");
     let room = create_room(&server, &alice, "12", "public_chat", &[]);
     join(&server, &bob, &room);
-    let message = send_message(&server, &alice, &room, "m1", "hello");
+    let message = send_text(&server, &alice, &room, "m1", "hello");
     let forget = |who: &User, room: &str| {
         server.post(
             &format!("/_matrix/client/v3/rooms/{room}/forget"),
@@ -729,7 +680,7 @@ fn upgrade_replaces_the_room_and_locks_the_old_one() {
             403,
             "M_FORBIDDEN",
         );
-        send_message(&server, &dave, &new, &format!("new{from}{to}"), "here");
+        send_text(&server, &dave, &new, &format!("new{from}{to}"), "here");
     }
 }
 

@@ -96,8 +96,10 @@ def test_create_invite_join_send_and_fetch(hearth):
 
             sent = []
             for i in range(3):
-                sent.append((alice.user_id, f"from alice {i}", await _send_text(alice, room_id, f"from alice {i}")))
-                sent.append((bob.user_id, f"from bob {i}", await _send_text(bob, room_id, f"from bob {i}")))
+                for client in (alice, bob):
+                    body = f"from {client.user_id} {i}"
+                    event_id = await _send_text(client, room_id, body)
+                    sent.append((client.user_id, body, event_id))
 
             # Each side reads every message, its own and the other's.
             for reader in (alice, bob):

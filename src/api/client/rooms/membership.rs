@@ -1,7 +1,7 @@
 //! Membership endpoints: join, knock, leave, forget, invite, kick, ban, unban.
 
 use axum::extract::State;
-use axum::routing::post;
+use axum::routing::{MethodRouter, post};
 use axum::{Json, Router};
 use ruma::OwnedUserId;
 use serde::Deserialize;
@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::parse_room_id;
 use crate::api::AppState;
 use crate::api::extract::{Auth, MatrixJson, Path};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::service::rooms::MembershipChange;
 
 pub fn routes() -> Router<AppState> {
@@ -23,10 +23,22 @@ pub fn routes() -> Router<AppState> {
         .route("/_matrix/client/v3/knock/{room_id_or_alias}", post(knock))
         .route("/_matrix/client/v3/rooms/{room_id}/leave", post(leave))
         .route("/_matrix/client/v3/rooms/{room_id}/forget", post(forget))
-        .route("/_matrix/client/v3/rooms/{room_id}/invite", post(invite))
-        .route("/_matrix/client/v3/rooms/{room_id}/kick", post(kick))
-        .route("/_matrix/client/v3/rooms/{room_id}/ban", post(ban))
-        .route("/_matrix/client/v3/rooms/{room_id}/unban", post(unban))
+        .route(
+            "/_matrix/client/v3/rooms/{room_id}/invite",
+            targeted(MembershipChange::Invite),
+        )
+        .route(
+            "/_matrix/client/v3/rooms/{room_id}/kick",
+            targeted(MembershipChange::Kick),
+        )
+        .route(
+            "/_matrix/client/v3/rooms/{room_id}/ban",
+            targeted(MembershipChange::Ban),
+        )
+        .route(
+            "/_matrix/client/v3/rooms/{room_id}/unban",
+            targeted(MembershipChange::Unban),
+        )
 }
 
 #[derive(Deserialize)]
@@ -127,80 +139,24 @@ async fn leave(
     Ok(Json(json!({})))
 }
 
-async fn targeted(
-    state: &AppState,
-    sender: &ruma::UserId,
-    room_id: &str,
-    body: TargetBody,
-    change: MembershipChange,
-) -> Result<Json<Value>> {
-    let room_id = parse_room_id(room_id)?;
-    state
-        .change_membership(&room_id, sender, &body.user_id, change, body.reason)
-        .await?;
-    Ok(Json(json!({})))
-}
-
-async fn invite(
-    State(state): State<AppState>,
-    Auth(authed): Auth,
-    Path(room_id): Path<String>,
-    MatrixJson(body): MatrixJson<TargetBody>,
-) -> Result<Json<Value>> {
-    targeted(
-        &state,
-        &authed.user_id,
-        &room_id,
-        body,
-        MembershipChange::Invite,
+/// `POST /rooms/{roomId}/invite|kick|ban|unban`: one request shape, one membership change each.
+fn targeted(change: MembershipChange) -> MethodRouter<AppState> {
+    post(
+        move |State(state): State<AppState>,
+              Auth(authed): Auth,
+              Path(room_id): Path<String>,
+              MatrixJson(body): MatrixJson<TargetBody>| async move {
+            let room_id = parse_room_id(&room_id)?;
+            state
+                .change_membership(
+                    &room_id,
+                    &authed.user_id,
+                    &body.user_id,
+                    change,
+                    body.reason,
+                )
+                .await?;
+            Ok::<_, Error>(Json(json!({})))
+        },
     )
-    .await
-}
-
-async fn kick(
-    State(state): State<AppState>,
-    Auth(authed): Auth,
-    Path(room_id): Path<String>,
-    MatrixJson(body): MatrixJson<TargetBody>,
-) -> Result<Json<Value>> {
-    targeted(
-        &state,
-        &authed.user_id,
-        &room_id,
-        body,
-        MembershipChange::Kick,
-    )
-    .await
-}
-
-async fn ban(
-    State(state): State<AppState>,
-    Auth(authed): Auth,
-    Path(room_id): Path<String>,
-    MatrixJson(body): MatrixJson<TargetBody>,
-) -> Result<Json<Value>> {
-    targeted(
-        &state,
-        &authed.user_id,
-        &room_id,
-        body,
-        MembershipChange::Ban,
-    )
-    .await
-}
-
-async fn unban(
-    State(state): State<AppState>,
-    Auth(authed): Auth,
-    Path(room_id): Path<String>,
-    MatrixJson(body): MatrixJson<TargetBody>,
-) -> Result<Json<Value>> {
-    targeted(
-        &state,
-        &authed.user_id,
-        &room_id,
-        body,
-        MembershipChange::Unban,
-    )
-    .await
 }

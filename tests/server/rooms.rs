@@ -523,3 +523,24 @@ fn room_ids_of_every_version_round_trip_through_paths() {
         assert_eq!(event["room_id"], room.as_str());
     }
 }
+
+#[test]
+fn refused_creations_leave_no_half_built_room() {
+    let server = TestServer::start();
+    let alice = user(&server, "alice");
+    let bad_requests = [
+        json!({ "room_version": "12", "power_level_content_override": { "users": { alice.id.clone(): 100 } } }),
+        json!({ "invite": [alice.id] }),
+        json!({ "room_version": "10", "power_level_content_override": { "ban": "50" } }),
+        json!({ "initial_state": [{ "type": "m.room.topic", "content": { "topic": "x", "weight": 1.5 } }] }),
+    ];
+    for body in bad_requests {
+        let (status, response) = try_create_room(&server, &alice, body.clone());
+        assert_eq!(status, 400, "{body} -> {response}");
+        assert!(
+            response["errcode"].as_str().unwrap().starts_with("M_"),
+            "{response}"
+        );
+    }
+    assert!(joined_rooms(&server, &alice).is_empty());
+}

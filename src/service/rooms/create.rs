@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 
 use super::timeline::EventTemplate;
 use crate::error::{Error, ErrorKind, Result};
-use crate::event::RoomVersion;
+use crate::event::{PowerLevels, RoomVersion, canonical_json};
 use crate::service::Services;
 use crate::service::directory::canonical_alias_names;
 
@@ -93,6 +93,42 @@ pub(super) fn default_power_levels(
     }
 }
 
+/// Each initial event is stored as it is accepted, so content the room would refuse part
+/// way through is refused here, before the room exists, rather than leaving half a room.
+fn check_initial_content(
+    version: RoomVersion,
+    creator: &UserId,
+    create: &Map<String, Value>,
+    power_levels: &Map<String, Value>,
+    request: &CreateRoom,
+) -> Result<()> {
+    if request.invite.iter().any(|invitee| invitee == creator) {
+        return Err(Error::invalid_param("You cannot invite yourself"));
+    }
+    canonical_json(&Value::Object(create.clone()))?;
+    canonical_json(&Value::Object(power_levels.clone()))?;
+    for template in &request.initial_state {
+        canonical_json(&template.content)?;
+    }
+    let levels = PowerLevels::from_content(power_levels)?;
+    if version.creators_have_infinite_power() {
+        let additional = create
+            .get("additional_creators")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str);
+        for listed in std::iter::once(creator.as_str()).chain(additional) {
+            if levels.users.keys().any(|user| user.as_str() == listed) {
+                return Err(Error::bad_json(format!(
+                    "{listed} is a creator of this room version {version} room and has unlimited power; it cannot be listed in power level users"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Services {
     pub fn parse_room_version(&self, requested: Option<&str>) -> Result<RoomVersion> {
         match requested {
@@ -167,6 +203,13 @@ impl Services {
             creators.remove(creator.as_str());
             create.insert("additional_creators".into(), json!(creators));
         }
+        let mut power_levels = default_power_levels(version, creator, &trusted);
+        if let Some(overrides) = &request.power_level_content_override {
+            for (key, value) in overrides {
+                power_levels.insert(key.clone(), value.clone());
+            }
+        }
+        check_initial_content(version, creator, &create, &power_levels, &request)?;
         let legacy_room_id = self.legacy_room_id(version)?;
         let (room_id, _) = self
             .append_create_event(version, creator, Value::Object(create), legacy_room_id)
@@ -190,12 +233,6 @@ impl Services {
         .await?;
 
         // 3. Power levels, with the override merged over the defaults.
-        let mut power_levels = default_power_levels(version, creator, &trusted);
-        if let Some(overrides) = &request.power_level_content_override {
-            for (key, value) in overrides {
-                power_levels.insert(key.clone(), value.clone());
-            }
-        }
         self.append_initial(
             &room_id,
             creator,

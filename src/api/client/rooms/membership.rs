@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::routing::{MethodRouter, post};
 use axum::{Json, Router};
-use ruma::OwnedUserId;
+use ruma::{OwnedRoomId, OwnedUserId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -12,6 +12,7 @@ use crate::api::AppState;
 use crate::api::extract::{Auth, MatrixJson, Path};
 use crate::error::{Error, Result};
 use crate::service::rooms::MembershipChange;
+use crate::service::sessions::Authed;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -52,19 +53,44 @@ struct TargetBody {
     reason: Option<String>,
 }
 
-async fn join_by_id_or_alias(
-    state: State<AppState>,
-    auth: Auth,
-    Path(target): Path<String>,
-    body: MatrixJson<ReasonBody>,
-) -> Result<Json<Value>> {
-    let room_id = if target.starts_with('#') {
-        let alias = state.parse_alias(&target)?;
-        state.resolve_alias(&alias)?.to_string()
+/// A room named by ID or by one of this server's aliases, as `/join` and `/knock` accept.
+fn room_id_or_alias(state: &AppState, target: &str) -> Result<OwnedRoomId> {
+    if target.starts_with('#') {
+        state.resolve_alias(&state.parse_alias(target)?)
     } else {
-        target
-    };
-    join(state, auth, Path(room_id), body).await
+        parse_room_id(target)
+    }
+}
+
+/// `join` and `knock` change the caller's own membership and answer with the room ID.
+async fn own_membership(
+    state: &AppState,
+    authed: &Authed,
+    room_id: OwnedRoomId,
+    change: MembershipChange,
+    reason: Option<String>,
+) -> Result<Json<Value>> {
+    state
+        .change_membership(&room_id, &authed.user_id, &authed.user_id, change, reason)
+        .await?;
+    Ok(Json(json!({ "room_id": room_id })))
+}
+
+async fn join_by_id_or_alias(
+    State(state): State<AppState>,
+    Auth(authed): Auth,
+    Path(target): Path<String>,
+    MatrixJson(body): MatrixJson<ReasonBody>,
+) -> Result<Json<Value>> {
+    let room_id = room_id_or_alias(&state, &target)?;
+    own_membership(
+        &state,
+        &authed,
+        room_id,
+        MembershipChange::Join,
+        body.reason,
+    )
+    .await
 }
 
 async fn join(
@@ -74,16 +100,14 @@ async fn join(
     MatrixJson(body): MatrixJson<ReasonBody>,
 ) -> Result<Json<Value>> {
     let room_id = parse_room_id(&room_id)?;
-    state
-        .change_membership(
-            &room_id,
-            &authed.user_id,
-            &authed.user_id,
-            MembershipChange::Join,
-            body.reason,
-        )
-        .await?;
-    Ok(Json(json!({ "room_id": room_id })))
+    own_membership(
+        &state,
+        &authed,
+        room_id,
+        MembershipChange::Join,
+        body.reason,
+    )
+    .await
 }
 
 /// `via` is accepted and ignored: only rooms this server is in can be knocked on yet.
@@ -93,21 +117,15 @@ async fn knock(
     Path(target): Path<String>,
     MatrixJson(body): MatrixJson<ReasonBody>,
 ) -> Result<Json<Value>> {
-    let room_id = if target.starts_with('#') {
-        state.resolve_alias(&state.parse_alias(&target)?)?
-    } else {
-        parse_room_id(&target)?
-    };
-    state
-        .change_membership(
-            &room_id,
-            &authed.user_id,
-            &authed.user_id,
-            MembershipChange::Knock,
-            body.reason,
-        )
-        .await?;
-    Ok(Json(json!({ "room_id": room_id })))
+    let room_id = room_id_or_alias(&state, &target)?;
+    own_membership(
+        &state,
+        &authed,
+        room_id,
+        MembershipChange::Knock,
+        body.reason,
+    )
+    .await
 }
 
 async fn forget(

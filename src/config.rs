@@ -22,6 +22,7 @@ pub struct Config {
     pub registration: RegistrationConfig,
     pub login: LoginConfig,
     pub jwt: JwtConfig,
+    pub presence: PresenceConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,6 +72,26 @@ pub struct JwtConfig {
     pub create_users: bool,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PresenceConfig {
+    pub enabled: bool,
+    /// Seconds without an open sync before an online user shows as unavailable.
+    pub unavailable_after_secs: f64,
+    /// Seconds without an open sync before a user shows as offline.
+    pub offline_after_secs: f64,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            unavailable_after_secs: 30.0,
+            offline_after_secs: 300.0,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -85,6 +106,7 @@ impl Default for Config {
             registration: RegistrationConfig::default(),
             login: LoginConfig::default(),
             jwt: JwtConfig::default(),
+            presence: PresenceConfig::default(),
         }
     }
 }
@@ -215,6 +237,18 @@ pub const OPTIONS: &[(&str, &str)] = &[
         "jwt.create_users",
         "Create the account on first JWT login [default: false]",
     ),
+    (
+        "presence.enabled",
+        "Track and share online/offline presence; when off everyone appears offline [default: true]",
+    ),
+    (
+        "presence.unavailable_after_secs",
+        "Seconds after a user's last sync or socket closes before they show as unavailable [default: 30]",
+    ),
+    (
+        "presence.offline_after_secs",
+        "Seconds after a user's last sync or socket closes before they show as offline [default: 300]",
+    ),
 ];
 
 /// Text appended to `hearth --help`.
@@ -322,6 +356,16 @@ impl Config {
         if !rate_ok || self.login.failures_burst == 0 {
             return Err(ConfigError::Invalid(
                 "login.failures_burst and login.failures_per_minute must be positive".into(),
+            ));
+        }
+        let p = &self.presence;
+        let secs_ok = |s: f64| s.is_finite() && s > 0.0 && s < 1e9;
+        if !secs_ok(p.unavailable_after_secs)
+            || !secs_ok(p.offline_after_secs)
+            || p.offline_after_secs < p.unavailable_after_secs
+        {
+            return Err(ConfigError::Invalid(
+                "presence.unavailable_after_secs and presence.offline_after_secs must be positive, with offline_after_secs >= unavailable_after_secs".into(),
             ));
         }
         Ok(())

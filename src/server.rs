@@ -19,6 +19,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let services = Arc::new(Services::new(config, store, keys)?);
+    tokio::spawn(services.clone().presence_idle_loop());
     let app = crate::api::router(services.clone());
     tracing::info!(
         addr = %listener.local_addr()?,
@@ -29,7 +30,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
+    .with_graceful_shutdown({
+        let services = services.clone();
+        async move {
+            shutdown_signal().await;
+            // Long-polls and sockets would otherwise hold the shutdown for their timeout.
+            services.begin_shutdown();
+        }
+    })
     .await?;
     tracing::info!("requests finished; flushing the store");
     services.shutdown();

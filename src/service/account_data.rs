@@ -138,6 +138,8 @@ impl Services {
         let mut batch = self.store.batch();
         self.stage_account_data(&mut batch, &guard, user_id, room_id, data_type, content)?;
         self.store.write(batch)?;
+        drop(guard);
+        self.notifier.wake([user_id]);
         Ok(())
     }
 

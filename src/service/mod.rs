@@ -3,12 +3,18 @@
 pub mod account_data;
 pub mod direct;
 pub mod directory;
+pub mod filter;
 pub mod keys;
 pub mod password;
+pub mod positions;
+pub mod presence;
 pub mod ratelimit;
+pub mod receipts;
 pub mod rooms;
 pub mod sessions;
 pub mod shared_secret;
+pub mod sync;
+pub mod typing;
 pub mod uia;
 pub mod users;
 
@@ -32,7 +38,12 @@ pub struct Services {
     pub rooms: rooms::Rooms,
     pub account_data_locks: account_data::AccountDataLocks,
     pub directory: directory::Directory,
+    pub notifier: sync::Notifier,
+    pub typing: typing::Typing,
+    pub presence: presence::Presence,
+    pub receipts: receipts::Receipts,
     server_name: ruma::OwnedServerName,
+    shutting_down: tokio::sync::watch::Sender<bool>,
 }
 
 impl Services {
@@ -45,6 +56,10 @@ impl Services {
             rooms: rooms::Rooms::new(&store)?,
             account_data_locks: account_data::AccountDataLocks::default(),
             directory: directory::Directory::default(),
+            notifier: sync::Notifier::default(),
+            typing: typing::Typing::default(),
+            presence: presence::Presence::load(&store)?,
+            receipts: receipts::Receipts::new(&store)?,
             login_limiter: ratelimit::RateLimiter::new(
                 config.login.failures_burst,
                 config.login.failures_per_minute,
@@ -53,11 +68,25 @@ impl Services {
             store,
             keys,
             server_name,
+            shutting_down: tokio::sync::watch::channel(false).0,
         })
     }
 
     pub fn server_name(&self) -> &ServerName {
         &self.server_name
+    }
+
+    /// Ends waiting syncs and open sockets so the server can stop.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.send_replace(true);
+    }
+
+    /// Resolves once shutdown has begun.
+    pub fn shutdown_started(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.shutting_down.subscribe();
+        async move {
+            let _ = rx.wait_for(|down| *down).await;
+        }
     }
 
     /// Persists what is kept in memory between writes, then flushes the store.

@@ -4,7 +4,10 @@
 mod account_data;
 mod accounts;
 mod directory;
+mod filters;
 mod keys;
+mod presence;
+mod receipts;
 mod rooms;
 
 use std::path::{Path, PathBuf};
@@ -17,6 +20,8 @@ use serde::de::DeserializeOwned;
 pub use account_data::{AccountDataChange, AccountDataRecord};
 pub use accounts::{AccessTokenRecord, DeviceRecord, RefreshTokenRecord, TokenHash, UserRecord};
 pub use directory::AliasRecord;
+pub use presence::PresenceRecord;
+pub use receipts::{ReceiptChange, ReceiptRecord};
 pub use rooms::{EventRecord, RoomRecord, StateGroupRecord, TxnKey, UserRoomRecord};
 
 /// Bumped whenever a key layout or record encoding changes incompatibly.
@@ -70,10 +75,14 @@ pub enum Cf {
     PublishedRooms,
     AccountData,
     AccountDataStream,
+    Filters,
+    Receipts,
+    ReceiptStream,
+    Presence,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 19] = [
+    pub const ALL: [Cf; 23] = [
         Cf::Meta,
         Cf::Users,
         Cf::Devices,
@@ -93,6 +102,10 @@ impl Cf {
         Cf::PublishedRooms,
         Cf::AccountData,
         Cf::AccountDataStream,
+        Cf::Filters,
+        Cf::Receipts,
+        Cf::ReceiptStream,
+        Cf::Presence,
     ];
 
     pub fn name(self) -> &'static str {
@@ -116,6 +129,10 @@ impl Cf {
             Cf::PublishedRooms => "published_rooms",
             Cf::AccountData => "account_data",
             Cf::AccountDataStream => "account_data_stream",
+            Cf::Filters => "filters",
+            Cf::Receipts => "receipts",
+            Cf::ReceiptStream => "receipt_stream",
+            Cf::Presence => "presence",
         }
     }
 }

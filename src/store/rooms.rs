@@ -238,6 +238,38 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Event IDs of a room in stream order, newest first: positions at most `newest`
+    /// and above `above`, at most `limit` of them.
+    pub fn room_events_rev(
+        &self,
+        room_id: &str,
+        newest: u64,
+        above: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<(u64, OwnedEventId)>> {
+        let prefix = join(&[room_id.as_bytes(), b""]);
+        let mut start = prefix.clone();
+        start.extend_from_slice(&be(newest));
+        let mut out = Vec::new();
+        for item in self.raw_iter_rev_from(Cf::RoomStream, &start) {
+            let (key, value) = item?;
+            if !key.starts_with(&prefix) || out.len() >= limit {
+                break;
+            }
+            let pos = <[u8; 8]>::try_from(&key[prefix.len()..])
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            if pos <= above {
+                break;
+            }
+            let id: OwnedEventId = serde_json::from_slice(&value)?;
+            out.push((pos, id));
+        }
+        Ok(out)
+    }
+}
+
 impl Batch<'_> {
     pub fn put_event(&mut self, event_id: &str, event: &EventRecord) -> StoreResult<()> {
         self.put_json(Cf::Events, event_id.as_bytes(), event)

@@ -18,3 +18,4 @@ mod room_send;
 mod room_store;
 mod room_support;
 mod rooms;
+mod sync;

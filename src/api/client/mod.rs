@@ -6,8 +6,10 @@ mod devices;
 mod directory;
 mod discovery;
 mod login;
+mod presence;
 mod register;
 mod rooms;
+mod sync;
 
 use axum::Router;
 
@@ -23,4 +25,6 @@ pub fn routes() -> Router<AppState> {
         .merge(devices::routes())
         .merge(rooms::routes())
         .merge(directory::routes())
+        .merge(sync::routes())
+        .merge(presence::routes())
 }

@@ -2,6 +2,7 @@
 
 mod create;
 mod format;
+mod members;
 mod membership;
 mod state;
 mod timeline;
@@ -11,15 +12,19 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use ruma::{OwnedRoomId, RoomId};
+use ruma::{OwnedRoomId, OwnedUserId, RoomId};
 
 use crate::error::{Error, ErrorKind};
 use crate::event::EventError;
+use crate::service::Services;
+use crate::service::positions::Positions;
 use crate::store::{Cf, Store, StoreResult};
 
 pub use create::{CreateRoom, Preset};
 pub use format::ClientView;
+pub use members::{MemberCache, RoomMembers};
 pub use membership::MembershipChange;
+pub use state::StateIds;
 pub use timeline::{EventTemplate, TxnRef};
 
 /// Largest event, as the spec limits PDUs.
@@ -29,7 +34,9 @@ pub struct Rooms {
     /// One lock per room: appending reads the room's head and writes a new one, and two
     /// appends must not both attach to the same head.
     locks: Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>,
-    stream: AtomicU64,
+    /// Positions on the global event stream.
+    pub positions: Positions<EventWake>,
+    pub members: MemberCache,
     state_groups: AtomicU64,
     /// Held for a whole upgrade, which spans many appends to two rooms.
     pub upgrades: tokio::sync::Mutex<()>,
@@ -41,7 +48,8 @@ impl Rooms {
     pub fn new(store: &Store) -> StoreResult<Self> {
         Ok(Self {
             locks: Mutex::new(HashMap::new()),
-            stream: AtomicU64::new(store.last_u64_key(Cf::Stream)?),
+            positions: Positions::new(store.last_u64_key(Cf::Stream)?),
+            members: MemberCache::default(),
             state_groups: AtomicU64::new(store.last_u64_key(Cf::StateGroups)?),
             upgrades: tokio::sync::Mutex::new(()),
         })
@@ -55,17 +63,76 @@ impl Rooms {
         lock.lock_owned().await
     }
 
-    fn next_stream(&self) -> u64 {
-        self.stream.fetch_add(1, Ordering::SeqCst) + 1
-    }
-
     fn next_state_group(&self) -> u64 {
         self.state_groups.fetch_add(1, Ordering::SeqCst) + 1
     }
 
-    /// The newest position on the event stream.
+    /// The newest position on the event stream below which every event is stored.
     pub fn stream_position(&self) -> u64 {
-        self.stream.load(Ordering::SeqCst)
+        self.positions.visible()
+    }
+}
+
+/// Who to wake when an event becomes visible: the room's members, and the target of a
+/// membership event, who may no longer be one.
+pub struct EventWake {
+    room_id: OwnedRoomId,
+    target: Option<OwnedUserId>,
+}
+
+/// A position on the event stream held by one write. Dropping it without
+/// [`StreamTicket::publish`] (the write failed) releases the position silently.
+pub struct StreamTicket<'a> {
+    services: &'a Services,
+    pub position: u64,
+    wake: Option<EventWake>,
+}
+
+impl Services {
+    fn stream_ticket(&self) -> StreamTicket<'_> {
+        StreamTicket {
+            services: self,
+            position: self.rooms.positions.allocate(),
+            wake: None,
+        }
+    }
+
+    fn wake_for_events(&self, wakes: Vec<EventWake>) {
+        for wake in wakes {
+            match self.room_members(&wake.room_id) {
+                Ok(members) => self.notifier.wake(members.audience()),
+                Err(e) => {
+                    tracing::warn!(error = %e, room = %wake.room_id, "cannot wake room members")
+                }
+            }
+            if let Some(target) = &wake.target {
+                self.notifier.wake([target.as_ref()]);
+            }
+        }
+    }
+}
+
+impl StreamTicket<'_> {
+    /// Called once the event's batch is written; `membership_target` for member events.
+    pub fn publish(mut self, room_id: &RoomId, membership_target: Option<OwnedUserId>) {
+        if membership_target.is_some() {
+            self.services.rooms.members.invalidate(room_id);
+        }
+        self.wake = Some(EventWake {
+            room_id: room_id.to_owned(),
+            target: membership_target,
+        });
+    }
+}
+
+impl Drop for StreamTicket<'_> {
+    fn drop(&mut self) {
+        let woken = self
+            .services
+            .rooms
+            .positions
+            .finish(self.position, self.wake.take());
+        self.services.wake_for_events(woken);
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use ruma::{OwnedEventId, OwnedRoomId, RoomId, UserId};
+use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 use serde_json::Value;
 
 use super::MAX_EVENT_BYTES;
@@ -108,7 +108,8 @@ impl Services {
             None,
             vec![("m.room.create".into(), String::new(), event_id.clone())],
         )?;
-        let stream = self.rooms.next_stream();
+        let ticket = self.stream_ticket();
+        let stream = ticket.position;
         batch.put_event(
             event_id.as_str(),
             &EventRecord {
@@ -135,6 +136,7 @@ impl Services {
             },
         )?;
         self.store.write(batch)?;
+        ticket.publish(&room_id, Some(sender.to_owned()));
         Ok((room_id, event_id))
     }
 
@@ -252,7 +254,8 @@ impl Services {
         if let (Some(partner), Some(guard)) = (&direct_partner, &account_data_guard) {
             self.stage_direct_room(&mut batch, guard, sender, partner, room_id)?;
         }
-        let stream = self.rooms.next_stream();
+        let ticket = self.stream_ticket();
+        let stream = ticket.position;
         let mut state_after = room.state_group;
         if let Some(state_key) = &template.state_key {
             state_after = self.new_state_group(
@@ -322,6 +325,15 @@ impl Services {
             },
         )?;
         self.store.write(batch)?;
+        let membership_target = match (template.event_type.as_str(), &template.state_key) {
+            ("m.room.member", Some(target)) => OwnedUserId::try_from(target.as_str()).ok(),
+            _ => None,
+        };
+        ticket.publish(room_id, membership_target);
+        if template.state_key.is_none() {
+            self.stop_typing_on_send(room_id, sender);
+            self.note_activity(sender);
+        }
         Ok(event_id)
     }
 

@@ -1,6 +1,7 @@
 //! Room endpoints: creation, sending, state, membership, reading events.
 
 mod create;
+mod ephemeral;
 mod members;
 mod membership;
 mod redact;
@@ -24,6 +25,7 @@ pub fn routes() -> Router<AppState> {
         .merge(members::routes())
         .merge(redact::routes())
         .merge(upgrade::routes())
+        .merge(ephemeral::routes())
 }
 
 pub fn parse_room_id(text: &str) -> Result<OwnedRoomId> {

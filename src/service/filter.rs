@@ -1,0 +1,291 @@
+//! Event filters (the spec's Filtering module): stored per user, applied by `/sync`,
+//! `/messages` and `/context`.
+
+use ruma::UserId;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::service::{Services, random_string};
+
+/// A filter as parsed from its JSON; every field is optional in the spec.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Filter {
+    pub event_fields: Option<Vec<String>>,
+    pub event_format: EventFormat,
+    pub presence: EventFilter,
+    pub account_data: EventFilter,
+    pub room: RoomFilter,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventFormat {
+    #[default]
+    Client,
+    Federation,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct EventFilter {
+    pub limit: Option<u64>,
+    pub types: Option<Vec<String>>,
+    pub not_types: Vec<String>,
+    pub senders: Option<Vec<String>>,
+    pub not_senders: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct RoomFilter {
+    pub rooms: Option<Vec<String>>,
+    pub not_rooms: Vec<String>,
+    pub include_leave: bool,
+    pub timeline: RoomEventFilter,
+    pub state: RoomEventFilter,
+    pub ephemeral: RoomEventFilter,
+    pub account_data: RoomEventFilter,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct RoomEventFilter {
+    #[serde(flatten)]
+    pub base: EventFilter,
+    pub rooms: Option<Vec<String>>,
+    pub not_rooms: Vec<String>,
+    pub contains_url: Option<bool>,
+    pub lazy_load_members: bool,
+    pub include_redundant_members: bool,
+    pub unread_thread_notifications: bool,
+}
+
+/// `*` matches any run of characters, as the spec allows in `types` and `not_types`.
+fn glob_matches(pattern: &str, value: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == value,
+        Some((head, rest)) => {
+            let Some(tail) = value.strip_prefix(head) else {
+                return false;
+            };
+            (0..=tail.len())
+                .filter(|i| tail.is_char_boundary(*i))
+                .any(|i| glob_matches(rest, &tail[i..]))
+        }
+    }
+}
+
+fn listed(list: &[String], value: &str) -> bool {
+    list.iter().any(|p| glob_matches(p, value))
+}
+
+impl EventFilter {
+    pub fn matches(&self, event_type: &str, sender: Option<&str>) -> bool {
+        if listed(&self.not_types, event_type) {
+            return false;
+        }
+        if let Some(types) = &self.types
+            && !listed(types, event_type)
+        {
+            return false;
+        }
+        if let Some(sender) = sender {
+            if self.not_senders.iter().any(|s| s == sender) {
+                return false;
+            }
+            if let Some(senders) = &self.senders
+                && !senders.iter().any(|s| s == sender)
+            {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The event's type and sender checked against the filter.
+    pub fn matches_event(&self, event: &Value) -> bool {
+        let event_type = event.get("type").and_then(Value::as_str).unwrap_or("");
+        self.matches(event_type, event.get("sender").and_then(Value::as_str))
+    }
+
+    fn validate(&self, what: &str) -> Result<()> {
+        if self.limit == Some(0) {
+            return Err(Error::bad_json(format!(
+                "{what}.limit must be a positive integer"
+            )));
+        }
+        for user in self.senders.iter().flatten().chain(&self.not_senders) {
+            if UserId::parse(user.as_str()).is_err() {
+                return Err(Error::bad_json(format!(
+                    "{what} names {user:?}, which is not a user ID"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RoomEventFilter {
+    pub fn allows_room(&self, room_id: &str) -> bool {
+        !self.not_rooms.iter().any(|r| r == room_id)
+            && self
+                .rooms
+                .as_ref()
+                .is_none_or(|rooms| rooms.iter().any(|r| r == room_id))
+    }
+
+    /// Whether a client-format event passes: type, sender, room and `contains_url`.
+    pub fn matches_event(&self, event: &Value) -> bool {
+        if !self.base.matches_event(event) {
+            return false;
+        }
+        if let Some(room) = event.get("room_id").and_then(Value::as_str)
+            && !self.allows_room(room)
+        {
+            return false;
+        }
+        if let Some(wanted) = self.contains_url {
+            let has_url = event
+                .get("content")
+                .and_then(|c| c.get("url"))
+                .is_some_and(Value::is_string);
+            if has_url != wanted {
+                return false;
+            }
+        }
+        true
+    }
+
+    pub fn limit_or(&self, default: usize, max: usize) -> usize {
+        self.base
+            .limit
+            .map_or(default, |l| usize::try_from(l).unwrap_or(max).min(max))
+    }
+}
+
+impl RoomFilter {
+    pub fn allows_room(&self, room_id: &str) -> bool {
+        !self.not_rooms.iter().any(|r| r == room_id)
+            && self
+                .rooms
+                .as_ref()
+                .is_none_or(|rooms| rooms.iter().any(|r| r == room_id))
+    }
+}
+
+impl Filter {
+    /// Parses and checks a filter definition; errors say which field is wrong.
+    pub fn from_json(value: &Value) -> Result<Self> {
+        if !value.is_object() {
+            return Err(Error::bad_json("A filter must be a JSON object"));
+        }
+        let filter: Filter = serde_json::from_value(value.clone())
+            .map_err(|e| Error::bad_json(format!("Invalid filter: {e}")))?;
+        filter.presence.validate("presence")?;
+        filter.account_data.validate("account_data")?;
+        filter.room.timeline.base.validate("room.timeline")?;
+        filter.room.state.base.validate("room.state")?;
+        filter.room.ephemeral.base.validate("room.ephemeral")?;
+        filter
+            .room
+            .account_data
+            .base
+            .validate("room.account_data")?;
+        Ok(filter)
+    }
+}
+
+/// Filter IDs are short and must not start with `{`, which marks an inline filter.
+const FILTER_ID_LEN: usize = 12;
+
+impl Services {
+    pub fn create_filter(&self, user_id: &UserId, definition: &Value) -> Result<String> {
+        Filter::from_json(definition)?;
+        let filter_id = random_string(FILTER_ID_LEN);
+        self.store
+            .put_filter(user_id.as_str(), &filter_id, definition)?;
+        Ok(filter_id)
+    }
+
+    /// A stored filter as its owner uploaded it.
+    pub fn filter_definition(&self, user_id: &UserId, filter_id: &str) -> Result<Value> {
+        self.store
+            .filter(user_id.as_str(), filter_id)?
+            .ok_or_else(|| Error::not_found(format!("No filter with ID {filter_id}")))
+    }
+
+    /// The `filter` query parameter of `/sync` and `/messages`: a filter ID or, when it
+    /// starts with `{`, the filter's JSON itself.
+    pub fn resolve_filter(&self, user_id: &UserId, param: Option<&str>) -> Result<Filter> {
+        match param.map(str::trim) {
+            None | Some("") => Ok(Filter::default()),
+            Some(inline) if inline.starts_with('{') => {
+                let value: Value = serde_json::from_str(inline)
+                    .map_err(|e| Error::bad_json(format!("The filter is not valid JSON: {e}")))?;
+                Filter::from_json(&value)
+            }
+            Some(id) => Filter::from_json(&self.filter_definition(user_id, id)?),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn wildcards_match_any_run() {
+        assert!(glob_matches("m.room.*", "m.room.message"));
+        assert!(glob_matches("*", "anything"));
+        assert!(glob_matches("m.*.member", "m.room.member"));
+        assert!(!glob_matches("m.room.*", "m.reaction"));
+        assert!(!glob_matches("m.room.message", "m.room.messages"));
+    }
+
+    #[test]
+    fn not_types_win_over_types() {
+        let filter = Filter::from_json(&json!({
+            "room": {"timeline": {"types": ["m.room.*"], "not_types": ["m.room.member"]}}
+        }))
+        .unwrap();
+        let timeline = &filter.room.timeline;
+        assert!(timeline.matches_event(&json!({"type": "m.room.message", "sender": "@a:x"})));
+        assert!(!timeline.matches_event(&json!({"type": "m.room.member", "sender": "@a:x"})));
+        assert!(!timeline.matches_event(&json!({"type": "m.reaction", "sender": "@a:x"})));
+    }
+
+    #[test]
+    fn senders_rooms_and_urls_filter() {
+        let filter = Filter::from_json(&json!({
+            "room": {"timeline": {
+                "not_senders": ["@spam:x"], "rooms": ["!a:x"], "contains_url": true
+            }}
+        }))
+        .unwrap();
+        let timeline = &filter.room.timeline;
+        let ok = json!({"type": "m.room.message", "sender": "@a:x", "room_id": "!a:x",
+                        "content": {"url": "mxc://x/y"}});
+        assert!(timeline.matches_event(&ok));
+        let mut spam = ok.clone();
+        spam["sender"] = json!("@spam:x");
+        assert!(!timeline.matches_event(&spam));
+        let mut other_room = ok.clone();
+        other_room["room_id"] = json!("!b:x");
+        assert!(!timeline.matches_event(&other_room));
+        let mut no_url = ok;
+        no_url["content"] = json!({"body": "hi"});
+        assert!(!timeline.matches_event(&no_url));
+    }
+
+    #[test]
+    fn bad_filters_are_refused() {
+        assert!(Filter::from_json(&json!({"room": {"timeline": {"limit": 0}}})).is_err());
+        assert!(Filter::from_json(&json!({"room": {"timeline": {"limit": "ten"}}})).is_err());
+        assert!(Filter::from_json(&json!({"presence": {"senders": ["nobody"]}})).is_err());
+        assert!(Filter::from_json(&json!({"event_format": "xml"})).is_err());
+        assert!(Filter::from_json(&json!([])).is_err());
+    }
+}

@@ -1,0 +1,96 @@
+//! Who is in each room, kept in memory: every event's delivery, every typing or receipt
+//! update and every presence change asks this, so it must not read RocksDB each time.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
+use serde_json::Value;
+
+use crate::error::Result;
+use crate::service::Services;
+
+/// A room's joined and invited members, each list in the order they got that membership.
+#[derive(Debug, Default)]
+pub struct RoomMembers {
+    pub joined: Vec<OwnedUserId>,
+    pub invited: Vec<OwnedUserId>,
+}
+
+impl RoomMembers {
+    pub fn is_joined(&self, user_id: &UserId) -> bool {
+        self.joined.iter().any(|u| u == user_id)
+    }
+
+    /// Everyone the room's events are delivered to.
+    pub fn audience(&self) -> impl Iterator<Item = &UserId> {
+        self.joined.iter().chain(&self.invited).map(|u| u.as_ref())
+    }
+}
+
+#[derive(Default)]
+pub struct MemberCache {
+    rooms: Mutex<HashMap<OwnedRoomId, Arc<RoomMembers>>>,
+    /// Bumped by every invalidation; a load that raced one is not cached.
+    generation: AtomicU64,
+}
+
+impl MemberCache {
+    /// Called before a membership change becomes visible to readers.
+    pub fn invalidate(&self, room_id: &RoomId) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.rooms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(room_id);
+    }
+}
+
+impl Services {
+    pub fn room_members(&self, room_id: &RoomId) -> Result<Arc<RoomMembers>> {
+        let cache = &self.rooms.members;
+        if let Some(members) = cache
+            .rooms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(room_id)
+        {
+            return Ok(members.clone());
+        }
+        let generation = cache.generation.load(Ordering::SeqCst);
+        let mut joined = Vec::new();
+        let mut invited = Vec::new();
+        for ((_, state_key), event_id) in self
+            .store
+            .current_state(room_id.as_str(), Some("m.room.member"))?
+        {
+            let Some(record) = self.store.event(event_id.as_str())? else {
+                continue;
+            };
+            let Ok(user_id) = OwnedUserId::try_from(state_key) else {
+                continue;
+            };
+            let membership = record
+                .pdu
+                .pointer("/content/membership")
+                .and_then(Value::as_str);
+            match membership {
+                Some("join") => joined.push((record.stream, user_id)),
+                Some("invite") => invited.push((record.stream, user_id)),
+                _ => {}
+            }
+        }
+        joined.sort();
+        invited.sort();
+        let members = Arc::new(RoomMembers {
+            joined: joined.into_iter().map(|(_, u)| u).collect(),
+            invited: invited.into_iter().map(|(_, u)| u).collect(),
+        });
+        let mut rooms = cache.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.generation.load(Ordering::SeqCst) == generation {
+            rooms.insert(room_id.to_owned(), members.clone());
+        }
+        Ok(members)
+    }
+}

@@ -1,0 +1,217 @@
+//! `/sync` and its WebSocket twin: what changed for a user since a token, and waiting
+//! (without polling) until something has.
+
+mod notifier;
+mod rooms;
+mod token;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ruma::{DeviceId, OwnedRoomId, UserId};
+use serde_json::{Map, Value, json};
+
+pub use notifier::Notifier;
+pub use token::SyncToken;
+
+use crate::error::Result;
+use crate::service::Services;
+use crate::service::filter::Filter;
+use crate::service::presence::PresenceState;
+use crate::service::rooms::ClientView;
+use crate::store::ReceiptChange;
+
+/// The longest a long-poll waits, whatever the client asks.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(300);
+
+pub struct SyncRequest {
+    pub since: Option<SyncToken>,
+    pub filter: Filter,
+    pub full_state: bool,
+    pub set_presence: PresenceState,
+    pub timeout: Duration,
+}
+
+/// Everything one sync pass shares between rooms.
+struct Pass<'a> {
+    user_id: &'a UserId,
+    view: ClientView<'a>,
+    filter: &'a Filter,
+    since: Option<SyncToken>,
+    now: SyncToken,
+    full_state: bool,
+    receipts: HashMap<OwnedRoomId, Vec<ReceiptChange>>,
+    room_account_data: HashMap<OwnedRoomId, Vec<String>>,
+}
+
+impl Services {
+    /// One `/sync` response. Incremental syncs with nothing to report wait up to the
+    /// timeout for the notifier; initial and `full_state` syncs answer at once.
+    pub async fn sync(
+        self: &Arc<Self>,
+        user_id: &UserId,
+        device_id: &DeviceId,
+        request: &SyncRequest,
+    ) -> Result<Value> {
+        let _presence = self.begin_sync(user_id, request.set_presence);
+        let mut wakes = self.notifier.subscribe(user_id);
+        let deadline = tokio::time::Instant::now() + request.timeout.min(MAX_TIMEOUT);
+        let shutdown = self.shutdown_started();
+        tokio::pin!(shutdown);
+        loop {
+            let (response, has_updates) = self.sync_once(
+                user_id,
+                device_id,
+                request.since,
+                &request.filter,
+                request.full_state,
+            )?;
+            if has_updates
+                || request.since.is_none()
+                || request.full_state
+                || tokio::time::Instant::now() >= deadline
+            {
+                return Ok(response);
+            }
+            tokio::select! {
+                changed = wakes.changed() => {
+                    if changed.is_err() {
+                        tokio::time::sleep_until(deadline).await;
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = &mut shutdown => return Ok(response),
+            }
+        }
+    }
+
+    /// Waits until something may have changed for the user (or the timeout passes).
+    pub fn sync_wakes(&self, user_id: &UserId) -> tokio::sync::watch::Receiver<()> {
+        self.notifier.subscribe(user_id)
+    }
+
+    /// Computes one response without waiting. The second value says whether it holds
+    /// anything: a response without updates still carries a `next_batch`.
+    pub fn sync_once(
+        &self,
+        user_id: &UserId,
+        device_id: &DeviceId,
+        since: Option<SyncToken>,
+        filter: &Filter,
+        full_state: bool,
+    ) -> Result<(Value, bool)> {
+        let now = SyncToken {
+            events: self.rooms.stream_position(),
+            receipts: self.receipts.position(),
+            account_data: self.store.account_data_position(user_id.as_str())?,
+            presence: self.presence.position(),
+            typing: self.typing.position(),
+        };
+        let mut pass = Pass {
+            user_id,
+            view: ClientView { user_id, device_id },
+            filter,
+            since,
+            now,
+            full_state,
+            receipts: HashMap::new(),
+            room_account_data: HashMap::new(),
+        };
+
+        let mut global_account_data = Vec::new();
+        let account_since = since.map_or(0, |s| s.account_data);
+        if account_since < now.account_data {
+            for (position, change) in self
+                .store
+                .account_data_changes_since(user_id.as_str(), account_since)?
+            {
+                if position > now.account_data {
+                    break;
+                }
+                match change.room_id.and_then(|r| OwnedRoomId::try_from(r).ok()) {
+                    Some(room_id) => pass
+                        .room_account_data
+                        .entry(room_id)
+                        .or_default()
+                        .push(change.data_type),
+                    None => {
+                        if filter.account_data.matches(&change.data_type, None)
+                            && let Some(content) =
+                                self.account_data(user_id, None, &change.data_type)?
+                        {
+                            global_account_data
+                                .push(json!({"type": change.data_type, "content": content}));
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(since) = since
+            && since.receipts < now.receipts
+        {
+            for (_, change) in self.store.receipt_changes(since.receipts, now.receipts)? {
+                pass.receipts
+                    .entry(change.room_id.clone())
+                    .or_default()
+                    .push(change);
+            }
+        }
+
+        let rooms = self.sync_rooms(&pass)?;
+        let presence = self.sync_presence(&pass)?;
+        let has_updates =
+            !rooms.is_empty() || !presence.is_empty() || !global_account_data.is_empty();
+
+        let mut response = Map::new();
+        response.insert("next_batch".into(), json!(now.to_string()));
+        response.insert("rooms".into(), Value::Object(rooms));
+        response.insert("presence".into(), json!({ "events": presence }));
+        response.insert(
+            "account_data".into(),
+            json!({ "events": global_account_data }),
+        );
+        Ok((Value::Object(response), has_updates))
+    }
+
+    fn sync_presence(&self, pass: &Pass<'_>) -> Result<Vec<Value>> {
+        if !self.config.presence.enabled {
+            return Ok(Vec::new());
+        }
+        let candidates: Vec<_> = match pass.since {
+            Some(since) => {
+                if since.presence >= pass.now.presence {
+                    return Ok(Vec::new());
+                }
+                self.presence
+                    .changed_between(since.presence, pass.now.presence)
+            }
+            None => self.co_members(pass.user_id)?.into_iter().collect(),
+        };
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let visible: HashSet<_> = match pass.since {
+            Some(_) => self.co_members(pass.user_id)?,
+            None => candidates.iter().cloned().collect(),
+        };
+        let mut events = Vec::new();
+        for user in candidates {
+            if !visible.contains(&user)
+                || !pass
+                    .filter
+                    .presence
+                    .matches("m.presence", Some(user.as_str()))
+            {
+                continue;
+            }
+            if let Some(event) = self.presence.event(&user) {
+                events.push(event);
+            }
+        }
+        if let Some(limit) = pass.filter.presence.limit {
+            events.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        }
+        Ok(events)
+    }
+}

@@ -1,0 +1,464 @@
+//! The `rooms` part of a sync: per room, its timeline window, the state before it,
+//! ephemeral events, account data and summary.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ruma::{OwnedEventId, OwnedUserId, RoomId};
+use serde_json::{Map, Value, json};
+
+use super::{Pass, SyncToken};
+use crate::error::Result;
+use crate::service::Services;
+use crate::service::rooms::StateIds;
+use crate::store::UserRoomRecord;
+
+/// Timeline events per room when the filter gives no limit, and the most it may ask.
+const DEFAULT_TIMELINE_LIMIT: usize = 10;
+const MAX_TIMELINE_LIMIT: usize = 1000;
+
+/// The most heroes a summary names, as the spec suggests.
+const MAX_HEROES: usize = 5;
+
+/// State event types shown to invitees and knockers before they join.
+const STRIPPED_STATE_TYPES: [&str; 7] = [
+    "m.room.create",
+    "m.room.join_rules",
+    "m.room.name",
+    "m.room.avatar",
+    "m.room.canonical_alias",
+    "m.room.encryption",
+    "m.room.topic",
+];
+
+struct Timeline {
+    /// `(stream, client event)`, oldest first.
+    events: Vec<(u64, Value)>,
+    limited: bool,
+}
+
+impl Services {
+    pub(super) fn sync_rooms(&self, pass: &Pass<'_>) -> Result<Map<String, Value>> {
+        let mut join = Map::new();
+        let mut invite = Map::new();
+        let mut knock = Map::new();
+        let mut leave = Map::new();
+        for (room_id, record) in self.store.user_rooms(pass.user_id.as_str())? {
+            if !pass.filter.room.allows_room(room_id.as_str()) {
+                continue;
+            }
+            let Some(UserRoomRecord {
+                membership,
+                stream: membership_stream,
+                forgotten,
+                ..
+            }) = self.membership_as_of(&room_id, pass, record)?
+            else {
+                continue;
+            };
+            let changed = pass.since.is_none_or(|s| membership_stream > s.events);
+            let key = room_id.to_string();
+            match membership.as_str() {
+                "join" => {
+                    let rejoined = match pass.since {
+                        Some(since) if changed => {
+                            self.membership_at(&room_id, pass.user_id, since.events)?
+                                .as_deref()
+                                != Some("join")
+                        }
+                        _ => false,
+                    };
+                    let from = if rejoined {
+                        None
+                    } else {
+                        pass.since.map(|s| s.events)
+                    };
+                    if let Some(section) =
+                        self.joined_room(pass, &room_id, from, pass.now.events)?
+                    {
+                        join.insert(key, section);
+                    }
+                }
+                "invite" if changed => {
+                    let state = self.stripped_state(&room_id, Some(pass.user_id))?;
+                    invite.insert(key, json!({"invite_state": {"events": state}}));
+                }
+                "knock" if changed => {
+                    let state = self.stripped_state(&room_id, Some(pass.user_id))?;
+                    knock.insert(key, json!({"knock_state": {"events": state}}));
+                }
+                "leave" | "ban" if changed && !forgotten => {
+                    // An initial sync shows rooms left long ago only when asked to.
+                    if pass.since.is_none() && !pass.filter.room.include_leave {
+                        continue;
+                    }
+                    let from = pass.since.map(|s| s.events);
+                    if let Some(section) =
+                        self.left_room(pass, &room_id, from, membership_stream)?
+                    {
+                        leave.insert(key, section);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut rooms = Map::new();
+        for (name, section) in [
+            ("join", join),
+            ("invite", invite),
+            ("knock", knock),
+            ("leave", leave),
+        ] {
+            if !section.is_empty() {
+                rooms.insert(name.into(), Value::Object(section));
+            }
+        }
+        Ok(rooms)
+    }
+
+    /// The user's membership as of the pass's `now`. A membership change written after
+    /// `now` became visible (an earlier position still in flight) is looked up in the
+    /// room's state instead, so this pass and the next neither skip nor repeat it.
+    fn membership_as_of(
+        &self,
+        room_id: &RoomId,
+        pass: &Pass<'_>,
+        record: UserRoomRecord,
+    ) -> Result<Option<UserRoomRecord>> {
+        if record.stream <= pass.now.events {
+            return Ok(Some(record));
+        }
+        let Some(state) = self.state_at(room_id, pass.now.events)? else {
+            return Ok(None);
+        };
+        let Some(event_id) = state.get(&("m.room.member".to_owned(), pass.user_id.to_string()))
+        else {
+            return Ok(None);
+        };
+        let Some(event) = self.store.event(event_id.as_str())? else {
+            return Ok(None);
+        };
+        let membership = event
+            .pdu
+            .pointer("/content/membership")
+            .and_then(Value::as_str)
+            .unwrap_or("leave")
+            .to_owned();
+        Ok(Some(UserRoomRecord {
+            membership,
+            event_id: event_id.clone(),
+            stream: event.stream,
+            forgotten: false,
+        }))
+    }
+
+    /// The room's state after every event up to stream position `at`; `None` before the room.
+    pub fn state_at(&self, room_id: &RoomId, at: u64) -> Result<Option<StateIds>> {
+        let Some((_, event_id)) = self
+            .store
+            .room_events_rev(room_id.as_str(), at, 0, 1)?
+            .into_iter()
+            .next()
+        else {
+            return Ok(None);
+        };
+        match self.store.event(event_id.as_str())? {
+            Some(record) => Ok(Some(self.state_ids_at(record.state_after)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The user's membership at stream position `at`.
+    pub fn membership_at(
+        &self,
+        room_id: &RoomId,
+        user_id: &ruma::UserId,
+        at: u64,
+    ) -> Result<Option<String>> {
+        let Some(state) = self.state_at(room_id, at)? else {
+            return Ok(None);
+        };
+        let Some(event_id) = state.get(&("m.room.member".to_owned(), user_id.to_string())) else {
+            return Ok(None);
+        };
+        Ok(self.store.event(event_id.as_str())?.and_then(|e| {
+            e.pdu
+                .pointer("/content/membership")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        }))
+    }
+
+    /// The newest timeline events in `(from, to]` that pass the filter, at most the limit.
+    fn timeline(&self, pass: &Pass<'_>, room_id: &RoomId, from: u64, to: u64) -> Result<Timeline> {
+        let filter = &pass.filter.room.timeline;
+        let limit = filter.limit_or(DEFAULT_TIMELINE_LIMIT, MAX_TIMELINE_LIMIT);
+        let mut events = Vec::new();
+        let mut limited = false;
+        let mut newest = to;
+        // Read in pages: a type filter may skip most events.
+        'scan: loop {
+            let page = self
+                .store
+                .room_events_rev(room_id.as_str(), newest, from, limit + 1)?;
+            let exhausted = page.len() < limit + 1;
+            for (position, event_id) in page {
+                newest = position.saturating_sub(1);
+                let Some((_, event)) =
+                    self.client_event_by_id(event_id.as_str(), Some(pass.view))?
+                else {
+                    continue;
+                };
+                if !filter.matches_event(&event) {
+                    continue;
+                }
+                if events.len() == limit {
+                    limited = true;
+                    break 'scan;
+                }
+                events.push((position, event));
+            }
+            if exhausted || newest <= from {
+                break;
+            }
+        }
+        events.reverse();
+        Ok(Timeline { events, limited })
+    }
+
+    fn joined_room(
+        &self,
+        pass: &Pass<'_>,
+        room_id: &RoomId,
+        from: Option<u64>,
+        to: u64,
+    ) -> Result<Option<Value>> {
+        let full = from.is_none() || pass.full_state;
+        let timeline = self.timeline(pass, room_id, from.unwrap_or(0), to)?;
+        let state = self.state_section(pass, room_id, from, to, full, &timeline)?;
+
+        let mut ephemeral = Vec::new();
+        let typing_since = pass.since.map(|s| s.typing).filter(|_| from.is_some());
+        if let Some(users) = self.typing.changed_since(room_id, typing_since) {
+            ephemeral.push(json!({"type": "m.typing", "content": {"user_ids": users}}));
+        }
+        let receipts = match from {
+            None => self.receipt_content(pass.user_id, room_id, None)?,
+            Some(_) => match pass.receipts.get(room_id) {
+                Some(changes) => self.receipt_content(pass.user_id, room_id, Some(changes))?,
+                None => None,
+            },
+        };
+        ephemeral.extend(receipts);
+        ephemeral.retain(|e| pass.filter.room.ephemeral.matches_event(e));
+
+        let account_data = self.room_account_data(pass, room_id, from.is_none())?;
+
+        let is_member_event =
+            |e: &Value| e.get("type").and_then(Value::as_str) == Some("m.room.member");
+        let membership_changed = timeline.events.iter().any(|(_, e)| is_member_event(e))
+            || state.iter().any(is_member_event);
+        if from.is_some()
+            && !pass.full_state
+            && timeline.events.is_empty()
+            && state.is_empty()
+            && ephemeral.is_empty()
+            && account_data.is_empty()
+        {
+            return Ok(None);
+        }
+        let prev_batch = self.prev_batch(pass, &timeline, from, to);
+        let mut section = json!({
+            "timeline": {
+                "events": timeline.events.into_iter().map(|(_, e)| e).collect::<Vec<_>>(),
+                "limited": timeline.limited,
+                "prev_batch": prev_batch,
+            },
+            "state": {"events": state},
+            "ephemeral": {"events": ephemeral},
+            "account_data": {"events": account_data},
+        });
+        if full || membership_changed {
+            section["summary"] = self.room_summary(pass.user_id, room_id)?;
+        }
+        Ok(Some(section))
+    }
+
+    fn left_room(
+        &self,
+        pass: &Pass<'_>,
+        room_id: &RoomId,
+        from: Option<u64>,
+        left_at: u64,
+    ) -> Result<Option<Value>> {
+        let timeline = self.timeline(pass, room_id, from.unwrap_or(0), left_at)?;
+        let full = from.is_none() || pass.full_state;
+        let state = self.state_section(pass, room_id, from, left_at, full, &timeline)?;
+        let account_data = self.room_account_data(pass, room_id, from.is_none())?;
+        let prev_batch = self.prev_batch(pass, &timeline, from, left_at);
+        Ok(Some(json!({
+            "timeline": {
+                "events": timeline.events.into_iter().map(|(_, e)| e).collect::<Vec<_>>(),
+                "limited": timeline.limited,
+                "prev_batch": prev_batch,
+            },
+            "state": {"events": state},
+            "account_data": {"events": account_data},
+        })))
+    }
+
+    /// A token for paging back (with `/messages`) from just before the timeline.
+    fn prev_batch(
+        &self,
+        pass: &Pass<'_>,
+        timeline: &Timeline,
+        from: Option<u64>,
+        to: u64,
+    ) -> String {
+        let events = match timeline.events.first() {
+            Some((position, _)) => position.saturating_sub(1),
+            None => from.unwrap_or(to).min(to),
+        };
+        SyncToken { events, ..pass.now }.to_string()
+    }
+
+    /// State up to the start of the timeline: all of it for a full room, otherwise what
+    /// changed between `from` and the timeline's start (nothing unless it is limited).
+    fn state_section(
+        &self,
+        pass: &Pass<'_>,
+        room_id: &RoomId,
+        from: Option<u64>,
+        to: u64,
+        full: bool,
+        timeline: &Timeline,
+    ) -> Result<Vec<Value>> {
+        if !full && !timeline.limited {
+            return Ok(Vec::new());
+        }
+        let start = match timeline.events.first() {
+            Some((position, _)) => position.saturating_sub(1),
+            None => to,
+        };
+        let at_start = self.state_at(room_id, start)?.unwrap_or_default();
+        let mut chosen: BTreeMap<(String, String), OwnedEventId> = if full {
+            at_start
+        } else {
+            let before = match from {
+                Some(from) => self.state_at(room_id, from)?.unwrap_or_default(),
+                None => StateIds::new(),
+            };
+            at_start
+                .into_iter()
+                .filter(|(key, id)| before.get(key) != Some(id))
+                .collect()
+        };
+        let filter = &pass.filter.room.state;
+        if filter.lazy_load_members {
+            let mut wanted: BTreeSet<String> = timeline
+                .events
+                .iter()
+                .filter_map(|(_, e)| e.get("sender").and_then(Value::as_str))
+                .map(str::to_owned)
+                .collect();
+            wanted.insert(pass.user_id.to_string());
+            chosen.retain(|(t, k), _| t != "m.room.member" || wanted.contains(k));
+        }
+        let mut events = Vec::new();
+        for event_id in chosen.values() {
+            if let Some((_, event)) = self.client_event_by_id(event_id.as_str(), Some(pass.view))?
+                && filter.matches_event(&event)
+            {
+                events.push(event);
+            }
+        }
+        if let Some(limit) = filter.base.limit {
+            events.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        }
+        Ok(events)
+    }
+
+    fn room_account_data(
+        &self,
+        pass: &Pass<'_>,
+        room_id: &RoomId,
+        all: bool,
+    ) -> Result<Vec<Value>> {
+        let types: Vec<String> = if all {
+            self.store
+                .account_data_changes_since(pass.user_id.as_str(), 0)?
+                .into_iter()
+                .filter(|(p, c)| {
+                    *p <= pass.now.account_data && c.room_id.as_deref() == Some(room_id.as_str())
+                })
+                .map(|(_, c)| c.data_type)
+                .collect()
+        } else {
+            pass.room_account_data
+                .get(room_id)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let mut events = Vec::new();
+        for data_type in types {
+            if !pass.filter.room.account_data.base.matches(&data_type, None) {
+                continue;
+            }
+            if let Some(content) = self.account_data(pass.user_id, Some(room_id), &data_type)? {
+                events.push(json!({"type": data_type, "content": content}));
+            }
+        }
+        Ok(events)
+    }
+
+    /// Heroes and member counts, from the room's current membership.
+    fn room_summary(&self, user_id: &ruma::UserId, room_id: &RoomId) -> Result<Value> {
+        let members = self.room_members(room_id)?;
+        let heroes: Vec<&OwnedUserId> = members
+            .joined
+            .iter()
+            .chain(&members.invited)
+            .filter(|u| u.as_str() != user_id.as_str())
+            .take(MAX_HEROES)
+            .collect();
+        Ok(json!({
+            "m.heroes": heroes,
+            "m.joined_member_count": members.joined.len(),
+            "m.invited_member_count": members.invited.len(),
+        }))
+    }
+
+    /// What an invitee or knocker may see of a room: a few state events, stripped to
+    /// type, state key, sender and content, plus their own membership event.
+    pub fn stripped_state(
+        &self,
+        room_id: &RoomId,
+        member: Option<&ruma::UserId>,
+    ) -> Result<Vec<Value>> {
+        let mut events = Vec::new();
+        let mut wanted: Vec<(String, String)> = STRIPPED_STATE_TYPES
+            .iter()
+            .map(|t| ((*t).to_owned(), String::new()))
+            .collect();
+        if let Some(member) = member {
+            wanted.push(("m.room.member".to_owned(), member.to_string()));
+        }
+        for (event_type, state_key) in wanted {
+            let Some(event_id) =
+                self.store
+                    .current_state_id(room_id.as_str(), &event_type, &state_key)?
+            else {
+                continue;
+            };
+            if let Some(record) = self.store.event(event_id.as_str())? {
+                let pdu = &record.pdu;
+                events.push(json!({
+                    "type": event_type,
+                    "state_key": state_key,
+                    "sender": pdu.get("sender"),
+                    "content": pdu.get("content"),
+                }));
+            }
+        }
+        Ok(events)
+    }
+}

@@ -1,0 +1,383 @@
+//! `/sync`: initial and incremental syncs, long-poll wake-ups, filters, membership
+//! sections, tokens across restarts.
+
+use serde_json::{Value, json};
+
+use crate::harness::{TestServer, assert_error};
+use crate::room_support::*;
+
+/// One `/sync` call; `params` is the rest of the query string.
+pub fn sync(server: &TestServer, user: &User, params: &str) -> Value {
+    let (status, body) = server.get(
+        &format!("/_matrix/client/v3/sync?{params}"),
+        Some(&user.token),
+    );
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+pub fn next_batch(body: &Value) -> String {
+    body["next_batch"].as_str().unwrap().to_owned()
+}
+
+/// A long-poll from `since` that should be answered by something, not by its timeout.
+pub fn poll(server: &TestServer, user: &User, since: &str) -> Value {
+    sync(server, user, &format!("since={since}&timeout=20000"))
+}
+
+pub fn timeline<'a>(body: &'a Value, room: &str) -> &'a Vec<Value> {
+    body["rooms"]["join"][room]["timeline"]["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no timeline for {room} in {body}"))
+}
+
+pub fn bodies(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e["type"] == "m.room.message")
+        .map(|e| e["content"]["body"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn two_in_a_room(server: &TestServer) -> (User, User, String) {
+    let alice = user(server, "alice");
+    let bob = user(server, "bob");
+    let room = create_room(
+        server,
+        &alice,
+        json!({"preset": "public_chat", "name": "Hall"}),
+    );
+    join(server, &bob, &room);
+    (alice, bob, room)
+}
+
+#[test]
+fn initial_sync_shows_joined_rooms_with_state_and_timeline() {
+    let server = TestServer::start();
+    let (alice, bob, room) = two_in_a_room(&server);
+    send_text(&server, &alice, &room, "t1", "hello");
+    let body = sync(&server, &bob, "");
+    let joined = &body["rooms"]["join"][&room];
+    assert_eq!(bodies(timeline(&body, &room)), ["hello"]);
+    assert!(body["next_batch"].is_string());
+    let state_and_timeline: Vec<&Value> = joined["state"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(timeline(&body, &room))
+        .collect();
+    for wanted in ["m.room.create", "m.room.name", "m.room.power_levels"] {
+        assert!(
+            state_and_timeline.iter().any(|e| e["type"] == wanted),
+            "{wanted} missing: {joined}"
+        );
+    }
+    assert_eq!(joined["summary"]["m.joined_member_count"], 2);
+    assert_eq!(joined["summary"]["m.heroes"], json!([alice.id]));
+    // Client format: no federation keys, and the room ID is given.
+    let message = timeline(&body, &room).last().unwrap();
+    assert_eq!(message["room_id"], room);
+    assert!(message.get("hashes").is_none() && message.get("signatures").is_none());
+}
+
+#[test]
+fn a_long_poll_is_answered_by_the_message_it_waits_for() {
+    let server = TestServer::start();
+    let (alice, bob, room) = two_in_a_room(&server);
+    let since = next_batch(&sync(&server, &bob, ""));
+    std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| poll(&server, &bob, &since));
+        send_text(&server, &alice, &room, "t1", "wake up");
+        let body = waiting.join().unwrap();
+        assert_eq!(bodies(timeline(&body, &room)), ["wake up"]);
+    });
+}
+
+#[test]
+fn incremental_syncs_deliver_each_event_once_in_order() {
+    let server = TestServer::start();
+    let (alice, bob, room) = two_in_a_room(&server);
+    let mut since = next_batch(&sync(&server, &bob, ""));
+    let mut seen = Vec::new();
+    for round in 0..5 {
+        for i in 0..3 {
+            send_text(
+                &server,
+                &alice,
+                &room,
+                &format!("t{round}-{i}"),
+                &format!("{round}-{i}"),
+            );
+        }
+        let body = poll(&server, &bob, &since);
+        seen.extend(bodies(timeline(&body, &room)));
+        since = next_batch(&body);
+    }
+    let expected: Vec<String> = (0..5)
+        .flat_map(|r| (0..3).map(move |i| format!("{r}-{i}")))
+        .collect();
+    assert_eq!(seen, expected);
+    // Nothing new: an immediate sync holds no rooms at all.
+    let body = sync(&server, &bob, &format!("since={since}&timeout=0"));
+    assert!(body["rooms"].as_object().unwrap().is_empty(), "{body}");
+    assert_eq!(next_batch(&body), since);
+}
+
+#[test]
+fn a_gap_is_marked_limited_with_the_state_it_skipped() {
+    let server = TestServer::start();
+    let (alice, bob, room) = two_in_a_room(&server);
+    let since = next_batch(&sync(&server, &bob, ""));
+    put_state(
+        &server,
+        &alice,
+        &room,
+        "m.room.topic",
+        "",
+        &json!({"topic": "during the gap"}),
+    );
+    for i in 0..15 {
+        send_text(&server, &alice, &room, &format!("t{i}"), &format!("m{i}"));
+    }
+    let filter = enc(r#"{"room":{"timeline":{"limit":5}}}"#);
+    let body = sync(&server, &bob, &format!("since={since}&filter={filter}"));
+    let joined = &body["rooms"]["join"][&room];
+    assert_eq!(joined["timeline"]["limited"], true);
+    assert_eq!(
+        bodies(timeline(&body, &room)),
+        ["m10", "m11", "m12", "m13", "m14"]
+    );
+    // The topic changed inside the gap, so it comes as state.
+    let state = joined["state"]["events"].as_array().unwrap();
+    assert!(
+        state.iter().any(|e| e["type"] == "m.room.topic"),
+        "{joined}"
+    );
+    assert!(joined["timeline"]["prev_batch"].is_string());
+}
+
+#[test]
+fn invites_joins_and_leaves_land_in_their_sections() {
+    let server = TestServer::start();
+    let alice = user(&server, "alice");
+    let bob = user(&server, "bob");
+    let room = create_room(
+        &server,
+        &alice,
+        json!({"preset": "private_chat", "name": "Secret"}),
+    );
+    let since = next_batch(&sync(&server, &bob, ""));
+
+    invite(&server, &alice, &room, &bob);
+    let body = poll(&server, &bob, &since);
+    let invite_state = body["rooms"]["invite"][&room]["invite_state"]["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no invite: {body}"));
+    assert!(
+        invite_state
+            .iter()
+            .any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Secret")
+    );
+    assert!(invite_state.iter().any(|e| e["type"] == "m.room.member"
+        && e["state_key"] == bob.id
+        && e["content"]["membership"] == "invite"));
+    // Stripped state carries no event IDs or signatures.
+    assert!(invite_state.iter().all(|e| e.get("event_id").is_none()));
+    let since = next_batch(&body);
+
+    join(&server, &bob, &room);
+    let body = poll(&server, &bob, &since);
+    let joined = &body["rooms"]["join"][&room];
+    // A new join gets the room's whole state, as in an initial sync: here the history
+    // is short enough that the timeline holds all of it.
+    let everything: Vec<&Value> = joined["state"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(timeline(&body, &room))
+        .collect();
+    assert!(
+        everything.iter().any(|e| e["type"] == "m.room.create"),
+        "{joined}"
+    );
+    let since = next_batch(&body);
+
+    send_text(&server, &alice, &room, "t1", "before you go");
+    server.post(
+        &format!("/_matrix/client/v3/rooms/{}/kick", enc(&room)),
+        Some(&alice.token),
+        &json!({"user_id": bob.id, "reason": "bye"}),
+    );
+    send_text(&server, &alice, &room, "t2", "after you left");
+    let body = poll(&server, &bob, &since);
+    let left = &body["rooms"]["leave"][&room];
+    let events = left["timeline"]["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{body}"));
+    assert_eq!(bodies(events), ["before you go"]);
+    assert_eq!(events.last().unwrap()["content"]["membership"], "leave");
+    assert!(body["rooms"]["join"].get(&room).is_none());
+}
+
+#[test]
+fn filters_are_stored_checked_and_applied() {
+    let server = TestServer::start();
+    let (alice, bob, room) = two_in_a_room(&server);
+    let path = format!("/_matrix/client/v3/user/{}/filter", enc(&bob.id));
+    let definition = json!({"room": {"timeline": {"types": ["m.room.message"], "limit": 2}}});
+    let (status, created) = server.post(&path, Some(&bob.token), &definition);
+    assert_eq!(status, 200, "{created}");
+    let filter_id = created["filter_id"].as_str().unwrap();
+    let (status, stored) = server.get(&format!("{path}/{filter_id}"), Some(&bob.token));
+    assert_eq!((status, &stored), (200, &definition));
+    // Filters are private to their owner.
+    let alice_path = format!(
+        "/_matrix/client/v3/user/{}/filter/{filter_id}",
+        enc(&bob.id)
+    );
+    assert_error(
+        server.get(&alice_path, Some(&alice.token)),
+        403,
+        "M_FORBIDDEN",
+    );
+    assert_error(
+        server.get(&format!("{path}/nosuchfilter"), Some(&bob.token)),
+        404,
+        "M_NOT_FOUND",
+    );
+    assert_error(
+        server.post(
+            &path,
+            Some(&bob.token),
+            &json!({"room": {"timeline": {"limit": -1}}}),
+        ),
+        400,
+        "M_BAD_JSON",
+    );
+
+    for i in 0..3 {
+        send_text(&server, &alice, &room, &format!("t{i}"), &format!("m{i}"));
+    }
+    let body = sync(&server, &bob, &format!("filter={filter_id}"));
+    let events = timeline(&body, &room);
+    assert_eq!(bodies(events), ["m1", "m2"]);
+    assert!(events.iter().all(|e| e["type"] == "m.room.message"));
+    assert_eq!(body["rooms"]["join"][&room]["timeline"]["limited"], true);
+
+    // Lazy-loading: only the members who sent timeline events (and the syncing user).
+    let lazy = enc(r#"{"room":{"timeline":{"limit":1},"state":{"lazy_load_members":true}}}"#);
+    let body = sync(&server, &bob, &format!("filter={lazy}"));
+    let members: Vec<&str> = body["rooms"]["join"][&room]["state"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "m.room.member")
+        .map(|e| e["state_key"].as_str().unwrap())
+        .collect();
+    let mut members = members;
+    members.sort();
+    let mut expected = vec![alice.id.as_str(), bob.id.as_str()];
+    expected.sort();
+    assert_eq!(members, expected);
+
+    assert_error(
+        server.get(
+            "/_matrix/client/v3/sync?filter=%7Bnot%20json",
+            Some(&bob.token),
+        ),
+        400,
+        "M_BAD_JSON",
+    );
+}
+
+#[test]
+fn bad_tokens_and_parameters_are_refused() {
+    let server = TestServer::start();
+    let bob = user(&server, "bob");
+    for query in [
+        "since=garbage",
+        "since=s1_2_3",
+        "timeout=soon",
+        "set_presence=busy",
+        "full_state=yes",
+    ] {
+        assert_error(
+            server.get(
+                &format!("/_matrix/client/v3/sync?{query}"),
+                Some(&bob.token),
+            ),
+            400,
+            "M_INVALID_PARAM",
+        );
+    }
+    assert_error(
+        server.get("/_matrix/client/v3/sync", None),
+        401,
+        "M_MISSING_TOKEN",
+    );
+}
+
+#[test]
+fn account_data_changes_wake_a_sync() {
+    let server = TestServer::start();
+    let bob = user(&server, "bob");
+    let since = next_batch(&sync(&server, &bob, ""));
+    std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| poll(&server, &bob, &since));
+        let (status, _) = server.send(
+            "PUT",
+            &format!(
+                "/_matrix/client/v3/user/{}/account_data/org.example.theme",
+                enc(&bob.id)
+            ),
+            Some(&bob.token),
+            &json!({"dark": true}),
+        );
+        assert_eq!(status, 200);
+        let body = waiting.join().unwrap();
+        let events = body["account_data"]["events"].as_array().unwrap();
+        assert_eq!(
+            events,
+            &vec![json!({"type": "org.example.theme", "content": {"dark": true}})]
+        );
+    });
+}
+
+#[test]
+fn tokens_stay_usable_across_a_restart() {
+    let mut server = TestServer::start();
+    let (alice, bob, room) = two_in_a_room(&server);
+    send_text(&server, &alice, &room, "t1", "before");
+    let since = next_batch(&sync(&server, &bob, ""));
+    server.restart();
+    send_text(&server, &alice, &room, "t2", "after");
+    let body = poll(&server, &bob, &since);
+    assert_eq!(bodies(timeline(&body, &room)), ["after"]);
+    assert_eq!(body["rooms"]["join"][&room]["timeline"]["limited"], false);
+}
+
+#[test]
+fn forgotten_and_filtered_rooms_stay_out() {
+    let server = TestServer::start();
+    let (alice, bob, room) = two_in_a_room(&server);
+    let other = create_room(&server, &alice, json!({"preset": "public_chat"}));
+    join(&server, &bob, &other);
+    let filter = enc(&json!({"room": {"not_rooms": [other]}}).to_string());
+    let body = sync(&server, &bob, &format!("filter={filter}"));
+    assert!(body["rooms"]["join"].get(&room).is_some());
+    assert!(body["rooms"]["join"].get(&other).is_none());
+    // A left and forgotten room does not come back with include_leave.
+    server.post(
+        &format!("/_matrix/client/v3/rooms/{}/leave", enc(&other)),
+        Some(&bob.token),
+        &json!({}),
+    );
+    server.post(
+        &format!("/_matrix/client/v3/rooms/{}/forget", enc(&other)),
+        Some(&bob.token),
+        &json!({}),
+    );
+    let include_leave = enc(r#"{"room":{"include_leave":true}}"#);
+    let body = sync(&server, &bob, &format!("filter={include_leave}"));
+    assert!(body["rooms"]["leave"].get(&other).is_none(), "{body}");
+}

@@ -139,6 +139,20 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
+/// An authenticated request that also keeps its access token, for long-lived
+/// connections that recheck it.
+pub struct AuthWithToken(pub Authed, pub String);
+
+impl FromRequestParts<AppState> for AuthWithToken {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let Auth(authed) = Auth::from_request_parts(parts, state).await?;
+        let token = access_token(parts)?.unwrap_or_default();
+        Ok(AuthWithToken(authed, token))
+    }
+}
+
 /// Query parameters, with `M_INVALID_PARAM` when they do not parse.
 pub struct Query<T>(pub T);
 

@@ -10,6 +10,7 @@ mod presence;
 mod register;
 mod rooms;
 mod sync;
+mod sync_ws;
 
 use axum::Router;
 
@@ -26,5 +27,6 @@ pub fn routes() -> Router<AppState> {
         .merge(rooms::routes())
         .merge(directory::routes())
         .merge(sync::routes())
+        .merge(sync_ws::routes())
         .merge(presence::routes())
 }

@@ -5,8 +5,8 @@ mod ephemeral;
 mod members;
 mod membership;
 mod redact;
-mod send;
-mod state;
+pub mod send;
+pub mod state;
 mod upgrade;
 
 use axum::Router;

@@ -9,7 +9,10 @@ use super::{check_identifier_length, parse_room_id};
 use crate::api::AppState;
 use crate::api::extract::{Auth, MatrixJson, Path};
 use crate::error::{Error, Result};
+use crate::service::Services;
 use crate::service::rooms::{EventTemplate, TxnRef};
+use crate::service::sessions::Authed;
+use ruma::OwnedEventId;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route(
@@ -24,23 +27,35 @@ async fn send(
     Path((room_id, event_type, txn_id)): Path<(String, String, String)>,
     MatrixJson(content): MatrixJson<Map<String, Value>>,
 ) -> Result<Json<Value>> {
-    let room_id = parse_room_id(&room_id)?;
-    check_identifier_length("event type", &event_type)?;
+    let event_id = send_message(&state, &authed, &room_id, &event_type, txn_id, content).await?;
+    Ok(Json(json!({ "event_id": event_id })))
+}
+
+/// A client's send, over HTTP or a sync socket.
+pub async fn send_message(
+    state: &Services,
+    authed: &Authed,
+    room_id: &str,
+    event_type: &str,
+    txn_id: String,
+    content: Map<String, Value>,
+) -> Result<OwnedEventId> {
+    let room_id = parse_room_id(room_id)?;
+    check_identifier_length("event type", event_type)?;
     if event_type.is_empty() || txn_id.is_empty() {
         return Err(Error::invalid_param(
             "Event type and transaction ID must not be empty",
         ));
     }
-    let event_id = state
+    state
         .append_event(
             &room_id,
             &authed.user_id,
-            EventTemplate::message(&event_type, Value::Object(content)),
+            EventTemplate::message(event_type, Value::Object(content)),
             Some(TxnRef {
                 device_id: authed.device_id.to_string(),
                 txn_id,
             }),
         )
-        .await?;
-    Ok(Json(json!({ "event_id": event_id })))
+        .await
 }

@@ -10,8 +10,10 @@ use super::{check_identifier_length, parse_room_id, readable_state_group};
 use crate::api::AppState;
 use crate::api::extract::{Auth, MatrixJson, Path, Query};
 use crate::error::{Error, Result};
+use crate::service::Services;
 use crate::service::rooms::{ClientView, EventTemplate};
 use crate::service::sessions::Authed;
+use ruma::OwnedEventId;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -136,23 +138,36 @@ async fn send_state(
     state_key: String,
     MatrixJson(content): MatrixJson<Map<String, Value>>,
 ) -> Result<Json<Value>> {
-    let room_id = parse_room_id(&room_id)?;
-    check_identifier_length("event type", &event_type)?;
-    check_identifier_length("state key", &state_key)?;
+    let event_id =
+        send_state_event(&state, &authed, &room_id, &event_type, &state_key, content).await?;
+    Ok(Json(json!({ "event_id": event_id })))
+}
+
+/// A client's state event, over HTTP or a sync socket.
+pub async fn send_state_event(
+    state: &Services,
+    authed: &Authed,
+    room_id: &str,
+    event_type: &str,
+    state_key: &str,
+    content: Map<String, Value>,
+) -> Result<OwnedEventId> {
+    let room_id = parse_room_id(room_id)?;
+    check_identifier_length("event type", event_type)?;
+    check_identifier_length("state key", state_key)?;
     if event_type.is_empty() {
         return Err(Error::invalid_param("Event type must not be empty"));
     }
     if event_type == "m.room.create" {
         return Err(Error::forbidden("The create event cannot be replaced"));
     }
-    let event_id = state
+    state
         .send_state(
             &room_id,
             &authed.user_id,
-            EventTemplate::state(&event_type, &state_key, Value::Object(content)),
+            EventTemplate::state(event_type, state_key, Value::Object(content)),
         )
-        .await?;
-    Ok(Json(json!({ "event_id": event_id })))
+        .await
 }
 
 async fn get_event(

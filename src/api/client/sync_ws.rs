@@ -1,0 +1,350 @@
+//! Sync over a WebSocket (Hearth's extension; see `spec/websocket-sync.md`): the same
+//! updates as `/sync`, pushed as they happen, and sends, typing, receipts and presence
+//! from the client over the same socket.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
+use axum::response::Response;
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use tokio::time::Instant;
+
+use super::rooms::{parse_room_id, send::send_message, state::send_state_event};
+use super::sync::SyncParams;
+use crate::api::AppState;
+use crate::api::extract::{AuthWithToken, Query};
+use crate::error::{Error, ErrorKind, Result};
+use crate::service::presence::PresenceState;
+use crate::service::sessions::Authed;
+use crate::service::sync::{SyncRequest, SyncToken};
+
+pub const PATH: &str = "/_matrix/client/unstable/org.hearth.sync/ws";
+
+/// How often the server pings, and how long a silent client is kept.
+const PING_EVERY: Duration = Duration::from_secs(30);
+const SILENCE_LIMIT: Duration = Duration::from_secs(90);
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route(PATH, get(upgrade))
+}
+
+/// Everything is checked before the upgrade, so a bad token or parameter is an ordinary
+/// Matrix error response, as `/sync` gives.
+async fn upgrade(
+    State(state): State<AppState>,
+    AuthWithToken(authed, token): AuthWithToken,
+    Query(params): Query<SyncParams>,
+    upgrade: std::result::Result<
+        WebSocketUpgrade,
+        axum::extract::ws::rejection::WebSocketUpgradeRejection,
+    >,
+) -> Result<Response> {
+    let upgrade = upgrade.map_err(|e| {
+        Error::new(
+            ErrorKind::Unrecognized {
+                method_not_allowed: false,
+            },
+            format!("This endpoint needs a WebSocket upgrade: {e}"),
+        )
+    })?;
+    let request = params.to_request(&state, &authed.user_id)?;
+    Ok(upgrade.on_upgrade(move |socket| async move {
+        let session = Session {
+            state,
+            authed,
+            token,
+            request,
+            socket,
+        };
+        session.run().await;
+    }))
+}
+
+struct Session {
+    state: AppState,
+    authed: Authed,
+    token: String,
+    request: SyncRequest,
+    socket: WebSocket,
+}
+
+/// Why a session ends.
+enum End {
+    ClientGone,
+    Close(u16, &'static str),
+}
+
+impl Session {
+    async fn run(mut self) {
+        let user_id = self.authed.user_id.clone();
+        let _presence = self.state.begin_sync(&user_id, self.request.set_presence);
+        let mut wakes = self.state.notifier.subscribe(&user_id);
+        let shutdown = self.state.shutdown_started();
+        tokio::pin!(shutdown);
+        let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
+        let mut last_heard = Instant::now();
+        let mut first = true;
+        let mut sync_due = true;
+        let end = loop {
+            if sync_due {
+                sync_due = false;
+                if let Err(end) = self.push_update(first).await {
+                    break end;
+                }
+                first = false;
+            }
+            tokio::select! {
+                changed = wakes.changed() => {
+                    if changed.is_err() {
+                        break End::Close(close_code::ERROR, "internal error");
+                    }
+                    sync_due = true;
+                }
+                frame = self.socket.recv() => {
+                    last_heard = Instant::now();
+                    match frame {
+                        None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break End::ClientGone,
+                        Some(Ok(Message::Text(text))) => {
+                            let answer = self.answer(text.as_str()).await;
+                            if self.send_json(&answer).await.is_err() {
+                                break End::ClientGone;
+                            }
+                        }
+                        Some(Ok(Message::Binary(_))) => {
+                            let error = error_frame(None, &Error::new(ErrorKind::NotJson, "Frames must be JSON text"));
+                            if self.send_json(&error).await.is_err() {
+                                break End::ClientGone;
+                            }
+                        }
+                        // Pings are answered by the WebSocket layer; pongs only prove liveness.
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    }
+                }
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > SILENCE_LIMIT {
+                        break End::Close(close_code::AWAY, "no answer to pings");
+                    }
+                    if let Err(end) = self.check_token().await {
+                        break end;
+                    }
+                    if self.socket.send(Message::Ping(Default::default())).await.is_err() {
+                        break End::ClientGone;
+                    }
+                }
+                _ = &mut shutdown => break End::Close(close_code::AWAY, "server shutting down"),
+            }
+        };
+        if let End::Close(code, reason) = end {
+            let _ = self
+                .socket
+                .send(Message::Close(Some(CloseFrame {
+                    code,
+                    reason: reason.into(),
+                })))
+                .await;
+        }
+    }
+
+    async fn send_json(&mut self, value: &Value) -> std::result::Result<(), axum::Error> {
+        self.socket
+            .send(Message::Text(value.to_string().into()))
+            .await
+    }
+
+    /// Sends what changed since the last update (everything, the first time). Later
+    /// updates are only sent when they hold something.
+    async fn push_update(&mut self, first: bool) -> std::result::Result<(), End> {
+        let result = self.state.sync_once(
+            &self.authed.user_id,
+            &self.authed.device_id,
+            self.request.since,
+            &self.request.filter,
+            first && self.request.full_state,
+        );
+        match result {
+            Ok((body, has_updates)) => {
+                if !(first || has_updates) {
+                    return Ok(());
+                }
+                self.request.since = body["next_batch"].as_str().and_then(SyncToken::parse);
+                let frame = json!({"type": "sync", "body": body});
+                self.send_json(&frame).await.map_err(|_| End::ClientGone)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, user = %self.authed.user_id, "socket sync failed");
+                let _ = self.send_json(&error_frame(None, &e)).await;
+                Err(End::Close(close_code::ERROR, "internal error"))
+            }
+        }
+    }
+
+    /// A logged-out or expired token ends the session as it would fail a `/sync`.
+    async fn check_token(&mut self) -> std::result::Result<(), End> {
+        match self.state.sessions.authenticate(&self.token, None).await {
+            Ok(authed) if authed.device_id == self.authed.device_id => Ok(()),
+            Ok(_) => Err(End::Close(close_code::POLICY, "access token changed")),
+            Err(e) => {
+                let _ = self.send_json(&error_frame(None, &e)).await;
+                Err(End::Close(
+                    close_code::POLICY,
+                    "access token no longer valid",
+                ))
+            }
+        }
+    }
+
+    /// One client request frame, answered with a `response` or an `error` frame.
+    async fn answer(&mut self, text: &str) -> Value {
+        let frame: Value = match serde_json::from_str(text) {
+            Ok(value @ Value::Object(_)) => value,
+            Ok(_) => return error_frame(None, &Error::bad_json("A frame must be a JSON object")),
+            Err(e) => {
+                return error_frame(
+                    None,
+                    &Error::new(ErrorKind::NotJson, format!("Frame is not JSON: {e}")),
+                );
+            }
+        };
+        let request_id = match frame.get("request_id") {
+            Some(Value::String(id)) => id.clone(),
+            _ => {
+                return error_frame(
+                    None,
+                    &Error::bad_json("Every request needs a string request_id"),
+                );
+            }
+        };
+        match self.handle(frame).await {
+            Ok(body) => json!({"type": "response", "request_id": request_id, "body": body}),
+            Err(e) => error_frame(Some(&request_id), &e),
+        }
+    }
+
+    async fn handle(&mut self, frame: Value) -> Result<Value> {
+        let request: ClientRequest = serde_json::from_value(frame).map_err(|e| {
+            let text = e.to_string();
+            if text.starts_with("unknown variant") {
+                Error::new(
+                    ErrorKind::Unrecognized {
+                        method_not_allowed: false,
+                    },
+                    format!("Unknown request type: {text}"),
+                )
+            } else {
+                Error::bad_json(format!("Invalid request: {text}"))
+            }
+        })?;
+        let state = &self.state;
+        let authed = &self.authed;
+        match request {
+            ClientRequest::Send {
+                room_id,
+                event_type,
+                txn_id,
+                content,
+            } => {
+                let event_id =
+                    send_message(state, authed, &room_id, &event_type, txn_id, content).await?;
+                Ok(json!({"event_id": event_id}))
+            }
+            ClientRequest::State {
+                room_id,
+                event_type,
+                state_key,
+                content,
+            } => {
+                let event_id =
+                    send_state_event(state, authed, &room_id, &event_type, &state_key, content)
+                        .await?;
+                Ok(json!({"event_id": event_id}))
+            }
+            ClientRequest::Typing {
+                room_id,
+                typing,
+                timeout,
+            } => {
+                let room_id = parse_room_id(&room_id)?;
+                let timeout = typing.then(|| Duration::from_millis(timeout.unwrap_or(30_000)));
+                state.set_typing(&room_id, &authed.user_id, timeout)?;
+                Ok(json!({}))
+            }
+            ClientRequest::Receipt {
+                room_id,
+                receipt_type,
+                event_id,
+                thread_id,
+            } => {
+                let room_id = parse_room_id(&room_id)?;
+                state.set_receipt(
+                    &authed.user_id,
+                    &room_id,
+                    &receipt_type,
+                    &event_id,
+                    thread_id.as_deref(),
+                )?;
+                Ok(json!({}))
+            }
+            ClientRequest::Presence {
+                presence,
+                status_msg,
+            } => {
+                let presence = PresenceState::parse(&presence).ok_or_else(|| {
+                    Error::invalid_param(format!(
+                        "presence must be online, unavailable or offline, not {presence:?}"
+                    ))
+                })?;
+                state.set_presence(&authed.user_id, presence, status_msg)?;
+                Ok(json!({}))
+            }
+            ClientRequest::Ping {} => Ok(json!({})),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ClientRequest {
+    Send {
+        room_id: String,
+        event_type: String,
+        txn_id: String,
+        content: Map<String, Value>,
+    },
+    State {
+        room_id: String,
+        event_type: String,
+        #[serde(default)]
+        state_key: String,
+        content: Map<String, Value>,
+    },
+    Typing {
+        room_id: String,
+        typing: bool,
+        timeout: Option<u64>,
+    },
+    Receipt {
+        room_id: String,
+        receipt_type: String,
+        event_id: String,
+        thread_id: Option<String>,
+    },
+    Presence {
+        presence: String,
+        status_msg: Option<String>,
+    },
+    Ping {},
+}
+
+fn error_frame(request_id: Option<&str>, error: &Error) -> Value {
+    let body = error.body();
+    json!({
+        "type": "error",
+        "request_id": request_id,
+        "errcode": body["errcode"],
+        "error": body["error"],
+    })
+}

@@ -42,6 +42,7 @@ pub struct Services {
     pub typing: typing::Typing,
     pub presence: presence::Presence,
     pub receipts: receipts::Receipts,
+    pub unread: sync::UnreadCounts,
     server_name: ruma::OwnedServerName,
     shutting_down: tokio::sync::watch::Sender<bool>,
 }
@@ -60,6 +61,7 @@ impl Services {
             typing: typing::Typing::default(),
             presence: presence::Presence::load(&store)?,
             receipts: receipts::Receipts::new(&store)?,
+            unread: sync::UnreadCounts::default(),
             login_limiter: ratelimit::RateLimiter::new(
                 config.login.failures_burst,
                 config.login.failures_per_minute,

@@ -310,3 +310,34 @@ fn receipts_and_read_markers_check_their_input() {
     );
     assert_eq!((status, &marker), (200, &json!({"event_id": event})));
 }
+
+fn unread(body: &Value, room: &str) -> (u64, u64) {
+    let counts = &body["rooms"]["join"][room]["unread_notifications"];
+    (
+        counts["notification_count"].as_u64().unwrap(),
+        counts["highlight_count"].as_u64().unwrap(),
+    )
+}
+
+#[test]
+fn unread_counts_follow_messages_mentions_and_the_read_receipt() {
+    let server = TestServer::start();
+    let (alice, bob, room) = setup(&server);
+    send_text(&server, &alice, &room, "t1", "one");
+    let mention =
+        json!({"msgtype": "m.text", "body": "bob?", "m.mentions": {"user_ids": [bob.id]}});
+    let (status, sent) = try_send(&server, &alice, &room, "t2", &mention);
+    assert_eq!(status, 200, "{sent}");
+    let mentioned = sent["event_id"].as_str().unwrap().to_owned();
+    send_text(&server, &alice, &room, "t3", "three");
+    send_text(&server, &bob, &room, "t4", "my own message does not count");
+    let body = sync(&server, &bob, "");
+    assert_eq!(unread(&body, &room), (3, 1));
+    // For Alice only Bob's message is unread, not her own.
+    assert_eq!(unread(&sync(&server, &alice, ""), &room), (1, 0));
+
+    let since = next_batch(&body);
+    receipt(&server, &bob, &room, "m.read", &mentioned, json!({}));
+    let body = poll(&server, &bob, &since);
+    assert_eq!(unread(&body, &room), (1, 0));
+}

@@ -4,6 +4,7 @@
 mod notifier;
 mod rooms;
 mod token;
+mod unread;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use serde_json::{Map, Value, json};
 
 pub use notifier::Notifier;
 pub use token::SyncToken;
+pub use unread::UnreadCounts;
 
 use crate::error::Result;
 use crate::service::Services;

@@ -73,7 +73,7 @@ impl Services {
                         pass.since.map(|s| s.events)
                     };
                     if let Some(section) =
-                        self.joined_room(pass, &room_id, from, pass.now.events)?
+                        self.joined_room(pass, &room_id, from, membership_stream)?
                     {
                         join.insert(key, section);
                     }
@@ -230,8 +230,9 @@ impl Services {
         pass: &Pass<'_>,
         room_id: &RoomId,
         from: Option<u64>,
-        to: u64,
+        joined_at: u64,
     ) -> Result<Option<Value>> {
+        let to = pass.now.events;
         let full = from.is_none() || pass.full_state;
         let timeline = self.timeline(pass, room_id, from.unwrap_or(0), to)?;
         let state = self.state_section(pass, room_id, from, to, full, &timeline)?;
@@ -276,6 +277,11 @@ impl Services {
             "state": {"events": state},
             "ephemeral": {"events": ephemeral},
             "account_data": {"events": account_data},
+        });
+        let unread = self.unread_counts(pass.user_id, room_id, joined_at, to)?;
+        section["unread_notifications"] = json!({
+            "notification_count": unread.notifications,
+            "highlight_count": unread.highlights,
         });
         if full || membership_changed {
             section["summary"] = self.room_summary(pass.user_id, room_id)?;

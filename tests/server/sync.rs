@@ -381,3 +381,42 @@ fn forgotten_and_filtered_rooms_stay_out() {
     let body = sync(&server, &bob, &format!("filter={include_leave}"));
     assert!(body["rooms"]["leave"].get(&other).is_none(), "{body}");
 }
+
+#[test]
+fn members_at_a_sync_token_shows_the_membership_of_that_moment() {
+    let server = TestServer::start();
+    let (alice, bob, room) = two_in_a_room(&server);
+    let before_carol = next_batch(&sync(&server, &alice, ""));
+    let carol = user(&server, "carol");
+    join(&server, &carol, &room);
+    let members = |query: &str| -> Vec<String> {
+        let (status, body) = server.get(
+            &format!("/_matrix/client/v3/rooms/{}/members?{query}", enc(&room)),
+            Some(&alice.token),
+        );
+        assert_eq!(status, 200, "{body}");
+        let mut ids: Vec<String> = body["chunk"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["state_key"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let mut then = vec![alice.id.clone(), bob.id.clone()];
+    then.sort();
+    assert_eq!(members(&format!("at={before_carol}")), then);
+    assert_eq!(members("").len(), 3);
+    assert_error(
+        server.get(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/members?at=yesterday",
+                enc(&room)
+            ),
+            Some(&alice.token),
+        ),
+        400,
+        "M_INVALID_PARAM",
+    );
+}

@@ -11,6 +11,7 @@ use crate::api::AppState;
 use crate::api::extract::{Auth, Path, Query};
 use crate::error::{Error, Result};
 use crate::service::rooms::ClientView;
+use crate::service::sync::SyncToken;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -35,6 +36,7 @@ async fn joined_rooms(State(state): State<AppState>, Auth(authed): Auth) -> Resu
 
 #[derive(Deserialize)]
 struct MembersQuery {
+    at: Option<String>,
     membership: Option<String>,
     not_membership: Option<String>,
 }
@@ -51,8 +53,26 @@ async fn members(
         user_id: &authed.user_id,
         device_id: &authed.device_id,
     };
+    let state_ids = match query.at.as_deref() {
+        None => state.state_ids_at(group)?,
+        Some(at) => {
+            let token = SyncToken::parse(at).ok_or_else(|| {
+                Error::invalid_param(format!("at={at:?} is not a sync token from this server"))
+            })?;
+            // Former members see no further than their departure.
+            let mut position = token.events;
+            if let Some(record) = state
+                .store
+                .user_room(authed.user_id.as_str(), room_id.as_str())?
+                && record.membership != "join"
+            {
+                position = position.min(record.stream);
+            }
+            state.state_at(&room_id, position)?.unwrap_or_default()
+        }
+    };
     let mut chunk = Vec::new();
-    for ((event_type, _), event_id) in state.state_ids_at(group)? {
+    for ((event_type, _), event_id) in state_ids {
         if event_type != "m.room.member" {
             continue;
         }

@@ -26,6 +26,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         server_name = %services.server_name(),
         "hearth is listening"
     );
+    // Sync answers and socket frames are small and latency-bound: Nagle's algorithm
+    // would hold one back until the previous is acknowledged.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

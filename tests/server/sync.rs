@@ -420,3 +420,28 @@ fn members_at_a_sync_token_shows_the_membership_of_that_moment() {
         "M_INVALID_PARAM",
     );
 }
+
+#[test]
+fn stopping_the_server_answers_waiting_long_polls() {
+    let mut server = TestServer::start();
+    let bob = user(&server, "bob");
+    let since = next_batch(&sync(&server, &bob, ""));
+    let url = server.url(&format!(
+        "/_matrix/client/v3/sync?since={since}&timeout=120000"
+    ));
+    let client = server.client.clone();
+    let waiting = std::thread::spawn(move || {
+        client
+            .get(url)
+            .bearer_auth(&bob.token)
+            .send()
+            .map(|r| r.status().as_u16())
+    });
+    // Let the poll reach the server first. A poll arriving after the stop fails with a
+    // connection error, so this wait can only make the test fail, never pass wrongly.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(server.terminate().success());
+    // The harness client gives up after 30 s; the poll asked for 120 s, so only an
+    // answer at shutdown gets here with a status.
+    assert_eq!(waiting.join().unwrap().ok(), Some(200));
+}

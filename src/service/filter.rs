@@ -197,6 +197,20 @@ impl Filter {
     }
 }
 
+impl RoomEventFilter {
+    /// Parses and checks a RoomEventFilter on its own, as `/messages` and `/context`
+    /// take one.
+    pub fn from_json(value: &Value) -> Result<Self> {
+        if !value.is_object() {
+            return Err(Error::bad_json("A filter must be a JSON object"));
+        }
+        let filter: RoomEventFilter = serde_json::from_value(value.clone())
+            .map_err(|e| Error::bad_json(format!("Invalid filter: {e}")))?;
+        filter.base.validate("filter")?;
+        Ok(filter)
+    }
+}
+
 /// Filter IDs are short and must not start with `{`, which marks an inline filter.
 const FILTER_ID_LEN: usize = 12;
 
@@ -227,6 +241,31 @@ impl Services {
                 Filter::from_json(&value)
             }
             Some(id) => Filter::from_json(&self.filter_definition(user_id, id)?),
+        }
+    }
+
+    /// The `filter` parameter of `/messages` and `/context`: a RoomEventFilter given
+    /// inline, or the ID of a stored filter, whose room timeline filter applies. A stored
+    /// filter usually asks for lazy-loading in its `state` part, as `/sync` reads it, so
+    /// that request is honoured too.
+    pub fn resolve_room_event_filter(
+        &self,
+        user_id: &UserId,
+        param: Option<&str>,
+    ) -> Result<RoomEventFilter> {
+        match param.map(str::trim) {
+            None | Some("") => Ok(RoomEventFilter::default()),
+            Some(inline) if inline.starts_with('{') => {
+                let value: Value = serde_json::from_str(inline)
+                    .map_err(|e| Error::bad_json(format!("The filter is not valid JSON: {e}")))?;
+                RoomEventFilter::from_json(&value)
+            }
+            Some(id) => {
+                let filter = Filter::from_json(&self.filter_definition(user_id, id)?)?;
+                let mut timeline = filter.room.timeline;
+                timeline.lazy_load_members |= filter.room.state.lazy_load_members;
+                Ok(timeline)
+            }
         }
     }
 }
@@ -278,6 +317,21 @@ mod tests {
         let mut no_url = ok;
         no_url["content"] = json!({"body": "hi"});
         assert!(!timeline.matches_event(&no_url));
+    }
+
+    #[test]
+    fn room_event_filters_parse_on_their_own() {
+        let filter = RoomEventFilter::from_json(&json!({
+            "types": ["m.room.message"], "not_senders": ["@spam:x"], "lazy_load_members": true
+        }))
+        .unwrap();
+        assert!(filter.lazy_load_members);
+        assert!(filter.matches_event(&json!({"type": "m.room.message", "sender": "@a:x"})));
+        assert!(!filter.matches_event(&json!({"type": "m.room.message", "sender": "@spam:x"})));
+        assert!(RoomEventFilter::from_json(&json!({"limit": 0})).is_err());
+        assert!(RoomEventFilter::from_json(&json!({"senders": ["nobody"]})).is_err());
+        assert!(RoomEventFilter::from_json(&json!({"types": "m.room.message"})).is_err());
+        assert!(RoomEventFilter::from_json(&json!("x")).is_err());
     }
 
     #[test]

@@ -22,7 +22,9 @@ pub use accounts::{AccessTokenRecord, DeviceRecord, RefreshTokenRecord, TokenHas
 pub use directory::AliasRecord;
 pub use presence::PresenceRecord;
 pub use receipts::{ReceiptChange, ReceiptRecord};
-pub use rooms::{EventRecord, RoomRecord, StateGroupRecord, TxnKey, UserRoomRecord};
+pub use rooms::{
+    Direction, EventRecord, RoomRecord, StateGroupRecord, TopoKey, TxnKey, UserRoomRecord,
+};
 
 /// Bumped whenever a key layout or record encoding changes incompatibly.
 pub const SCHEMA_VERSION: u32 = 1;

@@ -28,6 +28,16 @@ pub struct EventRecord {
     pub redacted_because: Option<OwnedEventId>,
 }
 
+impl EventRecord {
+    /// The event's place in its room's topological order; `None` if the PDU lacks a depth.
+    pub fn topo_key(&self) -> Option<TopoKey> {
+        Some(TopoKey {
+            depth: self.pdu.get("depth")?.as_u64()?,
+            stream: self.stream,
+        })
+    }
+}
+
 /// A room's head: where new local events attach.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RoomRecord {
@@ -265,6 +275,88 @@ impl Store {
             }
             let id: OwnedEventId = serde_json::from_slice(&value)?;
             out.push((pos, id));
+        }
+        Ok(out)
+    }
+}
+
+/// Where an event sits in its room's topological order: by depth, then by stream
+/// position, which orders events of equal depth the way this server received them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TopoKey {
+    pub depth: u64,
+    pub stream: u64,
+}
+
+impl TopoKey {
+    /// The largest key below this one, or `None` for the very first possible key.
+    pub fn pred(self) -> Option<TopoKey> {
+        match (self.depth, self.stream) {
+            (0, 0) => None,
+            (depth, 0) => Some(TopoKey {
+                depth: depth - 1,
+                stream: u64::MAX,
+            }),
+            (depth, stream) => Some(TopoKey {
+                depth,
+                stream: stream - 1,
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Backward,
+    Forward,
+}
+
+impl Store {
+    /// A room's events in topological order, next to `from`: going backward, those at
+    /// or before it, newest first; going forward, those after it, oldest first.
+    pub fn room_topo_page(
+        &self,
+        room_id: &str,
+        from: TopoKey,
+        dir: Direction,
+        limit: usize,
+    ) -> StoreResult<Vec<(TopoKey, OwnedEventId)>> {
+        let prefix = join(&[room_id.as_bytes(), b""]);
+        let mut start = prefix.clone();
+        start.extend_from_slice(&be(from.depth));
+        start.extend_from_slice(&be(from.stream));
+        let iter = match dir {
+            Direction::Backward => self.raw_iter_rev_from(Cf::RoomTopo, &start),
+            Direction::Forward => self.raw_iter_from(Cf::RoomTopo, &start),
+        };
+        let mut out = Vec::new();
+        for item in iter {
+            if out.len() >= limit {
+                break;
+            }
+            let (key, value) = item?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            let rest = &key[prefix.len()..];
+            let be_u64 = |bytes: Option<&[u8]>| {
+                bytes
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map(u64::from_be_bytes)
+            };
+            let (Some(depth), Some(stream)) = (be_u64(rest.get(..8)), be_u64(rest.get(8..))) else {
+                return Err(super::StoreError::Corrupt {
+                    cf: Cf::RoomTopo.name(),
+                    detail: "key is not room, depth and stream position".into(),
+                });
+            };
+            let at = TopoKey { depth, stream };
+            // The forward seek lands on `from` itself when it is an event's key.
+            if dir == Direction::Forward && at == from {
+                continue;
+            }
+            let id: OwnedEventId = serde_json::from_slice(&value)?;
+            out.push((at, id));
         }
         Ok(out)
     }

@@ -11,6 +11,7 @@ mod ephemeral;
 mod errors;
 mod keys;
 mod login;
+mod messages;
 mod moderation;
 mod registration;
 mod room_membership;

@@ -154,6 +154,20 @@ fn a_gap_is_marked_limited_with_the_state_it_skipped() {
         "{joined}"
     );
     assert!(joined["timeline"]["prev_batch"].is_string());
+    let prev = joined["timeline"]["prev_batch"].as_str().unwrap();
+    let (status, page) = server.get(
+        &format!(
+            "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=3&from={}",
+            enc(&room),
+            enc(prev)
+        ),
+        Some(&bob.token),
+    );
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(
+        bodies(page["chunk"].as_array().unwrap()),
+        ["m9", "m8", "m7"]
+    );
 }
 
 #[test]

@@ -66,6 +66,18 @@ impl crate::service::Services {
         let Some(record) = self.store.event(event_id)? else {
             return Ok(None);
         };
+        let event = self.client_event_of(event_id, &record, view)?;
+        Ok(Some((record, event)))
+    }
+
+    /// An event already read from the store in client format, with the redacting event
+    /// under `unsigned.redacted_because` when it has been redacted.
+    pub fn client_event_of(
+        &self,
+        event_id: &str,
+        record: &EventRecord,
+        view: Option<ClientView<'_>>,
+    ) -> crate::error::Result<Value> {
         let redaction = match &record.redacted_because {
             Some(by) => self
                 .store
@@ -73,7 +85,6 @@ impl crate::service::Services {
                 .map(|r| client_event(by.as_str(), &r, view, None)),
             None => None,
         };
-        let event = client_event(event_id, &record, view, redaction);
-        Ok(Some((record, event)))
+        Ok(client_event(event_id, record, view, redaction))
     }
 }

@@ -2,6 +2,7 @@
 
 mod create;
 mod format;
+mod history;
 mod members;
 mod membership;
 mod state;
@@ -22,6 +23,7 @@ use crate::store::{Cf, Store, StoreResult};
 
 pub use create::{CreateRoom, Preset};
 pub use format::ClientView;
+pub use history::{Boundary, Context, HistoryReader, Messages, ReadAccess};
 pub use members::{MemberCache, RoomMembers};
 pub use membership::MembershipChange;
 pub use state::StateIds;

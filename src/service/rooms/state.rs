@@ -1,6 +1,6 @@
 //! Room state: state groups (deltas with periodic full snapshots) and lookups.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use ruma::{OwnedEventId, RoomId, UserId};
 
@@ -34,6 +34,43 @@ impl Services {
             }
         }
         Ok(state)
+    }
+
+    /// A few entries of a state group, in the order asked, without building the whole
+    /// state: the deltas are walked from the group back towards its full snapshot, and
+    /// the newest entry for a key wins.
+    pub fn state_entries_at(
+        &self,
+        group: u64,
+        wanted: &[(&str, &str)],
+    ) -> Result<Vec<Option<OwnedEventId>>> {
+        let mut found: Vec<Option<OwnedEventId>> = vec![None; wanted.len()];
+        let slots: HashMap<(&str, &str), usize> = wanted
+            .iter()
+            .enumerate()
+            .map(|(i, key)| (*key, i))
+            .collect();
+        let mut missing = slots.len();
+        let mut next = Some(group);
+        while let Some(id) = next
+            && missing > 0
+        {
+            let record = self
+                .store
+                .state_group(id)?
+                .ok_or_else(|| Error::internal(format!("state group {id} is missing")))?;
+            // Within one record a later entry replaces an earlier one, as in `state_ids_at`.
+            for (t, k, event_id) in record.delta.iter().rev() {
+                if let Some(&i) = slots.get(&(t.as_str(), k.as_str()))
+                    && found[i].is_none()
+                {
+                    found[i] = Some(event_id.clone());
+                    missing -= 1;
+                }
+            }
+            next = record.prev;
+        }
+        Ok(found)
     }
 
     /// Writes a new group: `prev` plus `changes`. Returns its ID.

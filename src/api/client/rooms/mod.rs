@@ -2,6 +2,7 @@
 
 mod create;
 mod ephemeral;
+mod history;
 mod members;
 mod membership;
 mod redact;
@@ -15,6 +16,7 @@ use ruma::{OwnedRoomId, RoomId, UserId};
 use crate::api::AppState;
 use crate::error::{Error, Result};
 use crate::service::Services;
+use crate::service::rooms::ReadAccess;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -26,6 +28,7 @@ pub fn routes() -> Router<AppState> {
         .merge(redact::routes())
         .merge(upgrade::routes())
         .merge(ephemeral::routes())
+        .merge(history::routes())
 }
 
 pub fn parse_room_id(text: &str) -> Result<OwnedRoomId> {
@@ -46,40 +49,10 @@ pub fn check_identifier_length(what: &str, text: &str) -> Result<()> {
 /// one after their departure once they have left or been removed, unless they have since
 /// forgotten the room. Others may not read it.
 pub fn readable_state_group(state: &Services, room_id: &RoomId, user: &UserId) -> Result<u64> {
-    let not_member = || Error::forbidden("You are not a member of this room");
-    let room = state.store.room(room_id.as_str())?.ok_or_else(not_member)?;
-    let membership = state
-        .store
-        .user_room(user.as_str(), room_id.as_str())?
-        .ok_or_else(not_member)?;
-    if membership.forgotten {
-        return Err(Error::forbidden("You have forgotten this room"));
-    }
-    match membership.membership.as_str() {
-        "join" => Ok(room.state_group),
-        "leave" | "ban" => {
-            let event = state
-                .store
-                .event(membership.event_id.as_str())?
-                .ok_or_else(|| Error::internal("membership event missing"))?;
-            // Only someone who was joined until this event keeps a view of the room.
-            let before = state.state_ids_at(event.state_before)?;
-            let previous = before
-                .get(&("m.room.member".to_owned(), user.to_string()))
-                .map(|id| state.store.event(id.as_str()))
-                .transpose()?
-                .flatten();
-            let was_joined = previous.is_some_and(|p| {
-                p.pdu
-                    .pointer("/content/membership")
-                    .and_then(serde_json::Value::as_str)
-                    == Some("join")
-            });
-            if !was_joined {
-                return Err(not_member());
-            }
-            Ok(event.state_after)
-        }
-        _ => Err(not_member()),
+    match state.read_access(room_id, user)? {
+        ReadAccess::Joined { state_group } => Ok(state_group),
+        ReadAccess::Departed { leave } => Ok(leave.state_after),
+        ReadAccess::Peeking => Err(Error::forbidden("You are not a member of this room")),
+        ReadAccess::Denied(why) => Err(Error::forbidden(why)),
     }
 }

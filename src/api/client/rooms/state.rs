@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use super::{check_identifier_length, parse_room_id, readable_state_group};
 use crate::api::AppState;
 use crate::api::extract::{Auth, MatrixJson, Path, Query};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::service::Services;
 use crate::service::rooms::{ClientView, EventTemplate};
 use crate::service::sessions::Authed;
@@ -177,28 +177,11 @@ async fn get_event(
 ) -> Result<Json<Value>> {
     let room_id = parse_room_id(&room_id)?;
     let not_found = || Error::not_found("Event not found");
-    let membership = state
-        .store
-        .user_room(authed.user_id.as_str(), room_id.as_str())?
-        .filter(|m| !m.forgotten)
-        .ok_or_else(not_found)?;
-    let (record, event) = state
-        .client_event_by_id(&event_id, Some(view(&authed)))?
-        .ok_or_else(not_found)?;
-    if record.room_id != room_id {
-        return Err(not_found());
-    }
-    // Members see everything; former members what happened until they left.
-    let visible = match membership.membership.as_str() {
-        "join" => true,
-        "leave" | "ban" => {
-            readable_state_group(&state, &room_id, &authed.user_id).is_ok()
-                && record.stream <= membership.stream
-        }
-        _ => false,
+    // The spec answers 404 both for unknown events and for events the user may not see.
+    let mut reader = match state.history_reader(&room_id, view(&authed)) {
+        Err(e) if e.kind == ErrorKind::Forbidden => return Err(not_found()),
+        other => other?,
     };
-    if !visible {
-        return Err(not_found());
-    }
+    let (_, event) = reader.event(&event_id)?.ok_or_else(not_found)?;
     Ok(Json(event))
 }

@@ -42,6 +42,8 @@ pub enum ErrorKind {
     Conflict,
     InvalidRoomState,
     BadState,
+    /// A second reaction with the same key from the same user to the same event.
+    DuplicateAnnotation,
     /// Writing account data of a type the server manages: the spec answers 405 with
     /// `M_BAD_JSON`.
     ServerManagedType,
@@ -118,6 +120,7 @@ impl Error {
             ErrorKind::BadAlias => "M_BAD_ALIAS",
             ErrorKind::InvalidRoomState => "M_INVALID_ROOM_STATE",
             ErrorKind::BadState => "M_BAD_STATE",
+            ErrorKind::DuplicateAnnotation => "M_DUPLICATE_ANNOTATION",
             ErrorKind::ServerManagedType => "M_BAD_JSON",
             ErrorKind::Unknown | ErrorKind::Conflict | ErrorKind::Internal => "M_UNKNOWN",
             // Inside a UIA response the errcode describes the failed stage, if any.
@@ -156,6 +159,7 @@ impl Error {
             | ErrorKind::BadAlias
             | ErrorKind::InvalidRoomState
             | ErrorKind::BadState
+            | ErrorKind::DuplicateAnnotation
             | ErrorKind::Unknown => StatusCode::BAD_REQUEST,
         }
     }

@@ -10,6 +10,7 @@ pub mod positions;
 pub mod presence;
 pub mod ratelimit;
 pub mod receipts;
+pub mod relations;
 pub mod rooms;
 pub mod sessions;
 pub mod shared_secret;

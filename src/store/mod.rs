@@ -8,6 +8,7 @@ mod filters;
 mod keys;
 mod presence;
 mod receipts;
+mod relations;
 mod rooms;
 
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ pub use accounts::{AccessTokenRecord, DeviceRecord, RefreshTokenRecord, TokenHas
 pub use directory::AliasRecord;
 pub use presence::PresenceRecord;
 pub use receipts::{ReceiptChange, ReceiptRecord};
+pub use relations::{RelationRecord, ThreadRecord};
 pub use rooms::{
     Direction, EventRecord, RoomRecord, StateGroupRecord, TopoKey, TxnKey, UserRoomRecord,
 };
@@ -81,10 +83,14 @@ pub enum Cf {
     Receipts,
     ReceiptStream,
     Presence,
+    Relations,
+    Annotations,
+    Threads,
+    ThreadActivity,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 23] = [
+    pub const ALL: [Cf; 27] = [
         Cf::Meta,
         Cf::Users,
         Cf::Devices,
@@ -108,6 +114,10 @@ impl Cf {
         Cf::Receipts,
         Cf::ReceiptStream,
         Cf::Presence,
+        Cf::Relations,
+        Cf::Annotations,
+        Cf::Threads,
+        Cf::ThreadActivity,
     ];
 
     pub fn name(self) -> &'static str {
@@ -135,6 +145,10 @@ impl Cf {
             Cf::Receipts => "receipts",
             Cf::ReceiptStream => "receipt_stream",
             Cf::Presence => "presence",
+            Cf::Relations => "relations",
+            Cf::Annotations => "annotations",
+            Cf::Threads => "threads",
+            Cf::ThreadActivity => "thread_activity",
         }
     }
 }

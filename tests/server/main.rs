@@ -14,6 +14,7 @@ mod login;
 mod messages;
 mod moderation;
 mod registration;
+mod relations;
 mod room_membership;
 mod room_paths;
 mod room_send;

@@ -71,12 +71,24 @@ impl crate::service::Services {
     }
 
     /// An event already read from the store in client format, with the redacting event
-    /// under `unsigned.redacted_because` when it has been redacted.
+    /// under `unsigned.redacted_because` when it has been redacted, and its bundled
+    /// aggregations (edits, references, thread summary) under `unsigned.m.relations`.
     pub fn client_event_of(
         &self,
         event_id: &str,
         record: &EventRecord,
         view: Option<ClientView<'_>>,
+    ) -> crate::error::Result<Value> {
+        self.client_event_with_bundles(event_id, record, view, 0)
+    }
+
+    /// `depth` counts how deep inside another event's bundle this event is.
+    pub(crate) fn client_event_with_bundles(
+        &self,
+        event_id: &str,
+        record: &EventRecord,
+        view: Option<ClientView<'_>>,
+        depth: u8,
     ) -> crate::error::Result<Value> {
         let redaction = match &record.redacted_because {
             Some(by) => self
@@ -85,6 +97,12 @@ impl crate::service::Services {
                 .map(|r| client_event(by.as_str(), &r, view, None)),
             None => None,
         };
-        Ok(client_event(event_id, record, view, redaction))
+        let mut event = client_event(event_id, record, view, redaction);
+        if let Some(bundle) = self.bundled_relations(event_id, record, view, depth)?
+            && let Some(unsigned) = event.get_mut("unsigned").and_then(Value::as_object_mut)
+        {
+            unsigned.insert("m.relations".into(), bundle);
+        }
+        Ok(event)
     }
 }

@@ -291,6 +291,7 @@ impl Services {
                 )?;
             }
         }
+        self.stage_relation(&mut batch, room_id, &event_id, &json, sender, stream)?;
         if let Some((redacts, powers)) = &redaction {
             self.apply_redaction(
                 &mut batch, room_id, version, redacts, sender, powers, &event_id,
@@ -410,6 +411,7 @@ impl Services {
         if !allowed {
             return Ok(());
         }
+        self.unstage_relation(batch, target, &record)?;
         record.pdu = crate::event::redact(&record.pdu, version)?;
         record.redacted_because = Some(redaction_id.clone());
         batch.put_event(target, &record)?;

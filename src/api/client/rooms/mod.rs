@@ -6,6 +6,7 @@ mod history;
 mod members;
 mod membership;
 mod redact;
+mod relations;
 pub mod send;
 pub mod state;
 mod upgrade;
@@ -28,6 +29,7 @@ pub fn routes() -> Router<AppState> {
         .merge(redact::routes())
         .merge(upgrade::routes())
         .merge(ephemeral::routes())
+        .merge(relations::routes())
         .merge(history::routes())
 }
 

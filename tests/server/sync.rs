@@ -459,3 +459,25 @@ fn stopping_the_server_answers_waiting_long_polls() {
     // answer at shutdown gets here with a status.
     assert_eq!(waiting.join().unwrap().ok(), Some(200));
 }
+
+#[test]
+fn sync_shows_only_the_history_a_newcomer_may_see() {
+    let server = TestServer::start();
+    let alice = user(&server, "alice");
+    let bob = user(&server, "bob");
+    let room = create_room(
+        &server,
+        &alice,
+        json!({"preset": "public_chat", "initial_state": [
+            {"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "joined"}}
+        ]}),
+    );
+    send_text(&server, &alice, &room, "t1", "before bob");
+    join(&server, &bob, &room);
+    send_text(&server, &alice, &room, "t2", "after bob");
+    let body = sync(&server, &bob, "");
+    assert_eq!(bodies(timeline(&body, &room)), ["after bob"]);
+    // Alice, there all along, sees both.
+    let body = sync(&server, &alice, "");
+    assert_eq!(bodies(timeline(&body, &room)), ["before bob", "after bob"]);
+}

@@ -16,6 +16,9 @@ use crate::store::UserRoomRecord;
 const DEFAULT_TIMELINE_LIMIT: usize = 10;
 const MAX_TIMELINE_LIMIT: usize = 1000;
 
+/// The most events one room's window reads, however many the filters skip.
+const SCAN_BUDGET: usize = 2000;
+
 /// The most heroes a summary names, as the spec suggests.
 const MAX_HEROES: usize = 5;
 
@@ -192,10 +195,14 @@ impl Services {
     fn timeline(&self, pass: &Pass<'_>, room_id: &RoomId, from: u64, to: u64) -> Result<Timeline> {
         let filter = &pass.filter.room.timeline;
         let limit = filter.limit_or(DEFAULT_TIMELINE_LIMIT, MAX_TIMELINE_LIMIT);
+        // History visibility applies to sync as to `/messages`. Someone with no view of
+        // the history at all (a declined invite) still sees their own membership events.
+        let mut reader = self.history_reader(room_id, pass.view).ok();
         let mut events = Vec::new();
         let mut limited = false;
         let mut newest = to;
-        // Read in pages: a type filter may skip most events.
+        let mut budget = SCAN_BUDGET;
+        // Read in pages: a type filter or the visibility rules may skip most events.
         'scan: loop {
             let page = self
                 .store
@@ -203,19 +210,33 @@ impl Services {
             let exhausted = page.len() < limit + 1;
             for (position, event_id) in page {
                 newest = position.saturating_sub(1);
-                let Some((_, event)) =
-                    self.client_event_by_id(event_id.as_str(), Some(pass.view))?
-                else {
+                budget = budget.saturating_sub(1);
+                let Some(record) = self.store.event(event_id.as_str())? else {
                     continue;
                 };
-                if !filter.matches_event(&event) {
-                    continue;
+                let visible = match reader.as_mut() {
+                    Some(reader) => reader.can_see(&record)?,
+                    None => {
+                        record.pdu.get("state_key").and_then(Value::as_str)
+                            == Some(pass.user_id.as_str())
+                    }
+                };
+                if visible {
+                    let event =
+                        self.client_event_of(event_id.as_str(), &record, Some(pass.view))?;
+                    if filter.matches_event(&event) {
+                        if events.len() == limit {
+                            limited = true;
+                            break 'scan;
+                        }
+                        events.push((position, event));
+                    }
                 }
-                if events.len() == limit {
-                    limited = true;
+                // A window that skipped this much is a gap the client can page back over.
+                if budget == 0 {
+                    limited = newest > from;
                     break 'scan;
                 }
-                events.push((position, event));
             }
             if exhausted || newest <= from {
                 break;

@@ -23,6 +23,7 @@ pub struct Config {
     pub login: LoginConfig,
     pub jwt: JwtConfig,
     pub presence: PresenceConfig,
+    pub media: MediaConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,6 +83,30 @@ pub struct PresenceConfig {
     pub offline_after_secs: f64,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaConfig {
+    pub max_upload_bytes: u64,
+    pub uploads_per_minute: f64,
+    pub uploads_burst: u32,
+    pub max_pending_uploads: u32,
+    pub pending_upload_expiry_secs: u64,
+    pub legacy_unauthenticated: bool,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: 50 << 20,
+            uploads_per_minute: 60.0,
+            uploads_burst: 30,
+            max_pending_uploads: 5,
+            pending_upload_expiry_secs: 24 * 3600,
+            legacy_unauthenticated: false,
+        }
+    }
+}
+
 impl Default for PresenceConfig {
     fn default() -> Self {
         Self {
@@ -107,6 +132,7 @@ impl Default for Config {
             login: LoginConfig::default(),
             jwt: JwtConfig::default(),
             presence: PresenceConfig::default(),
+            media: MediaConfig::default(),
         }
     }
 }
@@ -249,6 +275,30 @@ pub const OPTIONS: &[(&str, &str)] = &[
         "presence.offline_after_secs",
         "Seconds after a user's last sync or socket closes before they show as offline [default: 300]",
     ),
+    (
+        "media.max_upload_bytes",
+        "Largest media upload accepted, larger ones get M_TOO_LARGE [default: 52428800]",
+    ),
+    (
+        "media.uploads_per_minute",
+        "Rate at which a user's allowance of uploads and media ID reservations refills [default: 60]",
+    ),
+    (
+        "media.uploads_burst",
+        "Uploads and media ID reservations a user may make at once before M_LIMIT_EXCEEDED [default: 30]",
+    ),
+    (
+        "media.max_pending_uploads",
+        "Media IDs a user may hold reserved (POST /media/v1/create) without content yet [default: 5]",
+    ),
+    (
+        "media.pending_upload_expiry_secs",
+        "Seconds a reserved media ID waits for its content before it lapses [default: 86400]",
+    ),
+    (
+        "media.legacy_unauthenticated",
+        "Also serve media without an access token on the deprecated /_matrix/media/v3/download and /thumbnail endpoints; off, they answer M_NOT_FOUND as the spec's freeze asks [default: false]",
+    ),
 ];
 
 /// Text appended to `hearth --help`.
@@ -366,6 +416,17 @@ impl Config {
         {
             return Err(ConfigError::Invalid(
                 "presence.unavailable_after_secs and presence.offline_after_secs must be positive, with offline_after_secs >= unavailable_after_secs".into(),
+            ));
+        }
+        let m = &self.media;
+        let media_rate_ok = m.uploads_per_minute.is_finite() && m.uploads_per_minute > 0.0;
+        if !media_rate_ok
+            || m.uploads_burst == 0
+            || m.max_upload_bytes == 0
+            || m.pending_upload_expiry_secs == 0
+        {
+            return Err(ConfigError::Invalid(
+                "media.max_upload_bytes, media.uploads_per_minute, media.uploads_burst and media.pending_upload_expiry_secs must be positive".into(),
             ));
         }
         Ok(())

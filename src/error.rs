@@ -44,6 +44,10 @@ pub enum ErrorKind {
     BadState,
     /// A second reaction with the same key from the same user to the same event.
     DuplicateAnnotation,
+    /// `PUT /upload/{serverName}/{mediaId}` for an ID that already has content (409).
+    CannotOverwriteMedia,
+    /// Media reserved with `/create` whose content has not arrived in time (504).
+    NotYetUploaded,
     /// Writing account data of a type the server manages: the spec answers 405 with
     /// `M_BAD_JSON`.
     ServerManagedType,
@@ -121,6 +125,8 @@ impl Error {
             ErrorKind::InvalidRoomState => "M_INVALID_ROOM_STATE",
             ErrorKind::BadState => "M_BAD_STATE",
             ErrorKind::DuplicateAnnotation => "M_DUPLICATE_ANNOTATION",
+            ErrorKind::CannotOverwriteMedia => "M_CANNOT_OVERWRITE_MEDIA",
+            ErrorKind::NotYetUploaded => "M_NOT_YET_UPLOADED",
             ErrorKind::ServerManagedType => "M_BAD_JSON",
             ErrorKind::Unknown | ErrorKind::Conflict | ErrorKind::Internal => "M_UNKNOWN",
             // Inside a UIA response the errcode describes the failed stage, if any.
@@ -146,6 +152,8 @@ impl Error {
             ErrorKind::LimitExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::CannotOverwriteMedia => StatusCode::CONFLICT,
+            ErrorKind::NotYetUploaded => StatusCode::GATEWAY_TIMEOUT,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorKind::BadJson
             | ErrorKind::NotJson

@@ -5,6 +5,7 @@ pub mod direct;
 pub mod directory;
 pub mod filter;
 pub mod keys;
+pub mod media;
 pub mod password;
 pub mod positions;
 pub mod presence;
@@ -44,6 +45,7 @@ pub struct Services {
     pub presence: presence::Presence,
     pub receipts: receipts::Receipts,
     pub unread: sync::UnreadCounts,
+    pub media: media::Media,
     server_name: ruma::OwnedServerName,
     shutting_down: tokio::sync::watch::Sender<bool>,
 }
@@ -63,6 +65,7 @@ impl Services {
             presence: presence::Presence::load(&store)?,
             receipts: receipts::Receipts::new(&store)?,
             unread: sync::UnreadCounts::default(),
+            media: media::Media::new(&config)?,
             login_limiter: ratelimit::RateLimiter::new(
                 config.login.failures_burst,
                 config.login.failures_per_minute,

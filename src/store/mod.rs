@@ -6,6 +6,7 @@ mod accounts;
 mod directory;
 mod filters;
 mod keys;
+mod media;
 mod presence;
 mod receipts;
 mod relations;
@@ -21,6 +22,7 @@ use serde::de::DeserializeOwned;
 pub use account_data::{AccountDataChange, AccountDataRecord};
 pub use accounts::{AccessTokenRecord, DeviceRecord, RefreshTokenRecord, TokenHash, UserRecord};
 pub use directory::AliasRecord;
+pub use media::{ImageKind, MediaContent, MediaRecord, ThumbnailRecord, thumbnail_key};
 pub use presence::PresenceRecord;
 pub use receipts::{ReceiptChange, ReceiptRecord};
 pub use relations::{RelationRecord, ThreadRecord};
@@ -87,10 +89,13 @@ pub enum Cf {
     Annotations,
     Threads,
     ThreadActivity,
+    Media,
+    MediaPending,
+    MediaThumbnails,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 27] = [
+    pub const ALL: [Cf; 30] = [
         Cf::Meta,
         Cf::Users,
         Cf::Devices,
@@ -118,6 +123,9 @@ impl Cf {
         Cf::Annotations,
         Cf::Threads,
         Cf::ThreadActivity,
+        Cf::Media,
+        Cf::MediaPending,
+        Cf::MediaThumbnails,
     ];
 
     pub fn name(self) -> &'static str {
@@ -149,6 +157,9 @@ impl Cf {
             Cf::Annotations => "annotations",
             Cf::Threads => "threads",
             Cf::ThreadActivity => "thread_activity",
+            Cf::Media => "media",
+            Cf::MediaPending => "media_pending",
+            Cf::MediaThumbnails => "media_thumbnails",
         }
     }
 }

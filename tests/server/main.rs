@@ -11,6 +11,7 @@ mod ephemeral;
 mod errors;
 mod keys;
 mod login;
+mod media;
 mod messages;
 mod moderation;
 mod registration;

@@ -6,6 +6,7 @@ mod devices;
 mod directory;
 mod discovery;
 mod login;
+mod media;
 mod presence;
 mod register;
 mod rooms;
@@ -21,6 +22,7 @@ pub fn routes() -> Router<AppState> {
         .merge(discovery::routes())
         .merge(register::routes())
         .merge(login::routes())
+        .merge(media::routes())
         .merge(account::routes())
         .merge(account_data::routes())
         .merge(devices::routes())

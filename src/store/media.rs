@@ -1,0 +1,116 @@
+//! Media metadata. The bytes live in files under `<data>/media/`, named by their SHA-256;
+//! these records say which media ID points at which file, and who holds a reserved ID.
+//!
+//! - `media`: media ID → [`MediaRecord`]
+//! - `media_pending`: `user_id 0xFF media_id` → expiry (ms) of a reservation without content
+//! - `media_thumbnails`: `sha256 0xFF method 0xFF WIDTHxHEIGHT` → [`ThumbnailRecord`]
+
+use serde::{Deserialize, Serialize};
+
+use super::{Cf, Store, StoreResult, keys};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaRecord {
+    pub uploader: String,
+    pub created_ts: u64,
+    /// For an ID reserved with `/create` and still without content: when it lapses.
+    pub unused_expires_at: Option<u64>,
+    pub content: Option<MediaContent>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaContent {
+    /// The type served: the uploader's claim, unless the bytes contradict a claimed image type.
+    pub content_type: String,
+    pub size: u64,
+    pub filename: Option<String>,
+    /// Lowercase hex; also the file's name.
+    pub sha256: String,
+    /// The raster format the bytes really are (sniffed), if one we can thumbnail.
+    pub image: Option<ImageKind>,
+    pub uploaded_ts: u64,
+}
+
+/// The image formats thumbnails are made from, as recognised from the bytes themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageKind {
+    Png,
+    Jpeg,
+    Gif,
+    Webp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThumbnailRecord {
+    pub content_type: String,
+    pub width: u32,
+    pub height: u32,
+    pub size: u64,
+}
+
+pub fn thumbnail_key(sha256: &str, method: &str, width: u32, height: u32) -> Vec<u8> {
+    let mut key = keys::device(sha256, method);
+    key.push(keys::SEP);
+    key.extend_from_slice(format!("{width}x{height}").as_bytes());
+    key
+}
+
+impl Store {
+    pub fn media(&self, media_id: &str) -> StoreResult<Option<MediaRecord>> {
+        self.get_json(Cf::Media, media_id.as_bytes())
+    }
+
+    /// A user's reservations without content: (media ID, expiry in ms).
+    pub fn pending_media_of(&self, user_id: &str) -> StoreResult<Vec<(String, u64)>> {
+        let prefix = keys::devices_of(user_id);
+        Ok(self
+            .scan_prefix::<u64>(Cf::MediaPending, &prefix)?
+            .into_iter()
+            .map(|(key, expires)| {
+                let id = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+                (id, expires)
+            })
+            .collect())
+    }
+
+    /// Writes a new reservation and drops the user's lapsed ones, in one batch.
+    pub fn reserve_media(
+        &self,
+        media_id: &str,
+        record: &MediaRecord,
+        expires_at: u64,
+        lapsed: &[String],
+    ) -> StoreResult<()> {
+        let mut batch = self.batch();
+        for id in lapsed {
+            batch.delete(Cf::Media, id.as_bytes());
+            batch.delete(Cf::MediaPending, &keys::device(&record.uploader, id));
+        }
+        batch.put_json(Cf::Media, media_id.as_bytes(), record)?;
+        batch.put_json(
+            Cf::MediaPending,
+            &keys::device(&record.uploader, media_id),
+            &expires_at,
+        )?;
+        self.write(batch)
+    }
+
+    /// Stores media with its content; a reservation for the ID, if any, ends in the same batch.
+    pub fn put_media(&self, media_id: &str, record: &MediaRecord) -> StoreResult<()> {
+        let mut batch = self.batch();
+        batch.put_json(Cf::Media, media_id.as_bytes(), record)?;
+        batch.delete(Cf::MediaPending, &keys::device(&record.uploader, media_id));
+        self.write(batch)
+    }
+
+    pub fn thumbnail(&self, key: &[u8]) -> StoreResult<Option<ThumbnailRecord>> {
+        self.get_json(Cf::MediaThumbnails, key)
+    }
+
+    pub fn put_thumbnail(&self, key: &[u8], record: &ThumbnailRecord) -> StoreResult<()> {
+        let mut batch = self.batch();
+        batch.put_json(Cf::MediaThumbnails, key, record)?;
+        self.write(batch)
+    }
+}

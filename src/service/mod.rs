@@ -9,6 +9,7 @@ pub mod media;
 pub mod password;
 pub mod positions;
 pub mod presence;
+pub mod profile;
 pub mod ratelimit;
 pub mod receipts;
 pub mod relations;
@@ -46,6 +47,7 @@ pub struct Services {
     pub receipts: receipts::Receipts,
     pub unread: sync::UnreadCounts,
     pub media: media::Media,
+    pub profile_locks: profile::ProfileLocks,
     server_name: ruma::OwnedServerName,
     shutting_down: tokio::sync::watch::Sender<bool>,
 }
@@ -66,6 +68,7 @@ impl Services {
             receipts: receipts::Receipts::new(&store)?,
             unread: sync::UnreadCounts::default(),
             media: media::Media::new(&config)?,
+            profile_locks: profile::ProfileLocks::default(),
             login_limiter: ratelimit::RateLimiter::new(
                 config.login.failures_burst,
                 config.login.failures_per_minute,

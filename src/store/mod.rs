@@ -8,6 +8,7 @@ mod filters;
 mod keys;
 mod media;
 mod presence;
+mod profiles;
 mod receipts;
 mod relations;
 mod rooms;
@@ -92,10 +93,11 @@ pub enum Cf {
     Media,
     MediaPending,
     MediaThumbnails,
+    Profiles,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 30] = [
+    pub const ALL: [Cf; 31] = [
         Cf::Meta,
         Cf::Users,
         Cf::Devices,
@@ -126,6 +128,7 @@ impl Cf {
         Cf::Media,
         Cf::MediaPending,
         Cf::MediaThumbnails,
+        Cf::Profiles,
     ];
 
     pub fn name(self) -> &'static str {
@@ -160,6 +163,7 @@ impl Cf {
             Cf::Media => "media",
             Cf::MediaPending => "media_pending",
             Cf::MediaThumbnails => "media_thumbnails",
+            Cf::Profiles => "profiles",
         }
     }
 }

@@ -14,6 +14,7 @@ mod login;
 mod media;
 mod messages;
 mod moderation;
+mod profile;
 mod registration;
 mod relations;
 mod room_membership;

@@ -8,6 +8,7 @@ mod discovery;
 mod login;
 mod media;
 mod presence;
+mod profile;
 mod register;
 mod rooms;
 mod sync;
@@ -31,4 +32,5 @@ pub fn routes() -> Router<AppState> {
         .merge(sync::routes())
         .merge(sync_ws::routes())
         .merge(presence::routes())
+        .merge(profile::routes())
 }

@@ -19,6 +19,7 @@ pub mod shared_secret;
 pub mod sync;
 pub mod typing;
 pub mod uia;
+pub mod user_directory;
 pub mod users;
 
 use std::sync::Arc;
@@ -48,6 +49,7 @@ pub struct Services {
     pub unread: sync::UnreadCounts,
     pub media: media::Media,
     pub profile_locks: profile::ProfileLocks,
+    pub user_directory: user_directory::UserDirectory,
     server_name: ruma::OwnedServerName,
     shutting_down: tokio::sync::watch::Sender<bool>,
 }
@@ -69,6 +71,7 @@ impl Services {
             unread: sync::UnreadCounts::default(),
             media: media::Media::new(&config)?,
             profile_locks: profile::ProfileLocks::default(),
+            user_directory: user_directory::UserDirectory::load(&store)?,
             login_limiter: ratelimit::RateLimiter::new(
                 config.login.failures_burst,
                 config.login.failures_per_minute,

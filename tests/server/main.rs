@@ -25,3 +25,4 @@ mod room_support;
 mod rooms;
 mod sync;
 mod sync_ws;
+mod user_directory;

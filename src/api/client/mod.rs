@@ -13,6 +13,7 @@ mod register;
 mod rooms;
 mod sync;
 mod sync_ws;
+mod user_directory;
 
 use axum::Router;
 
@@ -33,4 +34,5 @@ pub fn routes() -> Router<AppState> {
         .merge(sync_ws::routes())
         .merge(presence::routes())
         .merge(profile::routes())
+        .merge(user_directory::routes())
 }

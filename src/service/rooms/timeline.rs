@@ -344,6 +344,10 @@ impl Services {
             },
         )?;
         self.store.write(batch)?;
+        if template.state_key.as_deref() == Some("") {
+            self.user_directory
+                .state_changed(&self.store, room_id, &template.event_type);
+        }
         let membership_target = match (template.event_type.as_str(), &template.state_key) {
             ("m.room.member", Some(target)) => OwnedUserId::try_from(target.as_str()).ok(),
             _ => None,

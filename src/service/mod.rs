@@ -13,6 +13,7 @@ pub mod profile;
 pub mod ratelimit;
 pub mod receipts;
 pub mod relations;
+pub mod reports;
 pub mod rooms;
 pub mod sessions;
 pub mod shared_secret;
@@ -50,6 +51,7 @@ pub struct Services {
     pub media: media::Media,
     pub profile_locks: profile::ProfileLocks,
     pub user_directory: user_directory::UserDirectory,
+    pub reports: reports::Reports,
     server_name: ruma::OwnedServerName,
     shutting_down: tokio::sync::watch::Sender<bool>,
 }
@@ -72,6 +74,7 @@ impl Services {
             media: media::Media::new(&config)?,
             profile_locks: profile::ProfileLocks::default(),
             user_directory: user_directory::UserDirectory::load(&store)?,
+            reports: reports::Reports::new(&store)?,
             login_limiter: ratelimit::RateLimiter::new(
                 config.login.failures_burst,
                 config.login.failures_per_minute,

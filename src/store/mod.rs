@@ -11,6 +11,7 @@ mod presence;
 mod profiles;
 mod receipts;
 mod relations;
+mod reports;
 mod rooms;
 
 use std::path::{Path, PathBuf};
@@ -27,6 +28,7 @@ pub use media::{ImageKind, MediaContent, MediaRecord, ThumbnailRecord, thumbnail
 pub use presence::PresenceRecord;
 pub use receipts::{ReceiptChange, ReceiptRecord};
 pub use relations::{RelationRecord, ThreadRecord};
+pub use reports::{ReportRecord, ReportTarget};
 pub use rooms::{
     Direction, EventRecord, RoomRecord, StateGroupRecord, TopoKey, TxnKey, UserRoomRecord,
 };
@@ -94,10 +96,11 @@ pub enum Cf {
     MediaPending,
     MediaThumbnails,
     Profiles,
+    Reports,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 31] = [
+    pub const ALL: [Cf; 32] = [
         Cf::Meta,
         Cf::Users,
         Cf::Devices,
@@ -129,6 +132,7 @@ impl Cf {
         Cf::MediaPending,
         Cf::MediaThumbnails,
         Cf::Profiles,
+        Cf::Reports,
     ];
 
     pub fn name(self) -> &'static str {
@@ -164,6 +168,7 @@ impl Cf {
             Cf::MediaPending => "media_pending",
             Cf::MediaThumbnails => "media_thumbnails",
             Cf::Profiles => "profiles",
+            Cf::Reports => "reports",
         }
     }
 }

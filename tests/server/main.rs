@@ -17,6 +17,7 @@ mod moderation;
 mod profile;
 mod registration;
 mod relations;
+mod reports;
 mod room_membership;
 mod room_paths;
 mod room_send;

@@ -10,6 +10,7 @@ mod media;
 mod presence;
 mod profile;
 mod register;
+mod reports;
 mod rooms;
 mod sync;
 mod sync_ws;
@@ -35,4 +36,5 @@ pub fn routes() -> Router<AppState> {
         .merge(presence::routes())
         .merge(profile::routes())
         .merge(user_directory::routes())
+        .merge(reports::routes())
 }

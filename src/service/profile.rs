@@ -294,9 +294,10 @@ impl Services {
             content.get("membership").and_then(Value::as_str),
             Some("join" | "invite" | "knock")
         );
-        let _guard = match carries_profile {
-            true => Some(self.profile_locks.lock(target).await),
-            false => None,
+        let _guard = if carries_profile {
+            Some(self.profile_locks.lock(target).await)
+        } else {
+            None
         };
         if carries_profile {
             let (displayname, avatar_url) = self.member_profile(target)?;

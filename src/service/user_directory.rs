@@ -198,9 +198,6 @@ impl Services {
         let mut seen: HashSet<OwnedUserId> = HashSet::new();
         let mut hits = Vec::new();
         for room_id in rooms {
-            if self.store.room(room_id.as_str())?.is_none() {
-                continue;
-            }
             for member in &self.room_members(&room_id)?.joined {
                 if !seen.insert(member.clone()) {
                     continue;
@@ -217,9 +214,11 @@ impl Services {
 
     fn directory_hit(&self, term: &Term, user_id: &UserId) -> Result<Option<Hit>> {
         let local = user_id.server_name() == self.server_name();
-        let displayname = match local {
-            true => self.store.profile_string(user_id.as_str(), DISPLAYNAME)?,
-            false => None,
+        // Users of other servers have no profile here until federation fetches one.
+        let displayname = if local {
+            self.store.profile_string(user_id.as_str(), DISPLAYNAME)?
+        } else {
+            None
         };
         let Some(rank) = term.rank(user_id, displayname.as_deref()) else {
             return Ok(None);
@@ -233,9 +232,10 @@ impl Services {
         {
             return Ok(None);
         }
-        let avatar_url = match local {
-            true => self.store.profile_string(user_id.as_str(), AVATAR_URL)?,
-            false => None,
+        let avatar_url = if local {
+            self.store.profile_string(user_id.as_str(), AVATAR_URL)?
+        } else {
+            None
         };
         Ok(Some(Hit {
             rank,

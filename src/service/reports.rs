@@ -6,6 +6,7 @@ use ruma::{EventId, RoomId, UserId};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::service::ratelimit::RateLimiter;
+use crate::service::rooms::ClientView;
 use crate::service::{Services, now_ms};
 use crate::store::{Cf, ReportRecord, ReportTarget, Store, StoreResult};
 
@@ -74,25 +75,29 @@ impl Services {
     }
 
     /// The spec: the reporter must be joined to the room, and an event they cannot see
-    /// gets the same 404 as one that does not exist. Redacted events answer 404 too, as
-    /// in Synapse: there is nothing left to review.
+    /// (history visibility included) gets the same 404 as one that does not exist.
+    /// Redacted events answer 404 too, as in Synapse: there is nothing left to review.
     pub fn report_event(
         &self,
-        reporter: &UserId,
+        reporter: ClientView<'_>,
         room_id: &RoomId,
         event_id: &EventId,
         reason: Option<String>,
     ) -> Result<()> {
-        self.admit_report(reporter, reason.as_deref())?;
+        self.admit_report(reporter.user_id, reason.as_deref())?;
         let not_found =
             || Error::not_found("The event was not found or you are not joined to the room");
-        if !self.is_joined(room_id, reporter)? {
+        if !self.is_joined(room_id, reporter.user_id)? {
             return Err(not_found());
         }
         let record = self.store.event(event_id.as_str())?.ok_or_else(not_found)?;
-        if record.room_id != room_id || record.redacted_because.is_some() {
+        if record.room_id != room_id
+            || record.redacted_because.is_some()
+            || !self.history_reader(room_id, reporter)?.can_see(&record)?
+        {
             return Err(not_found());
         }
+        let reporter = reporter.user_id;
         self.store_report(
             reporter,
             ReportTarget::Event {

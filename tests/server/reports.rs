@@ -100,6 +100,39 @@ fn event_reports_need_a_joined_reporter_and_an_event_of_the_room() {
         404,
         "M_NOT_FOUND",
     );
+    // Under `joined` history visibility, what was said before someone joined is hidden
+    // from them, and they cannot report it either.
+    let (status, body) = put_state(
+        &server,
+        &alice,
+        &room,
+        "m.room.history_visibility",
+        "",
+        &json!({ "history_visibility": "joined" }),
+    );
+    assert_eq!(status, 200, "{body}");
+    let before = send_text(&server, &alice, &room, "t3", "before carol came");
+    join(&server, &carol, &room);
+    assert_error(
+        report(
+            &server,
+            &carol,
+            &report_event_path(&room, &before),
+            json!({}),
+        ),
+        404,
+        "M_NOT_FOUND",
+    );
+    let after = send_text(&server, &alice, &room, "t4", "after carol came");
+    assert_eq!(
+        report(
+            &server,
+            &carol,
+            &report_event_path(&room, &after),
+            json!({})
+        ),
+        (200, json!({}))
+    );
     assert_error(
         report(
             &server,

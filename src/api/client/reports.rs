@@ -11,6 +11,7 @@ use super::rooms::parse_room_id;
 use crate::api::AppState;
 use crate::api::extract::{Auth, MatrixJson, Path};
 use crate::error::{Error, Result};
+use crate::service::rooms::ClientView;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -50,7 +51,11 @@ async fn report_event(
     let room_id = parse_room_id(&room_id)?;
     let event_id = EventId::parse(&event_id)
         .map_err(|e| Error::invalid_param(format!("Invalid event ID {event_id:?}: {e}")))?;
-    state.report_event(&authed.user_id, &room_id, &event_id, body.reason)?;
+    let view = ClientView {
+        user_id: &authed.user_id,
+        device_id: &authed.device_id,
+    };
+    state.report_event(view, &room_id, &event_id, body.reason)?;
     Ok(Json(json!({})))
 }
 

@@ -51,6 +51,10 @@ pub enum ErrorKind {
     /// Writing account data of a type the server manages: the spec answers 405 with
     /// `M_BAD_JSON`.
     ServerManagedType,
+    /// Setting a profile field would make the profile exceed the spec's 64 KiB.
+    ProfileTooLarge,
+    /// A profile field name longer than the spec's 255 bytes.
+    KeyTooLarge,
     /// A request the server understood but cannot act on, with no better code.
     Unknown,
     /// User-interactive authentication must continue: answered with 401 and the flows.
@@ -128,6 +132,8 @@ impl Error {
             ErrorKind::CannotOverwriteMedia => "M_CANNOT_OVERWRITE_MEDIA",
             ErrorKind::NotYetUploaded => "M_NOT_YET_UPLOADED",
             ErrorKind::ServerManagedType => "M_BAD_JSON",
+            ErrorKind::ProfileTooLarge => "M_PROFILE_TOO_LARGE",
+            ErrorKind::KeyTooLarge => "M_KEY_TOO_LARGE",
             ErrorKind::Unknown | ErrorKind::Conflict | ErrorKind::Internal => "M_UNKNOWN",
             // Inside a UIA response the errcode describes the failed stage, if any.
             ErrorKind::AuthRequired(_) => "M_FORBIDDEN",
@@ -168,6 +174,8 @@ impl Error {
             | ErrorKind::InvalidRoomState
             | ErrorKind::BadState
             | ErrorKind::DuplicateAnnotation
+            | ErrorKind::ProfileTooLarge
+            | ErrorKind::KeyTooLarge
             | ErrorKind::Unknown => StatusCode::BAD_REQUEST,
         }
     }

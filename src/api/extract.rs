@@ -179,3 +179,19 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
             .map_err(|e| Error::invalid_param(format!("Invalid path: {e}")))
     }
 }
+
+/// For endpoints the spec leaves open to anonymous requests: no token is fine, but a
+/// token that is sent must be valid.
+pub struct MaybeAuth(pub Option<Authed>);
+
+impl FromRequestParts<AppState> for MaybeAuth {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        if access_token(parts)?.is_none() {
+            return Ok(MaybeAuth(None));
+        }
+        let Auth(authed) = Auth::from_request_parts(parts, state).await?;
+        Ok(MaybeAuth(Some(authed)))
+    }
+}

@@ -9,15 +9,18 @@ pub mod media;
 pub mod password;
 pub mod positions;
 pub mod presence;
+pub mod profile;
 pub mod ratelimit;
 pub mod receipts;
 pub mod relations;
+pub mod reports;
 pub mod rooms;
 pub mod sessions;
 pub mod shared_secret;
 pub mod sync;
 pub mod typing;
 pub mod uia;
+pub mod user_directory;
 pub mod users;
 
 use std::sync::Arc;
@@ -46,6 +49,9 @@ pub struct Services {
     pub receipts: receipts::Receipts,
     pub unread: sync::UnreadCounts,
     pub media: media::Media,
+    pub profile_locks: profile::ProfileLocks,
+    pub user_directory: user_directory::UserDirectory,
+    pub reports: reports::Reports,
     server_name: ruma::OwnedServerName,
     shutting_down: tokio::sync::watch::Sender<bool>,
 }
@@ -66,6 +72,9 @@ impl Services {
             receipts: receipts::Receipts::new(&store)?,
             unread: sync::UnreadCounts::default(),
             media: media::Media::new(&config)?,
+            profile_locks: profile::ProfileLocks::default(),
+            user_directory: user_directory::UserDirectory::load(&store)?,
+            reports: reports::Reports::new(&store)?,
             login_limiter: ratelimit::RateLimiter::new(
                 config.login.failures_burst,
                 config.login.failures_per_minute,

@@ -142,6 +142,13 @@ impl Services {
                     admin: new.admin,
                 },
             )?;
+            // Like Synapse: a new user is called by their localpart until they choose a
+            // name, so clients and the user directory have something readable.
+            batch.put_profile_field(
+                user_id.as_str(),
+                super::profile::DISPLAYNAME,
+                &Value::String(user_id.localpart().to_owned()),
+            )?;
             self.store.write(batch)?;
             user_id
         };
@@ -328,6 +335,7 @@ impl Services {
             self.store.write(batch)?;
         }
         self.sessions.delete_all_devices(user_id, None).await?;
+        self.erase_profile(user_id).await?;
         tracing::info!(user_id = %user_id, "deactivated");
         Ok(())
     }

@@ -8,8 +8,10 @@ mod filters;
 mod keys;
 mod media;
 mod presence;
+mod profiles;
 mod receipts;
 mod relations;
+mod reports;
 mod rooms;
 
 use std::path::{Path, PathBuf};
@@ -26,6 +28,7 @@ pub use media::{ImageKind, MediaContent, MediaRecord, ThumbnailRecord, thumbnail
 pub use presence::PresenceRecord;
 pub use receipts::{ReceiptChange, ReceiptRecord};
 pub use relations::{RelationRecord, ThreadRecord};
+pub use reports::{ReportRecord, ReportTarget};
 pub use rooms::{
     Direction, EventRecord, RoomRecord, StateGroupRecord, TopoKey, TxnKey, UserRoomRecord,
 };
@@ -92,10 +95,12 @@ pub enum Cf {
     Media,
     MediaPending,
     MediaThumbnails,
+    Profiles,
+    Reports,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 30] = [
+    pub const ALL: [Cf; 32] = [
         Cf::Meta,
         Cf::Users,
         Cf::Devices,
@@ -126,6 +131,8 @@ impl Cf {
         Cf::Media,
         Cf::MediaPending,
         Cf::MediaThumbnails,
+        Cf::Profiles,
+        Cf::Reports,
     ];
 
     pub fn name(self) -> &'static str {
@@ -160,6 +167,8 @@ impl Cf {
             Cf::Media => "media",
             Cf::MediaPending => "media_pending",
             Cf::MediaThumbnails => "media_thumbnails",
+            Cf::Profiles => "profiles",
+            Cf::Reports => "reports",
         }
     }
 }

@@ -34,8 +34,9 @@ async fn capabilities(_: Auth) -> Json<Value> {
     Json(json!({
         "capabilities": {
             "m.change_password": { "enabled": true },
-            "m.set_displayname": { "enabled": false },
-            "m.set_avatar_url": { "enabled": false },
+            "m.set_displayname": { "enabled": true },
+            "m.set_avatar_url": { "enabled": true },
+            "m.profile_fields": { "enabled": true },
             "m.3pid_changes": { "enabled": false },
             "m.get_login_token": { "enabled": false },
         }

@@ -8,10 +8,13 @@ mod discovery;
 mod login;
 mod media;
 mod presence;
+mod profile;
 mod register;
+mod reports;
 mod rooms;
 mod sync;
 mod sync_ws;
+mod user_directory;
 
 use axum::Router;
 
@@ -31,4 +34,7 @@ pub fn routes() -> Router<AppState> {
         .merge(sync::routes())
         .merge(sync_ws::routes())
         .merge(presence::routes())
+        .merge(profile::routes())
+        .merge(user_directory::routes())
+        .merge(reports::routes())
 }

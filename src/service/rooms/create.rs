@@ -47,6 +47,12 @@ pub struct CreateRoom {
     pub is_direct: bool,
 }
 
+pub(super) fn membership_content(membership: &str) -> Map<String, Value> {
+    let mut content = Map::new();
+    content.insert("membership".into(), json!(membership));
+    content
+}
+
 pub(super) fn default_power_levels(
     version: RoomVersion,
     creator: &UserId,
@@ -220,17 +226,8 @@ impl Services {
         drop(alias_guard);
 
         // 2. The creator joins.
-        self.append_event(
-            &room_id,
-            creator,
-            EventTemplate::state(
-                "m.room.member",
-                creator.as_str(),
-                json!({ "membership": "join" }),
-            ),
-            None,
-        )
-        .await?;
+        self.append_member_event(&room_id, creator, creator, membership_content("join"))
+            .await?;
 
         // 3. Power levels, with the override merged over the defaults.
         self.append_initial(
@@ -303,17 +300,12 @@ impl Services {
 
         // 8. Invites.
         for invitee in &request.invite {
-            let mut content = json!({ "membership": "invite" });
+            let mut content = membership_content("invite");
             if request.is_direct {
-                content["is_direct"] = json!(true);
+                content.insert("is_direct".into(), json!(true));
             }
-            self.append_event(
-                &room_id,
-                creator,
-                EventTemplate::state("m.room.member", invitee.as_str(), content),
-                None,
-            )
-            .await?;
+            self.append_member_event(&room_id, creator, invitee, content)
+                .await?;
         }
         if request.is_direct && !request.invite.is_empty() {
             self.add_direct_room(creator, &request.invite, &room_id)?;

@@ -1,9 +1,8 @@
 //! Joining, leaving, inviting, kicking, banning: membership events built for the user.
 
 use ruma::{OwnedEventId, RoomId, UserId};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-use super::timeline::EventTemplate;
 use crate::error::{Error, ErrorKind, Result};
 use crate::service::Services;
 
@@ -54,17 +53,13 @@ impl Services {
         {
             return Err(Error::forbidden(format!("{target} is not banned")));
         }
-        let mut content = json!({ "membership": change.membership() });
+        let mut content = Map::new();
+        content.insert("membership".into(), json!(change.membership()));
         if let Some(reason) = reason {
-            content["reason"] = Value::String(reason);
+            content.insert("reason".into(), Value::String(reason));
         }
-        self.append_event(
-            room_id,
-            sender,
-            EventTemplate::state("m.room.member", target.as_str(), content),
-            None,
-        )
-        .await
+        self.append_member_event(room_id, sender, target, content)
+            .await
     }
 
     /// Marks a room the user has left or been banned from as forgotten: they no longer

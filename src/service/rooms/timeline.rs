@@ -24,6 +24,9 @@ pub struct EventTemplate {
     pub content: Value,
     /// v10 redactions carry the target at the top level; later versions in `content`.
     pub redacts: Option<OwnedEventId>,
+    /// Refuse the event unless the sender is joined, checked under the room lock: a
+    /// profile update re-sends a join, which must not rejoin someone who just left.
+    pub only_while_sender_joined: bool,
 }
 
 impl EventTemplate {
@@ -33,6 +36,7 @@ impl EventTemplate {
             state_key: Some(state_key.to_owned()),
             content,
             redacts: None,
+            only_while_sender_joined: false,
         }
     }
 
@@ -42,6 +46,7 @@ impl EventTemplate {
             state_key: None,
             content,
             redacts: None,
+            only_while_sender_joined: false,
         }
     }
 
@@ -55,6 +60,14 @@ impl EventTemplate {
             state_key: None,
             content: Value::Object(content),
             redacts: Some(target),
+            only_while_sender_joined: false,
+        }
+    }
+
+    pub fn only_while_sender_joined(self) -> Self {
+        Self {
+            only_while_sender_joined: true,
+            ..self
         }
     }
 }
@@ -172,6 +185,11 @@ impl Services {
             .store
             .room(room_id.as_str())?
             .ok_or_else(|| Error::not_found("Unknown room"))?;
+        if template.only_while_sender_joined && !self.is_joined(room_id, sender)? {
+            return Err(Error::forbidden(format!(
+                "{sender} is no longer joined to {room_id}"
+            )));
+        }
         let version = room.version;
 
         let content = template.content;
@@ -326,6 +344,10 @@ impl Services {
             },
         )?;
         self.store.write(batch)?;
+        if template.state_key.as_deref() == Some("") {
+            self.user_directory
+                .state_changed(&self.store, room_id, &template.event_type);
+        }
         let membership_target = match (template.event_type.as_str(), &template.state_key) {
             ("m.room.member", Some(target)) => OwnedUserId::try_from(target.as_str()).ok(),
             _ => None,

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 use serde_json::{Map, Value, json};
 
-use super::create::default_power_levels;
+use super::create::{default_power_levels, membership_content};
 use super::timeline::EventTemplate;
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{Power, PowerLevels, RoomPowers, RoomVersion};
@@ -112,17 +112,8 @@ impl Services {
                 legacy_room_id,
             )
             .await?;
-        self.append_event(
-            &new_room,
-            user,
-            EventTemplate::state(
-                "m.room.member",
-                user.as_str(),
-                json!({ "membership": "join" }),
-            ),
-            None,
-        )
-        .await?;
+        self.append_member_event(&new_room, user, user, membership_content("join"))
+            .await?;
         let levels = upgraded_power_levels(
             old_version,
             new_version,

@@ -1,0 +1,85 @@
+"""Interop: profiles through matrix-nio against a real hearth.
+
+Sets a display name and an avatar URL with nio and reads them back, as the user and
+as someone else. The avatar is only an `mxc://` URI here: uploading the image is the
+media repository's business.
+"""
+
+import asyncio
+
+from nio import (
+    AsyncClient,
+    AsyncClientConfig,
+    ProfileGetAvatarResponse,
+    ProfileGetDisplayNameResponse,
+    ProfileGetResponse,
+    ProfileSetAvatarError,
+    ProfileSetAvatarResponse,
+    ProfileSetDisplayNameResponse,
+    RegisterResponse,
+)
+
+PASSWORD = "correct horse battery staple"
+
+
+def _config() -> AsyncClientConfig:
+    # Bounded retries, as in test_nio.py: fail rather than hang.
+    return AsyncClientConfig(
+        max_timeouts=2,
+        request_timeout=15,
+        max_limit_exceeded=0,
+        encryption_enabled=False,
+        store_sync_tokens=False,
+    )
+
+
+async def _logged_in(hearth, localpart: str) -> AsyncClient:
+    client = AsyncClient(hearth.base_url, localpart, config=_config())
+    resp = await client.register(localpart, PASSWORD, device_name="nio profile")
+    assert isinstance(resp, RegisterResponse), f"register failed: {resp!r}"
+    assert client.access_token, "nio did not adopt the registration's session"
+    return client
+
+
+def test_set_and_read_back_display_name_and_avatar(hearth):
+    async def scenario():
+        alice = await _logged_in(hearth, "nioprofilealice")
+        bob = await _logged_in(hearth, "nioprofilebob")
+        try:
+            # A new account is named after its localpart.
+            fresh = await alice.get_profile()
+            assert isinstance(fresh, ProfileGetResponse), repr(fresh)
+            assert fresh.displayname == "nioprofilealice", repr(fresh)
+            assert fresh.avatar_url is None, repr(fresh)
+
+            avatar = f"mxc://{hearth.server_name}/NioAvatar01"
+            resp = await alice.set_displayname("Alice via nio")
+            assert isinstance(resp, ProfileSetDisplayNameResponse), repr(resp)
+            resp = await alice.set_avatar(avatar)
+            assert isinstance(resp, ProfileSetAvatarResponse), repr(resp)
+
+            own = await alice.get_profile()
+            assert isinstance(own, ProfileGetResponse), repr(own)
+            assert (own.displayname, own.avatar_url) == ("Alice via nio", avatar)
+
+            seen = await bob.get_profile(alice.user_id)
+            assert isinstance(seen, ProfileGetResponse), repr(seen)
+            assert (seen.displayname, seen.avatar_url) == ("Alice via nio", avatar)
+            name = await bob.get_displayname(alice.user_id)
+            assert isinstance(name, ProfileGetDisplayNameResponse), repr(name)
+            assert name.displayname == "Alice via nio"
+            picture = await bob.get_avatar(alice.user_id)
+            assert isinstance(picture, ProfileGetAvatarResponse), repr(picture)
+            assert picture.avatar_url == avatar
+
+            # Only mxc:// URIs are avatars; the refusal leaves the old one in place.
+            refused = await alice.set_avatar("https://example.org/alice.png")
+            assert isinstance(refused, ProfileSetAvatarError), repr(refused)
+            assert refused.status_code == "M_INVALID_PARAM", repr(refused)
+            again = await bob.get_profile(alice.user_id)
+            assert again.avatar_url == avatar, repr(again)
+        finally:
+            await alice.close()
+            await bob.close()
+
+    asyncio.run(scenario())

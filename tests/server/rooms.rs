@@ -544,3 +544,22 @@ fn refused_creations_leave_no_half_built_room() {
     }
     assert!(joined_rooms(&server, &alice).is_empty());
 }
+
+#[test]
+fn identical_room_creations_at_once_make_distinct_rooms() {
+    let server = TestServer::start();
+    let alice = user(&server, "alice");
+    let body = json!({"preset": "private_chat"});
+    // A v12 room ID is the hash of its create event; requests racing within one
+    // millisecond must still each get a room of their own.
+    let ids: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| scope.spawn(|| create_room(&server, &alice, body.clone())))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len(), "{ids:?}");
+}

@@ -92,7 +92,7 @@ impl Services {
         content: Value,
         legacy_room_id: Option<OwnedRoomId>,
     ) -> Result<(OwnedRoomId, OwnedEventId)> {
-        let new = NewPdu {
+        let mut new = NewPdu {
             room_id: legacy_room_id.clone(),
             sender: sender.to_owned(),
             event_type: "m.room.create".into(),
@@ -104,15 +104,26 @@ impl Services {
             origin_server_ts: now_ms(),
             redacts: None,
         };
-        let (event_id, json) = build_signed_pdu(&new, version, self.keys.signing_key())?;
-        let room_id = match legacy_room_id {
-            Some(id) => id,
-            None => room_id_for_create_event(&json)?,
+        // From v12 the room ID is the create event's hash, so two identical requests in
+        // the same millisecond would name the same room: the later one moves to the
+        // next millisecond instead of failing.
+        let mut attempts = 0;
+        let (room_id, event_id, json, _guard) = loop {
+            let (event_id, json) = build_signed_pdu(&new, version, self.keys.signing_key())?;
+            let room_id = match &legacy_room_id {
+                Some(id) => id.clone(),
+                None => room_id_for_create_event(&json)?,
+            };
+            let guard = self.rooms.lock(&room_id).await;
+            if self.store.room(room_id.as_str())?.is_none() {
+                break (room_id, event_id, json, guard);
+            }
+            attempts += 1;
+            if legacy_room_id.is_some() || attempts >= 10 {
+                return Err(Error::new(ErrorKind::RoomInUse, "Room already exists"));
+            }
+            new.origin_server_ts += 1;
         };
-        let _guard = self.rooms.lock(&room_id).await;
-        if self.store.room(room_id.as_str())?.is_some() {
-            return Err(Error::new(ErrorKind::RoomInUse, "Room already exists"));
-        }
         let pdu = Pdu::from_json(json.clone(), version)?;
         auth_check(version, &pdu, |_, _| None)?;
         let mut batch = self.store.batch();

@@ -285,6 +285,7 @@ impl Services {
         }
         let ticket = self.stream_ticket();
         let stream = ticket.position;
+        let mut membership_changed = false;
         let mut state_after = room.state_group;
         if let Some(state_key) = &template.state_key {
             state_after = self.new_state_group(
@@ -306,6 +307,8 @@ impl Services {
                 && let Some(membership) = pdu.membership()
             {
                 let previous = self.store.user_room(state_key, room_id.as_str())?;
+                membership_changed =
+                    previous.as_ref().map(|p| p.membership.as_str()) != Some(membership);
                 batch.put_user_room(
                     state_key,
                     room_id.as_str(),
@@ -359,8 +362,12 @@ impl Services {
             self.user_directory
                 .state_changed(&self.store, room_id, &template.event_type);
         }
+        // A profile change (join to join) leaves the member lists as they are, so the
+        // room's cached lists need not be rebuilt.
         let membership_target = match (template.event_type.as_str(), &template.state_key) {
-            ("m.room.member", Some(target)) => OwnedUserId::try_from(target.as_str()).ok(),
+            ("m.room.member", Some(target)) if membership_changed => {
+                OwnedUserId::try_from(target.as_str()).ok()
+            }
             _ => None,
         };
         ticket.publish(room_id, membership_target);

@@ -204,6 +204,7 @@ async fn set_up(args: &Args, api: Api, server: &Server) -> Result<Setup> {
         clients: Arc::new(clients),
         room_ids: Arc::new(room_ids),
         members,
+        memory: server::memory(server.pid()).ok(),
     })
 }
 
@@ -236,6 +237,13 @@ fn print_report(
         "hearth-bench: {} clients in {} rooms ({members} members each), {} msg/s for {} s ({messages} messages per transport), drain {} s",
         args.clients, args.rooms, args.rate, args.duration, args.drain
     );
+    if let Some(memory) = &setup.memory {
+        println!(
+            "Server memory after set-up (registrations, rooms, joins): peak {:.1} MiB, now {:.1} MiB.",
+            memory.peak_kib as f64 / 1024.0,
+            memory.now_kib as f64 / 1024.0
+        );
+    }
     println!(
         "The bench and the server share this machine ({cpus} CPUs, {model}); the bench's own CPU use is in the table."
     );
@@ -244,6 +252,9 @@ fn print_report(
     type Cell = fn(&Summary) -> String;
     fn ms(value: Option<f64>) -> String {
         value.map_or("-".to_owned(), |v| format!("{v:.2}"))
+    }
+    fn mib(kib: Option<u64>) -> String {
+        kib.map_or("-".to_owned(), |k| format!("{:.1}", k as f64 / 1024.0))
     }
     fn percent(used: Duration, wall: Duration) -> String {
         format!("{:.0}", 100.0 * used.as_secs_f64() / wall.as_secs_f64())
@@ -271,8 +282,10 @@ fn print_report(
             percent(s.cpu.bench, s.cpu.wall)
         }),
         ("server peak RSS (MiB)", |s| {
-            s.peak_rss_kib
-                .map_or("-".to_owned(), |k| format!("{:.1}", k as f64 / 1024.0))
+            mib(s.memory.as_ref().map(|m| m.peak_kib))
+        }),
+        ("server RSS after run (MiB)", |s| {
+            mib(s.memory.as_ref().map(|m| m.now_kib))
         }),
         ("errors", |s| s.errors.to_string()),
     ];
@@ -298,7 +311,8 @@ fn print_report(
     println!(
         "Latency: from just before a message is sent to its arrival at each member of the room\n\
          (sender included). CPU: user+system time over wall time of the sending period, 100% =\n\
-         one core. Peak RSS is VmHWM, the server's peak since it started, read after each run."
+         one core. Peak RSS is VmHWM, the server's peak since it started (set-up included), read\n\
+         after each run; RSS after run is VmRSS at the same moment."
     );
     for (transport, result) in results {
         match result {

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::matrix::{Client, SyncBody};
+use crate::server::Memory;
 
 const PENDING: u8 = 0;
 const ACCEPTED: u8 = 1;
@@ -169,7 +170,8 @@ pub struct Summary {
     pub latencies: Vec<u64>,
     pub deliveries_per_second: f64,
     pub cpu: CpuUse,
-    pub peak_rss_kib: Option<u64>,
+    /// The server's memory after the run.
+    pub memory: Option<Memory>,
     pub errors: u64,
     pub error_samples: Vec<String>,
 }
@@ -183,7 +185,7 @@ impl Summary {
         members: &[usize],
         received: Vec<Received>,
         cpu: CpuUse,
-        peak_rss_kib: Option<u64>,
+        memory: Option<Memory>,
     ) -> Self {
         let answers: Vec<u8> = run
             .answers
@@ -206,7 +208,7 @@ impl Summary {
             latencies: Vec::with_capacity(expected as usize),
             deliveries_per_second: 0.0,
             cpu,
-            peak_rss_kib,
+            memory,
             errors: run.errors.load(Ordering::Relaxed),
             error_samples: std::mem::take(&mut *run.error_samples.lock().unwrap()),
         };

@@ -122,14 +122,25 @@ fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// Peak resident set size (`VmHWM`) of a process, in KiB.
-pub fn peak_rss_kib(pid: u32) -> Result<u64> {
+/// Resident memory of a process in KiB: peak (`VmHWM`) and current (`VmRSS`).
+pub struct Memory {
+    pub peak_kib: u64,
+    pub now_kib: u64,
+}
+
+pub fn memory(pid: u32) -> Result<Memory> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmHWM in /proc/<pid>/status")
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .with_context(|| format!("no {name} in /proc/{pid}/status"))
+    };
+    Ok(Memory {
+        peak_kib: field("VmHWM:")?,
+        now_kib: field("VmRSS:")?,
+    })
 }
 
 /// User plus system CPU time a process has used so far (all threads).

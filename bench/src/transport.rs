@@ -40,6 +40,8 @@ pub struct Setup {
     pub room_ids: Arc<Vec<String>>,
     /// Number of clients in each room.
     pub members: Vec<usize>,
+    /// The server's memory once set up, before any sync.
+    pub memory: Option<server::Memory>,
 }
 
 pub struct Load {
@@ -193,7 +195,7 @@ pub async fn measure(
     for receiver in receivers {
         received.push(receiver.await.context("receiver task")?);
     }
-    let peak_rss = server::peak_rss_kib(setup.server_pid).ok();
+    let memory = server::memory(setup.server_pid).ok();
     Ok(Summary::compute(
         &run,
         &sent_at,
@@ -201,7 +203,7 @@ pub async fn measure(
         &setup.members,
         received,
         cpu,
-        peak_rss,
+        memory,
     ))
 }
 

@@ -322,7 +322,10 @@ async fn socket(
     mut stop: watch::Receiver<bool>,
 ) -> Received {
     let mut received = Received::default();
-    let stream = match tokio_tungstenite::connect_async(url.as_str()).await {
+    // Without TCP_NODELAY, Nagle's algorithm holds a small frame back until the previous
+    // one is acknowledged, which with delayed ACKs costs up to 40 ms.
+    let connected = tokio_tungstenite::connect_async_with_config(url.as_str(), None, true).await;
+    let stream = match connected {
         Ok((stream, _)) => stream,
         Err(error) => {
             let _ = ready.send(Err(format!("connect: {error}")));

@@ -202,7 +202,7 @@ async fn set_up(args: &Args, api: Api, server: &Server) -> Result<Setup> {
         server_pid: server.pid(),
         port: server.port,
         clients: Arc::new(clients),
-        room_ids: Arc::new(room_ids),
+        room_ids,
         members,
         memory: server::memory(server.pid()).ok(),
     })

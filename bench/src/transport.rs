@@ -37,7 +37,7 @@ pub struct Setup {
     pub server_pid: u32,
     pub port: u16,
     pub clients: Arc<Vec<Client>>,
-    pub room_ids: Arc<Vec<String>>,
+    pub room_ids: Vec<String>,
     /// Number of clients in each room.
     pub members: Vec<usize>,
     /// The server's memory once set up, before any sync.

@@ -1,0 +1,201 @@
+//! The Matrix requests the bench makes over HTTP, and the few parts of a sync response
+//! it reads.
+
+use std::collections::HashMap;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// The content key that carries a message's bench ID.
+pub const BENCH_ID_KEY: &str = "org.hearth.bench.id";
+
+/// Filter for the first sync of each client: only its position matters, so one timeline
+/// event per room keeps it cheap however many messages earlier runs left behind.
+pub const INITIAL_FILTER: &str = r#"{"presence":{"not_types":["*"]},"account_data":{"not_types":["*"]},"room":{"timeline":{"limit":1},"account_data":{"not_types":["*"]}}}"#;
+
+/// Filter for the measured syncs: a timeline window large enough that a healthy server
+/// never needs to answer `limited`, and no presence or account data.
+pub const FILTER: &str = r#"{"presence":{"not_types":["*"]},"account_data":{"not_types":["*"]},"room":{"timeline":{"limit":1000},"account_data":{"not_types":["*"]}}}"#;
+
+/// A registered user with its access token; `room` indexes the room it joined.
+pub struct Client {
+    pub user_id: String,
+    pub token: String,
+    pub room: usize,
+}
+
+/// The parts of a `/sync` response (or of a socket frame's `body`) the bench reads.
+#[derive(Deserialize, Default)]
+pub struct SyncBody {
+    pub next_batch: Option<String>,
+    #[serde(default)]
+    pub rooms: Rooms,
+    /// Present in the socket's answer to a `send` request.
+    pub event_id: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+pub struct Rooms {
+    #[serde(default)]
+    pub join: HashMap<String, JoinedRoom>,
+}
+
+#[derive(Deserialize, Default)]
+pub struct JoinedRoom {
+    #[serde(default)]
+    pub timeline: Timeline,
+}
+
+#[derive(Deserialize, Default)]
+pub struct Timeline {
+    #[serde(default)]
+    pub events: Vec<TimelineEvent>,
+    #[serde(default)]
+    pub limited: bool,
+}
+
+#[derive(Deserialize)]
+pub struct TimelineEvent {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub content: MessageContent,
+}
+
+#[derive(Deserialize, Default)]
+pub struct MessageContent {
+    #[serde(rename = "org.hearth.bench.id")]
+    pub bench_id: Option<u64>,
+}
+
+/// The content of bench message `id`.
+pub fn message_content(id: u64) -> Value {
+    json!({
+        "msgtype": "m.text",
+        "body": format!("hearth-bench message {id}"),
+        BENCH_ID_KEY: id,
+    })
+}
+
+/// An HTTP API handle for one server.
+#[derive(Clone)]
+pub struct Api {
+    pub http: reqwest::Client,
+    pub base: String,
+}
+
+impl Api {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> Result<Value> {
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base))
+            .json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("{method} {path}"))?;
+        let status = response.status();
+        let text = response.text().await?;
+        if !status.is_success() {
+            bail!("{method} {path} answered {status}: {text}");
+        }
+        serde_json::from_str(&text).with_context(|| format!("{method} {path}: not JSON: {text}"))
+    }
+
+    /// Registers `username` through the `m.login.dummy` stage; returns (user ID, token).
+    pub async fn register(&self, username: &str) -> Result<(String, String)> {
+        let body = self
+            .call(
+                reqwest::Method::POST,
+                "/_matrix/client/v3/register",
+                None,
+                &json!({
+                    "username": username,
+                    "password": "hearth-bench password",
+                    "auth": {"type": "m.login.dummy"},
+                    "initial_device_display_name": "hearth-bench",
+                }),
+            )
+            .await?;
+        let field = |name: &str| {
+            body[name]
+                .as_str()
+                .map(str::to_owned)
+                .with_context(|| format!("register answered without {name}: {body}"))
+        };
+        Ok((field("user_id")?, field("access_token")?))
+    }
+
+    pub async fn create_room(&self, token: &str, name: &str) -> Result<String> {
+        let body = self
+            .call(
+                reqwest::Method::POST,
+                "/_matrix/client/v3/createRoom",
+                Some(token),
+                &json!({"preset": "public_chat", "name": name}),
+            )
+            .await?;
+        body["room_id"]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("createRoom answered without room_id: {body}"))
+    }
+
+    pub async fn join(&self, token: &str, room_id: &str) -> Result<()> {
+        self.call(
+            reqwest::Method::POST,
+            &format!("/_matrix/client/v3/rooms/{room_id}/join"),
+            Some(token),
+            &json!({}),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// One sync without `since`, for a starting position.
+    pub async fn initial_sync(&self, token: &str) -> Result<String> {
+        let response = self
+            .http
+            .get(format!("{}/_matrix/client/v3/sync", self.base))
+            .query(&[("filter", INITIAL_FILTER), ("timeout", "0")])
+            .bearer_auth(token)
+            .send()
+            .await
+            .context("initial /sync")?;
+        let status = response.status();
+        let text = response.text().await?;
+        if !status.is_success() {
+            bail!("initial /sync answered {status}: {text}");
+        }
+        let body: SyncBody =
+            serde_json::from_str(&text).with_context(|| format!("initial /sync: {text}"))?;
+        body.next_batch
+            .with_context(|| format!("initial /sync answered without next_batch: {text}"))
+    }
+
+    /// `PUT /rooms/{room}/send/m.room.message/{txn}`; returns the event ID.
+    pub async fn send_message(&self, token: &str, room_id: &str, id: u64) -> Result<String> {
+        let body = self
+            .call(
+                reqwest::Method::PUT,
+                &format!("/_matrix/client/v3/rooms/{room_id}/send/m.room.message/b{id}"),
+                Some(token),
+                &message_content(id),
+            )
+            .await?;
+        body["event_id"]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("send answered without event_id: {body}"))
+    }
+}

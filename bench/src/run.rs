@@ -1,0 +1,335 @@
+//! One measured run of one transport: what is shared between the sender and the
+//! receivers while it goes, and the figures computed from it afterwards.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::matrix::{Client, SyncBody};
+use crate::server::Memory;
+
+const PENDING: u8 = 0;
+const ACCEPTED: u8 = 1;
+const REFUSED: u8 = 2;
+
+/// How many error messages are kept to show; the rest are only counted.
+const ERROR_SAMPLES: usize = 5;
+
+/// State shared by the sender and every receiver of a run.
+pub struct Run {
+    epoch: Instant,
+    /// Bench ID of message 0 of this run; message `i` has ID `first_id + i`.
+    pub first_id: u64,
+    /// The room of each message.
+    pub rooms: Vec<u32>,
+    /// Whether the server accepted each message.
+    answers: Vec<AtomicU8>,
+    /// Deliveries of this run's messages seen so far, duplicates included.
+    pub delivered: AtomicU64,
+    errors: AtomicU64,
+    error_samples: Mutex<Vec<String>>,
+}
+
+impl Run {
+    pub fn new(first_id: u64, rooms: Vec<u32>) -> Self {
+        let answers = rooms.iter().map(|_| AtomicU8::new(PENDING)).collect();
+        Self {
+            epoch: Instant::now(),
+            first_id,
+            rooms,
+            answers,
+            delivered: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            error_samples: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Nanoseconds since the run began: the bench's clock for sends and deliveries.
+    pub fn now(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    pub fn len(&self) -> usize {
+        self.rooms.len()
+    }
+
+    /// The message index of a bench ID, if the ID belongs to this run.
+    fn index(&self, bench_id: u64) -> Option<u32> {
+        let index = bench_id.checked_sub(self.first_id)?;
+        (index < self.rooms.len() as u64).then_some(index as u32)
+    }
+
+    pub fn answered(&self, index: usize, accepted: bool) {
+        let value = if accepted { ACCEPTED } else { REFUSED };
+        self.answers[index].store(value, Ordering::Relaxed);
+    }
+
+    pub fn all_answered(&self) -> bool {
+        self.answers
+            .iter()
+            .all(|a| a.load(Ordering::Relaxed) != PENDING)
+    }
+
+    /// Counts an error seen by a sender or receiver; keeps the first few messages.
+    pub fn error(&self, message: String) {
+        if self.errors.fetch_add(1, Ordering::Relaxed) < ERROR_SAMPLES as u64 {
+            self.error_samples.lock().unwrap().push(message);
+        }
+    }
+
+    /// Records the bench messages of one sync body received at `at` (from [`Run::now`]).
+    pub fn record(&self, body: &SyncBody, at: u64, into: &mut Received) {
+        for room in body.rooms.join.values() {
+            if room.timeline.limited {
+                into.limited += 1;
+            }
+            for event in &room.timeline.events {
+                if event.kind != "m.room.message" {
+                    continue;
+                }
+                let Some(bench_id) = event.content.bench_id else {
+                    continue;
+                };
+                match self.index(bench_id) {
+                    Some(index) => {
+                        into.deliveries.push((index, at));
+                        self.delivered.fetch_add(1, Ordering::Relaxed);
+                    }
+                    None => into.stale += 1,
+                }
+            }
+        }
+    }
+
+    /// Waits until every message has an answer and every expected delivery happened,
+    /// or until the drain period after `sending_ended` is over, whichever is first.
+    /// Answers are awaited for at least `answer_wait`, so a slow server's late answers
+    /// are not mistaken for lost messages.
+    pub async fn drain(
+        &self,
+        members: &[usize],
+        sending_ended: Instant,
+        drain: Duration,
+        answer_wait: Duration,
+    ) {
+        loop {
+            let answered = self.all_answered();
+            if answered && self.delivered.load(Ordering::Relaxed) >= self.expected(members) {
+                return;
+            }
+            let now = Instant::now();
+            if now >= sending_ended + drain && (answered || now >= sending_ended + answer_wait) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Deliveries expected: each accepted message, once to each member of its room.
+    fn expected(&self, members: &[usize]) -> u64 {
+        self.rooms
+            .iter()
+            .zip(&self.answers)
+            .filter(|(_, a)| a.load(Ordering::Relaxed) == ACCEPTED)
+            .map(|(&room, _)| members[room as usize] as u64)
+            .sum()
+    }
+}
+
+/// What one client saw during a run.
+#[derive(Default)]
+pub struct Received {
+    /// (message index, delivery time) for every bench message seen, in arrival order.
+    pub deliveries: Vec<(u32, u64)>,
+    /// Timelines that came with `limited: true`.
+    pub limited: u64,
+    /// Bench messages from an earlier run (should not happen with fresh positions).
+    pub stale: u64,
+}
+
+/// CPU time used by the server and by the bench while messages were being sent.
+pub struct CpuUse {
+    pub server: Duration,
+    pub bench: Duration,
+    pub wall: Duration,
+}
+
+/// The figures of one run.
+pub struct Summary {
+    pub sent: usize,
+    pub refused: usize,
+    pub unanswered: usize,
+    pub expected: u64,
+    pub received: u64,
+    pub lost: u64,
+    pub duplicated: u64,
+    pub unexpected: u64,
+    pub stale: u64,
+    pub limited: u64,
+    /// Latency of each first delivery, nanoseconds, sorted.
+    pub latencies: Vec<u64>,
+    pub deliveries_per_second: f64,
+    pub cpu: CpuUse,
+    /// The server's memory after the run.
+    pub memory: Option<Memory>,
+    pub errors: u64,
+    pub error_samples: Vec<String>,
+}
+
+impl Summary {
+    /// Checks every client's deliveries against what was sent.
+    pub fn compute(
+        run: &Run,
+        sent_at: &[u64],
+        clients: &[Client],
+        members: &[usize],
+        received: Vec<Received>,
+        cpu: CpuUse,
+        memory: Option<Memory>,
+    ) -> Self {
+        let answers: Vec<u8> = run
+            .answers
+            .iter()
+            .map(|a| a.load(Ordering::Relaxed))
+            .collect();
+        let count = |state: u8| answers.iter().filter(|&&a| a == state).count();
+        let expected = run.expected(members);
+        let mut summary = Summary {
+            sent: sent_at.len(),
+            refused: count(REFUSED),
+            unanswered: count(PENDING),
+            expected,
+            received: 0,
+            lost: 0,
+            duplicated: 0,
+            unexpected: 0,
+            stale: 0,
+            limited: 0,
+            latencies: Vec::with_capacity(expected as usize),
+            deliveries_per_second: 0.0,
+            cpu,
+            memory,
+            errors: run.errors.load(Ordering::Relaxed),
+            error_samples: std::mem::take(&mut *run.error_samples.lock().unwrap()),
+        };
+        let mut last_delivery = 0;
+        for (client, mut seen) in clients.iter().zip(received) {
+            summary.limited += seen.limited;
+            summary.stale += seen.stale;
+            // Stable sort: the first delivery of each message stays first.
+            seen.deliveries.sort_by_key(|&(index, _)| index);
+            let mut previous = None;
+            for (index, at) in seen.deliveries {
+                let i = index as usize;
+                if previous == Some(index) {
+                    summary.duplicated += 1;
+                } else if answers[i] != ACCEPTED || run.rooms[i] as usize != client.room {
+                    summary.unexpected += 1;
+                } else {
+                    summary.received += 1;
+                    summary.latencies.push(at.saturating_sub(sent_at[i]));
+                    last_delivery = last_delivery.max(at);
+                }
+                previous = Some(index);
+            }
+        }
+        summary.lost = expected.saturating_sub(summary.received);
+        summary.latencies.sort_unstable();
+        let first_send = sent_at.first().copied().unwrap_or(0);
+        let span = last_delivery.saturating_sub(first_send) as f64 / 1e9;
+        if span > 0.0 {
+            summary.deliveries_per_second = summary.received as f64 / span;
+        }
+        summary
+    }
+
+    /// Nearest-rank percentile of the latencies, in milliseconds.
+    pub fn latency_ms(&self, percentile: f64) -> Option<f64> {
+        let n = self.latencies.len();
+        if n == 0 {
+            return None;
+        }
+        let rank = ((percentile / 100.0) * n as f64).ceil() as usize;
+        Some(self.latencies[rank.clamp(1, n) - 1] as f64 / 1e6)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matrix::{JoinedRoom, MessageContent, Rooms, Timeline, TimelineEvent};
+
+    fn body(ids: &[u64], limited: bool) -> SyncBody {
+        let events = ids
+            .iter()
+            .map(|&id| TimelineEvent {
+                kind: "m.room.message".into(),
+                content: MessageContent { bench_id: Some(id) },
+            })
+            .collect();
+        let room = JoinedRoom {
+            timeline: Timeline { events, limited },
+        };
+        SyncBody {
+            next_batch: Some("t".into()),
+            rooms: Rooms {
+                join: [("!r".to_owned(), room)].into(),
+            },
+            event_id: None,
+        }
+    }
+
+    fn client(room: usize) -> Client {
+        Client {
+            user_id: "@u:h".into(),
+            token: "t".into(),
+            room,
+        }
+    }
+
+    #[test]
+    fn losses_duplicates_and_strangers_are_told_apart() {
+        // Messages 0 and 1 in room 0, message 2 in room 1; message 1 was refused.
+        let run = Run::new(100, vec![0, 0, 1]);
+        run.answered(0, true);
+        run.answered(1, false);
+        run.answered(2, true);
+        let clients = [client(0), client(0), client(1)];
+        let members = [2, 1];
+        let sent_at = [1_000_000, 2_000_000, 3_000_000];
+
+        let mut first = Received::default();
+        run.record(&body(&[100, 100, 7], false), 5_000_000, &mut first);
+        let mut second = Received::default();
+        run.record(&body(&[101], true), 6_000_000, &mut second);
+        let mut third = Received::default();
+        run.record(&body(&[102, 100], false), 4_000_000, &mut third);
+        assert_eq!(run.delivered.load(Ordering::Relaxed), 5);
+
+        let cpu = CpuUse {
+            server: Duration::ZERO,
+            bench: Duration::ZERO,
+            wall: Duration::from_secs(1),
+        };
+        let summary = Summary::compute(
+            &run,
+            &sent_at,
+            &clients,
+            &members,
+            vec![first, second, third],
+            cpu,
+            None,
+        );
+        assert_eq!(summary.refused, 1);
+        assert_eq!(summary.expected, 3); // message 0 to two members, message 2 to one
+        assert_eq!(summary.received, 2); // client 0 got 0; client 2 got 2
+        assert_eq!(summary.lost, 1); // client 1 never got message 0
+        assert_eq!(summary.duplicated, 1);
+        assert_eq!(summary.unexpected, 2); // the refused message 1, message 0 in room 1
+        assert_eq!(summary.stale, 1);
+        assert_eq!(summary.limited, 1);
+        assert_eq!(summary.latencies, vec![1_000_000, 4_000_000]);
+        assert_eq!(summary.latency_ms(50.0), Some(1.0));
+        assert_eq!(summary.latency_ms(100.0), Some(4.0));
+    }
+}

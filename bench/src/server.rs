@@ -1,0 +1,170 @@
+//! The `hearth` process under test: started on a free loopback port with a temporary
+//! data directory, watched through `/proc`, stopped with SIGTERM.
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+pub struct Server {
+    child: Option<Child>,
+    pub port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts `bin` and waits until `/_matrix/client/versions` answers.
+    pub async fn start(bin: &Path, http: &reqwest::Client) -> Result<Self> {
+        let dir = tempfile::tempdir().context("create a temporary data directory")?;
+        let port = free_port()?;
+        let log = dir.path().join("hearth.log");
+        let mut command = Command::new(bin);
+        command
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data")
+            .arg(dir.path().join("data"))
+            .arg("--server-name")
+            .arg(format!("localhost:{port}"))
+            .env("HEARTH_REGISTRATION__ENABLED", "true")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).context("create the server log file")?);
+        if std::env::var_os("RUST_LOG").is_none() {
+            command.env("RUST_LOG", "warn");
+        }
+        let child = command
+            .spawn()
+            .with_context(|| format!("start {}", bin.display()))?;
+        let mut server = Self {
+            child: Some(child),
+            port,
+            log,
+            _dir: dir,
+        };
+        let versions = server.url("/_matrix/client/versions");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(response) = http.get(&versions).send().await
+                && response.status().is_success()
+            {
+                return Ok(server);
+            }
+            if let Some(status) = server.child_mut().try_wait()? {
+                bail!("hearth exited at start ({status}):\n{}", server.log_tail());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "hearth did not answer /versions within 60 s:\n{}",
+                    server.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn child_mut(&mut self) -> &mut Child {
+        self.child.as_mut().expect("server running")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server running").id()
+    }
+
+    /// The last lines the server logged, for error messages.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// SIGTERM, then waits up to 30 s for the server to finish. On any failure the
+    /// child is still owned by `self`, whose `Drop` kills it.
+    pub async fn stop(mut self) -> Result<ExitStatus> {
+        let pid = libc::pid_t::try_from(self.pid())?;
+        // SAFETY: plain syscall on our own child's PID, which has not been waited for.
+        if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+            bail!("SIGTERM: {}", std::io::Error::last_os_error());
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child_mut().try_wait()? {
+                self.child = None;
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!("hearth did not exit within 30 s of SIGTERM; killing it");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    /// On an early exit of the bench (an error), leave no server behind.
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Resident memory of a process in KiB: peak (`VmHWM`) and current (`VmRSS`).
+pub struct Memory {
+    pub peak_kib: u64,
+    pub now_kib: u64,
+}
+
+pub fn memory(pid: u32) -> Result<Memory> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .with_context(|| format!("no {name} in /proc/{pid}/status"))
+    };
+    Ok(Memory {
+        peak_kib: field("VmHWM:")?,
+        now_kib: field("VmRSS:")?,
+    })
+}
+
+/// User plus system CPU time a process has used so far (all threads).
+pub fn cpu_time(pid: Option<u32>) -> Result<Duration> {
+    let path = match pid {
+        Some(pid) => format!("/proc/{pid}/stat"),
+        None => "/proc/self/stat".to_owned(),
+    };
+    let stat = std::fs::read_to_string(path)?;
+    // Fields after the parenthesised command name, which may itself contain spaces.
+    let rest = stat.rsplit_once(')').context("malformed stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after ')'.
+    let ticks: u64 = fields
+        .get(11..13)
+        .context("short stat")?
+        .iter()
+        .map(|f| f.parse::<u64>())
+        .sum::<Result<u64, _>>()?;
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let per_second = u64::try_from(per_second)
+        .ok()
+        .filter(|&t| t > 0)
+        .unwrap_or(100);
+    Ok(Duration::from_nanos(ticks * 1_000_000_000 / per_second))
+}

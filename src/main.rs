@@ -24,7 +24,23 @@ struct Args {
     server_name: Option<String>,
 }
 
+/// glibc raises its mmap threshold after freeing a large block, after which blocks like
+/// argon2's 19 MiB or a thumbnail's pixels come from arenas that hold on to the memory:
+/// measured here, 40 registrations left the server at 240 MB instead of 29 MB. A fixed
+/// threshold keeps large, short-lived buffers mapped and returned on free.
+#[cfg(target_env = "gnu")]
+fn keep_large_allocations_mapped() {
+    // SAFETY: mallopt only adjusts allocator parameters; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
+#[cfg(not(target_env = "gnu"))]
+fn keep_large_allocations_mapped() {}
+
 fn main() -> ExitCode {
+    keep_large_allocations_mapped();
     let args = Args::parse();
     let config = match Config::load(Overrides {
         config_file: args.config,

@@ -2,6 +2,8 @@
 //! inverted index kept in the event write path, and the queries behind `/search`.
 
 mod index;
+mod query;
 mod terms;
 
 pub use index::{Field, INDEX_VERSION, index_event, index_existing_events, unindex_event};
+pub use query::{ContextRequest, GroupKey, Order, SearchRequest};

@@ -21,12 +21,14 @@ pub struct Posting {
     /// How many words the field has.
     pub len: u32,
     pub sender: String,
+    /// The state group after the event, which decides who may see it.
+    pub state_group: u64,
 }
 
 // A tuple on disk: the index holds one posting per word of every message, so field
 // names would dominate its size.
 #[derive(Serialize, Deserialize)]
-struct PostingOnDisk(String, u32, u32, String);
+struct PostingOnDisk(String, u32, u32, String, u64);
 
 fn prefix(term: &str, room_id: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(term.len() + room_id.len() + 10);
@@ -56,6 +58,7 @@ impl Batch<'_> {
             posting.tf,
             posting.len,
             posting.sender.clone(),
+            posting.state_group,
         );
         self.put_json(
             Cf::SearchPostings,
@@ -212,13 +215,14 @@ impl PostingCursor<'_> {
             .iter
             .value()
             .ok_or_else(|| corrupt("posting cursor is not on a posting"))?;
-        let PostingOnDisk(field, tf, len, sender) =
+        let PostingOnDisk(field, tf, len, sender, state_group) =
             serde_json::from_slice(value).map_err(|e| corrupt(&e.to_string()))?;
         Ok(Posting {
             field,
             tf,
             len,
             sender,
+            state_group,
         })
     }
 }
@@ -233,6 +237,7 @@ mod tests {
             tf: 1,
             len: 3,
             sender: sender.into(),
+            state_group: 7,
         }
     }
 

@@ -387,6 +387,53 @@ fn former_members_find_only_what_came_before_they_left() {
 }
 
 #[test]
+fn history_visibility_hides_what_came_before_joining() {
+    let server = TestServer::start();
+    let alice = user(&server, "alice");
+    let bob = user(&server, "bob");
+    let room = create_room(
+        &server,
+        &alice,
+        json!({
+            "preset": "public_chat",
+            "initial_state": [{
+                "type": "m.room.history_visibility", "state_key": "",
+                "content": { "history_visibility": "joined" }
+            }],
+        }),
+    );
+    send_text(&server, &alice, &room, "a", "hedgehog hibernation plans");
+    join(&server, &bob, &room);
+    let seen = send_text(&server, &alice, &room, "b", "hedgehog breakfast");
+
+    let found = search(&server, &bob, json!({ "search_term": "hedgehog" }));
+    assert_eq!(result_ids(&found), [seen.as_str()]);
+    // Neither the count nor the highlights tell of the hidden message.
+    assert_eq!(found["count"], 1);
+    let found = search(&server, &bob, json!({ "search_term": "hib" }));
+    assert_eq!(found["count"], 0, "{found}");
+    assert_eq!(found["highlights"], json!([]));
+    // Context does not reach into it either.
+    let found = search(
+        &server,
+        &bob,
+        json!({ "search_term": "breakfast", "event_context": { "before_limit": 10 } }),
+    );
+    let before = found["results"][0]["context"]["events_before"]
+        .as_array()
+        .unwrap();
+    assert!(
+        before.iter().all(|e| e["type"] != "m.room.message"),
+        "{before:?}"
+    );
+    // Alice, there from the start, finds both.
+    assert_eq!(
+        search(&server, &alice, json!({ "search_term": "hedgehog" }))["count"],
+        2
+    );
+}
+
+#[test]
 fn pages_follow_next_batch_without_duplicates() {
     let server = TestServer::start();
     let alice = user(&server, "alice");

@@ -330,7 +330,7 @@ impl Services {
                 &mut batch, room_id, version, redacts, sender, powers, &event_id,
             )?;
         }
-        search::index_event(&mut batch, room_id.as_str(), stream, &json)?;
+        search::index_event(&mut batch, room_id.as_str(), stream, state_after, &json)?;
         batch.put_event(
             event_id.as_str(),
             &EventRecord {

@@ -98,11 +98,13 @@ pub fn searchable_text(pdu: &Value) -> Option<(Field, String)> {
     }
 }
 
-/// Adds the postings of a newly stored event to `batch`.
+/// Adds the postings of a newly stored event to `batch`; `state_after` is the event's
+/// `EventRecord::state_after`.
 pub fn index_event(
     batch: &mut Batch<'_>,
     room_id: &str,
     stream: u64,
+    state_after: u64,
     pdu: &Value,
 ) -> StoreResult<()> {
     let Some((field, text)) = searchable_text(pdu) else {
@@ -123,6 +125,7 @@ pub fn index_event(
                 tf,
                 len,
                 sender: sender.to_owned(),
+                state_group: state_after,
             },
         )?;
     }
@@ -161,6 +164,7 @@ pub fn index_existing_events(store: &Store) -> StoreResult<()> {
             room_id,
             pdu,
             stream,
+            state_after,
             ..
         }) = store.event(&event_id)?
         else {
@@ -168,7 +172,7 @@ pub fn index_existing_events(store: &Store) -> StoreResult<()> {
             continue;
         };
         // A redacted event's stored copy has lost its text, so it adds no postings.
-        index_event(&mut batch, room_id.as_str(), stream, &pdu)?;
+        index_event(&mut batch, room_id.as_str(), stream, state_after, &pdu)?;
         indexed += 1;
         pending += 1;
         if pending == REINDEX_BATCH {

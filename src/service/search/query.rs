@@ -15,7 +15,7 @@ use super::terms::words;
 use crate::error::{Error, Result};
 use crate::service::Services;
 use crate::service::filter::RoomEventFilter;
-use crate::service::rooms::{ClientView, StateIds};
+use crate::service::rooms::{ClientView, HistoryReader, ReadAccess, StateIds};
 use crate::service::sync::SyncToken;
 use crate::store::{EventRecord, PostingCursor};
 
@@ -40,6 +40,9 @@ const EXPANSION_WEIGHT: f64 = 0.5;
 const BM25_K1: f64 = 1.2;
 const BM25_B: f64 = 0.75;
 const REFERENCE_LEN: f64 = 12.0;
+
+/// Matches examined at most to fill one page: history visibility may hide many of them.
+const PAGE_SCAN_BUDGET: usize = 2000;
 
 /// Events examined at most on each side of a result when gathering its context, so a
 /// filter that few events pass cannot make one result read a whole room.
@@ -233,6 +236,10 @@ impl Services {
         if let Some((GroupKey::RoomId, room)) = &group {
             rooms.retain(|r| r.room_id.as_str() == room);
         }
+        let mut readers = Vec::with_capacity(rooms.len());
+        for room in &rooms {
+            readers.push(self.history_reader(&room.room_id, view)?);
+        }
         let mut matches = if terms.is_empty() {
             // A term of punctuation only has no words to look for.
             Matches {
@@ -241,7 +248,7 @@ impl Services {
                 highlights: BTreeSet::new(),
             }
         } else {
-            self.match_terms(&terms, &rooms, request)?
+            self.match_terms(&terms, &rooms, &mut readers, request)?
         };
         if let Some((GroupKey::Sender, sender)) = &group {
             let index = matches.senders.iter().position(|s| s == sender);
@@ -261,10 +268,15 @@ impl Services {
         let limit = request.filter.limit_or(DEFAULT_LIMIT, MAX_LIMIT);
         let mut page: Vec<(Hit, EventRecord, Value)> = Vec::new();
         let mut next = start;
-        while next < hits.len() && page.len() < limit {
+        let mut last_inspected = None;
+        // Matches history visibility hides are skipped here; a page that meets too many
+        // of them ends early, with a next_batch to go on from.
+        while next < hits.len() && page.len() < limit && next - start < PAGE_SCAN_BUDGET {
             let hit = hits[next];
             next += 1;
+            last_inspected = Some(hit);
             if let Some((record, event)) = self.hit_event(&rooms[hit.room], hit.stream, view)?
+                && readers[hit.room].can_see(&record)?
                 && request.filter.matches_event(&event)
             {
                 page.push((hit, record, event));
@@ -272,7 +284,7 @@ impl Services {
         }
         let remaining = &hits[next..];
         let page_cursor = |group: Option<(GroupKey, String)>| {
-            page.last().map(|(hit, _, _)| {
+            last_inspected.map(|hit| {
                 Cursor {
                     order: request.order,
                     snapshot,
@@ -300,6 +312,7 @@ impl Services {
                     record,
                     *context,
                     &request.filter,
+                    &mut readers[hit.room],
                     view,
                     &mut state_cache,
                 )?;
@@ -369,52 +382,36 @@ impl Services {
             if membership.forgotten || !filter.allows_room(room_id.as_str()) {
                 continue;
             }
-            let Some(room) = self.store.room(room_id.as_str())? else {
-                continue;
-            };
-            match membership.membership.as_str() {
-                "join" => out.push(Searchable {
+            // Peeking into world-readable rooms is not searching "rooms the user has been
+            // in", which is what the spec and Synapse search.
+            match self.read_access(&room_id, user_id)? {
+                ReadAccess::Joined { state_group } => out.push(Searchable {
                     room_id,
                     ceiling: snapshot,
-                    state_group: room.state_group,
+                    state_group,
                     departure: None,
                 }),
-                "leave" | "ban" => {
-                    let Some(leave) = self.store.event(membership.event_id.as_str())? else {
-                        continue;
-                    };
-                    // A rejected invite or a withdrawn knock gives no view of the room.
-                    let before = self.state_ids_at(leave.state_before)?;
-                    let was_joined =
-                        match before.get(&("m.room.member".into(), user_id.to_string())) {
-                            Some(id) => self.store.event(id.as_str())?.is_some_and(|e| {
-                                e.pdu.pointer("/content/membership").and_then(Value::as_str)
-                                    == Some("join")
-                            }),
-                            None => false,
-                        };
-                    if was_joined {
-                        out.push(Searchable {
-                            room_id,
-                            ceiling: leave.stream.min(snapshot),
-                            state_group: leave.state_after,
-                            departure: Some(leave.stream),
-                        });
-                    }
-                }
-                _ => {}
+                ReadAccess::Departed { leave } => out.push(Searchable {
+                    room_id,
+                    ceiling: leave.stream.min(snapshot),
+                    state_group: leave.state_after,
+                    departure: Some(leave.stream),
+                }),
+                ReadAccess::Peeking | ReadAccess::Denied(_) => {}
             }
         }
         Ok(out)
     }
 
     /// Every event of `rooms` holding all the terms (the last one possibly as the start
-    /// of a longer word) in one of the requested fields and passing the filter's types
-    /// and senders, with its rank.
+    /// of a longer word) in one of the requested fields, passing the filter's types and
+    /// senders and visible to the user by history visibility, with its rank. Visibility
+    /// comes from the state group the posting records, so no event is read here.
     fn match_terms(
         &self,
         terms: &[String],
         rooms: &[Searchable],
+        readers: &mut [HistoryReader<'_>],
         request: &SearchRequest,
     ) -> Result<Matches> {
         let mut slots: Vec<Slot<'_>> = Vec::with_capacity(terms.len());
@@ -463,9 +460,14 @@ impl Services {
                     }
                     i = (i + 1) % slots.len();
                 }
-                if let Some((score, sender)) =
-                    score_at(&mut slots, target, &fields, &request.filter)?
+                if let Some(Scored {
+                    score,
+                    sender,
+                    state_group,
+                }) = score_at(&slots, target, &fields, &request.filter)?
+                    && readers[room_index].can_see_in_state(state_group)?
                 {
+                    mark_matched(&mut slots, target);
                     let sender = match sender_index.get(&sender) {
                         Some(&index) => index,
                         None => {
@@ -519,12 +521,14 @@ impl Services {
     /// `events_before`, `events_after`, their pagination tokens and, if asked, the
     /// senders' profiles as of the last of them. Context events pass the search's filter
     /// too, as in Synapse.
+    #[allow(clippy::too_many_arguments)]
     fn result_context(
         &self,
         room: &Searchable,
         record: &EventRecord,
         request: ContextRequest,
         filter: &RoomEventFilter,
+        reader: &mut HistoryReader<'_>,
         view: ClientView<'_>,
         state_cache: &mut HashMap<u64, StateIds>,
     ) -> Result<Value> {
@@ -544,6 +548,7 @@ impl Services {
                 scanned += 1;
                 start = pos - 1;
                 if let Some((r, event)) = self.client_event_by_id(event_id.as_str(), Some(view))?
+                    && reader.can_see(&r)?
                     && filter.matches_event(&event)
                 {
                     before.push((r, event));
@@ -576,6 +581,7 @@ impl Services {
                 scanned += 1;
                 end = pos;
                 if let Some((r, event)) = self.client_event_by_id(event_id.as_str(), Some(view))?
+                    && reader.can_see(&r)?
                     && filter.matches_event(&event)
                 {
                     after.push((r, event));
@@ -670,14 +676,14 @@ impl Services {
 /// At a position where every slot has a posting: whether the event is in a requested
 /// field and passes the filter's types and senders, and if so its rank and sender.
 fn score_at(
-    slots: &mut [Slot<'_>],
+    slots: &[Slot<'_>],
     at: u64,
     fields: &[&str],
     filter: &RoomEventFilter,
-) -> Result<Option<(f64, String)>> {
+) -> Result<Option<Scored>> {
     let mut score = 0.0;
-    let mut first = None;
-    for slot in slots.iter() {
+    let mut first: Option<Scored> = None;
+    for slot in slots {
         let mut best: f64 = 0.0;
         for m in &slot.members {
             if m.cursor.current() != Some(at) {
@@ -694,20 +700,36 @@ fn score_at(
                 if !allowed {
                     return Ok(None);
                 }
-                first = Some(posting.sender.clone());
+                first = Some(Scored {
+                    score: 0.0,
+                    sender: posting.sender.clone(),
+                    state_group: posting.state_group,
+                });
             }
             best = best.max(m.weight * bm25(posting.tf, posting.len));
         }
         score += best;
     }
-    for slot in slots.iter_mut() {
+    Ok(first.map(|scored| Scored { score, ..scored }))
+}
+
+/// The terms that matched at `at`, for `highlights`: only results the user may see count,
+/// or a highlight could reveal a word of hidden history.
+fn mark_matched(slots: &mut [Slot<'_>], at: u64) {
+    for slot in slots {
         for m in &mut slot.members {
             if m.cursor.current() == Some(at) {
                 m.matched = true;
             }
         }
     }
-    Ok(first.map(|sender| (score, sender)))
+}
+
+/// What the postings at one position tell about the event.
+struct Scored {
+    score: f64,
+    sender: String,
+    state_group: u64,
 }
 
 #[cfg(test)]

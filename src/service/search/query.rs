@@ -41,7 +41,8 @@ const BM25_K1: f64 = 1.2;
 const BM25_B: f64 = 0.75;
 const REFERENCE_LEN: f64 = 12.0;
 
-/// Matches examined at most to fill one page: history visibility may hide many of them.
+/// Matches examined at most to fill one page, in case many fail the checks that need the
+/// event itself.
 const PAGE_SCAN_BUDGET: usize = 2000;
 
 /// Events examined at most on each side of a result when gathering its context, so a
@@ -269,8 +270,9 @@ impl Services {
         let mut page: Vec<(Hit, EventRecord, Value)> = Vec::new();
         let mut next = start;
         let mut last_inspected = None;
-        // Matches history visibility hides are skipped here; a page that meets too many
-        // of them ends early, with a next_batch to go on from.
+        // Matches that fail here (a `contains_url` filter, which only the event tells, or
+        // a redaction since the postings were read) are skipped; a page that meets too
+        // many of them ends early, with a next_batch to go on from.
         while next < hits.len() && page.len() < limit && next - start < PAGE_SCAN_BUDGET {
             let hit = hits[next];
             next += 1;

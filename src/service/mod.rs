@@ -15,6 +15,7 @@ pub mod receipts;
 pub mod relations;
 pub mod reports;
 pub mod rooms;
+pub mod search;
 pub mod sessions;
 pub mod shared_secret;
 pub mod sync;
@@ -59,6 +60,7 @@ pub struct Services {
 impl Services {
     pub fn new(config: Config, store: Store, keys: keys::ServerKeys) -> anyhow::Result<Self> {
         let server_name = ServerName::parse(&config.server_name)?;
+        search::index_existing_events(&store)?;
         Ok(Self {
             sessions: sessions::Sessions::new(store.clone(), &config),
             uia: uia::UiaSessions::default(),

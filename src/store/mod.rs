@@ -13,6 +13,7 @@ mod receipts;
 mod relations;
 mod reports;
 mod rooms;
+mod search;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,6 +33,7 @@ pub use reports::{ReportRecord, ReportTarget};
 pub use rooms::{
     Direction, EventRecord, RoomRecord, StateGroupRecord, TopoKey, TxnKey, UserRoomRecord,
 };
+pub use search::{Posting, PostingCursor};
 
 /// Bumped whenever a key layout or record encoding changes incompatibly.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -97,10 +99,11 @@ pub enum Cf {
     MediaThumbnails,
     Profiles,
     Reports,
+    SearchPostings,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 32] = [
+    pub const ALL: [Cf; 33] = [
         Cf::Meta,
         Cf::Users,
         Cf::Devices,
@@ -133,6 +136,7 @@ impl Cf {
         Cf::MediaThumbnails,
         Cf::Profiles,
         Cf::Reports,
+        Cf::SearchPostings,
     ];
 
     pub fn name(self) -> &'static str {
@@ -169,6 +173,7 @@ impl Cf {
             Cf::MediaThumbnails => "media_thumbnails",
             Cf::Profiles => "profiles",
             Cf::Reports => "reports",
+            Cf::SearchPostings => "search_postings",
         }
     }
 }

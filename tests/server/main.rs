@@ -24,6 +24,7 @@ mod room_send;
 mod room_store;
 mod room_support;
 mod rooms;
+mod search;
 mod sync;
 mod sync_ws;
 mod user_directory;

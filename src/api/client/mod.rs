@@ -12,6 +12,7 @@ mod profile;
 mod register;
 mod reports;
 mod rooms;
+mod search;
 mod sync;
 mod sync_ws;
 mod user_directory;
@@ -37,4 +38,5 @@ pub fn routes() -> Router<AppState> {
         .merge(profile::routes())
         .merge(user_directory::routes())
         .merge(reports::routes())
+        .merge(search::routes())
 }

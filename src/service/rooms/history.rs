@@ -288,6 +288,14 @@ impl HistoryReader<'_> {
         Ok(false)
     }
 
+    /// Whether the reader may see an event that is neither a history visibility change
+    /// nor their own membership, knowing only the room state after it (`state_after`):
+    /// search keeps that in its postings, so it need not read every matching event.
+    /// A former member's departure is the caller's to apply.
+    pub fn can_see_in_state(&mut self, state_after: u64) -> Result<bool> {
+        self.allowed(state_after)
+    }
+
     /// The spec's rules for an event whose room state is `group`.
     fn allowed(&mut self, group: u64) -> Result<bool> {
         if let Some(&allowed) = self.allowed.get(&group) {

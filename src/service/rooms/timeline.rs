@@ -13,6 +13,7 @@ use crate::event::{
     build_signed_pdu, canonical_json, room_id_for_create_event,
 };
 use crate::service::direct::direct_inviter;
+use crate::service::search;
 use crate::service::{Services, now_ms};
 use crate::store::{EventRecord, RoomRecord, TxnKey, UserRoomRecord};
 
@@ -329,6 +330,7 @@ impl Services {
                 &mut batch, room_id, version, redacts, sender, powers, &event_id,
             )?;
         }
+        search::index_event(&mut batch, room_id.as_str(), stream, state_after, &json)?;
         batch.put_event(
             event_id.as_str(),
             &EventRecord {
@@ -452,6 +454,7 @@ impl Services {
             return Ok(());
         }
         self.unstage_relation(batch, target, &record)?;
+        search::unindex_event(batch, room_id.as_str(), record.stream, &record.pdu);
         record.pdu = crate::event::redact(&record.pdu, version)?;
         record.redacted_because = Some(redaction_id.clone());
         batch.put_event(target, &record)?;

@@ -186,6 +186,7 @@ pub struct Store {
 struct Inner {
     db: DB,
     write_options: WriteOptions,
+    sync_writes: bool,
     path: PathBuf,
 }
 
@@ -221,6 +222,7 @@ impl Store {
             inner: Arc::new(Inner {
                 db,
                 write_options,
+                sync_writes,
                 path: path.to_path_buf(),
             }),
         };
@@ -333,9 +335,19 @@ impl Store {
 
     /// Applies the batch atomically; once this returns, the change is in the write-ahead log.
     pub fn write(&self, batch: Batch<'_>) -> StoreResult<()> {
-        self.inner
-            .db
-            .write_opt(batch.inner, &self.inner.write_options)?;
+        let write = || self.inner.db.write_opt(batch.inner, &self.inner.write_options);
+        // A synced write waits for the disk. On a runtime worker that would stall every
+        // task queued behind it (sync wake-ups included), so the worker hands its queue
+        // to another thread for the duration.
+        let on_worker = self.inner.sync_writes
+            && tokio::runtime::Handle::try_current().is_ok_and(|h| {
+                h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+            });
+        if on_worker {
+            tokio::task::block_in_place(write)?;
+        } else {
+            write()?;
+        }
         Ok(())
     }
 

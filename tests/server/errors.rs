@@ -14,7 +14,7 @@ fn unknown_endpoints_and_methods_are_unrecognized() {
         "M_UNRECOGNIZED",
     );
     assert_error(
-        server.get("/definitely/not/here", None),
+        server.get("/_hearth/definitely/not/here", None),
         404,
         "M_UNRECOGNIZED",
     );

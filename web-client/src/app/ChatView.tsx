@@ -6,6 +6,7 @@ import { RoomList } from "../rooms/RoomList";
 import { RoomView } from "../rooms/RoomView";
 import { localpart } from "../sync/room";
 import { Avatar } from "../ui/Avatar";
+import { Icon } from "../ui/icons";
 import { useSubscription } from "../ui/hooks";
 import type { Theme } from "../ui/theme";
 import { applyTheme, loadTheme, nextTheme } from "../ui/theme";
@@ -93,10 +94,10 @@ export function ChatView(props: { session: Session; onSignedOut: (notice: string
                 setTheme(next);
               }}
             >
-              {theme === "dark" ? "☾" : theme === "light" ? "☀" : "◐"}
+              <Icon name={theme === "dark" ? "moon" : theme === "light" ? "sun" : "system"} />
             </button>
             <button type="button" class="icon-button" aria-label="Sign out" title="Sign out" onClick={() => void signOut()}>
-              ⏻
+              <Icon name="signOut" />
             </button>
           </header>
           {error ? <p class="error small">{error}</p> : null}

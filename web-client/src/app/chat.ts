@@ -35,6 +35,30 @@ export class Chat {
       }
     });
     this.engine.onOnline(() => void this.outbox.flush());
+    this.store.subscribe(() => this.fetchMissingPresence());
+  }
+
+  /**
+   * Incremental sync reports presence only when it changes, so someone met in a room
+   * joined later would show offline until they next change: ask once for each of them.
+   */
+  private readonly presenceAsked = new Set<string>();
+  private fetchMissingPresence(): void {
+    for (const room of this.store.rooms.values()) {
+      if (room.membership !== "join") continue;
+      const members = room.members("join");
+      if (members.length > 100) continue;
+      for (const userId of members) {
+        if (userId === this.userId || this.store.presence.has(userId) || this.presenceAsked.has(userId)) continue;
+        this.presenceAsked.add(userId);
+        this.client
+          .presence(userId)
+          .then((content) => {
+            if (!this.store.presence.has(userId)) this.store.setPresence(userId, content);
+          })
+          .catch(() => undefined);
+      }
+    }
   }
 
   get userId(): string {

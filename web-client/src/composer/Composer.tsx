@@ -5,6 +5,7 @@ import { str } from "../matrix/types";
 import { messageText } from "../rooms/summary";
 import type { Room } from "../sync/room";
 import type { ComposerTarget } from "../timeline/EventTile";
+import { Icon } from "../ui/icons";
 import { EmojiPicker } from "./EmojiPicker";
 import { completeShortcode, replaceShortcodes, shortcodeAt } from "./emoji";
 import { composeMessage } from "./markdown";
@@ -158,7 +159,7 @@ export function Composer(props: { room: Room; target: ComposerTarget | null; onT
               if (target.kind === "edit") setText("");
             }}
           >
-            ✕
+            <Icon name="close" />
           </button>
         </div>
       ) : null}
@@ -183,7 +184,7 @@ export function Composer(props: { room: Room; target: ComposerTarget | null; onT
       ) : null}
       <div class="composer-row">
         <button type="button" class="icon-button" aria-label="Insert emoji" aria-expanded={picking} onClick={() => setPicking(!picking)}>
-          ☺
+          <Icon name="smile" />
         </button>
         {picking ? (
           <EmojiPicker

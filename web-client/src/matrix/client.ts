@@ -125,6 +125,10 @@ export class MatrixClient {
     return this.call("PUT", `${V3}/presence/${enc(this.userId)}/status`, { presence });
   }
 
+  presence(userId: string): Promise<JsonObject> {
+    return this.call("GET", `${V3}/presence/${enc(userId)}/status`);
+  }
+
   devices(): Promise<{ devices: Device[] }> {
     return this.call("GET", `${V3}/devices`);
   }

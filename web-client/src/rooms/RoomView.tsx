@@ -11,6 +11,7 @@ import type { ComposerTarget } from "../timeline/EventTile";
 import { Timeline, TypingLine } from "../timeline/Timeline";
 import { Avatar, PresenceDot, presenceLabel } from "../ui/Avatar";
 import { ErrorText } from "../ui/Dialog";
+import { Icon } from "../ui/icons";
 import { InviteDialog } from "./dialogs";
 
 function InviteView(props: { room: Room; onLeft: () => void }) {
@@ -80,7 +81,7 @@ export function RoomView(props: { room: Room; onBack: () => void; onLeft: () => 
     <section class="room-view" aria-label={name}>
       <header class="room-header">
         <button type="button" class="icon-button back" aria-label="Back to rooms" onClick={props.onBack}>
-          ←
+          <Icon name="back" />
         </button>
         <Avatar id={room.roomId} name={name} presence={partnerPresence} />
         <div class="room-title">

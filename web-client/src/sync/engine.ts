@@ -74,6 +74,7 @@ export class SyncEngine {
 
   private readonly wake = (): void => {
     if (!this.running) return;
+    for (const listener of this.onlineListeners) listener();
     if (this.retryTimer) {
       clearTimeout(this.retryTimer);
       this.retryTimer = null;

@@ -135,19 +135,23 @@ export class ClientStore {
       }
     }
     for (const event of sync.presence?.events ?? []) {
-      if (event.type !== "m.presence") continue;
-      const presence = str(event.content.presence);
-      if (presence !== "online" && presence !== "unavailable" && presence !== "offline") continue;
-      const entry: Presence = { presence, receivedAt: Date.now() };
-      if (typeof event.content.last_active_ago === "number") entry.lastActiveAgo = event.content.last_active_ago;
-      if (typeof event.content.currently_active === "boolean") entry.currentlyActive = event.content.currently_active;
-      this.presence.set(event.sender, entry);
+      if (event.type === "m.presence") this.setPresence(event.sender, event.content);
     }
     for (const data of sync.account_data?.events ?? []) {
       if (isObject(data.content)) this.accountData.set(data.type, data.content);
     }
     this.nextBatch = sync.next_batch;
     this.synced = true;
+    this.changed();
+  }
+
+  setPresence(userId: string, content: JsonObject): void {
+    const presence = str(content.presence);
+    if (presence !== "online" && presence !== "unavailable" && presence !== "offline") return;
+    const entry: Presence = { presence, receivedAt: Date.now() };
+    if (typeof content.last_active_ago === "number") entry.lastActiveAgo = content.last_active_ago;
+    if (typeof content.currently_active === "boolean") entry.currentlyActive = content.currently_active;
+    this.presence.set(userId, entry);
     this.changed();
   }
 

@@ -9,6 +9,7 @@ import { messageText } from "../rooms/summary";
 import type { Room } from "../sync/room";
 import { creatorsOf, replyTo } from "../sync/room";
 import { Avatar } from "../ui/Avatar";
+import { Icon } from "../ui/icons";
 import { RichBody } from "./RichBody";
 import { timeLabel } from "./format";
 
@@ -108,7 +109,7 @@ export function EventTile(props: {
         {redacted ? (
           <div class="body redacted">Message deleted</div>
         ) : (
-          <div class={emote ? "emote" : ""}>
+          <div class={emote ? "message-content emote" : "message-content"}>
             {emote ? <span class="emote-name">* {name} </span> : null}
             <RichBody content={content} />
             {edited ? <span class="edited muted">(edited)</span> : null}
@@ -120,19 +121,19 @@ export function EventTile(props: {
       {redacted || room.membership !== "join" ? null : (
         <div class="event-actions" role="toolbar" aria-label="Message actions">
           <button type="button" class="icon-button" aria-label="React" title="React" onClick={() => setPicking(!picking)}>
-            ☺
+            <Icon name="smile" />
           </button>
           <button type="button" class="icon-button" aria-label="Reply" title="Reply" onClick={() => props.onCompose({ kind: "reply", event })}>
-            ↩
+            <Icon name="reply" />
           </button>
           {mine && isText ? (
             <button type="button" class="icon-button" aria-label="Edit" title="Edit" onClick={() => props.onCompose({ kind: "edit", event })}>
-              ✎
+              <Icon name="edit" />
             </button>
           ) : null}
           {canDelete ? (
             <button type="button" class="icon-button danger" aria-label="Delete" title="Delete" onClick={remove}>
-              🗑
+              <Icon name="trash" />
             </button>
           ) : null}
           {picking ? (

@@ -26,6 +26,8 @@ export type Sender = (roomId: string, type: string, txnId: string, content: Json
 export class Outbox {
   private items: OutgoingEvent[];
   private busy = false;
+  private retryTimer: ReturnType<typeof setTimeout> | null = null;
+  private retryMs = 1000;
   private listeners = new Set<() => void>();
 
   constructor(
@@ -84,9 +86,12 @@ export class Outbox {
         try {
           item.eventId = await this.sender(item.roomId, item.type, item.txnId, item.content);
           item.status = "sent";
+          this.retryMs = 1000;
         } catch (error) {
           if (error instanceof NetworkError) {
-            // Offline: keep it queued; the engine calls flush again once updates flow.
+            // Offline: keep it queued and try again soon; the engine also calls flush
+            // the moment updates flow again.
+            this.retryLater();
             return;
           }
           if (error instanceof MatrixError && error.errcode === "M_LIMIT_EXCEEDED") {
@@ -102,6 +107,15 @@ export class Outbox {
     } finally {
       this.busy = false;
     }
+  }
+
+  private retryLater(): void {
+    if (this.retryTimer) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      void this.flush();
+    }, this.retryMs);
+    this.retryMs = Math.min(this.retryMs * 2, 30_000);
   }
 
   private changed(): void {

@@ -1,5 +1,6 @@
 import type { ComponentChildren } from "preact";
 import { useEffect, useRef } from "preact/hooks";
+import { Icon } from "./icons";
 
 /**
  * A modal built on <dialog>: the browser traps focus, Escape closes it, and focus
@@ -30,7 +31,7 @@ export function Dialog(props: { title: string; onClose: () => void; children: Co
       <header class="dialog-header">
         <h2>{props.title}</h2>
         <button type="button" class="icon-button" aria-label="Close" onClick={props.onClose}>
-          ✕
+          <Icon name="close" />
         </button>
       </header>
       <div class="dialog-body">{props.children}</div>

@@ -17,6 +17,7 @@ export class Chat {
   readonly outbox: Outbox;
   private readonly sentReceipts = new Map<string, string>();
   private readonly typingSent = new Map<string, number>();
+  private readonly typingQueue = new Map<string, Promise<void>>();
 
   constructor(session: Session, onSessionEnded: () => void) {
     this.client = new MatrixClient(session);
@@ -104,6 +105,13 @@ export class Chat {
     if (!typing && last === undefined) return;
     if (typing) this.typingSent.set(roomId, Date.now());
     else this.typingSent.delete(roomId);
-    this.engine.typing(roomId, typing).catch(() => this.typingSent.delete(roomId));
+    // One after another: a "stopped" overtaking a "started" would leave us typing forever.
+    const previous = this.typingQueue.get(roomId) ?? Promise.resolve();
+    const next = previous
+      .then(() => this.engine.typing(roomId, typing))
+      .catch(() => {
+        if (typing) this.typingSent.delete(roomId);
+      });
+    this.typingQueue.set(roomId, next);
   }
 }

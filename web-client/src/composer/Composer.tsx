@@ -1,33 +1,13 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import { useChat } from "../app/context";
-import type { JsonObject } from "../matrix/types";
 import { str } from "../matrix/types";
 import { messageText } from "../rooms/summary";
 import type { Room } from "../sync/room";
 import type { ComposerTarget } from "../timeline/EventTile";
 import { Icon } from "../ui/icons";
 import { EmojiPicker } from "./EmojiPicker";
-import { completeShortcode, replaceShortcodes, shortcodeAt } from "./emoji";
-import { composeMessage } from "./markdown";
-
-/** What to send for the composer's text, as a new message, a reply or an edit. */
-export function buildContent(text: string, target: ComposerTarget | null): JsonObject {
-  const emote = text.startsWith("/me ");
-  const message = composeMessage(replaceShortcodes(emote ? text.slice(4) : text), emote ? "m.emote" : "m.text");
-  if (target?.kind === "edit") {
-    const fallback: JsonObject = { ...message, body: `* ${message.body}` };
-    if (message.formatted_body !== undefined) fallback.formatted_body = `* ${message.formatted_body}`;
-    return {
-      ...fallback,
-      "m.new_content": { ...message },
-      "m.relates_to": { rel_type: "m.replace", event_id: target.event.event_id },
-    };
-  }
-  if (target?.kind === "reply") {
-    return { ...message, "m.relates_to": { "m.in_reply_to": { event_id: target.event.event_id } } };
-  }
-  return { ...message };
-}
+import { completeShortcode, shortcodeAt } from "./emoji";
+import { buildContent, mentionsIn } from "./content";
 
 export function Composer(props: { room: Room; target: ComposerTarget | null; onTarget: (target: ComposerTarget | null) => void }) {
   const chat = useChat();
@@ -94,7 +74,8 @@ export function Composer(props: { room: Room; target: ComposerTarget | null; onT
   const send = () => {
     const value = text.trim();
     if (!value) return;
-    chat.sendMessage(room.roomId, buildContent(value, target));
+    const mentions = mentionsIn(value, room, chat.userId, target?.kind === "reply" ? target.event.sender : undefined);
+    chat.sendMessage(room.roomId, buildContent(value, target, mentions));
     setText("");
     setSuggestions([]);
     props.onTarget(null);

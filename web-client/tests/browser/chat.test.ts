@@ -278,6 +278,26 @@ describe("the web client", () => {
     await screenshot(alice, "03-direct-light");
   });
 
+  it("badges unread rooms, sorts them by activity and marks where new messages start", async () => {
+    // Alice is in the direct chat; Bob writes in the book club.
+    await openRoom(bob, "Book club");
+    await send(bob, "news for everyone");
+    await send(bob, "alice: this one is for you");
+    const item = alice.locator(".room-item").filter({ hasText: "Book club" });
+    await item.locator(".badge.mention").filter({ hasText: "@1" }).waitFor(WAIT);
+    expect(await item.getAttribute("aria-label")).toContain("2 unread");
+    expect(await alice.locator(".room-item .room-item-name").first().textContent()).toBe("Book club");
+    await expect(alice.title()).resolves.toBe("(2) Hearth");
+
+    await openRoom(alice, "Book club");
+    const marker = timeline(alice).locator(".new-marker");
+    await marker.waitFor(WAIT);
+    // The marker sits right before the first unread message.
+    const next = await marker.evaluate((el) => el.nextElementSibling?.textContent ?? "");
+    expect(next).toContain("news for everyone");
+    await item.locator(".badge").waitFor({ state: "detached", ...WAIT });
+  });
+
   it("lets a moderator delete a message and remove a member, and hides those controls from others", async () => {
     await openRoom(alice, "Book club");
     await openRoom(bob, "Book club");

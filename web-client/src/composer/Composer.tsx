@@ -1,4 +1,4 @@
-import { useEffect, useRef, useState } from "preact/hooks";
+import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 import { useChat } from "../app/context";
 import { str } from "../matrix/types";
 import { messageText } from "../rooms/summary";
@@ -19,8 +19,8 @@ export function Composer(props: { room: Room; target: ComposerTarget | null; onT
   const input = useRef<HTMLTextAreaElement>(null);
   const idleTimer = useRef<ReturnType<typeof setTimeout> | null>(null);
 
-  // Editing starts from the message as it reads now.
-  useEffect(() => {
+  // Editing starts from the message as it reads now, in place before anything else is typed.
+  useLayoutEffect(() => {
     if (target?.kind === "edit") {
       const { content } = room.displayContent(target.event);
       setText(str(content.body) ?? "");
@@ -72,7 +72,8 @@ export function Composer(props: { room: Room; target: ComposerTarget | null; onT
   };
 
   const send = () => {
-    const value = text.trim();
+    // The element, not state: a key pressed right after typing must not see stale text.
+    const value = (input.current?.value ?? text).trim();
     if (!value) return;
     const mentions = mentionsIn(value, room, chat.userId, target?.kind === "reply" ? target.event.sender : undefined);
     chat.sendMessage(room.roomId, buildContent(value, target, mentions));

@@ -178,6 +178,7 @@ describe("the web client", () => {
     await mine.hover();
     await mine.getByRole("button", { name: "Edit" }).click();
     const box = alice.locator(".composer textarea");
+    await alice.waitForFunction(() => document.querySelector("textarea")?.value.includes("a link"));
     await box.fill("**bold** and now *edited*");
     await box.press("Enter");
     for (const page of [alice, bob]) {

@@ -129,6 +129,10 @@ export class MatrixClient {
     return this.call("GET", `${V3}/presence/${enc(userId)}/status`);
   }
 
+  searchUsers(term: string): Promise<{ results: { user_id: string; display_name?: string }[]; limited: boolean }> {
+    return this.call("POST", `${V3}/user_directory/search`, { search_term: term, limit: 8 });
+  }
+
   devices(): Promise<{ devices: Device[] }> {
     return this.call("GET", `${V3}/devices`);
   }

@@ -2,6 +2,7 @@ import { useEffect, useState } from "preact/hooks";
 import { useChat } from "../app/context";
 import { describeError } from "../matrix/errors";
 import type { JsonObject, PublicRoom } from "../matrix/types";
+import { Avatar } from "../ui/Avatar";
 import { Dialog, ErrorText } from "../ui/Dialog";
 
 function serverName(userId: string): string {
@@ -210,25 +211,59 @@ function normaliseUserId(input: string, me: string): string {
 export function StartDmDialog(props: { onClose: () => void; onStarted: (roomId: string) => void }) {
   const chat = useChat();
   const [user, setUser] = useState("");
+  const [found, setFound] = useState<{ user_id: string; display_name?: string }[]>([]);
   const { busy, error, run } = useAction();
-  const submit = (e: Event) => {
-    e.preventDefault();
-    const userId = normaliseUserId(user, chat.userId);
-    if (!USER_ID.test(userId)) return;
+
+  // The user directory, as the person types: people who share a room or are public.
+  useEffect(() => {
+    const term = user.trim();
+    if (term.length < 2) {
+      setFound([]);
+      return;
+    }
+    const timer = setTimeout(() => {
+      chat.client
+        .searchUsers(term)
+        .then((answer) => setFound(answer.results.filter((r) => r.user_id !== chat.userId)))
+        .catch(() => setFound([]));
+    }, 200);
+    return () => clearTimeout(timer);
+  }, [user]);
+
+  const start = (userId: string) =>
     void run(async () => {
       if (userId === chat.userId) throw new Error("That is you.");
       // Hearth hands back the existing direct chat with this person, if there is one.
       const { room_id } = await chat.client.createRoom({ is_direct: true, invite: [userId], preset: "trusted_private_chat" });
       props.onStarted(room_id);
     });
+  const submit = (e: Event) => {
+    e.preventDefault();
+    const userId = normaliseUserId(user, chat.userId);
+    if (USER_ID.test(userId)) start(userId);
   };
   return (
     <Dialog title="Start a direct chat" onClose={props.onClose}>
       <form class="form" onSubmit={submit}>
         <label>
-          User ID
+          User ID or name
           <input name="user" required value={user} onInput={(e) => setUser(e.currentTarget.value)} placeholder={`@bob:${serverName(chat.userId)} or bob`} />
         </label>
+        {found.length ? (
+          <ul class="member-list" aria-label="People found">
+            {found.map((person) => (
+              <li key={person.user_id}>
+                <Avatar id={person.user_id} name={person.display_name ?? person.user_id} />
+                <span class="member-name">
+                  {person.display_name ?? person.user_id} <span class="muted small">{person.user_id}</span>
+                </span>
+                <button type="button" disabled={busy} onClick={() => start(person.user_id)} aria-label={`Message ${person.display_name ?? person.user_id}`}>
+                  Message
+                </button>
+              </li>
+            ))}
+          </ul>
+        ) : null}
         <ErrorText error={error} />
         <div class="actions">
           <button type="button" onClick={props.onClose}>

@@ -266,8 +266,9 @@ describe("the web client", () => {
 
   it("starts a direct chat", async () => {
     await bob.getByRole("button", { name: "Direct chat" }).click();
-    await bob.getByLabel("User ID").fill("alice");
-    await bob.getByRole("button", { name: "Start chat" }).click();
+    // Found through the user directory by name.
+    await bob.getByLabel("User ID or name").fill("ali");
+    await bob.getByRole("button", { name: "Message alice" }).click();
     await bob.locator(".room-header h2").filter({ hasText: "alice" }).waitFor(WAIT);
     await send(bob, "just between us");
 

@@ -76,6 +76,9 @@ describe("the web client", () => {
 
     await bob.goto("/");
     await screenshot(bob, "00-sign-in-light");
+    await bob.emulateMedia({ colorScheme: "dark" });
+    await screenshot(bob, "00-sign-in-dark");
+    await bob.emulateMedia({ colorScheme: "light" });
     await bob.getByRole("button", { name: "Create an account" }).click();
     await bob.getByLabel("Username").fill("alice");
     await bob.getByLabel("Password", { exact: true }).fill(PASSWORD);
@@ -127,6 +130,38 @@ describe("the web client", () => {
     await bob.getByRole("button", { name: "Accept" }).click();
     await bob.locator(".room-header h2").filter({ hasText: "Book club" }).waitFor(WAIT);
     await timeline(alice).getByText("bob joined").waitFor(WAIT);
+  });
+
+  it("finds rooms in the public directory and joins by address", async () => {
+    const token = await hearth.login("alice");
+    await hearth.api("POST", "/_matrix/client/v3/createRoom", token, {
+      name: "Lobby",
+      topic: "Say hello",
+      preset: "public_chat",
+      visibility: "public",
+      room_alias_name: "lobby",
+    });
+    await bob.getByRole("button", { name: "Explore" }).click();
+    const directory = bob.getByRole("dialog", { name: "Explore public rooms" });
+    await directory.locator("li").filter({ hasText: "Lobby" }).waitFor(WAIT);
+    await directory.getByRole("searchbox").fill("book");
+    await directory.locator("li").filter({ hasText: "Lobby" }).waitFor({ state: "detached", ...WAIT });
+    const bookClub = directory.locator("li").filter({ hasText: "Book club" });
+    await bookClub.getByRole("button", { name: "Open" }).waitFor(WAIT);
+    await bob.emulateMedia({ colorScheme: "dark" });
+    await screenshot(bob, "08-directory-dark");
+    await bob.emulateMedia({ colorScheme: "light" });
+    await directory.getByRole("button", { name: "Close" }).click();
+
+    await bob.getByRole("button", { name: "Join", exact: true }).click();
+    await bob.getByLabel("Room address or ID").fill(`#lobby:${hearth.serverName}`);
+    await bob.getByRole("dialog").getByRole("button", { name: "Join" }).click();
+    await bob.locator(".room-header h2").filter({ hasText: "Lobby" }).waitFor(WAIT);
+    await timeline(bob).getByText("bob joined").waitFor(WAIT);
+
+    await bob.locator(".room-actions").getByRole("button", { name: "Leave" }).click();
+    await bob.locator(".room-item").filter({ hasText: "Lobby" }).waitFor({ state: "detached", ...WAIT });
+    await openRoom(bob, "Book club");
   });
 
   it("delivers formatted messages live both ways", async () => {

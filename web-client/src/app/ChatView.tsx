@@ -1,4 +1,5 @@
 import { useEffect, useMemo, useState } from "preact/hooks";
+import { AccountDialog } from "../account/AccountDialog";
 import type { Session } from "../matrix/client";
 import { describeError } from "../matrix/errors";
 import { CreateRoomDialog, DirectoryDialog, JoinDialog, StartDmDialog } from "../rooms/dialogs";
@@ -13,7 +14,7 @@ import { applyTheme, loadTheme, nextTheme } from "../ui/theme";
 import { Chat } from "./chat";
 import { ChatContext } from "./context";
 
-type DialogName = "create" | "join" | "directory" | "dm" | null;
+type DialogName = "create" | "join" | "directory" | "dm" | "account" | null;
 
 function roomFromHash(): string | null {
   const match = /^#\/room\/(.+)$/.exec(location.hash);
@@ -78,7 +79,9 @@ export function ChatView(props: { session: Session; onSignedOut: (notice: string
           <header class="me">
             <Avatar id={me} name={localpart(me)} presence={chat.store.presence.get(me)} />
             <span class="me-name" title={me}>
-              <strong>{localpart(me)}</strong>
+              <button type="button" class="link me-link" aria-label={`Account settings for ${me}`} onClick={() => setDialog("account")}>
+                {localpart(me)}
+              </button>
               <span class={`connection ${chat.store.connection}`} role="status" data-connection={chat.store.connection}>
                 {CONNECTION_TEXT[chat.store.connection]}
               </span>
@@ -140,6 +143,7 @@ export function ChatView(props: { session: Session; onSignedOut: (notice: string
         {dialog === "join" ? <JoinDialog onClose={() => setDialog(null)} onJoined={open} /> : null}
         {dialog === "directory" ? <DirectoryDialog onClose={() => setDialog(null)} onJoined={open} /> : null}
         {dialog === "dm" ? <StartDmDialog onClose={() => setDialog(null)} onStarted={open} /> : null}
+        {dialog === "account" ? <AccountDialog onClose={() => setDialog(null)} /> : null}
       </div>
     </ChatContext.Provider>
   );

@@ -21,6 +21,7 @@ export class Chat {
 
   constructor(session: Session, onSessionEnded: () => void) {
     this.client = new MatrixClient(session);
+    this.client.onUnknownToken = onSessionEnded;
     this.store = new ClientStore(session.userId);
     const forcePolling = localStorage.getItem("hearth.transport") === "poll";
     this.engine = new SyncEngine(this.client, this.store, onSessionEnded, forcePolling);

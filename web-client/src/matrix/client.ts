@@ -1,4 +1,6 @@
+import { MatrixError } from "./errors";
 import { enc, request } from "./http";
+import { isObject } from "./types";
 import type {
   Device,
   JsonObject,
@@ -23,6 +25,9 @@ export function newTxnId(): string {
 
 /** The client API calls, bound to one session. */
 export class MatrixClient {
+  /** Called when the server no longer knows our token: signed out elsewhere, or deleted. */
+  onUnknownToken: (() => void) | null = null;
+
   constructor(readonly session: Session) {}
 
   get userId(): string {
@@ -35,7 +40,10 @@ export class MatrixClient {
     };
     if (body !== undefined) options.body = body;
     if (signal) options.signal = signal;
-    return request<T>(method, path, options);
+    return request<T>(method, path, options).catch((error: unknown) => {
+      if (error instanceof MatrixError && error.errcode === "M_UNKNOWN_TOKEN") this.onUnknownToken?.();
+      throw error;
+    });
   }
 
   sync(since: string | undefined, filter: string, timeoutMs: number, signal: AbortSignal): Promise<SyncResponse> {
@@ -135,6 +143,40 @@ export class MatrixClient {
 
   devices(): Promise<{ devices: Device[] }> {
     return this.call("GET", `${V3}/devices`);
+  }
+
+  deleteDevice(deviceId: string, auth?: JsonObject): Promise<unknown> {
+    return this.call("DELETE", `${V3}/devices/${enc(deviceId)}`, auth ? { auth } : {});
+  }
+
+  renameDevice(deviceId: string, displayName: string): Promise<unknown> {
+    return this.call("PUT", `${V3}/devices/${enc(deviceId)}`, { display_name: displayName });
+  }
+
+  changePassword(newPassword: string, logoutDevices: boolean, auth?: JsonObject): Promise<unknown> {
+    const body: JsonObject = { new_password: newPassword, logout_devices: logoutDevices };
+    if (auth) body.auth = auth;
+    return this.call("POST", `${V3}/account/password`, body);
+  }
+
+  /**
+   * Runs a request that needs user-interactive auth with the account password: first
+   * without auth to get the session, then with the password stage.
+   */
+  async withPassword<T>(password: string, request: (auth?: JsonObject) => Promise<T>): Promise<T> {
+    try {
+      return await request();
+    } catch (error) {
+      if (!(error instanceof MatrixError) || error.status !== 401 || !isObject(error.body) || typeof error.body.session !== "string") {
+        throw error;
+      }
+      return request({
+        type: "m.login.password",
+        identifier: { type: "m.id.user", user: this.userId },
+        password,
+        session: error.body.session,
+      });
+    }
   }
 }
 

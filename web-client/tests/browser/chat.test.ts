@@ -385,3 +385,42 @@ describe("the web client", () => {
     await screenshot(alice, "07-phone-rooms-dark");
   });
 });
+
+describe("the account dialog", () => {
+  it("lists sessions, signs another one out, and changes the password", async () => {
+    const { page: other, context } = await newUserPage(browser, hearth);
+    await other.goto("/");
+    await other.getByLabel("Username").fill("alice");
+    await other.getByLabel("Password", { exact: true }).fill(PASSWORD);
+    await other.getByRole("button", { name: "Sign in" }).click();
+    await other.locator('[data-connection="live"]').waitFor(WAIT);
+    const otherDevice = await other.evaluate(() => JSON.parse(localStorage.getItem("hearth.session") ?? "{}").deviceId as string);
+
+    await alice.getByRole("button", { name: /^Account settings/ }).click();
+    const dialog = alice.getByRole("dialog", { name: "Account" });
+    const row = dialog.locator(`li[data-device-id="${otherDevice}"]`);
+    await row.waitFor(WAIT);
+    expect(await row.getByRole("button", { name: "Sign out" }).isDisabled()).toBe(true);
+    await dialog.getByLabel("Current password").fill(PASSWORD);
+    await screenshot(alice, "09-account-dark");
+    await row.getByRole("button", { name: "Sign out" }).click();
+    await row.waitFor({ state: "detached", ...WAIT });
+    // The signed-out browser learns it on its next request (its socket within 30 s) and
+    // is back at the sign-in page.
+    await other.getByRole("button", { name: "Explore" }).click();
+    await other.getByText("Your session has ended").waitFor(WAIT);
+    await context.close();
+
+    await dialog.getByLabel("Current password").fill(PASSWORD);
+    await dialog.getByLabel("New password", { exact: true }).fill("a new password for alice");
+    await dialog.getByLabel("Confirm new password").fill("a new password for alice");
+    await dialog.getByRole("button", { name: "Change password" }).click();
+    await dialog.getByRole("status").filter({ hasText: "Password changed" }).waitFor(WAIT);
+    const login = await fetch(`${hearth.url}/_matrix/client/v3/login`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ type: "m.login.password", identifier: { type: "m.id.user", user: "alice" }, password: "a new password for alice" }),
+    });
+    expect(login.status).toBe(200);
+  });
+});

@@ -73,11 +73,18 @@ export class Chat {
 
   start(): void {
     this.engine.start();
+    document.addEventListener("visibilitychange", this.onVisibility);
   }
 
   stop(): void {
+    document.removeEventListener("visibilitychange", this.onVisibility);
     this.engine.stop();
   }
+
+  private readonly onVisibility = (): void => {
+    const presence = document.visibilityState === "visible" ? "online" : "unavailable";
+    this.engine.presence(presence).catch(() => undefined);
+  };
 
   sendMessage(roomId: string, content: JsonObject): void {
     this.outbox.enqueue(roomId, "m.room.message", content);

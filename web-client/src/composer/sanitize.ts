@@ -96,9 +96,28 @@ function displayPurifier(): DOMPurify {
   return display;
 }
 
+/**
+ * Sanitizing is pure per input, and a timeline re-renders the same messages often:
+ * remember recent answers rather than parse each body again on every render.
+ */
+function memo(sanitize: (html: string) => string): (html: string) => string {
+  const cache = new Map<string, string>();
+  return (html) => {
+    const known = cache.get(html);
+    if (known !== undefined) return known;
+    const clean = sanitize(html);
+    if (cache.size >= 1000) cache.delete(cache.keys().next().value as string);
+    cache.set(html, clean);
+    return clean;
+  };
+}
+
+const outgoing = memo((html) => sendingPurifier().sanitize(html, CONFIG) as unknown as string);
+const incoming = memo((html) => displayPurifier().sanitize(html, CONFIG) as unknown as string);
+
 /** For HTML this client puts into events: only the spec's tags and attributes. */
 export function sanitizeOutgoing(html: string): string {
-  return sendingPurifier().sanitize(html, CONFIG) as unknown as string;
+  return outgoing(html);
 }
 
 /**
@@ -106,5 +125,5 @@ export function sanitizeOutgoing(html: string): string {
  * open in a new tab without a reference back to us, spoilers marked.
  */
 export function sanitizeIncoming(html: string): string {
-  return displayPurifier().sanitize(html, CONFIG) as unknown as string;
+  return incoming(html);
 }

@@ -259,6 +259,12 @@ export class SyncEngine {
     }
   }
 
+  /** Away while the tab is hidden, online while someone looks at it. */
+  async presence(presence: "online" | "unavailable"): Promise<void> {
+    if (this.socketReady()) await this.viaSocket({ type: "presence", presence });
+    else await this.client.setPresence(presence);
+  }
+
   async receipt(roomId: string, eventId: string): Promise<void> {
     await this.client.readMarkers(roomId, eventId);
   }

@@ -110,6 +110,17 @@ export function Timeline(props: { room: Room; onCompose: (target: ComposerTarget
     }
   });
 
+  // A narrower window or a taller composer must not leave the reader above the newest message.
+  useEffect(() => {
+    const el = scroller.current;
+    if (!el || typeof ResizeObserver === "undefined") return;
+    const observer = new ResizeObserver(() => {
+      if (atBottom.current) el.scrollTop = el.scrollHeight;
+    });
+    observer.observe(el);
+    return () => observer.disconnect();
+  }, []);
+
   // Fill the view: with too few events to scroll, nothing would ever ask for more.
   useEffect(() => {
     const el = scroller.current;

@@ -1,7 +1,7 @@
 // Two people use the real client against a real hearth, in Debian's chromium.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { Browser, BrowserContext, Locator, Page } from "playwright-core";
-import { Hearth, PASSWORD, launchBrowser, newUserPage, screenshot } from "./harness";
+import { Hearth, PASSWORD, launchBrowser, newUserPage, problems, screenshot, setCurrentTest } from "./harness";
 
 let hearth: Hearth;
 let browser: Browser;
@@ -48,6 +48,8 @@ beforeAll(async () => {
   // Bob's client is told to long-poll, so the /sync fallback is exercised alongside the socket.
   ({ page: bob, context: bobContext } = await newUserPage(browser, hearth, { poll: true }));
 });
+
+beforeEach((context) => setCurrentTest(context.task.name));
 
 afterEach(async (context) => {
   if (context.task.result?.state !== "fail") return;
@@ -422,5 +424,11 @@ describe("the account dialog", () => {
       body: JSON.stringify({ type: "m.login.password", identifier: { type: "m.id.user", user: "alice" }, password: "a new password for alice" }),
     });
     expect(login.status).toBe(200);
+  });
+});
+
+describe("the pages themselves", () => {
+  it("threw nothing and broke no Content-Security-Policy rule", () => {
+    expect(problems).toEqual([]);
   });
 });

@@ -144,7 +144,30 @@ export async function newUserPage(browser: Browser, hearth: Hearth, options: { c
   }
   const page = await context.newPage();
   page.on("dialog", (dialog) => void dialog.accept());
+  // Uncaught exceptions and Content-Security-Policy violations fail the run at the end.
+  page.on("pageerror", (error) => problems.push(`uncaught: ${error.message}`));
+  page.on("console", (message) => {
+    const text = message.text();
+    // Chromium reports the hostile test message's handler attributes while DOMPurify
+    // parses it in an inert document; the policy blocks them, which is the point. Any
+    // other violation would be ours.
+    if (/^Executing inline event handler .* The action has been blocked\.$/s.test(text)) {
+      blockedHandlers.count++;
+      return;
+    }
+    if (message.type() === "error" && /Content Security Policy|Refused to/i.test(text)) {
+      problems.push(`csp: ${text} (during "${currentTest}")`);
+    }
+  });
   return { context, page };
+}
+
+/** What went wrong inside the pages, whatever the test was looking at. */
+export const problems: string[] = [];
+export const blockedHandlers = { count: 0 };
+export let currentTest = "";
+export function setCurrentTest(name: string): void {
+  currentTest = name;
 }
 
 export async function screenshot(page: Page, name: string): Promise<void> {

@@ -58,10 +58,17 @@ export function RoomView(props: { room: Room; onBack: () => void; onLeft: () => 
 
   if (room.membership === "invite") return <InviteView room={room} onLeft={props.onLeft} />;
   if (room.membership === "leave") {
+    const own = room.stateEvent("m.room.member", chat.userId);
+    const by = own && own.sender !== chat.userId ? room.displayName(own.sender) : null;
+    const reason = str(own?.content.reason);
+    const how = str(own?.content.membership) === "ban" ? "banned" : "removed";
     return (
       <div class="invite-view">
         <h2>{name}</h2>
-        <p>You are no longer in this room{str(room.member(chat.userId)?.membership) === "ban" ? ": you were banned" : ""}.</p>
+        <p>
+          You are no longer in this room{by ? `: ${by} ${how} you` : ""}
+          {reason ? ` (${reason})` : ""}.
+        </p>
         <button type="button" onClick={props.onLeft}>
           Close
         </button>

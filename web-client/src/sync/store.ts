@@ -127,12 +127,13 @@ export class ClientStore {
       room.lastActivity = Math.max(room.lastActivity, Date.now());
       room.version++;
     }
-    for (const roomId of Object.keys(sync.rooms?.leave ?? {})) {
+    for (const [roomId, update] of Object.entries(sync.rooms?.leave ?? {})) {
       const room = this.rooms.get(roomId);
-      if (room) {
-        room.membership = "leave";
-        room.version++;
-      }
+      if (!room) continue;
+      room.membership = "leave";
+      // The state up to our leaving, so the room can say whether we left, were removed or banned.
+      for (const event of [...(update.state?.events ?? []), ...(update.timeline?.events ?? [])]) room.setState(event);
+      room.version++;
     }
     for (const event of sync.presence?.events ?? []) {
       if (event.type === "m.presence") this.setPresence(event.sender, event.content);

@@ -178,6 +178,15 @@ describe("the web client", () => {
     expect(await link.getAttribute("rel")).toBe("noopener noreferrer");
     expect(await link.getAttribute("target")).toBe("_blank");
 
+    // :shortcode: completion: Tab takes the first suggestion.
+    const box = bob.locator(".composer textarea");
+    await box.fill("");
+    await box.pressSequentially("nice :thu");
+    await bob.getByRole("listbox", { name: "Emoji suggestions" }).getByRole("option", { name: /thumbsup/ }).waitFor(WAIT);
+    await box.press("Tab");
+    expect(await box.inputValue()).toBe("nice 👍 ");
+    await box.fill("");
+
     await send(bob, "hello ~~world~~ *alice*");
     const back = message(alice, "hello");
     await back.waitFor(WAIT);
@@ -371,7 +380,7 @@ describe("the web client", () => {
     await dialog.getByRole("status").filter({ hasText: "removed" }).waitFor(WAIT);
     await dialog.getByRole("button", { name: "Close" }).click();
     await timeline(alice).getByText("alice removed bob").waitFor(WAIT);
-    await bob.getByText("You are no longer in this room").waitFor(WAIT);
+    await bob.getByText("You are no longer in this room: alice removed you").waitFor(WAIT);
   });
 
   it("switches themes and fits a phone's width", async () => {

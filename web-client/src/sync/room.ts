@@ -44,7 +44,8 @@ export class Room {
   prevBatch: string | null = null;
   /** Set once older events were loaded, so an empty timeline is not mistaken for a new room. */
   paginated = false;
-  readonly edits = new Map<string, MatrixEvent>();
+  /** Original event ID → editor → their latest edit; only the original sender's counts. */
+  readonly edits = new Map<string, Map<string, MatrixEvent>>();
   readonly reactions = new Map<string, ReactionMap>();
   /** Reaction event ID → what it reacts to, so redacting a reaction can undo it. */
   private readonly reactionTargets = new Map<string, { target: string; key: string; sender: string }>();
@@ -91,7 +92,14 @@ export class Room {
     for (const event of events) {
       if (!event.event_id || this.ids.has(event.event_id)) continue;
       this.ids.add(event.event_id);
-      if (where === "end" && event.state_key !== undefined) this.setState(event);
+      if (where === "end" && event.state_key !== undefined) {
+        // Servers may leave out unsigned.prev_content; live, we know what it replaced.
+        const previous = this.stateEvent(event.type, event.state_key);
+        if (previous && !event.unsigned?.prev_content) {
+          event.unsigned = { ...event.unsigned, prev_content: previous.content };
+        }
+        this.setState(event);
+      }
       if (where === "end") this.lastActivity = Math.max(this.lastActivity, event.origin_server_ts);
       const bundled = event.unsigned?.["m.relations"]?.["m.replace"];
       if (bundled) this.noteEdit(event.event_id, bundled);
@@ -135,12 +143,15 @@ export class Room {
     return false;
   }
 
-  /** Keeps the latest edit by its sender only: anyone else's "edit" is ignored, as the spec says. */
+  /**
+   * Keeps each editor's latest edit. Which one counts is decided when shown, by the
+   * original's sender, since an edit can arrive before the event it edits.
+   */
   private noteEdit(targetId: string, edit: MatrixEvent): void {
-    const target = this.event(targetId);
-    if (target && target.sender !== edit.sender) return;
-    const current = this.edits.get(targetId);
-    if (!current || current.origin_server_ts <= edit.origin_server_ts) this.edits.set(targetId, edit);
+    const byEditor = this.edits.get(targetId) ?? new Map<string, MatrixEvent>();
+    const current = byEditor.get(edit.sender);
+    if (!current || current.origin_server_ts <= edit.origin_server_ts) byEditor.set(edit.sender, edit);
+    this.edits.set(targetId, byEditor);
   }
 
   private applyRedaction(targetId: string, redaction: MatrixEvent): void {
@@ -151,8 +162,9 @@ export class Room {
       if (senders?.size === 0) this.reactions.get(reaction.target)?.delete(reaction.key);
       this.reactionTargets.delete(targetId);
     }
-    for (const [original, edit] of this.edits) {
-      if (edit.event_id === targetId || original === targetId) this.edits.delete(original);
+    this.edits.delete(targetId);
+    for (const byEditor of this.edits.values()) {
+      for (const [editor, edit] of byEditor) if (edit.event_id === targetId) byEditor.delete(editor);
     }
     this.timeline = this.timeline.map((event) =>
       event.event_id === targetId
@@ -163,7 +175,8 @@ export class Room {
 
   /** What an event says now: the latest edit's new content, or its own. */
   displayContent(event: MatrixEvent): { content: JsonObject; edited: boolean } {
-    const edit = this.edits.get(event.event_id);
+    // Anyone else's "edit" is ignored, as the spec says.
+    const edit = this.edits.get(event.event_id)?.get(event.sender);
     const newContent = edit?.content["m.new_content"];
     if (edit && isObject(newContent) && !event.unsigned?.redacted_because) return { content: newContent, edited: true };
     return { content: event.content, edited: false };

@@ -381,6 +381,20 @@ describe("the web client", () => {
     await dialog.getByRole("button", { name: "Close" }).click();
     await timeline(alice).getByText("alice removed bob").waitFor(WAIT);
     await bob.getByText("You are no longer in this room: alice removed you").waitFor(WAIT);
+
+    // Invited again, then banned and unbanned from the same settings.
+    const token = await hearth.login("alice");
+    await hearth.api("POST", `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/invite`, token, { user_id: hearth.userId("bob") });
+    await alice.locator(".room-actions").getByRole("button", { name: "Settings" }).click();
+    const again = alice.getByRole("dialog", { name: "Room settings" });
+    await again.locator(`li[data-user-id="${hearth.userId("bob")}"]`).filter({ hasText: "(invited)" }).getByRole("button", { name: "Ban" }).click();
+    const banned = again.getByRole("region", { name: "Banned" });
+    await banned.locator(`li[data-user-id="${hearth.userId("bob")}"]`).waitFor(WAIT);
+    await timeline(alice).getByText("alice banned bob").waitFor(WAIT);
+    await banned.getByRole("button", { name: "Unban" }).click();
+    await banned.waitFor({ state: "detached", ...WAIT });
+    await again.getByRole("button", { name: "Close" }).click();
+    await timeline(alice).getByText("alice unbanned bob").waitFor(WAIT);
   });
 
   it("switches themes and fits a phone's width", async () => {

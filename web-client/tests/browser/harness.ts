@@ -126,6 +126,8 @@ export class Hearth {
 }
 
 export async function launchBrowser(): Promise<Browser> {
+  // Screenshots of this run only, not a stale failure from an earlier one.
+  rmSync(SCREENSHOTS, { recursive: true, force: true });
   return chromium.launch({
     executablePath: chromiumPath(),
     headless: true,

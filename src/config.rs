@@ -24,6 +24,7 @@ pub struct Config {
     pub jwt: JwtConfig,
     pub presence: PresenceConfig,
     pub media: MediaConfig,
+    pub web_client_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,6 +134,7 @@ impl Default for Config {
             jwt: JwtConfig::default(),
             presence: PresenceConfig::default(),
             media: MediaConfig::default(),
+            web_client_dir: PathBuf::from("web-client/dist"),
         }
     }
 }
@@ -205,6 +207,10 @@ pub const OPTIONS: &[(&str, &str)] = &[
         "fsync every acknowledged write so it survives power loss, not only a crash [default: true]",
     ),
     ("log_format", "pretty or json [default: pretty]"),
+    (
+        "web_client_dir",
+        "Built web client served at / (relative paths start at the working directory; scripts/start builds it) [default: web-client/dist]",
+    ),
     (
         "registration.enabled",
         "Whether clients may register accounts [default: true]",

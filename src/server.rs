@@ -18,6 +18,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    crate::api::web::log_status(&config.web_client_dir);
     let services = Arc::new(Services::new(config, store, keys)?);
     tokio::spawn(services.clone().presence_idle_loop());
     let app = crate::api::router(services.clone());

@@ -22,7 +22,7 @@ pub fn router(state: AppState) -> Router {
         .merge(keys::routes())
         .merge(admin::routes())
         .merge(web::routes())
-        .fallback(unrecognized)
+        .fallback(web::fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .layer(axum::middleware::from_fn(cors))

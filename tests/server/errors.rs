@@ -14,7 +14,7 @@ fn unknown_endpoints_and_methods_are_unrecognized() {
         "M_UNRECOGNIZED",
     );
     assert_error(
-        server.get("/definitely/not/here", None),
+        server.get("/_hearth/definitely/not/here", None),
         404,
         "M_UNRECOGNIZED",
     );
@@ -206,12 +206,13 @@ fn discovery_endpoints_describe_the_server() {
         well_known["m.homeserver"]["base_url"],
         format!("http://{}", server.server_name())
     );
+    // The web client or, where it is not built, the page saying how to build it.
     let page = server.client.get(server.url("/")).send().unwrap();
     assert_eq!(page.status(), 200);
     assert!(
         page.headers()["content-security-policy"]
             .to_str()
             .unwrap()
-            .contains("default-src 'none'")
+            .contains("frame-ancestors 'none'")
     );
 }

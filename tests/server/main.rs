@@ -28,3 +28,4 @@ mod search;
 mod sync;
 mod sync_ws;
 mod user_directory;
+mod web;

@@ -1,0 +1,125 @@
+import { MatrixClient } from "../matrix/client";
+import type { Session } from "../matrix/client";
+import type { JsonObject } from "../matrix/types";
+import { SyncEngine } from "../sync/engine";
+import type { Room } from "../sync/room";
+import { ClientStore } from "../sync/store";
+import { Outbox } from "../timeline/outbox";
+
+/**
+ * One signed-in session: the API client, what sync has told us, the connection, and
+ * the queue of outgoing messages. Views read from it and call its actions.
+ */
+export class Chat {
+  readonly client: MatrixClient;
+  readonly store: ClientStore;
+  readonly engine: SyncEngine;
+  readonly outbox: Outbox;
+  private readonly sentReceipts = new Map<string, string>();
+  private readonly typingSent = new Map<string, number>();
+  private readonly typingQueue = new Map<string, Promise<void>>();
+
+  constructor(session: Session, onSessionEnded: () => void) {
+    this.client = new MatrixClient(session);
+    this.client.onUnknownToken = onSessionEnded;
+    this.store = new ClientStore(session.userId);
+    const forcePolling = localStorage.getItem("hearth.transport") === "poll";
+    this.engine = new SyncEngine(this.client, this.store, onSessionEnded, forcePolling);
+    this.outbox = new Outbox(`hearth.outbox.${session.userId}`, (roomId, type, txnId, content) =>
+      this.engine.send(roomId, type, txnId, content),
+    );
+    // The server's copy of a queued message replaces the local one as it arrives.
+    this.store.subscribe(() => {
+      for (const item of this.outboxItems()) {
+        if (!item.eventId) continue;
+        const room = this.store.rooms.get(item.roomId);
+        if (room?.has(item.eventId)) this.outbox.confirm(item.eventId, item.txnId);
+      }
+    });
+    this.engine.onOnline(() => void this.outbox.flush());
+    this.store.subscribe(() => this.fetchMissingPresence());
+  }
+
+  /**
+   * Incremental sync reports presence only when it changes, so someone met in a room
+   * joined later would show offline until they next change: ask once for each of them.
+   */
+  private readonly presenceAsked = new Set<string>();
+  private fetchMissingPresence(): void {
+    for (const room of this.store.rooms.values()) {
+      if (room.membership !== "join") continue;
+      const members = room.members("join");
+      if (members.length > 100) continue;
+      for (const userId of members) {
+        if (userId === this.userId || this.store.presence.has(userId) || this.presenceAsked.has(userId)) continue;
+        this.presenceAsked.add(userId);
+        this.client
+          .presence(userId)
+          .then((content) => {
+            if (!this.store.presence.has(userId)) this.store.setPresence(userId, content);
+          })
+          .catch(() => undefined);
+      }
+    }
+  }
+
+  get userId(): string {
+    return this.client.userId;
+  }
+
+  private outboxItems() {
+    return [...this.store.rooms.keys()].flatMap((roomId) => this.outbox.forRoom(roomId));
+  }
+
+  start(): void {
+    this.engine.start();
+    document.addEventListener("visibilitychange", this.onVisibility);
+  }
+
+  stop(): void {
+    document.removeEventListener("visibilitychange", this.onVisibility);
+    this.engine.stop();
+  }
+
+  private readonly onVisibility = (): void => {
+    const presence = document.visibilityState === "visible" ? "online" : "unavailable";
+    this.engine.presence(presence).catch(() => undefined);
+  };
+
+  sendMessage(roomId: string, content: JsonObject): void {
+    this.outbox.enqueue(roomId, "m.room.message", content);
+  }
+
+  react(room: Room, eventId: string, key: string): Promise<unknown> {
+    const mine = room.reactions.get(eventId)?.get(key)?.get(this.userId);
+    if (mine) return this.client.redact(room.roomId, mine);
+    this.outbox.enqueue(room.roomId, "m.reaction", {
+      "m.relates_to": { rel_type: "m.annotation", event_id: eventId, key },
+    });
+    return Promise.resolve();
+  }
+
+  /** Marks everything up to `eventId` read, once per event. */
+  markRead(room: Room, eventId: string): void {
+    if (this.sentReceipts.get(room.roomId) === eventId) return;
+    this.sentReceipts.set(room.roomId, eventId);
+    this.engine.receipt(room.roomId, eventId).catch(() => this.sentReceipts.delete(room.roomId));
+  }
+
+  /** Typing notices, at most one "still typing" every 20 s; the server times them out at 30 s. */
+  setTyping(roomId: string, typing: boolean): void {
+    const last = this.typingSent.get(roomId);
+    if (typing && last !== undefined && Date.now() - last < 20_000) return;
+    if (!typing && last === undefined) return;
+    if (typing) this.typingSent.set(roomId, Date.now());
+    else this.typingSent.delete(roomId);
+    // One after another: a "stopped" overtaking a "started" would leave us typing forever.
+    const previous = this.typingQueue.get(roomId) ?? Promise.resolve();
+    const next = previous
+      .then(() => this.engine.typing(roomId, typing))
+      .catch(() => {
+        if (typing) this.typingSent.delete(roomId);
+      });
+    this.typingQueue.set(roomId, next);
+  }
+}

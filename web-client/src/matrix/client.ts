@@ -1,0 +1,183 @@
+import { MatrixError } from "./errors";
+import { enc, request } from "./http";
+import { isObject } from "./types";
+import type {
+  Device,
+  JsonObject,
+  LoginResponse,
+  MessagesResponse,
+  PublicRoomsResponse,
+  SyncResponse,
+} from "./types";
+
+export interface Session {
+  userId: string;
+  accessToken: string;
+  deviceId: string;
+}
+
+const V3 = "/_matrix/client/v3";
+
+/** Unique per device: the server deduplicates sends by (device, txn ID). */
+export function newTxnId(): string {
+  return `hearth-web.${Date.now().toString(36)}.${crypto.getRandomValues(new Uint32Array(2)).join("")}`;
+}
+
+/** The client API calls, bound to one session. */
+export class MatrixClient {
+  /** Called when the server no longer knows our token: signed out elsewhere, or deleted. */
+  onUnknownToken: (() => void) | null = null;
+
+  constructor(readonly session: Session) {}
+
+  get userId(): string {
+    return this.session.userId;
+  }
+
+  private call<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+    const options: { body?: unknown; token: string; signal?: AbortSignal } = {
+      token: this.session.accessToken,
+    };
+    if (body !== undefined) options.body = body;
+    if (signal) options.signal = signal;
+    return request<T>(method, path, options).catch((error: unknown) => {
+      if (error instanceof MatrixError && error.errcode === "M_UNKNOWN_TOKEN") this.onUnknownToken?.();
+      throw error;
+    });
+  }
+
+  sync(since: string | undefined, filter: string, timeoutMs: number, signal: AbortSignal): Promise<SyncResponse> {
+    const params = new URLSearchParams({ filter, timeout: String(since ? timeoutMs : 0) });
+    if (since) params.set("since", since);
+    return this.call("GET", `${V3}/sync?${params}`, undefined, signal);
+  }
+
+  logout(): Promise<unknown> {
+    return this.call("POST", `${V3}/logout`, {});
+  }
+
+  send(roomId: string, type: string, txnId: string, content: JsonObject): Promise<{ event_id: string }> {
+    return this.call("PUT", `${V3}/rooms/${enc(roomId)}/send/${enc(type)}/${enc(txnId)}`, content);
+  }
+
+  redact(roomId: string, eventId: string, reason?: string): Promise<{ event_id: string }> {
+    const body = reason ? { reason } : {};
+    return this.call("PUT", `${V3}/rooms/${enc(roomId)}/redact/${enc(eventId)}/${enc(newTxnId())}`, body);
+  }
+
+  sendState(roomId: string, type: string, stateKey: string, content: JsonObject): Promise<{ event_id: string }> {
+    return this.call("PUT", `${V3}/rooms/${enc(roomId)}/state/${enc(type)}/${enc(stateKey)}`, content);
+  }
+
+  typing(roomId: string, typing: boolean): Promise<unknown> {
+    const body = typing ? { typing: true, timeout: 30000 } : { typing: false };
+    return this.call("PUT", `${V3}/rooms/${enc(roomId)}/typing/${enc(this.userId)}`, body);
+  }
+
+  readMarkers(roomId: string, eventId: string): Promise<unknown> {
+    return this.call("POST", `${V3}/rooms/${enc(roomId)}/read_markers`, {
+      "m.fully_read": eventId,
+      "m.read": eventId,
+    });
+  }
+
+  messages(roomId: string, from: string, limit: number): Promise<MessagesResponse> {
+    const params = new URLSearchParams({ from, dir: "b", limit: String(limit) });
+    return this.call("GET", `${V3}/rooms/${enc(roomId)}/messages?${params}`);
+  }
+
+  createRoom(body: JsonObject): Promise<{ room_id: string }> {
+    return this.call("POST", `${V3}/createRoom`, body);
+  }
+
+  join(roomIdOrAlias: string): Promise<{ room_id: string }> {
+    return this.call("POST", `${V3}/join/${enc(roomIdOrAlias)}`, {});
+  }
+
+  leave(roomId: string): Promise<unknown> {
+    return this.call("POST", `${V3}/rooms/${enc(roomId)}/leave`, {});
+  }
+
+  forget(roomId: string): Promise<unknown> {
+    return this.call("POST", `${V3}/rooms/${enc(roomId)}/forget`, {});
+  }
+
+  invite(roomId: string, userId: string): Promise<unknown> {
+    return this.call("POST", `${V3}/rooms/${enc(roomId)}/invite`, { user_id: userId });
+  }
+
+  kick(roomId: string, userId: string, reason?: string): Promise<unknown> {
+    return this.call("POST", `${V3}/rooms/${enc(roomId)}/kick`, reason ? { user_id: userId, reason } : { user_id: userId });
+  }
+
+  ban(roomId: string, userId: string, reason?: string): Promise<unknown> {
+    return this.call("POST", `${V3}/rooms/${enc(roomId)}/ban`, reason ? { user_id: userId, reason } : { user_id: userId });
+  }
+
+  unban(roomId: string, userId: string): Promise<unknown> {
+    return this.call("POST", `${V3}/rooms/${enc(roomId)}/unban`, { user_id: userId });
+  }
+
+  publicRooms(search: string, since?: string): Promise<PublicRoomsResponse> {
+    const body: JsonObject = { limit: 30 };
+    if (search) body.filter = { generic_search_term: search };
+    if (since) body.since = since;
+    return this.call("POST", `${V3}/publicRooms`, body);
+  }
+
+  setAccountData(type: string, content: JsonObject): Promise<unknown> {
+    return this.call("PUT", `${V3}/user/${enc(this.userId)}/account_data/${enc(type)}`, content);
+  }
+
+  setPresence(presence: "online" | "unavailable" | "offline"): Promise<unknown> {
+    return this.call("PUT", `${V3}/presence/${enc(this.userId)}/status`, { presence });
+  }
+
+  presence(userId: string): Promise<JsonObject> {
+    return this.call("GET", `${V3}/presence/${enc(userId)}/status`);
+  }
+
+  searchUsers(term: string): Promise<{ results: { user_id: string; display_name?: string }[]; limited: boolean }> {
+    return this.call("POST", `${V3}/user_directory/search`, { search_term: term, limit: 8 });
+  }
+
+  devices(): Promise<{ devices: Device[] }> {
+    return this.call("GET", `${V3}/devices`);
+  }
+
+  deleteDevice(deviceId: string, auth?: JsonObject): Promise<unknown> {
+    return this.call("DELETE", `${V3}/devices/${enc(deviceId)}`, auth ? { auth } : {});
+  }
+
+  renameDevice(deviceId: string, displayName: string): Promise<unknown> {
+    return this.call("PUT", `${V3}/devices/${enc(deviceId)}`, { display_name: displayName });
+  }
+
+  changePassword(newPassword: string, logoutDevices: boolean, auth?: JsonObject): Promise<unknown> {
+    const body: JsonObject = { new_password: newPassword, logout_devices: logoutDevices };
+    if (auth) body.auth = auth;
+    return this.call("POST", `${V3}/account/password`, body);
+  }
+
+  /**
+   * Runs a request that needs user-interactive auth with the account password: first
+   * without auth to get the session, then with the password stage.
+   */
+  async withPassword<T>(password: string, request: (auth?: JsonObject) => Promise<T>): Promise<T> {
+    try {
+      return await request();
+    } catch (error) {
+      if (!(error instanceof MatrixError) || error.status !== 401 || !isObject(error.body) || typeof error.body.session !== "string") {
+        throw error;
+      }
+      return request({
+        type: "m.login.password",
+        identifier: { type: "m.id.user", user: this.userId },
+        password,
+        session: error.body.session,
+      });
+    }
+  }
+}
+
+export type { LoginResponse };

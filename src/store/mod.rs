@@ -335,14 +335,17 @@ impl Store {
 
     /// Applies the batch atomically; once this returns, the change is in the write-ahead log.
     pub fn write(&self, batch: Batch<'_>) -> StoreResult<()> {
-        let write = || self.inner.db.write_opt(batch.inner, &self.inner.write_options);
+        let write = || {
+            self.inner
+                .db
+                .write_opt(batch.inner, &self.inner.write_options)
+        };
         // A synced write waits for the disk. On a runtime worker that would stall every
         // task queued behind it (sync wake-ups included), so the worker hands its queue
         // to another thread for the duration.
         let on_worker = self.inner.sync_writes
-            && tokio::runtime::Handle::try_current().is_ok_and(|h| {
-                h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
-            });
+            && tokio::runtime::Handle::try_current()
+                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
         if on_worker {
             tokio::task::block_in_place(write)?;
         } else {

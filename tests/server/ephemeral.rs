@@ -341,3 +341,22 @@ fn unread_counts_follow_messages_mentions_and_the_read_receipt() {
     let body = poll(&server, &bob, &since);
     assert_eq!(unread(&body, &room), (1, 0));
 }
+
+#[test]
+fn joining_a_room_brings_the_presence_of_its_members() {
+    let server = TestServer::start();
+    let alice = user(&server, "alice");
+    let bob = user(&server, "bob");
+    let room = create_room(&server, &alice, json!({"preset": "public_chat"}));
+    sync(&server, &alice, "");
+    let since = next_batch(&sync(&server, &bob, ""));
+    join(&server, &bob, &room);
+    let body = poll(&server, &bob, &since);
+    let presence = body["presence"]["events"].as_array().unwrap();
+    assert!(
+        presence
+            .iter()
+            .any(|e| e["sender"] == alice.id && e["content"]["presence"] == "online"),
+        "{body}"
+    );
+}

@@ -481,3 +481,35 @@ fn sync_shows_only_the_history_a_newcomer_may_see() {
     let body = sync(&server, &alice, "");
     assert_eq!(bodies(timeline(&body, &room)), ["before bob", "after bob"]);
 }
+
+#[test]
+fn state_events_carry_the_content_they_replaced() {
+    let server = TestServer::start();
+    let (alice, bob, room) = two_in_a_room(&server);
+    let event_id = |(status, body): (u16, Value)| {
+        assert_eq!(status, 200, "{body}");
+        body["event_id"].as_str().unwrap().to_owned()
+    };
+    let first = event_id(put_state(
+        &server,
+        &alice,
+        &room,
+        "m.room.topic",
+        "",
+        &json!({"topic": "one"}),
+    ));
+    let second = event_id(put_state(
+        &server,
+        &alice,
+        &room,
+        "m.room.topic",
+        "",
+        &json!({"topic": "two"}),
+    ));
+    let (status, event) = get_event(&server, &bob, &room, &second);
+    assert_eq!(status, 200, "{event}");
+    assert_eq!(event["unsigned"]["prev_content"], json!({"topic": "one"}));
+    assert_eq!(event["unsigned"]["replaces_state"], first);
+    let (_, event) = get_event(&server, &bob, &room, &first);
+    assert!(event["unsigned"].get("prev_content").is_none(), "{event}");
+}

@@ -98,11 +98,55 @@ impl crate::service::Services {
             None => None,
         };
         let mut event = client_event(event_id, record, view, redaction);
+        if let Some(previous) = self.replaced_state(event_id, record)?
+            && let Some(unsigned) = event.get_mut("unsigned").and_then(Value::as_object_mut)
+        {
+            unsigned.insert("replaces_state".into(), Value::String(previous.0));
+            unsigned.insert("prev_content".into(), previous.1);
+        }
         if let Some(bundle) = self.bundled_relations(event_id, record, view, depth)?
             && let Some(unsigned) = event.get_mut("unsigned").and_then(Value::as_object_mut)
         {
             unsigned.insert("m.relations".into(), bundle);
         }
         Ok(event)
+    }
+}
+
+impl crate::service::Services {
+    /// For a state event, the event it replaced and that event's content, which clients
+    /// read as `unsigned.replaces_state` and `prev_content` (to show "changed their
+    /// name from A to B", for example).
+    fn replaced_state(
+        &self,
+        event_id: &str,
+        record: &EventRecord,
+    ) -> crate::error::Result<Option<(String, Value)>> {
+        let (Some(event_type), Some(state_key)) = (
+            record.pdu.get("type").and_then(Value::as_str),
+            record.pdu.get("state_key").and_then(Value::as_str),
+        ) else {
+            return Ok(None);
+        };
+        let Some(Some(previous_id)) = self
+            .state_entries_at(record.state_before, &[(event_type, state_key)])?
+            .into_iter()
+            .next()
+        else {
+            return Ok(None);
+        };
+        // The create event's group already holds the create event itself.
+        if previous_id.as_str() == event_id {
+            return Ok(None);
+        }
+        let Some(previous) = self.store.event(previous_id.as_str())? else {
+            return Ok(None);
+        };
+        let content = previous
+            .pdu
+            .get("content")
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        Ok(Some((previous_id.to_string(), content)))
     }
 }

@@ -6,11 +6,12 @@ mod rooms;
 mod token;
 mod unread;
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ruma::{DeviceId, OwnedRoomId, UserId};
+use ruma::{DeviceId, OwnedRoomId, OwnedUserId, UserId};
 use serde_json::{Map, Value, json};
 
 pub use notifier::Notifier;
@@ -45,6 +46,9 @@ struct Pass<'a> {
     full_state: bool,
     receipts: HashMap<OwnedRoomId, Vec<ReceiptChange>>,
     room_account_data: HashMap<OwnedRoomId, Vec<String>>,
+    /// People the user started sharing a room with in this window: their presence is
+    /// sent even if it did not change, as the client has never seen it.
+    newly_shared: RefCell<HashSet<OwnedUserId>>,
 }
 
 impl Services {
@@ -119,6 +123,7 @@ impl Services {
             full_state,
             receipts: HashMap::new(),
             room_account_data: HashMap::new(),
+            newly_shared: RefCell::new(HashSet::new()),
         };
 
         let mut global_account_data = Vec::new();
@@ -182,11 +187,19 @@ impl Services {
         }
         let candidates: Vec<_> = match pass.since {
             Some(since) => {
-                if since.presence >= pass.now.presence {
-                    return Ok(Vec::new());
+                let mut users: Vec<OwnedUserId> =
+                    pass.newly_shared.borrow().iter().cloned().collect();
+                if since.presence < pass.now.presence {
+                    for user in self
+                        .presence
+                        .changed_between(since.presence, pass.now.presence)
+                    {
+                        if !users.contains(&user) {
+                            users.push(user);
+                        }
+                    }
                 }
-                self.presence
-                    .changed_between(since.presence, pass.now.presence)
+                users
             }
             None => self.co_members(pass.user_id)?.into_iter().collect(),
         };

@@ -75,6 +75,16 @@ impl Services {
                     } else {
                         pass.since.map(|s| s.events)
                     };
+                    if rejoined {
+                        let members = self.room_members(&room_id)?;
+                        pass.newly_shared.borrow_mut().extend(
+                            members
+                                .joined
+                                .iter()
+                                .filter(|u| *u != pass.user_id)
+                                .cloned(),
+                        );
+                    }
                     if let Some(section) =
                         self.joined_room(pass, &room_id, from, membership_stream)?
                     {
@@ -277,6 +287,22 @@ impl Services {
 
         let is_member_event =
             |e: &Value| e.get("type").and_then(Value::as_str) == Some("m.room.member");
+        if from.is_some() {
+            // Someone joining a room the user is in now shares it with them.
+            let joiners = timeline.events.iter().map(|(_, e)| e).filter(|e| {
+                is_member_event(e) && e.pointer("/content/membership") == Some(&json!("join"))
+            });
+            for event in joiners {
+                if let Some(user) = event
+                    .get("state_key")
+                    .and_then(Value::as_str)
+                    .filter(|u| *u != pass.user_id.as_str())
+                    .and_then(|u| OwnedUserId::try_from(u).ok())
+                {
+                    pass.newly_shared.borrow_mut().insert(user);
+                }
+            }
+        }
         let membership_changed = timeline.events.iter().any(|(_, e)| is_member_event(e))
             || state.iter().any(is_member_event);
         if from.is_some()

@@ -11,40 +11,19 @@ import hashlib
 import os
 import tempfile
 
+from nio_support import registered
 from nio import (
-    AsyncClient,
-    AsyncClientConfig,
     ContentRepositoryConfigResponse,
     DownloadError,
     MemoryDownloadResponse,
-    RegisterResponse,
     UploadResponse,
 )
-
-PASSWORD = "correct horse battery staple"
-
-
-def _config() -> AsyncClientConfig:
-    return AsyncClientConfig(
-        max_timeouts=2,
-        request_timeout=30,
-        max_limit_exceeded=0,
-        encryption_enabled=False,
-        store_sync_tokens=False,
-    )
-
-
-async def _registered(hearth, localpart: str) -> AsyncClient:
-    client = AsyncClient(hearth.base_url, localpart, config=_config())
-    resp = await client.register(localpart, PASSWORD, device_name="nio media")
-    assert isinstance(resp, RegisterResponse), f"register failed: {resp!r}"
-    return client
 
 
 def test_nio_upload_and_download_round_trip(hearth):
     async def scenario():
-        alice = await _registered(hearth, "mediaalice")
-        bob = await _registered(hearth, "mediabob")
+        alice = await registered(hearth, "mediaalice", "nio media")
+        bob = await registered(hearth, "mediabob", "nio media")
         try:
             data = os.urandom(3 * 1024 * 1024 + 17)
             with tempfile.TemporaryFile() as f:

@@ -7,44 +7,21 @@ media repository's business.
 
 import asyncio
 
+from nio_support import registered
 from nio import (
-    AsyncClient,
-    AsyncClientConfig,
     ProfileGetAvatarResponse,
     ProfileGetDisplayNameResponse,
     ProfileGetResponse,
     ProfileSetAvatarError,
     ProfileSetAvatarResponse,
     ProfileSetDisplayNameResponse,
-    RegisterResponse,
 )
-
-PASSWORD = "correct horse battery staple"
-
-
-def _config() -> AsyncClientConfig:
-    # Bounded retries, as in test_nio.py: fail rather than hang.
-    return AsyncClientConfig(
-        max_timeouts=2,
-        request_timeout=15,
-        max_limit_exceeded=0,
-        encryption_enabled=False,
-        store_sync_tokens=False,
-    )
-
-
-async def _logged_in(hearth, localpart: str) -> AsyncClient:
-    client = AsyncClient(hearth.base_url, localpart, config=_config())
-    resp = await client.register(localpart, PASSWORD, device_name="nio profile")
-    assert isinstance(resp, RegisterResponse), f"register failed: {resp!r}"
-    assert client.access_token, "nio did not adopt the registration's session"
-    return client
 
 
 def test_set_and_read_back_display_name_and_avatar(hearth):
     async def scenario():
-        alice = await _logged_in(hearth, "nioprofilealice")
-        bob = await _logged_in(hearth, "nioprofilebob")
+        alice = await registered(hearth, "nioprofilealice", "nio profile")
+        bob = await registered(hearth, "nioprofilebob", "nio profile")
         try:
             # A new account is named after its localpart.
             fresh = await alice.get_profile()

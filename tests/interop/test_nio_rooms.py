@@ -8,13 +8,12 @@ bookkeeping is not exercised; each step is checked through the responses.
 import asyncio
 import uuid
 
+from nio_support import registered
 from nio import (
     AsyncClient,
-    AsyncClientConfig,
     JoinResponse,
     JoinedMembersResponse,
     JoinedRoomsResponse,
-    RegisterResponse,
     RoomCreateResponse,
     RoomGetEventResponse,
     RoomGetStateEventResponse,
@@ -23,27 +22,6 @@ from nio import (
     RoomPreset,
     RoomSendResponse,
 )
-
-PASSWORD = "correct horse battery staple"
-
-
-def _config() -> AsyncClientConfig:
-    # Bounded retries, as in test_nio.py: fail rather than hang.
-    return AsyncClientConfig(
-        max_timeouts=2,
-        request_timeout=15,
-        max_limit_exceeded=0,
-        encryption_enabled=False,
-        store_sync_tokens=False,
-    )
-
-
-async def _logged_in(hearth, localpart: str) -> AsyncClient:
-    client = AsyncClient(hearth.base_url, localpart, config=_config())
-    resp = await client.register(localpart, PASSWORD, device_name="nio rooms")
-    assert isinstance(resp, RegisterResponse), f"register failed: {resp!r}"
-    assert client.access_token, "nio did not adopt the registration's session"
-    return client
 
 
 async def _send_text(client: AsyncClient, room_id: str, body: str) -> str:
@@ -66,8 +44,8 @@ async def _joined_rooms(client: AsyncClient) -> list[str]:
 
 def test_create_invite_join_send_and_fetch(hearth):
     async def scenario():
-        alice = await _logged_in(hearth, "nioalice")
-        bob = await _logged_in(hearth, "niobob")
+        alice = await registered(hearth, "nioalice", "nio rooms")
+        bob = await registered(hearth, "niobob", "nio rooms")
         try:
             created = await alice.room_create(name="nio room", topic="interop")
             assert isinstance(created, RoomCreateResponse), repr(created)
@@ -120,8 +98,8 @@ def test_create_invite_join_send_and_fetch(hearth):
 
 def test_direct_message_room(hearth):
     async def scenario():
-        alice = await _logged_in(hearth, "niodmalice")
-        bob = await _logged_in(hearth, "niodmbob")
+        alice = await registered(hearth, "niodmalice", "nio rooms")
+        bob = await registered(hearth, "niodmbob", "nio rooms")
         try:
             created = await alice.room_create(
                 is_direct=True,

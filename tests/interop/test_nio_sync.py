@@ -8,38 +8,18 @@ message, typing and presence as they happen.
 import asyncio
 import uuid
 
+from nio_support import registered
 from nio import (
     AsyncClient,
-    AsyncClientConfig,
     InviteMemberEvent,
     JoinResponse,
     PresenceEvent,
-    RegisterResponse,
     RoomCreateResponse,
     RoomMessageText,
     RoomSendResponse,
     SyncResponse,
     TypingNoticeEvent,
 )
-
-PASSWORD = "correct horse battery staple"
-
-
-def _config() -> AsyncClientConfig:
-    return AsyncClientConfig(
-        max_timeouts=2,
-        request_timeout=30,
-        max_limit_exceeded=0,
-        encryption_enabled=False,
-        store_sync_tokens=False,
-    )
-
-
-async def _registered(hearth, localpart: str) -> AsyncClient:
-    client = AsyncClient(hearth.base_url, localpart, config=_config())
-    resp = await client.register(localpart, PASSWORD, device_name="nio sync")
-    assert isinstance(resp, RegisterResponse), f"register failed: {resp!r}"
-    return client
 
 
 async def _sync_until(client: AsyncClient, seen, what: str, rounds: int = 10):
@@ -55,8 +35,8 @@ async def _sync_until(client: AsyncClient, seen, what: str, rounds: int = 10):
 
 def test_nio_sync_sees_invite_message_typing_and_presence(hearth):
     async def scenario():
-        alice = await _registered(hearth, "syncalice")
-        bob = await _registered(hearth, "syncbob")
+        alice = await registered(hearth, "syncalice", "nio sync")
+        bob = await registered(hearth, "syncbob", "nio sync")
         got = {"invite": [], "message": [], "typing": [], "presence": []}
         bob.add_event_callback(
             lambda room, event: got["invite"].append(room.room_id), InviteMemberEvent

@@ -33,18 +33,10 @@ fn set_typing(server: &TestServer, user: &User, room: &str, body: Value) -> (u16
     )
 }
 
-fn setup(server: &TestServer) -> (User, User, String) {
-    let alice = user(server, "alice");
-    let bob = user(server, "bob");
-    let room = create_room(server, &alice, json!({"preset": "public_chat"}));
-    join(server, &bob, &room);
-    (alice, bob, room)
-}
-
 #[test]
 fn typing_appears_and_then_expires() {
     let server = TestServer::start();
-    let (alice, bob, room) = setup(&server);
+    let (alice, bob, room) = alice_and_bob_in_a_room(&server);
     let since = next_batch(&sync(&server, &bob, ""));
     let (status, _) = set_typing(
         &server,
@@ -63,7 +55,7 @@ fn typing_appears_and_then_expires() {
 #[test]
 fn sending_a_message_ends_typing() {
     let server = TestServer::start();
-    let (alice, bob, room) = setup(&server);
+    let (alice, bob, room) = alice_and_bob_in_a_room(&server);
     set_typing(
         &server,
         &alice,
@@ -79,7 +71,7 @@ fn sending_a_message_ends_typing() {
 #[test]
 fn typing_is_only_for_members_and_only_for_oneself() {
     let server = TestServer::start();
-    let (alice, bob, room) = setup(&server);
+    let (alice, bob, room) = alice_and_bob_in_a_room(&server);
     let carol = user(&server, "carol");
     assert_error(
         set_typing(&server, &carol, &room, json!({"typing": true})),
@@ -110,7 +102,7 @@ fn presence_goes_online_then_unavailable_then_offline() {
         ("HEARTH_PRESENCE__UNAVAILABLE_AFTER_SECS", "0.4"),
         ("HEARTH_PRESENCE__OFFLINE_AFTER_SECS", "0.8"),
     ]);
-    let (alice, bob, _room) = setup(&server);
+    let (alice, bob, _room) = alice_and_bob_in_a_room(&server);
     let mut since = next_batch(&sync(&server, &bob, ""));
     // Alice syncs once and goes away: online, then idle, then gone.
     sync(&server, &alice, "");
@@ -134,7 +126,7 @@ fn presence_goes_online_then_unavailable_then_offline() {
 #[test]
 fn presence_status_can_be_set_and_read_by_room_mates_only() {
     let server = TestServer::start();
-    let (alice, bob, _room) = setup(&server);
+    let (alice, bob, _room) = alice_and_bob_in_a_room(&server);
     let stranger = user(&server, "stranger");
     let path = format!("/_matrix/client/v3/presence/{}/status", enc(&alice.id));
     let (status, _) = server.send(
@@ -175,7 +167,7 @@ fn presence_status_can_be_set_and_read_by_room_mates_only() {
 #[test]
 fn presence_can_be_turned_off() {
     let server = TestServer::start_with_env(&[("HEARTH_PRESENCE__ENABLED", "false")]);
-    let (alice, bob, _room) = setup(&server);
+    let (alice, bob, _room) = alice_and_bob_in_a_room(&server);
     sync(&server, &alice, "");
     let body = sync(&server, &bob, "");
     assert_eq!(body["presence"]["events"], json!([]));
@@ -216,7 +208,7 @@ fn receipts_of(body: &Value, room: &str) -> Value {
 #[test]
 fn private_receipts_stay_private_and_public_ones_are_shared() {
     let server = TestServer::start();
-    let (alice, bob, room) = setup(&server);
+    let (alice, bob, room) = alice_and_bob_in_a_room(&server);
     let first = send_text(&server, &alice, &room, "t1", "one");
     let alice_since = next_batch(&sync(&server, &alice, ""));
     assert_eq!(
@@ -263,7 +255,7 @@ fn private_receipts_stay_private_and_public_ones_are_shared() {
 #[test]
 fn receipts_and_read_markers_check_their_input() {
     let server = TestServer::start();
-    let (alice, bob, room) = setup(&server);
+    let (alice, bob, room) = alice_and_bob_in_a_room(&server);
     let event = send_text(&server, &alice, &room, "t1", "hello");
     let carol = user(&server, "carol");
     assert_error(
@@ -322,7 +314,7 @@ fn unread(body: &Value, room: &str) -> (u64, u64) {
 #[test]
 fn unread_counts_follow_messages_mentions_and_the_read_receipt() {
     let server = TestServer::start();
-    let (alice, bob, room) = setup(&server);
+    let (alice, bob, room) = alice_and_bob_in_a_room(&server);
     send_text(&server, &alice, &room, "t1", "one");
     let mention =
         json!({"msgtype": "m.text", "body": "bob?", "m.mentions": {"user_ids": [bob.id]}});

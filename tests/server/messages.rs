@@ -83,18 +83,10 @@ fn all_bodies_back(server: &TestServer, user: &User, room: &str) -> Vec<String> 
     }
 }
 
-fn in_room(server: &TestServer) -> (User, User, String) {
-    let alice = user(server, "alice");
-    let bob = user(server, "bob");
-    let room = create_room(server, &alice, json!({"preset": "public_chat"}));
-    join(server, &bob, &room);
-    (alice, bob, room)
-}
-
 #[test]
 fn a_thousand_messages_page_back_and_forth_without_gaps_or_repeats() {
     let server = TestServer::start();
-    let (alice, bob, room) = in_room(&server);
+    let (alice, bob, room) = alice_and_bob_in_a_room(&server);
     let total = 1000;
     for i in 0..total {
         send_text(&server, &alice, &room, &format!("t{i}"), &format!("m{i}"));
@@ -144,7 +136,7 @@ fn a_thousand_messages_page_back_and_forth_without_gaps_or_repeats() {
 #[test]
 fn to_stops_pagination_and_start_echoes_from() {
     let server = TestServer::start();
-    let (alice, bob, room) = in_room(&server);
+    let (alice, bob, room) = alice_and_bob_in_a_room(&server);
     for i in 0..10 {
         send_text(&server, &alice, &room, &format!("t{i}"), &format!("m{i}"));
     }
@@ -202,7 +194,7 @@ fn to_stops_pagination_and_start_echoes_from() {
 #[test]
 fn filters_narrow_the_chunk_and_lazy_load_its_senders() {
     let server = TestServer::start();
-    let (alice, bob, room) = in_room(&server);
+    let (alice, bob, room) = alice_and_bob_in_a_room(&server);
     let carol = user(&server, "carol");
     join(&server, &carol, &room);
     send_text(&server, &alice, &room, "a1", "from alice");
@@ -298,7 +290,7 @@ fn filters_narrow_the_chunk_and_lazy_load_its_senders() {
 #[test]
 fn redacted_events_come_back_redacted() {
     let server = TestServer::start();
-    let (alice, bob, room) = in_room(&server);
+    let (alice, bob, room) = alice_and_bob_in_a_room(&server);
     let target = send_text(&server, &alice, &room, "t1", "oops");
     let (status, body) = server.send(
         "PUT",
@@ -328,7 +320,7 @@ fn redacted_events_come_back_redacted() {
 #[test]
 fn outsiders_are_refused_and_leavers_read_up_to_their_departure() {
     let server = TestServer::start();
-    let (alice, bob, room) = in_room(&server);
+    let (alice, bob, room) = alice_and_bob_in_a_room(&server);
     let carol = user(&server, "carol");
     let before = send_text(&server, &alice, &room, "t1", "before");
     let (status, body) = membership(&server, &bob, &room, "leave", json!({}));
@@ -552,7 +544,7 @@ fn world_readable_history_is_open_to_anyone_while_it_was_world_readable() {
 #[test]
 fn context_surrounds_the_event_with_tokens_for_both_directions() {
     let server = TestServer::start();
-    let (alice, bob, room) = in_room(&server);
+    let (alice, bob, room) = alice_and_bob_in_a_room(&server);
     let mut ids = Vec::new();
     for i in 0..10 {
         ids.push(send_text(
@@ -654,7 +646,7 @@ fn context_surrounds_the_event_with_tokens_for_both_directions() {
 #[test]
 fn timestamp_to_event_finds_the_nearest_event_either_way() {
     let server = TestServer::start();
-    let (alice, bob, room) = in_room(&server);
+    let (alice, bob, room) = alice_and_bob_in_a_room(&server);
     let mut sent = Vec::new();
     for i in 0..3 {
         // Distinct timestamps, also from the room's creation, make the expected answers
@@ -735,7 +727,7 @@ fn timestamp_to_event_finds_the_nearest_event_either_way() {
 #[test]
 fn bad_tokens_and_parameters_are_refused() {
     let server = TestServer::start();
-    let (_alice, bob, room) = in_room(&server);
+    let (_alice, bob, room) = alice_and_bob_in_a_room(&server);
     for query in [
         "dir=b&from=garbage",
         "dir=b&from=t1",

@@ -107,18 +107,10 @@ fn event(server: &TestServer, user: &User, room: &str, event_id: &str) -> Value 
     body
 }
 
-fn setup(server: &TestServer) -> (User, User, String) {
-    let alice = user(server, "alice");
-    let bob = user(server, "bob");
-    let room = create_room(server, &alice, json!({"preset": "public_chat"}));
-    join(server, &bob, &room);
-    (alice, bob, room)
-}
-
 #[test]
 fn one_reaction_per_key_until_it_is_redacted() {
     let server = TestServer::start();
-    let (alice, bob, room) = setup(&server);
+    let (alice, bob, room) = alice_and_bob_in_a_room(&server);
     let message = send_text(&server, &alice, &room, "t1", "react to me");
     let thumbs = sent(react(&server, &bob, &room, "r1", &message, "👍"));
     assert_error(
@@ -176,7 +168,7 @@ fn one_reaction_per_key_until_it_is_redacted() {
 #[test]
 fn the_latest_edit_is_bundled_wherever_the_original_is_served() {
     let server = TestServer::start();
-    let (alice, bob, room) = setup(&server);
+    let (alice, bob, room) = alice_and_bob_in_a_room(&server);
     let original = send_text(&server, &alice, &room, "t1", "I like cake");
     sent(edit(
         &server,
@@ -253,7 +245,7 @@ fn the_latest_edit_is_bundled_wherever_the_original_is_served() {
 #[test]
 fn threads_are_summarised_listed_and_checked() {
     let server = TestServer::start();
-    let (alice, bob, room) = setup(&server);
+    let (alice, bob, room) = alice_and_bob_in_a_room(&server);
     let carol = user(&server, "carol");
     join(&server, &carol, &room);
     let root = send_text(&server, &alice, &room, "t1", "thread root");
@@ -332,7 +324,7 @@ fn threads_are_summarised_listed_and_checked() {
 #[test]
 fn relations_paginate_without_repeats_and_references_are_bundled() {
     let server = TestServer::start();
-    let (alice, bob, room) = setup(&server);
+    let (alice, bob, room) = alice_and_bob_in_a_room(&server);
     let target = send_text(&server, &alice, &room, "t1", "target");
     let mut references = Vec::new();
     for i in 0..5 {

@@ -32,6 +32,15 @@ pub fn enc(segment: &str) -> String {
     out
 }
 
+/// Alice's public room with Bob joined: where most tests begin.
+pub fn alice_and_bob_in_a_room(server: &TestServer) -> (User, User, String) {
+    let alice = user(server, "alice");
+    let bob = user(server, "bob");
+    let room = create_room(server, &alice, json!({"preset": "public_chat"}));
+    join(server, &bob, &room);
+    (alice, bob, room)
+}
+
 pub fn try_create_room(server: &TestServer, user: &User, body: Value) -> (u16, Value) {
     server.post("/_matrix/client/v3/createRoom", Some(&user.token), &body)
 }

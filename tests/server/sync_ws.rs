@@ -75,18 +75,10 @@ fn message_ids(body: &Value, room: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn setup(server: &TestServer) -> (User, User, String) {
-    let alice = user(server, "alice");
-    let bob = user(server, "bob");
-    let room = create_room(server, &alice, json!({"preset": "public_chat"}));
-    join(server, &bob, &room);
-    (alice, bob, room)
-}
-
 #[test]
 fn a_socket_receives_the_same_events_as_a_long_poll() {
     let server = TestServer::start();
-    let (alice, bob, room) = setup(&server);
+    let (alice, bob, room) = alice_and_bob_in_a_room(&server);
     let mut socket = connect(&server, &bob, "");
     let initial = next_sync(&mut socket);
     assert!(initial["rooms"]["join"].get(&room).is_some(), "{initial}");
@@ -112,7 +104,7 @@ fn a_socket_receives_the_same_events_as_a_long_poll() {
 #[test]
 fn reconnecting_with_the_last_token_misses_and_repeats_nothing() {
     let server = TestServer::start();
-    let (alice, bob, room) = setup(&server);
+    let (alice, bob, room) = alice_and_bob_in_a_room(&server);
     let mut sent = Vec::new();
     let mut received = Vec::new();
 
@@ -155,7 +147,7 @@ fn reconnecting_with_the_last_token_misses_and_repeats_nothing() {
 #[test]
 fn requests_over_the_socket_are_answered_by_id() {
     let server = TestServer::start();
-    let (alice, bob, room) = setup(&server);
+    let (alice, bob, room) = alice_and_bob_in_a_room(&server);
     let lonely = create_room(&server, &alice, json!({"preset": "private_chat"}));
     let mut socket = connect(&server, &bob, "");
     next_sync(&mut socket);

@@ -170,7 +170,7 @@ fn the_latest_edit_is_bundled_wherever_the_original_is_served() {
     let server = TestServer::start();
     let (alice, bob, room) = alice_and_bob_in_a_room(&server);
     let original = send_text(&server, &alice, &room, "t1", "I like cake");
-    sent(edit(
+    let first_edit = sent(edit(
         &server,
         &alice,
         &room,
@@ -178,7 +178,7 @@ fn the_latest_edit_is_bundled_wherever_the_original_is_served() {
         &original,
         "I like chocolate cake",
     ));
-    let latest = sent(edit(
+    let second_edit = sent(edit(
         &server,
         &alice,
         &room,
@@ -186,16 +186,24 @@ fn the_latest_edit_is_bundled_wherever_the_original_is_served() {
         &original,
         "I like all cake",
     ));
+    // The spec's "most recent": the later origin_server_ts, and on a tie (two edits in
+    // one millisecond) the larger event ID.
+    let order = |id: &str| {
+        let body = event(&server, &alice, &room, id);
+        (body["origin_server_ts"].as_u64().unwrap(), id.to_owned())
+    };
+    let (latest, latest_text) = if order(&second_edit) > order(&first_edit) {
+        (second_edit, "I like all cake")
+    } else {
+        (first_edit, "I like chocolate cake")
+    };
     // Someone else's "edit" is not an edit of Alice's message.
     sent(edit(&server, &bob, &room, "e3", &original, "Bob was here"));
 
     let body = event(&server, &bob, &room, &original);
     let replace = &body["unsigned"]["m.relations"]["m.replace"];
     assert_eq!(replace["event_id"], latest, "{body}");
-    assert_eq!(
-        replace["content"]["m.new_content"]["body"],
-        "I like all cake"
-    );
+    assert_eq!(replace["content"]["m.new_content"]["body"], latest_text);
     // The original's own content is left as it was.
     assert_eq!(body["content"]["body"], "I like cake");
 

@@ -1,4 +1,5 @@
 import { MatrixClient } from "../matrix/client";
+import { MediaCache } from "../media/cache";
 import type { Session } from "../matrix/client";
 import type { JsonObject } from "../matrix/types";
 import { SyncEngine } from "../sync/engine";
@@ -15,6 +16,9 @@ export class Chat {
   readonly store: ClientStore;
   readonly engine: SyncEngine;
   readonly outbox: Outbox;
+  readonly media: MediaCache;
+  /** Our own profile, for the sidebar: sync only carries it inside room member events. */
+  ownProfile: JsonObject = {};
   private readonly sentReceipts = new Map<string, string>();
   private readonly typingSent = new Map<string, number>();
   private readonly typingQueue = new Map<string, Promise<void>>();
@@ -22,6 +26,7 @@ export class Chat {
   constructor(session: Session, onSessionEnded: () => void) {
     this.client = new MatrixClient(session);
     this.client.onUnknownToken = onSessionEnded;
+    this.media = new MediaCache(this.client);
     this.store = new ClientStore(session.userId);
     const forcePolling = localStorage.getItem("hearth.transport") === "poll";
     this.engine = new SyncEngine(this.client, this.store, onSessionEnded, forcePolling);
@@ -73,12 +78,23 @@ export class Chat {
 
   start(): void {
     this.engine.start();
+    void this.loadOwnProfile();
     document.addEventListener("visibilitychange", this.onVisibility);
   }
 
   stop(): void {
     document.removeEventListener("visibilitychange", this.onVisibility);
     this.engine.stop();
+    this.media.clear();
+  }
+
+  async loadOwnProfile(): Promise<void> {
+    try {
+      this.ownProfile = await this.client.profile(this.userId);
+      this.store.changed();
+    } catch {
+      // Only the sidebar's name and picture wait on this; initials stand in.
+    }
   }
 
   private readonly onVisibility = (): void => {

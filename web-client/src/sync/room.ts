@@ -209,6 +209,19 @@ export class Room {
     return name && name.trim() ? name : localpart(userId);
   }
 
+  /** The member's avatar as an mxc:// URI, as their member event carries it. */
+  avatarUrl(userId: string): string | undefined {
+    return str(this.member(userId)?.avatar_url);
+  }
+
+  /** The room's own picture, else, with exactly one other person, theirs (as Synapse's clients do). */
+  avatar(me: string): string | undefined {
+    const own = str(this.stateEvent("m.room.avatar")?.content.url);
+    if (own) return own;
+    const others = [...this.members("join"), ...this.members("invite")].filter((u) => u !== me);
+    return others.length === 1 && others[0] ? this.avatarUrl(others[0]) : undefined;
+  }
+
   members(membership = "join"): string[] {
     const out: string[] = [];
     for (const event of this.state.values()) {

@@ -19,6 +19,8 @@ export class Chat {
   readonly media: MediaCache;
   /** Our own profile, for the sidebar: sync only carries it inside room member events. */
   ownProfile: JsonObject = {};
+  /** Whose profile card is open, from a click on a name anywhere; null when none is. */
+  profileShown: string | null = null;
   private readonly sentReceipts = new Map<string, string>();
   private readonly typingSent = new Map<string, number>();
   private readonly typingQueue = new Map<string, Promise<void>>();
@@ -86,6 +88,11 @@ export class Chat {
     document.removeEventListener("visibilitychange", this.onVisibility);
     this.engine.stop();
     this.media.clear();
+  }
+
+  showProfile(userId: string | null): void {
+    this.profileShown = userId;
+    this.store.changed();
   }
 
   async loadOwnProfile(): Promise<void> {

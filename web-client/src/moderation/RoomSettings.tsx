@@ -99,7 +99,10 @@ export function RoomSettings(props: { room: Room; onClose: () => void }) {
               <li key={userId} data-user-id={userId}>
                 <Avatar id={userId} name={name} url={room.avatarUrl(userId)} presence={presence} />
                 <span class="member-name">
-                  {name} <span class="muted small">{userId}</span>
+                  <button type="button" class="sender-link" onClick={() => chat.showProfile(userId)}>
+                    {name}
+                  </button>{" "}
+                  <span class="muted small">{userId}</span>
                   <span class="visually-hidden">, {presenceLabel(presence)}</span>
                   {invited ? <span class="muted small"> (invited)</span> : null}
                 </span>

@@ -99,9 +99,9 @@ export function EventTile(props: {
       <div class="event-main">
         {props.continuation ? null : (
           <header class="event-header">
-            <span class="sender" title={event.sender}>
+            <button type="button" class="sender sender-link" title={event.sender} onClick={() => chat.showProfile(event.sender)}>
               {name}
-            </span>
+            </button>
             <time dateTime={new Date(event.origin_server_ts).toISOString()}>{timeLabel(event.origin_server_ts)}</time>
           </header>
         )}

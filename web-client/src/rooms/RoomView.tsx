@@ -25,7 +25,7 @@ function InviteView(props: { room: Room; onLeft: () => void }) {
       .catch((e: unknown) => setError(describeError(e)));
   return (
     <div class="invite-view">
-      <Avatar id={props.room.roomId} name={props.room.name(chat.userId)} url={props.room.avatar(chat.userId)} size="large" />
+      <Avatar id={props.room.roomId} name={props.room.name(chat.userId)} url={props.room.avatar(undefined)} size="large" />
       <h2>{props.room.name(chat.userId)}</h2>
       <p>
         {inviter ? props.room.displayName(inviter) : "Someone"} invited you{me?.is_direct === true ? " to a direct chat" : ""}.
@@ -111,7 +111,7 @@ export function RoomView(props: { room: Room; onBack: () => void; onLeft: () => 
         <button type="button" class="icon-button back" aria-label="Back to rooms" onClick={props.onBack}>
           <Icon name="back" />
         </button>
-        <Avatar id={room.roomId} name={name} url={room.avatar(chat.userId)} presence={partnerPresence} />
+        <Avatar id={room.roomId} name={name} url={room.avatar(partner)} presence={partnerPresence} />
         <div class="room-title">
           <h2>{name}</h2>
           <p class="muted small">

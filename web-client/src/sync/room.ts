@@ -214,12 +214,11 @@ export class Room {
     return str(this.member(userId)?.avatar_url);
   }
 
-  /** The room's own picture, else, with exactly one other person, theirs (as Synapse's clients do). */
-  avatar(me: string): string | undefined {
+  /** The room's own picture, else, in a direct chat, the other person's (as Element does). */
+  avatar(directPartner: string | undefined): string | undefined {
     const own = str(this.stateEvent("m.room.avatar")?.content.url);
     if (own) return own;
-    const others = [...this.members("join"), ...this.members("invite")].filter((u) => u !== me);
-    return others.length === 1 && others[0] ? this.avatarUrl(others[0]) : undefined;
+    return directPartner ? this.avatarUrl(directPartner) : undefined;
   }
 
   members(membership = "join"): string[] {

@@ -35,9 +35,9 @@ export function gradientPng(width: number, height: number, seed = 0): Buffer {
     rows[row] = 0; // no filter
     for (let x = 0; x < width; x++) {
       const at = row + 1 + x * 3;
-      rows[at] = (x * 255) / width + seed;
+      rows[at] = Math.min(255, (x * 255) / width + seed);
       rows[at + 1] = (y * 255) / height;
-      rows[at + 2] = 160 - seed;
+      rows[at + 2] = Math.max(0, 160 - seed);
     }
   }
   const signature = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);

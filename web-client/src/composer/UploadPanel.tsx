@@ -15,7 +15,9 @@ let uploadLimit: Promise<number | null> | null = null;
 export function UploadPanel(props: { room: Room; file: File; onDone: () => void }) {
   const chat = useChat();
   const { file } = props;
-  const msgtype = msgtypeFor(file.type);
+  // A picture the browser cannot decode goes as a plain file rather than a broken image.
+  const [unreadable, setUnreadable] = useState(false);
+  const msgtype = unreadable ? "m.file" : msgtypeFor(file.type);
   const [preview, setPreview] = useState<string | null>(null);
   const [size, setSize] = useState<{ w: number; h: number } | null>(null);
   const [progress, setProgress] = useState<number | null>(null);
@@ -23,7 +25,7 @@ export function UploadPanel(props: { room: Room; file: File; onDone: () => void 
   const abort = useRef<(() => void) | null>(null);
 
   useEffect(() => {
-    if (msgtype !== "m.image") return;
+    if (msgtypeFor(file.type) !== "m.image") return;
     const url = URL.createObjectURL(file);
     setPreview(url);
     return () => URL.revokeObjectURL(url);
@@ -66,12 +68,13 @@ export function UploadPanel(props: { room: Room; file: File; onDone: () => void 
   const uploading = progress !== null;
   return (
     <div class="upload-panel" role="group" aria-label={`Send ${file.name}`}>
-      {preview ? (
+      {preview && !unreadable ? (
         <img
           class="upload-preview"
           src={preview}
           alt={`Preview of ${file.name}`}
           onLoad={(e) => setSize({ w: e.currentTarget.naturalWidth, h: e.currentTarget.naturalHeight })}
+          onError={() => setUnreadable(true)}
         />
       ) : (
         <span class="upload-icon" aria-hidden="true">

@@ -89,7 +89,8 @@ afterAll(async () => {
 
 describe("media and profiles in the web client", () => {
   it("sends a picture that the other side sees as a decoded thumbnail and opens full size", async () => {
-    await alice.getByLabel("File to send").setInputFiles({ name: "sunset.png", mimeType: "image/png", buffer: gradientPng(800, 500) });
+    const picture = gradientPng(800, 500);
+    await alice.getByLabel("File to send").setInputFiles({ name: "sunset.png", mimeType: "image/png", buffer: picture });
     const panel = alice.getByRole("group", { name: "Send sunset.png" });
     // The preview is local: its size is read before anything is uploaded.
     await panel.getByText("800×500").waitFor(WAIT);
@@ -101,10 +102,24 @@ describe("media and profiles in the web client", () => {
     const seen = await decoded(thumb);
     expect(seen.src).toMatch(/^blob:/);
     expect(seen.width).toBeGreaterThan(0);
+    // A server-made thumbnail (640x480 box, scaled), not the 800 px original.
+    expect(seen).toMatchObject({ width: 640, height: 400 });
     // The box is sized from info.w/h, fitted into 320x240.
     expect(await thumb.getAttribute("width")).toBe("320");
     expect(await thumb.getAttribute("height")).toBe("200");
     await screenshot(bob, "21-image-light");
+
+    // The event says what a client needs to reserve space before fetching anything.
+    const token = await hearth.login("bob");
+    const roomId = decodeURIComponent(new URL(bob.url()).hash.replace("#/room/", ""));
+    const page = await hearth.api<{ chunk: { type: string; content: Record<string, unknown> }[] }>(
+      "GET",
+      `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/messages?dir=b&limit=5`,
+      token,
+    );
+    const sent = page.chunk.find((event) => event.content.msgtype === "m.image");
+    expect(sent?.content).toMatchObject({ body: "sunset.png", info: { mimetype: "image/png", size: picture.length, w: 800, h: 500 } });
+    expect(sent?.content.url).toMatch(/^mxc:\/\//);
 
     await timeline(bob).getByRole("button", { name: "Open sunset.png at full size" }).click();
     const full = await decoded(bob.getByRole("dialog", { name: "sunset.png" }).locator("img.full-image"));

@@ -41,7 +41,7 @@ export function UploadPanel(props: { room: Room; file: File; onDone: () => void 
     const limit = await uploadLimit;
     if (limit !== null && file.size > limit) {
       // Said before sending: the server would refuse it after the whole upload, or cut it off.
-      setError(`${file.name} is ${formatBytes(file.size)}; this server accepts files up to ${formatBytes(limit)}. (M_TOO_LARGE)`);
+      setError(`${file.name} (${formatBytes(file.size)}) is larger than this server accepts: ${formatBytes(limit)} at most. (M_TOO_LARGE)`);
       return;
     }
     setProgress(0);

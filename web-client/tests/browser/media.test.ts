@@ -55,7 +55,8 @@ async function decoded(image: Locator): Promise<{ src: string; width: number; he
 }
 
 beforeAll(async () => {
-  hearth = await Hearth.start({ HEARTH_MEDIA__MAX_UPLOAD_BYTES: String(UPLOAD_LIMIT) });
+  // A slow refill, so the rate-limit test can empty Alice's allowance before the client asks.
+  hearth = await Hearth.start({ HEARTH_MEDIA__MAX_UPLOAD_BYTES: String(UPLOAD_LIMIT), HEARTH_MEDIA__UPLOADS_PER_MINUTE: "1" });
   browser = await launchBrowser();
   ({ page: alice } = await newUserPage(browser, hearth));
   ({ page: bob } = await newUserPage(browser, hearth));
@@ -149,16 +150,16 @@ describe("media and profiles in the web client", () => {
     await bob.emulateMedia({ colorScheme: "light" });
   });
 
-  it("takes a pasted picture into the composer and refuses files over the server's limit", async () => {
+  it("takes a pasted file into the composer and refuses files over the server's limit", async () => {
     await alice.locator(".composer textarea").evaluate((box) => {
       const data = new DataTransfer();
-      data.items.add(new File([new Uint8Array(1024 * 1024 + 1)], "huge.bin", { type: "application/octet-stream" }));
+      data.items.add(new File([new Uint8Array(1536 * 1024)], "huge.bin", { type: "application/octet-stream" }));
       box.dispatchEvent(new ClipboardEvent("paste", { bubbles: true, cancelable: true, clipboardData: data }));
     });
     const panel = alice.getByRole("group", { name: "Send huge.bin" });
     await panel.getByRole("button", { name: "Send file" }).click();
     await panel.getByRole("alert").filter({ hasText: "M_TOO_LARGE" }).waitFor(WAIT);
-    expect(await panel.getByRole("alert").textContent()).toContain("up to 1.0 MB");
+    expect(await panel.getByRole("alert").textContent()).toContain("huge.bin (1.5 MB) is larger than this server accepts: 1.0 MB at most.");
     await screenshot(alice, "24-upload-too-large-light");
     await panel.getByRole("button", { name: "Cancel" }).click();
     await panel.waitFor({ state: "detached", ...WAIT });
@@ -218,6 +219,31 @@ describe("media and profiles in the web client", () => {
     await screenshot(bob, "26-profile-view-dark");
     await bob.emulateMedia({ colorScheme: "light" });
     await card.getByRole("button", { name: "Close" }).click();
+  });
+
+  it("shows the server's rate limit on an upload", async () => {
+    const token = await hearth.login("alice");
+    let status = 0;
+    for (let i = 0; i < 40 && status !== 429; i++) {
+      const response = await fetch(`${hearth.url}/_matrix/media/v3/upload?filename=filler.txt`, {
+        method: "POST",
+        headers: { Authorization: `Bearer ${token}`, "Content-Type": "text/plain" },
+        body: "filler",
+      });
+      status = response.status;
+      await response.body?.cancel();
+    }
+    expect(status).toBe(429);
+
+    await alice.getByLabel("File to send").setInputFiles({ name: "one-more.txt", mimeType: "text/plain", buffer: Buffer.from("one more") });
+    const panel = alice.getByRole("group", { name: "Send one-more.txt" });
+    await panel.getByRole("button", { name: "Send file" }).click();
+    const alert = panel.getByRole("alert").filter({ hasText: "M_LIMIT_EXCEEDED" });
+    await alert.waitFor(WAIT);
+    expect(await alert.textContent()).toMatch(/^Too many attempts\. Try again in \d+ s\./);
+    // Still there to try again later.
+    expect(await panel.getByRole("button", { name: "Send file" }).isEnabled()).toBe(true);
+    await panel.getByRole("button", { name: "Cancel" }).click();
   });
 
   it("had no uncaught errors or policy violations", () => {

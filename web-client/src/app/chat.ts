@@ -45,6 +45,7 @@ export class Chat {
     });
     this.engine.onOnline(() => void this.outbox.flush());
     this.store.subscribe(() => this.fetchMissingPresence());
+    this.store.subscribe(() => this.noticeOwnProfileChanges());
   }
 
   /**
@@ -88,6 +89,25 @@ export class Chat {
     document.removeEventListener("visibilitychange", this.onVisibility);
     this.engine.stop();
     this.media.clear();
+  }
+
+  /**
+   * A name or picture changed on another device reaches us only as new member events:
+   * one that disagrees with what we hold means our copy is stale. Each event is looked
+   * at once, so a room-specific name cannot make this ask again and again.
+   */
+  private readonly ownMemberEventsSeen = new Set<string>();
+  private noticeOwnProfileChanges(): void {
+    let stale = false;
+    for (const room of this.store.rooms.values()) {
+      if (room.membership !== "join") continue;
+      const event = room.stateEvent("m.room.member", this.userId);
+      if (!event || !("event_id" in event) || this.ownMemberEventsSeen.has(event.event_id)) continue;
+      this.ownMemberEventsSeen.add(event.event_id);
+      const { displayname, avatar_url } = event.content;
+      if (displayname !== this.ownProfile.displayname || avatar_url !== this.ownProfile.avatar_url) stale = true;
+    }
+    if (stale) void this.loadOwnProfile();
   }
 
   showProfile(userId: string | null): void {

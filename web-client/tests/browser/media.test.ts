@@ -221,6 +221,13 @@ describe("media and profiles in the web client", () => {
     await card.getByRole("button", { name: "Close" }).click();
   });
 
+  it("follows a name changed on another device", async () => {
+    const token = await hearth.login("alice");
+    await hearth.api("PUT", `/_matrix/client/v3/profile/${encodeURIComponent(hearth.userId("alice"))}/displayname`, token, { displayname: "Alice L." });
+    await alice.locator(".me").getByText("Alice L.").waitFor(WAIT);
+    await timeline(bob).locator("article.event .sender").filter({ hasText: "Alice L." }).first().waitFor(WAIT);
+  });
+
   it("shows the server's rate limit on an upload", async () => {
     const token = await hearth.login("alice");
     let status = 0;

@@ -1,5 +1,7 @@
 import { useEffect, useMemo, useState } from "preact/hooks";
 import { AccountDialog } from "../account/AccountDialog";
+import { ProfileDialog } from "../account/ProfileDialog";
+import { UserProfileDialog } from "../account/UserProfileDialog";
 import type { Session } from "../matrix/client";
 import { describeError } from "../matrix/errors";
 import { CreateRoomDialog, DirectoryDialog, JoinDialog, StartDmDialog } from "../rooms/dialogs";
@@ -14,7 +16,7 @@ import { applyTheme, loadTheme, nextTheme } from "../ui/theme";
 import { Chat } from "./chat";
 import { ChatContext } from "./context";
 
-type DialogName = "create" | "join" | "directory" | "dm" | "account" | null;
+type DialogName = "create" | "join" | "directory" | "dm" | "account" | "profile" | null;
 
 function roomFromHash(): string | null {
   const match = /^#\/room\/(.+)$/.exec(location.hash);
@@ -72,15 +74,18 @@ export function ChatView(props: { session: Session; onSignedOut: (notice: string
 
   const room = selected ? chat.store.rooms.get(selected) : undefined;
   const me = chat.userId;
+  const myName = typeof chat.ownProfile.displayname === "string" ? chat.ownProfile.displayname : localpart(me);
   return (
     <ChatContext.Provider value={chat}>
       <div class={`app ${selected ? "room-open" : ""}`}>
         <aside class="sidebar" aria-label="Navigation">
           <header class="me">
-            <Avatar id={me} name={localpart(me)} presence={chat.store.presence.get(me)} />
+            <button type="button" class="icon-button me-avatar" aria-label="Edit your profile" title="Edit your profile" onClick={() => setDialog("profile")}>
+              <Avatar id={me} name={myName} url={chat.ownProfile.avatar_url} presence={chat.store.presence.get(me)} />
+            </button>
             <span class="me-name" title={me}>
               <button type="button" class="link me-link" aria-label={`Account settings for ${me}`} onClick={() => setDialog("account")}>
-                {localpart(me)}
+                {myName}
               </button>
               <span class={`connection ${chat.store.connection}`} role="status" data-connection={chat.store.connection}>
                 {CONNECTION_TEXT[chat.store.connection]}
@@ -131,7 +136,7 @@ export function ChatView(props: { session: Session; onSignedOut: (notice: string
             <RoomView room={room} onBack={() => open(null)} onLeft={() => open(null)} />
           ) : (
             <div class="welcome">
-              <h2>Welcome, {localpart(me)}</h2>
+              <h2>Welcome, {myName}</h2>
               <p class="muted">
                 {selected && chat.store.synced ? "That room is not in your list. " : ""}
                 Pick a room on the left, or start something new.
@@ -144,6 +149,8 @@ export function ChatView(props: { session: Session; onSignedOut: (notice: string
         {dialog === "directory" ? <DirectoryDialog onClose={() => setDialog(null)} onJoined={open} /> : null}
         {dialog === "dm" ? <StartDmDialog onClose={() => setDialog(null)} onStarted={open} /> : null}
         {dialog === "account" ? <AccountDialog onClose={() => setDialog(null)} /> : null}
+        {dialog === "profile" ? <ProfileDialog onClose={() => setDialog(null)} /> : null}
+        {chat.profileShown ? <UserProfileDialog key={chat.profileShown} userId={chat.profileShown} onClose={() => chat.showProfile(null)} /> : null}
       </div>
     </ChatContext.Provider>
   );

@@ -1,4 +1,5 @@
 import { MatrixClient } from "../matrix/client";
+import { MediaCache } from "../media/cache";
 import type { Session } from "../matrix/client";
 import type { JsonObject } from "../matrix/types";
 import { SyncEngine } from "../sync/engine";
@@ -15,6 +16,11 @@ export class Chat {
   readonly store: ClientStore;
   readonly engine: SyncEngine;
   readonly outbox: Outbox;
+  readonly media: MediaCache;
+  /** Our own profile, for the sidebar: sync only carries it inside room member events. */
+  ownProfile: JsonObject = {};
+  /** Whose profile card is open, from a click on a name anywhere; null when none is. */
+  profileShown: string | null = null;
   private readonly sentReceipts = new Map<string, string>();
   private readonly typingSent = new Map<string, number>();
   private readonly typingQueue = new Map<string, Promise<void>>();
@@ -22,6 +28,7 @@ export class Chat {
   constructor(session: Session, onSessionEnded: () => void) {
     this.client = new MatrixClient(session);
     this.client.onUnknownToken = onSessionEnded;
+    this.media = new MediaCache(this.client);
     this.store = new ClientStore(session.userId);
     const forcePolling = localStorage.getItem("hearth.transport") === "poll";
     this.engine = new SyncEngine(this.client, this.store, onSessionEnded, forcePolling);
@@ -38,6 +45,7 @@ export class Chat {
     });
     this.engine.onOnline(() => void this.outbox.flush());
     this.store.subscribe(() => this.fetchMissingPresence());
+    this.store.subscribe(() => this.noticeOwnProfileChanges());
   }
 
   /**
@@ -73,12 +81,47 @@ export class Chat {
 
   start(): void {
     this.engine.start();
+    void this.loadOwnProfile();
     document.addEventListener("visibilitychange", this.onVisibility);
   }
 
   stop(): void {
     document.removeEventListener("visibilitychange", this.onVisibility);
     this.engine.stop();
+    this.media.clear();
+  }
+
+  /**
+   * A name or picture changed on another device reaches us only as new member events:
+   * one that disagrees with what we hold means our copy is stale. Each event is looked
+   * at once, so a room-specific name cannot make this ask again and again.
+   */
+  private readonly ownMemberEventsSeen = new Set<string>();
+  private noticeOwnProfileChanges(): void {
+    let stale = false;
+    for (const room of this.store.rooms.values()) {
+      if (room.membership !== "join") continue;
+      const event = room.stateEvent("m.room.member", this.userId);
+      if (!event || !("event_id" in event) || this.ownMemberEventsSeen.has(event.event_id)) continue;
+      this.ownMemberEventsSeen.add(event.event_id);
+      const { displayname, avatar_url } = event.content;
+      if (displayname !== this.ownProfile.displayname || avatar_url !== this.ownProfile.avatar_url) stale = true;
+    }
+    if (stale) void this.loadOwnProfile();
+  }
+
+  showProfile(userId: string | null): void {
+    this.profileShown = userId;
+    this.store.changed();
+  }
+
+  async loadOwnProfile(): Promise<void> {
+    try {
+      this.ownProfile = await this.client.profile(this.userId);
+      this.store.changed();
+    } catch {
+      // Only the sidebar's name and picture wait on this; initials stand in.
+    }
   }
 
   private readonly onVisibility = (): void => {

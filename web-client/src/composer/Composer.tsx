@@ -6,10 +6,17 @@ import type { Room } from "../sync/room";
 import type { ComposerTarget } from "../timeline/EventTile";
 import { Icon } from "../ui/icons";
 import { EmojiPicker } from "./EmojiPicker";
+import { UploadPanel } from "./UploadPanel";
 import { completeShortcode, shortcodeAt } from "./emoji";
 import { buildContent, mentionsIn } from "./content";
 
-export function Composer(props: { room: Room; target: ComposerTarget | null; onTarget: (target: ComposerTarget | null) => void }) {
+export function Composer(props: {
+  room: Room;
+  target: ComposerTarget | null;
+  onTarget: (target: ComposerTarget | null) => void;
+  attachment: File | null;
+  onAttachment: (file: File | null) => void;
+}) {
   const chat = useChat();
   const { room, target } = props;
   const [text, setText] = useState("");
@@ -17,6 +24,7 @@ export function Composer(props: { room: Room; target: ComposerTarget | null; onT
   const [suggestions, setSuggestions] = useState<Array<readonly [string, string]>>([]);
   const [active, setActive] = useState(0);
   const input = useRef<HTMLTextAreaElement>(null);
+  const picker = useRef<HTMLInputElement>(null);
   const idleTimer = useRef<ReturnType<typeof setTimeout> | null>(null);
 
   // Editing starts from the message as it reads now, in place before anything else is typed.
@@ -31,6 +39,7 @@ export function Composer(props: { room: Room; target: ComposerTarget | null; onT
   useEffect(() => {
     setText("");
     props.onTarget(null);
+    props.onAttachment(null);
   }, [room.roomId]);
 
   useEffect(() => () => chat.setTyping(room.roomId, false), [room.roomId]);
@@ -81,6 +90,14 @@ export function Composer(props: { room: Room; target: ComposerTarget | null; onT
     setSuggestions([]);
     props.onTarget(null);
     chat.setTyping(room.roomId, false);
+  };
+
+  // A pasted picture (a screenshot, say) becomes an attachment; pasted text stays text.
+  const onPaste = (e: ClipboardEvent) => {
+    const file = e.clipboardData?.files[0];
+    if (!file) return;
+    e.preventDefault();
+    props.onAttachment(file);
   };
 
   const onKeyDown = (e: KeyboardEvent) => {
@@ -145,6 +162,7 @@ export function Composer(props: { room: Room; target: ComposerTarget | null; onT
           </button>
         </div>
       ) : null}
+      {props.attachment ? <UploadPanel key={`${props.attachment.name}:${props.attachment.lastModified}`} room={room} file={props.attachment} onDone={() => props.onAttachment(null)} /> : null}
       {suggestions.length ? (
         <ul class="suggestions" role="listbox" id="emoji-suggestions" aria-label="Emoji suggestions">
           {suggestions.map(([code, emoji], i) => (
@@ -168,6 +186,20 @@ export function Composer(props: { room: Room; target: ComposerTarget | null; onT
         <button type="button" class="icon-button" aria-label="Insert emoji" aria-expanded={picking} onClick={() => setPicking(!picking)}>
           <Icon name="smile" />
         </button>
+        <button type="button" class="icon-button" aria-label="Attach a file" title="Attach a file" onClick={() => picker.current?.click()}>
+          <Icon name="attach" />
+        </button>
+        <input
+          ref={picker}
+          type="file"
+          hidden
+          aria-label="File to send"
+          onChange={(e) => {
+            const file = e.currentTarget.files?.[0];
+            if (file) props.onAttachment(file);
+            e.currentTarget.value = "";
+          }}
+        />
         {picking ? (
           <EmojiPicker
             label="Insert emoji"
@@ -189,6 +221,7 @@ export function Composer(props: { room: Room; target: ComposerTarget | null; onT
           placeholder="Write a message… (Markdown: **bold**, *italic*, `code`)"
           onInput={(e) => typed(e.currentTarget.value)}
           onKeyDown={onKeyDown}
+          onPaste={onPaste}
           onBlur={() => chat.setTyping(room.roomId, false)}
         />
         <button type="button" class="primary send" onClick={send} disabled={!text.trim()}>

@@ -1,4 +1,4 @@
-import { MatrixError } from "./errors";
+import { MatrixError, NetworkError } from "./errors";
 import { enc, request } from "./http";
 import { isObject } from "./types";
 import type {
@@ -137,7 +137,7 @@ export class MatrixClient {
     return this.call("GET", `${V3}/presence/${enc(userId)}/status`);
   }
 
-  searchUsers(term: string): Promise<{ results: { user_id: string; display_name?: string }[]; limited: boolean }> {
+  searchUsers(term: string): Promise<{ results: { user_id: string; display_name?: string; avatar_url?: string }[]; limited: boolean }> {
     return this.call("POST", `${V3}/user_directory/search`, { search_term: term, limit: 8 });
   }
 
@@ -157,6 +157,71 @@ export class MatrixClient {
     const body: JsonObject = { new_password: newPassword, logout_devices: logoutDevices };
     if (auth) body.auth = auth;
     return this.call("POST", `${V3}/account/password`, body);
+  }
+
+  profile(userId: string): Promise<JsonObject> {
+    return this.call("GET", `${V3}/profile/${enc(userId)}`);
+  }
+
+  setProfileField(key: string, value: unknown): Promise<unknown> {
+    return this.call("PUT", `${V3}/profile/${enc(this.userId)}/${enc(key)}`, { [key]: value });
+  }
+
+  deleteProfileField(key: string): Promise<unknown> {
+    return this.call("DELETE", `${V3}/profile/${enc(this.userId)}/${enc(key)}`);
+  }
+
+  mediaConfig(): Promise<JsonObject> {
+    return this.call("GET", "/_matrix/client/v1/media/config");
+  }
+
+  /** A media download or thumbnail as a blob; these endpoints want the token in a header. */
+  async mediaBlob(path: string, signal?: AbortSignal): Promise<Blob> {
+    let response: Response;
+    try {
+      response = await fetch(path, { headers: { Authorization: `Bearer ${this.session.accessToken}` }, signal: signal ?? null });
+    } catch (e) {
+      if (e instanceof DOMException && e.name === "AbortError") throw e;
+      throw new NetworkError(e instanceof Error ? e.message : String(e));
+    }
+    if (!response.ok) {
+      const body: unknown = await response.json().catch(() => null);
+      throw new MatrixError(response.status, body);
+    }
+    return response.blob();
+  }
+
+  /**
+   * Uploads a file, reporting progress. XMLHttpRequest because fetch still cannot
+   * report upload progress without streaming bodies, which need HTTP/2.
+   */
+  upload(file: Blob, filename: string, onProgress: (sent: number, total: number) => void): { done: Promise<string>; abort: () => void } {
+    const xhr = new XMLHttpRequest();
+    const done = new Promise<string>((resolve, reject) => {
+      xhr.open("POST", `/_matrix/media/v3/upload?${new URLSearchParams({ filename })}`);
+      xhr.setRequestHeader("Authorization", `Bearer ${this.session.accessToken}`);
+      xhr.setRequestHeader("Content-Type", file.type || "application/octet-stream");
+      xhr.upload.onprogress = (e) => onProgress(e.loaded, e.lengthComputable ? e.total : file.size);
+      xhr.onload = () => {
+        let body: unknown = null;
+        try {
+          body = JSON.parse(xhr.responseText);
+        } catch {
+          body = null;
+        }
+        const uri = isObject(body) ? body.content_uri : undefined;
+        if (xhr.status >= 200 && xhr.status < 300 && typeof uri === "string") resolve(uri);
+        else {
+          const error = new MatrixError(xhr.status, body);
+          if (error.errcode === "M_UNKNOWN_TOKEN") this.onUnknownToken?.();
+          reject(error);
+        }
+      };
+      xhr.onerror = () => reject(new NetworkError("the upload was cut off"));
+      xhr.onabort = () => reject(new DOMException("Upload cancelled", "AbortError"));
+      xhr.send(file);
+    });
+    return { done, abort: () => xhr.abort() };
   }
 
   /**

@@ -38,6 +38,8 @@ const FRIENDLY: Record<string, string> = {
   M_NOT_FOUND: "Not found.",
   M_ROOM_IN_USE: "That address is already in use.",
   M_USER_DEACTIVATED: "This account has been deactivated.",
+  M_TOO_LARGE: "That is larger than this server accepts.",
+  M_PROFILE_TOO_LARGE: "Your profile would be too large.",
 };
 
 /** What to tell a person: our plain words first, then the server's own. */

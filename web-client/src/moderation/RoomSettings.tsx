@@ -97,9 +97,12 @@ export function RoomSettings(props: { room: Room; onClose: () => void }) {
             const invited = room.membershipOf(userId) === "invite";
             return (
               <li key={userId} data-user-id={userId}>
-                <Avatar id={userId} name={name} presence={presence} />
+                <Avatar id={userId} name={name} url={room.avatarUrl(userId)} presence={presence} />
                 <span class="member-name">
-                  {name} <span class="muted small">{userId}</span>
+                  <button type="button" class="sender-link" onClick={() => chat.showProfile(userId)}>
+                    {name}
+                  </button>{" "}
+                  <span class="muted small">{userId}</span>
                   <span class="visually-hidden">, {presenceLabel(presence)}</span>
                   {invited ? <span class="muted small"> (invited)</span> : null}
                 </span>
@@ -166,7 +169,7 @@ export function RoomSettings(props: { room: Room; onClose: () => void }) {
           <ul class="member-list">
             {banned.map((userId) => (
               <li key={userId} data-user-id={userId}>
-                <Avatar id={userId} name={room.displayName(userId)} />
+                <Avatar id={userId} name={room.displayName(userId)} url={room.avatarUrl(userId)} />
                 <span class="member-name">
                   {room.displayName(userId)} <span class="muted small">{userId}</span>
                 </span>

@@ -30,7 +30,7 @@ export function RoomList(props: { selected: string | null; onSelect: (roomId: st
               data-room-id={room.roomId}
               onClick={() => props.onSelect(room.roomId)}
             >
-              <Avatar id={room.roomId} name={name} presence={partner ? chat.store.presence.get(partner) : undefined} />
+              <Avatar id={room.roomId} name={name} url={room.avatar(partner)} presence={partner ? chat.store.presence.get(partner) : undefined} />
               <span class="room-item-text">
                 <span class="room-item-name">{name}</span>
                 <span class="room-item-preview">

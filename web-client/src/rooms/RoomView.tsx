@@ -25,7 +25,7 @@ function InviteView(props: { room: Room; onLeft: () => void }) {
       .catch((e: unknown) => setError(describeError(e)));
   return (
     <div class="invite-view">
-      <Avatar id={props.room.roomId} name={props.room.name(chat.userId)} size="large" />
+      <Avatar id={props.room.roomId} name={props.room.name(chat.userId)} url={props.room.avatar(undefined)} size="large" />
       <h2>{props.room.name(chat.userId)}</h2>
       <p>
         {inviter ? props.room.displayName(inviter) : "Someone"} invited you{me?.is_direct === true ? " to a direct chat" : ""}.
@@ -48,6 +48,8 @@ export function RoomView(props: { room: Room; onBack: () => void; onLeft: () => 
   const chat = useChat();
   const { room } = props;
   const [target, setTarget] = useState<ComposerTarget | null>(null);
+  const [attachment, setAttachment] = useState<File | null>(null);
+  const [dropping, setDropping] = useState(false);
   const [dialog, setDialog] = useState<"invite" | "settings" | null>(null);
   const [error, setError] = useState<string | null>(null);
   const name = room.name(chat.userId);
@@ -85,12 +87,31 @@ export function RoomView(props: { room: Room; onBack: () => void; onLeft: () => 
   };
 
   return (
-    <section class="room-view" aria-label={name}>
+    <section
+      class={dropping ? "room-view dropping" : "room-view"}
+      aria-label={name}
+      onDragOver={(e) => {
+        if (!e.dataTransfer?.types.includes("Files") || room.membership !== "join") return;
+        e.preventDefault();
+        setDropping(true);
+      }}
+      onDragLeave={(e) => {
+        // Leaving for a child element is not leaving the room view.
+        if (!e.currentTarget.contains(e.relatedTarget as Node | null)) setDropping(false);
+      }}
+      onDrop={(e) => {
+        setDropping(false);
+        const file = e.dataTransfer?.files[0];
+        if (!file || room.membership !== "join") return;
+        e.preventDefault();
+        setAttachment(file);
+      }}
+    >
       <header class="room-header">
         <button type="button" class="icon-button back" aria-label="Back to rooms" onClick={props.onBack}>
           <Icon name="back" />
         </button>
-        <Avatar id={room.roomId} name={name} presence={partnerPresence} />
+        <Avatar id={room.roomId} name={name} url={room.avatar(partner)} presence={partnerPresence} />
         <div class="room-title">
           <h2>{name}</h2>
           <p class="muted small">
@@ -121,7 +142,7 @@ export function RoomView(props: { room: Room; onBack: () => void; onLeft: () => 
       <ErrorText error={error} />
       <Timeline key={room.roomId} room={room} onCompose={setTarget} />
       <TypingLine room={room} />
-      <Composer room={room} target={target} onTarget={setTarget} />
+      <Composer room={room} target={target} onTarget={setTarget} attachment={attachment} onAttachment={setAttachment} />
       {dialog === "invite" ? <InviteDialog roomId={room.roomId} onClose={() => setDialog(null)} /> : null}
       {dialog === "settings" ? <RoomSettings room={room} onClose={() => setDialog(null)} /> : null}
     </section>

@@ -211,7 +211,7 @@ function normaliseUserId(input: string, me: string): string {
 export function StartDmDialog(props: { onClose: () => void; onStarted: (roomId: string) => void }) {
   const chat = useChat();
   const [user, setUser] = useState("");
-  const [found, setFound] = useState<{ user_id: string; display_name?: string }[]>([]);
+  const [found, setFound] = useState<{ user_id: string; display_name?: string; avatar_url?: string }[]>([]);
   const { busy, error, run } = useAction();
 
   // The user directory, as the person types: people who share a room or are public.
@@ -253,7 +253,7 @@ export function StartDmDialog(props: { onClose: () => void; onStarted: (roomId: 
           <ul class="member-list" aria-label="People found">
             {found.map((person) => (
               <li key={person.user_id}>
-                <Avatar id={person.user_id} name={person.display_name ?? person.user_id} />
+                <Avatar id={person.user_id} name={person.display_name ?? person.user_id} url={person.avatar_url} />
                 <span class="member-name">
                   {person.display_name ?? person.user_id} <span class="muted small">{person.user_id}</span>
                 </span>

@@ -209,6 +209,18 @@ export class Room {
     return name && name.trim() ? name : localpart(userId);
   }
 
+  /** The member's avatar as an mxc:// URI, as their member event carries it. */
+  avatarUrl(userId: string): string | undefined {
+    return str(this.member(userId)?.avatar_url);
+  }
+
+  /** The room's own picture, else, in a direct chat, the other person's (as Element does). */
+  avatar(directPartner: string | undefined): string | undefined {
+    const own = str(this.stateEvent("m.room.avatar")?.content.url);
+    if (own) return own;
+    return directPartner ? this.avatarUrl(directPartner) : undefined;
+  }
+
   members(membership = "join"): string[] {
     const out: string[] = [];
     for (const event of this.state.values()) {

@@ -95,13 +95,13 @@ export function EventTile(props: {
       data-event-id={event.event_id}
       aria-label={`${name} at ${timeLabel(event.origin_server_ts)}`}
     >
-      <div class="gutter">{props.continuation ? <time class="hover-time">{timeLabel(event.origin_server_ts)}</time> : <Avatar id={event.sender} name={name} />}</div>
+      <div class="gutter">{props.continuation ? <time class="hover-time">{timeLabel(event.origin_server_ts)}</time> : <Avatar id={event.sender} name={name} url={room.avatarUrl(event.sender)} />}</div>
       <div class="event-main">
         {props.continuation ? null : (
           <header class="event-header">
-            <span class="sender" title={event.sender}>
+            <button type="button" class="sender sender-link" title={event.sender} onClick={() => chat.showProfile(event.sender)}>
               {name}
-            </span>
+            </button>
             <time dateTime={new Date(event.origin_server_ts).toISOString()}>{timeLabel(event.origin_server_ts)}</time>
           </header>
         )}

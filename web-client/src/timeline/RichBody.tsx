@@ -2,6 +2,7 @@ import type { ComponentChildren } from "preact";
 import { sanitizeIncoming } from "../composer/sanitize";
 import type { JsonObject } from "../matrix/types";
 import { str } from "../matrix/types";
+import { MediaBody } from "./MediaBody";
 
 const URL = /\bhttps?:\/\/[^\s<>"]+[^\s<>".,;:!?)\]'}]/g;
 
@@ -29,14 +30,7 @@ export function RichBody(props: { content: JsonObject }) {
   const msgtype = str(content.msgtype);
   const body = str(content.body) ?? "";
   const html = str(content.format) === "org.matrix.custom.html" ? str(content.formatted_body) : undefined;
-  if (msgtype && ["m.image", "m.file", "m.audio", "m.video"].includes(msgtype)) {
-    const kind = msgtype.slice(2);
-    return (
-      <div class="body attachment">
-        📎 {body || kind} <span class="muted">({kind}: attachments are not shown by this client yet)</span>
-      </div>
-    );
-  }
+  if (msgtype && ["m.image", "m.file", "m.audio", "m.video"].includes(msgtype)) return <MediaBody content={content} />;
   if (html !== undefined) {
     return <div class="body html" dangerouslySetInnerHTML={{ __html: sanitizeIncoming(html) }} />;
   }

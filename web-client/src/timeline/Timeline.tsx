@@ -57,7 +57,7 @@ function ReadBy(props: { room: Room; users: string[] }) {
   return (
     <div class="read-by" aria-label={`Seen by ${names.join(", ")}`} title={`Seen by ${names.join(", ")}`}>
       {props.users.slice(0, 5).map((u) => (
-        <Avatar key={u} id={u} name={props.room.displayName(u)} size="small" />
+        <Avatar key={u} id={u} name={props.room.displayName(u)} url={props.room.avatarUrl(u)} size="small" />
       ))}
       <span class="muted small">Seen by {names.join(", ")}</span>
     </div>

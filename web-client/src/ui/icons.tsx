@@ -10,6 +10,7 @@ const PATHS = {
   system: "M12 3a9 9 0 1 0 0 18 9 9 0 0 0 0-18zM12 3v18M12 8h4M12 12h5M12 16h4",
   back: "M15 5l-7 7 7 7",
   close: "M6 6l12 12M18 6 6 18",
+  attach: "M21 11.5l-8.5 8.5a5 5 0 0 1-7-7L14 4.5a3.3 3.3 0 0 1 4.7 4.7L10.2 17.7a1.7 1.7 0 0 1-2.4-2.4L15.5 7.6",
 } as const;
 
 export type IconName = keyof typeof PATHS;

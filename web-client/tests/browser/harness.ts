@@ -43,7 +43,8 @@ export class Hearth {
     readonly log: string[],
   ) {}
 
-  static async start(): Promise<Hearth> {
+  /** `env` sets server options for this run, as HEARTH_<SECTION>__<KEY> variables. */
+  static async start(env: Record<string, string> = {}): Promise<Hearth> {
     const port = await freePort();
     const dataDir = mkdtempSync(join(tmpdir(), "hearth-web-"));
     const log: string[] = [];
@@ -57,6 +58,7 @@ export class Hearth {
           RUST_LOG: "warn",
           HEARTH_SYNC_WRITES: "false",
           HEARTH_WEB_CLIENT_DIR: join(CLIENT_DIR, "dist"),
+          ...env,
         },
         stdio: ["ignore", "ignore", "pipe"],
       },
@@ -126,8 +128,6 @@ export class Hearth {
 }
 
 export async function launchBrowser(): Promise<Browser> {
-  // Screenshots of this run only, not a stale failure from an earlier one.
-  rmSync(SCREENSHOTS, { recursive: true, force: true });
   return chromium.launch({
     executablePath: chromiumPath(),
     headless: true,

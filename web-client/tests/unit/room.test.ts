@@ -10,6 +10,21 @@ function ev(id: string, sender: string, type: string, content: JsonObject, extra
 const text = (id: string, sender: string, body: string) => ev(id, sender, "m.room.message", { msgtype: "m.text", body });
 
 describe("Room", () => {
+  it("takes avatars from member events, and a direct chat's picture from the partner", () => {
+    const room = new Room("!r");
+    const member = (id: string, user: string, content: JsonObject) => ev(id, user, "m.room.member", { membership: "join", ...content }, { state_key: user });
+    room.addEvents([member("$a", "@a", { avatar_url: "mxc://hs/a" }), member("$b", "@b", { avatar_url: "mxc://hs/b" })], "end");
+    expect(room.avatarUrl("@b")).toBe("mxc://hs/b");
+    expect(room.avatarUrl("@nobody")).toBeUndefined();
+    expect(room.avatar(undefined)).toBeUndefined();
+    expect(room.avatar("@b")).toBe("mxc://hs/b");
+    room.addEvents([ev("$av", "@a", "m.room.avatar", { url: "mxc://hs/room" }, { state_key: "" })], "end");
+    expect(room.avatar("@b")).toBe("mxc://hs/room");
+    // A new member event without a picture removes it.
+    room.addEvents([member("$b2", "@b", {})], "end");
+    expect(room.avatarUrl("@b")).toBeUndefined();
+  });
+
   it("aggregates reactions per key and sender, and undoes a redacted one", () => {
     const room = new Room("!r");
     room.addEvents(

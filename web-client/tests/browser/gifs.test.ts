@@ -81,7 +81,11 @@ describe("GIF search", () => {
     await tile.locator('img[src^="blob:"]').waitFor(WAIT);
     await screenshot(page, "gif-picker-light");
     await tile.click();
-    await page.getByRole("log", { name: "Messages" }).getByText("Cat Dance GIF").waitFor(WAIT);
+    // Shown like any picture: loaded from this server's media repository.
+    const shown = page.getByRole("log", { name: "Messages" }).getByRole("img", { name: "Cat Dance GIF" });
+    // Attached, not visible: a 1×1 picture is too small for Playwright to call visible.
+    await shown.waitFor({ state: "attached", ...WAIT });
+    await page.waitForFunction((img) => (img as HTMLImageElement).complete && (img as HTMLImageElement).naturalWidth > 0, await shown.elementHandle(), WAIT);
 
     const messages = await hearth.api<{ chunk: { type: string; content: Record<string, unknown> }[] }>(
       "GET",

@@ -24,6 +24,7 @@ pub struct Config {
     pub jwt: JwtConfig,
     pub presence: PresenceConfig,
     pub media: MediaConfig,
+    pub gifs: GifsConfig,
     pub web_client_dir: PathBuf,
 }
 
@@ -95,6 +96,38 @@ pub struct MediaConfig {
     pub legacy_unauthenticated: bool,
 }
 
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GifsConfig {
+    pub giphy_api_key: Option<String>,
+    pub giphy_base_url: String,
+    pub rating: String,
+}
+
+impl Default for GifsConfig {
+    fn default() -> Self {
+        Self {
+            giphy_api_key: None,
+            giphy_base_url: "https://api.giphy.com".into(),
+            rating: "g".into(),
+        }
+    }
+}
+
+/// By hand so that printing the configuration never prints the Giphy key.
+impl std::fmt::Debug for GifsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GifsConfig")
+            .field(
+                "giphy_api_key",
+                &self.giphy_api_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("giphy_base_url", &self.giphy_base_url)
+            .field("rating", &self.rating)
+            .finish()
+    }
+}
+
 impl Default for MediaConfig {
     fn default() -> Self {
         Self {
@@ -134,6 +167,7 @@ impl Default for Config {
             jwt: JwtConfig::default(),
             presence: PresenceConfig::default(),
             media: MediaConfig::default(),
+            gifs: GifsConfig::default(),
             web_client_dir: PathBuf::from("web-client/dist"),
         }
     }
@@ -305,6 +339,18 @@ pub const OPTIONS: &[(&str, &str)] = &[
         "media.legacy_unauthenticated",
         "Also serve media without an access token on the deprecated /_matrix/media/v3/download and /thumbnail endpoints; off, they answer M_NOT_FOUND as the spec's freeze asks [default: false]",
     ),
+    (
+        "gifs.giphy_api_key",
+        "Giphy API key; with it the server offers GIF search and imports picked GIFs into the media repository. Never sent to clients [default: none]",
+    ),
+    (
+        "gifs.giphy_base_url",
+        "Where the Giphy API is reached [default: https://api.giphy.com]",
+    ),
+    (
+        "gifs.rating",
+        "Highest Giphy content rating searched: g, pg, pg-13 or r [default: g]",
+    ),
 ];
 
 /// Text appended to `hearth --help`.
@@ -435,6 +481,23 @@ impl Config {
                 "media.max_upload_bytes, media.uploads_per_minute, media.uploads_burst and media.pending_upload_expiry_secs must be positive".into(),
             ));
         }
+        let g = &self.gifs;
+        if g.giphy_api_key.as_deref() == Some("") {
+            return Err(ConfigError::Invalid(
+                "gifs.giphy_api_key must not be empty; leave it unset to turn GIF search off"
+                    .into(),
+            ));
+        }
+        if !(g.giphy_base_url.starts_with("http://") || g.giphy_base_url.starts_with("https://")) {
+            return Err(ConfigError::Invalid(
+                "gifs.giphy_base_url must be an http:// or https:// URL".into(),
+            ));
+        }
+        if !matches!(g.rating.as_str(), "g" | "pg" | "pg-13" | "r") {
+            return Err(ConfigError::Invalid(
+                "gifs.rating must be one of g, pg, pg-13, r".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -499,6 +562,22 @@ mod tests {
         config.registration.enabled = true;
         config.registration.allow_open_on_public_address = true;
         assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn gif_settings_are_checked_and_the_key_is_never_printed() {
+        let mut config = Config::default();
+        config.gifs.giphy_api_key = Some("sekrit-key".into());
+        config.validate().unwrap();
+        assert!(!format!("{config:?}").contains("sekrit-key"));
+        config.gifs.rating = "nc-17".into();
+        assert!(config.validate().is_err());
+        config.gifs.rating = "pg-13".into();
+        config.gifs.giphy_base_url = "ftp://giphy.example".into();
+        assert!(config.validate().is_err());
+        config.gifs.giphy_base_url = "https://api.giphy.com".into();
+        config.gifs.giphy_api_key = Some(String::new());
+        assert!(config.validate().is_err());
     }
 
     #[test]

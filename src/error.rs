@@ -57,6 +57,8 @@ pub enum ErrorKind {
     KeyTooLarge,
     /// A request the server understood but cannot act on, with no better code.
     Unknown,
+    /// A service the server relies on (Giphy) failed or answered nonsense (502).
+    BadGateway,
     /// User-interactive authentication must continue: answered with 401 and the flows.
     AuthRequired(Box<UiaChallenge>),
     /// A fault on our side; the message is logged, never sent.
@@ -134,7 +136,10 @@ impl Error {
             ErrorKind::ServerManagedType => "M_BAD_JSON",
             ErrorKind::ProfileTooLarge => "M_PROFILE_TOO_LARGE",
             ErrorKind::KeyTooLarge => "M_KEY_TOO_LARGE",
-            ErrorKind::Unknown | ErrorKind::Conflict | ErrorKind::Internal => "M_UNKNOWN",
+            ErrorKind::Unknown
+            | ErrorKind::Conflict
+            | ErrorKind::BadGateway
+            | ErrorKind::Internal => "M_UNKNOWN",
             // Inside a UIA response the errcode describes the failed stage, if any.
             ErrorKind::AuthRequired(_) => "M_FORBIDDEN",
         }
@@ -161,6 +166,7 @@ impl Error {
             ErrorKind::CannotOverwriteMedia => StatusCode::CONFLICT,
             ErrorKind::NotYetUploaded => StatusCode::GATEWAY_TIMEOUT,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::BadGateway => StatusCode::BAD_GATEWAY,
             ErrorKind::BadJson
             | ErrorKind::NotJson
             | ErrorKind::UserInUse

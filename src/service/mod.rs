@@ -4,6 +4,7 @@ pub mod account_data;
 pub mod direct;
 pub mod directory;
 pub mod filter;
+pub mod gifs;
 pub mod keys;
 pub mod media;
 pub mod password;
@@ -50,6 +51,7 @@ pub struct Services {
     pub receipts: receipts::Receipts,
     pub unread: sync::UnreadCounts,
     pub media: media::Media,
+    pub gifs: gifs::Gifs,
     pub profile_locks: profile::ProfileLocks,
     pub user_directory: user_directory::UserDirectory,
     pub reports: reports::Reports,
@@ -74,6 +76,7 @@ impl Services {
             receipts: receipts::Receipts::new(&store)?,
             unread: sync::UnreadCounts::default(),
             media: media::Media::new(&config)?,
+            gifs: gifs::Gifs::new()?,
             profile_locks: profile::ProfileLocks::default(),
             user_directory: user_directory::UserDirectory::load(&store)?,
             reports: reports::Reports::new(&store)?,

@@ -9,6 +9,7 @@ mod directory;
 mod durability;
 mod ephemeral;
 mod errors;
+mod gifs;
 mod keys;
 mod login;
 mod media;

@@ -93,7 +93,8 @@ const INLINE_TYPES: &[&str] = &[
     "audio/x-flac",
 ];
 
-async fn safe_headers(mut response: Response) -> Response {
+/// Also laid over other endpoints that send images (the GIF previews).
+pub(super) async fn safe_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,

@@ -5,6 +5,7 @@ mod account_data;
 mod devices;
 mod directory;
 mod discovery;
+mod gifs;
 mod login;
 mod media;
 mod presence;
@@ -39,4 +40,5 @@ pub fn routes() -> Router<AppState> {
         .merge(user_directory::routes())
         .merge(reports::routes())
         .merge(search::routes())
+        .merge(gifs::routes())
 }

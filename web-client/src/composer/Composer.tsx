@@ -7,6 +7,8 @@ import type { ComposerTarget } from "../timeline/EventTile";
 import { Icon } from "../ui/icons";
 import { EmojiPicker } from "./EmojiPicker";
 import { UploadPanel } from "./UploadPanel";
+import { GifPicker } from "./GifPicker";
+import { gifsAvailable } from "./gifs";
 import { completeShortcode, shortcodeAt } from "./emoji";
 import { buildContent, mentionsIn } from "./content";
 
@@ -21,6 +23,8 @@ export function Composer(props: {
   const { room, target } = props;
   const [text, setText] = useState("");
   const [picking, setPicking] = useState(false);
+  const [gifsOn, setGifsOn] = useState(false);
+  const [pickingGif, setPickingGif] = useState(false);
   const [suggestions, setSuggestions] = useState<Array<readonly [string, string]>>([]);
   const [active, setActive] = useState(0);
   const input = useRef<HTMLTextAreaElement>(null);
@@ -43,6 +47,10 @@ export function Composer(props: {
   }, [room.roomId]);
 
   useEffect(() => () => chat.setTyping(room.roomId, false), [room.roomId]);
+
+  useEffect(() => {
+    void gifsAvailable(chat.client).then(setGifsOn);
+  }, []);
 
   const updateSuggestions = (value: string, caret: number) => {
     const at = shortcodeAt(value, caret);
@@ -210,6 +218,12 @@ export function Composer(props: {
             }}
           />
         ) : null}
+        {gifsOn ? (
+          <button type="button" class="icon-button gif-button" aria-label="Send a GIF" aria-expanded={pickingGif} onClick={() => setPickingGif(!pickingGif)}>
+            GIF
+          </button>
+        ) : null}
+        {pickingGif ? <GifPicker roomId={room.roomId} onClose={() => setPickingGif(false)} /> : null}
         <textarea
           ref={input}
           rows={1}

@@ -47,6 +47,9 @@ pub struct Sessions {
     /// Last use of each device; kept in memory so a request costs no write, and
     /// persisted on shutdown and whenever the device record is written anyway.
     last_seen: Mutex<HashMap<(OwnedUserId, OwnedDeviceId), (u64, String)>>,
+    /// Bumped whenever access tokens are revoked, so long-lived connections (sync
+    /// sockets) recheck theirs at once instead of at their next ping.
+    revocations: tokio::sync::watch::Sender<u64>,
 }
 
 /// Device IDs end up in keys and in every client's device list; keep them sane.
@@ -70,7 +73,17 @@ impl Sessions {
             write_lock: tokio::sync::Mutex::new(()),
             refreshable_lifetime_ms: config.login.refreshable_token_lifetime_secs * 1000,
             last_seen: Mutex::new(HashMap::new()),
+            revocations: tokio::sync::watch::channel(0).0,
         }
+    }
+
+    /// Changes whenever some access token stops being valid.
+    pub fn revocations(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.revocations.subscribe()
+    }
+
+    fn announce_revocation(&self) {
+        self.revocations.send_modify(|n| *n += 1);
     }
 
     fn last_seen_map(
@@ -157,6 +170,8 @@ impl Sessions {
         let _guard = self.write_lock.lock().await;
         let device_id = device_id.unwrap_or_else(new_device_id);
         let existing = self.store.device(user_id.as_str(), device_id.as_str())?;
+        // Logging in again as an existing device replaces its tokens.
+        let replaced = existing.is_some();
         let mut batch = self.store.batch();
         let now = now_ms();
         let mut device = match existing {
@@ -182,6 +197,9 @@ impl Sessions {
         let issued = self.issue(&mut batch, user_id, &mut device, refreshable, None)?;
         batch.put_device(user_id.as_str(), &device)?;
         self.store.write(batch)?;
+        if replaced {
+            self.announce_revocation();
+        }
         Ok(issued)
     }
 
@@ -268,6 +286,7 @@ impl Sessions {
         let issued = self.issue(&mut batch, &record.user_id, &mut device, true, Some(hash))?;
         batch.put_device(record.user_id.as_str(), &device)?;
         self.store.write(batch)?;
+        self.announce_revocation();
         Ok(issued)
     }
 
@@ -286,6 +305,7 @@ impl Sessions {
             }
         }
         self.store.write(batch)?;
+        self.announce_revocation();
         let mut seen = self.last_seen_map();
         for device_id in device_ids {
             seen.remove(&(user_id.to_owned(), device_id.clone()));

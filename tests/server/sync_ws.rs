@@ -263,3 +263,25 @@ fn a_bad_token_is_refused_before_the_upgrade() {
     assert!((400..500).contains(&status), "{status} {body}");
     assert_eq!(body["errcode"], "M_UNRECOGNIZED");
 }
+
+#[test]
+fn logging_out_ends_the_socket() {
+    let server = TestServer::start();
+    let bob = user(&server, "bob");
+    let mut socket = connect(&server, &bob, "");
+    next_sync(&mut socket);
+    let (status, _) = server.post("/_matrix/client/v3/logout", Some(&bob.token), &json!({}));
+    assert_eq!(status, 200);
+    // The server says why, then closes; the read timeout (20 s) is well below the 30 s
+    // ping at which the token would otherwise be rechecked.
+    let frame = next_frame(&mut socket);
+    assert_eq!(
+        (&frame["type"], &frame["errcode"]),
+        (&json!("error"), &json!("M_UNKNOWN_TOKEN")),
+        "{frame}"
+    );
+    match socket.read() {
+        Ok(Message::Close(Some(close))) => assert_eq!(u16::from(close.code), 1008),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+}

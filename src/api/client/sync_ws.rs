@@ -83,6 +83,7 @@ impl Session {
         let user_id = self.authed.user_id.clone();
         let _presence = self.state.begin_sync(&user_id, self.request.set_presence);
         let mut wakes = self.state.notifier.subscribe(&user_id);
+        let mut revocations = self.state.sessions.revocations();
         let shutdown = self.state.shutdown_started();
         tokio::pin!(shutdown);
         let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
@@ -122,6 +123,13 @@ impl Session {
                         }
                         // Pings are answered by the WebSocket layer; pongs only prove liveness.
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    }
+                }
+                changed = revocations.changed() => {
+                    if changed.is_ok()
+                        && let Err(end) = self.check_token().await
+                    {
+                        break end;
                     }
                 }
                 _ = ping.tick() => {

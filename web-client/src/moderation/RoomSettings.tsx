@@ -87,7 +87,7 @@ export function RoomSettings(props: { room: Room; onClose: () => void }) {
         <fieldset class="notification-levels">
           <legend class="visually-hidden">Notify me of</legend>
           {LEVELS.map(([value, label]) => (
-            <label key={value}>
+            <label key={value} class="inline">
               <input
                 type="radio"
                 name="notification-level"

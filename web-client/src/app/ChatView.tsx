@@ -5,7 +5,7 @@ import { UserProfileDialog } from "../account/UserProfileDialog";
 import type { Session } from "../matrix/client";
 import { describeError } from "../matrix/errors";
 import { CreateRoomDialog, DirectoryDialog, JoinDialog, StartDmDialog } from "../rooms/dialogs";
-import { NotificationBanner } from "../notify/NotificationBanner";
+import { NotificationBanner } from "../notify/NotificationPermission";
 import { RoomList } from "../rooms/RoomList";
 import { RoomView } from "../rooms/RoomView";
 import { localpart } from "../sync/room";

@@ -157,7 +157,17 @@ describe("notifications in the web client", () => {
     await page.locator(".room-header h2").filter({ hasText: "Other" }).waitFor(WAIT);
     await openRoom(page, "Garden");
     expect(await banner.count()).toBe(0);
+    // Account settings still offer it.
+    await page.getByRole("button", { name: /^Account settings/ }).click();
+    const account = page.getByRole("dialog", { name: "Account" });
+    await account.getByRole("button", { name: "Enable notifications" }).waitFor(WAIT);
     await context.close();
+
+    // Where permission is granted, they say so.
+    await alice.getByRole("button", { name: /^Account settings/ }).click();
+    const dialog = alice.getByRole("dialog", { name: "Account" });
+    await dialog.getByText("Notifications are on for this browser.").waitFor(WAIT);
+    await dialog.getByRole("button", { name: "Close" }).click();
   });
 
   it("notifies of Bob's message in a hidden tab and counts it in the title until read", async () => {

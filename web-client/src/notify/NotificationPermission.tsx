@@ -36,3 +36,31 @@ export function NotificationBanner() {
     </div>
   );
 }
+
+/** The same offer in account settings, for whoever said "Not now" and changed their mind. */
+export function NotificationPermission() {
+  const [permission, setPermission] = useState(() => (notificationsSupported() ? Notification.permission : null));
+  return (
+    <section aria-labelledby="account-notifications">
+      <h3 id="account-notifications">Notifications</h3>
+      {permission === null ? (
+        <p class="muted small">This browser cannot show notifications.</p>
+      ) : permission === "granted" ? (
+        <p class="muted small">
+          Notifications are on for this browser. Each room's settings say which of its messages notify.
+        </p>
+      ) : permission === "denied" ? (
+        <p class="muted small">Notifications are blocked for this site; your browser's site settings can allow them.</p>
+      ) : (
+        <button
+          type="button"
+          onClick={() => {
+            void Notification.requestPermission().then(setPermission, () => undefined);
+          }}
+        >
+          Enable notifications
+        </button>
+      )}
+    </section>
+  );
+}

@@ -15,7 +15,7 @@ const ROLES: Array<[string, number]> = [
   ["User", 0],
 ];
 
-/** Room settings: name and topic, members with their roles, kicks, bans and unbans, as far as one's power level allows. */
+/** Room settings: name and topic, one's notification setting, members with their roles, kicks, bans and unbans, as far as one's power level allows. */
 export function RoomSettings(props: { room: Room; onClose: () => void }) {
   const chat = useChat();
   const { room } = props;

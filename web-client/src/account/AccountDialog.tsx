@@ -2,6 +2,7 @@ import { useEffect, useState } from "preact/hooks";
 import { useChat } from "../app/context";
 import { describeError } from "../matrix/errors";
 import type { Device } from "../matrix/types";
+import { NotificationPermission } from "../notify/NotificationPermission";
 import { Dialog, ErrorText } from "../ui/Dialog";
 
 function lastSeen(device: Device): string {
@@ -128,6 +129,7 @@ export function AccountDialog(props: { onClose: () => void }) {
           </div>
         </form>
       </section>
+      <NotificationPermission />
     </Dialog>
   );
 }

@@ -5,6 +5,7 @@ import { UserProfileDialog } from "../account/UserProfileDialog";
 import type { Session } from "../matrix/client";
 import { describeError } from "../matrix/errors";
 import { CreateRoomDialog, DirectoryDialog, JoinDialog, StartDmDialog } from "../rooms/dialogs";
+import { NotificationBanner } from "../notify/NotificationPermission";
 import { RoomList } from "../rooms/RoomList";
 import { RoomView } from "../rooms/RoomView";
 import { localpart } from "../sync/room";
@@ -49,6 +50,10 @@ export function ChatView(props: { session: Session; onSignedOut: (notice: string
     return () => window.removeEventListener("hashchange", onHash);
   }, []);
 
+  chat.notifier.openRoom = selected;
+  // The notification offer waits for someone to open a room here, rather than greet the page load.
+  const [roomOpened, setRoomOpened] = useState(false);
+
   const unread = chat.store.totalUnread();
   useEffect(() => {
     document.title = unread ? `(${unread}) Hearth` : "Hearth";
@@ -56,6 +61,7 @@ export function ChatView(props: { session: Session; onSignedOut: (notice: string
 
   const open = (roomId: string | null) => {
     setDialog(null);
+    if (roomId) setRoomOpened(true);
     if (roomId) location.hash = `#/room/${encodeURIComponent(roomId)}`;
     else history.pushState(null, "", location.pathname);
     setSelected(roomId);
@@ -109,6 +115,7 @@ export function ChatView(props: { session: Session; onSignedOut: (notice: string
             </button>
           </header>
           {error ? <p class="error small">{error}</p> : null}
+          {roomOpened ? <NotificationBanner /> : null}
           <nav class="sidebar-actions" aria-label="Room actions">
             <button type="button" onClick={() => setDialog("create")}>
               New room

@@ -2,6 +2,9 @@ import { MatrixClient } from "../matrix/client";
 import { MediaCache } from "../media/cache";
 import type { Session } from "../matrix/client";
 import type { JsonObject } from "../matrix/types";
+import { NOTIFICATION_LEVEL_TYPE } from "../notify/level";
+import type { NotificationLevel } from "../notify/level";
+import { Notifier } from "../notify/notifier";
 import { SyncEngine } from "../sync/engine";
 import type { Room } from "../sync/room";
 import { ClientStore } from "../sync/store";
@@ -17,6 +20,7 @@ export class Chat {
   readonly engine: SyncEngine;
   readonly outbox: Outbox;
   readonly media: MediaCache;
+  readonly notifier: Notifier;
   /** Our own profile, for the sidebar: sync only carries it inside room member events. */
   ownProfile: JsonObject = {};
   /** Whose profile card is open, from a click on a name anywhere; null when none is. */
@@ -30,6 +34,7 @@ export class Chat {
     this.client.onUnknownToken = onSessionEnded;
     this.media = new MediaCache(this.client);
     this.store = new ClientStore(session.userId);
+    this.notifier = new Notifier(this.store);
     const forcePolling = localStorage.getItem("hearth.transport") === "poll";
     this.engine = new SyncEngine(this.client, this.store, onSessionEnded, forcePolling);
     this.outbox = new Outbox(`hearth.outbox.${session.userId}`, (roomId, type, txnId, content) =>
@@ -128,6 +133,15 @@ export class Chat {
     const presence = document.visibilityState === "visible" ? "online" : "unavailable";
     this.engine.presence(presence).catch(() => undefined);
   };
+
+  /** Saves a room's notification setting; it applies here at once, and elsewhere as sync brings it. */
+  async setNotificationLevel(room: Room, level: NotificationLevel): Promise<void> {
+    const content = { level };
+    await this.client.setRoomAccountData(room.roomId, NOTIFICATION_LEVEL_TYPE, content);
+    room.accountData.set(NOTIFICATION_LEVEL_TYPE, content);
+    room.version++;
+    this.store.changed();
+  }
 
   sendMessage(roomId: string, content: JsonObject): void {
     this.outbox.enqueue(roomId, "m.room.message", content);

@@ -129,6 +129,10 @@ export class MatrixClient {
     return this.call("PUT", `${V3}/user/${enc(this.userId)}/account_data/${enc(type)}`, content);
   }
 
+  setRoomAccountData(roomId: string, type: string, content: JsonObject): Promise<unknown> {
+    return this.call("PUT", `${V3}/user/${enc(this.userId)}/rooms/${enc(roomId)}/account_data/${enc(type)}`, content);
+  }
+
   setPresence(presence: "online" | "unavailable" | "offline"): Promise<unknown> {
     return this.call("PUT", `${V3}/presence/${enc(this.userId)}/status`, { presence });
   }

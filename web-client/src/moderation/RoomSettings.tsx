@@ -2,6 +2,7 @@ import { useState } from "preact/hooks";
 import { useChat } from "../app/context";
 import { describeError } from "../matrix/errors";
 import { str } from "../matrix/types";
+import { LEVELS } from "../notify/level";
 import type { Room } from "../sync/room";
 import { creatorsOf } from "../sync/room";
 import { Avatar, presenceLabel } from "../ui/Avatar";
@@ -14,7 +15,7 @@ const ROLES: Array<[string, number]> = [
   ["User", 0],
 ];
 
-/** Room settings: name and topic, members with their roles, kicks, bans and unbans, as far as one's power level allows. */
+/** Room settings: name and topic, one's notification setting, members with their roles, kicks, bans and unbans, as far as one's power level allows. */
 export function RoomSettings(props: { room: Room; onClose: () => void }) {
   const chat = useChat();
   const { room } = props;
@@ -27,6 +28,7 @@ export function RoomSettings(props: { room: Room; onClose: () => void }) {
   const [status, setStatus] = useState<string | null>(null);
   const [name, setName] = useState(str(room.stateEvent("m.room.name")?.content.name) ?? "");
   const [topic, setTopic] = useState(room.topic());
+  const level = chat.store.notificationLevel(room);
 
   const act = async (what: string, action: () => Promise<unknown>) => {
     setError(null);
@@ -79,6 +81,25 @@ export function RoomSettings(props: { room: Room; onClose: () => void }) {
             <p class="muted small">Only moderators can change these.</p>
           )}
         </form>
+      </section>
+      <section aria-labelledby="settings-notifications">
+        <h3 id="settings-notifications">Notifications</h3>
+        <fieldset class="notification-levels">
+          <legend class="visually-hidden">Notify me of</legend>
+          {LEVELS.map(([value, label]) => (
+            <label key={value} class="inline">
+              <input
+                type="radio"
+                name="notification-level"
+                value={value}
+                checked={level === value}
+                onChange={() => void act(`Notifications: ${label}.`, () => chat.setNotificationLevel(room, value))}
+              />{" "}
+              {label}
+            </label>
+          ))}
+        </fieldset>
+        <p class="muted small">Only for you, on every device you use. Muted rooms also stay out of the unread count.</p>
       </section>
       <ErrorText error={error} />
       {status ? <p role="status">{status}</p> : null}

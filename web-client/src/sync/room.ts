@@ -54,6 +54,8 @@ export class Room {
   notificationCount = 0;
   highlightCount = 0;
   fullyRead: string | undefined;
+  /** Room account data by type, as sync last delivered it. */
+  readonly accountData = new Map<string, JsonObject>();
   heroes: string[] = [];
   lastActivity = 0;
   /** Bumped on every change, so views can tell the room changed. */

@@ -1,6 +1,17 @@
 import type { JsonObject, MatrixEvent, SyncResponse } from "../matrix/types";
 import { isObject, str } from "../matrix/types";
+import { NOTIFICATION_LEVEL_TYPE, levelOf } from "../notify/level";
+import type { NotificationLevel } from "../notify/level";
 import { Room } from "./room";
+
+/** What one sync brought a joined room, for whoever reacts to news (notifications). */
+export interface TimelineNews {
+  room: Room;
+  events: MatrixEvent[];
+  /** From the first sync: what was there before this page loaded. */
+  initial: boolean;
+  highlightGrew: boolean;
+}
 
 export type Connection = "connecting" | "live" | "polling" | "offline";
 
@@ -20,6 +31,7 @@ export class ClientStore {
   connection: Connection = "connecting";
   synced = false;
   private listeners = new Set<() => void>();
+  private newsListeners = new Set<(news: TimelineNews) => void>();
   private scheduled = false;
 
   constructor(readonly userId: string) {}
@@ -37,6 +49,12 @@ export class ClientStore {
       this.scheduled = false;
       for (const listener of this.listeners) listener();
     });
+  }
+
+  /** Hears of timeline events as sync delivers them; backfill from /messages is not news. */
+  onNews(listener: (news: TimelineNews) => void): () => void {
+    this.newsListeners.add(listener);
+    return () => this.newsListeners.delete(listener);
   }
 
   setConnection(connection: Connection): void {
@@ -89,6 +107,8 @@ export class ClientStore {
 
   applySync(sync: SyncResponse): void {
     const join = sync.rooms?.join ?? {};
+    const initial = !this.synced;
+    const news: TimelineNews[] = [];
     for (const [roomId, update] of Object.entries(join)) {
       const room = this.room(roomId);
       room.membership = "join";
@@ -110,8 +130,10 @@ export class ClientStore {
       }
       for (const data of update.account_data?.events ?? []) {
         if (data.type === "m.fully_read") room.fullyRead = str(data.content.event_id);
+        if (isObject(data.content)) room.accountData.set(data.type, data.content);
       }
       const counts = update.unread_notifications;
+      const highlightsBefore = room.highlightCount;
       if (counts) {
         room.notificationCount = counts.notification_count ?? 0;
         room.highlightCount = counts.highlight_count ?? 0;
@@ -119,6 +141,8 @@ export class ClientStore {
       const heroes = update.summary?.["m.heroes"];
       if (heroes) room.heroes = heroes;
       room.version++;
+      const events = timeline?.events ?? [];
+      if (events.length) news.push({ room, events, initial, highlightGrew: room.highlightCount > highlightsBefore });
     }
     for (const [roomId, update] of Object.entries(sync.rooms?.invite ?? {})) {
       const room = this.room(roomId);
@@ -144,6 +168,7 @@ export class ClientStore {
     this.nextBatch = sync.next_batch;
     this.synced = true;
     this.changed();
+    for (const item of news) for (const listener of this.newsListeners) listener(item);
   }
 
   setPresence(userId: string, content: JsonObject): void {
@@ -167,9 +192,20 @@ export class ClientStore {
     this.changed();
   }
 
+  notificationLevel(room: Room): NotificationLevel {
+    return levelOf(room.accountData.get(NOTIFICATION_LEVEL_TYPE));
+  }
+
+  /** Unread notifications across joined rooms, as each room's setting counts them; muted ones count nothing. */
   totalUnread(): number {
     let total = 0;
-    for (const room of this.rooms.values()) if (room.membership === "join") total += room.notificationCount;
+    for (const room of this.rooms.values()) {
+      if (room.membership !== "join") continue;
+      const level = this.notificationLevel(room);
+      // A mentions-only room counts what the server highlights, as it notifies for nothing else.
+      if (level === "all") total += room.notificationCount;
+      else if (level === "mentions") total += room.highlightCount;
+    }
     return total;
   }
 }

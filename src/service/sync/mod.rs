@@ -92,11 +92,6 @@ impl Services {
         }
     }
 
-    /// Waits until something may have changed for the user (or the timeout passes).
-    pub fn sync_wakes(&self, user_id: &UserId) -> tokio::sync::watch::Receiver<()> {
-        self.notifier.subscribe(user_id)
-    }
-
     /// Computes one response without waiting. The second value says whether it holds
     /// anything: a response without updates still carries a `next_batch`.
     pub fn sync_once(

@@ -3,7 +3,8 @@
 use serde_json::{Value, json};
 
 use crate::harness::{TestServer, assert_error};
-use crate::room_support::{User, enc, user};
+use crate::room_support::{User, create_room, enc, join, send_text, try_send, user};
+use crate::sync::{next_batch, poll, sync};
 
 fn rule_path(kind: &str, rule_id: &str) -> String {
     format!(
@@ -417,4 +418,107 @@ fn rules_are_private_durable_and_synced() {
     server.kill_9();
     server.restart();
     assert_eq!(server.get(&path, Some(&alice.token)).0, 200);
+}
+
+fn unread(body: &Value, room: &str) -> (u64, u64) {
+    let counts = &body["rooms"]["join"][room]["unread_notifications"];
+    (
+        counts["notification_count"].as_u64().unwrap(),
+        counts["highlight_count"].as_u64().unwrap(),
+    )
+}
+
+fn mention(user: &User) -> Value {
+    json!({"msgtype": "m.text", "body": "look", "m.mentions": {"user_ids": [user.id]}})
+}
+
+#[test]
+fn muted_and_mentions_only_rooms_count_accordingly() {
+    let server = TestServer::start();
+    let alice = user(&server, "alice");
+    let bob = user(&server, "bob");
+    let rooms: Vec<String> = (0..3)
+        .map(|_| create_room(&server, &alice, json!({"preset": "public_chat"})))
+        .collect();
+    let (muted, normal, mentions_only) = (&rooms[0], &rooms[1], &rooms[2]);
+    for (i, room) in rooms.iter().enumerate() {
+        join(&server, &bob, room);
+        send_text(&server, &alice, room, &format!("plain{i}"), "hello");
+    }
+    let (status, body) = try_send(&server, &alice, mentions_only, "m1", &mention(&bob));
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = try_send(&server, &alice, muted, "m2", &mention(&bob));
+    assert_eq!(status, 200, "{body}");
+    let body = sync(&server, &bob, "");
+    assert_eq!(unread(&body, muted), (2, 1));
+    assert_eq!(unread(&body, normal), (1, 0));
+    assert_eq!(unread(&body, mentions_only), (2, 1));
+
+    // Mute: a user override with no actions, which comes before the mention rules.
+    let mute = rule_path("override", "mute");
+    let mute_rule = json!({"actions": [], "conditions": [{"kind": "event_match", "key": "room_id", "pattern": muted}]});
+    assert_eq!(put_rule(&server, &bob, &mute, mute_rule).0, 200);
+    // Mentions only: a room rule with no actions, which the mention overrides beat.
+    assert_eq!(
+        put_rule(
+            &server,
+            &bob,
+            &rule_path("room", mentions_only),
+            json!({"actions": []})
+        )
+        .0,
+        200
+    );
+    let body = sync(&server, &bob, "");
+    assert_eq!(unread(&body, muted), (0, 0));
+    assert_eq!(unread(&body, normal), (1, 0));
+    assert_eq!(unread(&body, mentions_only), (1, 1));
+
+    // New events follow the rules too.
+    let since = next_batch(&body);
+    send_text(&server, &alice, muted, "plain-late", "still muted");
+    let body = poll(&server, &bob, &since);
+    assert_eq!(unread(&body, muted), (0, 0));
+
+    let enabled = format!("{mute}/enabled");
+    assert_eq!(
+        put_rule(&server, &bob, &enabled, json!({"enabled": false})).0,
+        200
+    );
+    assert_eq!(unread(&sync(&server, &bob, ""), muted), (3, 1));
+}
+
+#[test]
+fn master_rule_and_room_mentions_use_the_rules_and_power_levels() {
+    let server = TestServer::start();
+    let alice = user(&server, "alice");
+    let bob = user(&server, "bob");
+    let room = create_room(&server, &alice, json!({"preset": "public_chat"}));
+    join(&server, &bob, &room);
+    let at_room = json!({"msgtype": "m.text", "body": "@room", "m.mentions": {"room": true}});
+    // Alice created the room (power 100): her room mention highlights for Bob.
+    assert_eq!(try_send(&server, &alice, &room, "a1", &at_room).0, 200);
+    // Bob has power 0, below the default `room` notification level of 50.
+    assert_eq!(try_send(&server, &bob, &room, "b1", &at_room).0, 200);
+    assert_eq!(unread(&sync(&server, &bob, ""), &room), (1, 1));
+    assert_eq!(unread(&sync(&server, &alice, ""), &room), (1, 0));
+
+    // Notices are suppressed by default.
+    let notice = json!({"msgtype": "m.notice", "body": "beep"});
+    assert_eq!(try_send(&server, &alice, &room, "a2", &notice).0, 200);
+    assert_eq!(unread(&sync(&server, &bob, ""), &room), (1, 1));
+
+    let master = format!("{}/enabled", rule_path("override", ".m.rule.master"));
+    assert_eq!(
+        put_rule(&server, &bob, &master, json!({"enabled": true})).0,
+        200
+    );
+    assert_eq!(unread(&sync(&server, &bob, ""), &room), (0, 0));
+    // Alice's counts are her own rules' business.
+    assert_eq!(unread(&sync(&server, &alice, ""), &room), (1, 0));
+    assert_eq!(
+        put_rule(&server, &bob, &master, json!({"enabled": false})).0,
+        200
+    );
+    assert_eq!(unread(&sync(&server, &bob, ""), &room), (1, 1));
 }

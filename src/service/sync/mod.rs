@@ -49,6 +49,8 @@ struct Pass<'a> {
     /// People the user started sharing a room with in this window: their presence is
     /// sent even if it did not change, as the client has never seen it.
     newly_shared: RefCell<HashSet<OwnedUserId>>,
+    /// For the rooms' unread counts.
+    push_rules: unread::UserPushRules,
 }
 
 impl Services {
@@ -119,6 +121,7 @@ impl Services {
             receipts: HashMap::new(),
             room_account_data: HashMap::new(),
             newly_shared: RefCell::new(HashSet::new()),
+            push_rules: self.counting_push_rules(user_id)?,
         };
 
         let mut global_account_data = Vec::new();

@@ -391,18 +391,38 @@ fn rules_are_private_durable_and_synced() {
     assert_error(server.get(&path, Some(&bob.token)), 404, "M_NOT_FOUND");
     assert!(!ids(&server, &bob, "override").contains(&"mine".to_owned()));
 
-    let (status, sync) = server.get("/_matrix/client/v3/sync", Some(&alice.token));
-    assert_eq!(status, 200, "{sync}");
-    let push_rules = sync["account_data"]["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["type"] == "m.push_rules")
-        .expect("m.push_rules in account data")
-        .clone();
+    // Before any change, an initial sync brings the predefined rules.
+    let first = sync(&server, &bob, "");
+    let predefined = push_rules_event(&first);
     assert_eq!(
-        push_rules["content"]["global"]["override"][1]["rule_id"],
+        predefined["content"]["global"]["override"][0]["rule_id"],
+        ".m.rule.master"
+    );
+    let since = next_batch(&first);
+
+    let pushed = push_rules_event(&sync(&server, &alice, ""));
+    assert_eq!(
+        pushed["content"]["global"]["override"][1]["rule_id"],
         "mine"
+    );
+    // A change wakes the user's syncs with the new rules, once.
+    let enabled = format!("{}/enabled", rule_path("override", ".m.rule.master"));
+    assert_eq!(
+        put_rule(&server, &bob, &enabled, json!({"enabled": true})).0,
+        200
+    );
+    let woken = poll(&server, &bob, &since);
+    assert_eq!(
+        push_rules_event(&woken)["content"]["global"]["override"][0]["enabled"],
+        true
+    );
+    let quiet = sync(&server, &bob, &format!("since={}", next_batch(&woken)));
+    assert!(
+        quiet["account_data"]["events"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "{quiet}"
     );
     // Clients cannot write the account data directly.
     let direct = format!(
@@ -418,6 +438,16 @@ fn rules_are_private_durable_and_synced() {
     server.kill_9();
     server.restart();
     assert_eq!(server.get(&path, Some(&alice.token)).0, 200);
+}
+
+fn push_rules_event(sync: &Value) -> Value {
+    sync["account_data"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "m.push_rules")
+        .unwrap_or_else(|| panic!("no m.push_rules in {sync}"))
+        .clone()
 }
 
 fn unread(body: &Value, room: &str) -> (u64, u64) {

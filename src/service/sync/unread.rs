@@ -38,6 +38,12 @@ pub struct UserPushRules {
     rules: Arc<CompiledRules>,
 }
 
+impl UserPushRules {
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     /// The `m.push_rules` position the counts were made with.

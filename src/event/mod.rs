@@ -25,6 +25,7 @@
 //! * [`signing`]: ed25519 keys, JSON/event signing and verification, and the PDU builder.
 //! * [`pdu`]: [`Pdu`], a validated, typed view of an event used by the auth rules and state res.
 //! * [`power_levels`]: parsed power levels and the "who may do what" helpers.
+//! * [`push_rules`]: the predefined push rules, rule sets and their evaluation.
 //! * [`auth`]: the authorisation rules and the auth events selection.
 //! * [`state_res`]: state resolution v2 (with the room v12 changes).
 
@@ -34,6 +35,7 @@ mod error;
 pub mod hashes;
 pub mod pdu;
 pub mod power_levels;
+pub mod push_rules;
 pub mod redaction;
 pub mod room_version;
 pub mod signing;

@@ -11,6 +11,7 @@ pub mod password;
 pub mod positions;
 pub mod presence;
 pub mod profile;
+pub mod push_rules;
 pub mod ratelimit;
 pub mod receipts;
 pub mod relations;

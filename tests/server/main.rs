@@ -16,6 +16,7 @@ mod media;
 mod messages;
 mod moderation;
 mod profile;
+mod push_rules;
 mod registration;
 mod relations;
 mod reports;

@@ -10,6 +10,7 @@ mod login;
 mod media;
 mod presence;
 mod profile;
+mod push_rules;
 mod register;
 mod reports;
 mod rooms;
@@ -37,6 +38,7 @@ pub fn routes() -> Router<AppState> {
         .merge(sync_ws::routes())
         .merge(presence::routes())
         .merge(profile::routes())
+        .merge(push_rules::routes())
         .merge(user_directory::routes())
         .merge(reports::routes())
         .merge(search::routes())

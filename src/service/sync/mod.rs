@@ -22,6 +22,7 @@ use crate::error::Result;
 use crate::service::Services;
 use crate::service::filter::Filter;
 use crate::service::presence::PresenceState;
+use crate::service::push_rules::PUSH_RULES_TYPE;
 use crate::service::rooms::ClientView;
 use crate::store::ReceiptChange;
 
@@ -49,6 +50,8 @@ struct Pass<'a> {
     /// People the user started sharing a room with in this window: their presence is
     /// sent even if it did not change, as the client has never seen it.
     newly_shared: RefCell<HashSet<OwnedUserId>>,
+    /// For the rooms' unread counts.
+    push_rules: unread::UserPushRules,
 }
 
 impl Services {
@@ -119,6 +122,7 @@ impl Services {
             receipts: HashMap::new(),
             room_account_data: HashMap::new(),
             newly_shared: RefCell::new(HashSet::new()),
+            push_rules: self.counting_push_rules(user_id)?,
         };
 
         let mut global_account_data = Vec::new();
@@ -137,6 +141,7 @@ impl Services {
                         .entry(room_id)
                         .or_default()
                         .push(change.data_type),
+                    None if change.data_type == PUSH_RULES_TYPE => {}
                     None => {
                         if filter.account_data.matches(&change.data_type, None)
                             && let Some(content) =
@@ -148,6 +153,15 @@ impl Services {
                     }
                 }
             }
+        }
+        // As Synapse: the push rules come with every initial sync, stored or not, and
+        // after each change, always merged with the server's current predefined rules.
+        let push_rules_changed = pass.push_rules.position() > account_since;
+        if (since.is_none() || push_rules_changed)
+            && filter.account_data.matches(PUSH_RULES_TYPE, None)
+        {
+            let content = self.push_ruleset(user_id)?.to_account_data();
+            global_account_data.push(json!({"type": PUSH_RULES_TYPE, "content": content}));
         }
         if let Some(since) = since
             && since.receipts < now.receipts

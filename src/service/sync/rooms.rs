@@ -325,7 +325,7 @@ impl Services {
             "ephemeral": {"events": ephemeral},
             "account_data": {"events": account_data},
         });
-        let unread = self.unread_counts(pass.user_id, room_id, joined_at, to)?;
+        let unread = self.unread_counts(pass.user_id, room_id, joined_at, to, &pass.push_rules)?;
         section["unread_notifications"] = json!({
             "notification_count": unread.notifications,
             "highlight_count": unread.highlights,

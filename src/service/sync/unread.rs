@@ -1,28 +1,28 @@
 //! Unread counts for `unread_notifications`: messages from others after the user's
 //! read receipt, and those among them that mention the user.
 //!
-//! This follows the spec's default push rules for messages (`.m.rule.message`,
-//! `.m.rule.encrypted`, and `.m.rule.is_user_mention` for highlights); per-user push
-//! rules come with the push work. Counts are kept per user and room in memory and
-//! extended incrementally, so a sync reads only the events that arrived since the last
-//! one; after a restart they are recounted from the receipt.
+//! Each event from someone else is evaluated against the user's push rules: it counts
+//! when the actions say `notify`, and as a highlight when they set `highlight`, as in
+//! Synapse. Counts are kept per user and room in memory and extended incrementally, so a
+//! sync reads only the events that arrived since the last one; after a restart, or once
+//! the user changes their push rules, they are recounted from the receipt.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
 use serde_json::Value;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::event::push_rules::{CompiledRules, PushContext, Ruleset};
+use crate::event::{Power, RoomPowers};
 use crate::service::Services;
+use crate::service::push_rules::PUSH_RULES_TYPE;
 use crate::service::receipts::{READ, READ_PRIVATE};
 use crate::store::ReceiptChange;
 
 /// The most events one recount reads; older unread events are not counted.
 const MAX_RECOUNT: usize = 10_000;
-
-/// Event types the default push rules notify for.
-const NOTIFYING_TYPES: [&str; 3] = ["m.room.message", "m.room.encrypted", "m.sticker"];
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -30,8 +30,24 @@ pub struct Counts {
     pub highlights: u64,
 }
 
+/// A user's push rules ready for evaluation, tagged with the account data position of
+/// the `m.push_rules` they came from (0: the predefined rules).
+#[derive(Clone)]
+pub struct UserPushRules {
+    position: u64,
+    rules: Arc<CompiledRules>,
+}
+
+impl UserPushRules {
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Entry {
+    /// The `m.push_rules` position the counts were made with.
+    rules_at: u64,
     /// The receipt the counts start from (event stream position).
     from: u64,
     /// The counts cover events up to here.
@@ -42,9 +58,34 @@ struct Entry {
 #[derive(Default)]
 pub struct UnreadCounts {
     entries: Mutex<HashMap<(OwnedUserId, OwnedRoomId), Entry>>,
+    /// Compiled rules per user, so a sync compiles them only after they changed.
+    rules: Mutex<HashMap<OwnedUserId, UserPushRules>>,
 }
 
 impl Services {
+    /// The user's push rules for counting: one account data read, compiled again only
+    /// when they changed.
+    pub(super) fn counting_push_rules(&self, user_id: &UserId) -> Result<UserPushRules> {
+        let record = self
+            .store
+            .account_data(user_id.as_str(), None, PUSH_RULES_TYPE)?;
+        let position = record.as_ref().map_or(0, |r| r.position);
+        let mut cache = self.unread.rules.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(cached) = cache.get(user_id)
+            && cached.position == position
+        {
+            return Ok(cached.clone());
+        }
+        let ruleset =
+            Ruleset::from_account_data(record.as_ref().map(|r| &r.content), user_id.as_str());
+        let rules = UserPushRules {
+            position,
+            rules: Arc::new(CompiledRules::new(&ruleset)),
+        };
+        cache.insert(user_id.to_owned(), rules.clone());
+        Ok(rules)
+    }
+
     /// Counts for the room as of stream position `to`. `joined_at` bounds the count when
     /// the user has no receipt.
     pub(super) fn unread_counts(
@@ -53,6 +94,7 @@ impl Services {
         room_id: &RoomId,
         joined_at: u64,
         to: u64,
+        push_rules: &UserPushRules,
     ) -> Result<Counts> {
         let from = self.read_up_to(user_id, room_id)?.unwrap_or(joined_at);
         let key = (user_id.to_owned(), room_id.to_owned());
@@ -64,25 +106,48 @@ impl Services {
             .get(&key)
             .copied();
         let mut entry = match cached {
-            Some(entry) if entry.from == from && entry.to <= to => entry,
+            Some(entry)
+                if entry.from == from
+                    && entry.to <= to
+                    && entry.rules_at == push_rules.position =>
+            {
+                entry
+            }
             _ => Entry {
+                rules_at: push_rules.position,
                 from,
                 to: from,
                 counts: Counts::default(),
             },
         };
         if entry.to < to {
-            for (position, event_id) in
-                self.store
-                    .room_events_after(room_id.as_str(), entry.to, MAX_RECOUNT)?
-            {
+            let events = self
+                .store
+                .room_events_after(room_id.as_str(), entry.to, MAX_RECOUNT)?;
+            let mut room = None;
+            for (position, event_id) in events {
                 if position > to {
                     break;
                 }
                 entry.to = position;
-                if let Some(record) = self.store.event(event_id.as_str())? {
-                    count_event(&mut entry.counts, user_id, &record.pdu);
+                let Some(record) = self.store.event(event_id.as_str())? else {
+                    continue;
+                };
+                if record.redacted_because.is_some() || is_own(user_id, &record.pdu) {
+                    continue;
                 }
+                // Read once per call, and only when there is something to evaluate.
+                let room = match &mut room {
+                    Some(room) => room,
+                    None => room.insert(self.push_room(user_id, room_id)?),
+                };
+                count_event(
+                    &mut entry.counts,
+                    &push_rules.rules,
+                    room,
+                    user_id,
+                    &record.pdu,
+                );
             }
             entry.to = entry.to.max(to);
         }
@@ -92,6 +157,40 @@ impl Services {
             .unwrap_or_else(|e| e.into_inner())
             .insert(key, entry);
         Ok(entry.counts)
+    }
+
+    /// What the push conditions need to know about the room, from its current state.
+    fn push_room(&self, user_id: &UserId, room_id: &RoomId) -> Result<PushRoom> {
+        let room = self
+            .store
+            .room(room_id.as_str())?
+            .ok_or_else(|| Error::internal(format!("unknown room {room_id}")))?;
+        let create = self
+            .current_state_pdu(room_id, room.version, "m.room.create", "")?
+            .ok_or_else(|| Error::internal(format!("room {room_id} has no create event")))?;
+        let power_levels =
+            self.current_state_pdu(room_id, room.version, "m.room.power_levels", "")?;
+        let powers = RoomPowers::new(room.version, &create, power_levels.as_ref())?;
+        let display_name = self
+            .current_state_pdu(room_id, room.version, "m.room.member", user_id.as_str())?
+            .and_then(|member| {
+                member
+                    .content()
+                    .get("displayname")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            });
+        Ok(PushRoom {
+            member_count: self.room_members(room_id)?.joined.len() as u64,
+            display_name,
+            notification_levels: powers
+                .levels()
+                .notifications
+                .iter()
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
+            powers,
+        })
     }
 
     /// The stream position of the newest event the user has a read receipt (public or
@@ -115,82 +214,47 @@ impl Services {
     }
 }
 
-fn count_event(counts: &mut Counts, user_id: &UserId, pdu: &Value) {
-    let event_type = pdu.get("type").and_then(Value::as_str).unwrap_or("");
-    if pdu.get("sender").and_then(Value::as_str) == Some(user_id.as_str())
-        || pdu.get("state_key").is_some()
-        || !NOTIFYING_TYPES.contains(&event_type)
-    {
-        return;
-    }
-    let content = pdu.get("content");
-    // A redacted message has lost its body and no longer notifies.
-    if content
-        .and_then(|c| c.get("msgtype").or(c.get("ciphertext")))
-        .is_none()
-        && event_type != "m.sticker"
-    {
-        return;
-    }
-    counts.notifications += 1;
-    let mentioned = content
-        .and_then(|c| c.pointer("/m.mentions/user_ids"))
-        .and_then(Value::as_array)
-        .is_some_and(|ids| ids.iter().any(|id| id.as_str() == Some(user_id.as_str())));
-    if mentioned {
-        counts.highlights += 1;
-    }
+struct PushRoom {
+    member_count: u64,
+    display_name: Option<String>,
+    notification_levels: HashMap<String, i64>,
+    powers: RoomPowers,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
+/// The push rules are not asked about the user's own events (nor about redacted ones,
+/// whose notifications Synapse withdraws).
+fn is_own(user_id: &UserId, pdu: &Value) -> bool {
+    pdu.get("sender").and_then(Value::as_str) == Some(user_id.as_str())
+}
 
-    #[test]
-    fn only_others_messages_count_and_mentions_highlight() {
-        let me = UserId::parse("@me:x").unwrap();
-        let mut counts = Counts::default();
-        let message = |sender: &str, content: Value| json!({"type": "m.room.message", "sender": sender, "content": content});
-        count_event(
-            &mut counts,
-            &me,
-            &message("@me:x", json!({"msgtype": "m.text"})),
-        );
-        count_event(
-            &mut counts,
-            &me,
-            &json!({"type": "m.room.topic", "state_key": "",
-            "sender": "@you:x", "content": {"topic": "t"}}),
-        );
-        count_event(
-            &mut counts,
-            &me,
-            &json!({"type": "m.reaction", "sender": "@you:x",
-            "content": {}}),
-        );
-        count_event(&mut counts, &me, &message("@you:x", json!({})));
-        assert_eq!(counts, Counts::default());
-        count_event(
-            &mut counts,
-            &me,
-            &message("@you:x", json!({"msgtype": "m.text"})),
-        );
-        count_event(
-            &mut counts,
-            &me,
-            &message(
-                "@you:x",
-                json!({"msgtype": "m.text",
-            "m.mentions": {"user_ids": ["@me:x"]}}),
-            ),
-        );
-        assert_eq!(
-            counts,
-            Counts {
-                notifications: 2,
-                highlights: 1
-            }
-        );
+fn count_event(
+    counts: &mut Counts,
+    rules: &CompiledRules,
+    room: &PushRoom,
+    user_id: &UserId,
+    pdu: &Value,
+) {
+    let sender_power_level = pdu
+        .get("sender")
+        .and_then(Value::as_str)
+        .and_then(|s| UserId::parse(s).ok())
+        .map_or(0, |sender| match room.powers.user_power(&sender) {
+            Power::Level(level) => level,
+            Power::Infinite => i64::MAX,
+        });
+    let context = PushContext {
+        user_id: user_id.as_str(),
+        display_name: room.display_name.as_deref(),
+        member_count: room.member_count,
+        sender_power_level,
+        notification_levels: &room.notification_levels,
+    };
+    if let Some(outcome) = rules.evaluate(pdu, &context)
+        && outcome.notify
+    {
+        counts.notifications += 1;
+        if outcome.highlight {
+            counts.highlights += 1;
+        }
     }
 }

@@ -135,10 +135,10 @@ export class Chat {
   };
 
   /**
-   * Saves a room's notification setting as push rules, the way Element does: the rule the
-   * level needs goes in first, then the other goes, so no moment has neither when muting.
-   * It applies here as soon as the server confirms, and on other devices as sync brings
-   * the new `m.push_rules`.
+   * Saves a room's notification setting as push rules, the way Element does. The rule the
+   * new level needs is written before the other is deleted, so going between Mute and
+   * Mentions only never passes through All messages. It applies here as soon as the server
+   * confirms, and on other devices as sync brings the new `m.push_rules`.
    */
   async setNotificationLevel(room: Room, level: NotificationLevel): Promise<void> {
     const wanted = rulesFor(room.roomId, level);

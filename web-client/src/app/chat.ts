@@ -2,7 +2,7 @@ import { MatrixClient } from "../matrix/client";
 import { MediaCache } from "../media/cache";
 import type { Session } from "../matrix/client";
 import type { JsonObject } from "../matrix/types";
-import { NOTIFICATION_LEVEL_TYPE } from "../notify/level";
+import { PUSH_RULES_TYPE, rulesFor } from "../notify/level";
 import type { NotificationLevel } from "../notify/level";
 import { Notifier } from "../notify/notifier";
 import { SyncEngine } from "../sync/engine";
@@ -134,11 +134,22 @@ export class Chat {
     this.engine.presence(presence).catch(() => undefined);
   };
 
-  /** Saves a room's notification setting; it applies here at once, and elsewhere as sync brings it. */
+  /**
+   * Saves a room's notification setting as push rules, the way Element does. The rule the
+   * new level needs is written before the other is deleted, so going between Mute and
+   * Mentions only never passes through All messages. It applies here as soon as the server
+   * confirms, and on other devices as sync brings the new `m.push_rules`.
+   */
   async setNotificationLevel(room: Room, level: NotificationLevel): Promise<void> {
-    const content = { level };
-    await this.client.setRoomAccountData(room.roomId, NOTIFICATION_LEVEL_TYPE, content);
-    room.accountData.set(NOTIFICATION_LEVEL_TYPE, content);
+    const wanted = rulesFor(room.roomId, level);
+    for (const kind of ["override", "room"] as const) {
+      const rule = wanted[kind];
+      if (rule) await this.client.setPushRule(kind, room.roomId, rule);
+    }
+    for (const kind of ["override", "room"] as const) {
+      if (!wanted[kind]) await this.client.deletePushRule(kind, room.roomId);
+    }
+    this.store.accountData.set(PUSH_RULES_TYPE, await this.client.pushRules());
     room.version++;
     this.store.changed();
   }

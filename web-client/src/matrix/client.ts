@@ -133,6 +133,24 @@ export class MatrixClient {
     return this.call("PUT", `${V3}/user/${enc(this.userId)}/rooms/${enc(roomId)}/account_data/${enc(type)}`, content);
   }
 
+  /** The user's push rules, `{"global": {...}}`: the same shape as `m.push_rules` account data. */
+  pushRules(): Promise<JsonObject> {
+    return this.call("GET", `${V3}/pushrules/`);
+  }
+
+  setPushRule(kind: "override" | "room", ruleId: string, rule: JsonObject): Promise<unknown> {
+    return this.call("PUT", `${V3}/pushrules/global/${kind}/${enc(ruleId)}`, rule);
+  }
+
+  /** Deleting a rule that is not there is already done. */
+  async deletePushRule(kind: "override" | "room", ruleId: string): Promise<void> {
+    try {
+      await this.call("DELETE", `${V3}/pushrules/global/${kind}/${enc(ruleId)}`);
+    } catch (error) {
+      if (!(error instanceof MatrixError && error.errcode === "M_NOT_FOUND")) throw error;
+    }
+  }
+
   setPresence(presence: "online" | "unavailable" | "offline"): Promise<unknown> {
     return this.call("PUT", `${V3}/presence/${enc(this.userId)}/status`, { presence });
   }

@@ -99,7 +99,7 @@ export function RoomSettings(props: { room: Room; onClose: () => void }) {
             </label>
           ))}
         </fieldset>
-        <p class="muted small">Only for you, on every device you use. Muted rooms also stay out of the unread count.</p>
+        <p class="muted small">Only for you, kept in your push rules, so every device and app you use follows it. Muted rooms also stay out of the unread count.</p>
       </section>
       <ErrorText error={error} />
       {status ? <p role="status">{status}</p> : null}

@@ -1,6 +1,6 @@
 import type { JsonObject, MatrixEvent, SyncResponse } from "../matrix/types";
 import { isObject, str } from "../matrix/types";
-import { NOTIFICATION_LEVEL_TYPE, levelOf } from "../notify/level";
+import { PUSH_RULES_TYPE, levelFromRules } from "../notify/level";
 import type { NotificationLevel } from "../notify/level";
 import { Room } from "./room";
 
@@ -192,8 +192,9 @@ export class ClientStore {
     this.changed();
   }
 
+  /** The room's setting, from the push rules sync last brought. */
   notificationLevel(room: Room): NotificationLevel {
-    return levelOf(room.accountData.get(NOTIFICATION_LEVEL_TYPE));
+    return levelFromRules(this.accountData.get(PUSH_RULES_TYPE), room.roomId);
   }
 
   /** Unread notifications across joined rooms, as each room's setting counts them; muted ones count nothing. */

@@ -7,6 +7,7 @@ let hearth: Hearth;
 let browser: Browser;
 let alice: Page;
 let aliceContext: BrowserContext;
+let aliceToken: string;
 let bobToken: string;
 let garden: string;
 let other: string;
@@ -89,6 +90,22 @@ async function setHidden(hidden: boolean): Promise<void> {
   await alice.evaluate((value) => window.__setHidden(value), hidden);
 }
 
+interface Rule {
+  rule_id: string;
+  enabled?: boolean;
+  conditions?: unknown[];
+  actions?: unknown[];
+}
+
+/** Alice's own rules (not the server's predefined ones) for a room, as the server has them. */
+async function roomRules(roomId: string): Promise<{ override: Rule[]; room: Rule[] }> {
+  const rules = await hearth.api<{ global: { override: Rule[]; room: Rule[] } }>("GET", "/_matrix/client/v3/pushrules/", aliceToken);
+  return {
+    override: rules.global.override.filter((r) => r.rule_id === roomId),
+    room: rules.global.room.filter((r) => r.rule_id === roomId),
+  };
+}
+
 async function setLevel(label: string): Promise<void> {
   await alice.locator(".room-actions").getByRole("button", { name: "Settings" }).click();
   const dialog = alice.getByRole("dialog", { name: "Room settings" });
@@ -105,7 +122,7 @@ beforeAll(async () => {
   ({ page: alice, context: aliceContext } = await newUserPage(browser, hearth));
   await aliceContext.grantPermissions(["notifications"], { origin: hearth.url });
   await aliceContext.addInitScript(instrument);
-  const aliceToken = await hearth.register("alice");
+  aliceToken = await hearth.register("alice");
   bobToken = await hearth.register("bob");
   await hearth.api("PUT", `/_matrix/client/v3/profile/${encodeURIComponent(hearth.userId("bob"))}/displayname`, bobToken, {
     displayname: "Bob Builder",
@@ -185,6 +202,15 @@ describe("notifications in the web client", () => {
 
   it("stays silent for a muted room and leaves it out of the count", async () => {
     await setLevel("Mute");
+    // Stored as Element stores it: an override rule for the room, doing nothing.
+    const muted = await roomRules(garden);
+    expect(muted.room).toEqual([]);
+    expect(muted.override).toHaveLength(1);
+    expect(muted.override[0]).toMatchObject({
+      enabled: true,
+      conditions: [{ kind: "event_match", key: "room_id", pattern: garden }],
+      actions: [],
+    });
     await setHidden(true);
     await bobSays(garden, "nobody hears this");
     await timeline(alice).getByText("nobody hears this").waitFor(WAIT);
@@ -206,6 +232,10 @@ describe("notifications in the web client", () => {
   it("notifies a mentions-only room of mentions alone, also while another room is open", async () => {
     await openRoom(alice, "Garden");
     await setLevel("Mentions only");
+    const quiet = await roomRules(garden);
+    expect(quiet.override).toEqual([]);
+    expect(quiet.room).toHaveLength(1);
+    expect(quiet.room[0]).toMatchObject({ enabled: true, actions: [] });
     await openRoom(alice, "Other");
     // Visible, but Garden is not the open room.
     await bobSays(garden, "just chatting");
@@ -219,6 +249,26 @@ describe("notifications in the web client", () => {
     await bobSays(garden, "alice again", [hearth.userId("alice")]);
     const later = await waitForNotifications(4);
     expect(later.map((n) => n.body)).toEqual(["Are you there?", "but this one", "alice, look", "alice again"]);
+  });
+
+  it("follows a change made on another device, and All messages removes the rules", async () => {
+    await openRoom(alice, "Garden");
+    await alice.locator(".room-actions").getByRole("button", { name: "Settings" }).click();
+    const dialog = alice.getByRole("dialog", { name: "Room settings" });
+    expect(await dialog.getByRole("radio", { name: "Mentions only" }).isChecked()).toBe(true);
+    // Another session of Alice's mutes Garden; the open dialog follows through sync.
+    await hearth.api("PUT", `/_matrix/client/v3/pushrules/global/override/${encodeURIComponent(garden)}`, aliceToken, {
+      conditions: [{ kind: "event_match", key: "room_id", pattern: garden }],
+      actions: [],
+    });
+    await alice.waitForFunction(
+      () => document.querySelector<HTMLInputElement>('input[name="notification-level"][value="mute"]')?.checked === true,
+      undefined,
+      WAIT,
+    );
+    await dialog.getByRole("button", { name: "Close" }).click();
+    await setLevel("All messages");
+    expect(await roomRules(garden)).toEqual({ override: [], room: [] });
   });
 
   it("had no uncaught errors or policy violations", () => {

@@ -2,7 +2,8 @@ import { describe, expect, it } from "vitest";
 import type { JsonObject, MatrixEvent, SyncResponse } from "../../src/matrix/types";
 import type { NotifyContext } from "../../src/notify/decide";
 import { notificationFor } from "../../src/notify/decide";
-import { levelOf } from "../../src/notify/level";
+import type { NotificationLevel } from "../../src/notify/level";
+import { LEVELS, levelFromRules, rulesFor } from "../../src/notify/level";
 import type { TimelineNews } from "../../src/sync/store";
 import { ClientStore } from "../../src/sync/store";
 
@@ -68,25 +69,77 @@ describe("notificationFor", () => {
   });
 });
 
-describe("levelOf", () => {
-  it("reads the stored level and falls back to all messages", () => {
-    expect(levelOf({ level: "mute" })).toBe("mute");
-    expect(levelOf({ level: "mentions" })).toBe("mentions");
-    expect(levelOf({ level: "loud" })).toBe("all");
-    expect(levelOf(undefined)).toBe("all");
+/** `m.push_rules` content holding the given rules, as the server sends it (predefined rules left out). */
+function pushRules(rules: Array<[string, NotificationLevel]>, extra: { override?: JsonObject[]; room?: JsonObject[] } = {}): JsonObject {
+  const override: JsonObject[] = [...(extra.override ?? [])];
+  const room: JsonObject[] = [...(extra.room ?? [])];
+  for (const [roomId, level] of rules) {
+    const wanted = rulesFor(roomId, level);
+    if (wanted.override) override.push({ rule_id: roomId, default: false, enabled: true, ...wanted.override });
+    if (wanted.room) room.push({ rule_id: roomId, default: false, enabled: true, ...wanted.room });
+  }
+  return { global: { override, room, content: [], sender: [], underride: [] } };
+}
+
+describe("notification levels as push rules", () => {
+  it("maps each level to Element's rules", () => {
+    expect(rulesFor("!r:hs", "mute")).toEqual({
+      override: { conditions: [{ kind: "event_match", key: "room_id", pattern: "!r:hs" }], actions: [] },
+    });
+    expect(rulesFor("!r:hs", "mentions")).toEqual({ room: { actions: [] } });
+    expect(rulesFor("!r:hs", "all")).toEqual({});
+  });
+
+  it("reads back each level it writes, per room", () => {
+    for (const [level] of LEVELS) {
+      const content = pushRules([["!r:hs", level]]);
+      expect(levelFromRules(content, "!r:hs")).toBe(level);
+      expect(levelFromRules(content, "!other:hs")).toBe("all");
+    }
+  });
+
+  it("lets mute outrank mentions only, as the override outranks the room rule", () => {
+    expect(levelFromRules(pushRules([["!r:hs", "mute"], ["!r:hs", "mentions"]]), "!r:hs")).toBe("mute");
+  });
+
+  it("reads older clients' dont_notify rules too", () => {
+    const content = pushRules([], {
+      override: [{ rule_id: "!m:hs", enabled: true, conditions: [{ kind: "event_match", key: "room_id", pattern: "!m:hs" }], actions: ["dont_notify"] }],
+      room: [{ rule_id: "!q:hs", enabled: true, actions: ["dont_notify"] }],
+    });
+    expect(levelFromRules(content, "!m:hs")).toBe("mute");
+    expect(levelFromRules(content, "!q:hs")).toBe("mentions");
+  });
+
+  it("counts disabled, noisy or unrecognised rules, and missing data, as all messages", () => {
+    const mute = rulesFor("!r:hs", "mute").override ?? {};
+    const content = pushRules([], {
+      override: [
+        { rule_id: "!off:hs", enabled: false, ...mute, conditions: [{ kind: "event_match", key: "room_id", pattern: "!off:hs" }] },
+        { rule_id: "!odd:hs", enabled: true, actions: [], conditions: [{ kind: "event_match", key: "content.body", pattern: "x" }] },
+      ],
+      room: [{ rule_id: "!loud:hs", enabled: true, actions: ["notify", { set_tweak: "sound", value: "default" }] }],
+    });
+    for (const roomId of ["!off:hs", "!odd:hs", "!loud:hs"]) expect(levelFromRules(content, roomId)).toBe("all");
+    expect(levelFromRules(undefined, "!r:hs")).toBe("all");
+    expect(levelFromRules({ global: "nonsense" }, "!r:hs")).toBe("all");
   });
 });
 
-function sync(batch: string, rooms: Record<string, { events?: MatrixEvent[]; counts?: [number, number]; level?: string }>): SyncResponse {
+function sync(
+  batch: string,
+  rooms: Record<string, { events?: MatrixEvent[]; counts?: [number, number] }>,
+  rules?: JsonObject,
+): SyncResponse {
   const join: JsonObject = {};
   for (const [roomId, r] of Object.entries(rooms)) {
     join[roomId] = {
       timeline: { events: r.events ?? [], limited: false, prev_batch: `p${batch}` },
       ...(r.counts ? { unread_notifications: { notification_count: r.counts[0], highlight_count: r.counts[1] } } : {}),
-      ...(r.level ? { account_data: { events: [{ type: "io.hearth.notifications", content: { level: r.level } }] } } : {}),
     };
   }
-  return { next_batch: batch, rooms: { join } } as unknown as SyncResponse;
+  const accountData = rules ? { account_data: { events: [{ type: "m.push_rules", content: rules }] } } : {};
+  return { next_batch: batch, rooms: { join }, ...accountData } as unknown as SyncResponse;
 }
 
 describe("ClientStore news and unread count", () => {
@@ -107,7 +160,10 @@ describe("ClientStore news and unread count", () => {
     const store = new ClientStore(ME);
     store.applySync(sync("1", { "!a": { counts: [3, 0] }, "!b": { counts: [5, 1] }, "!c": { counts: [7, 2] } }));
     expect(store.totalUnread()).toBe(15);
-    store.applySync(sync("2", { "!b": { level: "mentions" }, "!c": { level: "mute" } }));
+    store.applySync(sync("2", {}, pushRules([["!b", "mentions"], ["!c", "mute"]])));
     expect(store.totalUnread()).toBe(4);
+    // Another device sets them back: sync's new rules replace the old.
+    store.applySync(sync("3", {}, pushRules([])));
+    expect(store.totalUnread()).toBe(15);
   });
 });

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::event::push_rules::{CompiledRules, PushContext, Ruleset};
-use crate::event::{Power, RoomPowers};
+use crate::event::{Power, RoomPowers, RoomVersion};
 use crate::service::Services;
 use crate::service::push_rules::PUSH_RULES_TYPE;
 use crate::service::receipts::{READ, READ_PRIVATE};
@@ -60,6 +60,8 @@ pub struct UnreadCounts {
     entries: Mutex<HashMap<(OwnedUserId, OwnedRoomId), Entry>>,
     /// Compiled rules per user, so a sync compiles them only after they changed.
     rules: Mutex<HashMap<OwnedUserId, UserPushRules>>,
+    /// Each room's push facts with the state group they were read at.
+    rooms: Mutex<HashMap<OwnedRoomId, (u64, Arc<RoomPushFacts>)>>,
 }
 
 impl Services {
@@ -159,30 +161,62 @@ impl Services {
         Ok(entry.counts)
     }
 
-    /// What the push conditions need to know about the room, from its current state.
+    /// What the push conditions need to know about the room and the user in it. The
+    /// room's part (power levels, member count) depends only on its state, so it is
+    /// computed once per state group and shared by every member's count.
     fn push_room(&self, user_id: &UserId, room_id: &RoomId) -> Result<PushRoom> {
         let room = self
             .store
             .room(room_id.as_str())?
             .ok_or_else(|| Error::internal(format!("unknown room {room_id}")))?;
-        let create = self
-            .current_state_pdu(room_id, room.version, "m.room.create", "")?
-            .ok_or_else(|| Error::internal(format!("room {room_id} has no create event")))?;
-        let power_levels =
-            self.current_state_pdu(room_id, room.version, "m.room.power_levels", "")?;
-        let powers = RoomPowers::new(room.version, &create, power_levels.as_ref())?;
-        let display_name = self
-            .current_state_pdu(room_id, room.version, "m.room.member", user_id.as_str())?
-            .and_then(|member| {
+        let cached = self
+            .unread
+            .rooms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(room_id)
+            .filter(|(group, _)| *group == room.state_group)
+            .map(|(_, facts)| facts.clone());
+        let facts = match cached {
+            Some(facts) => facts,
+            None => {
+                let facts = Arc::new(self.room_push_facts(room_id, room.version)?);
+                self.unread
+                    .rooms
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(room_id.to_owned(), (room.state_group, facts.clone()));
+                facts
+            }
+        };
+        let display_name = match self.store.current_state_id(
+            room_id.as_str(),
+            "m.room.member",
+            user_id.as_str(),
+        )? {
+            Some(member) => self.store.event(member.as_str())?.and_then(|member| {
                 member
-                    .content()
-                    .get("displayname")
+                    .pdu
+                    .pointer("/content/displayname")
                     .and_then(Value::as_str)
                     .map(str::to_owned)
-            });
+            }),
+            None => None,
+        };
         Ok(PushRoom {
-            member_count: self.room_members(room_id)?.joined.len() as u64,
+            facts,
             display_name,
+        })
+    }
+
+    fn room_push_facts(&self, room_id: &RoomId, version: RoomVersion) -> Result<RoomPushFacts> {
+        let create = self
+            .current_state_pdu(room_id, version, "m.room.create", "")?
+            .ok_or_else(|| Error::internal(format!("room {room_id} has no create event")))?;
+        let power_levels = self.current_state_pdu(room_id, version, "m.room.power_levels", "")?;
+        let powers = RoomPowers::new(version, &create, power_levels.as_ref())?;
+        Ok(RoomPushFacts {
+            member_count: self.room_members(room_id)?.joined.len() as u64,
             notification_levels: powers
                 .levels()
                 .notifications
@@ -214,11 +248,16 @@ impl Services {
     }
 }
 
-struct PushRoom {
+/// The part of the push context that is the same for every member of the room.
+struct RoomPushFacts {
     member_count: u64,
-    display_name: Option<String>,
     notification_levels: HashMap<String, i64>,
     powers: RoomPowers,
+}
+
+struct PushRoom {
+    facts: Arc<RoomPushFacts>,
+    display_name: Option<String>,
 }
 
 /// The push rules are not asked about the user's own events (nor about redacted ones,
@@ -238,16 +277,16 @@ fn count_event(
         .get("sender")
         .and_then(Value::as_str)
         .and_then(|s| UserId::parse(s).ok())
-        .map_or(0, |sender| match room.powers.user_power(&sender) {
+        .map_or(0, |sender| match room.facts.powers.user_power(&sender) {
             Power::Level(level) => level,
             Power::Infinite => i64::MAX,
         });
     let context = PushContext {
         user_id: user_id.as_str(),
         display_name: room.display_name.as_deref(),
-        member_count: room.member_count,
+        member_count: room.facts.member_count,
         sender_power_level,
-        notification_levels: &room.notification_levels,
+        notification_levels: &room.facts.notification_levels,
     };
     if let Some(outcome) = rules.evaluate(pdu, &context)
         && outcome.notify

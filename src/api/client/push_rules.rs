@@ -29,6 +29,14 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
+/// The `{kind}/{ruleId}` part of a rule's path.
+fn address<'a>(kind: &str, rule_id: &'a str) -> Result<RuleAddress<'a>> {
+    Ok(RuleAddress {
+        kind: parse_kind(kind)?,
+        rule_id,
+    })
+}
+
 async fn get_all(State(state): State<AppState>, Auth(authed): Auth) -> Result<Json<Value>> {
     let ruleset = state.push_ruleset(&authed.user_id)?;
     Ok(Json(json!({ "global": ruleset.to_json() })))
@@ -43,10 +51,7 @@ async fn get_rule(
     Auth(authed): Auth,
     Path((kind, rule_id)): Path<(String, String)>,
 ) -> Result<Json<Value>> {
-    let address = RuleAddress {
-        kind: parse_kind(&kind)?,
-        rule_id: &rule_id,
-    };
+    let address = address(&kind, &rule_id)?;
     Ok(Json(state.push_rule(&authed.user_id, &address)?.to_json()))
 }
 
@@ -63,10 +68,7 @@ async fn put_rule(
     Query(placement): Query<Placement>,
     MatrixJson(body): MatrixJson<Map<String, Value>>,
 ) -> Result<Json<Value>> {
-    let address = RuleAddress {
-        kind: parse_kind(&kind)?,
-        rule_id: &rule_id,
-    };
+    let address = address(&kind, &rule_id)?;
     state.put_push_rule(
         &authed.user_id,
         &address,
@@ -82,10 +84,7 @@ async fn delete_rule(
     Auth(authed): Auth,
     Path((kind, rule_id)): Path<(String, String)>,
 ) -> Result<Json<Value>> {
-    let address = RuleAddress {
-        kind: parse_kind(&kind)?,
-        rule_id: &rule_id,
-    };
+    let address = address(&kind, &rule_id)?;
     state.delete_push_rule(&authed.user_id, &address)?;
     Ok(Json(json!({})))
 }
@@ -95,10 +94,7 @@ async fn get_enabled(
     Auth(authed): Auth,
     Path((kind, rule_id)): Path<(String, String)>,
 ) -> Result<Json<Value>> {
-    let address = RuleAddress {
-        kind: parse_kind(&kind)?,
-        rule_id: &rule_id,
-    };
+    let address = address(&kind, &rule_id)?;
     let rule = state.push_rule(&authed.user_id, &address)?;
     Ok(Json(json!({ "enabled": rule.enabled })))
 }
@@ -109,10 +105,7 @@ async fn put_enabled(
     Path((kind, rule_id)): Path<(String, String)>,
     MatrixJson(body): MatrixJson<Map<String, Value>>,
 ) -> Result<Json<Value>> {
-    let address = RuleAddress {
-        kind: parse_kind(&kind)?,
-        rule_id: &rule_id,
-    };
+    let address = address(&kind, &rule_id)?;
     let Some(enabled) = body.get("enabled").and_then(Value::as_bool) else {
         return Err(Error::bad_json("enabled must be a boolean"));
     };
@@ -125,10 +118,7 @@ async fn get_actions(
     Auth(authed): Auth,
     Path((kind, rule_id)): Path<(String, String)>,
 ) -> Result<Json<Value>> {
-    let address = RuleAddress {
-        kind: parse_kind(&kind)?,
-        rule_id: &rule_id,
-    };
+    let address = address(&kind, &rule_id)?;
     let rule = state.push_rule(&authed.user_id, &address)?;
     Ok(Json(json!({ "actions": rule.actions })))
 }
@@ -139,10 +129,7 @@ async fn put_actions(
     Path((kind, rule_id)): Path<(String, String)>,
     MatrixJson(body): MatrixJson<Map<String, Value>>,
 ) -> Result<Json<Value>> {
-    let address = RuleAddress {
-        kind: parse_kind(&kind)?,
-        rule_id: &rule_id,
-    };
+    let address = address(&kind, &rule_id)?;
     state.set_push_rule_actions(&authed.user_id, &address, body.get("actions"))?;
     Ok(Json(json!({})))
 }

@@ -16,6 +16,8 @@ pub enum ErrorKind {
         soft_logout: bool,
     },
     MissingToken,
+    /// A federation request without a valid `X-Matrix` signature for this server (401).
+    Unauthorized,
     BadJson,
     NotJson,
     NotFound,
@@ -112,6 +114,7 @@ impl Error {
             ErrorKind::Forbidden => "M_FORBIDDEN",
             ErrorKind::UnknownToken { .. } => "M_UNKNOWN_TOKEN",
             ErrorKind::MissingToken => "M_MISSING_TOKEN",
+            ErrorKind::Unauthorized => "M_UNAUTHORIZED",
             ErrorKind::BadJson => "M_BAD_JSON",
             ErrorKind::NotJson => "M_NOT_JSON",
             ErrorKind::NotFound => "M_NOT_FOUND",
@@ -150,7 +153,9 @@ impl Error {
             ErrorKind::Forbidden | ErrorKind::UserDeactivated | ErrorKind::GuestAccessForbidden => {
                 StatusCode::FORBIDDEN
             }
-            ErrorKind::UnknownToken { .. } | ErrorKind::MissingToken => StatusCode::UNAUTHORIZED,
+            ErrorKind::UnknownToken { .. }
+            | ErrorKind::MissingToken
+            | ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorKind::AuthRequired(_) => StatusCode::UNAUTHORIZED,
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::Unrecognized {

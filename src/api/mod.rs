@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod client;
 pub mod extract;
+pub mod federation;
 pub mod keys;
 pub mod web;
 
@@ -20,6 +21,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(client::routes())
         .merge(keys::routes())
+        .merge(federation::routes())
         .merge(admin::routes())
         .merge(web::routes())
         .fallback(web::fallback)

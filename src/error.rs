@@ -153,9 +153,9 @@ impl Error {
             ErrorKind::Forbidden | ErrorKind::UserDeactivated | ErrorKind::GuestAccessForbidden => {
                 StatusCode::FORBIDDEN
             }
-            ErrorKind::UnknownToken { .. }
-            | ErrorKind::MissingToken
-            | ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorKind::UnknownToken { .. } | ErrorKind::MissingToken | ErrorKind::Unauthorized => {
+                StatusCode::UNAUTHORIZED
+            }
             ErrorKind::AuthRequired(_) => StatusCode::UNAUTHORIZED,
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::Unrecognized {

@@ -31,7 +31,8 @@ pub use receipts::{ReceiptChange, ReceiptRecord};
 pub use relations::{RelationRecord, ThreadRecord};
 pub use reports::{ReportRecord, ReportTarget};
 pub use rooms::{
-    Direction, EventRecord, RoomRecord, StateGroupRecord, TopoKey, TxnKey, UserRoomRecord,
+    Direction, EventRecord, EventStatus, RoomRecord, StateGroupRecord, TopoKey, TxnKey,
+    UserRoomRecord,
 };
 pub use search::{Posting, PostingCursor};
 

@@ -26,6 +26,28 @@ pub struct EventRecord {
     pub txn: Option<(String, String)>,
     #[serde(default)]
     pub redacted_because: Option<OwnedEventId>,
+    /// Where the event stands in its room; events stored before federation are accepted.
+    #[serde(default)]
+    pub status: EventStatus,
+}
+
+/// What the server made of a stored event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventStatus {
+    /// In the room's DAG with the state before and after it: shown to clients.
+    #[default]
+    Accepted,
+    /// Known without the state before it (an auth chain or state fetched from another
+    /// server): usable as an auth event, never in timelines or sync. It has no stream
+    /// position and no state groups (`stream`, `state_before` and `state_after` are 0).
+    Outlier,
+    /// Failed authorisation: kept so it is not fetched again, never served to clients,
+    /// never used as an auth event, never an extremity.
+    Rejected,
+    /// Passed against the state before it but not against the room's current state:
+    /// stored, not shown to clients, not part of the current state nor an extremity.
+    SoftFailed,
 }
 
 impl EventRecord {

@@ -15,7 +15,7 @@ use crate::event::{
 use crate::service::direct::direct_inviter;
 use crate::service::search;
 use crate::service::{Services, now_ms};
-use crate::store::{EventRecord, RoomRecord, TxnKey, UserRoomRecord};
+use crate::store::{EventRecord, EventStatus, RoomRecord, TxnKey, UserRoomRecord};
 
 /// What a local user wants to add to a room.
 #[derive(Debug, Clone)]
@@ -145,6 +145,7 @@ impl Services {
                 state_after: group,
                 txn: None,
                 redacted_because: None,
+                status: EventStatus::Accepted,
             },
         )?;
         batch.index_event(room_id.as_str(), &event_id, stream, 1)?;
@@ -343,6 +344,7 @@ impl Services {
                     .as_ref()
                     .map(|t| (t.device_id.clone(), t.txn_id.clone())),
                 redacted_because: None,
+                status: EventStatus::Accepted,
             },
         )?;
         batch.index_event(room_id.as_str(), &event_id, stream, depth)?;

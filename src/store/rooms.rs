@@ -430,6 +430,10 @@ impl Batch<'_> {
         )
     }
 
+    pub fn delete_current_state(&mut self, room_id: &str, event_type: &str, key: &str) {
+        self.delete(Cf::RoomState, &state_key(room_id, event_type, key));
+    }
+
     pub fn put_user_room(
         &mut self,
         user_id: &str,

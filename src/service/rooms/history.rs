@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::service::Services;
 use crate::service::filter::RoomEventFilter;
 use crate::service::sync::SyncToken;
-use crate::store::{Direction, EventRecord, TopoKey};
+use crate::store::{Direction, EventRecord, EventStatus, TopoKey};
 
 /// The most events one request examines. A reader who may see little of a long history
 /// (a peeker, or someone who joined late under `joined` visibility) then gets a short
@@ -481,7 +481,11 @@ impl HistoryReader<'_> {
         let Some(record) = self.services.store.event(event_id)? else {
             return Ok(None);
         };
-        if record.room_id != self.room_id || !self.can_see(&record)? {
+        // Outliers, rejected and soft-failed events are never shown to clients.
+        if record.room_id != self.room_id
+            || record.status != EventStatus::Accepted
+            || !self.can_see(&record)?
+        {
             return Ok(None);
         }
         let event = self

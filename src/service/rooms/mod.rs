@@ -5,6 +5,11 @@ mod format;
 mod history;
 mod members;
 mod membership;
+mod persist;
+mod receive;
+#[cfg(test)]
+mod receive_tests;
+mod resolution;
 mod state;
 mod timeline;
 mod upgrade;
@@ -26,6 +31,7 @@ pub use format::ClientView;
 pub use history::{Boundary, Context, HistoryReader, Messages, ReadAccess};
 pub use members::{MemberCache, RoomMembers};
 pub use membership::MembershipChange;
+pub use receive::{PduError, Received};
 pub use state::StateIds;
 pub use timeline::{EventTemplate, TxnRef};
 

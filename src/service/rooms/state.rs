@@ -7,7 +7,7 @@ use ruma::{OwnedEventId, RoomId, UserId};
 use crate::error::{Error, Result};
 use crate::event::{Pdu, RoomVersion};
 use crate::service::Services;
-use crate::store::{Batch, StateGroupRecord};
+use crate::store::{Batch, EventStatus, StateGroupRecord};
 
 pub type StateIds = BTreeMap<(String, String), OwnedEventId>;
 
@@ -119,7 +119,13 @@ impl Services {
     pub fn pdu(&self, event_id: &str, version: RoomVersion) -> Result<Option<Pdu>> {
         match self.store.event(event_id)? {
             None => Ok(None),
-            Some(record) => Ok(Some(Pdu::from_json(record.pdu, version)?)),
+            Some(record) => {
+                let rejected = record.status == EventStatus::Rejected;
+                let mut pdu = Pdu::from_json(record.pdu, version)?;
+                // A rejected event is never used as an auth event.
+                pdu.set_rejected(rejected);
+                Ok(Some(pdu))
+            }
         }
     }
 

@@ -3,10 +3,11 @@
 
 use std::collections::HashMap;
 
-use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
+use ruma::{OwnedEventId, OwnedRoomId, RoomId, UserId};
 use serde_json::Value;
 
 use super::MAX_EVENT_BYTES;
+use super::persist::Local;
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{
     NewPdu, Pdu, RoomPowers, RoomVersion, StateKey, auth_check, auth_types_for_event,
@@ -15,7 +16,7 @@ use crate::event::{
 use crate::service::direct::direct_inviter;
 use crate::service::search;
 use crate::service::{Services, now_ms};
-use crate::store::{EventRecord, EventStatus, RoomRecord, TxnKey, UserRoomRecord};
+use crate::store::{EventRecord, EventStatus, RoomRecord, TxnKey};
 
 /// What a local user wants to add to a room.
 #[derive(Debug, Clone)]
@@ -204,7 +205,64 @@ impl Services {
             )));
         }
         let version = room.version;
+        let is_message = template.state_key.is_none();
+        let (pdu, json, auth_state) = self.build_local_event(room_id, &room, sender, template)?;
+        let event_id = pdu.event_id().to_owned();
+        if let Some(target) = pdu.redacts(version) {
+            let powers = powers_from(version, &auth_state)?;
+            self.check_redaction(room_id, target, sender, &powers)?;
+        }
 
+        let mut batch = self.store.batch();
+        // Accepting a direct chat invite records the room in the joiner's `m.direct` in
+        // the same write, so the join never lands without it.
+        let direct_partner = direct_inviter(
+            &pdu,
+            auth_state.get(&("m.room.member".to_owned(), sender.to_string())),
+        );
+        let account_data_guard = direct_partner
+            .as_ref()
+            .map(|_| self.account_data_locks.lock(sender));
+        if let (Some(partner), Some(guard)) = (&direct_partner, &account_data_guard) {
+            self.stage_direct_room(&mut batch, guard, sender, partner, room_id)?;
+        }
+        let local = Local {
+            txn: txn
+                .as_ref()
+                .map(|t| (t.device_id.clone(), t.txn_id.clone())),
+        };
+        let staged = self.stage_accepted(
+            &mut batch,
+            room_id,
+            &room,
+            &pdu,
+            json,
+            room.state_group,
+            local,
+        )?;
+        if let Some(key) = txn_key {
+            batch.put_txn_event(key, &event_id)?;
+        }
+        self.store.write(batch)?;
+        self.finish_accepted(room_id, staged);
+        if is_message {
+            self.stop_typing_on_send(room_id, sender);
+            self.note_activity(sender);
+        }
+        Ok(event_id)
+    }
+
+    /// Builds and signs a local event on top of the room's current state and forward
+    /// extremities, and authorises it against that state. Returns the event, its JSON
+    /// and the auth state it was checked against.
+    fn build_local_event(
+        &self,
+        room_id: &RoomId,
+        room: &RoomRecord,
+        sender: &UserId,
+        template: EventTemplate,
+    ) -> Result<(Pdu, Value, HashMap<StateKey, Pdu>)> {
+        let version = room.version;
         let content = template.content;
         let empty = serde_json::Map::new();
         let auth_types = auth_types_for_event(
@@ -233,26 +291,27 @@ impl Services {
             auth_state.insert(create_key, create);
         }
         auth_events.sort();
+        // Every extremity (up to the cap) is a prev event, so the state before the new
+        // event is the room's current state, which resolves the extremities' states.
         let prev_events: Vec<OwnedEventId> = room
             .extremities
             .iter()
             .take(MAX_PREV_EVENTS)
             .cloned()
             .collect();
-        let depth = room.depth + 1;
         let new = NewPdu {
             room_id: Some(room_id.to_owned()),
             sender: sender.to_owned(),
-            event_type: template.event_type.clone(),
-            state_key: template.state_key.clone(),
+            event_type: template.event_type,
+            state_key: template.state_key,
             content,
-            prev_events: prev_events.clone(),
+            prev_events,
             auth_events,
-            depth,
+            depth: room.depth + 1,
             origin_server_ts: now_ms(),
-            redacts: template.redacts.clone(),
+            redacts: template.redacts,
         };
-        let (event_id, json) = build_signed_pdu(&new, version, self.keys.signing_key())?;
+        let (_, json) = build_signed_pdu(&new, version, self.keys.signing_key())?;
         if canonical_json(&json)?.len() > MAX_EVENT_BYTES {
             return Err(Error::new(
                 ErrorKind::TooLarge,
@@ -263,123 +322,7 @@ impl Services {
         auth_check(version, &pdu, |t, k| {
             auth_state.get(&(t.to_owned(), k.to_owned()))
         })?;
-        let redaction = match pdu.redacts(version) {
-            Some(target) => {
-                let powers = powers_from(version, &auth_state)?;
-                self.check_redaction(room_id, target, sender, &powers)?;
-                Some((target.to_owned(), powers))
-            }
-            None => None,
-        };
-
-        let mut batch = self.store.batch();
-        // Accepting a direct chat invite records the room in the joiner's `m.direct` in
-        // the same write, so the join never lands without it.
-        let direct_partner = direct_inviter(
-            &pdu,
-            auth_state.get(&("m.room.member".to_owned(), sender.to_string())),
-        );
-        let account_data_guard = direct_partner
-            .as_ref()
-            .map(|_| self.account_data_locks.lock(sender));
-        if let (Some(partner), Some(guard)) = (&direct_partner, &account_data_guard) {
-            self.stage_direct_room(&mut batch, guard, sender, partner, room_id)?;
-        }
-        let ticket = self.stream_ticket();
-        let stream = ticket.position;
-        let mut membership_changed = false;
-        let mut state_after = room.state_group;
-        if let Some(state_key) = &template.state_key {
-            state_after = self.new_state_group(
-                &mut batch,
-                Some(room.state_group),
-                vec![(
-                    template.event_type.clone(),
-                    state_key.clone(),
-                    event_id.clone(),
-                )],
-            )?;
-            batch.put_current_state(
-                room_id.as_str(),
-                &template.event_type,
-                state_key,
-                &event_id,
-            )?;
-            if template.event_type == "m.room.member"
-                && let Some(membership) = pdu.membership()
-            {
-                let previous = self.store.user_room(state_key, room_id.as_str())?;
-                membership_changed =
-                    previous.as_ref().map(|p| p.membership.as_str()) != Some(membership);
-                batch.put_user_room(
-                    state_key,
-                    room_id.as_str(),
-                    &UserRoomRecord {
-                        membership: membership.to_owned(),
-                        event_id: event_id.clone(),
-                        stream,
-                        // Rejoining or being invited again un-forgets the room.
-                        forgotten: previous.is_some_and(|p| p.forgotten)
-                            && !matches!(membership, "join" | "invite" | "knock"),
-                    },
-                )?;
-            }
-        }
-        self.stage_relation(&mut batch, room_id, &event_id, &json, sender, stream)?;
-        if let Some((redacts, powers)) = &redaction {
-            self.apply_redaction(
-                &mut batch, room_id, version, redacts, sender, powers, &event_id,
-            )?;
-        }
-        search::index_event(&mut batch, room_id.as_str(), stream, state_after, &json)?;
-        batch.put_event(
-            event_id.as_str(),
-            &EventRecord {
-                room_id: room_id.to_owned(),
-                pdu: json,
-                stream,
-                state_before: room.state_group,
-                state_after,
-                txn: txn
-                    .as_ref()
-                    .map(|t| (t.device_id.clone(), t.txn_id.clone())),
-                redacted_because: None,
-                status: EventStatus::Accepted,
-            },
-        )?;
-        batch.index_event(room_id.as_str(), &event_id, stream, depth)?;
-        if let Some(key) = txn_key {
-            batch.put_txn_event(key, &event_id)?;
-        }
-        batch.put_room(
-            room_id.as_str(),
-            &RoomRecord {
-                extremities: vec![event_id.clone()],
-                depth,
-                state_group: state_after,
-                last_stream: stream,
-                ..room
-            },
-        )?;
-        self.store.write(batch)?;
-        if template.state_key.as_deref() == Some("") {
-            self.user_directory
-                .state_changed(&self.store, room_id, &template.event_type);
-        }
-        // A profile change (join to join) leaves the member lists as they are, so the
-        // room's cached lists need not be rebuilt.
-        let membership_target = match (template.event_type.as_str(), &template.state_key) {
-            ("m.room.member", Some(target)) if membership_changed => {
-                OwnedUserId::try_from(target.as_str()).ok()
-            }
-            _ => None,
-        };
-        ticket.publish(room_id, membership_target);
-        if template.state_key.is_none() {
-            self.stop_typing_on_send(room_id, sender);
-            self.note_activity(sender);
-        }
-        Ok(event_id)
+        Ok((pdu, json, auth_state))
     }
 
     /// What a local user may redact: an event of this room other than the create event
@@ -428,7 +371,7 @@ impl Services {
     /// member send a redaction; it takes effect only for the original sender or someone
     /// with the power to redact others' events, and only within the same room.
     #[allow(clippy::too_many_arguments)]
-    fn apply_redaction(
+    pub(super) fn apply_redaction(
         &self,
         batch: &mut crate::store::Batch<'_>,
         room_id: &RoomId,

@@ -1,0 +1,364 @@
+//! Persisting events, local or remote, once they are built or checked.
+//!
+//! An accepted event gets a stream position, joins the room's orderings and forward
+//! extremities, and moves the room's current state: directly when it follows every
+//! extremity, by state resolution over the extremities' states when the DAG has forked.
+//! Outliers, rejected and soft-failed events are stored without any of that.
+
+use std::collections::BTreeSet;
+
+use ruma::{OwnedEventId, OwnedUserId, RoomId, UserId};
+use serde_json::Value;
+
+use super::StreamTicket;
+use super::state::StateIds;
+use crate::error::{Error, Result};
+use crate::event::{Pdu, RoomPowers, RoomVersion};
+use crate::service::{Services, search};
+use crate::store::{Batch, EventRecord, EventStatus, RoomRecord, UserRoomRecord};
+
+/// An accepted event staged in a batch; [`Services::finish_accepted`] completes it once
+/// the batch is written.
+pub(super) struct StagedEvent<'a> {
+    ticket: StreamTicket<'a>,
+    /// The member whose membership this event (or a resolution it caused) changed, to wake.
+    membership_target: Option<OwnedUserId>,
+    /// Any membership in the room changed: the member cache must be rebuilt.
+    members_changed: bool,
+    /// `(type, "")` state keys that changed, for the user directory.
+    room_state_types: Vec<String>,
+}
+
+/// Extra facts about an accepted event that only its origin knows.
+#[derive(Default)]
+pub(super) struct Local {
+    /// The client transaction, for `unsigned.transaction_id`.
+    pub txn: Option<(String, String)>,
+}
+
+impl Services {
+    /// Stages an accepted event: its record, orderings, relations, redaction, search
+    /// terms, the room's new extremities and current state. `state_before` is the state
+    /// group before the event (for a local event, the room's current state).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn stage_accepted<'a>(
+        &'a self,
+        batch: &mut Batch<'_>,
+        room_id: &RoomId,
+        room: &RoomRecord,
+        pdu: &Pdu,
+        json: Value,
+        state_before: u64,
+        local: Local,
+    ) -> Result<StagedEvent<'a>> {
+        let version = room.version;
+        let event_id = pdu.event_id().to_owned();
+        let ticket = self.stream_ticket();
+        let stream = ticket.position;
+        let state_after = match pdu.state_key() {
+            Some(state_key) => self.new_state_group(
+                batch,
+                Some(state_before),
+                vec![(
+                    pdu.event_type().to_owned(),
+                    state_key.to_owned(),
+                    event_id.clone(),
+                )],
+            )?,
+            None => state_before,
+        };
+
+        // The event replaces the extremities it follows.
+        let prevs: BTreeSet<&ruma::EventId> = pdu.prev_events().iter().map(|e| &**e).collect();
+        let mut extremities: Vec<OwnedEventId> = room
+            .extremities
+            .iter()
+            .filter(|e| !prevs.contains(&***e))
+            .cloned()
+            .collect();
+        extremities.push(event_id.clone());
+
+        // The room's new current state.
+        let (current_group, changes) = if extremities.len() == 1 {
+            if state_before == room.state_group {
+                let changes = match pdu.state_key() {
+                    Some(k) => vec![(
+                        (pdu.event_type().to_owned(), k.to_owned()),
+                        Some(event_id.clone()),
+                    )],
+                    None => vec![],
+                };
+                (state_after, changes)
+            } else {
+                let old = self.state_ids_at(room.state_group)?;
+                let new = self.state_after_in_memory(pdu, state_before)?;
+                (state_after, state_diff(&old, &new))
+            }
+        } else {
+            let mut sets = Vec::with_capacity(extremities.len());
+            for extremity in &extremities {
+                if *extremity == event_id {
+                    sets.push(self.state_after_in_memory(pdu, state_before)?);
+                    continue;
+                }
+                let group = self
+                    .store
+                    .event(extremity.as_str())?
+                    .map(|r| r.state_after)
+                    .ok_or_else(|| {
+                        Error::internal(format!("extremity {extremity} is not stored"))
+                    })?;
+                sets.push(self.state_ids_at(group)?);
+            }
+            let resolved = self.resolve_state(version, sets, Some(pdu))?;
+            let old = self.state_ids_at(room.state_group)?;
+            let changes = state_diff(&old, &resolved);
+            let group = if changes.is_empty() {
+                room.state_group
+            } else {
+                self.new_state_group_for(batch, room.state_group, &old, &resolved)?
+            };
+            (group, changes)
+        };
+
+        let mut membership_target = None;
+        let mut members_changed = false;
+        let mut room_state_types = Vec::new();
+        for ((t, k), id) in &changes {
+            match id {
+                Some(id) => batch.put_current_state(room_id.as_str(), t, k, id)?,
+                None => batch.delete_current_state(room_id.as_str(), t, k),
+            }
+            if k.is_empty() {
+                room_state_types.push(t.clone());
+            }
+            if t != "m.room.member" {
+                continue;
+            }
+            let (membership, member_event) = match id {
+                Some(id) if *id == event_id => (pdu.membership().map(str::to_owned), id.clone()),
+                Some(id) => (
+                    self.store
+                        .event(id.as_str())?
+                        .and_then(|r| membership_of(&r.pdu)),
+                    id.clone(),
+                ),
+                // A member key gone from the state: the departure is recorded at this event.
+                None => (Some("leave".to_owned()), event_id.clone()),
+            };
+            let Some(membership) = membership else {
+                continue;
+            };
+            if self.stage_membership(batch, k, room_id, &membership, member_event, stream)? {
+                members_changed = true;
+                if Some(k.as_str()) == pdu.state_key() && pdu.event_type() == "m.room.member" {
+                    membership_target = UserId::parse(k.as_str()).ok();
+                }
+            }
+        }
+
+        let sender = pdu.sender();
+        self.stage_relation(batch, room_id, &event_id, &json, sender, stream)?;
+        if let Some(target) = pdu.redacts(version) {
+            let powers = self.powers_at(version, state_before)?;
+            self.apply_redaction(batch, room_id, version, target, sender, &powers, &event_id)?;
+        }
+        search::index_event(batch, room_id.as_str(), stream, state_after, &json)?;
+        batch.put_event(
+            event_id.as_str(),
+            &EventRecord {
+                room_id: room_id.to_owned(),
+                pdu: json,
+                stream,
+                state_before,
+                state_after,
+                txn: local.txn,
+                redacted_because: None,
+                status: EventStatus::Accepted,
+            },
+        )?;
+        batch.index_event(room_id.as_str(), &event_id, stream, pdu.depth())?;
+        batch.put_room(
+            room_id.as_str(),
+            &RoomRecord {
+                extremities,
+                depth: room.depth.max(pdu.depth()),
+                state_group: current_group,
+                last_stream: stream,
+                ..room.clone()
+            },
+        )?;
+        Ok(StagedEvent {
+            ticket,
+            membership_target,
+            members_changed,
+            room_state_types,
+        })
+    }
+
+    /// Completes an accepted event after its batch is written: caches, directory, wake-ups.
+    pub(super) fn finish_accepted(&self, room_id: &RoomId, staged: StagedEvent<'_>) {
+        for event_type in &staged.room_state_types {
+            self.user_directory
+                .state_changed(&self.store, room_id, event_type);
+        }
+        if staged.members_changed && staged.membership_target.is_none() {
+            self.rooms.members.invalidate(room_id);
+        }
+        staged.ticket.publish(room_id, staged.membership_target);
+    }
+
+    /// The state after an event whose state group is staged but not yet written.
+    fn state_after_in_memory(&self, pdu: &Pdu, state_before: u64) -> Result<StateIds> {
+        let mut state = self.state_ids_at(state_before)?;
+        if let Some(k) = pdu.state_key() {
+            state.insert(
+                (pdu.event_type().to_owned(), k.to_owned()),
+                pdu.event_id().to_owned(),
+            );
+        }
+        Ok(state)
+    }
+
+    /// Records a user's membership in a room; returns whether it changed.
+    fn stage_membership(
+        &self,
+        batch: &mut Batch<'_>,
+        user_id: &str,
+        room_id: &RoomId,
+        membership: &str,
+        event_id: OwnedEventId,
+        stream: u64,
+    ) -> Result<bool> {
+        let previous = self.store.user_room(user_id, room_id.as_str())?;
+        let changed = previous.as_ref().map(|p| p.membership.as_str()) != Some(membership);
+        batch.put_user_room(
+            user_id,
+            room_id.as_str(),
+            &UserRoomRecord {
+                membership: membership.to_owned(),
+                event_id,
+                stream,
+                // Rejoining or being invited again un-forgets the room.
+                forgotten: previous.is_some_and(|p| p.forgotten)
+                    && !matches!(membership, "join" | "invite" | "knock"),
+            },
+        )?;
+        Ok(changed)
+    }
+
+    /// Stores an event that is not part of the room's timeline: an outlier, or an event
+    /// rejected or soft-failed. `state_before` is the state group before it where known
+    /// (0 otherwise); a rejected event leaves the state as it was before it.
+    pub(super) fn stage_unaccepted(
+        &self,
+        batch: &mut Batch<'_>,
+        room_id: &RoomId,
+        pdu: &Pdu,
+        json: Value,
+        status: EventStatus,
+        state_before: u64,
+    ) -> Result<()> {
+        let state_after = match (status, pdu.state_key()) {
+            (EventStatus::SoftFailed, Some(k)) if state_before != 0 => self.new_state_group(
+                batch,
+                Some(state_before),
+                vec![(
+                    pdu.event_type().to_owned(),
+                    k.to_owned(),
+                    pdu.event_id().to_owned(),
+                )],
+            )?,
+            _ => state_before,
+        };
+        batch.put_event(
+            pdu.event_id().as_str(),
+            &EventRecord {
+                room_id: room_id.to_owned(),
+                pdu: json,
+                stream: 0,
+                state_before,
+                state_after,
+                txn: None,
+                redacted_because: None,
+                status,
+            },
+        )?;
+        Ok(())
+    }
+
+    /// The room's powers in a state group.
+    pub(super) fn powers_at(&self, version: RoomVersion, group: u64) -> Result<RoomPowers> {
+        let ids =
+            self.state_entries_at(group, &[("m.room.create", ""), ("m.room.power_levels", "")])?;
+        let create = ids[0]
+            .as_ref()
+            .and_then(|id| self.pdu(id.as_str(), version).transpose())
+            .transpose()?
+            .ok_or_else(|| Error::internal("room has no create event"))?;
+        let power_levels = ids[1]
+            .as_ref()
+            .and_then(|id| self.pdu(id.as_str(), version).transpose())
+            .transpose()?;
+        Ok(RoomPowers::new(version, &create, power_levels.as_ref())?)
+    }
+
+    /// Writes a group holding `new`, as a delta from `prev` (whose state is `old`) when
+    /// nothing is removed, or as a full snapshot otherwise.
+    fn new_state_group_for(
+        &self,
+        batch: &mut Batch<'_>,
+        prev: u64,
+        old: &StateIds,
+        new: &StateIds,
+    ) -> Result<u64> {
+        let removes = old.keys().any(|k| !new.contains_key(k));
+        if removes {
+            return self.new_full_state_group(batch, new);
+        }
+        let changes = new
+            .iter()
+            .filter(|(k, v)| old.get(*k) != Some(*v))
+            .map(|((t, k), v)| (t.clone(), k.clone(), v.clone()))
+            .collect();
+        self.new_state_group(batch, Some(prev), changes)
+    }
+
+    /// Writes a group holding exactly `state`.
+    pub(super) fn new_full_state_group(
+        &self,
+        batch: &mut Batch<'_>,
+        state: &StateIds,
+    ) -> Result<u64> {
+        let all = state
+            .iter()
+            .map(|((t, k), v)| (t.clone(), k.clone(), v.clone()))
+            .collect();
+        self.new_state_group(batch, None, all)
+    }
+}
+
+fn membership_of(pdu: &Value) -> Option<String> {
+    pdu.get("content")?
+        .get("membership")?
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// The keys whose event differs between two states: the new event, or `None` if removed.
+type StateChange = ((String, String), Option<OwnedEventId>);
+
+fn state_diff(old: &StateIds, new: &StateIds) -> Vec<StateChange> {
+    let mut out = Vec::new();
+    for (k, v) in new {
+        if old.get(k) != Some(v) {
+            out.push((k.clone(), Some(v.clone())));
+        }
+    }
+    for k in old.keys() {
+        if !new.contains_key(k) {
+            out.push((k.clone(), None));
+        }
+    }
+    out
+}

@@ -37,6 +37,8 @@ pub enum ErrorKind {
     WeakPassword,
     GuestAccessForbidden,
     UnsupportedRoomVersion,
+    /// A server asked to join a room whose version it does not support (`room_version`).
+    IncompatibleRoomVersion(String),
     RoomInUse,
     /// An `m.room.canonical_alias` event names an alias that does not point to the room.
     BadAlias,
@@ -129,6 +131,7 @@ impl Error {
             ErrorKind::WeakPassword => "M_WEAK_PASSWORD",
             ErrorKind::GuestAccessForbidden => "M_GUEST_ACCESS_FORBIDDEN",
             ErrorKind::UnsupportedRoomVersion => "M_UNSUPPORTED_ROOM_VERSION",
+            ErrorKind::IncompatibleRoomVersion(_) => "M_INCOMPATIBLE_ROOM_VERSION",
             ErrorKind::RoomInUse => "M_ROOM_IN_USE",
             ErrorKind::BadAlias => "M_BAD_ALIAS",
             ErrorKind::InvalidRoomState => "M_INVALID_ROOM_STATE",
@@ -180,6 +183,7 @@ impl Error {
             | ErrorKind::MissingParam
             | ErrorKind::WeakPassword
             | ErrorKind::UnsupportedRoomVersion
+            | ErrorKind::IncompatibleRoomVersion(_)
             | ErrorKind::RoomInUse
             | ErrorKind::BadAlias
             | ErrorKind::InvalidRoomState
@@ -203,6 +207,11 @@ impl Error {
                 "errcode": self.errcode(),
                 "error": self.message,
                 "retry_after_ms": retry_after_ms,
+            }),
+            ErrorKind::IncompatibleRoomVersion(version) => json!({
+                "errcode": self.errcode(),
+                "error": self.message,
+                "room_version": version,
             }),
             _ => json!({ "errcode": self.errcode(), "error": self.message }),
         }

@@ -2,11 +2,11 @@
 //! the configured idle times. State changes are persisted and move the presence stream;
 //! activity times live in memory, as they change on every request.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ruma::{OwnedUserId, UserId};
+use ruma::{OwnedUserId, ServerName, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -345,6 +345,38 @@ impl Services {
         Ok(false)
     }
 
+    /// A remote user's presence, as their server reports it.
+    pub fn set_remote_presence(
+        &self,
+        user_id: &UserId,
+        presence: &str,
+        status_msg: Option<String>,
+        last_active_ago: Option<u64>,
+        currently_active: bool,
+    ) {
+        let Some(state) = PresenceState::parse(presence) else {
+            return;
+        };
+        if !self.presence_enabled() || status_msg.as_ref().is_some_and(|m| m.len() > MAX_STATUS_MSG)
+        {
+            return;
+        }
+        let change = {
+            let mut inner = self.presence.inner();
+            let now = now_ms();
+            let user = inner.user(user_id, now);
+            user.last_active_ts = if currently_active {
+                now
+            } else {
+                now.saturating_sub(last_active_ago.unwrap_or(0))
+            };
+            user.state = state;
+            user.status_msg = status_msg;
+            inner.bump(user_id)
+        };
+        self.publish_presence(change);
+    }
+
     fn publish_presence(&self, change: Change) {
         if let Err(e) = self
             .store
@@ -352,9 +384,39 @@ impl Services {
         {
             tracing::warn!(error = %e, user = %change.user_id, "cannot store presence");
         }
-        match self.co_members(&change.user_id) {
-            Ok(users) => self.notifier.wake(users.iter().map(|u| u.as_ref())),
-            Err(e) => tracing::warn!(error = %e, "cannot wake presence watchers"),
+        let users = match self.co_members(&change.user_id) {
+            Ok(users) => users,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot wake presence watchers");
+                return;
+            }
+        };
+        self.notifier.wake(users.iter().map(|u| u.as_ref()));
+        // Our own users' presence goes to the servers they share a room with.
+        if change.user_id.server_name() == self.server_name() {
+            let destinations: BTreeSet<&ServerName> = users
+                .iter()
+                .map(|u| u.server_name())
+                .filter(|s| *s != self.server_name())
+                .collect();
+            if !destinations.is_empty() {
+                let destinations: Vec<_> = destinations.into_iter().map(ToOwned::to_owned).collect();
+                let now = now_ms();
+                let mut update = json!({
+                    "user_id": change.user_id,
+                    "presence": change.record.presence,
+                    "last_active_ago": now.saturating_sub(change.record.last_active_ts),
+                    "currently_active": change.record.presence == "online"
+                        && now.saturating_sub(change.record.last_active_ts) < CURRENTLY_ACTIVE_MS,
+                });
+                if let Some(msg) = &change.record.status_msg {
+                    update["status_msg"] = json!(msg);
+                }
+                self.sender.send_edu(
+                    &destinations,
+                    json!({ "edu_type": "m.presence", "content": { "push": [update] } }),
+                );
+            }
         }
     }
 
@@ -377,7 +439,11 @@ impl Services {
                 let now = now_ms();
                 let mut due = Vec::new();
                 for (user_id, user) in &inner.users {
-                    if user.open_syncs > 0 || user.state == PresenceState::Offline {
+                    // Other servers report their users' idleness themselves.
+                    if user.open_syncs > 0
+                        || user.state == PresenceState::Offline
+                        || user_id.server_name() != self.server_name()
+                    {
                         continue;
                     }
                     let idle = now.saturating_sub(user.last_sync_end.max(user.last_active_ts));

@@ -106,6 +106,21 @@ impl Services {
         for room in woken {
             self.wake_room(&room);
         }
+        // Public receipts of our own users go to the room's other servers.
+        if result.is_ok() && receipt_type == READ && user_id.server_name() == self.server_name() {
+            let mut data = json!({ "ts": crate::service::now_ms() });
+            if let Some(thread_id) = thread_id {
+                data["thread_id"] = json!(thread_id);
+            }
+            self.federate_room_edu(
+                room_id,
+                "m.receipt",
+                json!({ room_id.as_str(): { "m.read": { user_id.as_str(): {
+                    "event_ids": [event_id],
+                    "data": data,
+                }}}}),
+            );
+        }
         result
     }
 

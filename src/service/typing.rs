@@ -130,6 +130,17 @@ impl Services {
         };
         if visible {
             self.wake_room(room_id);
+            if user_id.server_name() == self.server_name() {
+                self.federate_room_edu(
+                    room_id,
+                    "m.typing",
+                    serde_json::json!({
+                        "room_id": room_id,
+                        "user_id": user_id,
+                        "typing": timeout.is_some(),
+                    }),
+                );
+            }
         }
         if let Some(timeout) = timeout {
             let services = Arc::clone(self);

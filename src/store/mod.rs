@@ -4,6 +4,7 @@
 mod account_data;
 mod accounts;
 mod directory;
+mod federation;
 mod filters;
 mod keys;
 mod media;
@@ -25,6 +26,7 @@ use serde::de::DeserializeOwned;
 pub use account_data::{AccountDataChange, AccountDataRecord};
 pub use accounts::{AccessTokenRecord, DeviceRecord, RefreshTokenRecord, TokenHash, UserRecord};
 pub use directory::AliasRecord;
+pub use federation::OutboxRecord;
 pub use media::{ImageKind, MediaContent, MediaRecord, ThumbnailRecord, thumbnail_key};
 pub use presence::PresenceRecord;
 pub use receipts::{ReceiptChange, ReceiptRecord};
@@ -101,10 +103,12 @@ pub enum Cf {
     Profiles,
     Reports,
     SearchPostings,
+    FederationOutbox,
+    FederationTxns,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 33] = [
+    pub const ALL: [Cf; 35] = [
         Cf::Meta,
         Cf::Users,
         Cf::Devices,
@@ -138,6 +142,8 @@ impl Cf {
         Cf::Profiles,
         Cf::Reports,
         Cf::SearchPostings,
+        Cf::FederationOutbox,
+        Cf::FederationTxns,
     ];
 
     pub fn name(self) -> &'static str {
@@ -175,6 +181,8 @@ impl Cf {
             Cf::Profiles => "profiles",
             Cf::Reports => "reports",
             Cf::SearchPostings => "search_postings",
+            Cf::FederationOutbox => "federation_outbox",
+            Cf::FederationTxns => "federation_txns",
         }
     }
 }

@@ -91,6 +91,10 @@ pub struct UserRoomRecord {
     pub stream: u64,
     #[serde(default)]
     pub forgotten: bool,
+    /// For an invite to a room this server is not in: what the inviting server shared
+    /// of the room (stripped state events), shown to the invitee.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invite_state: Option<Vec<Value>>,
 }
 
 fn be(n: u64) -> [u8; 8] {
@@ -385,6 +389,12 @@ impl Store {
 }
 
 impl Batch<'_> {
+    /// Names an event at a stream position without placing it in its room's orderings:
+    /// for an invite to a room this server is not in.
+    pub fn put_stream_entry(&mut self, stream: u64, event_id: &OwnedEventId) -> StoreResult<()> {
+        self.put_json(Cf::Stream, &be(stream), event_id)
+    }
+
     pub fn put_event(&mut self, event_id: &str, event: &EventRecord) -> StoreResult<()> {
         self.put_json(Cf::Events, event_id.as_bytes(), event)
     }

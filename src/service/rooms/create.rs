@@ -304,8 +304,13 @@ impl Services {
             if request.is_direct {
                 content.insert("is_direct".into(), json!(true));
             }
-            self.append_member_event(&room_id, creator, invitee, content)
-                .await?;
+            if invitee.server_name() == self.server_name() {
+                self.append_member_event(&room_id, creator, invitee, content)
+                    .await?;
+            } else {
+                self.invite_remote_user(&room_id, creator, invitee, content)
+                    .await?;
+            }
         }
         if request.is_direct && !request.invite.is_empty() {
             self.add_direct_room(creator, &request.invite, &room_id)?;
@@ -372,12 +377,10 @@ impl Services {
         Ok(())
     }
 
-    /// Only users of this server, who exist, can be invited until federation arrives.
+    /// A local user must exist; a user of another server is asked by their server.
     pub fn check_invitable(&self, user_id: &UserId) -> Result<()> {
         if user_id.server_name() != self.server_name() {
-            return Err(Error::forbidden(
-                "Inviting users of other servers needs federation, which this server does not offer yet",
-            ));
+            return Ok(());
         }
         match self.store.user(user_id.as_str())? {
             Some(user) if !user.deactivated => Ok(()),

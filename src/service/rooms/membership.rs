@@ -40,9 +40,21 @@ impl Services {
         change: MembershipChange,
         reason: Option<String>,
     ) -> Result<OwnedEventId> {
+        if change == MembershipChange::Leave
+            && sender == target
+            && self.joins_remotely(room_id)?
+            && self.membership(room_id, sender)?.as_deref() == Some("invite")
+        {
+            self.reject_remote_invite(room_id, sender).await?;
+            return self
+                .store
+                .user_room(sender.as_str(), room_id.as_str())?
+                .map(|r| r.event_id)
+                .ok_or_else(|| Error::internal("declined invite left no record"));
+        }
         if self.store.room(room_id.as_str())?.is_none() {
             return Err(Error::not_found(
-                "This server does not know that room, and cannot join rooms on other servers yet",
+                "This server is not in that room",
             ));
         }
         if change == MembershipChange::Invite {
@@ -57,6 +69,11 @@ impl Services {
         content.insert("membership".into(), json!(change.membership()));
         if let Some(reason) = reason {
             content.insert("reason".into(), Value::String(reason));
+        }
+        if change == MembershipChange::Invite && target.server_name() != self.server_name() {
+            return self
+                .invite_remote_user(room_id, sender, target, content)
+                .await;
         }
         self.append_member_event(room_id, sender, target, content)
             .await

@@ -5,7 +5,7 @@ mod format;
 mod history;
 mod members;
 mod membership;
-mod persist;
+pub(crate) mod persist;
 mod receive;
 #[cfg(test)]
 mod receive_tests;

@@ -19,7 +19,7 @@ use crate::store::{Batch, EventRecord, EventStatus, RoomRecord, UserRoomRecord};
 
 /// An accepted event staged in a batch; [`Services::finish_accepted`] completes it once
 /// the batch is written.
-pub(super) struct StagedEvent<'a> {
+pub(crate) struct StagedEvent<'a> {
     ticket: StreamTicket<'a>,
     /// The member whose membership this event (or a resolution it caused) changed, to wake.
     membership_target: Option<OwnedUserId>,
@@ -31,7 +31,7 @@ pub(super) struct StagedEvent<'a> {
 
 /// Extra facts about an accepted event that only its origin knows.
 #[derive(Default)]
-pub(super) struct Local {
+pub(crate) struct Local {
     /// The client transaction, for `unsigned.transaction_id`.
     pub txn: Option<(String, String)>,
 }
@@ -197,7 +197,7 @@ impl Services {
     }
 
     /// Completes an accepted event after its batch is written: caches, directory, wake-ups.
-    pub(super) fn finish_accepted(&self, room_id: &RoomId, staged: StagedEvent<'_>) {
+    pub(crate) fn finish_accepted(&self, room_id: &RoomId, staged: StagedEvent<'_>) {
         for event_type in &staged.room_state_types {
             self.user_directory
                 .state_changed(&self.store, room_id, event_type);
@@ -218,6 +218,129 @@ impl Services {
             );
         }
         Ok(state)
+    }
+
+    /// Starts (or starts again) a room here from a state another server vouched for,
+    /// whose events are stored as outliers: the state becomes the room's current state,
+    /// and `join` (not yet stored) is to follow it. Returns the room's record.
+    pub(crate) fn seed_room_state(
+        &self,
+        room_id: &RoomId,
+        version: RoomVersion,
+        create: &Pdu,
+        join: &Pdu,
+        state: &StateIds,
+    ) -> Result<RoomRecord> {
+        let mut batch = self.store.batch();
+        let group = self.new_full_state_group(&mut batch, state)?;
+        for (t, k) in self.store.current_state(room_id.as_str(), None)?.keys() {
+            if !state.contains_key(&(t.clone(), k.clone())) {
+                batch.delete_current_state(room_id.as_str(), t, k);
+            }
+        }
+        let stream = self.rooms.stream_position();
+        for ((t, k), id) in state {
+            batch.put_current_state(room_id.as_str(), t, k, id)?;
+            if t == "m.room.member"
+                && let Some(membership) = self
+                    .store
+                    .event(id.as_str())?
+                    .and_then(|r| membership_of(&r.pdu))
+            {
+                self.stage_membership(&mut batch, k, room_id, &membership, id.clone(), stream)?;
+            }
+        }
+        let previous = self.store.room(room_id.as_str())?;
+        let room = RoomRecord {
+            version,
+            create_event: create.event_id().to_owned(),
+            extremities: join.prev_events().to_vec(),
+            depth: join.depth().saturating_sub(1),
+            state_group: group,
+            last_stream: previous.map_or(0, |r| r.last_stream),
+        };
+        batch.put_room(room_id.as_str(), &room)?;
+        self.store.write(batch)?;
+        self.rooms.members.invalidate(room_id);
+        Ok(room)
+    }
+
+    /// An invite of a local user to a room this server is not in: the invite (signed by
+    /// both servers) is kept as an outlier, and the user's membership becomes `invite`
+    /// with what the inviting server shared of the room, on the event stream so that
+    /// sync shows it.
+    pub(crate) fn record_remote_invite(
+        &self,
+        room_id: &RoomId,
+        invitee: &UserId,
+        pdu: &Pdu,
+        json: Value,
+        invite_state: Vec<Value>,
+    ) -> Result<()> {
+        let event_id = pdu.event_id().to_owned();
+        let ticket = self.stream_ticket();
+        let stream = ticket.position;
+        let mut batch = self.store.batch();
+        self.stage_unaccepted(&mut batch, room_id, pdu, json, EventStatus::Outlier, 0)?;
+        batch.put_stream_entry(stream, &event_id)?;
+        let previous = self.store.user_room(invitee.as_str(), room_id.as_str())?;
+        // An invite never overrides a membership this server knows better.
+        if previous.as_ref().is_some_and(|p| matches!(p.membership.as_str(), "join" | "ban")) {
+            return Ok(());
+        }
+        batch.put_user_room(
+            invitee.as_str(),
+            room_id.as_str(),
+            &UserRoomRecord {
+                membership: "invite".to_owned(),
+                event_id,
+                stream,
+                forgotten: false,
+                invite_state: Some(invite_state),
+            },
+        )?;
+        self.store.write(batch)?;
+        ticket.publish(room_id, Some(invitee.to_owned()));
+        Ok(())
+    }
+
+    /// The user's invite to a room this server is not in is declined: their membership
+    /// becomes `leave`, on the event stream so that sync moves the room out of invites.
+    pub(crate) fn record_invite_declined(
+        &self,
+        room_id: &RoomId,
+        user_id: &UserId,
+        invite: OwnedEventId,
+    ) -> Result<()> {
+        let ticket = self.stream_ticket();
+        let mut batch = self.store.batch();
+        batch.put_stream_entry(ticket.position, &invite)?;
+        batch.put_user_room(
+            user_id.as_str(),
+            room_id.as_str(),
+            &UserRoomRecord {
+                membership: "leave".to_owned(),
+                event_id: invite,
+                stream: ticket.position,
+                forgotten: false,
+                invite_state: None,
+            },
+        )?;
+        self.store.write(batch)?;
+        ticket.publish(room_id, Some(user_id.to_owned()));
+        Ok(())
+    }
+
+    /// Stages a remote event accepted on the room's current state.
+    pub(crate) fn stage_accepted_remote<'a>(
+        &'a self,
+        batch: &mut Batch<'_>,
+        room_id: &RoomId,
+        room: &RoomRecord,
+        pdu: &Pdu,
+        json: Value,
+    ) -> Result<StagedEvent<'a>> {
+        self.stage_accepted(batch, room_id, room, pdu, json, room.state_group, Local::default())
     }
 
     /// Records a user's membership in a room; returns whether it changed.
@@ -242,6 +365,7 @@ impl Services {
                 // Rejoining or being invited again un-forgets the room.
                 forgotten: previous.is_some_and(|p| p.forgotten)
                     && !matches!(membership, "join" | "invite" | "knock"),
+                invite_state: None,
             },
         )?;
         Ok(changed)
@@ -285,6 +409,15 @@ impl Services {
             },
         )?;
         Ok(())
+    }
+
+    /// The room's powers in its current state.
+    pub(crate) fn powers_at_current(&self, room_id: &RoomId, version: RoomVersion) -> Result<RoomPowers> {
+        let room = self
+            .store
+            .room(room_id.as_str())?
+            .ok_or_else(|| Error::not_found(format!("Unknown room {room_id}")))?;
+        self.powers_at(version, room.state_group)
     }
 
     /// The room's powers in a state group.

@@ -227,24 +227,12 @@ impl Services {
             self.stage_direct_room(&mut batch, guard, sender, partner, room_id)?;
         }
         let local = Local {
-            txn: txn
-                .as_ref()
-                .map(|t| (t.device_id.clone(), t.txn_id.clone())),
+            txn: txn.as_ref().map(|t| (t.device_id.clone(), t.txn_id.clone())),
         };
-        let staged = self.stage_accepted(
-            &mut batch,
-            room_id,
-            &room,
-            &pdu,
-            json,
-            room.state_group,
-            local,
-        )?;
         if let Some(key) = txn_key {
             batch.put_txn_event(key, &event_id)?;
         }
-        self.store.write(batch)?;
-        self.finish_accepted(room_id, staged);
+        self.commit_local_event(batch, room_id, &room, &pdu, json, local)?;
         if is_message {
             self.stop_typing_on_send(room_id, sender);
             self.note_activity(sender);
@@ -252,10 +240,52 @@ impl Services {
         Ok(event_id)
     }
 
+    /// Stores a local event built on the room's current state (with whatever the
+    /// caller staged in `batch`) and queues it for the room's other servers in the same
+    /// write.
+    pub(crate) fn commit_local_event(
+        &self,
+        mut batch: crate::store::Batch<'_>,
+        room_id: &RoomId,
+        room: &RoomRecord,
+        pdu: &Pdu,
+        json: Value,
+        local: Local,
+    ) -> Result<()> {
+        let destinations = self.event_destinations(room_id, pdu)?;
+        self.sender
+            .stage_pdu(&mut batch, &destinations, &pdu.event_id().to_owned())?;
+        let staged =
+            self.stage_accepted(&mut batch, room_id, room, pdu, json, room.state_group, local)?;
+        self.store.write(batch)?;
+        self.finish_accepted(room_id, staged);
+        self.sender.wake(&destinations);
+        Ok(())
+    }
+
+    /// The servers an event goes to: those with users joined before it, and for a
+    /// membership event the target's server (a kicked or banned user's server learns of
+    /// it; a joining user's server gets the room's further events from then on).
+    pub(crate) fn event_destinations(
+        &self,
+        room_id: &RoomId,
+        pdu: &Pdu,
+    ) -> Result<Vec<ruma::OwnedServerName>> {
+        let mut destinations = self.room_destinations(room_id)?;
+        if pdu.event_type() == "m.room.member"
+            && let Some(target) = pdu.state_key().and_then(|k| UserId::parse(k).ok())
+            && target.server_name() != self.server_name()
+            && !destinations.iter().any(|d| d == target.server_name())
+        {
+            destinations.push(target.server_name().to_owned());
+        }
+        Ok(destinations)
+    }
+
     /// Builds and signs a local event on top of the room's current state and forward
     /// extremities, and authorises it against that state. Returns the event, its JSON
     /// and the auth state it was checked against.
-    fn build_local_event(
+    pub(crate) fn build_local_event(
         &self,
         room_id: &RoomId,
         room: &RoomRecord,

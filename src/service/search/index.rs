@@ -7,7 +7,7 @@ use std::time::Instant;
 use serde_json::Value;
 
 use super::terms::term_frequencies;
-use crate::store::{Batch, Cf, EventRecord, Posting, Store, StoreResult};
+use crate::store::{Batch, Cf, EventRecord, EventStatus, Posting, Store, StoreResult};
 
 /// Bumped when tokenisation or the posting layout changes, so that start-up rebuilds
 /// the index from the stored events.
@@ -165,12 +165,17 @@ pub fn index_existing_events(store: &Store) -> StoreResult<()> {
             pdu,
             stream,
             state_after,
+            status,
             ..
         }) = store.event(&event_id)?
         else {
             tracing::warn!(%event_id, stream = ?key, "stream names an event that is not stored");
             continue;
         };
+        // An invite to a room this server is not in has a stream position, no text.
+        if status != EventStatus::Accepted {
+            continue;
+        }
         // A redacted event's stored copy has lost its text, so it adds no postings.
         index_event(&mut batch, room_id.as_str(), stream, state_after, &pdu)?;
         indexed += 1;

@@ -53,6 +53,7 @@ impl Services {
                 membership,
                 stream: membership_stream,
                 forgotten,
+                invite_state,
                 ..
             }) = self.membership_as_of(&room_id, pass, record)?
             else {
@@ -92,7 +93,11 @@ impl Services {
                     }
                 }
                 "invite" if changed => {
-                    let state = self.stripped_state(&room_id, Some(pass.user_id))?;
+                    // Of a room this server is not in, only what the inviter shared.
+                    let state = match invite_state {
+                        Some(state) => state,
+                        None => self.stripped_state(&room_id, Some(pass.user_id))?,
+                    };
                     invite.insert(key, json!({"invite_state": {"events": state}}));
                 }
                 "knock" if changed => {
@@ -102,6 +107,18 @@ impl Services {
                 "leave" | "ban" if changed && !forgotten => {
                     // An initial sync shows rooms left long ago only when asked to.
                     if pass.since.is_none() && !pass.filter.room.include_leave {
+                        continue;
+                    }
+                    // A declined invite to a room this server was never in.
+                    if self.store.room(room_id.as_str())?.is_none() {
+                        leave.insert(
+                            key,
+                            json!({
+                                "timeline": {"events": [], "limited": false},
+                                "state": {"events": []},
+                                "account_data": {"events": []},
+                            }),
+                        );
                         continue;
                     }
                     let from = pass.since.map(|s| s.events);
@@ -161,6 +178,7 @@ impl Services {
             event_id: event_id.clone(),
             stream: event.stream,
             forgotten: false,
+            invite_state: None,
         }))
     }
 

@@ -1,9 +1,9 @@
 //! Membership endpoints: join, knock, leave, forget, invite, kick, ban, unban.
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::routing::{MethodRouter, post};
 use axum::{Json, Router};
-use ruma::{OwnedRoomId, OwnedUserId};
+use ruma::{OwnedRoomId, OwnedServerName, OwnedUserId, ServerName};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -80,17 +80,20 @@ async fn join_by_id_or_alias(
     State(state): State<AppState>,
     Auth(authed): Auth,
     Path(target): Path<String>,
+    Query(query): Query<Vec<(String, String)>>,
     MatrixJson(body): MatrixJson<ReasonBody>,
 ) -> Result<Json<Value>> {
-    let room_id = room_id_or_alias(&state, &target)?;
-    own_membership(
-        &state,
-        &authed,
-        room_id,
-        MembershipChange::Join,
-        body.reason,
-    )
-    .await
+    let mut via = via_servers(&query);
+    let room_id = if target.starts_with('#') {
+        let (room_id, servers) = state
+            .resolve_alias_anywhere(&state.parse_alias(&target)?)
+            .await?;
+        via.extend(servers);
+        room_id
+    } else {
+        parse_room_id(&target)?
+    };
+    join_room(&state, &authed, room_id, via, body.reason).await
 }
 
 async fn join(
@@ -100,14 +103,36 @@ async fn join(
     MatrixJson(body): MatrixJson<ReasonBody>,
 ) -> Result<Json<Value>> {
     let room_id = parse_room_id(&room_id)?;
-    own_membership(
-        &state,
-        &authed,
-        room_id,
-        MembershipChange::Join,
-        body.reason,
-    )
-    .await
+    join_room(&state, &authed, room_id, Vec::new(), body.reason).await
+}
+
+/// `via` (and its older name `server_name`), repeated: servers to join through.
+fn via_servers(query: &[(String, String)]) -> Vec<OwnedServerName> {
+    query
+        .iter()
+        .filter(|(k, _)| k == "via" || k == "server_name")
+        .filter_map(|(_, v)| ServerName::parse(v).ok())
+        .collect()
+}
+
+/// Joins here when this server can make the join itself, through another server
+/// otherwise.
+async fn join_room(
+    state: &AppState,
+    authed: &Authed,
+    room_id: OwnedRoomId,
+    via: Vec<OwnedServerName>,
+    reason: Option<String>,
+) -> Result<Json<Value>> {
+    if state.joins_remotely(&room_id)? {
+        let mut via = via;
+        via.extend(state.invite_servers(&room_id, &authed.user_id)?);
+        state
+            .join_remote_room(&room_id, &authed.user_id, &via)
+            .await?;
+        return Ok(Json(json!({ "room_id": room_id })));
+    }
+    own_membership(state, authed, room_id, MembershipChange::Join, reason).await
 }
 
 /// `via` is accepted and ignored: only rooms this server is in can be knocked on yet.

@@ -1,0 +1,226 @@
+//! Invites across servers (`PUT /_matrix/federation/v2/invite`): the invitee's server
+//! signs the invite before the inviting server stores it, and keeps the invite for its
+//! user even when it is not in the room.
+
+use axum::http::Method;
+use ruma::{EventId, OwnedEventId, RoomId, ServerName, UserId};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::remote_join::urlencode;
+use crate::error::{Error, ErrorKind, Result};
+use crate::event::{Pdu, RoomVersion, Verified, event_id, hash_and_sign_event, verify_event};
+use crate::service::Services;
+use crate::service::rooms::EventTemplate;
+use crate::service::rooms::persist::Local;
+
+#[derive(Debug, Deserialize)]
+pub struct InviteRequest {
+    pub room_version: String,
+    pub event: Value,
+    #[serde(default)]
+    pub invite_room_state: Vec<Value>,
+}
+
+impl Services {
+    /// Invites a user of another server to a room this server is in.
+    pub async fn invite_remote_user(
+        &self,
+        room_id: &RoomId,
+        sender: &UserId,
+        target: &UserId,
+        content: Map<String, Value>,
+    ) -> Result<OwnedEventId> {
+        let _guard = self.rooms.lock(room_id).await;
+        let room = self
+            .store
+            .room(room_id.as_str())?
+            .ok_or_else(|| Error::not_found("Unknown room"))?;
+        let version = room.version;
+        let template =
+            EventTemplate::state("m.room.member", target.as_str(), Value::Object(content));
+        let (pdu, json, _) = self.build_local_event(room_id, &room, sender, template)?;
+        let id = pdu.event_id().to_owned();
+        let body = json!({
+            "room_version": version.as_str(),
+            "event": json,
+            "invite_room_state": self.stripped_state(room_id, Some(sender))?,
+        });
+        let path = format!(
+            "/_matrix/federation/v2/invite/{}/{}",
+            urlencode(room_id.as_str()),
+            urlencode(id.as_str())
+        );
+        let server = target.server_name();
+        let answer = self
+            .federation
+            .send_json(server, Method::PUT, &path, Some(&body))
+            .await?;
+        let signed = answer
+            .get("event")
+            .cloned()
+            .ok_or_else(|| bad_gateway(server, "the invite came back without the event"))?;
+        // The same event, with the invitee's server's signature added.
+        if event_id(&signed, version).ok().as_ref() != Some(&id)
+            || signed.pointer(&format!("/signatures/{}", escape_pointer(server.as_str()))).is_none()
+        {
+            return Err(bad_gateway(server, "the invite came back changed or unsigned"));
+        }
+        let keys = self.keys_for_pdu(&signed).await;
+        if !matches!(verify_event(&signed, &keys, version), Ok(Verified::All)) {
+            return Err(bad_gateway(server, "the invite came back with bad signatures"));
+        }
+        let pdu = Pdu::from_json(signed.clone(), version)?;
+        let batch = self.store.batch();
+        self.commit_local_event(batch, room_id, &room, &pdu, signed, Local::default())?;
+        Ok(id)
+    }
+
+    /// `PUT /v2/invite/{roomId}/{eventId}` from the inviting server: checks and signs the
+    /// invite of one of our users, and keeps it for them.
+    pub async fn receive_invite(
+        &self,
+        origin: &ServerName,
+        room_id: &RoomId,
+        event_id_in_path: &EventId,
+        request: InviteRequest,
+    ) -> Result<Value> {
+        let version: RoomVersion = request.room_version.parse().map_err(|_| {
+            Error::new(
+                ErrorKind::IncompatibleRoomVersion(request.room_version.clone()),
+                format!("Room version {} is not supported here", request.room_version),
+            )
+        })?;
+        let mut event = request.event;
+        if let Some(obj) = event.as_object_mut() {
+            obj.remove("unsigned");
+            obj.remove("event_id");
+        }
+        let pdu = Pdu::from_json(event.clone(), version)?;
+        let invitee = pdu
+            .state_key()
+            .and_then(|k| UserId::parse(k).ok())
+            .ok_or_else(|| Error::bad_json("an invite names its invitee as state_key"))?;
+        let valid = pdu.event_id() == event_id_in_path
+            && pdu.room_id() == Some(room_id)
+            && pdu.event_type() == "m.room.member"
+            && pdu.membership() == Some("invite")
+            && pdu.sender().server_name() == origin;
+        if !valid {
+            return Err(Error::bad_json(format!(
+                "expected an m.room.member invite sent by a user of {origin} in {room_id}, with event ID {event_id_in_path}"
+            )));
+        }
+        if invitee.server_name() != self.server_name() {
+            return Err(Error::bad_json(format!("{invitee} is not a user of this server")));
+        }
+        match self.store.user(invitee.as_str())? {
+            Some(user) if !user.deactivated => {}
+            _ => return Err(Error::not_found(format!("Unknown user {invitee}"))),
+        }
+        if self.store.room(room_id.as_str())?.is_some() {
+            self.check_server_acl(room_id, origin)?;
+        }
+        let keys = self.keys_for_pdu(&event).await;
+        if !matches!(verify_event(&event, &keys, version), Ok(Verified::All)) {
+            return Err(Error::forbidden(format!("the invite is not validly signed by {origin}")));
+        }
+        hash_and_sign_event(&mut event, self.keys.signing_key(), version)?;
+        // In a room this server is in, the invite arrives as a PDU too and is checked
+        // there; otherwise it is kept for the invitee on its own.
+        if self.joins_remotely(room_id)? {
+            let pdu = Pdu::from_json(event.clone(), version)?;
+            let invite_state: Vec<Value> = request
+                .invite_room_state
+                .into_iter()
+                .filter(|e| e.is_object())
+                .take(50)
+                .collect();
+            self.record_remote_invite(room_id, &invitee, &pdu, event.clone(), invite_state)?;
+        }
+        Ok(event)
+    }
+
+    /// Declines an invite to a room this server is not in, through the inviting server
+    /// (`make_leave`/`send_leave`); the invite is gone here even if that server cannot
+    /// be reached, as Synapse does.
+    pub async fn reject_remote_invite(&self, room_id: &RoomId, user_id: &UserId) -> Result<()> {
+        let record = self
+            .store
+            .user_room(user_id.as_str(), room_id.as_str())?
+            .filter(|r| r.membership == "invite")
+            .ok_or_else(|| Error::forbidden(format!("{user_id} is not in {room_id}")))?;
+        for server in self.invite_servers(room_id, user_id)? {
+            match self.send_remote_leave(room_id, user_id, &server).await {
+                Ok(()) => break,
+                Err(e) => tracing::info!(%room_id, %server, error = %e.message, "remote leave failed"),
+            }
+        }
+        self.record_invite_declined(room_id, user_id, record.event_id)
+    }
+
+    async fn send_remote_leave(&self, room_id: &RoomId, user_id: &UserId, server: &ServerName) -> Result<()> {
+        let path = format!(
+            "/_matrix/federation/v1/make_leave/{}/{}",
+            urlencode(room_id.as_str()),
+            urlencode(user_id.as_str())
+        );
+        let answer = self.federation.send_json(server, Method::GET, &path, None).await?;
+        let version: RoomVersion = answer
+            .get("room_version")
+            .and_then(Value::as_str)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| bad_gateway(server, "make_leave named no supported room version"))?;
+        let mut event = answer
+            .get("event")
+            .cloned()
+            .filter(|e| {
+                e.get("state_key").and_then(Value::as_str) == Some(user_id.as_str())
+                    && e.get("sender").and_then(Value::as_str) == Some(user_id.as_str())
+                    && e.pointer("/content/membership").and_then(Value::as_str) == Some("leave")
+            })
+            .ok_or_else(|| bad_gateway(server, "make_leave answered a template for another event"))?;
+        if let Some(obj) = event.as_object_mut() {
+            obj.insert("origin_server_ts".into(), json!(crate::service::now_ms()));
+            for key in ["signatures", "hashes", "unsigned", "event_id"] {
+                obj.remove(key);
+            }
+        }
+        hash_and_sign_event(&mut event, self.keys.signing_key(), version)?;
+        let id = event_id(&event, version)?;
+        let path = format!(
+            "/_matrix/federation/v2/send_leave/{}/{}",
+            urlencode(room_id.as_str()),
+            urlencode(id.as_str())
+        );
+        self.federation
+            .send_json(server, Method::PUT, &path, Some(&event))
+            .await?;
+        Ok(())
+    }
+
+    /// The servers that can let a user with an invite into a room: the inviter's.
+    pub fn invite_servers(&self, room_id: &RoomId, user_id: &UserId) -> Result<Vec<ruma::OwnedServerName>> {
+        let Some(record) = self.store.user_room(user_id.as_str(), room_id.as_str())? else {
+            return Ok(vec![]);
+        };
+        if record.membership != "invite" {
+            return Ok(vec![]);
+        }
+        Ok(self
+            .store
+            .event(record.event_id.as_str())?
+            .and_then(|e| e.pdu.get("sender").and_then(Value::as_str).map(str::to_owned))
+            .and_then(|s| UserId::parse(s).ok())
+            .map(|u| vec![u.server_name().to_owned()])
+            .unwrap_or_default())
+    }
+}
+
+fn escape_pointer(s: &str) -> String {
+    s.replace('~', "~0").replace('/', "~1")
+}
+
+fn bad_gateway(server: &ServerName, detail: &str) -> Error {
+    Error::new(ErrorKind::BadGateway, format!("{server}: {detail}"))
+}

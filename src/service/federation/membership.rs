@@ -1,0 +1,349 @@
+//! Membership handshakes for users of other servers, on the side of a server already in
+//! the room: `make_join`/`send_join` and `make_leave`/`send_leave` (v2).
+//!
+//! `make_*` hands the user's server an unsigned event template built on this server's
+//! view of the room, after checking that the room's rules would allow it; `send_*`
+//! takes the event signed by the user's server through the receive pipeline, answers
+//! with the room's state and auth chain (joins), and passes the event on to the room's
+//! other servers.
+
+use std::collections::{BTreeSet, HashMap};
+
+use ruma::{EventId, OwnedEventId, RoomId, ServerName, UserId};
+use serde_json::{Map, Value, json};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::event::{
+    Pdu, RoomVersion, StateKey, auth_check, auth_types_for_event, hash_and_sign_event,
+};
+use crate::service::Services;
+use crate::service::rooms::{PduError, Received};
+
+/// The room's state before the join, and what backs it.
+pub struct JoinAnswer {
+    pub state: Vec<Value>,
+    pub auth_chain: Vec<Value>,
+    /// The join as this server signed it, when this server authorised a restricted join.
+    pub event: Option<Value>,
+    pub servers_in_room: Vec<String>,
+}
+
+impl Services {
+    /// `GET /make_join/{roomId}/{userId}` and `/make_leave`: an event template for a user
+    /// of `origin`, if the room's current state allows that membership.
+    pub fn make_membership(
+        &self,
+        room_id: &RoomId,
+        user_id: &UserId,
+        origin: &ServerName,
+        membership: &str,
+        supported_versions: &[String],
+    ) -> Result<(RoomVersion, Value)> {
+        if user_id.server_name() != origin {
+            return Err(Error::forbidden(format!(
+                "{origin} may not ask for an event of {user_id}"
+            )));
+        }
+        let room = self
+            .store
+            .room(room_id.as_str())?
+            .ok_or_else(|| Error::not_found(format!("This server is not in {room_id}")))?;
+        self.check_server_acl(room_id, origin)?;
+        let version = room.version;
+        if membership == "join" && !supported_versions.iter().any(|v| v == version.as_str()) {
+            return Err(Error::new(
+                ErrorKind::IncompatibleRoomVersion(version.as_str().to_owned()),
+                format!(
+                    "Room {room_id} has version {}, which {origin} does not support",
+                    version.as_str()
+                ),
+            ));
+        }
+        let mut content = Map::new();
+        content.insert("membership".into(), json!(membership));
+        if membership == "join"
+            && let Some(authoriser) = self.restricted_join_authoriser(room_id, version, user_id)?
+        {
+            content.insert(
+                "join_authorised_via_users_server".into(),
+                json!(authoriser),
+            );
+        }
+        let content = Value::Object(content);
+        let (template, auth_state) =
+            self.event_template(room_id, &room, user_id, "m.room.member", Some(user_id.as_str()), content)?;
+        // The rules, checked now so that the user hears "no" from here rather than from
+        // a rejected event. The template has no signature yet: a placeholder stands in
+        // for the one the user's server will add.
+        let mut probe = template.clone();
+        probe["signatures"] = json!({ origin.as_str(): { "ed25519:probe": "" } });
+        if let Some(authoriser) = probe["content"]
+            .get("join_authorised_via_users_server")
+            .and_then(Value::as_str)
+            .and_then(|u| UserId::parse(u).ok())
+        {
+            probe["signatures"][authoriser.server_name().as_str()] = json!({ "ed25519:probe": "" });
+        }
+        let pdu = Pdu::from_json(probe, version)?;
+        auth_check(version, &pdu, |t, k| {
+            auth_state.get(&(t.to_owned(), k.to_owned()))
+        })
+        .map_err(|e| Error::forbidden(e.to_string()))?;
+        Ok((version, template))
+    }
+
+    /// `PUT /v2/send_join/{roomId}/{eventId}`: accepts the join and answers with the
+    /// state before it and its auth chain.
+    pub async fn send_join(
+        &self,
+        room_id: &RoomId,
+        event_id: &EventId,
+        origin: &ServerName,
+        mut event: Value,
+    ) -> Result<JoinAnswer> {
+        let room = self.check_membership_event(room_id, event_id, origin, &event, "join")?;
+        // A restricted join names one of our users as its authoriser: we sign it.
+        let mut signed_by_us = false;
+        if let Some(authoriser) = event
+            .get("content")
+            .and_then(|c| c.get("join_authorised_via_users_server"))
+            .and_then(Value::as_str)
+            .and_then(|u| UserId::parse(u).ok())
+            && authoriser.server_name() == self.server_name()
+        {
+            hash_and_sign_event(&mut event, self.keys.signing_key(), room.version)?;
+            signed_by_us = true;
+        }
+        self.accept_membership_event(room_id, origin, event.clone())
+            .await?;
+        let record = self
+            .store
+            .event(event_id.as_str())?
+            .ok_or_else(|| Error::internal("the accepted join is not stored"))?;
+        let state_ids: Vec<OwnedEventId> = self
+            .state_ids_at(record.state_before)?
+            .into_values()
+            .collect();
+        let mut state = Vec::with_capacity(state_ids.len());
+        for id in &state_ids {
+            if let Some(record) = self.store.event(id.as_str())? {
+                state.push(record.pdu);
+            }
+        }
+        let auth_chain = self
+            .auth_chain(room_id, &state_ids)?
+            .into_iter()
+            .map(|(_, record)| record.pdu)
+            .collect();
+        let servers: BTreeSet<String> = self
+            .room_members(room_id)?
+            .joined
+            .iter()
+            .map(|u| u.server_name().to_string())
+            .collect();
+        Ok(JoinAnswer {
+            state,
+            auth_chain,
+            event: signed_by_us.then_some(event),
+            servers_in_room: servers.into_iter().collect(),
+        })
+    }
+
+    /// `PUT /v2/send_leave/{roomId}/{eventId}`.
+    pub async fn send_leave(
+        &self,
+        room_id: &RoomId,
+        event_id: &EventId,
+        origin: &ServerName,
+        event: Value,
+    ) -> Result<()> {
+        self.check_membership_event(room_id, event_id, origin, &event, "leave")?;
+        self.accept_membership_event(room_id, origin, event).await
+    }
+
+    /// The event is the one named, of the room, a membership of `membership` for a
+    /// user of `origin`, sent by that user.
+    fn check_membership_event(
+        &self,
+        room_id: &RoomId,
+        event_id: &EventId,
+        origin: &ServerName,
+        event: &Value,
+        membership: &str,
+    ) -> Result<crate::store::RoomRecord> {
+        let room = self
+            .store
+            .room(room_id.as_str())?
+            .ok_or_else(|| Error::not_found(format!("This server is not in {room_id}")))?;
+        self.check_server_acl(room_id, origin)?;
+        let pdu = Pdu::from_json(event.clone(), room.version)?;
+        if pdu.event_id() != event_id {
+            return Err(Error::bad_json(format!(
+                "the event's ID is {}, not {event_id}",
+                pdu.event_id()
+            )));
+        }
+        let sender = pdu.sender();
+        let valid = pdu.room_id() == Some(room_id)
+            && pdu.event_type() == "m.room.member"
+            && pdu.state_key() == Some(sender.as_str())
+            && pdu.membership() == Some(membership)
+            && sender.server_name() == origin;
+        if !valid {
+            return Err(Error::bad_json(format!(
+                "expected an m.room.member {membership} of a user of {origin} for themselves in {room_id}"
+            )));
+        }
+        Ok(room)
+    }
+
+    /// Runs a membership event through the receive pipeline, then sends it to the
+    /// room's other servers (the user's server sent it only to us).
+    async fn accept_membership_event(
+        &self,
+        room_id: &RoomId,
+        origin: &ServerName,
+        event: Value,
+    ) -> Result<()> {
+        let keys = self.keys_for_pdu(&event).await;
+        let (event_id, outcome) = self
+            .receive_pdu(room_id, event, &keys)
+            .await
+            .map_err(|e| match e {
+                PduError::Store(e) => e,
+                other => Error::bad_json(other.to_string()),
+            })?;
+        match outcome {
+            Received::Accepted => {}
+            Received::AlreadyKnown(crate::store::EventStatus::Accepted) => return Ok(()),
+            Received::Rejected(why) | Received::SoftFailed(why) => {
+                return Err(Error::forbidden(why));
+            }
+            other => {
+                return Err(Error::forbidden(format!("the event was not accepted: {other:?}")));
+            }
+        }
+        let destinations: Vec<_> = self
+            .room_destinations(room_id)?
+            .into_iter()
+            .filter(|d| d != origin)
+            .collect();
+        if !destinations.is_empty() {
+            let mut batch = self.store.batch();
+            self.sender.stage_pdu(&mut batch, &destinations, &event_id)?;
+            self.store.write(batch)?;
+            self.sender.wake(&destinations);
+        }
+        Ok(())
+    }
+
+    /// For a restricted room the user may not join on their own: one of our joined users
+    /// with the power to invite, if the user is in one of the rooms the rule allows.
+    fn restricted_join_authoriser(
+        &self,
+        room_id: &RoomId,
+        version: RoomVersion,
+        user_id: &UserId,
+    ) -> Result<Option<ruma::OwnedUserId>> {
+        let Some(join_rules) = self.current_state_pdu(room_id, version, "m.room.join_rules", "")?
+        else {
+            return Ok(None);
+        };
+        let rule = join_rules.content().get("join_rule").and_then(Value::as_str);
+        if !matches!(rule, Some("restricted" | "knock_restricted")) {
+            return Ok(None);
+        }
+        if matches!(
+            self.membership(room_id, user_id)?.as_deref(),
+            Some("join" | "invite")
+        ) {
+            return Ok(None);
+        }
+        let allowed_rooms: Vec<ruma::OwnedRoomId> = join_rules
+            .content()
+            .get("allow")
+            .and_then(Value::as_array)
+            .map(|rules| {
+                rules
+                    .iter()
+                    .filter(|r| r.get("type").and_then(Value::as_str) == Some("m.room_membership"))
+                    .filter_map(|r| r.get("room_id").and_then(Value::as_str))
+                    .filter_map(|r| RoomId::parse(r).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let in_allowed_room = allowed_rooms
+            .iter()
+            .any(|r| self.is_joined(r, user_id).unwrap_or(false));
+        if !in_allowed_room {
+            return Err(Error::forbidden(format!(
+                "{user_id} is not in any of the rooms that {room_id} admits"
+            )));
+        }
+        let powers = self.powers_at_current(room_id, version)?;
+        let members = self.room_members(room_id)?;
+        let authoriser = members
+            .joined
+            .iter()
+            .filter(|u| u.server_name() == self.server_name())
+            .find(|u| powers.user_power(u).at_least(powers.invite_level()));
+        match authoriser {
+            Some(u) => Ok(Some(u.clone())),
+            None => Err(Error::forbidden(format!(
+                "no user of {} may admit {user_id} to {room_id}",
+                self.server_name()
+            ))),
+        }
+    }
+
+    /// An unsigned event of a remote user on the room's current extremities and state,
+    /// and the auth state it was built on.
+    fn event_template(
+        &self,
+        room_id: &RoomId,
+        room: &crate::store::RoomRecord,
+        sender: &UserId,
+        event_type: &str,
+        state_key: Option<&str>,
+        content: Value,
+    ) -> Result<(Value, HashMap<StateKey, Pdu>)> {
+        let version = room.version;
+        let empty = Map::new();
+        let mut auth_state: HashMap<StateKey, Pdu> = HashMap::new();
+        for (t, k) in auth_types_for_event(
+            version,
+            event_type,
+            sender,
+            state_key,
+            content.as_object().unwrap_or(&empty),
+        ) {
+            if let Some(pdu) = self.current_state_pdu(room_id, version, &t, &k)? {
+                auth_state.insert((t, k), pdu);
+            }
+        }
+        let mut auth_events: Vec<OwnedEventId> =
+            auth_state.values().map(|p| p.event_id().to_owned()).collect();
+        auth_events.sort();
+        let create_key = ("m.room.create".to_owned(), String::new());
+        if !auth_state.contains_key(&create_key)
+            && let Some(create) = self.pdu(room.create_event.as_str(), version)?
+        {
+            auth_state.insert(create_key, create);
+        }
+        let prev_events: Vec<&OwnedEventId> = room.extremities.iter().take(20).collect();
+        let mut template = json!({
+            "room_id": room_id,
+            "sender": sender,
+            "origin_server_ts": crate::service::now_ms(),
+            "type": event_type,
+            "content": content,
+            "prev_events": prev_events,
+            "auth_events": auth_events,
+            "depth": room.depth + 1,
+        });
+        if let Some(k) = state_key {
+            template["state_key"] = json!(k);
+        }
+        Ok((template, auth_state))
+    }
+}

@@ -1,0 +1,358 @@
+//! Joining a room that lives on other servers: `make_join` for a template, sign it,
+//! `send_join` for the room's state and auth chain, check all of it, and start the room
+//! here from that state with the join as its first timeline event.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use axum::http::Method;
+use ruma::{OwnedEventId, OwnedRoomAliasId, OwnedRoomId, OwnedServerName, RoomAliasId, RoomId, ServerName, UserId};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::event::{Pdu, RoomVersion, StateKey, auth_check, event_id, hash_and_sign_event};
+use crate::service::Services;
+use crate::service::rooms::Received;
+
+#[derive(Deserialize)]
+struct MakeJoin {
+    room_version: Option<String>,
+    event: Value,
+}
+
+#[derive(Deserialize)]
+struct SendJoin {
+    #[serde(default)]
+    state: Vec<Value>,
+    #[serde(default)]
+    auth_chain: Vec<Value>,
+    /// The join signed by the resident server too (restricted joins).
+    event: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct DirectoryAnswer {
+    room_id: OwnedRoomId,
+    #[serde(default)]
+    servers: Vec<OwnedServerName>,
+}
+
+/// The most events a `send_join` answer may carry (state plus auth chain).
+const MAX_JOIN_EVENTS: usize = 200_000;
+
+impl Services {
+    /// An alias of any server: ours from the store, others' through `/query/directory`.
+    pub async fn resolve_alias_anywhere(
+        &self,
+        alias: &RoomAliasId,
+    ) -> Result<(OwnedRoomId, Vec<OwnedServerName>)> {
+        if alias.server_name() == self.server_name() {
+            return Ok((self.resolve_alias(alias)?, vec![self.server_name().to_owned()]));
+        }
+        let alias: OwnedRoomAliasId = alias.to_owned();
+        let path = format!(
+            "/_matrix/federation/v1/query/directory?room_alias={}",
+            urlencode(alias.as_str())
+        );
+        let answer = self
+            .federation
+            .send_json(alias.server_name(), Method::GET, &path, None)
+            .await?;
+        let answer: DirectoryAnswer = serde_json::from_value(answer).map_err(|e| {
+            Error::new(ErrorKind::BadGateway, format!("{} sent a bad directory answer: {e}", alias.server_name()))
+        })?;
+        Ok((answer.room_id, answer.servers))
+    }
+
+    /// Whether a join needs another server: the room is unknown here, or no local user
+    /// is joined any more while users of other servers are (this server's view of the
+    /// room may be stale). Rooms of local users only are joined locally.
+    pub fn joins_remotely(&self, room_id: &RoomId) -> Result<bool> {
+        if self.store.room(room_id.as_str())?.is_none() {
+            return Ok(true);
+        }
+        let members = self.room_members(room_id)?;
+        let ours = |u: &&ruma::OwnedUserId| u.server_name() == self.server_name();
+        let local = members.joined.iter().any(|u| ours(&u));
+        let remote = members.joined.iter().any(|u| !ours(&u));
+        Ok(!local && remote)
+    }
+
+    /// Joins `user_id` to a room this server is not in, through the first of `via`
+    /// that lets it in.
+    pub async fn join_remote_room(
+        &self,
+        room_id: &RoomId,
+        user_id: &UserId,
+        via: &[OwnedServerName],
+    ) -> Result<OwnedEventId> {
+        let mut servers: Vec<OwnedServerName> = Vec::new();
+        for server in via.iter().cloned().chain(room_id.server_name().map(ToOwned::to_owned)) {
+            if server != self.server_name() && !servers.contains(&server) {
+                servers.push(server);
+            }
+        }
+        if servers.is_empty() {
+            return Err(Error::not_found(format!(
+                "No server to join {room_id} through: name one with `via`"
+            )));
+        }
+        let mut last_error = None;
+        for server in servers.iter().take(5) {
+            match self.join_through(room_id, user_id, server).await {
+                Ok(event_id) => return Ok(event_id),
+                Err(e) => {
+                    tracing::info!(%room_id, %server, error = %e.message, "remote join failed");
+                    // A refusal by the room's rules is the answer; try others only when
+                    // the server could not help.
+                    if e.kind == ErrorKind::Forbidden {
+                        return Err(e);
+                    }
+                    last_error = Some(e);
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| Error::not_found("No server could join the room")))
+    }
+
+    async fn join_through(
+        &self,
+        room_id: &RoomId,
+        user_id: &UserId,
+        server: &ServerName,
+    ) -> Result<OwnedEventId> {
+        let versions: String = RoomVersion::ALL
+            .iter()
+            .map(|v| format!("ver={}", v.as_str()))
+            .collect::<Vec<_>>()
+            .join("&");
+        let path = format!(
+            "/_matrix/federation/v1/make_join/{}/{}?{versions}",
+            urlencode(room_id.as_str()),
+            urlencode(user_id.as_str())
+        );
+        let answer = self.federation.send_json(server, Method::GET, &path, None).await?;
+        let make: MakeJoin = serde_json::from_value(answer)
+            .map_err(|e| bad_gateway(server, format!("bad make_join answer: {e}")))?;
+        let version: RoomVersion = make
+            .room_version
+            .as_deref()
+            .unwrap_or("1")
+            .parse()
+            .map_err(|_| {
+                Error::new(
+                    ErrorKind::UnsupportedRoomVersion,
+                    format!("{room_id} has a room version this server does not support"),
+                )
+            })?;
+        let mut event = make.event;
+        let template_ok = event.get("type").and_then(Value::as_str) == Some("m.room.member")
+            && event.get("state_key").and_then(Value::as_str) == Some(user_id.as_str())
+            && event.get("sender").and_then(Value::as_str) == Some(user_id.as_str())
+            && event.get("room_id").and_then(Value::as_str) == Some(room_id.as_str());
+        if !template_ok {
+            return Err(bad_gateway(server, "make_join answered a template for another event"));
+        }
+        // Our part: the time, our profile, our signature.
+        let (displayname, avatar_url) = self.member_profile(user_id)?;
+        let obj = event
+            .as_object_mut()
+            .ok_or_else(|| bad_gateway(server, "make_join template is not an object"))?;
+        obj.insert("origin_server_ts".into(), json!(crate::service::now_ms()));
+        obj.remove("signatures");
+        obj.remove("hashes");
+        obj.remove("unsigned");
+        obj.remove("event_id");
+        let content = obj
+            .entry("content")
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .ok_or_else(|| bad_gateway(server, "make_join content is not an object"))?;
+        content.insert("membership".into(), json!("join"));
+        if let Some(name) = displayname {
+            content.insert("displayname".into(), json!(name));
+        }
+        if let Some(url) = avatar_url {
+            content.insert("avatar_url".into(), json!(url));
+        }
+        hash_and_sign_event(&mut event, self.keys.signing_key(), version)?;
+        let join_id = event_id(&event, version)?;
+
+        let path = format!(
+            "/_matrix/federation/v2/send_join/{}/{}",
+            urlencode(room_id.as_str()),
+            urlencode(join_id.as_str())
+        );
+        let answer = self
+            .federation
+            .send_json(server, Method::PUT, &path, Some(&event))
+            .await?;
+        let joined: SendJoin = serde_json::from_value(answer)
+            .map_err(|e| bad_gateway(server, format!("bad send_join answer: {e}")))?;
+        if let Some(signed) = joined.event {
+            // Only another signature may differ.
+            if event_id(&signed, version).ok().as_ref() == Some(&join_id) {
+                event = signed;
+            }
+        }
+        self.start_joined_room(room_id, version, server, event, joined.state, joined.auth_chain)
+            .await
+    }
+
+    /// Checks the state and auth chain a resident server sent, stores them as outliers,
+    /// and starts the room here with the join on top of that state.
+    async fn start_joined_room(
+        &self,
+        room_id: &RoomId,
+        version: RoomVersion,
+        server: &ServerName,
+        join: Value,
+        state: Vec<Value>,
+        auth_chain: Vec<Value>,
+    ) -> Result<OwnedEventId> {
+        if state.len() + auth_chain.len() > MAX_JOIN_EVENTS {
+            return Err(bad_gateway(server, "send_join answered with too many events"));
+        }
+        // Every event once, by ID; state events remembered as such.
+        let mut events: HashMap<OwnedEventId, Pdu> = HashMap::new();
+        let mut state_ids: HashSet<OwnedEventId> = HashSet::new();
+        for (json, is_state) in auth_chain
+            .into_iter()
+            .map(|e| (e, false))
+            .chain(state.into_iter().map(|e| (e, true)))
+        {
+            let mut json = json;
+            if let Some(obj) = json.as_object_mut() {
+                obj.remove("unsigned");
+                obj.remove("event_id");
+            }
+            let pdu = Pdu::from_json(json, version)
+                .map_err(|e| bad_gateway(server, format!("send_join carried an invalid event: {e}")))?;
+            if pdu.room_id().is_some_and(|r| r != room_id) {
+                return Err(bad_gateway(server, "send_join carried an event of another room"));
+            }
+            if is_state {
+                state_ids.insert(pdu.event_id().to_owned());
+            }
+            events.insert(pdu.event_id().to_owned(), pdu);
+        }
+        let create = events
+            .values()
+            .find(|p| p.event_type() == "m.room.create" && p.state_key() == Some(""))
+            .cloned()
+            .ok_or_else(|| bad_gateway(server, "send_join carried no m.room.create event"))?;
+        if version.room_id_is_create_event_hash()
+            && crate::event::hashes::room_id_from_create_event_id(create.event_id()) != room_id
+        {
+            return Err(bad_gateway(server, "the room's create event does not match its ID"));
+        }
+
+        // Auth events before the events they authorise.
+        let mut rejected: HashSet<OwnedEventId> = HashSet::new();
+        for id in topological_order(&events) {
+            let pdu = &events[&id];
+            let keys = self.keys_for_pdu(pdu.json()).await;
+            let create_ref = (!version.create_event_in_auth_events()).then_some(&create);
+            let (_, outcome) = self
+                .store_outlier(room_id, version, pdu.json().clone(), &keys, create_ref)
+                .map_err(|e| bad_gateway(server, format!("event {id} of the room's state: {e}")))?;
+            if matches!(outcome, Received::Rejected(_))
+                || outcome == Received::AlreadyKnown(crate::store::EventStatus::Rejected)
+            {
+                rejected.insert(id);
+            }
+        }
+
+        // The state before the join: the state events that passed.
+        let mut state_map: BTreeMap<StateKey, OwnedEventId> = BTreeMap::new();
+        let mut state_pdus: HashMap<StateKey, &Pdu> = HashMap::new();
+        for id in &state_ids {
+            if rejected.contains(id) {
+                continue;
+            }
+            let pdu = &events[id];
+            if let Some(key) = pdu.state_map_key() {
+                state_map.insert(key.clone(), id.clone());
+                state_pdus.insert(key, pdu);
+            }
+        }
+        let mut join_pdu = Pdu::from_json(join.clone(), version)?;
+        let keys = self.keys_for_pdu(&join).await;
+        match crate::event::verify_event(&join, &keys, version) {
+            Ok(crate::event::Verified::All) => {}
+            _ => return Err(bad_gateway(server, "the join came back with bad signatures")),
+        }
+        auth_check(version, &join_pdu, |t, k| {
+            state_pdus.get(&(t.to_owned(), k.to_owned())).copied()
+        })
+        .map_err(|e| Error::forbidden(format!("the room's state does not allow this join: {e}")))?;
+        join_pdu.set_rejected(false);
+
+        let _guard = self.rooms.lock(room_id).await;
+        let room = self.seed_room_state(room_id, version, &create, &join_pdu, &state_map)?;
+        let mut batch = self.store.batch();
+        let staged = self.stage_accepted_remote(&mut batch, room_id, &room, &join_pdu, join)?;
+        self.store.write(batch)?;
+        self.finish_accepted(room_id, staged);
+        Ok(join_pdu.event_id().to_owned())
+    }
+}
+
+/// Auth events first (Kahn's algorithm over `auth_events` within the set); events in a
+/// cycle, which valid rooms cannot have, come last and fail their checks.
+fn topological_order(events: &HashMap<OwnedEventId, Pdu>) -> Vec<OwnedEventId> {
+    let mut waiting: HashMap<&OwnedEventId, usize> = HashMap::new();
+    let mut dependents: HashMap<&OwnedEventId, Vec<&OwnedEventId>> = HashMap::new();
+    for (id, pdu) in events {
+        let deps: Vec<&OwnedEventId> = pdu
+            .auth_events()
+            .iter()
+            .filter(|a| events.contains_key(*a))
+            .collect();
+        waiting.insert(id, deps.len());
+        for dep in deps {
+            dependents.entry(dep).or_default().push(id);
+        }
+    }
+    let mut ready: Vec<&OwnedEventId> = waiting
+        .iter()
+        .filter(|(_, n)| **n == 0)
+        .map(|(id, _)| *id)
+        .collect();
+    ready.sort_by_key(|id| std::cmp::Reverse((events[*id].depth(), (*id).clone())));
+    let mut out = Vec::with_capacity(events.len());
+    let mut done: HashSet<&OwnedEventId> = HashSet::new();
+    while let Some(id) = ready.pop() {
+        out.push(id.clone());
+        done.insert(id);
+        for next in dependents.get(id).into_iter().flatten() {
+            if let Some(n) = waiting.get_mut(next) {
+                *n -= 1;
+                if *n == 0 {
+                    ready.push(next);
+                }
+            }
+        }
+    }
+    let mut rest: Vec<&OwnedEventId> = events.keys().filter(|id| !done.contains(id)).collect();
+    rest.sort();
+    out.extend(rest.into_iter().cloned());
+    out
+}
+
+fn bad_gateway(server: &ServerName, detail: impl std::fmt::Display) -> Error {
+    Error::new(ErrorKind::BadGateway, format!("{server}: {detail}"))
+}
+
+/// Percent-encodes a path segment or query value.
+pub(crate) fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,288 @@
+//! The outgoing queue: one worker per destination server sends what this server owes it
+//! as transactions of up to 50 PDUs and 100 EDUs.
+//!
+//! PDUs are queued in RocksDB in the same write as the event itself, so a restart loses
+//! nothing: the queue is read back at start-up and each destination gets what it
+//! missed, in order. EDUs (typing, receipts, presence) are ephemeral and queued in
+//! memory. A destination that fails is retried with exponential backoff up to
+//! `federation.max_retry_interval_secs`, and at once when it contacts us.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::http::Method;
+use ruma::{OwnedEventId, OwnedServerName, ServerName};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use super::{FederationClient, OutboundError};
+use crate::service::now_ms;
+use crate::store::{Batch, OutboxRecord, Store, StoreResult};
+
+/// The spec's limits on one transaction.
+const MAX_PDUS: usize = 50;
+const MAX_EDUS: usize = 100;
+/// EDUs kept for a destination that is down; older ones are dropped first.
+const MAX_QUEUED_EDUS: usize = 1000;
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+
+pub struct Sender {
+    store: Store,
+    client: Arc<FederationClient>,
+    origin: OwnedServerName,
+    max_retry: Duration,
+    /// Queue positions, shared by every destination; resumed above the highest stored.
+    seq: AtomicU64,
+    /// Transaction IDs: unique across restarts by the start time.
+    txn_prefix: u64,
+    txn_counter: AtomicU64,
+    queues: Mutex<HashMap<OwnedServerName, Arc<Queue>>>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+#[derive(Default)]
+struct Queue {
+    /// New work was queued.
+    work: Notify,
+    /// The destination contacted us: it is up, retry now.
+    contact: Notify,
+    edus: Mutex<VecDeque<Value>>,
+}
+
+/// A transaction being sent, kept whole until it succeeds so that a retry repeats the
+/// same transaction ID with the same content.
+struct InFlight {
+    txn_id: String,
+    seqs: Vec<u64>,
+    body: Value,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Sender {
+    pub fn new(
+        store: Store,
+        client: Arc<FederationClient>,
+        max_retry: Duration,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> StoreResult<Arc<Self>> {
+        let (_, highest) = store.outbox_destinations()?;
+        Ok(Arc::new(Self {
+            origin: client.server_name().to_owned(),
+            store,
+            client,
+            max_retry: max_retry.max(FIRST_RETRY),
+            seq: AtomicU64::new(highest),
+            txn_prefix: now_ms(),
+            txn_counter: AtomicU64::new(0),
+            queues: Mutex::new(HashMap::new()),
+            shutdown,
+        }))
+    }
+
+    /// Starts a worker for every destination with PDUs still queued from before.
+    pub fn resume(self: &Arc<Self>) -> StoreResult<()> {
+        let (destinations, _) = self.store.outbox_destinations()?;
+        for destination in destinations {
+            match ServerName::parse(&destination) {
+                Ok(name) => {
+                    self.queue(&name).work.notify_one();
+                }
+                Err(e) => tracing::warn!(%destination, error = %e, "dropping a queue for a bad server name"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues a PDU for each destination in the caller's batch; call [`Self::wake`]
+    /// once the batch is written.
+    pub fn stage_pdu(
+        &self,
+        batch: &mut Batch<'_>,
+        destinations: &[OwnedServerName],
+        event_id: &OwnedEventId,
+    ) -> StoreResult<()> {
+        for destination in destinations {
+            let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+            batch.queue_pdu(
+                destination.as_str(),
+                seq,
+                &OutboxRecord {
+                    event_id: event_id.clone(),
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Tells the destinations' workers that PDUs were queued.
+    pub fn wake(self: &Arc<Self>, destinations: &[OwnedServerName]) {
+        for destination in destinations {
+            self.queue(destination).work.notify_one();
+        }
+    }
+
+    /// Queues an EDU for each destination.
+    pub fn send_edu(self: &Arc<Self>, destinations: &[OwnedServerName], edu: Value) {
+        for destination in destinations {
+            let queue = self.queue(destination);
+            {
+                let mut edus = lock(&queue.edus);
+                if edus.len() >= MAX_QUEUED_EDUS {
+                    edus.pop_front();
+                }
+                edus.push_back(edu.clone());
+            }
+            queue.work.notify_one();
+        }
+    }
+
+    /// A request from `origin` arrived: if we were backing off from it, retry now.
+    pub fn contacted(&self, origin: &ServerName) {
+        if let Some(queue) = lock(&self.queues).get(origin) {
+            queue.contact.notify_one();
+        }
+    }
+
+    /// The destination's queue, starting its worker the first time.
+    fn queue(self: &Arc<Self>, destination: &ServerName) -> Arc<Queue> {
+        let mut queues = lock(&self.queues);
+        if let Some(queue) = queues.get(destination) {
+            return queue.clone();
+        }
+        let queue = Arc::new(Queue::default());
+        queues.insert(destination.to_owned(), queue.clone());
+        tokio::spawn(self.clone().run(destination.to_owned(), queue.clone()));
+        queue
+    }
+
+    async fn run(self: Arc<Self>, destination: OwnedServerName, queue: Arc<Queue>) {
+        let mut shutdown = self.shutdown.clone();
+        let mut in_flight: Option<InFlight> = None;
+        let mut failures: u32 = 0;
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            if in_flight.is_none() {
+                match self.next_transaction(&destination, &queue) {
+                    Ok(next) => in_flight = next,
+                    Err(e) => tracing::error!(%destination, error = %e, "cannot read the outgoing queue"),
+                }
+            }
+            let Some(txn) = &in_flight else {
+                // Nothing to send: wait for work (or a contact, harmlessly).
+                tokio::select! {
+                    () = queue.work.notified() => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            };
+            match self.send(&destination, txn).await {
+                Ok(()) => {
+                    let mut batch = self.store.batch();
+                    for seq in &txn.seqs {
+                        batch.unqueue_pdu(destination.as_str(), *seq);
+                    }
+                    if let Err(e) = self.store.write(batch) {
+                        tracing::error!(%destination, error = %e, "cannot remove sent PDUs from the queue");
+                    }
+                    in_flight = None;
+                    failures = 0;
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    let wait = backoff(failures, self.max_retry);
+                    tracing::info!(%destination, error = %e, retry_in = ?wait, "transaction not delivered");
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = queue.contact.notified() => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next transaction: the oldest queued PDUs and EDUs, if any.
+    fn next_transaction(
+        &self,
+        destination: &ServerName,
+        queue: &Queue,
+    ) -> StoreResult<Option<InFlight>> {
+        let queued = self.store.outbox(destination.as_str(), MAX_PDUS)?;
+        let mut seqs = Vec::with_capacity(queued.len());
+        let mut pdus = Vec::with_capacity(queued.len());
+        for (seq, record) in queued {
+            seqs.push(seq);
+            // The stored copy: redacted by now if it was redacted.
+            if let Some(event) = self.store.event(record.event_id.as_str())? {
+                pdus.push(event.pdu);
+            }
+        }
+        let edus: Vec<Value> = {
+            let mut edus = lock(&queue.edus);
+            let n = edus.len().min(MAX_EDUS);
+            edus.drain(..n).collect()
+        };
+        if seqs.is_empty() && edus.is_empty() {
+            return Ok(None);
+        }
+        let txn_id = format!(
+            "{}.{}",
+            self.txn_prefix,
+            self.txn_counter.fetch_add(1, Ordering::SeqCst)
+        );
+        let mut body = json!({
+            "origin": self.origin,
+            "origin_server_ts": now_ms(),
+            "pdus": pdus,
+        });
+        if !edus.is_empty() {
+            body["edus"] = Value::Array(edus);
+        }
+        Ok(Some(InFlight { txn_id, seqs, body }))
+    }
+
+    async fn send(&self, destination: &ServerName, txn: &InFlight) -> Result<(), OutboundError> {
+        let path = format!("/_matrix/federation/v1/send/{}", txn.txn_id);
+        let answer = self
+            .client
+            .send_json(destination, Method::PUT, &path, Some(&txn.body))
+            .await?;
+        // The transaction is delivered; the destination's verdict on each PDU is its own.
+        if let Some(pdus) = answer.get("pdus").and_then(Value::as_object) {
+            for (event_id, result) in pdus {
+                if let Some(error) = result.get("error") {
+                    tracing::info!(%destination, %event_id, %error, "destination refused a PDU");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// 1 s, 2 s, 4 s … up to `max`.
+fn backoff(failures: u32, max: Duration) -> Duration {
+    let exp = failures.saturating_sub(1).min(20);
+    FIRST_RETRY.saturating_mul(1 << exp).min(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_maximum() {
+        let max = Duration::from_secs(3600);
+        assert_eq!(backoff(1, max), Duration::from_secs(1));
+        assert_eq!(backoff(2, max), Duration::from_secs(2));
+        assert_eq!(backoff(5, max), Duration::from_secs(16));
+        assert_eq!(backoff(40, max), max);
+        assert_eq!(backoff(3, Duration::from_secs(3)), Duration::from_secs(3));
+    }
+}

@@ -1,0 +1,275 @@
+//! Incoming transactions (`PUT /_matrix/federation/v1/send/{txnId}`): each PDU through
+//! the receive pipeline, each EDU to the service it is for; and the EDUs this server
+//! sends for its own users.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use ruma::{OwnedEventId, OwnedServerName, RoomId, ServerName, UserId};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::error::{Error, Result};
+use crate::event::PublicKeyMap;
+use crate::service::Services;
+use crate::service::rooms::{PduError, Received};
+
+/// The spec's limits on one transaction.
+pub const MAX_TXN_PDUS: usize = 50;
+pub const MAX_TXN_EDUS: usize = 100;
+
+/// A transaction's body, typed at the edge; PDUs stay JSON until their room's version
+/// says how to read them.
+#[derive(Debug, Deserialize)]
+pub struct Transaction {
+    pub origin: OwnedServerName,
+    #[serde(default)]
+    pub pdus: Vec<Value>,
+    #[serde(default)]
+    pub edus: Vec<Edu>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Edu {
+    pub edu_type: String,
+    #[serde(default)]
+    pub content: Value,
+}
+
+impl Services {
+    /// Applies a transaction from `origin` once; a repeat of the same transaction ID
+    /// gets the first answer.
+    pub async fn receive_transaction(
+        self: &Arc<Self>,
+        origin: &ServerName,
+        txn_id: &str,
+        txn: Transaction,
+    ) -> Result<Value> {
+        if txn.origin != origin {
+            return Err(Error::bad_json(format!(
+                "the transaction's origin {} is not the server that signed it ({origin})",
+                txn.origin
+            )));
+        }
+        if txn.pdus.len() > MAX_TXN_PDUS || txn.edus.len() > MAX_TXN_EDUS {
+            return Err(Error::bad_json(format!(
+                "a transaction carries at most {MAX_TXN_PDUS} PDUs and {MAX_TXN_EDUS} EDUs"
+            )));
+        }
+        if let Some(answer) = self.store.federation_txn(origin.as_str(), txn_id)? {
+            return Ok(answer);
+        }
+        let mut results = Map::new();
+        for pdu in txn.pdus {
+            if let Some((event_id, result)) = self.transaction_pdu(origin, pdu).await {
+                results.insert(event_id.to_string(), result);
+            }
+        }
+        for edu in txn.edus {
+            self.receive_edu(origin, edu);
+        }
+        let answer = json!({ "pdus": results });
+        let mut batch = self.store.batch();
+        batch.put_federation_txn(origin.as_str(), txn_id, &answer)?;
+        self.store.write(batch)?;
+        Ok(answer)
+    }
+
+    /// One PDU of a transaction: its event ID and the answer for it, or `None` for a
+    /// PDU of a room this server does not know (whose event ID it cannot even compute).
+    async fn transaction_pdu(&self, origin: &ServerName, pdu: Value) -> Option<(OwnedEventId, Value)> {
+        let room_id = pdu
+            .get("room_id")
+            .and_then(Value::as_str)
+            .and_then(|r| RoomId::parse(r).ok())?;
+        let room = self.store.room(room_id.as_str()).ok()??;
+        let event_id = crate::event::event_id(&pdu, room.version).ok()?;
+        if let Err(e) = self.check_server_acl(&room_id, origin) {
+            return Some((event_id, json!({ "error": e.message })));
+        }
+        let keys = self.keys_for_pdu(&pdu).await;
+        let result = match self.receive_pdu(&room_id, pdu, &keys).await {
+            Ok((_, Received::Rejected(why))) => json!({ "error": why }),
+            // A soft-failed event was valid where it was made; the sender did nothing wrong.
+            Ok(_) => json!({}),
+            Err(PduError::Store(e)) => {
+                tracing::error!(%event_id, error = %e.message, "cannot store a received PDU");
+                json!({ "error": "internal error" })
+            }
+            Err(e) => json!({ "error": e.to_string() }),
+        };
+        Some((event_id, result))
+    }
+
+    /// The verify keys of every server that signed `pdu`, as far as they can be had.
+    /// The receive pipeline decides whether the ones it needs are among them.
+    pub async fn keys_for_pdu(&self, pdu: &Value) -> PublicKeyMap {
+        let ts = pdu
+            .get("origin_server_ts")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        let mut keys = PublicKeyMap::new();
+        let Some(signatures) = pdu.get("signatures").and_then(Value::as_object) else {
+            return keys;
+        };
+        for (server, sigs) in signatures.iter().take(10) {
+            let Ok(server) = ServerName::parse(server) else {
+                continue;
+            };
+            let ids: Vec<&str> = sigs
+                .as_object()
+                .map(|m| m.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            match self.server_keys.verify_keys(&server, &ids, ts).await {
+                Ok(found) => keys.extend(found),
+                Err(e) => tracing::info!(%server, error = %e, "no keys to check a PDU with"),
+            }
+        }
+        keys
+    }
+
+    fn receive_edu(self: &Arc<Self>, origin: &ServerName, edu: Edu) {
+        let outcome = match edu.edu_type.as_str() {
+            "m.typing" => self.typing_edu(origin, &edu.content),
+            "m.receipt" => self.receipt_edu(origin, &edu.content),
+            "m.presence" => self.presence_edu(origin, &edu.content),
+            // Device lists and to-device messages wait for end-to-end encryption.
+            other => {
+                tracing::debug!(%origin, edu_type = other, "ignoring an EDU this server does not handle");
+                Ok(())
+            }
+        };
+        if let Err(e) = outcome {
+            tracing::info!(%origin, edu_type = %edu.edu_type, error = %e.message, "EDU refused");
+        }
+    }
+
+    /// A remote user's typing, only from their own server and only while joined.
+    fn typing_edu(self: &Arc<Self>, origin: &ServerName, content: &Value) -> Result<()> {
+        #[derive(Deserialize)]
+        struct Typing {
+            room_id: ruma::OwnedRoomId,
+            user_id: ruma::OwnedUserId,
+            typing: bool,
+        }
+        let t: Typing = serde_json::from_value(content.clone())
+            .map_err(|e| Error::bad_json(format!("bad m.typing EDU: {e}")))?;
+        check_user_origin(&t.user_id, origin)?;
+        self.check_server_acl(&t.room_id, origin)?;
+        let timeout = t.typing.then_some(std::time::Duration::from_secs(30));
+        self.set_typing(&t.room_id, &t.user_id, timeout)
+    }
+
+    /// Remote users' read receipts: `{room: {"m.read": {user: {event_ids, data}}}}`.
+    fn receipt_edu(&self, origin: &ServerName, content: &Value) -> Result<()> {
+        #[derive(Deserialize)]
+        struct UserReceipt {
+            event_ids: Vec<OwnedEventId>,
+            #[serde(default)]
+            data: ReceiptData,
+        }
+        #[derive(Deserialize, Default)]
+        struct ReceiptData {
+            thread_id: Option<String>,
+        }
+        type Receipts = std::collections::BTreeMap<
+            ruma::OwnedRoomId,
+            std::collections::BTreeMap<String, std::collections::BTreeMap<ruma::OwnedUserId, UserReceipt>>,
+        >;
+        let receipts: Receipts = serde_json::from_value(content.clone())
+            .map_err(|e| Error::bad_json(format!("bad m.receipt EDU: {e}")))?;
+        for (room_id, by_type) in receipts {
+            if self.check_server_acl(&room_id, origin).is_err() {
+                continue;
+            }
+            let Some(users) = by_type.get("m.read") else {
+                continue;
+            };
+            for (user_id, receipt) in users {
+                if check_user_origin(user_id, origin).is_err() {
+                    continue;
+                }
+                for event_id in &receipt.event_ids {
+                    if let Err(e) = self.set_receipt(
+                        user_id,
+                        &room_id,
+                        "m.read",
+                        event_id.as_str(),
+                        receipt.data.thread_id.as_deref(),
+                    ) {
+                        tracing::debug!(%user_id, %event_id, error = %e.message, "remote receipt refused");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Remote users' presence, only from their own server.
+    fn presence_edu(&self, origin: &ServerName, content: &Value) -> Result<()> {
+        #[derive(Deserialize)]
+        struct Push {
+            push: Vec<Update>,
+        }
+        #[derive(Deserialize)]
+        struct Update {
+            user_id: ruma::OwnedUserId,
+            presence: String,
+            #[serde(default)]
+            status_msg: Option<String>,
+            #[serde(default)]
+            last_active_ago: Option<u64>,
+            #[serde(default)]
+            currently_active: Option<bool>,
+        }
+        let push: Push = serde_json::from_value(content.clone())
+            .map_err(|e| Error::bad_json(format!("bad m.presence EDU: {e}")))?;
+        for update in push.push {
+            if check_user_origin(&update.user_id, origin).is_err() {
+                continue;
+            }
+            self.set_remote_presence(
+                &update.user_id,
+                &update.presence,
+                update.status_msg,
+                update.last_active_ago,
+                update.currently_active.unwrap_or(false),
+            );
+        }
+        Ok(())
+    }
+
+    /// The other servers with users joined to the room.
+    pub fn room_destinations(&self, room_id: &RoomId) -> Result<Vec<OwnedServerName>> {
+        let members = self.room_members(room_id)?;
+        let servers: BTreeSet<&ServerName> = members
+            .joined
+            .iter()
+            .map(|u| u.server_name())
+            .filter(|s| *s != self.server_name())
+            .collect();
+        Ok(servers.into_iter().map(ToOwned::to_owned).collect())
+    }
+
+    /// Sends an EDU about a room to the room's other servers.
+    pub fn federate_room_edu(&self, room_id: &RoomId, edu_type: &str, content: Value) {
+        match self.room_destinations(room_id) {
+            Ok(destinations) if !destinations.is_empty() => {
+                self.sender.send_edu(
+                    &destinations,
+                    json!({ "edu_type": edu_type, "content": content }),
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(room = %room_id, error = %e.message, "cannot find the room's servers"),
+        }
+    }
+}
+
+fn check_user_origin(user_id: &UserId, origin: &ServerName) -> Result<()> {
+    if user_id.server_name() == origin {
+        Ok(())
+    } else {
+        Err(Error::forbidden(format!("{origin} may not speak for {user_id}")))
+    }
+}

@@ -1,0 +1,88 @@
+//! Federation records: the outgoing queue per destination, and the answers to incoming
+//! transactions (so that a retried transaction is answered, not applied, again).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{Batch, Cf, Store, StoreResult, keys};
+
+/// One PDU waiting to go to one destination.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutboxRecord {
+    pub event_id: ruma::OwnedEventId,
+}
+
+fn outbox_key(destination: &str, seq: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(destination.len() + 9);
+    key.extend_from_slice(destination.as_bytes());
+    key.push(keys::SEP);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+fn txn_key(origin: &str, txn_id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(origin.len() + txn_id.len() + 1);
+    key.extend_from_slice(origin.as_bytes());
+    key.push(keys::SEP);
+    key.extend_from_slice(txn_id.as_bytes());
+    key
+}
+
+impl Store {
+    /// The oldest PDUs queued for `destination`, with their queue positions.
+    pub fn outbox(&self, destination: &str, limit: usize) -> StoreResult<Vec<(u64, OutboxRecord)>> {
+        let mut prefix = destination.as_bytes().to_vec();
+        prefix.push(keys::SEP);
+        let mut out = Vec::new();
+        for item in self.raw_iter_from(Cf::FederationOutbox, &prefix) {
+            let (key, value) = item?;
+            if !key.starts_with(&prefix) || out.len() >= limit {
+                break;
+            }
+            let Ok(seq) = <[u8; 8]>::try_from(&key[prefix.len()..]).map(u64::from_be_bytes) else {
+                continue;
+            };
+            out.push((seq, serde_json::from_slice(&value)?));
+        }
+        Ok(out)
+    }
+
+    /// Every destination with queued PDUs, and the highest queue position in use.
+    pub fn outbox_destinations(&self) -> StoreResult<(Vec<String>, u64)> {
+        let mut destinations: Vec<String> = Vec::new();
+        let mut highest = 0;
+        for item in self.raw_iter_from(Cf::FederationOutbox, &[]) {
+            let (key, _) = item?;
+            let Some(split) = key.iter().rposition(|b| *b == keys::SEP) else {
+                continue;
+            };
+            let destination = String::from_utf8_lossy(&key[..split]).into_owned();
+            if let Ok(seq) = <[u8; 8]>::try_from(&key[split + 1..]).map(u64::from_be_bytes) {
+                highest = highest.max(seq);
+            }
+            if destinations.last() != Some(&destination) {
+                destinations.push(destination);
+            }
+        }
+        Ok((destinations, highest))
+    }
+
+    /// The answer given to an incoming transaction, if it was processed.
+    pub fn federation_txn(&self, origin: &str, txn_id: &str) -> StoreResult<Option<Value>> {
+        self.get_json(Cf::FederationTxns, &txn_key(origin, txn_id))
+    }
+}
+
+impl Batch<'_> {
+    pub fn queue_pdu(&mut self, destination: &str, seq: u64, record: &OutboxRecord) -> StoreResult<()> {
+        self.put_json(Cf::FederationOutbox, &outbox_key(destination, seq), record)
+    }
+
+    pub fn unqueue_pdu(&mut self, destination: &str, seq: u64) {
+        self.delete(Cf::FederationOutbox, &outbox_key(destination, seq));
+    }
+
+    pub fn put_federation_txn(&mut self, origin: &str, txn_id: &str, answer: &Value) -> StoreResult<()> {
+        self.put_json(Cf::FederationTxns, &txn_key(origin, txn_id), answer)
+    }
+}

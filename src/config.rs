@@ -26,6 +26,27 @@ pub struct Config {
     pub media: MediaConfig,
     pub gifs: GifsConfig,
     pub web_client_dir: PathBuf,
+    pub tls: TlsConfig,
+}
+
+/// The listener's certificate. With both set the listener speaks HTTPS only.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file with the certificate chain, leaf first.
+    pub certificate: Option<PathBuf>,
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
+    pub private_key: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// The certificate and key paths, when TLS is configured.
+    pub fn paths(&self) -> Option<(&std::path::Path, &std::path::Path)> {
+        match (&self.certificate, &self.private_key) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,6 +190,7 @@ impl Default for Config {
             media: MediaConfig::default(),
             gifs: GifsConfig::default(),
             web_client_dir: PathBuf::from("web-client/dist"),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -351,6 +373,14 @@ pub const OPTIONS: &[(&str, &str)] = &[
         "gifs.rating",
         "Highest Giphy content rating searched: g, pg, pg-13 or r [default: g]",
     ),
+    (
+        "tls.certificate",
+        "PEM certificate chain; with tls.private_key the listener serves HTTPS only (flag --tls-cert) [default: none]",
+    ),
+    (
+        "tls.private_key",
+        "PEM private key of that certificate (flag --tls-key) [default: none]",
+    ),
 ];
 
 /// Text appended to `hearth --help`.
@@ -372,6 +402,8 @@ pub struct Overrides {
     pub listen: Option<SocketAddr>,
     pub data: Option<PathBuf>,
     pub server_name: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -404,6 +436,12 @@ impl Config {
         }
         if let Some(name) = overrides.server_name {
             config.server_name = name;
+        }
+        if let Some(cert) = overrides.tls_cert {
+            config.tls.certificate = Some(cert);
+        }
+        if let Some(key) = overrides.tls_key {
+            config.tls.private_key = Some(key);
         }
         config.validate()?;
         Ok(config)
@@ -481,6 +519,12 @@ impl Config {
                 "media.max_upload_bytes, media.uploads_per_minute, media.uploads_burst and media.pending_upload_expiry_secs must be positive".into(),
             ));
         }
+        if self.tls.certificate.is_some() != self.tls.private_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "tls.certificate and tls.private_key must be set together (--tls-cert and --tls-key)"
+                    .into(),
+            ));
+        }
         let g = &self.gifs;
         if g.giphy_api_key.as_deref() == Some("") {
             return Err(ConfigError::Invalid(
@@ -504,6 +548,7 @@ impl Config {
     pub fn public_baseurl(&self) -> String {
         match &self.public_baseurl {
             Some(url) => url.trim_end_matches('/').to_owned(),
+            None if self.tls.paths().is_some() => format!("https://{}", self.server_name),
             None => format!("http://{}", self.server_name),
         }
     }
@@ -578,6 +623,16 @@ mod tests {
         config.gifs.giphy_base_url = "https://api.giphy.com".into();
         config.gifs.giphy_api_key = Some(String::new());
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_makes_the_base_url_https() {
+        let mut config = Config::default();
+        config.tls.certificate = Some("cert.pem".into());
+        assert!(config.validate().is_err());
+        config.tls.private_key = Some("key.pem".into());
+        config.validate().unwrap();
+        assert_eq!(config.public_baseurl(), "https://localhost:8008");
     }
 
     #[test]

@@ -1,17 +1,22 @@
 //! Talking to other servers: discovery ([`resolve`]) with its `.well-known` cache
-//! ([`wellknown`]) and the SSRF guard ([`guard`]).
+//! ([`wellknown`]) and the SSRF guard ([`guard`]), the signed HTTP client ([`client`])
+//! and the `X-Matrix` request signatures ([`xmatrix`]).
 //!
 //! Outbound failures are [`OutboundError`]s, kept apart from the client-facing
 //! [`Error`]; a client request that depends on a remote answer converts one with `?`
 //! (502, 504 or the remote's own 403/404).
 
+pub mod client;
 pub mod guard;
 pub mod resolve;
 pub mod wellknown;
+pub mod xmatrix;
 
 use std::net::IpAddr;
 
 use ruma::OwnedServerName;
+
+pub use client::FederationClient;
 
 use crate::error::{Error, ErrorKind};
 

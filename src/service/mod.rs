@@ -42,6 +42,8 @@ pub struct Services {
     pub keys: Arc<keys::ServerKeys>,
     /// Signed requests to other servers.
     pub federation: Arc<federation::FederationClient>,
+    /// Other servers' keys, fetched and cached.
+    pub server_keys: Arc<federation::ServerKeyStore>,
     pub sessions: sessions::Sessions,
     pub uia: uia::UiaSessions,
     pub login_limiter: ratelimit::RateLimiter,
@@ -69,8 +71,15 @@ impl Services {
         search::index_existing_events(&store)?;
         let keys = Arc::new(keys);
         let federation = Arc::new(federation::FederationClient::new(&config, keys.clone())?);
+        let server_keys = Arc::new(federation::ServerKeyStore::new(
+            &config,
+            keys.clone(),
+            store.clone(),
+            federation.clone(),
+        ));
         Ok(Self {
             federation,
+            server_keys,
             sessions: sessions::Sessions::new(store.clone(), &config),
             uia: uia::UiaSessions::default(),
             nonces: shared_secret::Nonces::default(),

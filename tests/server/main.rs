@@ -9,6 +9,7 @@ mod directory;
 mod durability;
 mod ephemeral;
 mod errors;
+mod federation;
 mod federation_support;
 mod gifs;
 mod keys;

@@ -1,6 +1,7 @@
 //! Talking to other servers: discovery ([`resolve`]) with its `.well-known` cache
 //! ([`wellknown`]) and the SSRF guard ([`guard`]), the signed HTTP client ([`client`])
-//! and the `X-Matrix` request signatures ([`xmatrix`]).
+//! and the `X-Matrix` request signatures ([`xmatrix`]), other servers' signing keys
+//! ([`keys`]).
 //!
 //! Outbound failures are [`OutboundError`]s, kept apart from the client-facing
 //! [`Error`]; a client request that depends on a remote answer converts one with `?`
@@ -8,6 +9,7 @@
 
 pub mod client;
 pub mod guard;
+pub mod keys;
 pub mod resolve;
 pub mod wellknown;
 pub mod xmatrix;
@@ -17,6 +19,7 @@ use std::net::IpAddr;
 use ruma::OwnedServerName;
 
 pub use client::FederationClient;
+pub use keys::ServerKeyStore;
 
 use crate::error::{Error, ErrorKind};
 

@@ -20,7 +20,7 @@ pub use extract::AppState;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(client::routes())
-        .merge(keys::routes())
+        .merge(keys::routes(&state))
         .merge(federation::routes())
         .merge(admin::routes())
         .merge(web::routes())

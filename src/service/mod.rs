@@ -3,6 +3,7 @@
 pub mod account_data;
 pub mod direct;
 pub mod directory;
+pub mod federation;
 pub mod filter;
 pub mod gifs;
 pub mod keys;
@@ -38,7 +39,13 @@ use crate::store::Store;
 pub struct Services {
     pub config: Arc<Config>,
     pub store: Store,
-    pub keys: keys::ServerKeys,
+    pub keys: Arc<keys::ServerKeys>,
+    /// Signed requests to other servers.
+    pub federation: Arc<federation::FederationClient>,
+    /// Other servers' keys, fetched and cached.
+    pub server_keys: Arc<federation::ServerKeyStore>,
+    /// The outgoing queue: what each other server is owed.
+    pub sender: Arc<federation::sender::Sender>,
     pub sessions: sessions::Sessions,
     pub uia: uia::UiaSessions,
     pub login_limiter: ratelimit::RateLimiter,
@@ -64,7 +71,25 @@ impl Services {
     pub fn new(config: Config, store: Store, keys: keys::ServerKeys) -> anyhow::Result<Self> {
         let server_name = ServerName::parse(&config.server_name)?;
         search::index_existing_events(&store)?;
+        let keys = Arc::new(keys);
+        let federation = Arc::new(federation::FederationClient::new(&config, keys.clone())?);
+        let server_keys = Arc::new(federation::ServerKeyStore::new(
+            &config,
+            keys.clone(),
+            store.clone(),
+            federation.clone(),
+        ));
+        let shutting_down = tokio::sync::watch::channel(false).0;
+        let sender = federation::sender::Sender::new(
+            store.clone(),
+            federation.clone(),
+            std::time::Duration::from_secs(config.federation.max_retry_interval_secs),
+            shutting_down.subscribe(),
+        )?;
         Ok(Self {
+            federation,
+            server_keys,
+            sender,
             sessions: sessions::Sessions::new(store.clone(), &config),
             uia: uia::UiaSessions::default(),
             nonces: shared_secret::Nonces::default(),
@@ -89,12 +114,28 @@ impl Services {
             store,
             keys,
             server_name,
-            shutting_down: tokio::sync::watch::channel(false).0,
+            shutting_down,
         })
     }
 
     pub fn server_name(&self) -> &ServerName {
         &self.server_name
+    }
+
+    /// Starts the background workers: presence idleness and the outgoing federation
+    /// queue (its destinations with PDUs queued before a restart). Each ends when
+    /// shutdown begins.
+    pub fn start_workers(self: &Arc<Self>) -> anyhow::Result<()> {
+        let presence = self.clone();
+        let shutdown = self.shutdown_started();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = presence.presence_idle_loop() => {}
+                () = shutdown => {}
+            }
+        });
+        self.sender.resume()?;
+        Ok(())
     }
 
     /// Ends waiting syncs and open sockets so the server can stop.

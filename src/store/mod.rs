@@ -15,6 +15,7 @@ mod relations;
 mod reports;
 mod rooms;
 mod search;
+mod server_keys;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -37,6 +38,7 @@ pub use rooms::{
     UserRoomRecord,
 };
 pub use search::{Posting, PostingCursor};
+pub use server_keys::{ServerKeysRecord, StoredKey};
 
 /// Bumped whenever a key layout or record encoding changes incompatibly.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -105,10 +107,11 @@ pub enum Cf {
     SearchPostings,
     FederationOutbox,
     FederationTxns,
+    ServerKeys,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 35] = [
+    pub const ALL: [Cf; 36] = [
         Cf::Meta,
         Cf::Users,
         Cf::Devices,
@@ -144,6 +147,7 @@ impl Cf {
         Cf::SearchPostings,
         Cf::FederationOutbox,
         Cf::FederationTxns,
+        Cf::ServerKeys,
     ];
 
     pub fn name(self) -> &'static str {
@@ -183,6 +187,7 @@ impl Cf {
             Cf::SearchPostings => "search_postings",
             Cf::FederationOutbox => "federation_outbox",
             Cf::FederationTxns => "federation_txns",
+            Cf::ServerKeys => "server_keys",
         }
     }
 }

@@ -4,7 +4,10 @@
 //! from its origin. A layer in this module checks it before any handler runs and puts
 //! the verified origin into the request's extensions; handlers take it as [`Origin`].
 
+mod invite;
+mod membership;
 mod origin;
+mod send;
 
 use axum::Router;
 
@@ -14,4 +17,7 @@ use super::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .merge(send::routes())
+        .merge(membership::routes())
+        .merge(invite::routes())
 }

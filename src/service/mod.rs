@@ -3,6 +3,7 @@
 pub mod account_data;
 pub mod direct;
 pub mod directory;
+pub mod federation;
 pub mod filter;
 pub mod gifs;
 pub mod keys;

@@ -7,8 +7,9 @@ use ruma::api::federation::backfill::get_backfill;
 use ruma::api::federation::event::get_missing_events;
 use serde_json::{Value, json};
 
+use super::Origin;
+use super::respond::{blocking, transaction};
 use super::ruma_request::RumaRequest;
-use super::{Origin, blocking, transaction};
 use crate::api::AppState;
 use crate::error::{Error, Result};
 use crate::service::federation::history::MissingEventsQuery;

@@ -11,8 +11,9 @@ use ruma::api::federation::event::{
 };
 use serde_json::{Value, json};
 
+use super::Origin;
+use super::respond::{blocking, transaction};
 use super::ruma_request::RumaRequest;
-use super::{Origin, blocking, transaction};
 use crate::api::AppState;
 use crate::error::Result;
 use crate::store::Direction;

@@ -9,16 +9,14 @@ mod devices;
 mod directory;
 mod events;
 mod origin;
+mod respond;
 mod ruma_request;
 
 use axum::Router;
-use serde_json::{Value, json};
 
 pub use origin::Origin;
 
 use super::AppState;
-use crate::error::{Error, Result};
-use crate::service::{Services, now_ms};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -26,26 +24,4 @@ pub fn routes() -> Router<AppState> {
         .merge(backfill::routes())
         .merge(directory::routes())
         .merge(devices::routes())
-}
-
-/// A transaction-shaped answer (`/event`, `/backfill`): this server as `origin`, now as
-/// `origin_server_ts`, and the PDUs.
-fn transaction(state: &Services, pdus: Vec<Value>) -> Value {
-    json!({
-        "origin": state.server_name(),
-        "origin_server_ts": now_ms(),
-        "pdus": pdus,
-    })
-}
-
-/// Runs store-heavy work (state, auth chains, walks through history) off the runtime's
-/// worker threads.
-async fn blocking<T: Send + 'static>(
-    state: &AppState,
-    work: impl FnOnce(&Services) -> Result<T> + Send + 'static,
-) -> Result<T> {
-    let services = state.clone();
-    tokio::task::spawn_blocking(move || work(&services))
-        .await
-        .map_err(Error::internal)?
 }

@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::event::{RoomVersion, redact};
 use crate::service::Services;
-use crate::store::{EventRecord, EventStatus};
+use crate::store::{EventRecord, EventStatus, RoomRecord};
 
 /// An `m.room.history_visibility` setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +58,30 @@ pub fn server_may_see<'m>(
         Visibility::Shared => in_room_now || memberships.any(|m| m == "join"),
         Visibility::Invited => memberships.any(|m| m == "join" || m == "invite"),
         Visibility::Joined => memberships.any(|m| m == "join"),
+    }
+}
+
+impl Services {
+    /// The checks before a server reads a room's events and state: the room exists here
+    /// (404), its server ACL allows `origin` (403) and a user of `origin` is joined to it
+    /// (403), as the spec asks of `/state`, `/state_ids`, `/event_auth`, `/backfill` and
+    /// `/get_missing_events`, and Synapse of `/timestamp_to_event` too.
+    pub fn room_for_server(&self, room_id: &RoomId, origin: &ServerName) -> Result<RoomRecord> {
+        let room = self.known_room(room_id)?;
+        self.check_server_acl(room_id, origin)?;
+        if !self.server_in_room(room_id, origin)? {
+            return Err(Error::forbidden(format!(
+                "Server {origin} is not in room {room_id}"
+            )));
+        }
+        Ok(room)
+    }
+
+    /// The room's record, or 404.
+    pub fn known_room(&self, room_id: &RoomId) -> Result<RoomRecord> {
+        self.store
+            .room(room_id.as_str())?
+            .ok_or_else(|| Error::not_found(format!("Unknown room {room_id}")))
     }
 }
 

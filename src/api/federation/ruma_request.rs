@@ -1,6 +1,7 @@
 //! Federation requests parsed with ruma's request type for their endpoint, so that the
 //! path, query and body of another server's request are checked field by field.
 
+use axum::extract::rejection::RawPathParamsRejection;
 use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use ruma::api::IncomingRequest;
 use ruma::api::IncomingRequestExt;
@@ -17,10 +18,11 @@ impl<T: IncomingRequest> FromRequest<AppState> for RumaRequest<T> {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Error> {
         let (mut parts, body) = req.into_parts();
-        let params = RawPathParams::from_request_parts(&mut parts, state)
-            .await
-            .map_err(|e| Error::invalid_param(format!("Invalid path: {e}")))?;
-        let args: Vec<String> = params.iter().map(|(_, value)| value.to_owned()).collect();
+        let args: Vec<String> = match RawPathParams::from_request_parts(&mut parts, state).await {
+            Ok(params) => params.iter().map(|(_, value)| value.to_owned()).collect(),
+            Err(RawPathParamsRejection::MissingPathParams(_)) => Vec::new(),
+            Err(e) => return Err(Error::invalid_param(format!("Invalid path: {e}"))),
+        };
         let limit = state.config.max_request_bytes;
         let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
             Error::new(

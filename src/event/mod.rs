@@ -27,6 +27,7 @@
 //! * [`power_levels`]: parsed power levels and the "who may do what" helpers.
 //! * [`push_rules`]: the predefined push rules, rule sets and their evaluation.
 //! * [`auth`]: the authorisation rules and the auth events selection.
+//! * [`server_acl`]: `m.room.server_acl` evaluation (which servers may take part in a room).
 //! * [`state_res`]: state resolution v2 (with the room v12 changes).
 
 pub mod auth;
@@ -38,6 +39,7 @@ pub mod power_levels;
 pub mod push_rules;
 pub mod redaction;
 pub mod room_version;
+pub mod server_acl;
 pub mod signing;
 pub mod state_res;
 
@@ -52,6 +54,7 @@ pub use self::pdu::{Pdu, StateKey};
 pub use self::power_levels::{Power, PowerLevels, RoomPowers};
 pub use self::redaction::{RedactionAlgorithm, redact};
 pub use self::room_version::RoomVersion;
+pub use self::server_acl::ServerAcl;
 pub use self::signing::{
     NewPdu, PublicKeyMap, SigningKey, Verified, build_signed_pdu, hash_and_sign_event, sign_json,
     verify_event, verify_json,

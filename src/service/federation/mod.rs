@@ -4,21 +4,29 @@
 //! ([`keys`]). Rooms shared with other servers: incoming transactions
 //! ([`transactions`]), the outgoing queue ([`sender`]), joins, leaves and invites of
 //! other servers' users ([`membership`], [`invite`]) and of ours in their rooms
-//! ([`remote_join`]).
+//! ([`remote_join`]). What this server answers other servers (see
+//! `spec/federation.md`): which events a server may see ([`visibility`]), the room's
+//! server ACL ([`acl`]), single events, state and auth chains ([`events`]), walks back
+//! through a room ([`history`]), alias lookups and device lists ([`queries`]).
 //!
 //! Outbound failures are [`OutboundError`]s, kept apart from the client-facing
 //! [`Error`]; a client request that depends on a remote answer converts one with `?`
 //! (502, 504 or the remote's own 403/404).
 
+pub mod acl;
 pub mod client;
+pub mod events;
 pub mod guard;
+pub mod history;
 pub mod invite;
 pub mod keys;
 pub mod membership;
+pub mod queries;
 pub mod remote_join;
 pub mod resolve;
 pub mod sender;
 pub mod transactions;
+pub mod visibility;
 pub mod wellknown;
 pub mod xmatrix;
 

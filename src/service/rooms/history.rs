@@ -556,21 +556,40 @@ impl HistoryReader<'_> {
     }
 
     /// `timestamp_to_event`: the first event the reader may see sent at or after `ts`
-    /// (forward), or the last one sent at or before it (backward).
-    ///
-    /// Binary search over the room's stream positions, which assumes `origin_server_ts`
-    /// grows with the stream. That holds for local events: they are stamped and placed
-    /// under the room's lock. Events from other servers carry their clocks, so around
-    /// them the search lands near, not exactly at, the crossing point; the walk from
-    /// there still only returns an event on the asked side of `ts`.
+    /// (forward), or the last one sent at or before it (backward). A former member's
+    /// search ends at their departure, where their view ends.
     pub fn event_at_timestamp(
         &mut self,
         ts: u64,
         dir: Direction,
     ) -> Result<Option<(OwnedEventId, u64)>> {
         let services = self.services;
-        let store = &services.store;
-        let room = self.room_id.as_str();
+        let room_id = self.room_id;
+        let until = self.until;
+        services.event_at_timestamp_where(room_id, ts, dir, until, |record| self.can_see(record))
+    }
+}
+
+impl Services {
+    /// The first event of the room sent at or after `ts` (forward), or the last one sent
+    /// at or before it (backward), among those `can_see` accepts and, with `until`, not
+    /// after that point. Shared by the client and federation `timestamp_to_event`.
+    ///
+    /// Binary search over the room's stream positions, which assumes `origin_server_ts`
+    /// grows with the stream. That holds for local events: they are stamped and placed
+    /// under the room's lock. Events from other servers carry their clocks, so around
+    /// them the search lands near, not exactly at, the crossing point; the walk from
+    /// there still only returns an event on the asked side of `ts`.
+    pub(crate) fn event_at_timestamp_where(
+        &self,
+        room_id: &RoomId,
+        ts: u64,
+        dir: Direction,
+        until: Option<TopoKey>,
+        mut can_see: impl FnMut(&EventRecord) -> Result<bool>,
+    ) -> Result<Option<(OwnedEventId, u64)>> {
+        let store = &self.store;
+        let room = room_id.as_str();
         let ts_of = |record: &EventRecord| {
             record
                 .pdu
@@ -592,8 +611,7 @@ impl HistoryReader<'_> {
         else {
             return Ok(None);
         };
-        // A former member's search ends at their departure, where their view ends.
-        let last = match self.until {
+        let last = match until {
             Some(until) => last.min(until.stream),
             None => last,
         };
@@ -650,13 +668,11 @@ impl HistoryReader<'_> {
                     continue;
                 };
                 if dir == Direction::Forward
-                    && self
-                        .until
-                        .is_some_and(|until| record.topo_key() > Some(until))
+                    && until.is_some_and(|until| record.topo_key() > Some(until))
                 {
                     return Ok(None);
                 }
-                if on_our_side(ts_of(&record)) && self.can_see(&record)? {
+                if on_our_side(ts_of(&record)) && can_see(&record)? {
                     return Ok(Some((event_id, ts_of(&record))));
                 }
             }

@@ -1,5 +1,6 @@
 //! Rooms: appending local events to a room's DAG, room state, and the client view of events.
 
+mod auth_chain;
 mod create;
 mod format;
 mod history;

@@ -21,7 +21,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(client::routes())
         .merge(keys::routes(&state))
-        .merge(federation::routes())
+        .merge(federation::routes(&state))
         .merge(admin::routes())
         .merge(web::routes())
         .fallback(web::fallback)

@@ -13,10 +13,8 @@ use crate::room_support::{User, create_room, enc, get_state, membership, members
 const FAST_RETRY: &[(&str, &str)] = &[("HEARTH_FEDERATION__MAX_RETRY_INTERVAL_SECS", "2")];
 
 fn two_servers() -> (TestServer, TestServer) {
-    (
-        federating_server_with_env(FAST_RETRY),
-        federating_server_with_env(FAST_RETRY),
-    )
+    let env = [FAST_RETRY[0], ("RUST_LOG", "info")];
+    (federating_server_with_env(&env), federating_server_with_env(&env))
 }
 
 /// Polls until `check` gives a value, or fails after `limit`.
@@ -96,7 +94,14 @@ fn a_user_joins_a_room_of_another_server_by_alias_and_they_talk_both_ways() {
         Some(&bob.token),
         &json!({}),
     );
-    assert_eq!(status, 200, "{body}");
+    let (mut a, mut b) = (a, b);
+    if status != 200 {
+        panic!(
+            "join by alias: {status} {body}\nB: {}\nA: {}",
+            b.stop_and_logs(),
+            a.stop_and_logs()
+        );
+    }
     assert_eq!(body["room_id"], room);
 
     // Both servers hold Bob's join; Bob's server has the room's state.

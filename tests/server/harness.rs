@@ -167,6 +167,16 @@ impl TestServer {
         text
     }
 
+    /// Stops the server and returns what it logged: for a failing test to show.
+    pub fn stop_and_logs(&mut self) -> String {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+        }
+        let text = self.stderr();
+        self.kill_9();
+        text
+    }
+
     /// SIGKILL: no shutdown code runs.
     pub fn kill_9(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -1,12 +1,16 @@
 //! Configuration: built-in defaults, overridden by a TOML file (`--config`), then by
 //! `HEARTH_*` environment variables, then by command-line flags.
 
+mod ip_range;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
+
+pub use ip_range::{IpRange, default_ip_range_denylist};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -26,6 +30,58 @@ pub struct Config {
     pub media: MediaConfig,
     pub gifs: GifsConfig,
     pub web_client_dir: PathBuf,
+    pub tls: TlsConfig,
+    pub federation: FederationConfig,
+}
+
+/// The listener's certificate. With both set the listener speaks HTTPS only.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file with the certificate chain, leaf first.
+    pub certificate: Option<PathBuf>,
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
+    pub private_key: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// The certificate and key paths, when TLS is configured.
+    pub fn paths(&self) -> Option<(&std::path::Path, &std::path::Path)> {
+        match (&self.certificate, &self.private_key) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FederationConfig {
+    /// Serve the server-server API and talk to other servers.
+    pub enabled: bool,
+    /// Check other servers' certificates. Only test networks turn this off.
+    pub verify_tls: bool,
+    /// PEM files of certificate authorities trusted besides the built-in roots.
+    pub extra_ca_files: Vec<PathBuf>,
+    /// Addresses never connected to (the SSRF guard), as CIDR ranges.
+    pub ip_range_denylist: Vec<IpRange>,
+    /// Notary servers asked for other servers' keys before the servers themselves.
+    pub trusted_key_servers: Vec<String>,
+    /// Longest wait between retries of an unreachable destination.
+    pub max_retry_interval_secs: u64,
+}
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            verify_tls: true,
+            extra_ca_files: Vec::new(),
+            ip_range_denylist: default_ip_range_denylist(),
+            trusted_key_servers: Vec::new(),
+            max_retry_interval_secs: 3600,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,6 +225,8 @@ impl Default for Config {
             media: MediaConfig::default(),
             gifs: GifsConfig::default(),
             web_client_dir: PathBuf::from("web-client/dist"),
+            tls: TlsConfig::default(),
+            federation: FederationConfig::default(),
         }
     }
 }
@@ -351,6 +409,38 @@ pub const OPTIONS: &[(&str, &str)] = &[
         "gifs.rating",
         "Highest Giphy content rating searched: g, pg, pg-13 or r [default: g]",
     ),
+    (
+        "tls.certificate",
+        "PEM certificate chain; with tls.private_key the listener serves HTTPS only (flag --tls-cert) [default: none]",
+    ),
+    (
+        "tls.private_key",
+        "PEM private key of that certificate (flag --tls-key) [default: none]",
+    ),
+    (
+        "federation.enabled",
+        "Serve the server-server API (/_matrix/federation, key queries) and contact other servers [default: true]",
+    ),
+    (
+        "federation.verify_tls",
+        "Check other servers' TLS certificates; turn off only on a test network [default: true]",
+    ),
+    (
+        "federation.extra_ca_files",
+        "PEM files of certificate authorities trusted for federation besides the built-in web roots [default: []]",
+    ),
+    (
+        "federation.ip_range_denylist",
+        "CIDR ranges never contacted, whatever a server name resolves to (guards against request forgery into private networks) [default: loopback, private, link-local, CGNAT, unique-local, multicast, documentation and unspecified ranges of IPv4 and IPv6]",
+    ),
+    (
+        "federation.trusted_key_servers",
+        "Notary servers asked for other servers' signing keys before those servers themselves [default: []]",
+    ),
+    (
+        "federation.max_retry_interval_secs",
+        "Longest wait between retries of a server that cannot be reached [default: 3600]",
+    ),
 ];
 
 /// Text appended to `hearth --help`.
@@ -372,6 +462,8 @@ pub struct Overrides {
     pub listen: Option<SocketAddr>,
     pub data: Option<PathBuf>,
     pub server_name: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -404,6 +496,12 @@ impl Config {
         }
         if let Some(name) = overrides.server_name {
             config.server_name = name;
+        }
+        if let Some(cert) = overrides.tls_cert {
+            config.tls.certificate = Some(cert);
+        }
+        if let Some(key) = overrides.tls_key {
+            config.tls.private_key = Some(key);
         }
         config.validate()?;
         Ok(config)
@@ -481,6 +579,24 @@ impl Config {
                 "media.max_upload_bytes, media.uploads_per_minute, media.uploads_burst and media.pending_upload_expiry_secs must be positive".into(),
             ));
         }
+        if self.tls.certificate.is_some() != self.tls.private_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "tls.certificate and tls.private_key must be set together (--tls-cert and --tls-key)"
+                    .into(),
+            ));
+        }
+        for name in &self.federation.trusted_key_servers {
+            if ruma::ServerName::parse(name).is_err() {
+                return Err(ConfigError::Invalid(format!(
+                    "federation.trusted_key_servers: {name:?} is not a valid server name"
+                )));
+            }
+        }
+        if self.federation.max_retry_interval_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "federation.max_retry_interval_secs must be positive".into(),
+            ));
+        }
         let g = &self.gifs;
         if g.giphy_api_key.as_deref() == Some("") {
             return Err(ConfigError::Invalid(
@@ -504,6 +620,7 @@ impl Config {
     pub fn public_baseurl(&self) -> String {
         match &self.public_baseurl {
             Some(url) => url.trim_end_matches('/').to_owned(),
+            None if self.tls.paths().is_some() => format!("https://{}", self.server_name),
             None => format!("http://{}", self.server_name),
         }
     }
@@ -578,6 +695,46 @@ mod tests {
         config.gifs.giphy_base_url = "https://api.giphy.com".into();
         config.gifs.giphy_api_key = Some(String::new());
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_makes_the_base_url_https() {
+        let mut config = Config::default();
+        config.tls.certificate = Some("cert.pem".into());
+        assert!(config.validate().is_err());
+        config.tls.private_key = Some("key.pem".into());
+        config.validate().unwrap();
+        assert_eq!(config.public_baseurl(), "https://localhost:8008");
+    }
+
+    #[test]
+    fn federation_settings_are_checked() {
+        let mut config = Config::default();
+        assert!(config.federation.enabled && config.federation.verify_tls);
+        assert!(!config.federation.ip_range_denylist.is_empty());
+        config.federation.trusted_key_servers = vec!["not a server".into()];
+        assert!(config.validate().is_err());
+        config.federation.trusted_key_servers = vec!["matrix.org".into()];
+        config.validate().unwrap();
+        config.federation.max_retry_interval_secs = 0;
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn the_denylist_is_read_from_toml_and_bad_ranges_are_refused() {
+        let parse = |text: &str| {
+            Figment::from(Serialized::defaults(Config::default()))
+                .merge(Toml::string(text))
+                .extract::<Config>()
+                .map_err(Box::new)
+        };
+        let config =
+            parse("[federation]\nip_range_denylist = [\"10.0.0.0/8\", \"fc00::/7\"]").unwrap();
+        assert_eq!(config.federation.ip_range_denylist.len(), 2);
+        let config = parse("[federation]\nip_range_denylist = []").unwrap();
+        assert!(config.federation.ip_range_denylist.is_empty());
+        assert!(parse("[federation]\nip_range_denylist = [\"10.0.0.0/33\"]").is_err());
+        assert!(parse("[federation]\nip_range_denylist = [\"example.org\"]").is_err());
     }
 
     #[test]

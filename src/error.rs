@@ -59,8 +59,11 @@ pub enum ErrorKind {
     KeyTooLarge,
     /// A request the server understood but cannot act on, with no better code.
     Unknown,
-    /// A service the server relies on (Giphy) failed or answered nonsense (502).
+    /// A service the server relies on (Giphy, another homeserver) failed or answered
+    /// nonsense (502).
     BadGateway,
+    /// Another homeserver did not answer in time (504).
+    GatewayTimeout,
     /// User-interactive authentication must continue: answered with 401 and the flows.
     AuthRequired(Box<UiaChallenge>),
     /// A fault on our side; the message is logged, never sent.
@@ -142,6 +145,7 @@ impl Error {
             ErrorKind::Unknown
             | ErrorKind::Conflict
             | ErrorKind::BadGateway
+            | ErrorKind::GatewayTimeout
             | ErrorKind::Internal => "M_UNKNOWN",
             // Inside a UIA response the errcode describes the failed stage, if any.
             ErrorKind::AuthRequired(_) => "M_FORBIDDEN",
@@ -172,6 +176,7 @@ impl Error {
             ErrorKind::NotYetUploaded => StatusCode::GATEWAY_TIMEOUT,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorKind::BadGateway => StatusCode::BAD_GATEWAY,
+            ErrorKind::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorKind::BadJson
             | ErrorKind::NotJson
             | ErrorKind::UserInUse

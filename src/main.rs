@@ -22,6 +22,12 @@ struct Args {
     /// The server's Matrix name, as in @user:NAME [default: localhost:8008]
     #[arg(long)]
     server_name: Option<String>,
+    /// PEM certificate chain; with --tls-key the listener serves HTTPS
+    #[arg(long, value_name = "PEM")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of the --tls-cert certificate
+    #[arg(long, value_name = "PEM")]
+    tls_key: Option<PathBuf>,
 }
 
 /// glibc raises its mmap threshold after freeing a large block, after which blocks like
@@ -47,6 +53,8 @@ fn main() -> ExitCode {
         listen: args.listen,
         data: args.data,
         server_name: args.server_name,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
     }) {
         Ok(config) => config,
         Err(e) => {

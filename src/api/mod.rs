@@ -20,8 +20,8 @@ pub use extract::AppState;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(client::routes())
-        .merge(keys::routes())
-        .merge(federation::routes())
+        .merge(keys::routes(&state))
+        .merge(federation::routes(&state))
         .merge(admin::routes())
         .merge(web::routes())
         .fallback(web::fallback)

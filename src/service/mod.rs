@@ -39,7 +39,11 @@ use crate::store::Store;
 pub struct Services {
     pub config: Arc<Config>,
     pub store: Store,
-    pub keys: keys::ServerKeys,
+    pub keys: Arc<keys::ServerKeys>,
+    /// Signed requests to other servers.
+    pub federation: Arc<federation::FederationClient>,
+    /// Other servers' keys, fetched and cached.
+    pub server_keys: Arc<federation::ServerKeyStore>,
     pub sessions: sessions::Sessions,
     pub uia: uia::UiaSessions,
     pub login_limiter: ratelimit::RateLimiter,
@@ -65,7 +69,17 @@ impl Services {
     pub fn new(config: Config, store: Store, keys: keys::ServerKeys) -> anyhow::Result<Self> {
         let server_name = ServerName::parse(&config.server_name)?;
         search::index_existing_events(&store)?;
+        let keys = Arc::new(keys);
+        let federation = Arc::new(federation::FederationClient::new(&config, keys.clone())?);
+        let server_keys = Arc::new(federation::ServerKeyStore::new(
+            &config,
+            keys.clone(),
+            store.clone(),
+            federation.clone(),
+        ));
         Ok(Self {
+            federation,
+            server_keys,
             sessions: sessions::Sessions::new(store.clone(), &config),
             uia: uia::UiaSessions::default(),
             nonces: shared_secret::Nonces::default(),

@@ -14,6 +14,7 @@ mod relations;
 mod reports;
 mod rooms;
 mod search;
+mod server_keys;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,6 +36,7 @@ pub use rooms::{
     UserRoomRecord,
 };
 pub use search::{Posting, PostingCursor};
+pub use server_keys::{ServerKeysRecord, StoredKey};
 
 /// Bumped whenever a key layout or record encoding changes incompatibly.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -101,10 +103,11 @@ pub enum Cf {
     Profiles,
     Reports,
     SearchPostings,
+    ServerKeys,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 33] = [
+    pub const ALL: [Cf; 34] = [
         Cf::Meta,
         Cf::Users,
         Cf::Devices,
@@ -138,6 +141,7 @@ impl Cf {
         Cf::Profiles,
         Cf::Reports,
         Cf::SearchPostings,
+        Cf::ServerKeys,
     ];
 
     pub fn name(self) -> &'static str {
@@ -175,6 +179,7 @@ impl Cf {
             Cf::Profiles => "profiles",
             Cf::Reports => "reports",
             Cf::SearchPostings => "search_postings",
+            Cf::ServerKeys => "server_keys",
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Starts the real `hearth` binary on a free loopback port with a temporary data directory.
+//! Starts the real `hearth` binary on a free loopback port with a temporary data directory,
+//! speaking plain HTTP or, with [`TlsFiles`], HTTPS (see `federation_support.rs`).
 
 use std::io::Read;
 use std::net::TcpListener;
@@ -16,11 +17,32 @@ pub struct TestServer {
     _dir: Option<tempfile::TempDir>,
     pub client: Client,
     extra_env: Vec<(String, String)>,
+    tls: Option<TlsFiles>,
+}
+
+/// A certificate for the server to present, and the CA the test client trusts for it.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// A file with the CA that issued `cert`.
+    pub ca: PathBuf,
+    /// The same CA as PEM.
+    pub ca_pem: String,
+    /// Keeps the files' directory while a server may read them.
+    pub _dir: Option<std::sync::Arc<tempfile::TempDir>>,
+}
+
+/// How to start a server: extra `HEARTH_*` settings and, optionally, TLS.
+#[derive(Default)]
+pub struct StartOptions {
+    pub env: Vec<(String, String)>,
+    pub tls: Option<TlsFiles>,
 }
 
 pub const PASSWORD: &str = "correct horse battery";
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -35,21 +57,39 @@ impl TestServer {
 
     /// Starts with extra `HEARTH_*` environment settings.
     pub fn start_with_env(env: &[(&str, &str)]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        let mut server = Self {
-            child: None,
-            port: free_port(),
-            data,
-            _dir: Some(dir),
-            client: Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap(),
-            extra_env: env
+        Self::start_with(StartOptions {
+            env: env
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            tls: None,
+        })
+    }
+
+    /// Starts with the given settings on a port chosen now.
+    pub fn start_with(options: StartOptions) -> Self {
+        Self::start_on_port(free_port(), options)
+    }
+
+    /// Starts on `port`, for tests that must know the server name before the server
+    /// exists (a certificate or a peer's settings naming it).
+    pub fn start_on_port(port: u16, options: StartOptions) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let mut builder = Client::builder().timeout(Duration::from_secs(30));
+        if let Some(tls) = &options.tls {
+            builder = builder.add_root_certificate(
+                reqwest::Certificate::from_pem(tls.ca_pem.as_bytes()).unwrap(),
+            );
+        }
+        let mut server = Self {
+            child: None,
+            port,
+            data,
+            _dir: Some(dir),
+            client: builder.build().unwrap(),
+            extra_env: options.env,
+            tls: options.tls,
         };
         server.spawn();
         server
@@ -59,8 +99,14 @@ impl TestServer {
         format!("localhost:{}", self.port)
     }
 
+    /// Whether the server speaks HTTPS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        let scheme = if self.is_tls() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}{path}", self.port)
     }
 
     pub fn command(&self) -> Command {
@@ -75,6 +121,13 @@ impl TestServer {
             .env("RUST_LOG", "warn")
             // Tests must not be slowed by fsync; kill -9 durability needs only the WAL.
             .env("HEARTH_SYNC_WRITES", "false");
+        if let Some(tls) = &self.tls {
+            command
+                .arg("--tls-cert")
+                .arg(&tls.cert)
+                .arg("--tls-key")
+                .arg(&tls.key);
+        }
         for (k, v) in &self.extra_env {
             command.env(k, v);
         }

@@ -1,27 +1,42 @@
 //! The server-server API: `/_matrix/federation/*`, one file per endpoint family.
 //!
-//! Every request under `/_matrix/federation/` must carry a valid `X-Matrix` signature
-//! from its origin. A layer in this module checks it before any handler runs and puts
-//! the verified origin into the request's extensions; handlers take it as [`Origin`].
+//! Every request under `/_matrix/federation/` but `GET /v1/version` must carry a valid
+//! `X-Matrix` signature from its origin. The layer in [`auth`] checks it before any
+//! handler runs and puts the verified origin into the request's extensions; handlers
+//! take it as [`Origin`].
 
+pub mod auth;
 mod backfill;
 mod devices;
 mod directory;
 mod events;
 mod origin;
+mod query;
 mod respond;
 mod ruma_request;
+mod version;
 
 use axum::Router;
+use axum::middleware::from_fn_with_state;
 
 pub use origin::Origin;
 
 use super::AppState;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
+/// The federation endpoints; none when `federation.enabled` is off. Endpoints that need
+/// a signature are merged into `signed`, under the `X-Matrix` layer (a route layer, so
+/// unknown paths keep their 404 `M_UNRECOGNIZED` without a signature).
+pub fn routes(state: &AppState) -> Router<AppState> {
+    if !state.config.federation.enabled {
+        return Router::new();
+    }
+    // axum refuses a route layer over no route: `signed` always has the query endpoints.
+    let signed = Router::new()
+        .merge(query::routes())
         .merge(events::routes())
         .merge(backfill::routes())
         .merge(directory::routes())
         .merge(devices::routes())
+        .route_layer(from_fn_with_state(state.clone(), auth::require_signature));
+    Router::new().merge(version::routes()).merge(signed)
 }

@@ -1,16 +1,189 @@
-//! Federation: what this server answers other servers. See `spec/federation-serving.md`.
+//! Talking to other servers: discovery ([`resolve`]) with its `.well-known` cache
+//! ([`wellknown`]) and the SSRF guard ([`guard`]), the signed HTTP client ([`client`])
+//! and the `X-Matrix` request signatures ([`xmatrix`]), other servers' signing keys
+//! ([`keys`]).
 //!
-//! * [`visibility`]: which events a server may see, whether it is in a room, and the
-//!   checks before it reads a room.
-//! * [`acl`]: the room's `m.room.server_acl`, checked on every request naming a room.
-//! * [`events`]: single events, the state at an event, auth chains (`/event`, `/state`,
-//!   `/state_ids`, `/event_auth`).
-//! * [`history`]: walks back through a room (`/backfill`, `/get_missing_events`,
-//!   `/timestamp_to_event`).
-//! * [`queries`]: alias lookups and device lists (`/query/directory`, `/user/devices`).
+//! Serving other servers (see `spec/federation-serving.md`): which events a server may
+//! see, whether it is in a room, and the checks before it reads one ([`visibility`]);
+//! the room's `m.room.server_acl` ([`acl`]); single events, the state at an event and
+//! auth chains ([`events`]: `/event`, `/state`, `/state_ids`, `/event_auth`); walks back
+//! through a room ([`history`]: `/backfill`, `/get_missing_events`,
+//! `/timestamp_to_event`); alias lookups and device lists ([`queries`]).
+//!
+//! Outbound failures are [`OutboundError`]s, kept apart from the client-facing
+//! [`Error`]; a client request that depends on a remote answer converts one with `?`
+//! (502, 504 or the remote's own 403/404).
 
 pub mod acl;
+pub mod client;
 pub mod events;
+pub mod guard;
 pub mod history;
+pub mod keys;
 pub mod queries;
+pub mod resolve;
 pub mod visibility;
+pub mod wellknown;
+pub mod xmatrix;
+
+use std::net::IpAddr;
+
+use ruma::OwnedServerName;
+
+pub use client::FederationClient;
+pub use keys::ServerKeyStore;
+
+use crate::error::{Error, ErrorKind};
+
+/// Why a request to another server failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OutboundError {
+    #[error("federation is disabled on this server")]
+    Disabled,
+    #[error("cannot resolve {server}: {detail}")]
+    Unresolvable {
+        server: OwnedServerName,
+        detail: String,
+    },
+    #[error(
+        "{server} resolves to {addr}, which this server may not contact (federation.ip_range_denylist)"
+    )]
+    Denied {
+        server: OwnedServerName,
+        addr: IpAddr,
+    },
+    #[error("cannot connect to {server}: {detail}")]
+    Unreachable {
+        server: OwnedServerName,
+        detail: String,
+    },
+    #[error("TLS with {server} failed: {detail}")]
+    Tls {
+        server: OwnedServerName,
+        detail: String,
+    },
+    #[error("{server} did not answer in time")]
+    Timeout { server: OwnedServerName },
+    #[error("{server} answered {status}{}", remote_detail(errcode, error))]
+    Remote {
+        server: OwnedServerName,
+        status: u16,
+        errcode: Option<String>,
+        error: Option<String>,
+    },
+    #[error("{server} sent an invalid answer: {detail}")]
+    BadResponse {
+        server: OwnedServerName,
+        detail: String,
+    },
+    #[error("the keys of {server} do not check out: {detail}")]
+    BadKeys {
+        server: OwnedServerName,
+        detail: String,
+    },
+}
+
+fn remote_detail(errcode: &Option<String>, error: &Option<String>) -> String {
+    match (errcode, error) {
+        (Some(code), Some(text)) => format!(" {code}: {text}"),
+        (Some(code), None) => format!(" {code}"),
+        (None, Some(text)) => format!(": {text}"),
+        (None, None) => String::new(),
+    }
+}
+
+impl OutboundError {
+    /// The server the failed request was for, if any.
+    pub fn server(&self) -> Option<&OwnedServerName> {
+        match self {
+            OutboundError::Disabled => None,
+            OutboundError::Unresolvable { server, .. }
+            | OutboundError::Denied { server, .. }
+            | OutboundError::Unreachable { server, .. }
+            | OutboundError::Tls { server, .. }
+            | OutboundError::Timeout { server }
+            | OutboundError::Remote { server, .. }
+            | OutboundError::BadResponse { server, .. }
+            | OutboundError::BadKeys { server, .. } => Some(server),
+        }
+    }
+
+    /// Whether the remote answered with an error status (as opposed to not answering
+    /// properly at all).
+    pub fn remote_status(&self) -> Option<u16> {
+        match self {
+            OutboundError::Remote { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// For client requests that depend on a remote answer: a remote 404 or 403 is passed on
+/// as such, a timeout is 504, anything else 502, each with a message naming the server.
+impl From<OutboundError> for Error {
+    fn from(err: OutboundError) -> Self {
+        let kind = match &err {
+            OutboundError::Disabled => ErrorKind::Forbidden,
+            OutboundError::Remote { status: 404, .. } => ErrorKind::NotFound,
+            OutboundError::Remote { status: 403, .. } => ErrorKind::Forbidden,
+            OutboundError::Timeout { .. } => ErrorKind::GatewayTimeout,
+            _ => ErrorKind::BadGateway,
+        };
+        Error::new(kind, err.to_string())
+    }
+}
+
+/// An error and its causes, one line, for logs and messages.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server() -> OwnedServerName {
+        "remote.example".try_into().unwrap()
+    }
+
+    #[test]
+    fn outbound_errors_become_gateway_errors_for_clients() {
+        let status = |e: OutboundError| Error::from(e).status().as_u16();
+        assert_eq!(status(OutboundError::Timeout { server: server() }), 504);
+        assert_eq!(
+            status(OutboundError::Denied {
+                server: server(),
+                addr: "127.0.0.1".parse().unwrap()
+            }),
+            502
+        );
+        assert_eq!(
+            status(OutboundError::Unreachable {
+                server: server(),
+                detail: "connection refused".into()
+            }),
+            502
+        );
+        let remote = |status| OutboundError::Remote {
+            server: server(),
+            status,
+            errcode: Some("M_NOT_FOUND".into()),
+            error: Some("no such user".into()),
+        };
+        assert_eq!(status(remote(404)), 404);
+        assert_eq!(status(remote(500)), 502);
+        let message = Error::from(remote(404)).message;
+        assert!(message.contains("remote.example"), "{message}");
+        assert!(message.contains("no such user"), "{message}");
+    }
+}

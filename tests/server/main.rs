@@ -11,6 +11,7 @@ mod ephemeral;
 mod errors;
 mod federation;
 mod federation_rooms;
+mod federation_serve;
 mod federation_support;
 mod gifs;
 mod keys;

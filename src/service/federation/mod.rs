@@ -10,6 +10,7 @@
 pub mod client;
 pub mod guard;
 pub mod keys;
+pub mod profile;
 pub mod resolve;
 pub mod wellknown;
 pub mod xmatrix;

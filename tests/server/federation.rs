@@ -1,14 +1,18 @@
-//! Federation transport with real servers: server keys and the notary endpoints, the
-//! X-Matrix check of incoming requests.
+//! Federation transport with real servers: TLS, discovery of `localhost:PORT` names,
+//! signed requests and their checks, server keys and the notary endpoints, the SSRF
+//! guard.
 
 use std::net::TcpListener;
+use std::time::{Duration, Instant};
 
 use ruma::CanonicalJsonObject;
 use ruma::signatures::{PublicKeyMap, PublicKeySet};
 use serde_json::{Value, json};
 
-use crate::federation_support::{Signing, TestRemote, federating_server};
-use crate::harness::{TestServer, assert_error, token};
+use crate::federation_support::{
+    Signing, TestRemote, federating_server, federating_server_with_env, test_ca,
+};
+use crate::harness::{StartOptions, TestServer, assert_error, token};
 
 fn set_displayname(server: &TestServer, token: &str, user_id: &str, name: &str) {
     let (status, body) = server.send(
@@ -41,6 +45,68 @@ fn assert_signed_by(value: &Value, signer: &TestServer) {
     let map = PublicKeyMap::from([(name, set)]);
     let object: CanonicalJsonObject = serde_json::from_value(only_signer).unwrap();
     ruma::signatures::verify_json(&map, &object).expect("signature verifies");
+}
+
+#[test]
+fn users_read_profiles_of_users_on_another_server_both_ways() {
+    let a = federating_server();
+    let b = federating_server();
+    let alice = token(&a.register("alice"));
+    let bob = token(&b.register("bob"));
+    let alice_id = format!("@alice:{}", a.server_name());
+    let bob_id = format!("@bob:{}", b.server_name());
+    set_displayname(&a, &alice, &alice_id, "Alice of A");
+    set_displayname(&b, &bob, &bob_id, "Bob of B");
+
+    // A discovers B, signs; B fetches A's key and checks the signature.
+    let (status, body) = a.get(
+        &format!("/_matrix/client/v3/profile/{bob_id}"),
+        Some(&alice),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({ "displayname": "Bob of B" }));
+    let (status, body) = a.get(
+        &format!("/_matrix/client/v3/profile/{bob_id}/displayname"),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({ "displayname": "Bob of B" }));
+    // And the other way round.
+    let (status, body) = b.get(
+        &format!("/_matrix/client/v3/profile/{alice_id}"),
+        Some(&bob),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["displayname"], "Alice of A");
+
+    // The remote's 404s come through as 404s.
+    assert_error(
+        a.get(
+            &format!("/_matrix/client/v3/profile/{bob_id}/avatar_url"),
+            None,
+        ),
+        404,
+        "M_NOT_FOUND",
+    );
+    assert_error(
+        a.get(
+            &format!("/_matrix/client/v3/profile/@nobody:{}", b.server_name()),
+            None,
+        ),
+        404,
+        "M_NOT_FOUND",
+    );
+    // Setting someone else's profile is still refused locally.
+    assert_error(
+        a.send(
+            "PUT",
+            &format!("/_matrix/client/v3/profile/{bob_id}/displayname"),
+            Some(&alice),
+            &json!({ "displayname": "Mallory" }),
+        ),
+        403,
+        "M_FORBIDDEN",
+    );
 }
 
 #[test]
@@ -105,20 +171,6 @@ fn the_notary_endpoints_return_a_servers_keys_signed_by_it_and_by_the_notary() {
         a.post("/_matrix/key/v2/query", None, &json!({ "server_keys": 3 })),
         400,
         "M_BAD_JSON",
-    );
-}
-
-#[test]
-fn the_version_needs_no_signature_and_unknown_paths_are_404() {
-    let a = federating_server();
-    let (status, body) = a.get("/_matrix/federation/v1/version", None);
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["server"]["name"], "Hearth");
-    assert!(body["server"]["version"].is_string());
-    assert_error(
-        a.get("/_matrix/federation/v1/nothing_here", None),
-        404,
-        "M_UNRECOGNIZED",
     );
 }
 
@@ -204,5 +256,110 @@ fn federation_requests_need_a_valid_signature_for_this_server() {
         ),
         404,
         "M_NOT_FOUND",
+    );
+}
+
+#[test]
+fn the_version_needs_no_signature_and_unknown_paths_are_404() {
+    let a = federating_server();
+    let (status, body) = a.get("/_matrix/federation/v1/version", None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["server"]["name"], "Hearth");
+    assert!(body["server"]["version"].is_string());
+    assert_error(
+        a.get("/_matrix/federation/v1/nothing_here", None),
+        404,
+        "M_UNRECOGNIZED",
+    );
+}
+
+#[test]
+fn the_default_denylist_refuses_loopback_before_connecting() {
+    // A server with the default denylist, trusting the test CA.
+    let tls = test_ca().issue();
+    let a = TestServer::start_with(StartOptions {
+        env: vec![(
+            "HEARTH_FEDERATION__EXTRA_CA_FILES".into(),
+            format!("[{:?}]", tls.ca.display().to_string()),
+        )],
+        tls: Some(tls),
+    });
+    // Something listening where the user's server name points, to see if anyone calls.
+    let bait = TcpListener::bind("127.0.0.1:0").unwrap();
+    bait.set_nonblocking(true).unwrap();
+    let port = bait.local_addr().unwrap().port();
+
+    let started = Instant::now();
+    let body = assert_error(
+        a.get(
+            &format!("/_matrix/client/v3/profile/@victim:localhost:{port}"),
+            None,
+        ),
+        502,
+        "M_UNKNOWN",
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains("127.0.0.1"), "{error}");
+    assert!(error.contains("ip_range_denylist"), "{error}");
+    assert!(
+        bait.accept().is_err(),
+        "the server connected to a denied address"
+    );
+    // The notary endpoint does not reach it either.
+    let (status, body) = a.get(&format!("/_matrix/key/v2/query/localhost:{port}"), None);
+    assert_eq!(status, 200);
+    assert_eq!(body, json!({ "server_keys": [] }));
+    assert!(bait.accept().is_err());
+}
+
+#[test]
+fn certificates_of_unknown_authorities_are_refused() {
+    let b = federating_server();
+    let bob = b.register("bob");
+    assert!(bob["user_id"].is_string());
+    // A trusts only the built-in roots.
+    let a = TestServer::start_with(StartOptions {
+        env: vec![("HEARTH_FEDERATION__IP_RANGE_DENYLIST".into(), "[]".into())],
+        tls: Some(test_ca().issue()),
+    });
+    let body = assert_error(
+        a.get(
+            &format!(
+                "/_matrix/client/v3/profile/{}",
+                bob["user_id"].as_str().unwrap()
+            ),
+            None,
+        ),
+        502,
+        "M_UNKNOWN",
+    );
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains("TLS"), "{error}");
+}
+
+#[test]
+fn with_federation_off_nothing_is_served_or_sent() {
+    let b = federating_server();
+    let a = federating_server_with_env(&[("HEARTH_FEDERATION__ENABLED", "false")]);
+    assert_error(
+        a.get("/_matrix/federation/v1/version", None),
+        404,
+        "M_UNRECOGNIZED",
+    );
+    assert_error(
+        a.get(&format!("/_matrix/key/v2/query/{}", b.server_name()), None),
+        404,
+        "M_UNRECOGNIZED",
+    );
+    let (status, _) = a.get("/_matrix/key/v2/server", None);
+    assert_eq!(status, 200);
+    assert_error(
+        a.get(
+            &format!("/_matrix/client/v3/profile/@bob:{}", b.server_name()),
+            None,
+        ),
+        403,
+        "M_FORBIDDEN",
     );
 }

@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 use crate::api::AppState;
 use crate::api::extract::{Auth, MatrixJson, MaybeAuth, Path};
 use crate::error::{Error, Result};
+use crate::service::profile::check_field_name;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -24,12 +25,17 @@ fn parse_user_id(text: &str) -> Result<OwnedUserId> {
 }
 
 /// Profiles are public, as in the spec and Synapse's default; a token, if sent, is checked.
+/// A user of another server is looked up on that server over federation.
 async fn whole_profile(
     State(state): State<AppState>,
     MaybeAuth(_): MaybeAuth,
     Path(user_id): Path<String>,
 ) -> Result<Json<Value>> {
     let user_id = parse_user_id(&user_id)?;
+    if user_id.server_name() != state.server_name() {
+        let profile = state.federation.remote_profile(&user_id, None).await?;
+        return Ok(Json(Value::Object(profile)));
+    }
     Ok(Json(Value::Object(state.profile(&user_id)?)))
 }
 
@@ -39,6 +45,14 @@ async fn get_field(
     Path((user_id, key_name)): Path<(String, String)>,
 ) -> Result<Json<Value>> {
     let user_id = parse_user_id(&user_id)?;
+    if user_id.server_name() != state.server_name() {
+        check_field_name(&key_name)?;
+        let profile = state
+            .federation
+            .remote_profile(&user_id, Some(&key_name))
+            .await?;
+        return Ok(Json(Value::Object(profile)));
+    }
     let value = state.profile_field(&user_id, &key_name)?;
     Ok(Json(json!({ key_name: value })))
 }

@@ -21,6 +21,7 @@ pub mod history;
 pub mod invite;
 pub mod keys;
 pub mod membership;
+pub mod profile;
 pub mod queries;
 pub mod remote_join;
 pub mod resolve;

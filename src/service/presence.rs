@@ -357,7 +357,10 @@ impl Services {
         let Some(state) = PresenceState::parse(presence) else {
             return;
         };
-        if !self.presence_enabled() || status_msg.as_ref().is_some_and(|m| m.len() > MAX_STATUS_MSG)
+        if !self.presence_enabled()
+            || status_msg
+                .as_ref()
+                .is_some_and(|m| m.len() > MAX_STATUS_MSG)
         {
             return;
         }
@@ -400,7 +403,8 @@ impl Services {
                 .filter(|s| *s != self.server_name())
                 .collect();
             if !destinations.is_empty() {
-                let destinations: Vec<_> = destinations.into_iter().map(ToOwned::to_owned).collect();
+                let destinations: Vec<_> =
+                    destinations.into_iter().map(ToOwned::to_owned).collect();
                 let now = now_ms();
                 let mut update = json!({
                     "user_id": change.user_id,

@@ -74,7 +74,12 @@ impl Store {
 }
 
 impl Batch<'_> {
-    pub fn queue_pdu(&mut self, destination: &str, seq: u64, record: &OutboxRecord) -> StoreResult<()> {
+    pub fn queue_pdu(
+        &mut self,
+        destination: &str,
+        seq: u64,
+        record: &OutboxRecord,
+    ) -> StoreResult<()> {
         self.put_json(Cf::FederationOutbox, &outbox_key(destination, seq), record)
     }
 
@@ -82,7 +87,12 @@ impl Batch<'_> {
         self.delete(Cf::FederationOutbox, &outbox_key(destination, seq));
     }
 
-    pub fn put_federation_txn(&mut self, origin: &str, txn_id: &str, answer: &Value) -> StoreResult<()> {
+    pub fn put_federation_txn(
+        &mut self,
+        origin: &str,
+        txn_id: &str,
+        answer: &Value,
+    ) -> StoreResult<()> {
         self.put_json(Cf::FederationTxns, &txn_key(origin, txn_id), answer)
     }
 }

@@ -7,14 +7,19 @@ use serde_json::{Value, json};
 
 use crate::federation_support::{TestRemote, federating_server_with_env};
 use crate::harness::TestServer;
-use crate::room_support::{User, create_room, enc, get_state, membership, membership_of, send_text, user};
+use crate::room_support::{
+    User, create_room, enc, get_state, membership, membership_of, send_text, user,
+};
 
 /// Retries come within a few seconds in tests.
 const FAST_RETRY: &[(&str, &str)] = &[("HEARTH_FEDERATION__MAX_RETRY_INTERVAL_SECS", "2")];
 
 fn two_servers() -> (TestServer, TestServer) {
     let env = [FAST_RETRY[0], ("RUST_LOG", "info")];
-    (federating_server_with_env(&env), federating_server_with_env(&env))
+    (
+        federating_server_with_env(&env),
+        federating_server_with_env(&env),
+    )
 }
 
 /// Polls until `check` gives a value, or fails after `limit`.
@@ -55,9 +60,16 @@ fn bodies(server: &TestServer, user: &User, room: &str) -> Vec<String> {
 
 #[track_caller]
 fn sees_message(server: &TestServer, user: &User, room: &str, text: &str) {
-    eventually(Duration::from_secs(20), &format!("{text:?} to arrive"), || {
-        bodies(server, user, room).iter().any(|b| b == text).then_some(())
-    });
+    eventually(
+        Duration::from_secs(20),
+        &format!("{text:?} to arrive"),
+        || {
+            bodies(server, user, room)
+                .iter()
+                .any(|b| b == text)
+                .then_some(())
+        },
+    );
 }
 
 fn join_via(server: &TestServer, user: &User, target: &str, via: &str) -> (u16, Value) {
@@ -72,7 +84,11 @@ fn join_via(server: &TestServer, user: &User, target: &str, via: &str) -> (u16, 
 fn shared_room(a: &TestServer, b: &TestServer) -> (User, User, String) {
     let alice = user(a, "alice");
     let bob = user(b, "bob");
-    let room = create_room(a, &alice, json!({"preset": "public_chat", "room_version": "12"}));
+    let room = create_room(
+        a,
+        &alice,
+        json!({"preset": "public_chat", "room_version": "12"}),
+    );
     let (status, body) = join_via(b, &bob, &room, &a.server_name());
     assert_eq!(status, 200, "{body}");
     (alice, bob, room)
@@ -105,9 +121,14 @@ fn a_user_joins_a_room_of_another_server_by_alias_and_they_talk_both_ways() {
     assert_eq!(body["room_id"], room);
 
     // Both servers hold Bob's join; Bob's server has the room's state.
-    assert_eq!(membership_of(&b, &bob, &room, &bob.id).as_deref(), Some("join"));
+    assert_eq!(
+        membership_of(&b, &bob, &room, &bob.id).as_deref(),
+        Some("join")
+    );
     let (status, create) = get_state(&b, &bob, &room, "m.room.create", "");
-    assert_eq!(status, 200, "{create}");
+    if status != 200 {
+        panic!("create on B: {status} {create}\nB: {}", b.stop_and_logs());
+    }
     eventually(Duration::from_secs(10), "the join on A", || {
         (membership_of(&a, &alice, &room, &bob.id).as_deref() == Some("join")).then_some(())
     });
@@ -121,7 +142,10 @@ fn a_user_joins_a_room_of_another_server_by_alias_and_they_talk_both_ways() {
     let original = send_text(&a, &alice, &room, "t2", "tpyo");
     let (status, _) = a.send(
         "PUT",
-        &format!("/_matrix/client/v3/rooms/{}/send/m.room.message/t3", enc(&room)),
+        &format!(
+            "/_matrix/client/v3/rooms/{}/send/m.room.message/t3",
+            enc(&room)
+        ),
         Some(&alice.token),
         &json!({
             "msgtype": "m.text", "body": "* typo",
@@ -151,14 +175,22 @@ fn a_user_joins_a_room_of_another_server_by_alias_and_they_talk_both_ways() {
     sees_message(&b, &bob, &room, "* typo");
     let (status, body) = a.send(
         "PUT",
-        &format!("/_matrix/client/v3/rooms/{}/redact/{}/t5", enc(&room), enc(&original)),
+        &format!(
+            "/_matrix/client/v3/rooms/{}/redact/{}/t5",
+            enc(&room),
+            enc(&original)
+        ),
         Some(&alice.token),
         &json!({}),
     );
     assert_eq!(status, 200, "{body}");
     eventually(Duration::from_secs(20), "the redaction on B", || {
         let (status, body) = b.get(
-            &format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(&original)),
+            &format!(
+                "/_matrix/client/v3/rooms/{}/event/{}",
+                enc(&room),
+                enc(&original)
+            ),
             Some(&bob.token),
         );
         (status == 200 && body["content"] == json!({})).then_some(())
@@ -174,13 +206,21 @@ fn typing_receipts_and_presence_cross_between_servers() {
 
     let (status, body) = b.send(
         "PUT",
-        &format!("/_matrix/client/v3/rooms/{}/typing/{}", enc(&room), enc(&bob.id)),
+        &format!(
+            "/_matrix/client/v3/rooms/{}/typing/{}",
+            enc(&room),
+            enc(&bob.id)
+        ),
         Some(&bob.token),
         &json!({"typing": true, "timeout": 20000}),
     );
     assert_eq!(status, 200, "{body}");
     let (status, body) = b.post(
-        &format!("/_matrix/client/v3/rooms/{}/receipt/m.read/{}", enc(&room), enc(&event)),
+        &format!(
+            "/_matrix/client/v3/rooms/{}/receipt/m.read/{}",
+            enc(&room),
+            enc(&event)
+        ),
         Some(&bob.token),
         &json!({}),
     );
@@ -196,27 +236,33 @@ fn typing_receipts_and_presence_cross_between_servers() {
     let mut saw_typing = false;
     let mut saw_receipt = false;
     let mut since: Option<String> = None;
-    eventually(Duration::from_secs(20), "typing and the receipt on A", || {
-        let path = match &since {
-            Some(s) => format!("/_matrix/client/v3/sync?timeout=500&since={s}"),
-            None => "/_matrix/client/v3/sync".to_owned(),
-        };
-        let (status, body) = a.get(&path, Some(&alice.token));
-        assert_eq!(status, 200, "{body}");
-        since = body["next_batch"].as_str().map(str::to_owned);
-        let ephemeral = &body["rooms"]["join"][&room]["ephemeral"]["events"];
-        for e in ephemeral.as_array().into_iter().flatten() {
-            if e["type"] == "m.typing"
-                && e["content"]["user_ids"].as_array().is_some_and(|u| u.contains(&json!(bob.id)))
-            {
-                saw_typing = true;
+    eventually(
+        Duration::from_secs(20),
+        "typing and the receipt on A",
+        || {
+            let path = match &since {
+                Some(s) => format!("/_matrix/client/v3/sync?timeout=500&since={s}"),
+                None => "/_matrix/client/v3/sync".to_owned(),
+            };
+            let (status, body) = a.get(&path, Some(&alice.token));
+            assert_eq!(status, 200, "{body}");
+            since = body["next_batch"].as_str().map(str::to_owned);
+            let ephemeral = &body["rooms"]["join"][&room]["ephemeral"]["events"];
+            for e in ephemeral.as_array().into_iter().flatten() {
+                if e["type"] == "m.typing"
+                    && e["content"]["user_ids"]
+                        .as_array()
+                        .is_some_and(|u| u.contains(&json!(bob.id)))
+                {
+                    saw_typing = true;
+                }
+                if e["type"] == "m.receipt" && e["content"][&event]["m.read"][&bob.id].is_object() {
+                    saw_receipt = true;
+                }
             }
-            if e["type"] == "m.receipt" && e["content"][&event]["m.read"][&bob.id].is_object() {
-                saw_receipt = true;
-            }
-        }
-        (saw_typing && saw_receipt).then_some(())
-    });
+            (saw_typing && saw_receipt).then_some(())
+        },
+    );
     eventually(Duration::from_secs(20), "Bob's presence on A", || {
         let (status, body) = a.get(
             &format!("/_matrix/client/v3/presence/{}/status", enc(&bob.id)),
@@ -228,7 +274,11 @@ fn typing_receipts_and_presence_cross_between_servers() {
     // And from A to B.
     let (status, _) = a.send(
         "PUT",
-        &format!("/_matrix/client/v3/rooms/{}/typing/{}", enc(&room), enc(&alice.id)),
+        &format!(
+            "/_matrix/client/v3/rooms/{}/typing/{}",
+            enc(&room),
+            enc(&alice.id)
+        ),
         Some(&alice.token),
         &json!({"typing": true, "timeout": 20000}),
     );
@@ -242,7 +292,9 @@ fn typing_receipts_and_presence_cross_between_servers() {
             .flatten()
             .any(|e| {
                 e["type"] == "m.typing"
-                    && e["content"]["user_ids"].as_array().is_some_and(|u| u.contains(&json!(alice.id)))
+                    && e["content"]["user_ids"]
+                        .as_array()
+                        .is_some_and(|u| u.contains(&json!(alice.id)))
             })
             .then_some(())
     });
@@ -253,7 +305,11 @@ fn an_invite_from_one_server_is_accepted_on_the_other_and_a_kick_removes_the_use
     let (a, b) = two_servers();
     let alice = user(&a, "alice");
     let bob = user(&b, "bob");
-    let room = create_room(&a, &alice, json!({"preset": "private_chat", "name": "Secret"}));
+    let room = create_room(
+        &a,
+        &alice,
+        json!({"preset": "private_chat", "name": "Secret"}),
+    );
     let (status, body) = membership(&a, &alice, &room, "invite", json!({"user_id": bob.id}));
     assert_eq!(status, 200, "{body}");
 
@@ -262,9 +318,9 @@ fn an_invite_from_one_server_is_accepted_on_the_other_and_a_kick_removes_the_use
     assert_eq!(status, 200, "{body}");
     let invite_state = &body["rooms"]["invite"][&room]["invite_state"]["events"];
     assert!(
-        invite_state
-            .as_array()
-            .is_some_and(|s| s.iter().any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Secret")),
+        invite_state.as_array().is_some_and(|s| s
+            .iter()
+            .any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Secret")),
         "{body}"
     );
 
@@ -278,13 +334,26 @@ fn an_invite_from_one_server_is_accepted_on_the_other_and_a_kick_removes_the_use
     send_text(&b, &bob, &room, "t1", "thanks for the invite");
     sees_message(&a, &alice, &room, "thanks for the invite");
 
-    let (status, body) = membership(&a, &alice, &room, "kick", json!({"user_id": bob.id, "reason": "bye"}));
+    let (status, body) = membership(
+        &a,
+        &alice,
+        &room,
+        "kick",
+        json!({"user_id": bob.id, "reason": "bye"}),
+    );
     assert_eq!(status, 200, "{body}");
-    assert_eq!(membership_of(&a, &alice, &room, &bob.id).as_deref(), Some("leave"));
+    assert_eq!(
+        membership_of(&a, &alice, &room, &bob.id).as_deref(),
+        Some("leave")
+    );
     eventually(Duration::from_secs(20), "the kick on B", || {
         let (status, body) = b.get("/_matrix/client/v3/joined_rooms", Some(&bob.token));
-        (status == 200 && !body["joined_rooms"].as_array().unwrap().contains(&json!(room)))
-            .then_some(())
+        (status == 200
+            && !body["joined_rooms"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(room)))
+        .then_some(())
     });
 }
 
@@ -298,7 +367,10 @@ fn an_invite_can_be_declined_through_the_inviting_server() {
     assert_eq!(status, 200, "{body}");
     let (status, body) = membership(&b, &bob, &room, "leave", json!({}));
     assert_eq!(status, 200, "{body}");
-    assert_eq!(membership_of(&a, &alice, &room, &bob.id).as_deref(), Some("leave"));
+    assert_eq!(
+        membership_of(&a, &alice, &room, &bob.id).as_deref(),
+        Some("leave")
+    );
     let (_, body) = b.get("/_matrix/client/v3/sync", Some(&bob.token));
     assert!(body["rooms"]["invite"].get(&room).is_none(), "{body}");
 }
@@ -330,7 +402,11 @@ fn an_event_that_fails_authorisation_is_rejected() {
     let a = federating_server_with_env(FAST_RETRY);
     let remote = TestRemote::start();
     let alice = user(&a, "alice");
-    let room = create_room(&a, &alice, json!({"preset": "public_chat", "room_version": "11"}));
+    let room = create_room(
+        &a,
+        &alice,
+        json!({"preset": "public_chat", "room_version": "11"}),
+    );
     let (_, create) = a.get(
         &format!("/_matrix/client/v3/rooms/{}/state", enc(&room)),
         Some(&alice.token),
@@ -346,10 +422,16 @@ fn an_event_that_fails_authorisation_is_rejected() {
             .to_owned()
     };
     let (_, messages) = a.get(
-        &format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=1", enc(&room)),
+        &format!(
+            "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=1",
+            enc(&room)
+        ),
         Some(&alice.token),
     );
-    let latest = messages["chunk"][0]["event_id"].as_str().unwrap().to_owned();
+    let latest = messages["chunk"][0]["event_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     // A message from a user who never joined, signed by the user's own server.
     let mut event = json!({
         "room_id": room,
@@ -376,7 +458,11 @@ fn an_event_that_fails_authorisation_is_rejected() {
     // Never shown, not even by ID.
     assert!(!bodies(&a, &alice, &room).contains(&"let me in".to_owned()));
     let (status, _) = a.get(
-        &format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(event_id)),
+        &format!(
+            "/_matrix/client/v3/rooms/{}/event/{}",
+            enc(&room),
+            enc(event_id)
+        ),
         Some(&alice.token),
     );
     assert_eq!(status, 404);
@@ -390,9 +476,17 @@ fn make_join_refuses_a_server_without_the_room_version_and_a_banned_user() {
     let a = federating_server_with_env(FAST_RETRY);
     let remote = TestRemote::start();
     let alice = user(&a, "alice");
-    let room = create_room(&a, &alice, json!({"preset": "public_chat", "room_version": "11"}));
+    let room = create_room(
+        &a,
+        &alice,
+        json!({"preset": "public_chat", "room_version": "11"}),
+    );
     let eve = format!("@eve:{}", remote.server_name());
-    let path = format!("/_matrix/federation/v1/make_join/{}/{}", enc(&room), enc(&eve));
+    let path = format!(
+        "/_matrix/federation/v1/make_join/{}/{}",
+        enc(&room),
+        enc(&eve)
+    );
     let (status, body) = remote.request(&a, "GET", &format!("{path}?ver=10"), None);
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["errcode"], "M_INCOMPATIBLE_ROOM_VERSION");
@@ -401,7 +495,11 @@ fn make_join_refuses_a_server_without_the_room_version_and_a_banned_user() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["event"]["content"]["membership"], "join");
     // A user of another server may not be asked for.
-    let other = format!("/_matrix/federation/v1/make_join/{}/{}?ver=11", enc(&room), enc("@mallory:elsewhere.test"));
+    let other = format!(
+        "/_matrix/federation/v1/make_join/{}/{}?ver=11",
+        enc(&room),
+        enc("@mallory:elsewhere.test")
+    );
     let (status, _) = remote.request(&a, "GET", &other, None);
     assert_eq!(status, 403);
     let (status, body) = membership(&a, &alice, &room, "ban", json!({"user_id": eve}));

@@ -40,10 +40,8 @@ async fn get_alias(
     Path(alias): Path<String>,
 ) -> Result<Json<Value>> {
     let alias = state.parse_alias(&alias)?;
-    let room_id = state.resolve_alias(&alias)?;
-    Ok(Json(
-        json!({ "room_id": room_id, "servers": [state.server_name()] }),
-    ))
+    let (room_id, servers) = state.resolve_alias_anywhere(&alias).await?;
+    Ok(Json(json!({ "room_id": room_id, "servers": servers })))
 }
 
 #[derive(Deserialize)]

@@ -46,8 +46,10 @@ where
     A: TryFrom<String>,
     B: TryFrom<String>,
 {
-    let a = A::try_from(a.to_owned()).map_err(|_| Error::invalid_param(format!("{a} is not a valid ID")))?;
-    let b = B::try_from(b.to_owned()).map_err(|_| Error::invalid_param(format!("{b} is not a valid ID")))?;
+    let a = A::try_from(a.to_owned())
+        .map_err(|_| Error::invalid_param(format!("{a} is not a valid ID")))?;
+    let b = B::try_from(b.to_owned())
+        .map_err(|_| Error::invalid_param(format!("{b} is not a valid ID")))?;
     Ok((a, b))
 }
 
@@ -65,7 +67,9 @@ async fn make_join(
     }
     let (version, event) =
         state.make_membership(&room_id, &user_id, &origin, "join", &supported)?;
-    Ok(Json(json!({ "room_version": version.as_str(), "event": event })))
+    Ok(Json(
+        json!({ "room_version": version.as_str(), "event": event }),
+    ))
 }
 
 async fn make_leave(
@@ -75,7 +79,9 @@ async fn make_leave(
 ) -> Result<Json<Value>> {
     let (room_id, user_id): (OwnedRoomId, OwnedUserId) = ids(&room_id, &user_id)?;
     let (version, event) = state.make_membership(&room_id, &user_id, &origin, "leave", &[])?;
-    Ok(Json(json!({ "room_version": version.as_str(), "event": event })))
+    Ok(Json(
+        json!({ "room_version": version.as_str(), "event": event }),
+    ))
 }
 
 async fn send_join(
@@ -106,6 +112,8 @@ async fn send_leave(
     MatrixJson(event): MatrixJson<Value>,
 ) -> Result<Json<Value>> {
     let (room_id, event_id): (OwnedRoomId, OwnedEventId) = ids(&room_id, &event_id)?;
-    state.send_leave(&room_id, &event_id, &origin, event).await?;
+    state
+        .send_leave(&room_id, &event_id, &origin, event)
+        .await?;
     Ok(Json(json!({})))
 }

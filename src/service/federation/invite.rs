@@ -62,13 +62,21 @@ impl Services {
             .ok_or_else(|| bad_gateway(server, "the invite came back without the event"))?;
         // The same event, with the invitee's server's signature added.
         if event_id(&signed, version).ok().as_ref() != Some(&id)
-            || signed.pointer(&format!("/signatures/{}", escape_pointer(server.as_str()))).is_none()
+            || signed
+                .pointer(&format!("/signatures/{}", escape_pointer(server.as_str())))
+                .is_none()
         {
-            return Err(bad_gateway(server, "the invite came back changed or unsigned"));
+            return Err(bad_gateway(
+                server,
+                "the invite came back changed or unsigned",
+            ));
         }
         let keys = self.keys_for_pdu(&signed).await;
         if !matches!(verify_event(&signed, &keys, version), Ok(Verified::All)) {
-            return Err(bad_gateway(server, "the invite came back with bad signatures"));
+            return Err(bad_gateway(
+                server,
+                "the invite came back with bad signatures",
+            ));
         }
         let pdu = Pdu::from_json(signed.clone(), version)?;
         let batch = self.store.batch();
@@ -88,7 +96,10 @@ impl Services {
         let version: RoomVersion = request.room_version.parse().map_err(|_| {
             Error::new(
                 ErrorKind::IncompatibleRoomVersion(request.room_version.clone()),
-                format!("Room version {} is not supported here", request.room_version),
+                format!(
+                    "Room version {} is not supported here",
+                    request.room_version
+                ),
             )
         })?;
         let mut event = request.event;
@@ -112,7 +123,9 @@ impl Services {
             )));
         }
         if invitee.server_name() != self.server_name() {
-            return Err(Error::bad_json(format!("{invitee} is not a user of this server")));
+            return Err(Error::bad_json(format!(
+                "{invitee} is not a user of this server"
+            )));
         }
         match self.store.user(invitee.as_str())? {
             Some(user) if !user.deactivated => {}
@@ -123,7 +136,9 @@ impl Services {
         }
         let keys = self.keys_for_pdu(&event).await;
         if !matches!(verify_event(&event, &keys, version), Ok(Verified::All)) {
-            return Err(Error::forbidden(format!("the invite is not validly signed by {origin}")));
+            return Err(Error::forbidden(format!(
+                "the invite is not validly signed by {origin}"
+            )));
         }
         hash_and_sign_event(&mut event, self.keys.signing_key(), version)?;
         // In a room this server is in, the invite arrives as a PDU too and is checked
@@ -153,19 +168,29 @@ impl Services {
         for server in self.invite_servers(room_id, user_id)? {
             match self.send_remote_leave(room_id, user_id, &server).await {
                 Ok(()) => break,
-                Err(e) => tracing::info!(%room_id, %server, error = %e.message, "remote leave failed"),
+                Err(e) => {
+                    tracing::info!(%room_id, %server, error = %e.message, "remote leave failed")
+                }
             }
         }
         self.record_invite_declined(room_id, user_id, record.event_id)
     }
 
-    async fn send_remote_leave(&self, room_id: &RoomId, user_id: &UserId, server: &ServerName) -> Result<()> {
+    async fn send_remote_leave(
+        &self,
+        room_id: &RoomId,
+        user_id: &UserId,
+        server: &ServerName,
+    ) -> Result<()> {
         let path = format!(
             "/_matrix/federation/v1/make_leave/{}/{}",
             urlencode(room_id.as_str()),
             urlencode(user_id.as_str())
         );
-        let answer = self.federation.send_json(server, Method::GET, &path, None).await?;
+        let answer = self
+            .federation
+            .send_json(server, Method::GET, &path, None)
+            .await?;
         let version: RoomVersion = answer
             .get("room_version")
             .and_then(Value::as_str)
@@ -179,7 +204,9 @@ impl Services {
                     && e.get("sender").and_then(Value::as_str) == Some(user_id.as_str())
                     && e.pointer("/content/membership").and_then(Value::as_str) == Some("leave")
             })
-            .ok_or_else(|| bad_gateway(server, "make_leave answered a template for another event"))?;
+            .ok_or_else(|| {
+                bad_gateway(server, "make_leave answered a template for another event")
+            })?;
         if let Some(obj) = event.as_object_mut() {
             obj.insert("origin_server_ts".into(), json!(crate::service::now_ms()));
             for key in ["signatures", "hashes", "unsigned", "event_id"] {
@@ -200,7 +227,11 @@ impl Services {
     }
 
     /// The servers that can let a user with an invite into a room: the inviter's.
-    pub fn invite_servers(&self, room_id: &RoomId, user_id: &UserId) -> Result<Vec<ruma::OwnedServerName>> {
+    pub fn invite_servers(
+        &self,
+        room_id: &RoomId,
+        user_id: &UserId,
+    ) -> Result<Vec<ruma::OwnedServerName>> {
         let Some(record) = self.store.user_room(user_id.as_str(), room_id.as_str())? else {
             return Ok(vec![]);
         };
@@ -210,7 +241,12 @@ impl Services {
         Ok(self
             .store
             .event(record.event_id.as_str())?
-            .and_then(|e| e.pdu.get("sender").and_then(Value::as_str).map(str::to_owned))
+            .and_then(|e| {
+                e.pdu
+                    .get("sender")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
             .and_then(|s| UserId::parse(s).ok())
             .map(|u| vec![u.server_name().to_owned()])
             .unwrap_or_default())

@@ -64,14 +64,17 @@ impl Services {
         if membership == "join"
             && let Some(authoriser) = self.restricted_join_authoriser(room_id, version, user_id)?
         {
-            content.insert(
-                "join_authorised_via_users_server".into(),
-                json!(authoriser),
-            );
+            content.insert("join_authorised_via_users_server".into(), json!(authoriser));
         }
         let content = Value::Object(content);
-        let (template, auth_state) =
-            self.event_template(room_id, &room, user_id, "m.room.member", Some(user_id.as_str()), content)?;
+        let (template, auth_state) = self.event_template(
+            room_id,
+            &room,
+            user_id,
+            "m.room.member",
+            Some(user_id.as_str()),
+            content,
+        )?;
         // The rules, checked now so that the user hears "no" from here rather than from
         // a rejected event. The template has no signature yet: a placeholder stands in
         // for the one the user's server will add.
@@ -206,13 +209,13 @@ impl Services {
         event: Value,
     ) -> Result<()> {
         let keys = self.keys_for_pdu(&event).await;
-        let (event_id, outcome) = self
-            .receive_pdu(room_id, event, &keys)
-            .await
-            .map_err(|e| match e {
-                PduError::Store(e) => e,
-                other => Error::bad_json(other.to_string()),
-            })?;
+        let (event_id, outcome) =
+            self.receive_pdu(room_id, event, &keys)
+                .await
+                .map_err(|e| match e {
+                    PduError::Store(e) => e,
+                    other => Error::bad_json(other.to_string()),
+                })?;
         match outcome {
             Received::Accepted => {}
             Received::AlreadyKnown(crate::store::EventStatus::Accepted) => return Ok(()),
@@ -220,7 +223,9 @@ impl Services {
                 return Err(Error::forbidden(why));
             }
             other => {
-                return Err(Error::forbidden(format!("the event was not accepted: {other:?}")));
+                return Err(Error::forbidden(format!(
+                    "the event was not accepted: {other:?}"
+                )));
             }
         }
         let destinations: Vec<_> = self
@@ -230,7 +235,8 @@ impl Services {
             .collect();
         if !destinations.is_empty() {
             let mut batch = self.store.batch();
-            self.sender.stage_pdu(&mut batch, &destinations, &event_id)?;
+            self.sender
+                .stage_pdu(&mut batch, &destinations, &event_id)?;
             self.store.write(batch)?;
             self.sender.wake(&destinations);
         }
@@ -249,7 +255,10 @@ impl Services {
         else {
             return Ok(None);
         };
-        let rule = join_rules.content().get("join_rule").and_then(Value::as_str);
+        let rule = join_rules
+            .content()
+            .get("join_rule")
+            .and_then(Value::as_str);
         if !matches!(rule, Some("restricted" | "knock_restricted")) {
             return Ok(None);
         }
@@ -321,8 +330,10 @@ impl Services {
                 auth_state.insert((t, k), pdu);
             }
         }
-        let mut auth_events: Vec<OwnedEventId> =
-            auth_state.values().map(|p| p.event_id().to_owned()).collect();
+        let mut auth_events: Vec<OwnedEventId> = auth_state
+            .values()
+            .map(|p| p.event_id().to_owned())
+            .collect();
         auth_events.sort();
         let create_key = ("m.room.create".to_owned(), String::new());
         if !auth_state.contains_key(&create_key)

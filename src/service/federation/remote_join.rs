@@ -5,7 +5,10 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use axum::http::Method;
-use ruma::{OwnedEventId, OwnedRoomAliasId, OwnedRoomId, OwnedServerName, RoomAliasId, RoomId, ServerName, UserId};
+use ruma::{
+    OwnedEventId, OwnedRoomAliasId, OwnedRoomId, OwnedServerName, RoomAliasId, RoomId, ServerName,
+    UserId,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -47,7 +50,10 @@ impl Services {
         alias: &RoomAliasId,
     ) -> Result<(OwnedRoomId, Vec<OwnedServerName>)> {
         if alias.server_name() == self.server_name() {
-            return Ok((self.resolve_alias(alias)?, vec![self.server_name().to_owned()]));
+            return Ok((
+                self.resolve_alias(alias)?,
+                vec![self.server_name().to_owned()],
+            ));
         }
         let alias: OwnedRoomAliasId = alias.to_owned();
         let path = format!(
@@ -59,7 +65,10 @@ impl Services {
             .send_json(alias.server_name(), Method::GET, &path, None)
             .await?;
         let answer: DirectoryAnswer = serde_json::from_value(answer).map_err(|e| {
-            Error::new(ErrorKind::BadGateway, format!("{} sent a bad directory answer: {e}", alias.server_name()))
+            Error::new(
+                ErrorKind::BadGateway,
+                format!("{} sent a bad directory answer: {e}", alias.server_name()),
+            )
         })?;
         Ok((answer.room_id, answer.servers))
     }
@@ -87,7 +96,11 @@ impl Services {
         via: &[OwnedServerName],
     ) -> Result<OwnedEventId> {
         let mut servers: Vec<OwnedServerName> = Vec::new();
-        for server in via.iter().cloned().chain(room_id.server_name().map(ToOwned::to_owned)) {
+        for server in via
+            .iter()
+            .cloned()
+            .chain(room_id.server_name().map(ToOwned::to_owned))
+        {
             if server != self.server_name() && !servers.contains(&server) {
                 servers.push(server);
             }
@@ -131,7 +144,10 @@ impl Services {
             urlencode(room_id.as_str()),
             urlencode(user_id.as_str())
         );
-        let answer = self.federation.send_json(server, Method::GET, &path, None).await?;
+        let answer = self
+            .federation
+            .send_json(server, Method::GET, &path, None)
+            .await?;
         let make: MakeJoin = serde_json::from_value(answer)
             .map_err(|e| bad_gateway(server, format!("bad make_join answer: {e}")))?;
         let version: RoomVersion = make
@@ -151,7 +167,10 @@ impl Services {
             && event.get("sender").and_then(Value::as_str) == Some(user_id.as_str())
             && event.get("room_id").and_then(Value::as_str) == Some(room_id.as_str());
         if !template_ok {
-            return Err(bad_gateway(server, "make_join answered a template for another event"));
+            return Err(bad_gateway(
+                server,
+                "make_join answered a template for another event",
+            ));
         }
         // Our part: the time, our profile, our signature.
         let (displayname, avatar_url) = self.member_profile(user_id)?;
@@ -195,8 +214,15 @@ impl Services {
                 event = signed;
             }
         }
-        self.start_joined_room(room_id, version, server, event, joined.state, joined.auth_chain)
-            .await
+        self.start_joined_room(
+            room_id,
+            version,
+            server,
+            event,
+            joined.state,
+            joined.auth_chain,
+        )
+        .await
     }
 
     /// Checks the state and auth chain a resident server sent, stores them as outliers,
@@ -211,7 +237,10 @@ impl Services {
         auth_chain: Vec<Value>,
     ) -> Result<OwnedEventId> {
         if state.len() + auth_chain.len() > MAX_JOIN_EVENTS {
-            return Err(bad_gateway(server, "send_join answered with too many events"));
+            return Err(bad_gateway(
+                server,
+                "send_join answered with too many events",
+            ));
         }
         // Every event once, by ID; state events remembered as such.
         let mut events: HashMap<OwnedEventId, Pdu> = HashMap::new();
@@ -226,10 +255,14 @@ impl Services {
                 obj.remove("unsigned");
                 obj.remove("event_id");
             }
-            let pdu = Pdu::from_json(json, version)
-                .map_err(|e| bad_gateway(server, format!("send_join carried an invalid event: {e}")))?;
+            let pdu = Pdu::from_json(json, version).map_err(|e| {
+                bad_gateway(server, format!("send_join carried an invalid event: {e}"))
+            })?;
             if pdu.room_id().is_some_and(|r| r != room_id) {
-                return Err(bad_gateway(server, "send_join carried an event of another room"));
+                return Err(bad_gateway(
+                    server,
+                    "send_join carried an event of another room",
+                ));
             }
             if is_state {
                 state_ids.insert(pdu.event_id().to_owned());
@@ -244,7 +277,10 @@ impl Services {
         if version.room_id_is_create_event_hash()
             && crate::event::hashes::room_id_from_create_event_id(create.event_id()) != room_id
         {
-            return Err(bad_gateway(server, "the room's create event does not match its ID"));
+            return Err(bad_gateway(
+                server,
+                "the room's create event does not match its ID",
+            ));
         }
 
         // Auth events before the events they authorise.
@@ -280,7 +316,12 @@ impl Services {
         let keys = self.keys_for_pdu(&join).await;
         match crate::event::verify_event(&join, &keys, version) {
             Ok(crate::event::Verified::All) => {}
-            _ => return Err(bad_gateway(server, "the join came back with bad signatures")),
+            _ => {
+                return Err(bad_gateway(
+                    server,
+                    "the join came back with bad signatures",
+                ));
+            }
         }
         auth_check(version, &join_pdu, |t, k| {
             state_pdus.get(&(t.to_owned(), k.to_owned())).copied()

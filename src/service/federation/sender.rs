@@ -92,7 +92,9 @@ impl Sender {
                 Ok(name) => {
                     self.queue(&name).work.notify_one();
                 }
-                Err(e) => tracing::warn!(%destination, error = %e, "dropping a queue for a bad server name"),
+                Err(e) => {
+                    tracing::warn!(%destination, error = %e, "dropping a queue for a bad server name")
+                }
             }
         }
         Ok(())
@@ -171,7 +173,9 @@ impl Sender {
             if in_flight.is_none() {
                 match self.next_transaction(&destination, &queue) {
                     Ok(next) => in_flight = next,
-                    Err(e) => tracing::error!(%destination, error = %e, "cannot read the outgoing queue"),
+                    Err(e) => {
+                        tracing::error!(%destination, error = %e, "cannot read the outgoing queue")
+                    }
                 }
             }
             let Some(txn) = &in_flight else {

@@ -77,7 +77,11 @@ impl Services {
 
     /// One PDU of a transaction: its event ID and the answer for it, or `None` for a
     /// PDU of a room this server does not know (whose event ID it cannot even compute).
-    async fn transaction_pdu(&self, origin: &ServerName, pdu: Value) -> Option<(OwnedEventId, Value)> {
+    async fn transaction_pdu(
+        &self,
+        origin: &ServerName,
+        pdu: Value,
+    ) -> Option<(OwnedEventId, Value)> {
         let room_id = pdu
             .get("room_id")
             .and_then(Value::as_str)
@@ -174,7 +178,10 @@ impl Services {
         }
         type Receipts = std::collections::BTreeMap<
             ruma::OwnedRoomId,
-            std::collections::BTreeMap<String, std::collections::BTreeMap<ruma::OwnedUserId, UserReceipt>>,
+            std::collections::BTreeMap<
+                String,
+                std::collections::BTreeMap<ruma::OwnedUserId, UserReceipt>,
+            >,
         >;
         let receipts: Receipts = serde_json::from_value(content.clone())
             .map_err(|e| Error::bad_json(format!("bad m.receipt EDU: {e}")))?;
@@ -261,7 +268,9 @@ impl Services {
                 );
             }
             Ok(_) => {}
-            Err(e) => tracing::warn!(room = %room_id, error = %e.message, "cannot find the room's servers"),
+            Err(e) => {
+                tracing::warn!(room = %room_id, error = %e.message, "cannot find the room's servers")
+            }
         }
     }
 }
@@ -270,6 +279,8 @@ fn check_user_origin(user_id: &UserId, origin: &ServerName) -> Result<()> {
     if user_id.server_name() == origin {
         Ok(())
     } else {
-        Err(Error::forbidden(format!("{origin} may not speak for {user_id}")))
+        Err(Error::forbidden(format!(
+            "{origin} may not speak for {user_id}"
+        )))
     }
 }

@@ -53,9 +53,7 @@ impl Services {
                 .ok_or_else(|| Error::internal("declined invite left no record"));
         }
         if self.store.room(room_id.as_str())?.is_none() {
-            return Err(Error::not_found(
-                "This server is not in that room",
-            ));
+            return Err(Error::not_found("This server is not in that room"));
         }
         if change == MembershipChange::Invite {
             self.check_invitable(target)?;

@@ -285,7 +285,10 @@ impl Services {
         batch.put_stream_entry(stream, &event_id)?;
         let previous = self.store.user_room(invitee.as_str(), room_id.as_str())?;
         // An invite never overrides a membership this server knows better.
-        if previous.as_ref().is_some_and(|p| matches!(p.membership.as_str(), "join" | "ban")) {
+        if previous
+            .as_ref()
+            .is_some_and(|p| matches!(p.membership.as_str(), "join" | "ban"))
+        {
             return Ok(());
         }
         batch.put_user_room(
@@ -340,7 +343,15 @@ impl Services {
         pdu: &Pdu,
         json: Value,
     ) -> Result<StagedEvent<'a>> {
-        self.stage_accepted(batch, room_id, room, pdu, json, room.state_group, Local::default())
+        self.stage_accepted(
+            batch,
+            room_id,
+            room,
+            pdu,
+            json,
+            room.state_group,
+            Local::default(),
+        )
     }
 
     /// Records a user's membership in a room; returns whether it changed.
@@ -412,7 +423,11 @@ impl Services {
     }
 
     /// The room's powers in its current state.
-    pub(crate) fn powers_at_current(&self, room_id: &RoomId, version: RoomVersion) -> Result<RoomPowers> {
+    pub(crate) fn powers_at_current(
+        &self,
+        room_id: &RoomId,
+        version: RoomVersion,
+    ) -> Result<RoomPowers> {
         let room = self
             .store
             .room(room_id.as_str())?

@@ -15,10 +15,11 @@ pub type StateIds = BTreeMap<(String, String), OwnedEventId>;
 const SNAPSHOT_EVERY: u32 = 32;
 
 impl Services {
-    /// The full state a state group describes.
+    /// The full state a state group describes. Group 0 is the unknown state of an
+    /// outlier: empty.
     pub fn state_ids_at(&self, group: u64) -> Result<StateIds> {
         let mut chain = Vec::new();
-        let mut next = Some(group);
+        let mut next = Some(group).filter(|g| *g != 0);
         while let Some(id) = next {
             let record = self
                 .store
@@ -51,7 +52,7 @@ impl Services {
             .map(|(i, key)| (*key, i))
             .collect();
         let mut missing = slots.len();
-        let mut next = Some(group);
+        let mut next = Some(group).filter(|g| *g != 0);
         while let Some(id) = next
             && missing > 0
         {

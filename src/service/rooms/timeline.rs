@@ -227,7 +227,9 @@ impl Services {
             self.stage_direct_room(&mut batch, guard, sender, partner, room_id)?;
         }
         let local = Local {
-            txn: txn.as_ref().map(|t| (t.device_id.clone(), t.txn_id.clone())),
+            txn: txn
+                .as_ref()
+                .map(|t| (t.device_id.clone(), t.txn_id.clone())),
         };
         if let Some(key) = txn_key {
             batch.put_txn_event(key, &event_id)?;
@@ -255,8 +257,15 @@ impl Services {
         let destinations = self.event_destinations(room_id, pdu)?;
         self.sender
             .stage_pdu(&mut batch, &destinations, &pdu.event_id().to_owned())?;
-        let staged =
-            self.stage_accepted(&mut batch, room_id, room, pdu, json, room.state_group, local)?;
+        let staged = self.stage_accepted(
+            &mut batch,
+            room_id,
+            room,
+            pdu,
+            json,
+            room.state_group,
+            local,
+        )?;
         self.store.write(batch)?;
         self.finish_accepted(room_id, staged);
         self.sender.wake(&destinations);

@@ -1,11 +1,15 @@
 //! `hearth-bench`: starts a `hearth` server, registers many clients in a few rooms, sends
 //! messages at a fixed rate and measures how fast and how completely every member of
-//! each room receives them, over long-poll `/sync` and over the sync WebSocket.
+//! each room receives them, over long-poll `/sync` and over the sync WebSocket; or, with
+//! the `federation` subcommand, how fast messages cross from one server to another.
 //! `spec/performance.md` describes the method.
 
+mod fed_summary;
+mod federation;
 mod matrix;
 mod run;
 mod server;
+mod tls;
 mod transport;
 
 use std::path::PathBuf;
@@ -13,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use futures_util::StreamExt;
 
 use matrix::{Api, Client};
@@ -24,9 +28,12 @@ use transport::{Load, Setup, Transport};
 #[derive(Parser)]
 #[command(
     name = "hearth-bench",
-    about = "Measures message delivery latency of a hearth server over long-poll /sync and the sync WebSocket"
+    about = "Measures message delivery latency of a hearth server over long-poll /sync and the sync WebSocket",
+    args_conflicts_with_subcommands = true
 )]
 struct Args {
+    #[command(subcommand)]
+    mode: Option<Mode>,
     /// The hearth binary to start [default: `hearth` next to this program]
     #[arg(long)]
     hearth_bin: Option<PathBuf>,
@@ -50,6 +57,13 @@ struct Args {
     transport: TransportArg,
 }
 
+#[derive(Subcommand)]
+enum Mode {
+    /// Two federating servers over TLS, users of both in rooms created on the first:
+    /// measures delivery from one server to the other (long-poll /sync)
+    Federation(federation::Args),
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum TransportArg {
     Longpoll,
@@ -69,7 +83,10 @@ impl TransportArg {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if let Some(Mode::Federation(federation)) = args.mode.take() {
+        return federation::main(federation).await;
+    }
     if args.rooms == 0 || args.clients < args.rooms {
         bail!("need at least one room and at least as many clients as rooms");
     }

@@ -78,6 +78,20 @@ pub fn message_content(id: u64) -> Value {
     })
 }
 
+/// Percent-encodes everything but RFC 3986's unreserved characters, for a path segment
+/// or query value.
+pub fn encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 /// An HTTP API handle for one server.
 #[derive(Clone)]
 pub struct Api {
@@ -162,6 +176,41 @@ impl Api {
         Ok(())
     }
 
+    /// `POST /join/{roomId}?via={server}`: joins a room of another server through it.
+    pub async fn join_via(&self, token: &str, room_id: &str, via: &str) -> Result<()> {
+        self.call(
+            reqwest::Method::POST,
+            &format!("/_matrix/client/v3/join/{}?via={}", encode(room_id), encode(via)),
+            Some(token),
+            &json!({}),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The number of users this server sees joined to a room, asked as a member.
+    pub async fn joined_member_count(&self, token: &str, room_id: &str) -> Result<usize> {
+        let path = format!("/_matrix/client/v3/rooms/{}/joined_members", encode(room_id));
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .with_context(|| format!("GET {path}"))?;
+        let status = response.status();
+        let text = response.text().await?;
+        if !status.is_success() {
+            bail!("GET {path} answered {status}: {text}");
+        }
+        let body: Value =
+            serde_json::from_str(&text).with_context(|| format!("GET {path}: not JSON: {text}"))?;
+        body["joined"]
+            .as_object()
+            .map(|joined| joined.len())
+            .with_context(|| format!("GET {path} answered without joined: {text}"))
+    }
+
     /// One sync without `since`, for a starting position.
     pub async fn initial_sync(&self, token: &str) -> Result<String> {
         let response = self
@@ -188,7 +237,10 @@ impl Api {
         let body = self
             .call(
                 reqwest::Method::PUT,
-                &format!("/_matrix/client/v3/rooms/{room_id}/send/m.room.message/b{id}"),
+                &format!(
+                    "/_matrix/client/v3/rooms/{}/send/m.room.message/b{id}",
+                    encode(room_id)
+                ),
                 Some(token),
                 &message_content(id),
             )

@@ -24,6 +24,8 @@ pub struct Run {
     pub rooms: Vec<u32>,
     /// Whether the server accepted each message.
     answers: Vec<AtomicU8>,
+    /// When each answer arrived (from [`Run::now`]); 0 while pending.
+    answered_at: Vec<AtomicU64>,
     /// Deliveries of this run's messages seen so far, duplicates included.
     pub delivered: AtomicU64,
     errors: AtomicU64,
@@ -33,11 +35,13 @@ pub struct Run {
 impl Run {
     pub fn new(first_id: u64, rooms: Vec<u32>) -> Self {
         let answers = rooms.iter().map(|_| AtomicU8::new(PENDING)).collect();
+        let answered_at = rooms.iter().map(|_| AtomicU64::new(0)).collect();
         Self {
             epoch: Instant::now(),
             first_id,
             rooms,
             answers,
+            answered_at,
             delivered: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             error_samples: Mutex::new(Vec::new()),
@@ -61,7 +65,23 @@ impl Run {
 
     pub fn answered(&self, index: usize, accepted: bool) {
         let value = if accepted { ACCEPTED } else { REFUSED };
+        self.answered_at[index].store(self.now(), Ordering::Relaxed);
         self.answers[index].store(value, Ordering::Relaxed);
+    }
+
+    /// Whether the server accepted message `index` (false while it has not answered).
+    pub fn accepted(&self, index: usize) -> bool {
+        self.answers[index].load(Ordering::Relaxed) == ACCEPTED
+    }
+
+    /// Whether message `index` is still waiting for the server's answer.
+    pub fn pending(&self, index: usize) -> bool {
+        self.answers[index].load(Ordering::Relaxed) == PENDING
+    }
+
+    /// When the answer to message `index` arrived, on the run's clock.
+    pub fn answered_at(&self, index: usize) -> u64 {
+        self.answered_at[index].load(Ordering::Relaxed)
     }
 
     pub fn all_answered(&self) -> bool {
@@ -75,6 +95,14 @@ impl Run {
         if self.errors.fetch_add(1, Ordering::Relaxed) < ERROR_SAMPLES as u64 {
             self.error_samples.lock().unwrap().push(message);
         }
+    }
+
+    /// The number of errors counted and the first few messages, taken out of the run.
+    pub fn take_errors(&self) -> (u64, Vec<String>) {
+        (
+            self.errors.load(Ordering::Relaxed),
+            std::mem::take(&mut *self.error_samples.lock().unwrap()),
+        )
     }
 
     /// Records the bench messages of one sync body received at `at` (from [`Run::now`]).
@@ -126,7 +154,7 @@ impl Run {
     }
 
     /// Deliveries expected: each accepted message, once to each member of its room.
-    fn expected(&self, members: &[usize]) -> u64 {
+    pub fn expected(&self, members: &[usize]) -> u64 {
         self.rooms
             .iter()
             .zip(&self.answers)

@@ -9,16 +9,32 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::tls::CertFiles;
+
 pub struct Server {
     child: Option<Child>,
     pub port: u16,
+    tls: bool,
     log: PathBuf,
     _dir: tempfile::TempDir,
+}
+
+/// How to start a server beyond the defaults: a certificate (the listener then speaks
+/// HTTPS only) and extra `HEARTH_*` settings.
+#[derive(Default)]
+pub struct Options {
+    pub tls: Option<CertFiles>,
+    pub env: Vec<(String, String)>,
 }
 
 impl Server {
     /// Starts `bin` and waits until `/_matrix/client/versions` answers.
     pub async fn start(bin: &Path, http: &reqwest::Client) -> Result<Self> {
+        Self::start_with(bin, http, &Options::default()).await
+    }
+
+    /// As [`Server::start`], with `options`; `http` must trust the certificate, if any.
+    pub async fn start_with(bin: &Path, http: &reqwest::Client, options: &Options) -> Result<Self> {
         let dir = tempfile::tempdir().context("create a temporary data directory")?;
         let port = free_port()?;
         let log = dir.path().join("hearth.log");
@@ -34,8 +50,18 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(File::create(&log).context("create the server log file")?);
+        if let Some(tls) = &options.tls {
+            command
+                .arg("--tls-cert")
+                .arg(&tls.cert)
+                .arg("--tls-key")
+                .arg(&tls.key);
+        }
         if std::env::var_os("RUST_LOG").is_none() {
             command.env("RUST_LOG", "warn");
+        }
+        for (name, value) in &options.env {
+            command.env(name, value);
         }
         let child = command
             .spawn()
@@ -43,6 +69,7 @@ impl Server {
         let mut server = Self {
             child: Some(child),
             port,
+            tls: options.tls.is_some(),
             log,
             _dir: dir,
         };
@@ -68,7 +95,13 @@ impl Server {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The server name, which is also where other servers reach it.
+    pub fn server_name(&self) -> String {
+        format!("localhost:{}", self.port)
     }
 
     fn child_mut(&mut self) -> &mut Child {
@@ -84,6 +117,11 @@ impl Server {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// SIGTERM, then waits up to 30 s for the server to finish. On any failure the

@@ -51,7 +51,7 @@ pub struct Load {
 }
 
 /// How long the senders' answers are awaited after sending stops.
-const ANSWER_WAIT: Duration = Duration::from_secs(60);
+pub const ANSWER_WAIT: Duration = Duration::from_secs(60);
 
 /// Runs one transport from fresh sync positions and computes its figures.
 /// `first_id` is the bench ID of its first message, distinct from every earlier run's.
@@ -228,7 +228,7 @@ impl Setup {
 /// Calls `send(index, bench_id)` for each message of the run at `rate` per second and
 /// returns when each was sent (the moment just before `send`, on the run's clock).
 /// The schedule is fixed in advance, so a slow server does not slow the sending.
-async fn pace(run: &Run, rate: f64, mut send: impl FnMut(usize, u64)) -> Vec<u64> {
+pub async fn pace(run: &Run, rate: f64, mut send: impl FnMut(usize, u64)) -> Vec<u64> {
     let start = tokio::time::Instant::now();
     let mut sent_at = Vec::with_capacity(run.len());
     for index in 0..run.len() {
@@ -241,7 +241,7 @@ async fn pace(run: &Run, rate: f64, mut send: impl FnMut(usize, u64)) -> Vec<u64
 }
 
 /// A long-poll client: `/sync?since=..&timeout=30000` in a loop until `stop`.
-async fn long_poll(
+pub async fn long_poll(
     api: Api,
     clients: Arc<Vec<Client>>,
     index: usize,

@@ -53,9 +53,11 @@ impl Store {
         let mut highest = 0;
         for item in self.raw_iter_from(Cf::FederationOutbox, &[]) {
             let (key, _) = item?;
-            let Some(split) = key.iter().rposition(|b| *b == keys::SEP) else {
+            // The position is the last 8 bytes (they may hold 0xFF themselves).
+            if key.len() < 9 || key[key.len() - 9] != keys::SEP {
                 continue;
-            };
+            }
+            let split = key.len() - 9;
             let destination = String::from_utf8_lossy(&key[..split]).into_owned();
             if let Ok(seq) = <[u8; 8]>::try_from(&key[split + 1..]).map(u64::from_be_bytes) {
                 highest = highest.max(seq);

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from federation_support import FedServer, TestCa, start_hearth, start_synapse
+
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 
@@ -159,4 +161,57 @@ def pytest_runtest_makereport(item, call):
             rep.sections.append(
                 (f"hearth stderr ({server.base_url})", server.stderr())
             )
+    if rep.failed or (rep.when == "call" and hasattr(rep, "wasxfail")):
+        # Federation tests: the tail of each server's log, from this test's start.
+        shown = set()
+        for value in getattr(item, "funcargs", {}).values():
+            if isinstance(value, FedServer) and id(value) not in shown:
+                shown.add(id(value))
+                rep.sections.append(
+                    (f"{value.kind} log tail ({value.server_name})", value.log_tail())
+                )
     return rep
+
+
+# --- federation with Synapse (see federation_support.py) ---------------------------
+
+
+@pytest.fixture(scope="session")
+def fed_root():
+    root = tempfile.mkdtemp(prefix="hearth-fed-interop-")
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def fed_ca(fed_root) -> TestCa:
+    return TestCa(fed_root)
+
+
+@pytest.fixture(scope="module")
+def synapse_server(fed_ca, fed_root):
+    server = start_synapse(fed_ca, fed_root)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def synapse(synapse_server) -> FedServer:
+    """The module's Synapse (started once per module: each test uses new users and
+    rooms, and each test's Hearth is a new destination for it). Its log in failure
+    reports starts at this test."""
+    synapse_server.mark_log()
+    return synapse_server
+
+
+@pytest.fixture
+def hearth_fed(hearth_bin, fed_ca, fed_root):
+    """A fresh Hearth named localhost:PORT serving HTTPS on that port, trusting the
+    test CA and allowing loopback peers, for one test."""
+    server = start_hearth(hearth_bin, fed_ca, fed_root)
+    try:
+        yield server
+    finally:
+        server.stop()

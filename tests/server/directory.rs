@@ -210,12 +210,13 @@ fn resolving_an_alias_reports_bad_and_unknown_aliases() {
         404,
         "M_NOT_FOUND",
     );
-    // Other servers' aliases would need federation.
-    assert_error(
+    // Other servers' aliases are asked of their server, which cannot be reached here.
+    let body = assert_error(
         server.get(&alias_path("#room:other.example"), None),
-        404,
-        "M_NOT_FOUND",
+        502,
+        "M_UNKNOWN",
     );
+    assert!(body["error"].as_str().unwrap().contains("other.example"), "{body}");
 }
 
 #[test]
@@ -542,10 +543,11 @@ fn join_by_alias_resolves_local_aliases() {
         404,
         "M_NOT_FOUND",
     );
+    // Another server's alias is asked of that server, which cannot be reached here.
     assert_error(
         server.post(&path("#lobby:other.example"), Some(&bob), &json!({})),
-        404,
-        "M_NOT_FOUND",
+        502,
+        "M_UNKNOWN",
     );
     assert_error(
         server.post(&path("#nocolon"), Some(&bob), &json!({})),

@@ -24,6 +24,8 @@ use crate::store::{Batch, OutboxRecord, Store, StoreResult};
 /// The spec's limits on one transaction.
 const MAX_PDUS: usize = 50;
 const MAX_EDUS: usize = 100;
+/// PDU bytes per transaction, below the default request size limit of receivers.
+const MAX_TXN_BYTES: usize = 768 * 1024;
 /// EDUs kept for a destination that is down; older ones are dropped first.
 const MAX_QUEUED_EDUS: usize = 1000;
 const FIRST_RETRY: Duration = Duration::from_secs(1);
@@ -221,12 +223,21 @@ impl Sender {
         let queued = self.store.outbox(destination.as_str(), MAX_PDUS)?;
         let mut seqs = Vec::with_capacity(queued.len());
         let mut pdus = Vec::with_capacity(queued.len());
+        let mut bytes = 0;
         for (seq, record) in queued {
-            seqs.push(seq);
             // The stored copy: redacted by now if it was redacted.
-            if let Some(event) = self.store.event(record.event_id.as_str())? {
-                pdus.push(event.pdu);
+            let pdu = self.store.event(record.event_id.as_str())?.map(|e| e.pdu);
+            let size = pdu
+                .as_ref()
+                .map_or(0, |p| serde_json::to_vec(p).map_or(0, |v| v.len()));
+            // Servers limit request bodies (Hearth to 1 MiB by default): the rest waits
+            // for the next transaction.
+            if !seqs.is_empty() && bytes + size > MAX_TXN_BYTES {
+                break;
             }
+            bytes += size;
+            seqs.push(seq);
+            pdus.extend(pdu);
         }
         let edus: Vec<Value> = {
             let mut edus = lock(&queue.edus);

@@ -31,6 +31,8 @@ const FAILED_FETCH_BACKOFF: Duration = Duration::from_secs(30);
 /// Nor one that answered without the key wanted, so that requests signed with unknown
 /// keys cannot make this server hammer the claimed origin.
 const REFETCH_INTERVAL: Duration = Duration::from_secs(10);
+/// Past this many servers, the fetch bookkeeping drops what it no longer needs.
+const MAX_TRACKED_SERVERS: usize = 10_000;
 /// A notary query answers for at most this many servers.
 pub const MAX_NOTARY_SERVERS: usize = 100;
 
@@ -106,10 +108,7 @@ impl ServerKeyStore {
         if complete(&found, server, key_ids) {
             return Ok(found);
         }
-        let mutex = lock(&self.locks)
-            .entry(server.to_owned())
-            .or_default()
-            .clone();
+        let mutex = self.fetch_lock(server);
         let _fetching = mutex.lock().await;
         // Another request may have fetched them while this one waited.
         let found = self.cached_keys(server, key_ids, valid_at_ts);
@@ -119,15 +118,8 @@ impl ServerKeyStore {
         let error = match self.recent_attempt(server) {
             Some(previous_error) => previous_error,
             None => {
-                let result = self.fetch(server, key_ids, valid_at_ts).await;
-                let error = result.err();
-                lock(&self.attempts).insert(
-                    server.to_owned(),
-                    Attempt {
-                        at: Instant::now(),
-                        error: error.clone(),
-                    },
-                );
+                let error = self.fetch(server, key_ids, valid_at_ts).await.err();
+                self.note_attempt(server, error.clone());
                 error
             }
         };
@@ -224,10 +216,7 @@ impl ServerKeyStore {
         let wanted = minimum_valid_until_ts.unwrap_or(now);
         let fresh = |record: &ServerKeysRecord| record.valid_until_ts >= wanted;
         if !self.record(server).is_some_and(|r| fresh(&r)) {
-            let mutex = lock(&self.locks)
-                .entry(server.to_owned())
-                .or_default()
-                .clone();
+            let mutex = self.fetch_lock(server);
             let _fetching = mutex.lock().await;
             let still_stale = !self.record(server).is_some_and(|r| fresh(&r));
             if still_stale && self.recent_attempt(server).is_none() {
@@ -235,13 +224,7 @@ impl ServerKeyStore {
                 if let Some(e) = &error {
                     tracing::debug!(%server, error = %e, "notary: cannot refresh keys");
                 }
-                lock(&self.attempts).insert(
-                    server.to_owned(),
-                    Attempt {
-                        at: Instant::now(),
-                        error,
-                    },
-                );
+                self.note_attempt(server, error);
             }
         }
         // A stale answer is still worth handing on: the server may be down.
@@ -253,6 +236,29 @@ impl ServerKeyStore {
                 None
             }
         }
+    }
+
+    fn note_attempt(&self, server: &ServerName, error: Option<OutboundError>) {
+        let mut attempts = lock(&self.attempts);
+        if attempts.len() >= MAX_TRACKED_SERVERS {
+            attempts.retain(|_, a| a.at.elapsed() < FAILED_FETCH_BACKOFF);
+        }
+        attempts.insert(
+            server.to_owned(),
+            Attempt {
+                at: Instant::now(),
+                error,
+            },
+        );
+    }
+
+    /// The fetch lock of `server`; locks nobody holds are dropped now and then.
+    fn fetch_lock(&self, server: &ServerName) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = lock(&self.locks);
+        if locks.len() >= MAX_TRACKED_SERVERS {
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        locks.entry(server.to_owned()).or_default().clone()
     }
 
     /// The last fetch of `server`, if it was too recent to fetch again: its error.

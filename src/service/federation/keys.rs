@@ -581,6 +581,98 @@ mod tests {
         assert_eq!(record.keys["ed25519:b"].valid_until_ts, 9_000);
     }
 
+    /// A key store for `our.example` whose data lives in `dir`.
+    fn key_store(dir: &std::path::Path) -> (ServerKeyStore, Arc<ServerKeys>) {
+        let config = Config {
+            server_name: "our.example".into(),
+            ..Config::default()
+        };
+        let own = Arc::new(ServerKeys::load_or_create(dir, "our.example").unwrap());
+        let store = Store::open(&dir.join("db"), false).unwrap();
+        let client = Arc::new(FederationClient::new(&config, own.clone()).unwrap());
+        (
+            ServerKeyStore::new(&config, own.clone(), store, client),
+            own,
+        )
+    }
+
+    #[tokio::test]
+    async fn signed_json_and_events_verify_with_known_keys_and_fail_without() {
+        let dir = tempfile::tempdir().unwrap();
+        let (keys, own) = key_store(dir.path());
+        let now = now_ms();
+
+        // Our own events verify from memory.
+        let pdu = crate::event::NewPdu {
+            room_id: Some("!r:our.example".try_into().unwrap()),
+            sender: "@a:our.example".try_into().unwrap(),
+            event_type: "m.room.message".into(),
+            state_key: None,
+            content: json!({ "body": "hi" }),
+            prev_events: vec![],
+            auth_events: vec![],
+            depth: 1,
+            origin_server_ts: now,
+            redacts: None,
+        };
+        let (_, event) =
+            crate::event::build_signed_pdu(&pdu, RoomVersion::V11, own.signing_key()).unwrap();
+        assert_eq!(
+            keys.verify_event(&event, RoomVersion::V11).await,
+            Ok(Verified::All)
+        );
+        let mut tampered = event.clone();
+        tampered["content"]["body"] = json!("bye");
+        assert_eq!(
+            keys.verify_event(&tampered, RoomVersion::V11).await,
+            Ok(Verified::SignaturesOnly)
+        );
+        tampered["depth"] = json!(2);
+        assert!(matches!(
+            keys.verify_event(&tampered, RoomVersion::V11).await,
+            Err(VerifyError::BadSignature { .. })
+        ));
+
+        // A remote server whose keys are known: an IP literal the default denylist
+        // refuses, so nothing here can reach the network.
+        let remote = <&ServerName>::try_from("127.0.0.2:9").unwrap();
+        let (remote_key, _) = SigningKey::generate("127.0.0.2:9", "ed25519:r").unwrap();
+        let (_, published) = answer(&remote_key, now + 3_600_000, json!({}));
+        keys.accept(remote, published, None).unwrap();
+        let mut signed = json!({ "method": "GET", "uri": "/x" });
+        sign_json(&mut signed, &remote_key).unwrap();
+        keys.verify_signed_json(remote, &signed, now).await.unwrap();
+        let mut forged = signed.clone();
+        forged["uri"] = json!("/y");
+        assert!(matches!(
+            keys.verify_signed_json(remote, &forged, now).await,
+            Err(VerifyError::BadSignature { .. })
+        ));
+        assert!(matches!(
+            keys.verify_signed_json(remote, &json!({ "unsigned": 1 }), now)
+                .await,
+            Err(VerifyError::BadSignature { .. })
+        ));
+        // Past the key's validity it is not used, and a fetch is refused by the guard.
+        let later = now + 2 * 3_600_000;
+        match keys.verify_keys(remote, &["ed25519:r"], later).await {
+            Err(OutboundError::Denied { .. }) => {}
+            other => panic!("expected the guard's refusal, got {other:?}"),
+        }
+        // The keys survive a restart of the store.
+        drop(keys);
+        let (keys, _) = key_store(dir.path());
+        let found = keys.verify_keys(remote, &["ed25519:r"], now).await.unwrap();
+        assert_eq!(
+            found[remote.as_str()]["ed25519:r"],
+            remote_key.public_key_base64()
+        );
+        // The notary hands on the remote's answer with our signature added.
+        let answer = keys.notary_answer(remote, Some(0)).await.unwrap();
+        verify_json(&answer, "our.example", &own.signing_key().public_key_map()).unwrap();
+        verify_json(&answer, remote.as_str(), &remote_key.public_key_map()).unwrap();
+    }
+
     #[test]
     fn completeness_needs_every_named_key() {
         let server = <&ServerName>::try_from("remote.example").unwrap();

@@ -31,6 +31,8 @@ const FAILED_FETCH_BACKOFF: Duration = Duration::from_secs(30);
 /// Nor one that answered without the key wanted, so that requests signed with unknown
 /// keys cannot make this server hammer the claimed origin.
 const REFETCH_INTERVAL: Duration = Duration::from_secs(10);
+/// Past this many servers, the fetch bookkeeping drops what it no longer needs.
+const MAX_TRACKED_SERVERS: usize = 10_000;
 /// A notary query answers for at most this many servers.
 pub const MAX_NOTARY_SERVERS: usize = 100;
 
@@ -106,10 +108,7 @@ impl ServerKeyStore {
         if complete(&found, server, key_ids) {
             return Ok(found);
         }
-        let mutex = lock(&self.locks)
-            .entry(server.to_owned())
-            .or_default()
-            .clone();
+        let mutex = self.fetch_lock(server);
         let _fetching = mutex.lock().await;
         // Another request may have fetched them while this one waited.
         let found = self.cached_keys(server, key_ids, valid_at_ts);
@@ -119,15 +118,8 @@ impl ServerKeyStore {
         let error = match self.recent_attempt(server) {
             Some(previous_error) => previous_error,
             None => {
-                let result = self.fetch(server, key_ids, valid_at_ts).await;
-                let error = result.err();
-                lock(&self.attempts).insert(
-                    server.to_owned(),
-                    Attempt {
-                        at: Instant::now(),
-                        error: error.clone(),
-                    },
-                );
+                let error = self.fetch(server, key_ids, valid_at_ts).await.err();
+                self.note_attempt(server, error.clone());
                 error
             }
         };
@@ -224,10 +216,7 @@ impl ServerKeyStore {
         let wanted = minimum_valid_until_ts.unwrap_or(now);
         let fresh = |record: &ServerKeysRecord| record.valid_until_ts >= wanted;
         if !self.record(server).is_some_and(|r| fresh(&r)) {
-            let mutex = lock(&self.locks)
-                .entry(server.to_owned())
-                .or_default()
-                .clone();
+            let mutex = self.fetch_lock(server);
             let _fetching = mutex.lock().await;
             let still_stale = !self.record(server).is_some_and(|r| fresh(&r));
             if still_stale && self.recent_attempt(server).is_none() {
@@ -235,13 +224,7 @@ impl ServerKeyStore {
                 if let Some(e) = &error {
                     tracing::debug!(%server, error = %e, "notary: cannot refresh keys");
                 }
-                lock(&self.attempts).insert(
-                    server.to_owned(),
-                    Attempt {
-                        at: Instant::now(),
-                        error,
-                    },
-                );
+                self.note_attempt(server, error);
             }
         }
         // A stale answer is still worth handing on: the server may be down.
@@ -253,6 +236,29 @@ impl ServerKeyStore {
                 None
             }
         }
+    }
+
+    fn note_attempt(&self, server: &ServerName, error: Option<OutboundError>) {
+        let mut attempts = lock(&self.attempts);
+        if attempts.len() >= MAX_TRACKED_SERVERS {
+            attempts.retain(|_, a| a.at.elapsed() < FAILED_FETCH_BACKOFF);
+        }
+        attempts.insert(
+            server.to_owned(),
+            Attempt {
+                at: Instant::now(),
+                error,
+            },
+        );
+    }
+
+    /// The fetch lock of `server`; locks nobody holds are dropped now and then.
+    fn fetch_lock(&self, server: &ServerName) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = lock(&self.locks);
+        if locks.len() >= MAX_TRACKED_SERVERS {
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        locks.entry(server.to_owned()).or_default().clone()
     }
 
     /// The last fetch of `server`, if it was too recent to fetch again: its error.
@@ -573,6 +579,98 @@ mod tests {
         let (parsed, value) = answer(&second, 6_000, json!({}));
         let record = merge(Some(&record), &parsed, value, 4_500);
         assert_eq!(record.keys["ed25519:b"].valid_until_ts, 9_000);
+    }
+
+    /// A key store for `our.example` whose data lives in `dir`.
+    fn key_store(dir: &std::path::Path) -> (ServerKeyStore, Arc<ServerKeys>) {
+        let config = Config {
+            server_name: "our.example".into(),
+            ..Config::default()
+        };
+        let own = Arc::new(ServerKeys::load_or_create(dir, "our.example").unwrap());
+        let store = Store::open(&dir.join("db"), false).unwrap();
+        let client = Arc::new(FederationClient::new(&config, own.clone()).unwrap());
+        (
+            ServerKeyStore::new(&config, own.clone(), store, client),
+            own,
+        )
+    }
+
+    #[tokio::test]
+    async fn signed_json_and_events_verify_with_known_keys_and_fail_without() {
+        let dir = tempfile::tempdir().unwrap();
+        let (keys, own) = key_store(dir.path());
+        let now = now_ms();
+
+        // Our own events verify from memory.
+        let pdu = crate::event::NewPdu {
+            room_id: Some("!r:our.example".try_into().unwrap()),
+            sender: "@a:our.example".try_into().unwrap(),
+            event_type: "m.room.message".into(),
+            state_key: None,
+            content: json!({ "body": "hi" }),
+            prev_events: vec![],
+            auth_events: vec![],
+            depth: 1,
+            origin_server_ts: now,
+            redacts: None,
+        };
+        let (_, event) =
+            crate::event::build_signed_pdu(&pdu, RoomVersion::V11, own.signing_key()).unwrap();
+        assert_eq!(
+            keys.verify_event(&event, RoomVersion::V11).await,
+            Ok(Verified::All)
+        );
+        let mut tampered = event.clone();
+        tampered["content"]["body"] = json!("bye");
+        assert_eq!(
+            keys.verify_event(&tampered, RoomVersion::V11).await,
+            Ok(Verified::SignaturesOnly)
+        );
+        tampered["depth"] = json!(2);
+        assert!(matches!(
+            keys.verify_event(&tampered, RoomVersion::V11).await,
+            Err(VerifyError::BadSignature { .. })
+        ));
+
+        // A remote server whose keys are known: an IP literal the default denylist
+        // refuses, so nothing here can reach the network.
+        let remote = <&ServerName>::try_from("127.0.0.2:9").unwrap();
+        let (remote_key, _) = SigningKey::generate("127.0.0.2:9", "ed25519:r").unwrap();
+        let (_, published) = answer(&remote_key, now + 3_600_000, json!({}));
+        keys.accept(remote, published, None).unwrap();
+        let mut signed = json!({ "method": "GET", "uri": "/x" });
+        sign_json(&mut signed, &remote_key).unwrap();
+        keys.verify_signed_json(remote, &signed, now).await.unwrap();
+        let mut forged = signed.clone();
+        forged["uri"] = json!("/y");
+        assert!(matches!(
+            keys.verify_signed_json(remote, &forged, now).await,
+            Err(VerifyError::BadSignature { .. })
+        ));
+        assert!(matches!(
+            keys.verify_signed_json(remote, &json!({ "unsigned": 1 }), now)
+                .await,
+            Err(VerifyError::BadSignature { .. })
+        ));
+        // Past the key's validity it is not used, and a fetch is refused by the guard.
+        let later = now + 2 * 3_600_000;
+        match keys.verify_keys(remote, &["ed25519:r"], later).await {
+            Err(OutboundError::Denied { .. }) => {}
+            other => panic!("expected the guard's refusal, got {other:?}"),
+        }
+        // The keys survive a restart of the store.
+        drop(keys);
+        let (keys, _) = key_store(dir.path());
+        let found = keys.verify_keys(remote, &["ed25519:r"], now).await.unwrap();
+        assert_eq!(
+            found[remote.as_str()]["ed25519:r"],
+            remote_key.public_key_base64()
+        );
+        // The notary hands on the remote's answer with our signature added.
+        let answer = keys.notary_answer(remote, Some(0)).await.unwrap();
+        verify_json(&answer, "our.example", &own.signing_key().public_key_map()).unwrap();
+        verify_json(&answer, remote.as_str(), &remote_key.public_key_map()).unwrap();
     }
 
     #[test]

@@ -192,6 +192,8 @@ pub struct Resolver {
 /// How long a discovered destination is reused before discovery runs again (the
 /// `.well-known` answer has its own, longer cache).
 const DESTINATION_TTL: Duration = Duration::from_secs(10 * 60);
+/// Past this many cached destinations, expired ones are dropped.
+const MAX_CACHED: usize = 10_000;
 
 impl Resolver {
     pub fn new(guard: Arc<IpGuard>, well_known: WellKnownFetcher) -> Self {
@@ -211,8 +213,11 @@ impl Resolver {
             return Ok(dest.clone());
         }
         let dest = self.discover(server).await?;
-        self.lock_cache()
-            .insert(server.to_owned(), (dest.clone(), Instant::now()));
+        let mut cache = self.lock_cache();
+        if cache.len() >= MAX_CACHED {
+            cache.retain(|_, (_, at)| at.elapsed() < DESTINATION_TTL);
+        }
+        cache.insert(server.to_owned(), (dest.clone(), Instant::now()));
         Ok(dest)
     }
 
@@ -478,7 +483,7 @@ fn httpdate_parse(text: &str) -> Option<SystemTime> {
     let year: u64 = year.parse().ok()?;
     let mut hms = time.split(':').map(|p| p.parse::<u64>().ok());
     let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
-    if year < 1970 || !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 {
+    if !(1970..=9999).contains(&year) || !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 {
         return None;
     }
     // Days since the epoch, by the civil-from-days inverse (Howard Hinnant's algorithm).

@@ -202,6 +202,10 @@ fn http_dates_parse() {
     assert_eq!(httpdate_parse("Sunday, 06-Nov-94 08:49:37 GMT"), None);
     assert_eq!(httpdate_parse("Sun, 06 Foo 1994 08:49:37 GMT"), None);
     assert_eq!(httpdate_parse("Sun, 06 Nov 1994 25:49:37 GMT"), None);
+    assert_eq!(
+        httpdate_parse("Sun, 06 Nov 18446744073709551615 08:49:37 GMT"),
+        None
+    );
 }
 
 #[test]

@@ -15,6 +15,8 @@ use super::resolve::{cache_lifetime, error_lifetime, split_server_name};
 /// Largest `.well-known` answer read.
 const MAX_BYTES: usize = 64 * 1024;
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// Past this many cached hostnames, expired ones are dropped.
+const MAX_CACHED: usize = 10_000;
 
 /// What `.well-known` says for a hostname.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +83,10 @@ impl WellKnownFetcher {
             }
         };
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= MAX_CACHED {
+            let now = Instant::now();
+            cache.retain(|_, entry| entry.until > now);
+        }
         cache.insert(
             hostname.to_owned(),
             Entry {

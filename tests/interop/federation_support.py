@@ -11,9 +11,9 @@ issued by a CA made here at test time.
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import json
 import os
-import shutil
 import socket
 import ssl
 import subprocess
@@ -36,6 +36,9 @@ READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
 PASSWORD = "correct horse battery staple"
 LOG_TAIL_LINES = 150
+
+# Servers stopped during this run, whose names log tails leave out.
+STOPPED_SERVER_NAMES: set[str] = set()
 
 
 def free_port() -> int:
@@ -96,8 +99,6 @@ class TestCa:
         returns (cert_path, key_path)."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.timezone.utc)
-        import ipaddress
-
         cert = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
@@ -272,7 +273,14 @@ class FedServer:
             return f"<could not read {self.kind} log: {e}>"
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
-        return "\n".join(self.log().splitlines()[-lines:])
+        # Leave out the lines about servers of earlier tests, which are gone (a shared
+        # Synapse keeps retrying them).
+        gone = [name for name in STOPPED_SERVER_NAMES if name != self.server_name]
+        kept = [
+            line for line in self.log().splitlines()
+            if not any(name in line for name in gone)
+        ]
+        return "\n".join(kept[-lines:])
 
     def request(self, method: str, path: str, body: Any = None, query: dict | None = None,
                 token: str | None = None, timeout: float = 30.0) -> Any:
@@ -340,6 +348,7 @@ class FedServer:
             time.sleep(0.1)
 
     def stop(self) -> None:
+        STOPPED_SERVER_NAMES.add(self.server_name)
         proc = self.proc
         if proc is None or proc.poll() is not None:
             return

@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from federation_support import Client, FedServer, MatrixError, wait_for
+from federation_support import Client, FedServer, MatrixError, q, wait_for
 
 # How long something may take to cross from one server to the other.
 CROSS_S = 20.0
@@ -49,7 +49,7 @@ def wait_membership(client: Client, room_id: str, user_id: str, membership: str)
 
     def probe():
         path = (
-            f"/_matrix/client/v3/rooms/{_q(room_id)}/state/m.room.member/{_q(user_id)}"
+            f"/_matrix/client/v3/rooms/{q(room_id)}/state/m.room.member/{q(user_id)}"
         )
         content = client.request("GET", path)
         return content if content.get("membership") == membership else None
@@ -57,12 +57,6 @@ def wait_membership(client: Client, room_id: str, user_id: str, membership: str)
     return wait_for(
         f"{client.server.kind} to have {user_id} {membership} in {room_id}", probe, CROSS_S
     )
-
-
-def _q(s: str) -> str:
-    import urllib.parse
-
-    return urllib.parse.quote(s, safe="")
 
 
 def wait_ephemeral(client: Client, room_id: str, what: str, matches) -> dict:
@@ -151,7 +145,7 @@ def test_synapse_user_joins_hearth_room_by_id_via(hearth_fed: FedServer, synapse
     room_id = joined_room(owner, guest, by_alias=False)
     assert_messages_cross(guest, owner, room_id)
     # The room's name (state from the join) reached Synapse.
-    name = guest.request("GET", f"/_matrix/client/v3/rooms/{_q(room_id)}/state/m.room.name")
+    name = guest.request("GET", f"/_matrix/client/v3/rooms/{q(room_id)}/state/m.room.name")
     assert name["name"].startswith("interop ")
 
 
@@ -170,7 +164,7 @@ def test_hearth_user_joins_synapse_room_by_id_via(hearth_fed: FedServer, synapse
     guest = hearth_fed.register(localpart("hana"))
     room_id = joined_room(owner, guest, by_alias=False)
     assert_messages_cross(guest, owner, room_id)
-    name = guest.request("GET", f"/_matrix/client/v3/rooms/{_q(room_id)}/state/m.room.name")
+    name = guest.request("GET", f"/_matrix/client/v3/rooms/{q(room_id)}/state/m.room.name")
     assert name["name"].startswith("interop ")
 
 
@@ -310,27 +304,6 @@ def test_synapse_user_rejects_hearth_invite(hearth_fed: FedServer, synapse: FedS
     wait_membership(h, room_id, s.user_id, "leave")
 
 
-# --- Leaving ----------------------------------------------------------------------------
-
-
-def test_synapse_user_leaves_hearth_room(hearth_fed: FedServer, synapse: FedServer):
-    h = hearth_fed.register(localpart("hana"))
-    s = synapse.register(localpart("sam"))
-    room_id = joined_room(h, s, by_alias=False)
-    s.leave(room_id)
-    wait_membership(h, room_id, s.user_id, "leave")
-    assert s.user_id not in h.joined_members(room_id)
-
-
-def test_hearth_user_leaves_synapse_room(hearth_fed: FedServer, synapse: FedServer):
-    h = hearth_fed.register(localpart("hana"))
-    s = synapse.register(localpart("sam"))
-    room_id = joined_room(s, h, by_alias=False)
-    h.leave(room_id)
-    wait_membership(s, room_id, h.user_id, "leave")
-    assert h.user_id not in s.joined_members(room_id)
-
-
 # --- Kicks, state changes, history, concurrency, presence -------------------------------
 
 
@@ -342,7 +315,7 @@ def test_kick_reaches_the_kicked_users_server(hearth_fed: FedServer, synapse: Fe
     owner, guest = (h, s) if room_on == "hearth" else (s, h)
     room_id = joined_room(owner, guest, by_alias=False)
     guest.sync()  # an initial sync leaves out rooms already left; later ones do not
-    owner.request("POST", f"/_matrix/client/v3/rooms/{_q(room_id)}/kick",
+    owner.request("POST", f"/_matrix/client/v3/rooms/{q(room_id)}/kick",
                   {"user_id": guest.user_id, "reason": "interop"})
 
     def kicked():
@@ -360,7 +333,7 @@ def test_remote_member_with_power_changes_state(hearth_fed: FedServer, synapse: 
     s = synapse.register(localpart("sam"))
     owner, guest = (h, s) if room_on == "hearth" else (s, h)
     room_id = joined_room(owner, guest, by_alias=False)
-    pl_path = f"/_matrix/client/v3/rooms/{_q(room_id)}/state/m.room.power_levels"
+    pl_path = f"/_matrix/client/v3/rooms/{q(room_id)}/state/m.room.power_levels"
     levels = owner.request("GET", pl_path)
     levels.setdefault("users", {})[guest.user_id] = 100
     owner.request("PUT", pl_path, levels)
@@ -369,11 +342,11 @@ def test_remote_member_with_power_changes_state(hearth_fed: FedServer, synapse: 
              lambda: guest.request("GET", pl_path).get("users", {}).get(guest.user_id) == 100,
              CROSS_S)
     topic = f"set from {guest.server.kind} {uuid.uuid4().hex[:6]}"
-    guest.request("PUT", f"/_matrix/client/v3/rooms/{_q(room_id)}/state/m.room.topic",
+    guest.request("PUT", f"/_matrix/client/v3/rooms/{q(room_id)}/state/m.room.topic",
                   {"topic": topic})
     wait_for(f"{owner.server.kind} to have topic {topic!r}",
              lambda: owner.request(
-                 "GET", f"/_matrix/client/v3/rooms/{_q(room_id)}/state/m.room.topic"
+                 "GET", f"/_matrix/client/v3/rooms/{q(room_id)}/state/m.room.topic"
              ).get("topic") == topic,
              CROSS_S)
 
@@ -395,12 +368,12 @@ def test_history_from_before_the_join(hearth_fed: FedServer, synapse: FedServer,
     s = synapse.register(localpart("sam"))
     owner, guest = (h, s) if room_on == "hearth" else (s, h)
     room_id, _ = public_room(owner, localpart("room"))
-    owner.request("PUT", f"/_matrix/client/v3/rooms/{_q(room_id)}/state/"
+    owner.request("PUT", f"/_matrix/client/v3/rooms/{q(room_id)}/state/"
                   "m.room.history_visibility", {"history_visibility": "shared"})
     early = f"before you came {uuid.uuid4().hex[:6]}"
     owner.send_text(room_id, early)
     assert guest.join(room_id, via=[owner.server.server_name]) == room_id
-    event = wait_message(guest, room_id, early, timeout=10)
+    event = wait_message(guest, room_id, early, timeout=8)
     assert event["sender"] == owner.user_id
 
 
@@ -441,12 +414,186 @@ def test_presence_crosses_both_ways(hearth_fed: FedServer, synapse: FedServer):
     joined_room(h, s, by_alias=False)  # presence is shared with users in a room with you
     for me, other in ((h, s), (s, h)):
         status = f"{me.server.kind} status {uuid.uuid4().hex[:6]}"
-        me.request("PUT", f"/_matrix/client/v3/presence/{_q(me.user_id)}/status",
+        me.request("PUT", f"/_matrix/client/v3/presence/{q(me.user_id)}/status",
                    {"presence": "online", "status_msg": status})
 
         def probe(me=me, other=other, status=status):
-            p = other.request("GET", f"/_matrix/client/v3/presence/{_q(me.user_id)}/status")
+            p = other.request("GET", f"/_matrix/client/v3/presence/{q(me.user_id)}/status")
             return p.get("presence") == "online" and p.get("status_msg") == status
 
         wait_for(f"{other.server.kind} to see {me.user_id} online with {status!r}", probe,
                  CROSS_S)
+
+
+@pytest.mark.parametrize("redactor", ["hearth", "synapse"])
+def test_redaction_crosses(hearth_fed: FedServer, synapse: FedServer, redactor: str):
+    h = hearth_fed.register(localpart("hana"))
+    s = synapse.register(localpart("sam"))
+    room_id = joined_room(h, s, by_alias=False)
+    author, other = (h, s) if redactor == "hearth" else (s, h)
+    body = f"regrettable {uuid.uuid4().hex[:6]}"
+    event_id = author.send_text(room_id, body)
+    wait_message(other, room_id, body)
+    author.request(
+        "PUT",
+        f"/_matrix/client/v3/rooms/{q(room_id)}/redact/{q(event_id)}/{uuid.uuid4().hex}",
+        {"reason": "interop"},
+    )
+
+    def redacted():
+        event = other.request("GET", f"/_matrix/client/v3/rooms/{q(room_id)}/event/"
+                              f"{q(event_id)}")
+        return event if "body" not in event.get("content", {}) else None
+
+    event = wait_for(f"{other.server.kind} to redact {event_id}", redacted, CROSS_S)
+    assert event["content"] == {}
+    assert event.get("unsigned", {}).get("redacted_because", {}).get("type") == \
+        "m.room.redaction"
+
+
+@pytest.mark.parametrize("room_on", ["hearth", "synapse"])
+def test_leave_and_rejoin(hearth_fed: FedServer, synapse: FedServer, room_on: str):
+    """The guest leaves (make_leave/send_leave through the room's server), so the
+    guest's server is out of the room entirely and misses a message; then the guest
+    joins again, which takes a new join through the room's server."""
+    h = hearth_fed.register(localpart("hana"))
+    s = synapse.register(localpart("sam"))
+    owner, guest = (h, s) if room_on == "hearth" else (s, h)
+    room_id = joined_room(owner, guest, by_alias=False)
+    guest.leave(room_id)
+    wait_membership(owner, room_id, guest.user_id, "leave")
+    missed = f"while you were out {uuid.uuid4().hex[:6]}"
+    owner.send_text(room_id, missed)
+    assert guest.join(room_id, via=[owner.server.server_name]) == room_id
+    wait_membership(owner, room_id, guest.user_id, "join")
+    assert guest.user_id in guest.joined_members(room_id)
+    assert_messages_cross(owner, guest, room_id)
+
+
+def test_synapse_lists_hearth_public_rooms(hearth_fed: FedServer, synapse: FedServer):
+    h = hearth_fed.register(localpart("hana"))
+    s = synapse.register(localpart("sam"))
+    room_id, alias = public_room(h, localpart("listed"))
+
+    def listed():
+        resp = s.request("GET", "/_matrix/client/v3/publicRooms",
+                         query={"server": hearth_fed.server_name, "limit": "20"})
+        return next((r for r in resp["chunk"] if r["room_id"] == room_id), None)
+
+    entry = wait_for(f"Synapse to list {room_id} from {hearth_fed.server_name}", listed,
+                     CROSS_S)
+    assert entry.get("canonical_alias") == alias
+    assert entry.get("num_joined_members") == 1
+
+
+@pytest.mark.parametrize("room_on", ["hearth", "synapse"])
+def test_restricted_join_through_the_rooms_server(hearth_fed: FedServer, synapse: FedServer,
+                                                  room_on: str):
+    """A room open to members of another room: the guest's join needs the room's server
+    to vouch for it (join_authorised_via_users_server, signed by that server)."""
+    h = hearth_fed.register(localpart("hana"))
+    s = synapse.register(localpart("sam"))
+    owner, guest = (h, s) if room_on == "hearth" else (s, h)
+    space = joined_room(owner, guest, by_alias=False)
+    inner = owner.create_room(
+        preset="private_chat",
+        name="members of the space only",
+        initial_state=[{
+            "type": "m.room.join_rules",
+            "state_key": "",
+            "content": {
+                "join_rule": "restricted",
+                "allow": [{"type": "m.room_membership", "room_id": space}],
+            },
+        }],
+    )
+    assert guest.join(inner, via=[owner.server.server_name]) == inner
+    member = wait_membership(owner, inner, guest.user_id, "join")
+    assert member.get("join_authorised_via_users_server") == owner.user_id
+    assert_messages_cross(guest, owner, inner)
+
+
+def test_restricted_join_refused_to_a_non_member(hearth_fed: FedServer, synapse: FedServer):
+    """Synapse refuses a Hearth user who is not in the allowed room; Hearth's /join
+    reports the refusal and the user is not in the room on either side."""
+    h = hearth_fed.register(localpart("hana"))
+    s = synapse.register(localpart("sam"))
+    space = s.create_room(preset="private_chat")
+    inner = s.create_room(
+        preset="private_chat",
+        initial_state=[{
+            "type": "m.room.join_rules",
+            "state_key": "",
+            "content": {
+                "join_rule": "restricted",
+                "allow": [{"type": "m.room_membership", "room_id": space}],
+            },
+        }],
+    )
+    with pytest.raises(MatrixError) as refused:
+        h.join(inner, via=[synapse.server_name])
+    assert refused.value.status == 403, refused.value
+    assert h.user_id not in s.joined_members(inner)
+
+
+def test_unusual_content_keeps_its_signatures(hearth_fed: FedServer, synapse: FedServer):
+    """Canonical JSON, hashes and signatures agree on both sides for content with
+    non-ASCII (including astral and escaped) characters, key order by code point, nested
+    objects, empty values and large integers: the event crosses both ways unchanged."""
+    h = hearth_fed.register(localpart("hana"))
+    s = synapse.register(localpart("sam"))
+    room_id = joined_room(h, s, by_alias=False)
+    for sender, receiver in ((h, s), (s, h)):
+        tag = uuid.uuid4().hex[:6]
+        content = {
+            "msgtype": "m.text",
+            "body": f"odd {tag} h\u00e9llo \U0001F30D \u2028 \"quoted\" \\\\ \t tab \u0000 nul",
+            "format": "org.matrix.custom.html",
+            "formatted_body": "<b>\u00e9</b> &amp; <i>\U0001F600</i>",
+            "org.example.nested": {
+                "\uffff": 1, "\U0001F600": 2, "\u00e9": 3, "a": 4, "A": 5, "": 6,
+                "big": 9007199254740991, "neg": -9007199254740991,
+                "empty": {}, "list": [], "null": None, "bools": [True, False],
+            },
+        }
+        event_id = sender.request(
+            "PUT",
+            f"/_matrix/client/v3/rooms/{q(room_id)}/send/m.room.message/{uuid.uuid4().hex}",
+            content,
+        )["event_id"]
+        got = wait_for(
+            f"{receiver.server.kind} to receive {event_id}",
+            lambda: receiver.request(
+                "GET", f"/_matrix/client/v3/rooms/{q(room_id)}/event/{q(event_id)}"),
+            CROSS_S,
+        )
+        assert got["content"] == content
+        assert got["sender"] == sender.user_id
+
+
+@pytest.mark.parametrize("room_on", ["hearth", "synapse"])
+@pytest.mark.parametrize("version", ["10", "11"])
+def test_older_room_versions(hearth_fed: FedServer, synapse: FedServer, room_on: str,
+                             version: str):
+    """The default is 12 on both servers; 10 and 11 (IDs with a server name, `redacts`
+    at the top level in 10) work across too."""
+    h = hearth_fed.register(localpart("hana"))
+    s = synapse.register(localpart("sam"))
+    owner, guest = (h, s) if room_on == "hearth" else (s, h)
+    room_id = owner.create_room(preset="public_chat", room_version=version)
+    assert guest.join(room_id, via=[owner.server.server_name]) == room_id
+    wait_membership(owner, room_id, guest.user_id, "join")
+    create = guest.request("GET", f"/_matrix/client/v3/rooms/{q(room_id)}/state/"
+                           "m.room.create")
+    assert create.get("room_version") == version
+    assert_messages_cross(owner, guest, room_id)
+    # A redaction in this room version crosses too.
+    body = f"gone soon {uuid.uuid4().hex[:6]}"
+    event_id = guest.send_text(room_id, body)
+    wait_message(owner, room_id, body)
+    guest.request("PUT", f"/_matrix/client/v3/rooms/{q(room_id)}/redact/{q(event_id)}/"
+                  f"{uuid.uuid4().hex}", {})
+    wait_for(f"{owner.server.kind} to redact {event_id}",
+             lambda: "body" not in owner.request(
+                 "GET", f"/_matrix/client/v3/rooms/{q(room_id)}/event/{q(event_id)}"
+             ).get("content", {"body": None}), CROSS_S)

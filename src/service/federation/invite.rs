@@ -182,46 +182,10 @@ impl Services {
         user_id: &UserId,
         server: &ServerName,
     ) -> Result<()> {
-        let path = format!(
-            "/_matrix/federation/v1/make_leave/{}/{}",
-            urlencode(room_id.as_str()),
-            urlencode(user_id.as_str())
-        );
-        let answer = self
-            .federation
-            .send_json(server, Method::GET, &path, None)
+        let (version, mut event) = self
+            .membership_template(server, "leave", room_id, user_id)
             .await?;
-        let version: RoomVersion = answer
-            .get("room_version")
-            .and_then(Value::as_str)
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| bad_gateway(server, "make_leave named no supported room version"))?;
-        let mut event = answer
-            .get("event")
-            .cloned()
-            .filter(|e| {
-                e.get("state_key").and_then(Value::as_str) == Some(user_id.as_str())
-                    && e.get("sender").and_then(Value::as_str) == Some(user_id.as_str())
-                    && e.pointer("/content/membership").and_then(Value::as_str) == Some("leave")
-            })
-            .ok_or_else(|| {
-                bad_gateway(server, "make_leave answered a template for another event")
-            })?;
-        if let Some(obj) = event.as_object_mut() {
-            obj.insert("origin_server_ts".into(), json!(crate::service::now_ms()));
-            for key in ["signatures", "hashes", "unsigned", "event_id"] {
-                obj.remove(key);
-            }
-        }
-        hash_and_sign_event(&mut event, self.keys.signing_key(), version)?;
-        let id = event_id(&event, version)?;
-        let path = format!(
-            "/_matrix/federation/v2/send_leave/{}/{}",
-            urlencode(room_id.as_str()),
-            urlencode(id.as_str())
-        );
-        self.federation
-            .send_json(server, Method::PUT, &path, Some(&event))
+        self.send_membership(server, "leave", room_id, &mut event, version)
             .await?;
         Ok(())
     }

@@ -13,9 +13,7 @@ use ruma::{EventId, OwnedEventId, RoomId, ServerName, UserId};
 use serde_json::{Map, Value, json};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::event::{
-    Pdu, RoomVersion, StateKey, auth_check, auth_types_for_event, hash_and_sign_event,
-};
+use crate::event::{Pdu, RoomVersion, StateKey, auth_check, hash_and_sign_event};
 use crate::service::Services;
 use crate::service::rooms::{PduError, Received};
 
@@ -316,31 +314,8 @@ impl Services {
         state_key: Option<&str>,
         content: Value,
     ) -> Result<(Value, HashMap<StateKey, Pdu>)> {
-        let version = room.version;
-        let empty = Map::new();
-        let mut auth_state: HashMap<StateKey, Pdu> = HashMap::new();
-        for (t, k) in auth_types_for_event(
-            version,
-            event_type,
-            sender,
-            state_key,
-            content.as_object().unwrap_or(&empty),
-        ) {
-            if let Some(pdu) = self.current_state_pdu(room_id, version, &t, &k)? {
-                auth_state.insert((t, k), pdu);
-            }
-        }
-        let mut auth_events: Vec<OwnedEventId> = auth_state
-            .values()
-            .map(|p| p.event_id().to_owned())
-            .collect();
-        auth_events.sort();
-        let create_key = ("m.room.create".to_owned(), String::new());
-        if !auth_state.contains_key(&create_key)
-            && let Some(create) = self.pdu(room.create_event.as_str(), version)?
-        {
-            auth_state.insert(create_key, create);
-        }
+        let (auth_state, auth_events) =
+            self.auth_state_for_new_event(room_id, room, event_type, sender, state_key, &content)?;
         let prev_events: Vec<&OwnedEventId> = room.extremities.iter().take(20).collect();
         let mut template = json!({
             "room_id": room_id,

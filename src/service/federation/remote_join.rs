@@ -18,7 +18,7 @@ use crate::service::Services;
 use crate::service::rooms::Received;
 
 #[derive(Deserialize)]
-struct MakeJoin {
+struct MakeMembership {
     room_version: Option<String>,
     event: Value,
 }
@@ -134,77 +134,21 @@ impl Services {
         user_id: &UserId,
         server: &ServerName,
     ) -> Result<OwnedEventId> {
-        let versions: String = RoomVersion::ALL
-            .iter()
-            .map(|v| format!("ver={}", v.as_str()))
-            .collect::<Vec<_>>()
-            .join("&");
-        let path = format!(
-            "/_matrix/federation/v1/make_join/{}/{}?{versions}",
-            urlencode(room_id.as_str()),
-            urlencode(user_id.as_str())
-        );
-        let answer = self
-            .federation
-            .send_json(server, Method::GET, &path, None)
+        let (version, mut event) = self
+            .membership_template(server, "join", room_id, user_id)
             .await?;
-        let make: MakeJoin = serde_json::from_value(answer)
-            .map_err(|e| bad_gateway(server, format!("bad make_join answer: {e}")))?;
-        let version: RoomVersion = make
-            .room_version
-            .as_deref()
-            .unwrap_or("1")
-            .parse()
-            .map_err(|_| {
-                Error::new(
-                    ErrorKind::UnsupportedRoomVersion,
-                    format!("{room_id} has a room version this server does not support"),
-                )
-            })?;
-        let mut event = make.event;
-        let template_ok = event.get("type").and_then(Value::as_str) == Some("m.room.member")
-            && event.get("state_key").and_then(Value::as_str) == Some(user_id.as_str())
-            && event.get("sender").and_then(Value::as_str) == Some(user_id.as_str())
-            && event.get("room_id").and_then(Value::as_str) == Some(room_id.as_str());
-        if !template_ok {
-            return Err(bad_gateway(
-                server,
-                "make_join answered a template for another event",
-            ));
-        }
-        // Our part: the time, our profile, our signature.
+        // Our part: the profile, then the signature.
         let (displayname, avatar_url) = self.member_profile(user_id)?;
-        let obj = event
-            .as_object_mut()
-            .ok_or_else(|| bad_gateway(server, "make_join template is not an object"))?;
-        obj.insert("origin_server_ts".into(), json!(crate::service::now_ms()));
-        obj.remove("signatures");
-        obj.remove("hashes");
-        obj.remove("unsigned");
-        obj.remove("event_id");
-        let content = obj
-            .entry("content")
-            .or_insert_with(|| json!({}))
-            .as_object_mut()
-            .ok_or_else(|| bad_gateway(server, "make_join content is not an object"))?;
-        content.insert("membership".into(), json!("join"));
-        if let Some(name) = displayname {
-            content.insert("displayname".into(), json!(name));
+        if let Some(content) = event.get_mut("content").and_then(Value::as_object_mut) {
+            if let Some(name) = displayname {
+                content.insert("displayname".into(), json!(name));
+            }
+            if let Some(url) = avatar_url {
+                content.insert("avatar_url".into(), json!(url));
+            }
         }
-        if let Some(url) = avatar_url {
-            content.insert("avatar_url".into(), json!(url));
-        }
-        hash_and_sign_event(&mut event, self.keys.signing_key(), version)?;
-        let join_id = event_id(&event, version)?;
-
-        let path = format!(
-            "/_matrix/federation/v2/send_join/{}/{}",
-            urlencode(room_id.as_str()),
-            urlencode(join_id.as_str())
-        );
-        let answer = self
-            .federation
-            .send_json(server, Method::PUT, &path, Some(&event))
+        let (join_id, answer) = self
+            .send_membership(server, "join", room_id, &mut event, version)
             .await?;
         let joined: SendJoin = serde_json::from_value(answer)
             .map_err(|e| bad_gateway(server, format!("bad send_join answer: {e}")))?;
@@ -336,6 +280,92 @@ impl Services {
         self.store.write(batch)?;
         self.finish_accepted(room_id, staged);
         Ok(join_pdu.event_id().to_owned())
+    }
+}
+
+impl Services {
+    /// `make_join`/`make_leave` on `server`: the template of the user's membership event,
+    /// checked to be that event, stamped with our time and stripped of what we add.
+    pub(crate) async fn membership_template(
+        &self,
+        server: &ServerName,
+        membership: &str,
+        room_id: &RoomId,
+        user_id: &UserId,
+    ) -> Result<(RoomVersion, Value)> {
+        let versions: String = RoomVersion::ALL
+            .iter()
+            .map(|v| format!("ver={}", v.as_str()))
+            .collect::<Vec<_>>()
+            .join("&");
+        let path = format!(
+            "/_matrix/federation/v1/make_{membership}/{}/{}?{versions}",
+            urlencode(room_id.as_str()),
+            urlencode(user_id.as_str())
+        );
+        let answer = self
+            .federation
+            .send_json(server, Method::GET, &path, None)
+            .await?;
+        let make: MakeMembership = serde_json::from_value(answer)
+            .map_err(|e| bad_gateway(server, format!("bad make_{membership} answer: {e}")))?;
+        let version: RoomVersion = make
+            .room_version
+            .as_deref()
+            .unwrap_or("1")
+            .parse()
+            .map_err(|_| {
+                Error::new(
+                    ErrorKind::UnsupportedRoomVersion,
+                    format!("{room_id} has a room version this server does not support"),
+                )
+            })?;
+        let mut event = make.event;
+        let str_at = |e: &Value, pointer: &str| {
+            e.pointer(pointer)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        let template_ok = str_at(&event, "/type").as_deref() == Some("m.room.member")
+            && str_at(&event, "/state_key").as_deref() == Some(user_id.as_str())
+            && str_at(&event, "/sender").as_deref() == Some(user_id.as_str())
+            && str_at(&event, "/room_id").as_deref() == Some(room_id.as_str())
+            && str_at(&event, "/content/membership").as_deref() == Some(membership);
+        let Some(obj) = event.as_object_mut().filter(|_| template_ok) else {
+            return Err(bad_gateway(
+                server,
+                format!("make_{membership} answered a template for another event"),
+            ));
+        };
+        obj.insert("origin_server_ts".into(), json!(crate::service::now_ms()));
+        for key in ["signatures", "hashes", "unsigned", "event_id"] {
+            obj.remove(key);
+        }
+        Ok((version, event))
+    }
+
+    /// Signs a filled-in membership template and sends it with `send_join`/`send_leave`
+    /// (v2); returns its event ID and the answer.
+    pub(crate) async fn send_membership(
+        &self,
+        server: &ServerName,
+        membership: &str,
+        room_id: &RoomId,
+        event: &mut Value,
+        version: RoomVersion,
+    ) -> Result<(OwnedEventId, Value)> {
+        hash_and_sign_event(event, self.keys.signing_key(), version)?;
+        let id = event_id(event, version)?;
+        let path = format!(
+            "/_matrix/federation/v2/send_{membership}/{}/{}",
+            urlencode(room_id.as_str()),
+            urlencode(id.as_str())
+        );
+        let answer = self
+            .federation
+            .send_json(server, Method::PUT, &path, Some(event))
+            .await?;
+        Ok((id, answer))
     }
 }
 

@@ -92,13 +92,7 @@ impl Services {
             .room(room_id.as_str())?
             .ok_or_else(|| PduError::UnknownRoom(room_id.to_string()))?;
         let version = room.version;
-        // What is outside the signed event is the sender's to change: not kept.
-        if let Some(obj) = json.as_object_mut() {
-            obj.remove("unsigned");
-            obj.remove("event_id");
-        }
-        let mut pdu =
-            Pdu::from_json(json.clone(), version).map_err(|e| PduError::Invalid(e.to_string()))?;
+        let pdu = parse_pdu(&mut json, version)?;
         if pdu.room_id() != Some(room_id) {
             return Err(PduError::Invalid(format!(
                 "event belongs to room {}, not {room_id}",
@@ -117,28 +111,10 @@ impl Services {
             return Ok((event_id, Received::AlreadyKnown(existing.status)));
         }
 
-        match verify_event(&json, keys, version) {
-            Ok(Verified::All) => {}
-            Ok(Verified::SignaturesOnly) => {
-                json = redact(&json, version).map_err(|e| PduError::Invalid(e.to_string()))?;
-                pdu = Pdu::from_json(json.clone(), version)
-                    .map_err(|e| PduError::Invalid(e.to_string()))?;
-            }
-            Err(e) => return Err(PduError::BadSignature(e.to_string())),
-        }
+        let (pdu, json) = check_signatures(pdu, json, keys, version)?;
 
         // Its own auth events.
-        let mut auth_events = Vec::with_capacity(pdu.auth_events().len());
-        let mut missing = Vec::new();
-        for id in pdu.auth_events() {
-            match self.pdu(id.as_str(), version)? {
-                Some(auth) => auth_events.push(auth),
-                None => missing.push(id.clone()),
-            }
-        }
-        if !missing.is_empty() {
-            return Err(PduError::MissingAuthEvents(missing));
-        }
+        let auth_events = self.stored_auth_events(&pdu, version)?;
         let create = self.pdu(room.create_event.as_str(), version)?;
         let auth_refs: Vec<&Pdu> = auth_events.iter().collect();
         if let Err(e) = check_event_auth(version, &pdu, &auth_refs, create.as_ref()) {
@@ -217,12 +193,7 @@ impl Services {
         create: Option<&Pdu>,
     ) -> Result<(OwnedEventId, Received), PduError> {
         let mut json = json;
-        if let Some(obj) = json.as_object_mut() {
-            obj.remove("unsigned");
-            obj.remove("event_id");
-        }
-        let mut pdu =
-            Pdu::from_json(json.clone(), version).map_err(|e| PduError::Invalid(e.to_string()))?;
+        let pdu = parse_pdu(&mut json, version)?;
         let event_id = pdu.event_id().to_owned();
         if let Some(existing) = self.store.event(event_id.as_str())? {
             return Ok((event_id, Received::AlreadyKnown(existing.status)));
@@ -232,26 +203,8 @@ impl Services {
                 "event does not belong to {room_id}"
             )));
         }
-        match verify_event(&json, keys, version) {
-            Ok(Verified::All) => {}
-            Ok(Verified::SignaturesOnly) => {
-                json = redact(&json, version).map_err(|e| PduError::Invalid(e.to_string()))?;
-                pdu = Pdu::from_json(json.clone(), version)
-                    .map_err(|e| PduError::Invalid(e.to_string()))?;
-            }
-            Err(e) => return Err(PduError::BadSignature(e.to_string())),
-        }
-        let mut auth_events = Vec::new();
-        let mut missing = Vec::new();
-        for id in pdu.auth_events() {
-            match self.pdu(id.as_str(), version)? {
-                Some(auth) => auth_events.push(auth),
-                None => missing.push(id.clone()),
-            }
-        }
-        if !missing.is_empty() {
-            return Err(PduError::MissingAuthEvents(missing));
-        }
+        let (pdu, json) = check_signatures(pdu, json, keys, version)?;
+        let auth_events = self.stored_auth_events(&pdu, version)?;
         let auth_refs: Vec<&Pdu> = auth_events.iter().collect();
         let status = match check_event_auth(version, &pdu, &auth_refs, create) {
             Ok(()) => EventStatus::Outlier,
@@ -285,6 +238,23 @@ impl Services {
         )?;
         self.store.write(batch)?;
         Ok(())
+    }
+
+    /// The event's auth events, which must all be stored.
+    fn stored_auth_events(&self, pdu: &Pdu, version: RoomVersion) -> Result<Vec<Pdu>, PduError> {
+        let mut auth_events = Vec::with_capacity(pdu.auth_events().len());
+        let mut missing = Vec::new();
+        for id in pdu.auth_events() {
+            match self.pdu(id.as_str(), version)? {
+                Some(auth) => auth_events.push(auth),
+                None => missing.push(id.clone()),
+            }
+        }
+        if missing.is_empty() {
+            Ok(auth_events)
+        } else {
+            Err(PduError::MissingAuthEvents(missing))
+        }
     }
 
     /// The state group before an event: the state after its one prev event, or the
@@ -347,5 +317,34 @@ impl Services {
             }
         }
         Ok(out)
+    }
+}
+
+/// Step 1: the event's format, for the room's version. What is outside the signed event
+/// (`unsigned`, an `event_id`) is the sender's to change, so it is not kept.
+fn parse_pdu(json: &mut Value, version: RoomVersion) -> Result<Pdu, PduError> {
+    if let Some(obj) = json.as_object_mut() {
+        obj.remove("unsigned");
+        obj.remove("event_id");
+    }
+    Pdu::from_json(json.clone(), version).map_err(|e| PduError::Invalid(e.to_string()))
+}
+
+/// Step 2: signatures; a content hash that does not match leaves the redacted event.
+fn check_signatures(
+    pdu: Pdu,
+    json: Value,
+    keys: &PublicKeyMap,
+    version: RoomVersion,
+) -> Result<(Pdu, Value), PduError> {
+    match verify_event(&json, keys, version) {
+        Ok(Verified::All) => Ok((pdu, json)),
+        Ok(Verified::SignaturesOnly) => {
+            let json = redact(&json, version).map_err(|e| PduError::Invalid(e.to_string()))?;
+            let pdu = Pdu::from_json(json.clone(), version)
+                .map_err(|e| PduError::Invalid(e.to_string()))?;
+            Ok((pdu, json))
+        }
+        Err(e) => Err(PduError::BadSignature(e.to_string())),
     }
 }

@@ -291,24 +291,25 @@ impl Services {
         Ok(destinations)
     }
 
-    /// Builds and signs a local event on top of the room's current state and forward
-    /// extremities, and authorises it against that state. Returns the event, its JSON
-    /// and the auth state it was checked against.
-    pub(crate) fn build_local_event(
+    /// The current state events the auth rules consult for a new event (the create
+    /// event always among them), and the IDs it lists as `auth_events` (sorted; from
+    /// v12 the create event is implied by the room ID rather than listed).
+    pub(crate) fn auth_state_for_new_event(
         &self,
         room_id: &RoomId,
         room: &RoomRecord,
+        event_type: &str,
         sender: &UserId,
-        template: EventTemplate,
-    ) -> Result<(Pdu, Value, HashMap<StateKey, Pdu>)> {
+        state_key: Option<&str>,
+        content: &Value,
+    ) -> Result<(HashMap<StateKey, Pdu>, Vec<OwnedEventId>)> {
         let version = room.version;
-        let content = template.content;
         let empty = serde_json::Map::new();
         let auth_types = auth_types_for_event(
             version,
-            &template.event_type,
+            event_type,
             sender,
-            template.state_key.as_deref(),
+            state_key,
             content.as_object().unwrap_or(&empty),
         );
         let mut auth_state: HashMap<StateKey, Pdu> = HashMap::new();
@@ -321,15 +322,36 @@ impl Services {
             .values()
             .map(|p| p.event_id().to_owned())
             .collect();
-        // From v12 the create event is implied by the room ID rather than listed, but
-        // the auth rules still consult it.
+        auth_events.sort();
         let create_key = ("m.room.create".to_owned(), String::new());
         if !auth_state.contains_key(&create_key)
             && let Some(create) = self.pdu(room.create_event.as_str(), version)?
         {
             auth_state.insert(create_key, create);
         }
-        auth_events.sort();
+        Ok((auth_state, auth_events))
+    }
+
+    /// Builds and signs a local event on top of the room's current state and forward
+    /// extremities, and authorises it against that state. Returns the event, its JSON
+    /// and the auth state it was checked against.
+    pub(crate) fn build_local_event(
+        &self,
+        room_id: &RoomId,
+        room: &RoomRecord,
+        sender: &UserId,
+        template: EventTemplate,
+    ) -> Result<(Pdu, Value, HashMap<StateKey, Pdu>)> {
+        let version = room.version;
+        let content = template.content;
+        let (auth_state, auth_events) = self.auth_state_for_new_event(
+            room_id,
+            room,
+            &template.event_type,
+            sender,
+            template.state_key.as_deref(),
+            &content,
+        )?;
         // Every extremity (up to the cap) is a prev event, so the state before the new
         // event is the room's current state, which resolves the extremities' states.
         let prev_events: Vec<OwnedEventId> = room

@@ -216,7 +216,10 @@ fn resolving_an_alias_reports_bad_and_unknown_aliases() {
         502,
         "M_UNKNOWN",
     );
-    assert!(body["error"].as_str().unwrap().contains("other.example"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("other.example"),
+        "{body}"
+    );
 }
 
 #[test]

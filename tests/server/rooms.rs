@@ -317,7 +317,13 @@ fn invites_at_creation_to_unknown_users_fail_before_any_room_exists() {
         502,
         "M_UNKNOWN",
     );
-    assert!(body["error"].as_str().unwrap().contains("elsewhere.example"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("elsewhere.example"),
+        "{body}"
+    );
 }
 
 #[test]

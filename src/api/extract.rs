@@ -22,7 +22,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for MatrixJson<T> {
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Error> {
-        let limit = state.config.max_request_bytes;
+        let limit = super::federation::body_limit(state.config.max_request_bytes, req.uri().path());
         let too_large = || {
             Error::new(
                 ErrorKind::TooLarge,

@@ -507,3 +507,33 @@ fn make_join_refuses_a_server_without_the_room_version_and_a_banned_user() {
     let (status, body) = remote.request(&a, "GET", &format!("{path}?ver=11"), None);
     assert_eq!(status, 403, "{body}");
 }
+
+#[test]
+fn a_transaction_larger_than_a_client_request_is_accepted_and_an_oversized_one_refused() {
+    let a = federating_server_with_env(FAST_RETRY);
+    let remote = TestRemote::start();
+    // 100 EDUs of 15 KiB: 1.5 MiB, over the 1 MiB clients may send.
+    let filler = "x".repeat(15 * 1024);
+    let edus: Vec<Value> = (0..100)
+        .map(|_| json!({"edu_type": "org.example.filler", "content": {"filler": filler}}))
+        .collect();
+    let txn =
+        json!({"origin": remote.server_name(), "origin_server_ts": 1, "pdus": [], "edus": edus});
+    let (status, body) = remote.request(&a, "PUT", "/_matrix/federation/v1/send/big", Some(&txn));
+    assert_eq!(status, 200, "{body}");
+    // More than the spec's 100 EDUs is refused.
+    let mut too_many = txn.clone();
+    too_many["edus"] = json!(
+        (0..101)
+            .map(|_| json!({"edu_type": "x", "content": {}}))
+            .collect::<Vec<_>>()
+    );
+    let (status, body) = remote.request(
+        &a,
+        "PUT",
+        "/_matrix/federation/v1/send/many",
+        Some(&too_many),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["errcode"], "M_BAD_JSON");
+}

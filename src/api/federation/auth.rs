@@ -52,7 +52,7 @@ async fn verify(state: &AppState, request: Request) -> Result<Request, Error> {
         )));
     }
 
-    let limit = state.config.max_request_bytes;
+    let limit = super::body_limit(state.config.max_request_bytes, parts.uri.path());
     let too_large = || {
         Error::new(
             ErrorKind::TooLarge,

@@ -24,6 +24,19 @@ use axum::middleware::from_fn_with_state;
 
 pub use origin::Origin;
 
+/// The largest body another server may send: a transaction of 50 PDUs of up to 64 KiB
+/// each is over 3 MiB, more than clients get (`max_request_bytes`, 1 MiB by default).
+const MAX_FEDERATION_BODY: usize = 4 * 1024 * 1024;
+
+/// The body limit for a request to `path`.
+pub fn body_limit(configured: usize, path: &str) -> usize {
+    if path.starts_with("/_matrix/federation/") {
+        configured.max(MAX_FEDERATION_BODY)
+    } else {
+        configured
+    }
+}
+
 use super::AppState;
 
 /// The federation endpoints; none when `federation.enabled` is off. Endpoints that need

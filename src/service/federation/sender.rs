@@ -24,8 +24,8 @@ use crate::store::{Batch, OutboxRecord, Store, StoreResult};
 /// The spec's limits on one transaction.
 const MAX_PDUS: usize = 50;
 const MAX_EDUS: usize = 100;
-/// PDU bytes per transaction, below the default request size limit of receivers.
-const MAX_TXN_BYTES: usize = 768 * 1024;
+/// PDU bytes per transaction, well below receivers' body limits (Hearth's is 4 MiB).
+const MAX_TXN_BYTES: usize = 2 * 1024 * 1024;
 /// EDUs kept for a destination that is down; older ones are dropped first.
 const MAX_QUEUED_EDUS: usize = 1000;
 const FIRST_RETRY: Duration = Duration::from_secs(1);
@@ -230,8 +230,7 @@ impl Sender {
             let size = pdu
                 .as_ref()
                 .map_or(0, |p| serde_json::to_vec(p).map_or(0, |v| v.len()));
-            // Servers limit request bodies (Hearth to 1 MiB by default): the rest waits
-            // for the next transaction.
+            // Servers limit request bodies: the rest waits for the next transaction.
             if !seqs.is_empty() && bytes + size > MAX_TXN_BYTES {
                 break;
             }

@@ -207,6 +207,22 @@ def synapse(synapse_server) -> FedServer:
 
 
 @pytest.fixture
+def synapse_slow_retry(fed_ca, fed_root):
+    """A Synapse of its own for one test, which backs off from an unreachable server
+    for two hours: longer than the hour after which Synapse stops queueing events for
+    it and later only sends it each room's newest events ("catch-up" mode)."""
+    server = start_synapse(
+        fed_ca,
+        fed_root,
+        {"destination_min_retry_interval": "2h", "destination_max_retry_interval": "4h"},
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
 def hearth_fed(hearth_bin, fed_ca, fed_root):
     """A fresh Hearth named localhost:PORT serving HTTPS on that port, trusting the
     test CA and allowing loopback peers, for one test."""

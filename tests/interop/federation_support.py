@@ -246,6 +246,11 @@ class FedServer:
     log_path: str
     ca: TestCa
     proc: subprocess.Popen | None = None
+    # How the process is started: command line, environment, and the file its
+    # stdout/stderr go to (appended, so a restart keeps the earlier output).
+    argv: list[str] = field(default_factory=list)
+    env: dict = field(default_factory=dict, repr=False)
+    stdio_path: str = ""
     _ssl: ssl.SSLContext | None = field(default=None, repr=False)
     _log_mark: int = 0
 
@@ -347,8 +352,38 @@ class FedServer:
                 )
             time.sleep(0.1)
 
+    def start(self) -> None:
+        """Starts the process and waits until it serves both APIs."""
+        with open(self.stdio_path, "ab") as out:
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                env=self.env,
+                cwd=self.workdir,
+            )
+        try:
+            self.wait_ready()
+        except BaseException:
+            self._terminate()
+            raise
+
+    def restart(self) -> None:
+        """Stops the process and starts it again with the same name, port and data."""
+        self._terminate()
+        self.start()
+
+    def down(self) -> None:
+        """Stops the process for now (see restart)."""
+        self._terminate()
+
     def stop(self) -> None:
+        """Stops the process for good."""
         STOPPED_SERVER_NAMES.add(self.server_name)
+        self._terminate()
+
+    def _terminate(self) -> None:
         proc = self.proc
         if proc is None or proc.poll() is not None:
             return
@@ -384,30 +419,17 @@ def start_hearth(hearth_bin: str, ca: TestCa, root: str) -> FedServer:
             "NO_COLOR": "1",
         }
     )
-    log = open(server.log_path, "wb")
-    try:
-        server.proc = subprocess.Popen(
-            [
-                hearth_bin,
-                "--listen", f"127.0.0.1:{port}",
-                "--data", data,
-                "--server-name", server.server_name,
-                "--tls-cert", cert,
-                "--tls-key", key,
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            env=env,
-            cwd=workdir,
-        )
-    finally:
-        log.close()
-    try:
-        server.wait_ready()
-    except BaseException:
-        server.stop()
-        raise
+    server.argv = [
+        hearth_bin,
+        "--listen", f"127.0.0.1:{port}",
+        "--data", data,
+        "--server-name", server.server_name,
+        "--tls-cert", cert,
+        "--tls-key", key,
+    ]
+    server.env = env
+    server.stdio_path = server.log_path
+    server.start()
     return server
 
 
@@ -486,7 +508,10 @@ def synapse_config(port: int, workdir: str, ca: TestCa, cert: str, key: str,
             "destination_min_retry_interval": "1s",
             "destination_max_retry_interval": "30s",
             "max_short_retry_delay": "1s",
-            "max_long_retry_delay": "3s",
+            "max_long_retry_delay": "1s",
+            # A transaction fails after one retry, so an unreachable destination puts
+            # Synapse in its catch-up mode in seconds (as a long outage would).
+            "max_long_retries": 1,
         },
         "rc_message": _HIGH_RATE,
         "rc_registration": _HIGH_RATE,
@@ -506,7 +531,9 @@ def synapse_config(port: int, workdir: str, ca: TestCa, cert: str, key: str,
     }
 
 
-def start_synapse(ca: TestCa, root: str) -> FedServer:
+def start_synapse(ca: TestCa, root: str, federation_overrides: dict | None = None
+                  ) -> FedServer:
+    """Starts a Synapse; `federation_overrides` change its `federation:` settings."""
     import yaml  # a Synapse dependency
     from signedjson.key import generate_signing_key, write_signing_keys
 
@@ -520,30 +547,21 @@ def start_synapse(ca: TestCa, root: str) -> FedServer:
         f.write(SYNAPSE_LOG_CONFIG.format(
             log_path=log_path, level=os.environ.get("SYNAPSE_INTEROP_LOG_LEVEL", "INFO")))
     config = synapse_config(port, workdir, ca, cert, key, log_config)
+    config["federation"].update(federation_overrides or {})
     with open(config["signing_key_path"], "w") as f:
         write_signing_keys(f, [generate_signing_key("a_" + uuid.uuid4().hex[:4])])
     config_path = os.path.join(workdir, "homeserver.yaml")
     with open(config_path, "w") as f:
         yaml.safe_dump(config, f)
-    stdio = open(os.path.join(workdir, "stdio.log"), "wb")
+    server.argv = [sys.executable, "-m", "synapse.app.homeserver", "-c", config_path]
+    server.env = dict(os.environ)
+    server.stdio_path = os.path.join(workdir, "stdio.log")
     try:
-        server.proc = subprocess.Popen(
-            [sys.executable, "-m", "synapse.app.homeserver", "-c", config_path],
-            stdin=subprocess.DEVNULL,
-            stdout=stdio,
-            stderr=stdio,
-            cwd=workdir,
-            env={**os.environ, "SYNAPSE_ASYNC_IO_REACTOR": "0"},
-        )
-    finally:
-        stdio.close()
-    try:
-        server.wait_ready()
+        server.start()
     except BaseException:
-        server.stop()
         # Start-up errors go to stdout/stderr before logging is set up.
         try:
-            with open(os.path.join(workdir, "stdio.log"), errors="replace") as f:
+            with open(server.stdio_path, errors="replace") as f:
                 sys.stderr.write(f.read()[-5000:])
         except OSError:
             pass

@@ -80,6 +80,26 @@ def wait_ephemeral(client: Client, room_id: str, what: str, matches) -> dict:
         raise AssertionError(f"{e}\nephemeral events seen: {seen!r}") from None
 
 
+def wait_left_in_sync(client: Client, room_id: str, membership: str) -> dict:
+    """Syncs (incrementally: the client must have synced before) until the room shows
+    under `leave` with the user's membership event `membership` (leave or ban) in its
+    timeline."""
+
+    def probe():
+        resp = client.sync(timeout_ms=1000)
+        room = resp.get("rooms", {}).get("leave", {}).get(room_id)
+        if not room:
+            return None
+        for e in room.get("timeline", {}).get("events", []):
+            if (e.get("type") == "m.room.member" and e.get("state_key") == client.user_id
+                    and e["content"].get("membership") == membership):
+                return e
+        return None
+
+    return wait_for(f"{client.user_id} to see their {membership} from {room_id} in /sync",
+                    probe, CROSS_S, interval=0.0)
+
+
 def wait_invite(client: Client, room_id: str) -> dict:
     def probe():
         resp = client.sync(timeout_ms=1000)
@@ -266,10 +286,10 @@ def test_synapse_invites_hearth_user(hearth_fed: FedServer, synapse: FedServer):
 @pytest.mark.xfail(
     strict=True,
     reason="Hearth's /sync invite_state for an invite received over federation is the "
-    "inviting server's invite_room_state verbatim (full PDUs from Synapse) without the "
-    "invite m.room.member event itself, so clients cannot tell who invited the user "
-    "(local invites include it: sync::rooms::stripped_state). See "
-    "service/federation/invite.rs receive_invite -> record_remote_invite.",
+    "inviting server's invite_room_state as stored (service/federation/invite.rs, "
+    "receive_invite -> record_remote_invite; shown by sync/rooms.rs), without the invite "
+    "m.room.member event itself, so clients cannot tell who invited the user nor see "
+    "is_direct (local invites include it via sync::rooms::stripped_state)",
 )
 def test_synapse_invite_state_names_the_inviter(hearth_fed: FedServer, synapse: FedServer):
     h = hearth_fed.register(localpart("hana"))
@@ -317,13 +337,42 @@ def test_kick_reaches_the_kicked_users_server(hearth_fed: FedServer, synapse: Fe
     guest.sync()  # an initial sync leaves out rooms already left; later ones do not
     owner.request("POST", f"/_matrix/client/v3/rooms/{q(room_id)}/kick",
                   {"user_id": guest.user_id, "reason": "interop"})
+    wait_left_in_sync(guest, room_id, "leave")
 
-    def kicked():
-        resp = guest.sync(timeout_ms=1000)
-        return resp.get("rooms", {}).get("leave", {}).get(room_id)
 
-    wait_for(f"{guest.user_id} to see the kick from {room_id} in /sync", kicked, CROSS_S,
-             interval=0.0)
+@pytest.mark.parametrize("room_on", ["hearth", "synapse"])
+def test_banned_remote_user_cannot_rejoin(hearth_fed: FedServer, synapse: FedServer,
+                                          room_on: str):
+    h = hearth_fed.register(localpart("hana"))
+    s = synapse.register(localpart("sam"))
+    owner, guest = (h, s) if room_on == "hearth" else (s, h)
+    room_id = joined_room(owner, guest, by_alias=False)
+    guest.sync()
+    owner.request("POST", f"/_matrix/client/v3/rooms/{q(room_id)}/ban",
+                  {"user_id": guest.user_id, "reason": "interop"})
+    wait_left_in_sync(guest, room_id, "ban")
+    # The room's server refuses the new join (make_join or send_join), and the guest's
+    # server passes the refusal on.
+    with pytest.raises(MatrixError) as refused:
+        guest.join(room_id, via=[owner.server.server_name])
+    assert refused.value.status == 403, refused.value
+    assert guest.user_id not in owner.joined_members(room_id)
+
+
+def test_display_name_changes_cross(hearth_fed: FedServer, synapse: FedServer):
+    """A profile change is a new member event in each room the user is in."""
+    h = hearth_fed.register(localpart("hana"))
+    s = synapse.register(localpart("sam"))
+    room_id = joined_room(h, s, by_alias=False)
+    for me, other in ((h, s), (s, h)):
+        name = f"{me.server.kind} renamed {uuid.uuid4().hex[:6]}"
+        me.request("PUT", f"/_matrix/client/v3/profile/{q(me.user_id)}/displayname",
+                   {"displayname": name})
+        wait_for(f"{other.server.kind} to show {me.user_id} as {name!r}",
+                 lambda me=me, other=other, name=name:
+                 other.joined_members(room_id).get(me.user_id, {}).get("display_name")
+                 == name,
+                 CROSS_S)
 
 
 @pytest.mark.parametrize("room_on", ["hearth", "synapse"])

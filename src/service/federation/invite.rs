@@ -145,12 +145,24 @@ impl Services {
         // there; otherwise it is kept for the invitee on its own.
         if self.joins_remotely(room_id)? {
             let pdu = Pdu::from_json(event.clone(), version)?;
-            let invite_state: Vec<Value> = request
+            let mut invite_state: Vec<Value> = request
                 .invite_room_state
                 .into_iter()
-                .filter(|e| e.is_object())
+                .filter(|e| {
+                    e.is_object()
+                        && !(e.get("type") == Some(&json!("m.room.member"))
+                            && e.get("state_key") == Some(&json!(invitee)))
+                })
                 .take(50)
                 .collect();
+            // The invite itself, stripped, as for a local invite: who invited, and
+            // whether it is a direct chat.
+            invite_state.push(json!({
+                "type": "m.room.member",
+                "state_key": invitee,
+                "sender": pdu.sender(),
+                "content": pdu.content(),
+            }));
             self.record_remote_invite(room_id, &invitee, &pdu, event.clone(), invite_state)?;
         }
         Ok(event)

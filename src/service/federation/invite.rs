@@ -154,6 +154,15 @@ impl Services {
                             && e.get("state_key") == Some(&json!(invitee)))
                 })
                 .take(50)
+                .map(|e| {
+                    // Clients get stripped events, whatever the inviting server sent.
+                    json!({
+                        "type": e.get("type"),
+                        "state_key": e.get("state_key"),
+                        "sender": e.get("sender"),
+                        "content": e.get("content"),
+                    })
+                })
                 .collect();
             // The invite itself, stripped, as for a local invite: who invited, and
             // whether it is a direct chat.

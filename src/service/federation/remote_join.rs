@@ -12,6 +12,7 @@ use ruma::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::OutboundError;
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{Pdu, RoomVersion, StateKey, auth_check, event_id, hash_and_sign_event};
 use crate::service::Services;
@@ -306,7 +307,17 @@ impl Services {
         let answer = self
             .federation
             .send_json(server, Method::GET, &path, None)
-            .await?;
+            .await
+            .map_err(|e| match &e {
+                OutboundError::Remote {
+                    errcode: Some(code),
+                    ..
+                } if code == "M_INCOMPATIBLE_ROOM_VERSION" => Error::new(
+                    ErrorKind::UnsupportedRoomVersion,
+                    format!("{room_id} has a room version this server does not support ({e})"),
+                ),
+                _ => e.into(),
+            })?;
         let make: MakeMembership = serde_json::from_value(answer)
             .map_err(|e| bad_gateway(server, format!("bad make_{membership} answer: {e}")))?;
         let version: RoomVersion = make

@@ -93,14 +93,24 @@ impl Services {
         }
         let keys = self.keys_for_pdu(&pdu).await;
         let result = match self.receive_pdu(&room_id, pdu, &keys).await {
-            Ok((_, Received::Rejected(why))) => json!({ "error": why }),
+            Ok((_, Received::Rejected(why))) => {
+                tracing::info!(%origin, %event_id, reason = %why, "PDU rejected");
+                json!({ "error": why })
+            }
+            Ok((_, Received::SoftFailed(why))) => {
+                tracing::info!(%origin, %event_id, reason = %why, "PDU soft-failed");
+                json!({})
+            }
             // A soft-failed event was valid where it was made; the sender did nothing wrong.
             Ok(_) => json!({}),
             Err(PduError::Store(e)) => {
                 tracing::error!(%event_id, error = %e.message, "cannot store a received PDU");
                 json!({ "error": "internal error" })
             }
-            Err(e) => json!({ "error": e.to_string() }),
+            Err(e) => {
+                tracing::info!(%origin, %event_id, error = %e, "PDU not processed");
+                json!({ "error": e.to_string() })
+            }
         };
         Some((event_id, result))
     }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::federation::{Node, SIDES, Setting, side_of};
+use crate::matrix::Client;
 use crate::run::{Received, Run};
 use crate::server::Memory;
 
@@ -82,13 +83,15 @@ pub struct FedSummary {
 }
 
 impl FedSummary {
-    /// Checks every user's deliveries against what was sent. `received[side][i]` is
-    /// what user `i` of that server saw.
+    /// Checks every user's deliveries against what was sent. `clients[side]` are the
+    /// users of a server, `members[side][room]` how many of them are in each room, and
+    /// `received[side][i]` what user `i` of that server saw.
     #[allow(clippy::too_many_arguments)]
     pub fn compute(
         run: &Run,
         sent_at: &[u64],
-        nodes: &[Node; 2],
+        clients: [&[Client]; 2],
+        members: [&[usize]; 2],
         received: Vec<Vec<Received>>,
         cpu: [Duration; 3],
         wall: Duration,
@@ -108,8 +111,8 @@ impl FedSummary {
             } else {
                 send_answer[from].push(run.answered_at(index) as i64 - sent as i64);
                 let room = run.rooms[index] as usize;
-                for (to, node) in nodes.iter().enumerate() {
-                    groups[from][to].expected += node.members[room] as u64;
+                for (to, members) in members.iter().enumerate() {
+                    groups[from][to].expected += members[room] as u64;
                 }
             }
         }
@@ -120,8 +123,8 @@ impl FedSummary {
         let (mut unexpected, mut stale, mut limited) = (0, 0, 0);
         // First deliveries of each message on each receiving server.
         let mut counts = vec![[0u32; 2]; sent_at.len()];
-        for (to, (node, seen)) in nodes.iter().zip(received).enumerate() {
-            for (client, mut seen) in node.clients.iter().zip(seen) {
+        for (to, (clients, seen)) in clients.iter().zip(received).enumerate() {
+            for (client, mut seen) in clients.iter().zip(seen) {
                 limited += seen.limited;
                 stale += seen.stale;
                 // Stable sort: the first delivery of each message stays first.
@@ -151,8 +154,8 @@ impl FedSummary {
                 continue;
             }
             let room = run.rooms[index] as usize;
-            for (to, node) in nodes.iter().enumerate() {
-                if (count[to] as usize) < node.members[room] {
+            for (to, members) in members.iter().enumerate() {
+                if (count[to] as usize) < members[room] {
                     groups[side_of(index)][to].short_messages += 1;
                 }
             }
@@ -306,11 +309,11 @@ pub fn print_report(setting: &Setting, nodes: &[Node; 2], summary: &FedSummary, 
             windows.join(", ")
         );
     }
-    for side in 0..2 {
+    println!("messages sent: {}", summary.sent);
+    for (side, name) in SIDES.iter().enumerate() {
         let answers = &summary.send_answer[side];
         println!(
-            "sends to {}: {} refused, {} unanswered; answer p50 {} ms, p99 {} ms, max {} ms",
-            SIDES[side],
+            "sends to {name}: {} refused, {} unanswered; answer p50 {} ms, p99 {} ms, max {} ms",
             summary.refused[side],
             summary.unanswered[side],
             ms(percentile_ms(answers, 50.0)),
@@ -388,4 +391,91 @@ fn windowed(cross: &Group, summary: &FedSummary) -> Vec<String> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matrix::{JoinedRoom, MessageContent, Rooms, SyncBody, Timeline, TimelineEvent};
+
+    fn body(ids: &[u64]) -> SyncBody {
+        let events = ids
+            .iter()
+            .map(|&id| TimelineEvent {
+                kind: "m.room.message".into(),
+                content: MessageContent { bench_id: Some(id) },
+            })
+            .collect();
+        let room = JoinedRoom {
+            timeline: Timeline {
+                events,
+                limited: false,
+            },
+        };
+        SyncBody {
+            next_batch: Some("t".into()),
+            rooms: Rooms {
+                join: [("!r".to_owned(), room)].into(),
+            },
+            event_id: None,
+        }
+    }
+
+    fn client(room: usize) -> Client {
+        Client {
+            user_id: "@u:h".into(),
+            token: "t".into(),
+            room,
+        }
+    }
+
+    #[test]
+    fn deliveries_are_grouped_by_sending_and_receiving_server() {
+        // Message 0 from A and message 1 from B, both in room 0; message 2 from A in
+        // room 1 is refused. One user of each server in each room.
+        let run = Run::new(0, vec![0, 0, 1]);
+        let sent_at = [1_000_000, 2_000_000, 3_000_000];
+        run.answered(0, true);
+        run.answered(1, true);
+        run.answered(2, false);
+        let at = |i: usize| run.answered_at(i) as i64;
+        let (clients_a, clients_b) = ([client(0), client(1)], [client(0), client(1)]);
+        let members = [1, 1];
+
+        let t = at(1) as u64;
+        let (mut a0, mut b0) = (Received::default(), Received::default());
+        run.record(&body(&[0, 1]), t + 1_000_000, &mut a0);
+        run.record(&body(&[0]), t + 5_000_000, &mut b0);
+        run.record(&body(&[0]), t + 6_000_000, &mut b0);
+        let mut b1 = Received::default();
+        run.record(&body(&[2]), t + 1_000_000, &mut b1);
+        let received = vec![vec![a0, Received::default()], vec![b0, b1]];
+
+        let summary = FedSummary::compute(
+            &run,
+            &sent_at,
+            [&clients_a, &clients_b],
+            [&members, &members],
+            received,
+            [Duration::ZERO; 3],
+            Duration::from_secs(1),
+            Duration::ZERO,
+            [None, None],
+        );
+        let g = &summary.groups;
+        assert_eq!(summary.refused, [1, 0]);
+        assert_eq!((g[0][0].expected, g[0][0].received), (1, 1));
+        assert_eq!((g[0][1].expected, g[0][1].received), (1, 1));
+        assert_eq!(g[0][1].duplicated, 1);
+        assert_eq!((g[1][0].expected, g[1][0].received), (1, 1));
+        // B's own user never saw message 1.
+        assert_eq!((g[1][1].expected, g[1][1].received), (1, 0));
+        assert_eq!(g[1][1].short_messages, 1);
+        assert_eq!(summary.same().lost(), 1);
+        assert_eq!(summary.cross().lost(), 0);
+        assert_eq!(summary.unexpected, 1); // the refused message 2
+        assert_eq!(g[0][1].from_answer, vec![t as i64 + 5_000_000 - at(0)]);
+        assert_eq!(g[1][0].from_answer, vec![1_000_000]);
+        assert_eq!(g[0][1].from_send, vec![t as i64 + 5_000_000 - 1_000_000]);
+    }
 }

@@ -230,9 +230,12 @@ async fn set_up(args: &Args, nodes: &mut [Node; 2]) -> Result<()> {
     // The first user of B in each room makes B a member server of it; the others follow
     // once it is.
     eprintln!("joining B's users to their rooms over federation");
-    let join_b = |client: &Client| b.api.join_via(&client.token, &room_ids[client.room], &via);
-    join_all(&b.clients[..args.rooms], 4, join_b).await?;
-    join_all(&b.clients[args.rooms..], 8, join_b).await?;
+    for (clients, parallel) in [(&b.clients[..args.rooms], 4), (&b.clients[args.rooms..], 8)] {
+        join_all(clients, parallel, |client| {
+            b.api.join_via(&client.token, &room_ids[client.room], &via)
+        })
+        .await?;
+    }
 
     for node in nodes.iter_mut() {
         node.room_ids = room_ids.clone();
@@ -407,7 +410,15 @@ async fn measure(args: &Args, nodes: &[Node; 2], messages: usize) -> Result<FedS
     }
     let memory = [0, 1].map(|side| server::memory(pids[side]).ok());
     Ok(FedSummary::compute(
-        &run, &sent_at, nodes, received, cpu, wall, drained, memory,
+        &run,
+        &sent_at,
+        [&nodes[0].clients, &nodes[1].clients],
+        [&nodes[0].members, &nodes[1].members],
+        received,
+        cpu,
+        wall,
+        drained,
+        memory,
     ))
 }
 

@@ -180,7 +180,11 @@ impl Api {
     pub async fn join_via(&self, token: &str, room_id: &str, via: &str) -> Result<()> {
         self.call(
             reqwest::Method::POST,
-            &format!("/_matrix/client/v3/join/{}?via={}", encode(room_id), encode(via)),
+            &format!(
+                "/_matrix/client/v3/join/{}?via={}",
+                encode(room_id),
+                encode(via)
+            ),
             Some(token),
             &json!({}),
         )
@@ -190,7 +194,10 @@ impl Api {
 
     /// The number of users this server sees joined to a room, asked as a member.
     pub async fn joined_member_count(&self, token: &str, room_id: &str) -> Result<usize> {
-        let path = format!("/_matrix/client/v3/rooms/{}/joined_members", encode(room_id));
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/joined_members",
+            encode(room_id)
+        );
         let response = self
             .http
             .get(format!("{}{path}", self.base))

@@ -60,8 +60,10 @@ impl Services {
             return Ok(answer);
         }
         let mut results = Map::new();
+        let mut failed_here = false;
         for pdu in txn.pdus {
-            if let Some((event_id, result)) = self.transaction_pdu(origin, pdu).await {
+            if let Some((event_id, result, our_fault)) = self.transaction_pdu(origin, pdu).await {
+                failed_here |= our_fault;
                 results.insert(event_id.to_string(), result);
             }
         }
@@ -69,19 +71,24 @@ impl Services {
             self.receive_edu(origin, edu);
         }
         let answer = json!({ "pdus": results });
-        let mut batch = self.store.batch();
-        batch.put_federation_txn(origin.as_str(), txn_id, &answer)?;
-        self.store.write(batch)?;
+        // A PDU this server failed to store is not the sender's fault: the answer is not
+        // kept, so that the sender's retry of the transaction tries it again.
+        if !failed_here {
+            let mut batch = self.store.batch();
+            batch.put_federation_txn(origin.as_str(), txn_id, &answer)?;
+            self.store.write(batch)?;
+        }
         Ok(answer)
     }
 
-    /// One PDU of a transaction: its event ID and the answer for it, or `None` for a
-    /// PDU of a room this server does not know (whose event ID it cannot even compute).
+    /// One PDU of a transaction: its event ID, the answer for it, and whether it failed
+    /// through a fault of this server; `None` for a PDU of a room this server does not
+    /// know (whose event ID it cannot even compute).
     async fn transaction_pdu(
         &self,
         origin: &ServerName,
         pdu: Value,
-    ) -> Option<(OwnedEventId, Value)> {
+    ) -> Option<(OwnedEventId, Value, bool)> {
         let room_id = pdu
             .get("room_id")
             .and_then(Value::as_str)
@@ -89,7 +96,7 @@ impl Services {
         let room = self.store.room(room_id.as_str()).ok()??;
         let event_id = crate::event::event_id(&pdu, room.version).ok()?;
         if let Err(e) = self.check_server_acl(&room_id, origin) {
-            return Some((event_id, json!({ "error": e.message })));
+            return Some((event_id, json!({ "error": e.message }), false));
         }
         let keys = self.keys_for_pdu(&pdu).await;
         let result = match self.receive_pdu(&room_id, pdu, &keys).await {
@@ -105,14 +112,14 @@ impl Services {
             Ok(_) => json!({}),
             Err(PduError::Store(e)) => {
                 tracing::error!(%event_id, error = %e.message, "cannot store a received PDU");
-                json!({ "error": "internal error" })
+                return Some((event_id, json!({ "error": "internal error" }), true));
             }
             Err(e) => {
                 tracing::info!(%origin, %event_id, error = %e, "PDU not processed");
                 json!({ "error": e.to_string() })
             }
         };
-        Some((event_id, result))
+        Some((event_id, result, false))
     }
 
     /// The verify keys of every server that signed `pdu`, as far as they can be had.

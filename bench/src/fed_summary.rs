@@ -5,10 +5,7 @@ use std::time::Duration;
 use crate::federation::{Node, SIDES, Setting, side_of};
 use crate::matrix::Client;
 use crate::run::{Received, Run};
-use crate::server::Memory;
-
-/// Width of the windows of send time over which the cross-server latency is also shown.
-const WINDOW: Duration = Duration::from_secs(5);
+use crate::server::{DiskStats, MachineCpu, Memory};
 
 /// Deliveries of messages sent on one server to the members on one server.
 #[derive(Default, Clone)]
@@ -74,6 +71,10 @@ pub struct FedSummary {
     pub limited: u64,
     /// CPU time of A, B and the bench while sending, and the sending period.
     pub cpu: [Duration; 3],
+    /// The whole machine's CPU time over the same period (all cores).
+    pub machine: MachineCpu,
+    /// The machine's disk activity over the same period.
+    pub disk: DiskStats,
     pub wall: Duration,
     /// From the end of sending to the end of the drain.
     pub drained: Duration,
@@ -94,6 +95,8 @@ impl FedSummary {
         members: [&[usize]; 2],
         received: Vec<Vec<Received>>,
         cpu: [Duration; 3],
+        machine: MachineCpu,
+        disk: DiskStats,
         wall: Duration,
         drained: Duration,
         memory: [Option<Memory>; 2],
@@ -175,6 +178,8 @@ impl FedSummary {
             stale,
             limited,
             cpu,
+            machine,
+            disk,
             wall,
             drained,
             memory,
@@ -223,6 +228,14 @@ pub fn print_report(setting: &Setting, nodes: &[Node; 2], summary: &FedSummary, 
         setting.messages,
         args.drain,
     );
+    if !args.server_env.is_empty() {
+        let settings: Vec<String> = args
+            .server_env
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect();
+        println!("Both servers with {}.", settings.join(" "));
+    }
     println!(
         "Set-up {:.1} s, then {:.1} s until both servers listed every member. {cpus} CPUs shared by both servers and the bench.",
         setting.set_up_secs, setting.converged_secs
@@ -301,14 +314,12 @@ pub fn print_report(setting: &Setting, nodes: &[Node; 2], summary: &FedSummary, 
     );
     println!();
 
-    let windows = windowed(&cross, summary);
-    if !windows.is_empty() {
-        println!(
-            "cross-server p50/p99 from answer (ms) by {} s of send time: {}",
-            WINDOW.as_secs(),
-            windows.join(", ")
-        );
-    }
+    let window = Duration::from_secs_f64(args.window);
+    println!(
+        "cross-server p50/p99 from answer (ms) by {} s of send time: {}",
+        args.window,
+        windowed(&cross, summary, window).join(", ")
+    );
     println!("messages sent: {}", summary.sent);
     for (side, name) in SIDES.iter().enumerate() {
         let answers = &summary.send_answer[side];
@@ -328,6 +339,32 @@ pub fn print_report(setting: &Setting, nodes: &[Node; 2], summary: &FedSummary, 
         percent(summary.cpu[0]),
         percent(summary.cpu[1]),
         percent(summary.cpu[2]),
+    );
+    let ours: Duration = summary.cpu.iter().sum();
+    let machine = &summary.machine;
+    println!(
+        "machine while sending: {:.0} % busy (other processes {:.0} %), {:.0} % waiting for I/O, of {:.0} % (all cores)",
+        percent(machine.busy),
+        percent(machine.busy.saturating_sub(ours)),
+        percent(machine.iowait),
+        percent(machine.total),
+    );
+    let disk = &summary.disk;
+    let seconds = summary.wall.as_secs_f64();
+    let mean = |ms: u64, count: u64| {
+        if count == 0 {
+            0.0
+        } else {
+            ms as f64 / count as f64
+        }
+    };
+    println!(
+        "disk while sending: {:.0} flushes/s ({:.2} ms each on average), {:.0} writes/s ({:.2} ms each), {:.1} MB/s written",
+        disk.flushes as f64 / seconds,
+        mean(disk.flush_ms, disk.flushes),
+        disk.writes as f64 / seconds,
+        mean(disk.write_ms, disk.writes),
+        disk.sectors_written as f64 * 512.0 / 1e6 / seconds,
     );
     for (side, memory) in SIDES.iter().zip(&summary.memory) {
         if let Some(m) = memory {
@@ -369,9 +406,9 @@ pub fn print_report(setting: &Setting, nodes: &[Node; 2], summary: &FedSummary, 
     );
 }
 
-/// p50/p99 of the cross-server latency for each [`WINDOW`] of send time.
-fn windowed(cross: &Group, summary: &FedSummary) -> Vec<String> {
-    let window = WINDOW.as_nanos() as u64;
+/// p50/p99 of the cross-server latency for each `window` of send time.
+fn windowed(cross: &Group, summary: &FedSummary, window: Duration) -> Vec<String> {
+    let window = (window.as_nanos() as u64).max(1);
     let count = (summary.wall.as_nanos() as u64).div_ceil(window) as usize;
     let mut buckets: Vec<Vec<i64>> = vec![Vec::new(); count.max(1)];
     for &(sent, latency) in &cross.timed {
@@ -458,6 +495,8 @@ mod tests {
             [&members, &members],
             received,
             [Duration::ZERO; 3],
+            MachineCpu::default(),
+            DiskStats::default(),
             Duration::from_secs(1),
             Duration::ZERO,
             [None, None],

@@ -43,7 +43,27 @@ pub struct Args {
     /// arrived by then counts as lost
     #[arg(long, default_value_t = 10.0)]
     pub drain: f64,
+    /// Seconds of send time per window in the report's line of cross-server latency
+    /// over the run
+    #[arg(long, default_value_t = 5.0)]
+    pub window: f64,
+    /// Copy both servers' logs here (as A.log and B.log) after the run
+    #[arg(long, value_name = "DIR")]
+    pub logs: Option<PathBuf>,
+    /// A setting for both servers, as NAME=VALUE (e.g. HEARTH_SYNC_WRITES=false); may be
+    /// repeated; wins over the bench's own settings
+    #[arg(long, value_name = "NAME=VALUE", value_parser = parse_setting)]
+    pub server_env: Vec<(String, String)>,
 }
+
+fn parse_setting(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .ok_or_else(|| format!("{text:?} is not NAME=VALUE"))
+}
+
+/// The pause between starting the receivers and the first message.
+const SETTLE: Duration = Duration::from_secs(1);
 
 /// Server A is side 0, server B side 1.
 pub const SIDES: [&str; 2] = ["A", "B"];
@@ -79,6 +99,9 @@ pub async fn main(args: Args) -> Result<()> {
     {
         bail!("--rate and --duration must be positive, --drain not negative");
     }
+    if !positive(args.window) {
+        bail!("--window must be positive");
+    }
     let messages = (args.rate * args.duration).round() as usize;
     if messages < 2 {
         bail!("--rate × --duration is less than two messages");
@@ -97,7 +120,7 @@ pub async fn main(args: Args) -> Result<()> {
         .timeout(Duration::from_secs(120))
         .add_root_certificate(reqwest::Certificate::from_pem(ca.cert_pem.as_bytes())?)
         .build()?;
-    let env = vec![
+    let mut env = vec![
         (
             "HEARTH_FEDERATION__EXTRA_CA_FILES".to_owned(),
             format!("[{:?}]", ca_file.display().to_string()),
@@ -113,6 +136,7 @@ pub async fn main(args: Args) -> Result<()> {
             "2".to_owned(),
         ),
     ];
+    env.extend(args.server_env.iter().cloned());
     let mut servers = Vec::new();
     for side in SIDES {
         eprintln!("starting server {side}: {}", hearth_bin.display());
@@ -185,6 +209,13 @@ async fn bench(args: &Args, nodes: &mut [Node; 2], messages: usize) -> Result<()
     };
     let summary = measure(args, nodes, messages).await?;
     let logs = [0, 1].map(|side| nodes[side].server.log());
+    if let Some(dir) = &args.logs {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+        for (side, log) in SIDES.iter().zip(&logs) {
+            let path = dir.join(format!("{side}.log"));
+            std::fs::write(&path, log).with_context(|| format!("write {}", path.display()))?;
+        }
+    }
     print_report(&setting, nodes, &summary, &logs);
     Ok(())
 }
@@ -354,8 +385,12 @@ async fn measure(args: &Args, nodes: &[Node; 2], messages: usize) -> Result<FedS
         receivers.push(handles);
     }
 
+    // Every long-poll is waiting in its server before the first message.
+    tokio::time::sleep(SETTLE).await;
     eprintln!("sending {messages} messages at {} msg/s", args.rate);
     let pids = [nodes[0].server.pid(), nodes[1].server.pid()];
+    let machine_before = server::machine_cpu()?;
+    let disk_before = server::disk_stats()?;
     let cpu_before = [
         server::cpu_time(Some(pids[0]))?,
         server::cpu_time(Some(pids[1]))?,
@@ -384,6 +419,8 @@ async fn measure(args: &Args, nodes: &[Node; 2], messages: usize) -> Result<FedS
         server::cpu_time(Some(pids[1]))?,
         server::cpu_time(None)?,
     ];
+    let machine = server::machine_cpu()?.since(machine_before);
+    let disk = server::disk_stats()?.since(disk_before);
     let cpu = [0, 1, 2].map(|i| cpu_after[i].saturating_sub(cpu_before[i]));
     let wall = sending_ended - started;
 
@@ -416,13 +453,17 @@ async fn measure(args: &Args, nodes: &[Node; 2], messages: usize) -> Result<FedS
         [&nodes[0].members, &nodes[1].members],
         received,
         cpu,
+        machine,
+        disk,
         wall,
         drained,
         memory,
     ))
 }
 
-/// One sync without `since` per user of a server, a few at a time.
+/// One sync without `since` per user of a server, all at once: each opens its own TLS
+/// connection, which the client's pool keeps for the long-polls, so that no handshakes
+/// are left for the measured period.
 async fn initial_syncs(node: &Node) -> Result<Vec<String>> {
     futures_util::stream::iter(node.clients.iter())
         .map(|client| async move {
@@ -431,7 +472,7 @@ async fn initial_syncs(node: &Node) -> Result<Vec<String>> {
                 .await
                 .with_context(|| format!("for {}", client.user_id))
         })
-        .buffered(8)
+        .buffered(node.clients.len())
         .collect::<Vec<_>>()
         .await
         .into_iter()

@@ -206,3 +206,99 @@ pub fn cpu_time(pid: Option<u32>) -> Result<Duration> {
         .unwrap_or(100);
     Ok(Duration::from_nanos(ticks * 1_000_000_000 / per_second))
 }
+
+/// The whole machine's CPU time so far, from the first line of `/proc/stat`: time spent
+/// busy (anything but idle and I/O wait), waiting for I/O, and in all.
+#[derive(Clone, Copy, Default)]
+pub struct MachineCpu {
+    pub busy: Duration,
+    pub iowait: Duration,
+    pub total: Duration,
+}
+
+pub fn machine_cpu() -> Result<MachineCpu> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let line = stat.lines().next().context("empty /proc/stat")?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .context("malformed /proc/stat")?;
+    // user nice system idle iowait irq softirq steal (guest time is within user).
+    let field = |i: usize| ticks.get(i).copied().unwrap_or(0);
+    let total: u64 = (0..8).map(field).sum();
+    let (idle, iowait) = (field(3), field(4));
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let per_second = u64::try_from(per_second)
+        .ok()
+        .filter(|&t| t > 0)
+        .unwrap_or(100);
+    let time = |t: u64| Duration::from_nanos(t * 1_000_000_000 / per_second);
+    Ok(MachineCpu {
+        busy: time(total - idle - iowait),
+        iowait: time(iowait),
+        total: time(total),
+    })
+}
+
+impl MachineCpu {
+    pub fn since(self, earlier: MachineCpu) -> MachineCpu {
+        MachineCpu {
+            busy: self.busy.saturating_sub(earlier.busy),
+            iowait: self.iowait.saturating_sub(earlier.iowait),
+            total: self.total.saturating_sub(earlier.total),
+        }
+    }
+}
+
+/// Totals of the machine's whole disks (not partitions, loop or RAM devices) from
+/// `/proc/diskstats`: completed writes and flushes and the time spent on them.
+#[derive(Clone, Copy, Default)]
+pub struct DiskStats {
+    pub writes: u64,
+    pub write_ms: u64,
+    pub sectors_written: u64,
+    pub flushes: u64,
+    pub flush_ms: u64,
+}
+
+pub fn disk_stats() -> Result<DiskStats> {
+    let text = std::fs::read_to_string("/proc/diskstats")?;
+    let mut total = DiskStats::default();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let Some(name) = fields.get(2) else { continue };
+        let whole_disk = Path::new("/sys/block").join(name).exists();
+        if !whole_disk || name.starts_with("loop") || name.starts_with("ram") {
+            continue;
+        }
+        // After major, minor and name: writes completed is field 5, sectors written 7,
+        // ms writing 8, flushes completed 16 and ms flushing 17 (kernels since 5.5).
+        let field = |i: usize| {
+            fields
+                .get(2 + i)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        total.writes += field(5);
+        total.sectors_written += field(7);
+        total.write_ms += field(8);
+        total.flushes += field(16);
+        total.flush_ms += field(17);
+    }
+    Ok(total)
+}
+
+impl DiskStats {
+    pub fn since(self, earlier: DiskStats) -> DiskStats {
+        DiskStats {
+            writes: self.writes.saturating_sub(earlier.writes),
+            write_ms: self.write_ms.saturating_sub(earlier.write_ms),
+            sectors_written: self.sectors_written.saturating_sub(earlier.sectors_written),
+            flushes: self.flushes.saturating_sub(earlier.flushes),
+            flush_ms: self.flush_ms.saturating_sub(earlier.flush_ms),
+        }
+    }
+}

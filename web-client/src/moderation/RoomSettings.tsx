@@ -2,7 +2,7 @@ import { useState } from "preact/hooks";
 import { useChat } from "../app/context";
 import { describeError } from "../matrix/errors";
 import { str } from "../matrix/types";
-import { LEVELS } from "../notify/level";
+import { LEVELS, type NotificationLevel } from "../notify/level";
 import type { Room } from "../sync/room";
 import { creatorsOf } from "../sync/room";
 import { Avatar, presenceLabel } from "../ui/Avatar";
@@ -28,7 +28,9 @@ export function RoomSettings(props: { room: Room; onClose: () => void }) {
   const [status, setStatus] = useState<string | null>(null);
   const [name, setName] = useState(str(room.stateEvent("m.room.name")?.content.name) ?? "");
   const [topic, setTopic] = useState(room.topic());
-  const level = chat.store.notificationLevel(room);
+  // While a change is being saved, the radio shows the choice rather than snapping back to the stored level.
+  const [choosing, setChoosing] = useState<NotificationLevel | null>(null);
+  const level = choosing ?? chat.store.notificationLevel(room);
 
   const act = async (what: string, action: () => Promise<unknown>) => {
     setError(null);
@@ -93,7 +95,10 @@ export function RoomSettings(props: { room: Room; onClose: () => void }) {
                 name="notification-level"
                 value={value}
                 checked={level === value}
-                onChange={() => void act(`Notifications: ${label}.`, () => chat.setNotificationLevel(room, value))}
+                onChange={() => {
+                  setChoosing(value);
+                  void act(`Notifications: ${label}.`, () => chat.setNotificationLevel(room, value)).finally(() => setChoosing(null));
+                }}
               />{" "}
               {label}
             </label>

@@ -46,6 +46,8 @@ pub struct Services {
     pub server_keys: Arc<federation::ServerKeyStore>,
     /// The outgoing queue: what each other server is owed.
     pub sender: Arc<federation::sender::Sender>,
+    /// Pulls of room history from other servers, one at a time per room.
+    pub backfill: federation::backfill::BackfillAttempts,
     pub sessions: sessions::Sessions,
     pub uia: uia::UiaSessions,
     pub login_limiter: ratelimit::RateLimiter,
@@ -90,6 +92,7 @@ impl Services {
             federation,
             server_keys,
             sender,
+            backfill: Default::default(),
             sessions: sessions::Sessions::new(store.clone(), &config),
             uia: uia::UiaSessions::default(),
             nonces: shared_secret::Nonces::default(),

@@ -418,6 +418,20 @@ impl Batch<'_> {
         self.put_json(Cf::RoomTopo, &topo, event_id)
     }
 
+    /// Places an event from the room's past in its topological order only: `/messages`
+    /// finds it, the live stream (sync) does not.
+    pub fn index_historical_event(
+        &mut self,
+        room_id: &str,
+        event_id: &OwnedEventId,
+        stream: u64,
+        depth: u64,
+    ) -> StoreResult<()> {
+        let mut topo = join(&[room_id.as_bytes(), &be(depth)]);
+        topo.extend_from_slice(&be(stream));
+        self.put_json(Cf::RoomTopo, &topo, event_id)
+    }
+
     pub fn put_room(&mut self, room_id: &str, room: &RoomRecord) -> StoreResult<()> {
         self.put_json(Cf::Rooms, room_id.as_bytes(), room)
     }

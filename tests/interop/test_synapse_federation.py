@@ -392,17 +392,7 @@ def test_remote_member_with_power_changes_state(hearth_fed: FedServer, synapse: 
              CROSS_S)
 
 
-@pytest.mark.parametrize(
-    "room_on",
-    [
-        "hearth",
-        pytest.param("synapse", marks=pytest.mark.xfail(
-            strict=True,
-            reason="documented gap (spec/federation.md, 'Not supported yet'): Hearth's "
-            "/messages does not /backfill from other servers, so a Hearth user who "
-            "joins a Synapse room sees nothing from before the join")),
-    ],
-)
+@pytest.mark.parametrize("room_on", ["hearth", "synapse"])
 def test_history_from_before_the_join(hearth_fed: FedServer, synapse: FedServer,
                                       room_on: str):
     h = hearth_fed.register(localpart("hana"))

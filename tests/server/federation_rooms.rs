@@ -14,7 +14,7 @@ use crate::room_support::{
 /// Retries come within a few seconds in tests.
 const FAST_RETRY: &[(&str, &str)] = &[("HEARTH_FEDERATION__MAX_RETRY_INTERVAL_SECS", "2")];
 
-fn two_servers() -> (TestServer, TestServer) {
+pub(crate) fn two_servers() -> (TestServer, TestServer) {
     let env = [FAST_RETRY[0], ("RUST_LOG", "info")];
     (
         federating_server_with_env(&env),
@@ -24,7 +24,11 @@ fn two_servers() -> (TestServer, TestServer) {
 
 /// Polls until `check` gives a value, or fails after `limit`.
 #[track_caller]
-fn eventually<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn eventually<T>(
+    limit: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(value) = check() {
@@ -72,7 +76,7 @@ fn sees_message(server: &TestServer, user: &User, room: &str, text: &str) {
     );
 }
 
-fn join_via(server: &TestServer, user: &User, target: &str, via: &str) -> (u16, Value) {
+pub(crate) fn join_via(server: &TestServer, user: &User, target: &str, via: &str) -> (u16, Value) {
     server.post(
         &format!("/_matrix/client/v3/join/{}?via={}", enc(target), enc(via)),
         Some(&user.token),
@@ -81,7 +85,7 @@ fn join_via(server: &TestServer, user: &User, target: &str, via: &str) -> (u16, 
 }
 
 /// Alice's public room on `a` (v12, no server name in its ID), with Bob of `b` joined by ID.
-fn shared_room(a: &TestServer, b: &TestServer) -> (User, User, String) {
+pub(crate) fn shared_room(a: &TestServer, b: &TestServer) -> (User, User, String) {
     let alice = user(a, "alice");
     let bob = user(b, "bob");
     let room = create_room(

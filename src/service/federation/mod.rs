@@ -14,8 +14,10 @@
 //! (502, 504 or the remote's own 403/404).
 
 pub mod acl;
+pub mod backfill;
 pub mod client;
 pub mod events;
+pub mod fetch;
 pub mod guard;
 pub mod history;
 pub mod invite;

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::OutboundError;
+use super::fetch::topological_order;
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{Pdu, RoomVersion, StateKey, auth_check, event_id, hash_and_sign_event};
 use crate::service::Services;
@@ -378,48 +379,6 @@ impl Services {
             .await?;
         Ok((id, answer))
     }
-}
-
-/// Auth events first (Kahn's algorithm over `auth_events` within the set); events in a
-/// cycle, which valid rooms cannot have, come last and fail their checks.
-fn topological_order(events: &HashMap<OwnedEventId, Pdu>) -> Vec<OwnedEventId> {
-    let mut waiting: HashMap<&OwnedEventId, usize> = HashMap::new();
-    let mut dependents: HashMap<&OwnedEventId, Vec<&OwnedEventId>> = HashMap::new();
-    for (id, pdu) in events {
-        let deps: Vec<&OwnedEventId> = pdu
-            .auth_events()
-            .iter()
-            .filter(|a| events.contains_key(*a))
-            .collect();
-        waiting.insert(id, deps.len());
-        for dep in deps {
-            dependents.entry(dep).or_default().push(id);
-        }
-    }
-    let mut ready: Vec<&OwnedEventId> = waiting
-        .iter()
-        .filter(|(_, n)| **n == 0)
-        .map(|(id, _)| *id)
-        .collect();
-    ready.sort_by_key(|id| std::cmp::Reverse((events[*id].depth(), (*id).clone())));
-    let mut out = Vec::with_capacity(events.len());
-    let mut done: HashSet<&OwnedEventId> = HashSet::new();
-    while let Some(id) = ready.pop() {
-        out.push(id.clone());
-        done.insert(id);
-        for next in dependents.get(id).into_iter().flatten() {
-            if let Some(n) = waiting.get_mut(next) {
-                *n -= 1;
-                if *n == 0 {
-                    ready.push(next);
-                }
-            }
-        }
-    }
-    let mut rest: Vec<&OwnedEventId> = events.keys().filter(|id| !done.contains(id)).collect();
-    rest.sort();
-    out.extend(rest.into_iter().cloned());
-    out
 }
 
 fn bad_gateway(server: &ServerName, detail: impl std::fmt::Display) -> Error {

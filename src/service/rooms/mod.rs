@@ -32,7 +32,7 @@ pub use format::ClientView;
 pub use history::{Boundary, Context, HistoryReader, Messages, ReadAccess};
 pub use members::{MemberCache, RoomMembers};
 pub use membership::MembershipChange;
-pub use receive::{PduError, Received};
+pub use receive::{PduError, Placement, Received};
 pub use state::StateIds;
 pub use timeline::{EventTemplate, TxnRef};
 

@@ -196,6 +196,59 @@ impl Services {
         })
     }
 
+    /// Stages an event from the room's past (backfill) with the state before it: stored
+    /// as accepted and placed in the room's topological order, so `/messages` reads it
+    /// where it belongs, but not on the live stream (no sync shows it as new) and with no
+    /// effect on the extremities, the current state or memberships. The returned ticket
+    /// only reserves the position that orders it among events of the same depth.
+    pub(super) fn stage_historical<'a>(
+        &'a self,
+        batch: &mut Batch<'_>,
+        room_id: &RoomId,
+        version: RoomVersion,
+        pdu: &Pdu,
+        json: Value,
+        state_before: u64,
+    ) -> Result<StreamTicket<'a>> {
+        let event_id = pdu.event_id().to_owned();
+        let ticket = self.stream_ticket();
+        let stream = ticket.position;
+        let state_after = match pdu.state_key() {
+            Some(state_key) => self.new_state_group(
+                batch,
+                Some(state_before),
+                vec![(
+                    pdu.event_type().to_owned(),
+                    state_key.to_owned(),
+                    event_id.clone(),
+                )],
+            )?,
+            None => state_before,
+        };
+        let sender = pdu.sender();
+        self.stage_relation(batch, room_id, &event_id, &json, sender, stream)?;
+        if let Some(target) = pdu.redacts(version) {
+            let powers = self.powers_at(version, state_before)?;
+            self.apply_redaction(batch, room_id, version, target, sender, &powers, &event_id)?;
+        }
+        search::index_event(batch, room_id.as_str(), stream, state_after, &json)?;
+        batch.put_event(
+            event_id.as_str(),
+            &EventRecord {
+                room_id: room_id.to_owned(),
+                pdu: json,
+                stream,
+                state_before,
+                state_after,
+                txn: None,
+                redacted_because: None,
+                status: EventStatus::Accepted,
+            },
+        )?;
+        batch.index_historical_event(room_id.as_str(), &event_id, stream, pdu.depth())?;
+        Ok(ticket)
+    }
+
     /// Completes an accepted event after its batch is written: caches, directory, wake-ups.
     pub(crate) fn finish_accepted(&self, room_id: &RoomId, staged: StagedEvent<'_>) {
         for event_type in &staged.room_state_types {
@@ -420,6 +473,15 @@ impl Services {
             },
         )?;
         Ok(())
+    }
+
+    /// Stores a state another server vouched for (its events already stored) as a state
+    /// group of its own.
+    pub(crate) fn store_state_group(&self, state: &StateIds) -> Result<u64> {
+        let mut batch = self.store.batch();
+        let group = self.new_full_state_group(&mut batch, state)?;
+        self.store.write(batch)?;
+        Ok(group)
     }
 
     /// The room's powers in its current state.

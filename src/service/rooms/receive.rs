@@ -77,6 +77,17 @@ impl From<crate::store::StoreError> for PduError {
     }
 }
 
+/// Where a received event goes once it passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// Into the live room (pushed to us, or fetched to close a gap): it can become a
+    /// forward extremity and move the current state.
+    Live,
+    /// Into the room's past (backfill): placed in history for `/messages`, never on the
+    /// live stream, and not checked against the current state.
+    Historical,
+}
+
 impl Services {
     /// Checks and stores an event another server made. `keys` must hold the verify keys
     /// of the servers whose signatures the event needs (its sender's, and for a
@@ -84,8 +95,24 @@ impl Services {
     pub async fn receive_pdu(
         &self,
         room_id: &RoomId,
+        json: Value,
+        keys: &PublicKeyMap,
+    ) -> Result<(OwnedEventId, Received), PduError> {
+        self.receive_pdu_placed(room_id, json, keys, Placement::Live, None)
+            .await
+    }
+
+    /// [`Self::receive_pdu`], placed as asked. `state_before` is the state group before
+    /// the event when its `prev_events` are not all known here (a state another server
+    /// vouched for, fetched by the caller); without it, the state comes from the
+    /// `prev_events`, and unknown ones give [`PduError::MissingPrevEvents`].
+    pub async fn receive_pdu_placed(
+        &self,
+        room_id: &RoomId,
         mut json: Value,
         keys: &PublicKeyMap,
+        placement: Placement,
+        state_before: Option<u64>,
     ) -> Result<(OwnedEventId, Received), PduError> {
         let room = self
             .store
@@ -93,7 +120,12 @@ impl Services {
             .ok_or_else(|| PduError::UnknownRoom(room_id.to_string()))?;
         let version = room.version;
         let pdu = parse_pdu(&mut json, version)?;
-        if pdu.room_id() != Some(room_id) {
+        // A v12 create event names no room: its ID is the room's.
+        let belongs = match pdu.room_id() {
+            Some(r) => r == room_id,
+            None => *pdu.event_id() == *room.create_event,
+        };
+        if !belongs {
             return Err(PduError::Invalid(format!(
                 "event belongs to room {}, not {room_id}",
                 pdu.room_id().map_or("(none)", |r| r.as_str())
@@ -124,7 +156,10 @@ impl Services {
         }
 
         // The state before it.
-        let state_before = self.state_before_event(version, &pdu)?;
+        let state_before = match state_before {
+            Some(group) => group,
+            None => self.state_before_event(version, &pdu)?,
+        };
         let mut batch = self.store.batch();
         let before = self.auth_state_at(version, &pdu, state_before)?;
         if let Err(e) = auth_check(version, &pdu, |t, k| {
@@ -141,6 +176,14 @@ impl Services {
             )?;
             self.store.write(batch)?;
             return Ok((event_id, Received::Rejected(reason)));
+        }
+
+        if placement == Placement::Historical {
+            let ticket =
+                self.stage_historical(&mut batch, room_id, version, &pdu, json, state_before)?;
+            self.store.write(batch)?;
+            drop(ticket);
+            return Ok((event_id, Received::Accepted));
         }
 
         // The room's current state.

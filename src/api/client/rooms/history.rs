@@ -83,20 +83,32 @@ async fn messages(
     let dir = parse_dir(query.dir.as_deref())?;
     let limit = parse_limit(query.limit.as_deref())?;
     let filter = state.resolve_room_event_filter(&authed.user_id, query.filter.as_deref())?;
-    let mut reader = state.history_reader(&room_id, view(&authed))?;
-    let from = query
-        .from
-        .as_deref()
-        .filter(|t| !t.is_empty())
-        .map(|t| reader.parse_token(t))
-        .transpose()?;
-    let to = query
-        .to
-        .as_deref()
-        .filter(|t| !t.is_empty())
-        .map(|t| reader.parse_token(t))
-        .transpose()?;
-    let page = reader.messages(from, to, dir, limit, &filter)?;
+    let (from, to, mut page) = {
+        let mut reader = state.history_reader(&room_id, view(&authed))?;
+        let from = query
+            .from
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .map(|t| reader.parse_token(t))
+            .transpose()?;
+        let to = query
+            .to
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .map(|t| reader.parse_token(t))
+            .transpose()?;
+        let page = reader.messages(from, to, dir, limit, &filter)?;
+        (from, to, page)
+    };
+    // Paging back past the oldest event this server has: ask the room's other servers
+    // for what came before, then read again.
+    if dir == Direction::Backward
+        && page.end.is_none()
+        && state.backfill_history(&room_id).await > 0
+    {
+        let mut reader = state.history_reader(&room_id, view(&authed))?;
+        page = reader.messages(from, to, dir, limit, &filter)?;
+    }
     // The spec has `start` repeat `from` as given, which may be a sync token.
     let start = match query.from.as_deref().filter(|t| !t.is_empty()) {
         Some(from) => from.to_owned(),

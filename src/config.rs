@@ -69,6 +69,9 @@ pub struct FederationConfig {
     pub trusted_key_servers: Vec<String>,
     /// Longest wait between retries of an unreachable destination.
     pub max_retry_interval_secs: u64,
+    /// Most PDUs kept queued for a destination that is down; older ones are dropped,
+    /// and the destination fetches what it misses (`/get_missing_events`, state).
+    pub max_queued_pdus: usize,
 }
 
 impl Default for FederationConfig {
@@ -80,6 +83,7 @@ impl Default for FederationConfig {
             ip_range_denylist: default_ip_range_denylist(),
             trusted_key_servers: Vec::new(),
             max_retry_interval_secs: 3600,
+            max_queued_pdus: 10_000,
         }
     }
 }
@@ -441,6 +445,10 @@ pub const OPTIONS: &[(&str, &str)] = &[
         "federation.max_retry_interval_secs",
         "Longest wait between retries of a server that cannot be reached [default: 3600]",
     ),
+    (
+        "federation.max_queued_pdus",
+        "Most events kept queued for a server that is down; it fetches older ones itself [default: 10000]",
+    ),
 ];
 
 /// Text appended to `hearth --help`.
@@ -595,6 +603,11 @@ impl Config {
         if self.federation.max_retry_interval_secs == 0 {
             return Err(ConfigError::Invalid(
                 "federation.max_retry_interval_secs must be positive".into(),
+            ));
+        }
+        if self.federation.max_queued_pdus == 0 {
+            return Err(ConfigError::Invalid(
+                "federation.max_queued_pdus must be positive".into(),
             ));
         }
         let g = &self.gifs;

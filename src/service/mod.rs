@@ -86,6 +86,7 @@ impl Services {
             store.clone(),
             federation.clone(),
             std::time::Duration::from_secs(config.federation.max_retry_interval_secs),
+            config.federation.max_queued_pdus,
             shutting_down.subscribe(),
         )?;
         Ok(Self {

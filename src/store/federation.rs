@@ -47,6 +47,31 @@ impl Store {
         Ok(out)
     }
 
+    /// The queue positions of `destination`'s PDUs beyond the newest `keep`, oldest first.
+    pub fn outbox_excess(&self, destination: &str, keep: usize) -> StoreResult<Vec<u64>> {
+        let mut prefix = destination.as_bytes().to_vec();
+        prefix.push(keys::SEP);
+        let mut last = prefix.clone();
+        last.extend_from_slice(&[0xFF; 8]);
+        let mut seen = 0;
+        let mut excess = Vec::new();
+        for item in self.raw_iter_rev_from(Cf::FederationOutbox, &last) {
+            let (key, _) = item?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            seen += 1;
+            if seen <= keep {
+                continue;
+            }
+            if let Ok(seq) = <[u8; 8]>::try_from(&key[prefix.len()..]).map(u64::from_be_bytes) {
+                excess.push(seq);
+            }
+        }
+        excess.reverse();
+        Ok(excess)
+    }
+
     /// Every destination with queued PDUs, and the highest queue position in use.
     pub fn outbox_destinations(&self) -> StoreResult<(Vec<String>, u64)> {
         let mut destinations: Vec<String> = Vec::new();

@@ -655,16 +655,6 @@ def test_hearth_catches_up_after_a_short_outage(hearth_fed: FedServer, synapse: 
     assert_messages_cross(s, h, room_id)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="documented gap (spec/federation.md 'Not supported yet': /get_missing_events "
-    "is not used). Backing off from Hearth for over an hour, Synapse stops queueing "
-    "events for it, so an event sent meanwhile never reaches Hearth; Synapse's next "
-    "event names it in prev_events and Hearth answers {'error': 'unknown prev_events: "
-    "$...'} (Synapse logs 'Remote returned error for $...') instead of fetching the gap: "
-    "from then on Hearth refuses every new event of the room, which is stuck for its "
-    "users (service/rooms/receive.rs, federation/transactions.rs transaction_pdu)",
-)
 def test_hearth_catches_up_after_a_long_outage(hearth_fed: FedServer,
                                                synapse_slow_retry: FedServer):
     synapse = synapse_slow_retry

@@ -10,6 +10,7 @@ mod durability;
 mod ephemeral;
 mod errors;
 mod federation;
+mod federation_gaps;
 mod federation_history;
 mod federation_rooms;
 mod federation_serve;

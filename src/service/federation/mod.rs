@@ -18,6 +18,7 @@ pub mod backfill;
 pub mod client;
 pub mod events;
 pub mod fetch;
+pub mod gaps;
 pub mod guard;
 pub mod history;
 pub mod invite;

@@ -5,7 +5,9 @@
 //! nothing: the queue is read back at start-up and each destination gets what it
 //! missed, in order. EDUs (typing, receipts, presence) are ephemeral and queued in
 //! memory. A destination that fails is retried with exponential backoff up to
-//! `federation.max_retry_interval_secs`, and at once when it contacts us.
+//! `federation.max_retry_interval_secs`, and at once when it contacts us. While it is
+//! down, at most `federation.max_queued_pdus` PDUs are kept for it (the newest): it
+//! fetches older ones itself when a newer event names them (`/get_missing_events`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,6 +37,7 @@ pub struct Sender {
     client: Arc<FederationClient>,
     origin: OwnedServerName,
     max_retry: Duration,
+    max_queued_pdus: usize,
     /// Queue positions, shared by every destination; resumed above the highest stored.
     seq: AtomicU64,
     /// Transaction IDs: unique across restarts by the start time.
@@ -70,6 +73,7 @@ impl Sender {
         store: Store,
         client: Arc<FederationClient>,
         max_retry: Duration,
+        max_queued_pdus: usize,
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> StoreResult<Arc<Self>> {
         let (_, highest) = store.outbox_destinations()?;
@@ -78,6 +82,7 @@ impl Sender {
             store,
             client,
             max_retry: max_retry.max(FIRST_RETRY),
+            max_queued_pdus: max_queued_pdus.max(1),
             seq: AtomicU64::new(highest),
             txn_prefix: now_ms(),
             txn_counter: AtomicU64::new(0),
@@ -202,6 +207,10 @@ impl Sender {
                 }
                 Err(e) => {
                     failures = failures.saturating_add(1);
+                    if self.trim(&destination) > 0 {
+                        // Rebuilt from what is left at the next attempt.
+                        in_flight = None;
+                    }
                     let wait = backoff(failures, self.max_retry);
                     tracing::info!(%destination, error = %e, retry_in = ?wait, "transaction not delivered");
                     tokio::select! {
@@ -212,6 +221,38 @@ impl Sender {
                 }
             }
         }
+    }
+
+    /// Drops the oldest PDUs queued for a destination that is down beyond
+    /// `max_queued_pdus`; returns how many.
+    fn trim(&self, destination: &ServerName) -> usize {
+        let excess = match self
+            .store
+            .outbox_excess(destination.as_str(), self.max_queued_pdus)
+        {
+            Ok(excess) => excess,
+            Err(e) => {
+                tracing::error!(%destination, error = %e, "cannot read the outgoing queue");
+                return 0;
+            }
+        };
+        if excess.is_empty() {
+            return 0;
+        }
+        let mut batch = self.store.batch();
+        for seq in &excess {
+            batch.unqueue_pdu(destination.as_str(), *seq);
+        }
+        if let Err(e) = self.store.write(batch) {
+            tracing::error!(%destination, error = %e, "cannot trim the outgoing queue");
+            return 0;
+        }
+        tracing::warn!(
+            %destination,
+            dropped = excess.len(),
+            "destination down: dropped its oldest queued events (it can fetch them)"
+        );
+        excess.len()
     }
 
     /// The next transaction: the oldest queued PDUs and EDUs, if any.

@@ -99,7 +99,10 @@ impl Services {
             return Some((event_id, json!({ "error": e.message }), false));
         }
         let keys = self.keys_for_pdu(&pdu).await;
-        let result = match self.receive_pdu(&room_id, pdu, &keys).await {
+        let received = self
+            .receive_pushed_pdu(origin, &room_id, room.version, pdu, &keys)
+            .await;
+        let result = match received {
             Ok((_, Received::Rejected(why))) => {
                 tracing::info!(%origin, %event_id, reason = %why, "PDU rejected");
                 json!({ "error": why })

@@ -1,0 +1,161 @@
+//! Gaps: a server that was down longer than the other side kept its events for it gets
+//! newer events whose `prev_events` it lacks; it fetches the missing events
+//! (`/get_missing_events`) and the state before them (`/state_ids`), ends with the same
+//! room state as the server that never went down, and fetches the rest of the gap when
+//! a reader pages back through it (`/backfill`).
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::federation_rooms::{eventually, join_via};
+use crate::federation_support::federating_server_with_env;
+use crate::harness::TestServer;
+use crate::room_support::{User, create_room, enc, put_state, send_text, user};
+
+fn state_of(server: &TestServer, user: &User, room: &str) -> Vec<(String, String, String)> {
+    let (status, body) = server.get(
+        &format!("/_matrix/client/v3/rooms/{}/state", enc(room)),
+        Some(&user.token),
+    );
+    assert_eq!(status, 200, "{body}");
+    let mut state: Vec<(String, String, String)> = body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap().to_owned(),
+                e["state_key"].as_str().unwrap().to_owned(),
+                e["event_id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    state.sort();
+    state
+}
+
+/// The newest `limit` message bodies `user` reads, oldest first.
+fn latest_bodies(server: &TestServer, user: &User, room: &str, limit: usize) -> Vec<String> {
+    let (_, body) = server.get(
+        &format!(
+            "/_matrix/client/v3/rooms/{}/messages?dir=b&limit={limit}",
+            enc(room)
+        ),
+        Some(&user.token),
+    );
+    let mut out: Vec<String> = body["chunk"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice)
+        .iter()
+        .filter(|e| e["type"] == "m.room.message")
+        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+        .collect();
+    out.reverse();
+    out
+}
+
+#[test]
+fn a_server_that_missed_more_than_was_kept_for_it_fills_the_gap_and_agrees_on_the_state() {
+    // A keeps at most 5 events for a server that is down, and retries within a second.
+    let a = federating_server_with_env(&[
+        ("HEARTH_FEDERATION__MAX_RETRY_INTERVAL_SECS", "1"),
+        ("HEARTH_FEDERATION__MAX_QUEUED_PDUS", "5"),
+    ]);
+    let mut b = federating_server_with_env(&[("HEARTH_FEDERATION__MAX_RETRY_INTERVAL_SECS", "1")]);
+    let alice = user(&a, "alice");
+    let bob = user(&b, "bob");
+    let room = create_room(
+        &a,
+        &alice,
+        json!({"preset": "public_chat", "room_version": "12", "name": "Before"}),
+    );
+    let (status, body) = join_via(&b, &bob, &room, &a.server_name());
+    assert_eq!(status, 200, "{body}");
+    send_text(&a, &alice, &room, "warm", "before the outage");
+    eventually(Duration::from_secs(20), "the first message on B", || {
+        latest_bodies(&b, &bob, &room, 5)
+            .contains(&"before the outage".to_owned())
+            .then_some(())
+    });
+
+    assert!(b.terminate().success());
+    // The state changes early, among the events A will not keep for B.
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        ids.push(send_text(
+            &a,
+            &alice,
+            &room,
+            &format!("m{i}"),
+            &format!("while B was down {i}"),
+        ));
+    }
+    let (status, body) = put_state(
+        &a,
+        &alice,
+        &room,
+        "m.room.name",
+        "",
+        &json!({"name": "Renamed while B was down"}),
+    );
+    assert_eq!(status, 200, "{body}");
+    for i in 20..40 {
+        send_text(
+            &a,
+            &alice,
+            &room,
+            &format!("m{i}"),
+            &format!("while B was down {i}"),
+        );
+    }
+    // A's next failed attempt trims its queue for B to the newest 5.
+    std::thread::sleep(Duration::from_secs(3));
+    b.restart();
+
+    let expected: Vec<String> = (35..40).map(|i| format!("while B was down {i}")).collect();
+    eventually(Duration::from_secs(60), "the newest messages on B", || {
+        let got = latest_bodies(&b, &bob, &room, 5);
+        (got == expected).then_some(())
+    });
+    // The gap was filled as far as `/get_missing_events` reaches (10 more), and the
+    // state is A's, rename included, though B never got the rename pushed.
+    let got = latest_bodies(&b, &bob, &room, 15);
+    let wanted: Vec<String> = (25..40).map(|i| format!("while B was down {i}")).collect();
+    assert_eq!(got, wanted);
+    // Older ones were never pushed to B: the gap path, not the queue, brought these.
+    let event_on_b = |event_id: &str| {
+        b.get(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/event/{}",
+                enc(&room),
+                enc(event_id)
+            ),
+            Some(&bob.token),
+        )
+        .0
+    };
+    assert_eq!(event_on_b(&ids[10]), 404);
+    // Paging back through the whole room fetches the rest of the gap (`/backfill`).
+    let all = latest_bodies(&b, &bob, &room, 1000);
+    let mut everything = vec!["before the outage".to_owned()];
+    everything.extend((0..40).map(|i| format!("while B was down {i}")));
+    assert_eq!(all, everything);
+    assert_eq!(event_on_b(&ids[10]), 200);
+    eventually(Duration::from_secs(20), "the same state on both", || {
+        (state_of(&a, &alice, &room) == state_of(&b, &bob, &room)).then_some(())
+    });
+    let (_, name) = b.get(
+        &format!("/_matrix/client/v3/rooms/{}/state/m.room.name/", enc(&room)),
+        Some(&bob.token),
+    );
+    assert_eq!(name["name"], "Renamed while B was down");
+
+    // The room goes on both ways.
+    send_text(&b, &bob, &room, "back", "B is back");
+    eventually(Duration::from_secs(20), "B's message on A", || {
+        latest_bodies(&a, &alice, &room, 3)
+            .contains(&"B is back".to_owned())
+            .then_some(())
+    });
+}

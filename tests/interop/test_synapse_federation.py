@@ -320,6 +320,36 @@ def test_synapse_user_rejects_hearth_invite(hearth_fed: FedServer, synapse: FedS
 
 
 @pytest.mark.parametrize("room_on", ["hearth", "synapse"])
+def test_knock_then_invite_then_join(hearth_fed: FedServer, synapse: FedServer, room_on: str):
+    h = hearth_fed.register(localpart("hana"))
+    s = synapse.register(localpart("sam"))
+    owner, knocker = (h, s) if room_on == "hearth" else (s, h)
+    room_id = owner.create_room(
+        preset="private_chat", name="knock here", room_version="11",
+        initial_state=[{"type": "m.room.join_rules", "state_key": "",
+                        "content": {"join_rule": "knock"}}])
+    path = "/_matrix/client/v3/knock/" + q(room_id)
+    answer = knocker.request("POST", path, {"reason": "hello"},
+                             query={"via": [owner.server.server_name]}, timeout=60)
+    assert answer["room_id"] == room_id
+    # The room's server has the knock; the knocker's server shows it in sync.
+    member = wait_membership(owner, room_id, knocker.user_id, "knock")
+    assert member.get("reason") == "hello"
+
+    def knock_section():
+        return knocker.sync(timeout_ms=1000).get("rooms", {}).get("knock", {}).get(room_id)
+
+    knock = wait_for(f"{knocker.user_id} to see the knock in sync", knock_section, CROSS_S)
+    assert any(e["type"] == "m.room.name" and e["content"].get("name") == "knock here"
+               for e in knock["knock_state"]["events"]), knock
+    owner.invite(room_id, knocker.user_id)
+    wait_invite(knocker, room_id)
+    assert knocker.join(room_id) == room_id
+    wait_membership(owner, room_id, knocker.user_id, "join")
+    assert_messages_cross(owner, knocker, room_id)
+
+
+@pytest.mark.parametrize("room_on", ["hearth", "synapse"])
 def test_kick_reaches_the_kicked_users_server(hearth_fed: FedServer, synapse: FedServer,
                                               room_on: str):
     h = hearth_fed.register(localpart("hana"))

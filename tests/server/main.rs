@@ -12,6 +12,7 @@ mod errors;
 mod federation;
 mod federation_gaps;
 mod federation_history;
+mod federation_knock;
 mod federation_rooms;
 mod federation_serve;
 mod federation_support;

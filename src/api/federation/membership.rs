@@ -1,5 +1,5 @@
-//! Joins and leaves of other servers' users: `make_join`, `send_join` (v2), `make_leave`
-//! and `send_leave` (v2).
+//! Joins, knocks and leaves of other servers' users: `make_join`, `send_join` (v2),
+//! `make_knock`, `send_knock` (v1), `make_leave` and `send_leave` (v2).
 
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, put};
@@ -21,6 +21,14 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/_matrix/federation/v2/send_join/{room_id}/{event_id}",
             put(send_join),
+        )
+        .route(
+            "/_matrix/federation/v1/make_knock/{room_id}/{user_id}",
+            get(make_knock),
+        )
+        .route(
+            "/_matrix/federation/v1/send_knock/{room_id}/{event_id}",
+            put(send_knock),
         )
         .route(
             "/_matrix/federation/v1/make_leave/{room_id}/{user_id}",
@@ -59,14 +67,35 @@ async fn make_join(
     Path((room_id, user_id)): Path<(String, String)>,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>> {
-    let (room_id, user_id): (OwnedRoomId, OwnedUserId) = ids(&room_id, &user_id)?;
+    make_versioned(&state, &origin, &room_id, &user_id, &query, "join")
+}
+
+async fn make_knock(
+    State(state): State<AppState>,
+    Origin(origin): Origin,
+    Path((room_id, user_id)): Path<(String, String)>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Result<Json<Value>> {
+    make_versioned(&state, &origin, &room_id, &user_id, &query, "knock")
+}
+
+/// `make_join` and `make_knock`, which name the room versions the asking server supports.
+fn make_versioned(
+    state: &AppState,
+    origin: &ruma::ServerName,
+    room_id: &str,
+    user_id: &str,
+    query: &[(String, String)],
+    membership: &str,
+) -> Result<Json<Value>> {
+    let (room_id, user_id): (OwnedRoomId, OwnedUserId) = ids(room_id, user_id)?;
     // Without `ver`, the spec says the server supports only room version 1.
-    let mut supported = versions(&query);
+    let mut supported = versions(query);
     if supported.is_empty() {
         supported.push("1".to_owned());
     }
     let (version, event) =
-        state.make_membership(&room_id, &user_id, &origin, "join", &supported)?;
+        state.make_membership(&room_id, &user_id, origin, membership, &supported)?;
     Ok(Json(
         json!({ "room_version": version.as_str(), "event": event }),
     ))
@@ -116,4 +145,17 @@ async fn send_leave(
         .send_leave(&room_id, &event_id, &origin, event)
         .await?;
     Ok(Json(json!({})))
+}
+
+async fn send_knock(
+    State(state): State<AppState>,
+    Origin(origin): Origin,
+    Path((room_id, event_id)): Path<(String, String)>,
+    MatrixJson(event): MatrixJson<Value>,
+) -> Result<Json<Value>> {
+    let (room_id, event_id): (OwnedRoomId, OwnedEventId) = ids(&room_id, &event_id)?;
+    let knock_room_state = state
+        .send_knock(&room_id, &event_id, &origin, event)
+        .await?;
+    Ok(Json(json!({ "knock_room_state": knock_room_state })))
 }

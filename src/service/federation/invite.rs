@@ -172,19 +172,26 @@ impl Services {
                 "sender": pdu.sender(),
                 "content": pdu.content(),
             }));
-            self.record_remote_invite(room_id, &invitee, &pdu, event.clone(), invite_state)?;
+            self.record_remote_membership(
+                room_id,
+                &invitee,
+                &pdu,
+                event.clone(),
+                "invite",
+                invite_state,
+            )?;
         }
         Ok(event)
     }
 
-    /// Declines an invite to a room this server is not in, through the inviting server
-    /// (`make_leave`/`send_leave`); the invite is gone here even if that server cannot
-    /// be reached, as Synapse does.
+    /// Declines an invite to a room this server is not in, or withdraws a knock on one,
+    /// through the room's server (`make_leave`/`send_leave`); the invite or knock is gone
+    /// here even if that server cannot be reached, as Synapse does.
     pub async fn reject_remote_invite(&self, room_id: &RoomId, user_id: &UserId) -> Result<()> {
         let record = self
             .store
             .user_room(user_id.as_str(), room_id.as_str())?
-            .filter(|r| r.membership == "invite")
+            .filter(|r| r.membership == "invite" || r.membership == "knock")
             .ok_or_else(|| Error::forbidden(format!("{user_id} is not in {room_id}")))?;
         for server in self.invite_servers(room_id, user_id)? {
             match self.send_remote_leave(room_id, user_id, &server).await {
@@ -211,7 +218,8 @@ impl Services {
         Ok(())
     }
 
-    /// The servers that can let a user with an invite into a room: the inviter's.
+    /// The servers that can let a user with an invite into a room (the inviter's), or
+    /// take back a knock (those whose users' state the room shared with the knocker).
     pub fn invite_servers(
         &self,
         room_id: &RoomId,
@@ -220,6 +228,21 @@ impl Services {
         let Some(record) = self.store.user_room(user_id.as_str(), room_id.as_str())? else {
             return Ok(vec![]);
         };
+        if record.membership == "knock" {
+            let mut servers: Vec<ruma::OwnedServerName> = Vec::new();
+            let senders = record.invite_state.iter().flatten().filter_map(|e| {
+                e.get("sender")
+                    .and_then(Value::as_str)
+                    .and_then(|s| UserId::parse(s).ok())
+            });
+            for sender in senders {
+                let server = sender.server_name().to_owned();
+                if server != self.server_name() && !servers.contains(&server) {
+                    servers.push(server);
+                }
+            }
+            return Ok(servers);
+        }
         if record.membership != "invite" {
             return Ok(vec![]);
         }

@@ -1,5 +1,6 @@
 //! Membership handshakes for users of other servers, on the side of a server already in
-//! the room: `make_join`/`send_join` and `make_leave`/`send_leave` (v2).
+//! the room: `make_join`/`send_join` (v2), `make_knock`/`send_knock` (v1) and
+//! `make_leave`/`send_leave` (v2).
 //!
 //! `make_*` hands the user's server an unsigned event template built on this server's
 //! view of the room, after checking that the room's rules would allow it; `send_*`
@@ -48,7 +49,7 @@ impl Services {
             .ok_or_else(|| Error::not_found(format!("This server is not in {room_id}")))?;
         self.check_server_acl(room_id, origin)?;
         let version = room.version;
-        if membership == "join" && !supported_versions.iter().any(|v| v == version.as_str()) {
+        if membership != "leave" && !supported_versions.iter().any(|v| v == version.as_str()) {
             return Err(Error::new(
                 ErrorKind::IncompatibleRoomVersion(version.as_str().to_owned()),
                 format!(
@@ -160,6 +161,24 @@ impl Services {
     ) -> Result<()> {
         self.check_membership_event(room_id, event_id, origin, &event, "leave")?;
         self.accept_membership_event(room_id, origin, event).await
+    }
+
+    /// `PUT /v1/send_knock/{roomId}/{eventId}`: accepts the knock and answers with what
+    /// the knocker may see of the room (stripped state).
+    pub async fn send_knock(
+        &self,
+        room_id: &RoomId,
+        event_id: &EventId,
+        origin: &ServerName,
+        event: Value,
+    ) -> Result<Vec<Value>> {
+        self.check_membership_event(room_id, event_id, origin, &event, "knock")?;
+        let sender = event
+            .get("sender")
+            .and_then(Value::as_str)
+            .and_then(|s| UserId::parse(s).ok());
+        self.accept_membership_event(room_id, origin, event).await?;
+        self.stripped_state(room_id, sender.as_deref())
     }
 
     /// The event is the one named, of the room, a membership of `membership` for a

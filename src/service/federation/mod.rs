@@ -27,6 +27,7 @@ pub mod membership;
 pub mod profile;
 pub mod queries;
 pub mod remote_join;
+pub mod remote_knock;
 pub mod resolve;
 pub mod sender;
 pub mod transactions;

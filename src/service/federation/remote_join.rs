@@ -357,7 +357,7 @@ impl Services {
     }
 
     /// Signs a filled-in membership template and sends it with `send_join`/`send_leave`
-    /// (v2); returns its event ID and the answer.
+    /// (v2) or `send_knock` (v1); returns its event ID and the answer.
     pub(crate) async fn send_membership(
         &self,
         server: &ServerName,
@@ -368,8 +368,10 @@ impl Services {
     ) -> Result<(OwnedEventId, Value)> {
         hash_and_sign_event(event, self.keys.signing_key(), version)?;
         let id = event_id(event, version)?;
+        // `send_knock` exists only as v1.
+        let api = if membership == "knock" { "v1" } else { "v2" };
         let path = format!(
-            "/_matrix/federation/v2/send_{membership}/{}/{}",
+            "/_matrix/federation/{api}/send_{membership}/{}/{}",
             urlencode(room_id.as_str()),
             urlencode(id.as_str())
         );

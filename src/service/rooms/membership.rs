@@ -43,7 +43,10 @@ impl Services {
         if change == MembershipChange::Leave
             && sender == target
             && self.joins_remotely(room_id)?
-            && self.membership(room_id, sender)?.as_deref() == Some("invite")
+            && matches!(
+                self.membership(room_id, sender)?.as_deref(),
+                Some("invite" | "knock")
+            )
         {
             self.reject_remote_invite(room_id, sender).await?;
             return self

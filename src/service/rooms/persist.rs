@@ -318,16 +318,17 @@ impl Services {
         Ok(room)
     }
 
-    /// An invite of a local user to a room this server is not in: the invite (signed by
-    /// both servers) is kept as an outlier, and the user's membership becomes `invite`
-    /// with what the inviting server shared of the room, on the event stream so that
-    /// sync shows it.
-    pub(crate) fn record_remote_invite(
+    /// An invite of a local user to a room this server is not in (signed by both
+    /// servers), or a local user's knock on one: the event is kept as an outlier, and the
+    /// user's membership becomes `membership` with what the room's server shared of the
+    /// room (stripped state), on the event stream so that sync shows it.
+    pub(crate) fn record_remote_membership(
         &self,
         room_id: &RoomId,
         invitee: &UserId,
         pdu: &Pdu,
         json: Value,
+        membership: &str,
         invite_state: Vec<Value>,
     ) -> Result<()> {
         let event_id = pdu.event_id().to_owned();
@@ -337,7 +338,7 @@ impl Services {
         self.stage_unaccepted(&mut batch, room_id, pdu, json, EventStatus::Outlier, 0)?;
         batch.put_stream_entry(stream, &event_id)?;
         let previous = self.store.user_room(invitee.as_str(), room_id.as_str())?;
-        // An invite never overrides a membership this server knows better.
+        // Neither overrides a membership this server knows better.
         if previous
             .as_ref()
             .is_some_and(|p| matches!(p.membership.as_str(), "join" | "ban"))
@@ -348,7 +349,7 @@ impl Services {
             invitee.as_str(),
             room_id.as_str(),
             &UserRoomRecord {
-                membership: "invite".to_owned(),
+                membership: membership.to_owned(),
                 event_id,
                 stream,
                 forgotten: false,

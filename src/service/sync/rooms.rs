@@ -101,7 +101,11 @@ impl Services {
                     invite.insert(key, json!({"invite_state": {"events": state}}));
                 }
                 "knock" if changed => {
-                    let state = self.stripped_state(&room_id, Some(pass.user_id))?;
+                    // Of a room this server is not in, only what its server shared.
+                    let state = match invite_state {
+                        Some(state) => state,
+                        None => self.stripped_state(&room_id, Some(pass.user_id))?,
+                    };
                     knock.insert(key, json!({"knock_state": {"events": state}}));
                 }
                 "leave" | "ban" if changed && !forgotten => {

@@ -53,13 +53,21 @@ struct TargetBody {
     reason: Option<String>,
 }
 
-/// A room named by ID or by one of this server's aliases, as `/join` and `/knock` accept.
-fn room_id_or_alias(state: &AppState, target: &str) -> Result<OwnedRoomId> {
-    if target.starts_with('#') {
-        state.resolve_alias(&state.parse_alias(target)?)
-    } else {
-        parse_room_id(target)
+/// A room named by ID or by an alias of any server, as `/join` and `/knock` accept; a
+/// remote alias adds the servers its server names to `via`.
+async fn room_id_or_alias(
+    state: &AppState,
+    target: &str,
+    via: &mut Vec<OwnedServerName>,
+) -> Result<OwnedRoomId> {
+    if !target.starts_with('#') {
+        return parse_room_id(target);
     }
+    let (room_id, servers) = state
+        .resolve_alias_anywhere(&state.parse_alias(target)?)
+        .await?;
+    via.extend(servers);
+    Ok(room_id)
 }
 
 /// `join` and `knock` change the caller's own membership and answer with the room ID.
@@ -84,15 +92,7 @@ async fn join_by_id_or_alias(
     MatrixJson(body): MatrixJson<ReasonBody>,
 ) -> Result<Json<Value>> {
     let mut via = via_servers(&query);
-    let room_id = if target.starts_with('#') {
-        let (room_id, servers) = state
-            .resolve_alias_anywhere(&state.parse_alias(&target)?)
-            .await?;
-        via.extend(servers);
-        room_id
-    } else {
-        parse_room_id(&target)?
-    };
+    let room_id = room_id_or_alias(&state, &target, &mut via).await?;
     join_room(&state, &authed, room_id, via, body.reason).await
 }
 
@@ -135,14 +135,22 @@ async fn join_room(
     own_membership(state, authed, room_id, MembershipChange::Join, reason).await
 }
 
-/// `via` is accepted and ignored: only rooms this server is in can be knocked on yet.
+/// Knocks here when this server is in the room, through another server otherwise.
 async fn knock(
     State(state): State<AppState>,
     Auth(authed): Auth,
     Path(target): Path<String>,
+    Query(query): Query<Vec<(String, String)>>,
     MatrixJson(body): MatrixJson<ReasonBody>,
 ) -> Result<Json<Value>> {
-    let room_id = room_id_or_alias(&state, &target)?;
+    let mut via = via_servers(&query);
+    let room_id = room_id_or_alias(&state, &target, &mut via).await?;
+    if state.joins_remotely(&room_id)? {
+        state
+            .knock_remote_room(&room_id, &authed.user_id, &via, body.reason)
+            .await?;
+        return Ok(Json(json!({ "room_id": room_id })));
+    }
     own_membership(
         &state,
         &authed,

@@ -368,6 +368,34 @@ impl Store {
         Ok(())
     }
 
+    /// Applies the batch atomically without waiting for the disk: it survives the
+    /// process dying (`kill -9`) but not power loss until a later synced write or
+    /// [`Self::sync_wal`]. For writes whose loss only repeats work (a queue entry removed,
+    /// an answer cached), and for runs of writes followed by one sync.
+    pub fn write_unsynced(&self, batch: Batch<'_>) -> StoreResult<()> {
+        let mut options = WriteOptions::default();
+        options.set_sync(false);
+        self.inner.db.write_opt(batch.inner, &options)?;
+        Ok(())
+    }
+
+    /// Makes every earlier write durable (one fsync of the write-ahead log), when writes
+    /// are synced at all.
+    pub fn sync_wal(&self) -> StoreResult<()> {
+        if !self.inner.sync_writes {
+            return Ok(());
+        }
+        let sync = || self.inner.db.flush_wal(true);
+        if tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+        {
+            tokio::task::block_in_place(sync)?;
+        } else {
+            sync()?;
+        }
+        Ok(())
+    }
+
     /// Flushes the write-ahead log and memtables; called on graceful shutdown.
     pub fn flush(&self) -> StoreResult<()> {
         self.inner.db.flush_wal(true)?;

@@ -21,6 +21,7 @@ impl Services {
     /// [`Self::receive_pdu`] for a PDU pushed by `origin`, filling a gap before it
     /// first: the missing events from `origin` (`/get_missing_events`), then, if the gap
     /// is still open, the state before the events whose `prev_events` are unknown.
+    /// Writes are not synced one by one: the caller syncs once before answering.
     pub async fn receive_pushed_pdu(
         &self,
         origin: &ServerName,
@@ -29,13 +30,19 @@ impl Services {
         json: Value,
         keys: &PublicKeyMap,
     ) -> Result<(OwnedEventId, Received), PduError> {
-        match self.receive_pdu(room_id, json.clone(), keys).await {
+        let unsynced = Placement::LiveUnsynced;
+        match self
+            .receive_pdu_placed(room_id, json.clone(), keys, unsynced, None)
+            .await
+        {
             Err(PduError::MissingPrevEvents(_)) => {}
             Err(PduError::MissingAuthEvents(ids)) => {
                 let fetched = self.fetch_events(origin, room_id, version, ids).await;
                 self.store_fetched_outliers(origin, room_id, version, fetched)
                     .await?;
-                return self.receive_pdu(room_id, json, keys).await;
+                return self
+                    .receive_pdu_placed(room_id, json, keys, unsynced, None)
+                    .await;
             }
             other => return other,
         }
@@ -108,7 +115,13 @@ impl Services {
         let mut fetched_auth = false;
         loop {
             let result = self
-                .receive_pdu_placed(room_id, json.clone(), &keys, Placement::Live, state_before)
+                .receive_pdu_placed(
+                    room_id,
+                    json.clone(),
+                    &keys,
+                    Placement::LiveUnsynced,
+                    state_before,
+                )
                 .await;
             match result {
                 Ok((_, received)) => return Ok(received),

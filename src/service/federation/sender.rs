@@ -199,7 +199,9 @@ impl Sender {
                     for seq in &txn.seqs {
                         batch.unqueue_pdu(destination.as_str(), *seq);
                     }
-                    if let Err(e) = self.store.write(batch) {
+                    // Not waited for: should it be lost, the PDUs are sent again,
+                    // which the destination ignores.
+                    if let Err(e) = self.store.write_unsynced(batch) {
                         tracing::error!(%destination, error = %e, "cannot remove sent PDUs from the queue");
                     }
                     in_flight = None;

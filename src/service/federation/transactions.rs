@@ -73,7 +73,11 @@ impl Services {
         let answer = json!({ "pdus": results });
         // A PDU this server failed to store is not the sender's fault: the answer is not
         // kept, so that the sender's retry of the transaction tries it again.
-        if !failed_here {
+        // The PDUs were stored without waiting for the disk; this synced write (or the
+        // sync) makes them all durable at once before the sender hears they arrived.
+        if failed_here {
+            self.store.sync_wal()?;
+        } else {
             let mut batch = self.store.batch();
             batch.put_federation_txn(origin.as_str(), txn_id, &answer)?;
             self.store.write(batch)?;

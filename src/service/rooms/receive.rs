@@ -83,6 +83,10 @@ pub enum Placement {
     /// Into the live room (pushed to us, or fetched to close a gap): it can become a
     /// forward extremity and move the current state.
     Live,
+    /// As `Live`, stored without waiting for the disk: the caller makes a whole run of
+    /// events durable at once ([`crate::store::Store::sync_wal`] or a later synced
+    /// write) before it answers for them, as an incoming transaction does.
+    LiveUnsynced,
     /// Into the room's past (backfill): placed in history for `/messages`, never on the
     /// live stream, and not checked against the current state.
     Historical,
@@ -151,7 +155,7 @@ impl Services {
         let auth_refs: Vec<&Pdu> = auth_events.iter().collect();
         if let Err(e) = check_event_auth(version, &pdu, &auth_refs, create.as_ref()) {
             let reason = format!("not authorised by its auth events: {e}");
-            self.store_rejected(room_id, &pdu, json, 0)?;
+            self.store_rejected(room_id, &pdu, json, placement)?;
             return Ok((event_id, Received::Rejected(reason)));
         }
 
@@ -174,14 +178,14 @@ impl Services {
                 EventStatus::Rejected,
                 state_before,
             )?;
-            self.store.write(batch)?;
+            self.write_received(batch, placement)?;
             return Ok((event_id, Received::Rejected(reason)));
         }
 
         if placement == Placement::Historical {
             let ticket =
                 self.stage_historical(&mut batch, room_id, version, &pdu, json, state_before)?;
-            self.store.write(batch)?;
+            self.write_received(batch, placement)?;
             drop(ticket);
             return Ok((event_id, Received::Accepted));
         }
@@ -201,7 +205,7 @@ impl Services {
                     EventStatus::SoftFailed,
                     state_before,
                 )?;
-                self.store.write(batch)?;
+                self.write_received(batch, placement)?;
                 return Ok((event_id, Received::SoftFailed(reason)));
             }
         }
@@ -215,7 +219,7 @@ impl Services {
             state_before,
             Local::default(),
         )?;
-        self.store.write(batch)?;
+        self.write_received(batch, placement)?;
         self.finish_accepted(room_id, staged);
         if pdu.state_key().is_none() {
             self.stop_typing_on_send(room_id, pdu.sender());
@@ -263,23 +267,29 @@ impl Services {
         Ok((event_id, outcome))
     }
 
+    /// Stores an event that failed its own auth events as rejected (it has no state).
     fn store_rejected(
         &self,
         room_id: &RoomId,
         pdu: &Pdu,
         json: Value,
-        state_before: u64,
+        placement: Placement,
     ) -> Result<(), PduError> {
         let mut batch = self.store.batch();
-        self.stage_unaccepted(
-            &mut batch,
-            room_id,
-            pdu,
-            json,
-            EventStatus::Rejected,
-            state_before,
-        )?;
-        self.store.write(batch)?;
+        self.stage_unaccepted(&mut batch, room_id, pdu, json, EventStatus::Rejected, 0)?;
+        self.write_received(batch, placement)?;
+        Ok(())
+    }
+
+    fn write_received(
+        &self,
+        batch: crate::store::Batch<'_>,
+        placement: Placement,
+    ) -> Result<(), PduError> {
+        match placement {
+            Placement::LiveUnsynced => self.store.write_unsynced(batch)?,
+            Placement::Live | Placement::Historical => self.store.write(batch)?,
+        }
         Ok(())
     }
 

@@ -10,6 +10,7 @@ mod durability;
 mod ephemeral;
 mod errors;
 mod federation;
+mod federation_media;
 mod federation_rooms;
 mod federation_serve;
 mod federation_support;

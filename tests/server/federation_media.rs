@@ -240,6 +240,55 @@ fn the_federation_media_endpoints_answer_signed_requests_with_multipart_and_only
     );
     assert_eq!(body, expected);
 
+    // A thumbnail, signed: the same multipart form around a PNG of the listed size.
+    let picture = upload(&b, &bob, "image/png", "big.png", &png(800, 600));
+    let (_, picture_id) = split_mxc(&picture);
+    let thumb_path = format!(
+        "/_matrix/federation/v1/media/thumbnail/{picture_id}?width=100&height=100&method=crop"
+    );
+    let response = b
+        .client
+        .get(b.url(&thumb_path))
+        .header(
+            "Authorization",
+            remote.authorization("GET", &thumb_path, &b.server_name(), None),
+        )
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let boundary = content_type
+        .strip_prefix("multipart/mixed; boundary=")
+        .unwrap_or_else(|| panic!("{content_type}"))
+        .to_owned();
+    let body = response.bytes().unwrap().to_vec();
+    let head = format!(
+        "--{boundary}\r\nContent-Type: application/json\r\n\r\n{{}}\r\n--{boundary}\r\nContent-Type: image/png\r\nContent-Disposition: inline; filename=\"thumbnail.png\"\r\n\r\n"
+    );
+    let tail = format!("\r\n--{boundary}--\r\n");
+    assert!(
+        body.starts_with(head.as_bytes()),
+        "{}",
+        String::from_utf8_lossy(&body[..200])
+    );
+    assert!(body.ends_with(tail.as_bytes()));
+    let image = image::load_from_memory(&body[head.len()..body.len() - tail.len()]).unwrap();
+    assert_eq!((image.width(), image.height()), (320, 240));
+    let (status, body) = remote.request(
+        &b,
+        "GET",
+        &format!("/_matrix/federation/v1/media/thumbnail/{picture_id}?width=0&height=100"),
+        None,
+    );
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (400, Some("M_INVALID_PARAM")),
+        "{body}"
+    );
+
     // A's copy of B's media is B's to serve, not A's.
     assert_eq!(download(&a, &alice, &b.server_name(), &id, "").status, 200);
     assert_error(remote.request(&a, "GET", &path, None), 404, "M_NOT_FOUND");

@@ -814,13 +814,12 @@ def test_media_downloads_across_servers(hearth_fed: FedServer, synapse: FedServe
         fetched = [line for line in lines if path in line]
         assert any("200" in line for line in fetched), fetched
 
-    # Their own server's copy: allow_remote=false still refuses another server's media.
+    # allow_remote=false: from the cache, which both now have; never asking the remote.
     status, _, body = get_media(down, "download", mxc, {"allow_remote": "false"})
-    if down.server.kind == "hearth":
-        assert status == 404, (status, body[:500])
-    else:
-        # Synapse answers from its cache whatever allow_remote says, once it has it.
-        assert status in (200, 404), (status, body[:500])
+    assert (status, body) == (200, data), (status, body[:500])
+    never_fetched = f"mxc://{up.server.server_name}/neverFetched{uuid.uuid4().hex[:6]}"
+    status, _, body = get_media(down, "download", never_fetched, {"allow_remote": "false"})
+    assert status == 404, (status, body[:500])
 
 
 def test_hearth_serves_synapse_media_from_its_cache_once_fetched(hearth_fed: FedServer,

@@ -340,8 +340,12 @@ fn allow_remote_false_and_a_file_over_the_limit_are_refused() {
         (404, Some("M_NOT_FOUND")),
         "{body}"
     );
-    // Nothing was fetched for it: with allow_remote left on, the fetch happens now.
+    // Nothing was fetched for it: with allow_remote left on, the fetch happens now, and
+    // then allow_remote=false gets the cached copy (as in Synapse).
     assert_eq!(download(&a, &alice, &origin, &small_id, "").status, 200);
+    let cached = download(&a, &alice, &origin, &small_id, "allow_remote=false");
+    assert_eq!(cached.status, 200);
+    assert_eq!(cached.body, noise(1000));
 
     let (status, body) = download(&a, &alice, &origin, &large_id, "").json();
     assert_eq!(

@@ -435,12 +435,17 @@ impl Services {
         let wait =
             Duration::from_millis(fetch.timeout_ms.unwrap_or(DEFAULT_WAIT_MS).min(MAX_WAIT_MS));
         if server != self.server_name() {
-            if !fetch.allow_remote {
-                return Err(Error::not_found(
-                    "Media of another server, and allow_remote is false",
-                ));
-            }
-            let content = self.media.remote.content(&server, media_id, wait).await?;
+            let remote = &self.media.remote;
+            // As Synapse: `allow_remote=false` forbids asking the remote, not the cache.
+            let content = if fetch.allow_remote {
+                remote.content(&server, media_id, wait).await?
+            } else {
+                remote.cached(&server, media_id).await?.ok_or_else(|| {
+                    Error::not_found(
+                        "Media of another server, not cached here, and allow_remote is false",
+                    )
+                })?
+            };
             let path = self.media.files.content_path(&content.sha256);
             return Ok(StoredMedia { content, path });
         }

@@ -180,7 +180,8 @@ impl RemoteMedia {
             .unwrap_or_else(|| Err(RemoteMediaError::Local(Error::internal("no fetch result"))))
     }
 
-    async fn cached(
+    /// The media's content if it was fetched before; the remote is not asked.
+    pub async fn cached(
         &self,
         server: &ServerName,
         media_id: &str,

@@ -305,6 +305,29 @@ fn the_federation_media_endpoints_answer_signed_requests_with_multipart_and_only
 }
 
 #[test]
+fn the_legacy_endpoints_fetch_remote_media_too_when_they_are_on() {
+    let a = federating_server_with_env(&[("HEARTH_MEDIA__LEGACY_UNAUTHENTICATED", "true")]);
+    let b = federating_server();
+    let bob = user(&b, "bob");
+    let mxc = upload(&b, &bob, "text/plain", "legacy.txt", b"legacy path");
+    let (origin, id) = split_mxc(&mxc);
+    let legacy = |query: &str| {
+        let path = format!("/_matrix/media/v3/download/{}/{id}?{query}", enc(&origin));
+        let response = a.client.get(a.url(&path)).send().unwrap();
+        (
+            response.status().as_u16(),
+            response.bytes().unwrap().to_vec(),
+        )
+    };
+    assert_eq!(legacy(""), (200, b"legacy path".to_vec()));
+    assert_eq!(
+        legacy("allow_remote=false"),
+        (200, b"legacy path".to_vec()),
+        "cached by now"
+    );
+}
+
+#[test]
 fn allow_remote_false_and_a_file_over_the_limit_are_refused() {
     let a = federating_server_with_env(&[("HEARTH_MEDIA__MAX_UPLOAD_BYTES", "20000")]);
     let b = federating_server();
@@ -442,6 +465,11 @@ fn a_location_part_is_followed_but_not_to_a_denied_address() {
                 move |axum::extract::Path(id): axum::extract::Path<String>| {
                     let port = *port_for_routes.get().unwrap();
                     async move {
+                        if id == "moved" {
+                            // A plain redirect instead of a multipart answer.
+                            let to = format!("https://localhost:{port}/cdn/{id}");
+                            return (StatusCode::FOUND, [(header::LOCATION, to)]).into_response();
+                        }
                         let host = if id == "denied" {
                             "127.0.0.2"
                         } else {
@@ -485,6 +513,10 @@ fn a_location_part_is_followed_but_not_to_a_denied_address() {
         "inline; filename=\"note.txt\""
     );
     assert_eq!(cdn_hits.load(Ordering::SeqCst), 1);
+    let moved = download(&a, &alice, &remote.server_name(), "moved", "");
+    assert_eq!(moved.status, 200, "{:?}", moved.json());
+    assert_eq!(moved.body, b"from the CDN");
+    assert_eq!(cdn_hits.load(Ordering::SeqCst), 2);
 
     let (status, body) = download(&a, &alice, &remote.server_name(), "denied", "").json();
     assert_eq!(status, 502, "{body}");
@@ -494,7 +526,7 @@ fn a_location_part_is_followed_but_not_to_a_denied_address() {
     );
     assert_eq!(
         cdn_hits.load(Ordering::SeqCst),
-        1,
+        2,
         "the denied address was contacted"
     );
 }

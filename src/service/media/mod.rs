@@ -438,7 +438,15 @@ impl Services {
             let remote = &self.media.remote;
             // As Synapse: `allow_remote=false` forbids asking the remote, not the cache.
             let content = if fetch.allow_remote {
-                remote.content(&server, media_id, wait).await?
+                // The fetch goes on for other waiters; this request ends with the server.
+                let shutdown = self.shutdown_started();
+                tokio::select! {
+                    fetched = remote.content(&server, media_id, wait) => fetched?,
+                    () = shutdown => return Err(Error::new(
+                        ErrorKind::GatewayTimeout,
+                        "The server is shutting down",
+                    )),
+                }
             } else {
                 remote.cached(&server, media_id).await?.ok_or_else(|| {
                     Error::not_found(

@@ -96,8 +96,21 @@ pub struct Reader<S> {
     state: State,
 }
 
+/// Where `needle` first occurs in `haystack`: candidates found by their first byte (a
+/// fast scan), then compared whole.
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+    let (first, rest) = needle.split_first()?;
+    let mut from = 0;
+    while let Some(offset) = haystack.get(from..)?.iter().position(|b| b == first) {
+        let at = from + offset;
+        // A candidate running past the end: no later one can fit either.
+        let candidate = haystack.get(at + 1..at + needle.len())?;
+        if candidate == rest {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
 }
 
 impl<S, B, E> Reader<S>
@@ -385,6 +398,14 @@ mod tests {
             b"--b1\r\nContent-Type: application/json\r\n\r\n{}\r\n--b1\r\n\r\nhalf of the cont";
         assert!(parts(body, "b1", 4).is_err());
         assert!(parts(b"no boundary at all", "b1", 4).is_err());
+    }
+
+    #[test]
+    fn find_gives_the_first_whole_occurrence() {
+        assert_eq!(find(b"ab\r\n-\r\n--x", b"\r\n--x"), Some(5));
+        assert_eq!(find(b"\r\n--", b"\r\n--x"), None);
+        assert_eq!(find(b"", b"\r\n"), None);
+        assert_eq!(find(b"\r\n", b"\r\n"), Some(0));
     }
 
     #[test]

@@ -597,3 +597,39 @@ fn concurrent_downloads_of_the_same_remote_media_share_one_fetch() {
     }
     assert_eq!(hits.load(Ordering::SeqCst), 1);
 }
+
+#[test]
+fn media_not_yet_uploaded_on_its_server_is_not_yet_uploaded_on_the_other_and_is_not_cached_as_a_failure()
+ {
+    let a = federating_server();
+    let b = federating_server();
+    let alice = user(&a, "alice");
+    let bob = user(&b, "bob");
+    let (status, created) = b.post("/_matrix/media/v1/create", Some(&bob.token), &json!({}));
+    assert_eq!(status, 200, "{created}");
+    let mxc = created["content_uri"].as_str().unwrap().to_owned();
+    let (origin, id) = split_mxc(&mxc);
+
+    // B waits the asked 100 ms for the content, then says so; A passes it on.
+    let (status, body) = download(&a, &alice, &origin, &id, "timeout_ms=100").json();
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (504, Some("M_NOT_YET_UPLOADED")),
+        "{body}"
+    );
+
+    let response = b
+        .client
+        .put(b.url(&format!("/_matrix/media/v3/upload/{}/{id}", enc(&origin))))
+        .bearer_auth(&bob.token)
+        .header("content-type", "text/plain")
+        .body("arrived")
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let fetched = download(&a, &alice, &origin, &id, "");
+    assert_eq!(
+        (fetched.status, fetched.body.as_slice()),
+        (200, b"arrived".as_slice())
+    );
+}

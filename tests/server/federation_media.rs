@@ -599,8 +599,7 @@ fn concurrent_downloads_of_the_same_remote_media_share_one_fetch() {
 }
 
 #[test]
-fn media_not_yet_uploaded_on_its_server_is_not_yet_uploaded_on_the_other_and_is_not_cached_as_a_failure()
- {
+fn media_not_yet_uploaded_on_its_server_is_passed_on_and_not_cached() {
     let a = federating_server();
     let b = federating_server();
     let alice = user(&a, "alice");

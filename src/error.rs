@@ -66,6 +66,8 @@ pub enum ErrorKind {
     BadGateway,
     /// Another homeserver did not answer in time (504).
     GatewayTimeout,
+    /// Another homeserver's media is larger than this server takes (502 `M_TOO_LARGE`).
+    RemoteTooLarge,
     /// User-interactive authentication must continue: answered with 401 and the flows.
     AuthRequired(Box<UiaChallenge>),
     /// A fault on our side; the message is logged, never sent.
@@ -129,7 +131,7 @@ impl Error {
             ErrorKind::InvalidUsername => "M_INVALID_USERNAME",
             ErrorKind::InvalidParam => "M_INVALID_PARAM",
             ErrorKind::MissingParam => "M_MISSING_PARAM",
-            ErrorKind::TooLarge => "M_TOO_LARGE",
+            ErrorKind::TooLarge | ErrorKind::RemoteTooLarge => "M_TOO_LARGE",
             ErrorKind::UserDeactivated => "M_USER_DEACTIVATED",
             ErrorKind::WeakPassword => "M_WEAK_PASSWORD",
             ErrorKind::GuestAccessForbidden => "M_GUEST_ACCESS_FORBIDDEN",
@@ -178,7 +180,7 @@ impl Error {
             ErrorKind::CannotOverwriteMedia => StatusCode::CONFLICT,
             ErrorKind::NotYetUploaded => StatusCode::GATEWAY_TIMEOUT,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            ErrorKind::BadGateway => StatusCode::BAD_GATEWAY,
+            ErrorKind::BadGateway | ErrorKind::RemoteTooLarge => StatusCode::BAD_GATEWAY,
             ErrorKind::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorKind::BadJson
             | ErrorKind::NotJson

@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use crate::config::GifsConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::service::Services;
-use crate::service::media::UploadMeta;
 use crate::service::media::thumbnail;
+use crate::service::media::{Fetch, UploadMeta};
 use crate::store::ImageKind;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -350,7 +350,9 @@ impl Services {
         };
         let media_id = self.upload_media(user, meta, declared, body).await?;
         let server_name = self.server_name().to_string();
-        let stored = self.media_content(&server_name, &media_id, Some(0)).await?;
+        let stored = self
+            .media_content(&server_name, &media_id, Fetch::local(Some(0)))
+            .await?;
         let Some(kind) = stored.content.image else {
             return Err(upstream("Giphy's file was not an image"));
         };

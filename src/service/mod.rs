@@ -82,6 +82,7 @@ impl Services {
             federation.clone(),
         ));
         let shutting_down = tokio::sync::watch::channel(false).0;
+        let media = media::Media::new(&config, store.clone(), federation.clone())?;
         let sender = federation::sender::Sender::new(
             store.clone(),
             federation.clone(),
@@ -105,7 +106,7 @@ impl Services {
             presence: presence::Presence::load(&store)?,
             receipts: receipts::Receipts::new(&store)?,
             unread: sync::UnreadCounts::default(),
-            media: media::Media::new(&config)?,
+            media,
             gifs: gifs::Gifs::new()?,
             profile_locks: profile::ProfileLocks::default(),
             user_directory: user_directory::UserDirectory::load(&store)?,

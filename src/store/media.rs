@@ -4,6 +4,9 @@
 //! - `media`: media ID → [`MediaRecord`]
 //! - `media_pending`: `user_id 0xFF media_id` → expiry (ms) of a reservation without content
 //! - `media_thumbnails`: `sha256 0xFF method 0xFF WIDTHxHEIGHT` → [`ThumbnailRecord`]
+//! - `media_remote`: `server_name 0xFF media_id` → [`MediaContent`] of another server's
+//!   media fetched over federation (the cache). Kept apart from `media`, so this server
+//!   never passes cached remote media off as its own.
 
 use serde::{Deserialize, Serialize};
 
@@ -101,6 +104,22 @@ impl Store {
         let mut batch = self.batch();
         batch.put_json(Cf::Media, media_id.as_bytes(), record)?;
         batch.delete(Cf::MediaPending, &keys::device(&record.uploader, media_id));
+        self.write(batch)
+    }
+
+    /// Another server's media, if fetched before.
+    pub fn remote_media(&self, server: &str, media_id: &str) -> StoreResult<Option<MediaContent>> {
+        self.get_json(Cf::MediaRemote, &keys::device(server, media_id))
+    }
+
+    pub fn put_remote_media(
+        &self,
+        server: &str,
+        media_id: &str,
+        content: &MediaContent,
+    ) -> StoreResult<()> {
+        let mut batch = self.batch();
+        batch.put_json(Cf::MediaRemote, &keys::device(server, media_id), content)?;
         self.write(batch)
     }
 

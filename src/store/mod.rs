@@ -102,6 +102,7 @@ pub enum Cf {
     Media,
     MediaPending,
     MediaThumbnails,
+    MediaRemote,
     Profiles,
     Reports,
     SearchPostings,
@@ -111,7 +112,7 @@ pub enum Cf {
 }
 
 impl Cf {
-    pub const ALL: [Cf; 36] = [
+    pub const ALL: [Cf; 37] = [
         Cf::Meta,
         Cf::Users,
         Cf::Devices,
@@ -142,6 +143,7 @@ impl Cf {
         Cf::Media,
         Cf::MediaPending,
         Cf::MediaThumbnails,
+        Cf::MediaRemote,
         Cf::Profiles,
         Cf::Reports,
         Cf::SearchPostings,
@@ -182,6 +184,7 @@ impl Cf {
             Cf::Media => "media",
             Cf::MediaPending => "media_pending",
             Cf::MediaThumbnails => "media_thumbnails",
+            Cf::MediaRemote => "media_remote",
             Cf::Profiles => "profiles",
             Cf::Reports => "reports",
             Cf::SearchPostings => "search_postings",

@@ -10,6 +10,12 @@ test's report ends with the tail of both servers' logs.
 
 from __future__ import annotations
 
+import io
+import json
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
 import uuid
 
 import pytest
@@ -714,3 +720,133 @@ def test_hearth_catches_up_after_a_long_outage(hearth_fed: FedServer,
     # ...and so does what was sent while Hearth was down.
     for body in missed:
         wait_message(h, room_id, body, timeout=5)
+
+
+# --- media ----------------------------------------------------------------------------
+
+
+def upload_media(client: Client, data: bytes, content_type: str, filename: str) -> str:
+    """Uploads `data` to the client's server; returns the mxc:// URI."""
+    url = (f"{client.server.base_url}/_matrix/media/v3/upload?"
+           + urllib.parse.urlencode({"filename": filename}))
+    req = urllib.request.Request(url, data=data, method="POST")
+    req.add_header("Content-Type", content_type)
+    req.add_header("Authorization", f"Bearer {client.access_token}")
+    with urllib.request.urlopen(req, timeout=30, context=client.server.ca.ssl_context()) as r:
+        return json.loads(r.read())["content_uri"]
+
+
+def get_media(client: Client, kind: str, mxc: str, query: dict | None = None
+              ) -> tuple[int, dict, bytes]:
+    """GET /_matrix/client/v1/media/{kind}/{server}/{id} on the client's own server;
+    returns (status, lowercase headers, body)."""
+    server_name, media_id = mxc.removeprefix("mxc://").split("/", 1)
+    url = (f"{client.server.base_url}/_matrix/client/v1/media/{kind}/"
+           f"{q(server_name)}/{q(media_id)}")
+    if query:
+        url += "?" + urllib.parse.urlencode(query)
+    req = urllib.request.Request(url)
+    req.add_header("Authorization", f"Bearer {client.access_token}")
+    try:
+        with urllib.request.urlopen(req, timeout=60,
+                                    context=client.server.ca.ssl_context()) as r:
+            return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
+
+
+def disposition_filename(value: str) -> str | None:
+    """The file name of a Content-Disposition header (`filename*` or `filename`)."""
+    for param in value.split(";")[1:]:
+        name, _, raw = param.strip().partition("=")
+        if name.lower() == "filename*":
+            return urllib.parse.unquote(raw.split("''", 1)[1])
+    for param in value.split(";")[1:]:
+        name, _, raw = param.strip().partition("=")
+        if name.lower() == "filename":
+            return raw.strip('"')
+    return None
+
+
+def png_bytes(width: int, height: int) -> bytes:
+    from PIL import Image  # a Synapse dependency
+
+    image = Image.new("RGB", (width, height))
+    image.putdata([((x * 7) % 256, (y * 3) % 256, 120)
+                   for y in range(height) for x in range(width)])
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    from PIL import Image
+
+    return Image.open(io.BytesIO(data)).size
+
+
+@pytest.mark.parametrize("uploader", ["hearth", "synapse"])
+def test_media_downloads_across_servers(hearth_fed: FedServer, synapse: FedServer,
+                                        uploader: str):
+    """A user uploads a file and an image on one server; a user of the other server
+    downloads the file (bytes, type and name as uploaded) and a thumbnail of the image
+    through their own server, which fetches them over federation."""
+    h = hearth_fed.register(localpart("hana"))
+    s = synapse.register(localpart("sam"))
+    up, down = (h, s) if uploader == "hearth" else (s, h)
+    data = os.urandom(300_000)
+    mxc = upload_media(up, data, "application/pdf", "Report 2026.pdf")
+    assert mxc.startswith(f"mxc://{up.server.server_name}/")
+
+    status, headers, body = get_media(down, "download", mxc)
+    assert status == 200, (status, body[:500])
+    assert body == data
+    assert headers["content-type"] == "application/pdf"
+    assert disposition_filename(headers.get("content-disposition", "")) == "Report 2026.pdf", \
+        headers
+
+    picture = upload_media(up, png_bytes(400, 300), "image/png", "picture.png")
+    status, headers, body = get_media(
+        down, "thumbnail", picture, {"width": "64", "height": "64", "method": "scale"})
+    assert status == 200, (status, body[:500])
+    assert headers["content-type"] in ("image/png", "image/jpeg"), headers
+    width, height = image_size(body)
+    # Hearth and Synapse both pick a listed size at least as large as asked, never the
+    # full image here.
+    assert 64 <= max(width, height) < 400, (width, height)
+
+    # Through the v1.11 federation endpoints, not the legacy fallback: Synapse logs the
+    # request it answered (from Hearth) or made (to Hearth), with its status.
+    # (Both make thumbnails of remote images from the original they fetched.)
+    lines = synapse.log().splitlines()
+    for media in (mxc, picture):
+        path = "/_matrix/federation/v1/media/download/" + media.rsplit("/", 1)[1]
+        fetched = [line for line in lines if path in line]
+        assert any("200" in line for line in fetched), fetched
+
+    # allow_remote=false: from the cache, which both now have; never asking the remote.
+    status, _, body = get_media(down, "download", mxc, {"allow_remote": "false"})
+    assert (status, body) == (200, data), (status, body[:500])
+    never_fetched = f"mxc://{up.server.server_name}/neverFetched{uuid.uuid4().hex[:6]}"
+    status, _, body = get_media(down, "download", never_fetched, {"allow_remote": "false"})
+    assert status == 404, (status, body[:500])
+
+
+def test_hearth_serves_synapse_media_from_its_cache_once_fetched(hearth_fed: FedServer,
+                                                                 synapse: FedServer):
+    """Media of Synapse that Hearth fetched once is served again without Synapse, and an
+    unknown media ID of Synapse's is 404 on Hearth."""
+    h = hearth_fed.register(localpart("hana"))
+    s = synapse.register(localpart("sam"))
+    data = b"cached on hearth " + os.urandom(1000)
+    mxc = upload_media(s, data, "text/plain", "note.txt")
+    status, _, body = get_media(h, "download", mxc)
+    assert (status, body) == (200, data)
+    # A restart of Hearth keeps the cache.
+    hearth_fed.restart()
+    status, _, body = get_media(h, "download", mxc)
+    assert (status, body) == (200, data)
+    unknown = f"mxc://{synapse.server_name}/noSuchMedia{uuid.uuid4().hex[:6]}"
+    status, _, body = get_media(h, "download", unknown)
+    assert status == 404, (status, body[:500])
+    assert json.loads(body)["errcode"] == "M_NOT_FOUND"

@@ -13,6 +13,7 @@ mod federation;
 mod federation_gaps;
 mod federation_history;
 mod federation_knock;
+mod federation_media;
 mod federation_rooms;
 mod federation_serve;
 mod federation_support;

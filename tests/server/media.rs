@@ -760,8 +760,14 @@ fn unknown_invalid_and_remote_media_are_refused() {
         400,
         "M_INVALID_PARAM",
     );
-    // No federation yet: media of other servers cannot be fetched.
-    assert_error(get("matrix.org/abcdef"), 404, "M_NOT_FOUND");
+    // Media of other servers: not with allow_remote=false, and a server that cannot be
+    // found is a gateway error (fetching is in `federation_media.rs`).
+    assert_error(
+        get("matrix.org/abcdef?allow_remote=false"),
+        404,
+        "M_NOT_FOUND",
+    );
+    assert_error(get("remote.invalid/abcdef"), 502, "M_UNKNOWN");
     assert_error(
         fetch(
             &server,

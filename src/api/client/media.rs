@@ -15,8 +15,7 @@ use tokio_util::io::ReaderStream;
 use crate::api::AppState;
 use crate::api::extract::{Auth, Path, Query};
 use crate::error::{Error, Result};
-use crate::service::media::thumbnail::Method;
-use crate::service::media::{ThumbnailRequest, UploadMeta, essence};
+use crate::service::media::{Fetch, ThumbnailRequest, UploadMeta, essence};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -111,7 +110,7 @@ pub(super) async fn safe_headers(mut response: Response) -> Response {
     response
 }
 
-fn is_inline(content_type: &str) -> bool {
+pub fn is_inline(content_type: &str) -> bool {
     INLINE_TYPES.contains(&essence(content_type).as_str())
 }
 
@@ -214,11 +213,12 @@ async fn config(State(state): State<AppState>, _: Auth) -> Json<Value> {
     Json(json!({ "m.upload.size": state.config.media.max_upload_bytes }))
 }
 
-/// `allow_remote` and `allow_redirect` are accepted and have nothing to change: there is
-/// no federation to fetch from and no CDN to redirect to.
+/// `allow_remote=false` keeps the request to this server's own media; `allow_redirect`
+/// is accepted and has nothing to change (there is no CDN to redirect to).
 #[derive(Deserialize)]
 struct DownloadQuery {
     timeout_ms: Option<u64>,
+    allow_remote: Option<bool>,
 }
 
 async fn file_response(
@@ -252,9 +252,11 @@ async fn serve_download(
     file_name: Option<&str>,
     query: DownloadQuery,
 ) -> Result<Response> {
-    let stored = state
-        .media_content(server_name, media_id, query.timeout_ms)
-        .await?;
+    let fetch = Fetch {
+        timeout_ms: query.timeout_ms,
+        allow_remote: query.allow_remote.unwrap_or(true),
+    };
+    let stored = state.media_content(server_name, media_id, fetch).await?;
     let content = &stored.content;
     let filename = file_name.or(content.filename.as_deref());
     let disposition = content_disposition(is_inline(&content.content_type), filename);
@@ -292,15 +294,7 @@ struct ThumbnailQuery {
     method: Option<String>,
     animated: Option<bool>,
     timeout_ms: Option<u64>,
-}
-
-fn dimension(value: Option<i64>, name: &str) -> Result<u32> {
-    let value =
-        value.ok_or_else(|| Error::missing_param(format!("Missing the {name} parameter")))?;
-    if value <= 0 {
-        return Err(Error::invalid_param(format!("{name} must be positive")));
-    }
-    Ok(u32::try_from(value).unwrap_or(u32::MAX))
+    allow_remote: Option<bool>,
 }
 
 async fn serve_thumbnail(
@@ -309,19 +303,18 @@ async fn serve_thumbnail(
     media_id: &str,
     query: ThumbnailQuery,
 ) -> Result<Response> {
-    let method = match query.method.as_deref() {
-        None => Method::Scale,
-        Some(text) => Method::parse(text)
-            .ok_or_else(|| Error::invalid_param("method must be 'crop' or 'scale'"))?,
-    };
-    let request = ThumbnailRequest {
-        width: dimension(query.width, "width")?,
-        height: dimension(query.height, "height")?,
-        method,
-        animated: query.animated.unwrap_or(false),
+    let request = ThumbnailRequest::parse(
+        query.width,
+        query.height,
+        query.method.as_deref(),
+        query.animated,
+    )?;
+    let fetch = Fetch {
+        timeout_ms: query.timeout_ms,
+        allow_remote: query.allow_remote.unwrap_or(true),
     };
     let thumb = state
-        .media_thumbnail(server_name, media_id, request, query.timeout_ms)
+        .media_thumbnail(server_name, media_id, request, fetch)
         .await?;
     let name = format!("thumbnail.{}", thumb.kind.extension());
     file_response(

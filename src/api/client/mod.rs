@@ -7,7 +7,7 @@ mod directory;
 mod discovery;
 mod gifs;
 mod login;
-mod media;
+pub(crate) mod media;
 mod presence;
 mod profile;
 mod push_rules;

@@ -11,6 +11,7 @@ mod devices;
 mod directory;
 mod events;
 mod invite;
+mod media;
 mod membership;
 mod origin;
 mod query;
@@ -55,6 +56,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(backfill::routes())
         .merge(directory::routes())
         .merge(devices::routes())
+        .merge(media::routes())
         .route_layer(from_fn_with_state(state.clone(), auth::require_signature));
     Router::new().merge(version::routes()).merge(signed)
 }

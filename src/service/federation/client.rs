@@ -44,6 +44,7 @@ pub struct FederationClient {
     keys: Arc<ServerKeys>,
     http: reqwest::Client,
     dns: Arc<GuardedDns>,
+    guard: Arc<IpGuard>,
     resolver: Resolver,
 }
 
@@ -90,9 +91,10 @@ impl FederationClient {
         Ok(Self {
             enabled: fed.enabled,
             keys,
-            resolver: Resolver::new(guard, WellKnownFetcher::new(http.clone())),
+            resolver: Resolver::new(guard.clone(), WellKnownFetcher::new(http.clone())),
             http,
             dns,
+            guard,
         })
     }
 
@@ -215,6 +217,91 @@ impl FederationClient {
         content_type: Option<HeaderValue>,
         limits: Limits,
     ) -> Result<(u16, Vec<u8>), OutboundError> {
+        let response = self
+            .send_signed(
+                server,
+                method,
+                target,
+                content,
+                content_type,
+                Some(limits.timeout),
+            )
+            .await?;
+        let status = response.status().as_u16();
+        let bytes = read_limited(server, response, limits.max_response_bytes).await?;
+        if !(200..300).contains(&status) {
+            return Err(remote_error(server, status, &bytes));
+        }
+        Ok((status, bytes))
+    }
+
+    /// A signed `GET` whose answer the caller reads as a stream (media): returns the
+    /// response whatever its status once its headers arrive, within `wait`. Redirects are
+    /// not followed; see [`Self::get_redirected`].
+    pub async fn get_streaming(
+        &self,
+        server: &ServerName,
+        target: &str,
+        wait: Duration,
+    ) -> Result<reqwest::Response, OutboundError> {
+        let sent = self.send_signed(server, Method::GET, target, None, None, None);
+        tokio::time::timeout(wait, sent)
+            .await
+            .map_err(|_| OutboundError::Timeout {
+                server: server.to_owned(),
+            })?
+    }
+
+    /// An unsigned `GET` of a URL another server redirected to (`Location`), for the
+    /// caller to read as a stream. Only HTTPS; the address passes the same
+    /// `ip_range_denylist` guard as every federation request (names through the
+    /// guarded resolver, IP literals here). `server` is who sent the redirect.
+    pub async fn get_redirected(
+        &self,
+        server: &ServerName,
+        url: &reqwest::Url,
+        wait: Duration,
+    ) -> Result<reqwest::Response, OutboundError> {
+        if url.scheme() != "https" {
+            return Err(OutboundError::BadResponse {
+                server: server.to_owned(),
+                detail: format!("redirect to a non-HTTPS URL ({})", url.scheme()),
+            });
+        }
+        let Some(host) = url.host_str() else {
+            return Err(OutboundError::BadResponse {
+                server: server.to_owned(),
+                detail: "redirect to a URL without a host".into(),
+            });
+        };
+        let literal = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .ok();
+        if let Some(ip) = literal {
+            self.guard.check(server, ip)?;
+        }
+        let sent = self.http.get(url.clone()).send();
+        match tokio::time::timeout(wait, sent).await {
+            Err(_) => Err(OutboundError::Timeout {
+                server: server.to_owned(),
+            }),
+            Ok(Err(e)) => Err(classify(server, &e)),
+            Ok(Ok(response)) => Ok(response),
+        }
+    }
+
+    /// Signs and sends one request; returns the response, whatever its status.
+    async fn send_signed(
+        &self,
+        server: &ServerName,
+        method: Method,
+        target: &str,
+        content: Option<&Value>,
+        content_type: Option<HeaderValue>,
+        timeout: Option<Duration>,
+    ) -> Result<reqwest::Response, OutboundError> {
         let dest = self.resolve(server).await?;
         if let Host::Name(name) = &dest.tls_name {
             self.dns.pin(name, &dest.addrs);
@@ -247,9 +334,11 @@ impl FederationClient {
         let mut request = self
             .http
             .request(method, url)
-            .timeout(limits.timeout)
             .header(HOST, &dest.host_header)
             .header(AUTHORIZATION, authorization);
+        if let Some(timeout) = timeout {
+            request = request.timeout(timeout);
+        }
         if let Some(content) = content {
             let bytes = serde_json::to_vec(content).map_err(|e| OutboundError::BadResponse {
                 server: server.to_owned(),
@@ -262,23 +351,31 @@ impl FederationClient {
                 )
                 .body(bytes);
         }
-        let response = match request.send().await {
-            Ok(response) => response,
+        match request.send().await {
+            Ok(response) => Ok(response),
             Err(e) => {
                 let err = classify(server, &e);
                 if matches!(err, OutboundError::Unreachable { .. }) {
                     self.resolver.forget(server);
                 }
-                return Err(err);
+                Err(err)
             }
-        };
-        let status = response.status().as_u16();
-        let bytes = read_limited(server, response, limits.max_response_bytes).await?;
-        if !(200..300).contains(&status) {
-            return Err(remote_error(server, status, &bytes));
         }
-        Ok((status, bytes))
     }
+}
+
+/// The error a non-2xx answer stands for, from its (small) body.
+pub async fn error_of(server: &ServerName, response: reqwest::Response) -> OutboundError {
+    let status = response.status().as_u16();
+    match read_limited(server, response, 64 * 1024).await {
+        Ok(bytes) => remote_error(server, status, &bytes),
+        Err(_) => remote_error(server, status, b""),
+    }
+}
+
+/// A transport failure while reading an answer's body.
+pub fn body_error(server: &ServerName, err: &reqwest::Error) -> OutboundError {
+    classify(server, err)
 }
 
 /// Redirects are followed only for `.well-known` (the spec asks for it there), only to

@@ -1,11 +1,20 @@
 //! The media repository: uploads (direct, or into an ID reserved with `/create`), lookups
-//! that wait for a reserved ID's content, and thumbnails. Bytes go to content-addressed
-//! files (`files.rs`), metadata to the `media` column families.
+//! that wait for a reserved ID's content, other servers' media fetched over federation
+//! and cached (`remote.rs`), and thumbnails. Bytes go to content-addressed files
+//! (`files.rs`), metadata to the `media` column families.
+//!
+//! Thumbnails of another server's media are made here from its cached content, like
+//! those of local media, rather than fetched from the remote: one cache, the same sizes
+//! and checks for every image, and no trust in another server's thumbnailer, at the cost
+//! of fetching the whole file (within `media.max_upload_bytes`) for its first thumbnail.
 
 mod files;
+pub mod multipart;
+pub mod remote;
 pub mod thumbnail;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::Stream;
@@ -14,10 +23,12 @@ use tokio::sync::{Mutex, Notify, Semaphore};
 
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
+use crate::service::federation::FederationClient;
 use crate::service::ratelimit::RateLimiter;
 use crate::service::{Services, now_ms, random_string};
-use crate::store::{ImageKind, MediaContent, MediaRecord, ThumbnailRecord, thumbnail_key};
+use crate::store::{ImageKind, MediaContent, MediaRecord, Store, ThumbnailRecord, thumbnail_key};
 use files::MediaFiles;
+use remote::RemoteMedia;
 use thumbnail::{Method, Size};
 
 /// How long a download may wait for a reserved ID's content, whatever the client asks.
@@ -29,7 +40,8 @@ const MAX_CONTENT_TYPE_BYTES: usize = 255;
 const MAX_MEDIA_ID_LEN: usize = 255;
 
 pub struct Media {
-    files: MediaFiles,
+    files: Arc<MediaFiles>,
+    remote: RemoteMedia,
     limiter: RateLimiter,
     /// Woken whenever content arrives, for downloads waiting on a reserved ID.
     uploaded: Notify,
@@ -40,9 +52,20 @@ pub struct Media {
 }
 
 impl Media {
-    pub fn new(config: &Config) -> std::io::Result<Self> {
+    pub fn new(
+        config: &Config,
+        store: Store,
+        federation: Arc<FederationClient>,
+    ) -> std::io::Result<Self> {
+        let files = Arc::new(MediaFiles::open(&config.data, config.sync_writes)?);
         Ok(Self {
-            files: MediaFiles::open(&config.data, config.sync_writes)?,
+            remote: RemoteMedia::new(
+                federation,
+                store,
+                files.clone(),
+                config.media.max_upload_bytes,
+            ),
+            files,
             limiter: RateLimiter::new(config.media.uploads_burst, config.media.uploads_per_minute),
             uploaded: Notify::new(),
             reservations: Mutex::new(()),
@@ -80,6 +103,55 @@ pub struct ThumbnailRequest {
     pub height: u32,
     pub method: Method,
     pub animated: bool,
+}
+
+impl ThumbnailRequest {
+    /// From the query parameters of a thumbnail request (client or federation).
+    pub fn parse(
+        width: Option<i64>,
+        height: Option<i64>,
+        method: Option<&str>,
+        animated: Option<bool>,
+    ) -> Result<Self> {
+        let method = match method {
+            None => Method::Scale,
+            Some(text) => Method::parse(text)
+                .ok_or_else(|| Error::invalid_param("method must be 'crop' or 'scale'"))?,
+        };
+        Ok(Self {
+            width: dimension(width, "width")?,
+            height: dimension(height, "height")?,
+            method,
+            animated: animated.unwrap_or(false),
+        })
+    }
+}
+
+fn dimension(value: Option<i64>, name: &str) -> Result<u32> {
+    let value =
+        value.ok_or_else(|| Error::missing_param(format!("Missing the {name} parameter")))?;
+    if value <= 0 {
+        return Err(Error::invalid_param(format!("{name} must be positive")));
+    }
+    Ok(u32::try_from(value).unwrap_or(u32::MAX))
+}
+
+/// How a download may be served: how long to wait for content not yet uploaded, and
+/// whether another server's media may be fetched (`allow_remote`).
+#[derive(Debug, Clone, Copy)]
+pub struct Fetch {
+    pub timeout_ms: Option<u64>,
+    pub allow_remote: bool,
+}
+
+impl Fetch {
+    /// This server's media only.
+    pub fn local(timeout_ms: Option<u64>) -> Self {
+        Self {
+            timeout_ms,
+            allow_remote: false,
+        }
+    }
 }
 
 /// The spec allows only these characters in media IDs, which also keeps every ID a plain
@@ -343,28 +415,48 @@ impl Services {
         Ok(())
     }
 
-    /// The content behind an `mxc://` URI of this server. For an ID reserved with
-    /// `/create` whose content has not arrived, waits up to `timeout_ms` for it.
+    /// The content behind an `mxc://` URI. This server's: for an ID reserved with
+    /// `/create` whose content has not arrived, waits up to `timeout_ms` for it. Another
+    /// server's (when `allow_remote`): from the cache, or fetched over federation.
     pub async fn media_content(
         &self,
         server_name: &str,
         media_id: &str,
-        timeout_ms: Option<u64>,
+        fetch: Fetch,
     ) -> Result<StoredMedia> {
-        if ruma::ServerName::parse(server_name).is_err() {
+        let Ok(server) = ruma::ServerName::parse(server_name) else {
             return Err(Error::invalid_param("Invalid server name"));
-        }
+        };
         if !valid_media_id(media_id) {
             return Err(Error::invalid_param(
                 "Media IDs consist of A-Z, a-z, 0-9, '_' and '-'",
             ));
         }
-        if server_name != self.server_name().as_str() {
-            return Err(Error::not_found(
-                "Media of other servers is not available: this server does not federate yet",
-            ));
+        let wait =
+            Duration::from_millis(fetch.timeout_ms.unwrap_or(DEFAULT_WAIT_MS).min(MAX_WAIT_MS));
+        if server != self.server_name() {
+            let remote = &self.media.remote;
+            // As Synapse: `allow_remote=false` forbids asking the remote, not the cache.
+            let content = if fetch.allow_remote {
+                // The fetch goes on for other waiters; this request ends with the server.
+                let shutdown = self.shutdown_started();
+                tokio::select! {
+                    fetched = remote.content(&server, media_id, wait) => fetched?,
+                    () = shutdown => return Err(Error::new(
+                        ErrorKind::GatewayTimeout,
+                        "The server is shutting down",
+                    )),
+                }
+            } else {
+                remote.cached(&server, media_id).await?.ok_or_else(|| {
+                    Error::not_found(
+                        "Media of another server, not cached here, and allow_remote is false",
+                    )
+                })?
+            };
+            let path = self.media.files.content_path(&content.sha256);
+            return Ok(StoredMedia { content, path });
         }
-        let wait = Duration::from_millis(timeout_ms.unwrap_or(DEFAULT_WAIT_MS).min(MAX_WAIT_MS));
         let deadline = tokio::time::Instant::now() + wait;
         let shutdown = self.shutdown_started();
         tokio::pin!(shutdown);
@@ -406,11 +498,9 @@ impl Services {
         server_name: &str,
         media_id: &str,
         request: ThumbnailRequest,
-        timeout_ms: Option<u64>,
+        fetch: Fetch,
     ) -> Result<ThumbnailFile> {
-        let stored = self
-            .media_content(server_name, media_id, timeout_ms)
-            .await?;
+        let stored = self.media_content(server_name, media_id, fetch).await?;
         let Some(kind) = stored.content.image else {
             return Err(Error::new(
                 ErrorKind::Unknown,

@@ -29,6 +29,10 @@ pub struct EventRecord {
     /// Where the event stands in its room; events stored before federation are accepted.
     #[serde(default)]
     pub status: EventStatus,
+    /// Accepted with a state another server vouched for, its `prev_events` unknown here:
+    /// events may be missing just before it, so a sync timeline reaching it is limited.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub after_gap: bool,
 }
 
 /// What the server made of a stored event.
@@ -418,8 +422,9 @@ impl Batch<'_> {
         self.put_json(Cf::RoomTopo, &topo, event_id)
     }
 
-    /// Places an event from the room's past in its topological order only: `/messages`
-    /// finds it, the live stream (sync) does not.
+    /// Places an event from the room's past in its topological order: `/messages` finds
+    /// it, the room's live stream (sync) does not. Its position is still recorded on the
+    /// global stream, so that positions are never handed out twice across restarts.
     pub fn index_historical_event(
         &mut self,
         room_id: &str,
@@ -427,6 +432,7 @@ impl Batch<'_> {
         stream: u64,
         depth: u64,
     ) -> StoreResult<()> {
+        self.put_json(Cf::Stream, &be(stream), event_id)?;
         let mut topo = join(&[room_id.as_bytes(), &be(depth)]);
         topo.extend_from_slice(&be(stream));
         self.put_json(Cf::RoomTopo, &topo, event_id)

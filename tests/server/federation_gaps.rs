@@ -79,6 +79,8 @@ fn a_server_that_missed_more_than_was_kept_for_it_fills_the_gap_and_agrees_on_th
             .then_some(())
     });
 
+    let (_, synced) = b.get("/_matrix/client/v3/sync?timeout=0", Some(&bob.token));
+    let since = synced["next_batch"].as_str().unwrap().to_owned();
     assert!(b.terminate().success());
     // The state changes early, among the events A will not keep for B.
     let mut ids = Vec::new();
@@ -123,6 +125,15 @@ fn a_server_that_missed_more_than_was_kept_for_it_fills_the_gap_and_agrees_on_th
     let got = latest_bodies(&b, &bob, &room, 15);
     let wanted: Vec<String> = (25..40).map(|i| format!("while B was down {i}")).collect();
     assert_eq!(got, wanted);
+    // Bob's client learns that events may be missing before what it got.
+    let (_, synced) = b.get(
+        &format!("/_matrix/client/v3/sync?timeout=0&since={}", enc(&since)),
+        Some(&bob.token),
+    );
+    assert_eq!(
+        synced["rooms"]["join"][&room]["timeline"]["limited"], true,
+        "{synced}"
+    );
     // Older ones were never pushed to B: the gap path, not the queue, brought these.
     let event_on_b = |event_id: &str| {
         b.get(

@@ -34,6 +34,8 @@ pub(crate) struct StagedEvent<'a> {
 pub(crate) struct Local {
     /// The client transaction, for `unsigned.transaction_id`.
     pub txn: Option<(String, String)>,
+    /// Received with a state fetched from another server (see `EventRecord::after_gap`).
+    pub after_gap: bool,
 }
 
 impl Services {
@@ -175,6 +177,7 @@ impl Services {
                 txn: local.txn,
                 redacted_because: None,
                 status: EventStatus::Accepted,
+                after_gap: local.after_gap,
             },
         )?;
         batch.index_event(room_id.as_str(), &event_id, stream, pdu.depth())?;
@@ -243,6 +246,7 @@ impl Services {
                 txn: None,
                 redacted_because: None,
                 status: EventStatus::Accepted,
+                after_gap: false,
             },
         )?;
         batch.index_historical_event(room_id.as_str(), &event_id, stream, pdu.depth())?;
@@ -471,6 +475,7 @@ impl Services {
                 txn: None,
                 redacted_because: None,
                 status,
+                after_gap: false,
             },
         )?;
         Ok(())

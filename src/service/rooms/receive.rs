@@ -160,6 +160,7 @@ impl Services {
         }
 
         // The state before it.
+        let fetched_state = state_before.is_some();
         let state_before = match state_before {
             Some(group) => group,
             None => self.state_before_event(version, &pdu)?,
@@ -217,7 +218,10 @@ impl Services {
             &pdu,
             json,
             state_before,
-            Local::default(),
+            Local {
+                after_gap: fetched_state,
+                ..Local::default()
+            },
         )?;
         self.write_received(batch, placement)?;
         self.finish_accepted(room_id, staged);

@@ -147,6 +147,7 @@ impl Services {
                 txn: None,
                 redacted_because: None,
                 status: EventStatus::Accepted,
+                after_gap: false,
             },
         )?;
         batch.index_event(room_id.as_str(), &event_id, stream, 1)?;
@@ -230,6 +231,7 @@ impl Services {
             txn: txn
                 .as_ref()
                 .map(|t| (t.device_id.clone(), t.txn_id.clone())),
+            after_gap: false,
         };
         if let Some(key) = txn_key {
             batch.put_txn_event(key, &event_id)?;

@@ -264,6 +264,12 @@ impl Services {
                         events.push((position, event));
                     }
                 }
+                // Events this server never got may lie just before it: the client is
+                // told, and pages back from here.
+                if record.after_gap {
+                    limited = true;
+                    break 'scan;
+                }
                 // A window that skipped this much is a gap the client can page back over.
                 if budget == 0 {
                     limited = newest > from;

@@ -7,6 +7,8 @@ mod accounts;
 mod devices;
 mod directory;
 mod durability;
+mod e2ee_keys;
+mod e2ee_support;
 mod ephemeral;
 mod errors;
 mod federation;

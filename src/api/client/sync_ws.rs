@@ -82,6 +82,16 @@ impl Session {
     async fn run(mut self) {
         let user_id = self.authed.user_id.clone();
         let _presence = self.state.begin_sync(&user_id, self.request.set_presence);
+        // As for `/sync`: the token the socket opens with acknowledges the to-device
+        // messages before it. Later updates on the socket do not (a frame in flight
+        // when the socket drops would be lost); the next connection's token does.
+        if let Some(since) = self.request.since
+            && let Err(e) =
+                self.state
+                    .acknowledge_to_device(&user_id, &self.authed.device_id, since.to_device)
+        {
+            tracing::warn!(error = %e, user = %user_id, "cannot drop acknowledged to-device messages");
+        }
         let mut wakes = self.state.notifier.subscribe(&user_id);
         let mut revocations = self.state.sessions.revocations();
         let shutdown = self.state.shutdown_started();

@@ -17,6 +17,7 @@ mod query;
 mod respond;
 mod ruma_request;
 mod send;
+mod user_keys;
 mod version;
 
 use axum::Router;
@@ -55,6 +56,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(backfill::routes())
         .merge(directory::routes())
         .merge(devices::routes())
+        .merge(user_keys::routes())
         .route_layer(from_fn_with_state(state.clone(), auth::require_signature));
     Router::new().merge(version::routes()).merge(signed)
 }

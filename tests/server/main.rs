@@ -36,5 +36,6 @@ mod search;
 mod sync;
 mod sync_ws;
 mod tls;
+mod to_device;
 mod user_directory;
 mod web;

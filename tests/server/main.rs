@@ -12,6 +12,7 @@ mod e2ee_support;
 mod ephemeral;
 mod errors;
 mod federation;
+mod federation_e2ee;
 mod federation_rooms;
 mod federation_serve;
 mod federation_support;

@@ -212,21 +212,27 @@ fn next_sync_frame(socket: &mut Socket) -> Value {
     }
 }
 
+fn connect(server: &TestServer, user: &User) -> Socket {
+    let url = format!(
+        "ws://127.0.0.1:{}/_matrix/client/unstable/org.hearth.sync/ws?access_token={}",
+        server.port, user.token
+    );
+    let (socket, _) = tungstenite::connect(url).expect("socket opens");
+    if let MaybeTlsStream::Plain(stream) = socket.get_ref() {
+        // A frame that never comes fails the test instead of hanging it.
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+    }
+    socket
+}
+
 #[test]
 fn the_sync_socket_pushes_to_device_messages() {
     let server = TestServer::start();
     let alice = user(&server, "alice");
     let bob = user(&server, "bob");
-    let url = format!(
-        "ws://127.0.0.1:{}/_matrix/client/unstable/org.hearth.sync/ws?access_token={}",
-        server.port, bob.token
-    );
-    let (mut socket, _) = tungstenite::connect(url).expect("socket opens");
-    if let MaybeTlsStream::Plain(stream) = socket.get_ref() {
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-    }
+    let mut socket = connect(&server, &bob);
     let first = next_sync_frame(&mut socket);
     assert!(first["device_one_time_keys_count"].is_object(), "{first}");
     send_to_device(
@@ -238,4 +244,23 @@ fn the_sync_socket_pushes_to_device_messages() {
     );
     let body = next_sync_frame(&mut socket);
     assert_eq!(texts(&body), ["over the socket"]);
+    // A device with more waiting than one update holds gets them all in order at
+    // connection, without waiting for anything else to happen.
+    let bob2 = second_device(&server, "bob", "BOBTWO");
+    for i in 0..150 {
+        send_to_device(
+            &server,
+            &alice,
+            "m.test",
+            &format!("ws{i}"),
+            json!({ bob.id.clone(): { "BOBTWO": {"text": format!("{i}")} } }),
+        );
+    }
+    let mut socket = connect(&server, &bob2);
+    let mut got = Vec::new();
+    while got.len() < 150 {
+        got.extend(texts(&next_sync_frame(&mut socket)));
+    }
+    let expected: Vec<String> = (0..150).map(|i| i.to_string()).collect();
+    assert_eq!(got, expected);
 }

@@ -18,6 +18,7 @@ use super::sync::SyncParams;
 use crate::api::AppState;
 use crate::api::extract::{AuthWithToken, Query};
 use crate::error::{Error, ErrorKind, Result};
+use crate::service::e2ee::MAX_TO_DEVICE_PER_SYNC;
 use crate::service::presence::PresenceState;
 use crate::service::sessions::Authed;
 use crate::service::sync::{SyncRequest, SyncToken};
@@ -102,11 +103,15 @@ impl Session {
         let mut sync_due = true;
         let end = loop {
             if sync_due {
-                sync_due = false;
-                if let Err(end) = self.push_update(first).await {
-                    break end;
+                match self.push_update(first).await {
+                    // More to-device messages than one update holds: send the rest next.
+                    Ok(more) => sync_due = more,
+                    Err(end) => break end,
                 }
                 first = false;
+                if sync_due {
+                    continue;
+                }
             }
             tokio::select! {
                 changed = wakes.changed() => {
@@ -174,8 +179,9 @@ impl Session {
     }
 
     /// Sends what changed since the last update (everything, the first time). Later
-    /// updates are only sent when they hold something.
-    async fn push_update(&mut self, first: bool) -> std::result::Result<(), End> {
+    /// updates are only sent when they hold something. Says whether to-device messages
+    /// remain that did not fit.
+    async fn push_update(&mut self, first: bool) -> std::result::Result<bool, End> {
         let result = self.state.sync_once(
             &self.authed.user_id,
             &self.authed.device_id,
@@ -186,11 +192,17 @@ impl Session {
         match result {
             Ok((body, has_updates)) => {
                 if !(first || has_updates) {
-                    return Ok(());
+                    return Ok(false);
                 }
                 self.request.since = body["next_batch"].as_str().and_then(SyncToken::parse);
+                let more = body["to_device"]["events"]
+                    .as_array()
+                    .is_some_and(|events| events.len() >= MAX_TO_DEVICE_PER_SYNC);
                 let frame = json!({"type": "sync", "body": body});
-                self.send_json(&frame).await.map_err(|_| End::ClientGone)
+                self.send_json(&frame)
+                    .await
+                    .map(|()| more)
+                    .map_err(|_| End::ClientGone)
             }
             Err(e) => {
                 tracing::warn!(error = %e, user = %self.authed.user_id, "socket sync failed");

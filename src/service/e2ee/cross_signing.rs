@@ -204,6 +204,9 @@ impl Services {
                 update.user_id
             )));
         }
+        if !self.shares_room_with_local_user(&update.user_id)? {
+            return Ok(());
+        }
         self.device_list_changed(&update.user_id, None, false)
     }
 

@@ -207,10 +207,22 @@ impl Services {
                 update.user_id
             )));
         }
+        if !self.shares_room_with_local_user(&update.user_id)? {
+            return Ok(());
+        }
         self.device_list_changed(
             &update.user_id,
             Some(&update.device_id),
             update.deleted.unwrap_or(false),
         )
+    }
+
+    /// Whether any local user shares a room with the remote user: changes of anyone
+    /// else concern nobody here and are not recorded.
+    pub(super) fn shares_room_with_local_user(&self, user_id: &UserId) -> Result<bool> {
+        Ok(self
+            .co_members(user_id)?
+            .iter()
+            .any(|u| u.server_name() == self.server_name()))
     }
 }

@@ -316,6 +316,23 @@ fn deleting_a_device_removes_its_keys_and_is_a_device_list_change() {
 }
 
 #[test]
+fn a_users_new_device_keys_show_in_their_other_devices_sync() {
+    let server = TestServer::start();
+    let alice = user(&server, "alice");
+    let since = next_batch(&sync(&server, &alice, None, 0));
+    let (status, login) = server.login("alice", PASSWORD);
+    assert_eq!(status, 200);
+    let second = User {
+        id: alice.id.clone(),
+        token: token(&login),
+        device: login["device_id"].as_str().unwrap().to_owned(),
+    };
+    keyed_device(&server, &second, 1);
+    let body = sync(&server, &alice, Some(&since), 0);
+    assert_eq!(changed(&body), std::slice::from_ref(&alice.id));
+}
+
+#[test]
 fn devices_list_unknown_fields_as_null() {
     let server = TestServer::start();
     let alice = user(&server, "alice");

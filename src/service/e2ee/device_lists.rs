@@ -107,13 +107,6 @@ impl Services {
             return Ok(delta);
         }
         let shared = self.co_members(user_id)?;
-        if lists_from < lists_to {
-            for (_, change) in self.store.device_list_changes(lists_from, lists_to)? {
-                if shared.contains(&change.user_id) {
-                    delta.changed.insert(change.user_id);
-                }
-            }
-        }
         let mut maybe_left = BTreeSet::new();
         if events_from < events_to && events_to - events_from <= MEMBERSHIP_SCAN_LIMIT {
             for (room_id, target, membership) in self.membership_changes(events_from, events_to)? {
@@ -139,8 +132,17 @@ impl Services {
                 delta.left.insert(user);
             }
         }
+        // Joins bring the user themself along; their own devices count only when they
+        // changed (the stream below), so that their other devices learn of a new one.
         delta.changed.remove(user_id);
         delta.changed.retain(|u| shared.contains(u));
+        if lists_from < lists_to {
+            for (_, change) in self.store.device_list_changes(lists_from, lists_to)? {
+                if shared.contains(&change.user_id) {
+                    delta.changed.insert(change.user_id);
+                }
+            }
+        }
         Ok(delta)
     }
 

@@ -114,6 +114,17 @@ impl Session {
                 }
             }
             tokio::select! {
+                // A revoked token is checked before anything else that is ready: a
+                // device logged out (which is also a device-list change that wakes
+                // this socket) gets no further updates.
+                biased;
+                changed = revocations.changed() => {
+                    if changed.is_ok()
+                        && let Err(end) = self.check_token().await
+                    {
+                        break end;
+                    }
+                }
                 changed = wakes.changed() => {
                     if changed.is_err() {
                         break End::Close(close_code::ERROR, "internal error");
@@ -138,13 +149,6 @@ impl Session {
                         }
                         // Pings are answered by the WebSocket layer; pongs only prove liveness.
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                    }
-                }
-                changed = revocations.changed() => {
-                    if changed.is_ok()
-                        && let Err(end) = self.check_token().await
-                    {
-                        break end;
                     }
                 }
                 _ = ping.tick() => {

@@ -3,6 +3,7 @@
 pub mod account_data;
 pub mod direct;
 pub mod directory;
+pub mod e2ee;
 pub mod federation;
 pub mod filter;
 pub mod gifs;
@@ -65,6 +66,7 @@ pub struct Services {
     pub profile_locks: profile::ProfileLocks,
     pub user_directory: user_directory::UserDirectory,
     pub reports: reports::Reports,
+    pub e2ee: e2ee::E2ee,
     server_name: ruma::OwnedServerName,
     shutting_down: tokio::sync::watch::Sender<bool>,
 }
@@ -111,6 +113,7 @@ impl Services {
             profile_locks: profile::ProfileLocks::default(),
             user_directory: user_directory::UserDirectory::load(&store)?,
             reports: reports::Reports::new(&store)?,
+            e2ee: e2ee::E2ee::new(&store)?,
             login_limiter: ratelimit::RateLimiter::new(
                 config.login.failures_burst,
                 config.login.failures_per_minute,

@@ -31,11 +31,10 @@ pub struct IssuedTokens {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DeviceInfo {
     pub device_id: OwnedDeviceId,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// `null` when unknown, never missing: as Synapse, since clients (matrix-nio)
+    /// refuse a device without these keys.
     pub display_name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_seen_ip: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_seen_ts: Option<u64>,
 }
 
@@ -302,6 +301,7 @@ impl Sessions {
         for device_id in device_ids {
             if let Some(device) = self.store.device(user_id.as_str(), device_id.as_str())? {
                 batch.delete_device(user_id.as_str(), &device);
+                batch.delete_device_e2ee(user_id.as_str(), device_id.as_str())?;
             }
         }
         self.store.write(batch)?;

@@ -334,7 +334,7 @@ impl Services {
             batch.put_user(user_id.as_str(), &user)?;
             self.store.write(batch)?;
         }
-        self.sessions.delete_all_devices(user_id, None).await?;
+        self.remove_all_devices(user_id, None).await?;
         self.erase_profile(user_id).await?;
         tracing::info!(user_id = %user_id, "deactivated");
         Ok(())

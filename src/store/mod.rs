@@ -4,6 +4,7 @@
 mod account_data;
 mod accounts;
 mod directory;
+mod e2ee_keys;
 mod federation;
 mod filters;
 mod keys;
@@ -16,6 +17,7 @@ mod reports;
 mod rooms;
 mod search;
 mod server_keys;
+mod to_device;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,6 +29,7 @@ use serde::de::DeserializeOwned;
 pub use account_data::{AccountDataChange, AccountDataRecord};
 pub use accounts::{AccessTokenRecord, DeviceRecord, RefreshTokenRecord, TokenHash, UserRecord};
 pub use directory::AliasRecord;
+pub use e2ee_keys::{DeviceListChange, FallbackKeyRecord};
 pub use federation::OutboxRecord;
 pub use media::{ImageKind, MediaContent, MediaRecord, ThumbnailRecord, thumbnail_key};
 pub use presence::PresenceRecord;
@@ -39,6 +42,7 @@ pub use rooms::{
 };
 pub use search::{Posting, PostingCursor};
 pub use server_keys::{ServerKeysRecord, StoredKey};
+pub use to_device::{ToDeviceRecord, to_device_client_txn, to_device_edu_txn};
 
 /// Bumped whenever a key layout or record encoding changes incompatibly.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -109,10 +113,18 @@ pub enum Cf {
     FederationOutbox,
     FederationTxns,
     ServerKeys,
+    DeviceKeys,
+    OneTimeKeys,
+    FallbackKeys,
+    CrossSigningKeys,
+    DeviceListStream,
+    DeviceListUsers,
+    ToDevice,
+    ToDeviceTxns,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 37] = [
+    pub const ALL: [Cf; 45] = [
         Cf::Meta,
         Cf::Users,
         Cf::Devices,
@@ -150,6 +162,14 @@ impl Cf {
         Cf::FederationOutbox,
         Cf::FederationTxns,
         Cf::ServerKeys,
+        Cf::DeviceKeys,
+        Cf::OneTimeKeys,
+        Cf::FallbackKeys,
+        Cf::CrossSigningKeys,
+        Cf::DeviceListStream,
+        Cf::DeviceListUsers,
+        Cf::ToDevice,
+        Cf::ToDeviceTxns,
     ];
 
     pub fn name(self) -> &'static str {
@@ -191,6 +211,14 @@ impl Cf {
             Cf::FederationOutbox => "federation_outbox",
             Cf::FederationTxns => "federation_txns",
             Cf::ServerKeys => "server_keys",
+            Cf::DeviceKeys => "device_keys",
+            Cf::OneTimeKeys => "one_time_keys",
+            Cf::FallbackKeys => "fallback_keys",
+            Cf::CrossSigningKeys => "cross_signing_keys",
+            Cf::DeviceListStream => "device_list_stream",
+            Cf::DeviceListUsers => "device_list_users",
+            Cf::ToDevice => "to_device",
+            Cf::ToDeviceTxns => "to_device_txns",
         }
     }
 }

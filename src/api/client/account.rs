@@ -64,8 +64,7 @@ async fn change_password(
         .await?;
     if body.logout_devices {
         state
-            .sessions
-            .delete_all_devices(&authed.user_id, Some(&authed.device_id))
+            .remove_all_devices(&authed.user_id, Some(&authed.device_id))
             .await?;
     }
     Ok(Json(json!({})))

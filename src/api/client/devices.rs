@@ -73,10 +73,7 @@ async fn delete_one(
             body.auth.as_ref(),
         )
         .await?;
-    state
-        .sessions
-        .delete_devices(&authed.user_id, &[device_id])
-        .await?;
+    state.remove_devices(&authed.user_id, &[device_id]).await?;
     Ok(Json(json!({})))
 }
 
@@ -97,9 +94,6 @@ async fn delete_many(
             body.auth.as_ref(),
         )
         .await?;
-    state
-        .sessions
-        .delete_devices(&authed.user_id, &body.devices)
-        .await?;
+    state.remove_devices(&authed.user_id, &body.devices).await?;
     Ok(Json(json!({})))
 }

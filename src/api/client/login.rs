@@ -119,16 +119,12 @@ async fn refresh(
 
 async fn logout(State(state): State<AppState>, Auth(authed): Auth) -> Result<Json<Value>> {
     state
-        .sessions
-        .delete_devices(&authed.user_id, &[authed.device_id])
+        .remove_devices(&authed.user_id, &[authed.device_id])
         .await?;
     Ok(Json(json!({})))
 }
 
 async fn logout_all(State(state): State<AppState>, Auth(authed): Auth) -> Result<Json<Value>> {
-    state
-        .sessions
-        .delete_all_devices(&authed.user_id, None)
-        .await?;
+    state.remove_all_devices(&authed.user_id, None).await?;
     Ok(Json(json!({})))
 }

@@ -6,6 +6,7 @@ mod devices;
 mod directory;
 mod discovery;
 mod gifs;
+mod keys;
 mod login;
 pub(crate) mod media;
 mod presence;
@@ -17,6 +18,7 @@ mod rooms;
 mod search;
 mod sync;
 mod sync_ws;
+mod to_device;
 mod user_directory;
 
 use axum::Router;
@@ -43,4 +45,6 @@ pub fn routes() -> Router<AppState> {
         .merge(reports::routes())
         .merge(search::routes())
         .merge(gifs::routes())
+        .merge(keys::routes())
+        .merge(to_device::routes())
 }

@@ -18,6 +18,7 @@ use super::sync::SyncParams;
 use crate::api::AppState;
 use crate::api::extract::{AuthWithToken, Query};
 use crate::error::{Error, ErrorKind, Result};
+use crate::service::e2ee::MAX_TO_DEVICE_PER_SYNC;
 use crate::service::presence::PresenceState;
 use crate::service::sessions::Authed;
 use crate::service::sync::{SyncRequest, SyncToken};
@@ -82,6 +83,16 @@ impl Session {
     async fn run(mut self) {
         let user_id = self.authed.user_id.clone();
         let _presence = self.state.begin_sync(&user_id, self.request.set_presence);
+        // As for `/sync`: the token the socket opens with acknowledges the to-device
+        // messages before it. Later updates on the socket do not (a frame in flight
+        // when the socket drops would be lost); the next connection's token does.
+        if let Some(since) = self.request.since
+            && let Err(e) =
+                self.state
+                    .acknowledge_to_device(&user_id, &self.authed.device_id, since.to_device)
+        {
+            tracing::warn!(error = %e, user = %user_id, "cannot drop acknowledged to-device messages");
+        }
         let mut wakes = self.state.notifier.subscribe(&user_id);
         let mut revocations = self.state.sessions.revocations();
         let shutdown = self.state.shutdown_started();
@@ -92,13 +103,28 @@ impl Session {
         let mut sync_due = true;
         let end = loop {
             if sync_due {
-                sync_due = false;
-                if let Err(end) = self.push_update(first).await {
-                    break end;
+                match self.push_update(first).await {
+                    // More to-device messages than one update holds: send the rest next.
+                    Ok(more) => sync_due = more,
+                    Err(end) => break end,
                 }
                 first = false;
+                if sync_due {
+                    continue;
+                }
             }
             tokio::select! {
+                // A revoked token is checked before anything else that is ready: a
+                // device logged out (which is also a device-list change that wakes
+                // this socket) gets no further updates.
+                biased;
+                changed = revocations.changed() => {
+                    if changed.is_ok()
+                        && let Err(end) = self.check_token().await
+                    {
+                        break end;
+                    }
+                }
                 changed = wakes.changed() => {
                     if changed.is_err() {
                         break End::Close(close_code::ERROR, "internal error");
@@ -123,13 +149,6 @@ impl Session {
                         }
                         // Pings are answered by the WebSocket layer; pongs only prove liveness.
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                    }
-                }
-                changed = revocations.changed() => {
-                    if changed.is_ok()
-                        && let Err(end) = self.check_token().await
-                    {
-                        break end;
                     }
                 }
                 _ = ping.tick() => {
@@ -164,8 +183,9 @@ impl Session {
     }
 
     /// Sends what changed since the last update (everything, the first time). Later
-    /// updates are only sent when they hold something.
-    async fn push_update(&mut self, first: bool) -> std::result::Result<(), End> {
+    /// updates are only sent when they hold something. Says whether to-device messages
+    /// remain that did not fit.
+    async fn push_update(&mut self, first: bool) -> std::result::Result<bool, End> {
         let result = self.state.sync_once(
             &self.authed.user_id,
             &self.authed.device_id,
@@ -176,11 +196,17 @@ impl Session {
         match result {
             Ok((body, has_updates)) => {
                 if !(first || has_updates) {
-                    return Ok(());
+                    return Ok(false);
                 }
                 self.request.since = body["next_batch"].as_str().and_then(SyncToken::parse);
+                let more = body["to_device"]["events"]
+                    .as_array()
+                    .is_some_and(|events| events.len() >= MAX_TO_DEVICE_PER_SYNC);
                 let frame = json!({"type": "sync", "body": body});
-                self.send_json(&frame).await.map_err(|_| End::ClientGone)
+                self.send_json(&frame)
+                    .await
+                    .map(|()| more)
+                    .map_err(|_| End::ClientGone)
             }
             Err(e) => {
                 tracing::warn!(error = %e, user = %self.authed.user_id, "socket sync failed");

@@ -33,12 +33,24 @@ async fn user_devices(
             if let Some(name) = device.display_name {
                 entry.insert("device_display_name".into(), json!(name));
             }
+            if let Some(keys) = device.keys {
+                entry.insert("keys".into(), keys);
+            }
             Value::Object(entry)
         })
         .collect();
-    Ok(Json(json!({
+    let mut body = json!({
         "user_id": req.user_id,
         "stream_id": list.stream_id,
         "devices": devices,
-    })))
+    });
+    for (field, key) in [
+        ("master_key", list.master_key),
+        ("self_signing_key", list.self_signing_key),
+    ] {
+        if let Some(key) = key {
+            body[field] = key;
+        }
+    }
+    Ok(Json(body))
 }

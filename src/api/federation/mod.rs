@@ -18,6 +18,7 @@ mod query;
 mod respond;
 mod ruma_request;
 mod send;
+mod user_keys;
 mod version;
 
 use axum::Router;
@@ -57,6 +58,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(directory::routes())
         .merge(devices::routes())
         .merge(media::routes())
+        .merge(user_keys::routes())
         .route_layer(from_fn_with_state(state.clone(), auth::require_signature));
     Router::new().merge(version::routes()).merge(signed)
 }

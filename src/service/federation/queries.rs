@@ -9,15 +9,18 @@ use crate::service::Services;
 pub struct RemoteDevice {
     pub device_id: OwnedDeviceId,
     pub display_name: Option<String>,
+    /// The device's signed identity keys, once uploaded.
+    pub keys: Option<serde_json::Value>,
 }
 
 /// A local user's device list for another server.
 pub struct DeviceList {
-    /// The position of this list on the user's device-list stream, which
-    /// `m.device_list_update` EDUs continue. Hearth sends no such EDUs yet, so there is
-    /// no update to follow this list and the position is 0.
+    /// The position of the user's latest change on the device-list stream, which
+    /// `m.device_list_update` EDUs continue (their `prev_id`).
     pub stream_id: u64,
     pub devices: Vec<RemoteDevice>,
+    pub master_key: Option<serde_json::Value>,
+    pub self_signing_key: Option<serde_json::Value>,
 }
 
 impl Services {
@@ -51,9 +54,9 @@ impl Services {
         Ok((room_id, servers))
     }
 
-    /// `GET /user/devices/{userId}`: a local user's devices, with their display names.
-    /// There are no device keys to give: Hearth has no end-to-end encryption yet. An
-    /// unknown local user has no devices (as in Synapse); a user of another server is 400.
+    /// `GET /user/devices/{userId}`: a local user's devices, with their display names and
+    /// keys, and their cross-signing keys. An unknown local user has no devices (as in
+    /// Synapse); a user of another server is 400.
     pub fn devices_for_server(&self, user_id: &UserId) -> Result<DeviceList> {
         if user_id.server_name() != self.server_name() {
             return Err(Error::invalid_param(format!(
@@ -61,18 +64,25 @@ impl Services {
                 self.server_name()
             )));
         }
-        let devices = self
-            .sessions
-            .devices(user_id)?
-            .into_iter()
-            .map(|device| RemoteDevice {
+        let stream_id = self.store.device_list_position(user_id.as_str())?;
+        let mut devices = Vec::new();
+        for device in self.sessions.devices(user_id)? {
+            let keys = self
+                .store
+                .device_keys(user_id.as_str(), device.device_id.as_str())?;
+            devices.push(RemoteDevice {
                 device_id: device.device_id,
                 display_name: device.display_name,
-            })
-            .collect();
+                keys,
+            });
+        }
         Ok(DeviceList {
-            stream_id: 0,
+            stream_id,
             devices,
+            master_key: self.store.cross_signing_key(user_id.as_str(), "master")?,
+            self_signing_key: self
+                .store
+                .cross_signing_key(user_id.as_str(), "self_signing")?,
         })
     }
 }

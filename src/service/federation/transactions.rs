@@ -161,7 +161,9 @@ impl Services {
             "m.typing" => self.typing_edu(origin, &edu.content),
             "m.receipt" => self.receipt_edu(origin, &edu.content),
             "m.presence" => self.presence_edu(origin, &edu.content),
-            // Device lists and to-device messages wait for end-to-end encryption.
+            "m.direct_to_device" => self.direct_to_device_edu(origin, &edu.content),
+            "m.device_list_update" => self.device_list_update_edu(origin, &edu.content),
+            "m.signing_key_update" => self.signing_key_update_edu(origin, &edu.content),
             other => {
                 tracing::debug!(%origin, edu_type = other, "ignoring an EDU this server does not handle");
                 Ok(())

@@ -64,6 +64,11 @@ impl Services {
         request: &SyncRequest,
     ) -> Result<Value> {
         let _presence = self.begin_sync(user_id, request.set_presence);
+        // The client has what came before its token: its to-device messages up to
+        // there are done with.
+        if let Some(since) = request.since {
+            self.acknowledge_to_device(user_id, device_id, since.to_device)?;
+        }
         let mut wakes = self.notifier.subscribe(user_id);
         let deadline = tokio::time::Instant::now() + request.timeout.min(MAX_TIMEOUT);
         let shutdown = self.shutdown_started();
@@ -111,6 +116,8 @@ impl Services {
             account_data: self.store.account_data_position(user_id.as_str())?,
             presence: self.presence.position(),
             typing: self.typing.position(),
+            to_device: self.e2ee.to_device_position(),
+            device_lists: self.e2ee.device_list_position(),
         };
         let mut pass = Pass {
             user_id,
@@ -176,11 +183,28 @@ impl Services {
 
         let rooms = self.sync_rooms(&pass)?;
         let presence = self.sync_presence(&pass)?;
-        let has_updates =
-            !rooms.is_empty() || !presence.is_empty() || !global_account_data.is_empty();
+        let e2ee = self.sync_e2ee(
+            user_id,
+            device_id,
+            &crate::service::e2ee::Window {
+                to_device: (since.map_or(0, |s| s.to_device), now.to_device),
+                device_lists: (since.map_or(0, |s| s.device_lists), now.device_lists),
+                events: (since.map_or(0, |s| s.events), now.events),
+                initial: since.is_none(),
+            },
+        )?;
+        let has_updates = !rooms.is_empty()
+            || !presence.is_empty()
+            || !global_account_data.is_empty()
+            || e2ee.has_updates();
+        let next_batch = SyncToken {
+            to_device: e2ee.to_device_reached,
+            ..now
+        };
 
         let mut response = Map::new();
-        response.insert("next_batch".into(), json!(now.to_string()));
+        response.insert("next_batch".into(), json!(next_batch.to_string()));
+        e2ee.insert_into(&mut response);
         response.insert("rooms".into(), Value::Object(rooms));
         response.insert("presence".into(), json!({ "events": presence }));
         response.insert(

@@ -11,6 +11,8 @@ pub struct SyncToken {
     pub account_data: u64,
     pub presence: u64,
     pub typing: u64,
+    pub to_device: u64,
+    pub device_lists: u64,
 }
 
 impl SyncToken {
@@ -23,6 +25,17 @@ impl SyncToken {
             account_data: next()?,
             presence: next()?,
             typing: next()?,
+            to_device: 0,
+            device_lists: 0,
+        };
+        // Tokens from before to-device messages and device lists have five parts.
+        let Some(to_device) = parts.next() else {
+            return Some(token);
+        };
+        let token = Self {
+            to_device: to_device.parse().ok()?,
+            device_lists: parts.next()?.parse().ok()?,
+            ..token
         };
         parts.next().is_none().then_some(token)
     }
@@ -32,8 +45,14 @@ impl fmt::Display for SyncToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "s{}_{}_{}_{}_{}",
-            self.events, self.receipts, self.account_data, self.presence, self.typing
+            "s{}_{}_{}_{}_{}_{}_{}",
+            self.events,
+            self.receipts,
+            self.account_data,
+            self.presence,
+            self.typing,
+            self.to_device,
+            self.device_lists
         )
     }
 }
@@ -50,8 +69,19 @@ mod tests {
             account_data: 4,
             presence: 5,
             typing: 1_700_000_000_000,
+            to_device: 7,
+            device_lists: 9,
         };
         assert_eq!(SyncToken::parse(&token.to_string()), Some(token));
+    }
+
+    #[test]
+    fn five_part_tokens_still_parse() {
+        let token = SyncToken::parse("s1_2_3_4_5").unwrap();
+        assert_eq!(
+            (token.typing, token.to_device, token.device_lists),
+            (5, 0, 0)
+        );
     }
 
     #[test]
@@ -64,6 +94,7 @@ mod tests {
             "s1_2_3_4_x",
             "s-1_2_3_4_5",
             "s1_2_3_4_5_6",
+            "s1_2_3_4_5_6_7_8",
         ] {
             assert_eq!(SyncToken::parse(bad), None, "{bad}");
         }

@@ -1,0 +1,230 @@
+//! The device-list stream: whose devices or keys changed, for clients' `device_lists`
+//! and `/keys/changes`, and for other servers as `m.device_list_update` EDUs.
+
+use std::collections::{BTreeSet, HashSet};
+
+use ruma::{OwnedServerName, OwnedUserId, UserId};
+use serde_json::{Value, json};
+
+use super::lock;
+use crate::error::Result;
+use crate::service::Services;
+use crate::store::{Cf, DeviceListChange};
+
+/// The most event-stream positions scanned for membership changes in one window; an
+/// older token gets the key changes only (a client that far behind refetches anyway).
+const MEMBERSHIP_SCAN_LIMIT: u64 = 20_000;
+
+/// Whose device lists changed between two positions, as a client sees it.
+#[derive(Debug, Default)]
+pub struct DeviceListDelta {
+    pub changed: BTreeSet<OwnedUserId>,
+    pub left: BTreeSet<OwnedUserId>,
+}
+
+impl Services {
+    /// Records that the user's devices or keys changed; wakes those who share a room
+    /// with them and, for a local user, tells the servers of those users.
+    pub fn device_list_changed(
+        &self,
+        user_id: &UserId,
+        device_id: Option<&str>,
+        deleted: bool,
+    ) -> Result<()> {
+        let (position, prev) = {
+            let mut current = lock(&self.e2ee.device_lists);
+            let position = *current + 1;
+            let prev = self.store.device_list_position(user_id.as_str())?;
+            let mut batch = self.store.batch();
+            batch.put_device_list_change(
+                position,
+                &DeviceListChange {
+                    user_id: user_id.to_owned(),
+                    device_id: device_id.map(ToOwned::to_owned),
+                    deleted,
+                    prev,
+                },
+            )?;
+            self.store.write(batch)?;
+            *current = position;
+            (position, prev)
+        };
+        let audience = self.co_members(user_id)?;
+        self.notifier.wake(audience.iter().map(|u| u.as_ref()));
+        if user_id.server_name() == self.server_name()
+            && let Some(device_id) = device_id
+        {
+            let destinations = self.servers_of(&audience);
+            if !destinations.is_empty() {
+                let mut content = json!({
+                    "user_id": user_id,
+                    "device_id": device_id,
+                    "stream_id": position,
+                    "prev_id": if prev > 0 { vec![prev] } else { Vec::new() },
+                    "deleted": deleted,
+                });
+                if !deleted {
+                    if let Some(keys) = self.store.device_keys(user_id.as_str(), device_id)? {
+                        content["keys"] = keys;
+                    }
+                    if let Ok(info) = self.sessions.device(user_id, device_id.into())
+                        && let Some(name) = info.display_name
+                    {
+                        content["device_display_name"] = json!(name);
+                    }
+                }
+                self.sender.send_edu(
+                    &destinations,
+                    json!({"edu_type": "m.device_list_update", "content": content}),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The other servers among `users`.
+    pub(super) fn servers_of(&self, users: &HashSet<OwnedUserId>) -> Vec<OwnedServerName> {
+        let servers: BTreeSet<&ruma::ServerName> = users
+            .iter()
+            .map(|u| u.server_name())
+            .filter(|s| *s != self.server_name())
+            .collect();
+        servers.into_iter().map(ToOwned::to_owned).collect()
+    }
+
+    /// Whose device lists `user_id` should refetch or forget for the window between two
+    /// tokens' positions: key changes of people they share a room with, people who
+    /// joined a room they are in (or all members of a room they joined), and people
+    /// they no longer share any room with.
+    pub fn device_list_delta(
+        &self,
+        user_id: &UserId,
+        (lists_from, lists_to): (u64, u64),
+        (events_from, events_to): (u64, u64),
+    ) -> Result<DeviceListDelta> {
+        let mut delta = DeviceListDelta::default();
+        if lists_from >= lists_to && events_from >= events_to {
+            return Ok(delta);
+        }
+        let shared = self.co_members(user_id)?;
+        let mut maybe_left = BTreeSet::new();
+        if events_from < events_to && events_to - events_from <= MEMBERSHIP_SCAN_LIMIT {
+            for (room_id, target, membership) in self.membership_changes(events_from, events_to)? {
+                let joined_now = self.room_members(&room_id)?.is_joined(user_id);
+                if target == user_id {
+                    let members = self.room_members(&room_id)?;
+                    if membership == "join" {
+                        delta.changed.extend(members.joined.iter().cloned());
+                    } else if membership == "leave" || membership == "ban" {
+                        maybe_left.extend(members.joined.iter().cloned());
+                    }
+                } else if joined_now {
+                    if membership == "join" {
+                        delta.changed.insert(target);
+                    } else if membership == "leave" || membership == "ban" {
+                        maybe_left.insert(target);
+                    }
+                }
+            }
+        }
+        for user in maybe_left {
+            if !shared.contains(&user) {
+                delta.left.insert(user);
+            }
+        }
+        // Joins bring the user themself along; their own devices count only when they
+        // changed (the stream below), so that their other devices learn of a new one.
+        delta.changed.remove(user_id);
+        delta.changed.retain(|u| shared.contains(u));
+        if lists_from < lists_to {
+            for (_, change) in self.store.device_list_changes(lists_from, lists_to)? {
+                if shared.contains(&change.user_id) {
+                    delta.changed.insert(change.user_id);
+                }
+            }
+        }
+        Ok(delta)
+    }
+
+    /// `(room, target, membership)` of the membership events in the event-stream window.
+    fn membership_changes(
+        &self,
+        after: u64,
+        upto: u64,
+    ) -> Result<Vec<(ruma::OwnedRoomId, OwnedUserId, String)>> {
+        let mut out = Vec::new();
+        for item in self
+            .store
+            .raw_iter_from(Cf::Stream, &(after + 1).to_be_bytes())
+        {
+            let (key, value) = item.map_err(crate::store::StoreError::from)?;
+            let Ok(position) = <[u8; 8]>::try_from(&key[..]).map(u64::from_be_bytes) else {
+                continue;
+            };
+            if position > upto {
+                break;
+            }
+            let Ok(event_id) = serde_json::from_slice::<String>(&value) else {
+                continue;
+            };
+            let Some(record) = self.store.event(&event_id)? else {
+                continue;
+            };
+            let pdu = &record.pdu;
+            if pdu.get("type").and_then(Value::as_str) != Some("m.room.member") {
+                continue;
+            }
+            let (Some(room_id), Some(target), Some(membership)) = (
+                pdu.get("room_id")
+                    .and_then(Value::as_str)
+                    .and_then(|r| ruma::RoomId::parse(r).ok()),
+                pdu.get("state_key")
+                    .and_then(Value::as_str)
+                    .and_then(|u| UserId::parse(u).ok()),
+                pdu.pointer("/content/membership").and_then(Value::as_str),
+            ) else {
+                continue;
+            };
+            out.push((room_id, target, membership.to_owned()));
+        }
+        Ok(out)
+    }
+
+    /// An `m.device_list_update` EDU from `origin` about one of its users: the user's
+    /// devices changed, for local users who share a room with them.
+    pub fn device_list_update_edu(&self, origin: &ruma::ServerName, content: &Value) -> Result<()> {
+        #[derive(serde::Deserialize)]
+        struct Update {
+            user_id: OwnedUserId,
+            device_id: String,
+            #[serde(default)]
+            deleted: Option<bool>,
+        }
+        let update: Update = serde_json::from_value(content.clone()).map_err(|e| {
+            crate::error::Error::bad_json(format!("bad m.device_list_update EDU: {e}"))
+        })?;
+        if update.user_id.server_name() != origin {
+            return Err(crate::error::Error::forbidden(format!(
+                "{origin} may not speak for {}",
+                update.user_id
+            )));
+        }
+        if !self.shares_room_with_local_user(&update.user_id)? {
+            return Ok(());
+        }
+        self.device_list_changed(
+            &update.user_id,
+            Some(&update.device_id),
+            update.deleted.unwrap_or(false),
+        )
+    }
+
+    /// Whether any local user shares a room with the remote user: changes of anyone
+    /// else concern nobody here and are not recorded.
+    pub(super) fn shares_room_with_local_user(&self, user_id: &UserId) -> Result<bool> {
+        Ok(self
+            .co_members(user_id)?
+            .iter()
+            .any(|u| u.server_name() == self.server_name()))
+    }
+}

@@ -1,0 +1,100 @@
+//! End-to-end encryption, server side: devices' keys (`keys.rs`), cross-signing
+//! (`cross_signing.rs`), the device-list stream (`device_lists.rs`), to-device messages
+//! (`to_device.rs`), what `/sync` carries of them (`sync.rs`) and the same over
+//! federation (`federation.rs`).
+
+mod cross_signing;
+mod device_lists;
+mod federation;
+mod keys;
+mod sync;
+mod to_device;
+
+use std::sync::{Mutex, MutexGuard};
+
+use ruma::{OwnedDeviceId, UserId};
+
+pub use cross_signing::{SignaturesUpload, SigningKeysUpload};
+pub use keys::{ClaimRequest, KeysUpload, QueryRequest};
+pub use sync::{E2eeSync, Window};
+pub use to_device::Messages;
+pub use to_device::{MAX_PENDING_PER_DEVICE, MAX_PER_SYNC as MAX_TO_DEVICE_PER_SYNC};
+
+use crate::error::Result;
+use crate::service::Services;
+use crate::store::{Store, StoreResult};
+
+/// The positions of the streams this feature adds, each changed only under its lock
+/// and only after the write that it names is in the store, so that a reader never sees
+/// a position whose record is not there yet.
+pub struct E2ee {
+    device_lists: Mutex<u64>,
+    to_device: Mutex<u64>,
+    /// Serialises changes to one-time and fallback keys, so that a key is given out
+    /// once even when claims race.
+    keys: Mutex<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl E2ee {
+    pub fn new(store: &Store) -> StoreResult<Self> {
+        Ok(Self {
+            device_lists: Mutex::new(store.last_u64_key(crate::store::Cf::DeviceListStream)?),
+            to_device: Mutex::new(store.to_device_position()?),
+            keys: Mutex::new(()),
+        })
+    }
+
+    pub fn device_list_position(&self) -> u64 {
+        *lock(&self.device_lists)
+    }
+
+    pub fn to_device_position(&self) -> u64 {
+        *lock(&self.to_device)
+    }
+}
+
+impl Services {
+    /// Deletes devices with their tokens, keys and waiting messages, and tells those who
+    /// share a room with the user.
+    pub async fn remove_devices(
+        &self,
+        user_id: &UserId,
+        device_ids: &[OwnedDeviceId],
+    ) -> Result<()> {
+        let mut existing = Vec::new();
+        for device_id in device_ids {
+            if self
+                .store
+                .device(user_id.as_str(), device_id.as_str())?
+                .is_some()
+            {
+                existing.push(device_id);
+            }
+        }
+        self.sessions.delete_devices(user_id, device_ids).await?;
+        for device_id in existing {
+            self.device_list_changed(user_id, Some(device_id.as_str()), true)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes every device of the user but `keep`, as [`Self::remove_devices`].
+    pub async fn remove_all_devices(
+        &self,
+        user_id: &UserId,
+        keep: Option<&ruma::DeviceId>,
+    ) -> Result<()> {
+        let ids: Vec<OwnedDeviceId> = self
+            .store
+            .devices(user_id.as_str())?
+            .into_iter()
+            .map(|d| d.device_id)
+            .filter(|id| Some(id.as_ref()) != keep)
+            .collect();
+        self.remove_devices(user_id, &ids).await
+    }
+}

@@ -1,0 +1,221 @@
+//! To-device messages: sent by a client (or arriving from another server), kept per
+//! device until the device's sync acknowledges them, and sent on to other servers as
+//! `m.direct_to_device` EDUs.
+
+use std::collections::{BTreeMap, HashSet};
+
+use ruma::{DeviceId, OwnedUserId, ServerName, UserId};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::lock;
+use crate::error::{Error, Result};
+use crate::service::Services;
+use crate::store::{ToDeviceRecord, to_device_client_txn, to_device_edu_txn};
+
+/// The most messages kept for one device: past it, the oldest are dropped. A device
+/// away that long has lost its sessions' context anyway, and the bound keeps a sender
+/// from filling the disk.
+pub const MAX_PENDING_PER_DEVICE: usize = 10_000;
+
+/// The most messages one sync response carries; the rest come with the next.
+pub const MAX_PER_SYNC: usize = 100;
+
+/// `{user: {device or "*": content}}`.
+pub type Messages = BTreeMap<OwnedUserId, BTreeMap<String, Map<String, Value>>>;
+
+/// An `m.direct_to_device` EDU's content.
+#[derive(Deserialize)]
+struct DirectToDevice {
+    sender: OwnedUserId,
+    #[serde(rename = "type")]
+    event_type: String,
+    message_id: String,
+    messages: Messages,
+}
+
+impl Services {
+    /// `PUT /sendToDevice/{type}/{txnId}` from a local device. A repeated transaction
+    /// ID of the same device is accepted and ignored.
+    pub fn send_to_device(
+        &self,
+        sender: &UserId,
+        sender_device: &DeviceId,
+        event_type: &str,
+        txn_id: &str,
+        messages: Messages,
+    ) -> Result<()> {
+        let txn = to_device_client_txn(sender.as_str(), sender_device.as_str(), txn_id);
+        let mut local = Messages::new();
+        let mut remote: BTreeMap<ruma::OwnedServerName, Messages> = BTreeMap::new();
+        for (user, devices) in messages {
+            if user.server_name() == self.server_name() {
+                local.insert(user, devices);
+            } else {
+                remote
+                    .entry(user.server_name().to_owned())
+                    .or_default()
+                    .insert(user, devices);
+            }
+        }
+        if !self.deliver_to_device(sender, event_type, local, &txn)? {
+            return Ok(());
+        }
+        for (destination, messages) in remote {
+            let message_id = crate::service::random_string(16);
+            self.sender.send_edu(
+                &[destination],
+                json!({
+                    "edu_type": "m.direct_to_device",
+                    "content": {
+                        "sender": sender,
+                        "type": event_type,
+                        "message_id": message_id,
+                        "messages": messages,
+                    },
+                }),
+            );
+        }
+        Ok(())
+    }
+
+    /// An `m.direct_to_device` EDU: messages from a user of `origin` for local devices.
+    pub fn direct_to_device_edu(&self, origin: &ServerName, content: &Value) -> Result<()> {
+        let edu: DirectToDevice = serde_json::from_value(content.clone())
+            .map_err(|e| Error::bad_json(format!("bad m.direct_to_device EDU: {e}")))?;
+        if edu.sender.server_name() != origin {
+            return Err(Error::forbidden(format!(
+                "{origin} may not speak for {}",
+                edu.sender
+            )));
+        }
+        let local: Messages = edu
+            .messages
+            .into_iter()
+            .filter(|(user, _)| user.server_name() == self.server_name())
+            .collect();
+        let txn = to_device_edu_txn(origin.as_str(), &edu.message_id);
+        self.deliver_to_device(&edu.sender, &edu.event_type, local, &txn)?;
+        Ok(())
+    }
+
+    /// Stores messages for local devices under the transaction key, once; returns
+    /// whether this was the first time.
+    fn deliver_to_device(
+        &self,
+        sender: &UserId,
+        event_type: &str,
+        messages: Messages,
+        txn: &[u8],
+    ) -> Result<bool> {
+        let mut woken: HashSet<OwnedUserId> = HashSet::new();
+        {
+            let mut position = lock(&self.e2ee.to_device);
+            if self.store.to_device_txn_seen(txn)? {
+                return Ok(false);
+            }
+            let mut next = *position;
+            let mut batch = self.store.batch();
+            for (user, devices) in messages {
+                let user_str = user.as_str();
+                let known: Vec<String> = self
+                    .store
+                    .devices(user_str)?
+                    .into_iter()
+                    .map(|d| d.device_id.to_string())
+                    .collect();
+                for (device, content) in devices {
+                    let targets: Vec<&String> = if device == "*" {
+                        known.iter().collect()
+                    } else {
+                        known.iter().filter(|d| **d == device).collect()
+                    };
+                    for target in targets {
+                        next += 1;
+                        batch.put_to_device(
+                            user_str,
+                            target,
+                            next,
+                            &ToDeviceRecord {
+                                sender: sender.to_owned(),
+                                event_type: event_type.to_owned(),
+                                content: Value::Object(content.clone()),
+                            },
+                        )?;
+                        let pending = self.store.to_device_positions(user_str, target)?;
+                        if pending.len() >= MAX_PENDING_PER_DEVICE {
+                            let excess = pending.len() + 1 - MAX_PENDING_PER_DEVICE;
+                            tracing::warn!(user = %user, device = %target, dropped = excess,
+                                "too many to-device messages waiting; dropping the oldest");
+                            for old in &pending[..excess] {
+                                batch.delete_to_device(user_str, target, *old);
+                            }
+                        }
+                        woken.insert(user.clone());
+                    }
+                }
+            }
+            batch.put_to_device_txn(txn);
+            batch.set_to_device_position(next);
+            self.store.write(batch)?;
+            *position = next;
+        }
+        self.notifier.wake(woken.iter().map(|u| u.as_ref()));
+        Ok(true)
+    }
+
+    /// The device's messages after `after` up to `upto`: the events, and the position
+    /// the client has seen once it has them (`upto`, or the last one when more wait).
+    pub fn to_device_for_sync(
+        &self,
+        user_id: &UserId,
+        device_id: &DeviceId,
+        after: u64,
+        upto: u64,
+    ) -> Result<(Vec<Value>, u64)> {
+        if after >= upto {
+            return Ok((Vec::new(), upto.max(after)));
+        }
+        let records = self.store.to_device_messages(
+            user_id.as_str(),
+            device_id.as_str(),
+            after,
+            upto,
+            MAX_PER_SYNC,
+        )?;
+        let reached = if records.len() >= MAX_PER_SYNC {
+            records.last().map_or(upto, |(p, _)| *p)
+        } else {
+            upto
+        };
+        let events = records
+            .into_iter()
+            .map(|(_, r)| json!({"sender": r.sender, "type": r.event_type, "content": r.content}))
+            .collect();
+        Ok((events, reached))
+    }
+
+    /// The client has the device's messages up to `upto`: they are deleted.
+    pub fn acknowledge_to_device(
+        &self,
+        user_id: &UserId,
+        device_id: &DeviceId,
+        upto: u64,
+    ) -> Result<()> {
+        let done: Vec<u64> = self
+            .store
+            .to_device_positions(user_id.as_str(), device_id.as_str())?
+            .into_iter()
+            .take_while(|p| *p <= upto)
+            .collect();
+        if done.is_empty() {
+            return Ok(());
+        }
+        let mut batch = self.store.batch();
+        for position in done {
+            batch.delete_to_device(user_id.as_str(), device_id.as_str(), position);
+        }
+        self.store.write(batch)?;
+        Ok(())
+    }
+}

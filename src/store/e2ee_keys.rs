@@ -1,0 +1,317 @@
+//! End-to-end encryption keys and the device-list stream.
+//!
+//! - `device_keys`: `user 0xFF device` → the device's signed keys as uploaded (JSON).
+//! - `one_time_keys`: `user 0xFF device 0xFF algorithm 0xFF key_id` → the key (JSON).
+//! - `fallback_keys`: `user 0xFF device 0xFF algorithm` → [`FallbackKeyRecord`].
+//! - `cross_signing_keys`: `user 0xFF usage` (`master`, `self_signing`, `user_signing`)
+//!   → the key (JSON), with the signatures others added.
+//! - `device_list_stream`: position (u64 BE) → [`DeviceListChange`].
+//! - `device_list_users`: `user` → the position of the user's latest change (u64 BE).
+
+use ruma::OwnedUserId;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{Batch, Cf, Store, StoreResult, keys};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FallbackKeyRecord {
+    pub key_id: String,
+    pub key: Value,
+    /// Given out by a claim; stays claimable until replaced.
+    pub used: bool,
+}
+
+/// One entry of the device-list stream: a user whose devices or keys changed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceListChange {
+    pub user_id: OwnedUserId,
+    /// The device that changed, when one did (for the federation EDU).
+    #[serde(default)]
+    pub device_id: Option<String>,
+    /// The device was deleted.
+    #[serde(default)]
+    pub deleted: bool,
+    /// The user's previous position on the stream, 0 for none.
+    #[serde(default)]
+    pub prev: u64,
+}
+
+fn join(parts: &[&str]) -> Vec<u8> {
+    let mut key = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            key.push(keys::SEP);
+        }
+        key.extend_from_slice(part.as_bytes());
+    }
+    key
+}
+
+fn prefix(parts: &[&str]) -> Vec<u8> {
+    let mut key = join(parts);
+    key.push(keys::SEP);
+    key
+}
+
+/// The last 0xFF-separated part of a key, as text.
+fn last_part(key: &[u8]) -> String {
+    let start = key
+        .iter()
+        .rposition(|b| *b == keys::SEP)
+        .map_or(0, |i| i + 1);
+    String::from_utf8_lossy(&key[start..]).into_owned()
+}
+
+impl Store {
+    pub fn device_keys(&self, user_id: &str, device_id: &str) -> StoreResult<Option<Value>> {
+        self.get_json(Cf::DeviceKeys, &join(&[user_id, device_id]))
+    }
+
+    /// `(device_id, keys)` for every device of the user with keys.
+    pub fn all_device_keys(&self, user_id: &str) -> StoreResult<Vec<(String, Value)>> {
+        Ok(self
+            .scan_prefix::<Value>(Cf::DeviceKeys, &prefix(&[user_id]))?
+            .into_iter()
+            .map(|(key, value)| (last_part(&key), value))
+            .collect())
+    }
+
+    /// `(algorithm, count)` of the device's unclaimed one-time keys.
+    pub fn one_time_key_counts(
+        &self,
+        user_id: &str,
+        device_id: &str,
+    ) -> StoreResult<Vec<(String, u64)>> {
+        let start = prefix(&[user_id, device_id]);
+        let mut counts: Vec<(String, u64)> = Vec::new();
+        for item in self.raw_iter_from(Cf::OneTimeKeys, &start) {
+            let (key, _) = item?;
+            if !key.starts_with(&start) {
+                break;
+            }
+            let rest = &key[start.len()..];
+            let algorithm = rest.split(|b| *b == keys::SEP).next().unwrap_or_default();
+            let algorithm = String::from_utf8_lossy(algorithm);
+            match counts.last_mut() {
+                Some((last, n)) if *last == algorithm => *n += 1,
+                _ => counts.push((algorithm.into_owned(), 1)),
+            }
+        }
+        Ok(counts)
+    }
+
+    pub fn has_one_time_key(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        algorithm: &str,
+        key_id: &str,
+    ) -> StoreResult<Option<Value>> {
+        self.get_json(
+            Cf::OneTimeKeys,
+            &join(&[user_id, device_id, algorithm, key_id]),
+        )
+    }
+
+    /// The first unclaimed one-time key of the algorithm: `(key_id, key)`.
+    pub fn first_one_time_key(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        algorithm: &str,
+    ) -> StoreResult<Option<(String, Value)>> {
+        let start = prefix(&[user_id, device_id, algorithm]);
+        Ok(self
+            .scan_first::<Value>(Cf::OneTimeKeys, &start)?
+            .map(|(key, value)| (last_part(&key), value)))
+    }
+
+    fn scan_first<T: serde::de::DeserializeOwned>(
+        &self,
+        cf: Cf,
+        start: &[u8],
+    ) -> StoreResult<Option<(Vec<u8>, T)>> {
+        if let Some(item) = self.raw_iter_from(cf, start).next() {
+            let (key, value) = item?;
+            if key.starts_with(start) {
+                let value =
+                    serde_json::from_slice(&value).map_err(|e| super::StoreError::Corrupt {
+                        cf: cf.name(),
+                        detail: e.to_string(),
+                    })?;
+                return Ok(Some((key.to_vec(), value)));
+            }
+        }
+        Ok(None)
+    }
+
+    pub fn fallback_key(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        algorithm: &str,
+    ) -> StoreResult<Option<FallbackKeyRecord>> {
+        self.get_json(Cf::FallbackKeys, &join(&[user_id, device_id, algorithm]))
+    }
+
+    /// `(algorithm, record)` of the device's fallback keys.
+    pub fn fallback_keys(
+        &self,
+        user_id: &str,
+        device_id: &str,
+    ) -> StoreResult<Vec<(String, FallbackKeyRecord)>> {
+        Ok(self
+            .scan_prefix::<FallbackKeyRecord>(Cf::FallbackKeys, &prefix(&[user_id, device_id]))?
+            .into_iter()
+            .map(|(key, value)| (last_part(&key), value))
+            .collect())
+    }
+
+    pub fn cross_signing_key(&self, user_id: &str, usage: &str) -> StoreResult<Option<Value>> {
+        self.get_json(Cf::CrossSigningKeys, &join(&[user_id, usage]))
+    }
+
+    /// Changes after `after` up to `upto`, both positions.
+    pub fn device_list_changes(
+        &self,
+        after: u64,
+        upto: u64,
+    ) -> StoreResult<Vec<(u64, DeviceListChange)>> {
+        let mut out = Vec::new();
+        for item in self.raw_iter_from(Cf::DeviceListStream, &(after + 1).to_be_bytes()) {
+            let (key, value) = item?;
+            let Ok(position) = <[u8; 8]>::try_from(&key[..]).map(u64::from_be_bytes) else {
+                continue;
+            };
+            if position > upto {
+                break;
+            }
+            let change =
+                serde_json::from_slice(&value).map_err(|e| super::StoreError::Corrupt {
+                    cf: Cf::DeviceListStream.name(),
+                    detail: e.to_string(),
+                })?;
+            out.push((position, change));
+        }
+        Ok(out)
+    }
+
+    /// The position of the user's latest device-list change, 0 for none.
+    pub fn device_list_position(&self, user_id: &str) -> StoreResult<u64> {
+        Ok(self
+            .get_raw(Cf::DeviceListUsers, user_id.as_bytes())?
+            .and_then(|b| <[u8; 8]>::try_from(&b[..]).ok())
+            .map_or(0, u64::from_be_bytes))
+    }
+}
+
+impl Batch<'_> {
+    pub fn put_device_keys(
+        &mut self,
+        user_id: &str,
+        device_id: &str,
+        value: &Value,
+    ) -> StoreResult<()> {
+        self.put_json(Cf::DeviceKeys, &join(&[user_id, device_id]), value)
+    }
+
+    pub fn put_one_time_key(
+        &mut self,
+        user_id: &str,
+        device_id: &str,
+        algorithm: &str,
+        key_id: &str,
+        value: &Value,
+    ) -> StoreResult<()> {
+        self.put_json(
+            Cf::OneTimeKeys,
+            &join(&[user_id, device_id, algorithm, key_id]),
+            value,
+        )
+    }
+
+    pub fn delete_one_time_key(
+        &mut self,
+        user_id: &str,
+        device_id: &str,
+        algorithm: &str,
+        key_id: &str,
+    ) {
+        self.delete(
+            Cf::OneTimeKeys,
+            &join(&[user_id, device_id, algorithm, key_id]),
+        );
+    }
+
+    pub fn put_fallback_key(
+        &mut self,
+        user_id: &str,
+        device_id: &str,
+        algorithm: &str,
+        record: &FallbackKeyRecord,
+    ) -> StoreResult<()> {
+        self.put_json(
+            Cf::FallbackKeys,
+            &join(&[user_id, device_id, algorithm]),
+            record,
+        )
+    }
+
+    pub fn put_cross_signing_key(
+        &mut self,
+        user_id: &str,
+        usage: &str,
+        value: &Value,
+    ) -> StoreResult<()> {
+        self.put_json(Cf::CrossSigningKeys, &join(&[user_id, usage]), value)
+    }
+
+    pub fn put_device_list_change(
+        &mut self,
+        position: u64,
+        change: &DeviceListChange,
+    ) -> StoreResult<()> {
+        self.put_json(Cf::DeviceListStream, &position.to_be_bytes(), change)?;
+        self.put_raw(
+            Cf::DeviceListUsers,
+            change.user_id.as_bytes(),
+            &position.to_be_bytes(),
+        );
+        Ok(())
+    }
+
+    /// Removes a device's keys: its device keys, one-time keys and fallback keys.
+    pub fn delete_device_e2ee(&mut self, user_id: &str, device_id: &str) -> StoreResult<()> {
+        self.delete(Cf::DeviceKeys, &join(&[user_id, device_id]));
+        let start = prefix(&[user_id, device_id]);
+        for cf in [Cf::OneTimeKeys, Cf::FallbackKeys, Cf::ToDevice] {
+            let mut doomed = Vec::new();
+            for item in self.store.raw_iter_from(cf, &start) {
+                let (key, _) = item?;
+                if !key.starts_with(&start) {
+                    break;
+                }
+                doomed.push(key);
+            }
+            for key in doomed {
+                self.delete(cf, &key);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_part_is_after_the_last_separator() {
+        assert_eq!(
+            last_part(&join(&["@a:x", "DEV", "signed_curve25519", "AAA"])),
+            "AAA"
+        );
+        assert_eq!(last_part(b"plain"), "plain");
+    }
+}

@@ -1,0 +1,141 @@
+//! To-device messages waiting for their device.
+//!
+//! - `to_device`: `user 0xFF device 0xFF position (u64 BE)` → [`ToDeviceRecord`].
+//! - `to_device_txns`: `sender 0xFF device 0xFF txn_id` (a local client's send), or
+//!   `origin 0xFF message_id` (another server's EDU) → empty: what was already accepted.
+//! - `meta` `to_device_position`: the highest position handed out.
+
+use ruma::OwnedUserId;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{Batch, Cf, Store, StoreResult, keys};
+
+const POSITION_KEY: &[u8] = b"to_device_position";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ToDeviceRecord {
+    pub sender: OwnedUserId,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub content: Value,
+}
+
+fn device_prefix(user_id: &str, device_id: &str) -> Vec<u8> {
+    let mut key = keys::device(user_id, device_id);
+    key.push(keys::SEP);
+    key
+}
+
+fn message_key(user_id: &str, device_id: &str, position: u64) -> Vec<u8> {
+    let mut key = device_prefix(user_id, device_id);
+    key.extend_from_slice(&position.to_be_bytes());
+    key
+}
+
+fn position_of(key: &[u8]) -> u64 {
+    key.len()
+        .checked_sub(8)
+        .and_then(|start| <[u8; 8]>::try_from(&key[start..]).ok())
+        .map_or(0, u64::from_be_bytes)
+}
+
+impl Store {
+    pub fn to_device_position(&self) -> StoreResult<u64> {
+        Ok(self
+            .get_raw(Cf::Meta, POSITION_KEY)?
+            .and_then(|b| <[u8; 8]>::try_from(&b[..]).ok())
+            .map_or(0, u64::from_be_bytes))
+    }
+
+    /// The device's messages after `after` up to `upto`, at most `limit`, oldest first.
+    pub fn to_device_messages(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<(u64, ToDeviceRecord)>> {
+        let prefix = device_prefix(user_id, device_id);
+        let start = message_key(user_id, device_id, after.saturating_add(1));
+        let mut out = Vec::new();
+        for item in self.raw_iter_from(Cf::ToDevice, &start) {
+            let (key, value) = item?;
+            if !key.starts_with(&prefix) || out.len() >= limit {
+                break;
+            }
+            let position = position_of(&key);
+            if position > upto {
+                break;
+            }
+            let record =
+                serde_json::from_slice(&value).map_err(|e| super::StoreError::Corrupt {
+                    cf: Cf::ToDevice.name(),
+                    detail: e.to_string(),
+                })?;
+            out.push((position, record));
+        }
+        Ok(out)
+    }
+
+    /// Positions of the device's waiting messages, oldest first.
+    pub fn to_device_positions(&self, user_id: &str, device_id: &str) -> StoreResult<Vec<u64>> {
+        let prefix = device_prefix(user_id, device_id);
+        let mut out = Vec::new();
+        for item in self.raw_iter_from(Cf::ToDevice, &prefix) {
+            let (key, _) = item?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            out.push(position_of(&key));
+        }
+        Ok(out)
+    }
+
+    pub fn to_device_txn_seen(&self, txn_key: &[u8]) -> StoreResult<bool> {
+        Ok(self.get_raw(Cf::ToDeviceTxns, txn_key)?.is_some())
+    }
+}
+
+/// The idempotency key of a local client's send.
+pub fn to_device_client_txn(sender: &str, device_id: &str, txn_id: &str) -> Vec<u8> {
+    let mut key = device_prefix(sender, device_id);
+    key.extend_from_slice(txn_id.as_bytes());
+    key
+}
+
+/// The idempotency key of another server's `m.direct_to_device` EDU.
+pub fn to_device_edu_txn(origin: &str, message_id: &str) -> Vec<u8> {
+    let mut key = keys::device(origin, message_id);
+    key.insert(0, b'!');
+    key
+}
+
+impl Batch<'_> {
+    pub fn put_to_device(
+        &mut self,
+        user_id: &str,
+        device_id: &str,
+        position: u64,
+        record: &ToDeviceRecord,
+    ) -> StoreResult<()> {
+        self.put_json(
+            Cf::ToDevice,
+            &message_key(user_id, device_id, position),
+            record,
+        )
+    }
+
+    pub fn delete_to_device(&mut self, user_id: &str, device_id: &str, position: u64) {
+        self.delete(Cf::ToDevice, &message_key(user_id, device_id, position));
+    }
+
+    pub fn set_to_device_position(&mut self, position: u64) {
+        self.put_raw(Cf::Meta, POSITION_KEY, &position.to_be_bytes());
+    }
+
+    pub fn put_to_device_txn(&mut self, txn_key: &[u8]) {
+        self.put_raw(Cf::ToDeviceTxns, txn_key, b"");
+    }
+}

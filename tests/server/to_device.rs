@@ -1,0 +1,266 @@
+//! To-device messages on one server: delivery once through `/sync` (and the sync socket),
+//! deletion only after acknowledgement, idempotent sends, `*`, and waking long-polls.
+
+use std::net::TcpStream;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message, WebSocket};
+
+use crate::e2ee_support::{next_batch, send_to_device, sync};
+use crate::harness::{PASSWORD, TestServer, assert_error, token};
+use crate::room_support::{User, user};
+
+fn to_device(body: &Value) -> Vec<Value> {
+    body["to_device"]["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn texts(body: &Value) -> Vec<String> {
+    to_device(body)
+        .iter()
+        .filter_map(|e| e["content"]["text"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn second_device(server: &TestServer, name: &str, id: &str) -> User {
+    let (status, login) = server.post(
+        "/_matrix/client/v3/login",
+        None,
+        &json!({
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": name},
+            "password": PASSWORD,
+            "device_id": id,
+        }),
+    );
+    assert_eq!(status, 200, "{login}");
+    User {
+        id: login["user_id"].as_str().unwrap().to_owned(),
+        token: token(&login),
+        device: id.to_owned(),
+    }
+}
+
+#[test]
+fn a_message_is_delivered_until_acknowledged_then_deleted() {
+    let server = TestServer::start();
+    let alice = user(&server, "alice");
+    let bob = user(&server, "bob");
+    let first = sync(&server, &bob, None, 0);
+    let since = next_batch(&first);
+    let (status, body) = send_to_device(
+        &server,
+        &alice,
+        "m.test",
+        "t1",
+        json!({ bob.id.clone(): { bob.device.clone(): {"text": "hello"} } }),
+    );
+    assert_eq!(status, 200, "{body}");
+    let body = sync(&server, &bob, Some(&since), 0);
+    let events = to_device(&body);
+    assert_eq!(events.len(), 1, "{body}");
+    assert_eq!(events[0]["sender"], alice.id);
+    assert_eq!(events[0]["type"], "m.test");
+    assert_eq!(events[0]["content"]["text"], "hello");
+    // Not acknowledged yet: the same token gets it again.
+    let again = sync(&server, &bob, Some(&since), 0);
+    assert_eq!(texts(&again), ["hello"]);
+    // The next token acknowledges it: gone, even from the older token.
+    let after = sync(&server, &bob, Some(&next_batch(&body)), 0);
+    assert!(to_device(&after).is_empty(), "{after}");
+    let stale = sync(&server, &bob, Some(&since), 0);
+    assert!(to_device(&stale).is_empty(), "{stale}");
+    // The same transaction again is accepted and not delivered twice; a new one is.
+    let since = next_batch(&after);
+    for txn in ["t1", "t1", "t2"] {
+        let (status, _) = send_to_device(
+            &server,
+            &alice,
+            "m.test",
+            txn,
+            json!({ bob.id.clone(): { bob.device.clone(): {"text": txn} } }),
+        );
+        assert_eq!(status, 200);
+    }
+    let body = sync(&server, &bob, Some(&since), 0);
+    assert_eq!(texts(&body), ["t2"]);
+}
+
+#[test]
+fn a_star_reaches_every_device_and_the_initial_sync_carries_waiting_messages() {
+    let server = TestServer::start();
+    let alice = user(&server, "alice");
+    let bob = user(&server, "bob");
+    let bob2 = second_device(&server, "bob", "BOBTWO");
+    let (status, _) = send_to_device(
+        &server,
+        &alice,
+        "m.test",
+        "star",
+        json!({ bob.id.clone(): { "*": {"text": "all"} }, "@nobody:localhost": {"X": {}} }),
+    );
+    assert_eq!(status, 200);
+    for device in [&bob, &bob2] {
+        let body = sync(&server, device, None, 0);
+        assert_eq!(texts(&body), ["all"], "{}", device.device);
+    }
+    // Unknown devices are skipped; bad bodies are refused.
+    let (status, _) = send_to_device(
+        &server,
+        &alice,
+        "m.test",
+        "unknown",
+        json!({ bob.id.clone(): { "NOSUCH": {"text": "lost"} } }),
+    );
+    assert_eq!(status, 200);
+    let response = server.send(
+        "PUT",
+        "/_matrix/client/v3/sendToDevice/m.test/bad",
+        Some(&alice.token),
+        &json!({"messages": {"not a user id": {}}}),
+    );
+    assert_error(response, 400, "M_BAD_JSON");
+    let response = server.send(
+        "PUT",
+        "/_matrix/client/v3/sendToDevice/m.test/bad",
+        None,
+        &json!({"messages": {}}),
+    );
+    assert_error(response, 401, "M_MISSING_TOKEN");
+}
+
+#[test]
+fn a_long_poll_wakes_for_a_message_and_deleting_the_device_drops_its_messages() {
+    let server = TestServer::start();
+    let alice = user(&server, "alice");
+    let bob = user(&server, "bob");
+    let since = next_batch(&sync(&server, &bob, None, 0));
+    let body = std::thread::scope(|scope| {
+        let waiter = scope.spawn(|| sync(&server, &bob, Some(&since), 20_000));
+        std::thread::sleep(Duration::from_millis(300));
+        let (status, _) = send_to_device(
+            &server,
+            &alice,
+            "m.test",
+            "wake",
+            json!({ bob.id.clone(): { bob.device.clone(): {"text": "wake up"} } }),
+        );
+        assert_eq!(status, 200);
+        waiter.join().unwrap()
+    });
+    assert_eq!(texts(&body), ["wake up"]);
+
+    let bob2 = second_device(&server, "bob", "BOBTWO");
+    send_to_device(
+        &server,
+        &alice,
+        "m.test",
+        "doomed",
+        json!({ bob.id.clone(): { "BOBTWO": {"text": "doomed"} } }),
+    );
+    let (status, _) = server.post("/_matrix/client/v3/logout", Some(&bob2.token), &json!({}));
+    assert_eq!(status, 200);
+    // Logging in again as that device starts with nothing waiting.
+    let bob2 = second_device(&server, "bob", "BOBTWO");
+    assert!(to_device(&sync(&server, &bob2, None, 0)).is_empty());
+}
+
+#[test]
+fn more_than_a_response_holds_come_in_order_over_several_syncs() {
+    let server = TestServer::start();
+    let alice = user(&server, "alice");
+    let bob = user(&server, "bob");
+    let mut since = next_batch(&sync(&server, &bob, None, 0));
+    for i in 0..150 {
+        let (status, _) = send_to_device(
+            &server,
+            &alice,
+            "m.test",
+            &format!("n{i}"),
+            json!({ bob.id.clone(): { bob.device.clone(): {"text": format!("{i}")} } }),
+        );
+        assert_eq!(status, 200);
+    }
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let body = sync(&server, &bob, Some(&since), 0);
+        got.extend(texts(&body));
+        since = next_batch(&body);
+    }
+    let expected: Vec<String> = (0..150).map(|i| i.to_string()).collect();
+    assert_eq!(got, expected);
+}
+
+type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
+
+fn next_sync_frame(socket: &mut Socket) -> Value {
+    loop {
+        match socket.read().expect("a frame arrives") {
+            Message::Text(text) => {
+                let frame: Value = serde_json::from_str(&text).unwrap();
+                if frame["type"] == "sync" {
+                    return frame["body"].clone();
+                }
+            }
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+}
+
+fn connect(server: &TestServer, user: &User) -> Socket {
+    let url = format!(
+        "ws://127.0.0.1:{}/_matrix/client/unstable/org.hearth.sync/ws?access_token={}",
+        server.port, user.token
+    );
+    let (socket, _) = tungstenite::connect(url).expect("socket opens");
+    if let MaybeTlsStream::Plain(stream) = socket.get_ref() {
+        // A frame that never comes fails the test instead of hanging it.
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+    }
+    socket
+}
+
+#[test]
+fn the_sync_socket_pushes_to_device_messages() {
+    let server = TestServer::start();
+    let alice = user(&server, "alice");
+    let bob = user(&server, "bob");
+    let mut socket = connect(&server, &bob);
+    let first = next_sync_frame(&mut socket);
+    assert!(first["device_one_time_keys_count"].is_object(), "{first}");
+    send_to_device(
+        &server,
+        &alice,
+        "m.test",
+        "ws",
+        json!({ bob.id.clone(): { bob.device.clone(): {"text": "over the socket"} } }),
+    );
+    let body = next_sync_frame(&mut socket);
+    assert_eq!(texts(&body), ["over the socket"]);
+    // A device with more waiting than one update holds gets them all in order at
+    // connection, without waiting for anything else to happen.
+    let bob2 = second_device(&server, "bob", "BOBTWO");
+    for i in 0..150 {
+        send_to_device(
+            &server,
+            &alice,
+            "m.test",
+            &format!("ws{i}"),
+            json!({ bob.id.clone(): { "BOBTWO": {"text": format!("{i}")} } }),
+        );
+    }
+    let mut socket = connect(&server, &bob2);
+    let mut got = Vec::new();
+    while got.len() < 150 {
+        got.extend(texts(&next_sync_frame(&mut socket)));
+    }
+    let expected: Vec<String> = (0..150).map(|i| i.to_string()).collect();
+    assert_eq!(got, expected);
+}

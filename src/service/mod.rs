@@ -1,6 +1,7 @@
 //! The server's logic, between the HTTP handlers in `api/` and the store.
 
 pub mod account_data;
+pub mod admin;
 pub mod direct;
 pub mod directory;
 pub mod federation;
@@ -63,6 +64,7 @@ pub struct Services {
     pub profile_locks: profile::ProfileLocks,
     pub user_directory: user_directory::UserDirectory,
     pub reports: reports::Reports,
+    pub admin: admin::Admin,
     server_name: ruma::OwnedServerName,
     shutting_down: tokio::sync::watch::Sender<bool>,
 }
@@ -106,6 +108,7 @@ impl Services {
             profile_locks: profile::ProfileLocks::default(),
             user_directory: user_directory::UserDirectory::load(&store)?,
             reports: reports::Reports::new(&store)?,
+            admin: admin::Admin::new(&store)?,
             login_limiter: ratelimit::RateLimiter::new(
                 config.login.failures_burst,
                 config.login.failures_per_minute,

@@ -3,6 +3,7 @@
 
 mod account_data;
 mod accounts;
+mod admin;
 mod directory;
 mod federation;
 mod filters;
@@ -26,6 +27,7 @@ use serde::de::DeserializeOwned;
 
 pub use account_data::{AccountDataChange, AccountDataRecord};
 pub use accounts::{AccessTokenRecord, DeviceRecord, RefreshTokenRecord, TokenHash, UserRecord};
+pub use admin::{AuditRecord, DeletedRoomRecord};
 pub use directory::AliasRecord;
 pub use federation::OutboxRecord;
 pub use media::{ImageKind, MediaContent, MediaRecord, ThumbnailRecord, thumbnail_key};
@@ -108,10 +110,12 @@ pub enum Cf {
     FederationOutbox,
     FederationTxns,
     ServerKeys,
+    AdminAudit,
+    DeletedRooms,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 36] = [
+    pub const ALL: [Cf; 38] = [
         Cf::Meta,
         Cf::Users,
         Cf::Devices,
@@ -148,6 +152,8 @@ impl Cf {
         Cf::FederationOutbox,
         Cf::FederationTxns,
         Cf::ServerKeys,
+        Cf::AdminAudit,
+        Cf::DeletedRooms,
     ];
 
     pub fn name(self) -> &'static str {
@@ -188,6 +194,8 @@ impl Cf {
             Cf::FederationOutbox => "federation_outbox",
             Cf::FederationTxns => "federation_txns",
             Cf::ServerKeys => "server_keys",
+            Cf::AdminAudit => "admin_audit",
+            Cf::DeletedRooms => "deleted_rooms",
         }
     }
 }

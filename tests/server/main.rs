@@ -4,6 +4,8 @@ mod harness;
 
 mod account_data;
 mod accounts;
+mod admin_api;
+mod admin_support;
 mod devices;
 mod directory;
 mod durability;

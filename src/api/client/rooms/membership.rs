@@ -124,6 +124,7 @@ async fn join_room(
     via: Vec<OwnedServerName>,
     reason: Option<String>,
 ) -> Result<Json<Value>> {
+    state.check_may_enter(&authed.user_id, &room_id)?;
     if state.joins_remotely(&room_id)? {
         let mut via = via;
         via.extend(state.invite_servers(&room_id, &authed.user_id)?);
@@ -143,6 +144,7 @@ async fn knock(
     MatrixJson(body): MatrixJson<ReasonBody>,
 ) -> Result<Json<Value>> {
     let room_id = room_id_or_alias(&state, &target)?;
+    state.check_may_enter(&authed.user_id, &room_id)?;
     own_membership(
         &state,
         &authed,
@@ -190,6 +192,9 @@ fn targeted(change: MembershipChange) -> MethodRouter<AppState> {
               Path(room_id): Path<String>,
               MatrixJson(body): MatrixJson<TargetBody>| async move {
             let room_id = parse_room_id(&room_id)?;
+            if change == MembershipChange::Invite {
+                state.check_may_enter(&authed.user_id, &room_id)?;
+            }
             state
                 .change_membership(
                     &room_id,

@@ -80,12 +80,62 @@ pub struct Run {
     pub stderr: String,
 }
 
-pub fn run(mut command: Command) -> Run {
+impl Run {
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        assert_eq!(
+            self.code, 0,
+            "stdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {}", self.stdout))
+    }
+
+    /// A failure: non-zero exit, one line on stderr containing `text`, no panic.
+    #[track_caller]
+    pub fn fails_with(self, text: &str) -> Self {
+        assert_ne!(self.code, 0, "stdout: {}", self.stdout);
+        assert_eq!(self.stderr.lines().count(), 1, "{}", self.stderr);
+        assert!(self.stderr.starts_with("hearthctl: "), "{}", self.stderr);
+        assert!(
+            self.stderr.contains(text),
+            "wanted {text:?} in {}",
+            self.stderr
+        );
+        assert!(!self.stderr.contains("panicked"), "{}", self.stderr);
+        self
+    }
+}
+
+pub fn run(command: Command) -> Run {
+    run_with_stdin(command, "")
+}
+
+/// Runs with `input` on standard input (passwords for `--password-stdin`).
+pub fn run_with_stdin(mut command: Command, input: &str) -> Run {
+    use std::io::Write;
+    let mut child = command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run hearthctl");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
     let Output {
         status,
         stdout,
         stderr,
-    } = command.output().expect("run hearthctl");
+    } = child.wait_with_output().expect("wait for hearthctl");
     Run {
         code: status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&stdout).into_owned(),

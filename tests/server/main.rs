@@ -5,6 +5,7 @@ mod harness;
 mod account_data;
 mod accounts;
 mod admin_api;
+mod admin_cli;
 mod admin_support;
 mod devices;
 mod directory;

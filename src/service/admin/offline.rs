@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::config::Config;
 use crate::service::users::validate_localpart;
 use crate::service::{now_ms, password, profile};
-use crate::store::{AuditRecord, Store, UserRecord};
+use crate::store::{AuditRecord, Store, StoreError, UserRecord};
 
 /// Creates an account in the store of `config.data`. The error is one line for a person.
 pub fn create_user(
@@ -25,7 +25,17 @@ pub fn create_user(
     if password.chars().count() < min {
         return Err(format!("passwords must be at least {min} characters long"));
     }
-    let store = Store::open(&config.data, config.sync_writes).map_err(|e| e.to_string())?;
+    // Where `server::run` keeps the store.
+    let store = match Store::open(&config.data.join("db"), config.sync_writes) {
+        Ok(store) => store,
+        Err(StoreError::Locked(_)) => {
+            return Err(format!(
+                "the data directory {} is in use by a running hearth; stop it first, or create the user through the admin API (hearthctl --server URL user create)",
+                config.data.display()
+            ));
+        }
+        Err(e) => return Err(e.to_string()),
+    };
     if store
         .user(user_id.as_str())
         .map_err(|e| e.to_string())?

@@ -542,3 +542,37 @@ fn admin_actions_are_audited_and_the_log_survives_a_restart() {
     );
     assert_eq!(filtered["total"], 1);
 }
+
+#[test]
+fn locking_ends_an_open_sync_socket() {
+    use tungstenite::Message;
+    let server = start();
+    let root = admin(&server, "root");
+    let bob = user(&server, "bob");
+    let url = format!(
+        "ws://127.0.0.1:{}/_matrix/client/unstable/org.hearth.sync/ws?access_token={}",
+        server.port, bob.token
+    );
+    let (mut socket, _) = tungstenite::connect(url).expect("socket opens");
+    if let tungstenite::stream::MaybeTlsStream::Plain(stream) = socket.get_ref() {
+        // Well below the 30 s ping at which the token would be rechecked anyway.
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+    }
+    let mut next_frame = || loop {
+        match socket.read().expect("a frame arrives") {
+            Message::Text(text) => return serde_json::from_str::<Value>(&text).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => return json!({ "other": format!("{other:?}") }),
+        }
+    };
+    assert_eq!(next_frame()["type"], "sync");
+    assert_eq!(lock(&server, &root, &bob.id, true).0, 200);
+    let frame = next_frame();
+    assert_eq!(
+        (&frame["type"], &frame["errcode"]),
+        (&json!("error"), &json!("M_USER_LOCKED")),
+        "{frame}"
+    );
+}

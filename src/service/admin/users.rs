@@ -302,6 +302,10 @@ impl Services {
         }
         self.check_moderation_target(admin, user_id)?;
         self.update_user(user_id, |u| u.locked = locked).await?;
+        if locked {
+            // Open sync sockets recheck their tokens now, and end.
+            self.sessions.announce_revocation();
+        }
         self.audit(
             admin,
             if locked { "user.lock" } else { "user.unlock" },

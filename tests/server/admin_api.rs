@@ -498,6 +498,23 @@ fn reports_are_listed_shown_and_resolved() {
 }
 
 #[test]
+fn only_admins_are_offered_account_moderation() {
+    let server = start();
+    let root = admin(&server, "root");
+    let bob = user(&server, "bob");
+    let (_, caps) = server.get("/_matrix/client/v3/capabilities", Some(&root.token));
+    assert_eq!(
+        caps["capabilities"]["m.account_moderation"],
+        json!({ "lock": true, "suspend": true })
+    );
+    let (_, caps) = server.get("/_matrix/client/v3/capabilities", Some(&bob.token));
+    assert!(
+        caps["capabilities"].get("m.account_moderation").is_none(),
+        "{caps}"
+    );
+}
+
+#[test]
 fn whois_shows_each_device_and_the_server_version_is_hearth() {
     let server = start();
     let root = admin(&server, "root");

@@ -254,6 +254,11 @@ fn rooms_and_reports_are_managed_with_hearthctl() {
     assert_eq!(shown["joined_members"], 2);
     let members = ctl.json(&["room", "members", &room]);
     assert_eq!(members["total"], 2);
+    let state = ctl.run(&["room", "state", &alias]).ok().stdout;
+    assert!(
+        state.contains("m.room.name") && state.contains("Lobby"),
+        "{state}"
+    );
 
     let reports = ctl.json(&["report", "list"]);
     assert_eq!(reports["total"], 1);

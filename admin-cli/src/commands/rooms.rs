@@ -30,6 +30,8 @@ pub enum RoomCommand {
     Show { room: String },
     /// List a room's joined members
     Members { room: String },
+    /// List a room's current state events
+    State { room: String },
     /// Delete a room: every local member leaves, its aliases and directory entry go,
     /// and nobody on this server can join it again
     Delete {
@@ -53,6 +55,7 @@ pub fn run(client: &Client, command: &RoomCommand) -> Result<(), Failure> {
         } => list(client, search, order_by, *reverse, paging),
         RoomCommand::Show { room } => show(client, room),
         RoomCommand::Members { room } => members(client, room),
+        RoomCommand::State { room } => state(client, room),
         RoomCommand::Delete { room, block, purge } => delete(client, room, *block, *purge),
     }
 }
@@ -172,6 +175,32 @@ fn members(client: &Client, room: &str) -> Result<(), Failure> {
         .map(|m| vec![cell(m)])
         .collect();
     output::table(&["member"], &rows);
+    Ok(())
+}
+
+fn state(client: &Client, room: &str) -> Result<(), Failure> {
+    let room_id = room_id(client, room)?;
+    let answer = client.get(&format!("/_synapse/admin/v1/rooms/{}/state", enc(&room_id)))?;
+    if client.json {
+        output::json(&answer);
+        return Ok(());
+    }
+    let mut rows: Vec<Vec<String>> = answer["state"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|e| {
+            vec![
+                cell(&e["type"]),
+                cell(&e["state_key"]),
+                cell(&e["sender"]),
+                e["content"].to_string(),
+            ]
+        })
+        .collect();
+    rows.sort();
+    output::table(&["type", "state key", "sender", "content"], &rows);
     Ok(())
 }
 

@@ -153,18 +153,30 @@ impl Services {
                 admin: changes.admin.unwrap_or(false),
             })
             .await?;
-            self.audit(admin, "user.create", user_id, None)?;
+            let detail = format!("admin={}", changes.admin.unwrap_or(false));
+            self.audit(admin, "user.create", user_id, Some(detail))?;
         } else if let Some(password) = &changes.password {
             self.admin_reset_password(admin, user_id, password.clone(), changes.logout_devices)
                 .await?;
         }
+        let mut profile_changed = Vec::new();
         if let Some(name) = &changes.displayname {
             self.set_profile_field(user_id, user_id, "displayname", Value::String(name.clone()))
                 .await?;
+            profile_changed.push("displayname");
         }
         if let Some(url) = &changes.avatar_url {
             self.set_profile_field(user_id, user_id, "avatar_url", Value::String(url.clone()))
                 .await?;
+            profile_changed.push("avatar_url");
+        }
+        if !created && !profile_changed.is_empty() {
+            self.audit(
+                admin,
+                "user.update_profile",
+                user_id,
+                Some(profile_changed.join(", ")),
+            )?;
         }
         if let Some(is_admin) = changes.admin
             && !created

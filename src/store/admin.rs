@@ -1,6 +1,7 @@
 //! What server administration keeps: the audit log of admin actions
 //! (`admin_audit`: entry ID, u64 BE, counting up from 1 → `AuditRecord`), rooms an admin
-//! deleted (`deleted_rooms`: room ID → `DeletedRoomRecord`), and the whole list of
+//! deleted (`deleted_rooms`: room ID → `DeletedRoomRecord`), rooms an admin blocked
+//! (`blocked_rooms`: room ID → `BlockedRoomRecord`), and the whole list of
 //! accounts for the admin API's user list.
 
 use ruma::{OwnedRoomId, OwnedUserId};
@@ -39,7 +40,18 @@ pub struct DeletedRoomRecord {
     pub local_aliases: Vec<String>,
 }
 
+/// A room nobody on this server may join, knock on or be invited to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockedRoomRecord {
+    pub blocked_by: OwnedUserId,
+    pub ts: u64,
+}
+
 impl Store {
+    pub fn blocked_room(&self, room_id: &str) -> StoreResult<Option<BlockedRoomRecord>> {
+        self.get_json(Cf::BlockedRooms, room_id.as_bytes())
+    }
+
     /// Every account, ordered by user ID.
     pub fn all_users(&self) -> StoreResult<Vec<(OwnedUserId, UserRecord)>> {
         Ok(self
@@ -110,6 +122,20 @@ impl Batch<'_> {
         record: &DeletedRoomRecord,
     ) -> StoreResult<()> {
         self.put_json(Cf::DeletedRooms, room_id.as_bytes(), record)
+    }
+
+    pub fn set_blocked_room(
+        &mut self,
+        room_id: &str,
+        record: Option<&BlockedRoomRecord>,
+    ) -> StoreResult<()> {
+        match record {
+            Some(record) => self.put_json(Cf::BlockedRooms, room_id.as_bytes(), record),
+            None => {
+                self.delete(Cf::BlockedRooms, room_id.as_bytes());
+                Ok(())
+            }
+        }
     }
 
     pub fn delete_report(&mut self, id: u64) {

@@ -27,7 +27,7 @@ use serde::de::DeserializeOwned;
 
 pub use account_data::{AccountDataChange, AccountDataRecord};
 pub use accounts::{AccessTokenRecord, DeviceRecord, RefreshTokenRecord, TokenHash, UserRecord};
-pub use admin::{AuditRecord, DeletedRoomRecord};
+pub use admin::{AuditRecord, BlockedRoomRecord, DeletedRoomRecord};
 pub use directory::AliasRecord;
 pub use federation::OutboxRecord;
 pub use media::{ImageKind, MediaContent, MediaRecord, ThumbnailRecord, thumbnail_key};
@@ -112,10 +112,11 @@ pub enum Cf {
     ServerKeys,
     AdminAudit,
     DeletedRooms,
+    BlockedRooms,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 38] = [
+    pub const ALL: [Cf; 39] = [
         Cf::Meta,
         Cf::Users,
         Cf::Devices,
@@ -154,6 +155,7 @@ impl Cf {
         Cf::ServerKeys,
         Cf::AdminAudit,
         Cf::DeletedRooms,
+        Cf::BlockedRooms,
     ];
 
     pub fn name(self) -> &'static str {
@@ -196,6 +198,7 @@ impl Cf {
             Cf::ServerKeys => "server_keys",
             Cf::AdminAudit => "admin_audit",
             Cf::DeletedRooms => "deleted_rooms",
+            Cf::BlockedRooms => "blocked_rooms",
         }
     }
 }

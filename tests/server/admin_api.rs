@@ -449,6 +449,46 @@ fn a_deleted_room_is_gone_for_its_members_and_its_alias() {
 }
 
 #[test]
+fn a_blocked_room_keeps_its_members_but_takes_no_new_ones() {
+    let server = start();
+    let root = admin(&server, "root");
+    let alice = user(&server, "alice");
+    let bob = user(&server, "bob");
+    let carol = user(&server, "carol");
+    let room = create_room(&server, &alice, json!({ "preset": "public_chat" }));
+    join(&server, &bob, &room);
+    let path = format!("/_synapse/admin/v1/rooms/{}/block", enc(&room));
+    assert_eq!(
+        server.get(&path, Some(&root.token)).1,
+        json!({ "block": false })
+    );
+    let (status, body) = server.send("PUT", &path, Some(&root.token), &json!({ "block": true }));
+    assert_eq!((status, &body), (200, &json!({ "block": true })));
+    assert_eq!(
+        server.get(&path, Some(&root.token)).1,
+        json!({ "block": true, "user_id": root.id })
+    );
+    let join_path = format!("/_matrix/client/v3/rooms/{}/join", enc(&room));
+    assert_error(
+        server.post(&join_path, Some(&carol.token), &json!({})),
+        403,
+        "M_FORBIDDEN",
+    );
+    // Members stay and talk.
+    send_text(&server, &bob, &room, "b1", "still here");
+    let (_, details) = server.get(
+        &format!("/_synapse/admin/v1/rooms/{}", enc(&room)),
+        Some(&root.token),
+    );
+    assert_eq!(details["blocked"], true);
+    server.send("PUT", &path, Some(&root.token), &json!({ "block": false }));
+    join(&server, &carol, &room);
+    let (_, log) = server.get("/_hearth/admin/v1/audit", Some(&root.token));
+    assert_eq!(log["entries"][0]["action"], "room.unblock");
+    assert_eq!(log["entries"][1]["action"], "room.block");
+}
+
+#[test]
 fn reports_are_listed_shown_and_resolved() {
     let server = start();
     let root = admin(&server, "root");

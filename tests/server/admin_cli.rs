@@ -259,6 +259,10 @@ fn rooms_and_reports_are_managed_with_hearthctl() {
         state.contains("m.room.name") && state.contains("Lobby"),
         "{state}"
     );
+    ctl.run(&["room", "block", &room]).ok();
+    assert_eq!(ctl.json(&["room", "show", &room])["blocked"], true);
+    ctl.run(&["room", "unblock", &room]).ok();
+    assert_eq!(ctl.json(&["room", "show", &room])["blocked"], false);
 
     let reports = ctl.json(&["report", "list"]);
     assert_eq!(reports["total"], 1);

@@ -32,11 +32,16 @@ pub enum RoomCommand {
     Members { room: String },
     /// List a room's current state events
     State { room: String },
+    /// Block a room: nobody on this server can join, knock or be invited (members stay)
+    Block { room: String },
+    /// Lift a block
+    Unblock { room: String },
     /// Delete a room: every local member leaves, its aliases and directory entry go,
     /// and nobody on this server can join it again
     Delete {
         room: String,
-        /// Also block the room (recorded; deleted rooms are always closed to joins)
+        /// Also block the room (deleted rooms are closed to joins either way; the block
+        /// shows in `room show` and can be lifted)
         #[arg(long)]
         block: bool,
         /// Ask for history to be purged from the store (recorded; not done yet)
@@ -56,6 +61,8 @@ pub fn run(client: &Client, command: &RoomCommand) -> Result<(), Failure> {
         RoomCommand::Show { room } => show(client, room),
         RoomCommand::Members { room } => members(client, room),
         RoomCommand::State { room } => state(client, room),
+        RoomCommand::Block { room } => block(client, room, true),
+        RoomCommand::Unblock { room } => block(client, room, false),
         RoomCommand::Delete { room, block, purge } => delete(client, room, *block, *purge),
     }
 }
@@ -152,6 +159,7 @@ fn show(client: &Client, room: &str) -> Result<(), Failure> {
         ("encryption", field("encryption")),
         ("federatable", yes_no(&answer["federatable"])),
         ("state events", field("state_events")),
+        ("blocked", yes_no(&answer["blocked"])),
         ("deleted", yes_no(&answer["deleted"])),
     ]);
     Ok(())
@@ -201,6 +209,23 @@ fn state(client: &Client, room: &str) -> Result<(), Failure> {
         .collect();
     rows.sort();
     output::table(&["type", "state key", "sender", "content"], &rows);
+    Ok(())
+}
+
+fn block(client: &Client, room: &str, block: bool) -> Result<(), Failure> {
+    let room_id = room_id(client, room)?;
+    let answer = client.send(
+        Method::PUT,
+        &format!("/_synapse/admin/v1/rooms/{}/block", enc(&room_id)),
+        Some(&json!({ "block": block })),
+    )?;
+    if client.json {
+        output::json(&answer);
+    } else if block {
+        println!("{room_id}: blocked");
+    } else {
+        println!("{room_id}: no longer blocked");
+    }
     Ok(())
 }
 

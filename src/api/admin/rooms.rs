@@ -37,6 +37,16 @@ pub(super) fn table() -> Vec<Entry> {
             delete(delete_v1),
         ),
         (
+            Method::GET,
+            "/_synapse/admin/v1/rooms/{room_id}/block",
+            get(get_block),
+        ),
+        (
+            Method::PUT,
+            "/_synapse/admin/v1/rooms/{room_id}/block",
+            axum::routing::put(put_block),
+        ),
+        (
             Method::DELETE,
             "/_synapse/admin/v2/rooms/{room_id}",
             delete(delete_v2),
@@ -248,4 +258,32 @@ async fn status_by_id(
         .deletion(&delete_id)?
         .ok_or_else(|| Error::not_found("No deletion with this ID"))?;
     Ok(Json(status_json(&room_id, &record)))
+}
+
+async fn get_block(
+    State(state): State<AppState>,
+    Admin(_): Admin,
+    Path(target): Path<String>,
+) -> Result<Json<Value>> {
+    let room_id = room_id(&target)?;
+    Ok(Json(match state.admin_room_block(&room_id)? {
+        Some(record) => json!({ "block": true, "user_id": record.blocked_by }),
+        None => json!({ "block": false }),
+    }))
+}
+
+#[derive(Deserialize)]
+struct BlockBody {
+    block: bool,
+}
+
+async fn put_block(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(target): Path<String>,
+    MatrixJson(body): MatrixJson<BlockBody>,
+) -> Result<Json<Value>> {
+    let room_id = room_id(&target)?;
+    state.admin_set_room_block(&admin.user_id, &room_id, body.block)?;
+    Ok(Json(json!({ "block": body.block })))
 }

@@ -4,6 +4,8 @@
 //! `/logout/all` answers `401 M_USER_LOCKED` with `soft_logout: true`; tokens stay valid
 //! so the session resumes once unlocked; logging in again is refused too.
 //!
+//! Blocked and deleted rooms: nobody on this server may join, knock or be invited.
+//!
 //! Suspended (spec, "Account suspension"): the user keeps reading, leaving, redacting
 //! their own events, managing devices and logging out; joining, knocking, inviting,
 //! sending messages and state, changing their profile and redacting others' events
@@ -84,6 +86,11 @@ impl Services {
         if self.store.deleted_room(room_id.as_str())?.is_some() {
             return Err(Error::forbidden(
                 "This room has been deleted by a server admin",
+            ));
+        }
+        if self.store.blocked_room(room_id.as_str())?.is_some() {
+            return Err(Error::forbidden(
+                "This room has been blocked by a server admin",
             ));
         }
         Ok(())

@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::service::rooms::MembershipChange;
 use crate::service::{Services, now_ms, random_string};
-use crate::store::DeletedRoomRecord;
+use crate::store::{BlockedRoomRecord, DeletedRoomRecord};
 
 /// A room as Synapse's admin API lists it.
 #[derive(Debug, Clone, Serialize)]
@@ -37,6 +37,8 @@ pub struct RoomSummary {
     pub room_type: Option<String>,
     /// Hearth: set once an admin deleted the room.
     pub deleted: bool,
+    /// Hearth: closed to joins by an admin.
+    pub blocked: bool,
 }
 
 /// Synapse's `order_by` values for the room list.
@@ -125,6 +127,29 @@ pub struct RoomDeletion {
 }
 
 impl Services {
+    /// Who blocked the room, if anyone. Rooms need not exist here to be blocked (as in
+    /// Synapse), so a room can be closed before this server ever joins it.
+    pub fn admin_room_block(&self, room_id: &RoomId) -> Result<Option<BlockedRoomRecord>> {
+        Ok(self.store.blocked_room(room_id.as_str())?)
+    }
+
+    pub fn admin_set_room_block(
+        &self,
+        admin: &UserId,
+        room_id: &RoomId,
+        block: bool,
+    ) -> Result<()> {
+        let record = block.then(|| BlockedRoomRecord {
+            blocked_by: admin.to_owned(),
+            ts: now_ms(),
+        });
+        let mut batch = self.store.batch();
+        batch.set_blocked_room(room_id.as_str(), record.as_ref())?;
+        self.store.write(batch)?;
+        let action = if block { "room.block" } else { "room.unblock" };
+        self.audit(admin, action, room_id, None)
+    }
+
     pub fn admin_room_summary(&self, room_id: &RoomId) -> Result<RoomSummary> {
         let room = self
             .store
@@ -136,6 +161,7 @@ impl Services {
             federatable: true,
             public: self.store.is_published(room_id.as_str())?,
             deleted: self.store.deleted_room(room_id.as_str())?.is_some(),
+            blocked: self.store.blocked_room(room_id.as_str())?.is_some(),
             name: None,
             canonical_alias: None,
             topic: None,
@@ -279,6 +305,15 @@ impl Services {
         // Written first: from here on nobody can join while members are removed.
         let mut batch = self.store.batch();
         batch.put_deleted_room(room_id.as_str(), &record)?;
+        if options.block {
+            batch.set_blocked_room(
+                room_id.as_str(),
+                Some(&BlockedRoomRecord {
+                    blocked_by: admin.to_owned(),
+                    ts: now_ms(),
+                }),
+            )?;
+        }
         self.store.write(batch)?;
 
         let members = self.room_members(room_id)?;

@@ -34,6 +34,10 @@ pub enum ErrorKind {
     MissingParam,
     TooLarge,
     UserDeactivated,
+    /// The account is locked by an admin: 401 with `soft_logout: true`.
+    UserLocked,
+    /// The account is suspended by an admin and may not do this (403).
+    UserSuspended,
     WeakPassword,
     GuestAccessForbidden,
     UnsupportedRoomVersion,
@@ -133,6 +137,8 @@ impl Error {
             ErrorKind::MissingParam => "M_MISSING_PARAM",
             ErrorKind::TooLarge | ErrorKind::RemoteTooLarge => "M_TOO_LARGE",
             ErrorKind::UserDeactivated => "M_USER_DEACTIVATED",
+            ErrorKind::UserLocked => "M_USER_LOCKED",
+            ErrorKind::UserSuspended => "M_USER_SUSPENDED",
             ErrorKind::WeakPassword => "M_WEAK_PASSWORD",
             ErrorKind::GuestAccessForbidden => "M_GUEST_ACCESS_FORBIDDEN",
             ErrorKind::UnsupportedRoomVersion => "M_UNSUPPORTED_ROOM_VERSION",
@@ -159,12 +165,14 @@ impl Error {
 
     pub fn status(&self) -> StatusCode {
         match &self.kind {
-            ErrorKind::Forbidden | ErrorKind::UserDeactivated | ErrorKind::GuestAccessForbidden => {
-                StatusCode::FORBIDDEN
-            }
-            ErrorKind::UnknownToken { .. } | ErrorKind::MissingToken | ErrorKind::Unauthorized => {
-                StatusCode::UNAUTHORIZED
-            }
+            ErrorKind::Forbidden
+            | ErrorKind::UserDeactivated
+            | ErrorKind::UserSuspended
+            | ErrorKind::GuestAccessForbidden => StatusCode::FORBIDDEN,
+            ErrorKind::UnknownToken { .. }
+            | ErrorKind::MissingToken
+            | ErrorKind::Unauthorized
+            | ErrorKind::UserLocked => StatusCode::UNAUTHORIZED,
             ErrorKind::AuthRequired(_) => StatusCode::UNAUTHORIZED,
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::Unrecognized {
@@ -209,6 +217,11 @@ impl Error {
                 "errcode": self.errcode(),
                 "error": self.message,
                 "soft_logout": soft_logout,
+            }),
+            ErrorKind::UserLocked => json!({
+                "errcode": self.errcode(),
+                "error": self.message,
+                "soft_logout": true,
             }),
             ErrorKind::LimitExceeded { retry_after_ms } => json!({
                 "errcode": self.errcode(),

@@ -131,11 +131,9 @@ impl FromRequestParts<AppState> for Auth {
         let ClientAddr(addr) = ClientAddr::from_request_parts(parts, state)
             .await
             .unwrap_or(ClientAddr(None));
-        state
-            .sessions
-            .authenticate(&token, addr.as_deref())
-            .await
-            .map(Auth)
+        let authed = state.sessions.authenticate(&token, addr.as_deref()).await?;
+        state.check_not_locked(&authed.user_id, parts.uri.path())?;
+        Ok(Auth(authed))
     }
 }
 

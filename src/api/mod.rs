@@ -22,7 +22,7 @@ pub fn router(state: AppState) -> Router {
         .merge(client::routes())
         .merge(keys::routes(&state))
         .merge(federation::routes(&state))
-        .merge(admin::routes())
+        .merge(admin::routes(&state))
         .merge(web::routes())
         .fallback(web::fallback)
         .method_not_allowed_fallback(method_not_allowed)

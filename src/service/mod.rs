@@ -1,6 +1,7 @@
 //! The server's logic, between the HTTP handlers in `api/` and the store.
 
 pub mod account_data;
+pub mod admin;
 pub mod direct;
 pub mod directory;
 pub mod e2ee;
@@ -67,6 +68,7 @@ pub struct Services {
     pub user_directory: user_directory::UserDirectory,
     pub reports: reports::Reports,
     pub e2ee: e2ee::E2ee,
+    pub admin: admin::Admin,
     server_name: ruma::OwnedServerName,
     shutting_down: tokio::sync::watch::Sender<bool>,
 }
@@ -114,6 +116,7 @@ impl Services {
             user_directory: user_directory::UserDirectory::load(&store)?,
             reports: reports::Reports::new(&store)?,
             e2ee: e2ee::E2ee::new(&store)?,
+            admin: admin::Admin::new(&store)?,
             login_limiter: ratelimit::RateLimiter::new(
                 config.login.failures_burst,
                 config.login.failures_per_minute,

@@ -81,7 +81,7 @@ impl Sessions {
         self.revocations.subscribe()
     }
 
-    fn announce_revocation(&self) {
+    pub(crate) fn announce_revocation(&self) {
         self.revocations.send_modify(|n| *n += 1);
     }
 

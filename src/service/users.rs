@@ -140,6 +140,9 @@ impl Services {
                     created_ts: now_ms(),
                     deactivated: false,
                     admin: new.admin,
+                    locked: false,
+                    suspended: false,
+                    erased: false,
                 },
             )?;
             // Like Synapse: a new user is called by their localpart until they choose a

@@ -53,6 +53,17 @@ pub struct UserRecord {
     /// Server administrator, recognised by admin tooling.
     #[serde(default)]
     pub admin: bool,
+    /// Locked by an admin: every request answers `M_USER_LOCKED` until unlocked.
+    #[serde(default)]
+    pub locked: bool,
+    /// Suspended by an admin: the user reads but cannot join, invite, send or change
+    /// their profile (`M_USER_SUSPENDED`).
+    #[serde(default)]
+    pub suspended: bool,
+    /// Deactivated with erasure: the profile was removed and the user's messages are
+    /// marked for erasure, as Synapse does.
+    #[serde(default)]
+    pub erased: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -3,6 +3,7 @@
 
 mod account_data;
 mod accounts;
+mod admin;
 mod directory;
 mod e2ee_keys;
 mod federation;
@@ -28,6 +29,7 @@ use serde::de::DeserializeOwned;
 
 pub use account_data::{AccountDataChange, AccountDataRecord};
 pub use accounts::{AccessTokenRecord, DeviceRecord, RefreshTokenRecord, TokenHash, UserRecord};
+pub use admin::{AuditRecord, BlockedRoomRecord, DeletedRoomRecord};
 pub use directory::AliasRecord;
 pub use e2ee_keys::{DeviceListChange, FallbackKeyRecord};
 pub use federation::OutboxRecord;
@@ -121,10 +123,13 @@ pub enum Cf {
     DeviceListUsers,
     ToDevice,
     ToDeviceTxns,
+    AdminAudit,
+    DeletedRooms,
+    BlockedRooms,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 45] = [
+    pub const ALL: [Cf; 48] = [
         Cf::Meta,
         Cf::Users,
         Cf::Devices,
@@ -170,6 +175,9 @@ impl Cf {
         Cf::DeviceListUsers,
         Cf::ToDevice,
         Cf::ToDeviceTxns,
+        Cf::AdminAudit,
+        Cf::DeletedRooms,
+        Cf::BlockedRooms,
     ];
 
     pub fn name(self) -> &'static str {
@@ -219,6 +227,9 @@ impl Cf {
             Cf::DeviceListUsers => "device_list_users",
             Cf::ToDevice => "to_device",
             Cf::ToDeviceTxns => "to_device_txns",
+            Cf::AdminAudit => "admin_audit",
+            Cf::DeletedRooms => "deleted_rooms",
+            Cf::BlockedRooms => "blocked_rooms",
         }
     }
 }

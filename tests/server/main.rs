@@ -4,6 +4,9 @@ mod harness;
 
 mod account_data;
 mod accounts;
+mod admin_api;
+mod admin_cli;
+mod admin_support;
 mod devices;
 mod directory;
 mod durability;

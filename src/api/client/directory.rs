@@ -24,6 +24,16 @@ pub fn routes() -> Router<AppState> {
             "/_matrix/client/v3/rooms/{room_id}/aliases",
             get(room_aliases),
         )
+        // The r0 names of the two lookups, which Synapse still serves and admin tools
+        // (synadm) still call.
+        .route(
+            "/_matrix/client/r0/directory/room/{room_alias}",
+            get(get_alias),
+        )
+        .route(
+            "/_matrix/client/r0/rooms/{room_id}/aliases",
+            get(room_aliases),
+        )
         .route(
             "/_matrix/client/v3/directory/list/room/{room_id}",
             get(get_visibility).put(put_visibility),

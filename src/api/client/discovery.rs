@@ -30,8 +30,8 @@ async fn well_known(State(state): State<AppState>) -> Json<Value> {
 }
 
 /// Only what is implemented is advertised: room versions appear with rooms.
-async fn capabilities(_: Auth) -> Json<Value> {
-    Json(json!({
+async fn capabilities(State(state): State<AppState>, Auth(authed): Auth) -> Json<Value> {
+    let mut body = json!({
         "capabilities": {
             "m.change_password": { "enabled": true },
             "m.set_displayname": { "enabled": true },
@@ -40,5 +40,10 @@ async fn capabilities(_: Auth) -> Json<Value> {
             "m.3pid_changes": { "enabled": false },
             "m.get_login_token": { "enabled": false },
         }
-    }))
+    });
+    // Server admins may lock and suspend accounts; the spec omits the capability for others.
+    if state.require_server_admin(&authed.user_id).is_ok() {
+        body["capabilities"]["m.account_moderation"] = json!({ "lock": true, "suspend": true });
+    }
+    Json(body)
 }

@@ -85,6 +85,8 @@ async fn login(
             ));
         }
     };
+    // After the credentials: a locked account gets no new tokens (spec, account locking).
+    state.check_login_allowed(&user_id)?;
     let device_id = optional_str(&body, "device_id")?.map(|id| OwnedDeviceId::from(id.to_owned()));
     let display_name = optional_str(&body, "initial_device_display_name")?.map(str::to_owned);
     let refreshable = match body.get("refresh_token") {

@@ -64,6 +64,7 @@ async fn put_field(
     MatrixJson(mut body): MatrixJson<Map<String, Value>>,
 ) -> Result<Json<Value>> {
     let user_id = parse_user_id(&user_id)?;
+    state.refuse_if_suspended(&authed.user_id)?;
     let value = body.remove(&key_name).ok_or_else(|| {
         Error::missing_param(format!(
             "The body must hold the field being set, as {{\"{key_name}\": ...}}"
@@ -88,6 +89,7 @@ async fn delete_field(
     Path((user_id, key_name)): Path<(String, String)>,
 ) -> Result<Json<Value>> {
     let user_id = parse_user_id(&user_id)?;
+    state.refuse_if_suspended(&authed.user_id)?;
     let task_state = state.clone();
     tokio::spawn(async move {
         task_state

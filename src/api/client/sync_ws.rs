@@ -218,7 +218,15 @@ impl Session {
 
     /// A logged-out or expired token ends the session as it would fail a `/sync`.
     async fn check_token(&mut self) -> std::result::Result<(), End> {
-        match self.state.sessions.authenticate(&self.token, None).await {
+        let checked = match self.state.sessions.authenticate(&self.token, None).await {
+            // A lock ends the socket as it fails a `/sync`.
+            Ok(authed) => self
+                .state
+                .check_login_allowed(&authed.user_id)
+                .map(|()| authed),
+            Err(e) => Err(e),
+        };
+        match checked {
             Ok(authed) if authed.device_id == self.authed.device_id => Ok(()),
             Ok(_) => Err(End::Close(close_code::POLICY, "access token changed")),
             Err(e) => {

@@ -124,6 +124,7 @@ async fn join_room(
     via: Vec<OwnedServerName>,
     reason: Option<String>,
 ) -> Result<Json<Value>> {
+    state.check_may_enter(&authed.user_id, &room_id)?;
     if state.joins_remotely(&room_id)? {
         let mut via = via;
         via.extend(state.invite_servers(&room_id, &authed.user_id)?);
@@ -145,6 +146,7 @@ async fn knock(
 ) -> Result<Json<Value>> {
     let mut via = via_servers(&query);
     let room_id = room_id_or_alias(&state, &target, &mut via).await?;
+    state.check_may_enter(&authed.user_id, &room_id)?;
     if state.joins_remotely(&room_id)? {
         state
             .knock_remote_room(&room_id, &authed.user_id, &via, body.reason)
@@ -198,6 +200,9 @@ fn targeted(change: MembershipChange) -> MethodRouter<AppState> {
               Path(room_id): Path<String>,
               MatrixJson(body): MatrixJson<TargetBody>| async move {
             let room_id = parse_room_id(&room_id)?;
+            if change == MembershipChange::Invite {
+                state.check_may_enter(&authed.user_id, &room_id)?;
+            }
             state
                 .change_membership(
                     &room_id,

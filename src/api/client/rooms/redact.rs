@@ -37,6 +37,7 @@ async fn redact(
     if txn_id.is_empty() {
         return Err(Error::invalid_param("Transaction ID must not be empty"));
     }
+    state.check_suspended_redaction(&authed.user_id, Some(&json!(target)))?;
     let event_id = state
         .append_event(
             &room_id,

@@ -47,6 +47,11 @@ pub async fn send_message(
             "Event type and transaction ID must not be empty",
         ));
     }
+    if event_type == "m.room.redaction" {
+        state.check_suspended_redaction(&authed.user_id, content.get("redacts"))?;
+    } else {
+        state.refuse_if_suspended(&authed.user_id)?;
+    }
     state
         .append_event(
             &room_id,

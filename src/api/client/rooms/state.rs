@@ -161,6 +161,7 @@ pub async fn send_state_event(
     if event_type == "m.room.create" {
         return Err(Error::forbidden("The create event cannot be replaced"));
     }
+    state.refuse_if_suspended(&authed.user_id)?;
     state
         .send_state(
             &room_id,

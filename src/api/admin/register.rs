@@ -6,8 +6,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::AppState;
-use super::extract::MatrixJson;
+use crate::api::AppState;
+use crate::api::extract::MatrixJson;
 use crate::error::Result;
 use crate::service::shared_secret::SharedSecretRequest;
 

@@ -1,0 +1,258 @@
+//! `hearthctl room ...`
+
+use clap::Subcommand;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::{Paging, more_hint, query};
+use crate::client::{Client, Failure, enc};
+use crate::output::{self, cell, yes_no};
+
+#[derive(Subcommand, Debug)]
+pub enum RoomCommand {
+    /// List and search rooms
+    List {
+        /// Only rooms whose name, canonical alias or ID contains this
+        #[arg(long)]
+        search: Option<String>,
+        /// name, canonical_alias, joined_members, joined_local_members, version,
+        /// creator, encryption, federatable, public, join_rules, guest_access,
+        /// history_visibility or state_events
+        #[arg(long)]
+        order_by: Option<String>,
+        /// Reverse the order
+        #[arg(long)]
+        reverse: bool,
+        #[command(flatten)]
+        paging: Paging,
+    },
+    /// Show a room (by ID or local alias)
+    Show { room: String },
+    /// List a room's joined members
+    Members { room: String },
+    /// List a room's current state events
+    State { room: String },
+    /// Block a room: nobody on this server can join, knock or be invited (members stay)
+    Block { room: String },
+    /// Lift a block
+    Unblock { room: String },
+    /// Delete a room: every local member leaves, its aliases and directory entry go,
+    /// and nobody on this server can join it again
+    Delete {
+        room: String,
+        /// Also block the room (deleted rooms are closed to joins either way; the block
+        /// shows in `room show` and can be lifted)
+        #[arg(long)]
+        block: bool,
+        /// Ask for history to be purged from the store (recorded; not done yet)
+        #[arg(long)]
+        purge: bool,
+    },
+}
+
+pub fn run(client: &Client, command: &RoomCommand) -> Result<(), Failure> {
+    match command {
+        RoomCommand::List {
+            search,
+            order_by,
+            reverse,
+            paging,
+        } => list(client, search, order_by, *reverse, paging),
+        RoomCommand::Show { room } => show(client, room),
+        RoomCommand::Members { room } => members(client, room),
+        RoomCommand::State { room } => state(client, room),
+        RoomCommand::Block { room } => block(client, room, true),
+        RoomCommand::Unblock { room } => block(client, room, false),
+        RoomCommand::Delete { room, block, purge } => delete(client, room, *block, *purge),
+    }
+}
+
+/// A room ID as given, or the room a local alias points to.
+fn room_id(client: &Client, room: &str) -> Result<String, Failure> {
+    if !room.starts_with('#') {
+        return Ok(room.to_owned());
+    }
+    let answer = client.get(&format!("/_matrix/client/v3/directory/room/{}", enc(room)))?;
+    answer["room_id"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| Failure::Local(format!("the server did not resolve {room}")))
+}
+
+fn list(
+    client: &Client,
+    search: &Option<String>,
+    order_by: &Option<String>,
+    reverse: bool,
+    paging: &Paging,
+) -> Result<(), Failure> {
+    let path = format!(
+        "/_synapse/admin/v1/rooms{}",
+        query(&[
+            ("from", Some(paging.from.to_string())),
+            ("limit", Some(paging.limit.to_string())),
+            ("search_term", search.clone()),
+            ("order_by", order_by.clone()),
+            ("dir", reverse.then(|| "b".into())),
+        ])
+    );
+    let answer = client.get(&path)?;
+    if client.json {
+        output::json(&answer);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = answer["rooms"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|r| {
+            vec![
+                cell(&r["room_id"]),
+                cell(&r["name"]),
+                cell(&r["canonical_alias"]),
+                cell(&r["joined_members"]),
+                cell(&r["joined_local_members"]),
+                cell(&r["version"]),
+                cell(&r["creator"]),
+                yes_no(&r["public"]),
+                if r["deleted"].as_bool().unwrap_or(false) {
+                    "deleted"
+                } else {
+                    ""
+                }
+                .into(),
+            ]
+        })
+        .collect();
+    output::table(
+        &[
+            "room", "name", "alias", "members", "local", "version", "creator", "public", "",
+        ],
+        &rows,
+    );
+    more_hint(&answer["next_batch"], &answer["total_rooms"]);
+    Ok(())
+}
+
+fn show(client: &Client, room: &str) -> Result<(), Failure> {
+    let room_id = room_id(client, room)?;
+    let answer = client.get(&format!("/_synapse/admin/v1/rooms/{}", enc(&room_id)))?;
+    if client.json {
+        output::json(&answer);
+        return Ok(());
+    }
+    let field = |key: &str| cell(&answer[key]);
+    output::fields(&[
+        ("room", field("room_id")),
+        ("name", field("name")),
+        ("topic", field("topic")),
+        ("alias", field("canonical_alias")),
+        ("version", field("version")),
+        ("creator", field("creator")),
+        ("members", field("joined_members")),
+        ("local members", field("joined_local_members")),
+        ("invited", field("invited_members")),
+        ("public", yes_no(&answer["public"])),
+        ("join rule", field("join_rules")),
+        ("history", field("history_visibility")),
+        ("encryption", field("encryption")),
+        ("federatable", yes_no(&answer["federatable"])),
+        ("state events", field("state_events")),
+        ("blocked", yes_no(&answer["blocked"])),
+        ("deleted", yes_no(&answer["deleted"])),
+    ]);
+    Ok(())
+}
+
+fn members(client: &Client, room: &str) -> Result<(), Failure> {
+    let room_id = room_id(client, room)?;
+    let answer = client.get(&format!(
+        "/_synapse/admin/v1/rooms/{}/members",
+        enc(&room_id)
+    ))?;
+    if client.json {
+        output::json(&answer);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = answer["members"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|m| vec![cell(m)])
+        .collect();
+    output::table(&["member"], &rows);
+    Ok(())
+}
+
+fn state(client: &Client, room: &str) -> Result<(), Failure> {
+    let room_id = room_id(client, room)?;
+    let answer = client.get(&format!("/_synapse/admin/v1/rooms/{}/state", enc(&room_id)))?;
+    if client.json {
+        output::json(&answer);
+        return Ok(());
+    }
+    let mut rows: Vec<Vec<String>> = answer["state"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|e| {
+            vec![
+                cell(&e["type"]),
+                cell(&e["state_key"]),
+                cell(&e["sender"]),
+                e["content"].to_string(),
+            ]
+        })
+        .collect();
+    rows.sort();
+    output::table(&["type", "state key", "sender", "content"], &rows);
+    Ok(())
+}
+
+fn block(client: &Client, room: &str, block: bool) -> Result<(), Failure> {
+    let room_id = room_id(client, room)?;
+    let answer = client.send(
+        Method::PUT,
+        &format!("/_synapse/admin/v1/rooms/{}/block", enc(&room_id)),
+        Some(&json!({ "block": block })),
+    )?;
+    if client.json {
+        output::json(&answer);
+    } else if block {
+        println!("{room_id}: blocked");
+    } else {
+        println!("{room_id}: no longer blocked");
+    }
+    Ok(())
+}
+
+fn delete(client: &Client, room: &str, block: bool, purge: bool) -> Result<(), Failure> {
+    let room_id = room_id(client, room)?;
+    let started = client.send(
+        Method::DELETE,
+        &format!("/_synapse/admin/v2/rooms/{}", enc(&room_id)),
+        Some(&json!({ "block": block, "purge": purge })),
+    )?;
+    let delete_id = started["delete_id"].as_str().unwrap_or_default();
+    let status = client.get(&format!(
+        "/_synapse/admin/v2/rooms/delete_status/{}",
+        enc(delete_id)
+    ))?;
+    if client.json {
+        output::json(&status);
+        return Ok(());
+    }
+    let shutdown = &status["shutdown_room"];
+    let count = |v: &Value| v.as_array().map_or(0, Vec::len);
+    println!(
+        "{room_id}: {} — {} members removed, {} could not be, {} aliases removed",
+        cell(&status["status"]),
+        count(&shutdown["kicked_users"]),
+        count(&shutdown["failed_to_kick_users"]),
+        count(&shutdown["local_aliases"]),
+    );
+    Ok(())
+}

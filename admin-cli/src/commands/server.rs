@@ -1,0 +1,26 @@
+//! `hearthctl server ...`
+
+use clap::Subcommand;
+
+use crate::client::{Client, Failure};
+use crate::output::{self, cell};
+
+#[derive(Subcommand, Debug)]
+pub enum ServerCommand {
+    /// The server's name and version
+    Version,
+}
+
+pub fn run(client: &Client, command: &ServerCommand) -> Result<(), Failure> {
+    match command {
+        ServerCommand::Version => {
+            let answer = client.get("/_synapse/admin/v1/server_version")?;
+            if client.json {
+                output::json(&answer);
+            } else {
+                println!("{}", cell(&answer["server_version"]));
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! `hearthctl`: administer a Hearth server over its admin API. Every failure is one line
+//! on stderr and a non-zero exit code.
+
+mod client;
+mod commands;
+mod output;
+mod token;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+use client::{Client, Failure};
+
+/// Administer a Hearth server: users, rooms, content reports and the audit log.
+///
+/// Talks to a running server (`--server`, default from `hearthctl login`, else
+/// http://127.0.0.1:8008) with a server admin's access token, taken from `--token-file`,
+/// else `HEARTHCTL_TOKEN`, else the file `hearthctl login` writes. The very first admin
+/// is made without a server: `hearthctl --data ./data user create alice --admin`.
+#[derive(Parser)]
+#[command(name = "hearthctl", version, propagate_version = true)]
+pub struct Cli {
+    /// The server's base URL, e.g. https://matrix.example.org
+    #[arg(long, global = true, env = "HEARTHCTL_SERVER", value_name = "URL")]
+    server: Option<String>,
+    /// Read the access token from this file
+    #[arg(long, global = true, value_name = "PATH")]
+    token_file: Option<PathBuf>,
+    /// Print JSON instead of tables
+    #[arg(long, global = true)]
+    json: bool,
+    /// Work on this data directory directly instead of a running server (only for
+    /// `user create`; refused while a server holds it)
+    #[arg(long, global = true, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// With --data: the server's configuration file, for its server name and settings
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// With --data: the server's name, as in @user:NAME [default: localhost:8008]
+    #[arg(long, global = true, value_name = "NAME")]
+    server_name: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Log in as a server admin and keep the token for later commands
+    Login(commands::session::LoginArgs),
+    /// Forget the token `hearthctl login` kept
+    Logout,
+    /// Accounts
+    #[command(subcommand)]
+    User(commands::users::UserCommand),
+    /// Rooms
+    #[command(subcommand)]
+    Room(commands::rooms::RoomCommand),
+    /// Content reports
+    #[command(subcommand)]
+    Report(commands::reports::ReportCommand),
+    /// The server itself
+    #[command(subcommand)]
+    Server(commands::server::ServerCommand),
+    /// The log of admin actions
+    #[command(subcommand)]
+    Audit(commands::audit::AuditCommand),
+    /// Print a shell completion script
+    Completions { shell: clap_complete::Shell },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("hearthctl: {failure}");
+            ExitCode::from(failure.exit_code())
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    if let Command::Completions { shell } = cli.command {
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "hearthctl",
+            &mut std::io::stdout(),
+        );
+        return Ok(());
+    }
+    if cli.data.is_some() {
+        return match &cli.command {
+            Command::User(commands::users::UserCommand::Create(args)) => {
+                commands::offline::create_user(&cli, args)
+            }
+            _ => Err(Failure::Usage(
+                "--data works only with `user create`; other commands need a running server".into(),
+            )),
+        };
+    }
+    match &cli.command {
+        Command::Login(args) => commands::session::login(&cli, args),
+        Command::Logout => commands::session::logout(),
+        command => {
+            let client = Client::new(&cli)?;
+            match command {
+                Command::User(c) => commands::users::run(&client, c),
+                Command::Room(c) => commands::rooms::run(&client, c),
+                Command::Report(c) => commands::reports::run(&client, c),
+                Command::Server(c) => commands::server::run(&client, c),
+                Command::Audit(c) => commands::audit::run(&client, c),
+                Command::Login(_) | Command::Logout | Command::Completions { .. } => Ok(()),
+            }
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! Rooms, at Synapse's paths: list and search, details, members, state, and deletion
+//! (v1 answers when done; v2 answers a `delete_id` whose status can be polled).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::Method;
+use axum::routing::{delete, get};
+use ruma::OwnedRoomId;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::users::parse_from;
+use super::{Admin, Entry};
+use crate::api::AppState;
+use crate::api::extract::{MatrixJson, Path, Query};
+use crate::error::{Error, Result};
+use crate::service::admin::{RoomDeletion, RoomListQuery, RoomOrder};
+use crate::store::DeletedRoomRecord;
+
+pub(super) fn table() -> Vec<Entry> {
+    vec![
+        (Method::GET, "/_synapse/admin/v1/rooms", get(list)),
+        (Method::GET, "/_synapse/admin/v1/rooms/{room_id}", get(show)),
+        (
+            Method::GET,
+            "/_synapse/admin/v1/rooms/{room_id}/members",
+            get(members),
+        ),
+        (
+            Method::GET,
+            "/_synapse/admin/v1/rooms/{room_id}/state",
+            get(state_events),
+        ),
+        (
+            Method::DELETE,
+            "/_synapse/admin/v1/rooms/{room_id}",
+            delete(delete_v1),
+        ),
+        (
+            Method::GET,
+            "/_synapse/admin/v1/rooms/{room_id}/block",
+            get(get_block),
+        ),
+        (
+            Method::PUT,
+            "/_synapse/admin/v1/rooms/{room_id}/block",
+            axum::routing::put(put_block),
+        ),
+        (
+            Method::DELETE,
+            "/_synapse/admin/v2/rooms/{room_id}",
+            delete(delete_v2),
+        ),
+        (
+            Method::GET,
+            "/_synapse/admin/v2/rooms/{room_id}/delete_status",
+            get(status_by_room),
+        ),
+        (
+            Method::GET,
+            "/_synapse/admin/v2/rooms/delete_status/{delete_id}",
+            get(status_by_id),
+        ),
+    ]
+}
+
+fn room_id(text: &str) -> Result<OwnedRoomId> {
+    OwnedRoomId::try_from(text).map_err(|_| Error::invalid_param(format!("Invalid room ID {text}")))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    from: Option<String>,
+    limit: Option<usize>,
+    order_by: Option<String>,
+    dir: Option<String>,
+    search_term: Option<String>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Admin(_): Admin,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Value>> {
+    let from = parse_from(query.from.as_deref())?;
+    let limit = query.limit.unwrap_or(100);
+    let backwards = match query.dir.as_deref() {
+        None | Some("f") => false,
+        Some("b") => true,
+        Some(_) => return Err(Error::invalid_param("dir must be f or b")),
+    };
+    let order_by = query
+        .order_by
+        .as_deref()
+        .map(RoomOrder::parse)
+        .transpose()?
+        .unwrap_or_default();
+    let (rooms, total) = state.admin_list_rooms(&RoomListQuery {
+        search_term: query.search_term.filter(|s| !s.is_empty()),
+        order_by,
+        backwards,
+        from,
+        limit,
+    })?;
+    let mut body = json!({
+        "rooms": rooms,
+        "offset": from,
+        "total_rooms": total,
+    });
+    if from + rooms.len() < total {
+        body["next_batch"] = json!(from + rooms.len());
+    }
+    if from > 0 {
+        body["prev_batch"] = json!(from.saturating_sub(limit));
+    }
+    Ok(Json(body))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    Admin(_): Admin,
+    Path(target): Path<String>,
+) -> Result<Json<Value>> {
+    let room_id = room_id(&target)?;
+    Ok(Json(
+        serde_json::to_value(state.admin_room_summary(&room_id)?).map_err(Error::internal)?,
+    ))
+}
+
+async fn members(
+    State(state): State<AppState>,
+    Admin(_): Admin,
+    Path(target): Path<String>,
+) -> Result<Json<Value>> {
+    let room_id = room_id(&target)?;
+    let members = state.admin_room_members(&room_id)?;
+    Ok(Json(json!({ "total": members.len(), "members": members })))
+}
+
+async fn state_events(
+    State(state): State<AppState>,
+    Admin(_): Admin,
+    Path(target): Path<String>,
+) -> Result<Json<Value>> {
+    let room_id = room_id(&target)?;
+    if state.store.room(room_id.as_str())?.is_none() {
+        return Err(Error::not_found("Room not found"));
+    }
+    let mut events = Vec::new();
+    for (_, event_id) in state.store.current_state(room_id.as_str(), None)? {
+        if let Some(record) = state.store.event(event_id.as_str())? {
+            let mut pdu = record.pdu;
+            pdu["event_id"] = json!(event_id);
+            events.push(pdu);
+        }
+    }
+    Ok(Json(json!({ "state": events })))
+}
+
+#[derive(Deserialize)]
+struct DeleteBody {
+    #[serde(default)]
+    block: bool,
+    #[serde(default = "yes")]
+    purge: bool,
+    new_room_user_id: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn shutdown_json(record: &DeletedRoomRecord) -> Value {
+    json!({
+        "kicked_users": record.kicked_users,
+        "failed_to_kick_users": record.failed_to_kick_users,
+        "local_aliases": record.local_aliases,
+        "new_room_id": null,
+    })
+}
+
+fn status_json(room_id: &OwnedRoomId, record: &DeletedRoomRecord) -> Value {
+    json!({
+        "delete_id": record.delete_id,
+        "room_id": room_id,
+        "status": if record.finished_ts.is_some() { "complete" } else { "shutting_down" },
+        "shutdown_room": shutdown_json(record),
+    })
+}
+
+async fn run_delete(
+    state: &AppState,
+    admin: &Admin,
+    target: &str,
+    body: DeleteBody,
+) -> Result<(OwnedRoomId, DeletedRoomRecord)> {
+    let room_id = room_id(target)?;
+    if body.new_room_user_id.is_some() {
+        return Err(Error::invalid_param(
+            "Hearth cannot move members to a new room yet; omit new_room_user_id",
+        ));
+    }
+    let record = state
+        .admin_delete_room(
+            &admin.0.user_id,
+            &room_id,
+            RoomDeletion {
+                block: body.block,
+                purge: body.purge,
+            },
+        )
+        .await?;
+    Ok((room_id, record))
+}
+
+async fn delete_v1(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(target): Path<String>,
+    MatrixJson(body): MatrixJson<DeleteBody>,
+) -> Result<Json<Value>> {
+    let (_, record) = run_delete(&state, &admin, &target, body).await?;
+    Ok(Json(shutdown_json(&record)))
+}
+
+/// Synapse runs this in the background; Hearth finishes before answering, so the
+/// status is `complete` at the first poll.
+async fn delete_v2(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(target): Path<String>,
+    MatrixJson(body): MatrixJson<DeleteBody>,
+) -> Result<Json<Value>> {
+    let (_, record) = run_delete(&state, &admin, &target, body).await?;
+    Ok(Json(json!({ "delete_id": record.delete_id })))
+}
+
+async fn status_by_room(
+    State(state): State<AppState>,
+    Admin(_): Admin,
+    Path(target): Path<String>,
+) -> Result<Json<Value>> {
+    let room_id = room_id(&target)?;
+    let record = state
+        .store
+        .deleted_room(room_id.as_str())?
+        .ok_or_else(|| Error::not_found("No deletion for this room"))?;
+    Ok(Json(json!({ "results": [status_json(&room_id, &record)] })))
+}
+
+async fn status_by_id(
+    State(state): State<AppState>,
+    Admin(_): Admin,
+    Path(delete_id): Path<String>,
+) -> Result<Json<Value>> {
+    let (room_id, record) = state
+        .store
+        .deletion(&delete_id)?
+        .ok_or_else(|| Error::not_found("No deletion with this ID"))?;
+    Ok(Json(status_json(&room_id, &record)))
+}
+
+async fn get_block(
+    State(state): State<AppState>,
+    Admin(_): Admin,
+    Path(target): Path<String>,
+) -> Result<Json<Value>> {
+    let room_id = room_id(&target)?;
+    Ok(Json(match state.admin_room_block(&room_id)? {
+        Some(record) => json!({ "block": true, "user_id": record.blocked_by }),
+        None => json!({ "block": false }),
+    }))
+}
+
+#[derive(Deserialize)]
+struct BlockBody {
+    block: bool,
+}
+
+async fn put_block(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(target): Path<String>,
+    MatrixJson(body): MatrixJson<BlockBody>,
+) -> Result<Json<Value>> {
+    let room_id = room_id(&target)?;
+    state.admin_set_room_block(&admin.user_id, &room_id, body.block)?;
+    Ok(Json(json!({ "block": body.block })))
+}

@@ -1,0 +1,98 @@
+//! What locked and suspended accounts may not do, and rooms an admin deleted.
+//!
+//! Locked (spec, "Account locking"): every authenticated request but `/logout` and
+//! `/logout/all` answers `401 M_USER_LOCKED` with `soft_logout: true`; tokens stay valid
+//! so the session resumes once unlocked; logging in again is refused too.
+//!
+//! Blocked and deleted rooms: nobody on this server may join, knock or be invited.
+//!
+//! Suspended (spec, "Account suspension"): the user keeps reading, leaving, redacting
+//! their own events, managing devices and logging out; joining, knocking, inviting,
+//! sending messages and state, changing their profile and redacting others' events
+//! answer `403 M_USER_SUSPENDED`.
+
+use ruma::{RoomId, UserId};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::service::Services;
+
+/// The paths a locked account may still use.
+const LOCKED_MAY_USE: [&str; 4] = [
+    "/_matrix/client/v3/logout",
+    "/_matrix/client/v3/logout/all",
+    "/_matrix/client/r0/logout",
+    "/_matrix/client/r0/logout/all",
+];
+
+pub fn locked_error() -> Error {
+    Error::new(ErrorKind::UserLocked, "This account has been locked")
+}
+
+impl Services {
+    /// Called for every authenticated request with its path.
+    pub fn check_not_locked(&self, user_id: &UserId, path: &str) -> Result<()> {
+        if LOCKED_MAY_USE.contains(&path) {
+            return Ok(());
+        }
+        self.check_login_allowed(user_id)
+    }
+
+    /// A locked account cannot obtain new access tokens either.
+    pub fn check_login_allowed(&self, user_id: &UserId) -> Result<()> {
+        if self.store.user(user_id.as_str())?.is_some_and(|u| u.locked) {
+            return Err(locked_error());
+        }
+        Ok(())
+    }
+
+    /// Refuses an action the spec lists as forbidden while suspended.
+    pub fn refuse_if_suspended(&self, user_id: &UserId) -> Result<()> {
+        if self
+            .store
+            .user(user_id.as_str())?
+            .is_some_and(|u| u.suspended)
+        {
+            return Err(Error::new(
+                ErrorKind::UserSuspended,
+                "You cannot perform this action while suspended",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A suspended user may redact their own events, not others'.
+    pub fn check_suspended_redaction(
+        &self,
+        user_id: &UserId,
+        target: Option<&serde_json::Value>,
+    ) -> Result<()> {
+        let own = match target.and_then(serde_json::Value::as_str) {
+            Some(event_id) => self
+                .store
+                .event(event_id)?
+                .is_some_and(|e| e.pdu["sender"].as_str() == Some(user_id.as_str())),
+            None => false,
+        };
+        if own {
+            return Ok(());
+        }
+        self.refuse_if_suspended(user_id)
+    }
+
+    /// Joining, knocking or inviting into a room: refused while suspended, and for
+    /// rooms an admin deleted.
+    pub fn check_may_enter(&self, user_id: &UserId, room_id: &RoomId) -> Result<()> {
+        self.refuse_if_suspended(user_id)?;
+        if self.store.deleted_room(room_id.as_str())?.is_some() {
+            return Err(Error::forbidden(
+                "This room has been deleted by a server admin",
+            ));
+        }
+        if self.store.blocked_room(room_id.as_str())?.is_some() {
+            return Err(Error::forbidden(
+                "This room has been blocked by a server admin",
+            ));
+        }
+        Ok(())
+    }
+}

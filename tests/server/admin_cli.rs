@@ -1,0 +1,416 @@
+//! The real `hearthctl` binary against a real server: every command, its effect as
+//! users see it through the client API, and each error case.
+
+use std::path::PathBuf;
+
+use serde_json::json;
+
+use crate::admin_support::{Run, admin, hearthctl, run, run_with_stdin, start};
+use crate::harness::{PASSWORD, TestServer, assert_error, free_port, token};
+use crate::room_support::{User, create_room, enc, join, joined_rooms, send_text, user};
+
+/// `hearthctl` pointed at a server with a token in a file.
+struct Ctl {
+    server: String,
+    token_file: PathBuf,
+    home: tempfile::TempDir,
+}
+
+impl Ctl {
+    fn new(server: &TestServer, token: &str) -> Self {
+        let home = tempfile::tempdir().unwrap();
+        let token_file = home.path().join("token");
+        std::fs::write(&token_file, format!("{token}\n")).unwrap();
+        Self {
+            server: server.url(""),
+            token_file,
+            home,
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut command = hearthctl(self.home.path());
+        command
+            .arg("--server")
+            .arg(&self.server)
+            .arg("--token-file")
+            .arg(&self.token_file)
+            .args(args);
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        run(self.command(args))
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        self.run(&all).ok().json()
+    }
+}
+
+#[test]
+fn the_first_admin_is_made_offline_and_refused_while_the_server_runs() {
+    let mut server = TestServer::start();
+    let home = tempfile::tempdir().unwrap();
+    let data = server.data_dir().to_owned();
+    let server_name = server.server_name();
+    let offline = |name: &str| {
+        let mut command = hearthctl(home.path());
+        command
+            .arg("--data")
+            .arg(&data)
+            .args(["--server-name", &server_name])
+            .args(["user", "create", name, "--admin", "--password-stdin"]);
+        run_with_stdin(command, &format!("{PASSWORD}\n"))
+    };
+    offline("root").fails_with("in use by a running hearth");
+    assert!(server.terminate().success());
+    let created = offline("root").ok();
+    assert!(
+        created
+            .stdout
+            .contains(&format!("@root:{}", server.server_name())),
+        "{}",
+        created.stdout
+    );
+    offline("root").fails_with("already exists");
+    server.restart();
+    let (status, body) = server.login("root", PASSWORD);
+    assert_eq!(status, 200, "{body}");
+    let ctl = Ctl::new(&server, &token(&body));
+    let users = ctl.json(&["user", "list"]);
+    assert_eq!(users["users"][0]["admin"], true, "{users}");
+    let log = ctl.json(&["audit", "list"]);
+    assert_eq!(log["entries"][0]["action"], "user.create");
+    assert_eq!(log["entries"][0]["admin"], serde_json::Value::Null);
+}
+
+#[test]
+fn users_are_managed_with_hearthctl() {
+    let server = start();
+    let root = admin(&server, "root");
+    let alice = user(&server, "alice");
+    let bob = user(&server, "bob");
+    let room = create_room(&server, &alice, json!({ "preset": "public_chat" }));
+    join(&server, &bob, &room);
+    let ctl = Ctl::new(&server, &root.token);
+
+    let table = ctl.run(&["user", "list"]).ok().stdout;
+    assert!(table.starts_with("USER"), "{table}");
+    assert!(table.contains(&bob.id), "{table}");
+    let listed = ctl.json(&["user", "list", "--name", "bo"]);
+    assert_eq!(listed["total"], 1);
+    let shown = ctl.json(&["user", "show", "bob"]);
+    assert_eq!(shown["user"]["name"], bob.id);
+    assert_eq!(shown["joined_rooms"], json!([room]));
+    assert_eq!(shown["devices"][0]["device_id"], bob.device);
+
+    // create, then make admin and revoke it again
+    ctl.run(&["user", "create", "carol", "--password", PASSWORD])
+        .ok();
+    let carol = token(&server.login("carol", PASSWORD).1);
+    ctl.run(&["user", "make-admin", "carol"]).ok();
+    assert_eq!(server.get("/_synapse/admin/v2/users", Some(&carol)).0, 200);
+    ctl.run(&["user", "revoke-admin", "carol"]).ok();
+    assert_error(
+        server.get("/_synapse/admin/v2/users", Some(&carol)),
+        403,
+        "M_FORBIDDEN",
+    );
+    ctl.run(&["user", "create", "carol", "--password", PASSWORD])
+        .fails_with("already exists");
+
+    // lock and unlock
+    ctl.run(&["user", "lock", "bob"]).ok();
+    assert_error(
+        server.get("/_matrix/client/v3/account/whoami", Some(&bob.token)),
+        401,
+        "M_USER_LOCKED",
+    );
+    ctl.run(&["user", "unlock", "bob"]).ok();
+    assert_eq!(
+        server
+            .get("/_matrix/client/v3/account/whoami", Some(&bob.token))
+            .0,
+        200
+    );
+
+    // suspend and unsuspend
+    ctl.run(&["user", "suspend", &bob.id]).ok();
+    assert_error(
+        server.send(
+            "PUT",
+            &format!(
+                "/_matrix/client/v3/rooms/{}/send/m.room.message/s1",
+                enc(&room)
+            ),
+            Some(&bob.token),
+            &json!({ "msgtype": "m.text", "body": "hi" }),
+        ),
+        403,
+        "M_USER_SUSPENDED",
+    );
+    ctl.run(&["user", "unsuspend", &bob.id]).ok();
+    send_text(&server, &bob, &room, "s2", "hi again");
+
+    // reset password (logs out), log out everywhere
+    let mut reset = ctl.command(&["user", "reset-password", "bob", "--password-stdin"]);
+    reset.env("UNUSED", "1");
+    run_with_stdin(reset, "another password\n").ok();
+    assert_error(
+        server.get("/_matrix/client/v3/account/whoami", Some(&bob.token)),
+        401,
+        "M_UNKNOWN_TOKEN",
+    );
+    let bob_again = token(&server.login("bob", "another password").1);
+    let out = ctl.json(&["user", "logout", "bob"]);
+    assert_eq!(out["devices_logged_out"], 1);
+    assert_error(
+        server.get("/_matrix/client/v3/account/whoami", Some(&bob_again)),
+        401,
+        "M_UNKNOWN_TOKEN",
+    );
+
+    // deactivate: cannot log in, left the room
+    ctl.run(&["user", "deactivate", "bob", "--erase"]).ok();
+    assert_error(
+        server.login("bob", "another password"),
+        403,
+        "M_USER_DEACTIVATED",
+    );
+    let (_, members) = server.get(
+        &format!("/_matrix/client/v3/rooms/{}/joined_members", enc(&room)),
+        Some(&alice.token),
+    );
+    assert!(members["joined"].get(&bob.id).is_none(), "{members}");
+
+    // every action is in the audit log
+    let log = ctl.json(&["audit", "list", "--target", &bob.id]);
+    let actions: Vec<&str> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "user.deactivate",
+            "user.logout",
+            "user.reset_password",
+            "user.unsuspend",
+            "user.suspend",
+            "user.unlock",
+            "user.lock",
+        ]
+    );
+    let audit_table = ctl
+        .run(&["audit", "list", "--action", "user.make_admin"])
+        .ok()
+        .stdout;
+    assert!(audit_table.contains(&root.id), "{audit_table}");
+}
+
+#[test]
+fn rooms_and_reports_are_managed_with_hearthctl() {
+    let server = start();
+    let root = admin(&server, "root");
+    let alice = user(&server, "alice");
+    let bob = user(&server, "bob");
+    let alias = format!("#lobby:{}", server.server_name());
+    let room = create_room(
+        &server,
+        &alice,
+        json!({ "preset": "public_chat", "name": "Lobby", "room_alias_name": "lobby" }),
+    );
+    join(&server, &bob, &room);
+    let event = send_text(&server, &alice, &room, "t1", "spam");
+    let (status, _) = server.post(
+        &format!(
+            "/_matrix/client/v3/rooms/{}/report/{}",
+            enc(&room),
+            enc(&event)
+        ),
+        Some(&bob.token),
+        &json!({ "reason": "spam" }),
+    );
+    assert_eq!(status, 200);
+    let ctl = Ctl::new(&server, &root.token);
+
+    let table = ctl.run(&["room", "list"]).ok().stdout;
+    assert!(table.contains("Lobby") && table.contains(&room), "{table}");
+    assert_eq!(
+        ctl.json(&["room", "list", "--search", "lob"])["total_rooms"],
+        1
+    );
+    assert_eq!(
+        ctl.json(&["room", "list", "--search", "nothing"])["total_rooms"],
+        0
+    );
+    let shown = ctl.json(&["room", "show", &alias]);
+    assert_eq!(shown["room_id"], room);
+    assert_eq!(shown["joined_members"], 2);
+    let members = ctl.json(&["room", "members", &room]);
+    assert_eq!(members["total"], 2);
+    let state = ctl.run(&["room", "state", &alias]).ok().stdout;
+    assert!(
+        state.contains("m.room.name") && state.contains("Lobby"),
+        "{state}"
+    );
+    ctl.run(&["room", "block", &room]).ok();
+    assert_eq!(ctl.json(&["room", "show", &room])["blocked"], true);
+    ctl.run(&["room", "unblock", &room]).ok();
+    assert_eq!(ctl.json(&["room", "show", &room])["blocked"], false);
+
+    let reports = ctl.json(&["report", "list"]);
+    assert_eq!(reports["total"], 1);
+    let id = reports["reports"][0]["id"].as_u64().unwrap().to_string();
+    let report = ctl.json(&["report", "show", &id]);
+    assert_eq!(report["event_id"], event);
+    assert_eq!(report["reporter"], bob.id);
+    ctl.run(&["report", "resolve", &id]).ok();
+    assert_eq!(ctl.json(&["report", "list"])["total"], 0);
+    ctl.run(&["report", "show", &id]).fails_with("not found");
+
+    let deleted = ctl.run(&["room", "delete", &room]).ok().stdout;
+    assert!(
+        deleted.contains("complete") && deleted.contains("2 members removed"),
+        "{deleted}"
+    );
+    assert!(joined_rooms(&server, &alice).is_empty());
+    assert!(joined_rooms(&server, &bob).is_empty());
+    assert_error(
+        server.get(
+            &format!("/_matrix/client/v3/directory/room/{}", enc(&alias)),
+            None,
+        ),
+        404,
+        "M_NOT_FOUND",
+    );
+    let log = ctl.json(&["audit", "list"]);
+    assert_eq!(log["entries"][0]["action"], "room.delete");
+    assert_eq!(log["entries"][0]["target"], room);
+    assert_eq!(log["entries"][1]["action"], "report.resolve");
+    assert!(
+        ctl.run(&["server", "version"])
+            .ok()
+            .stdout
+            .starts_with("Hearth ")
+    );
+}
+
+#[test]
+fn failures_are_one_line_and_a_non_zero_exit() {
+    let server = start();
+    let root = admin(&server, "root");
+    let bob: User = user(&server, "bob");
+    let ctl = Ctl::new(&server, &root.token);
+    let ghost = format!("@ghost:{}", server.server_name());
+    ctl.run(&["user", "show", &ghost])
+        .fails_with("not found (M_NOT_FOUND)");
+    ctl.run(&["user", "lock", &ghost]).fails_with("M_NOT_FOUND");
+    ctl.run(&[
+        "room",
+        "show",
+        &format!("!nowhere:{}", server.server_name()),
+    ])
+    .fails_with("Room not found");
+    ctl.run(&[
+        "room",
+        "show",
+        &format!("#nowhere:{}", server.server_name()),
+    ])
+    .fails_with("M_NOT_FOUND");
+    ctl.run(&["report", "show", "99"])
+        .fails_with("Report not found");
+
+    let non_admin = Ctl::new(&server, &bob.token);
+    non_admin
+        .run(&["user", "list"])
+        .fails_with("refused (M_FORBIDDEN): You are not a server admin");
+    let wrong = Ctl::new(&server, "not-a-token");
+    wrong
+        .run(&["user", "list"])
+        .fails_with("did not accept the access token");
+    let home = tempfile::tempdir().unwrap();
+    let mut no_token = hearthctl(home.path());
+    no_token.args(["--server", &server.url(""), "user", "list"]);
+    run(no_token).fails_with("no access token");
+    let mut nobody_there = hearthctl(home.path());
+    nobody_there
+        .args(["--server", &format!("http://127.0.0.1:{}", free_port())])
+        .env("HEARTHCTL_TOKEN", &root.token)
+        .args(["user", "list"]);
+    run(nobody_there).fails_with("cannot reach the server");
+    let mut only_offline = hearthctl(home.path());
+    only_offline.args(["--data", "/nonexistent", "user", "list"]);
+    let usage = run(only_offline).fails_with("--data works only with `user create`");
+    assert_eq!(usage.code, 2);
+}
+
+#[test]
+fn login_keeps_an_admin_token_for_later_commands() {
+    let server = start();
+    admin(&server, "root");
+    user(&server, "bob");
+    let home = tempfile::tempdir().unwrap();
+    let ctl = |args: &[&str]| {
+        let mut command = hearthctl(home.path());
+        command.args(args);
+        command
+    };
+    let login = |name: &str| {
+        run_with_stdin(
+            ctl(&[
+                "--server",
+                &server.url(""),
+                "login",
+                "--user",
+                name,
+                "--password-stdin",
+            ]),
+            &format!("{PASSWORD}\n"),
+        )
+    };
+    login("bob").fails_with("is not a server admin");
+    let logged_in = login("root").ok();
+    assert!(
+        logged_in.stdout.contains("Logged in"),
+        "{}",
+        logged_in.stdout
+    );
+    let session = home.path().join("hearthctl/session.json");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&session).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{mode:o}");
+    }
+    // No --server and no token given: both come from the session.
+    let users = run(ctl(&["--json", "user", "list"])).ok().json();
+    assert_eq!(users["total"], 2);
+    // HEARTHCTL_TOKEN wins over the session.
+    let mut env_token = ctl(&["user", "list"]);
+    env_token.env("HEARTHCTL_TOKEN", "not-a-token");
+    run(env_token).fails_with("did not accept the access token");
+    run(ctl(&["logout"])).ok();
+    assert!(!session.exists());
+    run(ctl(&["user", "list"])).fails_with("no access token");
+}
+
+#[test]
+fn completions_are_printed_for_shells() {
+    let home = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish"] {
+        let mut command = hearthctl(home.path());
+        command.args(["completions", shell]);
+        let out = run(command).ok();
+        assert!(
+            out.stdout.contains("reset-password"),
+            "{shell}: {}",
+            out.stdout
+        );
+    }
+}

@@ -169,6 +169,11 @@ impl Store {
         Ok(out)
     }
 
+    /// The event at a position of the global stream, if any.
+    pub fn stream_event(&self, stream: u64) -> StoreResult<Option<OwnedEventId>> {
+        self.get_json(Cf::Stream, &be(stream))
+    }
+
     pub fn room(&self, room_id: &str) -> StoreResult<Option<RoomRecord>> {
         self.get_json(Cf::Rooms, room_id.as_bytes())
     }

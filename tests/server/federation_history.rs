@@ -117,6 +117,23 @@ fn paging_back_after_a_join_fetches_what_came_before_from_the_other_server() {
     assert_eq!(status, 200, "{event}");
     assert_eq!(event["sender"], alice.id.as_str());
 
+    // And searchable.
+    let (status, found) = b.post(
+        "/_matrix/client/v3/search",
+        Some(&bob.token),
+        &json!({"search_categories": {"room_events": {"search_term": "bob 7"}}}),
+    );
+    assert_eq!(status, 200, "{found}");
+    let results = found["search_categories"]["room_events"]["results"]
+        .as_array()
+        .unwrap();
+    assert!(
+        results
+            .iter()
+            .any(|r| r["result"]["content"]["body"] == "before bob 7"),
+        "{found}"
+    );
+
     // Paging again does not ask for or store anything twice.
     let (again, _) = page_back(&b, &bob, &room, 100);
     assert_eq!(again.len(), events.len());

@@ -411,7 +411,11 @@ fn knocking_follows_the_join_rule() {
     assert_eq!(knock(&carol, &restricted, None).0, 200);
 
     assert_error(
-        knock(&carol, &format!("%23nothere:{}", server.server_name()), None),
+        knock(
+            &carol,
+            &format!("%23nothere:{}", server.server_name()),
+            None,
+        ),
         404,
         "M_NOT_FOUND",
     );

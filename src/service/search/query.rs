@@ -512,12 +512,19 @@ impl Services {
         let found = self
             .store
             .room_events_rev(room.room_id.as_str(), stream, stream - 1, 1)?;
-        let Some((_, event_id)) = found.into_iter().next() else {
-            return Ok(None);
+        // An event backfilled from another server is on the global stream only.
+        let event_id = match found.into_iter().next() {
+            Some((_, event_id)) => event_id,
+            None => match self.store.stream_event(stream)? {
+                Some(event_id) => event_id,
+                None => return Ok(None),
+            },
         };
         Ok(self
             .client_event_by_id(event_id.as_str(), Some(view))?
-            .filter(|(record, _)| record.redacted_because.is_none()))
+            .filter(|(record, _)| {
+                record.redacted_because.is_none() && record.room_id == room.room_id
+            }))
     }
 
     /// `events_before`, `events_after`, their pagination tokens and, if asked, the

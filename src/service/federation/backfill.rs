@@ -16,7 +16,7 @@ use super::fetch::parse_remote_pdu;
 use crate::error::Result;
 use crate::event::{Pdu, RoomVersion};
 use crate::service::Services;
-use crate::service::rooms::{PduError, Placement, Received, StateIds};
+use crate::service::rooms::{Placement, Received, StateIds};
 use crate::store::{Direction, EventStatus, TopoKey};
 
 /// Events asked for in one `/backfill` (Synapse asks for 100, and serves at most 100).
@@ -167,10 +167,16 @@ impl Services {
             {
                 continue;
             }
-            match self
-                .receive_historical(server, room_id, version, &pdu)
-                .await
-            {
+            // The room's create event follows nothing: the state before it is empty.
+            let state_before = match pdu.prev_events().is_empty() {
+                true => Some(self.store_state_group(&StateIds::new())?),
+                false => None,
+            };
+            let placement = Placement::Historical;
+            let received = self
+                .receive_fetching(server, room_id, version, &pdu, placement, state_before)
+                .await;
+            match received {
                 Ok(Received::Accepted) => added += 1,
                 Ok(outcome) => {
                     tracing::debug!(event = %pdu.event_id(), ?outcome, "backfilled event not accepted")
@@ -181,51 +187,5 @@ impl Services {
             }
         }
         Ok(added)
-    }
-
-    /// One event of the room's past, with what it needs fetched from `server`: its
-    /// missing auth events, and the state before it when its `prev_events` are unknown.
-    async fn receive_historical(
-        &self,
-        server: &ServerName,
-        room_id: &RoomId,
-        version: RoomVersion,
-        pdu: &Pdu,
-    ) -> Result<Received, PduError> {
-        let json = pdu.json().clone();
-        let keys = self.keys_for_pdu(&json).await;
-        let mut state_before = None;
-        if pdu.prev_events().is_empty() {
-            state_before = Some(self.store_state_group(&StateIds::new())?);
-        }
-        let mut fetched_auth = false;
-        loop {
-            let result = self
-                .receive_pdu_placed(
-                    room_id,
-                    json.clone(),
-                    &keys,
-                    Placement::Historical,
-                    state_before,
-                )
-                .await;
-            match result {
-                Ok((_, outcome)) => return Ok(outcome),
-                Err(PduError::MissingAuthEvents(ids)) if !fetched_auth => {
-                    fetched_auth = true;
-                    let fetched = self.fetch_events(server, room_id, version, ids).await;
-                    self.store_fetched_outliers(server, room_id, version, fetched)
-                        .await?;
-                }
-                Err(PduError::MissingPrevEvents(_)) if state_before.is_none() => {
-                    let event_id = pdu.event_id().to_owned();
-                    state_before = Some(
-                        self.state_before_from(server, room_id, version, &event_id)
-                            .await?,
-                    );
-                }
-                Err(e) => return Err(e),
-            }
-        }
     }
 }

@@ -16,7 +16,7 @@ use super::client::Limits;
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{Pdu, RoomVersion, StateKey};
 use crate::service::Services;
-use crate::service::rooms::{Received, StateIds};
+use crate::service::rooms::{PduError, Placement, Received, StateIds};
 use crate::store::EventStatus;
 
 /// Single events fetched at once from one server.
@@ -214,6 +214,45 @@ impl Services {
             ));
         }
         self.store_state_group(&state)
+    }
+
+    /// Receives an event `server` sent, fetching from it what the event needs: missing
+    /// auth events, and the state before it when its `prev_events` are unknown here
+    /// (unless `state_before` is given).
+    pub(crate) async fn receive_fetching(
+        &self,
+        server: &ServerName,
+        room_id: &RoomId,
+        version: RoomVersion,
+        pdu: &Pdu,
+        placement: Placement,
+        mut state_before: Option<u64>,
+    ) -> Result<Received, PduError> {
+        let json = pdu.json().clone();
+        let keys = self.keys_for_pdu(&json).await;
+        let mut fetched_auth = false;
+        loop {
+            let result = self
+                .receive_pdu_placed(room_id, json.clone(), &keys, placement, state_before)
+                .await;
+            match result {
+                Ok((_, received)) => return Ok(received),
+                Err(PduError::MissingAuthEvents(ids)) if !fetched_auth => {
+                    fetched_auth = true;
+                    let fetched = self.fetch_events(server, room_id, version, ids).await;
+                    self.store_fetched_outliers(server, room_id, version, fetched)
+                        .await?;
+                }
+                Err(PduError::MissingPrevEvents(_)) if state_before.is_none() => {
+                    let event_id = pdu.event_id().to_owned();
+                    state_before = Some(
+                        self.state_before_from(server, room_id, version, &event_id)
+                            .await?,
+                    );
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// The events of `wanted` from the whole state before `event_id` (`/state`).

@@ -50,14 +50,14 @@ impl Services {
             .ok_or_else(|| PduError::Invalid("not an event of this room".into()))?;
         for missing in self.missing_events(origin, room_id, version, &pdu).await {
             let missing_id = missing.event_id().to_owned();
-            if let Err(e) = self
-                .receive_with_state(origin, room_id, version, &missing)
-                .await
-            {
+            let received = self
+                .receive_fetching(origin, room_id, version, &missing, unsynced, None)
+                .await;
+            if let Err(e) = received {
                 tracing::info!(%origin, event = %missing_id, error = %e, "missing event not stored");
             }
         }
-        self.receive_with_state(origin, room_id, version, &pdu)
+        self.receive_fetching(origin, room_id, version, &pdu, unsynced, None)
             .await
             .map(|received| (pdu.event_id().to_owned(), received))
     }
@@ -98,48 +98,5 @@ impl Services {
         events.sort_by(|a, b| (a.depth(), a.event_id()).cmp(&(b.depth(), b.event_id())));
         events.dedup_by(|a, b| a.event_id() == b.event_id());
         events
-    }
-
-    /// Receives a live event, fetching from `origin` what it needs: missing auth events,
-    /// and the state before it when its `prev_events` are still unknown.
-    async fn receive_with_state(
-        &self,
-        origin: &ServerName,
-        room_id: &RoomId,
-        version: RoomVersion,
-        pdu: &Pdu,
-    ) -> Result<Received, PduError> {
-        let json = pdu.json().clone();
-        let keys = self.keys_for_pdu(&json).await;
-        let mut state_before = None;
-        let mut fetched_auth = false;
-        loop {
-            let result = self
-                .receive_pdu_placed(
-                    room_id,
-                    json.clone(),
-                    &keys,
-                    Placement::LiveUnsynced,
-                    state_before,
-                )
-                .await;
-            match result {
-                Ok((_, received)) => return Ok(received),
-                Err(PduError::MissingAuthEvents(ids)) if !fetched_auth => {
-                    fetched_auth = true;
-                    let fetched = self.fetch_events(origin, room_id, version, ids).await;
-                    self.store_fetched_outliers(origin, room_id, version, fetched)
-                        .await?;
-                }
-                Err(PduError::MissingPrevEvents(_)) if state_before.is_none() => {
-                    let event_id = pdu.event_id().to_owned();
-                    state_before = Some(
-                        self.state_before_from(origin, room_id, version, &event_id)
-                            .await?,
-                    );
-                }
-                Err(e) => return Err(e),
-            }
-        }
     }
 }

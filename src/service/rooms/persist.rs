@@ -57,18 +57,7 @@ impl Services {
         let event_id = pdu.event_id().to_owned();
         let ticket = self.stream_ticket();
         let stream = ticket.position;
-        let state_after = match pdu.state_key() {
-            Some(state_key) => self.new_state_group(
-                batch,
-                Some(state_before),
-                vec![(
-                    pdu.event_type().to_owned(),
-                    state_key.to_owned(),
-                    event_id.clone(),
-                )],
-            )?,
-            None => state_before,
-        };
+        let state_after = self.stage_state_after(batch, pdu, state_before)?;
 
         // The event replaces the extremities it follows.
         let prevs: BTreeSet<&ruma::EventId> = pdu.prev_events().iter().map(|e| &**e).collect();
@@ -216,18 +205,7 @@ impl Services {
         let event_id = pdu.event_id().to_owned();
         let ticket = self.stream_ticket();
         let stream = ticket.position;
-        let state_after = match pdu.state_key() {
-            Some(state_key) => self.new_state_group(
-                batch,
-                Some(state_before),
-                vec![(
-                    pdu.event_type().to_owned(),
-                    state_key.to_owned(),
-                    event_id.clone(),
-                )],
-            )?,
-            None => state_before,
-        };
+        let state_after = self.stage_state_after(batch, pdu, state_before)?;
         let sender = pdu.sender();
         self.stage_relation(batch, room_id, &event_id, &json, sender, stream)?;
         if let Some(target) = pdu.redacts(version) {
@@ -251,6 +229,28 @@ impl Services {
         )?;
         batch.index_historical_event(room_id.as_str(), &event_id, stream, pdu.depth())?;
         Ok(ticket)
+    }
+
+    /// The state group after an accepted event: a new group for a state event, staged in
+    /// `batch`, else `state_before`.
+    fn stage_state_after(
+        &self,
+        batch: &mut Batch<'_>,
+        pdu: &Pdu,
+        state_before: u64,
+    ) -> Result<u64> {
+        match pdu.state_key() {
+            Some(state_key) => self.new_state_group(
+                batch,
+                Some(state_before),
+                vec![(
+                    pdu.event_type().to_owned(),
+                    state_key.to_owned(),
+                    pdu.event_id().to_owned(),
+                )],
+            ),
+            None => Ok(state_before),
+        }
     }
 
     /// Completes an accepted event after its batch is written: caches, directory, wake-ups.

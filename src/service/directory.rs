@@ -465,61 +465,17 @@ impl Services {
         Ok(response)
     }
 
-    /// The directory entry of a published room, or `None` if the room no longer exists.
+    /// The directory entry of a published room, or `None` if the room no longer exists:
+    /// its summary without the fields public room chunks do not carry.
     fn listing(&self, room_id: OwnedRoomId) -> Result<Option<Listing>> {
-        if self.store.room(room_id.as_str())?.is_none() {
+        let Some(summary) = self.local_summary(&room_id)? else {
             return Ok(None);
-        }
-        let mut entry = Map::new();
-        let mut joined = 0u64;
-        let mut room_type = None;
-        for ((event_type, state_key), event_id) in
-            self.store.current_state(room_id.as_str(), None)?
-        {
-            let Some(record) = self.store.event(event_id.as_str())? else {
-                continue;
-            };
-            let content = &record.pdu["content"];
-            let text = |field: &str| {
-                content
-                    .get(field)
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            };
-            match (event_type.as_str(), state_key.as_str()) {
-                ("m.room.member", _) if content["membership"] == "join" => joined += 1,
-                ("m.room.member", _) => {}
-                ("m.room.create", "") => room_type = text("type"),
-                ("m.room.name", "") => insert_text(&mut entry, "name", text("name")),
-                ("m.room.topic", "") => insert_text(&mut entry, "topic", plain_topic(content)),
-                ("m.room.canonical_alias", "") => {
-                    insert_text(&mut entry, "canonical_alias", text("alias"))
-                }
-                ("m.room.avatar", "") => insert_text(&mut entry, "avatar_url", text("url")),
-                ("m.room.join_rules", "") => {
-                    insert_text(&mut entry, "join_rule", text("join_rule"))
-                }
-                ("m.room.history_visibility", "") => {
-                    entry.insert(
-                        "world_readable".into(),
-                        json!(content["history_visibility"] == "world_readable"),
-                    );
-                }
-                ("m.room.guest_access", "") => {
-                    entry.insert(
-                        "guest_can_join".into(),
-                        json!(content["guest_access"] == "can_join"),
-                    );
-                }
-                _ => {}
-            }
-        }
-        entry.insert("room_id".into(), json!(room_id));
-        entry.insert("num_joined_members".into(), json!(joined));
-        entry.entry("world_readable").or_insert(json!(false));
-        entry.entry("guest_can_join").or_insert(json!(false));
-        if let Some(t) = &room_type {
-            entry.insert("room_type".into(), json!(t));
+        };
+        let joined = summary.num_joined_members();
+        let room_type = summary.room_type().map(str::to_owned);
+        let mut entry = summary.entry;
+        for field in ["room_version", "encryption", "allowed_room_ids"] {
+            entry.remove(field);
         }
         Ok(Some(Listing {
             joined,
@@ -551,29 +507,4 @@ pub(crate) fn canonical_alias_names(content: &Value) -> Result<(Option<&str>, Ve
         Some(_) => return Err(Error::invalid_param("alt_aliases must be a list")),
     };
     Ok((alias, alt_aliases))
-}
-
-/// Empty strings count as unset, as the spec says of names, topics and canonical aliases.
-fn insert_text(entry: &mut Map<String, Value>, key: &str, text: Option<String>) {
-    if let Some(text) = text.filter(|t| !t.is_empty()) {
-        entry.insert(key.into(), Value::String(text));
-    }
-}
-
-/// The `text/plain` representation in `m.topic` (a missing mimetype means plain text),
-/// or else the `topic` field, which is plain text by definition.
-fn plain_topic(content: &Value) -> Option<String> {
-    if let Some(Value::Array(parts)) = content.get("m.topic") {
-        let plain = parts.iter().find(|p| {
-            p.get("mimetype")
-                .is_none_or(|m| m.as_str() == Some("text/plain"))
-        });
-        if let Some(body) = plain.and_then(|p| p.get("body")).and_then(Value::as_str) {
-            return Some(body.to_owned());
-        }
-    }
-    content
-        .get("topic")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
 }

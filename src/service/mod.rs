@@ -23,6 +23,7 @@ pub mod rooms;
 pub mod search;
 pub mod sessions;
 pub mod shared_secret;
+pub mod spaces;
 pub mod sync;
 pub mod typing;
 pub mod uia;
@@ -57,6 +58,10 @@ pub struct Services {
     pub rooms: rooms::Rooms,
     pub account_data_locks: account_data::AccountDataLocks,
     pub directory: directory::Directory,
+    /// `/hierarchy` walks waiting for their next page.
+    pub hierarchy_sessions: spaces::HierarchySessions,
+    /// Other servers' summaries of rooms in spaces, kept briefly.
+    pub remote_spaces: spaces::RemoteSpaces,
     pub notifier: sync::Notifier,
     pub typing: typing::Typing,
     pub presence: presence::Presence,
@@ -105,6 +110,8 @@ impl Services {
             rooms: rooms::Rooms::new(&store)?,
             account_data_locks: account_data::AccountDataLocks::default(),
             directory: directory::Directory::default(),
+            hierarchy_sessions: Default::default(),
+            remote_spaces: Default::default(),
             notifier: sync::Notifier::default(),
             typing: typing::Typing::default(),
             presence: presence::Presence::load(&store)?,

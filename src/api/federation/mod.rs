@@ -10,6 +10,7 @@ mod backfill;
 mod devices;
 mod directory;
 mod events;
+mod hierarchy;
 mod invite;
 mod media;
 mod membership;
@@ -56,6 +57,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(events::routes())
         .merge(backfill::routes())
         .merge(directory::routes())
+        .merge(hierarchy::routes())
         .merge(devices::routes())
         .merge(media::routes())
         .merge(user_keys::routes())

@@ -55,7 +55,7 @@ struct TargetBody {
 
 /// A room named by ID or by an alias of any server, as `/join` and `/knock` accept; a
 /// remote alias adds the servers its server names to `via`.
-async fn room_id_or_alias(
+pub(super) async fn room_id_or_alias(
     state: &AppState,
     target: &str,
     via: &mut Vec<OwnedServerName>,
@@ -107,7 +107,7 @@ async fn join(
 }
 
 /// `via` (and its older name `server_name`), repeated: servers to join through.
-fn via_servers(query: &[(String, String)]) -> Vec<OwnedServerName> {
+pub(super) fn via_servers(query: &[(String, String)]) -> Vec<OwnedServerName> {
     query
         .iter()
         .filter(|(k, _)| k == "via" || k == "server_name")

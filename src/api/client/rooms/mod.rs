@@ -8,6 +8,7 @@ mod membership;
 mod redact;
 mod relations;
 pub mod send;
+mod spaces;
 pub mod state;
 mod upgrade;
 
@@ -31,6 +32,7 @@ pub fn routes() -> Router<AppState> {
         .merge(ephemeral::routes())
         .merge(relations::routes())
         .merge(history::routes())
+        .merge(spaces::routes())
 }
 
 pub fn parse_room_id(text: &str) -> Result<OwnedRoomId> {

@@ -236,8 +236,16 @@ pub fn print_report(setting: &Setting, nodes: &[Node; 2], summary: &FedSummary, 
             .collect();
         println!("Both servers with {}.", settings.join(" "));
     }
+    let placement = match (&setting.args.pin_a, &setting.args.pin_b) {
+        (None, None) => format!("{cpus} CPUs shared by both servers and the bench"),
+        (a, b) => format!(
+            "{cpus} CPUs; A pinned to {}, B to {}, the bench unpinned",
+            a.as_deref().unwrap_or("none"),
+            b.as_deref().unwrap_or("none")
+        ),
+    };
     println!(
-        "Set-up {:.1} s, then {:.1} s until both servers listed every member. {cpus} CPUs shared by both servers and the bench.",
+        "Set-up {:.1} s, then {:.1} s until both servers listed every member. {placement}.",
         setting.set_up_secs, setting.converged_secs
     );
     for (side, memory) in SIDES.iter().zip(&setting.memory) {

@@ -54,6 +54,12 @@ pub struct Args {
     /// repeated; wins over the bench's own settings
     #[arg(long, value_name = "NAME=VALUE", value_parser = parse_setting)]
     pub server_env: Vec<(String, String)>,
+    /// Pin server A to these CPUs (a `taskset -c` list, e.g. 0); unpinned by default
+    #[arg(long, value_name = "CPUS")]
+    pub pin_a: Option<String>,
+    /// Pin server B to these CPUs (e.g. 1); unpinned by default
+    #[arg(long, value_name = "CPUS")]
+    pub pin_b: Option<String>,
 }
 
 fn parse_setting(text: &str) -> Result<(String, String), String> {
@@ -138,11 +144,12 @@ pub async fn main(args: Args) -> Result<()> {
     ];
     env.extend(args.server_env.iter().cloned());
     let mut servers = Vec::new();
-    for side in SIDES {
+    for (side, cpus) in SIDES.iter().zip([&args.pin_a, &args.pin_b]) {
         eprintln!("starting server {side}: {}", hearth_bin.display());
         let options = Options {
             tls: Some(ca.issue(certs.path(), side)?),
             env: env.clone(),
+            cpus: cpus.clone(),
         };
         servers.push(Server::start_with(&hearth_bin, &http, &options).await?);
     }

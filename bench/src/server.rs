@@ -20,11 +20,14 @@ pub struct Server {
 }
 
 /// How to start a server beyond the defaults: a certificate (the listener then speaks
-/// HTTPS only) and extra `HEARTH_*` settings.
+/// HTTPS only), extra `HEARTH_*` settings, and the CPUs it may run on.
 #[derive(Default)]
 pub struct Options {
     pub tls: Option<CertFiles>,
     pub env: Vec<(String, String)>,
+    /// A CPU list as `taskset -c` takes it ("0", "0-1"); the server is started under
+    /// `taskset`, which execs it, so the process keeps its pid.
+    pub cpus: Option<String>,
 }
 
 impl Server {
@@ -38,7 +41,14 @@ impl Server {
         let dir = tempfile::tempdir().context("create a temporary data directory")?;
         let port = free_port()?;
         let log = dir.path().join("hearth.log");
-        let mut command = Command::new(bin);
+        let mut command = match &options.cpus {
+            Some(cpus) => {
+                let mut taskset = Command::new("taskset");
+                taskset.arg("-c").arg(cpus).arg(bin);
+                taskset
+            }
+            None => Command::new(bin),
+        };
         command
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))

@@ -170,3 +170,91 @@ fn a_server_that_missed_more_than_was_kept_for_it_fills_the_gap_and_agrees_on_th
             .then_some(())
     });
 }
+
+#[test]
+fn a_server_that_missed_200_events_mid_room_fills_the_whole_gap() {
+    // A keeps a single event for a server that is down: B must fetch the other 200.
+    let a = federating_server_with_env(&[
+        ("HEARTH_FEDERATION__MAX_RETRY_INTERVAL_SECS", "1"),
+        ("HEARTH_FEDERATION__MAX_QUEUED_PDUS", "1"),
+    ]);
+    let mut b = federating_server_with_env(&[("HEARTH_FEDERATION__MAX_RETRY_INTERVAL_SECS", "1")]);
+    let alice = user(&a, "alice");
+    let bob = user(&b, "bob");
+    let room = create_room(
+        &a,
+        &alice,
+        json!({"preset": "public_chat", "room_version": "12", "name": "Before"}),
+    );
+    let (status, body) = join_via(&b, &bob, &room, &a.server_name());
+    assert_eq!(status, 200, "{body}");
+    // History before the gap, longer than what backfill examines at the room's start.
+    for i in 0..60 {
+        send_text(&a, &alice, &room, &format!("p{i}"), &format!("before {i}"));
+    }
+    eventually(Duration::from_secs(60), "the history before on B", || {
+        latest_bodies(&b, &bob, &room, 1)
+            .contains(&"before 59".to_owned())
+            .then_some(())
+    });
+    let (_, synced) = b.get("/_matrix/client/v3/sync?timeout=0", Some(&bob.token));
+    let since = synced["next_batch"].as_str().unwrap().to_owned();
+
+    assert!(b.terminate().success());
+    for i in 0..200 {
+        if i == 100 {
+            let (status, body) = put_state(
+                &a,
+                &alice,
+                &room,
+                "m.room.name",
+                "",
+                &json!({"name": "Renamed in the gap"}),
+            );
+            assert_eq!(status, 200, "{body}");
+        }
+        send_text(&a, &alice, &room, &format!("g{i}"), &format!("gap {i}"));
+    }
+    send_text(&a, &alice, &room, "last", "after the gap");
+    // A's next failed attempt trims its queue for B to the newest event.
+    std::thread::sleep(Duration::from_secs(3));
+    b.restart();
+
+    eventually(Duration::from_secs(120), "the newest message on B", || {
+        latest_bodies(&b, &bob, &room, 1)
+            .contains(&"after the gap".to_owned())
+            .then_some(())
+    });
+    // Every event of the gap is there, in order, without paging to other servers.
+    let mut everything: Vec<String> = (0..60).map(|i| format!("before {i}")).collect();
+    everything.extend((0..200).map(|i| format!("gap {i}")));
+    everything.push("after the gap".to_owned());
+    assert_eq!(latest_bodies(&b, &bob, &room, 1000), everything);
+    eventually(Duration::from_secs(20), "the same state on both", || {
+        (state_of(&a, &alice, &room) == state_of(&b, &bob, &room)).then_some(())
+    });
+    let (_, name) = b.get(
+        &format!("/_matrix/client/v3/rooms/{}/state/m.room.name/", enc(&room)),
+        Some(&bob.token),
+    );
+    assert_eq!(name["name"], "Renamed in the gap");
+    // Bob's client gets a limited timeline, and the rename in its state.
+    let (_, synced) = b.get(
+        &format!("/_matrix/client/v3/sync?timeout=0&since={}", enc(&since)),
+        Some(&bob.token),
+    );
+    let joined = &synced["rooms"]["join"][&room];
+    assert_eq!(joined["timeline"]["limited"], true, "{synced}");
+    let renamed_in_sync = joined["state"]["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(
+            joined["timeline"]["events"]
+                .as_array()
+                .into_iter()
+                .flatten(),
+        )
+        .any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Renamed in the gap");
+    assert!(renamed_in_sync, "{synced}");
+}

@@ -72,6 +72,12 @@ pub struct FederationConfig {
     /// Most PDUs kept queued for a destination that is down; older ones are dropped,
     /// and the destination fetches what it misses (`/get_missing_events`, state).
     pub max_queued_pdus: usize,
+    /// Transactions (`PUT /send`) one server may send: a burst, refilled per minute.
+    pub transactions_burst: u32,
+    pub transactions_per_minute: f64,
+    /// Other requests one server may make (queries, event and state fetches, joins).
+    pub queries_burst: u32,
+    pub queries_per_minute: f64,
 }
 
 impl Default for FederationConfig {
@@ -84,6 +90,10 @@ impl Default for FederationConfig {
             trusted_key_servers: Vec::new(),
             max_retry_interval_secs: 3600,
             max_queued_pdus: 10_000,
+            transactions_burst: 100,
+            transactions_per_minute: 600.0,
+            queries_burst: 1000,
+            queries_per_minute: 6000.0,
         }
     }
 }
@@ -449,6 +459,22 @@ pub const OPTIONS: &[(&str, &str)] = &[
         "federation.max_queued_pdus",
         "Most events kept queued for a server that is down; it fetches older ones itself [default: 10000]",
     ),
+    (
+        "federation.transactions_burst",
+        "Transactions one server may send in a burst before it is rate-limited (429) [default: 100]",
+    ),
+    (
+        "federation.transactions_per_minute",
+        "Transactions per minute one server may send, after its burst [default: 600]",
+    ),
+    (
+        "federation.queries_burst",
+        "Other requests (queries, event and state fetches, joins) one server may make in a burst [default: 1000]",
+    ),
+    (
+        "federation.queries_per_minute",
+        "Other requests per minute one server may make, after its burst [default: 6000]",
+    ),
 ];
 
 /// Text appended to `hearth --help`.
@@ -591,6 +617,17 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "tls.certificate and tls.private_key must be set together (--tls-cert and --tls-key)"
                     .into(),
+            ));
+        }
+        let f = &self.federation;
+        let per_minute_ok = |r: f64| r.is_finite() && r > 0.0;
+        if !per_minute_ok(f.transactions_per_minute)
+            || !per_minute_ok(f.queries_per_minute)
+            || f.transactions_burst == 0
+            || f.queries_burst == 0
+        {
+            return Err(ConfigError::Invalid(
+                "federation.transactions_burst, transactions_per_minute, queries_burst and queries_per_minute must be positive".into(),
             ));
         }
         for name in &self.federation.trusted_key_servers {

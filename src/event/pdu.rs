@@ -9,6 +9,10 @@ use super::{EventError, Result, RoomVersion, hashes, types};
 pub const MAX_PDU_SIZE: usize = 65_536;
 /// The maximum length in bytes of `type`, `state_key`, `sender` and `room_id`.
 pub const MAX_ID_SIZE: usize = 255;
+/// The most `prev_events` a PDU may name (spec: PDU format, room versions 4 and later).
+pub const MAX_PREV_EVENTS: usize = 20;
+/// The most `auth_events` a PDU may name (the auth events selection never needs more).
+pub const MAX_AUTH_EVENTS: usize = 10;
 
 /// A state map key: `(event type, state key)`.
 pub type StateKey = (String, String);
@@ -115,6 +119,18 @@ impl Pdu {
             .clone();
         let prev_events = id_list(obj, "prev_events")?;
         let auth_events = id_list(obj, "auth_events")?;
+        if prev_events.len() > MAX_PREV_EVENTS {
+            return Err(EventError::invalid(format!(
+                "{} prev_events, more than {MAX_PREV_EVENTS}",
+                prev_events.len()
+            )));
+        }
+        if auth_events.len() > MAX_AUTH_EVENTS {
+            return Err(EventError::invalid(format!(
+                "{} auth_events, more than {MAX_AUTH_EVENTS}",
+                auth_events.len()
+            )));
+        }
         let depth = uint(obj, "depth")?;
         let origin_server_ts = uint(obj, "origin_server_ts")?;
         let event_id = hashes::event_id(&json, version)?;
@@ -287,6 +303,17 @@ mod tests {
     fn size_limits() {
         let mut e = ev();
         e["content"]["body"] = json!("x".repeat(MAX_PDU_SIZE));
+        assert!(Pdu::from_json(e, RoomVersion::V12).is_err());
+        let ids = |n: usize| json!((0..n).map(|i| format!("$e{i}")).collect::<Vec<_>>());
+        let mut e = ev();
+        e["prev_events"] = ids(MAX_PREV_EVENTS);
+        e["auth_events"] = ids(MAX_AUTH_EVENTS);
+        assert!(Pdu::from_json(e, RoomVersion::V12).is_ok());
+        let mut e = ev();
+        e["prev_events"] = ids(MAX_PREV_EVENTS + 1);
+        assert!(Pdu::from_json(e, RoomVersion::V12).is_err());
+        let mut e = ev();
+        e["auth_events"] = ids(MAX_AUTH_EVENTS + 1);
         assert!(Pdu::from_json(e, RoomVersion::V12).is_err());
         let mut e = ev();
         e["state_key"] = json!("k".repeat(MAX_ID_SIZE + 1));

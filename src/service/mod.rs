@@ -54,6 +54,8 @@ pub struct Services {
     pub sessions: sessions::Sessions,
     pub uia: uia::UiaSessions,
     pub login_limiter: ratelimit::RateLimiter,
+    /// Per-origin rate limits on incoming federation requests.
+    pub inbound_limits: federation::inbound_limits::InboundLimits,
     pub nonces: shared_secret::Nonces,
     pub rooms: rooms::Rooms,
     pub account_data_locks: account_data::AccountDataLocks,
@@ -128,6 +130,7 @@ impl Services {
                 config.login.failures_burst,
                 config.login.failures_per_minute,
             ),
+            inbound_limits: federation::inbound_limits::InboundLimits::new(&config.federation),
             config: Arc::new(config),
             store,
             keys,

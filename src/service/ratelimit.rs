@@ -1,4 +1,5 @@
-//! Token buckets keyed by user or address, for failed logins.
+//! Token buckets keyed by user, address or server: failed logins, media uploads and
+//! other servers' requests.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -52,6 +53,14 @@ impl RateLimiter {
                 }
             }
         }
+    }
+
+    /// Takes one token from `key`'s bucket if it has one (a request admitted);
+    /// otherwise `Err(retry_after_ms)` and nothing is taken.
+    pub fn take(&self, key: &str) -> Result<(), u64> {
+        self.check(key)?;
+        self.consume(key);
+        Ok(())
     }
 
     /// Records one failure against `key`.

@@ -120,8 +120,8 @@ fn a_server_that_missed_more_than_was_kept_for_it_fills_the_gap_and_agrees_on_th
         let got = latest_bodies(&b, &bob, &room, 5);
         (got == expected).then_some(())
     });
-    // The gap was filled as far as `/get_missing_events` reaches (10 more), and the
-    // state is A's, rename included, though B never got the rename pushed.
+    // The gap was filled, and the state is A's, rename included, though B never got
+    // the rename pushed.
     let got = latest_bodies(&b, &bob, &room, 15);
     let wanted: Vec<String> = (25..40).map(|i| format!("while B was down {i}")).collect();
     assert_eq!(got, wanted);
@@ -134,7 +134,8 @@ fn a_server_that_missed_more_than_was_kept_for_it_fills_the_gap_and_agrees_on_th
         synced["rooms"]["join"][&room]["timeline"]["limited"], true,
         "{synced}"
     );
-    // Older ones were never pushed to B: the gap path, not the queue, brought these.
+    // Older ones were never pushed to B: the gap path (`/get_missing_events`, in
+    // rounds), not the queue, brought all of them, before any paging back.
     let event_on_b = |event_id: &str| {
         b.get(
             &format!(
@@ -146,7 +147,7 @@ fn a_server_that_missed_more_than_was_kept_for_it_fills_the_gap_and_agrees_on_th
         )
         .0
     };
-    assert_eq!(event_on_b(&ids[10]), 404);
+    assert_eq!(event_on_b(&ids[10]), 200);
     // Paging back through the whole room fetches the rest of the gap (`/backfill`).
     let all = latest_bodies(&b, &bob, &room, 1000);
     let mut everything = vec!["before the outage".to_owned()];
@@ -169,4 +170,92 @@ fn a_server_that_missed_more_than_was_kept_for_it_fills_the_gap_and_agrees_on_th
             .contains(&"B is back".to_owned())
             .then_some(())
     });
+}
+
+#[test]
+fn a_server_that_missed_200_events_mid_room_fills_the_whole_gap() {
+    // A keeps a single event for a server that is down: B must fetch the other 200.
+    let a = federating_server_with_env(&[
+        ("HEARTH_FEDERATION__MAX_RETRY_INTERVAL_SECS", "1"),
+        ("HEARTH_FEDERATION__MAX_QUEUED_PDUS", "1"),
+    ]);
+    let mut b = federating_server_with_env(&[("HEARTH_FEDERATION__MAX_RETRY_INTERVAL_SECS", "1")]);
+    let alice = user(&a, "alice");
+    let bob = user(&b, "bob");
+    let room = create_room(
+        &a,
+        &alice,
+        json!({"preset": "public_chat", "room_version": "12", "name": "Before"}),
+    );
+    let (status, body) = join_via(&b, &bob, &room, &a.server_name());
+    assert_eq!(status, 200, "{body}");
+    // History before the gap, longer than what backfill examines at the room's start.
+    for i in 0..60 {
+        send_text(&a, &alice, &room, &format!("p{i}"), &format!("before {i}"));
+    }
+    eventually(Duration::from_secs(60), "the history before on B", || {
+        latest_bodies(&b, &bob, &room, 1)
+            .contains(&"before 59".to_owned())
+            .then_some(())
+    });
+    let (_, synced) = b.get("/_matrix/client/v3/sync?timeout=0", Some(&bob.token));
+    let since = synced["next_batch"].as_str().unwrap().to_owned();
+
+    assert!(b.terminate().success());
+    for i in 0..200 {
+        if i == 100 {
+            let (status, body) = put_state(
+                &a,
+                &alice,
+                &room,
+                "m.room.name",
+                "",
+                &json!({"name": "Renamed in the gap"}),
+            );
+            assert_eq!(status, 200, "{body}");
+        }
+        send_text(&a, &alice, &room, &format!("g{i}"), &format!("gap {i}"));
+    }
+    send_text(&a, &alice, &room, "last", "after the gap");
+    // A's next failed attempt trims its queue for B to the newest event.
+    std::thread::sleep(Duration::from_secs(3));
+    b.restart();
+
+    eventually(Duration::from_secs(120), "the newest message on B", || {
+        latest_bodies(&b, &bob, &room, 1)
+            .contains(&"after the gap".to_owned())
+            .then_some(())
+    });
+    // Every event of the gap is there, in order, without paging to other servers.
+    let mut everything: Vec<String> = (0..60).map(|i| format!("before {i}")).collect();
+    everything.extend((0..200).map(|i| format!("gap {i}")));
+    everything.push("after the gap".to_owned());
+    assert_eq!(latest_bodies(&b, &bob, &room, 1000), everything);
+    eventually(Duration::from_secs(20), "the same state on both", || {
+        (state_of(&a, &alice, &room) == state_of(&b, &bob, &room)).then_some(())
+    });
+    let (_, name) = b.get(
+        &format!("/_matrix/client/v3/rooms/{}/state/m.room.name/", enc(&room)),
+        Some(&bob.token),
+    );
+    assert_eq!(name["name"], "Renamed in the gap");
+    // Bob's client gets a limited timeline, and the rename in its state.
+    let (_, synced) = b.get(
+        &format!("/_matrix/client/v3/sync?timeout=0&since={}", enc(&since)),
+        Some(&bob.token),
+    );
+    let joined = &synced["rooms"]["join"][&room];
+    assert_eq!(joined["timeline"]["limited"], true, "{synced}");
+    let renamed_in_sync = joined["state"]["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(
+            joined["timeline"]["events"]
+                .as_array()
+                .into_iter()
+                .flatten(),
+        )
+        .any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Renamed in the gap");
+    assert!(renamed_in_sync, "{synced}");
 }

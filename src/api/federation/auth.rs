@@ -104,6 +104,7 @@ async fn verify(state: &AppState, request: Request) -> Result<Request, Error> {
     )
     .map_err(|e| unauthorized(format!("Invalid X-Matrix signature from {origin}: {e}")))?;
 
+    state.inbound_limits.admit(&origin, parts.uri.path())?;
     // A server that talks to us is up: what we owe it goes out now, not after backoff.
     state.sender.contacted(&origin);
     parts.extensions.insert(Origin(origin));

@@ -21,6 +21,7 @@ pub mod fetch;
 pub mod gaps;
 pub mod guard;
 pub mod history;
+pub mod inbound_limits;
 pub mod invite;
 pub mod keys;
 pub mod membership;

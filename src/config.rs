@@ -90,8 +90,8 @@ impl Default for FederationConfig {
             trusted_key_servers: Vec::new(),
             max_retry_interval_secs: 3600,
             max_queued_pdus: 10_000,
-            transactions_burst: 100,
-            transactions_per_minute: 600.0,
+            transactions_burst: 1000,
+            transactions_per_minute: 30000.0,
             queries_burst: 1000,
             queries_per_minute: 6000.0,
         }
@@ -461,11 +461,11 @@ pub const OPTIONS: &[(&str, &str)] = &[
     ),
     (
         "federation.transactions_burst",
-        "Transactions one server may send in a burst before it is rate-limited (429) [default: 100]",
+        "Transactions one server may send in a burst before it is rate-limited (429) [default: 1000]",
     ),
     (
         "federation.transactions_per_minute",
-        "Transactions per minute one server may send, after its burst [default: 600]",
+        "Transactions per minute one server may send, after its burst [default: 30000]",
     ),
     (
         "federation.queries_burst",

@@ -24,6 +24,7 @@ mod federation_rooms;
 mod federation_serve;
 mod federation_support;
 mod gifs;
+mod key_backup;
 mod keys;
 mod login;
 mod media;

@@ -74,6 +74,10 @@ pub enum ErrorKind {
     RemoteTooLarge,
     /// User-interactive authentication must continue: answered with 401 and the flows.
     AuthRequired(Box<UiaChallenge>),
+    /// Keys written to a key backup version that is not the current one (403).
+    WrongRoomKeysVersion {
+        current_version: String,
+    },
     /// A fault on our side; the message is logged, never sent.
     Internal,
 }
@@ -153,6 +157,7 @@ impl Error {
             ErrorKind::ServerManagedType => "M_BAD_JSON",
             ErrorKind::ProfileTooLarge => "M_PROFILE_TOO_LARGE",
             ErrorKind::KeyTooLarge => "M_KEY_TOO_LARGE",
+            ErrorKind::WrongRoomKeysVersion { .. } => "M_WRONG_ROOM_KEYS_VERSION",
             ErrorKind::Unknown
             | ErrorKind::Conflict
             | ErrorKind::BadGateway
@@ -168,6 +173,7 @@ impl Error {
             ErrorKind::Forbidden
             | ErrorKind::UserDeactivated
             | ErrorKind::UserSuspended
+            | ErrorKind::WrongRoomKeysVersion { .. }
             | ErrorKind::GuestAccessForbidden => StatusCode::FORBIDDEN,
             ErrorKind::UnknownToken { .. }
             | ErrorKind::MissingToken
@@ -227,6 +233,11 @@ impl Error {
                 "errcode": self.errcode(),
                 "error": self.message,
                 "retry_after_ms": retry_after_ms,
+            }),
+            ErrorKind::WrongRoomKeysVersion { current_version } => json!({
+                "errcode": self.errcode(),
+                "error": self.message,
+                "current_version": current_version,
             }),
             ErrorKind::IncompatibleRoomVersion(version) => json!({
                 "errcode": self.errcode(),

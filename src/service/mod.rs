@@ -8,6 +8,7 @@ pub mod e2ee;
 pub mod federation;
 pub mod filter;
 pub mod gifs;
+pub mod key_backup;
 pub mod keys;
 pub mod media;
 pub mod password;
@@ -75,6 +76,8 @@ pub struct Services {
     pub user_directory: user_directory::UserDirectory,
     pub reports: reports::Reports,
     pub e2ee: e2ee::E2ee,
+    /// Server-side key backups (`/room_keys`).
+    pub key_backup: key_backup::KeyBackup,
     pub admin: admin::Admin,
     server_name: ruma::OwnedServerName,
     shutting_down: tokio::sync::watch::Sender<bool>,
@@ -125,6 +128,7 @@ impl Services {
             user_directory: user_directory::UserDirectory::load(&store)?,
             reports: reports::Reports::new(&store)?,
             e2ee: e2ee::E2ee::new(&store)?,
+            key_backup: key_backup::KeyBackup::new(store.clone()),
             admin: admin::Admin::new(&store)?,
             login_limiter: ratelimit::RateLimiter::new(
                 config.login.failures_burst,

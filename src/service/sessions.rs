@@ -43,12 +43,25 @@ pub struct Sessions {
     /// Serialises read-modify-write changes to accounts and devices.
     pub(super) write_lock: tokio::sync::Mutex<()>,
     refreshable_lifetime_ms: u64,
-    /// Last use of each device; kept in memory so a request costs no write, and
-    /// persisted on shutdown and whenever the device record is written anyway.
-    last_seen: Mutex<HashMap<(OwnedUserId, OwnedDeviceId), (u64, String)>>,
+    /// Last use of each device; kept in memory so that most requests cost no write.
+    /// Written to the device record when the device is first seen after a start, when
+    /// its address changes, at most [`LAST_SEEN_PERSIST_MS`] after the last write, and
+    /// on shutdown; so a crash loses at most that much of it.
+    last_seen: Mutex<HashMap<(OwnedUserId, OwnedDeviceId), LastSeen>>,
     /// Bumped whenever access tokens are revoked, so long-lived connections (sync
     /// sockets) recheck theirs at once instead of at their next ping.
     revocations: tokio::sync::watch::Sender<u64>,
+}
+
+/// How stale a device's stored last-seen time may get while it is in use.
+pub const LAST_SEEN_PERSIST_MS: u64 = 60_000;
+
+#[derive(Debug, Clone)]
+struct LastSeen {
+    ts: u64,
+    ip: String,
+    /// When this entry was last written to the device record.
+    persisted_ts: u64,
 }
 
 /// Device IDs end up in keys and in every client's device list; keep them sane.
@@ -87,7 +100,7 @@ impl Sessions {
 
     fn last_seen_map(
         &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<(OwnedUserId, OwnedDeviceId), (u64, String)>> {
+    ) -> std::sync::MutexGuard<'_, HashMap<(OwnedUserId, OwnedDeviceId), LastSeen>> {
         self.last_seen.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -112,10 +125,24 @@ impl Sessions {
             self.retire_refresh_token(&hash, &record, retiring).await?;
         }
         if let Some(ip) = ip {
-            self.last_seen_map().insert(
-                (record.user_id.clone(), record.device_id.clone()),
-                (now, ip.to_owned()),
-            );
+            let key = (record.user_id.clone(), record.device_id.clone());
+            let persist = {
+                let mut seen = self.last_seen_map();
+                let entry = seen.entry(key).or_insert_with(|| LastSeen {
+                    ts: now,
+                    ip: String::new(),
+                    persisted_ts: 0,
+                });
+                let persist = entry.ip != ip
+                    || now.saturating_sub(entry.persisted_ts) >= LAST_SEEN_PERSIST_MS;
+                entry.ts = now;
+                entry.ip = ip.to_owned();
+                persist
+            };
+            if persist {
+                self.persist_device_last_seen(&record.user_id, &record.device_id, now, ip)
+                    .await?;
+            }
         }
         Ok(Authed {
             user_id: record.user_id,
@@ -335,7 +362,7 @@ impl Sessions {
             .get(&(user_id.to_owned(), device.device_id.clone()))
             .cloned();
         let (last_seen_ts, last_seen_ip) = match recent {
-            Some((ts, ip)) => (Some(ts), Some(ip)),
+            Some(LastSeen { ts, ip, .. }) => (Some(ts), Some(ip)),
             None => (device.last_seen_ts, device.last_seen_ip),
         };
         DeviceInfo {
@@ -380,11 +407,44 @@ impl Sessions {
         Ok(())
     }
 
+    /// Writes one device's last use to its record (not waiting for the disk: a
+    /// last-seen time lost to a power cut is no loss), under the lock that device
+    /// changes and deletions take, so that a deleted device is not written back.
+    async fn persist_device_last_seen(
+        &self,
+        user_id: &UserId,
+        device_id: &DeviceId,
+        ts: u64,
+        ip: &str,
+    ) -> Result<()> {
+        let _guard = self.write_lock.lock().await;
+        let Some(mut device) = self.store.device(user_id.as_str(), device_id.as_str())? else {
+            return Ok(());
+        };
+        if device.last_seen_ts.is_some_and(|stored| stored >= ts)
+            && device.last_seen_ip.as_deref() == Some(ip)
+        {
+            return Ok(());
+        }
+        device.last_seen_ts = Some(ts);
+        device.last_seen_ip = Some(ip.to_owned());
+        let mut batch = self.store.batch();
+        batch.put_device(user_id.as_str(), &device)?;
+        self.store.write_unsynced(batch)?;
+        if let Some(entry) = self
+            .last_seen_map()
+            .get_mut(&(user_id.to_owned(), device_id.to_owned()))
+        {
+            entry.persisted_ts = entry.persisted_ts.max(ts);
+        }
+        Ok(())
+    }
+
     /// Writes the in-memory last-seen times to the device records.
     pub fn persist_last_seen(&self) -> Result<()> {
         let seen: Vec<_> = self.last_seen_map().drain().collect();
         let mut batch = self.store.batch();
-        for ((user_id, device_id), (ts, ip)) in seen {
+        for ((user_id, device_id), LastSeen { ts, ip, .. }) in seen {
             if let Some(mut device) = self.store.device(user_id.as_str(), device_id.as_str())? {
                 device.last_seen_ts = Some(ts);
                 device.last_seen_ip = Some(ip);

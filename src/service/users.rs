@@ -323,7 +323,8 @@ impl Services {
         Ok(())
     }
 
-    /// Deactivates the account for good: no password, no devices; the ID stays taken.
+    /// Deactivates the account for good: no password, no devices, no key backup; the ID
+    /// stays taken.
     pub async fn deactivate(&self, user_id: &UserId) -> Result<()> {
         {
             let _guard = self.sessions.write_lock.lock().await;
@@ -338,6 +339,8 @@ impl Services {
             self.store.write(batch)?;
         }
         self.remove_all_devices(user_id, None).await?;
+        // The backed-up room keys are of no use to anyone any more (as Synapse does).
+        self.key_backup.delete_all(user_id)?;
         self.erase_profile(user_id).await?;
         tracing::info!(user_id = %user_id, "deactivated");
         Ok(())

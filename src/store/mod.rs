@@ -8,6 +8,7 @@ mod directory;
 mod e2ee_keys;
 mod federation;
 mod filters;
+mod key_backup;
 mod keys;
 mod media;
 mod presence;
@@ -33,6 +34,7 @@ pub use admin::{AuditRecord, BlockedRoomRecord, DeletedRoomRecord};
 pub use directory::AliasRecord;
 pub use e2ee_keys::{DeviceListChange, FallbackKeyRecord};
 pub use federation::OutboxRecord;
+pub use key_backup::{BackedUpKey, BackupVersionRecord};
 pub use media::{ImageKind, MediaContent, MediaRecord, ThumbnailRecord, thumbnail_key};
 pub use presence::PresenceRecord;
 pub use receipts::{ReceiptChange, ReceiptRecord};
@@ -126,10 +128,13 @@ pub enum Cf {
     AdminAudit,
     DeletedRooms,
     BlockedRooms,
+    BackupVersions,
+    BackupKeys,
+    FederationEduOutbox,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 48] = [
+    pub const ALL: [Cf; 51] = [
         Cf::Meta,
         Cf::Users,
         Cf::Devices,
@@ -178,6 +183,9 @@ impl Cf {
         Cf::AdminAudit,
         Cf::DeletedRooms,
         Cf::BlockedRooms,
+        Cf::BackupVersions,
+        Cf::BackupKeys,
+        Cf::FederationEduOutbox,
     ];
 
     pub fn name(self) -> &'static str {
@@ -230,6 +238,9 @@ impl Cf {
             Cf::AdminAudit => "admin_audit",
             Cf::DeletedRooms => "deleted_rooms",
             Cf::BlockedRooms => "blocked_rooms",
+            Cf::BackupVersions => "backup_versions",
+            Cf::BackupKeys => "backup_keys",
+            Cf::FederationEduOutbox => "federation_edu_outbox",
         }
     }
 }

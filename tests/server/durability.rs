@@ -126,3 +126,25 @@ fn a_config_file_sets_options() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("not_an_option"));
 }
+
+#[test]
+fn a_devices_last_seen_is_stored_while_it_is_used_not_only_at_shutdown() {
+    let mut server = TestServer::start();
+    let registered = server.register("wes");
+    let device_id = registered["device_id"].as_str().unwrap().to_owned();
+    let user_id = registered["user_id"].as_str().unwrap().to_owned();
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert_eq!(server.get(WHOAMI, Some(&token(&registered))).0, 200);
+    // No shutdown code runs: what the store holds is what was written as it happened.
+    server.kill_9();
+    let store = hearth::store::Store::open(&server.data_dir().join("db"), false).unwrap();
+    let device = store.device(&user_id, &device_id).unwrap().expect("device");
+    assert_eq!(device.last_seen_ip.as_deref(), Some("127.0.0.1"));
+    assert!(
+        device.last_seen_ts.is_some_and(|ts| ts >= before),
+        "{device:?}"
+    );
+}

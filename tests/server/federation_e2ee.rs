@@ -147,6 +147,54 @@ fn keys_to_device_messages_and_device_lists_cross_between_servers() {
 }
 
 #[test]
+fn to_device_messages_for_a_server_that_is_down_survive_a_restart_of_the_sender() {
+    let (mut a, mut b, alice, bob) = two_servers_sharing_a_room();
+    let bob_since = next_batch(&sync(&b, &bob, None, 0));
+    // Bob's server is down: the message waits in Alice's server's queue, which then
+    // dies without any shutdown code running.
+    b.kill_9();
+    let (status, body) = send_to_device(
+        &a,
+        &alice,
+        "m.test",
+        "while-down",
+        json!({ bob.id.clone(): { bob.device.clone(): {"text": "while you were away"} } }),
+    );
+    assert_eq!(status, 200, "{body}");
+    a.kill_9();
+    b.restart();
+    a.restart();
+    let mut since = bob_since.clone();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let got = loop {
+        let body = sync(&b, &bob, Some(&since), 1000);
+        since = next_batch(&body);
+        if let Some(got) = texts(&body) {
+            break got;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "the queued message did not arrive\nA: {}\nB: {}",
+                a.stop_and_logs(),
+                b.stop_and_logs()
+            );
+        }
+    };
+    assert_eq!(got, ["while you were away"]);
+    // Sent once: after it, only the next message arrives.
+    let (status, _) = send_to_device(
+        &a,
+        &alice,
+        "m.test",
+        "after",
+        json!({ bob.id.clone(): { bob.device.clone(): {"text": "and now"} } }),
+    );
+    assert_eq!(status, 200);
+    let got = sync_until(&b, &bob, &since, "the second to-device message", texts);
+    assert_eq!(got, ["and now"]);
+}
+
+#[test]
 fn an_unreachable_server_is_a_failure_and_the_others_answer() {
     let env = [("HEARTH_FEDERATION__MAX_RETRY_INTERVAL_SECS", "2")];
     let a = federating_server_with_env(&env);

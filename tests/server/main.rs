@@ -28,6 +28,7 @@ mod federation_serve;
 mod federation_spaces;
 mod federation_support;
 mod gifs;
+mod key_backup;
 mod keys;
 mod login;
 mod media;

@@ -264,3 +264,40 @@ fn the_sync_socket_pushes_to_device_messages() {
     let expected: Vec<String> = (0..150).map(|i| i.to_string()).collect();
     assert_eq!(got, expected);
 }
+
+#[test]
+fn waiting_messages_and_the_acknowledgement_survive_kill_9() {
+    let mut server = TestServer::start();
+    let alice = user(&server, "alice");
+    let bob = user(&server, "bob");
+    let since = next_batch(&sync(&server, &bob, None, 0));
+    for (txn, text) in [("k1", "before the crash"), ("k2", "also before")] {
+        let (status, body) = send_to_device(
+            &server,
+            &alice,
+            "m.test",
+            txn,
+            json!({ bob.id.clone(): { bob.device.clone(): {"text": text} } }),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+    server.kill_9();
+    server.restart();
+    let body = sync(&server, &bob, Some(&since), 0);
+    assert_eq!(texts(&body), ["before the crash", "also before"]);
+    // The acknowledgement (the next token) survives too, and the transaction IDs are
+    // still known: a retried send after the crash is not delivered twice.
+    let after = next_batch(&sync(&server, &bob, Some(&next_batch(&body)), 0));
+    server.kill_9();
+    server.restart();
+    let (status, _) = send_to_device(
+        &server,
+        &alice,
+        "m.test",
+        "k1",
+        json!({ bob.id.clone(): { bob.device.clone(): {"text": "before the crash"} } }),
+    );
+    assert_eq!(status, 200);
+    let body = sync(&server, &bob, Some(&after), 0);
+    assert!(to_device(&body).is_empty(), "{body}");
+}

@@ -6,6 +6,7 @@ mod devices;
 mod directory;
 mod discovery;
 mod gifs;
+mod key_backup;
 mod keys;
 mod login;
 pub(crate) mod media;
@@ -46,5 +47,6 @@ pub fn routes() -> Router<AppState> {
         .merge(search::routes())
         .merge(gifs::routes())
         .merge(keys::routes())
+        .merge(key_backup::routes())
         .merge(to_device::routes())
 }

@@ -58,24 +58,25 @@ impl Services {
                     .insert(user, devices);
             }
         }
-        if !self.deliver_to_device(sender, event_type, local, &txn)? {
-            return Ok(());
-        }
-        for (destination, messages) in remote {
-            let message_id = crate::service::random_string(16);
-            self.sender.send_edu(
-                &[destination],
-                json!({
+        // Messages for other servers are queued durably in the same write that accepts
+        // the transaction: once the client has its 200 they go out, even across a
+        // restart, and a repeated transaction ID queues nothing twice.
+        let remote: Vec<(ruma::OwnedServerName, Value)> = remote
+            .into_iter()
+            .map(|(destination, messages)| {
+                let edu = json!({
                     "edu_type": "m.direct_to_device",
                     "content": {
                         "sender": sender,
                         "type": event_type,
-                        "message_id": message_id,
+                        "message_id": crate::service::random_string(16),
                         "messages": messages,
                     },
-                }),
-            );
-        }
+                });
+                (destination, edu)
+            })
+            .collect();
+        self.deliver_to_device(sender, event_type, local, &remote, &txn)?;
         Ok(())
     }
 
@@ -95,17 +96,18 @@ impl Services {
             .filter(|(user, _)| user.server_name() == self.server_name())
             .collect();
         let txn = to_device_edu_txn(origin.as_str(), &edu.message_id);
-        self.deliver_to_device(&edu.sender, &edu.event_type, local, &txn)?;
+        self.deliver_to_device(&edu.sender, &edu.event_type, local, &[], &txn)?;
         Ok(())
     }
 
-    /// Stores messages for local devices under the transaction key, once; returns
-    /// whether this was the first time.
+    /// Stores messages for local devices, and queues the EDUs for other servers, under
+    /// the transaction key, once; returns whether this was the first time.
     fn deliver_to_device(
         &self,
         sender: &UserId,
         event_type: &str,
         messages: Messages,
+        remote: &[(ruma::OwnedServerName, Value)],
         txn: &[u8],
     ) -> Result<bool> {
         let mut woken: HashSet<OwnedUserId> = HashSet::new();
@@ -155,12 +157,19 @@ impl Services {
                     }
                 }
             }
+            for (destination, edu) in remote {
+                self.sender
+                    .stage_edu(&mut batch, std::slice::from_ref(destination), edu)?;
+            }
             batch.put_to_device_txn(txn);
             batch.set_to_device_position(next);
             self.store.write(batch)?;
             *position = next;
         }
         self.notifier.wake(woken.iter().map(|u| u.as_ref()));
+        let destinations: Vec<ruma::OwnedServerName> =
+            remote.iter().map(|(d, _)| d.clone()).collect();
+        self.sender.wake(&destinations);
         Ok(true)
     }
 

@@ -3,8 +3,9 @@
 //!
 //! PDUs are queued in RocksDB in the same write as the event itself, so a restart loses
 //! nothing: the queue is read back at start-up and each destination gets what it
-//! missed, in order. EDUs (typing, receipts, presence) are ephemeral and queued in
-//! memory. A destination that fails is retried with exponential backoff up to
+//! missed, in order. EDUs that must not be lost (to-device messages, which carry room
+//! keys) are queued in RocksDB the same way, in the write that accepts them; the
+//! ephemeral ones (typing, receipts, presence) are queued in memory. A destination that fails is retried with exponential backoff up to
 //! `federation.max_retry_interval_secs`, and at once when it contacts us. While it is
 //! down, at most `federation.max_queued_pdus` PDUs are kept for it (the newest): it
 //! fetches older ones itself when a newer event names them (`/get_missing_events`).
@@ -30,6 +31,8 @@ const MAX_EDUS: usize = 100;
 const MAX_TXN_BYTES: usize = 2 * 1024 * 1024;
 /// EDUs kept for a destination that is down; older ones are dropped first.
 const MAX_QUEUED_EDUS: usize = 1000;
+/// Durable EDUs kept for a destination that is down; older ones are dropped first.
+const MAX_QUEUED_DURABLE_EDUS: usize = 10_000;
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 
 pub struct Sender {
@@ -61,6 +64,8 @@ struct Queue {
 struct InFlight {
     txn_id: String,
     seqs: Vec<u64>,
+    /// The queue positions of the durable EDUs it carries.
+    edu_seqs: Vec<u64>,
     body: Value,
 }
 
@@ -91,7 +96,8 @@ impl Sender {
         }))
     }
 
-    /// Starts a worker for every destination with PDUs still queued from before.
+    /// Starts a worker for every destination with PDUs or durable EDUs still queued
+    /// from before.
     pub fn resume(self: &Arc<Self>) -> StoreResult<()> {
         let (destinations, _) = self.store.outbox_destinations()?;
         for destination in destinations {
@@ -128,7 +134,22 @@ impl Sender {
         Ok(())
     }
 
-    /// Tells the destinations' workers that PDUs were queued.
+    /// Queues an EDU that must survive a restart (a to-device message) for each
+    /// destination in the caller's batch; call [`Self::wake`] once the batch is written.
+    pub fn stage_edu(
+        &self,
+        batch: &mut Batch<'_>,
+        destinations: &[OwnedServerName],
+        edu: &Value,
+    ) -> StoreResult<()> {
+        for destination in destinations {
+            let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+            batch.queue_edu(destination.as_str(), seq, edu)?;
+        }
+        Ok(())
+    }
+
+    /// Tells the destinations' workers that PDUs or durable EDUs were queued.
     pub fn wake(self: &Arc<Self>, destinations: &[OwnedServerName]) {
         for destination in destinations {
             self.queue(destination).work.notify_one();
@@ -199,8 +220,11 @@ impl Sender {
                     for seq in &txn.seqs {
                         batch.unqueue_pdu(destination.as_str(), *seq);
                     }
-                    // Not waited for: should it be lost, the PDUs are sent again,
-                    // which the destination ignores.
+                    for seq in &txn.edu_seqs {
+                        batch.unqueue_edu(destination.as_str(), *seq);
+                    }
+                    // Not waited for: should it be lost, the PDUs and EDUs are sent
+                    // again, which the destination recognises (event and message IDs).
                     if let Err(e) = self.store.write_unsynced(batch) {
                         tracing::error!(%destination, error = %e, "cannot remove sent PDUs from the queue");
                     }
@@ -225,36 +249,55 @@ impl Sender {
         }
     }
 
-    /// Drops the oldest PDUs queued for a destination that is down beyond
-    /// `max_queued_pdus`; returns how many.
+    /// Drops the oldest PDUs (and durable EDUs) queued for a destination that is down
+    /// beyond `max_queued_pdus` (and [`MAX_QUEUED_DURABLE_EDUS`]); returns how many.
     fn trim(&self, destination: &ServerName) -> usize {
-        let excess = match self
+        let name = destination.as_str();
+        let excess = self
             .store
-            .outbox_excess(destination.as_str(), self.max_queued_pdus)
-        {
+            .outbox_excess(name, self.max_queued_pdus)
+            .and_then(|pdus| {
+                let edus = self
+                    .store
+                    .edu_outbox_excess(name, MAX_QUEUED_DURABLE_EDUS)?;
+                Ok((pdus, edus))
+            });
+        let (pdus, edus) = match excess {
             Ok(excess) => excess,
             Err(e) => {
                 tracing::error!(%destination, error = %e, "cannot read the outgoing queue");
                 return 0;
             }
         };
-        if excess.is_empty() {
+        if pdus.is_empty() && edus.is_empty() {
             return 0;
         }
         let mut batch = self.store.batch();
-        for seq in &excess {
-            batch.unqueue_pdu(destination.as_str(), *seq);
+        for seq in &pdus {
+            batch.unqueue_pdu(name, *seq);
+        }
+        for seq in &edus {
+            batch.unqueue_edu(name, *seq);
         }
         if let Err(e) = self.store.write(batch) {
             tracing::error!(%destination, error = %e, "cannot trim the outgoing queue");
             return 0;
         }
-        tracing::warn!(
-            %destination,
-            dropped = excess.len(),
-            "destination down: dropped its oldest queued events (it can fetch them)"
-        );
-        excess.len()
+        if !pdus.is_empty() {
+            tracing::warn!(
+                %destination,
+                dropped = pdus.len(),
+                "destination down: dropped its oldest queued events (it can fetch them)"
+            );
+        }
+        if !edus.is_empty() {
+            tracing::warn!(
+                %destination,
+                dropped = edus.len(),
+                "destination down: dropped its oldest queued to-device messages"
+            );
+        }
+        pdus.len() + edus.len()
     }
 
     /// The next transaction: the oldest queued PDUs and EDUs, if any.
@@ -281,11 +324,25 @@ impl Sender {
             seqs.push(seq);
             pdus.extend(pdu);
         }
-        let edus: Vec<Value> = {
-            let mut edus = lock(&queue.edus);
-            let n = edus.len().min(MAX_EDUS);
-            edus.drain(..n).collect()
-        };
+        let durable = self.store.edu_outbox(destination.as_str(), MAX_EDUS)?;
+        let mut edu_seqs = Vec::with_capacity(durable.len());
+        let mut edus = Vec::with_capacity(durable.len());
+        for (seq, edu) in durable {
+            // To-device messages can be large (room keys for many devices): the same
+            // byte budget as for PDUs, shared with them.
+            let size = serde_json::to_vec(&edu).map_or(0, |v| v.len());
+            if !(seqs.is_empty() && edu_seqs.is_empty()) && bytes + size > MAX_TXN_BYTES {
+                break;
+            }
+            bytes += size;
+            edu_seqs.push(seq);
+            edus.push(edu);
+        }
+        {
+            let mut memory = lock(&queue.edus);
+            let n = memory.len().min(MAX_EDUS - edus.len());
+            edus.extend(memory.drain(..n));
+        }
         if seqs.is_empty() && edus.is_empty() {
             return Ok(None);
         }
@@ -302,7 +359,12 @@ impl Sender {
         if !edus.is_empty() {
             body["edus"] = Value::Array(edus);
         }
-        Ok(Some(InFlight { txn_id, seqs, body }))
+        Ok(Some(InFlight {
+            txn_id,
+            seqs,
+            edu_seqs,
+            body,
+        }))
     }
 
     async fn send(&self, destination: &ServerName, txn: &InFlight) -> Result<(), OutboundError> {

@@ -67,8 +67,17 @@ impl Services {
                 results.insert(event_id.to_string(), result);
             }
         }
+        let mut edu_failed_here = false;
         for edu in txn.edus {
-            self.receive_edu(origin, edu);
+            edu_failed_here |= self.receive_edu(origin, edu);
+        }
+        if edu_failed_here {
+            // An EDU has no per-item answer: the whole transaction fails, and the
+            // sender sends it again (what was applied is recognised the second time).
+            self.store.sync_wal()?;
+            return Err(Error::internal(
+                "an EDU of the transaction could not be stored",
+            ));
         }
         let answer = json!({ "pdus": results });
         // A PDU this server failed to store is not the sender's fault: the answer is not
@@ -156,7 +165,11 @@ impl Services {
         keys
     }
 
-    fn receive_edu(self: &Arc<Self>, origin: &ServerName, edu: Edu) {
+    /// Applies one EDU; returns whether it failed through a fault of this server (its
+    /// store), in which case the transaction fails, so that the sender's retry delivers
+    /// it (a to-device message is not lost that way; its message ID keeps it from being
+    /// stored twice).
+    fn receive_edu(self: &Arc<Self>, origin: &ServerName, edu: Edu) -> bool {
         let outcome = match edu.edu_type.as_str() {
             "m.typing" => self.typing_edu(origin, &edu.content),
             "m.receipt" => self.receipt_edu(origin, &edu.content),
@@ -169,8 +182,16 @@ impl Services {
                 Ok(())
             }
         };
-        if let Err(e) = outcome {
-            tracing::info!(%origin, edu_type = %edu.edu_type, error = %e.message, "EDU refused");
+        match outcome {
+            Ok(()) => false,
+            Err(e) if e.kind == crate::error::ErrorKind::Internal => {
+                tracing::error!(%origin, edu_type = %edu.edu_type, "cannot apply an EDU");
+                true
+            }
+            Err(e) => {
+                tracing::info!(%origin, edu_type = %edu.edu_type, error = %e.message, "EDU refused");
+                false
+            }
         }
     }
 

@@ -10,6 +10,7 @@ mod federation;
 mod filters;
 mod keys;
 mod media;
+mod notifications;
 mod presence;
 mod profiles;
 mod receipts;
@@ -34,6 +35,9 @@ pub use directory::AliasRecord;
 pub use e2ee_keys::{DeviceListChange, FallbackKeyRecord};
 pub use federation::OutboxRecord;
 pub use media::{ImageKind, MediaContent, MediaRecord, ThumbnailRecord, thumbnail_key};
+pub use notifications::{
+    EventNotifications, NotificationCount, NotificationRecord, PusherRecord, pusher_key,
+};
 pub use presence::PresenceRecord;
 pub use receipts::{ReceiptChange, ReceiptRecord};
 pub use relations::{RelationRecord, ThreadRecord};
@@ -126,10 +130,15 @@ pub enum Cf {
     AdminAudit,
     DeletedRooms,
     BlockedRooms,
+    Notifications,
+    RoomNotifications,
+    EventNotifications,
+    Pushers,
+    PusherProgress,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 48] = [
+    pub const ALL: [Cf; 53] = [
         Cf::Meta,
         Cf::Users,
         Cf::Devices,
@@ -178,6 +187,11 @@ impl Cf {
         Cf::AdminAudit,
         Cf::DeletedRooms,
         Cf::BlockedRooms,
+        Cf::Notifications,
+        Cf::RoomNotifications,
+        Cf::EventNotifications,
+        Cf::Pushers,
+        Cf::PusherProgress,
     ];
 
     pub fn name(self) -> &'static str {
@@ -230,6 +244,11 @@ impl Cf {
             Cf::AdminAudit => "admin_audit",
             Cf::DeletedRooms => "deleted_rooms",
             Cf::BlockedRooms => "blocked_rooms",
+            Cf::Notifications => "notifications",
+            Cf::RoomNotifications => "room_notifications",
+            Cf::EventNotifications => "event_notifications",
+            Cf::Pushers => "pushers",
+            Cf::PusherProgress => "pusher_progress",
         }
     }
 }

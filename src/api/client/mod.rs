@@ -9,6 +9,7 @@ mod gifs;
 mod keys;
 mod login;
 pub(crate) mod media;
+mod notifications;
 mod presence;
 mod profile;
 mod push_rules;
@@ -41,6 +42,7 @@ pub fn routes() -> Router<AppState> {
         .merge(presence::routes())
         .merge(profile::routes())
         .merge(push_rules::routes())
+        .merge(notifications::routes())
         .merge(user_directory::routes())
         .merge(reports::routes())
         .merge(search::routes())

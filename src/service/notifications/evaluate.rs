@@ -22,6 +22,7 @@ impl Services {
     /// Stages the notifications of an accepted event in its batch: for every local
     /// joined member but the sender (and a local user it invites), the outcome of their
     /// push rules when it says `notify`. Returns the users notified.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn stage_notifications(
         &self,
         batch: &mut Batch<'_>,

@@ -41,6 +41,9 @@ struct RoomPushFacts {
     powers: RoomPowers,
 }
 
+/// A room's push facts with the state group and joined member count they were read at.
+type CachedFacts = (u64, usize, Arc<RoomPushFacts>);
+
 #[derive(Default)]
 pub struct Notifications {
     /// The predefined rules, compiled once for everyone who has not changed them.
@@ -48,7 +51,7 @@ pub struct Notifications {
     /// Compiled rules of users with their own `m.push_rules`.
     rules: Mutex<HashMap<OwnedUserId, UserPushRules>>,
     /// Each room's push facts with the state group and member count they were read at.
-    rooms: Mutex<HashMap<OwnedRoomId, (u64, usize, Arc<RoomPushFacts>)>>,
+    rooms: Mutex<HashMap<OwnedRoomId, CachedFacts>>,
     /// Unread counts per user and room, extended as new records arrive.
     counts: Mutex<HashMap<(OwnedUserId, OwnedRoomId), counts::Entry>>,
 }

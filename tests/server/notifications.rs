@@ -110,7 +110,7 @@ fn notifications_are_listed_newest_first_filtered_paged_and_marked_read() {
     assert!(listed(&notifications(&server, &alice, "")).is_empty());
 
     let highlights = notifications(&server, &bob, "?only=highlight");
-    assert_eq!(event_ids(&highlights), [mention.clone()]);
+    assert_eq!(event_ids(&highlights), [mention.as_str()]);
     assert_error(
         server.get(
             "/_matrix/client/v3/notifications?only=loud",
@@ -133,7 +133,7 @@ fn notifications_are_listed_newest_first_filtered_paged_and_marked_read() {
     assert_eq!(event_ids(&page), [three.clone(), mention.clone()]);
     let token = page["next_token"].as_str().unwrap().to_owned();
     let rest = notifications(&server, &bob, &format!("?limit=2&from={token}"));
-    assert_eq!(event_ids(&rest), [one.clone()]);
+    assert_eq!(event_ids(&rest), [one.as_str()]);
     assert!(rest.get("next_token").is_none(), "{rest}");
 
     // A read receipt on the mention marks it and everything before it read.

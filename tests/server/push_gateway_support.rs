@@ -59,10 +59,16 @@ impl Gateway {
 
     /// Listens on `port` (0: any free port).
     pub fn start_on(port: u16) -> Self {
+        Self::start_scripted(port, [])
+    }
+
+    /// Listens on `port` with the first answers scripted before any request can arrive.
+    pub fn start_scripted(port: u16, answers: impl IntoIterator<Item = Answer>) -> Self {
         let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let shared = Arc::new(Shared::default());
+        shared.answers.lock().unwrap().extend(answers);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = axum::Router::new()
             .route(NOTIFY_PATH, post(notify))

@@ -300,9 +300,8 @@ fn delivery_is_retried_after_the_gateway_was_down() {
     set(&server, &bob, &pusher(&url_on(port), "key", None));
     let first = send_text(&server, &alice, &room, "t1", "are you there?");
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let gateway = Gateway::start_on(port);
     // Up, but failing once more.
-    gateway.script([Answer::Status(500)]);
+    let gateway = Gateway::start_scripted(port, [Answer::Status(500)]);
     let received = gateway.wait_for(2);
     assert_eq!(received[0]["notification"]["event_id"], first.as_str());
     assert_eq!(received[1]["notification"]["event_id"], first.as_str());

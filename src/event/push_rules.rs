@@ -407,6 +407,11 @@ enum Condition {
     SenderPermission {
         key: String,
     },
+    /// `state_key` is the user evaluating (compiled from an `event_match` on the user's
+    /// own ID, so one compiled rule set serves every user).
+    StateKeyIsUser,
+    /// `content.m.mentions.user_ids` contains the user evaluating.
+    MentionsUser,
     /// The spec: unrecognised conditions never match.
     Never,
 }
@@ -430,11 +435,23 @@ enum Matcher {
 /// A rule set prepared for evaluation: enabled rules only, in evaluation order, with
 /// globs compiled once.
 pub struct CompiledRules {
-    rules: Vec<(Matcher, Outcome)>,
+    rules: Vec<(Matcher, Outcome, Vec<Value>)>,
+    needs_display_name: bool,
 }
 
 impl CompiledRules {
     pub fn new(ruleset: &Ruleset) -> CompiledRules {
+        Self::compile(ruleset, None)
+    }
+
+    /// Compiles the user's rule set so that conditions naming the user themselves (the
+    /// predefined invite and mention rules) refer to `PushContext::user_id` instead: the
+    /// result of two users' predefined rule sets is then the same and can be shared.
+    pub fn for_user(ruleset: &Ruleset, user_id: &str) -> CompiledRules {
+        Self::compile(ruleset, Some(user_id))
+    }
+
+    fn compile(ruleset: &Ruleset, user_id: Option<&str>) -> CompiledRules {
         let mut rules = Vec::new();
         for kind in Kind::ALL {
             for rule in ruleset.rules(kind).iter().filter(|r| r.enabled) {
@@ -443,7 +460,7 @@ impl CompiledRules {
                         rule.conditions
                             .iter()
                             .flatten()
-                            .map(compile_condition)
+                            .map(|c| compile_relative(c, user_id))
                             .collect(),
                     ),
                     Kind::Room => Matcher::Room(rule.rule_id.clone()),
@@ -453,18 +470,44 @@ impl CompiledRules {
                         None => Matcher::Conditions(vec![Condition::Never]),
                     },
                 };
-                rules.push((matcher, Outcome::from_actions(&rule.actions)));
+                rules.push((
+                    matcher,
+                    Outcome::from_actions(&rule.actions),
+                    rule.actions.clone(),
+                ));
             }
         }
-        CompiledRules { rules }
+        let needs_display_name = rules.iter().any(|(matcher, _, _)| {
+            matches!(matcher, Matcher::Conditions(c)
+                if c.iter().any(|c| matches!(c, Condition::ContainsDisplayName)))
+        });
+        CompiledRules {
+            rules,
+            needs_display_name,
+        }
+    }
+
+    /// Whether any rule looks at the user's display name (else the context may omit it).
+    pub fn needs_display_name(&self) -> bool {
+        self.needs_display_name
     }
 
     /// The outcome of the first matching rule, `None` when no rule matches.
     pub fn evaluate(&self, event: &Value, context: &PushContext<'_>) -> Option<&Outcome> {
+        self.evaluate_actions(event, context)
+            .map(|(outcome, _)| outcome)
+    }
+
+    /// The outcome and the actions (as the rule lists them) of the first matching rule.
+    pub fn evaluate_actions(
+        &self,
+        event: &Value,
+        context: &PushContext<'_>,
+    ) -> Option<(&Outcome, &[Value])> {
         self.rules
             .iter()
-            .find(|(matcher, _)| matches(matcher, event, context))
-            .map(|(_, outcome)| outcome)
+            .find(|(matcher, _, _)| matches(matcher, event, context))
+            .map(|(_, outcome, actions)| (outcome, actions.as_slice()))
     }
 }
 
@@ -514,8 +557,39 @@ fn condition_holds(condition: &Condition, event: &Value, context: &PushContext<'
             let required = context.notification_levels.get(key).copied().unwrap_or(50);
             context.sender_power_level >= required
         }
+        Condition::StateKeyIsUser => event
+            .get("state_key")
+            .and_then(Value::as_str)
+            .is_some_and(|k| k.eq_ignore_ascii_case(context.user_id)),
+        Condition::MentionsUser => event
+            .pointer("/content/m.mentions/user_ids")
+            .and_then(Value::as_array)
+            .is_some_and(|ids| ids.iter().any(|id| id.as_str() == Some(context.user_id))),
         Condition::Never => false,
     }
+}
+
+/// [`compile_condition`], with conditions on `user_id` itself made relative to the
+/// evaluating user.
+fn compile_relative(condition: &Value, user_id: Option<&str>) -> Condition {
+    if let Some(user_id) = user_id {
+        let kind = condition.get("kind").and_then(Value::as_str);
+        let key = condition.get("key").and_then(Value::as_str);
+        match (kind, key) {
+            (Some("event_match"), Some("state_key"))
+                if condition.get("pattern").and_then(Value::as_str) == Some(user_id) =>
+            {
+                return Condition::StateKeyIsUser;
+            }
+            (Some("event_property_contains"), Some("content.m\\.mentions.user_ids"))
+                if condition.get("value").and_then(Value::as_str) == Some(user_id) =>
+            {
+                return Condition::MentionsUser;
+            }
+            _ => {}
+        }
+    }
+    compile_condition(condition)
 }
 
 /// The spec matches only non-compound values exactly (no casts between types).

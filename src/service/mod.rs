@@ -11,11 +11,13 @@ pub mod gifs;
 pub mod key_backup;
 pub mod keys;
 pub mod media;
+pub mod notifications;
 pub mod password;
 pub mod positions;
 pub mod presence;
 pub mod profile;
 pub mod push_rules;
+pub mod pushers;
 pub mod ratelimit;
 pub mod receipts;
 pub mod relations;
@@ -69,7 +71,10 @@ pub struct Services {
     pub typing: typing::Typing,
     pub presence: presence::Presence,
     pub receipts: receipts::Receipts,
-    pub unread: sync::UnreadCounts,
+    /// The outcome of push rules, recorded per event; unread counts.
+    pub notifications: notifications::Notifications,
+    /// HTTP pushers and their delivery workers.
+    pub pushers: Arc<pushers::Pushers>,
     pub media: media::Media,
     pub gifs: gifs::Gifs,
     pub profile_locks: profile::ProfileLocks,
@@ -121,7 +126,8 @@ impl Services {
             typing: typing::Typing::default(),
             presence: presence::Presence::load(&store)?,
             receipts: receipts::Receipts::new(&store)?,
-            unread: sync::UnreadCounts::default(),
+            notifications: notifications::Notifications::default(),
+            pushers: pushers::Pushers::new(store.clone(), shutting_down.subscribe())?,
             media,
             gifs: gifs::Gifs::new()?,
             profile_locks: profile::ProfileLocks::default(),
@@ -147,9 +153,9 @@ impl Services {
         &self.server_name
     }
 
-    /// Starts the background workers: presence idleness and the outgoing federation
-    /// queue (its destinations with PDUs queued before a restart). Each ends when
-    /// shutdown begins.
+    /// Starts the background workers: presence idleness, the outgoing federation
+    /// queue (its destinations with PDUs queued before a restart) and the pushers. Each
+    /// ends when shutdown begins.
     pub fn start_workers(self: &Arc<Self>) -> anyhow::Result<()> {
         let presence = self.clone();
         let shutdown = self.shutdown_started();
@@ -160,6 +166,7 @@ impl Services {
             }
         });
         self.sender.resume()?;
+        self.pushers.resume(self.rooms.stream_position())?;
         Ok(())
     }
 

@@ -78,7 +78,9 @@ impl Services {
             let mut ruleset = Ruleset::from_account_data(current.as_ref(), user_id.as_str());
             change(&mut ruleset)?;
             Ok(Some(ruleset.to_account_data()))
-        })
+        })?;
+        // Unread events follow the new rules (see `service::notifications`).
+        self.reevaluate_unread(user_id)
     }
 
     /// `PUT /pushrules/global/{kind}/{ruleId}`: adds or replaces a user rule.

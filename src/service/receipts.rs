@@ -106,6 +106,10 @@ impl Services {
         for room in woken {
             self.wake_room(&room);
         }
+        // The user read something: their gateways get the new unread count.
+        if result.is_ok() && user_id.server_name() == self.server_name() {
+            self.pushers.badge(user_id);
+        }
         // Public receipts of our own users go to the room's other servers.
         if result.is_ok() && receipt_type == READ && user_id.server_name() == self.server_name() {
             let mut data = json!({ "ts": crate::service::now_ms() });

@@ -11,6 +11,7 @@ mod filters;
 mod key_backup;
 mod keys;
 mod media;
+mod notifications;
 mod presence;
 mod profiles;
 mod receipts;
@@ -36,6 +37,9 @@ pub use e2ee_keys::{DeviceListChange, FallbackKeyRecord};
 pub use federation::OutboxRecord;
 pub use key_backup::{BackedUpKey, BackupVersionRecord};
 pub use media::{ImageKind, MediaContent, MediaRecord, ThumbnailRecord, thumbnail_key};
+pub use notifications::{
+    EventNotifications, NotificationCount, NotificationRecord, PusherRecord, pusher_key,
+};
 pub use presence::PresenceRecord;
 pub use receipts::{ReceiptChange, ReceiptRecord};
 pub use relations::{RelationRecord, ThreadRecord};
@@ -131,10 +135,15 @@ pub enum Cf {
     BackupVersions,
     BackupKeys,
     FederationEduOutbox,
+    Notifications,
+    RoomNotifications,
+    EventNotifications,
+    Pushers,
+    PusherProgress,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 51] = [
+    pub const ALL: [Cf; 56] = [
         Cf::Meta,
         Cf::Users,
         Cf::Devices,
@@ -186,6 +195,11 @@ impl Cf {
         Cf::BackupVersions,
         Cf::BackupKeys,
         Cf::FederationEduOutbox,
+        Cf::Notifications,
+        Cf::RoomNotifications,
+        Cf::EventNotifications,
+        Cf::Pushers,
+        Cf::PusherProgress,
     ];
 
     pub fn name(self) -> &'static str {
@@ -241,6 +255,11 @@ impl Cf {
             Cf::BackupVersions => "backup_versions",
             Cf::BackupKeys => "backup_keys",
             Cf::FederationEduOutbox => "federation_edu_outbox",
+            Cf::Notifications => "notifications",
+            Cf::RoomNotifications => "room_notifications",
+            Cf::EventNotifications => "event_notifications",
+            Cf::Pushers => "pushers",
+            Cf::PusherProgress => "pusher_progress",
         }
     }
 }

@@ -10,6 +10,7 @@ mod key_backup;
 mod keys;
 mod login;
 pub(crate) mod media;
+mod notifications;
 mod presence;
 mod profile;
 mod push_rules;
@@ -42,6 +43,7 @@ pub fn routes() -> Router<AppState> {
         .merge(presence::routes())
         .merge(profile::routes())
         .merge(push_rules::routes())
+        .merge(notifications::routes())
         .merge(user_directory::routes())
         .merge(reports::routes())
         .merge(search::routes())

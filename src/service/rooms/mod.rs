@@ -87,6 +87,8 @@ impl Rooms {
 pub struct EventWake {
     room_id: OwnedRoomId,
     target: Option<OwnedUserId>,
+    /// Users with a new notification, whose pushers have work.
+    notified: Vec<OwnedUserId>,
 }
 
 /// A position on the event stream held by one write. Dropping it without
@@ -95,6 +97,8 @@ pub struct StreamTicket<'a> {
     services: &'a Services,
     pub position: u64,
     wake: Option<EventWake>,
+    /// Users the event notifies (set while staging an accepted event).
+    pub(crate) notified: Vec<OwnedUserId>,
 }
 
 impl Services {
@@ -103,11 +107,16 @@ impl Services {
             services: self,
             position: self.rooms.positions.allocate(),
             wake: None,
+            notified: Vec::new(),
         }
     }
 
     fn wake_for_events(&self, wakes: Vec<EventWake>) {
+        if wakes.iter().any(|w| !w.notified.is_empty()) {
+            self.pushers.visible_to(self.rooms.positions.visible());
+        }
         for wake in wakes {
+            self.pushers.wake(&wake.notified);
             match self.room_members(&wake.room_id) {
                 Ok(members) => self.notifier.wake(members.audience()),
                 Err(e) => {
@@ -130,6 +139,7 @@ impl StreamTicket<'_> {
         self.wake = Some(EventWake {
             room_id: room_id.to_owned(),
             target: membership_target,
+            notified: std::mem::take(&mut self.notified),
         });
     }
 }

@@ -27,6 +27,8 @@ pub(crate) struct StagedEvent<'a> {
     members_changed: bool,
     /// `(type, "")` state keys that changed, for the user directory.
     room_state_types: Vec<String>,
+    /// Users whose notifications this event (a redaction) withdrew.
+    withdrawn: Vec<OwnedUserId>,
 }
 
 /// Extra facts about an accepted event that only its origin knows.
@@ -150,11 +152,24 @@ impl Services {
 
         let sender = pdu.sender();
         self.stage_relation(batch, room_id, &event_id, &json, sender, stream)?;
+        let mut withdrawn = Vec::new();
         if let Some(target) = pdu.redacts(version) {
             let powers = self.powers_at(version, state_before)?;
-            self.apply_redaction(batch, room_id, version, target, sender, &powers, &event_id)?;
+            withdrawn =
+                self.apply_redaction(batch, room_id, version, target, sender, &powers, &event_id)?;
         }
         search::index_event(batch, room_id.as_str(), stream, state_after, &json)?;
+        let notified = self.stage_notifications(
+            batch,
+            room_id,
+            version,
+            state_before,
+            &event_id,
+            &json,
+            stream,
+        )?;
+        let mut ticket = ticket;
+        ticket.notified = notified;
         batch.put_event(
             event_id.as_str(),
             &EventRecord {
@@ -185,6 +200,7 @@ impl Services {
             membership_target,
             members_changed,
             room_state_types,
+            withdrawn,
         })
     }
 
@@ -262,6 +278,7 @@ impl Services {
         if staged.members_changed && staged.membership_target.is_none() {
             self.rooms.members.invalidate(room_id);
         }
+        self.notifications_withdrawn(room_id, &staged.withdrawn);
         staged.ticket.publish(room_id, staged.membership_target);
     }
 
@@ -504,7 +521,7 @@ impl Services {
     }
 
     /// The room's powers in a state group.
-    pub(super) fn powers_at(&self, version: RoomVersion, group: u64) -> Result<RoomPowers> {
+    pub(crate) fn powers_at(&self, version: RoomVersion, group: u64) -> Result<RoomPowers> {
         let ids =
             self.state_entries_at(group, &[("m.room.create", ""), ("m.room.power_levels", "")])?;
         let create = ids[0]

@@ -433,6 +433,7 @@ impl Services {
     /// Replaces the target's stored copy with its redacted form. The auth rules let any
     /// member send a redaction; it takes effect only for the original sender or someone
     /// with the power to redact others' events, and only within the same room.
+    /// Returns the users whose notifications of the target were withdrawn.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn apply_redaction(
         &self,
@@ -443,12 +444,12 @@ impl Services {
         redactor: &UserId,
         powers: &RoomPowers,
         redaction_id: &OwnedEventId,
-    ) -> Result<()> {
+    ) -> Result<Vec<ruma::OwnedUserId>> {
         let Some(mut record) = self.store.event(target)? else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         if record.room_id != room_id || record.redacted_because.is_some() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let original_sender = record
             .pdu
@@ -459,14 +460,15 @@ impl Services {
             .as_deref()
             .is_some_and(|original| original == redactor || powers.can_redact(redactor, original));
         if !allowed {
-            return Ok(());
+            return Ok(Vec::new());
         }
         self.unstage_relation(batch, target, &record)?;
         search::unindex_event(batch, room_id.as_str(), record.stream, &record.pdu);
         record.pdu = crate::event::redact(&record.pdu, version)?;
         record.redacted_because = Some(redaction_id.clone());
         batch.put_event(target, &record)?;
-        Ok(())
+        // Synapse withdraws the notifications of redacted events; so do the counts here.
+        self.stage_withdraw_notifications(batch, target)
     }
 }
 

@@ -4,7 +4,6 @@
 mod notifier;
 mod rooms;
 mod token;
-mod unread;
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -16,7 +15,6 @@ use serde_json::{Map, Value, json};
 
 pub use notifier::Notifier;
 pub use token::SyncToken;
-pub use unread::UnreadCounts;
 
 use crate::error::Result;
 use crate::service::Services;
@@ -50,8 +48,6 @@ struct Pass<'a> {
     /// People the user started sharing a room with in this window: their presence is
     /// sent even if it did not change, as the client has never seen it.
     newly_shared: RefCell<HashSet<OwnedUserId>>,
-    /// For the rooms' unread counts.
-    push_rules: unread::UserPushRules,
 }
 
 impl Services {
@@ -129,7 +125,6 @@ impl Services {
             receipts: HashMap::new(),
             room_account_data: HashMap::new(),
             newly_shared: RefCell::new(HashSet::new()),
-            push_rules: self.counting_push_rules(user_id)?,
         };
 
         let mut global_account_data = Vec::new();
@@ -163,7 +158,11 @@ impl Services {
         }
         // As Synapse: the push rules come with every initial sync, stored or not, and
         // after each change, always merged with the server's current predefined rules.
-        let push_rules_changed = pass.push_rules.position() > account_since;
+        let push_rules_at = self
+            .store
+            .account_data(user_id.as_str(), None, PUSH_RULES_TYPE)?
+            .map_or(0, |r| r.position);
+        let push_rules_changed = push_rules_at > account_since;
         if (since.is_none() || push_rules_changed)
             && filter.account_data.matches(PUSH_RULES_TYPE, None)
         {

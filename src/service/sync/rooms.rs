@@ -353,7 +353,7 @@ impl Services {
             "ephemeral": {"events": ephemeral},
             "account_data": {"events": account_data},
         });
-        let unread = self.unread_counts(pass.user_id, room_id, joined_at, to, &pass.push_rules)?;
+        let unread = self.unread_counts(pass.user_id, room_id, joined_at, to)?;
         section["unread_notifications"] = json!({
             "notification_count": unread.notifications,
             "highlight_count": unread.highlights,

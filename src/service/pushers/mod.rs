@@ -1,0 +1,163 @@
+//! HTTP pushers: the push gateways a user's devices registered with `/pushers/set`, and
+//! the background delivery to them.
+//!
+//! Each pusher has its own worker (its queue is the user's recorded notifications after
+//! the pusher's stored progress), started when the pusher is set or at start-up and ended
+//! by shutdown or the pusher's removal. Sending an event only wakes the workers of the
+//! users it notifies, once the event is visible: it never waits for a gateway.
+
+mod deliver;
+mod set;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use ruma::{OwnedUserId, UserId};
+use tokio::sync::Notify;
+
+pub use set::SetPusher;
+
+use crate::store::{PusherRecord, Store, StoreResult, pusher_key};
+
+/// How long one request to a gateway may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct Pushers {
+    store: Store,
+    http: reqwest::Client,
+    /// The event stream position up to which every notification is written.
+    visible: AtomicU64,
+    workers: Mutex<HashMap<OwnedUserId, HashMap<Vec<u8>, Worker>>>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+struct Worker {
+    signals: Arc<Signals>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct Signals {
+    /// New notifications for the user.
+    work: Notify,
+    /// The user's unread count changed without a new notification (they read).
+    badge: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Pushers {
+    pub fn new(
+        store: Store,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> anyhow::Result<Arc<Self>> {
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .user_agent(concat!("hearth/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Arc::new(Self {
+            store,
+            http,
+            visible: AtomicU64::new(0),
+            workers: Mutex::new(HashMap::new()),
+            shutdown,
+        }))
+    }
+
+    /// Starts a worker for every stored pusher; `visible` is the event stream position
+    /// at start-up.
+    pub fn resume(self: &Arc<Self>, visible: u64) -> StoreResult<()> {
+        self.visible_to(visible);
+        for (user_id, record) in self.store.all_pushers()? {
+            self.start(&user_id, record);
+        }
+        Ok(())
+    }
+
+    /// Every notification up to `position` is written.
+    pub fn visible_to(&self, position: u64) {
+        self.visible.fetch_max(position, Ordering::SeqCst);
+    }
+
+    /// The users have new notifications.
+    pub fn wake(&self, users: &[OwnedUserId]) {
+        if users.is_empty() {
+            return;
+        }
+        let workers = lock(&self.workers);
+        for user_id in users {
+            for worker in workers.get(user_id).into_iter().flat_map(|w| w.values()) {
+                worker.signals.work.notify_one();
+            }
+        }
+    }
+
+    /// The user read something: their gateways get the new unread count.
+    pub fn badge(&self, user_id: &UserId) {
+        let workers = lock(&self.workers);
+        for worker in workers.get(user_id).into_iter().flat_map(|w| w.values()) {
+            worker.signals.badge.store(true, Ordering::SeqCst);
+            worker.signals.work.notify_one();
+        }
+    }
+
+    /// Starts (or restarts, after a change) the worker of a stored pusher.
+    fn start(self: &Arc<Self>, user_id: &UserId, record: PusherRecord) {
+        let key = pusher_key(user_id.as_str(), &record.app_id, &record.pushkey);
+        let signals = Arc::new(Signals::default());
+        let task = tokio::spawn(self.clone().run(
+            user_id.to_owned(),
+            key.clone(),
+            record,
+            signals.clone(),
+        ));
+        let previous = lock(&self.workers)
+            .entry(user_id.to_owned())
+            .or_default()
+            .insert(key, Worker { signals, task });
+        if let Some(previous) = previous {
+            previous.task.abort();
+        }
+    }
+
+    /// Ends the worker of a removed pusher.
+    fn stop(&self, user_id: &UserId, app_id: &str, pushkey: &str) {
+        let key = pusher_key(user_id.as_str(), app_id, pushkey);
+        let mut workers = lock(&self.workers);
+        if let Some(user_workers) = workers.get_mut(user_id) {
+            if let Some(worker) = user_workers.remove(&key) {
+                worker.task.abort();
+            }
+            if user_workers.is_empty() {
+                workers.remove(user_id);
+            }
+        }
+    }
+
+    /// Removes a pusher from the store and ends its worker (the gateway rejected it),
+    /// from within that worker: it is not aborted but returns.
+    fn forget_rejected(&self, user_id: &UserId, record: &PusherRecord, signals: &Arc<Signals>) {
+        let key = pusher_key(user_id.as_str(), &record.app_id, &record.pushkey);
+        if !self.is_current(user_id, &key, signals) {
+            // Replaced meanwhile: the new pusher is not this one.
+            return;
+        }
+        let mut batch = self.store.batch();
+        batch.delete_pusher(user_id.as_str(), &record.app_id, &record.pushkey);
+        if let Err(e) = self.store.write(batch) {
+            tracing::error!(user = %user_id, error = %e, "cannot remove a rejected pusher");
+            return;
+        }
+        let mut workers = lock(&self.workers);
+        if let Some(user_workers) = workers.get_mut(user_id) {
+            user_workers.remove(&key);
+            if user_workers.is_empty() {
+                workers.remove(user_id);
+            }
+        }
+    }
+}

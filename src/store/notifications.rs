@@ -1,0 +1,302 @@
+//! Notifications (the outcome of each local member's push rules for an accepted event)
+//! and pushers.
+//!
+//! - `notifications`: `user_id 0xFF stream (u64 BE)` → [`NotificationRecord`], for
+//!   `/notifications` and the pushers, newest last.
+//! - `room_notifications`: `user_id 0xFF room_id 0xFF stream (u64 BE)` →
+//!   [`NotificationCount`], for the unread counts of one room.
+//! - `event_notifications`: `event_id` → [`EventNotifications`]: who was notified, so a
+//!   redaction (or a recount) can withdraw the records.
+//! - `pushers`: `user_id 0xFF app_id 0xFF pushkey` → [`PusherRecord`].
+//! - `pusher_progress`: the same key → the last stream position delivered (u64 BE).
+
+use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{Batch, Cf, Store, StoreResult, keys};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NotificationRecord {
+    pub room_id: OwnedRoomId,
+    pub event_id: OwnedEventId,
+    /// The actions of the rule that matched, as the rule lists them.
+    pub actions: Vec<Value>,
+    pub highlight: bool,
+    /// The thread root, for an event in a thread.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<OwnedEventId>,
+    pub ts: u64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct NotificationCount {
+    pub highlight: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct EventNotifications {
+    pub room_id: Option<OwnedRoomId>,
+    pub stream: u64,
+    pub users: Vec<OwnedUserId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PusherRecord {
+    pub kind: String,
+    pub app_id: String,
+    pub pushkey: String,
+    pub app_display_name: String,
+    pub device_display_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile_tag: Option<String>,
+    pub lang: String,
+    /// The pusher's `data` object as the client gave it (`url`, `format`, others).
+    pub data: Value,
+    /// When the pusher was set (ms), the `pushkey_ts` sent to the gateway.
+    pub ts: u64,
+}
+
+fn user_prefix(user_id: &str) -> Vec<u8> {
+    keys::devices_of(user_id)
+}
+
+fn notification_key(user_id: &str, stream: u64) -> Vec<u8> {
+    let mut key = user_prefix(user_id);
+    key.extend_from_slice(&stream.to_be_bytes());
+    key
+}
+
+fn room_prefix(user_id: &str, room_id: &str) -> Vec<u8> {
+    let mut key = user_prefix(user_id);
+    key.extend_from_slice(room_id.as_bytes());
+    key.push(keys::SEP);
+    key
+}
+
+fn room_key(user_id: &str, room_id: &str, stream: u64) -> Vec<u8> {
+    let mut key = room_prefix(user_id, room_id);
+    key.extend_from_slice(&stream.to_be_bytes());
+    key
+}
+
+pub fn pusher_key(user_id: &str, app_id: &str, pushkey: &str) -> Vec<u8> {
+    let mut key = user_prefix(user_id);
+    key.extend_from_slice(app_id.as_bytes());
+    key.push(keys::SEP);
+    key.extend_from_slice(pushkey.as_bytes());
+    key
+}
+
+fn stream_of(key: &[u8], prefix_len: usize) -> Option<u64> {
+    <[u8; 8]>::try_from(key.get(prefix_len..)?)
+        .ok()
+        .map(u64::from_be_bytes)
+}
+
+impl Batch<'_> {
+    /// Records the notifications of one event: `records` are per user.
+    pub fn put_notifications(
+        &mut self,
+        stream: u64,
+        records: &[(OwnedUserId, NotificationRecord)],
+    ) -> StoreResult<()> {
+        let Some((_, first)) = records.first() else {
+            return Ok(());
+        };
+        for (user_id, record) in records {
+            self.put_json(
+                Cf::Notifications,
+                &notification_key(user_id.as_str(), stream),
+                record,
+            )?;
+            self.put_json(
+                Cf::RoomNotifications,
+                &room_key(user_id.as_str(), record.room_id.as_str(), stream),
+                &NotificationCount {
+                    highlight: record.highlight,
+                },
+            )?;
+        }
+        self.put_json(
+            Cf::EventNotifications,
+            first.event_id.as_bytes(),
+            &EventNotifications {
+                room_id: Some(first.room_id.clone()),
+                stream,
+                users: records.iter().map(|(u, _)| u.clone()).collect(),
+            },
+        )
+    }
+
+    /// Withdraws one user's notification for an event.
+    pub fn delete_notification(&mut self, user_id: &str, room_id: &str, stream: u64) {
+        self.delete(Cf::Notifications, &notification_key(user_id, stream));
+        self.delete(Cf::RoomNotifications, &room_key(user_id, room_id, stream));
+    }
+
+    pub fn put_event_notifications(
+        &mut self,
+        event_id: &str,
+        record: &EventNotifications,
+    ) -> StoreResult<()> {
+        if record.users.is_empty() {
+            self.delete(Cf::EventNotifications, event_id.as_bytes());
+            Ok(())
+        } else {
+            self.put_json(Cf::EventNotifications, event_id.as_bytes(), record)
+        }
+    }
+
+    pub fn put_pusher(&mut self, user_id: &str, record: &PusherRecord) -> StoreResult<()> {
+        self.put_json(
+            Cf::Pushers,
+            &pusher_key(user_id, &record.app_id, &record.pushkey),
+            record,
+        )
+    }
+
+    pub fn delete_pusher(&mut self, user_id: &str, app_id: &str, pushkey: &str) {
+        let key = pusher_key(user_id, app_id, pushkey);
+        self.delete(Cf::Pushers, &key);
+        self.delete(Cf::PusherProgress, &key);
+    }
+
+    pub fn put_pusher_progress(&mut self, key: &[u8], stream: u64) {
+        self.put_raw(Cf::PusherProgress, key, &stream.to_be_bytes());
+    }
+}
+
+impl Store {
+    pub fn event_notifications(&self, event_id: &str) -> StoreResult<EventNotifications> {
+        Ok(self
+            .get_json(Cf::EventNotifications, event_id.as_bytes())?
+            .unwrap_or_default())
+    }
+
+    /// The user's notifications in the room after stream position `after`, up to `to`
+    /// (inclusive), at most `limit`: `(stream, record)`.
+    pub fn room_notifications_after(
+        &self,
+        user_id: &str,
+        room_id: &str,
+        after: u64,
+        to: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<(u64, NotificationCount)>> {
+        let prefix = room_prefix(user_id, room_id);
+        let start = room_key(user_id, room_id, after.saturating_add(1));
+        let mut out = Vec::new();
+        for item in self.raw_iter_from(Cf::RoomNotifications, &start) {
+            let (key, value) = item?;
+            if !key.starts_with(&prefix) || out.len() >= limit {
+                break;
+            }
+            let Some(stream) = stream_of(&key, prefix.len()) else {
+                continue;
+            };
+            if stream > to {
+                break;
+            }
+            out.push((stream, super::decode(Cf::RoomNotifications, &value)?));
+        }
+        Ok(out)
+    }
+
+    /// The user's notifications after `after` up to `to` (inclusive), oldest first.
+    pub fn notifications_after(
+        &self,
+        user_id: &str,
+        after: u64,
+        to: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<(u64, NotificationRecord)>> {
+        let prefix = user_prefix(user_id);
+        let start = notification_key(user_id, after.saturating_add(1));
+        let mut out = Vec::new();
+        for item in self.raw_iter_from(Cf::Notifications, &start) {
+            let (key, value) = item?;
+            if !key.starts_with(&prefix) || out.len() >= limit {
+                break;
+            }
+            // Room index keys share the prefix in another column family only; here every
+            // key is `prefix + 8 bytes`.
+            let Some(stream) = stream_of(&key, prefix.len()) else {
+                continue;
+            };
+            if stream > to {
+                break;
+            }
+            out.push((stream, super::decode(Cf::Notifications, &value)?));
+        }
+        Ok(out)
+    }
+
+    /// The user's notifications before stream position `before` (exclusive), newest
+    /// first, at most `limit`.
+    pub fn notifications_before(
+        &self,
+        user_id: &str,
+        before: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<(u64, NotificationRecord)>> {
+        let prefix = user_prefix(user_id);
+        let Some(last) = before.checked_sub(1) else {
+            return Ok(Vec::new());
+        };
+        let start = notification_key(user_id, last);
+        let mut out = Vec::new();
+        for item in self.raw_iter_rev_from(Cf::Notifications, &start) {
+            let (key, value) = item?;
+            if !key.starts_with(&prefix) || out.len() >= limit {
+                break;
+            }
+            let Some(stream) = stream_of(&key, prefix.len()) else {
+                continue;
+            };
+            out.push((stream, super::decode(Cf::Notifications, &value)?));
+        }
+        Ok(out)
+    }
+
+    pub fn pushers(&self, user_id: &str) -> StoreResult<Vec<PusherRecord>> {
+        Ok(self
+            .scan_prefix::<PusherRecord>(Cf::Pushers, &user_prefix(user_id))?
+            .into_iter()
+            .map(|(_, record)| record)
+            .collect())
+    }
+
+    pub fn pusher(
+        &self,
+        user_id: &str,
+        app_id: &str,
+        pushkey: &str,
+    ) -> StoreResult<Option<PusherRecord>> {
+        self.get_json(Cf::Pushers, &pusher_key(user_id, app_id, pushkey))
+    }
+
+    /// Every pusher of every user: `(user_id, record)`.
+    pub fn all_pushers(&self) -> StoreResult<Vec<(OwnedUserId, PusherRecord)>> {
+        let mut out = Vec::new();
+        for item in self.raw_iter_from(Cf::Pushers, b"") {
+            let (key, value) = item?;
+            let Some(end) = key.iter().position(|b| *b == keys::SEP) else {
+                continue;
+            };
+            let Ok(user_id) = OwnedUserId::try_from(String::from_utf8_lossy(&key[..end]).as_ref())
+            else {
+                continue;
+            };
+            out.push((user_id, super::decode(Cf::Pushers, &value)?));
+        }
+        Ok(out)
+    }
+
+    pub fn pusher_progress(&self, key: &[u8]) -> StoreResult<Option<u64>> {
+        Ok(self
+            .get_raw(Cf::PusherProgress, key)?
+            .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok())
+            .map(u64::from_be_bytes))
+    }
+}

@@ -1,0 +1,337 @@
+//! Pushers: `/pushers`, `/pushers/set`, and delivery to a push gateway (a stand-in HTTP
+//! server in the test process) in the push gateway API's format.
+
+use serde_json::{Value, json};
+
+use crate::harness::{TestServer, assert_error, free_port};
+use crate::push_gateway_support::{Answer, Gateway, url_on};
+use crate::room_support::{User, alice_and_bob_in_a_room, enc, send_text, try_send, user};
+
+const SET: &str = "/_matrix/client/v3/pushers/set";
+
+fn pusher(url: &str, pushkey: &str, format: Option<&str>) -> Value {
+    let mut data = json!({"url": url, "extra": "kept"});
+    if let Some(format) = format {
+        data["format"] = json!(format);
+    }
+    json!({
+        "kind": "http",
+        "app_id": "org.example.app",
+        "pushkey": pushkey,
+        "app_display_name": "Example",
+        "device_display_name": "Phone",
+        "profile_tag": "tag1",
+        "lang": "en",
+        "data": data,
+    })
+}
+
+#[track_caller]
+fn set(server: &TestServer, user: &User, body: &Value) {
+    let (status, answer) = server.post(SET, Some(&user.token), body);
+    assert_eq!(status, 200, "{answer}");
+}
+
+fn pushers(server: &TestServer, user: &User) -> Vec<Value> {
+    let (status, body) = server.get("/_matrix/client/v3/pushers", Some(&user.token));
+    assert_eq!(status, 200, "{body}");
+    body["pushers"].as_array().unwrap().clone()
+}
+
+fn read(server: &TestServer, user: &User, room: &str, event_id: &str) {
+    let (status, body) = server.post(
+        &format!(
+            "/_matrix/client/v3/rooms/{}/receipt/m.read/{}",
+            enc(room),
+            enc(event_id)
+        ),
+        Some(&user.token),
+        &json!({}),
+    );
+    assert_eq!(status, 200, "{body}");
+}
+
+/// Waits (up to a minute) until the condition holds.
+#[track_caller]
+fn eventually(mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !condition() {
+        assert!(std::time::Instant::now() < deadline, "condition never held");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn pushers_are_set_listed_validated_replaced_and_removed() {
+    let mut server = TestServer::start();
+    let alice = user(&server, "alice");
+    let bob = user(&server, "bob");
+    assert_error(
+        server.get("/_matrix/client/v3/pushers", None),
+        401,
+        "M_MISSING_TOKEN",
+    );
+    let url = url_on(free_port());
+    set(
+        &server,
+        &alice,
+        &pusher(&url, "key1", Some("event_id_only")),
+    );
+    let listed = pushers(&server, &alice);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        listed[0],
+        json!({
+            "kind": "http",
+            "app_id": "org.example.app",
+            "pushkey": "key1",
+            "app_display_name": "Example",
+            "device_display_name": "Phone",
+            "profile_tag": "tag1",
+            "lang": "en",
+            "data": {"url": url, "extra": "kept", "format": "event_id_only"},
+        })
+    );
+    assert!(pushers(&server, &bob).is_empty());
+
+    // Validation.
+    let mut bad = pusher("https://push.example.org/notify", "k", None);
+    assert_error(
+        server.post(SET, Some(&alice.token), &bad),
+        400,
+        "M_INVALID_PARAM",
+    );
+    bad["data"] = json!({});
+    assert_error(
+        server.post(SET, Some(&alice.token), &bad),
+        400,
+        "M_MISSING_PARAM",
+    );
+    bad["data"] = json!({"url": url, "format": "full"});
+    assert_error(
+        server.post(SET, Some(&alice.token), &bad),
+        400,
+        "M_INVALID_PARAM",
+    );
+    let mut no_kind = pusher(&url, "k", None);
+    no_kind.as_object_mut().unwrap().remove("kind");
+    assert_error(
+        server.post(SET, Some(&alice.token), &no_kind),
+        400,
+        "M_MISSING_PARAM",
+    );
+    let mut no_lang = pusher(&url, "k", None);
+    no_lang.as_object_mut().unwrap().remove("lang");
+    assert_error(
+        server.post(SET, Some(&alice.token), &no_lang),
+        400,
+        "M_MISSING_PARAM",
+    );
+    let mut email = pusher(&url, "k", None);
+    email["kind"] = json!("email");
+    assert_error(
+        server.post(SET, Some(&alice.token), &email),
+        400,
+        "M_INVALID_PARAM",
+    );
+    let long_key = pusher(&url, &"k".repeat(513), None);
+    assert_error(
+        server.post(SET, Some(&alice.token), &long_key),
+        400,
+        "M_INVALID_PARAM",
+    );
+    let mut long_app = pusher(&url, "k", None);
+    long_app["app_id"] = json!("a".repeat(65));
+    assert_error(
+        server.post(SET, Some(&alice.token), &long_app),
+        400,
+        "M_INVALID_PARAM",
+    );
+    assert_error(
+        server.post(
+            SET,
+            Some(&alice.token),
+            &json!({"kind": "http", "app_id": 3}),
+        ),
+        400,
+        "M_BAD_JSON",
+    );
+    assert_eq!(pushers(&server, &alice).len(), 1);
+
+    // Setting it again replaces it; with `append` another user may share the pushkey,
+    // without it the pushkey moves to the user setting it.
+    let mut changed = pusher(&url, "key1", None);
+    changed["device_display_name"] = json!("Tablet");
+    set(&server, &alice, &changed);
+    let listed = pushers(&server, &alice);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["device_display_name"], "Tablet");
+    let mut shared = pusher(&url, "key1", None);
+    shared["append"] = json!(true);
+    set(&server, &bob, &shared);
+    assert_eq!(pushers(&server, &alice).len(), 1);
+    assert_eq!(pushers(&server, &bob).len(), 1);
+    set(&server, &bob, &pusher(&url, "key1", None));
+    assert!(pushers(&server, &alice).is_empty());
+    assert_eq!(pushers(&server, &bob).len(), 1);
+
+    // Pushers survive a crash.
+    set(&server, &alice, &pusher(&url, "key2", None));
+    server.kill_9();
+    server.restart();
+    assert_eq!(pushers(&server, &alice).len(), 1);
+
+    // `kind: null` removes one.
+    let mut remove = pusher(&url, "key2", None);
+    remove["kind"] = Value::Null;
+    set(&server, &alice, &remove);
+    assert!(pushers(&server, &alice).is_empty());
+    assert_eq!(pushers(&server, &bob).len(), 1);
+}
+
+#[test]
+fn the_gateway_gets_one_notify_per_notifying_event_and_a_badge_after_a_read() {
+    let server = TestServer::start();
+    let gateway = Gateway::start();
+    let (alice, bob, room) = alice_and_bob_in_a_room(&server);
+    let (status, _) = server.send(
+        "PUT",
+        &format!("/_matrix/client/v3/rooms/{}/state/m.room.name/", enc(&room)),
+        Some(&alice.token),
+        &json!({"name": "Garden"}),
+    );
+    assert_eq!(status, 200);
+    set(&server, &bob, &pusher(&gateway.url(), "full-key", None));
+    set(
+        &server,
+        &bob,
+        &pusher(&gateway.url(), "short-key", Some("event_id_only")),
+    );
+
+    let hello = send_text(&server, &alice, &room, "t1", "hello bob");
+    let received = gateway.wait_for(2);
+    let full = received
+        .iter()
+        .find(|n| n["notification"]["devices"][0]["pushkey"] == "full-key")
+        .unwrap();
+    let n = &full["notification"];
+    assert_eq!(n["event_id"], hello.as_str());
+    assert_eq!(n["room_id"], room.as_str());
+    assert_eq!(n["type"], "m.room.message");
+    assert_eq!(n["sender"], alice.id.as_str());
+    assert_eq!(n["sender_display_name"], "alice");
+    assert_eq!(n["room_name"], "Garden");
+    assert_eq!(
+        n["content"],
+        json!({"msgtype": "m.text", "body": "hello bob"})
+    );
+    assert_eq!(n["counts"], json!({"unread": 1}));
+    // A two-person room: the one-to-one rule, with a sound, which makes it urgent.
+    assert_eq!(n["prio"], "high");
+    let device = &n["devices"][0];
+    assert_eq!(device["app_id"], "org.example.app");
+    assert_eq!(device["data"], json!({"extra": "kept"}));
+    assert_eq!(device["tweaks"], json!({"sound": "default"}));
+    assert!(device["pushkey_ts"].as_u64().unwrap() > 1_600_000_000);
+    assert!(device["pushkey_ts"].as_u64().unwrap() < 100_000_000_000);
+
+    let short = received
+        .iter()
+        .find(|n| n["notification"]["devices"][0]["pushkey"] == "short-key")
+        .unwrap();
+    let n = short["notification"].as_object().unwrap();
+    let mut keys: Vec<&str> = n.keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(keys, ["counts", "devices", "event_id", "prio", "room_id"]);
+    assert_eq!(
+        short["notification"]["devices"][0]["data"],
+        json!({"extra": "kept", "format": "event_id_only"})
+    );
+
+    // Events that do not notify (a notice, Bob's own message) push nothing; the next
+    // message does, with the count up and a highlight for a mention.
+    let notice = json!({"msgtype": "m.notice", "body": "beep"});
+    assert_eq!(try_send(&server, &alice, &room, "t2", &notice).0, 200);
+    send_text(&server, &bob, &room, "t3", "my own");
+    let mention =
+        json!({"msgtype": "m.text", "body": "bob!", "m.mentions": {"user_ids": [bob.id]}});
+    let (status, sent) = try_send(&server, &alice, &room, "t4", &mention);
+    assert_eq!(status, 200);
+    let received = gateway.wait_for(4);
+    let last: Vec<&Value> = received[2..].iter().collect();
+    for n in &last {
+        assert_eq!(n["notification"]["event_id"], sent["event_id"]);
+        assert_eq!(n["notification"]["counts"], json!({"unread": 2}));
+        assert_eq!(n["notification"]["prio"], "high");
+        assert_eq!(
+            n["notification"]["devices"][0]["tweaks"],
+            json!({"sound": "default", "highlight": true})
+        );
+    }
+
+    // Bob reads on some device: each gateway gets the count alone, now zero.
+    read(&server, &bob, &room, sent["event_id"].as_str().unwrap());
+    let received = gateway.wait_for(6);
+    for badge in &received[4..6] {
+        let n = badge["notification"].as_object().unwrap();
+        let mut keys: Vec<&str> = n.keys().map(String::as_str).collect();
+        keys.sort();
+        assert_eq!(keys, ["counts", "devices"], "{badge}");
+        assert_eq!(badge["notification"]["counts"], json!({"unread": 0}));
+    }
+    // Exactly one notify per notifying event (and one badge per read), per pusher:
+    // another round trip shows nothing more arrived meanwhile.
+    let last_event = send_text(&server, &alice, &room, "t5", "bye");
+    let received = gateway.wait_for(8);
+    assert_eq!(received.len(), 8, "{received:?}");
+    assert!(
+        received[6..]
+            .iter()
+            .all(|n| n["notification"]["event_id"] == last_event.as_str())
+    );
+}
+
+#[test]
+fn delivery_is_retried_after_the_gateway_was_down() {
+    let server = TestServer::start();
+    let (alice, bob, room) = alice_and_bob_in_a_room(&server);
+    // Nothing listens on the pusher's port yet.
+    let port = free_port();
+    set(&server, &bob, &pusher(&url_on(port), "key", None));
+    let first = send_text(&server, &alice, &room, "t1", "are you there?");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Up, but failing once more.
+    let gateway = Gateway::start_scripted(port, [Answer::Status(500)]);
+    let received = gateway.wait_for(2);
+    assert_eq!(received[0]["notification"]["event_id"], first.as_str());
+    assert_eq!(received[1]["notification"]["event_id"], first.as_str());
+    // The next one follows it, once.
+    let second = send_text(&server, &alice, &room, "t2", "again");
+    let received = gateway.wait_for(3);
+    assert_eq!(received[2]["notification"]["event_id"], second.as_str());
+    assert_eq!(received[2]["notification"]["counts"], json!({"unread": 2}));
+}
+
+#[test]
+fn a_rejected_pushkey_removes_its_pusher() {
+    let server = TestServer::start();
+    let gateway = Gateway::start();
+    let (alice, bob, room) = alice_and_bob_in_a_room(&server);
+    set(&server, &bob, &pusher(&gateway.url(), "gone", None));
+    set(&server, &bob, &pusher(&gateway.url(), "alive", None));
+    gateway.script([
+        Answer::Reject(vec!["gone".into()]),
+        Answer::Reject(vec!["gone".into()]),
+    ]);
+    send_text(&server, &alice, &room, "t1", "one");
+    gateway.wait_for(2);
+    eventually(|| pushers(&server, &bob).len() == 1);
+    assert_eq!(pushers(&server, &bob)[0]["pushkey"], "alive");
+    let second = send_text(&server, &alice, &room, "t2", "two");
+    let received = gateway.wait_for(3);
+    assert_eq!(received[2]["notification"]["event_id"], second.as_str());
+    assert_eq!(
+        received[2]["notification"]["devices"][0]["pushkey"],
+        "alive"
+    );
+}

@@ -23,6 +23,7 @@ pub mod rooms;
 pub mod search;
 pub mod sessions;
 pub mod shared_secret;
+pub mod sliding_sync;
 pub mod sync;
 pub mod typing;
 pub mod uia;

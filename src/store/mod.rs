@@ -18,6 +18,7 @@ mod reports;
 mod rooms;
 mod search;
 mod server_keys;
+mod sliding_sync;
 mod to_device;
 
 use std::path::{Path, PathBuf};
@@ -126,10 +127,11 @@ pub enum Cf {
     AdminAudit,
     DeletedRooms,
     BlockedRooms,
+    SlidingSync,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 48] = [
+    pub const ALL: [Cf; 49] = [
         Cf::Meta,
         Cf::Users,
         Cf::Devices,
@@ -178,6 +180,7 @@ impl Cf {
         Cf::AdminAudit,
         Cf::DeletedRooms,
         Cf::BlockedRooms,
+        Cf::SlidingSync,
     ];
 
     pub fn name(self) -> &'static str {
@@ -230,6 +233,7 @@ impl Cf {
             Cf::AdminAudit => "admin_audit",
             Cf::DeletedRooms => "deleted_rooms",
             Cf::BlockedRooms => "blocked_rooms",
+            Cf::SlidingSync => "sliding_sync",
         }
     }
 }

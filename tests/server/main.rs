@@ -41,6 +41,7 @@ mod room_store;
 mod room_support;
 mod rooms;
 mod search;
+mod sliding_sync;
 mod sync;
 mod sync_ws;
 mod tls;

@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 
 pub use notifier::Notifier;
 pub use token::SyncToken;
-pub use unread::UnreadCounts;
+pub use unread::{UnreadCounts, UserPushRules};
 
 use crate::error::Result;
 use crate::service::Services;

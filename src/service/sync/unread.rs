@@ -67,7 +67,7 @@ pub struct UnreadCounts {
 impl Services {
     /// The user's push rules for counting: one account data read, compiled again only
     /// when they changed.
-    pub(super) fn counting_push_rules(&self, user_id: &UserId) -> Result<UserPushRules> {
+    pub(crate) fn counting_push_rules(&self, user_id: &UserId) -> Result<UserPushRules> {
         let record = self
             .store
             .account_data(user_id.as_str(), None, PUSH_RULES_TYPE)?;
@@ -90,7 +90,7 @@ impl Services {
 
     /// Counts for the room as of stream position `to`. `joined_at` bounds the count when
     /// the user has no receipt.
-    pub(super) fn unread_counts(
+    pub(crate) fn unread_counts(
         &self,
         user_id: &UserId,
         room_id: &RoomId,

@@ -385,6 +385,44 @@ fn filters_pick_invites_and_direct_chats() {
 }
 
 #[test]
+fn a_room_left_is_reported_once_and_nothing_after_the_departure() {
+    let server = TestServer::start();
+    let (alice, bob, room) = alice_and_bob_in_a_room(&server);
+    let request = json!({"lists": {"all": {
+        "ranges": [[0, 9]],
+        "timeline_limit": 5,
+        "required_state": [["m.room.member", "*"]],
+    }}});
+    let first = sliding(&server, &bob, None, &request);
+    assert_eq!(first["lists"]["all"]["count"], 1);
+    let (status, body) = server.post(
+        &format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)),
+        Some(&bob.token),
+        &json!({}),
+    );
+    assert_eq!(status, 200, "{body}");
+    // Others come and talk after Bob left: none of it is his to see.
+    let carol = user(&server, "carol");
+    join(&server, &carol, &room);
+    send_text(&server, &alice, &room, "t0", "after bob left");
+    let next = sliding(&server, &bob, Some(&pos(&first)), &request);
+    let left = &next["rooms"][&room];
+    let timeline = left["timeline"].as_array().unwrap();
+    assert_eq!(timeline.len(), 1, "{next}");
+    assert_eq!(timeline[0]["type"], "m.room.member");
+    assert_eq!(timeline[0]["content"]["membership"], "leave");
+    assert_eq!(left["joined_count"], 1, "{left}");
+    assert!(
+        !state_keys(left).iter().any(|(_, key)| *key == carol.id),
+        "{left}"
+    );
+    // Reported once: the next answer lists the room no more.
+    let after = sliding(&server, &bob, Some(&pos(&next)), &request);
+    assert_eq!(after["lists"]["all"]["count"], 0, "{after}");
+    assert_eq!(after["rooms"], json!({}));
+}
+
+#[test]
 fn a_pos_survives_a_restart_and_an_unknown_one_is_refused() {
     let mut server = TestServer::start();
     let (alice, bob, room) = alice_and_bob_in_a_room(&server);

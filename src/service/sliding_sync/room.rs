@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ruma::{OwnedEventId, UserId};
+use ruma::{OwnedEventId, OwnedUserId, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -190,15 +190,21 @@ impl Services {
             body.insert("avatar".into(), json!(avatar));
         }
         let members_changed = changed.iter().any(|(t, _)| t == "m.room.member");
-        let members = self.room_members(room_id)?;
+        // The membership as the user may know it: now, or as they left it.
+        let (joined, invited) = if candidate.membership() == "join" {
+            let members = self.room_members(room_id)?;
+            (members.joined.clone(), members.invited.clone())
+        } else {
+            self.members_in(&state_now)?
+        };
         if name.is_none() && (full || members_changed) {
             body.insert(
                 "heroes".into(),
-                self.heroes(pass.user_id, &state_now, &members.joined, &members.invited)?,
+                self.heroes(pass.user_id, &state_now, &joined, &invited)?,
             );
         }
-        body.insert("joined_count".into(), json!(members.joined.len()));
-        body.insert("invited_count".into(), json!(members.invited.len()));
+        body.insert("joined_count".into(), json!(joined.len()));
+        body.insert("invited_count".into(), json!(invited.len()));
         let unread = self.unread_counts(
             pass.user_id,
             room_id,
@@ -349,6 +355,32 @@ impl Services {
         Ok(events)
     }
 
+    /// The joined and invited members of a room state.
+    fn members_in(&self, state: &StateIds) -> Result<(Vec<OwnedUserId>, Vec<OwnedUserId>)> {
+        let (mut joined, mut invited) = (Vec::new(), Vec::new());
+        for ((event_type, state_key), event_id) in state {
+            if event_type != "m.room.member" {
+                continue;
+            }
+            let Some(record) = self.store.event(event_id.as_str())? else {
+                continue;
+            };
+            let Ok(user) = OwnedUserId::try_from(state_key.as_str()) else {
+                continue;
+            };
+            match record
+                .pdu
+                .pointer("/content/membership")
+                .and_then(Value::as_str)
+            {
+                Some("join") => joined.push(user),
+                Some("invite") => invited.push(user),
+                _ => {}
+            }
+        }
+        Ok((joined, invited))
+    }
+
     fn state_content_str(
         &self,
         state: &StateIds,
@@ -373,8 +405,8 @@ impl Services {
         &self,
         user_id: &UserId,
         state: &StateIds,
-        joined: &[ruma::OwnedUserId],
-        invited: &[ruma::OwnedUserId],
+        joined: &[OwnedUserId],
+        invited: &[OwnedUserId],
     ) -> Result<Value> {
         let mut heroes = Vec::new();
         for member in joined

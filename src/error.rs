@@ -63,6 +63,9 @@ pub enum ErrorKind {
     ProfileTooLarge,
     /// A profile field name longer than the spec's 255 bytes.
     KeyTooLarge,
+    /// A sliding sync `pos` this server does not know (any more): the client starts
+    /// its connection afresh (400 `M_UNKNOWN_POS`, as Synapse answers).
+    UnknownPos,
     /// A request the server understood but cannot act on, with no better code.
     Unknown,
     /// A service the server relies on (Giphy, another homeserver) failed or answered
@@ -158,6 +161,7 @@ impl Error {
             ErrorKind::ProfileTooLarge => "M_PROFILE_TOO_LARGE",
             ErrorKind::KeyTooLarge => "M_KEY_TOO_LARGE",
             ErrorKind::WrongRoomKeysVersion { .. } => "M_WRONG_ROOM_KEYS_VERSION",
+            ErrorKind::UnknownPos => "M_UNKNOWN_POS",
             ErrorKind::Unknown
             | ErrorKind::Conflict
             | ErrorKind::BadGateway
@@ -212,6 +216,7 @@ impl Error {
             | ErrorKind::DuplicateAnnotation
             | ErrorKind::ProfileTooLarge
             | ErrorKind::KeyTooLarge
+            | ErrorKind::UnknownPos
             | ErrorKind::Unknown => StatusCode::BAD_REQUEST,
         }
     }

@@ -26,6 +26,7 @@ pub mod rooms;
 pub mod search;
 pub mod sessions;
 pub mod shared_secret;
+pub mod sliding_sync;
 pub mod spaces;
 pub mod sync;
 pub mod typing;

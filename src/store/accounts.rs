@@ -151,6 +151,7 @@ impl Batch<'_> {
         {
             self.delete(Cf::RefreshTokens, refresh.as_bytes());
         }
+        self.delete_sliding_sync_connections(user_id, device.device_id.as_str());
     }
 
     pub fn put_access_token(

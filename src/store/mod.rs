@@ -20,6 +20,7 @@ mod reports;
 mod rooms;
 mod search;
 mod server_keys;
+mod sliding_sync;
 mod to_device;
 
 use std::path::{Path, PathBuf};
@@ -140,10 +141,11 @@ pub enum Cf {
     EventNotifications,
     Pushers,
     PusherProgress,
+    SlidingSync,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 56] = [
+    pub const ALL: [Cf; 57] = [
         Cf::Meta,
         Cf::Users,
         Cf::Devices,
@@ -200,6 +202,7 @@ impl Cf {
         Cf::EventNotifications,
         Cf::Pushers,
         Cf::PusherProgress,
+        Cf::SlidingSync,
     ];
 
     pub fn name(self) -> &'static str {
@@ -260,6 +263,7 @@ impl Cf {
             Cf::EventNotifications => "event_notifications",
             Cf::Pushers => "pushers",
             Cf::PusherProgress => "pusher_progress",
+            Cf::SlidingSync => "sliding_sync",
         }
     }
 }

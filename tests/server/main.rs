@@ -49,6 +49,7 @@ mod room_store;
 mod room_support;
 mod rooms;
 mod search;
+mod sliding_sync;
 mod spaces;
 mod sync;
 mod sync_ws;

@@ -21,7 +21,7 @@ async fn versions() -> Json<Value> {
             "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6",
             "v1.7", "v1.8", "v1.9", "v1.10", "v1.11", "v1.12",
         ],
-        "unstable_features": {},
+        "unstable_features": { super::sliding_sync::UNSTABLE_FEATURE: true },
     }))
 }
 

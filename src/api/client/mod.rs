@@ -18,6 +18,7 @@ mod register;
 mod reports;
 mod rooms;
 mod search;
+mod sliding_sync;
 mod sync;
 mod sync_ws;
 mod to_device;
@@ -40,6 +41,7 @@ pub fn routes() -> Router<AppState> {
         .merge(directory::routes())
         .merge(sync::routes())
         .merge(sync_ws::routes())
+        .merge(sliding_sync::routes())
         .merge(presence::routes())
         .merge(profile::routes())
         .merge(push_rules::routes())

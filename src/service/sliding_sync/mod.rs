@@ -1,0 +1,307 @@
+//! Simplified sliding sync (MSC4186): the client names lists of its rooms (filtered,
+//! sorted by recency, cut to ranges) and rooms it subscribes to; the server sends each
+//! such room in full once, then only what changed, plus the extensions asked for.
+//!
+//! A connection (user, device, `conn_id`) keeps its state in the store under the number
+//! its `pos` carries: the stream positions it reached, what it has sent of each room and
+//! its sticky configuration. A `pos` therefore survives a restart. The state of the
+//! position a request names is kept until the client uses the next one, so a request
+//! retried after a lost answer is answered again.
+
+mod extensions;
+mod lists;
+mod request;
+mod room;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ruma::{DeviceId, OwnedRoomId, UserId};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+pub use request::Body;
+
+use self::extensions::{Scope, parse_to_device_since};
+use self::lists::{Candidate, ListCache};
+use self::request::{Extensions, ListConfig, RoomConfig, RoomWants};
+use self::room::SentRoom;
+use crate::error::{Error, ErrorKind, Result};
+use crate::service::presence::PresenceState;
+use crate::service::sync::{MAX_TIMEOUT, SyncToken};
+use crate::service::{Services, now_ms};
+
+pub struct SlidingSyncRequest {
+    pub pos: Option<String>,
+    pub timeout: Duration,
+    pub set_presence: PresenceState,
+    pub body: Body,
+}
+
+/// A connection's state at one position, as stored.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Connection {
+    /// The stream positions the connection has reached.
+    token: String,
+    lists: BTreeMap<String, ListConfig>,
+    /// Room subscriptions stay until `unsubscribe_rooms` names them.
+    subscriptions: BTreeMap<OwnedRoomId, RoomConfig>,
+    extensions: Extensions,
+    rooms: BTreeMap<OwnedRoomId, SentRoom>,
+    list_counts: BTreeMap<String, usize>,
+}
+
+impl Connection {
+    fn same_config(&self, other: &Connection) -> bool {
+        self.lists == other.lists
+            && self.subscriptions == other.subscriptions
+            && self.extensions == other.extensions
+    }
+}
+
+/// Everything one computation shares.
+struct Pass<'a> {
+    user_id: &'a UserId,
+    device_id: &'a DeviceId,
+    since: Option<SyncToken>,
+    now: SyncToken,
+    lists: ListCache,
+}
+
+fn unknown_pos() -> Error {
+    Error::new(
+        ErrorKind::UnknownPos,
+        "Unknown pos: start the connection again without one",
+    )
+}
+
+impl Services {
+    /// One sliding sync response. A request with a `pos` and nothing new waits up to
+    /// its timeout for the notifier; it then answers with the same `pos`.
+    pub async fn sliding_sync(
+        self: &Arc<Self>,
+        user_id: &UserId,
+        device_id: &DeviceId,
+        request: SlidingSyncRequest,
+    ) -> Result<Value> {
+        request.body.check()?;
+        let body = request.body;
+        let conn_id = body.conn_id.clone().unwrap_or_default();
+        let previous = match request.pos.as_deref() {
+            None | Some("") => None,
+            Some(pos) => {
+                let seq: u64 = pos.parse().map_err(|_| unknown_pos())?;
+                let state: Connection = self
+                    .store
+                    .sliding_sync_state(user_id.as_str(), device_id.as_str(), &conn_id, seq)?
+                    .ok_or_else(unknown_pos)?;
+                let token = SyncToken::parse(&state.token).ok_or_else(unknown_pos)?;
+                Some((seq, state, token))
+            }
+        };
+        let since = previous.as_ref().map(|(_, _, token)| *token);
+
+        // The sticky configuration: lists as asked (missing fields as before),
+        // subscriptions added and removed, extensions left out kept.
+        let before = previous
+            .as_ref()
+            .map(|(_, state, _)| state.clone())
+            .unwrap_or_default();
+        let mut extensions = body.extensions.merged_over(&before.extensions);
+        let to_device_since = extensions.to_device.as_mut().and_then(|c| c.since.take());
+        let to_device_since = parse_to_device_since(to_device_since.as_deref())?;
+        let mut config = Connection {
+            token: before.token.clone(),
+            lists: body
+                .lists
+                .into_iter()
+                .map(|(name, list)| {
+                    let merged = list.merged_over(before.lists.get(&name));
+                    (name, merged)
+                })
+                .collect(),
+            subscriptions: before.subscriptions.clone(),
+            extensions,
+            rooms: before.rooms.clone(),
+            list_counts: before.list_counts.clone(),
+        };
+        for room_id in &body.unsubscribe_rooms {
+            config.subscriptions.remove(room_id);
+        }
+        config.subscriptions.extend(body.room_subscriptions);
+        let config_changed = previous.is_none() || !config.same_config(&before);
+
+        // The client has the device's messages up to its `since`: they are done with.
+        if let Some(since) = to_device_since {
+            self.acknowledge_to_device(user_id, device_id, since)?;
+        }
+        let _presence = self.begin_sync(user_id, request.set_presence);
+        let mut wakes = self.notifier.subscribe(user_id);
+        let deadline = tokio::time::Instant::now() + request.timeout.min(MAX_TIMEOUT);
+        let shutdown = self.shutdown_started();
+        tokio::pin!(shutdown);
+        loop {
+            let (mut response, next, updates) =
+                self.sliding_sync_once(user_id, device_id, since, &config, to_device_since)?;
+            let answer = updates || config_changed;
+            if answer || tokio::time::Instant::now() >= deadline {
+                let pos = if answer {
+                    let seq = previous.as_ref().map(|(seq, _, _)| *seq);
+                    self.save_connection(user_id, device_id, &conn_id, seq, &next)?
+                        .to_string()
+                } else {
+                    request.pos.clone().unwrap_or_default()
+                };
+                response.insert("pos".into(), json!(pos));
+                return Ok(Value::Object(response));
+            }
+            tokio::select! {
+                changed = wakes.changed() => {
+                    if changed.is_err() {
+                        tokio::time::sleep_until(deadline).await;
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = &mut shutdown => {
+                    response.insert("pos".into(), json!(request.pos.unwrap_or_default()));
+                    return Ok(Value::Object(response));
+                }
+            }
+        }
+    }
+
+    /// Stores the connection's next state and forgets those before the one the client
+    /// used; returns the next position's number.
+    fn save_connection(
+        &self,
+        user_id: &UserId,
+        device_id: &DeviceId,
+        conn_id: &str,
+        used: Option<u64>,
+        next: &Connection,
+    ) -> Result<u64> {
+        let (user, device) = (user_id.as_str(), device_id.as_str());
+        let kept = self.store.sliding_sync_positions(user, device, conn_id)?;
+        let seq = match used {
+            Some(seq) => seq.saturating_add(1),
+            // A new connection numbers from the clock, so a `pos` of an earlier
+            // connection with this `conn_id` is not taken for one of this.
+            None => now_ms().max(kept.last().map_or(0, |last| last.saturating_add(1))),
+        };
+        let mut batch = self.store.batch();
+        for old in kept {
+            if Some(old) != used {
+                batch.delete_sliding_sync_state(user, device, conn_id, old);
+            }
+        }
+        batch.put_sliding_sync_state(user, device, conn_id, seq, next)?;
+        self.store.write(batch)?;
+        Ok(seq)
+    }
+
+    /// Computes one response (without `pos`) and the connection's state after it; the
+    /// flag says whether it holds anything new.
+    fn sliding_sync_once(
+        &self,
+        user_id: &UserId,
+        device_id: &DeviceId,
+        since: Option<SyncToken>,
+        config: &Connection,
+        to_device_since: Option<u64>,
+    ) -> Result<(Map<String, Value>, Connection, bool)> {
+        let now = SyncToken {
+            events: self.rooms.stream_position(),
+            receipts: self.receipts.position(),
+            account_data: self.store.account_data_position(user_id.as_str())?,
+            presence: self.presence.position(),
+            typing: self.typing.position(),
+            to_device: self.e2ee.to_device_position(),
+            device_lists: self.e2ee.device_list_position(),
+        };
+        let pass = Pass {
+            user_id,
+            device_id,
+            since,
+            now,
+            lists: ListCache::default(),
+        };
+        let all = self.sliding_candidates(&pass)?;
+
+        let mut wants: BTreeMap<OwnedRoomId, RoomWants> = BTreeMap::new();
+        let mut list_rooms = BTreeMap::new();
+        let mut lists_out = Map::new();
+        let mut counts = BTreeMap::new();
+        for (name, list) in &config.lists {
+            let result = self.compute_list(&pass, &all, list)?;
+            for room_id in &result.rooms {
+                wants.entry(room_id.clone()).or_default().add(&list.room);
+            }
+            lists_out.insert(name.clone(), json!({ "count": result.count }));
+            counts.insert(name.clone(), result.count);
+            list_rooms.insert(name.clone(), result.rooms);
+        }
+        let mut candidates: HashMap<OwnedRoomId, Candidate> =
+            all.into_iter().map(|c| (c.room_id.clone(), c)).collect();
+        let mut subscribed = BTreeSet::new();
+        for (room_id, room) in &config.subscriptions {
+            if !candidates.contains_key(room_id) {
+                // A room left earlier may still be read up to the departure.
+                match self.store.user_room(user_id.as_str(), room_id.as_str())? {
+                    Some(record)
+                        if matches!(record.membership.as_str(), "leave" | "ban")
+                            && !record.forgotten =>
+                    {
+                        candidates.insert(
+                            room_id.clone(),
+                            Candidate {
+                                room_id: room_id.clone(),
+                                record,
+                            },
+                        );
+                    }
+                    _ => continue,
+                }
+            }
+            subscribed.insert(room_id.clone());
+            wants.entry(room_id.clone()).or_default().add(room);
+        }
+
+        let mut next = config.clone();
+        let mut rooms_out = Map::new();
+        let mut initial = HashSet::new();
+        for (room_id, wanted) in &wants {
+            let Some(candidate) = candidates.get(room_id) else {
+                continue;
+            };
+            let update = self.sliding_room(&pass, candidate, wanted, config.rooms.get(room_id))?;
+            if let Some(body) = update.body {
+                rooms_out.insert(room_id.to_string(), body);
+            }
+            if update.initial {
+                initial.insert(room_id.clone());
+            }
+            next.rooms.insert(room_id.clone(), update.sent);
+        }
+        let scope = Scope {
+            lists: &list_rooms,
+            subscriptions: &subscribed,
+            initial: &initial,
+        };
+        let mut extension_config = config.extensions.clone();
+        if let Some(to_device) = extension_config.to_device.as_mut() {
+            to_device.since = to_device_since.map(|s| s.to_string());
+        }
+        let (extensions_out, extension_updates) =
+            self.sliding_extensions(&pass, &extension_config, &scope)?;
+
+        let updates = !rooms_out.is_empty() || extension_updates || counts != config.list_counts;
+        next.token = now.to_string();
+        next.list_counts = counts;
+        let mut response = Map::new();
+        response.insert("lists".into(), Value::Object(lists_out));
+        response.insert("rooms".into(), Value::Object(rooms_out));
+        response.insert("extensions".into(), Value::Object(extensions_out));
+        Ok((response, next, updates))
+    }
+}

@@ -1,0 +1,320 @@
+//! The request body of simplified sliding sync (MSC4186), parsed into types and checked
+//! against the server's bounds before any work.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ruma::OwnedRoomId;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The most lists, subscriptions, ranges and `required_state` entries one request may name.
+const MAX_LISTS: usize = 100;
+const MAX_SUBSCRIPTIONS: usize = 1000;
+const MAX_RANGES: usize = 100;
+const MAX_REQUIRED_STATE: usize = 100;
+const MAX_BUMP_TYPES: usize = 100;
+/// The most timeline events one room carries, whatever the client asks.
+pub const MAX_TIMELINE_LIMIT: u64 = 1000;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Body {
+    /// Tells apart a device's several connections (Element X keeps one per purpose).
+    #[serde(default)]
+    pub conn_id: Option<String>,
+    #[serde(default)]
+    pub lists: BTreeMap<String, ListConfig>,
+    #[serde(default)]
+    pub room_subscriptions: BTreeMap<OwnedRoomId, RoomConfig>,
+    #[serde(default)]
+    pub unsubscribe_rooms: Vec<OwnedRoomId>,
+    #[serde(default)]
+    pub extensions: Extensions,
+}
+
+/// What to send of a room: `required_state` as `[type, state_key]` pairs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required_state: Option<Vec<(String, String)>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline_limit: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ranges: Option<Vec<(u64, u64)>>,
+    #[serde(flatten)]
+    pub room: RoomConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filters: Option<Filters>,
+    /// Which events move a room up the list (Synapse's defaults when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bump_event_types: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Filters {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_dm: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_encrypted: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_invite: Option<bool>,
+    /// `null` in these stands for rooms without a type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room_types: Option<Vec<Option<String>>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_room_types: Option<Vec<Option<String>>>,
+    /// Only rooms that are children (`m.space.child`) of one of these spaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spaces: Option<Vec<OwnedRoomId>>,
+}
+
+/// Extensions are sticky: one the request leaves out keeps its last configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Extensions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_device: Option<ToDeviceConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e2ee: Option<Toggle>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_data: Option<RoomScoped>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipts: Option<RoomScoped>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub typing: Option<RoomScoped>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Toggle {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToDeviceConfig {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// The `next_batch` of the extension's last response: messages up to there are done.
+    /// Not kept between requests.
+    #[serde(default, skip_serializing)]
+    pub since: Option<String>,
+    #[serde(default)]
+    pub limit: Option<u64>,
+}
+
+/// An extension about rooms: which lists (by name) and subscribed rooms it covers,
+/// `*` for all of them (the default).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomScoped {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub lists: Option<Vec<String>>,
+    #[serde(default)]
+    pub rooms: Option<Vec<String>>,
+}
+
+impl RoomScoped {
+    pub fn on(config: &Option<Self>) -> Option<&Self> {
+        config.as_ref().filter(|c| c.enabled == Some(true))
+    }
+
+    pub fn covers_list(&self, name: &str) -> bool {
+        self.lists
+            .as_ref()
+            .is_none_or(|lists| lists.iter().any(|l| l == "*" || l == name))
+    }
+
+    pub fn covers_subscription(&self, room_id: &str) -> bool {
+        self.rooms
+            .as_ref()
+            .is_none_or(|rooms| rooms.iter().any(|r| r == "*" || r == room_id))
+    }
+}
+
+impl ListConfig {
+    /// This list as asked, its missing fields taken from how it was asked before.
+    pub fn merged_over(self, before: Option<&ListConfig>) -> ListConfig {
+        let Some(before) = before else { return self };
+        ListConfig {
+            ranges: self.ranges.or_else(|| before.ranges.clone()),
+            room: RoomConfig {
+                required_state: self
+                    .room
+                    .required_state
+                    .or_else(|| before.room.required_state.clone()),
+                timeline_limit: self.room.timeline_limit.or(before.room.timeline_limit),
+            },
+            filters: self.filters.or_else(|| before.filters.clone()),
+            bump_event_types: self
+                .bump_event_types
+                .or_else(|| before.bump_event_types.clone()),
+        }
+    }
+}
+
+impl Extensions {
+    /// These extensions, each one left out taken from `before`.
+    pub fn merged_over(self, before: &Extensions) -> Extensions {
+        Extensions {
+            to_device: self.to_device.or_else(|| before.to_device.clone()),
+            e2ee: self.e2ee.or_else(|| before.e2ee.clone()),
+            account_data: self.account_data.or_else(|| before.account_data.clone()),
+            receipts: self.receipts.or_else(|| before.receipts.clone()),
+            typing: self.typing.or_else(|| before.typing.clone()),
+        }
+    }
+}
+
+fn check_room_config(room: &RoomConfig, what: &str) -> Result<()> {
+    if let Some(limit) = room.timeline_limit
+        && limit > MAX_TIMELINE_LIMIT
+    {
+        return Err(Error::invalid_param(format!(
+            "{what}: timeline_limit may be at most {MAX_TIMELINE_LIMIT}"
+        )));
+    }
+    if room
+        .required_state
+        .as_ref()
+        .is_some_and(|r| r.len() > MAX_REQUIRED_STATE)
+    {
+        return Err(Error::invalid_param(format!(
+            "{what}: required_state may have at most {MAX_REQUIRED_STATE} entries"
+        )));
+    }
+    Ok(())
+}
+
+impl Body {
+    pub fn check(&self) -> Result<()> {
+        if self.conn_id.as_ref().is_some_and(|c| c.len() > 255) {
+            return Err(Error::invalid_param("conn_id may be at most 255 bytes"));
+        }
+        if self.lists.len() > MAX_LISTS {
+            return Err(Error::invalid_param(format!(
+                "At most {MAX_LISTS} lists per request"
+            )));
+        }
+        if self.room_subscriptions.len() + self.unsubscribe_rooms.len() > MAX_SUBSCRIPTIONS {
+            return Err(Error::invalid_param(format!(
+                "At most {MAX_SUBSCRIPTIONS} room subscriptions per request"
+            )));
+        }
+        for (name, list) in &self.lists {
+            if name.len() > 255 {
+                return Err(Error::invalid_param("List names may be at most 255 bytes"));
+            }
+            let ranges = list.ranges.as_deref().unwrap_or_default();
+            if ranges.len() > MAX_RANGES {
+                return Err(Error::invalid_param(format!(
+                    "List {name:?}: at most {MAX_RANGES} ranges"
+                )));
+            }
+            if let Some((start, end)) = ranges.iter().find(|(start, end)| start > end) {
+                return Err(Error::invalid_param(format!(
+                    "List {name:?}: range [{start}, {end}] ends before it starts"
+                )));
+            }
+            if list
+                .bump_event_types
+                .as_ref()
+                .is_some_and(|t| t.len() > MAX_BUMP_TYPES)
+            {
+                return Err(Error::invalid_param(format!(
+                    "List {name:?}: at most {MAX_BUMP_TYPES} bump_event_types"
+                )));
+            }
+            check_room_config(&list.room, &format!("List {name:?}"))?;
+        }
+        for (room_id, room) in &self.room_subscriptions {
+            check_room_config(room, &format!("Subscription to {room_id}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// The combined wishes of every list and subscription that take in one room: the most
+/// timeline events any asks for, and every state any asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomWants {
+    pub timeline_limit: u64,
+    pub required_state: BTreeSet<(String, String)>,
+}
+
+impl RoomWants {
+    pub fn add(&mut self, room: &RoomConfig) {
+        self.timeline_limit = self.timeline_limit.max(room.timeline_limit.unwrap_or(0));
+        self.required_state
+            .extend(room.required_state.iter().flatten().cloned());
+    }
+
+    /// Lazy loading of members: the senders of the timeline's events.
+    pub fn lazy_members(&self) -> bool {
+        self.required_state
+            .iter()
+            .any(|(t, k)| (t == "m.room.member" || t == "*") && k == "$LAZY")
+    }
+
+    /// Whether the state event `(event_type, state_key)` is wanted, `$LAZY` aside.
+    pub fn wants(&self, user_id: &str, event_type: &str, state_key: &str) -> bool {
+        self.required_state.iter().any(|(t, k)| {
+            (t == "*" || t == event_type)
+                && (k == "*" || k == state_key || (k == "$ME" && state_key == user_id))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn required_state_matches_wildcards_and_me() {
+        let mut wants = RoomWants::default();
+        wants.add(&RoomConfig {
+            required_state: Some(vec![
+                ("m.room.name".into(), String::new()),
+                ("m.room.member".into(), "$ME".into()),
+                ("m.room.member".into(), "$LAZY".into()),
+                ("org.example".into(), "*".into()),
+            ]),
+            timeline_limit: Some(3),
+        });
+        assert!(wants.wants("@a:x", "m.room.name", ""));
+        assert!(!wants.wants("@a:x", "m.room.topic", ""));
+        assert!(wants.wants("@a:x", "m.room.member", "@a:x"));
+        assert!(!wants.wants("@a:x", "m.room.member", "@b:x"));
+        assert!(wants.wants("@a:x", "org.example", "anything"));
+        assert!(wants.lazy_members());
+        wants.add(&RoomConfig {
+            required_state: Some(vec![("*".into(), "*".into())]),
+            timeline_limit: Some(1),
+        });
+        assert!(wants.wants("@a:x", "m.room.member", "@b:x"));
+        assert_eq!(wants.timeline_limit, 3);
+    }
+
+    #[test]
+    fn bad_requests_are_refused() {
+        let body: Body = serde_json::from_value(serde_json::json!({
+            "lists": {"a": {"ranges": [[5, 1]]}}
+        }))
+        .unwrap();
+        assert!(body.check().is_err());
+        let body: Body = serde_json::from_value(serde_json::json!({
+            "room_subscriptions": {"!r:x": {"timeline_limit": 100000}}
+        }))
+        .unwrap();
+        assert!(body.check().is_err());
+        let body: Body = serde_json::from_value(serde_json::json!({
+            "lists": {"a": {"ranges": [[0, 9]], "timeline_limit": 1,
+                "required_state": [["m.room.name", ""]], "filters": {"is_dm": true}}}
+        }))
+        .unwrap();
+        assert!(body.check().is_ok());
+    }
+}

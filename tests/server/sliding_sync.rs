@@ -1,0 +1,517 @@
+//! Simplified sliding sync (MSC4186): lists sorted by recency, subscriptions, required
+//! state, extensions, `pos` across a restart and long-polling.
+
+use serde_json::{Value, json};
+
+use crate::e2ee_support::send_to_device;
+use crate::harness::{TestServer, assert_error};
+use crate::room_support::*;
+
+const PATH: &str = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync";
+
+fn try_sliding(
+    server: &TestServer,
+    user: &User,
+    pos: Option<&str>,
+    timeout_ms: u64,
+    body: &Value,
+) -> (u16, Value) {
+    let mut path = format!("{PATH}?timeout={timeout_ms}");
+    if let Some(pos) = pos {
+        path.push_str(&format!("&pos={pos}"));
+    }
+    server.post(&path, Some(&user.token), body)
+}
+
+#[track_caller]
+fn sliding(server: &TestServer, user: &User, pos: Option<&str>, body: &Value) -> Value {
+    let (status, answer) = try_sliding(server, user, pos, 0, body);
+    assert_eq!(status, 200, "{answer}");
+    answer
+}
+
+fn pos(body: &Value) -> String {
+    body["pos"].as_str().expect("a pos").to_owned()
+}
+
+/// The response's rooms, newest first by bump stamp, as clients order them.
+fn by_recency(body: &Value) -> Vec<String> {
+    let mut rooms: Vec<(u64, String)> = body["rooms"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(id, room)| (room["bump_stamp"].as_u64().unwrap(), id.clone()))
+        .collect();
+    rooms.sort_by(|a, b| b.cmp(a));
+    rooms.into_iter().map(|(_, id)| id).collect()
+}
+
+fn room_ids(body: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = body["rooms"].as_object().unwrap().keys().cloned().collect();
+    ids.sort();
+    ids
+}
+
+fn texts(room: &Value) -> Vec<String> {
+    room["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "m.room.message")
+        .map(|e| e["content"]["body"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn state_keys(room: &Value) -> Vec<(String, String)> {
+    let mut keys: Vec<(String, String)> = room["required_state"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap().to_owned(),
+                e["state_key"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    keys.sort();
+    keys
+}
+
+fn list(ranges: Value) -> Value {
+    json!({
+        "ranges": ranges,
+        "timeline_limit": 1,
+        "required_state": [["m.room.name", ""]],
+    })
+}
+
+#[test]
+fn the_room_list_is_sorted_by_recency_and_a_message_moves_a_room_up() {
+    let server = TestServer::start();
+    let alice = user(&server, "alice");
+    let rooms: Vec<String> = ["first", "second", "third"]
+        .iter()
+        .map(|name| create_room(&server, &alice, json!({"name": name})))
+        .collect();
+    for (i, room) in rooms.iter().enumerate() {
+        send_text(
+            &server,
+            &alice,
+            room,
+            &format!("t{i}"),
+            &format!("hello {i}"),
+        );
+    }
+    let all = sliding(
+        &server,
+        &alice,
+        None,
+        &json!({"lists": {"all": list(json!([[0, 9]]))}}),
+    );
+    assert_eq!(all["lists"]["all"]["count"], 3, "{all}");
+    let newest_first: Vec<String> = rooms.iter().rev().cloned().collect();
+    assert_eq!(by_recency(&all), newest_first);
+    assert_eq!(all["rooms"][&rooms[2]]["name"], "third");
+    assert_eq!(all["rooms"][&rooms[2]]["initial"], true);
+    assert_eq!(texts(&all["rooms"][&rooms[2]]), ["hello 2"]);
+
+    // A window of one room holds the newest only; a message elsewhere replaces it.
+    let top_request = json!({"conn_id": "top", "lists": {"top": list(json!([[0, 0]]))}});
+    let top = sliding(&server, &alice, None, &top_request);
+    assert_eq!(room_ids(&top), [rooms[2].clone()]);
+    assert_eq!(top["lists"]["top"]["count"], 3);
+    send_text(&server, &alice, &rooms[0], "t-again", "back on top");
+    let top = sliding(&server, &alice, Some(&pos(&top)), &top_request);
+    assert_eq!(room_ids(&top), [rooms[0].clone()], "{top}");
+    let moved = &top["rooms"][&rooms[0]];
+    assert_eq!(moved["initial"], true);
+    assert_eq!(texts(moved), ["back on top"]);
+
+    // The connection with the whole list sees only the room that changed.
+    let all = sliding(
+        &server,
+        &alice,
+        Some(&pos(&all)),
+        &json!({"lists": {"all": list(json!([[0, 9]]))}}),
+    );
+    assert_eq!(room_ids(&all), [rooms[0].clone()], "{all}");
+    let moved = &all["rooms"][&rooms[0]];
+    assert!(moved.get("initial").is_none(), "{moved}");
+    assert_eq!(texts(moved), ["back on top"]);
+    assert_eq!(moved["num_live"], 1);
+    assert!(
+        moved["bump_stamp"].as_u64() > Some(0),
+        "the moved room has a bump stamp: {moved}"
+    );
+}
+
+#[test]
+fn a_subscription_receives_its_timeline_and_required_state() {
+    let server = TestServer::start();
+    let (alice, bob, room) = alice_and_bob_in_a_room(&server);
+    let (status, _) = put_state(
+        &server,
+        &alice,
+        &room,
+        "m.room.name",
+        "",
+        &json!({"name": "Plans"}),
+    );
+    assert_eq!(status, 200);
+    for i in 0..3 {
+        send_text(&server, &alice, &room, &format!("t{i}"), &format!("m{i}"));
+    }
+    let request = json!({
+        "room_subscriptions": {
+            room.clone(): {
+                "timeline_limit": 2,
+                "required_state": [["m.room.name", ""], ["m.room.create", ""]],
+            }
+        }
+    });
+    let first = sliding(&server, &bob, None, &request);
+    let synced = &first["rooms"][&room];
+    assert_eq!(synced["initial"], true, "{first}");
+    assert_eq!(synced["name"], "Plans");
+    assert_eq!(texts(synced), ["m1", "m2"]);
+    assert_eq!(synced["limited"], true);
+    assert!(synced["prev_batch"].is_string());
+    assert_eq!(synced["joined_count"], 2);
+    assert_eq!(synced["invited_count"], 0);
+    assert_eq!(
+        state_keys(synced),
+        [
+            ("m.room.create".to_owned(), String::new()),
+            ("m.room.name".to_owned(), String::new())
+        ]
+    );
+    // Messages from Alice after Bob joined and no receipt: they count as unread.
+    assert_eq!(synced["notification_count"], 3, "{synced}");
+
+    // The subscription is sticky: the next request need not repeat it.
+    send_text(&server, &alice, &room, "t3", "m3");
+    let next = sliding(&server, &bob, Some(&pos(&first)), &json!({}));
+    let synced = &next["rooms"][&room];
+    assert_eq!(texts(synced), ["m3"], "{next}");
+    assert_eq!(synced["limited"], false);
+    assert_eq!(synced["num_live"], 1);
+    assert_eq!(synced["required_state"], json!([]));
+    // A state change the subscription asks for comes as required state.
+    let (status, _) = put_state(
+        &server,
+        &alice,
+        &room,
+        "m.room.name",
+        "",
+        &json!({"name": "Better plans"}),
+    );
+    assert_eq!(status, 200);
+    let after = sliding(&server, &bob, Some(&pos(&next)), &json!({}));
+    let synced = &after["rooms"][&room];
+    assert_eq!(synced["name"], "Better plans", "{after}");
+    assert_eq!(
+        state_keys(synced),
+        [("m.room.name".to_owned(), String::new())]
+    );
+
+    // Unsubscribed, the room's changes stop coming.
+    let quiet = sliding(
+        &server,
+        &bob,
+        Some(&pos(&after)),
+        &json!({"unsubscribe_rooms": [room.clone()]}),
+    );
+    send_text(&server, &alice, &room, "t4", "m4");
+    let quiet = sliding(&server, &bob, Some(&pos(&quiet)), &json!({}));
+    assert_eq!(quiet["rooms"], json!({}), "{quiet}");
+}
+
+#[test]
+fn lazy_members_are_the_timeline_senders_and_me_is_the_user() {
+    let server = TestServer::start();
+    let (alice, bob, room) = alice_and_bob_in_a_room(&server);
+    let carol = user(&server, "carol");
+    join(&server, &carol, &room);
+    send_text(&server, &alice, &room, "t0", "from alice");
+    send_text(&server, &bob, &room, "t1", "from bob");
+    let lazy = sliding(
+        &server,
+        &carol,
+        None,
+        &json!({"room_subscriptions": {room.clone(): {
+            "timeline_limit": 1,
+            "required_state": [["m.room.member", "$LAZY"]],
+        }}}),
+    );
+    assert_eq!(
+        state_keys(&lazy["rooms"][&room]),
+        [("m.room.member".to_owned(), bob.id.clone())],
+        "{lazy}"
+    );
+    let me = sliding(
+        &server,
+        &carol,
+        None,
+        &json!({"conn_id": "me", "room_subscriptions": {room.clone(): {
+            "timeline_limit": 0,
+            "required_state": [["m.room.member", "$ME"]],
+        }}}),
+    );
+    let synced = &me["rooms"][&room];
+    assert_eq!(
+        state_keys(synced),
+        [("m.room.member".to_owned(), carol.id.clone())]
+    );
+    assert_eq!(synced["timeline"], json!([]));
+    assert_eq!(synced["limited"], true);
+    let all = sliding(
+        &server,
+        &carol,
+        None,
+        &json!({"conn_id": "all", "room_subscriptions": {room.clone(): {
+            "timeline_limit": 0,
+            "required_state": [["m.room.member", "*"]],
+        }}}),
+    );
+    assert_eq!(state_keys(&all["rooms"][&room]).len(), 3, "{all}");
+}
+
+#[test]
+fn extensions_deliver_to_device_messages_typing_and_key_counts() {
+    let server = TestServer::start();
+    let (alice, bob, room) = alice_and_bob_in_a_room(&server);
+    let request = json!({
+        "lists": {"all": list(json!([[0, 9]]))},
+        "extensions": {
+            "to_device": {"enabled": true},
+            "e2ee": {"enabled": true},
+            "typing": {"enabled": true},
+            "account_data": {"enabled": true},
+            "receipts": {"enabled": true},
+        }
+    });
+    let first = sliding(&server, &bob, None, &request);
+    let e2ee = &first["extensions"]["e2ee"];
+    assert_eq!(e2ee["device_one_time_keys_count"]["signed_curve25519"], 0);
+    assert!(e2ee["device_unused_fallback_key_types"].is_array());
+    // The push rules come with the first response, as with `/sync`.
+    assert!(
+        first["extensions"]["account_data"]["global"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "m.push_rules"),
+        "{first}"
+    );
+
+    let (status, _) = send_to_device(
+        &server,
+        &alice,
+        "m.test",
+        "td1",
+        json!({ bob.id.clone(): { bob.device.clone(): {"hello": "bob"} } }),
+    );
+    assert_eq!(status, 200);
+    let (status, _) = server.send(
+        "PUT",
+        &format!(
+            "/_matrix/client/v3/rooms/{}/typing/{}",
+            enc(&room),
+            enc(&alice.id)
+        ),
+        Some(&alice.token),
+        &json!({"typing": true, "timeout": 30000}),
+    );
+    assert_eq!(status, 200);
+    let second = sliding(&server, &bob, Some(&pos(&first)), &request);
+    let to_device = &second["extensions"]["to_device"];
+    assert_eq!(
+        to_device["events"],
+        json!([{"sender": alice.id, "type": "m.test", "content": {"hello": "bob"}}]),
+        "{second}"
+    );
+    let typing = &second["extensions"]["typing"]["rooms"][&room];
+    assert_eq!(typing["type"], "m.typing");
+    assert_eq!(typing["content"]["user_ids"], json!([alice.id]));
+
+    // Acknowledged with `since`, the message is not sent again.
+    let mut again = request.clone();
+    again["extensions"]["to_device"]["since"] = to_device["next_batch"].clone();
+    let third = sliding(&server, &bob, Some(&pos(&second)), &again);
+    assert_eq!(
+        third["extensions"]["to_device"]["events"],
+        json!([]),
+        "{third}"
+    );
+}
+
+#[test]
+fn filters_pick_invites_and_direct_chats() {
+    let server = TestServer::start();
+    let alice = user(&server, "alice");
+    let bob = user(&server, "bob");
+    let group = create_room(&server, &alice, json!({"preset": "public_chat"}));
+    join(&server, &bob, &group);
+    let dm = create_room(
+        &server,
+        &alice,
+        json!({"is_direct": true, "invite": [bob.id.clone()]}),
+    );
+    let body = sliding(
+        &server,
+        &bob,
+        None,
+        &json!({"lists": {
+            "invites": {"ranges": [[0, 9]], "filters": {"is_invite": true}},
+            "joined": {"ranges": [[0, 9]], "filters": {"is_invite": false}},
+            "dms": {"ranges": [[0, 9]], "filters": {"is_dm": true}},
+        }}),
+    );
+    assert_eq!(body["lists"]["invites"]["count"], 1, "{body}");
+    assert_eq!(body["lists"]["joined"]["count"], 1);
+    assert_eq!(body["lists"]["dms"]["count"], 1);
+    let invite = &body["rooms"][&dm];
+    assert_eq!(invite["is_dm"], true, "{invite}");
+    assert!(
+        invite["invite_state"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "m.room.create"),
+        "{invite}"
+    );
+    assert!(body["rooms"][&group]["timeline"].is_array());
+}
+
+#[test]
+fn a_room_left_is_reported_once_and_nothing_after_the_departure() {
+    let server = TestServer::start();
+    let (alice, bob, room) = alice_and_bob_in_a_room(&server);
+    let request = json!({"lists": {"all": {
+        "ranges": [[0, 9]],
+        "timeline_limit": 5,
+        "required_state": [["m.room.member", "*"]],
+    }}});
+    let first = sliding(&server, &bob, None, &request);
+    assert_eq!(first["lists"]["all"]["count"], 1);
+    let (status, body) = server.post(
+        &format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)),
+        Some(&bob.token),
+        &json!({}),
+    );
+    assert_eq!(status, 200, "{body}");
+    // Others come and talk after Bob left: none of it is his to see.
+    let carol = user(&server, "carol");
+    join(&server, &carol, &room);
+    send_text(&server, &alice, &room, "t0", "after bob left");
+    let next = sliding(&server, &bob, Some(&pos(&first)), &request);
+    let left = &next["rooms"][&room];
+    let timeline = left["timeline"].as_array().unwrap();
+    assert_eq!(timeline.len(), 1, "{next}");
+    assert_eq!(timeline[0]["type"], "m.room.member");
+    assert_eq!(timeline[0]["content"]["membership"], "leave");
+    assert_eq!(left["joined_count"], 1, "{left}");
+    assert!(
+        !state_keys(left).iter().any(|(_, key)| *key == carol.id),
+        "{left}"
+    );
+    // Reported once: the next answer lists the room no more.
+    let after = sliding(&server, &bob, Some(&pos(&next)), &request);
+    assert_eq!(after["lists"]["all"]["count"], 0, "{after}");
+    assert_eq!(after["rooms"], json!({}));
+}
+
+#[test]
+fn a_pos_survives_a_restart_and_an_unknown_one_is_refused() {
+    let mut server = TestServer::start();
+    let (alice, bob, room) = alice_and_bob_in_a_room(&server);
+    send_text(&server, &alice, &room, "t0", "before");
+    let request = json!({"lists": {"all": list(json!([[0, 9]]))}});
+    let first = sliding(&server, &bob, None, &request);
+    assert_eq!(texts(&first["rooms"][&room]), ["before"]);
+    server.restart();
+    send_text(&server, &alice, &room, "t1", "after");
+    let next = sliding(&server, &bob, Some(&pos(&first)), &request);
+    let synced = &next["rooms"][&room];
+    assert!(synced.get("initial").is_none(), "{next}");
+    assert_eq!(texts(synced), ["after"]);
+    // The position before is still answered (a retried request), the one after too.
+    let retried = sliding(&server, &bob, Some(&pos(&first)), &request);
+    assert_eq!(texts(&retried["rooms"][&room]), ["after"]);
+    assert_error(
+        try_sliding(&server, &bob, Some("12345"), 0, &request),
+        400,
+        "M_UNKNOWN_POS",
+    );
+    assert_error(
+        try_sliding(&server, &bob, Some("not-a-pos"), 0, &request),
+        400,
+        "M_UNKNOWN_POS",
+    );
+    // Another user's position means nothing for this one.
+    assert_error(
+        try_sliding(&server, &alice, Some(&pos(&next)), 0, &request),
+        400,
+        "M_UNKNOWN_POS",
+    );
+}
+
+#[test]
+fn a_long_poll_is_answered_by_the_message_it_waits_for() {
+    let server = TestServer::start();
+    let (alice, bob, room) = alice_and_bob_in_a_room(&server);
+    let request = json!({"lists": {"all": list(json!([[0, 9]]))}});
+    let first = sliding(&server, &bob, None, &request);
+    let since = pos(&first);
+    std::thread::scope(|scope| {
+        // The harness client gives up after 30 s and the poll asks for 120 s: only a
+        // wake-up answers it in time.
+        let waiting = scope.spawn(|| try_sliding(&server, &bob, Some(&since), 120_000, &request));
+        send_text(&server, &alice, &room, "t1", "wake up");
+        let (status, body) = waiting.join().unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(texts(&body["rooms"][&room]), ["wake up"]);
+    });
+    // With nothing new, a poll ends at its timeout with the same pos.
+    let settled = sliding(&server, &bob, Some(&since), &request);
+    let (status, idle) = try_sliding(&server, &bob, Some(&pos(&settled)), 50, &request);
+    assert_eq!(status, 200);
+    assert_eq!(idle["rooms"], json!({}), "{idle}");
+    assert_eq!(pos(&idle), pos(&settled));
+}
+
+#[test]
+fn bad_requests_get_matrix_errors_and_versions_advertise_it() {
+    let server = TestServer::start();
+    let alice = user(&server, "alice");
+    assert_error(
+        try_sliding(
+            &server,
+            &alice,
+            None,
+            0,
+            &json!({"lists": {"a": {"ranges": [[5, 1]]}}}),
+        ),
+        400,
+        "M_INVALID_PARAM",
+    );
+    assert_error(
+        try_sliding(
+            &server,
+            &alice,
+            None,
+            0,
+            &json!({"lists": {"a": {"ranges": "all"}}}),
+        ),
+        400,
+        "M_BAD_JSON",
+    );
+    let (status, _) = server.post(&format!("{PATH}?timeout=0"), None, &json!({}));
+    assert_eq!(status, 401);
+    let (_, versions) = server.get("/_matrix/client/versions", None);
+    assert_eq!(
+        versions["unstable_features"]["org.matrix.simplified_msc3575"],
+        true
+    );
+}

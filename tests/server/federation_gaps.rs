@@ -8,32 +8,11 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::federation_forks::state_of;
 use crate::federation_rooms::{eventually, join_via};
 use crate::federation_support::federating_server_with_env;
 use crate::harness::TestServer;
 use crate::room_support::{User, create_room, enc, put_state, send_text, user};
-
-fn state_of(server: &TestServer, user: &User, room: &str) -> Vec<(String, String, String)> {
-    let (status, body) = server.get(
-        &format!("/_matrix/client/v3/rooms/{}/state", enc(room)),
-        Some(&user.token),
-    );
-    assert_eq!(status, 200, "{body}");
-    let mut state: Vec<(String, String, String)> = body
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["type"].as_str().unwrap().to_owned(),
-                e["state_key"].as_str().unwrap().to_owned(),
-                e["event_id"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    state.sort();
-    state
-}
 
 /// The newest `limit` message bodies `user` reads, oldest first.
 fn latest_bodies(server: &TestServer, user: &User, room: &str, limit: usize) -> Vec<String> {

@@ -8,33 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::federation_rooms::{eventually, join_via};
+use crate::federation_rooms::{bodies, eventually, join_via};
 use crate::federation_support::federating_server_with_env;
-use crate::harness::TestServer;
-use crate::room_support::{User, create_room, enc, send_text, user};
-
-/// The room's message bodies as `user` reads them, oldest first.
-fn bodies(server: &TestServer, user: &User, room: &str) -> Vec<String> {
-    let (status, body) = server.get(
-        &format!(
-            "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=1000",
-            enc(room)
-        ),
-        Some(&user.token),
-    );
-    if status != 200 {
-        return vec![];
-    }
-    let mut out: Vec<String> = body["chunk"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["type"] == "m.room.message")
-        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
-        .collect();
-    out.reverse();
-    out
-}
+use crate::room_support::{create_room, send_text, user};
 
 #[test]
 fn a_server_back_from_a_long_outage_is_sent_what_it_missed_when_it_contacts_us() {

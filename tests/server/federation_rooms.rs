@@ -40,7 +40,7 @@ pub(crate) fn eventually<T>(
 }
 
 /// The room's message bodies as `user` sees them, oldest first.
-fn bodies(server: &TestServer, user: &User, room: &str) -> Vec<String> {
+pub(crate) fn bodies(server: &TestServer, user: &User, room: &str) -> Vec<String> {
     let (status, body) = server.get(
         &format!(
             "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=1000",

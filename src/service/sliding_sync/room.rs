@@ -14,10 +14,8 @@ use super::request::RoomWants;
 use crate::error::Result;
 use crate::service::Services;
 use crate::service::rooms::{ClientView, StateIds};
-use crate::service::sync::SyncToken;
+use crate::service::sync::{SyncToken, Timeline};
 
-/// The most events one room's timeline window reads, however many it cannot show.
-const SCAN_BUDGET: usize = 2000;
 /// The most heroes a room names, as the spec suggests for `/sync`.
 const MAX_HEROES: usize = 5;
 
@@ -39,12 +37,6 @@ pub struct RoomUpdate {
     pub sent: SentRoom,
     /// Sent in full: the extensions send its receipts and account data in full too.
     pub initial: bool,
-}
-
-struct Timeline {
-    /// `(stream, client event)`, oldest first.
-    events: Vec<(u64, Value)>,
-    limited: bool,
 }
 
 impl Services {
@@ -254,57 +246,12 @@ impl Services {
         to: u64,
         wants: &RoomWants,
     ) -> Result<Timeline> {
-        let room_id = &candidate.room_id;
         let limit = usize::try_from(wants.timeline_limit).unwrap_or(usize::MAX);
         let view = ClientView {
             user_id: pass.user_id,
             device_id: pass.device_id,
         };
-        let mut reader = self.history_reader(room_id, view).ok();
-        let mut events = Vec::new();
-        let mut limited = false;
-        let mut newest = to;
-        let mut budget = SCAN_BUDGET;
-        'scan: loop {
-            let page = self
-                .store
-                .room_events_rev(room_id.as_str(), newest, from, limit + 1)?;
-            let exhausted = page.len() < limit + 1;
-            for (position, event_id) in page {
-                newest = position.saturating_sub(1);
-                budget = budget.saturating_sub(1);
-                let Some(record) = self.store.event(event_id.as_str())? else {
-                    continue;
-                };
-                let visible = match reader.as_mut() {
-                    Some(reader) => reader.can_see(&record)?,
-                    // No view of the history at all: their own membership events only.
-                    None => {
-                        record.pdu.get("state_key").and_then(Value::as_str)
-                            == Some(pass.user_id.as_str())
-                    }
-                };
-                if visible {
-                    if events.len() == limit {
-                        limited = true;
-                        break 'scan;
-                    }
-                    events.push((
-                        position,
-                        self.client_event_of(event_id.as_str(), &record, Some(view))?,
-                    ));
-                }
-                if record.after_gap || budget == 0 {
-                    limited = true;
-                    break 'scan;
-                }
-            }
-            if exhausted || newest <= from {
-                break;
-            }
-        }
-        events.reverse();
-        Ok(Timeline { events, limited })
+        self.visible_timeline(&candidate.room_id, view, from, to, limit, |_| true)
     }
 
     /// The state asked for among `keys` (the changed ones, or all of them), with the

@@ -14,6 +14,7 @@ use ruma::{DeviceId, OwnedRoomId, OwnedUserId, UserId};
 use serde_json::{Map, Value, json};
 
 pub use notifier::Notifier;
+pub(crate) use rooms::Timeline;
 pub use token::SyncToken;
 
 use crate::error::Result;

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use super::{Pass, SyncToken};
 use crate::error::Result;
 use crate::service::Services;
-use crate::service::rooms::StateIds;
+use crate::service::rooms::{ClientView, StateIds};
 use crate::store::UserRoomRecord;
 
 /// Timeline events per room when the filter gives no limit, and the most it may ask.
@@ -33,10 +33,10 @@ const STRIPPED_STATE_TYPES: [&str; 7] = [
     "m.room.topic",
 ];
 
-struct Timeline {
+pub(crate) struct Timeline {
     /// `(stream, client event)`, oldest first.
-    events: Vec<(u64, Value)>,
-    limited: bool,
+    pub(crate) events: Vec<(u64, Value)>,
+    pub(crate) limited: bool,
 }
 
 impl Services {
@@ -227,9 +227,26 @@ impl Services {
     fn timeline(&self, pass: &Pass<'_>, room_id: &RoomId, from: u64, to: u64) -> Result<Timeline> {
         let filter = &pass.filter.room.timeline;
         let limit = filter.limit_or(DEFAULT_TIMELINE_LIMIT, MAX_TIMELINE_LIMIT);
+        self.visible_timeline(room_id, pass.view, from, to, limit, |event| {
+            filter.matches_event(event)
+        })
+    }
+
+    /// The newest events in `(from, to]` that `view`'s user may see and `keep` keeps, at
+    /// most `limit`, for `/sync` and sliding sync. `limited` when there were more, when
+    /// the window reaches an event after a gap, or when it skipped too many to go on.
+    pub(crate) fn visible_timeline(
+        &self,
+        room_id: &RoomId,
+        view: ClientView<'_>,
+        from: u64,
+        to: u64,
+        limit: usize,
+        keep: impl Fn(&Value) -> bool,
+    ) -> Result<Timeline> {
         // History visibility applies to sync as to `/messages`. Someone with no view of
         // the history at all (a declined invite) still sees their own membership events.
-        let mut reader = self.history_reader(room_id, pass.view).ok();
+        let mut reader = self.history_reader(room_id, view).ok();
         let mut events = Vec::new();
         let mut limited = false;
         let mut newest = to;
@@ -250,13 +267,12 @@ impl Services {
                     Some(reader) => reader.can_see(&record)?,
                     None => {
                         record.pdu.get("state_key").and_then(Value::as_str)
-                            == Some(pass.user_id.as_str())
+                            == Some(view.user_id.as_str())
                     }
                 };
                 if visible {
-                    let event =
-                        self.client_event_of(event_id.as_str(), &record, Some(pass.view))?;
-                    if filter.matches_event(&event) {
+                    let event = self.client_event_of(event_id.as_str(), &record, Some(view))?;
+                    if keep(&event) {
                         if events.len() == limit {
                             limited = true;
                             break 'scan;

@@ -186,21 +186,7 @@ impl Store {
     ) -> StoreResult<Vec<(u64, NotificationCount)>> {
         let prefix = room_prefix(user_id, room_id);
         let start = room_key(user_id, room_id, after.saturating_add(1));
-        let mut out = Vec::new();
-        for item in self.raw_iter_from(Cf::RoomNotifications, &start) {
-            let (key, value) = item?;
-            if !key.starts_with(&prefix) || out.len() >= limit {
-                break;
-            }
-            let Some(stream) = stream_of(&key, prefix.len()) else {
-                continue;
-            };
-            if stream > to {
-                break;
-            }
-            out.push((stream, super::decode(Cf::RoomNotifications, &value)?));
-        }
-        Ok(out)
+        self.streamed_after(Cf::RoomNotifications, &prefix, &start, to, limit)
     }
 
     /// The user's notifications after `after` up to `to` (inclusive), oldest first.
@@ -213,21 +199,32 @@ impl Store {
     ) -> StoreResult<Vec<(u64, NotificationRecord)>> {
         let prefix = user_prefix(user_id);
         let start = notification_key(user_id, after.saturating_add(1));
+        self.streamed_after(Cf::Notifications, &prefix, &start, to, limit)
+    }
+
+    /// The records of `cf` keyed `prefix + stream (u64 BE)`, from key `start` on, up to
+    /// stream `to` (inclusive), oldest first, at most `limit`: `(stream, record)`.
+    fn streamed_after<T: serde::de::DeserializeOwned>(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        start: &[u8],
+        to: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<(u64, T)>> {
         let mut out = Vec::new();
-        for item in self.raw_iter_from(Cf::Notifications, &start) {
+        for item in self.raw_iter_from(cf, start) {
             let (key, value) = item?;
-            if !key.starts_with(&prefix) || out.len() >= limit {
+            if !key.starts_with(prefix) || out.len() >= limit {
                 break;
             }
-            // Room index keys share the prefix in another column family only; here every
-            // key is `prefix + 8 bytes`.
             let Some(stream) = stream_of(&key, prefix.len()) else {
                 continue;
             };
             if stream > to {
                 break;
             }
-            out.push((stream, super::decode(Cf::Notifications, &value)?));
+            out.push((stream, super::decode(cf, &value)?));
         }
         Ok(out)
     }

@@ -56,10 +56,12 @@ impl Services {
             return Ok(Vec::new());
         }
         let facts = self.room_push_facts(room_id, version, state_group, members.joined.len())?;
+        let event = EventFacts::of(&facts, json);
         let mut records = Vec::new();
         for user_id in candidates {
             let rules = self.compiled_push_rules(user_id)?;
-            let evaluated = self.evaluate_for(&rules, &facts, user_id, room_id, event_id, json)?;
+            let evaluated =
+                self.evaluate_for(&rules, &facts, &event, user_id, room_id, event_id, json)?;
             if let Some(record) = evaluated {
                 records.push((user_id.to_owned(), record));
             }
@@ -133,9 +135,10 @@ impl Services {
                 let mut index = self.store.event_notifications(event_id.as_str())?;
                 index.users.retain(|u| u != user_id);
                 batch.delete_notification(user_id.as_str(), room_id.as_str(), stream);
-                if let Some(record) =
-                    self.evaluate_for(&rules, &facts, user_id, &room_id, &event_id, &event.pdu)?
-                {
+                let shared = EventFacts::of(&facts, &event.pdu);
+                if let Some(record) = self.evaluate_for(
+                    &rules, &facts, &shared, user_id, &room_id, &event_id, &event.pdu,
+                )? {
                     batch.put_notifications(stream, &[(user_id.to_owned(), record)])?;
                     index.room_id = Some(room_id.clone());
                     index.stream = stream;
@@ -154,10 +157,12 @@ impl Services {
     }
 
     /// One user's outcome for an event, when it notifies.
+    #[allow(clippy::too_many_arguments)]
     fn evaluate_for(
         &self,
         rules: &UserPushRules,
         facts: &RoomPushFacts,
+        event: &EventFacts,
         user_id: &UserId,
         room_id: &RoomId,
         event_id: &EventId,
@@ -168,19 +173,11 @@ impl Services {
         } else {
             None
         };
-        let sender_power_level = pdu
-            .get("sender")
-            .and_then(Value::as_str)
-            .and_then(|s| UserId::parse(s).ok())
-            .map_or(0, |sender| match facts.powers.user_power(&sender) {
-                Power::Level(level) => level,
-                Power::Infinite => i64::MAX,
-            });
         let context = PushContext {
             user_id: user_id.as_str(),
             display_name: display_name.as_deref(),
             member_count: facts.member_count,
-            sender_power_level,
+            sender_power_level: event.sender_power_level,
             notification_levels: &facts.notification_levels,
         };
         let Some((outcome, actions)) = rules.rules.evaluate_actions(pdu, &context) else {
@@ -189,26 +186,13 @@ impl Services {
         if !outcome.notify {
             return Ok(None);
         }
-        let thread = (pdu
-            .pointer("/content/m.relates_to/rel_type")
-            .and_then(Value::as_str)
-            == Some("m.thread"))
-        .then(|| {
-            pdu.pointer("/content/m.relates_to/event_id")
-                .and_then(Value::as_str)
-        })
-        .flatten()
-        .and_then(|id| OwnedEventId::try_from(id).ok());
         Ok(Some(NotificationRecord {
             room_id: room_id.to_owned(),
             event_id: event_id.to_owned(),
             actions: actions.to_vec(),
             highlight: outcome.highlight,
-            thread,
-            ts: pdu
-                .get("origin_server_ts")
-                .and_then(Value::as_u64)
-                .unwrap_or_else(now_ms),
+            thread: event.thread.clone(),
+            ts: event.ts,
         }))
     }
 
@@ -259,5 +243,44 @@ impl Services {
         lock(&self.notifications.rooms)
             .insert(room_id.to_owned(), (group, member_count, facts.clone()));
         Ok(facts)
+    }
+}
+
+/// What every member's evaluation of one event shares: the sender's power, the event's
+/// thread and its time.
+struct EventFacts {
+    sender_power_level: i64,
+    thread: Option<OwnedEventId>,
+    ts: u64,
+}
+
+impl EventFacts {
+    fn of(facts: &RoomPushFacts, pdu: &Value) -> Self {
+        let sender_power_level = pdu
+            .get("sender")
+            .and_then(Value::as_str)
+            .and_then(|s| UserId::parse(s).ok())
+            .map_or(0, |sender| match facts.powers.user_power(&sender) {
+                Power::Level(level) => level,
+                Power::Infinite => i64::MAX,
+            });
+        let thread = (pdu
+            .pointer("/content/m.relates_to/rel_type")
+            .and_then(Value::as_str)
+            == Some("m.thread"))
+        .then(|| {
+            pdu.pointer("/content/m.relates_to/event_id")
+                .and_then(Value::as_str)
+        })
+        .flatten()
+        .and_then(|id| OwnedEventId::try_from(id).ok());
+        Self {
+            sender_power_level,
+            thread,
+            ts: pdu
+                .get("origin_server_ts")
+                .and_then(Value::as_u64)
+                .unwrap_or_else(now_ms),
+        }
     }
 }

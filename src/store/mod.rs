@@ -11,6 +11,7 @@ mod filters;
 mod key_backup;
 mod keys;
 mod media;
+mod membership_stream;
 mod notifications;
 mod presence;
 mod profiles;
@@ -37,6 +38,7 @@ pub use directory::AliasRecord;
 pub use e2ee_keys::{DeviceListChange, FallbackKeyRecord};
 pub use federation::OutboxRecord;
 pub use key_backup::{BackedUpKey, BackupVersionRecord};
+pub use membership_stream::MembershipChange;
 pub use media::{ImageKind, MediaContent, MediaRecord, ThumbnailRecord, thumbnail_key};
 pub use notifications::{
     EventNotifications, NotificationCount, NotificationRecord, PusherRecord, pusher_key,
@@ -142,10 +144,11 @@ pub enum Cf {
     Pushers,
     PusherProgress,
     SlidingSync,
+    MembershipStream,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 57] = [
+    pub const ALL: [Cf; 58] = [
         Cf::Meta,
         Cf::Users,
         Cf::Devices,
@@ -203,6 +206,7 @@ impl Cf {
         Cf::Pushers,
         Cf::PusherProgress,
         Cf::SlidingSync,
+        Cf::MembershipStream,
     ];
 
     pub fn name(self) -> &'static str {
@@ -264,6 +268,7 @@ impl Cf {
             Cf::Pushers => "pushers",
             Cf::PusherProgress => "pusher_progress",
             Cf::SlidingSync => "sliding_sync",
+            Cf::MembershipStream => "membership_stream",
         }
     }
 }
@@ -317,6 +322,7 @@ impl Store {
             }),
         };
         store.check_schema_version()?;
+        store.fill_membership_stream()?;
         Ok(store)
     }
 

@@ -479,7 +479,8 @@ impl Batch<'_> {
             Cf::UserRooms,
             &join(&[user_id.as_bytes(), room_id.as_bytes()]),
             record,
-        )
+        )?;
+        self.put_membership_change(user_id, room_id, record)
     }
 
     pub fn put_txn_event(&mut self, txn: TxnKey<'_>, event_id: &OwnedEventId) -> StoreResult<()> {

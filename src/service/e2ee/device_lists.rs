@@ -9,11 +9,7 @@ use serde_json::{Value, json};
 use super::lock;
 use crate::error::Result;
 use crate::service::Services;
-use crate::store::{Cf, DeviceListChange};
-
-/// The most event-stream positions scanned for membership changes in one window; an
-/// older token gets the key changes only (a client that far behind refetches anyway).
-const MEMBERSHIP_SCAN_LIMIT: u64 = 20_000;
+use crate::store::DeviceListChange;
 
 /// Whose device lists changed between two positions, as a client sees it.
 #[derive(Debug, Default)]
@@ -108,8 +104,10 @@ impl Services {
         }
         let shared = self.co_members(user_id)?;
         let mut maybe_left = BTreeSet::new();
-        if events_from < events_to && events_to - events_from <= MEMBERSHIP_SCAN_LIMIT {
-            for (room_id, target, membership) in self.membership_changes(events_from, events_to)? {
+        if events_from < events_to {
+            for change in self.store.membership_changes(events_from, events_to)? {
+                let (room_id, target, membership) =
+                    (change.room_id, change.user_id, change.membership);
                 let joined_now = self.room_members(&room_id)?.is_joined(user_id);
                 if target == user_id {
                     let members = self.room_members(&room_id)?;
@@ -144,50 +142,6 @@ impl Services {
             }
         }
         Ok(delta)
-    }
-
-    /// `(room, target, membership)` of the membership events in the event-stream window.
-    fn membership_changes(
-        &self,
-        after: u64,
-        upto: u64,
-    ) -> Result<Vec<(ruma::OwnedRoomId, OwnedUserId, String)>> {
-        let mut out = Vec::new();
-        for item in self
-            .store
-            .raw_iter_from(Cf::Stream, &(after + 1).to_be_bytes())
-        {
-            let (key, value) = item.map_err(crate::store::StoreError::from)?;
-            let Ok(position) = <[u8; 8]>::try_from(&key[..]).map(u64::from_be_bytes) else {
-                continue;
-            };
-            if position > upto {
-                break;
-            }
-            let Ok(event_id) = serde_json::from_slice::<String>(&value) else {
-                continue;
-            };
-            let Some(record) = self.store.event(&event_id)? else {
-                continue;
-            };
-            let pdu = &record.pdu;
-            if pdu.get("type").and_then(Value::as_str) != Some("m.room.member") {
-                continue;
-            }
-            let (Some(room_id), Some(target), Some(membership)) = (
-                pdu.get("room_id")
-                    .and_then(Value::as_str)
-                    .and_then(|r| ruma::RoomId::parse(r).ok()),
-                pdu.get("state_key")
-                    .and_then(Value::as_str)
-                    .and_then(|u| UserId::parse(u).ok()),
-                pdu.pointer("/content/membership").and_then(Value::as_str),
-            ) else {
-                continue;
-            };
-            out.push((room_id, target, membership.to_owned()));
-        }
-        Ok(out)
     }
 
     /// An `m.device_list_update` EDU from `origin` about one of its users: the user's

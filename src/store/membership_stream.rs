@@ -50,7 +50,9 @@ impl Store {
                 cf: Cf::MembershipStream.name(),
                 detail: detail.to_owned(),
             };
-            let (position, user) = key.split_at_checked(8).ok_or_else(|| corrupt("short key"))?;
+            let (position, user) = key
+                .split_at_checked(8)
+                .ok_or_else(|| corrupt("short key"))?;
             let position = u64::from_be_bytes(position.try_into().expect("8 bytes"));
             if position > upto {
                 break;
@@ -59,7 +61,8 @@ impl Store {
                 .ok()
                 .and_then(|u| OwnedUserId::try_from(u).ok())
                 .ok_or_else(|| corrupt("key does not end in a user ID"))?;
-            let entry: Entry = serde_json::from_slice(&value).map_err(|e| corrupt(&e.to_string()))?;
+            let entry: Entry =
+                serde_json::from_slice(&value).map_err(|e| corrupt(&e.to_string()))?;
             out.push(MembershipChange {
                 stream: position,
                 room_id: entry.room_id,
@@ -141,16 +144,29 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), false).unwrap();
         let mut batch = store.batch();
-        batch.put_user_room("@a:x", "!r:x", &record("join", 5)).unwrap();
-        batch.put_user_room("@b:x", "!r:x", &record("invite", 7)).unwrap();
-        batch.put_user_room("@a:x", "!s:x", &record("leave", 9)).unwrap();
+        batch
+            .put_user_room("@a:x", "!r:x", &record("join", 5))
+            .unwrap();
+        batch
+            .put_user_room("@b:x", "!r:x", &record("invite", 7))
+            .unwrap();
+        batch
+            .put_user_room("@a:x", "!s:x", &record("leave", 9))
+            .unwrap();
         store.write(batch).unwrap();
 
         let window: Vec<_> = store
             .membership_changes(5, 9)
             .unwrap()
             .into_iter()
-            .map(|c| (c.stream, c.user_id.to_string(), c.room_id.to_string(), c.membership))
+            .map(|c| {
+                (
+                    c.stream,
+                    c.user_id.to_string(),
+                    c.room_id.to_string(),
+                    c.membership,
+                )
+            })
             .collect();
         assert_eq!(
             window,
@@ -169,7 +185,9 @@ mod tests {
         {
             let store = Store::open(dir.path(), false).unwrap();
             let mut batch = store.batch();
-            batch.put_user_room("@a:x", "!r:x", &record("join", 3)).unwrap();
+            batch
+                .put_user_room("@a:x", "!r:x", &record("join", 3))
+                .unwrap();
             store.write(batch).unwrap();
             // As written before the stream existed: the room record only.
             let mut batch = store.batch();

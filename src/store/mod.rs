@@ -38,8 +38,8 @@ pub use directory::AliasRecord;
 pub use e2ee_keys::{DeviceListChange, FallbackKeyRecord};
 pub use federation::OutboxRecord;
 pub use key_backup::{BackedUpKey, BackupVersionRecord};
-pub use membership_stream::MembershipChange;
 pub use media::{ImageKind, MediaContent, MediaRecord, ThumbnailRecord, thumbnail_key};
+pub use membership_stream::MembershipChange;
 pub use notifications::{
     EventNotifications, NotificationCount, NotificationRecord, PusherRecord, pusher_key,
 };

@@ -302,6 +302,11 @@ impl HistoryReader<'_> {
             return Ok(allowed);
         }
         let services = self.services;
+        let key = (group, self.view.user_id.to_owned(), self.peeking);
+        if let Some(allowed) = services.rooms.visibility_cache.get(&key) {
+            self.allowed.insert(group, allowed);
+            return Ok(allowed);
+        }
         let entries = services.state_entries_at(
             group,
             &[
@@ -322,6 +327,7 @@ impl HistoryReader<'_> {
                     _ => true,
                 });
         self.allowed.insert(group, allowed);
+        services.rooms.visibility_cache.insert(key, allowed);
         Ok(allowed)
     }
 

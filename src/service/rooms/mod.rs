@@ -24,8 +24,9 @@ use ruma::{OwnedRoomId, OwnedUserId, RoomId};
 use crate::error::{Error, ErrorKind};
 use crate::event::EventError;
 use crate::service::Services;
+use crate::service::cache::Cache;
 use crate::service::positions::Positions;
-use crate::store::{Cf, Store, StoreResult};
+use crate::store::{Cf, StateGroupRecord, Store, StoreResult};
 
 pub use create::{CreateRoom, Preset};
 pub use format::ClientView;
@@ -35,6 +36,13 @@ pub use membership::MembershipChange;
 pub use receive::{PduError, Placement, Received};
 pub use state::StateIds;
 pub use timeline::{EventTemplate, TxnRef};
+
+/// State group records kept in memory (per generation, see [`Cache`]). Sync and sends
+/// read the groups of active rooms' current state and their delta chains (up to 32).
+const STATE_GROUP_CACHE: usize = 4096;
+
+/// `(group, user, peeking)` visibility answers kept in memory (per generation).
+const VISIBILITY_CACHE: usize = 16_384;
 
 /// Largest event, as the spec limits PDUs.
 pub const MAX_EVENT_BYTES: usize = 65_536;
@@ -47,6 +55,12 @@ pub struct Rooms {
     pub positions: Positions<EventWake>,
     pub members: MemberCache,
     state_groups: AtomicU64,
+    /// State group records, which never change once written (IDs are never reused).
+    pub(crate) state_group_cache: Cache<u64, Arc<StateGroupRecord>>,
+    /// Whether a user may see events in a state group (see `HistoryReader::allowed`):
+    /// `(group, user, peeking)`. It depends only on the group's history visibility and
+    /// the user's membership events, whose deciding fields survive redaction.
+    pub(crate) visibility_cache: Cache<(u64, OwnedUserId, bool), bool>,
     /// Held for a whole upgrade, which spans many appends to two rooms.
     pub upgrades: tokio::sync::Mutex<()>,
 }
@@ -60,6 +74,8 @@ impl Rooms {
             positions: Positions::new(store.last_u64_key(Cf::Stream)?),
             members: MemberCache::default(),
             state_groups: AtomicU64::new(store.last_u64_key(Cf::StateGroups)?),
+            state_group_cache: Cache::new(STATE_GROUP_CACHE),
+            visibility_cache: Cache::new(VISIBILITY_CACHE),
             upgrades: tokio::sync::Mutex::new(()),
         })
     }

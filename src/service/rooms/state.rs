@@ -1,6 +1,7 @@
 //! Room state: state groups (deltas with periodic full snapshots) and lookups.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use ruma::{OwnedEventId, RoomId, UserId};
 
@@ -21,17 +22,14 @@ impl Services {
         let mut chain = Vec::new();
         let mut next = Some(group).filter(|g| *g != 0);
         while let Some(id) = next {
-            let record = self
-                .store
-                .state_group(id)?
-                .ok_or_else(|| Error::internal(format!("state group {id} is missing")))?;
+            let record = self.state_group_record(id)?;
             next = record.prev;
             chain.push(record);
         }
         let mut state = StateIds::new();
         for record in chain.into_iter().rev() {
-            for (t, k, id) in record.delta {
-                state.insert((t, k), id);
+            for (t, k, id) in &record.delta {
+                state.insert((t.clone(), k.clone()), id.clone());
             }
         }
         Ok(state)
@@ -56,10 +54,7 @@ impl Services {
         while let Some(id) = next
             && missing > 0
         {
-            let record = self
-                .store
-                .state_group(id)?
-                .ok_or_else(|| Error::internal(format!("state group {id} is missing")))?;
+            let record = self.state_group_record(id)?;
             // Within one record a later entry replaces an earlier one, as in `state_ids_at`.
             for (t, k, event_id) in record.delta.iter().rev() {
                 if let Some(&i) = slots.get(&(t.as_str(), k.as_str()))
@@ -72,6 +67,16 @@ impl Services {
             next = record.prev;
         }
         Ok(found)
+    }
+
+    /// A stored state group's record, from memory when recently used.
+    fn state_group_record(&self, group: u64) -> Result<Arc<StateGroupRecord>> {
+        self.rooms.state_group_cache.get_or_load(group, || {
+            self.store
+                .state_group(group)?
+                .map(Arc::new)
+                .ok_or_else(|| Error::internal(format!("state group {group} is missing")))
+        })
     }
 
     /// Writes a new group: `prev` plus `changes`. Returns its ID.
@@ -89,10 +94,7 @@ impl Services {
                 delta: changes,
             },
             Some(prev_id) => {
-                let prev_record = self
-                    .store
-                    .state_group(prev_id)?
-                    .ok_or_else(|| Error::internal(format!("state group {prev_id} is missing")))?;
+                let prev_record = self.state_group_record(prev_id)?;
                 if prev_record.chain_len + 1 >= SNAPSHOT_EVERY {
                     let mut full = self.state_ids_at(prev_id)?;
                     for (t, k, e) in changes {

@@ -4,6 +4,7 @@
 //! dependencies point only that way.
 
 pub mod api;
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod event;

@@ -387,7 +387,7 @@ impl Services {
             .ok_or_else(|| Error::internal("room has no create event"))?;
         let power_levels =
             self.current_state_pdu(room_id, room.version, "m.room.power_levels", "")?;
-        let powers = RoomPowers::new(room.version, &create, power_levels.as_ref())?;
+        let powers = RoomPowers::new(room.version, &create, power_levels.as_deref())?;
         Ok(powers.can_send(user, CANONICAL_ALIAS, true))
     }
 

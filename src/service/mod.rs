@@ -2,7 +2,6 @@
 
 pub mod account_data;
 pub mod admin;
-pub mod cache;
 pub mod direct;
 pub mod directory;
 pub mod e2ee;

@@ -6,6 +6,7 @@ mod accounts;
 mod admin;
 mod directory;
 mod e2ee_keys;
+mod event_cache;
 mod federation;
 mod filters;
 mod key_backup;
@@ -36,6 +37,7 @@ pub use accounts::{AccessTokenRecord, DeviceRecord, RefreshTokenRecord, TokenHas
 pub use admin::{AuditRecord, BlockedRoomRecord, DeletedRoomRecord};
 pub use directory::AliasRecord;
 pub use e2ee_keys::{DeviceListChange, FallbackKeyRecord};
+pub use event_cache::CachedEvent;
 pub use federation::OutboxRecord;
 pub use key_backup::{BackedUpKey, BackupVersionRecord};
 pub use media::{ImageKind, MediaContent, MediaRecord, ThumbnailRecord, thumbnail_key};
@@ -283,6 +285,11 @@ struct Inner {
     write_options: WriteOptions,
     sync_writes: bool,
     path: PathBuf,
+    /// Recently read events (see [`event_cache`]).
+    events: event_cache::EventCache,
+    /// Counts written batches that stored events, so a read racing a rewrite is not
+    /// cached.
+    events_written: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
@@ -319,6 +326,8 @@ impl Store {
                 write_options,
                 sync_writes,
                 path: path.to_path_buf(),
+                events: event_cache::EventCache::new(event_cache::EVENT_CACHE),
+                events_written: std::sync::atomic::AtomicU64::new(0),
             }),
         };
         store.check_schema_version()?;
@@ -426,16 +435,14 @@ impl Store {
         Batch {
             store: self,
             inner: WriteBatch::default(),
+            events: Vec::new(),
         }
     }
 
     /// Applies the batch atomically; once this returns, the change is in the write-ahead log.
     pub fn write(&self, batch: Batch<'_>) -> StoreResult<()> {
-        let write = || {
-            self.inner
-                .db
-                .write_opt(batch.inner, &self.inner.write_options)
-        };
+        let Batch { inner, events, .. } = batch;
+        let write = || self.inner.db.write_opt(inner, &self.inner.write_options);
         // A synced write waits for the disk. On a runtime worker that would stall every
         // task queued behind it (sync wake-ups included), so the worker hands its queue
         // to another thread for the duration.
@@ -447,6 +454,7 @@ impl Store {
         } else {
             write()?;
         }
+        self.events_written(&events);
         Ok(())
     }
 
@@ -458,6 +466,7 @@ impl Store {
         let mut options = WriteOptions::default();
         options.set_sync(false);
         self.inner.db.write_opt(batch.inner, &options)?;
+        self.events_written(&batch.events);
         Ok(())
     }
 
@@ -492,6 +501,8 @@ impl Store {
 pub struct Batch<'a> {
     store: &'a Store,
     inner: WriteBatch,
+    /// Events this batch stores, whose cached copies go once it is written.
+    events: Vec<String>,
 }
 
 impl Batch<'_> {

@@ -405,6 +405,7 @@ impl Batch<'_> {
     }
 
     pub fn put_event(&mut self, event_id: &str, event: &EventRecord) -> StoreResult<()> {
+        self.events.push(event_id.to_owned());
         self.put_json(Cf::Events, event_id.as_bytes(), event)
     }
 

@@ -122,7 +122,7 @@ impl Services {
             None => None,
         };
         let create_ref = (!version.create_event_in_auth_events())
-            .then_some(create.as_ref())
+            .then_some(create.as_deref())
             .flatten();
         let mut rejected = HashSet::new();
         for id in topological_order(&events) {

@@ -9,6 +9,7 @@
 //! other servers.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use ruma::{EventId, OwnedEventId, RoomId, ServerName, UserId};
 use serde_json::{Map, Value, json};
@@ -88,7 +89,7 @@ impl Services {
         }
         let pdu = Pdu::from_json(probe, version)?;
         auth_check(version, &pdu, |t, k| {
-            auth_state.get(&(t.to_owned(), k.to_owned()))
+            auth_state.get(&(t.to_owned(), k.to_owned())).map(|p| &**p)
         })
         .map_err(|e| Error::forbidden(e.to_string()))?;
         Ok((version, template))
@@ -332,7 +333,7 @@ impl Services {
         event_type: &str,
         state_key: Option<&str>,
         content: Value,
-    ) -> Result<(Value, HashMap<StateKey, Pdu>)> {
+    ) -> Result<(Value, HashMap<StateKey, Arc<Pdu>>)> {
         let (auth_state, auth_events) =
             self.auth_state_for_new_event(room_id, room, event_type, sender, state_key, &content)?;
         let prev_events: Vec<&OwnedEventId> = room.extremities.iter().take(20).collect();

@@ -143,8 +143,9 @@ impl Services {
         let Some(event_id) = event_id else {
             return Ok(None);
         };
-        Ok(self.store.event(event_id.as_str())?.and_then(|e| {
-            e.pdu
+        Ok(self.store.event_shared(event_id.as_str())?.and_then(|e| {
+            e.record
+                .pdu
                 .get("content")?
                 .get(field)?
                 .as_str()

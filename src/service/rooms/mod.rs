@@ -21,10 +21,10 @@ use std::sync::{Arc, Mutex};
 
 use ruma::{OwnedRoomId, OwnedUserId, RoomId};
 
+use crate::cache::Cache;
 use crate::error::{Error, ErrorKind};
 use crate::event::EventError;
 use crate::service::Services;
-use crate::service::cache::Cache;
 use crate::service::positions::Positions;
 use crate::store::{Cf, StateGroupRecord, Store, StoreResult};
 

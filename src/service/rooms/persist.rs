@@ -533,7 +533,7 @@ impl Services {
             .as_ref()
             .and_then(|id| self.pdu(id.as_str(), version).transpose())
             .transpose()?;
-        Ok(RoomPowers::new(version, &create, power_levels.as_ref())?)
+        Ok(RoomPowers::new(version, &create, power_levels.as_deref())?)
     }
 
     /// Writes a group holding `new`, as a delta from `prev` (whose state is `old`) when

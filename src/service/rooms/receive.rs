@@ -14,6 +14,7 @@
 //! again and so that later events can name them.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use ruma::{OwnedEventId, RoomId};
 use serde_json::Value;
@@ -152,8 +153,8 @@ impl Services {
         // Its own auth events.
         let auth_events = self.stored_auth_events(&pdu, version)?;
         let create = self.pdu(room.create_event.as_str(), version)?;
-        let auth_refs: Vec<&Pdu> = auth_events.iter().collect();
-        if let Err(e) = check_event_auth(version, &pdu, &auth_refs, create.as_ref()) {
+        let auth_refs: Vec<&Pdu> = auth_events.iter().map(|p| &**p).collect();
+        if let Err(e) = check_event_auth(version, &pdu, &auth_refs, create.as_deref()) {
             let reason = format!("not authorised by its auth events: {e}");
             self.store_rejected(room_id, &pdu, json, placement)?;
             return Ok((event_id, Received::Rejected(reason)));
@@ -168,7 +169,7 @@ impl Services {
         let mut batch = self.store.batch();
         let before = self.auth_state_at(version, &pdu, state_before)?;
         if let Err(e) = auth_check(version, &pdu, |t, k| {
-            before.get(&(t.to_owned(), k.to_owned()))
+            before.get(&(t.to_owned(), k.to_owned())).map(|p| &**p)
         }) {
             let reason = format!("not authorised by the state before it: {e}");
             self.stage_unaccepted(
@@ -195,7 +196,7 @@ impl Services {
         if state_before != room.state_group {
             let current = self.auth_state_at(version, &pdu, room.state_group)?;
             if let Err(e) = auth_check(version, &pdu, |t, k| {
-                current.get(&(t.to_owned(), k.to_owned()))
+                current.get(&(t.to_owned(), k.to_owned())).map(|p| &**p)
             }) {
                 let reason = format!("not authorised by the room's current state: {e}");
                 self.stage_unaccepted(
@@ -256,7 +257,7 @@ impl Services {
         }
         let (pdu, json) = check_signatures(pdu, json, keys, version)?;
         let auth_events = self.stored_auth_events(&pdu, version)?;
-        let auth_refs: Vec<&Pdu> = auth_events.iter().collect();
+        let auth_refs: Vec<&Pdu> = auth_events.iter().map(|p| &**p).collect();
         let status = match check_event_auth(version, &pdu, &auth_refs, create) {
             Ok(()) => EventStatus::Outlier,
             Err(_) => EventStatus::Rejected,
@@ -298,7 +299,11 @@ impl Services {
     }
 
     /// The event's auth events, which must all be stored.
-    fn stored_auth_events(&self, pdu: &Pdu, version: RoomVersion) -> Result<Vec<Pdu>, PduError> {
+    fn stored_auth_events(
+        &self,
+        pdu: &Pdu,
+        version: RoomVersion,
+    ) -> Result<Vec<Arc<Pdu>>, PduError> {
         let mut auth_events = Vec::with_capacity(pdu.auth_events().len());
         let mut missing = Vec::new();
         for id in pdu.auth_events() {
@@ -357,7 +362,7 @@ impl Services {
         version: RoomVersion,
         pdu: &Pdu,
         group: u64,
-    ) -> Result<HashMap<StateKey, Pdu>, PduError> {
+    ) -> Result<HashMap<StateKey, Arc<Pdu>>, PduError> {
         let mut types = auth_types_for_pdu(version, pdu);
         types.push(("m.room.create".to_owned(), String::new()));
         let wanted: Vec<(&str, &str)> = types

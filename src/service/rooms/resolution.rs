@@ -2,6 +2,7 @@
 //! this loads what it needs.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use ruma::OwnedEventId;
 
@@ -32,9 +33,9 @@ impl Services {
             return Ok(unconflicted);
         }
         // Every event of the states and of their auth chains.
-        let mut events: HashMap<OwnedEventId, Pdu> = HashMap::new();
+        let mut events: HashMap<OwnedEventId, Arc<Pdu>> = HashMap::new();
         if let Some(pdu) = pending {
-            events.insert(pdu.event_id().to_owned(), pdu.clone());
+            events.insert(pdu.event_id().to_owned(), Arc::new(pdu.clone()));
         }
         let mut queue: Vec<OwnedEventId> = sets.iter().flat_map(|s| s.values().cloned()).collect();
         if let Some(pdu) = pending {
@@ -56,6 +57,8 @@ impl Services {
                 )));
             }
         }
-        Ok(crate::event::resolve(version, &sets, |id| events.get(id))?)
+        Ok(crate::event::resolve(version, &sets, |id| {
+            events.get(id).map(|p| &**p)
+        })?)
     }
 }

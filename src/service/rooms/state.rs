@@ -8,7 +8,7 @@ use ruma::{OwnedEventId, RoomId, UserId};
 use crate::error::{Error, Result};
 use crate::event::{Pdu, RoomVersion};
 use crate::service::Services;
-use crate::store::{Batch, EventStatus, StateGroupRecord};
+use crate::store::{Batch, StateGroupRecord};
 
 pub type StateIds = BTreeMap<(String, String), OwnedEventId>;
 
@@ -118,17 +118,12 @@ impl Services {
         Ok(id)
     }
 
-    /// A stored event as a validated PDU.
-    pub fn pdu(&self, event_id: &str, version: RoomVersion) -> Result<Option<Pdu>> {
-        match self.store.event(event_id)? {
+    /// A stored event as a validated PDU (marked rejected if the server rejected it, so
+    /// that it is never used as an auth event), shared with other readers.
+    pub fn pdu(&self, event_id: &str, version: RoomVersion) -> Result<Option<Arc<Pdu>>> {
+        match self.store.event_shared(event_id)? {
             None => Ok(None),
-            Some(record) => {
-                let rejected = record.status == EventStatus::Rejected;
-                let mut pdu = Pdu::from_json(record.pdu, version)?;
-                // A rejected event is never used as an auth event.
-                pdu.set_rejected(rejected);
-                Ok(Some(pdu))
-            }
+            Some(event) => Ok(Some(event.pdu(version)?)),
         }
     }
 
@@ -139,7 +134,7 @@ impl Services {
         version: RoomVersion,
         event_type: &str,
         state_key: &str,
-    ) -> Result<Option<Pdu>> {
+    ) -> Result<Option<Arc<Pdu>>> {
         match self
             .store
             .current_state_id(room_id.as_str(), event_type, state_key)?

@@ -2,6 +2,7 @@
 //! the event with every index it affects in one atomic write.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use ruma::{OwnedEventId, OwnedRoomId, RoomId, UserId};
 use serde_json::Value;
@@ -219,7 +220,9 @@ impl Services {
         // the same write, so the join never lands without it.
         let direct_partner = direct_inviter(
             &pdu,
-            auth_state.get(&("m.room.member".to_owned(), sender.to_string())),
+            auth_state
+                .get(&("m.room.member".to_owned(), sender.to_string()))
+                .map(|p| &**p),
         );
         let account_data_guard = direct_partner
             .as_ref()
@@ -304,7 +307,7 @@ impl Services {
         sender: &UserId,
         state_key: Option<&str>,
         content: &Value,
-    ) -> Result<(HashMap<StateKey, Pdu>, Vec<OwnedEventId>)> {
+    ) -> Result<(HashMap<StateKey, Arc<Pdu>>, Vec<OwnedEventId>)> {
         let version = room.version;
         let empty = serde_json::Map::new();
         let auth_types = auth_types_for_event(
@@ -314,7 +317,7 @@ impl Services {
             state_key,
             content.as_object().unwrap_or(&empty),
         );
-        let mut auth_state: HashMap<StateKey, Pdu> = HashMap::new();
+        let mut auth_state: HashMap<StateKey, Arc<Pdu>> = HashMap::new();
         for (t, k) in auth_types {
             if let Some(pdu) = self.current_state_pdu(room_id, version, &t, &k)? {
                 auth_state.insert((t, k), pdu);
@@ -343,7 +346,7 @@ impl Services {
         room: &RoomRecord,
         sender: &UserId,
         template: EventTemplate,
-    ) -> Result<(Pdu, Value, HashMap<StateKey, Pdu>)> {
+    ) -> Result<(Pdu, Value, HashMap<StateKey, Arc<Pdu>>)> {
         let version = room.version;
         let content = template.content;
         let (auth_state, auth_events) = self.auth_state_for_new_event(
@@ -383,7 +386,7 @@ impl Services {
         }
         let pdu = Pdu::from_json(json.clone(), version)?;
         auth_check(version, &pdu, |t, k| {
-            auth_state.get(&(t.to_owned(), k.to_owned()))
+            auth_state.get(&(t.to_owned(), k.to_owned())).map(|p| &**p)
         })?;
         Ok((pdu, json, auth_state))
     }
@@ -472,13 +475,15 @@ impl Services {
     }
 }
 
-fn powers_from(version: RoomVersion, state: &HashMap<StateKey, Pdu>) -> Result<RoomPowers> {
+fn powers_from(version: RoomVersion, state: &HashMap<StateKey, Arc<Pdu>>) -> Result<RoomPowers> {
     let create = state
         .get(&("m.room.create".to_owned(), String::new()))
         .ok_or_else(|| Error::internal("room has no create event"))?;
     Ok(RoomPowers::new(
         version,
         create,
-        state.get(&("m.room.power_levels".to_owned(), String::new())),
+        state
+            .get(&("m.room.power_levels".to_owned(), String::new()))
+            .map(|p| &**p),
     )?)
 }

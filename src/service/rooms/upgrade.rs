@@ -62,7 +62,7 @@ impl Services {
             .ok_or_else(|| Error::internal("room has no create event"))?;
         let power_levels =
             self.current_state_pdu(room_id, old_version, "m.room.power_levels", "")?;
-        let powers = RoomPowers::new(old_version, &create, power_levels.as_ref())?;
+        let powers = RoomPowers::new(old_version, &create, power_levels.as_deref())?;
         if !powers.can_send(user, TOMBSTONE, true) {
             return Err(Error::forbidden(format!(
                 "You cannot upgrade this room: sending {TOMBSTONE} needs power level {}, you have {}",

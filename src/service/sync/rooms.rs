@@ -260,9 +260,10 @@ impl Services {
             for (position, event_id) in page {
                 newest = position.saturating_sub(1);
                 budget = budget.saturating_sub(1);
-                let Some(record) = self.store.event(event_id.as_str())? else {
+                let Some(cached) = self.store.event_shared(event_id.as_str())? else {
                     continue;
                 };
+                let record = &cached.record;
                 let visible = match reader.as_mut() {
                     Some(reader) => reader.can_see(&record)?,
                     None => {

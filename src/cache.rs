@@ -63,6 +63,16 @@ impl<K: Hash + Eq, V: Clone> Cache<K, V> {
         generations.young.insert(key, value);
     }
 
+    /// Inserts unless `still_valid`, asked under the cache's lock, says the value has
+    /// gone stale since it was read: a writer that changes the source first marks the
+    /// change (so the check fails) and then removes the key (so an earlier insert goes).
+    pub fn insert_if(&self, key: K, value: V, still_valid: impl FnOnce() -> bool) {
+        let mut generations = self.lock();
+        if still_valid() {
+            self.insert_locked(&mut generations, key, value);
+        }
+    }
+
     pub fn remove<Q>(&self, key: &Q)
     where
         K: std::borrow::Borrow<Q>,

@@ -1,0 +1,133 @@
+//! Recently read events, decoded once and shared: a sync reads each new event once per
+//! member of its room, and a send reads the room's auth events (create, power levels,
+//! the sender's membership) every time.
+//!
+//! An entry is dropped when a batch that rewrites the event (a redaction, a status
+//! change) has been written, so readers never see an older version after the write
+//! returns.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+
+use super::{EventRecord, EventStatus, Store, StoreResult};
+use crate::cache::Cache;
+use crate::event::{Pdu, RoomVersion};
+
+/// Events kept per cache generation (the cache holds at most twice as many).
+pub(super) const EVENT_CACHE: usize = 4096;
+
+pub(super) type EventCache = Cache<String, Arc<CachedEvent>>;
+
+/// A stored event and, once asked for, its validated PDU.
+#[derive(Debug)]
+pub struct CachedEvent {
+    pub record: EventRecord,
+    pdu: OnceLock<(RoomVersion, Arc<Pdu>)>,
+}
+
+impl CachedEvent {
+    /// The event as a validated PDU of a room of `version`, marked rejected when the
+    /// server rejected it (so it is never used as an auth event).
+    pub fn pdu(&self, version: RoomVersion) -> crate::event::Result<Arc<Pdu>> {
+        if let Some((cached_version, pdu)) = self.pdu.get()
+            && *cached_version == version
+        {
+            return Ok(pdu.clone());
+        }
+        let mut pdu = Pdu::from_json(self.record.pdu.clone(), version)?;
+        pdu.set_rejected(self.record.status == EventStatus::Rejected);
+        let pdu = Arc::new(pdu);
+        // A room has one version, so the first one asked is the one that stays.
+        let _ = self.pdu.set((version, pdu.clone()));
+        Ok(pdu)
+    }
+}
+
+impl Store {
+    /// A stored event, shared with other readers; decoded from the store only when it
+    /// is not in memory.
+    pub fn event_shared(&self, event_id: &str) -> StoreResult<Option<Arc<CachedEvent>>> {
+        if let Some(event) = self.inner.events.get(event_id) {
+            return Ok(Some(event));
+        }
+        let seen = self.inner.events_written.load(Ordering::Acquire);
+        let Some(record) = self.event(event_id)? else {
+            return Ok(None);
+        };
+        let event = Arc::new(CachedEvent {
+            record,
+            pdu: OnceLock::new(),
+        });
+        // Not cached if an event was written meanwhile: it may have been this one.
+        self.inner
+            .events
+            .insert_if(event_id.to_owned(), event.clone(), || {
+                self.inner.events_written.load(Ordering::Acquire) == seen
+            });
+        Ok(Some(event))
+    }
+
+    /// Forgets the cached copies of the events a batch just written stored.
+    pub(super) fn events_written(&self, event_ids: &[String]) {
+        if event_ids.is_empty() {
+            return;
+        }
+        self.inner.events_written.fetch_add(1, Ordering::AcqRel);
+        for id in event_ids {
+            self.inner.events.remove(id.as_str());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(body: &str) -> EventRecord {
+        EventRecord {
+            room_id: ruma::OwnedRoomId::try_from("!r:x").unwrap(),
+            pdu: serde_json::json!({"type": "m.room.message", "content": {"body": body}}),
+            stream: 1,
+            state_before: 0,
+            state_after: 0,
+            txn: None,
+            redacted_because: None,
+            status: EventStatus::Accepted,
+            after_gap: false,
+        }
+    }
+
+    fn body(store: &Store) -> Option<serde_json::Value> {
+        store
+            .event_shared("$e")
+            .unwrap()
+            .map(|e| e.record.pdu["content"]["body"].clone())
+    }
+
+    #[test]
+    fn a_rewritten_event_is_read_anew_once_its_batch_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), false).unwrap();
+        assert_eq!(body(&store), None);
+        let mut batch = store.batch();
+        batch.put_event("$e", &record("first")).unwrap();
+        store.write(batch).unwrap();
+        assert_eq!(body(&store), Some("first".into()));
+        // Cached now: the same shared copy comes back.
+        let a = store.event_shared("$e").unwrap().unwrap();
+        let b = store.event_shared("$e").unwrap().unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+
+        let mut batch = store.batch();
+        batch.put_event("$e", &record("redacted")).unwrap();
+        // Not yet written: readers still see the stored version.
+        assert_eq!(body(&store), Some("first".into()));
+        store.write(batch).unwrap();
+        assert_eq!(body(&store), Some("redacted".into()));
+
+        let mut batch = store.batch();
+        batch.put_event("$e", &record("again")).unwrap();
+        store.write_unsynced(batch).unwrap();
+        assert_eq!(body(&store), Some("again".into()));
+    }
+}

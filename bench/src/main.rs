@@ -247,9 +247,10 @@ async fn single(args: Args, placement: Placement, load_before: Option<[f64; 3]>)
         base: server.url(""),
     };
     let (cpus_online, cpu_model, mem_total_mib) = Conditions::machine();
+    let (commit, date) = (report::commit(), report::utc_now());
     let conditions = |setup_secs: f64| Conditions {
-        commit: report::commit(),
-        date: report::utc_now(),
+        commit: commit.clone(),
+        date: date.clone(),
         cpus_online,
         cpu_model: cpu_model.clone(),
         mem_total_mib,

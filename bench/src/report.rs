@@ -397,6 +397,116 @@ mod tests {
     }
 
     #[test]
+    fn the_json_line_names_the_conditions_and_the_figures() {
+        use std::sync::Arc;
+
+        use crate::matrix::{Api, Client};
+        use crate::profile::Profile;
+        use crate::run::{CpuUse, Received, Run};
+        use crate::server::Memory;
+
+        let client = |room| Client {
+            user_id: format!("@u{room}:h"),
+            token: "t".into(),
+            room,
+        };
+        let setup = Setup {
+            api: Api {
+                http: reqwest::Client::new(),
+                base: String::new(),
+            },
+            server_pid: 1,
+            port: 1,
+            clients: Arc::new(vec![client(0), client(0)]),
+            room_ids: vec!["!r".into()],
+            members: vec![2],
+            memory: None,
+            profile: Profile::Element,
+            filters: vec!["0".into(), "0".into()],
+        };
+        let run = Run::new(0, vec![0]);
+        run.answered(0, true);
+        let mut received = Received::default();
+        received.deliveries.push((0, 3_000_000));
+        let cpu = CpuUse {
+            server: Duration::from_millis(500),
+            bench: Duration::from_millis(100),
+            wall: Duration::from_secs(1),
+        };
+        let memory = Memory {
+            peak_kib: 2048,
+            now_kib: 1024,
+        };
+        let summary = Summary::compute(
+            &run,
+            &[1_000_000],
+            &setup.clients,
+            &setup.members,
+            vec![received, Received::default()],
+            cpu,
+            Some(memory),
+        );
+        let conditions = Conditions {
+            commit: "abc1234".into(),
+            date: "2026-12-02T00:00:00Z".into(),
+            cpus_online: 2,
+            cpu_model: "CPU".into(),
+            mem_total_mib: Some(1024),
+            load_before: Some([0.1, 0.2, 0.3]),
+            pinned: true,
+            server_cpus: Some("0".into()),
+            bench_cpus: Some("1".into()),
+            profile: "element",
+            accounts: "jwt",
+            seed: Some(1),
+            clients: 2,
+            rooms: 1,
+            rate: 1.0,
+            duration: 1.0,
+            drain: 5.0,
+            messages: 1,
+            setup_secs: 0.5,
+        };
+        let line = json_line(&conditions, &setup, Transport::LongPoll, &summary);
+        for key in [
+            "commit",
+            "date",
+            "machine",
+            "load_before",
+            "pinned",
+            "profile",
+            "clients",
+            "rooms",
+            "rate",
+            "duration_s",
+            "lost",
+            "duplicated",
+            "limited",
+            "p50_ms",
+            "p99_ms",
+            "max_ms",
+            "events_per_s",
+            "server_cpu_pct",
+            "bench_cpu_pct",
+            "peak_rss_mib",
+            "rss_after_mib",
+            "setup_s",
+        ] {
+            assert!(line.get(key).is_some(), "no {key} in {line}");
+        }
+        assert_eq!(line["transport"], "long-poll");
+        assert_eq!(line["members_per_room"], 2);
+        assert_eq!(line["expected"], 2);
+        assert_eq!(line["received"], 1);
+        assert_eq!(line["lost"], 1);
+        assert_eq!(line["p50_ms"], 2.0);
+        assert_eq!(line["server_cpu_pct"], 50.0);
+        assert_eq!(line["peak_rss_mib"], 2.0);
+        assert_eq!(line["server_cpus"], "0");
+        assert_eq!(line["machine"]["cpus"], 2);
+    }
+
+    #[test]
     fn load_average_and_machine_are_read() {
         assert!(load_average().is_some());
         let (cpus, _, memory) = Conditions::machine();

@@ -15,7 +15,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::fed_summary::{FedSummary, print_report};
-use crate::matrix::{Api, Client};
+use crate::matrix::{Api, Client, FILTER};
+use crate::profile::Schedule;
 use crate::run::{Received, Run};
 use crate::server::{self, Options, Server};
 use crate::tls::TestCa;
@@ -385,6 +386,7 @@ async fn measure(args: &Args, nodes: &[Node; 2], messages: usize) -> Result<FedS
                 node.clients.clone(),
                 index,
                 since,
+                FILTER.to_owned(),
                 run.clone(),
                 stopped.clone(),
             )));
@@ -404,7 +406,8 @@ async fn measure(args: &Args, nodes: &[Node; 2], messages: usize) -> Result<FedS
         server::cpu_time(None)?,
     ];
     let started = Instant::now();
-    let sent_at = pace(&run, args.rate, |index, bench_id| {
+    let schedule = Schedule::fixed(args.rate, args.duration, 1);
+    let sent_at = pace(&run, &schedule.at, |index, bench_id| {
         let node = &nodes[side_of(index)];
         let client = &node.clients[client_of(index, n)];
         let api = node.api.clone();

@@ -1,12 +1,16 @@
-//! `hearth-bench`: starts a `hearth` server, registers many clients in a few rooms, sends
-//! messages at a fixed rate and measures how fast and how completely every member of
+//! `hearth-bench`: starts a `hearth` server, makes many clients in a few rooms, sends
+//! messages at a given rate and measures how fast and how completely every member of
 //! each room receives them, over long-poll `/sync` and over the sync WebSocket; or, with
 //! the `federation` subcommand, how fast messages cross from one server to another.
 //! `spec/performance.md` describes the method.
 
 mod fed_summary;
 mod federation;
+mod jwt;
 mod matrix;
+mod pin;
+mod profile;
+mod report;
 mod run;
 mod server;
 mod tls;
@@ -21,9 +25,14 @@ use clap::{Parser, Subcommand, ValueEnum};
 use futures_util::StreamExt;
 
 use matrix::{Api, Client};
-use run::Summary;
-use server::Server;
+use pin::Placement;
+use profile::Profile;
+use report::Conditions;
+use server::{Options, Server};
 use transport::{Load, Setup, Transport};
+
+/// The most members a room may have (`--members-per-room`).
+const MAX_MEMBERS_PER_ROOM: usize = 1_000;
 
 #[derive(Parser)]
 #[command(
@@ -43,7 +52,10 @@ struct Args {
     /// Number of rooms; client i joins room i mod ROOMS
     #[arg(long, default_value_t = 20)]
     rooms: usize,
-    /// Messages sent per second, in total, round-robin over the clients
+    /// Members in each room (at most 1000): makes ROOMS × N clients, instead of --clients
+    #[arg(long, value_name = "N", conflicts_with = "clients")]
+    members_per_room: Option<usize>,
+    /// Messages sent per second, in total
     #[arg(long, default_value_t = 500.0)]
     rate: f64,
     /// Seconds of sending per transport
@@ -55,6 +67,29 @@ struct Args {
     /// Which transport(s) to measure, one after the other on the same server
     #[arg(long, value_enum, default_value_t = TransportArg::Both)]
     transport: TransportArg,
+    /// The clients' behaviour: basic (inline filter, timeline limit 1000, messages evenly
+    /// spaced, round-robin over the clients) or element (each client uploads Element
+    /// Web's filter with lazy-loaded members and timeline limit 50 and syncs with its
+    /// ID; Poisson arrivals from random clients)
+    #[arg(long, value_enum, default_value_t = Profile::Basic)]
+    profile: Profile,
+    /// Seed of the element profile's arrivals: the same seed, the same schedule
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Server on the first CPU this process may use (CPU 0), the bench on the second
+    /// (CPU 1) [default when there are at least two]
+    #[arg(long, conflicts_with = "no_pin")]
+    pin: bool,
+    /// Leave the server and the bench free to use every CPU
+    #[arg(long)]
+    no_pin: bool,
+    /// How the accounts are made: jwt (JWT login that creates the account, no password
+    /// hash) or password (registration with a password, an argon2 hash each)
+    #[arg(long, value_enum, default_value_t = Accounts::Jwt)]
+    accounts: Accounts,
+    /// Also append each transport's JSON record (one object per line) to FILE
+    #[arg(long, value_name = "FILE")]
+    json_out: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -81,12 +116,74 @@ impl TransportArg {
     }
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
-    let mut args = Args::parse();
-    if let Some(Mode::Federation(federation)) = args.mode.take() {
-        return federation::main(federation).await;
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Accounts {
+    Jwt,
+    Password,
+}
+
+impl Accounts {
+    fn name(self) -> &'static str {
+        match self {
+            Accounts::Jwt => "jwt",
+            Accounts::Password => "password",
+        }
     }
+}
+
+fn main() -> Result<()> {
+    // Before anything of the bench's own runs.
+    let load_before = report::load_average();
+    let mut args = Args::parse();
+    raise_open_files_limit();
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("start the async runtime")
+    };
+    if let Some(Mode::Federation(federation)) = args.mode.take() {
+        return runtime()?.block_on(federation::main(federation));
+    }
+    if let Some(per_room) = args.members_per_room {
+        if !(1..=MAX_MEMBERS_PER_ROOM).contains(&per_room) {
+            bail!("--members-per-room must be 1 to {MAX_MEMBERS_PER_ROOM}");
+        }
+        args.clients = args.rooms * per_room;
+    }
+    let choice = match (args.pin, args.no_pin) {
+        (true, _) => Some(true),
+        (_, true) => Some(false),
+        _ => None,
+    };
+    let placement = Placement::choose(&pin::allowed_cpus()?, choice)?;
+    // Pinned before the runtime exists, so that every thread it starts inherits the CPU
+    // (and its worker count, from the CPUs available, is one).
+    if let Some(cpu) = placement.bench {
+        pin::pin_self(cpu)?;
+    }
+    runtime()?.block_on(single(args, placement, load_before))
+}
+
+/// Lets the bench (and the server, which inherits it) hold a socket per client: the soft
+/// limit on open files is often 1024, the hard one much higher.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+/// The single-server bench.
+async fn single(args: Args, placement: Placement, load_before: Option<[f64; 3]>) -> Result<()> {
     if args.rooms == 0 || args.clients < args.rooms {
         bail!("need at least one room and at least as many clients as rooms");
     }
@@ -97,8 +194,10 @@ async fn main() -> Result<()> {
     {
         bail!("--rate and --duration must be positive, --drain not negative");
     }
-    let messages = (args.rate * args.duration).round() as usize;
-    if messages == 0 {
+    let schedule = args
+        .profile
+        .schedule(args.rate, args.duration, args.clients, args.seed);
+    if schedule.len() == 0 {
         bail!("--rate × --duration is less than one message");
     }
     let hearth_bin = match args.hearth_bin.clone() {
@@ -111,13 +210,71 @@ async fn main() -> Result<()> {
         .tcp_nodelay(true)
         .timeout(Duration::from_secs(120))
         .build()?;
+    let jwt_secret = match args.accounts {
+        Accounts::Jwt => Some(jwt::new_secret().context("read /dev/urandom")?),
+        Accounts::Password => None,
+    };
+    let options = Options {
+        tls: None,
+        env: jwt_secret
+            .as_deref()
+            .map(jwt::server_env)
+            .unwrap_or_default(),
+        cpus: placement.server_cpus(),
+    };
     eprintln!("starting {}", hearth_bin.display());
-    let server = Server::start(&hearth_bin, &http).await?;
+    let server = Server::start_with(&hearth_bin, &http, &options).await?;
+    let (server_cpus, bench_cpus) = (
+        pin::cpus_allowed_list(Some(server.pid())),
+        pin::cpus_allowed_list(None),
+    );
+    let show = |cpus: &Option<String>| cpus.clone().unwrap_or_else(|| "?".to_owned());
+    if placement.pinned() {
+        eprintln!(
+            "pinned: server on CPU {}, bench on CPU {}",
+            show(&server_cpus),
+            show(&bench_cpus)
+        );
+    } else {
+        eprintln!(
+            "not pinned: server on CPUs {}, bench on CPUs {}",
+            show(&server_cpus),
+            show(&bench_cpus)
+        );
+    }
     let api = Api {
         http,
         base: server.url(""),
     };
-    let outcome = bench(&args, api, &server, messages).await;
+    let (cpus_online, cpu_model, mem_total_mib) = Conditions::machine();
+    let (commit, date) = (report::commit(), report::utc_now());
+    let conditions = |setup_secs: f64| Conditions {
+        commit: commit.clone(),
+        date: date.clone(),
+        cpus_online,
+        cpu_model: cpu_model.clone(),
+        mem_total_mib,
+        load_before,
+        pinned: placement.pinned(),
+        server_cpus: server_cpus.clone(),
+        bench_cpus: bench_cpus.clone(),
+        profile: args.profile.name(),
+        accounts: args.accounts.name(),
+        seed: (args.profile == Profile::Element).then_some(args.seed),
+        clients: args.clients,
+        rooms: args.rooms,
+        rate: args.rate,
+        duration: args.duration,
+        drain: args.drain,
+        messages: schedule.len(),
+        setup_secs,
+    };
+    let load = Load {
+        rate: args.rate,
+        schedule: schedule.clone(),
+        drain: Duration::from_secs_f64(args.drain),
+    };
+    let outcome = bench(&args, api, &server, jwt_secret.as_deref(), load, conditions).await;
     let log_tail = server.log_tail();
     let stopped = server.stop().await;
     let failed = outcome?;
@@ -132,15 +289,20 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
-/// Sets up users and rooms, measures each transport and prints the table. Returns
-/// whether a transport could not be measured.
-async fn bench(args: &Args, api: Api, server: &Server, messages: usize) -> Result<bool> {
-    let setup = set_up(args, api, server).await?;
-    let load = Load {
-        rate: args.rate,
-        messages,
-        drain: Duration::from_secs_f64(args.drain),
-    };
+/// Sets up users and rooms, measures each transport and prints the table and the JSON
+/// lines. Returns whether a transport could not be measured.
+async fn bench(
+    args: &Args,
+    api: Api,
+    server: &Server,
+    jwt_secret: Option<&str>,
+    load: Load,
+    conditions: impl Fn(f64) -> Conditions,
+) -> Result<bool> {
+    let started = Instant::now();
+    let setup = set_up(args, api, server, jwt_secret).await?;
+    let setup_secs = started.elapsed().as_secs_f64();
+    eprintln!("set up in {setup_secs:.1} s");
     let mut results = Vec::new();
     for (number, transport) in args.transport.transports().into_iter().enumerate() {
         // Bench IDs never repeat across runs, so a late delivery is not counted twice.
@@ -152,25 +314,53 @@ async fn bench(args: &Args, api: Api, server: &Server, messages: usize) -> Resul
         }
         results.push((transport, result));
     }
-    print_report(args, &setup, messages, &results);
+    let conditions = conditions(setup_secs);
+    report::print_table(&conditions, &setup, &results);
+    report::emit_json(&conditions, &setup, &results, args.json_out.as_deref())?;
     Ok(results.iter().any(|(_, r)| r.is_err()))
 }
 
-/// Registers the clients, creates the rooms and joins each client to its room.
-async fn set_up(args: &Args, api: Api, server: &Server) -> Result<Setup> {
+/// Makes the accounts, uploads their filters, creates the rooms and joins each client
+/// to its room.
+async fn set_up(args: &Args, api: Api, server: &Server, jwt_secret: Option<&str>) -> Result<Setup> {
     let started = Instant::now();
-    eprintln!("registering {} users", args.clients);
-    // Registration hashes a password (argon2): a few at a time is all two cores take.
-    let users: Vec<(String, String)> = futures_util::stream::iter(0..args.clients)
-        .map(|i| {
-            let api = &api;
-            async move { api.register(&format!("bench{i}")).await }
-        })
-        .buffered(4)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<_>>()?;
+    let users: Vec<(String, String)> = match jwt_secret {
+        Some(secret) => {
+            eprintln!("logging {} users in by JWT (creates them)", args.clients);
+            // No password hash: the server's work per account is a few writes.
+            futures_util::stream::iter(0..args.clients)
+                .map(|i| {
+                    let api = &api;
+                    let token = jwt::token(secret, &format!("bench{i}"));
+                    async move { api.login_jwt(&token).await }
+                })
+                .buffered(16)
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect::<Result<_>>()?
+        }
+        None => {
+            eprintln!("registering {} users", args.clients);
+            // Registration hashes a password (argon2): a few at a time is all two cores
+            // take.
+            futures_util::stream::iter(0..args.clients)
+                .map(|i| {
+                    let api = &api;
+                    async move { api.register(&format!("bench{i}")).await }
+                })
+                .buffered(4)
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect::<Result<_>>()?
+        }
+    };
+    eprintln!(
+        "{} accounts in {:.1} s",
+        users.len(),
+        started.elapsed().as_secs_f64()
+    );
     let clients: Vec<Client> = users
         .into_iter()
         .enumerate()
@@ -180,6 +370,26 @@ async fn set_up(args: &Args, api: Api, server: &Server) -> Result<Setup> {
             room: i % args.rooms,
         })
         .collect();
+
+    let filters: Vec<String> = match args.profile.uploaded_filter() {
+        Some(filter) => {
+            eprintln!("uploading each client's sync filter");
+            futures_util::stream::iter(&clients)
+                .map(|client| {
+                    let (api, filter) = (&api, &filter);
+                    async move {
+                        api.upload_filter(&client.token, &client.user_id, filter)
+                            .await
+                    }
+                })
+                .buffered(16)
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect::<Result<_>>()?
+        }
+        None => vec![args.profile.inline_filter().to_owned(); clients.len()],
+    };
 
     eprintln!("creating {} rooms", args.rooms);
     let room_ids: Vec<String> = futures_util::stream::iter(&clients[..args.rooms])
@@ -213,7 +423,6 @@ async fn set_up(args: &Args, api: Api, server: &Server) -> Result<Setup> {
     for client in &clients {
         members[client.room] += 1;
     }
-    eprintln!("set up in {:.1} s", started.elapsed().as_secs_f64());
     Ok(Setup {
         api,
         server_pid: server.pid(),
@@ -222,135 +431,7 @@ async fn set_up(args: &Args, api: Api, server: &Server) -> Result<Setup> {
         room_ids,
         members,
         memory: server::memory(server.pid()).ok(),
+        profile: args.profile,
+        filters,
     })
-}
-
-fn print_report(
-    args: &Args,
-    setup: &Setup,
-    messages: usize,
-    results: &[(Transport, Result<Summary>)],
-) {
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_owned());
-    let (fewest, most) = (
-        setup.members.iter().min().copied().unwrap_or(0),
-        setup.members.iter().max().copied().unwrap_or(0),
-    );
-    let members = if fewest == most {
-        format!("{most}")
-    } else {
-        format!("{fewest}-{most}")
-    };
-    println!();
-    println!(
-        "hearth-bench: {} clients in {} rooms ({members} members each), {} msg/s for {} s ({messages} messages per transport), drain {} s",
-        args.clients, args.rooms, args.rate, args.duration, args.drain
-    );
-    if let Some(memory) = &setup.memory {
-        println!(
-            "Server memory after set-up (registrations, rooms, joins): peak {:.1} MiB, now {:.1} MiB.",
-            memory.peak_kib as f64 / 1024.0,
-            memory.now_kib as f64 / 1024.0
-        );
-    }
-    println!(
-        "The bench and the server share this machine ({cpus} CPUs, {model}); the bench's own CPU use is in the table."
-    );
-    println!();
-
-    type Cell = fn(&Summary) -> String;
-    fn ms(value: Option<f64>) -> String {
-        value.map_or("-".to_owned(), |v| format!("{v:.2}"))
-    }
-    fn mib(kib: Option<u64>) -> String {
-        kib.map_or("-".to_owned(), |k| format!("{:.1}", k as f64 / 1024.0))
-    }
-    fn percent(used: Duration, wall: Duration) -> String {
-        format!("{:.0}", 100.0 * used.as_secs_f64() / wall.as_secs_f64())
-    }
-    let rows: Vec<(&str, Cell)> = vec![
-        ("messages sent", |s| s.sent.to_string()),
-        ("sends refused / unanswered", |s| {
-            format!("{} / {}", s.refused, s.unanswered)
-        }),
-        ("deliveries expected", |s| s.expected.to_string()),
-        ("deliveries received", |s| s.received.to_string()),
-        ("lost", |s| s.lost.to_string()),
-        ("duplicated", |s| s.duplicated.to_string()),
-        ("limited timelines", |s| s.limited.to_string()),
-        ("latency p50 (ms)", |s| ms(s.latency_ms(50.0))),
-        ("latency p99 (ms)", |s| ms(s.latency_ms(99.0))),
-        ("latency max (ms)", |s| ms(s.latency_ms(100.0))),
-        ("delivered events/s", |s| {
-            format!("{:.0}", s.deliveries_per_second)
-        }),
-        ("server CPU while sending (%)", |s| {
-            percent(s.cpu.server, s.cpu.wall)
-        }),
-        ("bench CPU while sending (%)", |s| {
-            percent(s.cpu.bench, s.cpu.wall)
-        }),
-        ("server peak RSS (MiB)", |s| {
-            mib(s.memory.as_ref().map(|m| m.peak_kib))
-        }),
-        ("server RSS after run (MiB)", |s| {
-            mib(s.memory.as_ref().map(|m| m.now_kib))
-        }),
-        ("errors", |s| s.errors.to_string()),
-    ];
-    let label_width = 30;
-    let column_width = 14;
-    print!("{:label_width$}", "");
-    for (transport, _) in results {
-        print!("{:>column_width$}", transport.name());
-    }
-    println!();
-    for (label, cell) in rows {
-        print!("{label:label_width$}");
-        for (_, result) in results {
-            let text = match result {
-                Ok(summary) => cell(summary),
-                Err(_) => "failed".to_owned(),
-            };
-            print!("{text:>column_width$}");
-        }
-        println!();
-    }
-    println!();
-    println!(
-        "Latency: from just before a message is sent to its arrival at each member of the room\n\
-         (sender included). CPU: user+system time over wall time of the sending period, 100% =\n\
-         one core. Peak RSS is VmHWM, the server's peak since it started (set-up included), read\n\
-         after each run; RSS after run is VmRSS at the same moment."
-    );
-    for (transport, result) in results {
-        match result {
-            Ok(summary) => {
-                let unusual = [
-                    (
-                        "deliveries to non-members or of refused sends",
-                        summary.unexpected,
-                    ),
-                    ("deliveries of messages from an earlier run", summary.stale),
-                ];
-                for (what, count) in unusual {
-                    if count > 0 {
-                        println!("{}: {count} {what}", transport.name());
-                    }
-                }
-                for sample in &summary.error_samples {
-                    println!("{} error: {sample}", transport.name());
-                }
-            }
-            Err(error) => println!("{} failed: {error:#}", transport.name()),
-        }
-    }
 }

@@ -11,8 +11,9 @@ use serde_json::{Value, json};
 pub const BENCH_ID_KEY: &str = "org.hearth.bench.id";
 
 /// Filter for the first sync of each client: only its position matters, so one timeline
-/// event per room keeps it cheap however many messages earlier runs left behind.
-pub const INITIAL_FILTER: &str = r#"{"presence":{"not_types":["*"]},"account_data":{"not_types":["*"]},"room":{"timeline":{"limit":1},"account_data":{"not_types":["*"]}}}"#;
+/// event per room keeps it cheap however many messages earlier runs left behind, and
+/// lazy-loaded members keep it so however many members a room has.
+pub const INITIAL_FILTER: &str = r#"{"presence":{"not_types":["*"]},"account_data":{"not_types":["*"]},"room":{"timeline":{"limit":1},"state":{"lazy_load_members":true},"account_data":{"not_types":["*"]}}}"#;
 
 /// Filter for the measured syncs: a timeline window large enough that a healthy server
 /// never needs to answer `limited`, and no presence or account data.
@@ -150,6 +151,51 @@ impl Api {
         Ok((field("user_id")?, field("access_token")?))
     }
 
+    /// Logs in with `m.login.jwt` (creating the account on the first login, see
+    /// `jwt.rs`); returns (user ID, token).
+    pub async fn login_jwt(&self, jwt: &str) -> Result<(String, String)> {
+        let body = self
+            .call(
+                reqwest::Method::POST,
+                "/_matrix/client/v3/login",
+                None,
+                &json!({
+                    "type": "org.matrix.login.jwt",
+                    "token": jwt,
+                    "initial_device_display_name": "hearth-bench",
+                }),
+            )
+            .await?;
+        let field = |name: &str| {
+            body[name]
+                .as_str()
+                .map(str::to_owned)
+                .with_context(|| format!("login answered without {name}: {body}"))
+        };
+        Ok((field("user_id")?, field("access_token")?))
+    }
+
+    /// `POST /user/{userId}/filter`; returns the filter ID.
+    pub async fn upload_filter(
+        &self,
+        token: &str,
+        user_id: &str,
+        filter: &Value,
+    ) -> Result<String> {
+        let body = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/_matrix/client/v3/user/{}/filter", encode(user_id)),
+                Some(token),
+                filter,
+            )
+            .await?;
+        body["filter_id"]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("filter upload answered without filter_id: {body}"))
+    }
+
     pub async fn create_room(&self, token: &str, name: &str) -> Result<String> {
         let body = self
             .call(
@@ -220,10 +266,15 @@ impl Api {
 
     /// One sync without `since`, for a starting position.
     pub async fn initial_sync(&self, token: &str) -> Result<String> {
+        self.initial_sync_with(token, INITIAL_FILTER).await
+    }
+
+    /// One sync without `since` with `filter` (an ID or inline JSON).
+    pub async fn initial_sync_with(&self, token: &str, filter: &str) -> Result<String> {
         let response = self
             .http
             .get(format!("{}/_matrix/client/v3/sync", self.base))
-            .query(&[("filter", INITIAL_FILTER), ("timeout", "0")])
+            .query(&[("filter", filter), ("timeout", "0")])
             .bearer_auth(token)
             .send()
             .await
@@ -241,6 +292,18 @@ impl Api {
 
     /// `PUT /rooms/{room}/send/m.room.message/{txn}`; returns the event ID.
     pub async fn send_message(&self, token: &str, room_id: &str, id: u64) -> Result<String> {
+        self.send_content(token, room_id, id, &message_content(id))
+            .await
+    }
+
+    /// As [`Api::send_message`], with the given content (which carries bench ID `id`).
+    pub async fn send_content(
+        &self,
+        token: &str,
+        room_id: &str,
+        id: u64,
+        content: &Value,
+    ) -> Result<String> {
         let body = self
             .call(
                 reqwest::Method::PUT,
@@ -249,7 +312,7 @@ impl Api {
                     encode(room_id)
                 ),
                 Some(token),
-                &message_content(id),
+                content,
             )
             .await?;
         body["event_id"]

@@ -31,12 +31,8 @@ pub struct Options {
 }
 
 impl Server {
-    /// Starts `bin` and waits until `/_matrix/client/versions` answers.
-    pub async fn start(bin: &Path, http: &reqwest::Client) -> Result<Self> {
-        Self::start_with(bin, http, &Options::default()).await
-    }
-
-    /// As [`Server::start`], with `options`; `http` must trust the certificate, if any.
+    /// Starts `bin` with `options` and waits until `/_matrix/client/versions` answers;
+    /// `http` must trust the certificate, if any.
     pub async fn start_with(bin: &Path, http: &reqwest::Client, options: &Options) -> Result<Self> {
         let dir = tempfile::tempdir().context("create a temporary data directory")?;
         let port = free_port()?;

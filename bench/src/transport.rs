@@ -12,7 +12,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::matrix::{Api, Client, FILTER, SyncBody, message_content};
+use crate::matrix::{Api, Client, INITIAL_FILTER, SyncBody};
+use crate::profile::{Profile, Schedule};
 use crate::run::{CpuUse, Received, Run, Summary};
 use crate::server;
 
@@ -42,11 +43,15 @@ pub struct Setup {
     pub members: Vec<usize>,
     /// The server's memory once set up, before any sync.
     pub memory: Option<server::Memory>,
+    pub profile: Profile,
+    /// Each client's `filter` for its measured syncs: the ID of the filter it uploaded,
+    /// or the profile's inline filter.
+    pub filters: Vec<String>,
 }
 
 pub struct Load {
     pub rate: f64,
-    pub messages: usize,
+    pub schedule: Schedule,
     pub drain: Duration,
 }
 
@@ -64,8 +69,11 @@ pub async fn measure(
     let clients = &setup.clients;
     eprintln!("[{}] initial sync of each client", transport.name());
     let since = setup.initial_syncs().await?;
-    let rooms = (0..load.messages)
-        .map(|i| clients[i % clients.len()].room as u32)
+    let schedule = &load.schedule;
+    let rooms = schedule
+        .sender
+        .iter()
+        .map(|&sender| clients[sender].room as u32)
         .collect();
     let run = Arc::new(Run::new(first_id, rooms));
     let (stop, stopped) = watch::channel(false);
@@ -85,6 +93,7 @@ pub async fn measure(
                     setup.clients.clone(),
                     index,
                     since,
+                    setup.filters[index].clone(),
                     run.clone(),
                     stopped.clone(),
                 )));
@@ -92,7 +101,7 @@ pub async fn measure(
         }
         Transport::WebSocket => {
             let mut ready = Vec::with_capacity(clients.len());
-            for (client, since) in clients.iter().zip(since) {
+            for ((client, since), filter) in clients.iter().zip(since).zip(&setup.filters) {
                 let url = reqwest::Url::parse_with_params(
                     &format!(
                         "ws://127.0.0.1:{}/_matrix/client/unstable/org.hearth.sync/ws",
@@ -101,7 +110,7 @@ pub async fn measure(
                     &[
                         ("access_token", client.token.as_str()),
                         ("since", since.as_str()),
-                        ("filter", FILTER),
+                        ("filter", filter.as_str()),
                     ],
                 )?;
                 let (out_tx, out_rx) = mpsc::unbounded_channel();
@@ -135,17 +144,23 @@ pub async fn measure(
     }
 
     eprintln!(
-        "[{}] sending {} messages at {} msg/s",
+        "[{}] sending {} messages at {} msg/s ({} arrivals)",
         transport.name(),
-        load.messages,
-        load.rate
+        schedule.len(),
+        load.rate,
+        match setup.profile {
+            Profile::Basic => "evenly spaced",
+            Profile::Element => "Poisson",
+        }
     );
     let server_cpu = server::cpu_time(Some(setup.server_pid))?;
     let bench_cpu = server::cpu_time(None)?;
     let started = Instant::now();
-    let sent_at = pace(&run, load.rate, |index, bench_id| {
-        let client = &clients[index % clients.len()];
+    let sent_at = pace(&run, &schedule.at, |index, bench_id| {
+        let sender = schedule.sender[index];
+        let client = &clients[sender];
         let room_id = &setup.room_ids[client.room];
+        let content = setup.profile.message_content(bench_id);
         match transport {
             Transport::LongPoll => {
                 let api = setup.api.clone();
@@ -153,7 +168,7 @@ pub async fn measure(
                 let room_id = room_id.clone();
                 let run = run.clone();
                 tokio::spawn(async move {
-                    let result = api.send_message(&token, &room_id, bench_id).await;
+                    let result = api.send_content(&token, &room_id, bench_id, &content).await;
                     if let Err(error) = &result {
                         run.error(format!("send: {error:#}"));
                     }
@@ -167,12 +182,9 @@ pub async fn measure(
                     "room_id": room_id,
                     "event_type": "m.room.message",
                     "txn_id": format!("b{bench_id}"),
-                    "content": message_content(bench_id),
+                    "content": content,
                 });
-                if sockets[index % clients.len()]
-                    .send(frame.to_string())
-                    .is_err()
-                {
+                if sockets[sender].send(frame.to_string()).is_err() {
                     run.error(format!("send: socket of {} is closed", client.user_id));
                     run.answered(index, false);
                 }
@@ -209,11 +221,17 @@ pub async fn measure(
 
 impl Setup {
     /// One sync without `since` per client, a few at a time; returns their `next_batch`.
+    /// With an uploaded filter the first sync uses it, as the client it mimics does;
+    /// otherwise a cheap one that only fetches the position.
     async fn initial_syncs(&self) -> Result<Vec<String>> {
-        futures_util::stream::iter(self.clients.iter())
-            .map(|client| async move {
+        futures_util::stream::iter(self.clients.iter().zip(&self.filters))
+            .map(|(client, filter)| async move {
+                let filter = match self.profile.uploaded_filter() {
+                    Some(_) => filter.as_str(),
+                    None => INITIAL_FILTER,
+                };
                 self.api
-                    .initial_sync(&client.token)
+                    .initial_sync_with(&client.token, filter)
                     .await
                     .with_context(|| format!("for {}", client.user_id))
             })
@@ -225,27 +243,28 @@ impl Setup {
     }
 }
 
-/// Calls `send(index, bench_id)` for each message of the run at `rate` per second and
-/// returns when each was sent (the moment just before `send`, on the run's clock).
-/// The schedule is fixed in advance, so a slow server does not slow the sending.
-pub async fn pace(run: &Run, rate: f64, mut send: impl FnMut(usize, u64)) -> Vec<u64> {
+/// Calls `send(index, bench_id)` for each message of the run at its time in `at` (from
+/// the start of sending) and returns when each was sent (the moment just before `send`,
+/// on the run's clock). The schedule is fixed in advance, so a slow server does not slow
+/// the sending.
+pub async fn pace(run: &Run, at: &[Duration], mut send: impl FnMut(usize, u64)) -> Vec<u64> {
     let start = tokio::time::Instant::now();
     let mut sent_at = Vec::with_capacity(run.len());
-    for index in 0..run.len() {
-        let due = start + Duration::from_secs_f64(index as f64 / rate);
-        tokio::time::sleep_until(due).await;
+    for (index, &offset) in at.iter().enumerate().take(run.len()) {
+        tokio::time::sleep_until(start + offset).await;
         sent_at.push(run.now());
         send(index, run.first_id + index as u64);
     }
     sent_at
 }
 
-/// A long-poll client: `/sync?since=..&timeout=30000` in a loop until `stop`.
+/// A long-poll client: `/sync?since=..&timeout=30000&filter=..` in a loop until `stop`.
 pub async fn long_poll(
     api: Api,
     clients: Arc<Vec<Client>>,
     index: usize,
     mut since: String,
+    filter: String,
     run: Arc<Run>,
     mut stop: watch::Receiver<bool>,
 ) -> Received {
@@ -259,7 +278,7 @@ pub async fn long_poll(
             .query(&[
                 ("since", since.as_str()),
                 ("timeout", "30000"),
-                ("filter", FILTER),
+                ("filter", filter.as_str()),
             ])
             .bearer_auth(&client.token)
             .send();

@@ -6,6 +6,7 @@ mod accounts;
 mod admin;
 mod directory;
 mod e2ee_keys;
+mod fanout;
 mod federation;
 mod filters;
 mod key_backup;
@@ -35,6 +36,7 @@ pub use accounts::{AccessTokenRecord, DeviceRecord, RefreshTokenRecord, TokenHas
 pub use admin::{AuditRecord, BlockedRoomRecord, DeletedRoomRecord};
 pub use directory::AliasRecord;
 pub use e2ee_keys::{DeviceListChange, FallbackKeyRecord};
+pub use fanout::{FanoutIntent, FanoutKind, FanoutRecord};
 pub use federation::OutboxRecord;
 pub use key_backup::{BackedUpKey, BackupVersionRecord};
 pub use media::{ImageKind, MediaContent, MediaRecord, ThumbnailRecord, thumbnail_key};
@@ -142,10 +144,11 @@ pub enum Cf {
     Pushers,
     PusherProgress,
     SlidingSync,
+    FanoutIntents,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 57] = [
+    pub const ALL: [Cf; 58] = [
         Cf::Meta,
         Cf::Users,
         Cf::Devices,
@@ -203,6 +206,7 @@ impl Cf {
         Cf::Pushers,
         Cf::PusherProgress,
         Cf::SlidingSync,
+        Cf::FanoutIntents,
     ];
 
     pub fn name(self) -> &'static str {
@@ -264,6 +268,7 @@ impl Cf {
             Cf::Pushers => "pushers",
             Cf::PusherProgress => "pusher_progress",
             Cf::SlidingSync => "sliding_sync",
+            Cf::FanoutIntents => "fanout_intents",
         }
     }
 }

@@ -185,9 +185,10 @@ mod tests {
                 (FanoutKind::MemberProfile, 300),
             ]
         );
+        // Key order: "@a:xy" sorts before "@a:x" 0xFF; each subject is listed once.
         assert_eq!(
             store.fanout_subjects().unwrap(),
-            (vec!["@a:x".to_owned(), "@a:xy".to_owned()], 300)
+            (vec!["@a:xy".to_owned(), "@a:x".to_owned()], 300)
         );
         let mut batch = store.batch();
         batch.delete_fanout_intent("@a:x", FanoutKind::MemberProfile, 2);

@@ -253,6 +253,115 @@ impl Fanout {
 mod tests {
     use super::*;
 
+    type Calls = Arc<Mutex<Vec<(String, FanoutKind)>>>;
+
+    fn recording(calls: &Calls) -> Executor {
+        let calls = calls.clone();
+        Arc::new(move |subject, kind| {
+            lock(&calls).push((subject, kind));
+            Box::pin(async { Ok(()) })
+        })
+    }
+
+    #[tokio::test]
+    async fn intents_left_over_are_resumed_and_the_latest_covers_the_earlier() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), false).unwrap();
+        let (_shutdown, stopped) = watch::channel(false);
+        // Written before a crash: two profile changes and a deactivation.
+        let before = Fanout::new(store.clone(), stopped.clone()).unwrap();
+        let mut batch = store.batch();
+        let first = before
+            .stage(&mut batch, "@a:x", FanoutKind::MemberProfile)
+            .unwrap();
+        let second = before
+            .stage(&mut batch, "@a:x", FanoutKind::MemberProfile)
+            .unwrap();
+        before
+            .stage(&mut batch, "@b:x", FanoutKind::LeaveRooms)
+            .unwrap();
+        store.write(batch).unwrap();
+        assert!(second > first);
+
+        let fanout = Fanout::new(store.clone(), stopped).unwrap();
+        // Before the workers start, nothing waits on them.
+        fanout
+            .finished("@a:x", FanoutKind::MemberProfile, second)
+            .await
+            .unwrap();
+        let calls = Calls::default();
+        fanout.resume(recording(&calls)).unwrap();
+        fanout
+            .finished("@a:x", FanoutKind::MemberProfile, second)
+            .await
+            .unwrap();
+        fanout
+            .finished("@b:x", FanoutKind::LeaveRooms, second + 1)
+            .await
+            .unwrap();
+        let mut done = lock(&calls).clone();
+        done.sort();
+        // One pass for both profile changes.
+        assert_eq!(
+            done,
+            [
+                ("@a:x".to_owned(), FanoutKind::MemberProfile),
+                ("@b:x".to_owned(), FanoutKind::LeaveRooms),
+            ]
+        );
+        assert_eq!(store.fanout_subjects().unwrap(), (vec![], 0));
+
+        // New intents continue above the generations left over.
+        let mut batch = store.batch();
+        let third = fanout
+            .stage(&mut batch, "@a:x", FanoutKind::MemberProfile)
+            .unwrap();
+        store.write(batch).unwrap();
+        assert!(third > second + 1);
+        fanout.wake("@a:x");
+        fanout
+            .finished("@a:x", FanoutKind::MemberProfile, third)
+            .await
+            .unwrap();
+        assert_eq!(lock(&calls).len(), 3);
+        assert!(store.fanout_intents("@a:x").unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failed_pass_keeps_the_intent_until_one_succeeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), false).unwrap();
+        let (_shutdown, stopped) = watch::channel(false);
+        let fanout = Fanout::new(store.clone(), stopped).unwrap();
+        let attempts = Arc::new(AtomicU64::new(0));
+        let executor: Executor = {
+            let attempts = attempts.clone();
+            Arc::new(move |_, _| {
+                let attempt = attempts.fetch_add(1, Ordering::SeqCst);
+                Box::pin(async move {
+                    if attempt == 0 {
+                        Err(crate::error::Error::internal("the first pass fails"))
+                    } else {
+                        Ok(())
+                    }
+                })
+            })
+        };
+        fanout.resume(executor).unwrap();
+        let mut batch = store.batch();
+        let generation = fanout
+            .stage(&mut batch, "@a:x", FanoutKind::MemberProfile)
+            .unwrap();
+        store.write(batch).unwrap();
+        fanout.wake("@a:x");
+        fanout
+            .finished("@a:x", FanoutKind::MemberProfile, generation)
+            .await
+            .unwrap();
+        assert_eq!(attempts.load(Ordering::SeqCst), 2);
+        assert!(store.fanout_intents("@a:x").unwrap().is_empty());
+    }
+
     #[test]
     fn retries_back_off_up_to_a_minute() {
         assert_eq!(backoff(1), Duration::from_secs(1));

@@ -2,8 +2,8 @@
 //! deactivation) are carried out from a durable intent: killed part-way with `SIGKILL`,
 //! the server finishes them after a restart, with no duplicate member events.
 //!
-//! `HEARTH_CRASH_ROUNDS=<n>` runs the kill test for `n` rounds instead of the short
-//! form's 12.
+//! `FANOUT_CRASH_ROUNDS=<n>` runs the kill test for `n` rounds instead of the short form's
+//! 12 (not `HEARTH_*`: the server would read that as one of its settings).
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -184,7 +184,7 @@ fn two_rapid_profile_changes_end_with_the_last_one_everywhere() {
 
 #[test]
 fn profile_changes_killed_at_random_moments_reach_every_room_after_a_restart() {
-    let rounds: usize = std::env::var("HEARTH_CRASH_ROUNDS")
+    let rounds: usize = std::env::var("FANOUT_CRASH_ROUNDS")
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(12);

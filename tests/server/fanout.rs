@@ -281,59 +281,70 @@ fn profile_changes_killed_at_random_moments_reach_every_room_after_a_restart() {
 fn deactivation_killed_part_way_leaves_every_room_after_a_restart() {
     let mut server = admin_support::start();
     let root = admin(&server, "root");
-    let (bob, rooms) = {
-        let bob = user(&server, "bob");
-        let rooms: Vec<String> = (0..8)
-            .map(|_| create_room(&server, &root, json!({ "preset": "public_chat" })))
-            .collect();
+    let rooms: Vec<String> = (0..8)
+        .map(|_| create_room(&server, &root, json!({ "preset": "public_chat" })))
+        .collect();
+    let mut outcomes = Vec::new();
+    for round in 0..5 {
+        let victim = user(&server, &format!("victim{round}"));
         for room in &rooms {
-            join(&server, &bob, room);
+            join(&server, &victim, room);
         }
-        (bob, rooms)
-    };
-    let deactivation = {
-        let client = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap();
-        let url = server.url(&format!("/_synapse/admin/v1/deactivate/{}", enc(&bob.id)));
-        let token = root.token.clone();
-        std::thread::spawn(move || {
-            client
-                .post(url)
-                .bearer_auth(token)
-                .json(&json!({}))
-                .send()
-                .map(|r| r.status().as_u16())
-        })
-    };
-    std::thread::sleep(Duration::from_millis(random_below(150)));
-    server.kill_9();
-    let answered = deactivation.join().unwrap();
-    server.restart();
-    let (status, shown) = server.get(
-        &format!("/_synapse/admin/v2/users/{}", enc(&bob.id)),
-        Some(&root.token),
-    );
-    assert_eq!(status, 200, "{shown}");
-    if shown["deactivated"] != true {
-        // Killed before the deactivation was written: nothing happened, as no answer said.
-        assert!(answered.is_err(), "{answered:?}");
-        return;
-    }
-    let started = Instant::now();
-    loop {
-        let joined: Vec<Option<String>> = rooms
-            .iter()
-            .map(|room| membership_of(&server, &root, room, &bob.id))
-            .collect();
-        if joined.iter().all(|m| m.as_deref() == Some("leave")) {
-            break;
-        }
-        assert!(
-            started.elapsed() < CATCH_UP,
-            "bob still in rooms: {joined:?}"
+        let deactivation = {
+            let client = reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap();
+            let url = server.url(&format!(
+                "/_synapse/admin/v1/deactivate/{}",
+                enc(&victim.id)
+            ));
+            let token = root.token.clone();
+            std::thread::spawn(move || {
+                client
+                    .post(url)
+                    .bearer_auth(token)
+                    .json(&json!({}))
+                    .send()
+                    .map(|r| r.status().as_u16())
+            })
+        };
+        std::thread::sleep(Duration::from_millis(random_below(15)));
+        server.kill_9();
+        let answered = deactivation.join().unwrap();
+        server.restart();
+        let (status, shown) = server.get(
+            &format!("/_synapse/admin/v2/users/{}", enc(&victim.id)),
+            Some(&root.token),
         );
-        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(status, 200, "{shown}");
+        let deactivated = shown["deactivated"] == true;
+        outcomes.push(match (&answered, deactivated) {
+            (Ok(_), _) => "answered before the kill",
+            (Err(_), true) => "killed after the deactivation was written",
+            (Err(_), false) => "killed before the deactivation was written",
+        });
+        if !deactivated {
+            // Nothing happened, and no answer said otherwise.
+            assert!(answered.is_err(), "{answered:?}");
+            continue;
+        }
+        let started = Instant::now();
+        loop {
+            let memberships: Vec<Option<String>> = rooms
+                .iter()
+                .map(|room| membership_of(&server, &root, room, &victim.id))
+                .collect();
+            if memberships.iter().all(|m| m.as_deref() == Some("leave")) {
+                break;
+            }
+            assert!(
+                started.elapsed() < CATCH_UP,
+                "{} still in rooms: {memberships:?}",
+                victim.id
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
+    println!("deactivations: {outcomes:?}");
 }

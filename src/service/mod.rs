@@ -5,6 +5,7 @@ pub mod admin;
 pub mod direct;
 pub mod directory;
 pub mod e2ee;
+pub mod fanout;
 pub mod federation;
 pub mod filter;
 pub mod gifs;
@@ -79,6 +80,8 @@ pub struct Services {
     pub media: media::Media,
     pub gifs: gifs::Gifs,
     pub profile_locks: profile::ProfileLocks,
+    /// Changes that reach many rooms, carried out from a durable intent.
+    pub fanout: Arc<fanout::Fanout>,
     pub user_directory: user_directory::UserDirectory,
     pub reports: reports::Reports,
     pub e2ee: e2ee::E2ee,
@@ -132,6 +135,7 @@ impl Services {
             media,
             gifs: gifs::Gifs::new()?,
             profile_locks: profile::ProfileLocks::default(),
+            fanout: fanout::Fanout::new(store.clone(), shutting_down.subscribe())?,
             user_directory: user_directory::UserDirectory::load(&store)?,
             reports: reports::Reports::new(&store)?,
             e2ee: e2ee::E2ee::new(&store)?,
@@ -155,8 +159,8 @@ impl Services {
     }
 
     /// Starts the background workers: presence idleness, the outgoing federation
-    /// queue (its destinations with PDUs queued before a restart) and the pushers. Each
-    /// ends when shutdown begins.
+    /// queue (its destinations with PDUs queued before a restart), the pushers and the
+    /// fan-outs (those a crash cut short first). Each ends when shutdown begins.
     pub fn start_workers(self: &Arc<Self>) -> anyhow::Result<()> {
         let presence = self.clone();
         let shutdown = self.shutdown_started();
@@ -168,6 +172,7 @@ impl Services {
         });
         self.sender.resume()?;
         self.pushers.resume(self.rooms.stream_position())?;
+        self.fanout.resume(self.fanout_executor())?;
         Ok(())
     }
 

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::service::Services;
+use crate::service::fanout::FanoutKind;
 use crate::service::rooms::EventTemplate;
 
 pub const DISPLAYNAME: &str = "displayname";
@@ -215,45 +216,78 @@ impl Services {
         field: &str,
         value: Option<Value>,
     ) -> Result<()> {
-        let _guard = self.profile_locks.lock(user_id).await;
-        // Under the lock: a change racing deactivation must not outlive the erasure.
-        self.check_profile_exists(user_id)?;
-        let mut profile = self.store.profile(user_id.as_str())?;
-        let previous = match &value {
-            Some(value) => profile.insert(field.to_owned(), value.clone()),
-            None => profile.remove(field),
-        };
-        if value.is_some() && encoded_len(&profile) >= MAX_PROFILE_BYTES {
-            return Err(Error::new(
-                ErrorKind::ProfileTooLarge,
-                format!("The profile would exceed its limit of {MAX_PROFILE_BYTES} bytes"),
-            ));
-        }
-        if previous != value {
-            let mut batch = self.store.batch();
-            match &value {
-                Some(value) => batch.put_profile_field(user_id.as_str(), field, value)?,
-                None => batch.delete_profile_field(user_id.as_str(), field),
+        let fans_out = matches!(field, DISPLAYNAME | AVATAR_URL);
+        let generation = {
+            let _guard = self.profile_locks.lock(user_id).await;
+            // Under the lock: a change racing deactivation must not outlive the erasure.
+            self.check_profile_exists(user_id)?;
+            let mut profile = self.store.profile(user_id.as_str())?;
+            let previous = match &value {
+                Some(value) => profile.insert(field.to_owned(), value.clone()),
+                None => profile.remove(field),
+            };
+            if value.is_some() && encoded_len(&profile) >= MAX_PROFILE_BYTES {
+                return Err(Error::new(
+                    ErrorKind::ProfileTooLarge,
+                    format!("The profile would exceed its limit of {MAX_PROFILE_BYTES} bytes"),
+                ));
             }
+            let mut batch = self.store.batch();
+            if previous != value {
+                match &value {
+                    Some(value) => batch.put_profile_field(user_id.as_str(), field, value)?,
+                    None => batch.delete_profile_field(user_id.as_str(), field),
+                }
+            }
+            // The new name and the intent to carry it into every joined room are one
+            // write: a crash part-way through the rooms leaves the intent, resumed at
+            // the next start. Even when nothing changed: setting the same name again
+            // repairs rooms that missed it, and rooms already up to date are skipped.
+            let generation = if fans_out {
+                Some(
+                    self.fanout
+                        .stage(&mut batch, user_id.as_str(), FanoutKind::MemberProfile)?,
+                )
+            } else {
+                None
+            };
             self.store.write(batch)?;
-        }
-        // Even when nothing changed: setting the same name again repairs rooms an
-        // interrupted propagation missed, and rooms already up to date are skipped.
-        if matches!(field, DISPLAYNAME | AVATAR_URL) {
-            self.send_profile_to_rooms(user_id).await?;
+            generation
+        };
+        if let Some(generation) = generation {
+            self.fanout.wake(user_id.as_str());
+            // Answered once every room has it, as clients expect of a profile change.
+            self.fanout
+                .finished(user_id.as_str(), FanoutKind::MemberProfile, generation)
+                .await?;
         }
         Ok(())
     }
 
-    /// Re-sends the user's join in every room they are joined to, with the new display
-    /// name and avatar and the rest of the member content kept. Called under the user's
-    /// profile lock. A room that refuses the event does not stop the others.
-    async fn send_profile_to_rooms(&self, user_id: &UserId) -> Result<()> {
-        let (displayname, avatar_url) = self.member_profile(user_id)?;
+    /// One pass of a [`FanoutKind::MemberProfile`] intent: re-sends the user's join in
+    /// every room they are joined to, with their current display name and avatar and the
+    /// rest of the member content kept. A room whose member event already has them gets
+    /// nothing, so the pass can be repeated after a crash without duplicates. Each room
+    /// is done under the user's profile lock, reading the profile afresh: a change made
+    /// meanwhile is in the rooms that follow, and its own intent covers those before. A
+    /// room that refuses the event does not stop the others.
+    pub(crate) async fn send_profile_to_rooms(&self, user_id: &UserId) -> Result<()> {
         for (room_id, record) in self.store.user_rooms(user_id.as_str())? {
+            if self.stopping() {
+                return Ok(());
+            }
             if record.membership != "join" {
                 continue;
             }
+            let _guard = self.profile_locks.lock(user_id).await;
+            // Read again under the lock: the membership may have changed since the list.
+            let Some(record) = self.store.user_room(user_id.as_str(), room_id.as_str())? else {
+                continue;
+            };
+            if record.membership != "join" {
+                continue;
+            }
+            let (displayname, avatar_url) = self.member_profile(user_id)?;
             let current = self
                 .store
                 .event(record.event_id.as_str())?
@@ -267,7 +301,7 @@ impl Services {
                 content.remove(key);
             }
             content.insert("membership".into(), Value::from("join"));
-            let content = with_profile(content, displayname.clone(), avatar_url.clone());
+            let content = with_profile(content, displayname, avatar_url);
             if content == current {
                 continue;
             }

@@ -7,6 +7,7 @@ use super::sessions::IssuedTokens;
 use super::{Services, now_ms, password};
 use crate::config::JwtAlgorithm;
 use crate::error::{Error, ErrorKind, Result};
+use crate::service::fanout::FanoutKind;
 use crate::store::UserRecord;
 
 /// Longest password accepted, so hashing cost stays bounded.
@@ -324,9 +325,11 @@ impl Services {
     }
 
     /// Deactivates the account for good: no password, no devices, no key backup; the ID
-    /// stays taken.
-    pub async fn deactivate(&self, user_id: &UserId) -> Result<()> {
-        {
+    /// stays taken. With `leave_rooms`, the user also leaves every room they are joined
+    /// to, invited to or knocking on: the intent to is written with the deactivation, so a
+    /// crash part-way through the rooms is finished at the next start.
+    pub async fn deactivate(&self, user_id: &UserId, leave_rooms: bool) -> Result<()> {
+        let generation = {
             let _guard = self.sessions.write_lock.lock().await;
             let mut user = self
                 .store
@@ -336,12 +339,29 @@ impl Services {
             user.password_hash = None;
             let mut batch = self.store.batch();
             batch.put_user(user_id.as_str(), &user)?;
+            let generation = if leave_rooms {
+                Some(
+                    self.fanout
+                        .stage(&mut batch, user_id.as_str(), FanoutKind::LeaveRooms)?,
+                )
+            } else {
+                None
+            };
             self.store.write(batch)?;
+            generation
+        };
+        if generation.is_some() {
+            self.fanout.wake(user_id.as_str());
         }
         self.remove_all_devices(user_id, None).await?;
         // The backed-up room keys are of no use to anyone any more (as Synapse does).
         self.key_backup.delete_all(user_id)?;
         self.erase_profile(user_id).await?;
+        if let Some(generation) = generation {
+            self.fanout
+                .finished(user_id.as_str(), FanoutKind::LeaveRooms, generation)
+                .await?;
+        }
         tracing::info!(user_id = %user_id, "deactivated");
         Ok(())
     }

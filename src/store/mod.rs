@@ -7,6 +7,7 @@ mod admin;
 mod directory;
 mod e2ee_keys;
 mod event_cache;
+mod fanout;
 mod federation;
 mod filters;
 mod key_backup;
@@ -38,6 +39,7 @@ pub use admin::{AuditRecord, BlockedRoomRecord, DeletedRoomRecord};
 pub use directory::AliasRecord;
 pub use e2ee_keys::{DeviceListChange, FallbackKeyRecord};
 pub use event_cache::CachedEvent;
+pub use fanout::{FanoutIntent, FanoutKind, FanoutRecord};
 pub use federation::OutboxRecord;
 pub use key_backup::{BackedUpKey, BackupVersionRecord};
 pub use media::{ImageKind, MediaContent, MediaRecord, ThumbnailRecord, thumbnail_key};
@@ -147,10 +149,11 @@ pub enum Cf {
     PusherProgress,
     SlidingSync,
     MembershipStream,
+    FanoutIntents,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 58] = [
+    pub const ALL: [Cf; 59] = [
         Cf::Meta,
         Cf::Users,
         Cf::Devices,
@@ -209,6 +212,7 @@ impl Cf {
         Cf::PusherProgress,
         Cf::SlidingSync,
         Cf::MembershipStream,
+        Cf::FanoutIntents,
     ];
 
     pub fn name(self) -> &'static str {
@@ -271,6 +275,7 @@ impl Cf {
             Cf::PusherProgress => "pusher_progress",
             Cf::SlidingSync => "sliding_sync",
             Cf::MembershipStream => "membership_stream",
+            Cf::FanoutIntents => "fanout_intents",
         }
     }
 }

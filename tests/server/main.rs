@@ -14,6 +14,7 @@ mod e2ee_keys;
 mod e2ee_support;
 mod ephemeral;
 mod errors;
+mod fanout;
 mod federation;
 mod federation_e2ee;
 mod federation_forks;

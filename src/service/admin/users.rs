@@ -221,7 +221,7 @@ impl Services {
         )
     }
 
-    /// Leaves every room (joins, invites and knocks), then deactivates: no password, no
+    /// Deactivates and leaves every room (joins, invites and knocks): no password, no
     /// devices, no profile. With `erase`, the account is also marked erased.
     pub async fn admin_deactivate(
         &self,
@@ -230,8 +230,13 @@ impl Services {
         erase: bool,
     ) -> Result<()> {
         self.local_account(user_id)?;
-        let rooms = self.leave_all_rooms(user_id).await;
-        self.deactivate(user_id).await?;
+        let rooms = self
+            .store
+            .user_rooms(user_id.as_str())?
+            .into_iter()
+            .filter(|(_, record)| is_leavable(&record.membership))
+            .count();
+        self.deactivate(user_id, true).await?;
         if erase {
             self.update_user(user_id, |u| u.erased = true).await?;
         }
@@ -239,34 +244,36 @@ impl Services {
             admin,
             "user.deactivate",
             user_id,
-            Some(format!("erase={erase}, left {rooms} rooms")),
+            Some(format!("erase={erase}, leaving {rooms} rooms")),
         )
     }
 
-    /// Makes the user leave every room they are in, invited to or knocking on; answers
-    /// how many rooms they left. A room that refuses is logged and skipped.
-    pub(super) async fn leave_all_rooms(&self, user_id: &UserId) -> usize {
+    /// One pass of a [`crate::service::fanout::FanoutKind::LeaveRooms`] intent: the user
+    /// leaves every room they are in, invited to or knocking on. Rooms already left are
+    /// skipped, so the pass can be repeated after a crash; a room that refuses is logged
+    /// and skipped.
+    pub(crate) async fn leave_all_rooms(&self, user_id: &UserId) {
         let rooms = match self.store.user_rooms(user_id.as_str()) {
             Ok(rooms) => rooms,
             Err(e) => {
                 tracing::warn!(%user_id, error = %e, "could not list the user's rooms");
-                return 0;
+                return;
             }
         };
-        let mut left = 0;
         for (room_id, record) in rooms {
-            if !matches!(record.membership.as_str(), "join" | "invite" | "knock") {
+            if self.stopping() {
+                return;
+            }
+            if !is_leavable(&record.membership) {
                 continue;
             }
-            match self
+            if let Err(e) = self
                 .change_membership(&room_id, user_id, user_id, MembershipChange::Leave, None)
                 .await
             {
-                Ok(_) => left += 1,
-                Err(e) => tracing::warn!(%user_id, %room_id, error = %e, "could not leave room"),
+                tracing::warn!(%user_id, %room_id, error = %e, "could not leave room");
             }
         }
-        left
     }
 
     async fn update_user(
@@ -366,4 +373,8 @@ impl Services {
         };
         self.audit(admin, action, user_id, None)
     }
+}
+
+fn is_leavable(membership: &str) -> bool {
+    matches!(membership, "join" | "invite" | "knock")
 }

@@ -1,0 +1,51 @@
+//! What each kind of fan-out does, and the executor the workers call.
+
+use std::sync::{Arc, Weak};
+
+use ruma::UserId;
+
+use super::{Executor, FanoutKind};
+use crate::error::Result;
+use crate::service::Services;
+
+impl Services {
+    /// The executor handed to the fan-out workers. It holds the services weakly so that
+    /// the workers do not keep them alive.
+    pub(crate) fn fanout_executor(self: &Arc<Self>) -> Executor {
+        let services: Weak<Self> = Arc::downgrade(self);
+        Arc::new(move |subject, kind| {
+            let services = services.clone();
+            Box::pin(async move {
+                match services.upgrade() {
+                    Some(services) => services.carry_out_fanout(&subject, kind).await,
+                    None => Ok(()),
+                }
+            })
+        })
+    }
+
+    /// One pass of an intent over every room concerned; rooms already done are skipped.
+    async fn carry_out_fanout(&self, subject: &str, kind: FanoutKind) -> Result<()> {
+        let user_id = match UserId::parse(subject) {
+            Ok(user_id) => user_id,
+            Err(e) => {
+                // Only this server writes intents; one it cannot read is dropped, loudly.
+                tracing::error!(%subject, kind = kind.name(), error = %e, "dropping a fan-out intent whose subject is not a user ID");
+                return Ok(());
+            }
+        };
+        match kind {
+            FanoutKind::MemberProfile => self.send_profile_to_rooms(&user_id).await,
+            FanoutKind::LeaveRooms => {
+                self.leave_all_rooms(&user_id).await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether shutdown has begun: a pass stops between rooms, and is resumed at the
+    /// next start.
+    pub(crate) fn stopping(&self) -> bool {
+        *self.shutting_down.borrow()
+    }
+}

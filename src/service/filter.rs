@@ -214,6 +214,12 @@ impl RoomEventFilter {
 /// Filter IDs are short and must not start with `{`, which marks an inline filter.
 const FILTER_ID_LEN: usize = 12;
 
+/// Parsed `/sync` filters by owner (for a stored filter's ID) and parameter.
+pub type ParsedFilters = crate::cache::Cache<(Option<ruma::OwnedUserId>, String), Filter>;
+
+/// Parsed filters kept in memory (per generation): about one per syncing device.
+pub const PARSED_FILTERS: usize = 1024;
+
 impl Services {
     pub fn create_filter(&self, user_id: &UserId, definition: &Value) -> Result<String> {
         Filter::from_json(definition)?;
@@ -232,16 +238,30 @@ impl Services {
 
     /// The `filter` query parameter of `/sync` and `/messages`: a filter ID or, when it
     /// starts with `{`, the filter's JSON itself.
+    /// Parsed filters are remembered: clients send the same one with every sync, and a
+    /// stored filter never changes.
     pub fn resolve_filter(&self, user_id: &UserId, param: Option<&str>) -> Result<Filter> {
-        match param.map(str::trim) {
-            None | Some("") => Ok(Filter::default()),
-            Some(inline) if inline.starts_with('{') => {
-                let value: Value = serde_json::from_str(inline)
-                    .map_err(|e| Error::bad_json(format!("The filter is not valid JSON: {e}")))?;
-                Filter::from_json(&value)
-            }
-            Some(id) => Filter::from_json(&self.filter_definition(user_id, id)?),
+        let param = param.map(str::trim).unwrap_or_default();
+        if param.is_empty() {
+            return Ok(Filter::default());
         }
+        // A stored filter's ID names it for its owner only.
+        let owner = if param.starts_with('{') {
+            None
+        } else {
+            Some(user_id.to_owned())
+        };
+        self.parsed_filters
+            .get_or_load((owner, param.to_owned()), || {
+                if param.starts_with('{') {
+                    let value: Value = serde_json::from_str(param).map_err(|e| {
+                        Error::bad_json(format!("The filter is not valid JSON: {e}"))
+                    })?;
+                    Filter::from_json(&value)
+                } else {
+                    Filter::from_json(&self.filter_definition(user_id, param)?)
+                }
+            })
     }
 
     /// The `filter` parameter of `/messages` and `/context`: a RoomEventFilter given

@@ -82,6 +82,7 @@ pub struct Services {
     pub profile_locks: profile::ProfileLocks,
     /// Changes that reach many rooms, carried out from a durable intent.
     pub fanout: Arc<fanout::Fanout>,
+    pub parsed_filters: filter::ParsedFilters,
     pub user_directory: user_directory::UserDirectory,
     pub reports: reports::Reports,
     pub e2ee: e2ee::E2ee,
@@ -136,6 +137,7 @@ impl Services {
             gifs: gifs::Gifs::new()?,
             profile_locks: profile::ProfileLocks::default(),
             fanout: fanout::Fanout::new(store.clone(), shutting_down.subscribe())?,
+            parsed_filters: filter::ParsedFilters::new(filter::PARSED_FILTERS),
             user_directory: user_directory::UserDirectory::load(&store)?,
             reports: reports::Reports::new(&store)?,
             e2ee: e2ee::E2ee::new(&store)?,

@@ -116,8 +116,11 @@ impl Store {
             .collect())
     }
 
+    /// The record of an access token, from memory when recently used.
     pub fn access_token(&self, hash: &TokenHash) -> StoreResult<Option<AccessTokenRecord>> {
-        self.get_json(Cf::AccessTokens, hash.as_bytes())
+        self.inner
+            .access_tokens
+            .get_or_load(hash, || self.get_json(Cf::AccessTokens, hash.as_bytes()))
     }
 
     pub fn refresh_token(&self, hash: &TokenHash) -> StoreResult<Option<RefreshTokenRecord>> {
@@ -144,7 +147,7 @@ impl Batch<'_> {
             Cf::Devices,
             &keys::device(user_id, device.device_id.as_str()),
         );
-        self.delete(Cf::AccessTokens, device.access_token.as_bytes());
+        self.delete_access_token(&device.access_token);
         for refresh in [device.refresh_token, device.retiring_refresh_token]
             .into_iter()
             .flatten()
@@ -159,10 +162,12 @@ impl Batch<'_> {
         hash: &TokenHash,
         token: &AccessTokenRecord,
     ) -> StoreResult<()> {
+        self.access_tokens.push(*hash);
         self.put_json(Cf::AccessTokens, hash.as_bytes(), token)
     }
 
     pub fn delete_access_token(&mut self, hash: &TokenHash) {
+        self.access_tokens.push(*hash);
         self.delete(Cf::AccessTokens, hash.as_bytes());
     }
 

@@ -3,20 +3,18 @@
 //! the sender's membership) every time.
 //!
 //! An entry is dropped when a batch that rewrites the event (a redaction, a status
-//! change) has been written, so readers never see an older version after the write
-//! returns.
+//! change) has been written (see [`ReadCache`]).
 
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
+use super::read_cache::ReadCache;
 use super::{EventRecord, EventStatus, Store, StoreResult};
-use crate::cache::Cache;
 use crate::event::{Pdu, RoomVersion};
 
 /// Events kept per cache generation (the cache holds at most twice as many).
 pub(super) const EVENT_CACHE: usize = 4096;
 
-pub(super) type EventCache = Cache<String, Arc<CachedEvent>>;
+pub(super) type EventCache = ReadCache<String, Arc<CachedEvent>>;
 
 /// A stored event and, once asked for, its validated PDU.
 #[derive(Debug)]
@@ -47,35 +45,14 @@ impl Store {
     /// A stored event, shared with other readers; decoded from the store only when it
     /// is not in memory.
     pub fn event_shared(&self, event_id: &str) -> StoreResult<Option<Arc<CachedEvent>>> {
-        if let Some(event) = self.inner.events.get(event_id) {
-            return Ok(Some(event));
-        }
-        let seen = self.inner.events_written.load(Ordering::Acquire);
-        let Some(record) = self.event(event_id)? else {
-            return Ok(None);
-        };
-        let event = Arc::new(CachedEvent {
-            record,
-            pdu: OnceLock::new(),
-        });
-        // Not cached if an event was written meanwhile: it may have been this one.
-        self.inner
-            .events
-            .insert_if(event_id.to_owned(), event.clone(), || {
-                self.inner.events_written.load(Ordering::Acquire) == seen
-            });
-        Ok(Some(event))
-    }
-
-    /// Forgets the cached copies of the events a batch just written stored.
-    pub(super) fn events_written(&self, event_ids: &[String]) {
-        if event_ids.is_empty() {
-            return;
-        }
-        self.inner.events_written.fetch_add(1, Ordering::AcqRel);
-        for id in event_ids {
-            self.inner.events.remove(id.as_str());
-        }
+        self.inner.events.get_or_load(event_id, || {
+            Ok(self.event(event_id)?.map(|record| {
+                Arc::new(CachedEvent {
+                    record,
+                    pdu: OnceLock::new(),
+                })
+            }))
+        })
     }
 }
 

@@ -17,6 +17,7 @@ mod membership_stream;
 mod notifications;
 mod presence;
 mod profiles;
+mod read_cache;
 mod receipts;
 mod relations;
 mod reports;
@@ -58,6 +59,9 @@ pub use rooms::{
 pub use search::{Posting, PostingCursor};
 pub use server_keys::{ServerKeysRecord, StoredKey};
 pub use to_device::{ToDeviceRecord, to_device_client_txn, to_device_edu_txn};
+
+/// Access tokens kept in memory (per cache generation): about one per active device.
+const ACCESS_TOKEN_CACHE: usize = 4096;
 
 /// Bumped whenever a key layout or record encoding changes incompatibly.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -292,9 +296,8 @@ struct Inner {
     path: PathBuf,
     /// Recently read events (see [`event_cache`]).
     events: event_cache::EventCache,
-    /// Counts written batches that stored events, so a read racing a rewrite is not
-    /// cached.
-    events_written: std::sync::atomic::AtomicU64,
+    /// Recently used access tokens.
+    access_tokens: read_cache::ReadCache<TokenHash, AccessTokenRecord>,
 }
 
 impl Store {
@@ -332,7 +335,7 @@ impl Store {
                 sync_writes,
                 path: path.to_path_buf(),
                 events: event_cache::EventCache::new(event_cache::EVENT_CACHE),
-                events_written: std::sync::atomic::AtomicU64::new(0),
+                access_tokens: read_cache::ReadCache::new(ACCESS_TOKEN_CACHE),
             }),
         };
         store.check_schema_version()?;
@@ -441,12 +444,18 @@ impl Store {
             store: self,
             inner: WriteBatch::default(),
             events: Vec::new(),
+            access_tokens: Vec::new(),
         }
     }
 
     /// Applies the batch atomically; once this returns, the change is in the write-ahead log.
     pub fn write(&self, batch: Batch<'_>) -> StoreResult<()> {
-        let Batch { inner, events, .. } = batch;
+        let Batch {
+            inner,
+            events,
+            access_tokens,
+            ..
+        } = batch;
         let write = || self.inner.db.write_opt(inner, &self.inner.write_options);
         // A synced write waits for the disk. On a runtime worker that would stall every
         // task queued behind it (sync wake-ups included), so the worker hands its queue
@@ -459,7 +468,8 @@ impl Store {
         } else {
             write()?;
         }
-        self.events_written(&events);
+        self.inner.events.written(&events);
+        self.inner.access_tokens.written(&access_tokens);
         Ok(())
     }
 
@@ -471,7 +481,8 @@ impl Store {
         let mut options = WriteOptions::default();
         options.set_sync(false);
         self.inner.db.write_opt(batch.inner, &options)?;
-        self.events_written(&batch.events);
+        self.inner.events.written(&batch.events);
+        self.inner.access_tokens.written(&batch.access_tokens);
         Ok(())
     }
 
@@ -508,6 +519,8 @@ pub struct Batch<'a> {
     inner: WriteBatch,
     /// Events this batch stores, whose cached copies go once it is written.
     events: Vec<String>,
+    /// Access tokens this batch writes or deletes, likewise.
+    access_tokens: Vec<TokenHash>,
 }
 
 impl Batch<'_> {

@@ -7,6 +7,7 @@ mod accounts;
 mod admin_api;
 mod admin_cli;
 mod admin_support;
+mod deploy_config;
 mod devices;
 mod directory;
 mod durability;

@@ -2,6 +2,7 @@
 //! `HEARTH_*` environment variables, then by command-line flags.
 
 mod ip_range;
+mod well_known;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,6 +12,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 pub use ip_range::{IpRange, default_ip_range_denylist};
+pub use well_known::WellKnownConfig;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -32,6 +34,7 @@ pub struct Config {
     pub web_client_dir: PathBuf,
     pub tls: TlsConfig,
     pub federation: FederationConfig,
+    pub well_known: WellKnownConfig,
 }
 
 /// The listener's certificate. With both set the listener speaks HTTPS only.
@@ -241,6 +244,7 @@ impl Default for Config {
             web_client_dir: PathBuf::from("web-client/dist"),
             tls: TlsConfig::default(),
             federation: FederationConfig::default(),
+            well_known: WellKnownConfig::default(),
         }
     }
 }
@@ -475,6 +479,10 @@ pub const OPTIONS: &[(&str, &str)] = &[
         "federation.queries_per_minute",
         "Other requests per minute one server may make, after its burst [default: 6000]",
     ),
+    (
+        "well_known.server",
+        "Answer /.well-known/matrix/server with this host[:port] (e.g. matrix.example.org:443), so other servers reach this one there instead of at server_name on port 8448 [default: none, the path answers 404]",
+    ),
 ];
 
 /// Text appended to `hearth --help`.
@@ -664,7 +672,7 @@ impl Config {
                 "gifs.rating must be one of g, pg, pg-13, r".into(),
             ));
         }
-        Ok(())
+        self.well_known.validate()
     }
 
     pub fn public_baseurl(&self) -> String {
@@ -677,120 +685,4 @@ impl Config {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn flat_keys(value: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
-        match value {
-            serde_json::Value::Object(map) => {
-                for (k, v) in map {
-                    let key = if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}.{k}")
-                    };
-                    if v.is_object() {
-                        flat_keys(v, &key, out);
-                    } else {
-                        out.push(key);
-                    }
-                }
-            }
-            _ => out.push(prefix.to_owned()),
-        }
-    }
-
-    #[test]
-    fn help_lists_every_option_and_nothing_else() {
-        let mut keys = Vec::new();
-        flat_keys(
-            &serde_json::to_value(Config::default()).unwrap(),
-            "",
-            &mut keys,
-        );
-        let mut documented: Vec<String> = OPTIONS.iter().map(|(k, _)| k.to_string()).collect();
-        keys.sort();
-        documented.sort();
-        assert_eq!(keys, documented);
-    }
-
-    #[test]
-    fn open_registration_on_a_public_address_is_refused() {
-        let mut config = Config {
-            listen: "0.0.0.0:8008".parse().unwrap(),
-            ..Config::default()
-        };
-        assert!(config.validate().is_err());
-        config.registration.tokens = vec!["let-me-in".into()];
-        assert!(config.validate().is_ok());
-        config.registration.tokens.clear();
-        config.registration.enabled = false;
-        assert!(config.validate().is_ok());
-        config.registration.enabled = true;
-        config.registration.allow_open_on_public_address = true;
-        assert!(config.validate().is_ok());
-    }
-
-    #[test]
-    fn gif_settings_are_checked_and_the_key_is_never_printed() {
-        let mut config = Config::default();
-        config.gifs.giphy_api_key = Some("sekrit-key".into());
-        config.validate().unwrap();
-        assert!(!format!("{config:?}").contains("sekrit-key"));
-        config.gifs.rating = "nc-17".into();
-        assert!(config.validate().is_err());
-        config.gifs.rating = "pg-13".into();
-        config.gifs.giphy_base_url = "ftp://giphy.example".into();
-        assert!(config.validate().is_err());
-        config.gifs.giphy_base_url = "https://api.giphy.com".into();
-        config.gifs.giphy_api_key = Some(String::new());
-        assert!(config.validate().is_err());
-    }
-
-    #[test]
-    fn tls_needs_both_files_and_makes_the_base_url_https() {
-        let mut config = Config::default();
-        config.tls.certificate = Some("cert.pem".into());
-        assert!(config.validate().is_err());
-        config.tls.private_key = Some("key.pem".into());
-        config.validate().unwrap();
-        assert_eq!(config.public_baseurl(), "https://localhost:8008");
-    }
-
-    #[test]
-    fn federation_settings_are_checked() {
-        let mut config = Config::default();
-        assert!(config.federation.enabled && config.federation.verify_tls);
-        assert!(!config.federation.ip_range_denylist.is_empty());
-        config.federation.trusted_key_servers = vec!["not a server".into()];
-        assert!(config.validate().is_err());
-        config.federation.trusted_key_servers = vec!["matrix.org".into()];
-        config.validate().unwrap();
-        config.federation.max_retry_interval_secs = 0;
-        assert!(config.validate().is_err());
-    }
-
-    #[test]
-    fn the_denylist_is_read_from_toml_and_bad_ranges_are_refused() {
-        let parse = |text: &str| {
-            Figment::from(Serialized::defaults(Config::default()))
-                .merge(Toml::string(text))
-                .extract::<Config>()
-                .map_err(Box::new)
-        };
-        let config =
-            parse("[federation]\nip_range_denylist = [\"10.0.0.0/8\", \"fc00::/7\"]").unwrap();
-        assert_eq!(config.federation.ip_range_denylist.len(), 2);
-        let config = parse("[federation]\nip_range_denylist = []").unwrap();
-        assert!(config.federation.ip_range_denylist.is_empty());
-        assert!(parse("[federation]\nip_range_denylist = [\"10.0.0.0/33\"]").is_err());
-        assert!(parse("[federation]\nip_range_denylist = [\"example.org\"]").is_err());
-    }
-
-    #[test]
-    fn defaults_are_valid_and_local() {
-        let config = Config::default();
-        config.validate().unwrap();
-        assert_eq!(config.public_baseurl(), "http://localhost:8008");
-    }
-}
+mod tests;

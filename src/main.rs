@@ -28,6 +28,10 @@ struct Args {
     /// PEM private key of the --tls-cert certificate
     #[arg(long, value_name = "PEM")]
     tls_key: Option<PathBuf>,
+    /// Check the configuration (file, environment, flags, and the files it names), print
+    /// one line saying what is wrong or what would be served, and exit
+    #[arg(long)]
+    check_config: bool,
 }
 
 /// glibc raises its mmap threshold after freeing a large block, after which blocks like
@@ -62,6 +66,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if args.check_config {
+        return match hearth::server::check_config(&config) {
+            Ok(summary) => {
+                println!("hearth: {summary}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("hearth: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     init_logging(config.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -1,6 +1,7 @@
 //! Start-up and shutdown: open the store, load the key, serve (HTTPS when a certificate
 //! is configured, plain HTTP otherwise) until a signal.
 
+mod check;
 mod tls;
 
 use std::net::SocketAddr;
@@ -14,6 +15,8 @@ use crate::config::Config;
 use crate::service::Services;
 use crate::service::keys::ServerKeys;
 use crate::store::Store;
+
+pub use check::check_config;
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data)

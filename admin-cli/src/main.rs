@@ -63,6 +63,9 @@ enum Command {
     /// The server itself
     #[command(subcommand)]
     Server(commands::server::ServerCommand),
+    /// Take a live backup of the server's data directory (a RocksDB checkpoint and the
+    /// signing key) into <data>/backups/ on the server's machine; prints its path
+    Backup,
     /// The log of admin actions
     #[command(subcommand)]
     Audit(commands::audit::AuditCommand),
@@ -112,6 +115,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 Command::Report(c) => commands::reports::run(&client, c),
                 Command::Server(c) => commands::server::run(&client, c),
                 Command::Audit(c) => commands::audit::run(&client, c),
+                Command::Backup => commands::server::backup(&client),
                 Command::Login(_) | Command::Logout | Command::Completions { .. } => Ok(()),
             }
         }

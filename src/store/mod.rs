@@ -4,6 +4,7 @@
 mod account_data;
 mod accounts;
 mod admin;
+mod checkpoint;
 mod directory;
 mod e2ee_keys;
 mod event_cache;

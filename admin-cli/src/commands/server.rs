@@ -1,4 +1,4 @@
-//! `hearthctl server ...`
+//! `hearthctl server ...` and `hearthctl backup`
 
 use clap::Subcommand;
 
@@ -23,4 +23,15 @@ pub fn run(client: &Client, command: &ServerCommand) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+/// `hearthctl backup`: the path of the new backup on the server's machine.
+pub fn backup(client: &Client) -> Result<(), Failure> {
+    let answer = client.send(reqwest::Method::POST, "/_hearth/admin/v1/backup", None)?;
+    if client.json {
+        output::json(&answer);
+    } else {
+        println!("{}", cell(&answer["path"]));
+    }
+    Ok(())
 }

@@ -1,20 +1,40 @@
-//! `GET /_synapse/admin/v1/server_version`.
+//! `GET /_synapse/admin/v1/server_version`, and `POST /_hearth/admin/v1/backup`.
 
 use axum::Json;
+use axum::extract::State;
 use axum::http::Method;
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use super::{Admin, Entry};
+use crate::api::AppState;
+use crate::error::{Error, Result};
+use crate::service::admin::backup::take_backup;
+use crate::service::now_ms;
 
 pub(super) fn table() -> Vec<Entry> {
-    vec![(
-        Method::GET,
-        "/_synapse/admin/v1/server_version",
-        get(server_version),
-    )]
+    vec![
+        (
+            Method::GET,
+            "/_synapse/admin/v1/server_version",
+            get(server_version),
+        ),
+        (Method::POST, "/_hearth/admin/v1/backup", post(backup)),
+    ]
 }
 
 async fn server_version(Admin(_): Admin) -> Json<Value> {
     Json(json!({ "server_version": format!("Hearth {}", env!("CARGO_PKG_VERSION")) }))
+}
+
+/// A live backup of the data directory, in `<data>/backups/`; answers its path.
+async fn backup(State(state): State<AppState>, Admin(admin): Admin) -> Result<Json<Value>> {
+    let store = state.store.clone();
+    let data = state.config.data.clone();
+    let path = tokio::task::spawn_blocking(move || take_backup(&store, &data, now_ms()))
+        .await
+        .map_err(Error::internal)??;
+    let path = path.display().to_string();
+    state.audit(&admin.user_id, "backup", &path, None)?;
+    Ok(Json(json!({ "path": path })))
 }

@@ -7,11 +7,13 @@ use serde_json::{Value, json};
 
 use crate::api::AppState;
 use crate::api::extract::Auth;
+use crate::error::{Error, Result};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/_matrix/client/versions", get(versions))
         .route("/.well-known/matrix/client", get(well_known))
+        .route("/.well-known/matrix/server", get(well_known_server))
         .route("/_matrix/client/v3/capabilities", get(capabilities))
 }
 
@@ -27,6 +29,17 @@ async fn versions() -> Json<Value> {
 
 async fn well_known(State(state): State<AppState>) -> Json<Value> {
     Json(json!({ "m.homeserver": { "base_url": state.config.public_baseurl() } }))
+}
+
+/// Federation delegation, when `well_known.server` is set; otherwise 404, as a server
+/// without delegation answers (other servers then use port 8448 of the server name).
+async fn well_known_server(State(state): State<AppState>) -> Result<Json<Value>> {
+    match &state.config.well_known.server {
+        Some(server) => Ok(Json(json!({ "m.server": server }))),
+        None => Err(Error::not_found(
+            "This server does not delegate federation (well_known.server is not set)",
+        )),
+    }
 }
 
 /// Only what is implemented is advertised: room versions appear with rooms.

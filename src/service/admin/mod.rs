@@ -3,6 +3,7 @@
 //! action. `offline` works on a store no server holds, for `hearthctl --data`.
 
 mod audit;
+pub mod backup;
 pub mod offline;
 mod reports;
 mod restrictions;

@@ -1,0 +1,17 @@
+//! A consistent copy of the open store, taken while it serves: a RocksDB checkpoint.
+
+use std::path::Path;
+
+use super::{Store, StoreResult};
+
+impl Store {
+    /// Writes a checkpoint of the store to `dest`, which must not exist yet (its parent
+    /// must). Memtables are flushed first, so every write acknowledged before the call is
+    /// in it; table files are hard-linked when `dest` is on the same filesystem, copied
+    /// otherwise. The checkpoint opens as a store of its own.
+    pub fn checkpoint(&self, dest: &Path) -> StoreResult<()> {
+        let checkpoint = rocksdb::checkpoint::Checkpoint::new(&self.inner.db)?;
+        checkpoint.create_checkpoint(dest)?;
+        Ok(())
+    }
+}

@@ -328,17 +328,17 @@ impl Services {
     pub fn co_members(&self, user_id: &UserId) -> Result<HashSet<OwnedUserId>> {
         let mut users = HashSet::new();
         users.insert(user_id.to_owned());
-        for (room_id, record) in self.store.user_rooms(user_id.as_str())? {
+        for (room_id, record) in self.store.user_rooms_shared(user_id.as_str())?.iter() {
             if record.membership == "join" {
-                users.extend(self.room_members(&room_id)?.joined.iter().cloned());
+                users.extend(self.room_members(room_id)?.joined.iter().cloned());
             }
         }
         Ok(users)
     }
 
     fn shares_room(&self, a: &UserId, b: &UserId) -> Result<bool> {
-        for (room_id, record) in self.store.user_rooms(a.as_str())? {
-            if record.membership == "join" && self.room_members(&room_id)?.is_joined(b) {
+        for (room_id, record) in self.store.user_rooms_shared(a.as_str())?.iter() {
+            if record.membership == "join" && self.room_members(room_id)?.is_joined(b) {
                 return Ok(true);
             }
         }

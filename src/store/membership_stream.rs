@@ -180,6 +180,35 @@ mod tests {
     }
 
     #[test]
+    fn a_users_shared_room_list_follows_written_room_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), false).unwrap();
+        assert!(store.user_rooms_shared("@a:x").unwrap().is_empty());
+        let mut batch = store.batch();
+        batch
+            .put_user_room("@a:x", "!r:x", &record("join", 5))
+            .unwrap();
+        store.write(batch).unwrap();
+        let rooms = store.user_rooms_shared("@a:x").unwrap();
+        assert_eq!(rooms.len(), 1);
+        assert!(std::sync::Arc::ptr_eq(
+            &rooms,
+            &store.user_rooms_shared("@a:x").unwrap()
+        ));
+        let mut batch = store.batch();
+        batch
+            .put_user_room("@a:x", "!r:x", &record("leave", 6))
+            .unwrap();
+        batch
+            .put_user_room("@a:x", "!s:x", &record("join", 6))
+            .unwrap();
+        store.write_unsynced(batch).unwrap();
+        let rooms = store.user_rooms_shared("@a:x").unwrap();
+        let memberships: Vec<_> = rooms.iter().map(|(_, r)| r.membership.as_str()).collect();
+        assert_eq!(memberships, ["leave", "join"]);
+    }
+
+    #[test]
     fn an_older_data_directory_gets_its_latest_memberships_once() {
         let dir = tempfile::tempdir().unwrap();
         {

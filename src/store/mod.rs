@@ -55,7 +55,7 @@ pub use relations::{RelationRecord, ThreadRecord};
 pub use reports::{ReportRecord, ReportTarget};
 pub use rooms::{
     Direction, EventRecord, EventStatus, RoomRecord, StateGroupRecord, TopoKey, TxnKey,
-    UserRoomRecord,
+    UserRoomRecord, UserRooms,
 };
 pub use search::{Posting, PostingCursor};
 pub use server_keys::{ServerKeysRecord, StoredKey};
@@ -299,6 +299,8 @@ struct Inner {
     events: event_cache::EventCache,
     /// Recently used access tokens.
     access_tokens: read_cache::ReadCache<TokenHash, AccessTokenRecord>,
+    /// Recently read room lists of users (see [`Store::user_rooms_shared`]).
+    user_rooms: read_cache::ReadCache<String, rooms::UserRooms>,
 }
 
 impl Store {
@@ -337,6 +339,7 @@ impl Store {
                 path: path.to_path_buf(),
                 events: event_cache::EventCache::new(event_cache::EVENT_CACHE),
                 access_tokens: read_cache::ReadCache::new(ACCESS_TOKEN_CACHE),
+                user_rooms: read_cache::ReadCache::new(ACCESS_TOKEN_CACHE),
             }),
         };
         store.check_schema_version()?;
@@ -446,6 +449,7 @@ impl Store {
             inner: WriteBatch::default(),
             events: Vec::new(),
             access_tokens: Vec::new(),
+            user_rooms: Vec::new(),
         }
     }
 
@@ -455,6 +459,7 @@ impl Store {
             inner,
             events,
             access_tokens,
+            user_rooms,
             ..
         } = batch;
         let write = || self.inner.db.write_opt(inner, &self.inner.write_options);
@@ -471,6 +476,7 @@ impl Store {
         }
         self.inner.events.written(&events);
         self.inner.access_tokens.written(&access_tokens);
+        self.inner.user_rooms.written(&user_rooms);
         Ok(())
     }
 
@@ -484,6 +490,7 @@ impl Store {
         self.inner.db.write_opt(batch.inner, &options)?;
         self.inner.events.written(&batch.events);
         self.inner.access_tokens.written(&batch.access_tokens);
+        self.inner.user_rooms.written(&batch.user_rooms);
         Ok(())
     }
 
@@ -522,6 +529,8 @@ pub struct Batch<'a> {
     events: Vec<String>,
     /// Access tokens this batch writes or deletes, likewise.
     access_tokens: Vec<TokenHash>,
+    /// Users whose room records this batch writes, likewise.
+    user_rooms: Vec<String>,
 }
 
 impl Batch<'_> {

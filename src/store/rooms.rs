@@ -1,6 +1,7 @@
 //! Rooms: events, their orderings, state groups, current state and memberships.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use ruma::{OwnedEventId, OwnedRoomId};
 use serde::{Deserialize, Serialize};
@@ -100,6 +101,9 @@ pub struct UserRoomRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invite_state: Option<Vec<Value>>,
 }
+
+/// A user's rooms with their membership in each, shared between readers.
+pub type UserRooms = Arc<Vec<(OwnedRoomId, UserRoomRecord)>>;
 
 fn be(n: u64) -> [u8; 8] {
     n.to_be_bytes()
@@ -222,6 +226,18 @@ impl Store {
             Cf::UserRooms,
             &join(&[user_id.as_bytes(), room_id.as_bytes()]),
         )
+    }
+
+    /// [`Self::user_rooms`], shared, from memory when recently read: every sync reads
+    /// the syncing user's rooms.
+    pub fn user_rooms_shared(&self, user_id: &str) -> StoreResult<UserRooms> {
+        Ok(self
+            .inner
+            .user_rooms
+            .get_or_load(user_id, || {
+                self.user_rooms(user_id).map(|r| Some(Arc::new(r)))
+            })?
+            .unwrap_or_default())
     }
 
     /// Every room the user has a membership in, with that membership.
@@ -476,6 +492,7 @@ impl Batch<'_> {
         room_id: &str,
         record: &UserRoomRecord,
     ) -> StoreResult<()> {
+        self.user_rooms.push(user_id.to_owned());
         self.put_json(
             Cf::UserRooms,
             &join(&[user_id.as_bytes(), room_id.as_bytes()]),

@@ -102,7 +102,6 @@ impl Services {
         if lists_from >= lists_to && events_from >= events_to {
             return Ok(delta);
         }
-        let shared = self.co_members(user_id)?;
         let mut maybe_left = BTreeSet::new();
         if events_from < events_to {
             for change in self.store.membership_changes(events_from, events_to)? {
@@ -125,20 +124,29 @@ impl Services {
                 }
             }
         }
+        // Joins bring the user themself along; their own devices count only when they
+        // changed (the stream below), so that their other devices learn of a new one.
+        delta.changed.remove(user_id);
+        let key_changes = if lists_from < lists_to {
+            self.store.device_list_changes(lists_from, lists_to)?
+        } else {
+            Vec::new()
+        };
+        // Most windows (messages only) change nobody's devices or rooms: then who shares
+        // a room with the user need not be worked out.
+        if maybe_left.is_empty() && delta.changed.is_empty() && key_changes.is_empty() {
+            return Ok(delta);
+        }
+        let shared = self.co_members(user_id)?;
         for user in maybe_left {
             if !shared.contains(&user) {
                 delta.left.insert(user);
             }
         }
-        // Joins bring the user themself along; their own devices count only when they
-        // changed (the stream below), so that their other devices learn of a new one.
-        delta.changed.remove(user_id);
         delta.changed.retain(|u| shared.contains(u));
-        if lists_from < lists_to {
-            for (_, change) in self.store.device_list_changes(lists_from, lists_to)? {
-                if shared.contains(&change.user_id) {
-                    delta.changed.insert(change.user_id);
-                }
+        for (_, change) in key_changes {
+            if shared.contains(&change.user_id) {
+                delta.changed.insert(change.user_id);
             }
         }
         Ok(delta)

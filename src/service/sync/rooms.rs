@@ -45,10 +45,11 @@ impl Services {
         let mut invite = Map::new();
         let mut knock = Map::new();
         let mut leave = Map::new();
-        for (room_id, record) in self.store.user_rooms(pass.user_id.as_str())? {
+        for (room_id, record) in self.store.user_rooms_shared(pass.user_id.as_str())?.iter() {
             if !pass.filter.room.allows_room(room_id.as_str()) {
                 continue;
             }
+            let (room_id, record) = (room_id.clone(), record.clone());
             let Some(UserRoomRecord {
                 membership,
                 stream: membership_stream,

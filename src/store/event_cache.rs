@@ -12,7 +12,7 @@ use super::{EventRecord, EventStatus, Store, StoreResult};
 use crate::event::{Pdu, RoomVersion};
 
 /// Events kept per cache generation (the cache holds at most twice as many).
-pub(super) const EVENT_CACHE: usize = 4096;
+pub(super) const EVENT_CACHE: usize = 2048;
 
 pub(super) type EventCache = ReadCache<String, Arc<CachedEvent>>;
 

@@ -8,14 +8,13 @@
 //! with the room's state and auth chain (joins), and passes the event on to the room's
 //! other servers.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+use std::collections::BTreeSet;
 
 use ruma::{EventId, OwnedEventId, RoomId, ServerName, UserId};
 use serde_json::{Map, Value, json};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::event::{Pdu, RoomVersion, StateKey, auth_check, hash_and_sign_event};
+use crate::event::{Pdu, RoomVersion, auth_check, hash_and_sign_event};
 use crate::service::Services;
 use crate::service::rooms::{PduError, Received};
 
@@ -333,7 +332,7 @@ impl Services {
         event_type: &str,
         state_key: Option<&str>,
         content: Value,
-    ) -> Result<(Value, HashMap<StateKey, Arc<Pdu>>)> {
+    ) -> Result<(Value, crate::service::rooms::AuthState)> {
         let (auth_state, auth_events) =
             self.auth_state_for_new_event(room_id, room, event_type, sender, state_key, &content)?;
         let prev_events: Vec<&OwnedEventId> = room.extremities.iter().take(20).collect();

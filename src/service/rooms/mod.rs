@@ -35,7 +35,7 @@ pub use members::{MemberCache, RoomMembers};
 pub use membership::MembershipChange;
 pub use receive::{PduError, Placement, Received};
 pub use state::StateIds;
-pub use timeline::{EventTemplate, TxnRef};
+pub use timeline::{AuthState, EventTemplate, TxnRef};
 
 /// State group records kept in memory (per generation, see [`Cache`]). Sync and sends
 /// read the groups of active rooms' current state and their delta chains (up to 32).

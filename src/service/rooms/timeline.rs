@@ -19,6 +19,9 @@ use crate::service::search;
 use crate::service::{Services, now_ms};
 use crate::store::{EventRecord, EventStatus, RoomRecord, TxnKey};
 
+/// The state events the auth rules consult for an event, shared with the event cache.
+pub type AuthState = HashMap<StateKey, Arc<Pdu>>;
+
 /// What a local user wants to add to a room.
 #[derive(Debug, Clone)]
 pub struct EventTemplate {
@@ -307,7 +310,7 @@ impl Services {
         sender: &UserId,
         state_key: Option<&str>,
         content: &Value,
-    ) -> Result<(HashMap<StateKey, Arc<Pdu>>, Vec<OwnedEventId>)> {
+    ) -> Result<(AuthState, Vec<OwnedEventId>)> {
         let version = room.version;
         let empty = serde_json::Map::new();
         let auth_types = auth_types_for_event(
@@ -317,7 +320,7 @@ impl Services {
             state_key,
             content.as_object().unwrap_or(&empty),
         );
-        let mut auth_state: HashMap<StateKey, Arc<Pdu>> = HashMap::new();
+        let mut auth_state: AuthState = HashMap::new();
         for (t, k) in auth_types {
             if let Some(pdu) = self.current_state_pdu(room_id, version, &t, &k)? {
                 auth_state.insert((t, k), pdu);
@@ -346,7 +349,7 @@ impl Services {
         room: &RoomRecord,
         sender: &UserId,
         template: EventTemplate,
-    ) -> Result<(Pdu, Value, HashMap<StateKey, Arc<Pdu>>)> {
+    ) -> Result<(Pdu, Value, AuthState)> {
         let version = room.version;
         let content = template.content;
         let (auth_state, auth_events) = self.auth_state_for_new_event(
@@ -475,7 +478,7 @@ impl Services {
     }
 }
 
-fn powers_from(version: RoomVersion, state: &HashMap<StateKey, Arc<Pdu>>) -> Result<RoomPowers> {
+fn powers_from(version: RoomVersion, state: &AuthState) -> Result<RoomPowers> {
     let create = state
         .get(&("m.room.create".to_owned(), String::new()))
         .ok_or_else(|| Error::internal("room has no create event"))?;

@@ -266,14 +266,14 @@ impl Services {
                 };
                 let record = &cached.record;
                 let visible = match reader.as_mut() {
-                    Some(reader) => reader.can_see(&record)?,
+                    Some(reader) => reader.can_see(record)?,
                     None => {
                         record.pdu.get("state_key").and_then(Value::as_str)
                             == Some(view.user_id.as_str())
                     }
                 };
                 if visible {
-                    let event = self.client_event_of(event_id.as_str(), &record, Some(view))?;
+                    let event = self.client_event_of(event_id.as_str(), record, Some(view))?;
                     if keep(&event) {
                         if events.len() == limit {
                             limited = true;

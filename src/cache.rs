@@ -83,6 +83,13 @@ impl<K: Hash + Eq, V: Clone> Cache<K, V> {
         generations.old.remove(key);
     }
 
+    /// Drops every entry.
+    pub fn clear(&self) {
+        let mut generations = self.lock();
+        generations.young.clear();
+        generations.old.clear();
+    }
+
     /// The cached value, or `load`'s, which is then cached. `load` runs without the lock,
     /// so two callers may both load a missing entry; the values are equal.
     pub fn get_or_load<E>(&self, key: K, load: impl FnOnce() -> Result<V, E>) -> Result<V, E> {

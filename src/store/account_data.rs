@@ -48,18 +48,33 @@ impl Store {
         room_id: Option<&str>,
         data_type: &str,
     ) -> StoreResult<Option<AccountDataRecord>> {
-        self.get_json(Cf::AccountData, &data_key(user_id, room_id, data_type))
+        let key = data_key(user_id, room_id, data_type);
+        self.inner
+            .records
+            .account_data
+            .get_or_load(&key, || self.get_json(Cf::AccountData, &key))
     }
 
     /// The user's newest account data stream position; 0 before their first write.
     pub fn account_data_position(&self, user_id: &str) -> StoreResult<u64> {
         let prefix = keys::devices_of(user_id);
+        let position = self
+            .inner
+            .records
+            .account_data_positions
+            .get_or_load(&prefix, || {
+                self.read_account_data_position(&prefix, user_id).map(Some)
+            })?;
+        Ok(position.unwrap_or(0))
+    }
+
+    fn read_account_data_position(&self, prefix: &[u8], user_id: &str) -> StoreResult<u64> {
         let mut iter =
             self.raw_iter_rev_from(Cf::AccountDataStream, &stream_key(user_id, u64::MAX));
         match iter.next() {
             Some(item) => {
                 let (key, _) = item?;
-                if !key.starts_with(&prefix) {
+                if !key.starts_with(prefix) {
                     return Ok(0);
                 }
                 Ok(<[u8; 8]>::try_from(&key[prefix.len()..])

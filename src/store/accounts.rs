@@ -100,8 +100,13 @@ pub struct RefreshTokenRecord {
 }
 
 impl Store {
+    /// The account record, from memory when recently read: every request checks it.
     pub fn user(&self, user_id: &str) -> StoreResult<Option<UserRecord>> {
-        self.get_json(Cf::Users, &keys::user(user_id))
+        let key = keys::user(user_id);
+        self.inner
+            .records
+            .users
+            .get_or_load(&key, || self.get_json(Cf::Users, &key))
     }
 
     pub fn device(&self, user_id: &str, device_id: &str) -> StoreResult<Option<DeviceRecord>> {

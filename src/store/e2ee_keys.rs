@@ -84,10 +84,19 @@ impl Store {
         device_id: &str,
     ) -> StoreResult<Vec<(String, u64)>> {
         let start = prefix(&[user_id, device_id]);
+        let counts = self
+            .inner
+            .records
+            .one_time_key_counts
+            .get_or_load(&start, || self.read_one_time_key_counts(&start).map(Some))?;
+        Ok(counts.unwrap_or_default())
+    }
+
+    fn read_one_time_key_counts(&self, start: &[u8]) -> StoreResult<Vec<(String, u64)>> {
         let mut counts: Vec<(String, u64)> = Vec::new();
-        for item in self.raw_iter_from(Cf::OneTimeKeys, &start) {
+        for item in self.raw_iter_from(Cf::OneTimeKeys, start) {
             let (key, _) = item?;
-            if !key.starts_with(&start) {
+            if !key.starts_with(start) {
                 break;
             }
             let rest = &key[start.len()..];
@@ -161,11 +170,16 @@ impl Store {
         user_id: &str,
         device_id: &str,
     ) -> StoreResult<Vec<(String, FallbackKeyRecord)>> {
-        Ok(self
-            .scan_prefix::<FallbackKeyRecord>(Cf::FallbackKeys, &prefix(&[user_id, device_id]))?
-            .into_iter()
-            .map(|(key, value)| (last_part(&key), value))
-            .collect())
+        let start = prefix(&[user_id, device_id]);
+        let keys = self.inner.records.fallback_keys.get_or_load(&start, || {
+            Ok(Some(
+                self.scan_prefix::<FallbackKeyRecord>(Cf::FallbackKeys, &start)?
+                    .into_iter()
+                    .map(|(key, value)| (last_part(&key), value))
+                    .collect(),
+            ))
+        })?;
+        Ok(keys.unwrap_or_default())
     }
 
     pub fn cross_signing_key(&self, user_id: &str, usage: &str) -> StoreResult<Option<Value>> {

@@ -20,6 +20,7 @@ mod presence;
 mod profiles;
 mod read_cache;
 mod receipts;
+mod record_cache;
 mod relations;
 mod reports;
 mod rooms;
@@ -63,6 +64,8 @@ pub use to_device::{ToDeviceRecord, to_device_client_txn, to_device_edu_txn};
 
 /// Access tokens kept in memory (per cache generation): about one per active device.
 const ACCESS_TOKEN_CACHE: usize = 4096;
+/// Users whose room lists stay in memory, per cache generation.
+const USER_ROOMS_CACHE: usize = 4096;
 
 /// Bumped whenever a key layout or record encoding changes incompatibly.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -301,6 +304,8 @@ struct Inner {
     access_tokens: read_cache::ReadCache<TokenHash, AccessTokenRecord>,
     /// Recently read room lists of users (see [`Store::user_rooms_shared`]).
     user_rooms: read_cache::ReadCache<String, rooms::UserRooms>,
+    /// Records every sync reads (see [`record_cache`]).
+    records: record_cache::RecordCaches,
 }
 
 impl Store {
@@ -339,7 +344,8 @@ impl Store {
                 path: path.to_path_buf(),
                 events: event_cache::EventCache::new(event_cache::EVENT_CACHE),
                 access_tokens: read_cache::ReadCache::new(ACCESS_TOKEN_CACHE),
-                user_rooms: read_cache::ReadCache::new(ACCESS_TOKEN_CACHE),
+                user_rooms: read_cache::ReadCache::new(USER_ROOMS_CACHE),
+                records: record_cache::RecordCaches::new(),
             }),
         };
         store.check_schema_version()?;
@@ -450,6 +456,7 @@ impl Store {
             events: Vec::new(),
             access_tokens: Vec::new(),
             user_rooms: Vec::new(),
+            touched: Vec::new(),
         }
     }
 
@@ -460,6 +467,7 @@ impl Store {
             events,
             access_tokens,
             user_rooms,
+            touched,
             ..
         } = batch;
         let write = || self.inner.db.write_opt(inner, &self.inner.write_options);
@@ -477,6 +485,7 @@ impl Store {
         self.inner.events.written(&events);
         self.inner.access_tokens.written(&access_tokens);
         self.inner.user_rooms.written(&user_rooms);
+        self.inner.records.written(&touched);
         Ok(())
     }
 
@@ -491,6 +500,7 @@ impl Store {
         self.inner.events.written(&batch.events);
         self.inner.access_tokens.written(&batch.access_tokens);
         self.inner.user_rooms.written(&batch.user_rooms);
+        self.inner.records.written(&batch.touched);
         Ok(())
     }
 
@@ -531,10 +541,13 @@ pub struct Batch<'a> {
     access_tokens: Vec<TokenHash>,
     /// Users whose room records this batch writes, likewise.
     user_rooms: Vec<String>,
+    /// Keys this batch writes or deletes in the column families of [`record_cache`].
+    touched: Vec<(Cf, Vec<u8>)>,
 }
 
 impl Batch<'_> {
     pub fn put_raw(&mut self, cf: Cf, key: &[u8], value: &[u8]) {
+        self.touch(cf, key);
         self.inner.put_cf(self.store.cf(cf), key, value);
     }
 
@@ -545,7 +558,14 @@ impl Batch<'_> {
     }
 
     pub fn delete(&mut self, cf: Cf, key: &[u8]) {
+        self.touch(cf, key);
         self.inner.delete_cf(self.store.cf(cf), key);
+    }
+
+    fn touch(&mut self, cf: Cf, key: &[u8]) {
+        if record_cache::RecordCaches::tracks(cf) {
+            self.touched.push((cf, key.to_vec()));
+        }
     }
 }
 

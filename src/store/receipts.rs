@@ -41,8 +41,14 @@ fn receipt_key(change: &ReceiptChange) -> Vec<u8> {
 }
 
 impl Store {
+    /// One receipt, from memory when recently read (unread counts read four per room
+    /// and sync).
     pub fn receipt(&self, change: &ReceiptChange) -> StoreResult<Option<ReceiptRecord>> {
-        self.get_json(Cf::Receipts, &receipt_key(change))
+        let key = receipt_key(change);
+        self.inner
+            .records
+            .receipts
+            .get_or_load(&key, || self.get_json(Cf::Receipts, &key))
     }
 
     /// Every receipt in the room.

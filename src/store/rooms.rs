@@ -178,8 +178,13 @@ impl Store {
         self.get_json(Cf::Stream, &be(stream))
     }
 
+    /// The room's head, from memory when recently read.
     pub fn room(&self, room_id: &str) -> StoreResult<Option<RoomRecord>> {
-        self.get_json(Cf::Rooms, room_id.as_bytes())
+        let key = room_id.as_bytes();
+        self.inner
+            .records
+            .rooms
+            .get_or_load(key, || self.get_json(Cf::Rooms, key))
     }
 
     pub fn state_group(&self, group: u64) -> StoreResult<Option<StateGroupRecord>> {
@@ -221,11 +226,13 @@ impl Store {
         Ok(out)
     }
 
+    /// The user's membership record in the room, from memory when recently read.
     pub fn user_room(&self, user_id: &str, room_id: &str) -> StoreResult<Option<UserRoomRecord>> {
-        self.get_json(
-            Cf::UserRooms,
-            &join(&[user_id.as_bytes(), room_id.as_bytes()]),
-        )
+        let key = join(&[user_id.as_bytes(), room_id.as_bytes()]);
+        self.inner
+            .records
+            .user_room
+            .get_or_load(&key, || self.get_json(Cf::UserRooms, &key))
     }
 
     /// [`Self::user_rooms`], shared, from memory when recently read: every sync reads

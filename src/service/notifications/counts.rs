@@ -94,7 +94,15 @@ impl Services {
         let key = (user_id.to_owned(), room_id.to_owned());
         let cached = lock(&self.notifications.counts).get(&key).copied();
         let mut entry = match cached {
-            Some(entry) if entry.from == from && entry.to <= to => entry,
+            Some(entry) if entry.from == from && entry.to <= to => {
+                // Counts read since this process started see every later record staged.
+                if !self.notifications.staged_after(user_id, room_id, entry.to) {
+                    let entry = Entry { to, ..entry };
+                    lock(&self.notifications.counts).insert(key, entry);
+                    return Ok(entry.counts);
+                }
+                entry
+            }
             _ => Entry {
                 from,
                 to: from,

@@ -67,6 +67,8 @@ impl Services {
             }
         }
         batch.put_notifications(stream, &records)?;
+        self.notifications
+            .note_staged(room_id, records.iter().map(|(u, _)| u), stream);
         Ok(records.into_iter().map(|(u, _)| u).collect())
     }
 

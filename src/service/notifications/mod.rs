@@ -54,6 +54,9 @@ pub struct Notifications {
     rooms: Mutex<HashMap<OwnedRoomId, CachedFacts>>,
     /// Unread counts per user and room, extended as new records arrive.
     counts: Mutex<HashMap<(OwnedUserId, OwnedRoomId), counts::Entry>>,
+    /// Per user and room, the stream position of the newest record staged since the
+    /// server started: counts that cover it need no read to be brought up to date.
+    staged: Mutex<HashMap<(OwnedUserId, OwnedRoomId), u64>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -64,6 +67,31 @@ impl Notifications {
     /// Forgets the cached counts of a user in a room (their records changed).
     fn forget_counts(&self, user_id: &UserId, room_id: &ruma::RoomId) {
         lock(&self.counts).remove(&(user_id.to_owned(), room_id.to_owned()));
+    }
+
+    /// Notes records about to be written for an event at `stream` (before the write, so
+    /// that a count made once the event is visible knows to read them).
+    fn note_staged<'a>(
+        &self,
+        room_id: &ruma::RoomId,
+        users: impl Iterator<Item = &'a OwnedUserId>,
+        stream: u64,
+    ) {
+        let mut staged = lock(&self.staged);
+        for user_id in users {
+            let newest = staged
+                .entry((user_id.clone(), room_id.to_owned()))
+                .or_default();
+            *newest = (*newest).max(stream);
+        }
+    }
+
+    /// Whether a record for the user in the room may have been written after `after`,
+    /// as far as this process knows (it staged every record written since it started).
+    fn staged_after(&self, user_id: &UserId, room_id: &ruma::RoomId, after: u64) -> bool {
+        lock(&self.staged)
+            .get(&(user_id.to_owned(), room_id.to_owned()))
+            .is_some_and(|newest| *newest > after)
     }
 }
 

@@ -1,0 +1,146 @@
+//! Decoded records, and facts read off a run of keys, of the column families every sync
+//! reads for every room or device: users (locked or not), rooms, memberships, read
+//! receipts, account-data and to-device positions, one-time and fallback key counts.
+//! Absent records are kept too: most syncs ask for receipts nobody sent.
+//!
+//! A batch names the keys it writes in these column families; once it is written, the
+//! entries those keys feed are dropped (see [`ReadCache`] for the race with readers).
+
+use super::Cf;
+use super::StoreResult;
+use super::account_data::AccountDataRecord;
+use super::accounts::UserRecord;
+use super::e2ee_keys::FallbackKeyRecord;
+use super::read_cache::ReadCache;
+use super::receipts::ReceiptRecord;
+use super::rooms::{RoomRecord, UserRoomRecord};
+
+/// Entries per generation of each cache.
+const RECORD_CACHE: usize = 8192;
+
+/// Which entries a written key drops.
+#[derive(Clone, Copy)]
+enum Scope {
+    /// The entry of that very key.
+    Key,
+    /// The entry of the key without its last 8 bytes (a stream position): the entry sums
+    /// up every `prefix + position` key.
+    Positions,
+    /// Every entry of the column family: its entries sum up key ranges a written key does
+    /// not name. For column families written seldom (device keys).
+    Family,
+}
+
+pub(super) struct RecordCache<V> {
+    cf: Cf,
+    scope: Scope,
+    entries: ReadCache<Vec<u8>, Option<V>>,
+}
+
+impl<V: Clone> RecordCache<V> {
+    fn new(cf: Cf, scope: Scope) -> Self {
+        Self {
+            cf,
+            scope,
+            entries: ReadCache::new(RECORD_CACHE),
+        }
+    }
+
+    /// The entry under `key` (a record's key, or the prefix of a run of keys), or
+    /// `load`'s answer, absent or not, which is then kept.
+    pub(super) fn get_or_load(
+        &self,
+        key: &[u8],
+        load: impl FnOnce() -> StoreResult<Option<V>>,
+    ) -> StoreResult<Option<V>> {
+        Ok(self
+            .entries
+            .get_or_load(key, || load().map(Some))?
+            .flatten())
+    }
+
+    fn written(&self, touched: &[(Cf, Vec<u8>)]) {
+        let mut keys = touched
+            .iter()
+            .filter(|(cf, _)| *cf == self.cf)
+            .map(|(_, k)| k);
+        match self.scope {
+            Scope::Key => self.entries.written(&keys.cloned().collect::<Vec<_>>()),
+            Scope::Positions => {
+                let prefixes: Vec<Vec<u8>> = keys
+                    .map(|k| k[..k.len().saturating_sub(8)].to_vec())
+                    .collect();
+                self.entries.written(&prefixes);
+            }
+            Scope::Family => {
+                if keys.next().is_some() {
+                    self.entries.written_all();
+                }
+            }
+        }
+    }
+}
+
+pub(super) struct RecordCaches {
+    pub(super) users: RecordCache<UserRecord>,
+    pub(super) rooms: RecordCache<RoomRecord>,
+    pub(super) user_room: RecordCache<UserRoomRecord>,
+    pub(super) receipts: RecordCache<ReceiptRecord>,
+    pub(super) account_data: RecordCache<AccountDataRecord>,
+    /// The newest position of a user's account data stream, by the stream's key prefix.
+    pub(super) account_data_positions: RecordCache<u64>,
+    /// The positions of a device's pending to-device messages, by their key prefix.
+    pub(super) to_device_positions: RecordCache<Vec<u64>>,
+    /// A device's unclaimed one-time keys per algorithm, by their key prefix.
+    pub(super) one_time_key_counts: RecordCache<Vec<(String, u64)>>,
+    /// A device's fallback keys, by their key prefix.
+    pub(super) fallback_keys: RecordCache<Vec<(String, FallbackKeyRecord)>>,
+}
+
+impl RecordCaches {
+    pub(super) fn new() -> Self {
+        Self {
+            users: RecordCache::new(Cf::Users, Scope::Key),
+            rooms: RecordCache::new(Cf::Rooms, Scope::Key),
+            user_room: RecordCache::new(Cf::UserRooms, Scope::Key),
+            receipts: RecordCache::new(Cf::Receipts, Scope::Key),
+            account_data: RecordCache::new(Cf::AccountData, Scope::Key),
+            account_data_positions: RecordCache::new(Cf::AccountDataStream, Scope::Positions),
+            to_device_positions: RecordCache::new(Cf::ToDevice, Scope::Positions),
+            one_time_key_counts: RecordCache::new(Cf::OneTimeKeys, Scope::Family),
+            fallback_keys: RecordCache::new(Cf::FallbackKeys, Scope::Family),
+        }
+    }
+
+    /// Whether a batch must name the keys it writes in `cf`.
+    pub(super) fn tracks(cf: Cf) -> bool {
+        matches!(
+            cf,
+            Cf::Users
+                | Cf::Rooms
+                | Cf::UserRooms
+                | Cf::Receipts
+                | Cf::AccountData
+                | Cf::AccountDataStream
+                | Cf::ToDevice
+                | Cf::OneTimeKeys
+                | Cf::FallbackKeys
+        )
+    }
+
+    /// Drops the entries a written batch changed.
+    pub(super) fn written(&self, touched: &[(Cf, Vec<u8>)]) {
+        if touched.is_empty() {
+            return;
+        }
+        self.users.written(touched);
+        self.rooms.written(touched);
+        self.user_room.written(touched);
+        self.receipts.written(touched);
+        self.account_data.written(touched);
+        self.account_data_positions.written(touched);
+        self.to_device_positions.written(touched);
+        self.one_time_key_counts.written(touched);
+        self.fallback_keys.written(touched);
+    }
+}

@@ -144,3 +144,77 @@ impl RecordCaches {
         self.fallback_keys.written(touched);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ruma::{owned_event_id, owned_room_id, owned_user_id};
+    use serde_json::json;
+
+    use crate::store::{ReceiptChange, ReceiptRecord, Store, ToDeviceRecord};
+
+    #[test]
+    fn a_write_replaces_what_was_read_before_it_absent_or_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), false).unwrap();
+
+        // A receipt read while absent, then written, then moved.
+        let change = ReceiptChange {
+            room_id: owned_room_id!("!r:x"),
+            receipt_type: "m.read".into(),
+            user_id: owned_user_id!("@a:x"),
+            thread: String::new(),
+        };
+        assert!(store.receipt(&change).unwrap().is_none());
+        for (position, event_stream) in [(1, 10), (2, 20)] {
+            let record = ReceiptRecord {
+                event_id: owned_event_id!("$e"),
+                ts: 0,
+                position,
+                event_stream,
+            };
+            let mut batch = store.batch();
+            batch
+                .put_receipt(&change, &record, position.checked_sub(1))
+                .unwrap();
+            store.write(batch).unwrap();
+            let read = store.receipt(&change).unwrap().unwrap();
+            assert_eq!(read.event_stream, event_stream);
+        }
+
+        // To-device positions: the entry sums up a run of keys, each write of one drops it.
+        let message = ToDeviceRecord {
+            sender: owned_user_id!("@b:x"),
+            event_type: "m.test".into(),
+            content: json!({}),
+        };
+        assert!(store.to_device_positions("@a:x", "D").unwrap().is_empty());
+        let mut batch = store.batch();
+        batch.put_to_device("@a:x", "D", 5, &message).unwrap();
+        batch.put_to_device("@a:x", "D", 7, &message).unwrap();
+        store.write(batch).unwrap();
+        assert_eq!(store.to_device_positions("@a:x", "D").unwrap(), [5, 7]);
+        let mut batch = store.batch();
+        batch.delete_to_device("@a:x", "D", 5);
+        store.write_unsynced(batch).unwrap();
+        assert_eq!(store.to_device_positions("@a:x", "D").unwrap(), [7]);
+        // Another device's messages are apart.
+        assert!(store.to_device_positions("@a:x", "E").unwrap().is_empty());
+
+        // One-time keys: counted per algorithm, recounted after an upload and a claim.
+        assert!(store.one_time_key_counts("@a:x", "D").unwrap().is_empty());
+        let mut batch = store.batch();
+        for id in ["k1", "k2"] {
+            batch
+                .put_one_time_key("@a:x", "D", "signed_curve25519", id, &json!("key"))
+                .unwrap();
+        }
+        store.write(batch).unwrap();
+        let counts = store.one_time_key_counts("@a:x", "D").unwrap();
+        assert_eq!(counts, [("signed_curve25519".to_owned(), 2)]);
+        let mut batch = store.batch();
+        batch.delete_one_time_key("@a:x", "D", "signed_curve25519", "k1");
+        store.write(batch).unwrap();
+        let counts = store.one_time_key_counts("@a:x", "D").unwrap();
+        assert_eq!(counts, [("signed_curve25519".to_owned(), 1)]);
+    }
+}

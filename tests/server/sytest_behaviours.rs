@@ -293,3 +293,17 @@ fn ignored_users_messages_and_invites_leave_sync() {
     );
     assert!(body["rooms"]["invite"].get(&other).is_none(), "{body}");
 }
+
+#[test]
+fn joined_members_always_carry_both_profile_keys() {
+    let server = TestServer::start();
+    let (alice, _bob, room) = alice_and_bob_in_a_room(&server);
+    let (status, body) = server.get(
+        &format!("/_matrix/client/v3/rooms/{}/joined_members", enc(&room)),
+        Some(&alice.token),
+    );
+    assert_eq!(status, 200);
+    let me = &body["joined"][&alice.id];
+    assert_eq!(me["display_name"], "alice", "{body}");
+    assert_eq!(me.get("avatar_url"), Some(&Value::Null), "{body}");
+}

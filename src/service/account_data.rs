@@ -1,11 +1,12 @@
 //! Account data (global and per room) and room tags, which Synapse and clients treat as
 //! the room account data `m.tag`, so tags travel through the same storage and stream.
 
+use std::collections::HashSet;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::{Mutex, MutexGuard};
 
-use ruma::{RoomId, UserId};
+use ruma::{OwnedUserId, RoomId, UserId};
 use serde_json::{Map, Value, json};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -67,6 +68,23 @@ impl Services {
             ));
         }
         Ok(())
+    }
+
+    /// The users `user_id` ignores (`m.ignored_user_list`); entries that are not user
+    /// IDs are skipped.
+    pub fn ignored_users(&self, user_id: &UserId) -> Result<HashSet<OwnedUserId>> {
+        let content = self.account_data(user_id, None, "m.ignored_user_list")?;
+        Ok(content
+            .as_ref()
+            .and_then(|c| c.get("ignored_users"))
+            .and_then(Value::as_object)
+            .map(|users| {
+                users
+                    .keys()
+                    .filter_map(|u| OwnedUserId::try_from(u.as_str()).ok())
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     /// The stored content, without any access check.

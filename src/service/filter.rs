@@ -185,14 +185,11 @@ impl Filter {
             .map_err(|e| Error::bad_json(format!("Invalid filter: {e}")))?;
         filter.presence.validate("presence")?;
         filter.account_data.validate("account_data")?;
-        filter.room.timeline.base.validate("room.timeline")?;
-        filter.room.state.base.validate("room.state")?;
-        filter.room.ephemeral.base.validate("room.ephemeral")?;
-        filter
-            .room
-            .account_data
-            .base
-            .validate("room.account_data")?;
+        validate_rooms("room", &filter.room.rooms, &filter.room.not_rooms)?;
+        filter.room.timeline.validate("room.timeline")?;
+        filter.room.state.validate("room.state")?;
+        filter.room.ephemeral.validate("room.ephemeral")?;
+        filter.room.account_data.validate("room.account_data")?;
         Ok(filter)
     }
 }
@@ -206,9 +203,27 @@ impl RoomEventFilter {
         }
         let filter: RoomEventFilter = serde_json::from_value(value.clone())
             .map_err(|e| Error::bad_json(format!("Invalid filter: {e}")))?;
-        filter.base.validate("filter")?;
+        filter.validate("filter")?;
         Ok(filter)
     }
+
+    fn validate(&self, what: &str) -> Result<()> {
+        self.base.validate(what)?;
+        validate_rooms(what, &self.rooms, &self.not_rooms)
+    }
+}
+
+/// `rooms` and `not_rooms` must hold room IDs (as Synapse checks, and SyTest's "Check
+/// creating invalid filters returns 4xx").
+fn validate_rooms(what: &str, rooms: &Option<Vec<String>>, not_rooms: &[String]) -> Result<()> {
+    for room in rooms.iter().flatten().chain(not_rooms) {
+        if ruma::RoomId::parse(room.as_str()).is_err() {
+            return Err(Error::bad_json(format!(
+                "{what} names {room:?}, which is not a room ID"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Filter IDs are short and must not start with `{`, which marks an inline filter.
@@ -314,6 +329,16 @@ mod tests {
         assert!(timeline.matches_event(&json!({"type": "m.room.message", "sender": "@a:x"})));
         assert!(!timeline.matches_event(&json!({"type": "m.room.member", "sender": "@a:x"})));
         assert!(!timeline.matches_event(&json!({"type": "m.reaction", "sender": "@a:x"})));
+    }
+
+    #[test]
+    fn room_lists_must_hold_room_ids() {
+        let bad = serde_json::json!({ "room": { "timeline": { "rooms": ["not_a_room_id"] } } });
+        assert_eq!(Filter::from_json(&bad).unwrap_err().errcode(), "M_BAD_JSON");
+        let bad = serde_json::json!({ "room": { "not_rooms": ["#alias:x"] } });
+        assert_eq!(Filter::from_json(&bad).unwrap_err().errcode(), "M_BAD_JSON");
+        let good = serde_json::json!({ "room": { "rooms": ["!a:x"], "state": { "not_rooms": ["!b:x"] } } });
+        assert!(Filter::from_json(&good).is_ok());
     }
 
     #[test]

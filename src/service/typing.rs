@@ -155,14 +155,6 @@ impl Services {
         Ok(())
     }
 
-    /// A message from a typist ends their typing, as clients would otherwise show it
-    /// until the timeout.
-    pub fn stop_typing_on_send(&self, room_id: &RoomId, user_id: &UserId) {
-        if let Some((_, true)) = self.typing.update(room_id, user_id, false) {
-            self.wake_room(room_id);
-        }
-    }
-
     pub fn wake_room(&self, room_id: &RoomId) {
         match self.room_members(room_id) {
             Ok(members) => self.notifier.wake(members.audience()),

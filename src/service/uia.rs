@@ -41,6 +41,17 @@ pub struct Requirement {
     pub purpose: &'static str,
     pub flows: Vec<Vec<Stage>>,
     pub user: Option<OwnedUserId>,
+    /// What the operation acts on (e.g. the device to delete): a session started for one
+    /// target cannot authorise the same operation on another, as Synapse checks.
+    pub target: Option<String>,
+}
+
+impl Requirement {
+    /// The same requirement, bound to `target`.
+    pub fn for_target(mut self, target: impl Into<String>) -> Self {
+        self.target = Some(target.into());
+        self
+    }
 }
 
 /// The body of a 401 that asks the client to continue authenticating.
@@ -79,7 +90,16 @@ struct Session {
     requirement: Requirement,
     completed: Vec<Stage>,
     created: Instant,
+    /// The parameters of the request that started the session (registration only):
+    /// later requests of the session may leave them out.
+    params: Map<String, Value>,
+    /// Registration only: the account this session created, so that repeating the
+    /// finished request answers with the same user (as Synapse does).
+    registered: Option<OwnedUserId>,
 }
+
+/// The purpose of registration sessions, which remember their first request.
+pub const REGISTER: &str = "register";
 
 const SESSION_LIFETIME: Duration = Duration::from_secs(15 * 60);
 
@@ -94,6 +114,10 @@ impl UiaSessions {
     }
 
     fn start(&self, requirement: &Requirement) -> String {
+        self.start_with(requirement, Map::new())
+    }
+
+    fn start_with(&self, requirement: &Requirement, params: Map<String, Value>) -> String {
         let id = super::random_string(24);
         let mut sessions = self.lock();
         sessions.retain(|_, s| s.created.elapsed() < SESSION_LIFETIME);
@@ -103,6 +127,8 @@ impl UiaSessions {
                 requirement: requirement.clone(),
                 completed: Vec::new(),
                 created: Instant::now(),
+                params,
+                registered: None,
             },
         );
         id
@@ -182,6 +208,16 @@ impl Services {
                 ));
             }
         };
+        // Authenticating as someone else is refused outright (403), not re-challenged:
+        // the access token belongs to one user, the password to another.
+        if stage == Stage::Password
+            && let Some(user) = &requirement.user
+            && super::users::identifier_user(auth, self.server_name()).is_ok_and(|c| c != *user)
+        {
+            return Err(Error::forbidden(
+                "The identifier does not match the logged-in user",
+            ));
+        }
         if let Err(failure) = self
             .check_stage(stage, auth, requirement.user.as_deref())
             .await
@@ -207,6 +243,60 @@ impl Services {
         self.finish_if_complete(&session_id, &requirement)
     }
 
+    /// Registration's first step: the request's parameters (without `auth`) are merged
+    /// with those remembered by its session, the first request's winning where both
+    /// give one; a request without a session starts one remembering them. Answers the
+    /// parameters to use, and the user the session registered already, if any.
+    pub fn registration_params(
+        &self,
+        requirement: &Requirement,
+        auth: Option<&Map<String, Value>>,
+        mut params: Map<String, Value>,
+    ) -> Result<(Map<String, Value>, Option<OwnedUserId>)> {
+        let session_id = auth.and_then(|a| a.get("session")).and_then(Value::as_str);
+        let Some(session_id) = session_id else {
+            if auth.is_none() {
+                let id = self.uia.start_with(requirement, params);
+                return Err(self.uia.challenge(&id, None));
+            }
+            return Ok((params, None));
+        };
+        let mut sessions = self.uia.lock();
+        let Some(session) = sessions.get_mut(session_id) else {
+            return Err(Error::new(
+                ErrorKind::Unknown,
+                "Unknown or expired user-interactive auth session",
+            ));
+        };
+        if session.requirement != *requirement {
+            return Err(Error::forbidden(
+                "This auth session was started for a different request",
+            ));
+        }
+        for (key, value) in &session.params {
+            params.insert(key.clone(), value.clone());
+        }
+        if session.params.is_empty() {
+            session.params = params.clone();
+        }
+        Ok((params, session.registered.clone()))
+    }
+
+    /// The account a registration session created already, if it did.
+    pub fn registered_by_session(&self, auth: Option<&Map<String, Value>>) -> Option<OwnedUserId> {
+        let id = auth?.get("session")?.as_str()?;
+        self.uia.lock().get(id)?.registered.clone()
+    }
+
+    /// Records the account a registration session created.
+    pub fn registration_done(&self, auth: Option<&Map<String, Value>>, user_id: &UserId) {
+        if let Some(id) = auth.and_then(|a| a.get("session")).and_then(Value::as_str)
+            && let Some(session) = self.uia.lock().get_mut(id)
+        {
+            session.registered = Some(user_id.to_owned());
+        }
+    }
+
     fn finish_if_complete(&self, session_id: &str, requirement: &Requirement) -> Result<()> {
         let mut sessions = self.uia.lock();
         let done = sessions.get(session_id).is_some_and(|s| {
@@ -216,7 +306,11 @@ impl Services {
                 .any(|flow| flow.iter().all(|stage| s.completed.contains(stage)))
         });
         if done {
-            sessions.remove(session_id);
+            // A registration session stays until it expires, so that a retried request
+            // answers with the account it created.
+            if requirement.purpose != REGISTER {
+                sessions.remove(session_id);
+            }
             Ok(())
         } else {
             drop(sessions);

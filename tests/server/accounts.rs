@@ -94,15 +94,19 @@ fn password_change_can_keep_other_devices_and_checks_the_new_password() {
         &json!({ "new_password": "another good one" }),
     );
     let session = challenge["session"].as_str().unwrap();
-    // Another user's password does not authorise this user's change.
+    // Another user's password does not authorise this user's change: refused outright,
+    // as Synapse does, and the session stays usable.
     server.register("mallory");
-    let (status, _) = server.post(
+    let (status, body) = server.post(
         PASSWORD_PATH,
         Some(&here),
         &json!({ "new_password": "another good one", "logout_devices": false,
                  "auth": password_auth("mallory", PASSWORD, session) }),
     );
-    assert_eq!(status, 401);
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (403, Some("M_FORBIDDEN"))
+    );
     let (status, _) = server.post(
         PASSWORD_PATH,
         Some(&here),

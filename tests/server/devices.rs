@@ -134,3 +134,67 @@ fn delete_devices_removes_several_at_once() {
         "M_NOT_FOUND",
     );
 }
+
+/// A user-interactive auth session is bound to the device it was started for, as
+/// Synapse binds it (SyTest: "The operation must be consistent through an interactive
+/// authentication session"): completing it on another device's path is refused.
+#[test]
+fn an_auth_session_cannot_delete_another_device() {
+    let server = TestServer::start();
+    let here = token(&server.register("rhea"));
+    for device in ["FIRST", "SECOND"] {
+        server.post(
+            "/_matrix/client/v3/login",
+            None,
+            &json!({ "type": "m.login.password", "user": "rhea", "password": PASSWORD,
+                     "device_id": device }),
+        );
+    }
+    let (status, challenge) = server.send(
+        "DELETE",
+        "/_matrix/client/v3/devices/FIRST",
+        Some(&here),
+        &json!({}),
+    );
+    assert_eq!(status, 401);
+    let auth = json!({ "type": "m.login.password", "password": PASSWORD,
+        "identifier": { "type": "m.id.user", "user": "rhea" },
+        "session": challenge["session"] });
+    assert_error(
+        server.send(
+            "DELETE",
+            "/_matrix/client/v3/devices/SECOND",
+            Some(&here),
+            &json!({ "auth": auth }),
+        ),
+        403,
+        "M_FORBIDDEN",
+    );
+    assert_eq!(
+        server
+            .get("/_matrix/client/v3/devices/SECOND", Some(&here))
+            .0,
+        200
+    );
+    // Another user's password is refused outright too, with the device left alone.
+    server.register("sven");
+    let mut sven = auth.clone();
+    sven["identifier"]["user"] = json!("sven");
+    assert_error(
+        server.send(
+            "DELETE",
+            "/_matrix/client/v3/devices/FIRST",
+            Some(&here),
+            &json!({ "auth": sven }),
+        ),
+        403,
+        "M_FORBIDDEN",
+    );
+    let (status, _) = server.send(
+        "DELETE",
+        "/_matrix/client/v3/devices/FIRST",
+        Some(&here),
+        &json!({ "auth": auth }),
+    );
+    assert_eq!(status, 200);
+}

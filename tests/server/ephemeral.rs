@@ -52,8 +52,10 @@ fn typing_appears_and_then_expires() {
     assert_eq!(typists(&body, &room), Some(json!([])));
 }
 
+/// As in Synapse (and SyTest's "Typing can be explicitly stopped"), a message does not end
+/// its sender's typing: only the client's `typing: false` or the timeout does.
 #[test]
-fn sending_a_message_ends_typing() {
+fn sending_a_message_leaves_typing_on() {
     let server = TestServer::start();
     let (alice, bob, room) = alice_and_bob_in_a_room(&server);
     set_typing(
@@ -63,8 +65,13 @@ fn sending_a_message_ends_typing() {
         json!({"typing": true, "timeout": 60000}),
     );
     let since = next_batch(&sync(&server, &bob, ""));
-    send_text(&server, &alice, &room, "t1", "done typing");
+    send_text(&server, &alice, &room, "t1", "still typing");
     let body = poll(&server, &bob, &since);
+    assert_eq!(typists(&body, &room), None, "{body}");
+    let body = sync(&server, &bob, "");
+    assert_eq!(typists(&body, &room), Some(json!([alice.id])), "{body}");
+    set_typing(&server, &alice, &room, json!({"typing": false}));
+    let body = poll(&server, &bob, &next_batch(&body));
     assert_eq!(typists(&body, &room), Some(json!([])), "{body}");
 }
 

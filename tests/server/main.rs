@@ -56,6 +56,7 @@ mod sliding_sync;
 mod spaces;
 mod sync;
 mod sync_ws;
+mod sytest_behaviours;
 mod tls;
 mod to_device;
 mod upgrade;

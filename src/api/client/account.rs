@@ -24,6 +24,7 @@ pub fn password_requirement(purpose: &'static str, user: &ruma::UserId) -> Requi
         purpose,
         flows: vec![vec![Stage::Password]],
         user: Some(user.to_owned()),
+        target: None,
     }
 }
 

@@ -69,7 +69,7 @@ async fn delete_one(
     state.sessions.device(&authed.user_id, &device_id)?;
     state
         .authenticate(
-            password_requirement("delete_devices", &authed.user_id),
+            password_requirement("delete_devices", &authed.user_id).for_target(device_id.as_str()),
             body.auth.as_ref(),
         )
         .await?;
@@ -88,9 +88,12 @@ async fn delete_many(
     Auth(authed): Auth,
     MatrixJson(body): MatrixJson<DeleteManyBody>,
 ) -> Result<Json<Value>> {
+    let mut targets: Vec<&str> = body.devices.iter().map(|d| d.as_str()).collect();
+    targets.sort_unstable();
+    targets.dedup();
     state
         .authenticate(
-            password_requirement("delete_devices", &authed.user_id),
+            password_requirement("delete_devices", &authed.user_id).for_target(targets.join(" ")),
             body.auth.as_ref(),
         )
         .await?;

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use crate::api::AppState;
 use crate::api::extract::Auth;
 use crate::error::{Error, Result};
+use crate::event::room_version::RoomVersion;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -21,7 +22,8 @@ async fn versions() -> Json<Value> {
     Json(json!({
         "versions": [
             "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6",
-            "v1.7", "v1.8", "v1.9", "v1.10", "v1.11", "v1.12",
+            "v1.7", "v1.8", "v1.9", "v1.10", "v1.11", "v1.12", "v1.13", "v1.14", "v1.15",
+            "v1.16",
         ],
         "unstable_features": { super::sliding_sync::UNSTABLE_FEATURE: true },
     }))
@@ -42,10 +44,19 @@ async fn well_known_server(State(state): State<AppState>) -> Result<Json<Value>>
     }
 }
 
-/// Only what is implemented is advertised: room versions appear with rooms.
+/// Only what is implemented is advertised. `m.room_versions` lists every version Hearth can
+/// create and join, all stable; the default is the one new rooms get.
 async fn capabilities(State(state): State<AppState>, Auth(authed): Auth) -> Json<Value> {
+    let available: serde_json::Map<String, Value> = RoomVersion::ALL
+        .iter()
+        .map(|v| (v.as_str().to_owned(), json!("stable")))
+        .collect();
     let mut body = json!({
         "capabilities": {
+            "m.room_versions": {
+                "default": RoomVersion::default().as_str(),
+                "available": available,
+            },
             "m.change_password": { "enabled": true },
             "m.set_displayname": { "enabled": true },
             "m.set_avatar_url": { "enabled": true },

@@ -1,7 +1,7 @@
 //! Push rules (`/pushrules/...`); only the `global` scope exists.
 
 use axum::extract::State;
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -13,8 +13,24 @@ use crate::service::push_rules::{RuleAddress, parse_kind};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/_matrix/client/v3/pushrules/", get(get_all))
-        .route("/_matrix/client/v3/pushrules/global/", get(get_global))
+        .route(
+            "/_matrix/client/v3/pushrules/",
+            get(get_all).fallback(unrecognised_path),
+        )
+        .route(
+            "/_matrix/client/v3/pushrules/global/",
+            get(get_global).fallback(unrecognised_path),
+        )
+        .route(
+            "/_matrix/client/v3/pushrules/global/{kind}/",
+            get(get_kind).fallback(unrecognised_path),
+        )
+        // Any other path under `/pushrules/` (a missing or unknown scope, kind or
+        // attribute, an empty rule ID) is a bad request, as Synapse answers.
+        .route(
+            "/_matrix/client/v3/pushrules/{*rest}",
+            any(unrecognised_path),
+        )
         .route(
             "/_matrix/client/v3/pushrules/global/{kind}/{rule_id}",
             get(get_rule).put(put_rule).delete(delete_rule),
@@ -44,6 +60,21 @@ async fn get_all(State(state): State<AppState>, Auth(authed): Auth) -> Result<Js
 
 async fn get_global(State(state): State<AppState>, Auth(authed): Auth) -> Result<Json<Value>> {
     Ok(Json(state.push_ruleset(&authed.user_id)?.to_json()))
+}
+
+/// `GET /pushrules/global/{kind}/`: the rules of one kind, in order.
+async fn get_kind(
+    State(state): State<AppState>,
+    Auth(authed): Auth,
+    Path(kind): Path<String>,
+) -> Result<Json<Value>> {
+    let kind = parse_kind(&kind)?;
+    let rules = state.push_ruleset(&authed.user_id)?.to_json();
+    Ok(Json(rules[kind.as_str()].clone()))
+}
+
+async fn unrecognised_path(Auth(_): Auth) -> Error {
+    Error::invalid_param("Push rule paths are /pushrules/global/{kind}/{ruleId}[/enabled|/actions]")
 }
 
 async fn get_rule(

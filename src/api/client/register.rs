@@ -11,7 +11,7 @@ use super::login::session_response;
 use crate::api::AppState;
 use crate::api::extract::{MatrixJson, Query};
 use crate::error::{Error, ErrorKind, Result};
-use crate::service::uia::{Requirement, Stage};
+use crate::service::uia::{REGISTER, Requirement, Stage};
 use crate::service::users::NewAccount;
 
 pub fn routes() -> Router<AppState> {
@@ -39,7 +39,6 @@ struct RegisterBody {
     inhibit_login: bool,
     #[serde(default)]
     refresh_token: bool,
-    auth: Option<Map<String, Value>>,
 }
 
 fn registration_flows(state: &AppState) -> Vec<Vec<Stage>> {
@@ -53,7 +52,7 @@ fn registration_flows(state: &AppState) -> Vec<Vec<Stage>> {
 async fn register(
     State(state): State<AppState>,
     Query(query): Query<RegisterQuery>,
-    MatrixJson(body): MatrixJson<RegisterBody>,
+    MatrixJson(mut raw): MatrixJson<Map<String, Value>>,
 ) -> Result<Json<Value>> {
     match query.kind.as_deref() {
         None | Some("user") => {}
@@ -68,30 +67,58 @@ async fn register(
     if !state.config.registration.enabled {
         return Err(Error::forbidden("Registration is disabled on this server"));
     }
+    let auth = match raw.remove("auth") {
+        Some(Value::Object(auth)) => Some(auth),
+        None | Some(Value::Null) => None,
+        Some(_) => return Err(Error::bad_json("auth must be an object")),
+    };
+    let requirement = Requirement {
+        purpose: REGISTER,
+        flows: registration_flows(&state),
+        user: None,
+        target: None,
+    };
     // Problems with what was given are reported before authentication starts, so a
     // client learns of a taken name before the user works through any stage.
-    if let Some(username) = &body.username {
-        state.username_available(username)?;
+    // (A retry of a session that registered its account already has nothing to check.)
+    let early: RegisterBody = parse_body(raw.clone())?;
+    if state.registered_by_session(auth.as_ref()).is_none() {
+        if let Some(username) = &early.username {
+            state.username_available(&username.to_lowercase())?;
+        }
+        if let Some(password) = &early.password {
+            state.check_password_rules(password)?;
+        }
     }
-    if let Some(password) = &body.password {
-        state.check_password_rules(password)?;
+    // Later requests of a session may leave out what the first one gave.
+    let (params, registered) = state.registration_params(&requirement, auth.as_ref(), raw)?;
+    let body: RegisterBody = parse_body(params)?;
+    state.authenticate(requirement, auth.as_ref()).await?;
+    if let Some(user_id) = registered {
+        // The session registered an account already: a retry gets that account.
+        if body.inhibit_login {
+            return Ok(Json(
+                json!({ "user_id": user_id, "home_server": state.server_name() }),
+            ));
+        }
+        let tokens = state
+            .sessions
+            .open_session(
+                &user_id,
+                body.device_id,
+                body.initial_device_display_name,
+                body.refresh_token,
+            )
+            .await?;
+        return Ok(Json(session_response(&state, &user_id, &tokens)));
     }
-    state
-        .authenticate(
-            Requirement {
-                purpose: "register",
-                flows: registration_flows(&state),
-                user: None,
-            },
-            body.auth.as_ref(),
-        )
-        .await?;
     if body.password.is_none() {
         return Err(Error::missing_param("A password is required"));
     }
     let (user_id, tokens) = state
         .create_account(NewAccount {
-            localpart: body.username,
+            // User names are lower-cased, as Synapse does: `Alice` registers `@alice`.
+            localpart: body.username.map(|u| u.to_lowercase()),
             password: body.password,
             device_id: body.device_id,
             device_display_name: body.initial_device_display_name,
@@ -100,10 +127,16 @@ async fn register(
             admin: false,
         })
         .await?;
+    state.registration_done(auth.as_ref(), &user_id);
     Ok(Json(match tokens {
         Some(tokens) => session_response(&state, &user_id, &tokens),
         None => json!({ "user_id": user_id, "home_server": state.server_name() }),
     }))
+}
+
+fn parse_body(params: Map<String, Value>) -> Result<RegisterBody> {
+    serde_json::from_value(Value::Object(params))
+        .map_err(|e| Error::bad_json(format!("Invalid registration request: {e}")))
 }
 
 #[derive(Deserialize)]

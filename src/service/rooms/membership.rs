@@ -61,6 +61,16 @@ impl Services {
         if change == MembershipChange::Invite {
             self.check_invitable(target)?;
         }
+        // The auth rules let a moderator "kick" someone who has left or never came;
+        // Synapse refuses that, and clients expect its 403.
+        if change == MembershipChange::Kick
+            && !matches!(
+                self.membership(room_id, target)?.as_deref(),
+                Some("join" | "invite" | "knock")
+            )
+        {
+            return Err(Error::forbidden(format!("{target} is not in the room")));
+        }
         if change == MembershipChange::Unban
             && self.membership(room_id, target)?.as_deref() != Some("ban")
         {

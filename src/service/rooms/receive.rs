@@ -226,9 +226,6 @@ impl Services {
         )?;
         self.write_received(batch, placement)?;
         self.finish_accepted(room_id, staged);
-        if pdu.state_key().is_none() {
-            self.stop_typing_on_send(room_id, pdu.sender());
-        }
         Ok((event_id, Received::Accepted))
     }
 

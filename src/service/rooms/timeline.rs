@@ -209,6 +209,9 @@ impl Services {
                 "{sender} is no longer joined to {room_id}"
             )));
         }
+        if let Some(existing) = self.identical_current_state(room_id, sender, &template)? {
+            return Ok(existing);
+        }
         let version = room.version;
         let is_message = template.state_key.is_none();
         let (pdu, json, auth_state) = self.build_local_event(room_id, &room, sender, template)?;
@@ -244,10 +247,35 @@ impl Services {
         }
         self.commit_local_event(batch, room_id, &room, &pdu, json, local)?;
         if is_message {
-            self.stop_typing_on_send(room_id, sender);
             self.note_activity(sender);
         }
         Ok(event_id)
+    }
+
+    /// A state event the sender already sent with the same content and which is still
+    /// current is not sent again: its ID is the answer, as Synapse does (so a repeated
+    /// `PUT /state` or a join by someone joined adds nothing to the room).
+    fn identical_current_state(
+        &self,
+        room_id: &RoomId,
+        sender: &UserId,
+        template: &EventTemplate,
+    ) -> Result<Option<OwnedEventId>> {
+        let Some(state_key) = &template.state_key else {
+            return Ok(None);
+        };
+        let Some(current) =
+            self.store
+                .current_state_id(room_id.as_str(), &template.event_type, state_key)?
+        else {
+            return Ok(None);
+        };
+        let Some(record) = self.store.event(current.as_str())? else {
+            return Ok(None);
+        };
+        let same = record.pdu.get("sender").and_then(Value::as_str) == Some(sender.as_str())
+            && record.pdu.get("content") == Some(&template.content);
+        Ok(same.then_some(current))
     }
 
     /// Stores a local event built on the room's current state (with whatever the

@@ -49,6 +49,9 @@ struct Pass<'a> {
     /// People the user started sharing a room with in this window: their presence is
     /// sent even if it did not change, as the client has never seen it.
     newly_shared: RefCell<HashSet<OwnedUserId>>,
+    /// The users in the user's `m.ignored_user_list`: their messages and invites are left
+    /// out, as the spec asks.
+    ignored: HashSet<OwnedUserId>,
 }
 
 impl Services {
@@ -126,6 +129,7 @@ impl Services {
             receipts: HashMap::new(),
             room_account_data: HashMap::new(),
             newly_shared: RefCell::new(HashSet::new()),
+            ignored: self.ignored_users(user_id)?,
         };
 
         let mut global_account_data = Vec::new();

@@ -39,6 +39,16 @@ pub(crate) struct Timeline {
     pub(crate) limited: bool,
 }
 
+/// A message (not a state event) from someone the user ignores.
+fn is_ignored_message(pass: &Pass<'_>, event: &Value) -> bool {
+    !pass.ignored.is_empty()
+        && event.get("state_key").is_none()
+        && event
+            .get("sender")
+            .and_then(Value::as_str)
+            .is_some_and(|sender| pass.ignored.iter().any(|u| u.as_str() == sender))
+}
+
 impl Services {
     pub(super) fn sync_rooms(&self, pass: &Pass<'_>) -> Result<Map<String, Value>> {
         let mut join = Map::new();
@@ -52,6 +62,7 @@ impl Services {
             let (room_id, record) = (room_id.clone(), record.clone());
             let Some(UserRoomRecord {
                 membership,
+                event_id: membership_event,
                 stream: membership_stream,
                 forgotten,
                 invite_state,
@@ -93,7 +104,7 @@ impl Services {
                         join.insert(key, section);
                     }
                 }
-                "invite" if changed => {
+                "invite" if changed && !self.invited_by_ignored(pass, &membership_event)? => {
                     // Of a room this server is not in, only what the inviter shared.
                     let state = match invite_state {
                         Some(state) => state,
@@ -148,6 +159,19 @@ impl Services {
             }
         }
         Ok(rooms)
+    }
+
+    /// Whether the invite event `event_id` comes from someone the user ignores.
+    fn invited_by_ignored(&self, pass: &Pass<'_>, event_id: &ruma::EventId) -> Result<bool> {
+        if pass.ignored.is_empty() {
+            return Ok(false);
+        }
+        Ok(self.store.event(event_id.as_str())?.is_some_and(|e| {
+            e.pdu
+                .get("sender")
+                .and_then(Value::as_str)
+                .is_some_and(|sender| pass.ignored.iter().any(|u| u.as_str() == sender))
+        }))
     }
 
     /// The user's membership as of the pass's `now`. A membership change written after
@@ -229,7 +253,7 @@ impl Services {
         let filter = &pass.filter.room.timeline;
         let limit = filter.limit_or(DEFAULT_TIMELINE_LIMIT, MAX_TIMELINE_LIMIT);
         self.visible_timeline(room_id, pass.view, from, to, limit, |event| {
-            filter.matches_event(event)
+            filter.matches_event(event) && !is_ignored_message(pass, event)
         })
     }
 

@@ -116,9 +116,9 @@ async fn joined_members(
             ("displayname", "display_name"),
             ("avatar_url", "avatar_url"),
         ] {
-            if let Some(value) = content.get(field).filter(|v| v.is_string()) {
-                profile.insert(key.into(), value.clone());
-            }
+            // Both keys are always there, null when unset, as Synapse answers.
+            let value = content.get(field).filter(|v| v.is_string());
+            profile.insert(key.into(), value.cloned().unwrap_or(Value::Null));
         }
         joined.insert(user, Value::Object(profile));
     }

@@ -51,12 +51,17 @@ pub fn check_identifier_length(what: &str, text: &str) -> Result<()> {
 
 /// The state group a user may read a room's state at: the current one while joined, the
 /// one after their departure once they have left or been removed, unless they have since
-/// forgotten the room. Others may not read it.
+/// forgotten the room. Anyone may read the current state of a room whose history is
+/// world-readable (as Synapse allows, for peeking); others may not read it.
 pub fn readable_state_group(state: &Services, room_id: &RoomId, user: &UserId) -> Result<u64> {
     match state.read_access(room_id, user)? {
         ReadAccess::Joined { state_group } => Ok(state_group),
         ReadAccess::Departed { leave } => Ok(leave.state_after),
-        ReadAccess::Peeking => Err(Error::forbidden("You are not a member of this room")),
+        ReadAccess::Peeking => state
+            .store
+            .room(room_id.as_str())?
+            .map(|room| room.state_group)
+            .ok_or_else(|| Error::forbidden("You are not a member of this room")),
         ReadAccess::Denied(why) => Err(Error::forbidden(why)),
     }
 }

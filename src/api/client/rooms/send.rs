@@ -1,7 +1,8 @@
-//! `PUT /rooms/{roomId}/send/{eventType}/{txnId}`.
+//! `PUT /rooms/{roomId}/send/{eventType}/{txnId}`, and the older `POST` without a
+//! transaction ID that Synapse still serves (and SyTest uses).
 
 use axum::extract::State;
-use axum::routing::put;
+use axum::routing::{post, put};
 use axum::{Json, Router};
 use serde_json::{Map, Value, json};
 
@@ -15,10 +16,28 @@ use crate::service::sessions::Authed;
 use ruma::OwnedEventId;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route(
-        "/_matrix/client/v3/rooms/{room_id}/send/{event_type}/{txn_id}",
-        put(send),
-    )
+    Router::new()
+        .route(
+            "/_matrix/client/v3/rooms/{room_id}/send/{event_type}/{txn_id}",
+            put(send),
+        )
+        .route(
+            "/_matrix/client/v3/rooms/{room_id}/send/{event_type}",
+            post(send_without_txn),
+        )
+}
+
+/// Without a transaction ID a retried request is a second event: each request gets a
+/// transaction ID of its own.
+async fn send_without_txn(
+    State(state): State<AppState>,
+    Auth(authed): Auth,
+    Path((room_id, event_type)): Path<(String, String)>,
+    MatrixJson(content): MatrixJson<Map<String, Value>>,
+) -> Result<Json<Value>> {
+    let txn_id = format!("post-{}", crate::service::random_string(24));
+    let event_id = send_message(&state, &authed, &room_id, &event_type, txn_id, content).await?;
+    Ok(Json(json!({ "event_id": event_id })))
 }
 
 async fn send(

@@ -320,4 +320,25 @@ impl Api {
             .map(str::to_owned)
             .with_context(|| format!("send answered without event_id: {body}"))
     }
+
+    /// Whether `GET /rooms/{roomId}/event/{eventId}` finds the event.
+    pub async fn has_event(&self, token: &str, room_id: &str, event_id: &str) -> Result<bool> {
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/event/{}",
+            encode(room_id),
+            encode(event_id)
+        );
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .with_context(|| format!("GET {path}"))?;
+        match response.status() {
+            status if status.is_success() => Ok(true),
+            reqwest::StatusCode::NOT_FOUND => Ok(false),
+            status => bail!("GET {path} answered {status}: {}", response.text().await?),
+        }
+    }
 }

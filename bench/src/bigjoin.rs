@@ -180,10 +180,8 @@ async fn bench(args: &Args, nodes: &[Node], load_before: Option<[f64; 3]>) -> Re
         "logging in {local} users on A and {} on C by JWT",
         args.remote_members
     );
-    let (a_users, c_users) = tokio::join!(
-        log_in(a, "a", local),
-        log_in(c, "c", args.remote_members)
-    );
+    let (a_users, c_users) =
+        tokio::join!(log_in(a, "a", local), log_in(c, "c", args.remote_members));
     let (a_users, c_users) = (a_users?, c_users?);
     let room_id = a
         .api
@@ -306,10 +304,7 @@ async fn measure_join(
             break;
         }
         if Instant::now() > deadline {
-            bail!(
-                "B lists {seen} of {want} members after {} s",
-                args.deadline
-            );
+            bail!("B lists {seen} of {want} members after {} s", args.deadline);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -335,13 +330,7 @@ fn print_report(args: &Args, f: &Figures, set_up_secs: f64, pins: &[String; 3]) 
     };
     println!(
         "bigjoin: {} members ({} on C), {} events; A on CPU {}, B on CPU {}, C on CPU {}; set up in {:.1} s",
-        args.members,
-        args.remote_members,
-        args.events,
-        pins[0],
-        pins[1],
-        pins[2],
-        set_up_secs
+        args.members, args.remote_members, args.events, pins[0], pins[1], pins[2], set_up_secs
     );
     println!("  join returned       {:>8.2} s", f.join_secs);
     println!("  message accepted    {:>8.2} s", f.send_secs);

@@ -50,6 +50,10 @@ pub struct Args {
     /// Copy the servers' logs here (A.log, B.log, C.log) after the run
     #[arg(long, value_name = "DIR")]
     pub logs: Option<PathBuf>,
+    /// Skip the fork: after the join, A's creator and B's user (made an admin) set the
+    /// topic at the same moment, and the bench waits until both servers agree
+    #[arg(long)]
+    pub no_fork: bool,
     /// Wait this many seconds after set-up before B joins (e.g. to attach a profiler
     /// to B, whose PID the bench prints)
     #[arg(long, default_value_t = 0.0)]
@@ -233,12 +237,23 @@ async fn bench(args: &Args, nodes: &[Node], load_before: Option<[f64; 3]>) -> Re
         tokio::time::sleep(Duration::from_secs_f64(args.pause)).await;
     }
     let figures = measure_join(args, b, &joiner, &room_id, &via).await?;
+    let fork = if args.no_fork {
+        None
+    } else {
+        Some(measure_fork(a, b, &a_users[0], &joiner, &room_id).await?)
+    };
     let pins = [
         server_cpus(&a.server),
         server_cpus(&b.server),
         server_cpus(&c.server),
     ];
     print_report(args, &figures, set_up_secs, &pins);
+    if let Some(fork) = &fork {
+        println!(
+            "  fork converged      {:>8.2} s  (A + B CPU meanwhile: {:.2} s; topic kept: {})",
+            fork.converged_secs, fork.cpu_secs, fork.winner
+        );
+    }
     let line = json!({
         "bench": "bigjoin",
         "commit": report::commit(),
@@ -255,6 +270,8 @@ async fn bench(args: &Args, nodes: &[Node], load_before: Option<[f64; 3]>) -> Re
         "b_cpu_secs": figures.b_cpu_secs,
         "b_peak_rss_kib": figures.b_peak_rss_kib,
         "b_rss_after_kib": figures.b_rss_after_kib,
+        "fork_converged_secs": fork.as_ref().map(|f| f.converged_secs),
+        "fork_cpu_secs": fork.as_ref().map(|f| f.cpu_secs),
     });
     println!("{}{line}", report::JSON_PREFIX);
     Ok(())
@@ -320,6 +337,89 @@ async fn measure_join(
         b_cpu_secs,
         b_peak_rss_kib: memory.as_ref().map(|m| m.peak_kib),
         b_rss_after_kib: memory.as_ref().map(|m| m.now_kib),
+    })
+}
+
+/// A fork of the big room's state and its resolution.
+struct Fork {
+    /// From just before the two topic changes to both servers showing the same topic.
+    converged_secs: f64,
+    /// CPU time of A and B over that period.
+    cpu_secs: f64,
+    winner: String,
+}
+
+/// Makes B's user an admin, then has A's creator and B's user change the topic at the
+/// same moment: each server gets the other's change on top of a state it did not build
+/// on, and must resolve the two forks (state resolution v2 over the room's state of
+/// 5,000 members) to the same topic as the other.
+async fn measure_fork(
+    a: &Node,
+    b: &Node,
+    creator: &Client,
+    joiner: &Client,
+    room_id: &str,
+) -> Result<Fork> {
+    let mut power = a
+        .api
+        .get_state(&creator.token, room_id, "m.room.power_levels", "")
+        .await?
+        .context("the room has no power levels")?;
+    power["users"][joiner.user_id.as_str()] = json!(100);
+    a.api
+        .put_state(&creator.token, room_id, "m.room.power_levels", "", &power)
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let seen = b
+            .api
+            .get_state(&joiner.token, room_id, "m.room.power_levels", "")
+            .await?;
+        if seen.is_some_and(|p| p["users"][joiner.user_id.as_str()] == json!(100)) {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("B does not see its user's power after 120 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pids = [a.server.pid(), b.server.pid()];
+    let cpu_before = server::cpu_time(Some(pids[0]))? + server::cpu_time(Some(pids[1]))?;
+    let (topic_a, topic_b) = (json!({"topic": "from A"}), json!({"topic": "from B"}));
+    let start = Instant::now();
+    let (from_a, from_b) = tokio::join!(
+        a.api
+            .put_state(&creator.token, room_id, "m.room.topic", "", &topic_a),
+        b.api
+            .put_state(&joiner.token, room_id, "m.room.topic", "", &topic_b),
+    );
+    from_a.context("A's topic")?;
+    from_b.context("B's topic")?;
+    let deadline = start + Duration::from_secs(120);
+    let winner = loop {
+        let on_a = a
+            .api
+            .get_state(&creator.token, room_id, "m.room.topic", "")
+            .await?;
+        let on_b = b
+            .api
+            .get_state(&joiner.token, room_id, "m.room.topic", "")
+            .await?;
+        // Each side shows its own topic until it has the other's.
+        if on_a.is_some() && on_a == on_b {
+            break on_a.map(|t| t["topic"].to_string()).unwrap_or_default();
+        }
+        if Instant::now() > deadline {
+            bail!("A and B disagree on the topic after 120 s: {on_a:?} and {on_b:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let converged_secs = start.elapsed().as_secs_f64();
+    let cpu_after = server::cpu_time(Some(pids[0]))? + server::cpu_time(Some(pids[1]))?;
+    Ok(Fork {
+        converged_secs,
+        cpu_secs: cpu_after.saturating_sub(cpu_before).as_secs_f64(),
+        winner,
     })
 }
 

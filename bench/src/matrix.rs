@@ -341,4 +341,65 @@ impl Api {
             status => bail!("GET {path} answered {status}: {}", response.text().await?),
         }
     }
+
+    /// `PUT /rooms/{roomId}/state/{type}/{stateKey}`; returns the event ID.
+    pub async fn put_state(
+        &self,
+        token: &str,
+        room_id: &str,
+        event_type: &str,
+        state_key: &str,
+        content: &Value,
+    ) -> Result<String> {
+        let body = self
+            .call(
+                reqwest::Method::PUT,
+                &format!(
+                    "/_matrix/client/v3/rooms/{}/state/{event_type}/{}",
+                    encode(room_id),
+                    encode(state_key)
+                ),
+                Some(token),
+                content,
+            )
+            .await?;
+        body["event_id"]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("state PUT answered without event_id: {body}"))
+    }
+
+    /// `GET /rooms/{roomId}/state/{type}/{stateKey}`: the content, or `None` when there
+    /// is no such state event.
+    pub async fn get_state(
+        &self,
+        token: &str,
+        room_id: &str,
+        event_type: &str,
+        state_key: &str,
+    ) -> Result<Option<Value>> {
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/state/{event_type}/{}",
+            encode(room_id),
+            encode(state_key)
+        );
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .with_context(|| format!("GET {path}"))?;
+        let status = response.status();
+        let text = response.text().await?;
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            bail!("GET {path} answered {status}: {text}");
+        }
+        Ok(Some(serde_json::from_str(&text).with_context(|| {
+            format!("GET {path}: not JSON: {text}")
+        })?))
+    }
 }

@@ -56,9 +56,13 @@ impl Services {
                 .event(event_id.as_str())
                 .map_err(|e| fail(e.into()))?
             {
-                if existing.status == EventStatus::Rejected {
+                let is_rejected = existing.status == EventStatus::Rejected;
+                if is_rejected {
                     rejected.push(event_id.clone());
                 }
+                // Rule 3.3: an event whose auth event was rejected is rejected too.
+                let mut pdu = pdu;
+                pdu.set_rejected(is_rejected);
                 known.insert(event_id, (existing.status, Arc::new(pdu)));
                 continue;
             }
@@ -87,6 +91,8 @@ impl Services {
             }
             self.stage_unaccepted(&mut batch, room_id, &pdu, json, status, 0)
                 .map_err(|e| fail(e.into()))?;
+            let mut pdu = pdu;
+            pdu.set_rejected(status == EventStatus::Rejected);
             known.insert(event_id.clone(), (status, Arc::new(pdu)));
             in_batch += 1;
             if in_batch == BATCH_EVENTS {

@@ -4,6 +4,7 @@
 //! the `federation` subcommand, how fast messages cross from one server to another.
 //! `spec/performance.md` describes the method.
 
+mod bigjoin;
 mod fed_summary;
 mod federation;
 mod jwt;
@@ -97,6 +98,10 @@ enum Mode {
     /// Two federating servers over TLS, users of both in rooms created on the first:
     /// measures delivery from one server to the other (long-poll /sync)
     Federation(federation::Args),
+    /// A big room on server A (members of A and of a third server), joined by a user of
+    /// a fresh server B: time until the join returns, until the user can send and until
+    /// B lists every member, B's CPU and peak RSS
+    Bigjoin(bigjoin::Args),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -142,8 +147,12 @@ fn main() -> Result<()> {
             .build()
             .context("start the async runtime")
     };
-    if let Some(Mode::Federation(federation)) = args.mode.take() {
-        return runtime()?.block_on(federation::main(federation));
+    match args.mode.take() {
+        Some(Mode::Federation(federation)) => {
+            return runtime()?.block_on(federation::main(federation));
+        }
+        Some(Mode::Bigjoin(bigjoin)) => return runtime()?.block_on(bigjoin::main(bigjoin)),
+        None => {}
     }
     if let Some(per_room) = args.members_per_room {
         if !(1..=MAX_MEMBERS_PER_ROOM).contains(&per_room) {

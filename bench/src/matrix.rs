@@ -320,4 +320,86 @@ impl Api {
             .map(str::to_owned)
             .with_context(|| format!("send answered without event_id: {body}"))
     }
+
+    /// Whether `GET /rooms/{roomId}/event/{eventId}` finds the event.
+    pub async fn has_event(&self, token: &str, room_id: &str, event_id: &str) -> Result<bool> {
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/event/{}",
+            encode(room_id),
+            encode(event_id)
+        );
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .with_context(|| format!("GET {path}"))?;
+        match response.status() {
+            status if status.is_success() => Ok(true),
+            reqwest::StatusCode::NOT_FOUND => Ok(false),
+            status => bail!("GET {path} answered {status}: {}", response.text().await?),
+        }
+    }
+
+    /// `PUT /rooms/{roomId}/state/{type}/{stateKey}`; returns the event ID.
+    pub async fn put_state(
+        &self,
+        token: &str,
+        room_id: &str,
+        event_type: &str,
+        state_key: &str,
+        content: &Value,
+    ) -> Result<String> {
+        let body = self
+            .call(
+                reqwest::Method::PUT,
+                &format!(
+                    "/_matrix/client/v3/rooms/{}/state/{event_type}/{}",
+                    encode(room_id),
+                    encode(state_key)
+                ),
+                Some(token),
+                content,
+            )
+            .await?;
+        body["event_id"]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("state PUT answered without event_id: {body}"))
+    }
+
+    /// `GET /rooms/{roomId}/state/{type}/{stateKey}`: the content, or `None` when there
+    /// is no such state event.
+    pub async fn get_state(
+        &self,
+        token: &str,
+        room_id: &str,
+        event_type: &str,
+        state_key: &str,
+    ) -> Result<Option<Value>> {
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/state/{event_type}/{}",
+            encode(room_id),
+            encode(state_key)
+        );
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .with_context(|| format!("GET {path}"))?;
+        let status = response.status();
+        let text = response.text().await?;
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            bail!("GET {path} answered {status}: {text}");
+        }
+        Ok(Some(serde_json::from_str(&text).with_context(|| {
+            format!("GET {path}: not JSON: {text}")
+        })?))
+    }
 }

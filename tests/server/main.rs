@@ -26,6 +26,7 @@ mod federation_hostile;
 mod federation_knock;
 mod federation_media;
 mod federation_outage;
+mod federation_partial_join;
 mod federation_rooms;
 mod federation_serve;
 mod federation_spaces;

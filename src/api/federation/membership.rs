@@ -5,6 +5,7 @@ use axum::extract::{Path, Query, State};
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::Origin;
@@ -113,19 +114,29 @@ async fn make_leave(
     ))
 }
 
+#[derive(Deserialize)]
+struct SendJoinQuery {
+    /// The joining server takes a partial state: membership events left out.
+    #[serde(default)]
+    omit_members: bool,
+}
+
 async fn send_join(
     State(state): State<AppState>,
     Origin(origin): Origin,
     Path((room_id, event_id)): Path<(String, String)>,
+    Query(query): Query<SendJoinQuery>,
     MatrixJson(event): MatrixJson<Value>,
 ) -> Result<Json<Value>> {
     let (room_id, event_id): (OwnedRoomId, OwnedEventId) = ids(&room_id, &event_id)?;
-    let answer = state.send_join(&room_id, &event_id, &origin, event).await?;
+    let answer = state
+        .send_join(&room_id, &event_id, &origin, event, query.omit_members)
+        .await?;
     let mut body = json!({
         "origin": state.server_name(),
         "state": answer.state,
         "auth_chain": answer.auth_chain,
-        "members_omitted": false,
+        "members_omitted": answer.members_omitted,
         "servers_in_room": answer.servers_in_room,
     });
     if let Some(event) = answer.event {

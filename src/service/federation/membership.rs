@@ -8,7 +8,7 @@
 //! with the room's state and auth chain (joins), and passes the event on to the room's
 //! other servers.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 use ruma::{EventId, OwnedEventId, RoomId, ServerName, UserId};
 use serde_json::{Map, Value, json};
@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{Pdu, RoomVersion, auth_check, hash_and_sign_event};
 use crate::service::Services;
-use crate::service::rooms::{PduError, Received};
+use crate::service::rooms::{PduError, Received, StateIds};
 
 /// The room's state before the join, and what backs it.
 pub struct JoinAnswer {
@@ -25,6 +25,8 @@ pub struct JoinAnswer {
     /// The join as this server signed it, when this server authorised a restricted join.
     pub event: Option<Value>,
     pub servers_in_room: Vec<String>,
+    /// Membership events are left out of `state` (a partial-state join).
+    pub members_omitted: bool,
 }
 
 impl Services {
@@ -95,13 +97,16 @@ impl Services {
     }
 
     /// `PUT /v2/send_join/{roomId}/{eventId}`: accepts the join and answers with the
-    /// state before it and its auth chain.
+    /// state before it and its auth chain. With `omit_members`, the state leaves out the
+    /// membership events but those of the room's heroes (when it has neither name nor
+    /// canonical alias), and the auth chain leaves out what the state already carries.
     pub async fn send_join(
         &self,
         room_id: &RoomId,
         event_id: &EventId,
         origin: &ServerName,
         mut event: Value,
+        omit_members: bool,
     ) -> Result<JoinAnswer> {
         let room = self.check_membership_event(room_id, event_id, origin, &event, "join")?;
         // A restricted join names one of our users as its authoriser: we sign it.
@@ -122,19 +127,30 @@ impl Services {
             .store
             .event(event_id.as_str())?
             .ok_or_else(|| Error::internal("the accepted join is not stored"))?;
-        let state_ids: Vec<OwnedEventId> = self
-            .state_ids_at(record.state_before)?
-            .into_values()
-            .collect();
+        let full_state = self.state_ids_at(record.state_before)?;
+        let state_ids: Vec<OwnedEventId> = if omit_members {
+            let joiner = event.get("state_key").and_then(Value::as_str).unwrap_or("");
+            self.partial_state_ids(&full_state, joiner)?
+        } else {
+            full_state.into_values().collect()
+        };
         let mut state = Vec::with_capacity(state_ids.len());
         for id in &state_ids {
             if let Some(record) = self.store.event(id.as_str())? {
                 state.push(record.pdu);
             }
         }
+        let in_state: HashSet<&OwnedEventId> = state_ids.iter().collect();
+        // A partial state may lack auth events of the join (an earlier invite, say): the
+        // join's own auth chain comes along.
+        let mut seeds = state_ids.clone();
+        if omit_members {
+            seeds.push(event_id.to_owned());
+        }
         let auth_chain = self
-            .auth_chain(room_id, &state_ids)?
+            .auth_chain(room_id, &seeds)?
             .into_iter()
+            .filter(|(id, _)| !omit_members || !in_state.contains(id))
             .map(|(_, record)| record.pdu)
             .collect();
         let servers: BTreeSet<String> = self
@@ -148,6 +164,7 @@ impl Services {
             auth_chain,
             event: signed_by_us.then_some(event),
             servers_in_room: servers.into_iter().collect(),
+            members_omitted: omit_members,
         })
     }
 
@@ -350,5 +367,51 @@ impl Services {
             template["state_key"] = json!(k);
         }
         Ok((template, auth_state))
+    }
+}
+
+/// The most heroes a partial state carries the membership of (as in `/sync` summaries).
+const MAX_HEROES: usize = 5;
+
+impl Services {
+    /// The state a partial-state join gets: everything but membership events, except,
+    /// when the room has neither `m.room.name` nor `m.room.canonical_alias`, those of the
+    /// members a room summary names as heroes (joined, then invited, in user ID order;
+    /// not the joiner).
+    fn partial_state_ids(&self, full: &StateIds, joiner: &str) -> Result<Vec<OwnedEventId>> {
+        let named = full
+            .keys()
+            .any(|(t, k)| k.is_empty() && (t == "m.room.name" || t == "m.room.canonical_alias"));
+        let mut ids: Vec<OwnedEventId> = full
+            .iter()
+            .filter(|((t, _), _)| t != "m.room.member")
+            .map(|(_, id)| id.clone())
+            .collect();
+        if named {
+            return Ok(ids);
+        }
+        let (mut joined, mut invited) = (Vec::new(), Vec::new());
+        for ((_, user), id) in full.iter().filter(|((t, _), _)| t == "m.room.member") {
+            if user == joiner {
+                continue;
+            }
+            let Some(record) = self.store.event(id.as_str())? else {
+                continue;
+            };
+            match record
+                .pdu
+                .pointer("/content/membership")
+                .and_then(Value::as_str)
+            {
+                Some("join") => joined.push(id.clone()),
+                Some("invite") if invited.len() < MAX_HEROES => invited.push(id.clone()),
+                _ => {}
+            }
+            if joined.len() == MAX_HEROES {
+                break;
+            }
+        }
+        ids.extend(joined.into_iter().chain(invited).take(MAX_HEROES));
+        Ok(ids)
     }
 }

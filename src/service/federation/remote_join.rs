@@ -17,7 +17,7 @@ use super::fetch::topological_order;
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{Pdu, RoomVersion, StateKey, auth_check, event_id, hash_and_sign_event};
 use crate::service::Services;
-use crate::service::rooms::Received;
+use crate::service::rooms::OutlierInput;
 
 #[derive(Deserialize)]
 struct MakeMembership {
@@ -229,21 +229,24 @@ impl Services {
             ));
         }
 
-        // Auth events before the events they authorise.
-        let mut rejected: HashSet<OwnedEventId> = HashSet::new();
+        // Auth events before the events they authorise; the keys of each signer once
+        // (they are cached), the signatures checked in parallel, the events written in
+        // a few batches.
+        let mut inputs = Vec::with_capacity(events.len());
         for id in topological_order(&events) {
-            let pdu = &events[&id];
-            let keys = self.keys_for_pdu(pdu.json()).await;
-            let create_ref = (!version.create_event_in_auth_events()).then_some(&create);
-            let (_, outcome) = self
-                .store_outlier(room_id, version, pdu.json().clone(), &keys, create_ref)
-                .map_err(|e| bad_gateway(server, format!("event {id} of the room's state: {e}")))?;
-            if matches!(outcome, Received::Rejected(_))
-                || outcome == Received::AlreadyKnown(crate::store::EventStatus::Rejected)
-            {
-                rejected.insert(id);
-            }
+            let json = events[&id].json().clone();
+            let keys = self.keys_for_pdu(&json).await;
+            inputs.push(OutlierInput { json, keys });
         }
+        let create_ref = (!version.create_event_in_auth_events()).then_some(&create);
+        let rejected: HashSet<OwnedEventId> = self
+            .store_outliers(room_id, version, inputs, create_ref)
+            .map_err(|(id, e)| {
+                let id = id.map(|id| id.to_string()).unwrap_or_default();
+                bad_gateway(server, format!("event {id} of the room's state: {e}"))
+            })?
+            .into_iter()
+            .collect();
 
         // The state before the join: the state events that passed.
         let mut state_map: BTreeMap<StateKey, OwnedEventId> = BTreeMap::new();

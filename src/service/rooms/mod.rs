@@ -6,6 +6,7 @@ mod format;
 mod history;
 mod members;
 mod membership;
+mod outliers;
 pub(crate) mod persist;
 mod receive;
 #[cfg(test)]
@@ -33,6 +34,7 @@ pub use format::ClientView;
 pub use history::{Boundary, Context, HistoryReader, Messages, ReadAccess};
 pub use members::{MemberCache, RoomMembers};
 pub use membership::MembershipChange;
+pub use outliers::OutlierInput;
 pub use receive::{PduError, Placement, Received};
 pub use state::StateIds;
 pub use timeline::{AuthState, EventTemplate, TxnRef};

@@ -601,3 +601,73 @@ async fn an_event_its_auth_events_allow_but_the_state_before_it_forbids_is_rejec
     assert_eq!(f.status(&id), EventStatus::Rejected);
     assert!(!f.in_timeline(&id));
 }
+
+#[tokio::test]
+async fn outliers_stored_together_reject_what_builds_on_a_rejected_auth_event() {
+    let f = fixture("11").await;
+    f.local(EventTemplate::state(
+        "m.room.join_rules",
+        "",
+        json!({"join_rule": "invite"}),
+    ))
+    .await;
+    let bob = "@bob:remote.test";
+    // Bob joins an invite-only room without an invite: rejected.
+    let join = f.remote_event(
+        bob,
+        "m.room.member",
+        Some(bob),
+        json!({"membership": "join"}),
+    );
+    let join_id = crate::event::event_id(&join, f.version).unwrap();
+    let mut auth = f.auth_events("m.room.message", bob, None, &json!({}));
+    auth.push(join_id.clone());
+    // Enough events after it for the signatures to be checked in parallel; each names
+    // the rejected join, whose membership would otherwise let Bob speak.
+    let mut events = vec![crate::service::rooms::OutlierInput {
+        json: join,
+        keys: f.keys.clone(),
+    }];
+    for i in 0..80 {
+        let message = f.remote_event_with(
+            &f.remote,
+            bob,
+            "m.room.message",
+            None,
+            json!({"body": format!("{i}")}),
+            vec![join_id.clone()],
+            auth.clone(),
+        );
+        events.push(crate::service::rooms::OutlierInput {
+            json: message,
+            keys: f.keys.clone(),
+        });
+    }
+    let ids: Vec<OwnedEventId> = events
+        .iter()
+        .map(|e| crate::event::event_id(&e.json, f.version).unwrap())
+        .collect();
+    let rejected = f
+        .services
+        .store_outliers(&f.room_id, f.version, events, None)
+        .unwrap();
+    assert_eq!(rejected.len(), ids.len());
+    for id in &ids {
+        assert_eq!(f.status(id), EventStatus::Rejected);
+        assert!(!f.in_timeline(id));
+    }
+    // A badly signed event fails the whole call.
+    let mut forged = f.remote_event(bob, "m.room.topic", Some(""), json!({"topic": "x"}));
+    forged["content"]["topic"] = json!("changed after signing");
+    forged["signatures"][REMOTE] = json!({"ed25519:r1": "AAAA"});
+    let outcome = f.services.store_outliers(
+        &f.room_id,
+        f.version,
+        vec![crate::service::rooms::OutlierInput {
+            json: forged,
+            keys: f.keys.clone(),
+        }],
+        None,
+    );
+    assert!(matches!(outcome, Err((_, PduError::BadSignature(_)))));
+}

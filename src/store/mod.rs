@@ -37,7 +37,7 @@ use serde::de::DeserializeOwned;
 
 pub use account_data::{AccountDataChange, AccountDataRecord};
 pub use accounts::{AccessTokenRecord, DeviceRecord, RefreshTokenRecord, TokenHash, UserRecord};
-pub use admin::{AuditRecord, BlockedRoomRecord, DeletedRoomRecord};
+pub use admin::{AuditRecord, BlockedRoomRecord, DeletedRoomRecord, NewRoomRequest};
 pub use directory::AliasRecord;
 pub use e2ee_keys::{DeviceListChange, FallbackKeyRecord};
 pub use event_cache::CachedEvent;

@@ -7,6 +7,7 @@ pub mod backup;
 pub mod offline;
 mod reports;
 mod restrictions;
+mod room_deletion;
 mod rooms;
 mod users;
 
@@ -15,7 +16,8 @@ use std::sync::atomic::AtomicU64;
 use ruma::{OwnedUserId, UserId};
 
 pub use audit::{AuditEntry, AuditQuery};
-pub use rooms::{RoomDeletion, RoomListQuery, RoomOrder, RoomSummary};
+pub use room_deletion::{DEFAULT_NEW_ROOM_MESSAGE, DEFAULT_NEW_ROOM_NAME, RoomDeletion};
+pub use rooms::{RoomListQuery, RoomOrder, RoomSummary};
 pub use users::{AdminUser, UserChanges, UserListQuery};
 
 use crate::error::{Error, Result};

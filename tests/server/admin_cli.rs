@@ -302,6 +302,76 @@ fn rooms_and_reports_are_managed_with_hearthctl() {
 }
 
 #[test]
+fn a_room_is_deleted_with_its_members_moved_and_its_history_purged() {
+    let server = start();
+    let root = admin(&server, "root");
+    let alice = user(&server, "alice");
+    let bob = user(&server, "bob");
+    let room = create_room(
+        &server,
+        &alice,
+        json!({ "preset": "public_chat", "room_alias_name": "hall", "name": "Hall" }),
+    );
+    join(&server, &bob, &room);
+    let ctl = Ctl::new(&server, &root.token);
+    let alias = format!("#hall:{}", server.server_name());
+    // A usage error, from clap: not one line, but it names what is missing.
+    let usage = ctl.run(&["room", "delete", &alias, "--message", "x"]);
+    assert_eq!(usage.code, 2, "{}", usage.stderr);
+    assert!(usage.stderr.contains("--new-room-user"), "{}", usage.stderr);
+    let out = ctl
+        .run(&[
+            "room",
+            "delete",
+            &alias,
+            "--purge",
+            "--new-room-user",
+            "root",
+            "--room-name",
+            "Elsewhere",
+            "--message",
+            "Hall is closed",
+        ])
+        .ok()
+        .stdout;
+    assert!(
+        out.contains("complete") && out.contains("2 members removed"),
+        "{out}"
+    );
+    let new_room = out
+        .lines()
+        .find_map(|l| l.strip_prefix("members moved to "))
+        .unwrap()
+        .to_owned();
+    assert_eq!(joined_rooms(&server, &alice), [new_room.clone()]);
+    assert_eq!(joined_rooms(&server, &bob), [new_room.clone()]);
+    let (status, resolved) = server.get(
+        &format!("/_matrix/client/v3/directory/room/{}", enc(&alias)),
+        None,
+    );
+    assert_eq!((status, &resolved["room_id"]), (200, &json!(new_room)));
+    let shown = ctl.json(&["room", "show", &new_room]);
+    assert_eq!(shown["name"], "Elsewhere");
+    let state = ctl.json(&["room", "state", &room]);
+    let name = state["state"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "m.room.name")
+        .unwrap();
+    assert_eq!(name["content"], json!({}), "purged: {name}");
+    let log = ctl.json(&["audit", "list", "--action", "room.delete"]);
+    assert_eq!(log["entries"][0]["target"], room);
+    assert!(
+        log["entries"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("purged=true"),
+        "{log}"
+    );
+}
+
+#[test]
 fn failures_are_one_line_and_a_non_zero_exit() {
     let server = start();
     let root = admin(&server, "root");

@@ -20,6 +20,7 @@ mod presence;
 mod profiles;
 mod read_cache;
 mod receipts;
+mod registration_tokens;
 mod relations;
 mod reports;
 mod rooms;
@@ -51,6 +52,7 @@ pub use notifications::{
 };
 pub use presence::PresenceRecord;
 pub use receipts::{ReceiptChange, ReceiptRecord};
+pub use registration_tokens::RegistrationTokenRecord;
 pub use relations::{RelationRecord, ThreadRecord};
 pub use reports::{ReportRecord, ReportTarget};
 pub use rooms::{
@@ -144,6 +146,7 @@ pub enum Cf {
     AdminAudit,
     DeletedRooms,
     BlockedRooms,
+    RegistrationTokens,
     BackupVersions,
     BackupKeys,
     FederationEduOutbox,
@@ -158,7 +161,7 @@ pub enum Cf {
 }
 
 impl Cf {
-    pub const ALL: [Cf; 59] = [
+    pub const ALL: [Cf; 60] = [
         Cf::Meta,
         Cf::Users,
         Cf::Devices,
@@ -207,6 +210,7 @@ impl Cf {
         Cf::AdminAudit,
         Cf::DeletedRooms,
         Cf::BlockedRooms,
+        Cf::RegistrationTokens,
         Cf::BackupVersions,
         Cf::BackupKeys,
         Cf::FederationEduOutbox,
@@ -270,6 +274,7 @@ impl Cf {
             Cf::AdminAudit => "admin_audit",
             Cf::DeletedRooms => "deleted_rooms",
             Cf::BlockedRooms => "blocked_rooms",
+            Cf::RegistrationTokens => "registration_tokens",
             Cf::BackupVersions => "backup_versions",
             Cf::BackupKeys => "backup_keys",
             Cf::FederationEduOutbox => "federation_edu_outbox",

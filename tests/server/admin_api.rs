@@ -22,6 +22,7 @@ fn path_for(template: &str, server: &TestServer) -> String {
         )
         .replace("{report_id}", "1")
         .replace("{delete_id}", "nothing")
+        .replace("{token}", "nothing")
 }
 
 #[test]

@@ -371,6 +371,132 @@ fn a_room_is_deleted_with_its_members_moved_and_its_history_purged() {
     );
 }
 
+/// Registers `name` through the client API with a registration token.
+fn register_with_token(server: &TestServer, name: &str, token: &str) -> (u16, serde_json::Value) {
+    let path = "/_matrix/client/v3/register";
+    let (status, challenge) = server.post(path, None, &json!({ "username": name }));
+    assert_eq!(status, 401, "{challenge}");
+    assert_eq!(
+        challenge["flows"],
+        json!([{ "stages": ["m.login.registration_token"] }])
+    );
+    server.post(
+        path,
+        None,
+        &json!({ "username": name, "password": PASSWORD,
+                 "auth": { "type": "m.login.registration_token", "token": token,
+                           "session": challenge["session"] } }),
+    )
+}
+
+fn token_valid(server: &TestServer, token: &str) -> bool {
+    let (status, body) = server.get(
+        &format!(
+            "/_matrix/client/v1/register/m.login.registration_token/validity?token={}",
+            enc(token)
+        ),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    body["valid"].as_bool().unwrap()
+}
+
+#[test]
+fn registration_tokens_are_made_limited_and_revoked_with_hearthctl() {
+    let server = TestServer::start_with_env(&[
+        (
+            "HEARTH_REGISTRATION__SHARED_SECRET",
+            crate::admin_support::SECRET,
+        ),
+        ("HEARTH_REGISTRATION__REQUIRE_TOKEN", "true"),
+    ]);
+    let root = admin(&server, "root");
+    let ctl = Ctl::new(&server, &root.token);
+    // Required, and none made yet.
+    assert!(!token_valid(&server, "welcome"));
+    assert_error(
+        register_with_token(&server, "early", "welcome"),
+        401,
+        "M_FORBIDDEN",
+    );
+
+    let made = ctl.json(&["token", "create", "--token", "welcome", "--uses", "1"]);
+    assert_eq!(made["token"], "welcome");
+    assert_eq!(made["uses_allowed"], 1);
+    assert!(token_valid(&server, "welcome"));
+    let (status, body) = register_with_token(&server, "newbie", "welcome");
+    assert_eq!(status, 200, "{body}");
+    // Used up: no second account.
+    assert!(!token_valid(&server, "welcome"));
+    assert_error(
+        register_with_token(&server, "second", "welcome"),
+        401,
+        "M_FORBIDDEN",
+    );
+    let shown = ctl.json(&["token", "show", "welcome"]);
+    assert_eq!(
+        (shown["completed"].as_u64(), shown["uses_allowed"].as_u64()),
+        (Some(1), Some(1))
+    );
+    ctl.run(&["token", "create", "--token", "welcome"])
+        .fails_with("Token already in use");
+
+    // One more use.
+    ctl.run(&["token", "update", "welcome", "--uses", "2"]).ok();
+    let (status, body) = register_with_token(&server, "second", "welcome");
+    assert_eq!(status, 200, "{body}");
+    assert!(!token_valid(&server, "welcome"));
+    ctl.run(&["token", "update", "welcome", "--unlimited-uses"])
+        .ok();
+    assert!(token_valid(&server, "welcome"));
+
+    // An expiry.
+    ctl.run(&["token", "create", "--token", "brief", "--expires-in", "1s"])
+        .ok();
+    assert!(token_valid(&server, "brief"));
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(!token_valid(&server, "brief"));
+    assert_error(
+        register_with_token(&server, "late", "brief"),
+        401,
+        "M_FORBIDDEN",
+    );
+
+    // A random one, listed, then revoked.
+    let random = ctl.json(&["token", "create", "--length", "20"]);
+    let random = random["token"].as_str().unwrap().to_owned();
+    assert_eq!(random.len(), 20);
+    let valid = ctl.json(&["token", "list", "--valid"]);
+    let names: Vec<&str> = valid["registration_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["token"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&random.as_str()) && names.contains(&"welcome"),
+        "{valid}"
+    );
+    assert!(!names.contains(&"brief"), "{valid}");
+    let table = ctl.run(&["token", "list", "--invalid"]).ok().stdout;
+    assert!(
+        table.contains("brief") && !table.contains("welcome"),
+        "{table}"
+    );
+    ctl.run(&["token", "revoke", &random]).ok();
+    assert!(!token_valid(&server, &random));
+    ctl.run(&["token", "show", &random]).fails_with("not found");
+    ctl.run(&["token", "revoke", &random])
+        .fails_with("not found");
+
+    let log = ctl.json(&["audit", "list", "--action", "registration_token.create"]);
+    assert_eq!(log["total"], 3, "{log}");
+    let log = ctl.json(&["audit", "list", "--action", "registration_token.update"]);
+    assert_eq!(log["total"], 2, "{log}");
+    let log = ctl.json(&["audit", "list", "--action", "registration_token.delete"]);
+    assert_eq!(log["entries"][0]["target"], random.as_str());
+}
+
 #[test]
 fn failures_are_one_line_and_a_non_zero_exit() {
     let server = start();

@@ -6,6 +6,7 @@ pub mod reports;
 pub mod rooms;
 pub mod server;
 pub mod session;
+pub mod tokens;
 pub mod users;
 
 use crate::client::Failure;

@@ -7,6 +7,7 @@
 mod audit;
 mod moderation;
 mod register;
+mod registration_tokens;
 mod reports;
 mod rooms;
 mod server;
@@ -36,6 +37,7 @@ fn table() -> Vec<Entry> {
         moderation::table(),
         rooms::table(),
         reports::table(),
+        registration_tokens::table(),
         audit::table(),
         server::table(),
     ]

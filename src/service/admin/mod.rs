@@ -5,6 +5,7 @@
 mod audit;
 pub mod backup;
 pub mod offline;
+mod registration_tokens;
 mod reports;
 mod restrictions;
 mod room_deletion;
@@ -16,6 +17,7 @@ use std::sync::atomic::AtomicU64;
 use ruma::{OwnedUserId, UserId};
 
 pub use audit::{AuditEntry, AuditQuery};
+pub use registration_tokens::{NewRegistrationToken, RegistrationToken, RegistrationTokenChange};
 pub use room_deletion::{DEFAULT_NEW_ROOM_MESSAGE, DEFAULT_NEW_ROOM_NAME, RoomDeletion};
 pub use rooms::{RoomListQuery, RoomOrder, RoomSummary};
 pub use users::{AdminUser, UserChanges, UserListQuery};

@@ -45,7 +45,9 @@ pub use event_cache::CachedEvent;
 pub use fanout::{FanoutIntent, FanoutKind, FanoutRecord};
 pub use federation::OutboxRecord;
 pub use key_backup::{BackedUpKey, BackupVersionRecord};
-pub use media::{ImageKind, MediaContent, MediaRecord, ThumbnailRecord, thumbnail_key};
+pub use media::{
+    ImageKind, MediaContent, MediaRecord, QuarantineRecord, ThumbnailRecord, thumbnail_key,
+};
 pub use membership_stream::MembershipChange;
 pub use notifications::{
     EventNotifications, NotificationCount, NotificationRecord, PusherRecord, pusher_key,
@@ -147,6 +149,7 @@ pub enum Cf {
     DeletedRooms,
     BlockedRooms,
     RegistrationTokens,
+    QuarantinedMedia,
     BackupVersions,
     BackupKeys,
     FederationEduOutbox,
@@ -161,7 +164,7 @@ pub enum Cf {
 }
 
 impl Cf {
-    pub const ALL: [Cf; 60] = [
+    pub const ALL: [Cf; 61] = [
         Cf::Meta,
         Cf::Users,
         Cf::Devices,
@@ -211,6 +214,7 @@ impl Cf {
         Cf::DeletedRooms,
         Cf::BlockedRooms,
         Cf::RegistrationTokens,
+        Cf::QuarantinedMedia,
         Cf::BackupVersions,
         Cf::BackupKeys,
         Cf::FederationEduOutbox,
@@ -275,6 +279,7 @@ impl Cf {
             Cf::DeletedRooms => "deleted_rooms",
             Cf::BlockedRooms => "blocked_rooms",
             Cf::RegistrationTokens => "registration_tokens",
+            Cf::QuarantinedMedia => "quarantined_media",
             Cf::BackupVersions => "backup_versions",
             Cf::BackupKeys => "backup_keys",
             Cf::FederationEduOutbox => "federation_edu_outbox",

@@ -343,8 +343,11 @@ fn a_room_is_deleted_with_its_members_moved_and_its_history_purged() {
         .find_map(|l| l.strip_prefix("members moved to "))
         .unwrap()
         .to_owned();
-    assert_eq!(joined_rooms(&server, &alice), [new_room.clone()]);
-    assert_eq!(joined_rooms(&server, &bob), [new_room.clone()]);
+    assert_eq!(
+        joined_rooms(&server, &alice),
+        std::slice::from_ref(&new_room)
+    );
+    assert_eq!(joined_rooms(&server, &bob), std::slice::from_ref(&new_room));
     let (status, resolved) = server.get(
         &format!("/_matrix/client/v3/directory/room/{}", enc(&alias)),
         None,
@@ -495,6 +498,111 @@ fn registration_tokens_are_made_limited_and_revoked_with_hearthctl() {
     assert_eq!(log["total"], 2, "{log}");
     let log = ctl.json(&["audit", "list", "--action", "registration_token.delete"]);
     assert_eq!(log["entries"][0]["target"], random.as_str());
+}
+
+fn upload_text(server: &TestServer, who: &User, text: &str) -> String {
+    let response = server
+        .client
+        .post(server.url("/_matrix/media/v3/upload"))
+        .bearer_auth(&who.token)
+        .header("Content-Type", "text/plain")
+        .body(text.to_owned())
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let body: serde_json::Value = response.json().unwrap();
+    body["content_uri"].as_str().unwrap().to_owned()
+}
+
+/// The status of an authenticated download of the media.
+fn download_status(server: &TestServer, who: &User, mxc: &str) -> u16 {
+    let path = mxc.strip_prefix("mxc://").unwrap();
+    let (origin, id) = path.split_once('/').unwrap();
+    server
+        .client
+        .get(server.url(&format!(
+            "/_matrix/client/v1/media/download/{}/{}",
+            enc(origin),
+            enc(id)
+        )))
+        .bearer_auth(&who.token)
+        .send()
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[test]
+fn media_is_quarantined_by_id_user_and_room_with_hearthctl() {
+    let server = start();
+    let root = admin(&server, "root");
+    let alice = user(&server, "alice");
+    let bob = user(&server, "bob");
+    let ctl = Ctl::new(&server, &root.token);
+    let single = upload_text(&server, &alice, "one");
+    let alices: Vec<String> = (0..2)
+        .map(|i| upload_text(&server, &alice, &format!("alice {i}")))
+        .collect();
+    let in_room = upload_text(&server, &bob, "posted");
+    let elsewhere = upload_text(&server, &bob, "kept");
+    for mxc in [&single, &in_room, &elsewhere] {
+        assert_eq!(download_status(&server, &bob, mxc), 200);
+    }
+
+    // By ID, and back.
+    ctl.run(&["media", "quarantine", &single]).ok();
+    assert_eq!(download_status(&server, &bob, &single), 404);
+    ctl.run(&["media", "unquarantine", &single]).ok();
+    assert_eq!(download_status(&server, &bob, &single), 200);
+
+    // A room's media: what its events point at, and nothing else of the sender's.
+    let room = create_room(&server, &bob, json!({ "preset": "public_chat" }));
+    let (status, body) = server.send(
+        "PUT",
+        &format!(
+            "/_matrix/client/v3/rooms/{}/send/m.room.message/img",
+            enc(&room)
+        ),
+        Some(&bob.token),
+        &json!({ "msgtype": "m.file", "body": "posted.txt", "url": in_room }),
+    );
+    assert_eq!(status, 200, "{body}");
+    let out = ctl
+        .run(&["media", "quarantine", "--room", &room])
+        .ok()
+        .stdout;
+    assert!(out.contains("1 media quarantined"), "{out}");
+    assert_eq!(download_status(&server, &bob, &in_room), 404);
+    assert_eq!(download_status(&server, &bob, &elsewhere), 200);
+
+    // A user's uploads, all of them (the one quarantined before as well).
+    let answer = ctl.json(&["media", "quarantine", "--user", "alice"]);
+    assert_eq!(answer["num_quarantined"], 3, "{answer}");
+    for mxc in alices.iter().chain([&single]) {
+        assert_eq!(download_status(&server, &bob, mxc), 404, "{mxc}");
+    }
+    assert_eq!(download_status(&server, &bob, &elsewhere), 200);
+
+    ctl.run(&["media", "quarantine", "not-an-mxc"])
+        .fails_with("not an mxc://");
+    ctl.run(&["media", "quarantine", "--room", "!nowhere:example.org"])
+        .fails_with("not found");
+    let log = ctl.json(&["audit", "list"]);
+    let actions: Vec<&str> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        &actions[..4],
+        [
+            "media.quarantine_user",
+            "media.quarantine_room",
+            "media.unquarantine",
+            "media.quarantine"
+        ]
+    );
 }
 
 #[test]

@@ -392,7 +392,7 @@ fn room_deletion_killed_part_way_finishes_after_a_restart_exactly_once() {
         for member in &members {
             assert_eq!(
                 joined_rooms(&server, member),
-                [new_room.clone()],
+                std::slice::from_ref(&new_room),
                 "{}",
                 member.id
             );

@@ -1,6 +1,7 @@
 //! One module per command group.
 
 pub mod audit;
+pub mod media;
 pub mod offline;
 pub mod reports;
 pub mod rooms;

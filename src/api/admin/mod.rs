@@ -5,6 +5,7 @@
 //! Hearth's own under `/_hearth/admin/v1/`; and the spec's `/admin/` endpoints.
 
 mod audit;
+mod media;
 mod moderation;
 mod register;
 mod registration_tokens;
@@ -38,6 +39,7 @@ fn table() -> Vec<Entry> {
         rooms::table(),
         reports::table(),
         registration_tokens::table(),
+        media::table(),
         audit::table(),
         server::table(),
     ]

@@ -4,6 +4,7 @@
 
 mod audit;
 pub mod backup;
+mod media;
 pub mod offline;
 mod registration_tokens;
 mod reports;

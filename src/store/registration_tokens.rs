@@ -54,3 +54,26 @@ impl Batch<'_> {
         self.delete(Cf::RegistrationTokens, token.as_bytes());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_valid_until_it_expires_or_runs_out() {
+        let mut token = RegistrationTokenRecord {
+            uses_allowed: Some(2),
+            completed: 1,
+            expiry_time: Some(1000),
+        };
+        assert!(token.valid_at(999));
+        assert!(!token.valid_at(1000));
+        token.completed = 2;
+        assert!(!token.valid_at(0));
+        token.uses_allowed = None;
+        token.expiry_time = None;
+        assert!(token.valid_at(u64::MAX));
+        token.uses_allowed = Some(0);
+        assert!(!token.valid_at(0));
+    }
+}

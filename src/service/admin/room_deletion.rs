@@ -129,11 +129,16 @@ impl Services {
         if record.finished_ts.is_some() {
             return Ok(());
         }
+        // A new room that cannot be made (its creator deactivated meanwhile, say) does not
+        // hold the deletion up for good: the members then only leave.
         let new_room_id = match record.new_room.clone() {
-            Some(request) => Some(
-                self.deletion_new_room(room_id, &mut record, &request)
-                    .await?,
-            ),
+            Some(request) => match self.deletion_new_room(room_id, &mut record, &request).await {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    tracing::warn!(%room_id, error = %e, "could not make the room members move to; they only leave");
+                    record.new_room_id.clone()
+                }
+            },
             None => None,
         };
         if !self

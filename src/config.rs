@@ -113,9 +113,18 @@ pub enum LogFormat {
 pub struct RegistrationConfig {
     pub enabled: bool,
     pub tokens: Vec<String>,
+    /// Registration needs a token even when `tokens` is empty: one an admin made.
+    pub require_token: bool,
     pub shared_secret: Option<String>,
     pub allow_open_on_public_address: bool,
     pub min_password_length: usize,
+}
+
+impl RegistrationConfig {
+    /// Whether registration takes the `m.login.registration_token` stage.
+    pub fn tokens_required(&self) -> bool {
+        self.require_token || !self.tokens.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -254,6 +263,7 @@ impl Default for RegistrationConfig {
         Self {
             enabled: true,
             tokens: Vec::new(),
+            require_token: false,
             shared_secret: None,
             allow_open_on_public_address: false,
             min_password_length: 8,
@@ -328,6 +338,10 @@ pub const OPTIONS: &[(&str, &str)] = &[
     (
         "registration.tokens",
         "If non-empty, registration needs one of these tokens (m.login.registration_token) [default: []]",
+    ),
+    (
+        "registration.require_token",
+        "Registration needs a token (m.login.registration_token): one of registration.tokens or one an admin made [default: false]",
     ),
     (
         "registration.shared_secret",
@@ -558,13 +572,14 @@ impl Config {
         }
         let reg = &self.registration;
         if reg.enabled
-            && reg.tokens.is_empty()
+            && !reg.tokens_required()
             && !self.listen.ip().is_loopback()
             && !reg.allow_open_on_public_address
         {
             return Err(ConfigError::Invalid(format!(
                 "hearth would listen on the public address {} with open registration, letting anyone create accounts. \
-                 Set registration.tokens (HEARTH_REGISTRATION__TOKENS), or disable client registration with \
+                 Set registration.tokens (HEARTH_REGISTRATION__TOKENS) or registration.require_token (and make tokens \
+                 with hearthctl), or disable client registration with \
                  registration.enabled = false (and use registration.shared_secret with hearthctl), or, if open \
                  registration is really wanted, set registration.allow_open_on_public_address = true",
                 self.listen

@@ -60,6 +60,12 @@ enum Command {
     /// Content reports
     #[command(subcommand)]
     Report(commands::reports::ReportCommand),
+    /// Media quarantine
+    #[command(subcommand)]
+    Media(commands::media::MediaCommand),
+    /// Registration tokens
+    #[command(subcommand)]
+    Token(commands::tokens::TokenCommand),
     /// The server itself
     #[command(subcommand)]
     Server(commands::server::ServerCommand),
@@ -113,6 +119,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 Command::User(c) => commands::users::run(&client, c),
                 Command::Room(c) => commands::rooms::run(&client, c),
                 Command::Report(c) => commands::reports::run(&client, c),
+                Command::Media(c) => commands::media::run(&client, c),
+                Command::Token(c) => commands::tokens::run(&client, c),
                 Command::Server(c) => commands::server::run(&client, c),
                 Command::Audit(c) => commands::audit::run(&client, c),
                 Command::Backup => commands::server::backup(&client),

@@ -107,6 +107,7 @@ impl Services {
                 inhibit_login: false,
                 refreshable: false,
                 admin: request.admin,
+                registration_token: None,
             })
             .await?;
         let tokens = tokens.ok_or_else(|| Error::internal("login was not inhibited"))?;

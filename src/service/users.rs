@@ -87,6 +87,8 @@ pub struct NewAccount {
     pub inhibit_login: bool,
     pub refreshable: bool,
     pub admin: bool,
+    /// The registration token the user gave, whose use is counted with the account.
+    pub registration_token: Option<String>,
 }
 
 impl Services {
@@ -134,6 +136,9 @@ impl Services {
                 None => self.unused_generated_user_id()?,
             };
             let mut batch = self.store.batch();
+            if let Some(token) = &new.registration_token {
+                self.stage_registration_token_use(&mut batch, token)?;
+            }
             batch.put_user(
                 user_id.as_str(),
                 &UserRecord {
@@ -301,6 +306,7 @@ impl Services {
                         inhibit_login: true,
                         refreshable: false,
                         admin: false,
+                        registration_token: None,
                     })
                     .await?;
                 Ok(user_id)

@@ -24,8 +24,11 @@ pub struct AuditRecord {
     pub ts: u64,
 }
 
-/// A room shut down by an admin: its local members were made to leave, its aliases and
-/// directory entry removed; while it is recorded here, nobody on this server can join it.
+/// A room shut down by an admin: its local members were made to leave (moved to a new
+/// room, when asked), its aliases and directory entry removed or moved, its history
+/// purged when asked; while it is recorded here, nobody on this server can join it. The
+/// record is written with a `delete_room` fan-out intent and describes what the intent's
+/// passes do; they fill in the progress fields.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeletedRoomRecord {
     pub delete_id: String,
@@ -38,6 +41,24 @@ pub struct DeletedRoomRecord {
     pub kicked_users: Vec<OwnedUserId>,
     pub failed_to_kick_users: Vec<OwnedUserId>,
     pub local_aliases: Vec<String>,
+    /// Set when local members move to a new room this user creates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_room: Option<NewRoomRequest>,
+    /// The new room, once created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_room_id: Option<OwnedRoomId>,
+    /// Whether the history has been purged (with `purge_requested`).
+    #[serde(default)]
+    pub purged: bool,
+}
+
+/// The room local members of a deleted room are moved to, as Synapse's
+/// `new_room_user_id`, `room_name` and `message` describe it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewRoomRequest {
+    pub creator: OwnedUserId,
+    pub name: String,
+    pub message: String,
 }
 
 /// A room nobody on this server may join, knock on or be invited to.

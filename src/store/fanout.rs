@@ -4,8 +4,8 @@
 //!
 //! - `fanout_intents`: `subject 0xFF kind 0xFF generation (u64 BE)` → [`FanoutRecord`].
 //!
-//! The subject is what the intent is about (a user ID today; a room ID for kinds to
-//! come); the kind names what to do; the generation orders intents, so a later intent of
+//! The subject is what the intent is about (a user ID, or a room ID for a room
+//! deletion); the kind names what to do; the generation orders intents, so a later intent of
 //! the same subject and kind supersedes the earlier ones and a worker deletes exactly the
 //! intents it has carried out, never one written while it worked.
 
@@ -21,15 +21,23 @@ pub enum FanoutKind {
     MemberProfile,
     /// Leave every room the user is joined to, invited to or knocking on.
     LeaveRooms,
+    /// Carry out an admin's deletion of the room (the subject is a room ID), as its
+    /// `deleted_rooms` record describes it.
+    DeleteRoom,
 }
 
 impl FanoutKind {
-    pub const ALL: [FanoutKind; 2] = [FanoutKind::MemberProfile, FanoutKind::LeaveRooms];
+    pub const ALL: [FanoutKind; 3] = [
+        FanoutKind::MemberProfile,
+        FanoutKind::LeaveRooms,
+        FanoutKind::DeleteRoom,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             FanoutKind::MemberProfile => "member_profile",
             FanoutKind::LeaveRooms => "leave_rooms",
+            FanoutKind::DeleteRoom => "delete_room",
         }
     }
 

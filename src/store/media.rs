@@ -7,10 +7,11 @@
 //! - `media_remote`: `server_name 0xFF media_id` → [`MediaContent`] of another server's
 //!   media fetched over federation (the cache). Kept apart from `media`, so this server
 //!   never passes cached remote media off as its own.
+//! - `quarantined_media`: `server_name 0xFF media_id` → [`QuarantineRecord`]
 
 use serde::{Deserialize, Serialize};
 
-use super::{Cf, Store, StoreResult, keys};
+use super::{Batch, Cf, Store, StoreResult, keys};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MediaRecord {
@@ -131,5 +132,56 @@ impl Store {
         let mut batch = self.batch();
         batch.put_json(Cf::MediaThumbnails, key, record)?;
         self.write(batch)
+    }
+}
+
+/// Media an admin quarantined: never served again, by this server's or another's ID.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuarantineRecord {
+    pub quarantined_by: String,
+    pub ts: u64,
+}
+
+fn quarantine_key(server_name: &str, media_id: &str) -> Vec<u8> {
+    let mut key = server_name.as_bytes().to_vec();
+    key.push(keys::SEP);
+    key.extend_from_slice(media_id.as_bytes());
+    key
+}
+
+impl Store {
+    /// Every local media ID with its record.
+    pub fn all_media(&self) -> StoreResult<Vec<(String, MediaRecord)>> {
+        Ok(self
+            .scan_prefix::<MediaRecord>(Cf::Media, b"")?
+            .into_iter()
+            .filter_map(|(key, record)| Some((String::from_utf8(key).ok()?, record)))
+            .collect())
+    }
+
+    pub fn quarantined(
+        &self,
+        server_name: &str,
+        media_id: &str,
+    ) -> StoreResult<Option<QuarantineRecord>> {
+        self.get_json(Cf::QuarantinedMedia, &quarantine_key(server_name, media_id))
+    }
+}
+
+impl Batch<'_> {
+    pub fn set_quarantined(
+        &mut self,
+        server_name: &str,
+        media_id: &str,
+        record: Option<&QuarantineRecord>,
+    ) -> StoreResult<()> {
+        let key = quarantine_key(server_name, media_id);
+        match record {
+            Some(record) => self.put_json(Cf::QuarantinedMedia, &key, record),
+            None => {
+                self.delete(Cf::QuarantinedMedia, &key);
+                Ok(())
+            }
+        }
     }
 }

@@ -21,6 +21,7 @@ mod profiles;
 mod read_cache;
 mod receipts;
 mod record_cache;
+mod registration_tokens;
 mod relations;
 mod reports;
 mod rooms;
@@ -38,20 +39,23 @@ use serde::de::DeserializeOwned;
 
 pub use account_data::{AccountDataChange, AccountDataRecord};
 pub use accounts::{AccessTokenRecord, DeviceRecord, RefreshTokenRecord, TokenHash, UserRecord};
-pub use admin::{AuditRecord, BlockedRoomRecord, DeletedRoomRecord};
+pub use admin::{AuditRecord, BlockedRoomRecord, DeletedRoomRecord, NewRoomRequest};
 pub use directory::AliasRecord;
 pub use e2ee_keys::{DeviceListChange, FallbackKeyRecord};
 pub use event_cache::CachedEvent;
 pub use fanout::{FanoutIntent, FanoutKind, FanoutRecord};
 pub use federation::OutboxRecord;
 pub use key_backup::{BackedUpKey, BackupVersionRecord};
-pub use media::{ImageKind, MediaContent, MediaRecord, ThumbnailRecord, thumbnail_key};
+pub use media::{
+    ImageKind, MediaContent, MediaRecord, QuarantineRecord, ThumbnailRecord, thumbnail_key,
+};
 pub use membership_stream::MembershipChange;
 pub use notifications::{
     EventNotifications, NotificationCount, NotificationRecord, PusherRecord, pusher_key,
 };
 pub use presence::PresenceRecord;
 pub use receipts::{ReceiptChange, ReceiptRecord};
+pub use registration_tokens::RegistrationTokenRecord;
 pub use relations::{RelationRecord, ThreadRecord};
 pub use reports::{ReportRecord, ReportTarget};
 pub use rooms::{
@@ -147,6 +151,8 @@ pub enum Cf {
     AdminAudit,
     DeletedRooms,
     BlockedRooms,
+    RegistrationTokens,
+    QuarantinedMedia,
     BackupVersions,
     BackupKeys,
     FederationEduOutbox,
@@ -161,7 +167,7 @@ pub enum Cf {
 }
 
 impl Cf {
-    pub const ALL: [Cf; 59] = [
+    pub const ALL: [Cf; 61] = [
         Cf::Meta,
         Cf::Users,
         Cf::Devices,
@@ -210,6 +216,8 @@ impl Cf {
         Cf::AdminAudit,
         Cf::DeletedRooms,
         Cf::BlockedRooms,
+        Cf::RegistrationTokens,
+        Cf::QuarantinedMedia,
         Cf::BackupVersions,
         Cf::BackupKeys,
         Cf::FederationEduOutbox,
@@ -273,6 +281,8 @@ impl Cf {
             Cf::AdminAudit => "admin_audit",
             Cf::DeletedRooms => "deleted_rooms",
             Cf::BlockedRooms => "blocked_rooms",
+            Cf::RegistrationTokens => "registration_tokens",
+            Cf::QuarantinedMedia => "quarantined_media",
             Cf::BackupVersions => "backup_versions",
             Cf::BackupKeys => "backup_keys",
             Cf::FederationEduOutbox => "federation_edu_outbox",

@@ -201,8 +201,14 @@ def test_synadm_manages_users_and_rooms(hearth_admin_server, tmp_path):
     # room deletion: alice is out of the room, its alias resolves no more
     out = _json_out(_synadm(server, root, tmp_path, "room", "delete", room))
     assert "delete_id" in out[-1], out
-    status_out = _json_out(
-        _synadm(server, root, tmp_path, "room", "delete-status", "-r", room))[-1]
+    # As with Synapse, the deletion runs in the background: poll its status.
+    deadline = time.monotonic() + 30
+    while True:
+        status_out = _json_out(
+            _synadm(server, root, tmp_path, "room", "delete-status", "-r", room))[-1]
+        if status_out["results"][0]["status"] != "shutting_down" or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert status_out["results"][0]["status"] == "complete", status_out
     status, body = _request(server, "GET", "/_matrix/client/v3/joined_rooms", alice_token)
     assert body["joined_rooms"] == [], body

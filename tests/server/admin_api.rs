@@ -3,9 +3,12 @@
 
 use serde_json::{Value, json};
 
-use crate::admin_support::{admin, start};
+use crate::admin_support::{admin, start, wait_for_deletion};
 use crate::harness::{PASSWORD, TestServer, assert_error, token};
-use crate::room_support::{User, create_room, enc, join, joined_rooms, send_text, user};
+use crate::room_support::{
+    User, create_room, enc, get_event, get_state, invite, join, joined_rooms, send_text, try_send,
+    user,
+};
 
 fn path_for(template: &str, server: &TestServer) -> String {
     template
@@ -19,6 +22,9 @@ fn path_for(template: &str, server: &TestServer) -> String {
         )
         .replace("{report_id}", "1")
         .replace("{delete_id}", "nothing")
+        .replace("{token}", "nothing")
+        .replace("{server_name}", "example.org")
+        .replace("{media_id}", "nothing")
 }
 
 #[test]
@@ -405,10 +411,7 @@ fn a_deleted_room_is_gone_for_its_members_and_its_alias() {
     );
     assert_eq!(status, 200, "{body}");
     let delete_id = body["delete_id"].as_str().unwrap().to_owned();
-    let (_, status_body) = server.get(
-        &format!("/_synapse/admin/v2/rooms/delete_status/{delete_id}"),
-        Some(&root.token),
-    );
+    let status_body = wait_for_deletion(&server, &root, &delete_id);
     assert_eq!(status_body["status"], "complete", "{status_body}");
     let mut kicked: Vec<&str> = status_body["shutdown_room"]["kicked_users"]
         .as_array()
@@ -446,6 +449,129 @@ fn a_deleted_room_is_gone_for_its_members_and_its_alias() {
         403,
         "M_FORBIDDEN",
     );
+}
+
+#[test]
+fn a_deleted_room_moves_its_members_to_a_new_room_and_purges_its_history() {
+    let server = start();
+    let root = admin(&server, "root");
+    let alice = user(&server, "alice");
+    let bob = user(&server, "bob");
+    let carol = user(&server, "carol");
+    let alias = format!("#moving:{}", server.server_name());
+    let room = create_room(
+        &server,
+        &alice,
+        json!({ "preset": "public_chat", "room_alias_name": "moving", "name": "Old place",
+                "topic": "secret plans" }),
+    );
+    join(&server, &bob, &room);
+    let message = send_text(&server, &bob, &room, "t1", "the secret word is marmalade");
+    // Carol is invited only: she leaves (declines) and is not moved.
+    invite(&server, &alice, &room, &carol);
+
+    let (status, body) = server.send(
+        "DELETE",
+        &format!("/_synapse/admin/v1/rooms/{}", enc(&room)),
+        Some(&root.token),
+        &json!({ "new_room_user_id": root.id, "room_name": "Moved", "message": "This room was closed." }),
+    );
+    assert_eq!(status, 200, "{body}");
+    let new_room = body["new_room_id"].as_str().unwrap().to_owned();
+    assert_eq!(body["kicked_users"].as_array().unwrap().len(), 3, "{body}");
+    assert_eq!(body["local_aliases"], json!([alias]));
+
+    // Joined members are in the new room, and only there; the invitee is nowhere.
+    assert_eq!(
+        joined_rooms(&server, &alice),
+        std::slice::from_ref(&new_room)
+    );
+    assert_eq!(joined_rooms(&server, &bob), std::slice::from_ref(&new_room));
+    assert!(joined_rooms(&server, &carol).is_empty());
+    // The new room has the name and the notice, and the alias points to it.
+    let (status, name) = get_state(&server, &alice, &new_room, "m.room.name", "");
+    assert_eq!((status, &name["name"]), (200, &json!("Moved")), "{name}");
+    let (status, messages) = server.get(
+        &format!(
+            "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=20",
+            enc(&new_room)
+        ),
+        Some(&bob.token),
+    );
+    assert_eq!(status, 200, "{messages}");
+    let notices: Vec<&Value> = messages["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "m.room.message")
+        .collect();
+    assert_eq!(notices.len(), 1, "{messages}");
+    assert_eq!(notices[0]["content"]["body"], "This room was closed.");
+    assert_eq!(notices[0]["sender"], root.id);
+    let (status, resolved) = server.get(
+        &format!("/_matrix/client/v3/directory/room/{}", enc(&alias)),
+        None,
+    );
+    assert_eq!((status, &resolved["room_id"]), (200, &json!(new_room)));
+    // Only the new room's creator may speak there.
+    let (status, _) = try_send(
+        &server,
+        &bob,
+        &new_room,
+        "t2",
+        &json!({ "msgtype": "m.text", "body": "hello?" }),
+    );
+    assert_eq!(status, 403);
+
+    // Purged (the default): the old room's events keep only what the auth rules need.
+    let (_, state) = server.get(
+        &format!("/_synapse/admin/v1/rooms/{}/state", enc(&room)),
+        Some(&root.token),
+    );
+    let events = state["state"].as_array().unwrap();
+    let of_type = |t: &str| events.iter().find(|e| e["type"] == t).unwrap();
+    assert_eq!(of_type("m.room.name")["content"], json!({}), "{state}");
+    assert_eq!(of_type("m.room.topic")["content"], json!({}), "{state}");
+    assert_eq!(
+        of_type("m.room.join_rules")["content"]["join_rule"],
+        "public"
+    );
+    let carol_member = events
+        .iter()
+        .find(|e| e["type"] == "m.room.member" && e["state_key"] == carol.id.as_str())
+        .unwrap();
+    assert_eq!(carol_member["content"]["membership"], "leave");
+    // The message is gone from search, and its content from the store.
+    let (status, found) = server.post(
+        "/_matrix/client/v3/search",
+        Some(&bob.token),
+        &json!({ "search_categories": { "room_events": { "search_term": "marmalade" } } }),
+    );
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(
+        found["search_categories"]["room_events"]["count"], 0,
+        "{found}"
+    );
+    let (status, fetched) = get_event(&server, &alice, &room, &message);
+    assert!(
+        status == 404 || fetched["content"] == json!({}),
+        "{status} {fetched}"
+    );
+
+    // Asked again, the finished deletion is answered as it was.
+    let (status, again) = server.send(
+        "DELETE",
+        &format!("/_synapse/admin/v1/rooms/{}", enc(&room)),
+        Some(&root.token),
+        &json!({ "new_room_user_id": root.id }),
+    );
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["new_room_id"], new_room.as_str());
+    let (_, log) = server.get(
+        "/_hearth/admin/v1/audit?action=room.delete",
+        Some(&root.token),
+    );
+    assert_eq!(log["total"], 1, "{log}");
 }
 
 #[test]

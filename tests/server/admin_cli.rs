@@ -302,6 +302,310 @@ fn rooms_and_reports_are_managed_with_hearthctl() {
 }
 
 #[test]
+fn a_room_is_deleted_with_its_members_moved_and_its_history_purged() {
+    let server = start();
+    let root = admin(&server, "root");
+    let alice = user(&server, "alice");
+    let bob = user(&server, "bob");
+    let room = create_room(
+        &server,
+        &alice,
+        json!({ "preset": "public_chat", "room_alias_name": "hall", "name": "Hall" }),
+    );
+    join(&server, &bob, &room);
+    let ctl = Ctl::new(&server, &root.token);
+    let alias = format!("#hall:{}", server.server_name());
+    // A usage error, from clap: not one line, but it names what is missing.
+    let usage = ctl.run(&["room", "delete", &alias, "--message", "x"]);
+    assert_eq!(usage.code, 2, "{}", usage.stderr);
+    assert!(usage.stderr.contains("--new-room-user"), "{}", usage.stderr);
+    let out = ctl
+        .run(&[
+            "room",
+            "delete",
+            &alias,
+            "--purge",
+            "--new-room-user",
+            "root",
+            "--room-name",
+            "Elsewhere",
+            "--message",
+            "Hall is closed",
+        ])
+        .ok()
+        .stdout;
+    assert!(
+        out.contains("complete") && out.contains("2 members removed"),
+        "{out}"
+    );
+    let new_room = out
+        .lines()
+        .find_map(|l| l.strip_prefix("members moved to "))
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        joined_rooms(&server, &alice),
+        std::slice::from_ref(&new_room)
+    );
+    assert_eq!(joined_rooms(&server, &bob), std::slice::from_ref(&new_room));
+    let (status, resolved) = server.get(
+        &format!("/_matrix/client/v3/directory/room/{}", enc(&alias)),
+        None,
+    );
+    assert_eq!((status, &resolved["room_id"]), (200, &json!(new_room)));
+    let shown = ctl.json(&["room", "show", &new_room]);
+    assert_eq!(shown["name"], "Elsewhere");
+    let state = ctl.json(&["room", "state", &room]);
+    let name = state["state"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "m.room.name")
+        .unwrap();
+    assert_eq!(name["content"], json!({}), "purged: {name}");
+    let log = ctl.json(&["audit", "list", "--action", "room.delete"]);
+    assert_eq!(log["entries"][0]["target"], room);
+    assert!(
+        log["entries"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("purged=true"),
+        "{log}"
+    );
+}
+
+/// Registers `name` through the client API with a registration token.
+fn register_with_token(server: &TestServer, name: &str, token: &str) -> (u16, serde_json::Value) {
+    let path = "/_matrix/client/v3/register";
+    let (status, challenge) = server.post(path, None, &json!({ "username": name }));
+    assert_eq!(status, 401, "{challenge}");
+    assert_eq!(
+        challenge["flows"],
+        json!([{ "stages": ["m.login.registration_token"] }])
+    );
+    server.post(
+        path,
+        None,
+        &json!({ "username": name, "password": PASSWORD,
+                 "auth": { "type": "m.login.registration_token", "token": token,
+                           "session": challenge["session"] } }),
+    )
+}
+
+fn token_valid(server: &TestServer, token: &str) -> bool {
+    let (status, body) = server.get(
+        &format!(
+            "/_matrix/client/v1/register/m.login.registration_token/validity?token={}",
+            enc(token)
+        ),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    body["valid"].as_bool().unwrap()
+}
+
+#[test]
+fn registration_tokens_are_made_limited_and_revoked_with_hearthctl() {
+    let server = TestServer::start_with_env(&[
+        (
+            "HEARTH_REGISTRATION__SHARED_SECRET",
+            crate::admin_support::SECRET,
+        ),
+        ("HEARTH_REGISTRATION__REQUIRE_TOKEN", "true"),
+    ]);
+    let root = admin(&server, "root");
+    let ctl = Ctl::new(&server, &root.token);
+    // Required, and none made yet.
+    assert!(!token_valid(&server, "welcome"));
+    assert_error(
+        register_with_token(&server, "early", "welcome"),
+        401,
+        "M_FORBIDDEN",
+    );
+
+    let made = ctl.json(&["token", "create", "--token", "welcome", "--uses", "1"]);
+    assert_eq!(made["token"], "welcome");
+    assert_eq!(made["uses_allowed"], 1);
+    assert!(token_valid(&server, "welcome"));
+    let (status, body) = register_with_token(&server, "newbie", "welcome");
+    assert_eq!(status, 200, "{body}");
+    // Used up: no second account.
+    assert!(!token_valid(&server, "welcome"));
+    assert_error(
+        register_with_token(&server, "second", "welcome"),
+        401,
+        "M_FORBIDDEN",
+    );
+    let shown = ctl.json(&["token", "show", "welcome"]);
+    assert_eq!(
+        (shown["completed"].as_u64(), shown["uses_allowed"].as_u64()),
+        (Some(1), Some(1))
+    );
+    ctl.run(&["token", "create", "--token", "welcome"])
+        .fails_with("Token already in use");
+
+    // One more use.
+    ctl.run(&["token", "update", "welcome", "--uses", "2"]).ok();
+    let (status, body) = register_with_token(&server, "second", "welcome");
+    assert_eq!(status, 200, "{body}");
+    assert!(!token_valid(&server, "welcome"));
+    ctl.run(&["token", "update", "welcome", "--unlimited-uses"])
+        .ok();
+    assert!(token_valid(&server, "welcome"));
+
+    // An expiry.
+    ctl.run(&["token", "create", "--token", "brief", "--expires-in", "1s"])
+        .ok();
+    assert!(token_valid(&server, "brief"));
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(!token_valid(&server, "brief"));
+    assert_error(
+        register_with_token(&server, "late", "brief"),
+        401,
+        "M_FORBIDDEN",
+    );
+
+    // A random one, listed, then revoked.
+    let random = ctl.json(&["token", "create", "--length", "20"]);
+    let random = random["token"].as_str().unwrap().to_owned();
+    assert_eq!(random.len(), 20);
+    let valid = ctl.json(&["token", "list", "--valid"]);
+    let names: Vec<&str> = valid["registration_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["token"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&random.as_str()) && names.contains(&"welcome"),
+        "{valid}"
+    );
+    assert!(!names.contains(&"brief"), "{valid}");
+    let table = ctl.run(&["token", "list", "--invalid"]).ok().stdout;
+    assert!(
+        table.contains("brief") && !table.contains("welcome"),
+        "{table}"
+    );
+    ctl.run(&["token", "revoke", &random]).ok();
+    assert!(!token_valid(&server, &random));
+    ctl.run(&["token", "show", &random]).fails_with("not found");
+    ctl.run(&["token", "revoke", &random])
+        .fails_with("not found");
+
+    let log = ctl.json(&["audit", "list", "--action", "registration_token.create"]);
+    assert_eq!(log["total"], 3, "{log}");
+    let log = ctl.json(&["audit", "list", "--action", "registration_token.update"]);
+    assert_eq!(log["total"], 2, "{log}");
+    let log = ctl.json(&["audit", "list", "--action", "registration_token.delete"]);
+    assert_eq!(log["entries"][0]["target"], random.as_str());
+}
+
+fn upload_text(server: &TestServer, who: &User, text: &str) -> String {
+    let response = server
+        .client
+        .post(server.url("/_matrix/media/v3/upload"))
+        .bearer_auth(&who.token)
+        .header("Content-Type", "text/plain")
+        .body(text.to_owned())
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let body: serde_json::Value = response.json().unwrap();
+    body["content_uri"].as_str().unwrap().to_owned()
+}
+
+/// The status of an authenticated download of the media.
+fn download_status(server: &TestServer, who: &User, mxc: &str) -> u16 {
+    let path = mxc.strip_prefix("mxc://").unwrap();
+    let (origin, id) = path.split_once('/').unwrap();
+    server
+        .client
+        .get(server.url(&format!(
+            "/_matrix/client/v1/media/download/{}/{}",
+            enc(origin),
+            enc(id)
+        )))
+        .bearer_auth(&who.token)
+        .send()
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[test]
+fn media_is_quarantined_by_id_user_and_room_with_hearthctl() {
+    let server = start();
+    let root = admin(&server, "root");
+    let alice = user(&server, "alice");
+    let bob = user(&server, "bob");
+    let ctl = Ctl::new(&server, &root.token);
+    let single = upload_text(&server, &alice, "one");
+    let alices: Vec<String> = (0..2)
+        .map(|i| upload_text(&server, &alice, &format!("alice {i}")))
+        .collect();
+    let in_room = upload_text(&server, &bob, "posted");
+    let elsewhere = upload_text(&server, &bob, "kept");
+    for mxc in [&single, &in_room, &elsewhere] {
+        assert_eq!(download_status(&server, &bob, mxc), 200);
+    }
+
+    // By ID, and back.
+    ctl.run(&["media", "quarantine", &single]).ok();
+    assert_eq!(download_status(&server, &bob, &single), 404);
+    ctl.run(&["media", "unquarantine", &single]).ok();
+    assert_eq!(download_status(&server, &bob, &single), 200);
+
+    // A room's media: what its events point at, and nothing else of the sender's.
+    let room = create_room(&server, &bob, json!({ "preset": "public_chat" }));
+    let (status, body) = server.send(
+        "PUT",
+        &format!(
+            "/_matrix/client/v3/rooms/{}/send/m.room.message/img",
+            enc(&room)
+        ),
+        Some(&bob.token),
+        &json!({ "msgtype": "m.file", "body": "posted.txt", "url": in_room }),
+    );
+    assert_eq!(status, 200, "{body}");
+    let out = ctl
+        .run(&["media", "quarantine", "--room", &room])
+        .ok()
+        .stdout;
+    assert!(out.contains("1 media quarantined"), "{out}");
+    assert_eq!(download_status(&server, &bob, &in_room), 404);
+    assert_eq!(download_status(&server, &bob, &elsewhere), 200);
+
+    // A user's uploads, all of them (the one quarantined before as well).
+    let answer = ctl.json(&["media", "quarantine", "--user", "alice"]);
+    assert_eq!(answer["num_quarantined"], 3, "{answer}");
+    for mxc in alices.iter().chain([&single]) {
+        assert_eq!(download_status(&server, &bob, mxc), 404, "{mxc}");
+    }
+    assert_eq!(download_status(&server, &bob, &elsewhere), 200);
+
+    ctl.run(&["media", "quarantine", "not-an-mxc"])
+        .fails_with("not an mxc://");
+    ctl.run(&["media", "quarantine", "--room", "!nowhere:example.org"])
+        .fails_with("not found");
+    let log = ctl.json(&["audit", "list"]);
+    let actions: Vec<&str> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        &actions[..4],
+        [
+            "media.quarantine_user",
+            "media.quarantine_room",
+            "media.unquarantine",
+            "media.quarantine"
+        ]
+    );
+}
+
+#[test]
 fn failures_are_one_line_and_a_non_zero_exit() {
     let server = start();
     let root = admin(&server, "root");

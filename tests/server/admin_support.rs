@@ -37,6 +37,27 @@ pub fn admin(server: &TestServer, name: &str) -> User {
     }
 }
 
+/// Polls a room deletion's status until it is no longer running; answers the status.
+/// The bound is not a speed requirement: a deletion never finished fails the test.
+pub fn wait_for_deletion(server: &TestServer, admin: &User, delete_id: &str) -> serde_json::Value {
+    let started = std::time::Instant::now();
+    loop {
+        let (status, body) = server.get(
+            &format!("/_synapse/admin/v2/rooms/delete_status/{delete_id}"),
+            Some(&admin.token),
+        );
+        assert_eq!(status, 200, "{body}");
+        if body["status"] != "shutting_down" {
+            return body;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the deletion is still running: {body}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// `hearthctl`, built once per test run from this workspace into the same target
 /// directory as the `hearth` under test, so a test never runs a stale one.
 pub fn hearthctl_path() -> PathBuf {

@@ -348,3 +348,146 @@ fn deactivation_killed_part_way_leaves_every_room_after_a_restart() {
     }
     println!("deactivations: {outcomes:?}");
 }
+
+#[test]
+fn room_deletion_killed_part_way_finishes_after_a_restart_exactly_once() {
+    let mut server = TestServer::start_with_env(&[
+        ("HEARTH_REGISTRATION__SHARED_SECRET", admin_support::SECRET),
+        ("RUST_LOG", "warn,hearth::service::fanout=info"),
+    ]);
+    let root = admin(&server, "root");
+    let members: Vec<User> = (0..16)
+        .map(|i| user(&server, &format!("member{i}")))
+        .collect();
+    let mut outcomes: Vec<&str> = Vec::new();
+    for round in 0..6 {
+        let room = create_room(
+            &server,
+            &members[0],
+            json!({ "preset": "public_chat", "room_alias_name": format!("doomed{round}") }),
+        );
+        for member in &members[1..] {
+            join(&server, member, &room);
+        }
+        send_text(&server, &members[1], &room, "t", "soon gone");
+        let (status, body) = server.send(
+            "DELETE",
+            &format!("/_synapse/admin/v2/rooms/{}", enc(&room)),
+            Some(&root.token),
+            &json!({ "new_room_user_id": root.id, "purge": true, "message": format!("closed {round}") }),
+        );
+        // Answered once the deletion and its intent are written: it must survive the kill.
+        assert_eq!(status, 200, "{body}");
+        let delete_id = body["delete_id"].as_str().unwrap().to_owned();
+        std::thread::sleep(Duration::from_millis(random_below(150)));
+        server.kill_9();
+        server.restart();
+        let done = admin_support::wait_for_deletion(&server, &root, &delete_id);
+        assert_eq!(done["status"], "complete", "{done}");
+        let new_room = done["shutdown_room"]["new_room_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        // Every member is out of the room and in the one new room; the alias moved.
+        for member in &members {
+            assert_eq!(
+                joined_rooms(&server, member),
+                std::slice::from_ref(&new_room),
+                "{}",
+                member.id
+            );
+        }
+        let (status, resolved) = server.get(
+            &format!(
+                "/_matrix/client/v3/directory/room/{}",
+                enc(&format!("#doomed{round}:{}", server.server_name()))
+            ),
+            None,
+        );
+        assert_eq!((status, &resolved["room_id"]), (200, &json!(new_room)));
+        // One new room per deletion, one notice in it, one audit entry.
+        let (_, messages) = server.get(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=100",
+                enc(&new_room)
+            ),
+            Some(&root.token),
+        );
+        let notices = messages["chunk"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] == "m.room.message")
+            .count();
+        assert_eq!(notices, 1, "{messages}");
+        for member in &members {
+            let (status, body) = server.post(
+                &format!("/_matrix/client/v3/rooms/{}/leave", enc(&new_room)),
+                Some(&member.token),
+                &json!({}),
+            );
+            assert_eq!(status, 200, "{body}");
+        }
+        let (_, log) = server.get(
+            &format!(
+                "/_hearth/admin/v1/audit?action=room.delete&target={}",
+                enc(&room)
+            ),
+            Some(&root.token),
+        );
+        assert_eq!(log["total"], 1, "{log}");
+        // SIGKILL again: the logs tell whether the run after the first kill had a
+        // deletion to resume.
+        let resumed = server
+            .stop_and_logs()
+            .contains("resuming fan-outs left unfinished");
+        outcomes.push(if resumed {
+            "killed part-way, resumed"
+        } else {
+            "finished before the kill"
+        });
+        server.restart();
+    }
+    let (_, root_rooms) = server.get("/_matrix/client/v3/joined_rooms", Some(&root.token));
+    assert_eq!(
+        root_rooms["joined_rooms"].as_array().unwrap().len(),
+        6,
+        "one new room per deletion: {root_rooms}"
+    );
+    println!("room deletions: {outcomes:?}");
+}
+
+#[test]
+fn client_deactivation_leaves_every_room() {
+    let server = TestServer::start();
+    let (alice, rooms) = alice_in_rooms(&server, 3);
+    let bob = user(&server, "bob");
+    for room in &rooms {
+        let (status, body) = server.post(
+            &format!("/_matrix/client/v3/rooms/{}/invite", enc(room)),
+            Some(&alice.token),
+            &json!({ "user_id": bob.id }),
+        );
+        assert_eq!(status, 200, "{body}");
+        join(&server, &bob, room);
+    }
+    let path = "/_matrix/client/v3/account/deactivate";
+    let (status, challenge) = server.post(path, Some(&bob.token), &json!({}));
+    assert_eq!(status, 401);
+    let session = challenge["session"].as_str().unwrap();
+    let (status, body) = server.post(
+        path,
+        Some(&bob.token),
+        &json!({ "auth": { "type": "m.login.password", "session": session,
+                 "identifier": { "type": "m.id.user", "user": "bob" },
+                 "password": crate::harness::PASSWORD } }),
+    );
+    assert_eq!(status, 200, "{body}");
+    // Answered once every room is left.
+    for room in &rooms {
+        assert_eq!(
+            membership_of(&server, &alice, room, &bob.id).as_deref(),
+            Some("leave")
+        );
+    }
+}

@@ -1,11 +1,13 @@
 //! One module per command group.
 
 pub mod audit;
+pub mod media;
 pub mod offline;
 pub mod reports;
 pub mod rooms;
 pub mod server;
 pub mod session;
+pub mod tokens;
 pub mod users;
 
 use crate::client::Failure;

@@ -1,5 +1,8 @@
 //! `hearthctl room ...`
 
+use std::io::IsTerminal;
+use std::time::Duration;
+
 use clap::Subcommand;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -44,9 +47,18 @@ pub enum RoomCommand {
         /// shows in `room show` and can be lifted)
         #[arg(long)]
         block: bool,
-        /// Ask for history to be purged from the store (recorded; not done yet)
+        /// Purge the room's history from the store (every event's content pruned)
         #[arg(long)]
         purge: bool,
+        /// Move the local members to a new room this local user creates
+        #[arg(long, value_name = "USER")]
+        new_room_user: Option<String>,
+        /// The new room's name (with --new-room-user)
+        #[arg(long, requires = "new_room_user")]
+        room_name: Option<String>,
+        /// The notice the new room starts with (with --new-room-user)
+        #[arg(long, requires = "new_room_user")]
+        message: Option<String>,
     },
 }
 
@@ -63,7 +75,26 @@ pub fn run(client: &Client, command: &RoomCommand) -> Result<(), Failure> {
         RoomCommand::State { room } => state(client, room),
         RoomCommand::Block { room } => block(client, room, true),
         RoomCommand::Unblock { room } => block(client, room, false),
-        RoomCommand::Delete { room, block, purge } => delete(client, room, *block, *purge),
+        RoomCommand::Delete {
+            room,
+            block,
+            purge,
+            new_room_user,
+            room_name,
+            message,
+        } => {
+            let mut body = json!({ "block": block, "purge": purge });
+            if let Some(user) = new_room_user {
+                body["new_room_user_id"] = json!(user);
+            }
+            if let Some(name) = room_name {
+                body["room_name"] = json!(name);
+            }
+            if let Some(message) = message {
+                body["message"] = json!(message);
+            }
+            delete(client, room, &body)
+        }
     }
 }
 
@@ -229,24 +260,40 @@ fn block(client: &Client, room: &str, block: bool) -> Result<(), Failure> {
     Ok(())
 }
 
-fn delete(client: &Client, room: &str, block: bool, purge: bool) -> Result<(), Failure> {
+fn delete(client: &Client, room: &str, body: &Value) -> Result<(), Failure> {
     let room_id = room_id(client, room)?;
     let started = client.send(
         Method::DELETE,
         &format!("/_synapse/admin/v2/rooms/{}", enc(&room_id)),
-        Some(&json!({ "block": block, "purge": purge })),
+        Some(body),
     )?;
     let delete_id = started["delete_id"].as_str().unwrap_or_default();
-    let status = client.get(&format!(
-        "/_synapse/admin/v2/rooms/delete_status/{}",
-        enc(delete_id)
-    ))?;
+    let status_path = format!("/_synapse/admin/v2/rooms/delete_status/{}", enc(delete_id));
+    // The server deletes in the background; on a terminal, a progress line while it does.
+    let progress = std::io::stderr().is_terminal() && !client.json;
+    let count = |v: &Value| v.as_array().map_or(0, Vec::len);
+    let status = loop {
+        let status = client.get(&status_path)?;
+        if status["status"] != "shutting_down" {
+            break status;
+        }
+        if progress {
+            let shutdown = &status["shutdown_room"];
+            eprint!(
+                "\r{room_id}: deleting — {} members removed",
+                count(&shutdown["kicked_users"]) + count(&shutdown["failed_to_kick_users"])
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    if progress {
+        eprintln!();
+    }
     if client.json {
         output::json(&status);
         return Ok(());
     }
     let shutdown = &status["shutdown_room"];
-    let count = |v: &Value| v.as_array().map_or(0, Vec::len);
     println!(
         "{room_id}: {} — {} members removed, {} could not be, {} aliases removed",
         cell(&status["status"]),
@@ -254,5 +301,8 @@ fn delete(client: &Client, room: &str, block: bool, purge: bool) -> Result<(), F
         count(&shutdown["failed_to_kick_users"]),
         count(&shutdown["local_aliases"]),
     );
+    if let Some(new_room) = shutdown["new_room_id"].as_str() {
+        println!("members moved to {new_room}");
+    }
     Ok(())
 }

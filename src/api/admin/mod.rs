@@ -5,8 +5,10 @@
 //! Hearth's own under `/_hearth/admin/v1/`; and the spec's `/admin/` endpoints.
 
 mod audit;
+mod media;
 mod moderation;
 mod register;
+mod registration_tokens;
 mod reports;
 mod rooms;
 mod server;
@@ -36,6 +38,8 @@ fn table() -> Vec<Entry> {
         moderation::table(),
         rooms::table(),
         reports::table(),
+        registration_tokens::table(),
+        media::table(),
         audit::table(),
         server::table(),
     ]

@@ -1,5 +1,5 @@
 //! Rooms, at Synapse's paths: list and search, details, members, state, and deletion
-//! (v1 answers when done; v2 answers a `delete_id` whose status can be polled).
+//! (v1 answers when done; v2 answers at once with a `delete_id` whose status is polled).
 
 use axum::Json;
 use axum::extract::State;
@@ -14,8 +14,11 @@ use super::{Admin, Entry};
 use crate::api::AppState;
 use crate::api::extract::{MatrixJson, Path, Query};
 use crate::error::{Error, Result};
-use crate::service::admin::{RoomDeletion, RoomListQuery, RoomOrder};
-use crate::store::DeletedRoomRecord;
+use crate::service::admin::{
+    DEFAULT_NEW_ROOM_MESSAGE, DEFAULT_NEW_ROOM_NAME, RoomDeletion, RoomListQuery, RoomOrder,
+    parse_user_id,
+};
+use crate::store::{DeletedRoomRecord, NewRoomRequest};
 
 pub(super) fn table() -> Vec<Entry> {
     vec![
@@ -164,6 +167,8 @@ struct DeleteBody {
     #[serde(default = "yes")]
     purge: bool,
     new_room_user_id: Option<String>,
+    room_name: Option<String>,
+    message: Option<String>,
 }
 
 fn yes() -> bool {
@@ -175,15 +180,20 @@ fn shutdown_json(record: &DeletedRoomRecord) -> Value {
         "kicked_users": record.kicked_users,
         "failed_to_kick_users": record.failed_to_kick_users,
         "local_aliases": record.local_aliases,
-        "new_room_id": null,
+        "new_room_id": record.new_room_id,
     })
 }
 
 fn status_json(room_id: &OwnedRoomId, record: &DeletedRoomRecord) -> Value {
+    let status = if record.finished_ts.is_some() {
+        "complete"
+    } else {
+        "shutting_down"
+    };
     json!({
         "delete_id": record.delete_id,
         "room_id": room_id,
-        "status": if record.finished_ts.is_some() { "complete" } else { "shutting_down" },
+        "status": status,
         "shutdown_room": shutdown_json(record),
     })
 }
@@ -193,13 +203,21 @@ async fn run_delete(
     admin: &Admin,
     target: &str,
     body: DeleteBody,
+    wait: bool,
 ) -> Result<(OwnedRoomId, DeletedRoomRecord)> {
     let room_id = room_id(target)?;
-    if body.new_room_user_id.is_some() {
-        return Err(Error::invalid_param(
-            "Hearth cannot move members to a new room yet; omit new_room_user_id",
-        ));
-    }
+    let new_room = match body.new_room_user_id {
+        Some(creator) => Some(NewRoomRequest {
+            creator: parse_user_id(&creator, state)?,
+            name: body
+                .room_name
+                .unwrap_or_else(|| DEFAULT_NEW_ROOM_NAME.to_owned()),
+            message: body
+                .message
+                .unwrap_or_else(|| DEFAULT_NEW_ROOM_MESSAGE.to_owned()),
+        }),
+        None => None,
+    };
     let record = state
         .admin_delete_room(
             &admin.0.user_id,
@@ -207,7 +225,9 @@ async fn run_delete(
             RoomDeletion {
                 block: body.block,
                 purge: body.purge,
+                new_room,
             },
+            wait,
         )
         .await?;
     Ok((room_id, record))
@@ -219,19 +239,19 @@ async fn delete_v1(
     Path(target): Path<String>,
     MatrixJson(body): MatrixJson<DeleteBody>,
 ) -> Result<Json<Value>> {
-    let (_, record) = run_delete(&state, &admin, &target, body).await?;
+    let (_, record) = run_delete(&state, &admin, &target, body, true).await?;
     Ok(Json(shutdown_json(&record)))
 }
 
-/// Synapse runs this in the background; Hearth finishes before answering, so the
-/// status is `complete` at the first poll.
+/// As in Synapse, the deletion runs in the background (the room's fan-out worker); the
+/// answer's `delete_id` is polled at the status endpoints.
 async fn delete_v2(
     State(state): State<AppState>,
     admin: Admin,
     Path(target): Path<String>,
     MatrixJson(body): MatrixJson<DeleteBody>,
 ) -> Result<Json<Value>> {
-    let (_, record) = run_delete(&state, &admin, &target, body).await?;
+    let (_, record) = run_delete(&state, &admin, &target, body, false).await?;
     Ok(Json(json!({ "delete_id": record.delete_id })))
 }
 

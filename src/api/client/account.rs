@@ -87,7 +87,7 @@ async fn deactivate(
             body.auth.as_ref(),
         )
         .await?;
-    state.deactivate(&authed.user_id, false).await?;
+    state.deactivate(&authed.user_id, true).await?;
     // Hearth binds no third-party identifiers, so there is nothing to unbind.
     Ok(Json(json!({ "id_server_unbind_result": "no-support" })))
 }

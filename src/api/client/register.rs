@@ -42,7 +42,7 @@ struct RegisterBody {
 }
 
 fn registration_flows(state: &AppState) -> Vec<Vec<Stage>> {
-    if state.config.registration.tokens.is_empty() {
+    if !state.config.registration.tokens_required() {
         vec![vec![Stage::Dummy]]
     } else {
         vec![vec![Stage::RegistrationToken]]
@@ -115,6 +115,18 @@ async fn register(
     if body.password.is_none() {
         return Err(Error::missing_param("A password is required"));
     }
+    // The flow is the token stage alone, so the request that completed it carries it.
+    let registration_token = match state.config.registration.tokens_required() {
+        true => Some(
+            body.auth
+                .as_ref()
+                .and_then(|auth| auth.get("token"))
+                .and_then(Value::as_str)
+                .ok_or_else(|| Error::missing_param("Missing registration token"))?
+                .to_owned(),
+        ),
+        false => None,
+    };
     let (user_id, tokens) = state
         .create_account(NewAccount {
             // User names are lower-cased, as Synapse does: `Alice` registers `@alice`.
@@ -125,6 +137,7 @@ async fn register(
             inhibit_login: body.inhibit_login,
             refreshable: body.refresh_token,
             admin: false,
+            registration_token,
         })
         .await?;
     state.registration_done(auth.as_ref(), &user_id);
@@ -164,12 +177,12 @@ async fn token_validity(
     State(state): State<AppState>,
     Query(query): Query<TokenQuery>,
 ) -> Result<Json<Value>> {
-    if !state.config.registration.enabled || state.config.registration.tokens.is_empty() {
+    if !state.config.registration.enabled || !state.config.registration.tokens_required() {
         return Err(Error::forbidden(
             "Registration tokens are not used on this server",
         ));
     }
     Ok(Json(
-        json!({ "valid": state.registration_token_valid(&query.token) }),
+        json!({ "valid": state.registration_token_valid(&query.token)? }),
     ))
 }

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::service::{Services, now_ms};
-use crate::store::{AuditRecord, Store, StoreResult};
+use crate::store::{AuditRecord, Batch, Store, StoreResult};
 
 /// Filters and paging for the audit log; newest first.
 #[derive(Debug, Default, Clone)]
@@ -47,6 +47,22 @@ impl Services {
         target: impl std::fmt::Display,
         detail: Option<String>,
     ) -> Result<()> {
+        let mut batch = self.store.batch();
+        self.stage_audit(&mut batch, admin, action, target, detail)?;
+        self.store.write(batch)?;
+        Ok(())
+    }
+
+    /// Adds an audit entry to the caller's batch, which holds the action's last write,
+    /// so the action is recorded exactly when it completes.
+    pub(crate) fn stage_audit(
+        &self,
+        batch: &mut Batch<'_>,
+        admin: &UserId,
+        action: &str,
+        target: impl std::fmt::Display,
+        detail: Option<String>,
+    ) -> Result<()> {
         let id = self.admin.last_audit_id.fetch_add(1, Ordering::SeqCst) + 1;
         let record = AuditRecord {
             admin: Some(admin.to_owned()),
@@ -55,9 +71,7 @@ impl Services {
             detail,
             ts: now_ms(),
         };
-        let mut batch = self.store.batch();
         batch.put_audit(id, &record)?;
-        self.store.write(batch)?;
         tracing::info!(audit_id = id, admin = %admin, action, target = %record.target, "admin action");
         Ok(())
     }

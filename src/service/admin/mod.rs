@@ -4,9 +4,12 @@
 
 mod audit;
 pub mod backup;
+mod media;
 pub mod offline;
+mod registration_tokens;
 mod reports;
 mod restrictions;
+mod room_deletion;
 mod rooms;
 mod users;
 
@@ -15,7 +18,9 @@ use std::sync::atomic::AtomicU64;
 use ruma::{OwnedUserId, UserId};
 
 pub use audit::{AuditEntry, AuditQuery};
-pub use rooms::{RoomDeletion, RoomListQuery, RoomOrder, RoomSummary};
+pub use registration_tokens::{NewRegistrationToken, RegistrationToken, RegistrationTokenChange};
+pub use room_deletion::{DEFAULT_NEW_ROOM_MESSAGE, DEFAULT_NEW_ROOM_NAME, RoomDeletion};
+pub use rooms::{RoomListQuery, RoomOrder, RoomSummary};
 pub use users::{AdminUser, UserChanges, UserListQuery};
 
 use crate::error::{Error, Result};

@@ -1,6 +1,5 @@
-//! The admin API's view of rooms (list, search, details, members) and room deletion:
-//! every local member leaves, local aliases and the directory entry go, and nobody on
-//! this server can join again. History stays in the store (purging is not built yet).
+//! The admin API's view of rooms (list, search, details, members) and room blocks.
+//! Deleting a room is in `room_deletion`.
 
 use std::cmp::Ordering;
 
@@ -9,9 +8,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::service::rooms::MembershipChange;
-use crate::service::{Services, now_ms, random_string};
-use crate::store::{BlockedRoomRecord, DeletedRoomRecord};
+use crate::service::{Services, now_ms};
+use crate::store::BlockedRoomRecord;
 
 /// A room as Synapse's admin API lists it.
 #[derive(Debug, Clone, Serialize)]
@@ -117,13 +115,6 @@ pub struct RoomListQuery {
     pub backwards: bool,
     pub from: usize,
     pub limit: usize,
-}
-
-/// Options of a room deletion, as Synapse's delete room API takes them.
-#[derive(Debug, Default, Clone)]
-pub struct RoomDeletion {
-    pub block: bool,
-    pub purge: bool,
 }
 
 impl Services {
@@ -272,93 +263,5 @@ impl Services {
             return Err(Error::not_found("Room not found"));
         }
         Ok(self.room_members(room_id)?.joined.clone())
-    }
-
-    /// Deletes the room: each local member leaves (as in Synapse, by their own leave
-    /// event), its local aliases and directory entry are removed, and nobody on this
-    /// server can join it again. Answers the finished record.
-    pub async fn admin_delete_room(
-        &self,
-        admin: &UserId,
-        room_id: &RoomId,
-        options: RoomDeletion,
-    ) -> Result<DeletedRoomRecord> {
-        if self.store.room(room_id.as_str())?.is_none() {
-            return Err(Error::not_found("Room not found"));
-        }
-        let _guard = self.admin.deletions.lock().await;
-        let mut record = match self.store.deleted_room(room_id.as_str())? {
-            Some(done) if done.finished_ts.is_some() => return Ok(done),
-            Some(unfinished) => unfinished,
-            None => DeletedRoomRecord {
-                delete_id: random_string(16),
-                deleted_by: admin.to_owned(),
-                started_ts: now_ms(),
-                finished_ts: None,
-                block: options.block,
-                purge_requested: options.purge,
-                kicked_users: Vec::new(),
-                failed_to_kick_users: Vec::new(),
-                local_aliases: Vec::new(),
-            },
-        };
-        // Written first: from here on nobody can join while members are removed.
-        let mut batch = self.store.batch();
-        batch.put_deleted_room(room_id.as_str(), &record)?;
-        if options.block {
-            batch.set_blocked_room(
-                room_id.as_str(),
-                Some(&BlockedRoomRecord {
-                    blocked_by: admin.to_owned(),
-                    ts: now_ms(),
-                }),
-            )?;
-        }
-        self.store.write(batch)?;
-
-        let members = self.room_members(room_id)?;
-        let local: Vec<OwnedUserId> = members
-            .audience()
-            .filter(|u| u.server_name() == self.server_name())
-            .map(ToOwned::to_owned)
-            .collect();
-        for user_id in local {
-            match self
-                .change_membership(room_id, &user_id, &user_id, MembershipChange::Leave, None)
-                .await
-            {
-                Ok(_) => record.kicked_users.push(user_id),
-                Err(e) => {
-                    tracing::warn!(%room_id, %user_id, error = %e, "could not remove member");
-                    record.failed_to_kick_users.push(user_id);
-                }
-            }
-        }
-        let _aliases_guard = self.lock_aliases().await;
-        let aliases = self.store.room_aliases(room_id.as_str())?;
-        let mut batch = self.store.batch();
-        for alias in &aliases {
-            if let Some(alias_record) = self.store.alias(alias)? {
-                batch.delete_alias(alias, &alias_record);
-            }
-        }
-        batch.set_published(room_id.as_str(), false)?;
-        record.local_aliases = aliases;
-        record.finished_ts = Some(now_ms());
-        batch.put_deleted_room(room_id.as_str(), &record)?;
-        self.store.write(batch)?;
-        self.audit(
-            admin,
-            "room.delete",
-            room_id,
-            Some(format!(
-                "removed {} members, {} aliases; block={}, purge requested={}",
-                record.kicked_users.len(),
-                record.local_aliases.len(),
-                options.block,
-                options.purge
-            )),
-        )?;
-        Ok(record)
     }
 }

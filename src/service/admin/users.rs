@@ -151,6 +151,7 @@ impl Services {
                 inhibit_login: true,
                 refreshable: false,
                 admin: changes.admin.unwrap_or(false),
+                registration_token: None,
             })
             .await?;
             let detail = format!("admin={}", changes.admin.unwrap_or(false));

@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Weak};
 
-use ruma::UserId;
+use ruma::{RoomId, UserId};
 
 use super::{Executor, FanoutKind};
 use crate::error::Result;
@@ -26,20 +26,27 @@ impl Services {
 
     /// One pass of an intent over every room concerned; rooms already done are skipped.
     async fn carry_out_fanout(&self, subject: &str, kind: FanoutKind) -> Result<()> {
-        let user_id = match UserId::parse(subject) {
-            Ok(user_id) => user_id,
-            Err(e) => {
-                // Only this server writes intents; one it cannot read is dropped, loudly.
-                tracing::error!(%subject, kind = kind.name(), error = %e, "dropping a fan-out intent whose subject is not a user ID");
-                return Ok(());
-            }
+        // Only this server writes intents; one it cannot read is dropped, loudly.
+        let unreadable = |e: ruma::IdParseError| {
+            tracing::error!(%subject, kind = kind.name(), error = %e, "dropping a fan-out intent whose subject is not of its kind");
+            Ok(())
         };
         match kind {
-            FanoutKind::MemberProfile => self.send_profile_to_rooms(&user_id).await,
-            FanoutKind::LeaveRooms => {
-                self.leave_all_rooms(&user_id).await;
-                Ok(())
-            }
+            FanoutKind::MemberProfile => match UserId::parse(subject) {
+                Ok(user_id) => self.send_profile_to_rooms(&user_id).await,
+                Err(e) => unreadable(e),
+            },
+            FanoutKind::LeaveRooms => match UserId::parse(subject) {
+                Ok(user_id) => {
+                    self.leave_all_rooms(&user_id).await;
+                    Ok(())
+                }
+                Err(e) => unreadable(e),
+            },
+            FanoutKind::DeleteRoom => match RoomId::parse(subject) {
+                Ok(room_id) => self.carry_out_room_deletion(&room_id).await,
+                Err(e) => unreadable(e),
+            },
         }
     }
 

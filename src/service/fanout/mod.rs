@@ -1,5 +1,6 @@
 //! Fan-out that survives a crash: a change that must reach many rooms (a new display name
-//! or avatar re-sent as member events, leaving every room on deactivation) is recorded as
+//! or avatar re-sent as member events, leaving every room on deactivation, an admin's
+//! room deletion) is recorded as
 //! an intent in the same atomic batch as the change itself. A background worker per
 //! subject then carries the intent out room by room and deletes it once done; intents left
 //! over by a crash are resumed at start-up.

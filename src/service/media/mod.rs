@@ -432,6 +432,10 @@ impl Services {
                 "Media IDs consist of A-Z, a-z, 0-9, '_' and '-'",
             ));
         }
+        // Quarantined media is never served, whoever asks and over whichever API.
+        if self.store.quarantined(server.as_str(), media_id)?.is_some() {
+            return Err(Error::not_found("This media has been quarantined"));
+        }
         let wait =
             Duration::from_millis(fetch.timeout_ms.unwrap_or(DEFAULT_WAIT_MS).min(MAX_WAIT_MS));
         if server != self.server_name() {

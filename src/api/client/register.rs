@@ -118,8 +118,7 @@ async fn register(
     // The flow is the token stage alone, so the request that completed it carries it.
     let registration_token = match state.config.registration.tokens_required() {
         true => Some(
-            body.auth
-                .as_ref()
+            auth.as_ref()
                 .and_then(|auth| auth.get("token"))
                 .and_then(Value::as_str)
                 .ok_or_else(|| Error::missing_param("Missing registration token"))?

@@ -19,7 +19,11 @@ use crate::service::federation::keys::MAX_NOTARY_SERVERS;
 use crate::service::now_ms;
 
 pub fn routes(state: &AppState) -> Router<AppState> {
-    let router = Router::new().route("/_matrix/key/v2/server", get(server_keys));
+    // The `{keyId}` form left the spec in v1.6; Synapse still answers it (with every
+    // key, as the key ID never narrowed the answer), and older servers and SyTest ask it.
+    let router = Router::new()
+        .route("/_matrix/key/v2/server", get(server_keys))
+        .route("/_matrix/key/v2/server/{key_id}", get(server_keys));
     if !state.config.federation.enabled {
         return router;
     }

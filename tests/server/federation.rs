@@ -115,6 +115,10 @@ fn the_notary_endpoints_return_a_servers_keys_signed_by_it_and_by_the_notary() {
     let mut b = federating_server();
     let b_name = b.server_name();
     let (_, b_published) = b.get("/_matrix/key/v2/server", None);
+    // The `{keyId}` form (out of the spec, still asked by older servers) answers the same.
+    let (status, by_id) = b.get("/_matrix/key/v2/server/ed25519:any", None);
+    assert_eq!(status, 200, "{by_id}");
+    assert_eq!(by_id["verify_keys"], b_published["verify_keys"]);
 
     let (status, body) = a.post(
         "/_matrix/key/v2/query",

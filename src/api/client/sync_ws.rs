@@ -29,6 +29,11 @@ pub const PATH: &str = "/_matrix/client/unstable/org.hearth.sync/ws";
 const PING_EVERY: Duration = Duration::from_secs(30);
 const SILENCE_LIMIT: Duration = Duration::from_secs(90);
 
+/// The socket's read buffer. Clients send small frames (requests, pongs), and a larger one
+/// grows the buffer as needed; the library's default (128 KiB, zero-filled before each read)
+/// would keep 128 KiB resident per connection.
+const READ_BUFFER_BYTES: usize = 8 * 1024;
+
 pub fn routes() -> Router<AppState> {
     Router::new().route(PATH, get(upgrade))
 }
@@ -53,6 +58,7 @@ async fn upgrade(
         )
     })?;
     let request = params.to_request(&state, &authed.user_id)?;
+    let upgrade = upgrade.read_buffer_size(READ_BUFFER_BYTES);
     Ok(upgrade.on_upgrade(move |socket| async move {
         let session = Session {
             state,

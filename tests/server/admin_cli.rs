@@ -8,8 +8,8 @@ use serde_json::json;
 use crate::admin_support::{Run, admin, hearthctl, run, run_with_stdin, start};
 use crate::harness::{PASSWORD, TestServer, assert_error, free_port, token};
 use crate::room_support::{
-    User, create_room, enc, get_event, get_state, invite, join, joined_rooms, membership_of,
-    put_state, send_text, user,
+    User, create_room, enc, get_event, get_state, invite, join, joined_rooms, membership,
+    membership_of, put_state, send_text, user,
 };
 
 /// `hearthctl` pointed at a server with a token in a file.
@@ -338,6 +338,64 @@ fn a_shadow_banned_user_is_answered_but_reaches_nobody() {
         .map(|e| e["action"].as_str().unwrap())
         .collect();
     assert_eq!(actions, ["user.unshadow_ban", "user.shadow_ban"]);
+}
+
+#[test]
+fn make_room_admin_gives_a_room_back_an_admin() {
+    let server = start();
+    let root = admin(&server, "root");
+    let alice = user(&server, "alice");
+    let bob = user(&server, "bob");
+    let carol = user(&server, "carol");
+    let ctl = Ctl::new(&server, &root.token);
+    let levels = |room: &str| get_state(&server, &alice, room, "m.room.power_levels", "").1;
+
+    // carol is not in the private room: alice (its creator) invites her and raises her
+    let room = create_room(
+        &server,
+        &alice,
+        json!({ "preset": "private_chat", "room_version": "11" }),
+    );
+    let before = levels(&room);
+    assert_error(
+        put_state(&server, &carol, &room, "m.room.power_levels", "", &before),
+        403,
+        "M_FORBIDDEN",
+    );
+    let line = ctl.run(&["room", "make-admin", &room, "carol"]).ok().stdout;
+    assert!(line.contains("is now an admin"), "{line}");
+    assert_eq!(levels(&room)["users"][&carol.id], 100);
+    join(&server, &carol, &room);
+    let mut changed = levels(&room);
+    changed["users"][&bob.id] = json!(50);
+    let (status, body) = put_state(&server, &carol, &room, "m.room.power_levels", "", &changed);
+    assert_eq!(status, 200, "{body}");
+
+    // a room whose only local member has no power: nobody here can do it
+    let other = create_room(
+        &server,
+        &alice,
+        json!({ "preset": "public_chat", "room_version": "11" }),
+    );
+    join(&server, &bob, &other);
+    let (status, body) = membership(&server, &alice, &other, "leave", json!({}));
+    assert_eq!(status, 200, "{body}");
+    ctl.run(&["room", "make-admin", &other, "carol"])
+        .fails_with("can change its power levels");
+    assert_error(
+        server.post(
+            &format!("/_synapse/admin/v1/rooms/{}/make_room_admin", enc(&other)),
+            Some(&root.token),
+            &json!({ "user_id": carol.id }),
+        ),
+        400,
+        "M_INVALID_PARAM",
+    );
+
+    let log = ctl.json(&["audit", "list", "--action", "room.make_room_admin"]);
+    assert_eq!(log["entries"][0]["target"], room);
+    assert_eq!(log["entries"][0]["detail"], carol.id);
+    assert_eq!(log["total"], 1);
 }
 
 #[test]

@@ -66,6 +66,10 @@ impl Services {
         }
         let thread = thread_key(thread_id)?;
         let event_stream = self.receipt_target(user_id, room_id, event_id)?;
+        // A shadow-banned user's public receipts reach nobody; private ones stay theirs.
+        if receipt_type == READ && self.is_shadow_banned(user_id)? {
+            return Ok(());
+        }
         let change = ReceiptChange {
             room_id: room_id.to_owned(),
             receipt_type: receipt_type.to_owned(),

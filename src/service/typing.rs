@@ -124,6 +124,10 @@ impl Services {
         if !self.is_joined(room_id, user_id)? {
             return Err(Error::forbidden("You are not joined to this room"));
         }
+        // A shadow-banned user types to nobody.
+        if self.is_shadow_banned(user_id)? {
+            return Ok(());
+        }
         let Some((serial, visible)) = self.typing.update(room_id, user_id, timeout.is_some())
         else {
             return Ok(());

@@ -148,6 +148,7 @@ impl Services {
                     admin: new.admin,
                     locked: false,
                     suspended: false,
+                    shadow_banned: false,
                     erased: false,
                 },
             )?;

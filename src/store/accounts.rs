@@ -60,6 +60,10 @@ pub struct UserRecord {
     /// their profile (`M_USER_SUSPENDED`).
     #[serde(default)]
     pub suspended: bool,
+    /// Shadow-banned by an admin: their messages, state changes, invites, typing and
+    /// public receipts are answered as if accepted but reach nobody.
+    #[serde(default)]
+    pub shadow_banned: bool,
     /// Deactivated with erasure: the profile was removed and the user's messages are
     /// marked for erasure, as Synapse does.
     #[serde(default)]

@@ -7,7 +7,10 @@ use serde_json::json;
 
 use crate::admin_support::{Run, admin, hearthctl, run, run_with_stdin, start};
 use crate::harness::{PASSWORD, TestServer, assert_error, free_port, token};
-use crate::room_support::{User, create_room, enc, join, joined_rooms, send_text, user};
+use crate::room_support::{
+    User, create_room, enc, get_event, get_state, invite, join, joined_rooms, membership,
+    membership_of, put_state, send_text, user,
+};
 
 /// `hearthctl` pointed at a server with a token in a file.
 struct Ctl {
@@ -211,6 +214,188 @@ fn users_are_managed_with_hearthctl() {
         .ok()
         .stdout;
     assert!(audit_table.contains(&root.id), "{audit_table}");
+}
+
+/// The IDs of the last events of a room as a member sees them.
+fn seen_event_ids(server: &TestServer, viewer: &User, room: &str) -> Vec<String> {
+    let (status, body) = server.get(
+        &format!(
+            "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=50",
+            enc(room)
+        ),
+        Some(&viewer.token),
+    );
+    assert_eq!(status, 200, "{body}");
+    body["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn a_shadow_banned_user_is_answered_but_reaches_nobody() {
+    let server = start();
+    let root = admin(&server, "root");
+    let alice = user(&server, "alice");
+    let bob = user(&server, "bob");
+    let carol = user(&server, "carol");
+    let room = create_room(
+        &server,
+        &alice,
+        json!({ "preset": "public_chat", "name": "Before" }),
+    );
+    join(&server, &bob, &room);
+    let ctl = Ctl::new(&server, &root.token);
+
+    let line = ctl.run(&["user", "shadow-ban", "alice"]).ok().stdout;
+    assert!(line.contains("shadow-banned"), "{line}");
+    let shown = ctl.json(&["user", "show", "alice"]);
+    assert_eq!(shown["user"]["shadow_banned"], true);
+
+    // a message: an event ID, the same one when retried, but nobody sees it
+    let hidden = send_text(&server, &alice, &room, "t1", "nobody hears this");
+    assert!(hidden.starts_with('$'), "{hidden}");
+    assert_eq!(
+        send_text(&server, &alice, &room, "t1", "nobody hears this"),
+        hidden
+    );
+    assert!(!seen_event_ids(&server, &bob, &room).contains(&hidden));
+    assert!(!seen_event_ids(&server, &alice, &room).contains(&hidden));
+    assert_eq!(get_event(&server, &bob, &room, &hidden).0, 404);
+
+    // a state change: answered with an event ID, the state stays
+    let (status, body) = put_state(
+        &server,
+        &alice,
+        &room,
+        "m.room.name",
+        "",
+        &json!({ "name": "After" }),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["event_id"].as_str().unwrap().starts_with('$'),
+        "{body}"
+    );
+    assert_eq!(
+        get_state(&server, &bob, &room, "m.room.name", "").1["name"],
+        "Before"
+    );
+
+    // an invite: answered, never sent
+    invite(&server, &alice, &room, &carol);
+    assert_eq!(membership_of(&server, &bob, &room, &carol.id), None);
+
+    // typing and a public receipt: answered, not shown to others
+    let real = send_text(&server, &bob, &room, "b1", "hello");
+    let (status, body) = server.send(
+        "PUT",
+        &format!(
+            "/_matrix/client/v3/rooms/{}/typing/{}",
+            enc(&room),
+            enc(&alice.id)
+        ),
+        Some(&alice.token),
+        &json!({ "typing": true, "timeout": 30000 }),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server.post(
+        &format!(
+            "/_matrix/client/v3/rooms/{}/receipt/m.read/{}",
+            enc(&room),
+            enc(&real)
+        ),
+        Some(&alice.token),
+        &json!({}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, sync) = server.get("/_matrix/client/v3/sync", Some(&bob.token));
+    assert_eq!(status, 200, "{sync}");
+    let ephemeral = sync["rooms"]["join"][&room]["ephemeral"].to_string();
+    assert!(!ephemeral.contains(&alice.id), "{ephemeral}");
+
+    // lifted: alice is heard again
+    ctl.run(&["user", "unshadow-ban", "alice"]).ok();
+    assert_eq!(
+        ctl.json(&["user", "show", "alice"])["user"]["shadow_banned"],
+        false
+    );
+    let heard = send_text(&server, &alice, &room, "t2", "heard now");
+    assert!(seen_event_ids(&server, &bob, &room).contains(&heard));
+    invite(&server, &alice, &room, &carol);
+    assert_eq!(
+        membership_of(&server, &bob, &room, &carol.id).as_deref(),
+        Some("invite")
+    );
+
+    let log = ctl.json(&["audit", "list", "--target", &alice.id]);
+    let actions: Vec<&str> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["user.unshadow_ban", "user.shadow_ban"]);
+}
+
+#[test]
+fn make_room_admin_gives_a_room_back_an_admin() {
+    let server = start();
+    let root = admin(&server, "root");
+    let alice = user(&server, "alice");
+    let bob = user(&server, "bob");
+    let carol = user(&server, "carol");
+    let ctl = Ctl::new(&server, &root.token);
+    let levels = |room: &str| get_state(&server, &alice, room, "m.room.power_levels", "").1;
+
+    // carol is not in the private room: alice (its creator) invites her and raises her
+    let room = create_room(
+        &server,
+        &alice,
+        json!({ "preset": "private_chat", "room_version": "11" }),
+    );
+    let before = levels(&room);
+    assert_error(
+        put_state(&server, &carol, &room, "m.room.power_levels", "", &before),
+        403,
+        "M_FORBIDDEN",
+    );
+    let line = ctl.run(&["room", "make-admin", &room, "carol"]).ok().stdout;
+    assert!(line.contains("is now an admin"), "{line}");
+    assert_eq!(levels(&room)["users"][&carol.id], 100);
+    join(&server, &carol, &room);
+    let mut changed = levels(&room);
+    changed["users"][&bob.id] = json!(50);
+    let (status, body) = put_state(&server, &carol, &room, "m.room.power_levels", "", &changed);
+    assert_eq!(status, 200, "{body}");
+
+    // a room whose only local member has no power: nobody here can do it
+    let other = create_room(
+        &server,
+        &alice,
+        json!({ "preset": "public_chat", "room_version": "11" }),
+    );
+    join(&server, &bob, &other);
+    let (status, body) = membership(&server, &alice, &other, "leave", json!({}));
+    assert_eq!(status, 200, "{body}");
+    ctl.run(&["room", "make-admin", &other, "carol"])
+        .fails_with("can change its power levels");
+    assert_error(
+        server.post(
+            &format!("/_synapse/admin/v1/rooms/{}/make_room_admin", enc(&other)),
+            Some(&root.token),
+            &json!({ "user_id": carol.id }),
+        ),
+        400,
+        "M_INVALID_PARAM",
+    );
+
+    let log = ctl.json(&["audit", "list", "--action", "room.make_room_admin"]);
+    assert_eq!(log["entries"][0]["target"], room);
+    assert_eq!(log["entries"][0]["detail"], carol.id);
+    assert_eq!(log["total"], 1);
 }
 
 #[test]

@@ -39,6 +39,9 @@ pub enum RoomCommand {
     Block { room: String },
     /// Lift a block
     Unblock { room: String },
+    /// Make a local user an admin of a room that lost its admins: the local member with
+    /// the most power issues the power levels (and invites the user if needed)
+    MakeAdmin { room: String, user: String },
     /// Delete a room: every local member leaves, its aliases and directory entry go,
     /// and nobody on this server can join it again
     Delete {
@@ -75,6 +78,7 @@ pub fn run(client: &Client, command: &RoomCommand) -> Result<(), Failure> {
         RoomCommand::State { room } => state(client, room),
         RoomCommand::Block { room } => block(client, room, true),
         RoomCommand::Unblock { room } => block(client, room, false),
+        RoomCommand::MakeAdmin { room, user } => make_admin(client, room, user),
         RoomCommand::Delete {
             room,
             block,
@@ -256,6 +260,22 @@ fn block(client: &Client, room: &str, block: bool) -> Result<(), Failure> {
         println!("{room_id}: blocked");
     } else {
         println!("{room_id}: no longer blocked");
+    }
+    Ok(())
+}
+
+fn make_admin(client: &Client, room: &str, user: &str) -> Result<(), Failure> {
+    let room_id = room_id(client, room)?;
+    let user_id = client.user_id(user)?;
+    client.send(
+        Method::POST,
+        &format!("/_synapse/admin/v1/rooms/{}/make_room_admin", enc(&room_id)),
+        Some(&json!({ "user_id": user_id })),
+    )?;
+    if client.json {
+        output::json(&json!({ "room_id": room_id, "user_id": user_id }));
+    } else {
+        println!("{room_id}: {user_id} is now an admin");
     }
     Ok(())
 }

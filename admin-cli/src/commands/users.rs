@@ -57,6 +57,10 @@ pub enum UserCommand {
     Suspend { user: String },
     /// Lift a suspension
     Unsuspend { user: String },
+    /// Shadow-ban: the user's messages, invites and typing seem to work but reach nobody
+    ShadowBan { user: String },
+    /// Lift a shadow-ban
+    UnshadowBan { user: String },
     /// Grant the server admin role
     MakeAdmin { user: String },
     /// Revoke the server admin role
@@ -128,9 +132,28 @@ pub fn run(client: &Client, command: &UserCommand) -> Result<(), Failure> {
         UserCommand::Unlock { user } => flag(client, user, "lock", "locked", false),
         UserCommand::Suspend { user } => flag(client, user, "suspend", "suspended", true),
         UserCommand::Unsuspend { user } => flag(client, user, "suspend", "suspended", false),
+        UserCommand::ShadowBan { user } => shadow_ban(client, user, true),
+        UserCommand::UnshadowBan { user } => shadow_ban(client, user, false),
         UserCommand::MakeAdmin { user } => role(client, user, true),
         UserCommand::RevokeAdmin { user } => role(client, user, false),
     }
+}
+
+/// Synapse's shadow-ban: POST sets it, DELETE lifts it; both answer `{}`.
+fn shadow_ban(client: &Client, user: &str, on: bool) -> Result<(), Failure> {
+    let user_id = client.user_id(user)?;
+    let method = if on { Method::POST } else { Method::DELETE };
+    client.send(
+        method,
+        &format!("/_synapse/admin/v1/users/{}/shadow_ban", enc(&user_id)),
+        None,
+    )?;
+    let what = if on {
+        "shadow-banned"
+    } else {
+        "shadow-ban lifted"
+    };
+    done(client, &user_id, what, json!({ "shadow_banned": on }))
 }
 
 /// Reports a change: a line for people, the answer for `--json`.
@@ -209,6 +232,7 @@ fn state(user: &Value) -> String {
         ("erased", "erased"),
         ("locked", "locked"),
         ("suspended", "suspended"),
+        ("shadow_banned", "shadow-banned"),
     ]
     .into_iter()
     .filter(|(key, _)| user[*key].as_bool().unwrap_or(false))
@@ -248,6 +272,7 @@ fn show(client: &Client, user: &str) -> Result<(), Failure> {
         ("state", state(&account)),
         ("locked", yes_no(&account["locked"])),
         ("suspended", yes_no(&account["suspended"])),
+        ("shadow-banned", yes_no(&account["shadow_banned"])),
         ("created", time(&account["creation_ts"])),
         ("last seen", time(&account["last_seen_ts"])),
     ]);

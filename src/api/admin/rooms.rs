@@ -40,6 +40,11 @@ pub(super) fn table() -> Vec<Entry> {
             delete(delete_v1),
         ),
         (
+            Method::POST,
+            "/_synapse/admin/v1/rooms/{room_id}/make_room_admin",
+            axum::routing::post(make_room_admin),
+        ),
+        (
             Method::GET,
             "/_synapse/admin/v1/rooms/{room_id}/block",
             get(get_block),
@@ -306,4 +311,25 @@ async fn put_block(
     let room_id = room_id(&target)?;
     state.admin_set_room_block(&admin.user_id, &room_id, body.block)?;
     Ok(Json(json!({ "block": body.block })))
+}
+
+#[derive(Deserialize)]
+struct MakeRoomAdminBody {
+    user_id: String,
+}
+
+/// Synapse's `make_room_admin`: a local member with the most power makes `user_id` an
+/// admin of the room. Answers `{}`.
+async fn make_room_admin(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(target): Path<String>,
+    MatrixJson(body): MatrixJson<MakeRoomAdminBody>,
+) -> Result<Json<Value>> {
+    let room_id = room_id(&target)?;
+    let user_id = crate::service::admin::parse_user_id(&body.user_id, &state)?;
+    state
+        .admin_make_room_admin(&admin.user_id, &room_id, &user_id)
+        .await?;
+    Ok(Json(json!({})))
 }

@@ -55,6 +55,16 @@ pub(super) fn table() -> Vec<Entry> {
         ),
         (
             Method::POST,
+            "/_synapse/admin/v1/users/{user_id}/shadow_ban",
+            post(shadow_ban),
+        ),
+        (
+            Method::DELETE,
+            "/_synapse/admin/v1/users/{user_id}/shadow_ban",
+            axum::routing::delete(lift_shadow_ban),
+        ),
+        (
+            Method::POST,
             "/_hearth/admin/v1/users/{user_id}/logout",
             post(logout_everywhere),
         ),
@@ -73,7 +83,7 @@ pub(super) fn user_json(user: &AdminUser) -> Value {
         "admin": user.record.admin,
         "deactivated": user.record.deactivated,
         "erased": user.record.erased,
-        "shadow_banned": false,
+        "shadow_banned": user.record.shadow_banned,
         "locked": user.record.locked,
         "suspended": user.record.suspended,
         "approved": true,
@@ -319,4 +329,28 @@ async fn logout_everywhere(
         Some(format!("{devices} devices")),
     )?;
     Ok(Json(json!({ "devices_logged_out": devices })))
+}
+
+async fn shadow_ban(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(user_id): Path<String>,
+) -> Result<Json<Value>> {
+    let user_id = parse_user_id(&user_id, &state)?;
+    state
+        .admin_set_shadow_banned(&admin.user_id, &user_id, true)
+        .await?;
+    Ok(Json(json!({})))
+}
+
+async fn lift_shadow_ban(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(user_id): Path<String>,
+) -> Result<Json<Value>> {
+    let user_id = parse_user_id(&user_id, &state)?;
+    state
+        .admin_set_shadow_banned(&admin.user_id, &user_id, false)
+        .await?;
+    Ok(Json(json!({})))
 }

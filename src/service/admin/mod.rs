@@ -9,6 +9,7 @@ pub mod offline;
 mod registration_tokens;
 mod reports;
 mod restrictions;
+mod room_admin;
 mod room_deletion;
 mod rooms;
 mod users;

@@ -61,6 +61,7 @@ pub fn create_user(
                 admin,
                 locked: false,
                 suspended: false,
+                shadow_banned: false,
                 erased: false,
             },
         )?;

@@ -10,8 +10,15 @@
 //! their own events, managing devices and logging out; joining, knocking, inviting,
 //! sending messages and state, changing their profile and redacting others' events
 //! answer `403 M_USER_SUSPENDED`.
+//!
+//! Shadow-banned (as Synapse): the user's messages, state events, invites, typing and
+//! public read receipts are answered as if accepted (a plausible event ID) but are not
+//! stored and reach nobody; joining, leaving and reading work as before.
 
-use ruma::{RoomId, UserId};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ruma::{OwnedEventId, RoomId, UserId};
+use sha2::{Digest, Sha256};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::service::Services;
@@ -58,6 +65,27 @@ impl Services {
             ));
         }
         Ok(())
+    }
+
+    /// Whether an admin shadow-banned this (local) user; other servers' users never are.
+    pub fn is_shadow_banned(&self, user_id: &UserId) -> Result<bool> {
+        Ok(self
+            .store
+            .user(user_id.as_str())?
+            .is_some_and(|u| u.shadow_banned))
+    }
+
+    /// The event ID a shadow-banned user is answered with: shaped like a real one, and
+    /// the same for a retried transaction (`seed` holds the device and transaction ID),
+    /// random without one.
+    pub fn shadow_event_id(&self, user_id: &UserId, seed: Option<&str>) -> Result<OwnedEventId> {
+        let seed = match seed {
+            Some(seed) => format!("{user_id}\0{seed}"),
+            None => crate::service::random_string(32),
+        };
+        let digest = Sha256::digest(seed.as_bytes());
+        let id = format!("${}", URL_SAFE_NO_PAD.encode(digest));
+        OwnedEventId::try_from(id).map_err(Error::internal)
     }
 
     /// A suspended user may redact their own events, not others'.

@@ -354,6 +354,25 @@ impl Services {
         self.audit(admin, action, user_id, None)
     }
 
+    /// Shadow-bans a local user or lifts it (Synapse's `shadow_ban`). Unlike locking,
+    /// an admin may be shadow-banned, as in Synapse.
+    pub async fn admin_set_shadow_banned(
+        &self,
+        admin: &UserId,
+        user_id: &UserId,
+        shadow_banned: bool,
+    ) -> Result<()> {
+        self.local_account(user_id)?;
+        self.update_user(user_id, |u| u.shadow_banned = shadow_banned)
+            .await?;
+        let action = if shadow_banned {
+            "user.shadow_ban"
+        } else {
+            "user.unshadow_ban"
+        };
+        self.audit(admin, action, user_id, None)
+    }
+
     /// Grants or revokes the server admin role. An admin cannot revoke their own, so a
     /// server is not left without one by mistake.
     pub async fn admin_set_role(

@@ -202,6 +202,10 @@ fn targeted(change: MembershipChange) -> MethodRouter<AppState> {
             let room_id = parse_room_id(&room_id)?;
             if change == MembershipChange::Invite {
                 state.check_may_enter(&authed.user_id, &room_id)?;
+                // A shadow-banned user's invites are answered but never sent.
+                if state.is_shadow_banned(&authed.user_id)? {
+                    return Ok(Json(json!({})));
+                }
             }
             state
                 .change_membership(

@@ -71,6 +71,10 @@ pub async fn send_message(
     } else {
         state.refuse_if_suspended(&authed.user_id)?;
     }
+    if state.is_shadow_banned(&authed.user_id)? {
+        let seed = format!("{}\0{txn_id}", authed.device_id);
+        return state.shadow_event_id(&authed.user_id, Some(&seed));
+    }
     state
         .append_event(
             &room_id,

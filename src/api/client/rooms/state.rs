@@ -162,6 +162,9 @@ pub async fn send_state_event(
         return Err(Error::forbidden("The create event cannot be replaced"));
     }
     state.refuse_if_suspended(&authed.user_id)?;
+    if state.is_shadow_banned(&authed.user_id)? {
+        return state.shadow_event_id(&authed.user_id, None);
+    }
     state
         .send_state(
             &room_id,

@@ -2,7 +2,7 @@
 //! (for its members, its former members up to their departure, and anyone peeking into a
 //! world-readable room), in the shape Synapse gives them.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use ruma::{DeviceId, OwnedUserId, RoomId, UserId};
 use serde_json::{Value, json};
@@ -17,6 +17,9 @@ use crate::service::rooms::{ClientView, ReadAccess};
 pub const DEFAULT_LIMIT: usize = 10;
 pub const MAX_LIMIT: usize = 1000;
 
+/// Account data types by room (`None`: global).
+type AccountDataTypes = BTreeMap<Option<String>, BTreeSet<String>>;
+
 impl Services {
     /// `GET /initialSync`: every room the user is joined to or invited to (and, with
     /// `archived`, has left), with its newest `limit` messages and its state.
@@ -30,6 +33,7 @@ impl Services {
         let view = ClientView { user_id, device_id };
         let now = self.now_token(user_id)?;
         let ignored = self.ignored_users(user_id)?;
+        let account_data = self.account_data_types(user_id)?;
         let mut rooms = Vec::new();
         let mut receipts = Vec::new();
         for (room_id, record) in self.store.user_rooms_shared(user_id.as_str())?.iter() {
@@ -68,7 +72,8 @@ impl Services {
                         self.room_snapshot(view, room_id, &ignored, now, to, limit)?;
                     room["messages"] = messages;
                     room["state"] = json!(state);
-                    room["account_data"] = json!(self.room_account_data_all(user_id, room_id)?);
+                    room["account_data"] =
+                        json!(self.account_data_events(user_id, Some(room_id), &account_data)?);
                     if membership == "join"
                         && let Some(mut receipt) = self.receipt_content(user_id, room_id, None)?
                     {
@@ -91,7 +96,7 @@ impl Services {
             "rooms": rooms,
             "presence": presence,
             "receipts": receipts,
-            "account_data": self.global_account_data_all(user_id)?,
+            "account_data": self.account_data_events(user_id, None, &account_data)?,
         }))
     }
 
@@ -122,6 +127,7 @@ impl Services {
             ReadAccess::Denied(why) => return Err(Error::forbidden(why)),
         };
         let (messages, state) = self.room_snapshot(view, room_id, &ignored, now, to, limit)?;
+        let account_data = self.account_data_types(user_id)?;
         let present = to == now.events;
         let presence = if present && self.config.presence.enabled {
             let members = self.room_members(room_id)?;
@@ -147,7 +153,7 @@ impl Services {
             "presence": presence,
             "receipts": receipts,
             "visibility": self.visibility_word(room_id)?,
-            "account_data": self.room_account_data_all(user_id, room_id)?,
+            "account_data": self.account_data_events(user_id, Some(room_id), &account_data)?,
         });
         // As Synapse: someone peeking has no membership to report.
         if let Some(membership) = membership {
@@ -225,41 +231,34 @@ impl Services {
             .collect()
     }
 
-    /// All of the user's account data for the room, tags (`m.tag`) included.
-    fn room_account_data_all(&self, user_id: &UserId, room_id: &RoomId) -> Result<Vec<Value>> {
-        let mut types: Vec<String> = self
-            .store
-            .account_data_changes_since(user_id.as_str(), 0)?
-            .into_iter()
-            .filter(|(_, c)| c.room_id.as_deref() == Some(room_id.as_str()))
-            .map(|(_, c)| c.data_type)
-            .collect();
-        types.sort();
-        types.dedup();
-        let mut events = Vec::new();
-        for data_type in types {
-            if let Some(content) = self.account_data(user_id, Some(room_id), &data_type)? {
-                events.push(json!({"type": data_type, "content": content}));
+    /// The types of all the user's account data, global (`None`) and per room, read once
+    /// per request. As in Synapse, the push rules are left out (clients read them from
+    /// `/pushrules`).
+    fn account_data_types(&self, user_id: &UserId) -> Result<AccountDataTypes> {
+        let mut types = AccountDataTypes::new();
+        for (_, change) in self.store.account_data_changes_since(user_id.as_str(), 0)? {
+            if change.room_id.is_none() && change.data_type == PUSH_RULES_TYPE {
+                continue;
             }
+            types
+                .entry(change.room_id)
+                .or_default()
+                .insert(change.data_type);
         }
-        Ok(events)
+        Ok(types)
     }
 
-    /// The user's global account data. As in Synapse, the push rules are not part of it
-    /// here (clients read them from `/pushrules`).
-    fn global_account_data_all(&self, user_id: &UserId) -> Result<Vec<Value>> {
-        let mut types: Vec<String> = self
-            .store
-            .account_data_changes_since(user_id.as_str(), 0)?
-            .into_iter()
-            .filter(|(_, c)| c.room_id.is_none() && c.data_type != PUSH_RULES_TYPE)
-            .map(|(_, c)| c.data_type)
-            .collect();
-        types.sort();
-        types.dedup();
+    /// The user's account data events, global or of one room (tags, `m.tag`, included).
+    fn account_data_events(
+        &self,
+        user_id: &UserId,
+        room_id: Option<&RoomId>,
+        types: &AccountDataTypes,
+    ) -> Result<Vec<Value>> {
         let mut events = Vec::new();
-        for data_type in types {
-            if let Some(content) = self.account_data(user_id, None, &data_type)? {
+        let key = room_id.map(|r| r.as_str().to_owned());
+        for data_type in types.get(&key).into_iter().flatten() {
+            if let Some(content) = self.account_data(user_id, room_id, data_type)? {
                 events.push(json!({"type": data_type, "content": content}));
             }
         }

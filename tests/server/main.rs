@@ -32,6 +32,7 @@ mod federation_serve;
 mod federation_spaces;
 mod federation_support;
 mod gifs;
+mod initial_sync;
 mod key_backup;
 mod keys;
 mod login;

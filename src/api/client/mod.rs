@@ -6,6 +6,7 @@ mod devices;
 mod directory;
 mod discovery;
 mod gifs;
+mod initial_sync;
 mod key_backup;
 mod keys;
 mod login;
@@ -40,6 +41,7 @@ pub fn routes() -> Router<AppState> {
         .merge(rooms::routes())
         .merge(directory::routes())
         .merge(sync::routes())
+        .merge(initial_sync::routes())
         .merge(sync_ws::routes())
         .merge(sliding_sync::routes())
         .merge(presence::routes())

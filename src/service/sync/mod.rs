@@ -1,6 +1,7 @@
 //! `/sync` and its WebSocket twin: what changed for a user since a token, and waiting
 //! (without polling) until something has.
 
+mod initial;
 mod notifier;
 mod rooms;
 mod token;
@@ -13,6 +14,9 @@ use std::time::Duration;
 use ruma::{DeviceId, OwnedRoomId, OwnedUserId, UserId};
 use serde_json::{Map, Value, json};
 
+pub use initial::{
+    DEFAULT_LIMIT as INITIAL_SYNC_DEFAULT_LIMIT, MAX_LIMIT as INITIAL_SYNC_MAX_LIMIT,
+};
 pub use notifier::Notifier;
 pub(crate) use rooms::Timeline;
 pub use token::SyncToken;

@@ -58,14 +58,12 @@ impl Store {
     /// The user's newest account data stream position; 0 before their first write.
     pub fn account_data_position(&self, user_id: &str) -> StoreResult<u64> {
         let prefix = keys::devices_of(user_id);
-        let position = self
-            .inner
+        self.inner
             .records
             .account_data_positions
-            .get_or_load(&prefix, || {
-                self.read_account_data_position(&prefix, user_id).map(Some)
-            })?;
-        Ok(position.unwrap_or(0))
+            .get_or_read(&prefix, || {
+                self.read_account_data_position(&prefix, user_id)
+            })
     }
 
     fn read_account_data_position(&self, prefix: &[u8], user_id: &str) -> StoreResult<u64> {

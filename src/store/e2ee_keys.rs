@@ -84,12 +84,10 @@ impl Store {
         device_id: &str,
     ) -> StoreResult<Vec<(String, u64)>> {
         let start = prefix(&[user_id, device_id]);
-        let counts = self
-            .inner
+        self.inner
             .records
             .one_time_key_counts
-            .get_or_load(&start, || self.read_one_time_key_counts(&start).map(Some))?;
-        Ok(counts.unwrap_or_default())
+            .get_or_read(&start, || self.read_one_time_key_counts(&start))
     }
 
     fn read_one_time_key_counts(&self, start: &[u8]) -> StoreResult<Vec<(String, u64)>> {
@@ -171,15 +169,13 @@ impl Store {
         device_id: &str,
     ) -> StoreResult<Vec<(String, FallbackKeyRecord)>> {
         let start = prefix(&[user_id, device_id]);
-        let keys = self.inner.records.fallback_keys.get_or_load(&start, || {
-            Ok(Some(
-                self.scan_prefix::<FallbackKeyRecord>(Cf::FallbackKeys, &start)?
-                    .into_iter()
-                    .map(|(key, value)| (last_part(&key), value))
-                    .collect(),
-            ))
-        })?;
-        Ok(keys.unwrap_or_default())
+        self.inner.records.fallback_keys.get_or_read(&start, || {
+            Ok(self
+                .scan_prefix::<FallbackKeyRecord>(Cf::FallbackKeys, &start)?
+                .into_iter()
+                .map(|(key, value)| (last_part(&key), value))
+                .collect())
+        })
     }
 
     pub fn cross_signing_key(&self, user_id: &str, usage: &str) -> StoreResult<Option<Value>> {

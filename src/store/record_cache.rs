@@ -59,6 +59,20 @@ impl<V: Clone> RecordCache<V> {
             .flatten())
     }
 
+    /// The fact kept under `key` (a position, a count, a list: never absent), or `read`'s.
+    pub(super) fn get_or_read(
+        &self,
+        key: &[u8],
+        read: impl FnOnce() -> StoreResult<V>,
+    ) -> StoreResult<V>
+    where
+        V: Default,
+    {
+        Ok(self
+            .get_or_load(key, || read().map(Some))?
+            .unwrap_or_default())
+    }
+
     fn written(&self, touched: &[(Cf, Vec<u8>)]) {
         let mut keys = touched
             .iter()

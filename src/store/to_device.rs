@@ -79,17 +79,14 @@ impl Store {
         Ok(out)
     }
 
-    /// Positions of the device's waiting messages, oldest first.
     /// The positions of the device's pending messages, oldest first, from memory when
     /// recently read: every sync of the device asks.
     pub fn to_device_positions(&self, user_id: &str, device_id: &str) -> StoreResult<Vec<u64>> {
         let prefix = device_prefix(user_id, device_id);
-        let positions = self
-            .inner
+        self.inner
             .records
             .to_device_positions
-            .get_or_load(&prefix, || self.read_to_device_positions(&prefix).map(Some))?;
-        Ok(positions.unwrap_or_default())
+            .get_or_read(&prefix, || self.read_to_device_positions(&prefix))
     }
 
     fn read_to_device_positions(&self, prefix: &[u8]) -> StoreResult<Vec<u64>> {

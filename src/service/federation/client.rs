@@ -228,9 +228,10 @@ impl FederationClient {
             )
             .await?;
         let status = response.status().as_u16();
+        let retry_after = retry_after_header(response.headers());
         let bytes = read_limited(server, response, limits.max_response_bytes).await?;
         if !(200..300).contains(&status) {
-            return Err(remote_error(server, status, &bytes));
+            return Err(remote_error(server, status, &bytes, retry_after));
         }
         Ok((status, bytes))
     }
@@ -367,9 +368,10 @@ impl FederationClient {
 /// The error a non-2xx answer stands for, from its (small) body.
 pub async fn error_of(server: &ServerName, response: reqwest::Response) -> OutboundError {
     let status = response.status().as_u16();
+    let retry_after = retry_after_header(response.headers());
     match read_limited(server, response, 64 * 1024).await {
-        Ok(bytes) => remote_error(server, status, &bytes),
-        Err(_) => remote_error(server, status, b""),
+        Ok(bytes) => remote_error(server, status, &bytes, retry_after),
+        Err(_) => remote_error(server, status, b"", retry_after),
     }
 }
 
@@ -434,20 +436,39 @@ async fn read_limited(
     Ok(bytes)
 }
 
-/// A non-2xx answer, with the Matrix error in its body when there is one.
-fn remote_error(server: &ServerName, status: u16, body: &[u8]) -> OutboundError {
+/// A `Retry-After` header in its delay-seconds form (the form the spec asks for; an
+/// HTTP date is ignored).
+fn retry_after_header(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// A non-2xx answer, with the Matrix error in its body when there is one. A 429's wait
+/// is the `Retry-After` header when present, else the body's `retry_after_ms`.
+fn remote_error(
+    server: &ServerName,
+    status: u16,
+    body: &[u8],
+    retry_after: Option<Duration>,
+) -> OutboundError {
     #[derive(serde::Deserialize)]
     struct MatrixError {
         errcode: Option<String>,
         error: Option<String>,
+        retry_after_ms: Option<u64>,
     }
     let parsed: Option<MatrixError> = serde_json::from_slice(body).ok();
     let clip = |s: String| s.chars().take(300).collect::<String>();
+    let body_wait = parsed
+        .as_ref()
+        .and_then(|e| e.retry_after_ms)
+        .map(Duration::from_millis);
     OutboundError::Remote {
         server: server.to_owned(),
         status,
         errcode: parsed.as_ref().and_then(|e| e.errcode.clone()).map(clip),
         error: parsed.and_then(|e| e.error).map(clip),
+        retry_after: retry_after.or(body_wait),
     }
 }
 
@@ -489,5 +510,36 @@ fn classify(server: &ServerName, err: &reqwest::Error) -> OutboundError {
     OutboundError::Unreachable {
         server,
         detail: error_chain(err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rate_limited_answer_carries_the_wait_the_remote_asked_for() {
+        let server: OwnedServerName = "remote.example".try_into().unwrap();
+        let body = br#"{"errcode":"M_LIMIT_EXCEEDED","error":"slow down","retry_after_ms":1500}"#;
+        let from_body = remote_error(&server, 429, body, None);
+        assert_eq!(from_body.retry_after(), Some(Duration::from_millis(1500)));
+        // The header, which the spec prefers, wins over the body.
+        let from_header = remote_error(&server, 429, body, Some(Duration::from_secs(7)));
+        assert_eq!(from_header.retry_after(), Some(Duration::from_secs(7)));
+        // Only a 429 asks for a wait.
+        assert_eq!(remote_error(&server, 500, body, None).retry_after(), None);
+        assert_eq!(remote_error(&server, 429, b"", None).retry_after(), None);
+
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::RETRY_AFTER,
+            HeaderValue::from_static(" 12 "),
+        );
+        assert_eq!(retry_after_header(&headers), Some(Duration::from_secs(12)));
+        headers.insert(
+            reqwest::header::RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after_header(&headers), None);
     }
 }

@@ -80,6 +80,9 @@ pub enum OutboundError {
         status: u16,
         errcode: Option<String>,
         error: Option<String>,
+        /// How long a rate-limiting server (429) asked us to wait: its `Retry-After`
+        /// header, else the `retry_after_ms` of its `M_LIMIT_EXCEEDED` body.
+        retry_after: Option<std::time::Duration>,
     },
     #[error("{server} sent an invalid answer: {detail}")]
     BadResponse {
@@ -123,6 +126,19 @@ impl OutboundError {
     pub fn remote_status(&self) -> Option<u16> {
         match self {
             OutboundError::Remote { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// How long to wait before asking again, when the remote rate-limited us (429) and
+    /// said for how long.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            OutboundError::Remote {
+                status: 429,
+                retry_after,
+                ..
+            } => *retry_after,
             _ => None,
         }
     }
@@ -189,6 +205,7 @@ mod tests {
             status,
             errcode: Some("M_NOT_FOUND".into()),
             error: Some("no such user".into()),
+            retry_after: None,
         };
         assert_eq!(status(remote(404)), 404);
         assert_eq!(status(remote(500)), 502);

@@ -34,6 +34,9 @@ const MAX_QUEUED_EDUS: usize = 1000;
 /// Durable EDUs kept for a destination that is down; older ones are dropped first.
 const MAX_QUEUED_DURABLE_EDUS: usize = 10_000;
 const FIRST_RETRY: Duration = Duration::from_secs(1);
+/// The shortest wait after a 429, whatever the remote asked, so that a `retry_after_ms` of
+/// 0 does not turn the sender into a busy loop.
+const MIN_RATE_LIMIT_WAIT: Duration = Duration::from_millis(100);
 
 pub struct Sender {
     store: Store,
@@ -231,6 +234,17 @@ impl Sender {
                     in_flight = None;
                     failures = 0;
                 }
+                Err(e) if e.retry_after().is_some() => {
+                    // Up but rate-limiting us: wait as long as it asked (within the
+                    // ceiling), without counting it as down or dropping queued PDUs. Its
+                    // own requests to us do not cut the wait short.
+                    let wait = rate_limit_wait(e.retry_after(), self.max_retry);
+                    tracing::info!(%destination, retry_in = ?wait, "destination rate-limited the transaction");
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
                 Err(e) => {
                     failures = failures.saturating_add(1);
                     if self.trim(&destination) > 0 {
@@ -385,6 +399,14 @@ impl Sender {
     }
 }
 
+/// The wait a 429 asked for, at least [`MIN_RATE_LIMIT_WAIT`] and at most `max`.
+fn rate_limit_wait(asked: Option<Duration>, max: Duration) -> Duration {
+    asked
+        .unwrap_or(FIRST_RETRY)
+        .min(max)
+        .max(MIN_RATE_LIMIT_WAIT)
+}
+
 /// 1 s, 2 s, 4 s … up to `max`.
 fn backoff(failures: u32, max: Duration) -> Duration {
     let exp = failures.saturating_sub(1).min(20);
@@ -394,6 +416,15 @@ fn backoff(failures: u32, max: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rate_limit_waits_are_what_the_remote_asked_within_bounds() {
+        let max = Duration::from_secs(3600);
+        let ms = Duration::from_millis;
+        assert_eq!(rate_limit_wait(Some(ms(2500)), max), ms(2500));
+        assert_eq!(rate_limit_wait(Some(ms(0)), max), MIN_RATE_LIMIT_WAIT);
+        assert_eq!(rate_limit_wait(Some(Duration::from_secs(86_400)), max), max);
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_maximum() {

@@ -498,6 +498,7 @@ mod tests {
                 server: server(),
                 status,
                 errcode: Some(code.into()),
+                retry_after: None,
                 error: None,
             }))
         };

@@ -316,13 +316,14 @@ impl Sessions {
         Ok(issued)
     }
 
-    /// Deletes devices and all their tokens. Devices that do not exist are skipped, as
-    /// the spec asks for `delete_devices`.
+    /// Deletes devices with all their tokens and the pushers they set, in one batch;
+    /// returns the deleted pushers' `(app_id, pushkey)`. Devices that do not exist are
+    /// skipped, as the spec asks for `delete_devices`.
     pub async fn delete_devices(
         &self,
         user_id: &UserId,
         device_ids: &[OwnedDeviceId],
-    ) -> Result<()> {
+    ) -> Result<Vec<(String, String)>> {
         let _guard = self.write_lock.lock().await;
         let mut batch = self.store.batch();
         for device_id in device_ids {
@@ -331,29 +332,24 @@ impl Sessions {
                 batch.delete_device_e2ee(user_id.as_str(), device_id.as_str())?;
             }
         }
+        let mut pushers = Vec::new();
+        for pusher in self.store.pushers(user_id.as_str())? {
+            let of_deleted = pusher
+                .device_id
+                .as_deref()
+                .is_some_and(|d| device_ids.iter().any(|id| id.as_str() == d));
+            if of_deleted {
+                batch.delete_pusher(user_id.as_str(), &pusher.app_id, &pusher.pushkey);
+                pushers.push((pusher.app_id, pusher.pushkey));
+            }
+        }
         self.store.write(batch)?;
         self.announce_revocation();
         let mut seen = self.last_seen_map();
         for device_id in device_ids {
             seen.remove(&(user_id.to_owned(), device_id.clone()));
         }
-        Ok(())
-    }
-
-    /// Deletes every device of the user except `keep`.
-    pub async fn delete_all_devices(
-        &self,
-        user_id: &UserId,
-        keep: Option<&DeviceId>,
-    ) -> Result<()> {
-        let ids: Vec<OwnedDeviceId> = self
-            .store
-            .devices(user_id.as_str())?
-            .into_iter()
-            .map(|d| d.device_id)
-            .filter(|id| Some(id.as_ref()) != keep)
-            .collect();
-        self.delete_devices(user_id, &ids).await
+        Ok(pushers)
     }
 
     fn info(&self, user_id: &UserId, device: DeviceRecord) -> DeviceInfo {

@@ -55,6 +55,10 @@ pub struct PusherRecord {
     pub data: Value,
     /// When the pusher was set (ms), the `pushkey_ts` sent to the gateway.
     pub ts: u64,
+    /// The device whose access token set the pusher: deleting the device (logging out)
+    /// deletes the pusher. Absent for pushers set before Hearth recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
 }
 
 fn user_prefix(user_id: &str) -> Vec<u8> {

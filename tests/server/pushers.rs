@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::harness::{TestServer, assert_error, free_port};
+use crate::harness::{PASSWORD, TestServer, assert_error, free_port, token};
 use crate::push_gateway_support::{Answer, Gateway, url_on};
 use crate::room_support::{User, alice_and_bob_in_a_room, enc, send_text, try_send, user};
 
@@ -334,4 +334,66 @@ fn a_rejected_pushkey_removes_its_pusher() {
         received[2]["notification"]["devices"][0]["pushkey"],
         "alive"
     );
+}
+
+#[test]
+fn logging_out_removes_the_pushers_the_device_set() {
+    let mut server = TestServer::start();
+    let phone = user(&server, "phoebe");
+    let (status, login) = server.login("phoebe", PASSWORD);
+    assert_eq!(status, 200, "{login}");
+    let laptop = User {
+        id: phone.id.clone(),
+        token: token(&login),
+        device: login["device_id"].as_str().unwrap().to_owned(),
+    };
+    let url = "https://push.example.org/_matrix/push/v1/notify";
+    set(&server, &phone, &pusher(url, "phone-key", None));
+    set(&server, &laptop, &pusher(url, "laptop-key", None));
+    let keys = |server: &TestServer, user: &User| -> Vec<String> {
+        let mut keys: Vec<String> = pushers(server, user)
+            .iter()
+            .map(|p| p["pushkey"].as_str().unwrap().to_owned())
+            .collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(keys(&server, &laptop), ["laptop-key", "phone-key"]);
+
+    let (status, body) = server.post("/_matrix/client/v3/logout", Some(&phone.token), &json!({}));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(keys(&server, &laptop), ["laptop-key"]);
+
+    // Deleting a device (as another device of the user would) removes its pushers too;
+    // the server restarted in between still knows which device set which pusher.
+    server.restart();
+    let (status, again) = server.login("phoebe", PASSWORD);
+    assert_eq!(status, 200, "{again}");
+    let tablet = User {
+        id: phone.id.clone(),
+        token: token(&again),
+        device: again["device_id"].as_str().unwrap().to_owned(),
+    };
+    let devices = json!([laptop.device]);
+    let (status, challenge) = server.post(
+        "/_matrix/client/v3/delete_devices",
+        Some(&tablet.token),
+        &json!({ "devices": devices }),
+    );
+    assert_eq!(status, 401, "{challenge}");
+    let (status, body) = server.post(
+        "/_matrix/client/v3/delete_devices",
+        Some(&tablet.token),
+        &json!({
+            "devices": devices,
+            "auth": {
+                "session": challenge["session"],
+                "type": "m.login.password",
+                "identifier": {"type": "m.id.user", "user": "phoebe"},
+                "password": PASSWORD,
+            },
+        }),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(keys(&server, &tablet).is_empty());
 }

@@ -60,6 +60,6 @@ async fn set_pusher(
     Auth(authed): Auth,
     MatrixJson(body): MatrixJson<SetPusher>,
 ) -> Result<Json<Value>> {
-    state.set_pusher(&authed.user_id, body)?;
+    state.set_pusher(&authed.user_id, &authed.device_id, body)?;
     Ok(Json(json!({})))
 }

@@ -58,8 +58,8 @@ impl E2ee {
 }
 
 impl Services {
-    /// Deletes devices with their tokens, keys and waiting messages, and tells those who
-    /// share a room with the user.
+    /// Deletes devices with their tokens, keys, waiting messages and the pushers they set,
+    /// and tells those who share a room with the user.
     pub async fn remove_devices(
         &self,
         user_id: &UserId,
@@ -75,7 +75,10 @@ impl Services {
                 existing.push(device_id);
             }
         }
-        self.sessions.delete_devices(user_id, device_ids).await?;
+        let pushers = self.sessions.delete_devices(user_id, device_ids).await?;
+        for (app_id, pushkey) in pushers {
+            self.pushers.stop(user_id, &app_id, &pushkey);
+        }
         for device_id in existing {
             self.device_list_changed(user_id, Some(device_id.as_str()), true)?;
         }

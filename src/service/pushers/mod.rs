@@ -125,7 +125,7 @@ impl Pushers {
     }
 
     /// Ends the worker of a removed pusher.
-    fn stop(&self, user_id: &UserId, app_id: &str, pushkey: &str) {
+    pub(crate) fn stop(&self, user_id: &UserId, app_id: &str, pushkey: &str) {
         let key = pusher_key(user_id.as_str(), app_id, pushkey);
         let mut workers = lock(&self.workers);
         if let Some(user_workers) = workers.get_mut(user_id) {

@@ -1,6 +1,6 @@
 //! `GET /pushers` and `POST /pushers/set`.
 
-use ruma::UserId;
+use ruma::{DeviceId, UserId};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -97,7 +97,12 @@ impl Services {
     }
 
     /// Adds, replaces or (with `kind: null`) removes one of the user's pushers.
-    pub fn set_pusher(&self, user_id: &UserId, body: SetPusher) -> Result<()> {
+    pub fn set_pusher(
+        &self,
+        user_id: &UserId,
+        device_id: &DeviceId,
+        body: SetPusher,
+    ) -> Result<()> {
         let pushkey = required(body.pushkey, "pushkey")?;
         let app_id = required(body.app_id, "app_id")?;
         if pushkey.len() > MAX_PUSHKEY_BYTES {
@@ -140,6 +145,7 @@ impl Services {
             lang: required(body.lang, "lang")?,
             data: Value::Object(data),
             ts: now_ms(),
+            device_id: Some(device_id.to_string()),
         };
         // Without `append`, the pushkey belongs to this user alone: other users' pushers
         // with the same app and pushkey go.

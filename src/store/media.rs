@@ -53,6 +53,9 @@ pub struct ThumbnailRecord {
     pub size: u64,
 }
 
+/// A thumbnail's method, width and height, as in its key.
+pub type ThumbnailSize = (String, u32, u32);
+
 pub fn thumbnail_key(sha256: &str, method: &str, width: u32, height: u32) -> Vec<u8> {
     let mut key = keys::device(sha256, method);
     key.push(keys::SEP);
@@ -132,6 +135,46 @@ impl Store {
         let mut batch = self.batch();
         batch.put_json(Cf::MediaThumbnails, key, record)?;
         self.write(batch)
+    }
+
+    /// The content of every piece of other servers' media in the cache.
+    pub fn all_remote_media(&self) -> StoreResult<Vec<MediaContent>> {
+        Ok(self
+            .scan_prefix::<MediaContent>(Cf::MediaRemote, b"")?
+            .into_iter()
+            .map(|(_, content)| content)
+            .collect())
+    }
+
+    /// The thumbnails made of a content: their keys, with method, width and height.
+    pub fn thumbnails_of(&self, sha256: &str) -> StoreResult<Vec<(Vec<u8>, ThumbnailSize)>> {
+        let mut prefix = sha256.as_bytes().to_vec();
+        prefix.push(keys::SEP);
+        let mut out = Vec::new();
+        for (key, _) in self.scan_prefix::<ThumbnailRecord>(Cf::MediaThumbnails, &prefix)? {
+            let rest = &key[prefix.len()..];
+            let parsed = rest.iter().position(|b| *b == keys::SEP).and_then(|at| {
+                let method = std::str::from_utf8(&rest[..at]).ok()?;
+                let (w, h) = std::str::from_utf8(&rest[at + 1..]).ok()?.split_once('x')?;
+                Some((method.to_owned(), w.parse().ok()?, h.parse().ok()?))
+            });
+            if let Some(parsed) = parsed {
+                out.push((key, parsed));
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Batch<'_> {
+    /// Deletes a piece of this server's media (and its reservation, if it had no content).
+    pub fn delete_media(&mut self, media_id: &str, record: &MediaRecord) {
+        self.delete(Cf::Media, media_id.as_bytes());
+        self.delete(Cf::MediaPending, &keys::device(&record.uploader, media_id));
+    }
+
+    pub fn delete_thumbnail(&mut self, key: &[u8]) {
+        self.delete(Cf::MediaThumbnails, key);
     }
 }
 

@@ -13,14 +13,14 @@ use crate::room_support::{
 };
 
 /// `hearthctl` pointed at a server with a token in a file.
-struct Ctl {
+pub(crate) struct Ctl {
     server: String,
     token_file: PathBuf,
     home: tempfile::TempDir,
 }
 
 impl Ctl {
-    fn new(server: &TestServer, token: &str) -> Self {
+    pub(crate) fn new(server: &TestServer, token: &str) -> Self {
         let home = tempfile::tempdir().unwrap();
         let token_file = home.path().join("token");
         std::fs::write(&token_file, format!("{token}\n")).unwrap();
@@ -42,11 +42,11 @@ impl Ctl {
         command
     }
 
-    fn run(&self, args: &[&str]) -> Run {
+    pub(crate) fn run(&self, args: &[&str]) -> Run {
         run(self.command(args))
     }
 
-    fn json(&self, args: &[&str]) -> serde_json::Value {
+    pub(crate) fn json(&self, args: &[&str]) -> serde_json::Value {
         let mut all = vec!["--json"];
         all.extend_from_slice(args);
         self.run(&all).ok().json()
@@ -685,7 +685,7 @@ fn registration_tokens_are_made_limited_and_revoked_with_hearthctl() {
     assert_eq!(log["entries"][0]["target"], random.as_str());
 }
 
-fn upload_text(server: &TestServer, who: &User, text: &str) -> String {
+pub(crate) fn upload_text(server: &TestServer, who: &User, text: &str) -> String {
     let response = server
         .client
         .post(server.url("/_matrix/media/v3/upload"))
@@ -700,7 +700,7 @@ fn upload_text(server: &TestServer, who: &User, text: &str) -> String {
 }
 
 /// The status of an authenticated download of the media.
-fn download_status(server: &TestServer, who: &User, mxc: &str) -> u16 {
+pub(crate) fn download_status(server: &TestServer, who: &User, mxc: &str) -> u16 {
     let path = mxc.strip_prefix("mxc://").unwrap();
     let (origin, id) = path.split_once('/').unwrap();
     server

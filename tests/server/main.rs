@@ -6,6 +6,7 @@ mod account_data;
 mod accounts;
 mod admin_api;
 mod admin_cli;
+mod admin_media_deletion;
 mod admin_support;
 mod backup;
 mod deploy_config;

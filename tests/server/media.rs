@@ -15,8 +15,8 @@ const UPLOAD: &str = "/_matrix/media/v3/upload";
 const CREATE: &str = "/_matrix/media/v1/create";
 const CSP: &str = "sandbox; default-src 'none'; script-src 'none'; plugin-types application/pdf; style-src 'unsafe-inline'; media-src 'self'; object-src 'self';";
 
-struct Fetched {
-    status: u16,
+pub(crate) struct Fetched {
+    pub(crate) status: u16,
     headers: HeaderMap,
     body: Vec<u8>,
 }
@@ -55,7 +55,7 @@ fn send_bytes(
 }
 
 #[track_caller]
-fn upload(server: &TestServer, who: &User, content_type: &str, body: &[u8]) -> String {
+pub(crate) fn upload(server: &TestServer, who: &User, content_type: &str, body: &[u8]) -> String {
     let (status, answer) = send_bytes(
         server,
         "POST",
@@ -95,7 +95,7 @@ fn download(server: &TestServer, who: &User, mxc: &str) -> Fetched {
     )
 }
 
-fn thumbnail(server: &TestServer, who: &User, mxc: &str, query: &str) -> Fetched {
+pub(crate) fn thumbnail(server: &TestServer, who: &User, mxc: &str, query: &str) -> Fetched {
     fetch(
         server,
         &format!(
@@ -129,7 +129,7 @@ fn noise(len: usize) -> Vec<u8> {
         .collect()
 }
 
-fn png(width: u32, height: u32) -> Vec<u8> {
+pub(crate) fn png(width: u32, height: u32) -> Vec<u8> {
     let ramp = |v: u32, len: u32| (v * 255 / (len - 1).max(1)) as u8;
     let img = RgbImage::from_fn(width, height, |x, y| {
         Rgb([ramp(x, width), ramp(y, height), 90])
@@ -168,7 +168,7 @@ fn raw_request(server: &TestServer, head: &str, body: &[u8]) -> (u16, Value) {
     (status, serde_json::from_str(body).unwrap())
 }
 
-fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+pub(crate) fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries {

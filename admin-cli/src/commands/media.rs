@@ -1,4 +1,4 @@
-//! `hearthctl media ...`: quarantine.
+//! `hearthctl media ...`: quarantine and deletion.
 
 use clap::Subcommand;
 use reqwest::Method;
@@ -24,6 +24,28 @@ pub enum MediaCommand {
     },
     /// Serve quarantined media again
     Unquarantine { uri: String },
+    /// Delete this server's media for good (its file too, unless other media has the
+    /// same bytes): one mxc:// URI, a user's uploads, or media uploaded before a time
+    Delete {
+        /// mxc://server/mediaId
+        #[arg(required_unless_present_any = ["user", "before_ts"], conflicts_with_all = ["user", "before_ts"])]
+        uri: Option<String>,
+        /// The uploads of this local user, oldest first
+        #[arg(long, conflicts_with = "before_ts")]
+        user: Option<String>,
+        /// With --user: at most this many (default 100)
+        #[arg(long, requires = "user")]
+        limit: Option<u64>,
+        /// Media uploaded before this time, in ms since 1970
+        #[arg(long)]
+        before_ts: Option<u64>,
+        /// With --before-ts: only media larger than this many bytes
+        #[arg(long, requires = "before_ts")]
+        size_gt: Option<u64>,
+        /// With --before-ts: also media that is a user's or a room's avatar
+        #[arg(long, requires = "before_ts")]
+        include_avatars: bool,
+    },
 }
 
 fn split_mxc(uri: &str) -> Result<(String, String), Failure> {
@@ -33,8 +55,70 @@ fn split_mxc(uri: &str) -> Result<(String, String), Failure> {
         .ok_or_else(|| Failure::Usage(format!("{uri} is not an mxc://server/mediaId URI")))
 }
 
+fn delete(client: &Client, command: &MediaCommand) -> Result<(), Failure> {
+    let MediaCommand::Delete {
+        uri,
+        user,
+        limit,
+        before_ts,
+        size_gt,
+        include_avatars,
+    } = command
+    else {
+        unreachable!("only called for delete");
+    };
+    let (method, path) = match (uri, user, before_ts) {
+        (Some(uri), _, _) => {
+            let (server, id) = split_mxc(uri)?;
+            (
+                Method::DELETE,
+                format!("/_synapse/admin/v1/media/{}/{}", enc(&server), enc(&id)),
+            )
+        }
+        (None, Some(user), _) => {
+            let mut path = format!(
+                "/_synapse/admin/v1/users/{}/media",
+                enc(&client.user_id(user)?)
+            );
+            if let Some(limit) = limit {
+                path.push_str(&format!("?limit={limit}"));
+            }
+            (Method::DELETE, path)
+        }
+        (None, None, Some(before_ts)) => (
+            Method::POST,
+            format!(
+                "/_synapse/admin/v1/media/delete?before_ts={before_ts}&size_gt={}&keep_profiles={}",
+                size_gt.unwrap_or(0),
+                !include_avatars
+            ),
+        ),
+        (None, None, None) => {
+            return Err(Failure::Usage(
+                "give an mxc:// URI, --user or --before-ts".into(),
+            ));
+        }
+    };
+    let body = json!({});
+    let answer = client.send(
+        method.clone(),
+        &path,
+        (method == Method::POST).then_some(&body),
+    )?;
+    if client.json {
+        output::json(&answer);
+    } else {
+        println!("{} media deleted", cell(&answer["total"]));
+        for id in answer["deleted_media"].as_array().into_iter().flatten() {
+            println!("  {}", cell(id));
+        }
+    }
+    Ok(())
+}
+
 pub fn run(client: &Client, command: &MediaCommand) -> Result<(), Failure> {
     let (path, what) = match command {
+        MediaCommand::Delete { .. } => return delete(client, command),
         MediaCommand::Quarantine { uri: Some(uri), .. } => {
             let (server, id) = split_mxc(uri)?;
             (

@@ -5,6 +5,7 @@
 mod audit;
 pub mod backup;
 mod media;
+mod media_deletion;
 pub mod offline;
 mod registration_tokens;
 mod reports;
@@ -19,6 +20,7 @@ use std::sync::atomic::AtomicU64;
 use ruma::{OwnedUserId, UserId};
 
 pub use audit::{AuditEntry, AuditQuery};
+pub use media_deletion::{DEFAULT_USER_MEDIA_LIMIT, OldMedia};
 pub use registration_tokens::{NewRegistrationToken, RegistrationToken, RegistrationTokenChange};
 pub use room_deletion::{DEFAULT_NEW_ROOM_MESSAGE, DEFAULT_NEW_ROOM_NAME, RoomDeletion};
 pub use rooms::{RoomListQuery, RoomOrder, RoomSummary};

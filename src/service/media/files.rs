@@ -19,6 +19,9 @@ pub struct MediaFiles {
     root: PathBuf,
     /// fsync files and directories before an upload is acknowledged (`sync_writes`).
     sync: bool,
+    /// Held while a file is placed and its record written, and while a deletion decides
+    /// which files no record points at, so neither sees the other half done.
+    placing: tokio::sync::Mutex<()>,
 }
 
 /// A file under `tmp/`, removed when dropped unless it was moved into place.
@@ -66,7 +69,11 @@ impl MediaFiles {
         for entry in std::fs::read_dir(root.join("tmp"))? {
             let _ = std::fs::remove_file(entry?.path());
         }
-        Ok(Self { root, sync })
+        Ok(Self {
+            root,
+            sync,
+            placing: tokio::sync::Mutex::new(()),
+        })
     }
 
     fn sharded(&self, area: &str, sha256: &str, name: &str) -> PathBuf {
@@ -172,6 +179,12 @@ impl MediaFiles {
             dir.sync_all().await.map_err(Error::internal)?;
         }
         Ok(())
+    }
+
+    /// Taken around placing a file and writing the record that points at it, and by
+    /// media deletion.
+    pub async fn lock_placing(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.placing.lock().await
     }
 
     /// Whether files written outside [`MediaFiles::receive`] (thumbnails) must be fsynced.

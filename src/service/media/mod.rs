@@ -8,7 +8,7 @@
 //! and checks for every image, and no trust in another server's thumbnailer, at the cost
 //! of fetching the whole file (within `media.max_upload_bytes`) for its first thumbnail.
 
-mod files;
+pub(crate) mod files;
 pub mod multipart;
 pub mod remote;
 pub mod thumbnail;
@@ -286,6 +286,11 @@ impl Services {
         self.media.files.place(file, &dest).await
     }
 
+    /// The media files on disk, for deletion.
+    pub(crate) fn media_files(&self) -> &files::MediaFiles {
+        &self.media.files
+    }
+
     /// `POST /_matrix/media/v3/upload`: returns the new media ID.
     pub async fn upload_media<S, B, E>(
         &self,
@@ -303,6 +308,7 @@ impl Services {
         self.refuse_declared_size(declared)?;
         self.check_upload_rate(user)?;
         let (content, file) = self.receive_content(meta, body).await?;
+        let _placing = self.media.files.lock_placing().await;
         self.place_content(&content, file).await?;
         // 24 random alphanumerics: a collision is not a practical concern.
         let media_id = random_string(24);
@@ -407,6 +413,7 @@ impl Services {
         let _guard = self.media.reservations.lock().await;
         // A concurrent upload into the same ID may have won while this one streamed.
         let mut record = self.check_reserved(user, media_id)?;
+        let _placing = self.media.files.lock_placing().await;
         self.place_content(&content, file).await?;
         record.unused_expires_at = None;
         record.content = Some(content);
@@ -594,6 +601,14 @@ impl Services {
         })
         .await;
         let (rendered, size) = rendered?;
+        let _placing = self.media.files.lock_placing().await;
+        // Its content may have been deleted while it was drawn.
+        if !tokio::fs::try_exists(self.media.files.content_path(sha256))
+            .await
+            .unwrap_or(false)
+        {
+            return Err(Error::not_found("The media was deleted"));
+        }
         self.media.files.place(temp, &path).await?;
         let record = ThumbnailRecord {
             content_type: rendered.kind.mime().to_owned(),

@@ -405,6 +405,7 @@ impl Inner {
             uploaded_ts: now_ms(),
         };
         let dest = self.files.content_path(&content.sha256);
+        let _placing = self.files.lock_placing().await;
         self.files
             .place(received.file, &dest)
             .await

@@ -132,7 +132,11 @@ impl Services {
             presence: presence::Presence::load(&store)?,
             receipts: receipts::Receipts::new(&store)?,
             notifications: notifications::Notifications::default(),
-            pushers: pushers::Pushers::new(store.clone(), shutting_down.subscribe())?,
+            pushers: pushers::Pushers::new(
+                store.clone(),
+                shutting_down.subscribe(),
+                config.federation.ip_range_denylist.clone(),
+            )?,
             media,
             gifs: gifs::Gifs::new()?,
             profile_locks: profile::ProfileLocks::default(),

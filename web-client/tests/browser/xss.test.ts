@@ -93,6 +93,9 @@ beforeAll(async () => {
   victim.on("request", (request) => {
     const url = request.url();
     if (!url.startsWith(`${origin}/`) && !url.startsWith("blob:") && !url.startsWith("data:image/png")) escaped.requests.push(url);
+    // HTTP requests carry the token in their header, never in the URL (only the sync
+    // socket's URL has it, as browsers cannot set headers there; sockets are not requests).
+    if (/access_token=/i.test(url)) escaped.requests.push(`token in URL: ${url.split("?")[0]}`);
   });
   victim.on("framenavigated", (frame) => {
     if (!frame.url().startsWith(`${origin}/`)) escaped.navigations.push(frame.url());

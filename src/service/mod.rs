@@ -138,7 +138,7 @@ impl Services {
                 config.federation.ip_range_denylist.clone(),
             )?,
             media,
-            gifs: gifs::Gifs::new()?,
+            gifs: gifs::Gifs::new(config.federation.ip_range_denylist.clone())?,
             profile_locks: profile::ProfileLocks::default(),
             fanout: fanout::Fanout::new(store.clone(), shutting_down.subscribe())?,
             parsed_filters: filter::ParsedFilters::new(filter::PARSED_FILTERS),

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::config::IpRange;
-use crate::service::federation::guard::{GuardedDns, IpGuard};
+use crate::service::federation::guard::{IpGuard, guarded_client};
 
 pub struct GatewayClient {
     http: reqwest::Client,
@@ -21,12 +21,8 @@ pub struct GatewayClient {
 impl GatewayClient {
     pub fn new(denylist: Vec<IpRange>, timeout: Duration) -> anyhow::Result<Self> {
         let guard = Arc::new(IpGuard::new(denylist));
-        let http = reqwest::Client::builder()
+        let http = guarded_client(guard.clone())
             .timeout(timeout)
-            // A proxy would look names up itself, past the guard.
-            .no_proxy()
-            .dns_resolver(Arc::new(GuardedDns::new(guard.clone())))
-            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("hearth/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Self { http, guard })
@@ -35,13 +31,7 @@ impl GatewayClient {
     /// The URL's host when it is an IP literal in the denylist (the resolver never sees
     /// literals, so they are checked here).
     pub fn denied_literal(&self, url: &reqwest::Url) -> Option<IpAddr> {
-        let host = url.host_str()?;
-        let ip: IpAddr = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse()
-            .ok()?;
-        self.guard.is_denied(ip).then_some(ip)
+        self.guard.denied_literal(url)
     }
 
     /// POSTs `body` to the gateway at `url`; an error is a text for the log.

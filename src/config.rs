@@ -66,7 +66,8 @@ pub struct FederationConfig {
     pub verify_tls: bool,
     /// PEM files of certificate authorities trusted besides the built-in roots.
     pub extra_ca_files: Vec<PathBuf>,
-    /// Addresses never connected to (the SSRF guard), as CIDR ranges.
+    /// Addresses never connected to (the SSRF guard), as CIDR ranges: for federation,
+    /// remote media, push gateways and the GIF files Giphy names.
     pub ip_range_denylist: Vec<IpRange>,
     /// Notary servers asked for other servers' keys before the servers themselves.
     pub trusted_key_servers: Vec<String>,

@@ -2,6 +2,7 @@
 //! API key stays here, searches reach Giphy without the searcher's address, and a picked
 //! GIF is copied into the media repository so readers load it from this server.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -9,9 +10,10 @@ use ruma::UserId;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::config::GifsConfig;
+use crate::config::{GifsConfig, IpRange};
 use crate::error::{Error, ErrorKind, Result};
 use crate::service::Services;
+use crate::service::federation::guard::{IpGuard, guarded_client};
 use crate::service::media::thumbnail;
 use crate::service::media::{Fetch, UploadMeta};
 use crate::store::ImageKind;
@@ -27,17 +29,42 @@ const MAX_QUERY_CHARS: usize = 200;
 const MAX_ID_LEN: usize = 64;
 
 pub struct Gifs {
+    /// For the configured Giphy API: the operator chose that address.
     client: reqwest::Client,
+    /// For the file URLs in Giphy's answers, which pass `federation.ip_range_denylist`.
+    files: reqwest::Client,
+    guard: Arc<IpGuard>,
 }
 
 impl Gifs {
-    pub fn new() -> anyhow::Result<Self> {
+    pub fn new(denylist: Vec<IpRange>) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .timeout(TIMEOUT)
             .connect_timeout(TIMEOUT)
             .redirect(reqwest::redirect::Policy::limited(3))
             .build()?;
-        Ok(Self { client })
+        let guard = Arc::new(IpGuard::new(denylist));
+        let files = guarded_client(guard.clone())
+            .timeout(TIMEOUT)
+            .connect_timeout(TIMEOUT)
+            .build()?;
+        Ok(Self {
+            client,
+            files,
+            guard,
+        })
+    }
+
+    /// GETs a file URL from Giphy's answer, unless it names a denied address.
+    async fn get_file(&self, url: &str) -> Result<reqwest::Response> {
+        let parsed =
+            reqwest::Url::parse(url).map_err(|_| upstream("Giphy named a file by a bad URL"))?;
+        if self.guard.denied_literal(&parsed).is_some() {
+            return Err(upstream(
+                "Giphy named a file at an address this server does not connect to",
+            ));
+        }
+        self.files.get(parsed).send().await.map_err(request_failed)
     }
 }
 
@@ -286,13 +313,7 @@ impl Services {
             .preview()
             .and_then(Rendition::url)
             .ok_or_else(|| upstream("Giphy offered no preview of this GIF"))?;
-        let response = self
-            .gifs
-            .client
-            .get(url)
-            .send()
-            .await
-            .map_err(request_failed)?;
+        let response = self.gifs.get_file(url).await?;
         check_status(response.status())?;
         let too_big = || upstream("Giphy's preview was larger than a preview can be");
         if response
@@ -327,13 +348,7 @@ impl Services {
             .full()
             .and_then(Rendition::url)
             .ok_or_else(|| upstream("Giphy offered no file for this GIF"))?;
-        let response = self
-            .gifs
-            .client
-            .get(url)
-            .send()
-            .await
-            .map_err(request_failed)?;
+        let response = self.gifs.get_file(url).await?;
         check_status(response.status())?;
         let declared = response.content_length();
         let body = response

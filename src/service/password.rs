@@ -75,29 +75,31 @@ pub async fn hash(password: String) -> Result<String> {
 /// same work is done against a dummy, so timing does not tell whether an account exists.
 pub async fn verify(password: String, stored: Option<String>) -> Result<bool> {
     run_hashing(move || {
-        let argon = argon2();
-        let dummy;
         let (phc, real) = match &stored {
             Some(phc) => (phc.as_str(), true),
-            None => {
-                dummy = DUMMY_HASH.get_or_init(|| {
-                    let salt = SaltString::generate(&mut rand::rngs::OsRng);
-                    argon
-                        .hash_password(b"no account has this password", &salt)
-                        .map(|h| h.to_string())
-                        .unwrap_or_default()
-                });
-                (dummy.as_str(), false)
-            }
+            None => (dummy_hash(), false),
         };
         let parsed = PasswordHash::new(phc).map_err(Error::internal)?;
-        let ok = argon.verify_password(password.as_bytes(), &parsed).is_ok();
+        let ok = argon2()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok();
         Ok(ok && real)
     })
     .await
 }
 
-static DUMMY_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+/// What a login for a user with no password is checked against: a hash made with the
+/// same parameters as real ones, so it costs the same to verify.
+fn dummy_hash() -> &'static str {
+    static DUMMY_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY_HASH.get_or_init(|| {
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        argon2()
+            .hash_password(b"no account has this password", &salt)
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+    })
+}
 
 #[cfg(test)]
 mod tests {
@@ -112,5 +114,27 @@ mod tests {
         );
         assert!(!super::verify("wrong".into(), Some(hash)).await.unwrap());
         assert!(!super::verify("anything".into(), None).await.unwrap());
+    }
+
+    /// Timing must not tell whether an account exists: a login for an unknown user (or
+    /// one without a password) is verified against a dummy hash made with the very
+    /// parameters of real hashes, so argon2 does the same work.
+    #[tokio::test]
+    async fn an_unknown_user_costs_a_full_verification() {
+        use argon2::password_hash::PasswordHash;
+        let real = super::hash("correct horse".into()).await.unwrap();
+        let cost = |phc: &str| {
+            let parsed = PasswordHash::new(phc).unwrap();
+            (
+                parsed.algorithm.to_string(),
+                parsed.version,
+                parsed.params.to_string(),
+                parsed.hash.map(|h| h.len()),
+            )
+        };
+        assert_eq!(cost(super::dummy_hash()), cost(&real));
+        // Not even the dummy's own password lets anyone in.
+        let dummy_password = "no account has this password".to_owned();
+        assert!(!super::verify(dummy_password, None).await.unwrap());
     }
 }

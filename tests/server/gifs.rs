@@ -112,9 +112,15 @@ impl FakeGiphy {
     }
 
     fn hearth(&self) -> TestServer {
+        // The stand-in's files are on loopback, which the default denylist refuses.
+        self.hearth_with_denylist("[]")
+    }
+
+    fn hearth_with_denylist(&self, denylist: &str) -> TestServer {
         TestServer::start_with_env(&[
             ("HEARTH_GIFS__GIPHY_API_KEY", KEY),
             ("HEARTH_GIFS__GIPHY_BASE_URL", &self.base()),
+            ("HEARTH_FEDERATION__IP_RANGE_DENYLIST", denylist),
         ])
     }
 }
@@ -485,4 +491,38 @@ fn giphy_failures_are_bad_gateway_errors_without_the_key() {
         "M_UNKNOWN",
     );
     assert!(!body.to_string().contains(KEY));
+}
+
+/// The configured Giphy address is the operator's choice and is asked as usual; the file
+/// URLs in its answers are not, and pass `federation.ip_range_denylist` (by default
+/// loopback, where this stand-in serves them): neither a preview nor an import fetches one.
+#[test]
+fn files_giphy_names_at_denied_addresses_are_not_fetched() {
+    let giphy = FakeGiphy::start();
+    let server = giphy.hearth_with_denylist("[\"127.0.0.0/8\", \"::1/128\"]");
+    let alice = user(&server, "alice");
+    let body = assert_error(
+        server.get("/_hearth/client/v1/gifs/catDance1/preview", Some(&alice)),
+        502,
+        "M_UNKNOWN",
+    );
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("does not connect to"),
+        "{body}"
+    );
+    assert_error(
+        server.post(
+            "/_hearth/client/v1/gifs/catDance1/import",
+            Some(&alice),
+            &json!({}),
+        ),
+        502,
+        "M_UNKNOWN",
+    );
+    // Giphy's API was asked twice; no file was.
+    let seen: Vec<String> = giphy.seen().into_iter().map(|s| s.path).collect();
+    assert_eq!(seen, ["/v1/gifs/catDance1", "/v1/gifs/catDance1"]);
 }

@@ -362,3 +362,91 @@ fn absurd_device_ids_are_refused() {
         );
     }
 }
+
+/// At debug level every request is in the log; the access token (whether sent in the
+/// header or in the deprecated query parameter), the refresh token and the password
+/// are not.
+#[test]
+fn tokens_and_passwords_stay_out_of_the_log() {
+    let mut server = TestServer::start_with_env(&[("RUST_LOG", "debug")]);
+    let registered = server.register("tess");
+    let first = token(&registered);
+    let (status, body) = server.post(
+        LOGIN,
+        None,
+        &json!({
+            "type": "m.login.password",
+            "identifier": { "type": "m.id.user", "user": "tess" },
+            "password": PASSWORD,
+            "refresh_token": true,
+        }),
+    );
+    assert_eq!(status, 200, "{body}");
+    let second = token(&body);
+    let refresh = body["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(server.get(WHOAMI, Some(&first)).0, 200);
+    let (status, body) = server.get(&format!("{WHOAMI}?access_token={second}"), None);
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server.post(
+        "/_matrix/client/v3/refresh",
+        None,
+        &json!({ "refresh_token": refresh }),
+    );
+    assert_eq!(status, 200, "{body}");
+    let logs = server.stop_and_logs();
+    // The requests were logged, so the log was looked at where the secrets would be.
+    assert!(logs.contains("/_matrix/client/v3/account/whoami"), "{logs}");
+    for secret in [first.as_str(), second.as_str(), refresh.as_str(), PASSWORD] {
+        assert!(!logs.contains(secret), "{secret:?} is in the log");
+    }
+    let refreshed = body["access_token"].as_str().unwrap();
+    assert!(!logs.contains(refreshed));
+}
+
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// A copy of the data directory gives no usable session: tokens are stored only as
+/// hashes. The server is killed before any flush, so everything written is still in
+/// RocksDB's uncompressed write-ahead log, where the user's ID is found as it was written.
+#[test]
+fn the_store_holds_no_usable_token() {
+    let mut server = TestServer::start();
+    let registered = server.register("tess");
+    let (status, body) = server.post(
+        LOGIN,
+        None,
+        &json!({
+            "type": "m.login.password",
+            "identifier": { "type": "m.id.user", "user": "tess" },
+            "password": PASSWORD,
+            "refresh_token": true,
+        }),
+    );
+    assert_eq!(status, 200, "{body}");
+    let secrets = [
+        token(&registered),
+        token(&body),
+        body["refresh_token"].as_str().unwrap().to_owned(),
+    ];
+    server.kill_9();
+    let stored: Vec<u8> = files_under(server.data_dir())
+        .iter()
+        .flat_map(|path| std::fs::read(path).unwrap())
+        .collect();
+    let found = |needle: &[u8]| stored.windows(needle.len()).any(|w| w == needle);
+    assert!(found(b"@tess:"), "the scan sees what was written");
+    for secret in &secrets {
+        assert!(!found(secret.as_bytes()), "{secret} is in the store");
+    }
+}

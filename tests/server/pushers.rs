@@ -9,6 +9,12 @@ use crate::room_support::{User, alice_and_bob_in_a_room, enc, send_text, try_sen
 
 const SET: &str = "/_matrix/client/v3/pushers/set";
 
+/// The stand-in gateways listen on loopback, which `federation.ip_range_denylist`
+/// (applied to push gateways too) refuses by default.
+fn start_allowing_loopback() -> TestServer {
+    TestServer::start_with_env(&[("HEARTH_FEDERATION__IP_RANGE_DENYLIST", "[]")])
+}
+
 fn pusher(url: &str, pushkey: &str, format: Option<&str>) -> Value {
     let mut data = json!({"url": url, "extra": "kept"});
     if let Some(format) = format {
@@ -63,7 +69,7 @@ fn eventually(mut condition: impl FnMut() -> bool) {
 
 #[test]
 fn pushers_are_set_listed_validated_replaced_and_removed() {
-    let mut server = TestServer::start();
+    let mut server = start_allowing_loopback();
     let alice = user(&server, "alice");
     let bob = user(&server, "bob");
     assert_error(
@@ -191,7 +197,7 @@ fn pushers_are_set_listed_validated_replaced_and_removed() {
 
 #[test]
 fn the_gateway_gets_one_notify_per_notifying_event_and_a_badge_after_a_read() {
-    let server = TestServer::start();
+    let server = start_allowing_loopback();
     let gateway = Gateway::start();
     let (alice, bob, room) = alice_and_bob_in_a_room(&server);
     let (status, _) = server.send(
@@ -293,7 +299,7 @@ fn the_gateway_gets_one_notify_per_notifying_event_and_a_badge_after_a_read() {
 
 #[test]
 fn delivery_is_retried_after_the_gateway_was_down() {
-    let server = TestServer::start();
+    let server = start_allowing_loopback();
     let (alice, bob, room) = alice_and_bob_in_a_room(&server);
     // Nothing listens on the pusher's port yet.
     let port = free_port();
@@ -314,7 +320,7 @@ fn delivery_is_retried_after_the_gateway_was_down() {
 
 #[test]
 fn a_rejected_pushkey_removes_its_pusher() {
-    let server = TestServer::start();
+    let server = start_allowing_loopback();
     let gateway = Gateway::start();
     let (alice, bob, room) = alice_and_bob_in_a_room(&server);
     set(&server, &bob, &pusher(&gateway.url(), "gone", None));
@@ -396,4 +402,25 @@ fn logging_out_removes_the_pushers_the_device_set() {
     );
     assert_eq!(status, 200, "{body}");
     assert!(keys(&server, &tablet).is_empty());
+}
+
+#[test]
+fn a_gateway_at_a_denied_address_is_refused() {
+    let server = TestServer::start();
+    let alice = user(&server, "alice");
+    for url in [
+        url_on(free_port()),
+        format!("http://[::1]:{}/_matrix/push/v1/notify", free_port()),
+        "http://169.254.169.254/_matrix/push/v1/notify".to_owned(),
+        "https://10.0.0.1/_matrix/push/v1/notify".to_owned(),
+    ] {
+        let (status, body) = server.post(SET, Some(&alice.token), &pusher(&url, "k", None));
+        assert_error((status, body), 400, "M_INVALID_PARAM");
+    }
+    assert!(pushers(&server, &alice).is_empty());
+    // A name is looked up when a notification is sent, and refused then if it points at
+    // a denied address (src/service/pushers/gateway.rs tests that part).
+    let named = format!("http://localhost:{}/_matrix/push/v1/notify", free_port());
+    set(&server, &alice, &pusher(&named, "named", None));
+    assert_eq!(pushers(&server, &alice).len(), 1);
 }

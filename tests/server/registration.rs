@@ -168,6 +168,12 @@ fn registration_can_be_turned_off() {
         403,
         "M_FORBIDDEN",
     );
+    // Nothing can be registered, so nobody is told which names are taken.
+    assert_error(
+        server.get("/_matrix/client/v3/register/available?username=x", None),
+        403,
+        "M_FORBIDDEN",
+    );
 }
 
 #[test]

@@ -25,6 +25,18 @@ impl IpGuard {
         self.denylist.iter().any(|range| range.contains(ip))
     }
 
+    /// The URL's host when it is an IP literal this guard denies (a resolver never sees
+    /// literals, so clients check them with this before connecting).
+    pub fn denied_literal(&self, url: &reqwest::Url) -> Option<IpAddr> {
+        let host = url.host_str()?;
+        let ip: IpAddr = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .ok()?;
+        self.is_denied(ip).then_some(ip)
+    }
+
     /// Refuses `ip` for `server` if it is denied.
     pub fn check(&self, server: &ServerName, ip: IpAddr) -> Result<(), OutboundError> {
         if self.is_denied(ip) {
@@ -96,6 +108,17 @@ impl GuardedDns {
         let pins = self.pins.lock().unwrap_or_else(|e| e.into_inner());
         pins.get(host).cloned()
     }
+}
+
+/// An HTTP client for URLs someone else chose (push gateways, files Giphy names): names
+/// are looked up through the guard, no redirect is followed and no proxy is used (a
+/// proxy would look names up past the guard). IP literals are for the caller to check
+/// with [`IpGuard::denied_literal`].
+pub fn guarded_client(guard: Arc<IpGuard>) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .no_proxy()
+        .dns_resolver(Arc::new(GuardedDns::new(guard)))
+        .redirect(reqwest::redirect::Policy::none())
 }
 
 impl reqwest::dns::Resolve for GuardedDns {

@@ -151,13 +151,7 @@ impl Pushers {
             .get("url")
             .and_then(Value::as_str)
             .ok_or("the pusher has no URL")?;
-        let response = self
-            .http
-            .post(url)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
+        let response = self.gateway.post(url, body).await?;
         let status = response.status();
         if !status.is_success() {
             return Err(format!("the gateway answered {status}"));

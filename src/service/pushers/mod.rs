@@ -7,6 +7,7 @@
 //! users it notifies, once the event is visible: it never waits for a gateway.
 
 mod deliver;
+mod gateway;
 mod set;
 
 use std::collections::HashMap;
@@ -19,6 +20,7 @@ use tokio::sync::Notify;
 
 pub use set::SetPusher;
 
+use crate::config::IpRange;
 use crate::store::{PusherRecord, Store, StoreResult, pusher_key};
 
 /// How long one request to a gateway may take.
@@ -26,7 +28,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Pushers {
     store: Store,
-    http: reqwest::Client,
+    gateway: gateway::GatewayClient,
     /// The event stream position up to which every notification is written.
     visible: AtomicU64,
     workers: Mutex<HashMap<OwnedUserId, HashMap<Vec<u8>, Worker>>>,
@@ -51,17 +53,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Pushers {
+    /// `denylist` is `federation.ip_range_denylist`: gateways are refused those addresses.
     pub fn new(
         store: Store,
         shutdown: tokio::sync::watch::Receiver<bool>,
+        denylist: Vec<IpRange>,
     ) -> anyhow::Result<Arc<Self>> {
-        let http = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("hearth/", env!("CARGO_PKG_VERSION")))
-            .build()?;
         Ok(Arc::new(Self {
             store,
-            http,
+            gateway: gateway::GatewayClient::new(denylist, REQUEST_TIMEOUT)?,
             visible: AtomicU64::new(0),
             workers: Mutex::new(HashMap::new()),
             shutdown,

@@ -5,6 +5,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::Pushers;
+use super::gateway::GatewayClient;
 use crate::error::{Error, Result};
 use crate::service::{Services, now_ms};
 use crate::store::PusherRecord;
@@ -39,9 +40,9 @@ fn required(value: Option<String>, name: &str) -> Result<String> {
     value.ok_or_else(|| Error::missing_param(format!("{name} is required")))
 }
 
-/// Checks an HTTP pusher's `data`: a URL with the gateway's notify path, and a known
-/// format.
-fn check_http_data(data: &Map<String, Value>) -> Result<()> {
+/// Checks an HTTP pusher's `data`: a URL with the gateway's notify path, not at a
+/// denied IP address, and a known format.
+fn check_http_data(data: &Map<String, Value>, gateway: &GatewayClient) -> Result<()> {
     let url = match data.get("url") {
         Some(Value::String(url)) => url,
         Some(_) => return Err(Error::invalid_param("data.url must be a string")),
@@ -55,6 +56,11 @@ fn check_http_data(data: &Map<String, Value>) -> Result<()> {
         .map_err(|e| Error::invalid_param(format!("data.url is not a URL: {e}")))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(Error::invalid_param("data.url must be an http(s) URL"));
+    }
+    if let Some(ip) = gateway.denied_literal(&parsed) {
+        return Err(Error::invalid_param(format!(
+            "data.url points at {ip}, an address this server does not send to"
+        )));
     }
     if parsed.path() != NOTIFY_PATH {
         return Err(Error::invalid_param(format!(
@@ -134,7 +140,7 @@ impl Services {
         let data = body
             .data
             .ok_or_else(|| Error::missing_param("data is required"))?;
-        check_http_data(&data)?;
+        check_http_data(&data, &self.pushers.gateway)?;
         let record = PusherRecord {
             kind,
             app_id,

@@ -74,6 +74,7 @@ export function EventTile(props: {
   const [picking, setPicking] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const redacted = event.unsigned?.redacted_because !== undefined;
+  const redactionReason = redacted ? str(event.unsigned?.redacted_because?.content?.reason) : undefined;
   const { content, edited } = room.displayContent(event);
   const mine = event.sender === chat.userId;
   const pl = parsePowerLevels(room.stateEvent("m.room.power_levels")?.content, room.stateEvent("m.room.create")?.sender);
@@ -107,7 +108,7 @@ export function EventTile(props: {
         )}
         {reply && !redacted ? <ReplyQuote room={room} eventId={reply} /> : null}
         {redacted ? (
-          <div class="body redacted">Message deleted</div>
+          <div class="body redacted">Message deleted{redactionReason ? `: ${redactionReason}` : ""}</div>
         ) : (
           <div class={emote ? "message-content emote" : "message-content"}>
             {emote ? <span class="emote-name">* {name} </span> : null}

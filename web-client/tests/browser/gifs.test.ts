@@ -56,7 +56,12 @@ async function signUp(page: Page, name: string): Promise<void> {
 
 beforeAll(async () => {
   await startGiphy();
-  hearth = await Hearth.start({ HEARTH_GIFS__GIPHY_API_KEY: "testkey", HEARTH_GIFS__GIPHY_BASE_URL: giphyUrl });
+  // The stand-in Giphy serves its files on loopback, which the default denylist refuses.
+  hearth = await Hearth.start({
+    HEARTH_GIFS__GIPHY_API_KEY: "testkey",
+    HEARTH_GIFS__GIPHY_BASE_URL: giphyUrl,
+    HEARTH_FEDERATION__IP_RANGE_DENYLIST: "[]",
+  });
   browser = await launchBrowser();
 });
 

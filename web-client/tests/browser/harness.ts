@@ -135,11 +135,20 @@ export async function launchBrowser(): Promise<Browser> {
   });
 }
 
-export async function newUserPage(browser: Browser, hearth: Hearth, options: { colorScheme?: "light" | "dark"; poll?: boolean } = {}): Promise<{ context: BrowserContext; page: Page }> {
+/**
+ * `bypassCSP` switches the page's Content-Security-Policy off, so a test can show that the
+ * client's own escaping and sanitizing hold without the policy's second line of defence.
+ */
+export async function newUserPage(
+  browser: Browser,
+  hearth: Hearth,
+  options: { colorScheme?: "light" | "dark"; poll?: boolean; bypassCSP?: boolean } = {},
+): Promise<{ context: BrowserContext; page: Page }> {
   const context = await browser.newContext({
     viewport: { width: 1200, height: 800 },
     colorScheme: options.colorScheme ?? "light",
     baseURL: hearth.url,
+    bypassCSP: options.bypassCSP ?? false,
   });
   if (options.poll) {
     await context.addInitScript(() => localStorage.setItem("hearth.transport", "poll"));

@@ -53,6 +53,7 @@ mod room_send;
 mod room_store;
 mod room_support;
 mod rooms;
+mod route_walk;
 mod search;
 mod sliding_sync;
 mod spaces;

@@ -35,6 +35,7 @@ mod gifs;
 mod initial_sync;
 mod key_backup;
 mod keys;
+mod limits;
 mod login;
 mod media;
 mod messages;

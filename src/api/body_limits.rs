@@ -56,21 +56,46 @@ pub async fn check_body(State(state): State<AppState>, request: Request, next: N
     let (parts, body) = request.into_parts();
     let mut stream = body.into_data_stream();
     let mut bytes = Vec::with_capacity(declared.unwrap_or(0).min(limit));
-    while let Some(chunk) = stream.next().await {
-        let Ok(chunk) = chunk else {
-            return Error::bad_json("The request body could not be read").into_response();
-        };
-        if bytes.len() + chunk.len() > limit {
-            drain(Body::from_stream(stream)).await;
-            return too_large(limit).into_response();
+    // A client that trickles its body (slow loris) gets `408` instead of holding its
+    // connection and its buffer for good.
+    let read_time = Duration::from_secs(state.config.limits.body_read_secs);
+    let read = tokio::time::timeout(read_time, async {
+        while let Some(chunk) = stream.next().await {
+            let Ok(chunk) = chunk else {
+                return Err(Error::bad_json("The request body could not be read").into_response());
+            };
+            if bytes.len() + chunk.len() > limit {
+                drain(Body::from_stream(stream)).await;
+                return Err(too_large(limit).into_response());
+            }
+            bytes.extend_from_slice(&chunk);
         }
-        bytes.extend_from_slice(&chunk);
+        Ok(())
+    })
+    .await;
+    match read {
+        Ok(Ok(())) => {}
+        Ok(Err(response)) => return response,
+        Err(_) => return too_slow(read_time),
     }
     if let Err(error) = check_json_object(&bytes) {
         return error.into_response();
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
+}
+
+fn too_slow(read_time: Duration) -> Response {
+    let body = serde_json::json!({
+        "errcode": "M_UNKNOWN",
+        "error": format!("The request body did not arrive within {} seconds", read_time.as_secs()),
+    });
+    let mut response = (axum::http::StatusCode::REQUEST_TIMEOUT, axum::Json(body)).into_response();
+    response.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    response
 }
 
 fn too_large(limit: usize) -> Error {

@@ -35,6 +35,11 @@ pub struct LimitsConfig {
     pub create_room_invites: usize,
     /// Largest filter (uploaded or inline in `/sync?filter=`), in bytes of JSON.
     pub filter_bytes: usize,
+    /// Seconds a client may take to send a request's head (also how long an idle
+    /// keep-alive connection stays open); then the connection is closed.
+    pub header_read_secs: u64,
+    /// Seconds a client may take to send a JSON request body; then `408`.
+    pub body_read_secs: u64,
 }
 
 impl Default for LimitsConfig {
@@ -57,6 +62,8 @@ impl Default for LimitsConfig {
             create_room_initial_state: 100,
             create_room_invites: 100,
             filter_bytes: 16 * 1024,
+            header_read_secs: 30,
+            body_read_secs: 60,
         }
     }
 }
@@ -123,6 +130,14 @@ pub const LIMITS_OPTIONS: &[(&str, &str)] = &[
         "limits.filter_bytes",
         "Largest filter accepted, uploaded or inline [default: 16384]",
     ),
+    (
+        "limits.header_read_secs",
+        "Seconds a client may take to send a request's head, and that an idle connection stays open [default: 30]",
+    ),
+    (
+        "limits.body_read_secs",
+        "Seconds a client may take to send a JSON request body before 408 [default: 60]",
+    ),
 ];
 
 impl LimitsConfig {
@@ -143,9 +158,9 @@ impl LimitsConfig {
                 "limits: every *_burst and *_per_minute must be positive".into(),
             ));
         }
-        if self.filter_bytes == 0 {
+        if self.filter_bytes == 0 || self.header_read_secs == 0 || self.body_read_secs == 0 {
             return Err(ConfigError::Invalid(
-                "limits.filter_bytes must be positive".into(),
+                "limits.filter_bytes, header_read_secs and body_read_secs must be positive".into(),
             ));
         }
         Ok(())

@@ -213,3 +213,63 @@ fn bodies_nested_too_deep_are_refused_before_any_handler() {
     let (status, _) = server.get("/_matrix/client/versions", None);
     assert_eq!(status, 200);
 }
+
+fn raw(server: &TestServer) -> std::net::TcpStream {
+    let socket = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    socket
+}
+
+/// Reads until the server closes; a read timeout fails the test.
+fn read_to_close(socket: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match socket.read(&mut buf) {
+            Ok(0) => return String::from_utf8_lossy(&answer).into_owned(),
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return String::from_utf8_lossy(&answer).into_owned();
+            }
+            Err(e) => panic!("the server kept the connection open: {e}"),
+        }
+    }
+}
+
+#[test]
+fn slow_clients_are_cut_off_and_others_are_still_served() {
+    use std::io::Write;
+    let server = TestServer::start_with_env(&[
+        ("HEARTH_LIMITS__HEADER_READ_SECS", "1"),
+        ("HEARTH_LIMITS__BODY_READ_SECS", "1"),
+    ]);
+    // Headers that never end (slow loris): the connection is closed.
+    let mut heads: Vec<_> = (0..20).map(|_| raw(&server)).collect();
+    for socket in &mut heads {
+        socket
+            .write_all(b"GET /_matrix/client/versions HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n")
+            .unwrap();
+    }
+    let (status, _) = server.get("/_matrix/client/versions", None);
+    assert_eq!(status, 200, "other clients are served meanwhile");
+    for socket in &mut heads {
+        let answer = read_to_close(socket);
+        assert!(!answer.contains("200 OK"), "{answer}");
+    }
+    // A body that stops part way: 408 with a Matrix error, then the connection closes.
+    let mut socket = raw(&server);
+    socket
+        .write_all(
+            b"POST /_matrix/client/v3/login HTTP/1.1\r\nHost: x\r\n\
+              Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"type\":",
+        )
+        .unwrap();
+    let answer = read_to_close(&mut socket);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("M_UNKNOWN"), "{answer}");
+    let (status, _) = server.get("/_matrix/client/versions", None);
+    assert_eq!(status, 200);
+}

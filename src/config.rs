@@ -2,6 +2,7 @@
 //! `HEARTH_*` environment variables, then by command-line flags.
 
 mod ip_range;
+mod limits;
 mod well_known;
 
 use std::net::SocketAddr;
@@ -12,6 +13,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 pub use ip_range::{IpRange, default_ip_range_denylist};
+pub use limits::{LIMITS_OPTIONS, LimitsConfig};
 pub use well_known::WellKnownConfig;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,6 +37,7 @@ pub struct Config {
     pub tls: TlsConfig,
     pub federation: FederationConfig,
     pub well_known: WellKnownConfig,
+    pub limits: LimitsConfig,
 }
 
 /// The listener's certificate. With both set the listener speaks HTTPS only.
@@ -255,6 +258,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             federation: FederationConfig::default(),
             well_known: WellKnownConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -505,7 +509,7 @@ pub fn options_help() -> String {
     let mut text = String::from(
         "CONFIGURATION:\n  Every option can be set in the TOML file given with --config, or in an environment\n  variable HEARTH_<SECTION>__<KEY> (e.g. HEARTH_REGISTRATION__ENABLED=false).\n  Precedence: defaults < config file < environment < command-line flags.\n\n",
     );
-    for (key, description) in OPTIONS {
+    for (key, description) in OPTIONS.iter().chain(LIMITS_OPTIONS) {
         let env = format!("HEARTH_{}", key.replace('.', "__").to_uppercase());
         text.push_str(&format!("  {key}  ({env})\n      {description}\n"));
     }
@@ -688,6 +692,7 @@ impl Config {
                 "gifs.rating must be one of g, pg, pg-13, r".into(),
             ));
         }
+        self.limits.validate()?;
         self.well_known.validate()
     }
 

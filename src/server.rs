@@ -32,6 +32,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     crate::api::web::log_status(&config.web_client_dir);
+    let header_read_secs = config.limits.header_read_secs;
     let services = Arc::new(Services::new(config, store, keys)?);
     services.start_workers()?;
     let app =
@@ -50,40 +51,50 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             services.begin_shutdown();
         }
     };
+    let handle = axum_server::Handle::new();
+    tokio::spawn({
+        let handle = handle.clone();
+        async move {
+            shutdown.await;
+            handle.graceful_shutdown(None);
+        }
+    });
+    // Sync answers and socket frames are small and latency-bound: Nagle's algorithm
+    // would hold one back until the previous is acknowledged (NoDelayAcceptor).
+    let server = axum_server::from_tcp(listener.into_std()?)?.handle(handle);
     match tls {
         None => {
-            // Sync answers and socket frames are small and latency-bound: Nagle's
-            // algorithm would hold one back until the previous is acknowledged.
-            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                if let Err(e) = tcp.set_nodelay(true) {
-                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-                }
-            });
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await?;
+            let mut server = server.acceptor(NoDelayAcceptor::new());
+            limit_slow_clients(server.http_builder(), header_read_secs);
+            server.serve(app).await?;
         }
         Some(tls) => {
-            let handle = axum_server::Handle::new();
-            tokio::spawn({
-                let handle = handle.clone();
-                async move {
-                    shutdown.await;
-                    handle.graceful_shutdown(None);
-                }
-            });
             let acceptor = RustlsAcceptor::new(RustlsConfig::from_config(Arc::new(tls)))
                 .acceptor(NoDelayAcceptor::new());
-            axum_server::from_tcp(listener.into_std()?)?
-                .acceptor(acceptor)
-                .handle(handle)
-                .serve(app)
-                .await?;
+            let mut server = server.acceptor(acceptor);
+            limit_slow_clients(server.http_builder(), header_read_secs);
+            server.serve(app).await?;
         }
     }
     tracing::info!("requests finished; flushing the store");
     services.shutdown();
     Ok(())
+}
+
+/// The most request header lines accepted.
+const MAX_HEADERS: usize = 100;
+
+/// `limits.header_read_secs`: how long a client may take over a request's head (slow
+/// loris); the body has `limits.body_read_secs` (see `api::body_limits`).
+fn limit_slow_clients(
+    builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    header_read_secs: u64,
+) {
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(std::time::Duration::from_secs(header_read_secs))
+        .max_headers(MAX_HEADERS);
 }
 
 async fn shutdown_signal() {

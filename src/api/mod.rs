@@ -2,10 +2,12 @@
 //! request passes through (CORS, panics, unknown endpoints) live here.
 
 pub mod admin;
+mod body_limits;
 pub mod client;
 pub mod extract;
 pub mod federation;
 pub mod keys;
+mod route_list;
 pub mod web;
 
 use axum::Router;
@@ -16,17 +18,27 @@ use axum::response::{IntoResponse, Response};
 
 use crate::error::{Error, ErrorKind};
 pub use extract::AppState;
+pub use route_list::route_table;
 
-pub fn router(state: AppState) -> Router {
+/// Every endpoint, before the fallbacks and the layers every request passes through.
+fn endpoints(state: &AppState) -> Router<AppState> {
     Router::new()
         .merge(client::routes())
-        .merge(keys::routes(&state))
-        .merge(federation::routes(&state))
-        .merge(admin::routes(&state))
+        .merge(keys::routes(state))
+        .merge(federation::routes(state))
+        .merge(admin::routes(state))
         .merge(web::routes())
+}
+
+pub fn router(state: AppState) -> Router {
+    endpoints(&state)
         .fallback(web::fallback)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
+        .with_state(state.clone())
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            body_limits::check_body,
+        ))
         .layer(axum::middleware::from_fn(cors))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span))

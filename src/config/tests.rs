@@ -30,7 +30,11 @@ fn help_lists_every_option_and_nothing_else() {
         "",
         &mut keys,
     );
-    let mut documented: Vec<String> = OPTIONS.iter().map(|(k, _)| k.to_string()).collect();
+    let mut documented: Vec<String> = OPTIONS
+        .iter()
+        .chain(super::LIMITS_OPTIONS)
+        .map(|(k, _)| k.to_string())
+        .collect();
     keys.sort();
     documented.sort();
     assert_eq!(keys, documented);

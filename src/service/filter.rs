@@ -237,11 +237,24 @@ pub const PARSED_FILTERS: usize = 1024;
 
 impl Services {
     pub fn create_filter(&self, user_id: &UserId, definition: &Value) -> Result<String> {
+        self.check_filter_size(definition.to_string().len())?;
         Filter::from_json(definition)?;
         let filter_id = random_string(FILTER_ID_LEN);
         self.store
             .put_filter(user_id.as_str(), &filter_id, definition)?;
         Ok(filter_id)
+    }
+
+    /// `[limits] filter_bytes`: a filter is read on every sync that names it.
+    fn check_filter_size(&self, bytes: usize) -> Result<()> {
+        let limit = self.config.limits.filter_bytes;
+        if bytes > limit {
+            return Err(Error::new(
+                crate::error::ErrorKind::TooLarge,
+                format!("Filters may be at most {limit} bytes"),
+            ));
+        }
+        Ok(())
     }
 
     /// A stored filter as its owner uploaded it.
@@ -260,6 +273,7 @@ impl Services {
         if param.is_empty() {
             return Ok(Filter::default());
         }
+        self.check_filter_size(param.len())?;
         // A stored filter's ID names it for its owner only.
         let owner = if param.starts_with('{') {
             None

@@ -59,6 +59,8 @@ pub struct Services {
     pub sessions: sessions::Sessions,
     pub uia: uia::UiaSessions,
     pub login_limiter: ratelimit::RateLimiter,
+    /// Per-user (per-address for registration) limits on each endpoint family.
+    pub limits: ratelimit::RequestLimits,
     /// Per-origin rate limits on incoming federation requests.
     pub inbound_limits: federation::inbound_limits::InboundLimits,
     pub nonces: shared_secret::Nonces,
@@ -152,6 +154,7 @@ impl Services {
                 config.login.failures_per_minute,
             ),
             inbound_limits: federation::inbound_limits::InboundLimits::new(&config.federation),
+            limits: ratelimit::RequestLimits::new(&config.limits),
             config: Arc::new(config),
             store,
             keys,

@@ -1,9 +1,105 @@
-//! Token buckets keyed by user, address or server: failed logins, media uploads and
-//! other servers' requests.
+//! Token buckets keyed by user, address or server: failed logins, media uploads,
+//! other servers' requests, and each user's sends, joins, invites, searches and reports
+//! (and each address's registrations).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
+
+use ruma::UserId;
+
+use crate::config::LimitsConfig;
+use crate::error::{Error, ErrorKind, Result};
+use crate::service::Services;
+
+/// The endpoint families limited per user (per address for registrations).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    Messages,
+    Joins,
+    Invites,
+    Registrations,
+    Search,
+    Reports,
+}
+
+impl Family {
+    fn what(self) -> &'static str {
+        match self {
+            Family::Messages => "sending events",
+            Family::Joins => "joining rooms",
+            Family::Invites => "inviting users",
+            Family::Registrations => "registering accounts",
+            Family::Search => "searching",
+            Family::Reports => "sending reports",
+        }
+    }
+}
+
+/// One bucket set per family, sized by `[limits]`.
+pub struct RequestLimits {
+    messages: RateLimiter,
+    joins: RateLimiter,
+    invites: RateLimiter,
+    registrations: RateLimiter,
+    search: RateLimiter,
+    reports: RateLimiter,
+}
+
+impl RequestLimits {
+    pub fn new(config: &LimitsConfig) -> Self {
+        Self {
+            messages: RateLimiter::new(config.messages_burst, config.messages_per_minute),
+            joins: RateLimiter::new(config.joins_burst, config.joins_per_minute),
+            invites: RateLimiter::new(config.invites_burst, config.invites_per_minute),
+            registrations: RateLimiter::new(
+                config.registrations_burst,
+                config.registrations_per_minute,
+            ),
+            search: RateLimiter::new(config.search_burst, config.search_per_minute),
+            reports: RateLimiter::new(config.reports_burst, config.reports_per_minute),
+        }
+    }
+
+    fn limiter(&self, family: Family) -> &RateLimiter {
+        match family {
+            Family::Messages => &self.messages,
+            Family::Joins => &self.joins,
+            Family::Invites => &self.invites,
+            Family::Registrations => &self.registrations,
+            Family::Search => &self.search,
+            Family::Reports => &self.reports,
+        }
+    }
+
+    /// Takes one request of `family` from `key`'s allowance, or refuses with the wait.
+    pub fn take(&self, family: Family, key: &str) -> Result<()> {
+        self.limiter(family)
+            .take(key)
+            .map_err(|retry_after_ms| limit_exceeded(retry_after_ms, family.what()))
+    }
+}
+
+pub fn limit_exceeded(retry_after_ms: u64, what: &str) -> Error {
+    Error::new(
+        ErrorKind::LimitExceeded { retry_after_ms },
+        format!("Too many requests {what}; try again in {retry_after_ms} ms"),
+    )
+}
+
+impl Services {
+    /// Counts one request of `family` against `user`; server admins are not limited.
+    pub fn rate_limit(&self, family: Family, user: &UserId) -> Result<()> {
+        if self.limits.limiter(family).check(user.as_str()).is_ok() {
+            self.limits.limiter(family).consume(user.as_str());
+            return Ok(());
+        }
+        if self.is_server_admin(user)? {
+            return Ok(());
+        }
+        self.limits.take(family, user.as_str())
+    }
+}
 
 pub struct RateLimiter {
     burst: f64,

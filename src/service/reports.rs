@@ -4,16 +4,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use ruma::{EventId, RoomId, UserId};
 
-use crate::error::{Error, ErrorKind, Result};
-use crate::service::ratelimit::RateLimiter;
+use crate::error::{Error, Result};
+use crate::service::ratelimit::Family;
 use crate::service::rooms::ClientView;
 use crate::service::{Services, now_ms};
 use crate::store::{Cf, ReportRecord, ReportTarget, Store, StoreResult};
-
-/// Reports a user may send at once, and how many more an hour: plenty for someone
-/// reporting a wave of spam, too few to flood the moderators' list.
-const REPORT_BURST: u32 = 10;
-const REPORTS_PER_HOUR: f64 = 60.0;
 
 /// The longest reason kept; a moderator reads a paragraph, not a book.
 const MAX_REASON_BYTES: usize = 4096;
@@ -21,14 +16,12 @@ const MAX_REASON_BYTES: usize = 4096;
 pub struct Reports {
     /// Report IDs resume from the highest one stored.
     last_id: AtomicU64,
-    limiter: RateLimiter,
 }
 
 impl Reports {
     pub fn new(store: &Store) -> StoreResult<Self> {
         Ok(Self {
             last_id: AtomicU64::new(store.last_u64_key(Cf::Reports)?),
-            limiter: RateLimiter::new(REPORT_BURST, REPORTS_PER_HOUR / 60.0),
         })
     }
 }
@@ -37,14 +30,9 @@ impl Services {
     /// Counts a report request against the reporter, whatever its outcome, so that
     /// reports cannot be used to probe for events or users at speed either.
     fn admit_report(&self, reporter: &UserId, reason: Option<&str>) -> Result<()> {
-        let key = reporter.as_str();
-        if let Err(retry_after_ms) = self.reports.limiter.check(key) {
-            return Err(Error::new(
-                ErrorKind::LimitExceeded { retry_after_ms },
-                "You are sending reports too quickly; try again later",
-            ));
-        }
-        self.reports.limiter.consume(key);
+        // `[limits] reports_*`: plenty for someone reporting a wave of spam, too few to
+        // flood the moderators' list.
+        self.rate_limit(Family::Reports, reporter)?;
         // Checked before anything about the target, which it must not reveal.
         if reason.is_some_and(|r| r.len() > MAX_REASON_BYTES) {
             return Err(Error::invalid_param(format!(

@@ -121,6 +121,11 @@ impl TestServer {
             .env("RUST_LOG", "warn")
             // Tests must not be slowed by fsync; kill -9 durability needs only the WAL.
             .env("HEARTH_SYNC_WRITES", "false");
+        // Tests send, join and register faster than any person, from one address; the
+        // limits have tests of their own (limits.rs), which set them lower again.
+        for family in ["MESSAGES", "JOINS", "INVITES", "REGISTRATIONS", "SEARCH"] {
+            command.env(format!("HEARTH_LIMITS__{family}_BURST"), "1000000");
+        }
         if let Some(tls) = &self.tls {
             command
                 .arg("--tls-cert")

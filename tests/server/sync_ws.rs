@@ -285,3 +285,34 @@ fn logging_out_ends_the_socket() {
         other => panic!("expected a close frame, got {other:?}"),
     }
 }
+
+#[test]
+fn a_frame_larger_than_a_request_body_ends_the_socket() {
+    let server = TestServer::start_with_env(&[("HEARTH_MAX_REQUEST_BYTES", "65536")]);
+    let alice = user(&server, "alice");
+    let mut socket = connect(&server, &alice, "");
+    next_sync(&mut socket);
+    let big = json!({"id": "1", "method": "x", "pad": "x".repeat(100_000)});
+    let _ = socket.send(Message::Text(big.to_string().into()));
+    let ended = loop {
+        match socket.read() {
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                panic!("the socket stayed open after the big frame")
+            }
+            Ok(Message::Close(_)) | Err(_) => break true,
+            Ok(Message::Text(text)) => {
+                let frame: Value = serde_json::from_str(&text).unwrap();
+                assert_ne!(frame["id"], "1", "the big frame was read: {frame}");
+            }
+            Ok(_) => {}
+        }
+    };
+    assert!(ended);
+    let (status, _) = server.get("/_matrix/client/versions", None);
+    assert_eq!(status, 200);
+}

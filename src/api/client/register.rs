@@ -9,8 +9,9 @@ use serde_json::{Map, Value, json};
 
 use super::login::session_response;
 use crate::api::AppState;
-use crate::api::extract::{MatrixJson, Query};
+use crate::api::extract::{ClientAddr, MatrixJson, Query};
 use crate::error::{Error, ErrorKind, Result};
+use crate::service::ratelimit::Family;
 use crate::service::uia::{REGISTER, Requirement, Stage};
 use crate::service::users::NewAccount;
 
@@ -51,6 +52,7 @@ fn registration_flows(state: &AppState) -> Vec<Vec<Stage>> {
 
 async fn register(
     State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     Query(query): Query<RegisterQuery>,
     MatrixJson(mut raw): MatrixJson<Map<String, Value>>,
 ) -> Result<Json<Value>> {
@@ -114,6 +116,10 @@ async fn register(
     }
     if body.password.is_none() {
         return Err(Error::missing_param("A password is required"));
+    }
+    // Counted only when an account is about to be made, not for each UIA round trip.
+    if let Some(addr) = &addr {
+        state.limits.take(Family::Registrations, addr)?;
     }
     // The flow is the token stage alone, so the request that completed it carries it.
     let registration_token = match state.config.registration.tokens_required() {

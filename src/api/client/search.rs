@@ -10,6 +10,7 @@ use crate::api::AppState;
 use crate::api::extract::{Auth, MatrixJson, Query};
 use crate::error::{Error, Result};
 use crate::service::filter::RoomEventFilter;
+use crate::service::ratelimit::Family;
 use crate::service::rooms::ClientView;
 use crate::service::search::{ContextRequest, Field, GroupKey, Order, SearchRequest};
 
@@ -32,6 +33,7 @@ async fn search(
     Query(query): Query<SearchQuery>,
     MatrixJson(body): MatrixJson<Value>,
 ) -> Result<Json<Value>> {
+    state.rate_limit(Family::Search, &authed.user_id)?;
     let categories = body
         .get("search_categories")
         .ok_or_else(|| Error::missing_param("search_categories is required"))?;

@@ -58,7 +58,11 @@ async fn upgrade(
         )
     })?;
     let request = params.to_request(&state, &authed.user_id)?;
-    let upgrade = upgrade.read_buffer_size(READ_BUFFER_BYTES);
+    // A client's frames are requests: no bigger than an HTTP request body may be.
+    let upgrade = upgrade
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .max_message_size(state.config.max_request_bytes)
+        .max_frame_size(state.config.max_request_bytes);
     Ok(upgrade.on_upgrade(move |socket| async move {
         let session = Session {
             state,
@@ -164,7 +168,7 @@ impl Session {
                     if let Err(end) = self.check_token().await {
                         break end;
                     }
-                    if self.socket.send(Message::Ping(Default::default())).await.is_err() {
+                    if self.send_frame(Message::Ping(Default::default())).await.is_err() {
                         break End::ClientGone;
                     }
                 }
@@ -173,8 +177,7 @@ impl Session {
         };
         if let End::Close(code, reason) = end {
             let _ = self
-                .socket
-                .send(Message::Close(Some(CloseFrame {
+                .send_frame(Message::Close(Some(CloseFrame {
                     code,
                     reason: reason.into(),
                 })))
@@ -183,9 +186,17 @@ impl Session {
     }
 
     async fn send_json(&mut self, value: &Value) -> std::result::Result<(), axum::Error> {
-        self.socket
-            .send(Message::Text(value.to_string().into()))
+        self.send_frame(Message::Text(value.to_string().into()))
             .await
+    }
+
+    /// A client that stops reading fills its TCP window and then blocks the send: after
+    /// `SILENCE_LIMIT` the socket is given up, so it holds neither a task nor a frame.
+    async fn send_frame(&mut self, message: Message) -> std::result::Result<(), axum::Error> {
+        match tokio::time::timeout(SILENCE_LIMIT, self.socket.send(message)).await {
+            Ok(sent) => sent,
+            Err(_) => Err(axum::Error::new("the client stopped reading")),
+        }
     }
 
     /// Sends what changed since the last update (everything, the first time). Later

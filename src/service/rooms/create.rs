@@ -151,6 +151,22 @@ impl Services {
     /// Creates a room; returns its ID once every initial event is stored.
     pub async fn create_room(&self, creator: &UserId, request: CreateRoom) -> Result<OwnedRoomId> {
         let version = self.parse_room_version(request.room_version.as_deref())?;
+        let limits = &self.config.limits;
+        for (what, count, limit) in [
+            (
+                "initial_state events",
+                request.initial_state.len(),
+                limits.create_room_initial_state,
+            ),
+            ("invites", request.invite.len(), limits.create_room_invites),
+        ] {
+            if count > limit {
+                return Err(Error::new(
+                    ErrorKind::TooLarge,
+                    format!("createRoom may carry at most {limit} {what}"),
+                ));
+            }
+        }
         for invitee in &request.invite {
             self.check_invitable(invitee)?;
         }

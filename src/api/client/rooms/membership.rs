@@ -11,6 +11,7 @@ use super::parse_room_id;
 use crate::api::AppState;
 use crate::api::extract::{Auth, MatrixJson, Path};
 use crate::error::{Error, Result};
+use crate::service::ratelimit::Family;
 use crate::service::rooms::MembershipChange;
 use crate::service::sessions::Authed;
 
@@ -125,6 +126,7 @@ async fn join_room(
     reason: Option<String>,
 ) -> Result<Json<Value>> {
     state.check_may_enter(&authed.user_id, &room_id)?;
+    state.rate_limit(Family::Joins, &authed.user_id)?;
     if state.joins_remotely(&room_id)? {
         let mut via = via;
         via.extend(state.invite_servers(&room_id, &authed.user_id)?);
@@ -147,6 +149,7 @@ async fn knock(
     let mut via = via_servers(&query);
     let room_id = room_id_or_alias(&state, &target, &mut via).await?;
     state.check_may_enter(&authed.user_id, &room_id)?;
+    state.rate_limit(Family::Joins, &authed.user_id)?;
     if state.joins_remotely(&room_id)? {
         state
             .knock_remote_room(&room_id, &authed.user_id, &via, body.reason)
@@ -202,6 +205,7 @@ fn targeted(change: MembershipChange) -> MethodRouter<AppState> {
             let room_id = parse_room_id(&room_id)?;
             if change == MembershipChange::Invite {
                 state.check_may_enter(&authed.user_id, &room_id)?;
+                state.rate_limit(Family::Invites, &authed.user_id)?;
                 // A shadow-banned user's invites are answered but never sent.
                 if state.is_shadow_banned(&authed.user_id)? {
                     return Ok(Json(json!({})));

@@ -11,6 +11,7 @@ use super::parse_room_id;
 use crate::api::AppState;
 use crate::api::extract::{Auth, MatrixJson, Path};
 use crate::error::{Error, Result};
+use crate::service::ratelimit::Family;
 use crate::service::rooms::{EventTemplate, TxnRef};
 
 pub fn routes() -> Router<AppState> {
@@ -38,6 +39,7 @@ async fn redact(
         return Err(Error::invalid_param("Transaction ID must not be empty"));
     }
     state.check_suspended_redaction(&authed.user_id, Some(&json!(target)))?;
+    state.rate_limit(Family::Messages, &authed.user_id)?;
     let event_id = state
         .append_event(
             &room_id,

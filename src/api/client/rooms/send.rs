@@ -11,6 +11,7 @@ use crate::api::AppState;
 use crate::api::extract::{Auth, MatrixJson, Path};
 use crate::error::{Error, Result};
 use crate::service::Services;
+use crate::service::ratelimit::Family;
 use crate::service::rooms::{EventTemplate, TxnRef};
 use crate::service::sessions::Authed;
 use ruma::OwnedEventId;
@@ -71,6 +72,7 @@ pub async fn send_message(
     } else {
         state.refuse_if_suspended(&authed.user_id)?;
     }
+    state.rate_limit(Family::Messages, &authed.user_id)?;
     if state.is_shadow_banned(&authed.user_id)? {
         let seed = format!("{}\0{txn_id}", authed.device_id);
         return state.shadow_event_id(&authed.user_id, Some(&seed));

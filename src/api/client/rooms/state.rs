@@ -11,6 +11,7 @@ use crate::api::AppState;
 use crate::api::extract::{Auth, MatrixJson, Path, Query};
 use crate::error::{Error, ErrorKind, Result};
 use crate::service::Services;
+use crate::service::ratelimit::Family;
 use crate::service::rooms::{ClientView, EventTemplate};
 use crate::service::sessions::Authed;
 use ruma::OwnedEventId;
@@ -162,6 +163,7 @@ pub async fn send_state_event(
         return Err(Error::forbidden("The create event cannot be replaced"));
     }
     state.refuse_if_suspended(&authed.user_id)?;
+    state.rate_limit(Family::Messages, &authed.user_id)?;
     if state.is_shadow_banned(&authed.user_id)? {
         return state.shadow_event_id(&authed.user_id, None);
     }

@@ -1,0 +1,168 @@
+//! `[limits]`: how much one user (or, for registration, one address) may ask of the
+//! server per endpoint family, and the sizes `createRoom` and filters may reach.
+//! Rates are token buckets (a burst, refilled per minute); a refused request gets
+//! `429 M_LIMIT_EXCEEDED` with `retry_after_ms`. Server admins are exempt. See
+//! spec/limits.md for every limit Hearth applies.
+
+use serde::{Deserialize, Serialize};
+
+use super::ConfigError;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Room events a user sends (messages, state, redactions).
+    pub messages_burst: u32,
+    pub messages_per_minute: f64,
+    /// Joins and knocks a user makes.
+    pub joins_burst: u32,
+    pub joins_per_minute: f64,
+    /// Invites a user sends.
+    pub invites_burst: u32,
+    pub invites_per_minute: f64,
+    /// Accounts registered from one address.
+    pub registrations_burst: u32,
+    pub registrations_per_minute: f64,
+    /// Server-side searches a user runs.
+    pub search_burst: u32,
+    pub search_per_minute: f64,
+    /// Reports of events, rooms and users a user files.
+    pub reports_burst: u32,
+    pub reports_per_minute: f64,
+    /// Most `initial_state` events one `createRoom` may carry.
+    pub create_room_initial_state: usize,
+    /// Most users one `createRoom` may invite.
+    pub create_room_invites: usize,
+    /// Largest filter (uploaded or inline in `/sync?filter=`), in bytes of JSON.
+    pub filter_bytes: usize,
+    /// Seconds a client may take to send a request's head (also how long an idle
+    /// keep-alive connection stays open); then the connection is closed.
+    pub header_read_secs: u64,
+    /// Seconds a client may take to send a JSON request body; then `408`.
+    pub body_read_secs: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            // Ten a second with a hundred at once: far above a person typing, and
+            // above the benchmark's 2.5 a second per user.
+            messages_burst: 100,
+            messages_per_minute: 600.0,
+            joins_burst: 30,
+            joins_per_minute: 60.0,
+            invites_burst: 30,
+            invites_per_minute: 60.0,
+            registrations_burst: 10,
+            registrations_per_minute: 10.0,
+            search_burst: 20,
+            search_per_minute: 60.0,
+            reports_burst: 10,
+            reports_per_minute: 1.0,
+            create_room_initial_state: 100,
+            create_room_invites: 100,
+            filter_bytes: 16 * 1024,
+            header_read_secs: 30,
+            body_read_secs: 60,
+        }
+    }
+}
+
+/// `hearth --help`'s lines for `[limits]`.
+pub const LIMITS_OPTIONS: &[(&str, &str)] = &[
+    (
+        "limits.messages_burst",
+        "Room events (messages, state, redactions) a user may send at once before M_LIMIT_EXCEEDED [default: 100]",
+    ),
+    (
+        "limits.messages_per_minute",
+        "Rate at which that allowance refills [default: 600]",
+    ),
+    (
+        "limits.joins_burst",
+        "Joins and knocks a user may make at once [default: 30]",
+    ),
+    (
+        "limits.joins_per_minute",
+        "Rate at which that allowance refills [default: 60]",
+    ),
+    (
+        "limits.invites_burst",
+        "Invites a user may send at once [default: 30]",
+    ),
+    (
+        "limits.invites_per_minute",
+        "Rate at which that allowance refills [default: 60]",
+    ),
+    (
+        "limits.registrations_burst",
+        "Accounts one address may register at once [default: 10]",
+    ),
+    (
+        "limits.registrations_per_minute",
+        "Rate at which that allowance refills [default: 10]",
+    ),
+    (
+        "limits.search_burst",
+        "Searches a user may run at once [default: 20]",
+    ),
+    (
+        "limits.search_per_minute",
+        "Rate at which that allowance refills [default: 60]",
+    ),
+    (
+        "limits.reports_burst",
+        "Reports a user may file at once [default: 10]",
+    ),
+    (
+        "limits.reports_per_minute",
+        "Rate at which that allowance refills [default: 1]",
+    ),
+    (
+        "limits.create_room_initial_state",
+        "Most initial_state events in one createRoom [default: 100]",
+    ),
+    (
+        "limits.create_room_invites",
+        "Most invites in one createRoom [default: 100]",
+    ),
+    (
+        "limits.filter_bytes",
+        "Largest filter accepted, uploaded or inline [default: 16384]",
+    ),
+    (
+        "limits.header_read_secs",
+        "Seconds a client may take to send a request's head, and that an idle connection stays open [default: 30]",
+    ),
+    (
+        "limits.body_read_secs",
+        "Seconds a client may take to send a JSON request body before 408 [default: 60]",
+    ),
+];
+
+impl LimitsConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let rates = [
+            (self.messages_burst, self.messages_per_minute),
+            (self.joins_burst, self.joins_per_minute),
+            (self.invites_burst, self.invites_per_minute),
+            (self.registrations_burst, self.registrations_per_minute),
+            (self.search_burst, self.search_per_minute),
+            (self.reports_burst, self.reports_per_minute),
+        ];
+        if rates
+            .iter()
+            .any(|&(burst, rate)| burst == 0 || !rate.is_finite() || rate <= 0.0)
+        {
+            return Err(ConfigError::Invalid(
+                "limits: every *_burst and *_per_minute must be positive".into(),
+            ));
+        }
+        if self.filter_bytes == 0 || self.header_read_secs == 0 || self.body_read_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.filter_bytes, header_read_secs and body_read_secs must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,275 @@
+//! `[limits]`: per-user rates per endpoint family (admins exempt), per-address
+//! registrations, `createRoom` sizes and filter sizes. The harness raises the rates for
+//! every other test; these servers set them low again.
+
+use serde_json::{Value, json};
+
+use crate::admin_support::{SECRET, admin};
+use crate::harness::{PASSWORD, TestServer, assert_error};
+use crate::room_support::{create_room, enc, send_path, try_create_room, user};
+
+#[track_caller]
+fn assert_limited(answer: (u16, Value)) {
+    let body = assert_error(answer, 429, "M_LIMIT_EXCEEDED");
+    let wait = body["retry_after_ms"].as_u64().expect("retry_after_ms");
+    assert!(wait > 0, "{body}");
+}
+
+#[test]
+fn sends_past_the_burst_are_refused_with_a_wait_and_admins_are_exempt() {
+    let server = TestServer::start_with_env(&[
+        ("HEARTH_REGISTRATION__SHARED_SECRET", SECRET),
+        ("HEARTH_LIMITS__MESSAGES_BURST", "3"),
+        ("HEARTH_LIMITS__MESSAGES_PER_MINUTE", "1"),
+    ]);
+    let alice = user(&server, "alice");
+    let root = admin(&server, "root");
+    let room = create_room(&server, &root, json!({"preset": "public_chat"}));
+    let (status, body) = server.post(
+        &format!("/_matrix/client/v3/join/{}", enc(&room)),
+        Some(&alice.token),
+        &json!({}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let message = json!({"msgtype": "m.text", "body": "hi"});
+    for i in 0..3 {
+        let path = send_path(&room, "m.room.message", &format!("a{i}"));
+        let (status, body) = server.send("PUT", &path, Some(&alice.token), &message);
+        assert_eq!(status, 200, "{body}");
+    }
+    let path = send_path(&room, "m.room.message", "a3");
+    assert_limited(server.send("PUT", &path, Some(&alice.token), &message));
+    // State events and redactions count as sends too.
+    let topic = format!(
+        "/_matrix/client/v3/rooms/{}/state/m.room.topic/",
+        enc(&room)
+    );
+    assert_limited(server.send("PUT", &topic, Some(&alice.token), &json!({"topic": "t"})));
+    // Nothing was stored for the refused send.
+    let (_, messages) = server.get(
+        &format!(
+            "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=50",
+            enc(&room)
+        ),
+        Some(&alice.token),
+    );
+    let bodies = messages["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "m.room.message")
+        .count();
+    assert_eq!(bodies, 3, "{messages}");
+    // The server admin has the same allowance and is never refused.
+    for i in 0..6 {
+        let path = send_path(&room, "m.room.message", &format!("r{i}"));
+        let (status, body) = server.send("PUT", &path, Some(&root.token), &message);
+        assert_eq!(status, 200, "{body}");
+    }
+}
+
+#[test]
+fn registrations_are_limited_per_address() {
+    let server = TestServer::start_with_env(&[
+        ("HEARTH_LIMITS__REGISTRATIONS_BURST", "2"),
+        ("HEARTH_LIMITS__REGISTRATIONS_PER_MINUTE", "1"),
+    ]);
+    server.register("one");
+    server.register("two");
+    assert_limited(server.post(
+        "/_matrix/client/v3/register",
+        None,
+        &json!({
+            "username": "three",
+            "password": PASSWORD,
+            "auth": { "type": "m.login.dummy" },
+        }),
+    ));
+    let (status, body) = server.get("/_matrix/client/v3/register/available?username=three", None);
+    assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn joins_invites_and_searches_have_their_own_allowances() {
+    let server = TestServer::start_with_env(&[
+        ("HEARTH_LIMITS__JOINS_BURST", "1"),
+        ("HEARTH_LIMITS__JOINS_PER_MINUTE", "1"),
+        ("HEARTH_LIMITS__INVITES_BURST", "1"),
+        ("HEARTH_LIMITS__INVITES_PER_MINUTE", "1"),
+        ("HEARTH_LIMITS__SEARCH_BURST", "1"),
+        ("HEARTH_LIMITS__SEARCH_PER_MINUTE", "1"),
+    ]);
+    let alice = user(&server, "alice");
+    let bob = user(&server, "bob");
+    let carol = user(&server, "carol");
+    let first = create_room(&server, &alice, json!({"preset": "public_chat"}));
+    let second = create_room(&server, &alice, json!({"preset": "public_chat"}));
+    let join = |room: &str| {
+        server.post(
+            &format!("/_matrix/client/v3/join/{}", enc(room)),
+            Some(&bob.token),
+            &json!({}),
+        )
+    };
+    assert_eq!(join(&first).0, 200);
+    assert_limited(join(&second));
+    let invite = |who: &str| {
+        server.post(
+            &format!("/_matrix/client/v3/rooms/{}/invite", enc(&second)),
+            Some(&alice.token),
+            &json!({ "user_id": who }),
+        )
+    };
+    assert_eq!(invite(&bob.id).0, 200);
+    assert_limited(invite(&carol.id));
+    let search = json!({"search_categories": {"room_events": {"search_term": "hi"}}});
+    assert_eq!(
+        server
+            .post("/_matrix/client/v3/search", Some(&alice.token), &search)
+            .0,
+        200
+    );
+    assert_limited(server.post("/_matrix/client/v3/search", Some(&alice.token), &search));
+}
+
+#[test]
+fn create_room_and_filters_have_size_limits() {
+    let server = TestServer::start_with_env(&[
+        ("HEARTH_LIMITS__CREATE_ROOM_INITIAL_STATE", "2"),
+        ("HEARTH_LIMITS__CREATE_ROOM_INVITES", "1"),
+        ("HEARTH_LIMITS__FILTER_BYTES", "200"),
+    ]);
+    let alice = user(&server, "alice");
+    let bob = user(&server, "bob");
+    let carol = user(&server, "carol");
+    let state = |n: usize| -> Vec<Value> {
+        (0..n)
+            .map(|i| json!({"type": "m.custom", "state_key": i.to_string(), "content": {}}))
+            .collect()
+    };
+    assert_error(
+        try_create_room(&server, &alice, json!({ "initial_state": state(3) })),
+        413,
+        "M_TOO_LARGE",
+    );
+    assert_error(
+        try_create_room(&server, &alice, json!({ "invite": [bob.id, carol.id] })),
+        413,
+        "M_TOO_LARGE",
+    );
+    let (_, rooms) = server.get("/_matrix/client/v3/joined_rooms", Some(&alice.token));
+    assert_eq!(rooms["joined_rooms"], json!([]), "a refused room was made");
+    create_room(
+        &server,
+        &alice,
+        json!({ "initial_state": state(2), "invite": [bob.id] }),
+    );
+
+    let filter_path = format!("/_matrix/client/v3/user/{}/filter", enc(&alice.id));
+    let big = json!({"room": {"rooms": (0..40).map(|i| format!("!r{i}:x")).collect::<Vec<_>>()}});
+    assert_error(
+        server.post(&filter_path, Some(&alice.token), &big),
+        413,
+        "M_TOO_LARGE",
+    );
+    let (status, body) = server.post(
+        &filter_path,
+        Some(&alice.token),
+        &json!({"room": {"timeline": {"limit": 5}}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let inline = enc(&big.to_string());
+    assert_error(
+        server.get(
+            &format!("/_matrix/client/v3/sync?timeout=0&filter={inline}"),
+            Some(&alice.token),
+        ),
+        413,
+        "M_TOO_LARGE",
+    );
+}
+
+#[test]
+fn bodies_nested_too_deep_are_refused_before_any_handler() {
+    let server = TestServer::start();
+    let alice = user(&server, "alice");
+    let room = create_room(&server, &alice, json!({}));
+    let deep = format!(
+        "{{\"msgtype\":\"m.text\",\"body\":\"x\",\"n\":{}{}}}",
+        "[".repeat(200_000),
+        "]".repeat(200_000)
+    );
+    let path = send_path(&room, "m.room.message", "deep");
+    let response = server
+        .client
+        .put(server.url(&path))
+        .bearer_auth(&alice.token)
+        .body(deep)
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let body: Value = response.json().unwrap();
+    assert_eq!(body["errcode"], "M_NOT_JSON", "{body}");
+    let (status, _) = server.get("/_matrix/client/versions", None);
+    assert_eq!(status, 200);
+}
+
+fn raw(server: &TestServer) -> std::net::TcpStream {
+    let socket = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    socket
+}
+
+/// Reads until the server closes; a read timeout fails the test.
+fn read_to_close(socket: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match socket.read(&mut buf) {
+            Ok(0) => return String::from_utf8_lossy(&answer).into_owned(),
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return String::from_utf8_lossy(&answer).into_owned();
+            }
+            Err(e) => panic!("the server kept the connection open: {e}"),
+        }
+    }
+}
+
+#[test]
+fn slow_clients_are_cut_off_and_others_are_still_served() {
+    use std::io::Write;
+    let server = TestServer::start_with_env(&[
+        ("HEARTH_LIMITS__HEADER_READ_SECS", "1"),
+        ("HEARTH_LIMITS__BODY_READ_SECS", "1"),
+    ]);
+    // Headers that never end (slow loris): the connection is closed.
+    let mut heads: Vec<_> = (0..20).map(|_| raw(&server)).collect();
+    for socket in &mut heads {
+        socket
+            .write_all(b"GET /_matrix/client/versions HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n")
+            .unwrap();
+    }
+    let (status, _) = server.get("/_matrix/client/versions", None);
+    assert_eq!(status, 200, "other clients are served meanwhile");
+    for socket in &mut heads {
+        let answer = read_to_close(socket);
+        assert!(!answer.contains("200 OK"), "{answer}");
+    }
+    // A body that stops part way: 408 with a Matrix error, then the connection closes.
+    let mut socket = raw(&server);
+    socket
+        .write_all(
+            b"POST /_matrix/client/v3/login HTTP/1.1\r\nHost: x\r\n\
+              Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"type\":",
+        )
+        .unwrap();
+    let answer = read_to_close(&mut socket);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("M_UNKNOWN"), "{answer}");
+    let (status, _) = server.get("/_matrix/client/versions", None);
+    assert_eq!(status, 200);
+}

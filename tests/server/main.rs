@@ -16,6 +16,7 @@ mod e2ee_keys;
 mod e2ee_support;
 mod ephemeral;
 mod errors;
+mod crash_under_load;
 mod fanout;
 mod federation;
 mod federation_e2ee;

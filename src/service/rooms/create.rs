@@ -189,14 +189,20 @@ impl Services {
             self.check_invitable(invitee)?;
         }
         // See `existing_direct_room`: "message this person" again opens the same chat;
-        // the rest of the request (name, topic, state) applies only to new rooms.
-        if request.is_direct
-            && let [invitee] = request.invite.as_slice()
-            && let Some(existing) = self.existing_direct_room(creator, invitee)?
-        {
-            tracing::info!(room_id = %existing, creator = %creator, "existing direct chat reused");
-            return Ok(existing);
-        }
+        // the rest of the request (name, topic, state) applies only to new rooms. The
+        // creator's lock is held until the new room is in their `m.direct`, so a second
+        // request sent at the same time finds it rather than opening another.
+        let _direct_guard = match (request.is_direct, request.invite.as_slice()) {
+            (true, [invitee]) => {
+                let guard = self.direct_chat_locks.lock(creator).await;
+                if let Some(existing) = self.existing_direct_room(creator, invitee)? {
+                    tracing::info!(room_id = %existing, creator = %creator, "existing direct chat reused");
+                    return Ok(existing);
+                }
+                Some(guard)
+            }
+            _ => None,
+        };
         self.check_initial_canonical_alias(&request)?;
         // Held until the alias is stored, so no one can take it once it was found free.
         let alias_guard = match &request.alias {

@@ -65,6 +65,8 @@ struct Writer {
     topics: Vec<(String, String)>,
     /// The event its last answered read receipt in the hall names.
     receipt: Option<String>,
+    /// How many read receipts were answered this round.
+    receipts_answered: usize,
     uploads: Vec<(String, Vec<u8>)>,
     rooms: Vec<String>,
     pending: Option<Op>,
@@ -75,6 +77,7 @@ struct Writer {
 
 impl Writer {
     fn mark_round(&mut self) {
+        self.receipts_answered = 0;
         self.round_start = (
             self.messages.len(),
             self.topics.len(),
@@ -210,7 +213,10 @@ fn run_writer(
             Op::Topic { topic } => w
                 .topics
                 .push((topic, body["event_id"].as_str().unwrap_or_default().into())),
-            Op::Receipt { event_id } => w.receipt = Some(event_id),
+            Op::Receipt { event_id } => {
+                w.receipt = Some(event_id);
+                w.receipts_answered += 1;
+            }
             Op::Upload { bytes } => w.uploads.push((
                 body["content_uri"].as_str().unwrap_or_default().into(),
                 bytes,
@@ -623,7 +629,11 @@ fn killed_under_load_again_and_again_nothing_answered_is_lost() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(8);
-    let mut server = admin_support::start();
+    // At info, the server logs the room creations it resumes at start-up.
+    let mut server = TestServer::start_with_env(&[
+        ("HEARTH_REGISTRATION__SHARED_SECRET", admin_support::SECRET),
+        ("RUST_LOG", "warn,hearth::service::fanout=info"),
+    ]);
     let root = admin(&server, "root");
     let owner = user(&server, "owner");
     let hall = create_room(
@@ -644,6 +654,7 @@ fn killed_under_load_again_and_again_nothing_answered_is_lost() {
                 messages: Vec::new(),
                 topics: Vec::new(),
                 receipt: None,
+                receipts_answered: 0,
                 uploads: Vec::new(),
                 rooms: Vec::new(),
                 pending: None,
@@ -686,6 +697,8 @@ fn killed_under_load_again_and_again_nothing_answered_is_lost() {
     let mut verified_rooms: HashSet<String> = HashSet::new();
     let mut answered_rooms: HashSet<String> = HashSet::new();
     let mut writes = 0;
+    let mut resumed = 0;
+    let mut resumes_checked = 0;
     let started = Instant::now();
 
     for round in 0..rounds {
@@ -714,6 +727,9 @@ fn killed_under_load_again_and_again_nothing_answered_is_lost() {
         std::thread::sleep(Duration::from_millis(100 + random_below(900)));
         // SIGKILL; the logs are those of the run that began at the last restart.
         let logs = server.stop_and_logs();
+        if logs.contains("resuming fan-outs left unfinished") {
+            resumed += 1;
+        }
         for line in logs.lines().filter(|l| complaint(l)) {
             tally.check(false, || {
                 format!("round {round}: the server logged {line:?}")
@@ -904,6 +920,7 @@ fn killed_under_load_again_and_again_nothing_answered_is_lost() {
                 picked.push(s.tokens[random_below(s.tokens.len() as u64) as usize].clone());
             }
             for token_at in picked {
+                resumes_checked += 1;
                 check_resume(&server, s, token_at, &must_have, &scope, &mut tally);
             }
         }
@@ -918,6 +935,7 @@ fn killed_under_load_again_and_again_nothing_answered_is_lost() {
                     + (w.topics.len() - w.round_start.1)
                     + (w.uploads.len() - w.round_start.2)
                     + (w.rooms.len() - w.round_start.3)
+                    + w.receipts_answered
             })
             .sum::<usize>();
     }
@@ -934,13 +952,23 @@ fn killed_under_load_again_and_again_nothing_answered_is_lost() {
         true,
         &mut tally,
     );
-    let receipts: usize = writers.iter().filter(|w| w.receipt.is_some()).count();
+    // The run after the last kill may have resumed a creation too.
+    if server
+        .stop_and_logs()
+        .contains("resuming fan-outs left unfinished")
+    {
+        resumed += 1;
+    }
     println!(
-        "{rounds} kills survived in {:?}; {writes} writes answered (plus {receipts} receipts), \
-         {} checks of answered writes; {} rooms checked whole; {} anomalies",
+        "{rounds} kills survived in {:?}; {writes} writes answered, {} checks of answered \
+         writes; {} rooms checked whole, {resumed} restarts finished a creation cut short; \
+         {resumes_checked} syncs resumed from pre-kill tokens; events handed to the \
+         long-poll / socket clients: {} / {}; {} anomalies",
         started.elapsed(),
         tally.checked,
         verified_rooms.len(),
+        syncers[0].delivered.len(),
+        syncers[1].delivered.len(),
         tally.anomalies.len()
     );
     assert!(

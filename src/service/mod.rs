@@ -82,6 +82,9 @@ pub struct Services {
     pub media: media::Media,
     pub gifs: gifs::Gifs,
     pub profile_locks: profile::ProfileLocks,
+    /// One lock per creator around finding or creating a direct chat, so that two
+    /// `createRoom` calls for the same chat at once open one room (see `direct.rs`).
+    pub direct_chat_locks: profile::ProfileLocks,
     /// Changes that reach many rooms, carried out from a durable intent.
     pub fanout: Arc<fanout::Fanout>,
     pub parsed_filters: filter::ParsedFilters,
@@ -142,6 +145,7 @@ impl Services {
             media,
             gifs: gifs::Gifs::new(config.federation.ip_range_denylist.clone())?,
             profile_locks: profile::ProfileLocks::default(),
+            direct_chat_locks: profile::ProfileLocks::default(),
             fanout: fanout::Fanout::new(store.clone(), shutting_down.subscribe())?,
             parsed_filters: filter::ParsedFilters::new(filter::PARSED_FILTERS),
             user_directory: user_directory::UserDirectory::load(&store)?,

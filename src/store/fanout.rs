@@ -24,13 +24,18 @@ pub enum FanoutKind {
     /// Carry out an admin's deletion of the room (the subject is a room ID), as its
     /// `deleted_rooms` record describes it.
     DeleteRoom,
+    /// Finish creating the room (the subject is a room ID): the initial events the
+    /// `createRoom` request in the record's `payload` asks for, after the create event
+    /// written with the intent.
+    CreateRoom,
 }
 
 impl FanoutKind {
-    pub const ALL: [FanoutKind; 3] = [
+    pub const ALL: [FanoutKind; 4] = [
         FanoutKind::MemberProfile,
         FanoutKind::LeaveRooms,
         FanoutKind::DeleteRoom,
+        FanoutKind::CreateRoom,
     ];
 
     pub fn name(self) -> &'static str {
@@ -38,6 +43,7 @@ impl FanoutKind {
             FanoutKind::MemberProfile => "member_profile",
             FanoutKind::LeaveRooms => "leave_rooms",
             FanoutKind::DeleteRoom => "delete_room",
+            FanoutKind::CreateRoom => "create_room",
         }
     }
 
@@ -51,6 +57,10 @@ impl FanoutKind {
 pub struct FanoutRecord {
     /// When the change was made (ms since the epoch), for the logs.
     pub created_ms: u64,
+    /// What the kind needs to know that the store does not hold elsewhere (for
+    /// `CreateRoom`, the request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
 }
 
 /// An intent as stored, with the parts of its key.
@@ -165,7 +175,10 @@ mod tests {
     fn intents_are_listed_per_subject_in_kind_and_generation_order() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), false).unwrap();
-        let record = FanoutRecord { created_ms: 7 };
+        let record = FanoutRecord {
+            created_ms: 7,
+            payload: None,
+        };
         let mut batch = store.batch();
         for (subject, kind, generation) in [
             ("@a:x", FanoutKind::MemberProfile, 300),

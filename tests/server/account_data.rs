@@ -481,6 +481,33 @@ fn a_direct_chat_is_recorded_in_both_users_m_direct_and_reused() {
 }
 
 #[test]
+fn direct_chats_asked_for_at_the_same_time_open_one_room() {
+    let server = std::sync::Arc::new(TestServer::start());
+    let alice = std::sync::Arc::new(user(&server, "alice"));
+    let bob = std::sync::Arc::new(user(&server, "bob"));
+    for _ in 0..3 {
+        let askers: Vec<_> = (0..4)
+            .map(|_| {
+                let (server, alice, bob) = (server.clone(), alice.clone(), bob.clone());
+                std::thread::spawn(move || direct_chat(&server, &alice, &bob))
+            })
+            .collect();
+        let rooms: std::collections::BTreeSet<String> =
+            askers.into_iter().map(|a| a.join().unwrap()).collect();
+        assert_eq!(rooms.len(), 1, "{rooms:?}");
+        let room = rooms.into_iter().next().unwrap();
+        let listed = get_ok(&server, &alice, &global(&alice.id, "m.direct"));
+        assert_eq!(
+            listed[&bob.id].as_array().unwrap().last().unwrap(),
+            &json!(room)
+        );
+        // Once Bob has left, the next burst opens one new room again.
+        join(&server, &bob, &room);
+        leave(&server, &bob, &room);
+    }
+}
+
+#[test]
 fn a_direct_chat_the_other_user_left_is_not_reused() {
     let server = TestServer::start();
     let alice = user(&server, "alice");

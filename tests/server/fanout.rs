@@ -22,7 +22,7 @@ use crate::room_support::*;
 /// speed requirement: a bound so that a fan-out never finished fails the test.
 const CATCH_UP: Duration = Duration::from_secs(30);
 
-fn random_below(bound: u64) -> u64 {
+pub fn random_below(bound: u64) -> u64 {
     let mut hasher = RandomState::new().build_hasher();
     hasher.write_u64(bound);
     hasher.finish() % bound

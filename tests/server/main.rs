@@ -9,6 +9,7 @@ mod admin_cli;
 mod admin_media_deletion;
 mod admin_support;
 mod backup;
+mod crash_under_load;
 mod deploy_config;
 mod devices;
 mod directory;

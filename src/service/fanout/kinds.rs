@@ -47,6 +47,10 @@ impl Services {
                 Ok(room_id) => self.carry_out_room_deletion(&room_id).await,
                 Err(e) => unreadable(e),
             },
+            FanoutKind::CreateRoom => match RoomId::parse(subject) {
+                Ok(room_id) => self.resume_room_creation(&room_id).await,
+                Err(e) => unreadable(e),
+            },
         }
     }
 

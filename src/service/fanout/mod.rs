@@ -88,9 +88,22 @@ impl Fanout {
         subject: &str,
         kind: FanoutKind,
     ) -> StoreResult<u64> {
+        self.stage_with(batch, subject, kind, None)
+    }
+
+    /// [`Self::stage`] with what the kind needs to know besides the store (see
+    /// [`FanoutRecord::payload`]).
+    pub fn stage_with(
+        &self,
+        batch: &mut Batch<'_>,
+        subject: &str,
+        kind: FanoutKind,
+        payload: Option<serde_json::Value>,
+    ) -> StoreResult<u64> {
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let record = FanoutRecord {
             created_ms: now_ms(),
+            payload,
         };
         batch.put_fanout_intent(subject, kind, generation, &record)?;
         Ok(generation)

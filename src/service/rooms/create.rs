@@ -1,8 +1,15 @@
 //! `createRoom`: the create event, then the initial state in the order the spec lays down.
+//!
+//! The create event is written together with a `CreateRoom` fan-out intent holding the
+//! request, and the intent is deleted once the last initial event is stored. A crash in
+//! between leaves the intent, and the next start finishes the room from it: every step
+//! is idempotent (an initial event already current is not sent again), so a room is
+//! either absent or, once the server is up again, whole; never half created.
 
 use std::collections::BTreeSet;
 
 use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId, UserId};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::timeline::EventTemplate;
@@ -10,8 +17,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::event::{PowerLevels, RoomVersion, canonical_json};
 use crate::service::Services;
 use crate::service::directory::canonical_alias_names;
+use crate::service::fanout::FanoutKind;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Preset {
     PrivateChat,
     TrustedPrivateChat,
@@ -30,7 +38,7 @@ impl Preset {
 }
 
 /// A validated `createRoom` request.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CreateRoom {
     pub preset: Option<Preset>,
     /// Publish the room in this server's directory.
@@ -135,6 +143,32 @@ fn check_initial_content(
     Ok(())
 }
 
+/// The preset (from the request or its visibility), the invitees made creators or
+/// admins by `trusted_private_chat`, and the initial power levels.
+fn plan(
+    version: RoomVersion,
+    creator: &UserId,
+    request: &CreateRoom,
+) -> (Preset, Vec<OwnedUserId>, Map<String, Value>) {
+    let preset = request.preset.unwrap_or(if request.public_visibility {
+        Preset::PublicChat
+    } else {
+        Preset::PrivateChat
+    });
+    let trusted: Vec<OwnedUserId> = if preset == Preset::TrustedPrivateChat {
+        request.invite.clone()
+    } else {
+        Vec::new()
+    };
+    let mut power_levels = default_power_levels(version, creator, &trusted);
+    if let Some(overrides) = &request.power_level_content_override {
+        for (key, value) in overrides {
+            power_levels.insert(key.clone(), value.clone());
+        }
+    }
+    (preset, trusted, power_levels)
+}
+
 impl Services {
     pub fn parse_room_version(&self, requested: Option<&str>) -> Result<RoomVersion> {
         match requested {
@@ -171,14 +205,20 @@ impl Services {
             self.check_invitable(invitee)?;
         }
         // See `existing_direct_room`: "message this person" again opens the same chat;
-        // the rest of the request (name, topic, state) applies only to new rooms.
-        if request.is_direct
-            && let [invitee] = request.invite.as_slice()
-            && let Some(existing) = self.existing_direct_room(creator, invitee)?
-        {
-            tracing::info!(room_id = %existing, creator = %creator, "existing direct chat reused");
-            return Ok(existing);
-        }
+        // the rest of the request (name, topic, state) applies only to new rooms. The
+        // creator's lock is held until the new room is in their `m.direct`, so a second
+        // request sent at the same time finds it rather than opening another.
+        let _direct_guard = match (request.is_direct, request.invite.as_slice()) {
+            (true, [invitee]) => {
+                let guard = self.direct_chat_locks.lock(creator).await;
+                if let Some(existing) = self.existing_direct_room(creator, invitee)? {
+                    tracing::info!(room_id = %existing, creator = %creator, "existing direct chat reused");
+                    return Ok(existing);
+                }
+                Some(guard)
+            }
+            _ => None,
+        };
         self.check_initial_canonical_alias(&request)?;
         // Held until the alias is stored, so no one can take it once it was found free.
         let alias_guard = match &request.alias {
@@ -194,18 +234,9 @@ impl Services {
             }
             None => None,
         };
-        let preset = request.preset.unwrap_or(if request.public_visibility {
-            Preset::PublicChat
-        } else {
-            Preset::PrivateChat
-        });
-        let trusted: Vec<OwnedUserId> = if preset == Preset::TrustedPrivateChat {
-            request.invite.clone()
-        } else {
-            Vec::new()
-        };
+        let (_, trusted, power_levels) = plan(version, creator, &request);
 
-        // 1. m.room.create
+        // 1. m.room.create, with the intent that finishes the room after a crash.
         let mut create = request.creation_content.clone();
         create.insert("room_version".into(), json!(version.as_str()));
         if version.create_requires_creator_field() {
@@ -225,21 +256,107 @@ impl Services {
             creators.remove(creator.as_str());
             create.insert("additional_creators".into(), json!(creators));
         }
-        let mut power_levels = default_power_levels(version, creator, &trusted);
-        if let Some(overrides) = &request.power_level_content_override {
-            for (key, value) in overrides {
-                power_levels.insert(key.clone(), value.clone());
-            }
-        }
         check_initial_content(version, creator, &create, &power_levels, &request)?;
         let legacy_room_id = self.legacy_room_id(version)?;
+        let intent = serde_json::to_value(&request)
+            .map_err(|e| Error::internal(format!("createRoom request: {e}")))?;
         let (room_id, _) = self
-            .append_create_event(version, creator, Value::Object(create), legacy_room_id)
+            .append_create_event(
+                version,
+                creator,
+                Value::Object(create),
+                legacy_room_id,
+                Some(intent),
+            )
             .await?;
         if let Some(alias) = &request.alias {
             self.write_alias(alias, &room_id, creator)?;
         }
         drop(alias_guard);
+        if let Err(e) = self
+            .finish_room_creation(&room_id, creator, request, version)
+            .await
+        {
+            // Refused part-way (a remote invitee's server, say): answered as an error,
+            // the room stays as it is, as a request refused without a crash always did.
+            self.end_room_creation(&room_id)?;
+            return Err(e);
+        }
+        tracing::info!(room_id = %room_id, creator = %creator, version = %version, "room created");
+        Ok(room_id)
+    }
+
+    /// Finishes a room whose creation a crash cut short, from the intent written with its
+    /// create event.
+    pub(crate) async fn resume_room_creation(&self, room_id: &RoomId) -> Result<()> {
+        let Some(room) = self.store.room(room_id.as_str())? else {
+            return Ok(());
+        };
+        let intents = self.store.fanout_intents(room_id.as_str())?;
+        let Some(payload) = intents
+            .into_iter()
+            .filter(|i| i.kind == FanoutKind::CreateRoom)
+            .find_map(|i| i.record.payload)
+        else {
+            return Ok(());
+        };
+        let request: CreateRoom = match serde_json::from_value(payload) {
+            Ok(request) => request,
+            Err(e) => {
+                tracing::error!(%room_id, error = %e, "dropping an unreadable room creation intent");
+                return Ok(());
+            }
+        };
+        let creator = self
+            .store
+            .event(room.create_event.as_str())?
+            .and_then(|e| {
+                e.pdu
+                    .get("sender")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
+            .and_then(|s| OwnedUserId::try_from(s).ok())
+            .ok_or_else(|| Error::internal(format!("{room_id} has no readable create event")))?;
+        tracing::info!(%room_id, %creator, "finishing a room creation cut short");
+        if let Some(alias) = &request.alias
+            && self.store.alias(alias.as_str())?.is_none()
+        {
+            self.write_alias(alias, room_id, &creator)?;
+        }
+        if let Err(e) = self
+            .finish_room_creation(room_id, &creator, request, room.version)
+            .await
+        {
+            tracing::warn!(%room_id, error = %e, "a room creation cut short could not be finished");
+            self.end_room_creation(room_id)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the room's creation intent: nothing is left to finish after a crash.
+    fn end_room_creation(&self, room_id: &RoomId) -> Result<()> {
+        let mut batch = self.store.batch();
+        for intent in self.store.fanout_intents(room_id.as_str())? {
+            if intent.kind == FanoutKind::CreateRoom {
+                batch.delete_fanout_intent(room_id.as_str(), intent.kind, intent.generation);
+            }
+        }
+        self.store.write(batch)?;
+        Ok(())
+    }
+
+    /// Steps 2 to 8 of `createRoom`, each skipped when already done, then the intent is
+    /// deleted.
+    async fn finish_room_creation(
+        &self,
+        room_id: &RoomId,
+        creator: &UserId,
+        request: CreateRoom,
+        version: RoomVersion,
+    ) -> Result<()> {
+        let room_id = room_id.to_owned();
+        let (preset, _, power_levels) = plan(version, creator, &request);
 
         // 2. The creator joins.
         self.append_member_event(&room_id, creator, creator, membership_content("join"))
@@ -335,8 +452,8 @@ impl Services {
         if request.public_visibility {
             self.publish(&room_id, true)?;
         }
-        tracing::info!(room_id = %room_id, creator = %creator, version = %version, "room created");
-        Ok(room_id)
+        // The room is whole.
+        self.end_room_creation(&room_id)
     }
 
     /// A random room ID for versions whose room ID is not the create event's hash.

@@ -23,7 +23,7 @@ use crate::store::{EventRecord, EventStatus, RoomRecord, TxnKey};
 pub type AuthState = HashMap<StateKey, Arc<Pdu>>;
 
 /// What a local user wants to add to a room.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct EventTemplate {
     pub event_type: String,
     pub state_key: Option<String>,
@@ -90,13 +90,16 @@ const MAX_PREV_EVENTS: usize = 20;
 
 impl Services {
     /// Creates a room from its `m.room.create` content and returns the room ID. The
-    /// caller goes on to add the rest of the initial state with `append_event`.
+    /// caller goes on to add the rest of the initial state with `append_event`; with
+    /// `creation` (a `createRoom` request), a `CreateRoom` fan-out intent written with the
+    /// create event finishes that after a crash (see `create.rs`).
     pub async fn append_create_event(
         &self,
         version: RoomVersion,
         sender: &UserId,
         content: Value,
         legacy_room_id: Option<OwnedRoomId>,
+        creation: Option<Value>,
     ) -> Result<(OwnedRoomId, OwnedEventId)> {
         let mut new = NewPdu {
             room_id: legacy_room_id.clone(),
@@ -167,6 +170,14 @@ impl Services {
                 last_stream: stream,
             },
         )?;
+        if let Some(request) = creation {
+            self.fanout.stage_with(
+                &mut batch,
+                room_id.as_str(),
+                crate::service::fanout::FanoutKind::CreateRoom,
+                Some(request),
+            )?;
+        }
         self.store.write(batch)?;
         ticket.publish(&room_id, Some(sender.to_owned()));
         Ok((room_id, event_id))

@@ -110,6 +110,7 @@ impl Services {
                 user,
                 Value::Object(create_content),
                 legacy_room_id,
+                None,
             )
             .await?;
         self.append_member_event(&new_room, user, user, membership_content("join"))

@@ -45,6 +45,8 @@ pub struct Stats {
     /// Mutants kept because the target parsed them (they seed further mutations).
     pub kept: usize,
     pub peak_bytes: isize,
+    /// The longest one input ran.
+    pub slowest: Duration,
     pub elapsed: Duration,
 }
 
@@ -189,9 +191,12 @@ pub fn run(target: &Target, options: &Options) -> Result<Stats, Finding> {
     let regressions = read_inputs(&dir.join("regressions").join(target.name));
     let mut executions = 0u64;
     let mut peak_bytes = 0isize;
+    let mut slowest = Duration::ZERO;
     let mut measure = |input: &[u8]| -> Result<bool, Finding> {
         let before = alloc::live();
+        let started = Instant::now();
         let parsed = execute(target, input, options)?;
+        slowest = slowest.max(started.elapsed());
         peak_bytes = peak_bytes.max(alloc::peak_since(before));
         Ok(parsed)
     };
@@ -231,6 +236,7 @@ pub fn run(target: &Target, options: &Options) -> Result<Stats, Finding> {
         corpus: seeds,
         kept: pool.len() - seeds,
         peak_bytes,
+        slowest,
         elapsed: started.elapsed(),
     })
 }

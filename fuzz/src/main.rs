@@ -70,13 +70,14 @@ fn main() -> ExitCode {
                     Ok(stats) => {
                         let secs = stats.elapsed.as_secs_f64();
                         println!(
-                            "{}: {} executions in {secs:.0} s ({:.0}/s), {} seeds, {} mutants kept, peak {} KiB per input, no finding",
+                            "{}: {} executions in {secs:.0} s ({:.0}/s), {} seeds, {} mutants kept, peak {} KiB and slowest {} ms per input, no finding",
                             target.name,
                             stats.executions,
                             stats.executions as f64 / secs,
                             stats.corpus,
                             stats.kept,
                             stats.peak_bytes >> 10,
+                            stats.slowest.as_millis(),
                         );
                     }
                     Err(finding) => {

@@ -40,19 +40,24 @@ impl<T: DeserializeOwned> FromRequest<AppState> for MatrixJson<T> {
         let bytes = axum::body::to_bytes(req.into_body(), limit)
             .await
             .map_err(|_| too_large())?;
-        let value: serde_json::Value = if bytes.iter().all(u8::is_ascii_whitespace) {
-            serde_json::Value::Object(Default::default())
-        } else {
-            serde_json::from_slice(&bytes)
-                .map_err(|e| Error::new(ErrorKind::NotJson, format!("Body is not JSON: {e}")))?
-        };
-        if !value.is_object() {
-            return Err(Error::bad_json("Body must be a JSON object"));
-        }
-        serde_json::from_value(value)
-            .map(MatrixJson)
-            .map_err(|e| Error::bad_json(format!("Invalid request body: {e}")))
+        parse_json_body(&bytes).map(MatrixJson)
     }
+}
+
+/// A request body's bytes as `T` (what [`MatrixJson`] does once the body is read):
+/// unparseable gives `M_NOT_JSON`, anything but an object or the wrong shape `M_BAD_JSON`,
+/// and an empty body counts as `{}`.
+pub fn parse_json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    let value: serde_json::Value = if bytes.iter().all(u8::is_ascii_whitespace) {
+        serde_json::Value::Object(Default::default())
+    } else {
+        serde_json::from_slice(bytes)
+            .map_err(|e| Error::new(ErrorKind::NotJson, format!("Body is not JSON: {e}")))?
+    };
+    if !value.is_object() {
+        return Err(Error::bad_json("Body must be a JSON object"));
+    }
+    serde_json::from_value(value).map_err(|e| Error::bad_json(format!("Invalid request body: {e}")))
 }
 
 /// The address a request came from. Behind a reverse proxy (`forwarded_for_header`

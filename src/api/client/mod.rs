@@ -18,10 +18,10 @@ mod push_rules;
 mod register;
 mod reports;
 mod rooms;
-mod search;
+pub mod search;
 mod sliding_sync;
 mod sync;
-mod sync_ws;
+pub mod sync_ws;
 mod to_device;
 mod user_directory;
 

@@ -64,7 +64,8 @@ async fn search(
     ))
 }
 
-fn parse_room_events(criteria: &Value) -> Result<SearchRequest> {
+/// A `room_events` search criteria object, checked field by field into a [`SearchRequest`].
+pub fn parse_room_events(criteria: &Value) -> Result<SearchRequest> {
     let criteria = criteria
         .as_object()
         .ok_or_else(|| Error::bad_json("search_categories.room_events must be an object"))?;

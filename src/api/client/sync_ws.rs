@@ -258,45 +258,17 @@ impl Session {
 
     /// One client request frame, answered with a `response` or an `error` frame.
     async fn answer(&mut self, text: &str) -> Value {
-        let frame: Value = match serde_json::from_str(text) {
-            Ok(value @ Value::Object(_)) => value,
-            Ok(_) => return error_frame(None, &Error::bad_json("A frame must be a JSON object")),
-            Err(e) => {
-                return error_frame(
-                    None,
-                    &Error::new(ErrorKind::NotJson, format!("Frame is not JSON: {e}")),
-                );
-            }
+        let (request_id, request) = match parse_frame(text) {
+            Ok(parsed) => parsed,
+            Err(error_frame) => return error_frame,
         };
-        let request_id = match frame.get("request_id") {
-            Some(Value::String(id)) => id.clone(),
-            _ => {
-                return error_frame(
-                    None,
-                    &Error::bad_json("Every request needs a string request_id"),
-                );
-            }
-        };
-        match self.handle(frame).await {
+        match self.handle(request).await {
             Ok(body) => json!({"type": "response", "request_id": request_id, "body": body}),
             Err(e) => error_frame(Some(&request_id), &e),
         }
     }
 
-    async fn handle(&mut self, frame: Value) -> Result<Value> {
-        let request: ClientRequest = serde_json::from_value(frame).map_err(|e| {
-            let text = e.to_string();
-            if text.starts_with("unknown variant") {
-                Error::new(
-                    ErrorKind::Unrecognized {
-                        method_not_allowed: false,
-                    },
-                    format!("Unknown request type: {text}"),
-                )
-            } else {
-                Error::bad_json(format!("Invalid request: {text}"))
-            }
-        })?;
+    async fn handle(&mut self, request: ClientRequest) -> Result<Value> {
         let state = &self.state;
         let authed = &self.authed;
         match request {
@@ -364,9 +336,54 @@ impl Session {
     }
 }
 
-#[derive(Deserialize)]
+/// A client's text frame as its `request_id` and typed request, or the `error` frame that
+/// answers it (not JSON, not an object, no string `request_id`, an unknown `type`, or the
+/// wrong fields for its type).
+pub fn parse_frame(text: &str) -> std::result::Result<(String, ClientRequest), Value> {
+    let frame: Value = match serde_json::from_str(text) {
+        Ok(value @ Value::Object(_)) => value,
+        Ok(_) => {
+            return Err(error_frame(
+                None,
+                &Error::bad_json("A frame must be a JSON object"),
+            ));
+        }
+        Err(e) => {
+            return Err(error_frame(
+                None,
+                &Error::new(ErrorKind::NotJson, format!("Frame is not JSON: {e}")),
+            ));
+        }
+    };
+    let request_id = match frame.get("request_id") {
+        Some(Value::String(id)) => id.clone(),
+        _ => {
+            return Err(error_frame(
+                None,
+                &Error::bad_json("Every request needs a string request_id"),
+            ));
+        }
+    };
+    let request: ClientRequest = serde_json::from_value(frame).map_err(|e| {
+        let text = e.to_string();
+        let error = if text.starts_with("unknown variant") {
+            Error::new(
+                ErrorKind::Unrecognized {
+                    method_not_allowed: false,
+                },
+                format!("Unknown request type: {text}"),
+            )
+        } else {
+            Error::bad_json(format!("Invalid request: {text}"))
+        };
+        error_frame(Some(&request_id), &error)
+    })?;
+    Ok((request_id, request))
+}
+
+#[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-enum ClientRequest {
+pub enum ClientRequest {
     Send {
         room_id: String,
         event_type: String,

@@ -100,8 +100,11 @@ pub enum Plan {
 }
 
 /// What `size` makes of a `width`×`height` image; `None` when it would leave the image as
-/// it is. Never enlarges: the spec forbids upscaling.
+/// it is (an image without pixels included). Never enlarges: the spec forbids upscaling.
 pub fn plan(width: u32, height: u32, size: Size) -> Option<Plan> {
+    if width == 0 || height == 0 {
+        return None;
+    }
     let (w, h) = (u64::from(width), u64::from(height));
     let (bw, bh) = (u64::from(size.width), u64::from(size.height));
     // Every result is at most the image's own side, so it fits in a u32.
@@ -240,6 +243,9 @@ fn decoder(path: &Path, kind: ImageKind) -> Result<impl ImageDecoder> {
     let (w, h) = decoder.dimensions();
     if u64::from(w) * u64::from(h) > MAX_PIXELS || decoder.total_bytes() > MAX_ALLOC {
         return Err(too_large());
+    }
+    if w == 0 || h == 0 {
+        return Err(cannot_thumbnail("the image has no pixels"));
     }
     Ok(decoder)
 }
@@ -401,5 +407,16 @@ mod tests {
             })
         );
         assert_eq!(plan(60, 60, s), None);
+    }
+
+    /// Found by fuzzing (`fuzz/regressions/media_thumbnail/`): a GIF whose logical screen
+    /// is 0×0 made the crop arithmetic underflow.
+    #[test]
+    fn images_without_pixels_have_no_plan() {
+        for s in SIZES {
+            assert_eq!(plan(0, 0, s), None);
+            assert_eq!(plan(0, 7, s), None);
+            assert_eq!(plan(7, 0, s), None);
+        }
     }
 }

@@ -35,7 +35,7 @@ pub use history::{Boundary, Context, HistoryReader, Messages, ReadAccess};
 pub use members::{MemberCache, RoomMembers};
 pub use membership::MembershipChange;
 pub use outliers::OutlierInput;
-pub use receive::{PduError, Placement, Received};
+pub use receive::{PduError, Placement, Received, check_signatures, parse_pdu};
 pub use state::StateIds;
 pub use timeline::{AuthState, EventTemplate, TxnRef};
 

@@ -381,7 +381,7 @@ impl Services {
 
 /// Step 1: the event's format, for the room's version. What is outside the signed event
 /// (`unsigned`, an `event_id`) is the sender's to change, so it is not kept.
-pub(super) fn parse_pdu(json: &mut Value, version: RoomVersion) -> Result<Pdu, PduError> {
+pub fn parse_pdu(json: &mut Value, version: RoomVersion) -> Result<Pdu, PduError> {
     if let Some(obj) = json.as_object_mut() {
         obj.remove("unsigned");
         obj.remove("event_id");
@@ -390,7 +390,7 @@ pub(super) fn parse_pdu(json: &mut Value, version: RoomVersion) -> Result<Pdu, P
 }
 
 /// Step 2: signatures; a content hash that does not match leaves the redacted event.
-pub(super) fn check_signatures(
+pub fn check_signatures(
     pdu: Pdu,
     json: Value,
     keys: &PublicKeyMap,

@@ -6,4 +6,6 @@ mod query;
 mod terms;
 
 pub use index::{Field, INDEX_VERSION, index_event, index_existing_events, unindex_event};
-pub use query::{ContextRequest, GroupKey, Order, SearchRequest};
+pub use query::{
+    ContextRequest, GroupKey, MAX_QUERY_TERMS, Order, Query, SearchRequest, parse_query,
+};

@@ -396,8 +396,13 @@ class FedServer:
 
 
 def _hearth_env() -> dict:
-    # Hearth reads HEARTH_<SECTION>__<KEY> variables; only ours may reach it.
-    return {k: v for k, v in os.environ.items() if not k.startswith("HEARTH_")}
+    # Hearth reads HEARTH_<SECTION>__<KEY> variables; only ours may reach it, with the
+    # rate limits raised as in conftest.
+    from conftest import RAISED_LIMITS
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEARTH_")}
+    env.update(RAISED_LIMITS)
+    return env
 
 
 def start_hearth(hearth_bin: str, ca: TestCa, root: str) -> FedServer:

@@ -51,6 +51,17 @@ impl Ctl {
         all.extend_from_slice(args);
         self.run(&all).ok().json()
     }
+
+    /// The actions in the audit log, newest first.
+    pub(crate) fn audit_actions(&self) -> Vec<String> {
+        let log = self.json(&["audit", "list"]);
+        log["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["action"].as_str().unwrap().to_owned())
+            .collect()
+    }
 }
 
 #[test]
@@ -772,13 +783,7 @@ fn media_is_quarantined_by_id_user_and_room_with_hearthctl() {
         .fails_with("not an mxc://");
     ctl.run(&["media", "quarantine", "--room", "!nowhere:example.org"])
         .fails_with("not found");
-    let log = ctl.json(&["audit", "list"]);
-    let actions: Vec<&str> = log["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["action"].as_str().unwrap())
-        .collect();
+    let actions = ctl.audit_actions();
     assert_eq!(
         &actions[..4],
         [

@@ -3,6 +3,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::harness::{PASSWORD, TestServer, assert_error, token};
+use crate::media::files_under;
 
 const LOGIN: &str = "/_matrix/client/v3/login";
 const WHOAMI: &str = "/_matrix/client/v3/account/whoami";
@@ -401,19 +402,6 @@ fn tokens_and_passwords_stay_out_of_the_log() {
     }
     let refreshed = body["access_token"].as_str().unwrap();
     assert!(!logs.contains(refreshed));
-}
-
-fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(files_under(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 /// A copy of the data directory gives no usable session: tokens are stored only as

@@ -210,15 +210,7 @@ impl Services {
         config: &Connection,
         to_device_since: Option<u64>,
     ) -> Result<(Map<String, Value>, Connection, bool)> {
-        let now = SyncToken {
-            events: self.rooms.stream_position(),
-            receipts: self.receipts.position(),
-            account_data: self.store.account_data_position(user_id.as_str())?,
-            presence: self.presence.position(),
-            typing: self.typing.position(),
-            to_device: self.e2ee.to_device_position(),
-            device_lists: self.e2ee.device_list_position(),
-        };
+        let now = self.sync_position(user_id)?;
         let pass = Pass {
             user_id,
             device_id,

@@ -31,7 +31,7 @@ impl Services {
         archived: bool,
     ) -> Result<Value> {
         let view = ClientView { user_id, device_id };
-        let now = self.now_token(user_id)?;
+        let now = self.sync_position(user_id)?;
         let ignored = self.ignored_users(user_id)?;
         let account_data = self.account_data_types(user_id)?;
         let mut rooms = Vec::new();
@@ -110,7 +110,7 @@ impl Services {
         limit: usize,
     ) -> Result<Value> {
         let view = ClientView { user_id, device_id };
-        let now = self.now_token(user_id)?;
+        let now = self.sync_position(user_id)?;
         let ignored = self.ignored_users(user_id)?;
         let (membership, to) = match self.read_access(room_id, user_id)? {
             ReadAccess::Joined { .. } => (Some("join".to_owned()), now.events),
@@ -160,18 +160,6 @@ impl Services {
             room["membership"] = json!(membership);
         }
         Ok(room)
-    }
-
-    fn now_token(&self, user_id: &UserId) -> Result<SyncToken> {
-        Ok(SyncToken {
-            events: self.rooms.stream_position(),
-            receipts: self.receipts.position(),
-            account_data: self.store.account_data_position(user_id.as_str())?,
-            presence: self.presence.position(),
-            typing: self.typing.position(),
-            to_device: self.e2ee.to_device_position(),
-            device_lists: self.e2ee.device_list_position(),
-        })
     }
 
     /// The room's newest `limit` messages up to stream position `to` that the user may

@@ -104,6 +104,20 @@ impl Services {
         }
     }
 
+    /// Where every stream the sync follows stands now, for the user: the `next_batch`
+    /// of a sync that saw everything up to here.
+    pub(crate) fn sync_position(&self, user_id: &UserId) -> Result<SyncToken> {
+        Ok(SyncToken {
+            events: self.rooms.stream_position(),
+            receipts: self.receipts.position(),
+            account_data: self.store.account_data_position(user_id.as_str())?,
+            presence: self.presence.position(),
+            typing: self.typing.position(),
+            to_device: self.e2ee.to_device_position(),
+            device_lists: self.e2ee.device_list_position(),
+        })
+    }
+
     /// Computes one response without waiting. The second value says whether it holds
     /// anything: a response without updates still carries a `next_batch`.
     pub fn sync_once(
@@ -114,15 +128,7 @@ impl Services {
         filter: &Filter,
         full_state: bool,
     ) -> Result<(Value, bool)> {
-        let now = SyncToken {
-            events: self.rooms.stream_position(),
-            receipts: self.receipts.position(),
-            account_data: self.store.account_data_position(user_id.as_str())?,
-            presence: self.presence.position(),
-            typing: self.typing.position(),
-            to_device: self.e2ee.to_device_position(),
-            device_lists: self.e2ee.device_list_position(),
-        };
+        let now = self.sync_position(user_id)?;
         let mut pass = Pass {
             user_id,
             view: ClientView { user_id, device_id },

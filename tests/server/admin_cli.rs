@@ -9,7 +9,7 @@ use crate::admin_support::{Run, admin, hearthctl, run, run_with_stdin, start};
 use crate::harness::{PASSWORD, TestServer, assert_error, free_port, token};
 use crate::room_support::{
     User, create_room, enc, get_event, get_state, invite, join, joined_rooms, membership,
-    membership_of, put_state, send_text, user,
+    membership_of, put_state, read_receipt, send_text, start_typing, user,
 };
 
 /// `hearthctl` pointed at a server with a token in a file.
@@ -301,27 +301,8 @@ fn a_shadow_banned_user_is_answered_but_reaches_nobody() {
 
     // typing and a public receipt: answered, not shown to others
     let real = send_text(&server, &bob, &room, "b1", "hello");
-    let (status, body) = server.send(
-        "PUT",
-        &format!(
-            "/_matrix/client/v3/rooms/{}/typing/{}",
-            enc(&room),
-            enc(&alice.id)
-        ),
-        Some(&alice.token),
-        &json!({ "typing": true, "timeout": 30000 }),
-    );
-    assert_eq!(status, 200, "{body}");
-    let (status, body) = server.post(
-        &format!(
-            "/_matrix/client/v3/rooms/{}/receipt/m.read/{}",
-            enc(&room),
-            enc(&real)
-        ),
-        Some(&alice.token),
-        &json!({}),
-    );
-    assert_eq!(status, 200, "{body}");
+    start_typing(&server, &alice, &room, 30000);
+    read_receipt(&server, &alice, &room, &real);
     let (status, sync) = server.get("/_matrix/client/v3/sync", Some(&bob.token));
     assert_eq!(status, 200, "{sync}");
     let ephemeral = sync["rooms"]["join"][&room]["ephemeral"].to_string();

@@ -345,38 +345,6 @@ fn run_syncer(mut s: Syncer, server_port: u16, scope: Vec<String>) -> Syncer {
     s
 }
 
-/// Every event of a room, newest first, paging back until `enough` says so.
-fn room_history(
-    server: &TestServer,
-    viewer: &User,
-    room: &str,
-    mut enough: impl FnMut(&[Value]) -> bool,
-) -> Vec<Value> {
-    let mut events = Vec::new();
-    let mut from: Option<String> = None;
-    loop {
-        let mut path = format!(
-            "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=200",
-            enc(room)
-        );
-        if let Some(from) = &from {
-            path.push_str(&format!("&from={}", enc(from)));
-        }
-        let (status, body) = server.get(&path, Some(&viewer.token));
-        assert_eq!(status, 200, "{body}");
-        let chunk = body["chunk"].as_array().cloned().unwrap_or_default();
-        events.extend(chunk.iter().cloned());
-        if enough(&events) {
-            break;
-        }
-        match body["end"].as_str() {
-            Some(end) if !chunk.is_empty() => from = Some(end.to_owned()),
-            _ => break,
-        }
-    }
-    events
-}
-
 /// What the checks found.
 #[derive(Default)]
 struct Tally {

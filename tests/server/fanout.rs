@@ -73,30 +73,10 @@ fn wait_until_rooms_match(server: &TestServer, user: &User, rooms: &[String]) ->
 
 /// Every member event about `user_id` in the room's history, oldest first.
 fn member_history(server: &TestServer, viewer: &User, room: &str, user_id: &str) -> Vec<Value> {
-    let mut events = Vec::new();
-    let mut from: Option<String> = None;
-    loop {
-        let mut path = format!(
-            "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=100",
-            enc(room)
-        );
-        if let Some(from) = &from {
-            path.push_str(&format!("&from={}", enc(from)));
-        }
-        let (status, body) = server.get(&path, Some(&viewer.token));
-        assert_eq!(status, 200, "{body}");
-        let chunk = body["chunk"].as_array().cloned().unwrap_or_default();
-        events.extend(
-            chunk
-                .iter()
-                .filter(|e| e["type"] == "m.room.member" && e["state_key"] == user_id)
-                .cloned(),
-        );
-        match body["end"].as_str() {
-            Some(end) if !chunk.is_empty() => from = Some(end.to_owned()),
-            _ => break,
-        }
-    }
+    let mut events: Vec<Value> = room_history(server, viewer, room, |_| false)
+        .into_iter()
+        .filter(|e| e["type"] == "m.room.member" && e["state_key"] == user_id)
+        .collect();
     events.reverse();
     events
 }

@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 use crate::federation_support::{TestRemote, federating_server_with_env};
 use crate::harness::TestServer;
 use crate::room_support::{
-    User, create_room, enc, get_state, membership, membership_of, send_text, user,
+    User, create_room, enc, get_state, membership, membership_of, read_receipt, send_text,
+    start_typing, user,
 };
 
 /// Retries come within a few seconds in tests.
@@ -208,27 +209,8 @@ fn typing_receipts_and_presence_cross_between_servers() {
     let event = send_text(&a, &alice, &room, "t1", "read me");
     sees_message(&b, &bob, &room, "read me");
 
-    let (status, body) = b.send(
-        "PUT",
-        &format!(
-            "/_matrix/client/v3/rooms/{}/typing/{}",
-            enc(&room),
-            enc(&bob.id)
-        ),
-        Some(&bob.token),
-        &json!({"typing": true, "timeout": 20000}),
-    );
-    assert_eq!(status, 200, "{body}");
-    let (status, body) = b.post(
-        &format!(
-            "/_matrix/client/v3/rooms/{}/receipt/m.read/{}",
-            enc(&room),
-            enc(&event)
-        ),
-        Some(&bob.token),
-        &json!({}),
-    );
-    assert_eq!(status, 200, "{body}");
+    start_typing(&b, &bob, &room, 20000);
+    read_receipt(&b, &bob, &room, &event);
     let (status, body) = b.send(
         "PUT",
         &format!("/_matrix/client/v3/presence/{}/status", enc(&bob.id)),
@@ -276,17 +258,7 @@ fn typing_receipts_and_presence_cross_between_servers() {
     });
 
     // And from A to B.
-    let (status, _) = a.send(
-        "PUT",
-        &format!(
-            "/_matrix/client/v3/rooms/{}/typing/{}",
-            enc(&room),
-            enc(&alice.id)
-        ),
-        Some(&alice.token),
-        &json!({"typing": true, "timeout": 20000}),
-    );
-    assert_eq!(status, 200);
+    start_typing(&a, &alice, &room, 20000);
     eventually(Duration::from_secs(20), "Alice typing on B", || {
         let (_, body) = b.get("/_matrix/client/v3/sync?timeout=500", Some(&bob.token));
         let ephemeral = &body["rooms"]["join"][&room]["ephemeral"]["events"];

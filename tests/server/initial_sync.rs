@@ -4,7 +4,8 @@ use serde_json::{Value, json};
 
 use crate::harness::{TestServer, assert_error};
 use crate::room_support::{
-    User, alice_and_bob_in_a_room, create_room, enc, invite, put_state, send_text, user,
+    User, alice_and_bob_in_a_room, create_room, enc, invite, put_state, read_receipt, send_text,
+    user,
 };
 
 #[track_caller]
@@ -230,16 +231,7 @@ fn room_initial_sync_for_members_gives_receipts_presence_and_tags() {
     let server = TestServer::start();
     let (alice, bob, room) = alice_and_bob_in_a_room(&server);
     let event = send_text(&server, &alice, &room, "t1", "hello");
-    let (status, _) = server.post(
-        &format!(
-            "/_matrix/client/v3/rooms/{}/receipt/m.read/{}",
-            enc(&room),
-            enc(&event)
-        ),
-        Some(&bob.token),
-        &json!({}),
-    );
-    assert_eq!(status, 200);
+    read_receipt(&server, &bob, &room, &event);
     let (status, _) = server.send(
         "PUT",
         &format!(

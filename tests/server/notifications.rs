@@ -5,7 +5,8 @@ use serde_json::{Value, json};
 
 use crate::harness::{TestServer, assert_error};
 use crate::room_support::{
-    User, alice_and_bob_in_a_room, create_room, enc, join, send_text, set_power, try_send, user,
+    User, alice_and_bob_in_a_room, create_room, enc, join, read_receipt, send_text, set_power,
+    try_send, user,
 };
 
 fn notifications(server: &TestServer, user: &User, query: &str) -> Value {
@@ -137,16 +138,7 @@ fn notifications_are_listed_newest_first_filtered_paged_and_marked_read() {
     assert!(rest.get("next_token").is_none(), "{rest}");
 
     // A read receipt on the mention marks it and everything before it read.
-    let (status, _) = server.post(
-        &format!(
-            "/_matrix/client/v3/rooms/{}/receipt/m.read/{}",
-            enc(&room),
-            enc(&mention)
-        ),
-        Some(&bob.token),
-        &json!({}),
-    );
-    assert_eq!(status, 200);
+    read_receipt(&server, &bob, &room, &mention);
     let reads: Vec<bool> = listed(&notifications(&server, &bob, ""))
         .iter()
         .map(|n| n["read"].as_bool().unwrap())

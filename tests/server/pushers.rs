@@ -5,7 +5,9 @@ use serde_json::{Value, json};
 
 use crate::harness::{PASSWORD, TestServer, assert_error, free_port, token};
 use crate::push_gateway_support::{Answer, Gateway, url_on};
-use crate::room_support::{User, alice_and_bob_in_a_room, enc, send_text, try_send, user};
+use crate::room_support::{
+    User, alice_and_bob_in_a_room, enc, read_receipt, send_text, try_send, user,
+};
 
 const SET: &str = "/_matrix/client/v3/pushers/set";
 
@@ -42,19 +44,6 @@ fn pushers(server: &TestServer, user: &User) -> Vec<Value> {
     let (status, body) = server.get("/_matrix/client/v3/pushers", Some(&user.token));
     assert_eq!(status, 200, "{body}");
     body["pushers"].as_array().unwrap().clone()
-}
-
-fn read(server: &TestServer, user: &User, room: &str, event_id: &str) {
-    let (status, body) = server.post(
-        &format!(
-            "/_matrix/client/v3/rooms/{}/receipt/m.read/{}",
-            enc(room),
-            enc(event_id)
-        ),
-        Some(&user.token),
-        &json!({}),
-    );
-    assert_eq!(status, 200, "{body}");
 }
 
 /// Waits (up to a minute) until the condition holds.
@@ -276,7 +265,7 @@ fn the_gateway_gets_one_notify_per_notifying_event_and_a_badge_after_a_read() {
     }
 
     // Bob reads on some device: each gateway gets the count alone, now zero.
-    read(&server, &bob, &room, sent["event_id"].as_str().unwrap());
+    read_receipt(&server, &bob, &room, sent["event_id"].as_str().unwrap());
     let received = gateway.wait_for(6);
     for badge in &received[4..6] {
         let n = badge["notification"].as_object().unwrap();

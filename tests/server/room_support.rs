@@ -243,3 +243,66 @@ pub fn set_power(server: &TestServer, admin: &User, room: &str, user_id: &str, l
     let (status, body) = put_state(server, admin, room, "m.room.power_levels", "", &levels);
     assert_eq!(status, 200, "{body}");
 }
+
+/// Every event of a room, newest first, paging back until `enough` says so.
+pub fn room_history(
+    server: &TestServer,
+    viewer: &User,
+    room: &str,
+    mut enough: impl FnMut(&[Value]) -> bool,
+) -> Vec<Value> {
+    let mut events = Vec::new();
+    let mut from: Option<String> = None;
+    loop {
+        let mut path = format!(
+            "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=200",
+            enc(room)
+        );
+        if let Some(from) = &from {
+            path.push_str(&format!("&from={}", enc(from)));
+        }
+        let (status, body) = server.get(&path, Some(&viewer.token));
+        assert_eq!(status, 200, "{body}");
+        let chunk = body["chunk"].as_array().cloned().unwrap_or_default();
+        events.extend(chunk.iter().cloned());
+        if enough(&events) {
+            break;
+        }
+        match body["end"].as_str() {
+            Some(end) if !chunk.is_empty() => from = Some(end.to_owned()),
+            _ => break,
+        }
+    }
+    events
+}
+
+/// `user` starts typing in the room for `timeout_ms`.
+#[track_caller]
+pub fn start_typing(server: &TestServer, user: &User, room: &str, timeout_ms: u64) {
+    let (status, body) = server.send(
+        "PUT",
+        &format!(
+            "/_matrix/client/v3/rooms/{}/typing/{}",
+            enc(room),
+            enc(&user.id)
+        ),
+        Some(&user.token),
+        &json!({ "typing": true, "timeout": timeout_ms }),
+    );
+    assert_eq!(status, 200, "{body}");
+}
+
+/// `user` sends a public read receipt for the event.
+#[track_caller]
+pub fn read_receipt(server: &TestServer, user: &User, room: &str, event_id: &str) {
+    let (status, body) = server.post(
+        &format!(
+            "/_matrix/client/v3/rooms/{}/receipt/m.read/{}",
+            enc(room),
+            enc(event_id)
+        ),
+        Some(&user.token),
+        &json!({}),
+    );
+    assert_eq!(status, 200, "{body}");
+}

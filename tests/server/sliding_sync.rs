@@ -313,17 +313,7 @@ fn extensions_deliver_to_device_messages_typing_and_key_counts() {
         json!({ bob.id.clone(): { bob.device.clone(): {"hello": "bob"} } }),
     );
     assert_eq!(status, 200);
-    let (status, _) = server.send(
-        "PUT",
-        &format!(
-            "/_matrix/client/v3/rooms/{}/typing/{}",
-            enc(&room),
-            enc(&alice.id)
-        ),
-        Some(&alice.token),
-        &json!({"typing": true, "timeout": 30000}),
-    );
-    assert_eq!(status, 200);
+    start_typing(&server, &alice, &room, 30000);
     let second = sliding(&server, &bob, Some(&pos(&first)), &request);
     let to_device = &second["extensions"]["to_device"];
     assert_eq!(

@@ -88,13 +88,29 @@ pub fn limit_exceeded(retry_after_ms: u64, what: &str) -> Error {
 }
 
 impl Services {
-    /// Counts one request of `family` against `user`; server admins are not limited.
+    /// Counts one request of `family` against `user`. Server admins are not limited; a user
+    /// with an admin's override (Synapse's `override_ratelimit`) is limited at that rate.
     pub fn rate_limit(&self, family: Family, user: &UserId) -> Result<()> {
-        if self.limits.limiter(family).check(user.as_str()).is_ok() {
-            self.limits.limiter(family).consume(user.as_str());
+        let record = self.store.user(user.as_str())?;
+        let limiter = self.limits.limiter(family);
+        if let Some(rate) = record.as_ref().and_then(|u| u.ratelimit_override) {
+            if rate.messages_per_second == 0 {
+                return Ok(());
+            }
+            // A burst of 0 would refuse every request for ever; Hearth allows one at a time.
+            let rate = Rate {
+                burst: f64::from(rate.burst_count.max(1)),
+                per_second: f64::from(rate.messages_per_second),
+            };
+            return limiter
+                .take_at(user.as_str(), rate)
+                .map_err(|retry_after_ms| limit_exceeded(retry_after_ms, family.what()));
+        }
+        if limiter.check(user.as_str()).is_ok() {
+            limiter.consume(user.as_str());
             return Ok(());
         }
-        if self.is_server_admin(user)? {
+        if record.is_some_and(|u| u.admin && !u.deactivated) {
             return Ok(());
         }
         self.limits.take(family, user.as_str())
@@ -102,9 +118,15 @@ impl Services {
 }
 
 pub struct RateLimiter {
+    rate: Rate,
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+/// A bucket's size and how fast it refills.
+#[derive(Clone, Copy)]
+struct Rate {
     burst: f64,
     per_second: f64,
-    buckets: Mutex<HashMap<String, Bucket>>,
 }
 
 #[derive(Clone, Copy)]
@@ -116,35 +138,48 @@ struct Bucket {
 /// Past this many tracked keys, full buckets (which carry no information) are dropped.
 const PRUNE_AT: usize = 10_000;
 
-impl RateLimiter {
-    pub fn new(burst: u32, per_minute: f64) -> Self {
-        Self {
-            burst: f64::from(burst),
-            per_second: per_minute / 60.0,
-            buckets: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn refilled(&self, bucket: Bucket, now: Instant) -> Bucket {
+impl Rate {
+    fn refilled(self, bucket: Bucket, now: Instant) -> Bucket {
         let elapsed = now.duration_since(bucket.updated).as_secs_f64();
         Bucket {
             tokens: (bucket.tokens + elapsed * self.per_second).min(self.burst),
             updated: now,
         }
     }
+}
+
+impl RateLimiter {
+    pub fn new(burst: u32, per_minute: f64) -> Self {
+        Self {
+            rate: Rate {
+                burst: f64::from(burst),
+                per_second: per_minute / 60.0,
+            },
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
 
     /// `Err(retry_after_ms)` when `key` has used up its allowance.
     pub fn check(&self, key: &str) -> Result<(), u64> {
-        let now = Instant::now();
         let buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        Self::check_in(&buckets, key, self.rate, Instant::now())
+    }
+
+    fn check_in(
+        buckets: &HashMap<String, Bucket>,
+        key: &str,
+        rate: Rate,
+        now: Instant,
+    ) -> Result<(), u64> {
         match buckets.get(key) {
-            None => Ok(()),
+            None if rate.burst >= 1.0 => Ok(()),
+            None => Err((1000.0 / rate.per_second).ceil() as u64),
             Some(bucket) => {
-                let bucket = self.refilled(*bucket, now);
+                let bucket = rate.refilled(*bucket, now);
                 if bucket.tokens >= 1.0 {
                     Ok(())
                 } else {
-                    let wait = (1.0 - bucket.tokens) / self.per_second;
+                    let wait = (1.0 - bucket.tokens) / rate.per_second;
                     Err((wait * 1000.0).ceil() as u64)
                 }
             }
@@ -154,27 +189,42 @@ impl RateLimiter {
     /// Takes one token from `key`'s bucket if it has one (a request admitted);
     /// otherwise `Err(retry_after_ms)` and nothing is taken.
     pub fn take(&self, key: &str) -> Result<(), u64> {
-        self.check(key)?;
-        self.consume(key);
+        self.take_at(key, self.rate)
+    }
+
+    /// [`Self::take`] with a bucket of another size and rate (an admin's override).
+    fn take_at(&self, key: &str, rate: Rate) -> Result<(), u64> {
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        Self::check_in(&buckets, key, rate, now)?;
+        self.consume_in(&mut buckets, key, rate, now);
         Ok(())
     }
 
     /// Records one failure against `key`.
     pub fn consume(&self, key: &str) {
-        let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        self.consume_in(&mut buckets, key, self.rate, Instant::now());
+    }
+
+    fn consume_in(
+        &self,
+        buckets: &mut HashMap<String, Bucket>,
+        key: &str,
+        rate: Rate,
+        now: Instant,
+    ) {
         if buckets.len() >= PRUNE_AT {
-            let burst = self.burst;
-            let per_second = self.per_second;
+            let own = self.rate;
             buckets.retain(|_, b| {
-                b.tokens + now.duration_since(b.updated).as_secs_f64() * per_second < burst
+                b.tokens + now.duration_since(b.updated).as_secs_f64() * own.per_second < own.burst
             });
         }
         let bucket = buckets.entry(key.to_owned()).or_insert(Bucket {
-            tokens: self.burst,
+            tokens: rate.burst,
             updated: now,
         });
-        let mut refilled = self.refilled(*bucket, now);
+        let mut refilled = rate.refilled(*bucket, now);
         refilled.tokens = (refilled.tokens - 1.0).max(0.0);
         *bucket = refilled;
     }
@@ -194,5 +244,26 @@ mod tests {
         let wait = limiter.check("k").unwrap_err();
         assert!(wait > 9_000 && wait <= 10_000, "{wait}");
         assert!(limiter.check("other").is_ok());
+    }
+
+    #[test]
+    fn an_override_uses_its_own_burst_and_rate() {
+        let limiter = RateLimiter::new(100, 6000.0);
+        let slow = Rate {
+            burst: 2.0,
+            per_second: 0.5,
+        };
+        assert!(limiter.take_at("k", slow).is_ok());
+        assert!(limiter.take_at("k", slow).is_ok());
+        let wait = limiter.take_at("k", slow).unwrap_err();
+        assert!(wait > 1_900 && wait <= 2_000, "{wait}");
+        // The configured rate still admits others, and a larger override admits this key.
+        assert!(limiter.take("other").is_ok());
+        let fast = Rate {
+            burst: 10.0,
+            per_second: 100.0,
+        };
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        assert!(limiter.take_at("k", fast).is_ok());
     }
 }

@@ -150,6 +150,7 @@ impl Services {
                     suspended: false,
                     shadow_banned: false,
                     erased: false,
+                    ratelimit_override: None,
                 },
             )?;
             // Like Synapse: a new user is called by their localpart until they choose a

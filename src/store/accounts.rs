@@ -68,6 +68,18 @@ pub struct UserRecord {
     /// marked for erasure, as Synapse does.
     #[serde(default)]
     pub erased: bool,
+    /// Set by an admin: this user's own request rates in place of `[limits]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratelimit_override: Option<RateLimitOverride>,
+}
+
+/// An admin's rate for one user, in Synapse's `override_ratelimit` terms: `messages_per_second`
+/// requests a second after a burst of `burst_count`, for each limited family; a rate of 0
+/// means the user is not limited at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimitOverride {
+    pub messages_per_second: u32,
+    pub burst_count: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

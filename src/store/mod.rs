@@ -38,7 +38,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use account_data::{AccountDataChange, AccountDataRecord};
-pub use accounts::{AccessTokenRecord, DeviceRecord, RefreshTokenRecord, TokenHash, UserRecord};
+pub use accounts::{
+    AccessTokenRecord, DeviceRecord, RateLimitOverride, RefreshTokenRecord, TokenHash, UserRecord,
+};
 pub use admin::{AuditRecord, BlockedRoomRecord, DeletedRoomRecord, NewRoomRequest};
 pub use directory::AliasRecord;
 pub use e2ee_keys::{DeviceListChange, FallbackKeyRecord};

@@ -889,3 +889,60 @@ fn completions_are_printed_for_shells() {
         );
     }
 }
+
+#[test]
+fn a_users_own_rate_is_set_shown_and_removed_with_hearthctl() {
+    let server = start();
+    let root = admin(&server, "root");
+    let bot = user(&server, "bot");
+    let ctl = Ctl::new(&server, &root.token);
+
+    let line = ctl.run(&["user", "ratelimit", "bot"]).ok().stdout;
+    assert!(line.contains("the server's limits"), "{line}");
+    let line = ctl
+        .run(&[
+            "user",
+            "ratelimit",
+            "bot",
+            "--per-second",
+            "5",
+            "--burst",
+            "20",
+        ])
+        .ok()
+        .stdout;
+    assert!(line.contains("5 requests a second, burst 20"), "{line}");
+    let shown = ctl.json(&["user", "ratelimit", &bot.id]);
+    assert_eq!(shown["messages_per_second"], 5, "{shown}");
+    assert_eq!(shown["burst_count"], 20, "{shown}");
+    let line = ctl
+        .run(&["user", "ratelimit", "bot", "--unlimited"])
+        .ok()
+        .stdout;
+    assert!(line.contains("not rate-limited"), "{line}");
+    let refused = ctl.run(&["user", "ratelimit", "bot", "--per-second", "5"]);
+    assert_ne!(refused.code, 0, "{}", refused.stdout);
+    assert!(refused.stderr.contains("--burst"), "{}", refused.stderr);
+    let line = ctl
+        .run(&["user", "ratelimit", "bot", "--remove"])
+        .ok()
+        .stdout;
+    assert!(line.contains("the server's limits"), "{line}");
+    let (status, body) = server.get(
+        &format!(
+            "/_synapse/admin/v1/users/{}/override_ratelimit",
+            crate::room_support::enc(&bot.id)
+        ),
+        Some(&root.token),
+    );
+    assert_eq!((status, body), (200, json!({})));
+    let actions = ctl.audit_actions();
+    assert_eq!(
+        &actions[..3],
+        [
+            "user.ratelimit_override_removed",
+            "user.ratelimit_override",
+            "user.ratelimit_override"
+        ]
+    );
+}

@@ -69,6 +69,116 @@ fn sends_past_the_burst_are_refused_with_a_wait_and_admins_are_exempt() {
 }
 
 #[test]
+fn an_admin_override_replaces_the_limits_for_one_user() {
+    let server = TestServer::start_with_env(&[
+        ("HEARTH_REGISTRATION__SHARED_SECRET", SECRET),
+        ("HEARTH_LIMITS__MESSAGES_BURST", "3"),
+        ("HEARTH_LIMITS__MESSAGES_PER_MINUTE", "1"),
+    ]);
+    let root = admin(&server, "root");
+    let alice = user(&server, "alice");
+    let bob = user(&server, "bob");
+    let room = create_room(&server, &root, json!({"preset": "public_chat"}));
+    for who in [&alice, &bob] {
+        let (status, body) = server.post(
+            &format!("/_matrix/client/v3/join/{}", enc(&room)),
+            Some(&who.token),
+            &json!({}),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+    let override_path = |user_id: &str| {
+        format!(
+            "/_synapse/admin/v1/users/{}/override_ratelimit",
+            enc(user_id)
+        )
+    };
+    let message = json!({"msgtype": "m.text", "body": "hi"});
+    let send = |who: &crate::room_support::User, txn: &str| {
+        let path = send_path(&room, "m.room.message", txn);
+        server.send("PUT", &path, Some(&who.token), &message)
+    };
+
+    // Nothing set: an empty object, as Synapse answers.
+    let (status, body) = server.get(&override_path(&alice.id), Some(&root.token));
+    assert_eq!((status, body), (200, json!({})));
+    // Only admins, only local accounts that exist, only non-negative integers.
+    let (status, _) = server.get(&override_path(&alice.id), Some(&bob.token));
+    assert_eq!(status, 403);
+    assert_error(
+        server.get(
+            &override_path("@nobody:elsewhere.example"),
+            Some(&root.token),
+        ),
+        400,
+        "M_INVALID_PARAM",
+    );
+    let missing = format!("@ghost:{}", server.server_name());
+    assert_error(
+        server.post(&override_path(&missing), Some(&root.token), &json!({})),
+        404,
+        "M_NOT_FOUND",
+    );
+    assert_error(
+        server.post(
+            &override_path(&alice.id),
+            Some(&root.token),
+            &json!({"messages_per_second": -1}),
+        ),
+        400,
+        "M_INVALID_PARAM",
+    );
+
+    // A rate of 0 lifts every limit for alice (Synapse's meaning).
+    let (status, body) = server.post(&override_path(&alice.id), Some(&root.token), &json!({}));
+    assert_eq!(
+        (status, body),
+        (200, json!({"messages_per_second": 0, "burst_count": 0}))
+    );
+    for i in 0..6 {
+        let (status, body) = send(&alice, &format!("a{i}"));
+        assert_eq!(status, 200, "{body}");
+    }
+    // Bob gets a burst of 1: his second send waits about a second, not the configured minute.
+    let (status, body) = server.post(
+        &override_path(&bob.id),
+        Some(&root.token),
+        &json!({"messages_per_second": 1, "burst_count": 1}),
+    );
+    assert_eq!(
+        (status, body),
+        (200, json!({"messages_per_second": 1, "burst_count": 1}))
+    );
+    let (status, body) = server.get(&override_path(&bob.id), Some(&root.token));
+    assert_eq!(
+        (status, body),
+        (200, json!({"messages_per_second": 1, "burst_count": 1}))
+    );
+    let (status, body) = send(&bob, "b0");
+    assert_eq!(status, 200, "{body}");
+    let answer = send(&bob, "b1");
+    let body = assert_error(answer, 429, "M_LIMIT_EXCEEDED");
+    let wait = body["retry_after_ms"].as_u64().expect("retry_after_ms");
+    assert!(wait > 0 && wait <= 1_000, "{body}");
+
+    // Removed: alice is back under `[limits]` (a burst of 3).
+    let (status, body) = server.send(
+        "DELETE",
+        &override_path(&alice.id),
+        Some(&root.token),
+        &json!({}),
+    );
+    assert_eq!((status, body), (200, json!({})));
+    let (status, body) = server.get(&override_path(&alice.id), Some(&root.token));
+    assert_eq!((status, body), (200, json!({})));
+    for i in 0..3 {
+        let (status, body) = send(&alice, &format!("c{i}"));
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_limited(send(&alice, "c3"));
+}
+
+#[test]
 fn registrations_are_limited_per_address() {
     let server = TestServer::start_with_env(&[
         ("HEARTH_LIMITS__REGISTRATIONS_BURST", "2"),

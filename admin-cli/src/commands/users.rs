@@ -65,6 +65,25 @@ pub enum UserCommand {
     MakeAdmin { user: String },
     /// Revoke the server admin role
     RevokeAdmin { user: String },
+    /// Show or set the user's own request rate, in place of the server's `[limits]`
+    Ratelimit(RatelimitArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RatelimitArgs {
+    pub user: String,
+    /// Requests a second, after the burst (0: not limited at all)
+    #[arg(long, requires = "burst", conflicts_with_all = ["unlimited", "remove"])]
+    pub per_second: Option<u32>,
+    /// Requests allowed at once
+    #[arg(long, requires = "per_second")]
+    pub burst: Option<u32>,
+    /// Never limit this user
+    #[arg(long, conflicts_with = "remove")]
+    pub unlimited: bool,
+    /// Back to the server's limits
+    #[arg(long)]
+    pub remove: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -136,7 +155,38 @@ pub fn run(client: &Client, command: &UserCommand) -> Result<(), Failure> {
         UserCommand::UnshadowBan { user } => shadow_ban(client, user, false),
         UserCommand::MakeAdmin { user } => role(client, user, true),
         UserCommand::RevokeAdmin { user } => role(client, user, false),
+        UserCommand::Ratelimit(args) => ratelimit(client, args),
     }
+}
+
+/// Synapse's `override_ratelimit`: GET shows it (`{}` when none), POST sets it, DELETE
+/// removes it.
+fn ratelimit(client: &Client, args: &RatelimitArgs) -> Result<(), Failure> {
+    let user_id = client.user_id(&args.user)?;
+    let path = format!(
+        "/_synapse/admin/v1/users/{}/override_ratelimit",
+        enc(&user_id)
+    );
+    let answer = if args.remove {
+        client.send(Method::DELETE, &path, None)?
+    } else if args.unlimited {
+        let body = json!({ "messages_per_second": 0, "burst_count": 0 });
+        client.send(Method::POST, &path, Some(&body))?
+    } else if let (Some(per_second), Some(burst)) = (args.per_second, args.burst) {
+        let body = json!({ "messages_per_second": per_second, "burst_count": burst });
+        client.send(Method::POST, &path, Some(&body))?
+    } else {
+        client.get(&path)?
+    };
+    let what = match (
+        answer["messages_per_second"].as_u64(),
+        answer["burst_count"].as_u64(),
+    ) {
+        (Some(0), _) => "not rate-limited".to_owned(),
+        (Some(rate), Some(burst)) => format!("limited to {rate} requests a second, burst {burst}"),
+        _ => "the server's limits".to_owned(),
+    };
+    done(client, &user_id, &what, answer)
 }
 
 /// Synapse's shadow-ban: POST sets it, DELETE lifts it; both answer `{}`.

@@ -7,6 +7,7 @@
 mod audit;
 mod media;
 mod moderation;
+mod ratelimit;
 mod register;
 mod registration_tokens;
 mod reports;
@@ -36,6 +37,7 @@ fn table() -> Vec<Entry> {
     [
         users::table(),
         moderation::table(),
+        ratelimit::table(),
         rooms::table(),
         reports::table(),
         registration_tokens::table(),

@@ -63,6 +63,7 @@ pub fn create_user(
                 suspended: false,
                 shadow_banned: false,
                 erased: false,
+                ratelimit_override: None,
             },
         )?;
         batch.put_profile_field(

@@ -9,7 +9,7 @@ use crate::service::Services;
 use crate::service::rooms::MembershipChange;
 use crate::service::sessions::DeviceInfo;
 use crate::service::users::NewAccount;
-use crate::store::UserRecord;
+use crate::store::{RateLimitOverride, UserRecord};
 
 /// One account as the admin API shows it.
 #[derive(Debug, Clone)]
@@ -371,6 +371,35 @@ impl Services {
             "user.unshadow_ban"
         };
         self.audit(admin, action, user_id, None)
+    }
+
+    /// The user's own request rate set by an admin, if any.
+    pub fn admin_ratelimit_override(&self, user_id: &UserId) -> Result<Option<RateLimitOverride>> {
+        Ok(self.local_account(user_id)?.ratelimit_override)
+    }
+
+    /// Sets (`Some`) or removes (`None`) the user's own request rate, in place of the
+    /// configured limits (Synapse's `override_ratelimit`).
+    pub async fn admin_set_ratelimit_override(
+        &self,
+        admin: &UserId,
+        user_id: &UserId,
+        rate: Option<RateLimitOverride>,
+    ) -> Result<()> {
+        self.local_account(user_id)?;
+        self.update_user(user_id, |u| u.ratelimit_override = rate)
+            .await?;
+        let (action, details) = match rate {
+            Some(rate) => (
+                "user.ratelimit_override",
+                Some(format!(
+                    "{} per second, burst {}",
+                    rate.messages_per_second, rate.burst_count
+                )),
+            ),
+            None => ("user.ratelimit_override_removed", None),
+        };
+        self.audit(admin, action, user_id, details)
     }
 
     /// Grants or revokes the server admin role. An admin cannot revoke their own, so a

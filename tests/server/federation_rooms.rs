@@ -513,3 +513,88 @@ fn a_transaction_larger_than_a_client_request_is_accepted_and_an_oversized_one_r
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["errcode"], "M_BAD_JSON");
 }
+
+/// The reference hash of an event of `room_version`.
+fn reference_id(pdu: &Value, room_version: &str) -> String {
+    let object: ruma::CanonicalJsonObject = serde_json::from_value(pdu.clone()).unwrap();
+    let rules = ruma::RoomVersionId::try_from(room_version)
+        .unwrap()
+        .rules()
+        .unwrap();
+    ruma::signatures::reference_hash(&object, &rules)
+        .map(|hash| format!("${hash}"))
+        .unwrap()
+}
+
+/// `make_*` for `user_id`, signed by `remote`; returns the event and its ID.
+fn signed_template(
+    remote: &TestRemote,
+    a: &TestServer,
+    kind: &str,
+    room: &str,
+    user_id: &str,
+) -> (Value, String) {
+    let path = format!(
+        "/_matrix/federation/v1/make_{kind}/{}/{}?ver=11",
+        enc(room),
+        enc(user_id)
+    );
+    let (status, body) = remote.request(a, "GET", &path, None);
+    assert_eq!(status, 200, "{body}");
+    let mut event = body["event"].clone();
+    remote.sign_event(&mut event, "11");
+    let event_id = reference_id(&event, "11");
+    (event, event_id)
+}
+
+#[test]
+fn the_v1_send_join_and_send_leave_answer_as_arrays_and_an_empty_room_is_not_joined() {
+    let a = federating_server_with_env(FAST_RETRY);
+    let remote = TestRemote::start();
+    let alice = user(&a, "alice");
+    let room = create_room(
+        &a,
+        &alice,
+        json!({"preset": "public_chat", "room_version": "11"}),
+    );
+    let eve = format!("@eve:{}", remote.server_name());
+
+    let (join, join_id) = signed_template(&remote, &a, "join", &room, &eve);
+    let path = format!(
+        "/_matrix/federation/v1/send_join/{}/{}",
+        enc(&room),
+        enc(&join_id)
+    );
+    let (status, body) = remote.request(&a, "PUT", &path, Some(&join));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body[0], 200, "{body}");
+    let state = body[1]["state"].as_array().expect("state");
+    assert!(
+        state
+            .iter()
+            .any(|e| e["type"] == "m.room.member" && e["state_key"] == alice.id.as_str()),
+        "{body}"
+    );
+    assert!(body[1]["auth_chain"].is_array(), "{body}");
+
+    let (leave, leave_id) = signed_template(&remote, &a, "leave", &room, &eve);
+    let path = format!(
+        "/_matrix/federation/v1/send_leave/{}/{}",
+        enc(&room),
+        enc(&leave_id)
+    );
+    let (status, body) = remote.request(&a, "PUT", &path, Some(&leave));
+    assert_eq!((status, body), (200, json!([200, {}])));
+
+    // Once its last user has left, this server no longer offers joins to the room.
+    let (status, body) = membership(&a, &alice, &room, "leave", json!({}));
+    assert_eq!(status, 200, "{body}");
+    let path = format!(
+        "/_matrix/federation/v1/make_join/{}/{}?ver=11",
+        enc(&room),
+        enc(&eve)
+    );
+    let (status, body) = remote.request(&a, "GET", &path, None);
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["errcode"], "M_NOT_FOUND");
+}

@@ -1,4 +1,5 @@
-//! `PUT /_matrix/federation/v2/invite/{roomId}/{eventId}`.
+//! `PUT /_matrix/federation/v2/invite/{roomId}/{eventId}`, and the deprecated v1 form for
+//! rooms of versions 1 and 2 (the event alone as the body, answered as `[200, body]`).
 
 use axum::extract::{Path, State};
 use axum::routing::put;
@@ -13,10 +14,38 @@ use crate::error::{Error, Result};
 use crate::service::federation::invite::InviteRequest;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route(
-        "/_matrix/federation/v2/invite/{room_id}/{event_id}",
-        put(invite),
-    )
+    Router::new()
+        .route(
+            "/_matrix/federation/v2/invite/{room_id}/{event_id}",
+            put(invite),
+        )
+        .route(
+            "/_matrix/federation/v1/invite/{room_id}/{event_id}",
+            put(invite_v1),
+        )
+}
+
+/// v1 carries no room version: the spec keeps it for versions 1 and 2, which share the
+/// event format, so the room is taken as version 1. The stripped state, if any, is in the
+/// event's `unsigned.invite_room_state`.
+async fn invite_v1(
+    state: State<AppState>,
+    origin: Origin,
+    path: Path<(String, String)>,
+    MatrixJson(event): MatrixJson<Value>,
+) -> Result<Json<Value>> {
+    let invite_room_state = event
+        .pointer("/unsigned/invite_room_state")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let request = InviteRequest {
+        room_version: "1".to_owned(),
+        event,
+        invite_room_state,
+    };
+    let Json(body) = invite(state, origin, path, MatrixJson(request)).await?;
+    Ok(Json(json!([200, body])))
 }
 
 async fn invite(

@@ -1,5 +1,6 @@
-//! Joins, knocks and leaves of other servers' users: `make_join`, `send_join` (v2),
-//! `make_knock`, `send_knock` (v1), `make_leave` and `send_leave` (v2).
+//! Joins, knocks and leaves of other servers' users: `make_join`, `send_join` (v2, and the
+//! deprecated v1 that answers `[200, body]`), `make_knock`, `send_knock` (v1), `make_leave`
+//! and `send_leave` (v2 and v1).
 
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, put};
@@ -24,6 +25,10 @@ pub fn routes() -> Router<AppState> {
             put(send_join),
         )
         .route(
+            "/_matrix/federation/v1/send_join/{room_id}/{event_id}",
+            put(send_join_v1),
+        )
+        .route(
             "/_matrix/federation/v1/make_knock/{room_id}/{user_id}",
             get(make_knock),
         )
@@ -38,6 +43,10 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/_matrix/federation/v2/send_leave/{room_id}/{event_id}",
             put(send_leave),
+        )
+        .route(
+            "/_matrix/federation/v1/send_leave/{room_id}/{event_id}",
+            put(send_leave_v1),
         )
 }
 
@@ -143,6 +152,31 @@ async fn send_join(
         body["event"] = event;
     }
     Ok(Json(body))
+}
+
+/// The deprecated v1 form: the same join, the whole state, answered as `[200, body]`.
+async fn send_join_v1(
+    state: State<AppState>,
+    origin: Origin,
+    path: Path<(String, String)>,
+    event: MatrixJson<Value>,
+) -> Result<Json<Value>> {
+    let query = Query(SendJoinQuery {
+        omit_members: false,
+    });
+    let Json(body) = send_join(state, origin, path, query, event).await?;
+    Ok(Json(json!([200, body])))
+}
+
+/// The deprecated v1 form, answered as `[200, {}]`.
+async fn send_leave_v1(
+    state: State<AppState>,
+    origin: Origin,
+    path: Path<(String, String)>,
+    event: MatrixJson<Value>,
+) -> Result<Json<Value>> {
+    let Json(body) = send_leave(state, origin, path, event).await?;
+    Ok(Json(json!([200, body])))
 }
 
 async fn send_leave(

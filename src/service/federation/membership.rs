@@ -50,6 +50,14 @@ impl Services {
             .room(room_id.as_str())?
             .ok_or_else(|| Error::not_found(format!("This server is not in {room_id}")))?;
         self.check_server_acl(room_id, origin)?;
+        // With none of its users joined any more, this server cannot vouch for the room's
+        // current state, nor would its copy of the room move on: joins and knocks get 404
+        // as for an unknown room (as Synapse does), so the joining server asks another.
+        if membership != "leave" && !self.server_in_room(room_id, self.server_name())? {
+            return Err(Error::not_found(format!(
+                "This server is no longer in {room_id}"
+            )));
+        }
         let version = room.version;
         if membership != "leave" && !supported_versions.iter().any(|v| v == version.as_str()) {
             return Err(Error::new(

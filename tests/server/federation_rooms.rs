@@ -548,7 +548,7 @@ fn signed_template(
 }
 
 #[test]
-fn the_v1_send_join_and_send_leave_answer_as_arrays_and_an_empty_room_is_not_joined() {
+fn v1_join_and_leave_answer_arrays_backfill_stays_in_the_room_and_empty_rooms_refuse() {
     let a = federating_server_with_env(FAST_RETRY);
     let remote = TestRemote::start();
     let alice = user(&a, "alice");
@@ -576,6 +576,24 @@ fn the_v1_send_join_and_send_leave_answer_as_arrays_and_an_empty_room_is_not_joi
         "{body}"
     );
     assert!(body[1]["auth_chain"].is_array(), "{body}");
+
+    // Backfill from events that are not the room's gives nothing (not a 404), as Synapse:
+    // an unknown event, and one of another room.
+    let other_room = create_room(&a, &alice, json!({"preset": "public_chat"}));
+    let other_event = send_text(&a, &alice, &other_room, "t1", "elsewhere");
+    for v in [
+        "$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        other_event.as_str(),
+    ] {
+        let path = format!(
+            "/_matrix/federation/v1/backfill/{}?v={}&limit=10",
+            enc(&room),
+            enc(v)
+        );
+        let (status, body) = remote.request(&a, "GET", &path, None);
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["pdus"], json!([]), "{body}");
+    }
 
     let (leave, leave_id) = signed_template(&remote, &a, "leave", &room, &eve);
     let path = format!(

@@ -59,8 +59,8 @@ impl Services {
     /// through `prev_events` newest first (by depth, then by arrival), at most `limit`
     /// (up to [`MAX_BACKFILL`]), as Synapse's `get_backfill_events` does. Outliers are not
     /// walked into (their place in the room is not known), rejected events never
-    /// served; events the server may not see come redacted. 404 when no event of `v` is
-    /// known in the room.
+    /// served; events the server may not see come redacted. None when no event of `v` is
+    /// in the room (as Synapse: an event of another room is not a way in).
     pub fn backfill_for_server(
         &self,
         room_id: &RoomId,
@@ -80,9 +80,7 @@ impl Services {
             }
         }
         if queue.is_empty() {
-            return Err(Error::not_found(format!(
-                "None of the events to backfill from is known in room {room_id}"
-            )));
+            return Ok(Vec::new());
         }
         let mut view = self.server_view(room_id, origin)?;
         let mut taken: HashSet<OwnedEventId> = HashSet::new();

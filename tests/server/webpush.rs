@@ -121,6 +121,15 @@ fn webpush_pushers_are_checked_and_wait_for_their_activation() {
     // Set again before its activation: a new token (201 again).
     let (status, _) = server.post(SET, Some(&alice.token), &webpush(url, P256DH, AUTH));
     assert_eq!(status, 201);
+    // The unstable kind name some clients send is taken too, and kept as given.
+    let mut unstable = webpush(url, P256DH, AUTH);
+    unstable["kind"] = json!("org.matrix.msc4174.webpush");
+    unstable["app_id"] = json!("org.example.unstable");
+    let (status, body) = server.post(SET, Some(&bob.token), &unstable);
+    assert_eq!(status, 201, "{body}");
+    let (_, listed) = server.get("/_matrix/client/v3/pushers", Some(&bob.token));
+    assert_eq!(listed["pushers"][0]["kind"], "org.matrix.msc4174.webpush");
+    assert_eq!(listed["pushers"][0]["activated"], false);
 
     // Tokens the server did not send, and apps without a Web Push pusher.
     let ack = |token: &str, app_id: &str, ack_token: &str| {

@@ -3,6 +3,7 @@
 
 mod ip_range;
 mod limits;
+mod push;
 mod well_known;
 
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 pub use ip_range::{IpRange, default_ip_range_denylist};
 pub use limits::{LIMITS_OPTIONS, LimitsConfig};
+pub use push::PushConfig;
 pub use well_known::WellKnownConfig;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,6 +39,7 @@ pub struct Config {
     pub tls: TlsConfig,
     pub federation: FederationConfig,
     pub well_known: WellKnownConfig,
+    pub push: PushConfig,
     pub limits: LimitsConfig,
 }
 
@@ -258,6 +261,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             federation: FederationConfig::default(),
             well_known: WellKnownConfig::default(),
+            push: PushConfig::default(),
             limits: LimitsConfig::default(),
         }
     }
@@ -502,6 +506,10 @@ pub const OPTIONS: &[(&str, &str)] = &[
         "well_known.server",
         "Answer /.well-known/matrix/server with this host[:port] (e.g. matrix.example.org:443), so other servers reach this one there instead of at server_name on port 8448 [default: none, the path answers 404]",
     ),
+    (
+        "push.vapid_subject",
+        "The contact (mailto: or https: URI) sent to Web Push services in the VAPID token [default: public_baseurl if https, else https://server_name]",
+    ),
 ];
 
 /// Text appended to `hearth --help`.
@@ -693,7 +701,21 @@ impl Config {
             ));
         }
         self.limits.validate()?;
+        self.push.validate()?;
         self.well_known.validate()
+    }
+
+    /// The VAPID `sub` claim of Web Push requests.
+    pub fn vapid_subject(&self) -> String {
+        if let Some(subject) = &self.push.vapid_subject {
+            return subject.clone();
+        }
+        let base = self.public_baseurl();
+        if base.starts_with("https://") {
+            base
+        } else {
+            format!("https://{}", self.server_name)
+        }
     }
 
     pub fn public_baseurl(&self) -> String {

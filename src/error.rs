@@ -66,6 +66,10 @@ pub enum ErrorKind {
     /// A sliding sync `pos` this server does not know (any more): the client starts
     /// its connection afresh (400 `M_UNKNOWN_POS`, as Synapse answers).
     UnknownPos,
+    /// A Web Push pusher's activation token that has expired (MSC4174, 400).
+    ExpiredActivationToken,
+    /// A Web Push pusher's activation token the server did not issue (MSC4174, 400).
+    UnknownActivationToken,
     /// A request the server understood but cannot act on, with no better code.
     Unknown,
     /// A service the server relies on (Giphy, another homeserver) failed or answered
@@ -162,6 +166,8 @@ impl Error {
             ErrorKind::KeyTooLarge => "M_KEY_TOO_LARGE",
             ErrorKind::WrongRoomKeysVersion { .. } => "M_WRONG_ROOM_KEYS_VERSION",
             ErrorKind::UnknownPos => "M_UNKNOWN_POS",
+            ErrorKind::ExpiredActivationToken => "M_EXPIRED_ACTIVATION_TOKEN",
+            ErrorKind::UnknownActivationToken => "M_UNKNOWN_ACTIVATION_TOKEN",
             ErrorKind::Unknown
             | ErrorKind::Conflict
             | ErrorKind::BadGateway
@@ -217,6 +223,8 @@ impl Error {
             | ErrorKind::ProfileTooLarge
             | ErrorKind::KeyTooLarge
             | ErrorKind::UnknownPos
+            | ErrorKind::ExpiredActivationToken
+            | ErrorKind::UnknownActivationToken
             | ErrorKind::Unknown => StatusCode::BAD_REQUEST,
         }
     }

@@ -140,7 +140,11 @@ impl Services {
             pushers: pushers::Pushers::new(
                 store.clone(),
                 shutting_down.subscribe(),
-                config.federation.ip_range_denylist.clone(),
+                pushers::PushersConfig {
+                    denylist: config.federation.ip_range_denylist.clone(),
+                    extra_ca_files: config.federation.extra_ca_files.clone(),
+                    vapid_subject: config.vapid_subject(),
+                },
             )?,
             media,
             gifs: gifs::Gifs::new(config.federation.ip_range_denylist.clone())?,

@@ -53,7 +53,8 @@ pub use media::{
 };
 pub use membership_stream::MembershipChange;
 pub use notifications::{
-    EventNotifications, NotificationCount, NotificationRecord, PusherRecord, pusher_key,
+    EventNotifications, NotificationCount, NotificationRecord, PusherActivation, PusherRecord,
+    pusher_key,
 };
 pub use presence::PresenceRecord;
 pub use receipts::{ReceiptChange, ReceiptRecord};

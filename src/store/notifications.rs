@@ -59,6 +59,17 @@ pub struct PusherRecord {
     /// deletes the pusher. Absent for pushers set before Hearth recorded it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_id: Option<String>,
+    /// A Web Push pusher that is not activated yet (MSC4174): the token its validation
+    /// push carries. Absent once activated, and for other kinds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activation: Option<PusherActivation>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PusherActivation {
+    pub token: String,
+    /// When the token stops being accepted (ms since the epoch).
+    pub expires_ms: u64,
 }
 
 fn user_prefix(user_id: &str) -> Vec<u8> {

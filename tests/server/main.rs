@@ -68,3 +68,4 @@ mod to_device;
 mod upgrade;
 mod user_directory;
 mod web;
+mod webpush;

@@ -25,7 +25,10 @@ async fn versions() -> Json<Value> {
             "v1.7", "v1.8", "v1.9", "v1.10", "v1.11", "v1.12", "v1.13", "v1.14", "v1.15",
             "v1.16",
         ],
-        "unstable_features": { super::sliding_sync::UNSTABLE_FEATURE: true },
+        "unstable_features": {
+            super::sliding_sync::UNSTABLE_FEATURE: true,
+            "org.matrix.msc4174": true,
+        },
     }))
 }
 
@@ -65,6 +68,11 @@ async fn capabilities(State(state): State<AppState>, Auth(authed): Auth) -> Json
             "m.get_login_token": { "enabled": false },
         }
     });
+    // MSC4174: Web Push pushers, with the VAPID key subscriptions are made with (also
+    // under the unstable name clients looked for before the MSC dropped its prefix).
+    let webpush = json!({ "enabled": true, "vapid": state.pushers.vapid_public_key() });
+    body["capabilities"]["m.webpush"] = webpush.clone();
+    body["capabilities"]["org.matrix.msc4174.webpush"] = webpush;
     // Server admins may lock and suspend accounts; the spec omits the capability for others.
     if state.require_server_admin(&authed.user_id).is_ok() {
         body["capabilities"]["m.account_moderation"] = json!({ "lock": true, "suspend": true });

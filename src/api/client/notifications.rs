@@ -1,6 +1,8 @@
-//! `GET /notifications` and the pushers (`GET /pushers`, `POST /pushers/set`).
+//! `GET /notifications` and the pushers (`GET /pushers`, `POST /pushers/set`, and
+//! MSC4174's `POST /pushers/ack` that activates a Web Push pusher).
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -10,13 +12,18 @@ use crate::api::AppState;
 use crate::api::extract::{Auth, MatrixJson, Query};
 use crate::error::{Error, Result};
 use crate::service::notifications::NotificationsQuery;
-use crate::service::pushers::SetPusher;
+use crate::service::pushers::{AckPusher, SetPusher};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/_matrix/client/v3/notifications", get(notifications))
         .route("/_matrix/client/v3/pushers", get(get_pushers))
         .route("/_matrix/client/v3/pushers/set", post(set_pusher))
+        .route("/_matrix/client/v3/pushers/ack", post(ack_pusher))
+        .route(
+            "/_matrix/client/unstable/org.matrix.msc4174/pushers/ack",
+            post(ack_pusher),
+        )
 }
 
 #[derive(Deserialize)]
@@ -59,7 +66,22 @@ async fn set_pusher(
     State(state): State<AppState>,
     Auth(authed): Auth,
     MatrixJson(body): MatrixJson<SetPusher>,
+) -> Result<(StatusCode, Json<Value>)> {
+    let needs_activation = state.set_pusher(&authed.user_id, &authed.device_id, body)?;
+    // MSC4174: "201: the pusher is set but needs to be activated".
+    let status = if needs_activation {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(json!({}))))
+}
+
+async fn ack_pusher(
+    State(state): State<AppState>,
+    Auth(authed): Auth,
+    MatrixJson(body): MatrixJson<AckPusher>,
 ) -> Result<Json<Value>> {
-    state.set_pusher(&authed.user_id, &authed.device_id, body)?;
+    state.ack_pusher(&authed.user_id, body)?;
     Ok(Json(json!({})))
 }

@@ -64,23 +64,7 @@ impl FederationClient {
             .pool_idle_timeout(Duration::from_secs(90))
             .redirect(redirect_policy(guard.clone()))
             .user_agent(concat!("Hearth/", env!("CARGO_PKG_VERSION")));
-        for path in &fed.extra_ca_files {
-            let pem = std::fs::read(path).map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot read federation.extra_ca_files entry {}: {e}",
-                    path.display()
-                )
-            })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                anyhow::anyhow!("{} is not a PEM certificate file: {e}", path.display())
-            })?;
-            if certs.is_empty() {
-                anyhow::bail!("{} holds no PEM certificate", path.display());
-            }
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
+        builder = with_extra_roots(builder, &fed.extra_ca_files)?;
         if !fed.verify_tls {
             tracing::warn!(
                 "federation.verify_tls is off: other servers' certificates are not checked"
@@ -511,6 +495,32 @@ fn classify(server: &ServerName, err: &reqwest::Error) -> OutboundError {
         server,
         detail: error_chain(err),
     }
+}
+
+/// Adds the certificate authorities of `federation.extra_ca_files` to a client's roots
+/// (other servers' and Web Push services' certificates are checked against them too).
+pub fn with_extra_roots(
+    mut builder: reqwest::ClientBuilder,
+    files: &[std::path::PathBuf],
+) -> anyhow::Result<reqwest::ClientBuilder> {
+    for path in files {
+        let pem = std::fs::read(path).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot read federation.extra_ca_files entry {}: {e}",
+                path.display()
+            )
+        })?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            anyhow::anyhow!("{} is not a PEM certificate file: {e}", path.display())
+        })?;
+        if certs.is_empty() {
+            anyhow::bail!("{} holds no PEM certificate", path.display());
+        }
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    Ok(builder)
 }
 
 #[cfg(test)]

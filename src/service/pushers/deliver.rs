@@ -1,6 +1,8 @@
-//! A pusher's worker: sends the user's new notifications to the push gateway one at a
-//! time, in order, retrying with exponential backoff, and a badge-only update when the
-//! user's unread count dropped because they read on some device.
+//! A pusher's worker: sends the user's new notifications to the push gateway (or Web
+//! Push service) one at a time, in order, retrying with exponential backoff, and to a
+//! gateway a badge-only update when the user's unread count dropped because they read on
+//! some device. A Web Push pusher waiting for its activation only gets its validation
+//! push.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -10,6 +12,7 @@ use ruma::{OwnedUserId, UserId};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::webpush::{self, Sent, is_webpush};
 use super::{Pushers, Signals, lock};
 use crate::service::notifications::{read_up_to, total_unread};
 use crate::store::{NotificationRecord, PusherRecord};
@@ -33,7 +36,7 @@ struct GatewayResponse {
 }
 
 /// 1 s, 2 s, 4 s … up to [`MAX_RETRY`].
-fn backoff(failures: u32) -> Duration {
+pub(super) fn backoff(failures: u32) -> Duration {
     let exp = failures.saturating_sub(1).min(20);
     FIRST_RETRY.saturating_mul(1 << exp).min(MAX_RETRY)
 }
@@ -47,6 +50,13 @@ impl Pushers {
         signals: Arc<Signals>,
     ) {
         let mut shutdown = self.shutdown.clone();
+        if let Some(activation) = &pusher.activation {
+            self.send_activation(&user_id, &pusher, activation, &signals)
+                .await;
+            // Nothing more until the client acks: that starts a new worker.
+            let _ = shutdown.wait_for(|stopping| *stopping).await;
+            return;
+        }
         let mut progress = match self.store.pusher_progress(&key) {
             Ok(progress) => progress.unwrap_or(0),
             Err(e) => {
@@ -104,7 +114,7 @@ impl Pushers {
                         self.save_progress(&key, progress);
                     }
                     if matches!(outcome, Outcome::Rejected) {
-                        tracing::info!(user = %user_id, app_id = %pusher.app_id, "the gateway rejected the pushkey; removing the pusher");
+                        tracing::info!(user = %user_id, app_id = %pusher.app_id, "the gateway rejected the pushkey (or the push service has no such subscription); removing the pusher");
                         self.forget_rejected(&user_id, &pusher, &signals);
                         return;
                     }
@@ -151,6 +161,28 @@ impl Pushers {
             .get("url")
             .and_then(Value::as_str)
             .ok_or("the pusher has no URL")?;
+        if is_webpush(&pusher.kind) {
+            let notification = &body["notification"];
+            let message = webpush::payload(notification, &pusher.data);
+            let auth = pusher
+                .data
+                .get("auth")
+                .and_then(Value::as_str)
+                .ok_or("the pusher has no auth secret")?;
+            let urgent = notification["prio"] == "high";
+            let sent = self
+                .webpush
+                .send(url, &pusher.pushkey, auth, &message, urgent)
+                .await?;
+            return Ok(match sent {
+                Sent::Delivered => Outcome::Delivered,
+                Sent::Gone(_) => Outcome::Rejected,
+                Sent::Refused(status) => {
+                    tracing::warn!(app_id = %pusher.app_id, status, "the push service refused a message; dropping it");
+                    Outcome::Delivered
+                }
+            });
+        }
         let response = self.gateway.post(url, body).await?;
         let status = response.status();
         if !status.is_success() {
@@ -184,7 +216,11 @@ impl Pushers {
     }
 
     /// Counts only: the user read something elsewhere.
+    /// None for Web Push: a browser must show a notification for every push it gets.
     fn badge_body(&self, user_id: &UserId, pusher: &PusherRecord) -> Option<Value> {
+        if is_webpush(&pusher.kind) {
+            return None;
+        }
         let unread = self.unread_count(user_id)?;
         Some(json!({"notification": {
             "counts": {"unread": unread},

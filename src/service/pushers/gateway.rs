@@ -53,7 +53,7 @@ impl GatewayClient {
 
 /// An error and its causes, which reqwest's own text leaves out (a refused address is
 /// one of them).
-fn with_causes(error: &dyn std::error::Error) -> String {
+pub(super) fn with_causes(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut cause = error.source();
     while let Some(inner) = cause {

@@ -1,14 +1,17 @@
-//! HTTP pushers: the push gateways a user's devices registered with `/pushers/set`, and
-//! the background delivery to them.
+//! Pushers: the push gateways (`http`) and Web Push subscriptions (`webpush`, MSC4174)
+//! a user's devices registered with `/pushers/set`, and the background delivery to them.
 //!
 //! Each pusher has its own worker (its queue is the user's recorded notifications after
 //! the pusher's stored progress), started when the pusher is set or at start-up and ended
 //! by shutdown or the pusher's removal. Sending an event only wakes the workers of the
 //! users it notifies, once the event is visible: it never waits for a gateway.
 
+mod activation;
 mod deliver;
 mod gateway;
 mod set;
+mod vapid;
+mod webpush;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,10 +21,23 @@ use std::time::Duration;
 use ruma::{OwnedUserId, UserId};
 use tokio::sync::Notify;
 
+pub use activation::AckPusher;
 pub use set::SetPusher;
+pub use webpush::KINDS as WEBPUSH_KINDS;
 
 use crate::config::IpRange;
 use crate::store::{PusherRecord, Store, StoreResult, pusher_key};
+
+/// What the pushers need of the configuration.
+pub struct PushersConfig {
+    /// `federation.ip_range_denylist`: gateways and push services are refused those
+    /// addresses.
+    pub denylist: Vec<IpRange>,
+    /// `federation.extra_ca_files`, trusted for push services too.
+    pub extra_ca_files: Vec<std::path::PathBuf>,
+    /// The VAPID `sub` claim (a `mailto:` or `https:` URI).
+    pub vapid_subject: String,
+}
 
 /// How long one request to a gateway may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -29,6 +45,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Pushers {
     store: Store,
     gateway: gateway::GatewayClient,
+    webpush: webpush::WebPushClient,
     /// The event stream position up to which every notification is written.
     visible: AtomicU64,
     workers: Mutex<HashMap<OwnedUserId, HashMap<Vec<u8>, Worker>>>,
@@ -53,15 +70,22 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Pushers {
-    /// `denylist` is `federation.ip_range_denylist`: gateways are refused those addresses.
+    /// Loads (or makes, on first start) the server's VAPID key.
     pub fn new(
         store: Store,
         shutdown: tokio::sync::watch::Receiver<bool>,
-        denylist: Vec<IpRange>,
+        config: PushersConfig,
     ) -> anyhow::Result<Arc<Self>> {
+        let vapid = vapid::Vapid::load_or_create(&store, config.vapid_subject)?;
         Ok(Arc::new(Self {
+            gateway: gateway::GatewayClient::new(config.denylist.clone(), REQUEST_TIMEOUT)?,
+            webpush: webpush::WebPushClient::new(
+                config.denylist,
+                &config.extra_ca_files,
+                REQUEST_TIMEOUT,
+                vapid,
+            )?,
             store,
-            gateway: gateway::GatewayClient::new(denylist, REQUEST_TIMEOUT)?,
             visible: AtomicU64::new(0),
             workers: Mutex::new(HashMap::new()),
             shutdown,
@@ -76,6 +100,11 @@ impl Pushers {
             self.start(&user_id, record);
         }
         Ok(())
+    }
+
+    /// The VAPID public key push subscriptions are made with (`/capabilities`).
+    pub fn vapid_public_key(&self) -> &str {
+        self.webpush.vapid_public_key()
     }
 
     /// Every notification up to `position` is written.

@@ -1,4 +1,5 @@
-//! `GET /pushers` and `POST /pushers/set`.
+//! `GET /pushers` and `POST /pushers/set`: kinds `http` (a push gateway) and `webpush`
+//! (MSC4174, see `webpush.rs`).
 
 use ruma::{DeviceId, UserId};
 use serde::Deserialize;
@@ -6,14 +7,17 @@ use serde_json::{Map, Value, json};
 
 use super::Pushers;
 use super::gateway::GatewayClient;
+use super::webpush::{self, is_webpush};
 use crate::error::{Error, Result};
 use crate::service::{Services, now_ms};
-use crate::store::PusherRecord;
+use crate::store::{PusherActivation, PusherRecord};
 
 /// The path every HTTP pusher's URL must have (the push gateway API).
 pub const NOTIFY_PATH: &str = "/_matrix/push/v1/notify";
 const MAX_APP_ID_CHARS: usize = 64;
 const MAX_PUSHKEY_BYTES: usize = 512;
+/// How long a Web Push pusher's activation token is accepted (MSC4174: 5 minutes).
+const ACTIVATION_MS: u64 = 5 * 60 * 1000;
 
 /// The body of `POST /pushers/set`.
 #[derive(Debug, Deserialize)]
@@ -96,19 +100,23 @@ impl Services {
                 if let Some(tag) = p.profile_tag {
                     pusher["profile_tag"] = json!(tag);
                 }
+                if is_webpush(&p.kind) {
+                    pusher["activated"] = json!(p.activation.is_none());
+                }
                 pusher
             })
             .collect();
         Ok(json!({ "pushers": pushers }))
     }
 
-    /// Adds, replaces or (with `kind: null`) removes one of the user's pushers.
+    /// Adds, replaces or (with `kind: null`) removes one of the user's pushers. True
+    /// when the pusher is a Web Push one waiting for its activation (answered 201).
     pub fn set_pusher(
         &self,
         user_id: &UserId,
         device_id: &DeviceId,
         body: SetPusher,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let pushkey = required(body.pushkey, "pushkey")?;
         let app_id = required(body.app_id, "app_id")?;
         if pushkey.len() > MAX_PUSHKEY_BYTES {
@@ -128,19 +136,22 @@ impl Services {
                 batch.delete_pusher(user_id.as_str(), &app_id, &pushkey);
                 self.store.write(batch)?;
                 self.pushers.stop(user_id, &app_id, &pushkey);
-                return Ok(());
+                return Ok(false);
             }
             Some(Some(kind)) => kind,
         };
-        if kind != "http" {
-            return Err(Error::invalid_param(format!(
-                "Pushers of kind {kind:?} are not supported; this server has http pushers"
-            )));
-        }
         let data = body
             .data
             .ok_or_else(|| Error::missing_param("data is required"))?;
-        check_http_data(&data, &self.pushers.gateway)?;
+        if kind == "http" {
+            check_http_data(&data, &self.pushers.gateway)?;
+        } else if is_webpush(&kind) {
+            webpush::check_data(&pushkey, &data, self.pushers.webpush.guard())?;
+        } else {
+            return Err(Error::invalid_param(format!(
+                "Pushers of kind {kind:?} are not supported; this server has http and webpush pushers"
+            )));
+        }
         let record = PusherRecord {
             kind,
             app_id,
@@ -152,7 +163,9 @@ impl Services {
             data: Value::Object(data),
             ts: now_ms(),
             device_id: Some(device_id.to_string()),
+            activation: None,
         };
+        let mut record = record;
         // Without `append`, the pushkey belongs to this user alone: other users' pushers
         // with the same app and pushkey go.
         let others = if body.append {
@@ -174,6 +187,9 @@ impl Services {
         let existing = self
             .store
             .pusher(user_id.as_str(), &record.app_id, &record.pushkey)?;
+        if is_webpush(&record.kind) {
+            record.activation = activation_for(&record, existing.as_ref());
+        }
         batch.put_pusher(user_id.as_str(), &record)?;
         if existing.is_none() {
             // A new pusher starts from now: earlier notifications are not pushed.
@@ -184,7 +200,26 @@ impl Services {
         for other in &others {
             self.pushers.stop(other, &record.app_id, &record.pushkey);
         }
+        let needs_activation = record.activation.is_some();
         Pushers::start(&self.pushers, user_id, record);
-        Ok(())
+        Ok(needs_activation)
     }
+}
+
+/// A Web Push pusher stays activated when set again with the same kind, URL and secret;
+/// otherwise (new, changed, or set again before its activation) it gets a new token.
+fn activation_for(
+    record: &PusherRecord,
+    existing: Option<&PusherRecord>,
+) -> Option<PusherActivation> {
+    let unchanged = existing.is_some_and(|old| {
+        old.activation.is_none()
+            && is_webpush(&old.kind)
+            && old.data.get("url") == record.data.get("url")
+            && old.data.get("auth") == record.data.get("auth")
+    });
+    (!unchanged).then(|| PusherActivation {
+        token: super::activation::new_token(),
+        expires_ms: now_ms() + ACTIVATION_MS,
+    })
 }

@@ -6,6 +6,7 @@ import type { Session } from "../matrix/client";
 import { describeError } from "../matrix/errors";
 import { CreateRoomDialog, DirectoryDialog, JoinDialog, StartDmDialog } from "../rooms/dialogs";
 import { NotificationBanner } from "../notify/NotificationPermission";
+import { forgetWebPush, listenToWorker } from "../notify/webpush";
 import { RoomList } from "../rooms/RoomList";
 import { RoomView } from "../rooms/RoomView";
 import { localpart } from "../sync/room";
@@ -67,7 +68,10 @@ export function ChatView(props: { session: Session; onSignedOut: (notice: string
     setSelected(roomId);
   };
 
+  useEffect(() => listenToWorker(chat.client, (roomId) => open(roomId)), [chat]);
+
   const signOut = async () => {
+    await forgetWebPush().catch(() => undefined);
     try {
       await chat.client.logout();
     } catch (err) {

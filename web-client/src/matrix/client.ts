@@ -151,6 +151,24 @@ export class MatrixClient {
     }
   }
 
+  capabilities(): Promise<JsonObject> {
+    return this.call("GET", `${V3}/capabilities`);
+  }
+
+  /** `POST /pushers/set`; `kind: null` removes the pusher. */
+  setPusher(pusher: JsonObject): Promise<unknown> {
+    return this.call("POST", `${V3}/pushers/set`, pusher);
+  }
+
+  pushers(): Promise<{ pushers: JsonObject[] }> {
+    return this.call("GET", `${V3}/pushers`);
+  }
+
+  /** Activates a Web Push pusher with the token of its validation push (MSC4174). */
+  ackPusher(appId: string, ackToken: string): Promise<unknown> {
+    return this.call("POST", `${V3}/pushers/ack`, { app_id: appId, ack_token: ackToken });
+  }
+
   setPresence(presence: "online" | "unavailable" | "offline"): Promise<unknown> {
     return this.call("PUT", `${V3}/presence/${enc(this.userId)}/status`, { presence });
   }

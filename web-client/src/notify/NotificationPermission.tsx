@@ -1,5 +1,9 @@
 import { useState } from "preact/hooks";
+import { useChat } from "../app/context";
+import { describeError } from "../matrix/errors";
+import { ErrorText } from "../ui/Dialog";
 import { notificationsSupported } from "./notifier";
+import { disableWebPush, enableWebPush, webPushKey, webPushSupported } from "./webpush";
 
 const DISMISSED_KEY = "hearth.notifications.dismissed";
 
@@ -61,6 +65,43 @@ export function NotificationPermission() {
           Enable notifications
         </button>
       )}
+      {permission !== null && permission !== "denied" ? <WebPushSwitch onPermission={setPermission} /> : null}
     </section>
+  );
+}
+
+/**
+ * "Notify me when Hearth is closed": a Web Push subscription for this browser that the
+ * server pushes to itself (see webpush.ts). Off again removes the pusher.
+ */
+function WebPushSwitch(props: { onPermission: (permission: NotificationPermission) => void }) {
+  const chat = useChat();
+  const [on, setOn] = useState(() => webPushKey() !== null);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  if (!webPushSupported()) return null;
+  const toggle = async (want: boolean) => {
+    setBusy(true);
+    setError(null);
+    setOn(want);
+    try {
+      if (want) await enableWebPush(chat.client);
+      else await disableWebPush(chat.client);
+    } catch (err) {
+      setOn(webPushKey() !== null);
+      setError(describeError(err));
+    } finally {
+      setBusy(false);
+      props.onPermission(Notification.permission);
+    }
+  };
+  return (
+    <>
+      <label class="inline">
+        <input type="checkbox" checked={on} disabled={busy} onChange={(e) => void toggle(e.currentTarget.checked)} />
+        Notify me when Hearth is closed
+      </label>
+      <ErrorText error={error} />
+    </>
   );
 }

@@ -216,6 +216,55 @@ impl Services {
         self.store_state_group(&state)
     }
 
+    /// The state before `pdu` from its `prev_events`, as Synapse builds it: the state
+    /// after each prev event this server has in the room's DAG, and for each it lacks,
+    /// the state before that event as `server` has it (`/state_ids` at it) with the event
+    /// itself fetched, checked and added; several states are merged by state resolution.
+    async fn state_after_prevs(
+        &self,
+        server: &ServerName,
+        room_id: &RoomId,
+        version: RoomVersion,
+        pdu: &Pdu,
+    ) -> Result<u64> {
+        let mut sets = Vec::new();
+        for prev in pdu.prev_events() {
+            if let Some(record) = self.store.event(prev.as_str())?
+                && record.room_id == room_id
+                && record.status != EventStatus::Outlier
+                && record.status != EventStatus::Rejected
+                && record.state_after != 0
+            {
+                sets.push(self.state_ids_at(record.state_after)?);
+                continue;
+            }
+            let before = self
+                .state_before_from(server, room_id, version, prev)
+                .await?;
+            let mut state = self.state_ids_at(before)?;
+            if self.store.event(prev.as_str())?.is_none() {
+                let fetched = self
+                    .fetch_events(server, room_id, version, vec![prev.clone()])
+                    .await;
+                self.store_fetched_outliers(server, room_id, version, fetched)
+                    .await?;
+            }
+            let Some(record) = self.store.event(prev.as_str())? else {
+                return Err(bad_gateway(server, format!("{prev} could not be fetched")));
+            };
+            if record.room_id == room_id && record.status != EventStatus::Rejected {
+                let event_type = record.pdu.get("type").and_then(Value::as_str);
+                let state_key = record.pdu.get("state_key").and_then(Value::as_str);
+                if let (Some(t), Some(k)) = (event_type, state_key) {
+                    state.insert((t.to_owned(), k.to_owned()), prev.clone());
+                }
+            }
+            sets.push(state);
+        }
+        let state = self.resolve_state(version, sets, None)?;
+        self.store_state_group(&state)
+    }
+
     /// Receives an event `server` sent, fetching from it what the event needs: missing
     /// auth events, and the state before it when its `prev_events` are unknown here
     /// (unless `state_before` is given).
@@ -244,11 +293,18 @@ impl Services {
                         .await?;
                 }
                 Err(PduError::MissingPrevEvents(_)) if state_before.is_none() => {
-                    let event_id = pdu.event_id().to_owned();
-                    state_before = Some(
-                        self.state_before_from(server, room_id, version, &event_id)
-                            .await?,
-                    );
+                    let group = match self.state_after_prevs(server, room_id, version, pdu).await {
+                        Ok(group) => group,
+                        Err(e) => {
+                            // Asked of the event itself instead: the sender's own
+                            // resolution of the states before it.
+                            tracing::info!(%server, event = %pdu.event_id(), error = %e, "state at the missing prev events not found");
+                            let event_id = pdu.event_id().to_owned();
+                            self.state_before_from(server, room_id, version, &event_id)
+                                .await?
+                        }
+                    };
+                    state_before = Some(group);
                 }
                 Err(e) => return Err(e),
             }

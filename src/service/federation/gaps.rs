@@ -43,19 +43,20 @@ impl Services {
         keys: &PublicKeyMap,
     ) -> Result<(OwnedEventId, Received), PduError> {
         let unsynced = Placement::LiveUnsynced;
-        match self
+        let mut first = self
             .receive_pdu_placed(room_id, json.clone(), keys, unsynced, None)
-            .await
-        {
+            .await;
+        if let Err(PduError::MissingAuthEvents(ids)) = first {
+            let fetched = self.fetch_events(origin, room_id, version, ids).await;
+            self.store_fetched_outliers(origin, room_id, version, fetched)
+                .await?;
+            first = self
+                .receive_pdu_placed(room_id, json.clone(), keys, unsynced, None)
+                .await;
+        }
+        // Its auth events known (or fetched), a gap before it is filled next.
+        match first {
             Err(PduError::MissingPrevEvents(_)) => {}
-            Err(PduError::MissingAuthEvents(ids)) => {
-                let fetched = self.fetch_events(origin, room_id, version, ids).await;
-                self.store_fetched_outliers(origin, room_id, version, fetched)
-                    .await?;
-                return self
-                    .receive_pdu_placed(room_id, json, keys, unsynced, None)
-                    .await;
-            }
             other => return other,
         }
         let pdu = parse_remote_pdu(json.clone(), room_id, version)

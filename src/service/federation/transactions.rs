@@ -116,9 +116,11 @@ impl Services {
             .receive_pushed_pdu(origin, &room_id, room.version, pdu, &keys)
             .await;
         let result = match received {
+            // Processed and stored as rejected: `{}`, as Synapse answers (the spec's
+            // `error` is for a PDU that could not be processed).
             Ok((_, Received::Rejected(why))) => {
                 tracing::info!(%origin, %event_id, reason = %why, "PDU rejected");
-                json!({ "error": why })
+                json!({})
             }
             Ok((_, Received::SoftFailed(why))) => {
                 tracing::info!(%origin, %event_id, reason = %why, "PDU soft-failed");

@@ -19,7 +19,7 @@ impl Services {
     /// Resolves several states of a room into one (state resolution v2). States that
     /// agree are merged without loading any event. `pending` is an event the states may
     /// name that is not stored yet.
-    pub(super) fn resolve_state(
+    pub(crate) fn resolve_state(
         &self,
         version: RoomVersion,
         sets: Vec<StateIds>,

@@ -122,6 +122,8 @@ pub struct RegistrationConfig {
     pub shared_secret: Option<String>,
     pub allow_open_on_public_address: bool,
     pub min_password_length: usize,
+    /// `register?kind=guest` makes guest accounts (off by default, as in Synapse).
+    pub allow_guest_access: bool,
 }
 
 impl RegistrationConfig {
@@ -272,6 +274,7 @@ impl Default for RegistrationConfig {
             shared_secret: None,
             allow_open_on_public_address: false,
             min_password_length: 8,
+            allow_guest_access: false,
         }
     }
 }

@@ -68,6 +68,9 @@ pub struct UserRecord {
     /// marked for erasure, as Synapse does.
     #[serde(default)]
     pub erased: bool,
+    /// A guest account (`register?kind=guest`), until upgraded to a full one.
+    #[serde(default)]
+    pub guest: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

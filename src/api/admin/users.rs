@@ -79,7 +79,7 @@ pub(super) fn user_json(user: &AdminUser) -> Value {
         "avatar_url": user.avatar_url,
         "threepids": [],
         "external_ids": [],
-        "is_guest": false,
+        "is_guest": user.record.guest,
         "admin": user.record.admin,
         "deactivated": user.record.deactivated,
         "erased": user.record.erased,

@@ -63,6 +63,7 @@ pub fn create_user(
                 suspended: false,
                 shadow_banned: false,
                 erased: false,
+                guest: false,
             },
         )?;
         batch.put_profile_field(

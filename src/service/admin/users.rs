@@ -152,6 +152,7 @@ impl Services {
                 refreshable: false,
                 admin: changes.admin.unwrap_or(false),
                 registration_token: None,
+                guest: false,
             })
             .await?;
             let detail = format!("admin={}", changes.admin.unwrap_or(false));

@@ -323,3 +323,39 @@ fn every_route_guests_may_use_is_a_real_route() {
         );
     }
 }
+
+#[test]
+fn the_admin_api_tells_guests_apart() {
+    let server = TestServer::start_with_env(&[
+        ("HEARTH_REGISTRATION__ALLOW_GUEST_ACCESS", "true"),
+        (
+            "HEARTH_REGISTRATION__SHARED_SECRET",
+            crate::admin_support::SECRET,
+        ),
+    ]);
+    let admin = crate::admin_support::admin(&server, "root");
+    let guest = guest(&server);
+    let (status, body) = server.get(
+        &format!("/_synapse/admin/v2/users/{}", enc(&guest.id)),
+        Some(&admin.token),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["is_guest"], true);
+    let listed = |query: &str| -> Vec<String> {
+        let (status, body) = server.get(
+            &format!("/_synapse/admin/v2/users{query}"),
+            Some(&admin.token),
+        );
+        assert_eq!(status, 200, "{body}");
+        body["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(listed("").contains(&guest.id));
+    let without = listed("?guests=false");
+    assert!(!without.contains(&guest.id), "{without:?}");
+    assert!(without.contains(&admin.id), "{without:?}");
+}

@@ -41,6 +41,25 @@ struct Scope {
     only_room: Option<OwnedRoomId>,
 }
 
+/// Synapse's older client format, which its legacy endpoints (`/events`,
+/// `/initialSync`) still give: the sender again as `user_id`, and `age`, `prev_content`,
+/// `replaces_state` and `redacted_because` repeated from `unsigned` at the top level.
+pub(crate) fn legacy_client_event(mut event: Value) -> Value {
+    let Some(object) = event.as_object_mut() else {
+        return event;
+    };
+    if let Some(sender) = object.get("sender").cloned() {
+        object.insert("user_id".into(), sender);
+    }
+    let unsigned = object.get("unsigned").and_then(Value::as_object).cloned();
+    for key in ["age", "redacted_because", "replaces_state", "prev_content"] {
+        if let Some(value) = unsigned.as_ref().and_then(|u| u.get(key)) {
+            object.insert(key.into(), value.clone());
+        }
+    }
+    event
+}
+
 impl Services {
     /// `GET /events`: waits up to the timeout for something new after `from`, and
     /// answers `{chunk, start, end}`.
@@ -143,7 +162,10 @@ impl Services {
                 end.events = *position;
             }
         }
-        let mut chunk: Vec<Value> = room_events.into_iter().map(|(_, e)| e).collect();
+        let mut chunk: Vec<Value> = room_events
+            .into_iter()
+            .map(|(_, e)| legacy_client_event(e))
+            .collect();
 
         chunk.extend(self.stream_presence(user_id, &scope, from, now)?);
         for room_id in &scope.rooms {

@@ -67,6 +67,9 @@ fn the_stream_gives_new_messages_in_order_and_pages_by_limit() {
         for event in room_events {
             assert_eq!(event["room_id"], room.as_str(), "{event}");
             assert!(event["event_id"].is_string(), "{event}");
+            // Synapse's older format: the sender again as `user_id`, `age` at the top.
+            assert_eq!(event["user_id"], alice.id.as_str(), "{event}");
+            assert!(event["age"].is_u64(), "{event}");
         }
         from = body["end"].as_str().unwrap().to_owned();
         if bodies(&body).is_empty() {

@@ -359,3 +359,41 @@ fn the_admin_api_tells_guests_apart() {
     assert!(!without.contains(&guest.id), "{without:?}");
     assert!(without.contains(&admin.id), "{without:?}");
 }
+
+#[test]
+fn a_guest_joins_another_servers_room_only_while_it_admits_guests() {
+    let env = [
+        ("HEARTH_FEDERATION__MAX_RETRY_INTERVAL_SECS", "2"),
+        ("HEARTH_REGISTRATION__ALLOW_GUEST_ACCESS", "true"),
+    ];
+    let a = crate::federation_support::federating_server_with_env(&env);
+    let b = crate::federation_support::federating_server_with_env(&env);
+    let alice = user(&a, "alice");
+    let room = create_room(
+        &a,
+        &alice,
+        json!({"preset": "public_chat", "room_version": "12"}),
+    );
+    let guest = guest(&b);
+    // Not admitted: the guest is out again, on both servers.
+    assert_error(
+        crate::federation_rooms::join_via(&b, &guest, &room, &a.server_name()),
+        403,
+        "M_GUEST_ACCESS_FORBIDDEN",
+    );
+    crate::federation_rooms::eventually(Duration::from_secs(20), "the guest's leave", || {
+        (membership_of(&a, &alice, &room, &guest.id).as_deref() == Some("leave")).then_some(())
+    });
+
+    set_guest_access(&a, &alice, &room, "can_join");
+    let (status, body) = crate::federation_rooms::join_via(&b, &guest, &room, &a.server_name());
+    assert_eq!(status, 200, "{body}");
+    crate::federation_rooms::eventually(Duration::from_secs(20), "the guest's join", || {
+        (membership_of(&a, &alice, &room, &guest.id).as_deref() == Some("join")).then_some(())
+    });
+    // Revoked on the other server: the guest's own server makes it leave.
+    set_guest_access(&a, &alice, &room, "forbidden");
+    crate::federation_rooms::eventually(Duration::from_secs(30), "the guest to leave", || {
+        (membership_of(&a, &alice, &room, &guest.id).as_deref() == Some("leave")).then_some(())
+    });
+}

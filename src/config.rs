@@ -364,6 +364,10 @@ pub const OPTIONS: &[(&str, &str)] = &[
         "Shorter passwords get M_WEAK_PASSWORD [default: 8]",
     ),
     (
+        "registration.allow_guest_access",
+        "Guest accounts (register?kind=guest): they preview world-readable rooms and join rooms open to guests [default: false]",
+    ),
+    (
         "login.failures_burst",
         "Failed logins allowed at once per user and per address before M_LIMIT_EXCEEDED [default: 5]",
     ),

@@ -82,9 +82,14 @@ impl Services {
         }
         // As Synapse: a user reading their stream is online (a guest peeking is not).
         let _presence = (!is_guest).then(|| self.begin_sync(user_id, PresenceState::Online));
+        // The stream carries no to-device messages, so its tokens never move that part
+        // on: a `/sync` from one of them acknowledges none the client has not had.
         let from = match request.from {
             Some(from) => from,
-            None => self.sync_position(user_id)?,
+            None => SyncToken {
+                to_device: 0,
+                ..self.sync_position(user_id)?
+            },
         };
         // Someone peeking gets no wake of their own: the room's members do.
         let waker = match &request.room_id {
@@ -155,7 +160,10 @@ impl Services {
             )?);
         }
         room_events.sort_by_key(|(position, _)| *position);
-        let mut end = now;
+        let mut end = SyncToken {
+            to_device: from.to_device,
+            ..now
+        };
         if room_events.len() > request.limit {
             room_events.truncate(request.limit);
             if let Some((position, _)) = room_events.last() {

@@ -257,3 +257,28 @@ fn bad_tokens_and_limits_are_refused() {
         "M_INVALID_PARAM",
     );
 }
+
+#[test]
+fn a_sync_from_a_stream_token_loses_no_to_device_message() {
+    let server = TestServer::start();
+    let alice = user(&server, "alice");
+    let bob = user(&server, "bob");
+    let (status, body) = crate::e2ee_support::send_to_device(
+        &server,
+        &alice,
+        "m.test",
+        "t1",
+        json!({ bob.id.clone(): { bob.device.clone(): {"text": "keep me"} } }),
+    );
+    assert_eq!(status, 200, "{body}");
+    // The stream delivers no to-device messages, so its token acknowledges none.
+    let end = stream_end(&server, &bob, "");
+    let body = crate::e2ee_support::sync(&server, &bob, Some(&end), 0);
+    let texts: Vec<&str> = body["to_device"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["content"]["text"].as_str())
+        .collect();
+    assert_eq!(texts, ["keep me"], "{body}");
+}

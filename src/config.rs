@@ -125,6 +125,8 @@ pub struct RegistrationConfig {
     pub shared_secret: Option<String>,
     pub allow_open_on_public_address: bool,
     pub min_password_length: usize,
+    /// `register?kind=guest` makes guest accounts (off by default, as in Synapse).
+    pub allow_guest_access: bool,
 }
 
 impl RegistrationConfig {
@@ -276,6 +278,7 @@ impl Default for RegistrationConfig {
             shared_secret: None,
             allow_open_on_public_address: false,
             min_password_length: 8,
+            allow_guest_access: false,
         }
     }
 }
@@ -363,6 +366,10 @@ pub const OPTIONS: &[(&str, &str)] = &[
     (
         "registration.min_password_length",
         "Shorter passwords get M_WEAK_PASSWORD [default: 8]",
+    ),
+    (
+        "registration.allow_guest_access",
+        "Guest accounts (register?kind=guest): they preview world-readable rooms and join rooms open to guests [default: false]",
     ),
     (
         "login.failures_burst",

@@ -3,12 +3,13 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, ErrorKind};
 use crate::service::Services;
+use crate::service::guests::{guest_forbidden, guest_may_use};
 use crate::service::sessions::Authed;
 
 pub type AppState = Arc<Services>;
@@ -124,22 +125,39 @@ fn url_params(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
         .into_iter()
 }
 
-/// An authenticated request: `M_MISSING_TOKEN` without a token, `M_UNKNOWN_TOKEN` with a bad one.
+/// An authenticated request: `M_MISSING_TOKEN` without a token, `M_UNKNOWN_TOKEN` with a bad one,
+/// `M_GUEST_ACCESS_FORBIDDEN` for a guest on an endpoint guests may not use.
 pub struct Auth(pub Authed);
 
 impl FromRequestParts<AppState> for Auth {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
-        let token = access_token(parts)?
-            .ok_or_else(|| Error::new(ErrorKind::MissingToken, "Missing access token"))?;
-        let ClientAddr(addr) = ClientAddr::from_request_parts(parts, state)
-            .await
-            .unwrap_or(ClientAddr(None));
-        let authed = state.sessions.authenticate(&token, addr.as_deref()).await?;
-        state.check_not_locked(&authed.user_id, parts.uri.path())?;
+        let authed = authenticate(parts, state).await?;
+        if authed.is_guest {
+            let template = parts
+                .extensions
+                .get::<MatchedPath>()
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_default();
+            if !guest_may_use(&parts.method, &template, parts.uri.path()) {
+                return Err(guest_forbidden());
+            }
+        }
         Ok(Auth(authed))
     }
+}
+
+/// The token's session, refused when the token is missing or bad or the account locked.
+async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Authed, Error> {
+    let token = access_token(parts)?
+        .ok_or_else(|| Error::new(ErrorKind::MissingToken, "Missing access token"))?;
+    let ClientAddr(addr) = ClientAddr::from_request_parts(parts, state)
+        .await
+        .unwrap_or(ClientAddr(None));
+    let authed = state.sessions.authenticate(&token, addr.as_deref()).await?;
+    state.check_not_locked(&authed.user_id, parts.uri.path())?;
+    Ok(authed)
 }
 
 /// An authenticated request that also keeps its access token, for long-lived
@@ -194,7 +212,7 @@ impl FromRequestParts<AppState> for MaybeAuth {
         if access_token(parts)?.is_none() {
             return Ok(MaybeAuth(None));
         }
-        let Auth(authed) = Auth::from_request_parts(parts, state).await?;
-        Ok(MaybeAuth(Some(authed)))
+        // Open to anyone, so to guests too.
+        Ok(MaybeAuth(Some(authenticate(parts, state).await?)))
     }
 }

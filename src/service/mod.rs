@@ -5,10 +5,12 @@ pub mod admin;
 pub mod direct;
 pub mod directory;
 pub mod e2ee;
+pub mod event_stream;
 pub mod fanout;
 pub mod federation;
 pub mod filter;
 pub mod gifs;
+pub mod guests;
 pub mod key_backup;
 pub mod keys;
 pub mod media;
@@ -94,6 +96,8 @@ pub struct Services {
     /// Server-side key backups (`/room_keys`).
     pub key_backup: key_backup::KeyBackup,
     pub admin: admin::Admin,
+    /// Rooms whose guest access changed, for the worker that makes guests leave.
+    pub guest_kicks: guests::GuestKicks,
     server_name: ruma::OwnedServerName,
     shutting_down: tokio::sync::watch::Sender<bool>,
 }
@@ -157,6 +161,7 @@ impl Services {
             e2ee: e2ee::E2ee::new(&store)?,
             key_backup: key_backup::KeyBackup::new(store.clone()),
             admin: admin::Admin::new(&store)?,
+            guest_kicks: guests::GuestKicks::default(),
             login_limiter: ratelimit::RateLimiter::new(
                 config.login.failures_burst,
                 config.login.failures_per_minute,
@@ -190,6 +195,7 @@ impl Services {
         self.sender.resume()?;
         self.pushers.resume(self.rooms.stream_position())?;
         self.fanout.resume(self.fanout_executor())?;
+        self.start_guest_kicks();
         Ok(())
     }
 

@@ -226,7 +226,9 @@ impl Services {
             if target == PresenceState::Online {
                 user.last_active_ts = now;
             }
-            if user.state != target && self.presence_enabled() {
+            // `offline` leaves presence as it is (the spec: the client "is not marked
+            // as being online"), as Synapse does: it does not mark the user offline.
+            if target != PresenceState::Offline && user.state != target && self.presence_enabled() {
                 user.state = target;
                 Some(inner.bump(user_id))
             } else {

@@ -18,6 +18,8 @@ use crate::store::{AccessTokenRecord, DeviceRecord, RefreshTokenRecord, Store, T
 pub struct Authed {
     pub user_id: OwnedUserId,
     pub device_id: OwnedDeviceId,
+    /// A guest account (`register?kind=guest`): only the endpoints the spec lists.
+    pub is_guest: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -144,9 +146,14 @@ impl Sessions {
                     .await?;
             }
         }
+        let is_guest = self
+            .store
+            .user(record.user_id.as_str())?
+            .is_some_and(|u| u.guest);
         Ok(Authed {
             user_id: record.user_id,
             device_id: record.device_id,
+            is_guest,
         })
     }
 

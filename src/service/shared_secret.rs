@@ -108,6 +108,7 @@ impl Services {
                 refreshable: false,
                 admin: request.admin,
                 registration_token: None,
+                guest: false,
             })
             .await?;
         let tokens = tokens.ok_or_else(|| Error::internal("login was not inhibited"))?;

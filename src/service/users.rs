@@ -89,6 +89,8 @@ pub struct NewAccount {
     pub admin: bool,
     /// The registration token the user gave, whose use is counted with the account.
     pub registration_token: Option<String>,
+    /// A guest account: a numeric localpart, no password, only the guest endpoints.
+    pub guest: bool,
 }
 
 impl Services {
@@ -133,6 +135,7 @@ impl Services {
             let _guard = self.sessions.write_lock.lock().await;
             let user_id = match &new.localpart {
                 Some(localpart) => self.username_available(localpart)?,
+                None if new.guest => self.unused_guest_user_id()?,
                 None => self.unused_generated_user_id()?,
             };
             let mut batch = self.store.batch();
@@ -151,6 +154,7 @@ impl Services {
                     shadow_banned: false,
                     erased: false,
                     ratelimit_override: None,
+                    guest: new.guest,
                 },
             )?;
             // Like Synapse: a new user is called by their localpart until they choose a
@@ -183,6 +187,18 @@ impl Services {
         loop {
             let localpart = format!("user{}", super::random_string(8).to_lowercase());
             match self.username_available(&localpart) {
+                Err(e) if e.kind == ErrorKind::UserInUse => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// A guest's user ID: a number, as Synapse gives guests (and refuses to anyone
+    /// else registering, see [`validate_localpart`]'s caller in `/register`).
+    fn unused_guest_user_id(&self) -> Result<OwnedUserId> {
+        loop {
+            let number = rand::random::<u32>() % 900_000_000 + 100_000_000;
+            match self.username_available(&number.to_string()) {
                 Err(e) if e.kind == ErrorKind::UserInUse => continue,
                 other => return other,
             }
@@ -309,6 +325,7 @@ impl Services {
                         refreshable: false,
                         admin: false,
                         registration_token: None,
+                        guest: false,
                     })
                     .await?;
                 Ok(user_id)

@@ -68,6 +68,9 @@ pub struct UserRecord {
     /// marked for erasure, as Synapse does.
     #[serde(default)]
     pub erased: bool,
+    /// A guest account (`register?kind=guest`), until upgraded to a full one.
+    #[serde(default)]
+    pub guest: bool,
     /// Set by an admin: this user's own request rates in place of `[limits]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ratelimit_override: Option<RateLimitOverride>,

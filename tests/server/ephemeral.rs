@@ -172,6 +172,26 @@ fn presence_status_can_be_set_and_read_by_room_mates_only() {
 }
 
 #[test]
+fn a_sync_with_set_presence_offline_leaves_presence_as_it_is() {
+    let server = TestServer::start();
+    let (alice, bob, _room) = alice_and_bob_in_a_room(&server);
+    let path = format!("/_matrix/client/v3/presence/{}/status", enc(&alice.id));
+    let (status, body) = server.send(
+        "PUT",
+        &path,
+        Some(&alice.token),
+        &json!({"presence": "online", "status_msg": "Online"}),
+    );
+    assert_eq!(status, 200, "{body}");
+    // The spec: with `offline` the client "is not marked as being online"; it is not
+    // marked offline either (as Synapse, and as SyTest's helpers expect).
+    sync(&server, &alice, "set_presence=offline");
+    let (status, body) = server.get(&path, Some(&bob.token));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["presence"], "online");
+}
+
+#[test]
 fn presence_can_be_turned_off() {
     let server = TestServer::start_with_env(&[("HEARTH_PRESENCE__ENABLED", "false")]);
     let (alice, bob, _room) = alice_and_bob_in_a_room(&server);

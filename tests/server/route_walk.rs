@@ -66,7 +66,7 @@ const OPEN: &[(&str, &str)] = &[
 ];
 
 /// Every (method, path template) of the real router.
-fn route_table() -> Vec<(String, String)> {
+pub fn route_table() -> Vec<(String, String)> {
     let dir = tempfile::tempdir().unwrap();
     let config = Config {
         server_name: "hearth.test".into(),

@@ -79,7 +79,7 @@ pub(super) fn user_json(user: &AdminUser) -> Value {
         "avatar_url": user.avatar_url,
         "threepids": [],
         "external_ids": [],
-        "is_guest": false,
+        "is_guest": user.record.guest,
         "admin": user.record.admin,
         "deactivated": user.record.deactivated,
         "erased": user.record.erased,
@@ -105,8 +105,7 @@ struct ListQuery {
     limit: Option<usize>,
     name: Option<String>,
     user_id: Option<String>,
-    /// Hearth has no guest accounts; accepted for compatibility.
-    #[allow(dead_code)]
+    /// `false` leaves guest accounts out.
     guests: Option<bool>,
     #[serde(default)]
     deactivated: bool,
@@ -137,6 +136,7 @@ async fn list(
         deactivated: query.deactivated,
         locked: query.locked,
         admins: query.admins,
+        guests: query.guests.unwrap_or(true),
         from,
         limit,
     })?;

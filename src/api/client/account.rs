@@ -32,7 +32,7 @@ async fn whoami(Auth(authed): Auth) -> Json<Value> {
     Json(json!({
         "user_id": authed.user_id,
         "device_id": authed.device_id,
-        "is_guest": false,
+        "is_guest": authed.is_guest,
     }))
 }
 

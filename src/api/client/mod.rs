@@ -5,6 +5,7 @@ mod account_data;
 mod devices;
 mod directory;
 mod discovery;
+mod events;
 mod gifs;
 mod initial_sync;
 mod key_backup;
@@ -42,6 +43,7 @@ pub fn routes() -> Router<AppState> {
         .merge(directory::routes())
         .merge(sync::routes())
         .merge(initial_sync::routes())
+        .merge(events::routes())
         .merge(sync_ws::routes())
         .merge(sliding_sync::routes())
         .merge(presence::routes())

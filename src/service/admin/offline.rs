@@ -64,6 +64,7 @@ pub fn create_user(
                 shadow_banned: false,
                 erased: false,
                 ratelimit_override: None,
+                guest: false,
             },
         )?;
         batch.put_profile_field(

@@ -31,6 +31,8 @@ pub struct UserListQuery {
     pub deactivated: bool,
     pub locked: bool,
     pub admins: Option<bool>,
+    /// Guest accounts are listed unless this is false (Synapse's `guests`).
+    pub guests: bool,
     pub from: usize,
     pub limit: usize,
 }
@@ -83,6 +85,7 @@ impl Services {
             if record.deactivated && !query.deactivated
                 || !record.locked && query.locked
                 || query.admins.is_some_and(|a| a != record.admin)
+                || record.guest && !query.guests
                 || query
                     .user_id
                     .as_deref()
@@ -152,6 +155,7 @@ impl Services {
                 refreshable: false,
                 admin: changes.admin.unwrap_or(false),
                 registration_token: None,
+                guest: false,
             })
             .await?;
             let detail = format!("admin={}", changes.admin.unwrap_or(false));

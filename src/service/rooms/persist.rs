@@ -274,6 +274,9 @@ impl Services {
         for event_type in &staged.room_state_types {
             self.user_directory
                 .state_changed(&self.store, room_id, event_type);
+            if event_type == "m.room.guest_access" {
+                self.guest_kicks.changed(room_id);
+            }
         }
         if staged.members_changed && staged.membership_target.is_none() {
             self.rooms.members.invalidate(room_id);

@@ -223,6 +223,13 @@ impl Services {
         if let Some(existing) = self.identical_current_state(room_id, sender, &template)? {
             return Ok(existing);
         }
+        self.check_guest_join(
+            room_id,
+            sender,
+            &template.event_type,
+            template.state_key.as_deref(),
+            &template.content,
+        )?;
         let version = room.version;
         let is_message = template.state_key.is_none();
         let (pdu, json, auth_state) = self.build_local_event(room_id, &room, sender, template)?;

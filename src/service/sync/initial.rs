@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use super::SyncToken;
 use crate::error::{Error, Result};
 use crate::service::Services;
+use crate::service::event_stream::legacy_client_event;
 use crate::service::push_rules::PUSH_RULES_TYPE;
 use crate::service::rooms::{ClientView, ReadAccess};
 
@@ -56,7 +57,7 @@ impl Services {
                     if let Some((_, event)) =
                         self.client_event_by_id(record.event_id.as_str(), Some(view))?
                     {
-                        room["invite"] = event;
+                        room["invite"] = legacy_client_event(event);
                     }
                 }
                 _ if self.store.room(room_id.as_str())?.is_none() => {
@@ -185,14 +186,18 @@ impl Services {
             None => to,
         };
         let messages = json!({
-            "chunk": timeline.events.into_iter().map(|(_, e)| e).collect::<Vec<_>>(),
+            "chunk": timeline
+                .events
+                .into_iter()
+                .map(|(_, e)| legacy_client_event(e))
+                .collect::<Vec<_>>(),
             "start": SyncToken { events: start, ..now }.to_string(),
             "end": SyncToken { events: to, ..now }.to_string(),
         });
         let mut state = Vec::new();
         for event_id in self.state_at(room_id, to)?.unwrap_or_default().values() {
             if let Some((_, event)) = self.client_event_by_id(event_id.as_str(), Some(view))? {
-                state.push(event);
+                state.push(legacy_client_event(event));
             }
         }
         Ok((messages, state))

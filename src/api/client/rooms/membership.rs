@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::parse_room_id;
 use crate::api::AppState;
 use crate::api::extract::{Auth, MatrixJson, Path};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::service::ratelimit::Family;
 use crate::service::rooms::MembershipChange;
 use crate::service::sessions::Authed;
@@ -133,6 +133,23 @@ async fn join_room(
         state
             .join_remote_room(&room_id, &authed.user_id, &via)
             .await?;
+        // The room's state is known only once joined: a guest in a room that does not
+        // admit guests leaves again at once.
+        if authed.is_guest && !state.guests_may_join(&room_id)? {
+            state
+                .change_membership(
+                    &room_id,
+                    &authed.user_id,
+                    &authed.user_id,
+                    MembershipChange::Leave,
+                    None,
+                )
+                .await?;
+            return Err(Error::new(
+                ErrorKind::GuestAccessForbidden,
+                "Guest access is not allowed in this room",
+            ));
+        }
         return Ok(Json(json!({ "room_id": room_id })));
     }
     own_membership(state, authed, room_id, MembershipChange::Join, reason).await

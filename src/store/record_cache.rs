@@ -1,7 +1,9 @@
 //! Decoded records, and facts read off a run of keys, of the column families every sync
 //! reads for every room or device: users (locked or not), rooms, memberships, read
-//! receipts, account-data and to-device positions, one-time and fallback key counts.
-//! Absent records are kept too: most syncs ask for receipts nobody sent.
+//! receipts, account-data and to-device positions, one-time and fallback key counts;
+//! and for every event it delivers, the event's relations and thread summary.
+//! Absent records are kept too: most syncs ask for receipts nobody sent, and most
+//! events have no relations.
 //!
 //! A batch names the keys it writes in these column families; once it is written, the
 //! entries those keys feed are dropped (see [`ReadCache`] for the race with readers).
@@ -13,6 +15,7 @@ use super::accounts::UserRecord;
 use super::e2ee_keys::FallbackKeyRecord;
 use super::read_cache::ReadCache;
 use super::receipts::ReceiptRecord;
+use super::relations::{RelationRecord, ThreadRecord};
 use super::rooms::{RoomRecord, UserRoomRecord};
 
 /// Entries per generation of each cache.
@@ -109,6 +112,9 @@ pub(super) struct RecordCaches {
     pub(super) one_time_key_counts: RecordCache<Vec<(String, u64)>>,
     /// A device's fallback keys, by their key prefix.
     pub(super) fallback_keys: RecordCache<Vec<(String, FallbackKeyRecord)>>,
+    /// An event's children with their stream positions, by their key prefix.
+    pub(super) relations: RecordCache<Vec<(u64, RelationRecord)>>,
+    pub(super) threads: RecordCache<ThreadRecord>,
 }
 
 impl RecordCaches {
@@ -123,6 +129,8 @@ impl RecordCaches {
             to_device_positions: RecordCache::new(Cf::ToDevice, Scope::Positions),
             one_time_key_counts: RecordCache::new(Cf::OneTimeKeys, Scope::Family),
             fallback_keys: RecordCache::new(Cf::FallbackKeys, Scope::Family),
+            relations: RecordCache::new(Cf::Relations, Scope::Positions),
+            threads: RecordCache::new(Cf::Threads, Scope::Key),
         }
     }
 
@@ -139,6 +147,8 @@ impl RecordCaches {
                 | Cf::ToDevice
                 | Cf::OneTimeKeys
                 | Cf::FallbackKeys
+                | Cf::Relations
+                | Cf::Threads
         )
     }
 
@@ -156,6 +166,8 @@ impl RecordCaches {
         self.to_device_positions.written(touched);
         self.one_time_key_counts.written(touched);
         self.fallback_keys.written(touched);
+        self.relations.written(touched);
+        self.threads.written(touched);
     }
 }
 

@@ -176,6 +176,7 @@ mod tests {
     use ruma::{owned_event_id, owned_room_id, owned_user_id};
     use serde_json::json;
 
+    use crate::store::relations::{RelationRecord, ThreadRecord};
     use crate::store::{ReceiptChange, ReceiptRecord, Store, ToDeviceRecord};
 
     #[test]
@@ -242,5 +243,35 @@ mod tests {
         store.write(batch).unwrap();
         let counts = store.one_time_key_counts("@a:x", "D").unwrap();
         assert_eq!(counts, [("signed_curve25519".to_owned(), 1)]);
+
+        // Relations and thread summaries: read while absent, then written and deleted.
+        assert!(store.relations("$p").unwrap().is_empty());
+        assert!(store.thread("!r:x", "$p").unwrap().is_none());
+        let child = RelationRecord {
+            event_id: owned_event_id!("$c"),
+            rel_type: "m.thread".into(),
+            event_type: "m.room.message".into(),
+            sender: owned_user_id!("@a:x"),
+            key: None,
+            origin_server_ts: 1,
+        };
+        let thread = ThreadRecord {
+            latest_event: owned_event_id!("$c"),
+            latest_stream: 9,
+            count: 1,
+            participants: vec![owned_user_id!("@a:x")],
+        };
+        let mut batch = store.batch();
+        batch.put_relation("$p", 9, &child).unwrap();
+        batch.put_thread("!r:x", "$p", &thread, None).unwrap();
+        store.write(batch).unwrap();
+        let relations = store.relations("$p").unwrap();
+        assert_eq!(relations.len(), 1);
+        assert_eq!(relations[0].0, 9);
+        assert_eq!(store.thread("!r:x", "$p").unwrap().unwrap().count, 1);
+        let mut batch = store.batch();
+        batch.delete_relation("$p", 9, &child);
+        store.write(batch).unwrap();
+        assert!(store.relations("$p").unwrap().is_empty());
     }
 }

@@ -96,7 +96,7 @@ impl RoomStreamCache {
             .filter(|(stream, _)| *stream > above && *stream <= newest)
             .cloned()
             .collect();
-        out.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        out.sort_unstable_by_key(|(stream, _)| std::cmp::Reverse(*stream));
         out.truncate(limit);
         Some(out)
     }

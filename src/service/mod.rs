@@ -140,7 +140,7 @@ impl Services {
             typing: typing::Typing::default(),
             presence: presence::Presence::load(&store)?,
             receipts: receipts::Receipts::new(&store)?,
-            notifications: notifications::Notifications::default(),
+            notifications: notifications::Notifications::new(&store)?,
             pushers: pushers::Pushers::new(
                 store.clone(),
                 shutting_down.subscribe(),

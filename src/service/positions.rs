@@ -75,6 +75,11 @@ impl<T> Positions<T> {
     pub fn visible(&self) -> u64 {
         self.inner().visible
     }
+
+    /// The highest position handed out so far.
+    pub fn allocated(&self) -> u64 {
+        self.inner().allocated
+    }
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ mod record_cache;
 mod registration_tokens;
 mod relations;
 mod reports;
+mod room_stream_cache;
 mod rooms;
 mod search;
 mod server_keys;
@@ -319,6 +320,8 @@ struct Inner {
     user_rooms: read_cache::ReadCache<String, rooms::UserRooms>,
     /// Records every sync reads (see [`record_cache`]).
     records: record_cache::RecordCaches,
+    /// The latest entries of each room's stream (see [`room_stream_cache`]).
+    room_streams: room_stream_cache::RoomStreamCache,
 }
 
 impl Store {
@@ -359,8 +362,13 @@ impl Store {
                 access_tokens: read_cache::ReadCache::new(ACCESS_TOKEN_CACHE),
                 user_rooms: read_cache::ReadCache::new(USER_ROOMS_CACHE),
                 records: record_cache::RecordCaches::new(),
+                room_streams: room_stream_cache::RoomStreamCache::new(),
             }),
         };
+        store
+            .inner
+            .room_streams
+            .start_after(store.last_u64_key(Cf::Stream)?);
         store.check_schema_version()?;
         store.fill_membership_stream()?;
         Ok(store)
@@ -470,6 +478,7 @@ impl Store {
             access_tokens: Vec::new(),
             user_rooms: Vec::new(),
             touched: Vec::new(),
+            room_stream: Vec::new(),
         }
     }
 
@@ -481,6 +490,7 @@ impl Store {
             access_tokens,
             user_rooms,
             touched,
+            room_stream,
             ..
         } = batch;
         let write = || self.inner.db.write_opt(inner, &self.inner.write_options);
@@ -499,6 +509,7 @@ impl Store {
         self.inner.access_tokens.written(&access_tokens);
         self.inner.user_rooms.written(&user_rooms);
         self.inner.records.written(&touched);
+        self.inner.room_streams.written(room_stream);
         Ok(())
     }
 
@@ -514,6 +525,7 @@ impl Store {
         self.inner.access_tokens.written(&batch.access_tokens);
         self.inner.user_rooms.written(&batch.user_rooms);
         self.inner.records.written(&batch.touched);
+        self.inner.room_streams.written(batch.room_stream);
         Ok(())
     }
 
@@ -556,6 +568,9 @@ pub struct Batch<'a> {
     user_rooms: Vec<String>,
     /// Keys this batch writes or deletes in the column families of [`record_cache`].
     touched: Vec<(Cf, Vec<u8>)>,
+    /// Room stream entries this batch writes, `(room, stream, event)`, noted in memory
+    /// once it is written.
+    room_stream: Vec<(String, u64, ruma::OwnedEventId)>,
 }
 
 impl Batch<'_> {

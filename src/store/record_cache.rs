@@ -1,7 +1,9 @@
 //! Decoded records, and facts read off a run of keys, of the column families every sync
 //! reads for every room or device: users (locked or not), rooms, memberships, read
-//! receipts, account-data and to-device positions, one-time and fallback key counts.
-//! Absent records are kept too: most syncs ask for receipts nobody sent.
+//! receipts, account-data and to-device positions, one-time and fallback key counts;
+//! and for every event it delivers, the event's relations and thread summary.
+//! Absent records are kept too: most syncs ask for receipts nobody sent, and most
+//! events have no relations.
 //!
 //! A batch names the keys it writes in these column families; once it is written, the
 //! entries those keys feed are dropped (see [`ReadCache`] for the race with readers).
@@ -13,6 +15,7 @@ use super::accounts::UserRecord;
 use super::e2ee_keys::FallbackKeyRecord;
 use super::read_cache::ReadCache;
 use super::receipts::ReceiptRecord;
+use super::relations::{RelationRecord, ThreadRecord};
 use super::rooms::{RoomRecord, UserRoomRecord};
 
 /// Entries per generation of each cache.
@@ -109,6 +112,9 @@ pub(super) struct RecordCaches {
     pub(super) one_time_key_counts: RecordCache<Vec<(String, u64)>>,
     /// A device's fallback keys, by their key prefix.
     pub(super) fallback_keys: RecordCache<Vec<(String, FallbackKeyRecord)>>,
+    /// An event's children with their stream positions, by their key prefix.
+    pub(super) relations: RecordCache<Vec<(u64, RelationRecord)>>,
+    pub(super) threads: RecordCache<ThreadRecord>,
 }
 
 impl RecordCaches {
@@ -123,6 +129,8 @@ impl RecordCaches {
             to_device_positions: RecordCache::new(Cf::ToDevice, Scope::Positions),
             one_time_key_counts: RecordCache::new(Cf::OneTimeKeys, Scope::Family),
             fallback_keys: RecordCache::new(Cf::FallbackKeys, Scope::Family),
+            relations: RecordCache::new(Cf::Relations, Scope::Positions),
+            threads: RecordCache::new(Cf::Threads, Scope::Key),
         }
     }
 
@@ -139,6 +147,8 @@ impl RecordCaches {
                 | Cf::ToDevice
                 | Cf::OneTimeKeys
                 | Cf::FallbackKeys
+                | Cf::Relations
+                | Cf::Threads
         )
     }
 
@@ -156,6 +166,8 @@ impl RecordCaches {
         self.to_device_positions.written(touched);
         self.one_time_key_counts.written(touched);
         self.fallback_keys.written(touched);
+        self.relations.written(touched);
+        self.threads.written(touched);
     }
 }
 
@@ -164,6 +176,7 @@ mod tests {
     use ruma::{owned_event_id, owned_room_id, owned_user_id};
     use serde_json::json;
 
+    use crate::store::relations::{RelationRecord, ThreadRecord};
     use crate::store::{ReceiptChange, ReceiptRecord, Store, ToDeviceRecord};
 
     #[test]
@@ -230,5 +243,35 @@ mod tests {
         store.write(batch).unwrap();
         let counts = store.one_time_key_counts("@a:x", "D").unwrap();
         assert_eq!(counts, [("signed_curve25519".to_owned(), 1)]);
+
+        // Relations and thread summaries: read while absent, then written and deleted.
+        assert!(store.relations("$p").unwrap().is_empty());
+        assert!(store.thread("!r:x", "$p").unwrap().is_none());
+        let child = RelationRecord {
+            event_id: owned_event_id!("$c"),
+            rel_type: "m.thread".into(),
+            event_type: "m.room.message".into(),
+            sender: owned_user_id!("@a:x"),
+            key: None,
+            origin_server_ts: 1,
+        };
+        let thread = ThreadRecord {
+            latest_event: owned_event_id!("$c"),
+            latest_stream: 9,
+            count: 1,
+            participants: vec![owned_user_id!("@a:x")],
+        };
+        let mut batch = store.batch();
+        batch.put_relation("$p", 9, &child).unwrap();
+        batch.put_thread("!r:x", "$p", &thread, None).unwrap();
+        store.write(batch).unwrap();
+        let relations = store.relations("$p").unwrap();
+        assert_eq!(relations.len(), 1);
+        assert_eq!(relations[0].0, 9);
+        assert_eq!(store.thread("!r:x", "$p").unwrap().unwrap().count, 1);
+        let mut batch = store.batch();
+        batch.delete_relation("$p", 9, &child);
+        store.write(batch).unwrap();
+        assert!(store.relations("$p").unwrap().is_empty());
     }
 }

@@ -72,11 +72,13 @@ impl Store {
     /// Children of `parent`, in stream order, with their stream positions.
     pub fn relations(&self, parent: &str) -> StoreResult<Vec<(u64, RelationRecord)>> {
         let prefix = prefix(parent);
-        Ok(self
-            .scan_prefix::<RelationRecord>(Cf::Relations, &prefix)?
-            .into_iter()
-            .map(|(key, record)| (stream_of(&key, prefix.len()), record))
-            .collect())
+        self.inner.records.relations.get_or_read(&prefix, || {
+            Ok(self
+                .scan_prefix::<RelationRecord>(Cf::Relations, &prefix)?
+                .into_iter()
+                .map(|(key, record)| (stream_of(&key, prefix.len()), record))
+                .collect())
+        })
     }
 
     pub fn annotation(
@@ -93,7 +95,11 @@ impl Store {
     }
 
     pub fn thread(&self, room_id: &str, root: &str) -> StoreResult<Option<ThreadRecord>> {
-        self.get_json(Cf::Threads, &thread_key(room_id, root))
+        let key = thread_key(room_id, root);
+        self.inner
+            .records
+            .threads
+            .get_or_load(&key, || self.get_json(Cf::Threads, &key))
     }
 
     /// Thread roots of a room, most recently active first, active at or before `before`.

@@ -316,6 +316,9 @@ impl Store {
         above: u64,
         limit: usize,
     ) -> StoreResult<Vec<(u64, OwnedEventId)>> {
+        if let Some(recent) = self.inner.room_streams.rev(room_id, newest, above, limit) {
+            return Ok(recent);
+        }
         let prefix = join(&[room_id.as_bytes(), b""]);
         let mut start = prefix.clone();
         start.extend_from_slice(&be(newest));
@@ -446,6 +449,8 @@ impl Batch<'_> {
             &join(&[room_id.as_bytes(), &be(stream)]),
             event_id,
         )?;
+        self.room_stream
+            .push((room_id.to_owned(), stream, event_id.clone()));
         let mut topo = join(&[room_id.as_bytes(), &be(depth)]);
         topo.extend_from_slice(&be(stream));
         self.put_json(Cf::RoomTopo, &topo, event_id)

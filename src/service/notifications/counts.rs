@@ -2,6 +2,14 @@
 //! the recorded notifications of a room after the user's read receipt, and those among
 //! them that highlight. Counts per user and room are cached and extended as new records
 //! arrive; a moved receipt or a withdrawn record starts them again.
+//!
+//! The records this process writes are also noted in memory, per user and room (the
+//! latest [`RECENT_RECORDS`]), after their batch is written and before their event
+//! becomes visible: a count that only needs records noted there (every sync after the
+//! first, in an active room) reads nothing from the store. The read receipt the count
+//! starts from is kept too, until the next receipt is written anywhere.
+
+use std::collections::VecDeque;
 
 use ruma::{RoomId, UserId};
 
@@ -20,13 +28,74 @@ pub struct Counts {
     pub highlights: u64,
 }
 
+/// Records noted per user and room; a user who does not sync for longer reads the older
+/// ones from the store.
+const RECENT_RECORDS: usize = 64;
+
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Entry {
+struct Entry {
     /// The receipt the counts start from (event stream position).
     from: u64,
     /// The counts cover records up to here.
     to: u64,
     counts: Counts,
+}
+
+/// What is kept in memory for one user in one room.
+pub(super) struct Unread {
+    /// The cached counts.
+    counted: Option<Entry>,
+    /// Records written by this process, `(stream, highlight)`, in the order written.
+    recent: VecDeque<(u64, bool)>,
+    /// `recent` holds every record of the user in the room after this stream position.
+    complete_after: u64,
+    /// The user's read position ([`read_up_to`]) and the receipt stream position it was
+    /// read at.
+    read: Option<(u64, Option<u64>)>,
+}
+
+impl Unread {
+    /// Nothing noted yet: every record after `started_at` would have been.
+    pub(super) fn new(started_at: u64) -> Self {
+        Self {
+            counted: None,
+            recent: VecDeque::new(),
+            complete_after: started_at,
+            read: None,
+        }
+    }
+
+    pub(super) fn note(&mut self, stream: u64, highlight: bool) {
+        self.recent.push_back((stream, highlight));
+        if self.recent.len() > RECENT_RECORDS
+            && let Some((dropped, _)) = self.recent.pop_front()
+        {
+            self.complete_after = self.complete_after.max(dropped);
+        }
+    }
+
+    /// The records changed: counts start again, and records up to `allocated` are read
+    /// from the store.
+    pub(super) fn forget(&mut self, allocated: u64) {
+        self.counted = None;
+        self.recent.clear();
+        self.complete_after = self.complete_after.max(allocated);
+    }
+
+    /// Counts `entry` up to `to` with the noted records, when they cover what it lacks.
+    fn extend_from_memory(&self, mut entry: Entry, to: u64) -> Option<Entry> {
+        if entry.to < self.complete_after {
+            return None;
+        }
+        for (stream, highlight) in &self.recent {
+            if *stream > entry.to && *stream <= to {
+                entry.counts.notifications += 1;
+                entry.counts.highlights += u64::from(*highlight);
+            }
+        }
+        entry.to = to;
+        Some(entry)
+    }
 }
 
 /// The stream position of the newest event the user has a read receipt (public or
@@ -90,32 +159,49 @@ impl Services {
         joined_at: u64,
         to: u64,
     ) -> Result<Counts> {
-        let from = read_up_to(&self.store, user_id, room_id)?.unwrap_or(joined_at);
         let key = (user_id.to_owned(), room_id.to_owned());
-        let cached = lock(&self.notifications.counts).get(&key).copied();
-        let mut entry = match cached {
-            Some(entry) if entry.from == from && entry.to <= to => {
-                // Counts read since this process started see every later record staged.
-                if !self.notifications.staged_after(user_id, room_id, entry.to) {
-                    let entry = Entry { to, ..entry };
-                    lock(&self.notifications.counts).insert(key, entry);
-                    return Ok(entry.counts);
-                }
-                entry
-            }
-            _ => Entry {
-                from,
-                to: from,
-                counts: Counts::default(),
-            },
+        // Read before the receipts: a receipt written meanwhile moves it past this.
+        let receipts_at = self.receipts.position();
+        let known_read = lock(&self.notifications.unread)
+            .get(&key)
+            .and_then(|unread| unread.read)
+            .filter(|(at, _)| *at == receipts_at)
+            .map(|(_, read)| read);
+        let read = match known_read {
+            Some(read) => read,
+            None => read_up_to(&self.store, user_id, room_id)?,
         };
+        let from = read.unwrap_or(joined_at);
+        let start = {
+            let mut map = lock(&self.notifications.unread);
+            let unread = map
+                .entry(key.clone())
+                .or_insert_with(|| Unread::new(self.notifications.started_at));
+            unread.read = Some((receipts_at, read));
+            let start = match unread.counted {
+                Some(entry) if entry.from == from && entry.to <= to => entry,
+                _ => Entry {
+                    from,
+                    to: from,
+                    counts: Counts::default(),
+                },
+            };
+            if let Some(entry) = unread.extend_from_memory(start, to) {
+                unread.counted = Some(entry);
+                return Ok(entry.counts);
+            }
+            start
+        };
+        let mut entry = start;
         if entry.to < to {
             let more = unread_in_room(&self.store, user_id, room_id, entry.to, to)?;
             entry.counts.notifications += more.notifications;
             entry.counts.highlights += more.highlights;
             entry.to = to;
         }
-        lock(&self.notifications.counts).insert(key, entry);
+        if let Some(unread) = lock(&self.notifications.unread).get_mut(&key) {
+            unread.counted = Some(entry);
+        }
         Ok(entry.counts)
     }
 }

@@ -21,7 +21,8 @@ const MAX_RECOUNT: usize = 10_000;
 impl Services {
     /// Stages the notifications of an accepted event in its batch: for every local
     /// joined member but the sender (and a local user it invites), the outcome of their
-    /// push rules when it says `notify`. Returns the users notified.
+    /// push rules when it says `notify`. Returns the users notified, with whether it
+    /// highlights for them.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn stage_notifications(
         &self,
@@ -32,7 +33,7 @@ impl Services {
         event_id: &EventId,
         json: &Value,
         stream: u64,
-    ) -> Result<Vec<OwnedUserId>> {
+    ) -> Result<Vec<(OwnedUserId, bool)>> {
         let sender = json.get("sender").and_then(Value::as_str).unwrap_or("");
         let members = self.room_members(room_id)?;
         let mut candidates: Vec<&UserId> = members
@@ -67,9 +68,10 @@ impl Services {
             }
         }
         batch.put_notifications(stream, &records)?;
-        self.notifications
-            .note_staged(room_id, records.iter().map(|(u, _)| u), stream);
-        Ok(records.into_iter().map(|(u, _)| u).collect())
+        Ok(records
+            .into_iter()
+            .map(|(u, record)| (u, record.highlight))
+            .collect())
     }
 
     /// Stages the withdrawal of every notification of a redacted event; returns the
@@ -92,9 +94,22 @@ impl Services {
 
     /// Forgets cached counts after notifications were withdrawn.
     pub(crate) fn notifications_withdrawn(&self, room_id: &RoomId, users: &[OwnedUserId]) {
+        let allocated = self.rooms.allocated_position();
         for user_id in users {
-            self.notifications.forget_counts(user_id, room_id);
+            self.notifications
+                .forget_counts(user_id, room_id, allocated);
         }
+    }
+
+    /// Notes an event's notifications, `(user, highlight)`, once its batch is written
+    /// and before it becomes visible (see `counts`).
+    pub(crate) fn notifications_written(
+        &self,
+        room_id: &RoomId,
+        stream: u64,
+        records: &[(OwnedUserId, bool)],
+    ) {
+        self.notifications.note_written(room_id, stream, records);
     }
 
     /// After the user changed their push rules: evaluates the unread events of each of
@@ -153,7 +168,8 @@ impl Services {
                 batch.put_event_notifications(event_id.as_str(), index)?;
             }
             self.store.write(batch)?;
-            self.notifications.forget_counts(user_id, &room_id);
+            self.notifications
+                .forget_counts(user_id, &room_id, self.rooms.allocated_position());
         }
         Ok(())
     }

@@ -25,6 +25,7 @@ use crate::event::RoomPowers;
 use crate::event::push_rules::{CompiledRules, Ruleset};
 use crate::service::Services;
 use crate::service::push_rules::PUSH_RULES_TYPE;
+use crate::store::{Cf, Store};
 
 /// A user's push rules ready for evaluation, tagged with the account data position of
 /// the `m.push_rules` they came from (0: the predefined rules, shared).
@@ -44,7 +45,6 @@ struct RoomPushFacts {
 /// A room's push facts with the state group and joined member count they were read at.
 type CachedFacts = (u64, usize, Arc<RoomPushFacts>);
 
-#[derive(Default)]
 pub struct Notifications {
     /// The predefined rules, compiled once for everyone who has not changed them.
     predefined: OnceLock<Arc<CompiledRules>>,
@@ -52,11 +52,12 @@ pub struct Notifications {
     rules: Mutex<HashMap<OwnedUserId, UserPushRules>>,
     /// Each room's push facts with the state group and member count they were read at.
     rooms: Mutex<HashMap<OwnedRoomId, CachedFacts>>,
-    /// Unread counts per user and room, extended as new records arrive.
-    counts: Mutex<HashMap<(OwnedUserId, OwnedRoomId), counts::Entry>>,
-    /// Per user and room, the stream position of the newest record staged since the
-    /// server started: counts that cover it need no read to be brought up to date.
-    staged: Mutex<HashMap<(OwnedUserId, OwnedRoomId), u64>>,
+    /// Per user and room: the unread counts, extended as new records arrive, and the
+    /// records this process wrote lately (see `counts`).
+    unread: Mutex<HashMap<(OwnedUserId, OwnedRoomId), counts::Unread>>,
+    /// The event stream position when the process started: every record after it was
+    /// written by this process, which noted it in `unread`.
+    started_at: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -64,34 +65,38 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Notifications {
-    /// Forgets the cached counts of a user in a room (their records changed).
-    fn forget_counts(&self, user_id: &UserId, room_id: &ruma::RoomId) {
-        lock(&self.counts).remove(&(user_id.to_owned(), room_id.to_owned()));
+    pub fn new(store: &Store) -> Result<Self> {
+        Ok(Self {
+            predefined: OnceLock::new(),
+            rules: Mutex::default(),
+            rooms: Mutex::default(),
+            unread: Mutex::default(),
+            started_at: store.last_u64_key(Cf::Stream)?,
+        })
     }
 
-    /// Notes records about to be written for an event at `stream` (before the write, so
-    /// that a count made once the event is visible knows to read them).
-    fn note_staged<'a>(
-        &self,
-        room_id: &ruma::RoomId,
-        users: impl Iterator<Item = &'a OwnedUserId>,
-        stream: u64,
-    ) {
-        let mut staged = lock(&self.staged);
-        for user_id in users {
-            let newest = staged
+    /// Forgets the cached counts and the noted records of a user in a room (their
+    /// records changed): nothing up to `allocated`, the highest stream position handed
+    /// out so far, is counted from memory again.
+    fn forget_counts(&self, user_id: &UserId, room_id: &ruma::RoomId, allocated: u64) {
+        let mut unread = lock(&self.unread);
+        let entry = unread
+            .entry((user_id.to_owned(), room_id.to_owned()))
+            .or_insert_with(|| counts::Unread::new(self.started_at));
+        entry.forget(allocated);
+    }
+
+    /// Notes the records of an event at `stream`, `(user, highlight)`, once they are
+    /// written and before the event becomes visible, so that a count made once it is
+    /// visible finds them here.
+    fn note_written(&self, room_id: &ruma::RoomId, stream: u64, records: &[(OwnedUserId, bool)]) {
+        let mut unread = lock(&self.unread);
+        for (user_id, highlight) in records {
+            unread
                 .entry((user_id.clone(), room_id.to_owned()))
-                .or_default();
-            *newest = (*newest).max(stream);
+                .or_insert_with(|| counts::Unread::new(self.started_at))
+                .note(stream, *highlight);
         }
-    }
-
-    /// Whether a record for the user in the room may have been written after `after`,
-    /// as far as this process knows (it staged every record written since it started).
-    fn staged_after(&self, user_id: &UserId, room_id: &ruma::RoomId, after: u64) -> bool {
-        lock(&self.staged)
-            .get(&(user_id.to_owned(), room_id.to_owned()))
-            .is_some_and(|newest| *newest > after)
     }
 }
 

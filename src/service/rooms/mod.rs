@@ -98,6 +98,11 @@ impl Rooms {
     pub fn stream_position(&self) -> u64 {
         self.positions.visible()
     }
+
+    /// The highest position on the event stream handed out so far.
+    pub fn allocated_position(&self) -> u64 {
+        self.positions.allocated()
+    }
 }
 
 /// Who to wake when an event becomes visible: the room's members, and the target of a

@@ -29,6 +29,8 @@ pub(crate) struct StagedEvent<'a> {
     room_state_types: Vec<String>,
     /// Users whose notifications this event (a redaction) withdrew.
     withdrawn: Vec<OwnedUserId>,
+    /// Users this event notifies, with whether it highlights for them.
+    notified: Vec<(OwnedUserId, bool)>,
 }
 
 /// Extra facts about an accepted event that only its origin knows.
@@ -169,7 +171,7 @@ impl Services {
             stream,
         )?;
         let mut ticket = ticket;
-        ticket.notified = notified;
+        ticket.notified = notified.iter().map(|(u, _)| u.clone()).collect();
         batch.put_event(
             event_id.as_str(),
             &EventRecord {
@@ -201,6 +203,7 @@ impl Services {
             members_changed,
             room_state_types,
             withdrawn,
+            notified,
         })
     }
 
@@ -282,6 +285,7 @@ impl Services {
             self.rooms.members.invalidate(room_id);
         }
         self.notifications_withdrawn(room_id, &staged.withdrawn);
+        self.notifications_written(room_id, staged.ticket.position, &staged.notified);
         staged.ticket.publish(room_id, staged.membership_target);
     }
 

@@ -33,6 +33,7 @@ fn help_lists_every_option_and_nothing_else() {
     let mut documented: Vec<String> = OPTIONS
         .iter()
         .chain(super::LIMITS_OPTIONS)
+        .chain(super::EMAIL_OPTIONS)
         .map(|(k, _)| k.to_string())
         .collect();
     keys.sort();

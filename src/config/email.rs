@@ -17,7 +17,7 @@ pub enum SmtpSecurity {
     None,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EmailConfig {
     pub smtp_host: Option<String>,
@@ -34,6 +34,26 @@ pub struct EmailConfig {
     pub notif_interval_secs: u64,
     /// How long a verification link stays valid.
     pub token_lifetime_secs: u64,
+}
+
+/// By hand so that printing the configuration never prints the SMTP password.
+impl std::fmt::Debug for EmailConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmailConfig")
+            .field("smtp_host", &self.smtp_host)
+            .field("smtp_port", &self.smtp_port)
+            .field("smtp_security", &self.smtp_security)
+            .field("smtp_user", &self.smtp_user)
+            .field(
+                "smtp_password",
+                &self.smtp_password.as_ref().map(|_| "<redacted>"),
+            )
+            .field("from", &self.from)
+            .field("notif_delay_secs", &self.notif_delay_secs)
+            .field("notif_interval_secs", &self.notif_interval_secs)
+            .field("token_lifetime_secs", &self.token_lifetime_secs)
+            .finish()
+    }
 }
 
 impl Default for EmailConfig {

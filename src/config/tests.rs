@@ -75,6 +75,28 @@ fn gif_settings_are_checked_and_the_key_is_never_printed() {
 }
 
 #[test]
+fn email_settings_are_checked_and_the_password_is_never_printed() {
+    let mut config = Config::default();
+    assert!(!config.email.enabled());
+    config.email.smtp_host = Some("smtp.example.org".into());
+    // A sender is required, and must be an address.
+    assert!(config.validate().is_err());
+    config.email.from = Some("not an address".into());
+    assert!(config.validate().is_err());
+    config.email.from = Some("Hearth <hearth@example.org>".into());
+    config.validate().unwrap();
+    assert_eq!(config.email.port(), 587);
+    config.email.smtp_security = SmtpSecurity::Tls;
+    assert_eq!(config.email.port(), 465);
+    // A user without a password (or the reverse) is refused.
+    config.email.smtp_user = Some("hearth".into());
+    assert!(config.validate().is_err());
+    config.email.smtp_password = Some("sekrit-password".into());
+    config.validate().unwrap();
+    assert!(!format!("{config:?}").contains("sekrit-password"));
+}
+
+#[test]
 fn tls_needs_both_files_and_makes_the_base_url_https() {
     let mut config = Config::default();
     config.tls.certificate = Some("cert.pem".into());

@@ -294,6 +294,22 @@ def test_add_address_and_digests(mail_hearth):
     text, _ = parts(digest)
     assert "second missed" in text and "read this one" not in text and "hello alice" not in text
 
+    # A direct chat (in Alice's m.direct) that is encrypted: counted, nothing shown.
+    dm = bob.create_room(preset="trusted_private_chat", is_direct=True, invite=[alice.user_id],
+                         initial_state=[{"type": "m.room.encryption", "state_key": "",
+                                         "content": {"algorithm": "m.megolm.v1.aes-sha2"}}])
+    alice.join(dm)
+    alice.request("PUT", f"/_matrix/client/v3/user/{q(alice.user_id)}/account_data/m.direct",
+                  {bob.user_id: [dm]})
+    after_second = mailbox.count()
+    bob.request("PUT", f"/_matrix/client/v3/rooms/{q(dm)}/send/m.room.encrypted/{os.urandom(8).hex()}",
+                {"algorithm": "m.megolm.v1.aes-sha2", "ciphertext": "c2VjcmV0IHRleHQ",
+                 "device_id": "BOBDEVICE", "sender_key": "key", "session_id": "session"})
+    _, digest = mailbox.wait_for_mail(after_second)
+    text, html = parts(digest)
+    assert "You have 1 encrypted message." in text and "You have 1 encrypted message." in html
+    assert "c2VjcmV0IHRleHQ" not in text and "c2VjcmV0IHRleHQ" not in html
+
     # The unsubscribe link: a wrong signature is refused; the right one ends digests.
     bad = re.sub(r"sig=[0-9a-f]+", "sig=" + "0" * 64, unsubscribe)
     status, _, _ = page(server, bad)

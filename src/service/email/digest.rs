@@ -156,7 +156,8 @@ impl Services {
             let Some(event) = self.store.event(record.event_id.as_str())? else {
                 continue;
             };
-            if event.redacted_because.is_some() {
+            // Messages only: not invites and other state events.
+            if event.redacted_because.is_some() || event.pdu.get("state_key").is_some() {
                 continue;
             }
             let room_encrypted = self

@@ -389,6 +389,24 @@ def test_password_reset_by_email(mail_hearth):
         server.request("POST", "/_matrix/client/v3/account/password",
                        {"new_password": "another one!", "auth": auth})
 
+    # Deactivating the account frees the address: someone else can verify it.
+    token = login(new_password)["access_token"]
+    try:
+        server.request("POST", "/_matrix/client/v3/account/deactivate", {}, token=token)
+    except MatrixError as e:
+        assert e.status == 401, e
+        server.request("POST", "/_matrix/client/v3/account/deactivate", {"auth": {
+            "type": "m.login.password", "session": e.body["session"], "password": new_password,
+            "identifier": {"type": "m.id.user", "user": "alice"},
+        }}, token=token)
+    bob = server.register("bob")
+    before = mailbox.count()
+    bob.request("POST", "/_matrix/client/v3/account/3pid/email/requestToken", {
+        "client_secret": "bobs", "email": "alice@example.org", "send_attempt": 1,
+    })
+    rcpt, _ = mailbox.wait_for_mail(before)
+    assert rcpt == ["alice@example.org"]
+
 
 def test_without_email_the_endpoints_refuse(hearth_bin, fed_ca, fed_root):
     server = start_hearth_with_email(hearth_bin, fed_ca, fed_root, None)

@@ -1,6 +1,7 @@
 //! Configuration: built-in defaults, overridden by a TOML file (`--config`), then by
 //! `HEARTH_*` environment variables, then by command-line flags.
 
+mod email;
 mod ip_range;
 mod limits;
 mod push;
@@ -13,6 +14,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+pub use email::{EMAIL_OPTIONS, EmailConfig, SmtpSecurity};
 pub use ip_range::{IpRange, default_ip_range_denylist};
 pub use limits::{LIMITS_OPTIONS, LimitsConfig};
 pub use push::PushConfig;
@@ -40,6 +42,7 @@ pub struct Config {
     pub federation: FederationConfig,
     pub well_known: WellKnownConfig,
     pub push: PushConfig,
+    pub email: EmailConfig,
     pub limits: LimitsConfig,
 }
 
@@ -264,6 +267,7 @@ impl Default for Config {
             federation: FederationConfig::default(),
             well_known: WellKnownConfig::default(),
             push: PushConfig::default(),
+            email: EmailConfig::default(),
             limits: LimitsConfig::default(),
         }
     }
@@ -524,7 +528,7 @@ pub fn options_help() -> String {
     let mut text = String::from(
         "CONFIGURATION:\n  Every option can be set in the TOML file given with --config, or in an environment\n  variable HEARTH_<SECTION>__<KEY> (e.g. HEARTH_REGISTRATION__ENABLED=false).\n  Precedence: defaults < config file < environment < command-line flags.\n\n",
     );
-    for (key, description) in OPTIONS.iter().chain(LIMITS_OPTIONS) {
+    for (key, description) in OPTIONS.iter().chain(LIMITS_OPTIONS).chain(EMAIL_OPTIONS) {
         let env = format!("HEARTH_{}", key.replace('.', "__").to_uppercase());
         text.push_str(&format!("  {key}  ({env})\n      {description}\n"));
     }
@@ -709,6 +713,7 @@ impl Config {
         }
         self.limits.validate()?;
         self.push.validate()?;
+        self.email.validate()?;
         self.well_known.validate()
     }
 

@@ -70,6 +70,12 @@ pub enum ErrorKind {
     ExpiredActivationToken,
     /// A Web Push pusher's activation token the server did not issue (MSC4174, 400).
     UnknownActivationToken,
+    /// The homeserver does not take this third-party identifier (or email is off).
+    ThreepidDenied,
+    /// The email session was not validated, or its secret is wrong.
+    ThreepidAuthFailed,
+    /// The address belongs to another account already.
+    ThreepidInUse,
     /// A request the server understood but cannot act on, with no better code.
     Unknown,
     /// A service the server relies on (Giphy, another homeserver) failed or answered
@@ -168,6 +174,9 @@ impl Error {
             ErrorKind::UnknownPos => "M_UNKNOWN_POS",
             ErrorKind::ExpiredActivationToken => "M_EXPIRED_ACTIVATION_TOKEN",
             ErrorKind::UnknownActivationToken => "M_UNKNOWN_ACTIVATION_TOKEN",
+            ErrorKind::ThreepidDenied => "M_THREEPID_DENIED",
+            ErrorKind::ThreepidAuthFailed => "M_THREEPID_AUTH_FAILED",
+            ErrorKind::ThreepidInUse => "M_THREEPID_IN_USE",
             ErrorKind::Unknown
             | ErrorKind::Conflict
             | ErrorKind::BadGateway
@@ -184,6 +193,7 @@ impl Error {
             | ErrorKind::UserDeactivated
             | ErrorKind::UserSuspended
             | ErrorKind::WrongRoomKeysVersion { .. }
+            | ErrorKind::ThreepidDenied
             | ErrorKind::GuestAccessForbidden => StatusCode::FORBIDDEN,
             ErrorKind::UnknownToken { .. }
             | ErrorKind::MissingToken
@@ -209,6 +219,8 @@ impl Error {
             ErrorKind::BadJson
             | ErrorKind::NotJson
             | ErrorKind::UserInUse
+            | ErrorKind::ThreepidAuthFailed
+            | ErrorKind::ThreepidInUse
             | ErrorKind::InvalidUsername
             | ErrorKind::InvalidParam
             | ErrorKind::MissingParam

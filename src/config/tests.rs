@@ -33,6 +33,7 @@ fn help_lists_every_option_and_nothing_else() {
     let mut documented: Vec<String> = OPTIONS
         .iter()
         .chain(super::LIMITS_OPTIONS)
+        .chain(super::EMAIL_OPTIONS)
         .map(|(k, _)| k.to_string())
         .collect();
     keys.sort();
@@ -71,6 +72,28 @@ fn gif_settings_are_checked_and_the_key_is_never_printed() {
     config.gifs.giphy_base_url = "https://api.giphy.com".into();
     config.gifs.giphy_api_key = Some(String::new());
     assert!(config.validate().is_err());
+}
+
+#[test]
+fn email_settings_are_checked_and_the_password_is_never_printed() {
+    let mut config = Config::default();
+    assert!(!config.email.enabled());
+    config.email.smtp_host = Some("smtp.example.org".into());
+    // A sender is required, and must be an address.
+    assert!(config.validate().is_err());
+    config.email.from = Some("not an address".into());
+    assert!(config.validate().is_err());
+    config.email.from = Some("Hearth <hearth@example.org>".into());
+    config.validate().unwrap();
+    assert_eq!(config.email.port(), 587);
+    config.email.smtp_security = SmtpSecurity::Tls;
+    assert_eq!(config.email.port(), 465);
+    // A user without a password (or the reverse) is refused.
+    config.email.smtp_user = Some("hearth".into());
+    assert!(config.validate().is_err());
+    config.email.smtp_password = Some("sekrit-password".into());
+    config.validate().unwrap();
+    assert!(!format!("{config:?}").contains("sekrit-password"));
 }
 
 #[test]

@@ -6,6 +6,7 @@ pub mod direct;
 pub mod directory;
 pub mod e2ee;
 pub mod event_stream;
+pub mod email;
 pub mod fanout;
 pub mod federation;
 pub mod filter;
@@ -81,6 +82,8 @@ pub struct Services {
     pub notifications: notifications::Notifications,
     /// HTTP pushers and their delivery workers.
     pub pushers: Arc<pushers::Pushers>,
+    /// Mail: address verification, password resets, digests.
+    pub email: Arc<email::Email>,
     pub media: media::Media,
     pub gifs: gifs::Gifs,
     pub profile_locks: profile::ProfileLocks,
@@ -150,6 +153,12 @@ impl Services {
                     vapid_subject: config.vapid_subject(),
                 },
             )?,
+            email: email::Email::new(
+                &config.email,
+                config.public_baseurl(),
+                config.server_name.clone(),
+                &store,
+            )?,
             media,
             gifs: gifs::Gifs::new(config.federation.ip_range_denylist.clone())?,
             profile_locks: profile::ProfileLocks::default(),
@@ -181,14 +190,22 @@ impl Services {
     }
 
     /// Starts the background workers: presence idleness, the outgoing federation
-    /// queue (its destinations with PDUs queued before a restart), the pushers and the
-    /// fan-outs (those a crash cut short first). Each ends when shutdown begins.
+    /// queue (its destinations with PDUs queued before a restart), email digests, the
+    /// pushers and the fan-outs (those a crash cut short first). Each ends when shutdown begins.
     pub fn start_workers(self: &Arc<Self>) -> anyhow::Result<()> {
         let presence = self.clone();
         let shutdown = self.shutdown_started();
         tokio::spawn(async move {
             tokio::select! {
                 () = presence.presence_idle_loop() => {}
+                () = shutdown => {}
+            }
+        });
+        let digests = self.clone();
+        let shutdown = self.shutdown_started();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = digests.email_digest_loop() => {}
                 () = shutdown => {}
             }
         });

@@ -15,6 +15,8 @@ pub enum Stage {
     Dummy,
     Password,
     RegistrationToken,
+    /// A validated email session (`threepid_creds`): password resets.
+    EmailIdentity,
 }
 
 impl Stage {
@@ -23,13 +25,19 @@ impl Stage {
             Stage::Dummy => "m.login.dummy",
             Stage::Password => "m.login.password",
             Stage::RegistrationToken => "m.login.registration_token",
+            Stage::EmailIdentity => "m.login.email.identity",
         }
     }
 
     fn parse(text: &str) -> Option<Self> {
-        [Stage::Dummy, Stage::Password, Stage::RegistrationToken]
-            .into_iter()
-            .find(|s| s.as_str() == text)
+        [
+            Stage::Dummy,
+            Stage::Password,
+            Stage::RegistrationToken,
+            Stage::EmailIdentity,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
     }
 }
 
@@ -222,12 +230,13 @@ impl Services {
             .await
         {
             return match failure.kind {
-                ErrorKind::Forbidden | ErrorKind::InvalidParam | ErrorKind::MissingParam => {
-                    Err(self.uia.challenge(
-                        &session_id,
-                        Some((failure.errcode(), failure.message.into())),
-                    ))
-                }
+                ErrorKind::Forbidden
+                | ErrorKind::InvalidParam
+                | ErrorKind::MissingParam
+                | ErrorKind::ThreepidAuthFailed => Err(self.uia.challenge(
+                    &session_id,
+                    Some((failure.errcode(), failure.message.into())),
+                )),
                 _ => Err(failure),
             };
         }
@@ -325,6 +334,7 @@ impl Services {
     ) -> Result<()> {
         match stage {
             Stage::Dummy => Ok(()),
+            Stage::EmailIdentity => self.email_identity_user(auth).map(|_| ()),
             Stage::RegistrationToken => {
                 let given = auth
                     .get("token")

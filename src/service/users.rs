@@ -364,6 +364,15 @@ impl Services {
             user.password_hash = None;
             let mut batch = self.store.batch();
             batch.put_user(user_id.as_str(), &user)?;
+            // Its email addresses are freed and get no more mail (as Synapse does).
+            for (address, _) in self.store.user_threepids(user_id.as_str())? {
+                batch.delete_threepid(user_id.as_str(), &address);
+                batch.delete_pusher(
+                    user_id.as_str(),
+                    crate::service::email::threepid::EMAIL_APP_ID,
+                    &address,
+                );
+            }
             let generation = if leave_rooms {
                 Some(
                     self.fanout

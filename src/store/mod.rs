@@ -29,6 +29,7 @@ mod rooms;
 mod search;
 mod server_keys;
 mod sliding_sync;
+mod threepids;
 mod to_device;
 
 use std::path::{Path, PathBuf};
@@ -68,6 +69,7 @@ pub use rooms::{
 };
 pub use search::{Posting, PostingCursor};
 pub use server_keys::{ServerKeysRecord, StoredKey};
+pub use threepids::{DigestRecord, ThreepidPurpose, ThreepidRecord, ThreepidSessionRecord};
 pub use to_device::{ToDeviceRecord, to_device_client_txn, to_device_edu_txn};
 
 /// Access tokens kept in memory (per cache generation): about one per active device.
@@ -168,10 +170,13 @@ pub enum Cf {
     SlidingSync,
     MembershipStream,
     FanoutIntents,
+    ThreepidSessions,
+    Threepids,
+    EmailDigests,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 61] = [
+    pub const ALL: [Cf; 64] = [
         Cf::Meta,
         Cf::Users,
         Cf::Devices,
@@ -233,6 +238,9 @@ impl Cf {
         Cf::SlidingSync,
         Cf::MembershipStream,
         Cf::FanoutIntents,
+        Cf::ThreepidSessions,
+        Cf::Threepids,
+        Cf::EmailDigests,
     ];
 
     pub fn name(self) -> &'static str {
@@ -298,6 +306,9 @@ impl Cf {
             Cf::SlidingSync => "sliding_sync",
             Cf::MembershipStream => "membership_stream",
             Cf::FanoutIntents => "fanout_intents",
+            Cf::ThreepidSessions => "threepid_sessions",
+            Cf::Threepids => "threepids",
+            Cf::EmailDigests => "email_digests",
         }
     }
 }

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::api::AppState;
-use crate::api::extract::{Auth, MatrixJson};
+use crate::api::extract::{Auth, MatrixJson, MaybeAuth};
 use crate::error::Result;
 use crate::service::uia::{Requirement, Stage};
 
@@ -48,11 +48,17 @@ fn default_true() -> bool {
     true
 }
 
+/// With an access token the current password is asked for; without one this is a
+/// password reset, authorised by an email address validated through
+/// `/account/password/email/requestToken` (the `m.login.email.identity` stage).
 async fn change_password(
     State(state): State<AppState>,
-    Auth(authed): Auth,
+    MaybeAuth(authed): MaybeAuth,
     MatrixJson(body): MatrixJson<PasswordBody>,
 ) -> Result<Json<Value>> {
+    let Some(authed) = authed else {
+        return reset_password(state, body).await;
+    };
     state.check_password_rules(&body.new_password)?;
     state
         .authenticate(
@@ -67,6 +73,34 @@ async fn change_password(
         state
             .remove_all_devices(&authed.user_id, Some(&authed.device_id))
             .await?;
+    }
+    Ok(Json(json!({})))
+}
+
+async fn reset_password(state: AppState, body: PasswordBody) -> Result<Json<Value>> {
+    state.email.require_enabled()?;
+    state.check_password_rules(&body.new_password)?;
+    state
+        .authenticate(
+            Requirement {
+                purpose: "reset_password",
+                flows: vec![vec![Stage::EmailIdentity]],
+                user: None,
+                target: None,
+            },
+            body.auth.as_ref(),
+        )
+        .await?;
+    let auth = body
+        .auth
+        .as_ref()
+        .ok_or_else(|| crate::error::Error::missing_param("Missing auth"))?;
+    let user = state.email_identity_user(auth)?;
+    let user_id = ruma::UserId::parse(user.as_str()).map_err(crate::error::Error::internal)?;
+    state.change_password(&user_id, body.new_password).await?;
+    state.consume_email_session(auth)?;
+    if body.logout_devices {
+        state.remove_all_devices(&user_id, None).await?;
     }
     Ok(Json(json!({})))
 }

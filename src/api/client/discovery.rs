@@ -64,7 +64,7 @@ async fn capabilities(State(state): State<AppState>, Auth(authed): Auth) -> Json
             "m.set_displayname": { "enabled": true },
             "m.set_avatar_url": { "enabled": true },
             "m.profile_fields": { "enabled": true },
-            "m.3pid_changes": { "enabled": false },
+            "m.3pid_changes": { "enabled": state.email.enabled() },
             "m.get_login_token": { "enabled": false },
         }
     });

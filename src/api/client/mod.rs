@@ -23,6 +23,7 @@ pub mod search;
 mod sliding_sync;
 mod sync;
 pub mod sync_ws;
+mod threepid;
 mod to_device;
 mod user_directory;
 
@@ -37,6 +38,7 @@ pub fn routes() -> Router<AppState> {
         .merge(login::routes())
         .merge(media::routes())
         .merge(account::routes())
+        .merge(threepid::routes())
         .merge(account_data::routes())
         .merge(devices::routes())
         .merge(rooms::routes())

@@ -39,6 +39,9 @@ pub struct PushersConfig {
     pub vapid_subject: String,
 }
 
+/// The kind of the pushers that get email digests (`service/email/digest.rs`).
+pub const EMAIL_KIND: &str = "email";
+
 /// How long one request to a gateway may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -136,6 +139,10 @@ impl Pushers {
 
     /// Starts (or restarts, after a change) the worker of a stored pusher.
     fn start(self: &Arc<Self>, user_id: &UserId, record: PusherRecord) {
+        if record.kind == EMAIL_KIND {
+            // Email pushers have no worker of their own: the digest worker reads them.
+            return;
+        }
         let key = pusher_key(user_id.as_str(), &record.app_id, &record.pushkey);
         let signals = Arc::new(Signals::default());
         let task = tokio::spawn(self.clone().run(

@@ -143,15 +143,29 @@ impl Services {
         let data = body
             .data
             .ok_or_else(|| Error::missing_param("data is required"))?;
-        if kind == "http" {
+        if kind == super::EMAIL_KIND {
+            // Digests to one of the user's verified addresses (as Synapse's email
+            // pushers): not tied to the device that set it.
+            if app_id != crate::service::email::threepid::EMAIL_APP_ID {
+                return Err(Error::invalid_param(
+                    "Email pushers have the app_id m.email",
+                ));
+            }
+            if self.store.threepid_owner(&pushkey)?.as_deref() != Some(user_id.as_str()) {
+                return Err(Error::invalid_param(
+                    "The pushkey of an email pusher must be one of your verified addresses",
+                ));
+            }
+        } else if kind == "http" {
             check_http_data(&data, &self.pushers.gateway)?;
         } else if is_webpush(&kind) {
             webpush::check_data(&pushkey, &data, self.pushers.webpush.guard())?;
         } else {
             return Err(Error::invalid_param(format!(
-                "Pushers of kind {kind:?} are not supported; this server has http and webpush pushers"
+                "Pushers of kind {kind:?} are not supported; this server has http, webpush and email pushers"
             )));
         }
+        let owning_device = (kind != super::EMAIL_KIND).then(|| device_id.to_string());
         let record = PusherRecord {
             kind,
             app_id,
@@ -162,7 +176,7 @@ impl Services {
             lang: required(body.lang, "lang")?,
             data: Value::Object(data),
             ts: now_ms(),
-            device_id: Some(device_id.to_string()),
+            device_id: owning_device,
             activation: None,
         };
         let mut record = record;

@@ -1,7 +1,10 @@
-//! The authorisation rules of room versions 10, 11 and 12, and the auth events selection.
+//! The authorisation rules of room versions 3 to 12, and the auth events selection.
 //!
 //! Rule numbers in comments and test names follow the room v12 list (`content/rooms/v12.md`).
-//! Room v10/v11 differ in: rule 1.2 (room ID domain must match the sender's domain), rule 1.4
+//! Rooms v3–v9 differ from v10 in: the `m.room.aliases` rule (v3–v5), `notifications` in the
+//! power levels rule (v6+), knocking (v7+), restricted joins (v8+), `knock_restricted` (v10+) and
+//! power levels that may be strings (v3–v9) or floats (v3–v5) instead of integers.
+//! Room v10/v11 differ from v12 in: rule 1.2 (room ID domain must match the sender's domain), rule 1.4
 //! (v10: `creator` required; v12: `additional_creators` validated), rule 2 (v12 only), rule 3.2/3.4
 //! (v10/v11 require `m.room.create` among the auth events, v12 forbids it), rule 5.3.1 (v10:
 //! `content.creator`, v11+: create `sender`), rule 10.4 (v12 only) and creators' power
@@ -14,8 +17,11 @@ use serde_json::{Map, Value};
 
 use super::canonical::canonical_json;
 use super::hashes::{decode_b64, room_id_from_create_event_id};
-use super::power_levels::{LEVEL_FIELDS, Power, RoomPowers};
+use super::power_levels::{LEVEL_FIELDS, Power, RoomPowers, level_value};
 use super::types::{CREATE, JOIN_RULES, MEMBER, POWER_LEVELS, THIRD_PARTY_INVITE};
+
+/// `m.room.aliases`, which has its own auth rule in room versions 1–5.
+const ALIASES: &str = "m.room.aliases";
 use super::{EventError, Pdu, Result, RoomVersion, StateKey};
 
 fn deny<T>(reason: impl Into<String>) -> Result<T> {
@@ -61,8 +67,8 @@ pub fn auth_types_for_event(
         {
             out.insert(key(THIRD_PARTY_INVITE, token));
         }
-        // All supported versions support restricted rooms.
-        if membership == Some("join")
+        if version.supports_restricted_join()
+            && membership == Some("join")
             && let Some(via) = content
                 .get("join_authorised_via_users_server")
                 .and_then(Value::as_str)
@@ -258,6 +264,18 @@ where
         ));
     }
 
+    // Rule 4 of room versions 1–5: `m.room.aliases`.
+    if version.has_aliases_auth_rule() && event.event_type() == ALIASES {
+        return match event.state_key() {
+            None => deny("m.room.aliases event has no state_key"),
+            Some(sk) if sk == sender.server_name().as_str() => Ok(()),
+            Some(sk) => deny(format!(
+                "m.room.aliases state_key {sk:?} is not the sender's server {}",
+                sender.server_name()
+            )),
+        };
+    }
+
     let power_levels_event = state(POWER_LEVELS, "");
     let powers = RoomPowers::new(version, create, power_levels_event)
         .map_err(|e| EventError::Unauthorized(format!("current power levels are invalid: {e}")))?;
@@ -397,9 +415,10 @@ where
             "m.room.member state_key {target_str:?} is not a valid user ID"
         ));
     };
-    // 5.2
+    // 5.2 (v8+)
     let authorised_via = match event.content().get("join_authorised_via_users_server") {
         None => None,
+        Some(_) if !version.supports_restricted_join() => None,
         Some(v) => {
             let Some(user) = v.as_str().and_then(|s| UserId::parse(s).ok()) else {
                 return deny(format!(
@@ -455,7 +474,7 @@ where
             if sender_membership == Some("ban") {
                 return deny(format!("{sender} is banned from the room"));
             }
-            match join_rule {
+            match known_join_rule(version, join_rule) {
                 // 5.3.4
                 "invite" | "knock" => {
                     if matches!(target_membership, Some("invite" | "join")) {
@@ -496,7 +515,9 @@ where
                 // 5.3.6
                 "public" => Ok(()),
                 // 5.3.7
-                other => deny(format!("join rule {other:?} does not allow joining")),
+                _ => deny(format!(
+                    "join rule {join_rule:?} does not allow joining in room version {version}"
+                )),
             }
         }
         // 5.4
@@ -560,7 +581,12 @@ where
         "leave" => {
             // 5.5.1
             if sender == &*target {
-                return if matches!(sender_membership, Some("invite" | "join" | "knock")) {
+                let may_leave = match sender_membership {
+                    Some("invite" | "join") => true,
+                    Some("knock") => version.supports_knocking(),
+                    _ => false,
+                };
+                return if may_leave {
                     Ok(())
                 } else {
                     deny(format!(
@@ -602,9 +628,12 @@ where
                 target_power,
             )
         }
-        // 5.7
-        "knock" => {
-            if !matches!(join_rule, "knock" | "knock_restricted") {
+        // 5.7 (v7+)
+        "knock" if version.supports_knocking() => {
+            if !matches!(
+                known_join_rule(version, join_rule),
+                "knock" | "knock_restricted"
+            ) {
                 return deny(format!("join rule {join_rule:?} does not allow knocking"));
             }
             if sender != &*target {
@@ -619,6 +648,22 @@ where
         }
         // 5.8
         other => deny(format!("unknown membership {other:?}")),
+    }
+}
+
+/// The join rule as the room version knows it: rules introduced by later versions (`knock` in
+/// v7, `restricted` in v8, `knock_restricted` in v10) are unknown before, and so allow nothing.
+fn known_join_rule(version: RoomVersion, join_rule: &str) -> &str {
+    let known = match join_rule {
+        "knock" => version.supports_knocking(),
+        "restricted" => version.supports_restricted_join(),
+        "knock_restricted" => version.supports_knock_restricted(),
+        _ => true,
+    };
+    if known {
+        join_rule
+    } else {
+        "(unknown in this room version)"
     }
 }
 
@@ -687,6 +732,14 @@ fn third_party_signature_matches(signed: &Map<String, Value>, invite_event: &Pdu
         })
 }
 
+/// A top-level level of a power levels event, as the room version reads it; a value it cannot
+/// read as an integer is a rejection (v10+ rejected it already under rule 10.1).
+fn parsed_level(level: impl Fn(&Value) -> Option<i64>, field: &str, v: &Value) -> Result<i64> {
+    level(v).ok_or_else(|| {
+        EventError::Unauthorized(format!("power levels {field} is not an integer: {v}"))
+    })
+}
+
 fn int_map(content: &Map<String, Value>, key: &str) -> Map<String, Value> {
     content
         .get(key)
@@ -703,16 +756,21 @@ fn check_power_levels(
     powers: &RoomPowers,
 ) -> Result<()> {
     let new = event.content();
-    // 10.1
+    let level = |v: &Value| level_value(version, v);
+    // 10.1 (v10+; earlier versions check only `users`, below, and accept strings)
     for field in LEVEL_FIELDS {
         if let Some(v) = new.get(field)
             && !v.is_i64()
+            && version.integer_only_power_levels()
         {
             return deny(format!("power levels {field} must be an integer, got {v}"));
         }
     }
-    // 10.2
+    // 10.2 (v10+)
     for field in ["events", "notifications"] {
+        if !version.integer_only_power_levels() {
+            break;
+        }
         if let Some(v) = new.get(field) {
             match v.as_object() {
                 Some(m) if m.values().all(Value::is_i64) => {}
@@ -735,7 +793,7 @@ fn check_power_levels(
                     "power levels users key {user:?} is not a valid user ID"
                 ));
             }
-            if !level.is_i64() {
+            if level_value(version, level).is_none() {
                 return deny(format!(
                     "power level of {user} must be an integer, got {level}"
                 ));
@@ -765,8 +823,12 @@ fn check_power_levels(
     // 10.6
     for field in LEVEL_FIELDS {
         let (o, n) = (
-            old.get(field).and_then(Value::as_i64),
-            new.get(field).and_then(Value::as_i64),
+            old.get(field)
+                .map(|v| parsed_level(level, field, v))
+                .transpose()?,
+            new.get(field)
+                .map(|v| parsed_level(level, field, v))
+                .transpose()?,
         );
         if o == n {
             continue;
@@ -786,12 +848,17 @@ fn check_power_levels(
             ));
         }
     }
-    // 10.7 / 10.8
-    for field in ["events", "notifications"] {
+    // 10.7 / 10.8 (`notifications` from v6 on)
+    let maps: &[&str] = if version.power_levels_check_notifications() {
+        &["events", "notifications"]
+    } else {
+        &["events"]
+    };
+    for &field in maps {
         let (om, nm) = (int_map(old, field), int_map(new, field));
         for (k, ov) in &om {
-            if nm.get(k) != Some(ov)
-                && let Some(o) = ov.as_i64()
+            if nm.get(k).map(level) != Some(level(ov))
+                && let Some(o) = level(ov)
                 && Power::Level(o) > sender_power
             {
                 return deny(format!(
@@ -800,8 +867,8 @@ fn check_power_levels(
             }
         }
         for (k, nv) in &nm {
-            if om.get(k) != Some(nv)
-                && let Some(n) = nv.as_i64()
+            if om.get(k).map(level) != Some(level(nv))
+                && let Some(n) = level(nv)
                 && Power::Level(n) > sender_power
             {
                 return deny(format!(
@@ -813,9 +880,9 @@ fn check_power_levels(
     // 10.9 / 10.10
     let (ou, nu) = (int_map(old, "users"), int_map(new, "users"));
     for (user, ov) in &ou {
-        if nu.get(user) != Some(ov)
+        if nu.get(user).map(level) != Some(level(ov))
             && user != sender.as_str()
-            && let Some(o) = ov.as_i64()
+            && let Some(o) = level(ov)
             && Power::Level(o) >= sender_power
         {
             return deny(format!(
@@ -824,8 +891,8 @@ fn check_power_levels(
         }
     }
     for (user, nv) in &nu {
-        if ou.get(user) != Some(nv)
-            && let Some(n) = nv.as_i64()
+        if ou.get(user).map(level) != Some(level(nv))
+            && let Some(n) = level(nv)
             && Power::Level(n) > sender_power
         {
             return deny(format!(

@@ -71,12 +71,15 @@ pub fn reference_hash(event: &Value, version: RoomVersion) -> Result<[u8; 32]> {
     Ok(Sha256::digest(canonical_json(&stripped)?.as_bytes()).into())
 }
 
-/// The event ID: `$` + URL-safe unpadded base64 of the reference hash (room versions 4+).
+/// The event ID: `$` + unpadded base64 of the reference hash, URL-safe from room version 4 on,
+/// standard (with `+` and `/`) in room version 3.
 pub fn event_id(event: &Value, version: RoomVersion) -> Result<OwnedEventId> {
-    let id = format!(
-        "${}",
-        URL_SAFE_NO_PAD.encode(reference_hash(event, version)?)
-    );
+    let hash = reference_hash(event, version)?;
+    let id = if version.event_id_standard_base64() {
+        format!("${}", STANDARD_NO_PAD.encode(hash))
+    } else {
+        format!("${}", URL_SAFE_NO_PAD.encode(hash))
+    };
     EventId::parse(&id).map_err(|e| EventError::invalid(format!("bad event ID {id}: {e}")))
 }
 
@@ -201,6 +204,11 @@ mod tests {
         add_content_hash(&mut ev).unwrap();
         for v in RoomVersion::ALL {
             let id = event_id(&ev, v).unwrap();
+            if v == RoomVersion::V3 {
+                let expected = STANDARD_NO_PAD.encode(reference_hash(&ev, v).unwrap());
+                assert_eq!(id.as_str(), format!("${expected}"));
+                continue;
+            }
             let expected = URL_SAFE_NO_PAD.encode(reference_hash(&ev, v).unwrap());
             assert_eq!(id.as_str(), format!("${expected}"));
             assert_eq!(id.as_str().len(), 44);

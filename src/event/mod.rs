@@ -18,10 +18,10 @@
 //!
 //! Module map:
 //!
-//! * [`room_version`]: the supported room versions (10, 11, 12) and the rule switches they imply.
+//! * [`room_version`]: the supported room versions (3 to 12) and the rule switches they imply.
 //! * [`canonical`]: canonical JSON encoding.
 //! * [`hashes`]: content hash, reference hash, event IDs and v12 room IDs.
-//! * [`redaction`]: the redaction algorithm (v9 rules for room v10, v11 rules for v11/v12).
+//! * [`redaction`]: the redaction algorithms (v1, v6, v8, v9 and v11 rules).
 //! * [`signing`]: ed25519 keys, JSON/event signing and verification, and the PDU builder.
 //! * [`pdu`]: [`Pdu`], a validated, typed view of an event used by the auth rules and state res.
 //! * [`power_levels`]: parsed power levels and the "who may do what" helpers.
@@ -84,6 +84,8 @@ pub mod types {
 
 #[cfg(test)]
 mod auth_tests;
+#[cfg(test)]
+mod room_versions_tests;
 #[cfg(test)]
 mod state_res_tests;
 #[cfg(test)]

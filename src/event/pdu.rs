@@ -239,9 +239,10 @@ impl Pdu {
         if self.event_type != types::REDACTION {
             return None;
         }
-        match version.redaction_algorithm() {
-            super::RedactionAlgorithm::V9 => self.json.get("redacts").and_then(Value::as_str),
-            super::RedactionAlgorithm::V11 => self.content_str("redacts"),
+        if version.redacts_in_content() {
+            self.content_str("redacts")
+        } else {
+            self.json.get("redacts").and_then(Value::as_str)
         }
     }
 }

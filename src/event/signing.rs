@@ -293,7 +293,7 @@ pub fn build_signed_pdu(
         obj.insert("state_key".to_owned(), json!(sk));
     }
     if let Some(redacts) = &pdu.redacts {
-        if version == RoomVersion::V10 {
+        if !version.redacts_in_content() {
             obj.insert("redacts".to_owned(), json!(redacts));
         } else if let Some(content) = obj.get_mut("content").and_then(Value::as_object_mut) {
             content.insert("redacts".to_owned(), json!(redacts));

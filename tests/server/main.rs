@@ -55,6 +55,7 @@ mod room_paths;
 mod room_send;
 mod room_store;
 mod room_support;
+mod room_versions;
 mod rooms;
 mod route_walk;
 mod search;

@@ -293,7 +293,12 @@ impl Services {
             .content()
             .get("join_rule")
             .and_then(Value::as_str);
-        if !matches!(rule, Some("restricted" | "knock_restricted")) {
+        let restricted = match rule {
+            Some("restricted") => version.supports_restricted_join(),
+            Some("knock_restricted") => version.supports_knock_restricted(),
+            _ => false,
+        };
+        if !restricted {
             return Ok(None);
         }
         if matches!(

@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 use super::canonical::canonical_json;
 use super::hashes::{decode_b64, room_id_from_create_event_id};
 use super::power_levels::{LEVEL_FIELDS, Power, RoomPowers, level_value};
-use super::types::{CREATE, JOIN_RULES, MEMBER, POWER_LEVELS, THIRD_PARTY_INVITE};
+use super::types::{CREATE, JOIN_RULES, MEMBER, POWER_LEVELS, REDACTION, THIRD_PARTY_INVITE};
 
 /// `m.room.aliases`, which has its own auth rule in room versions 1–5.
 const ALIASES: &str = "m.room.aliases";
@@ -329,6 +329,25 @@ where
     // Rule 10.
     if event.event_type() == POWER_LEVELS {
         return check_power_levels(version, event, power_levels_event, &powers);
+    }
+
+    // Rule 11 of room versions 1 and 2: redactions.
+    if version.redaction_auth_rule() && event.event_type() == REDACTION {
+        if sender_power.at_least(powers.redact_level()) {
+            return Ok(());
+        }
+        let target_server = event
+            .redacts(version)
+            .and_then(|id| ruma::EventId::parse(id).ok())
+            .and_then(|id| id.server_name().map(ToOwned::to_owned));
+        let own_server = event.event_id().server_name();
+        if target_server.is_some() && target_server.as_deref() == own_server {
+            return Ok(());
+        }
+        return deny(format!(
+            "sender lacks power to redact events of other servers: needs {}, has {sender_power}",
+            powers.redact_level()
+        ));
     }
 
     // Rule 11.

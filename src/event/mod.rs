@@ -18,7 +18,7 @@
 //!
 //! Module map:
 //!
-//! * [`room_version`]: the supported room versions (3 to 12) and the rule switches they imply.
+//! * [`room_version`]: the supported room versions (1 to 12) and the rule switches they imply.
 //! * [`canonical`]: canonical JSON encoding.
 //! * [`hashes`]: content hash, reference hash, event IDs and v12 room IDs.
 //! * [`redaction`]: the redaction algorithms (v1, v6, v8, v9 and v11 rules).
@@ -29,6 +29,7 @@
 //! * [`auth`]: the authorisation rules and the auth events selection.
 //! * [`server_acl`]: `m.room.server_acl` evaluation (which servers may take part in a room).
 //! * [`state_res`]: state resolution v2 (with the room v12 changes).
+//! * [`state_res_v1`]: state resolution v1 (room version 1).
 
 pub mod auth;
 pub mod canonical;
@@ -42,6 +43,7 @@ pub mod room_version;
 pub mod server_acl;
 pub mod signing;
 pub mod state_res;
+pub mod state_res_v1;
 
 pub use self::auth::{auth_check, auth_types_for_event, check_auth_events, check_event_auth};
 pub use self::canonical::{canonical_json, canonicalize_json_str, to_canonical_object};

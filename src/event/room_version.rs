@@ -10,11 +10,15 @@ use super::redaction::RedactionAlgorithm;
 
 /// A room version Hearth can participate in.
 ///
-/// Versions 3 to 12 are supported; version 12 is the default for new rooms. Every behavioural
+/// Versions 1 to 12 are supported; version 12 is the default for new rooms. Every behavioural
 /// difference between them is exposed as a method so that callers never compare version
 /// numbers themselves.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RoomVersion {
+    /// Room version 1: event IDs chosen by the sending server, state resolution v1.
+    V1,
+    /// Room version 2: as v1 with state resolution v2.
+    V2,
     /// Room version 3: event IDs are reference hashes (standard base64).
     V3,
     /// Room version 4: event IDs use URL-safe base64.
@@ -46,7 +50,9 @@ const SPEC_VERSIONS: [&str; 12] = [
 
 impl RoomVersion {
     /// All supported versions, oldest first.
-    pub const ALL: [RoomVersion; 10] = [
+    pub const ALL: [RoomVersion; 12] = [
+        RoomVersion::V1,
+        RoomVersion::V2,
         RoomVersion::V3,
         RoomVersion::V4,
         RoomVersion::V5,
@@ -62,6 +68,8 @@ impl RoomVersion {
     /// The identifier as it appears in `m.room.create` content (`"3"` … `"12"`).
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::V1 => "1",
+            Self::V2 => "2",
             Self::V3 => "3",
             Self::V4 => "4",
             Self::V5 => "5",
@@ -85,7 +93,7 @@ impl RoomVersion {
     /// v9 and v10 the v9 rules, v11 and v12 the v11 rules.
     pub fn redaction_algorithm(self) -> RedactionAlgorithm {
         match self {
-            Self::V3 | Self::V4 | Self::V5 => RedactionAlgorithm::V1,
+            Self::V1 | Self::V2 | Self::V3 | Self::V4 | Self::V5 => RedactionAlgorithm::V1,
             Self::V6 | Self::V7 => RedactionAlgorithm::V6,
             Self::V8 => RedactionAlgorithm::V8,
             Self::V9 | Self::V10 => RedactionAlgorithm::V9,
@@ -97,6 +105,25 @@ impl RoomVersion {
     /// From v11 on, the creator is the `sender` of the create event.
     pub fn create_requires_creator_field(self) -> bool {
         self <= Self::V10
+    }
+
+    /// v1 and v2: the event ID is chosen by the sending server (`$opaque:server`) and carried
+    /// in the event's `event_id`, which is hashed and signed; `prev_events` and `auth_events`
+    /// are `[event_id, {"sha256": hash}]` pairs. From v3 on the ID is the reference hash.
+    pub fn event_id_in_event(self) -> bool {
+        self <= Self::V2
+    }
+
+    /// v1 and v2: auth rule 11, a redaction is allowed with the redact level or when the
+    /// redacted event's ID has the redaction's ID's server (from v3 on, checked on receipt of
+    /// the redaction instead).
+    pub fn redaction_auth_rule(self) -> bool {
+        self <= Self::V2
+    }
+
+    /// v1: state resolution v1 (`event/state_res_v1.rs`); v2–v11 use v2, v12 v2.1.
+    pub fn state_res_v1(self) -> bool {
+        self == Self::V1
     }
 
     /// v3 only: event IDs are the reference hash in standard base64 (`+` and `/`); from v4 on
@@ -189,6 +216,8 @@ impl RoomVersion {
     /// The `ruma` rules for this version, used with `ruma::signatures`.
     pub fn ruma_rules(self) -> RoomVersionRules {
         match self {
+            Self::V1 => RoomVersionRules::V1,
+            Self::V2 => RoomVersionRules::V2,
             Self::V3 => RoomVersionRules::V3,
             Self::V4 => RoomVersionRules::V4,
             Self::V5 => RoomVersionRules::V5,
@@ -227,6 +256,8 @@ impl FromStr for RoomVersion {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
+            "1" => Ok(Self::V1),
+            "2" => Ok(Self::V2),
             "3" => Ok(Self::V3),
             "4" => Ok(Self::V4),
             "5" => Ok(Self::V5),
@@ -265,7 +296,7 @@ mod tests {
 
     #[test]
     fn unknown_versions_are_errors() {
-        for bad in ["1", "2", "13", "03", "", "org.example.v12", " 12"] {
+        for bad in ["0", "13", "03", "", "org.example.v12", " 12"] {
             assert_eq!(
                 bad.parse::<RoomVersion>(),
                 Err(EventError::UnsupportedRoomVersion(bad.to_owned()))

@@ -390,3 +390,101 @@ fn redacts_is_top_level_before_v11() {
         );
     }
 }
+
+/// v1/v2: the sending server chooses the event ID (`$opaque:server`), carries it in the event
+/// and signs it; `prev_events`/`auth_events` are `[id, hashes]` pairs.
+#[test]
+fn v1_and_v2_event_format() {
+    for v in [RoomVersion::V1, RoomVersion::V2] {
+        let mut fx = room(v);
+        let message = fx.send(BOB, "m.room.message", None, json!({"body": "x"}));
+        let id = message.event_id().to_owned();
+        assert_eq!(id.server_name().map(|s| s.as_str()), Some("b"), "{id}");
+        assert_eq!(message.json()["event_id"], id.as_str());
+        let prev = &message.json()["prev_events"][0];
+        assert!(prev[0].is_string() && prev[1].is_object(), "{prev}");
+        assert_eq!(message.prev_events().len(), 1);
+        // The ID is part of the reference hash (it is not in v3+).
+        let mut moved = message.json().clone();
+        moved["event_id"] = json!("$other:b");
+        assert_ne!(
+            reference_hash(&moved, v).unwrap(),
+            reference_hash(message.json(), v).unwrap()
+        );
+        assert_eq!(event_id(&moved, v).unwrap().as_str(), "$other:b");
+        // IDs without a server name, or string references, are not of this format.
+        moved["event_id"] = json!("$noserver");
+        assert!(event_id(&moved, v).is_err());
+        let mut strings = message.json().clone();
+        strings["prev_events"] = json!([prev[0].clone()]);
+        assert!(Pdu::from_json(strings, v).is_err());
+        // And v3+ refuse pairs.
+        let mut pairs = message.json().clone();
+        pairs.as_object_mut().unwrap().remove("event_id");
+        assert!(Pdu::from_json(pairs, RoomVersion::V3).is_err());
+    }
+}
+
+/// v1/v2 auth rule 11: without the redact level, a server may redact only its own events.
+#[test]
+fn v1_and_v2_redaction_rule() {
+    for v in RoomVersion::ALL {
+        let mut fx = room(v);
+        let alices = fx.send(ALICE, "m.room.message", None, json!({"body": "a"}));
+        let bobs = fx.send(BOB, "m.room.message", None, json!({"body": "b"}));
+        let redaction = |fx: &Fixture, target: &Pdu| {
+            let mut pdu = NewPdu {
+                room_id: Some(fx.room_id.clone()),
+                sender: BOB.try_into().unwrap(),
+                event_type: "m.room.redaction".to_owned(),
+                state_key: None,
+                content: json!({}),
+                prev_events: fx.last.clone(),
+                auth_events: vec![],
+                depth: fx.depth + 1,
+                origin_server_ts: 5000,
+                redacts: Some(target.event_id().to_owned()),
+            };
+            pdu.auth_events = fx
+                .select_auth_events(BOB, "m.room.redaction", None, &pdu.content)
+                .into_iter()
+                .collect();
+            Fixture::sign(v, pdu)
+        };
+        let own = redaction(&fx, &bobs);
+        let others = redaction(&fx, &alices);
+        fx.assert_allowed(&own);
+        if v.redaction_auth_rule() {
+            fx.assert_rejected(&others, "lacks power to redact events of other servers");
+        } else {
+            // From v3 on, the receiving server checks this before applying the redaction.
+            fx.assert_allowed(&others);
+        }
+    }
+}
+
+/// State resolution v1: power levels resolve by ascending depth (the later change applies
+/// while it is authorised), other keys take the deepest authorised event.
+#[test]
+fn state_resolution_v1() {
+    let mut fx = room(RoomVersion::V1);
+    fx.power_levels(ALICE, json!({BOB: 50}), json!({}));
+    let base = fx.state.clone();
+    let fork_point = fx.last.clone();
+    // Branch 1: Alice demotes Bob, deeper; branch 2: Bob sets the topic.
+    let demote = fx.power_levels(ALICE, json!({BOB: 0}), json!({}));
+    let branch1 = fx.state.clone();
+    fx.state = base.clone();
+    fx.last = fork_point;
+    let topic = fx.send(BOB, "m.room.topic", Some(""), json!({"topic": "bob's"}));
+    let branch2 = fx.state.clone();
+    let resolved =
+        super::resolve(RoomVersion::V1, &[branch1, branch2], |id| fx.events.get(id)).unwrap();
+    let key = |t: &str| (t.to_owned(), String::new());
+    assert_eq!(resolved[&key(POWER_LEVELS)], demote.event_id());
+    // Bob's topic is not authorised once he is demoted (state default 50): dropped.
+    assert!(!resolved.contains_key(&key("m.room.topic")), "{resolved:?}");
+    assert_ne!(topic.event_id(), demote.event_id());
+    // The unconflicted keys stay.
+    assert_eq!(resolved[&key(JOIN_RULES)], base[&key(JOIN_RULES)]);
+}

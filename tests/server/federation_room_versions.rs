@@ -1,4 +1,4 @@
-//! Rooms of the older versions (3–9) shared by two real Hearth servers: the join, messages,
+//! Rooms of the older versions (1–9) shared by two real Hearth servers: the join, messages,
 //! string power levels and redactions cross in both directions.
 
 use std::time::Duration;
@@ -9,11 +9,11 @@ use crate::federation_rooms::{bodies, eventually, join_via, two_servers};
 use crate::room_support::{create_room, enc, get_state, put_state, send_text, user};
 
 #[test]
-fn rooms_of_versions_3_5_and_8_federate_both_ways() {
+fn rooms_of_versions_1_3_5_and_8_federate_both_ways() {
     let (a, b) = two_servers();
     let alice = user(&a, "alice");
     let bob = user(&b, "bob");
-    for version in ["3", "5", "8"] {
+    for version in ["1", "3", "5", "8"] {
         let room = create_room(
             &a,
             &alice,

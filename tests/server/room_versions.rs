@@ -1,4 +1,4 @@
-//! Rooms of every supported version (3–12) over the client API: creation, joins, messages,
+//! Rooms of every supported version (1–12) over the client API: creation, joins, messages,
 //! redactions, the string power levels of v3–v9, and upgrades out of old rooms.
 
 use serde_json::{Value, json};
@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use crate::harness::{TestServer, assert_error};
 use crate::room_support::*;
 
-const OLD_VERSIONS: [&str; 7] = ["3", "4", "5", "6", "7", "8", "9"];
+const OLD_VERSIONS: [&str; 9] = ["1", "2", "3", "4", "5", "6", "7", "8", "9"];
 
 fn redact(server: &TestServer, who: &User, room: &str, event_id: &str, txn: &str) -> String {
     let (status, body) = server.send(
@@ -24,7 +24,7 @@ fn redact(server: &TestServer, who: &User, room: &str, event_id: &str, txn: &str
 }
 
 #[test]
-fn capabilities_list_versions_3_to_12_as_stable() {
+fn capabilities_list_versions_1_to_12_as_stable() {
     let server = TestServer::start();
     let alice = user(&server, "alice");
     let (status, body) = server.get("/_matrix/client/v3/capabilities", Some(&alice.token));
@@ -34,7 +34,7 @@ fn capabilities_list_versions_3_to_12_as_stable() {
     let available = versions["available"].as_object().unwrap();
     let mut listed: Vec<u32> = available.keys().map(|k| k.parse().unwrap()).collect();
     listed.sort();
-    assert_eq!(listed, (3..=12).collect::<Vec<_>>());
+    assert_eq!(listed, (1..=12).collect::<Vec<_>>());
     assert!(available.values().all(|v| v == "stable"), "{available:?}");
 }
 
@@ -60,10 +60,16 @@ fn old_room_versions_create_join_send_and_redact() {
         join(&server, &bob, &room);
 
         let message = send_text(&server, &bob, &room, &format!("m{version}"), "hello");
-        assert!(
-            message.starts_with('$') && !message.contains(':'),
-            "{message}"
-        );
+        if matches!(version, "1" | "2") {
+            // v1/v2: the server chooses the ID, with its own name.
+            let suffix = format!(":{}", server.server_name());
+            assert!(message.ends_with(&suffix), "{message}");
+        } else {
+            assert!(
+                message.starts_with('$') && !message.contains(':'),
+                "{message}"
+            );
+        }
         let (status, event) = get_event(&server, &alice, &room, &message);
         assert_eq!(status, 200, "v{version}: {event}");
         assert_eq!(event["content"]["body"], "hello");
@@ -78,7 +84,7 @@ fn old_room_versions_create_join_send_and_redact() {
     }
 }
 
-/// v3–v9 accept power levels written as strings and enforce them by value; v10+ refuse them.
+/// v1–v9 accept power levels written as strings and enforce them by value; v10+ refuse them.
 #[test]
 fn string_power_levels_until_v10() {
     let server = TestServer::start();
@@ -163,10 +169,10 @@ fn upgrading_an_old_room_converts_its_power_levels() {
 }
 
 #[test]
-fn versions_1_and_2_are_refused() {
+fn unknown_versions_are_refused() {
     let server = TestServer::start();
     let alice = user(&server, "alice");
-    for version in ["1", "2"] {
+    for version in ["0", "13", "1.0"] {
         assert_error(
             try_create_room(&server, &alice, json!({ "room_version": version })),
             400,

@@ -176,7 +176,7 @@ impl Services {
             Some(text) => text.parse().map_err(|_| {
                 Error::new(
                     ErrorKind::UnsupportedRoomVersion,
-                    format!("Room version {text:?} is not supported; use a version from 3 to 12"),
+                    format!("Room version {text:?} is not supported; use a version from 1 to 12"),
                 )
             }),
         }

@@ -32,6 +32,7 @@
 //! * [`state_res_v1`]: state resolution v1 (room version 1).
 
 pub mod auth;
+mod auth_power_levels;
 pub mod canonical;
 mod error;
 pub mod hashes;

@@ -1,7 +1,10 @@
-//! The authorisation rules of room versions 10, 11 and 12, and the auth events selection.
+//! The authorisation rules of room versions 3 to 12, and the auth events selection.
 //!
 //! Rule numbers in comments and test names follow the room v12 list (`content/rooms/v12.md`).
-//! Room v10/v11 differ in: rule 1.2 (room ID domain must match the sender's domain), rule 1.4
+//! Rooms v3–v9 differ from v10 in: the `m.room.aliases` rule (v3–v5), `notifications` in the
+//! power levels rule (v6+), knocking (v7+), restricted joins (v8+), `knock_restricted` (v10+) and
+//! power levels that may be strings (v3–v9) or floats (v3–v5) instead of integers.
+//! Room v10/v11 differ from v12 in: rule 1.2 (room ID domain must match the sender's domain), rule 1.4
 //! (v10: `creator` required; v12: `additional_creators` validated), rule 2 (v12 only), rule 3.2/3.4
 //! (v10/v11 require `m.room.create` among the auth events, v12 forbids it), rule 5.3.1 (v10:
 //! `content.creator`, v11+: create `sender`), rule 10.4 (v12 only) and creators' power
@@ -12,10 +15,14 @@ use std::collections::BTreeSet;
 use ruma::{SigningKeyAlgorithm, UserId};
 use serde_json::{Map, Value};
 
+use super::auth_power_levels::check_power_levels;
 use super::canonical::canonical_json;
 use super::hashes::{decode_b64, room_id_from_create_event_id};
-use super::power_levels::{LEVEL_FIELDS, Power, RoomPowers};
-use super::types::{CREATE, JOIN_RULES, MEMBER, POWER_LEVELS, THIRD_PARTY_INVITE};
+use super::power_levels::{Power, RoomPowers};
+use super::types::{CREATE, JOIN_RULES, MEMBER, POWER_LEVELS, REDACTION, THIRD_PARTY_INVITE};
+
+/// `m.room.aliases`, which has its own auth rule in room versions 1–5.
+const ALIASES: &str = "m.room.aliases";
 use super::{EventError, Pdu, Result, RoomVersion, StateKey};
 
 fn deny<T>(reason: impl Into<String>) -> Result<T> {
@@ -61,8 +68,8 @@ pub fn auth_types_for_event(
         {
             out.insert(key(THIRD_PARTY_INVITE, token));
         }
-        // All supported versions support restricted rooms.
-        if membership == Some("join")
+        if version.supports_restricted_join()
+            && membership == Some("join")
             && let Some(via) = content
                 .get("join_authorised_via_users_server")
                 .and_then(Value::as_str)
@@ -258,6 +265,18 @@ where
         ));
     }
 
+    // Rule 4 of room versions 1–5: `m.room.aliases`.
+    if version.has_aliases_auth_rule() && event.event_type() == ALIASES {
+        return match event.state_key() {
+            None => deny("m.room.aliases event has no state_key"),
+            Some(sk) if sk == sender.server_name().as_str() => Ok(()),
+            Some(sk) => deny(format!(
+                "m.room.aliases state_key {sk:?} is not the sender's server {}",
+                sender.server_name()
+            )),
+        };
+    }
+
     let power_levels_event = state(POWER_LEVELS, "");
     let powers = RoomPowers::new(version, create, power_levels_event)
         .map_err(|e| EventError::Unauthorized(format!("current power levels are invalid: {e}")))?;
@@ -311,6 +330,25 @@ where
     // Rule 10.
     if event.event_type() == POWER_LEVELS {
         return check_power_levels(version, event, power_levels_event, &powers);
+    }
+
+    // Rule 11 of room versions 1 and 2: redactions.
+    if version.redaction_auth_rule() && event.event_type() == REDACTION {
+        if sender_power.at_least(powers.redact_level()) {
+            return Ok(());
+        }
+        let target_server = event
+            .redacts(version)
+            .and_then(|id| ruma::EventId::parse(id).ok())
+            .and_then(|id| id.server_name().map(ToOwned::to_owned));
+        let own_server = event.event_id().server_name();
+        if target_server.is_some() && target_server.as_deref() == own_server {
+            return Ok(());
+        }
+        return deny(format!(
+            "sender lacks power to redact events of other servers: needs {}, has {sender_power}",
+            powers.redact_level()
+        ));
     }
 
     // Rule 11.
@@ -397,9 +435,10 @@ where
             "m.room.member state_key {target_str:?} is not a valid user ID"
         ));
     };
-    // 5.2
+    // 5.2 (v8+)
     let authorised_via = match event.content().get("join_authorised_via_users_server") {
         None => None,
+        Some(_) if !version.supports_restricted_join() => None,
         Some(v) => {
             let Some(user) = v.as_str().and_then(|s| UserId::parse(s).ok()) else {
                 return deny(format!(
@@ -455,7 +494,7 @@ where
             if sender_membership == Some("ban") {
                 return deny(format!("{sender} is banned from the room"));
             }
-            match join_rule {
+            match known_join_rule(version, join_rule) {
                 // 5.3.4
                 "invite" | "knock" => {
                     if matches!(target_membership, Some("invite" | "join")) {
@@ -496,7 +535,9 @@ where
                 // 5.3.6
                 "public" => Ok(()),
                 // 5.3.7
-                other => deny(format!("join rule {other:?} does not allow joining")),
+                _ => deny(format!(
+                    "join rule {join_rule:?} does not allow joining in room version {version}"
+                )),
             }
         }
         // 5.4
@@ -560,7 +601,12 @@ where
         "leave" => {
             // 5.5.1
             if sender == &*target {
-                return if matches!(sender_membership, Some("invite" | "join" | "knock")) {
+                let may_leave = match sender_membership {
+                    Some("invite" | "join") => true,
+                    Some("knock") => version.supports_knocking(),
+                    _ => false,
+                };
+                return if may_leave {
                     Ok(())
                 } else {
                     deny(format!(
@@ -602,9 +648,12 @@ where
                 target_power,
             )
         }
-        // 5.7
-        "knock" => {
-            if !matches!(join_rule, "knock" | "knock_restricted") {
+        // 5.7 (v7+)
+        "knock" if version.supports_knocking() => {
+            if !matches!(
+                known_join_rule(version, join_rule),
+                "knock" | "knock_restricted"
+            ) {
                 return deny(format!("join rule {join_rule:?} does not allow knocking"));
             }
             if sender != &*target {
@@ -619,6 +668,22 @@ where
         }
         // 5.8
         other => deny(format!("unknown membership {other:?}")),
+    }
+}
+
+/// The join rule as the room version knows it: rules introduced by later versions (`knock` in
+/// v7, `restricted` in v8, `knock_restricted` in v10) are unknown before, and so allow nothing.
+fn known_join_rule(version: RoomVersion, join_rule: &str) -> &str {
+    let known = match join_rule {
+        "knock" => version.supports_knocking(),
+        "restricted" => version.supports_restricted_join(),
+        "knock_restricted" => version.supports_knock_restricted(),
+        _ => true,
+    };
+    if known {
+        join_rule
+    } else {
+        "(unknown in this room version)"
     }
 }
 
@@ -685,154 +750,4 @@ fn third_party_signature_matches(signed: &Map<String, Value>, invite_event: &Pdu
                 .is_ok()
             })
         })
-}
-
-fn int_map(content: &Map<String, Value>, key: &str) -> Map<String, Value> {
-    content
-        .get(key)
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default()
-}
-
-/// Rule 10: `m.room.power_levels`.
-fn check_power_levels(
-    version: RoomVersion,
-    event: &Pdu,
-    current: Option<&Pdu>,
-    powers: &RoomPowers,
-) -> Result<()> {
-    let new = event.content();
-    // 10.1
-    for field in LEVEL_FIELDS {
-        if let Some(v) = new.get(field)
-            && !v.is_i64()
-        {
-            return deny(format!("power levels {field} must be an integer, got {v}"));
-        }
-    }
-    // 10.2
-    for field in ["events", "notifications"] {
-        if let Some(v) = new.get(field) {
-            match v.as_object() {
-                Some(m) if m.values().all(Value::is_i64) => {}
-                _ => {
-                    return deny(format!(
-                        "power levels {field} must be an object with integer values"
-                    ));
-                }
-            }
-        }
-    }
-    // 10.3
-    if let Some(v) = new.get("users") {
-        let Some(users) = v.as_object() else {
-            return deny("power levels users must be an object");
-        };
-        for (user, level) in users {
-            if UserId::parse(user).is_err() {
-                return deny(format!(
-                    "power levels users key {user:?} is not a valid user ID"
-                ));
-            }
-            if !level.is_i64() {
-                return deny(format!(
-                    "power level of {user} must be an integer, got {level}"
-                ));
-            }
-        }
-    }
-    // 10.4 (v12)
-    if version.creators_have_infinite_power() {
-        let users = int_map(new, "users");
-        if let Some(creator) = powers
-            .creators()
-            .iter()
-            .find(|c| users.contains_key(c.as_str()))
-        {
-            return deny(format!(
-                "room creator {creator} must not be listed in power levels users"
-            ));
-        }
-    }
-    // 10.5
-    let Some(current) = current else {
-        return Ok(());
-    };
-    let old = current.content();
-    let sender = event.sender();
-    let sender_power = powers.user_power(sender);
-    // 10.6
-    for field in LEVEL_FIELDS {
-        let (o, n) = (
-            old.get(field).and_then(Value::as_i64),
-            new.get(field).and_then(Value::as_i64),
-        );
-        if o == n {
-            continue;
-        }
-        if let Some(o) = o
-            && Power::Level(o) > sender_power
-        {
-            return deny(format!(
-                "sender cannot change {field}: current value {o} is above sender's power {sender_power}"
-            ));
-        }
-        if let Some(n) = n
-            && Power::Level(n) > sender_power
-        {
-            return deny(format!(
-                "sender cannot set {field} to {n}: above sender's power {sender_power}"
-            ));
-        }
-    }
-    // 10.7 / 10.8
-    for field in ["events", "notifications"] {
-        let (om, nm) = (int_map(old, field), int_map(new, field));
-        for (k, ov) in &om {
-            if nm.get(k) != Some(ov)
-                && let Some(o) = ov.as_i64()
-                && Power::Level(o) > sender_power
-            {
-                return deny(format!(
-                    "sender cannot change {field}.{k}: current value {o} is above sender's power {sender_power}"
-                ));
-            }
-        }
-        for (k, nv) in &nm {
-            if om.get(k) != Some(nv)
-                && let Some(n) = nv.as_i64()
-                && Power::Level(n) > sender_power
-            {
-                return deny(format!(
-                    "sender cannot set {field}.{k} to {n}: above sender's power {sender_power}"
-                ));
-            }
-        }
-    }
-    // 10.9 / 10.10
-    let (ou, nu) = (int_map(old, "users"), int_map(new, "users"));
-    for (user, ov) in &ou {
-        if nu.get(user) != Some(ov)
-            && user != sender.as_str()
-            && let Some(o) = ov.as_i64()
-            && Power::Level(o) >= sender_power
-        {
-            return deny(format!(
-                "sender cannot change the power level of {user}: current level {o} is not below sender's power {sender_power}"
-            ));
-        }
-    }
-    for (user, nv) in &nu {
-        if ou.get(user) != Some(nv)
-            && let Some(n) = nv.as_i64()
-            && Power::Level(n) > sender_power
-        {
-            return deny(format!(
-                "sender cannot give {user} power level {n}: above sender's power {sender_power}"
-            ));
-        }
-    }
-    // 10.11
-    Ok(())
 }

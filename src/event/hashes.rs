@@ -63,20 +63,54 @@ pub fn check_content_hash(event: &Value) -> Result<()> {
 /// The reference hash of an event: SHA-256 of the canonical JSON of the redacted event without
 /// `signatures` and `unsigned`.
 ///
-/// A stray top-level `event_id` (not part of the event format of these room versions) is also
-/// ignored, as Synapse does, so the ID does not depend on whether the sender echoed it.
+/// From room v3 on, a stray top-level `event_id` (not part of the event format) is also
+/// ignored, as Synapse does, so the ID does not depend on whether the sender echoed it; in v1
+/// and v2 the `event_id` is part of the event and of its hash.
 pub fn reference_hash(event: &Value, version: RoomVersion) -> Result<[u8; 32]> {
     let redacted = redact(event, version)?;
-    let stripped = object_without(&redacted, &["signatures", "unsigned", "event_id"])?;
+    let ignored: &[&str] = if version.event_id_in_event() {
+        &["signatures", "unsigned"]
+    } else {
+        &["signatures", "unsigned", "event_id"]
+    };
+    let stripped = object_without(&redacted, ignored)?;
     Ok(Sha256::digest(canonical_json(&stripped)?.as_bytes()).into())
 }
 
-/// The event ID: `$` + URL-safe unpadded base64 of the reference hash (room versions 4+).
+/// The event ID: `$` + unpadded base64 of the reference hash, URL-safe from room version 4 on,
+/// standard (with `+` and `/`) in room version 3. In v1 and v2 it is the event's own
+/// `event_id`, which must have the `$opaque:server` form.
 pub fn event_id(event: &Value, version: RoomVersion) -> Result<OwnedEventId> {
-    let id = format!(
-        "${}",
-        URL_SAFE_NO_PAD.encode(reference_hash(event, version)?)
-    );
+    if version.event_id_in_event() {
+        let text = event
+            .get("event_id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| EventError::invalid("a room v1/v2 event needs a string `event_id`"))?;
+        let id = EventId::parse(text)
+            .map_err(|e| EventError::invalid(format!("bad event ID {text:?}: {e}")))?;
+        if id.server_name().is_none() {
+            return Err(EventError::invalid(format!(
+                "event ID {text:?} has no server name, as room v1/v2 event IDs must"
+            )));
+        }
+        return Ok(id);
+    }
+    let hash = reference_hash(event, version)?;
+    let id = if version.event_id_standard_base64() {
+        format!("${}", STANDARD_NO_PAD.encode(hash))
+    } else {
+        format!("${}", URL_SAFE_NO_PAD.encode(hash))
+    };
+    EventId::parse(&id).map_err(|e| EventError::invalid(format!("bad event ID {id}: {e}")))
+}
+
+/// Room v1/v2: the event ID a server chooses for an event it builds, `$opaque:server`. The
+/// opaque part is derived from the event's content hash (which covers its `prev_events`,
+/// `depth` and `origin_server_ts`), so building stays free of I/O and randomness while two
+/// distinct events never share an ID.
+pub fn server_chosen_event_id(event: &Value, server: &str) -> Result<OwnedEventId> {
+    let hash = content_hash(event)?;
+    let id = format!("${}:{server}", &URL_SAFE_NO_PAD.encode(hash)[..24]);
     EventId::parse(&id).map_err(|e| EventError::invalid(format!("bad event ID {id}: {e}")))
 }
 
@@ -200,7 +234,15 @@ mod tests {
         let mut ev = minimal_event();
         add_content_hash(&mut ev).unwrap();
         for v in RoomVersion::ALL {
+            if v.event_id_in_event() {
+                continue;
+            }
             let id = event_id(&ev, v).unwrap();
+            if v == RoomVersion::V3 {
+                let expected = STANDARD_NO_PAD.encode(reference_hash(&ev, v).unwrap());
+                assert_eq!(id.as_str(), format!("${expected}"));
+                continue;
+            }
             let expected = URL_SAFE_NO_PAD.encode(reference_hash(&ev, v).unwrap());
             assert_eq!(id.as_str(), format!("${expected}"));
             assert_eq!(id.as_str().len(), 44);

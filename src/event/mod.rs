@@ -18,10 +18,10 @@
 //!
 //! Module map:
 //!
-//! * [`room_version`]: the supported room versions (10, 11, 12) and the rule switches they imply.
+//! * [`room_version`]: the supported room versions (1 to 12) and the rule switches they imply.
 //! * [`canonical`]: canonical JSON encoding.
 //! * [`hashes`]: content hash, reference hash, event IDs and v12 room IDs.
-//! * [`redaction`]: the redaction algorithm (v9 rules for room v10, v11 rules for v11/v12).
+//! * [`redaction`]: the redaction algorithms (v1, v6, v8, v9 and v11 rules).
 //! * [`signing`]: ed25519 keys, JSON/event signing and verification, and the PDU builder.
 //! * [`pdu`]: [`Pdu`], a validated, typed view of an event used by the auth rules and state res.
 //! * [`power_levels`]: parsed power levels and the "who may do what" helpers.
@@ -29,8 +29,10 @@
 //! * [`auth`]: the authorisation rules and the auth events selection.
 //! * [`server_acl`]: `m.room.server_acl` evaluation (which servers may take part in a room).
 //! * [`state_res`]: state resolution v2 (with the room v12 changes).
+//! * [`state_res_v1`]: state resolution v1 (room version 1).
 
 pub mod auth;
+mod auth_power_levels;
 pub mod canonical;
 mod error;
 pub mod hashes;
@@ -42,6 +44,7 @@ pub mod room_version;
 pub mod server_acl;
 pub mod signing;
 pub mod state_res;
+pub mod state_res_v1;
 
 pub use self::auth::{auth_check, auth_types_for_event, check_auth_events, check_event_auth};
 pub use self::canonical::{canonical_json, canonicalize_json_str, to_canonical_object};
@@ -84,6 +87,8 @@ pub mod types {
 
 #[cfg(test)]
 mod auth_tests;
+#[cfg(test)]
+mod room_versions_tests;
 #[cfg(test)]
 mod state_res_tests;
 #[cfg(test)]

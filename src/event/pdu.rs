@@ -17,8 +17,9 @@ pub const MAX_AUTH_EVENTS: usize = 10;
 /// A state map key: `(event type, state key)`.
 pub type StateKey = (String, String);
 
-/// A parsed PDU. The event ID is always computed from the JSON (reference hash), so a `Pdu`
-/// cannot carry an ID that does not belong to it.
+/// A parsed PDU. The event ID is always computed from the JSON (reference hash; in room v1/v2
+/// the event's own `event_id`, which its signatures cover), so a `Pdu` cannot carry an ID that
+/// does not belong to it.
 ///
 /// `rejected` is local metadata (not part of the JSON): set it with [`Pdu::set_rejected`] for
 /// events the server rejected, so that they are not used as auth events.
@@ -38,19 +39,63 @@ pub struct Pdu {
     rejected: bool,
 }
 
-fn id_list(obj: &serde_json::Map<String, Value>, key: &str) -> Result<Vec<OwnedEventId>> {
+fn id_list(
+    obj: &serde_json::Map<String, Value>,
+    key: &str,
+    version: RoomVersion,
+) -> Result<Vec<OwnedEventId>> {
     let arr = obj
         .get(key)
         .and_then(Value::as_array)
         .ok_or_else(|| EventError::invalid(format!("`{key}` must be an array")))?;
     arr.iter()
         .map(|v| {
-            let s = v
-                .as_str()
-                .ok_or_else(|| EventError::invalid(format!("`{key}` entries must be strings")))?;
+            let s = if version.event_id_in_event() {
+                // v1/v2: `[event_id, {"sha256": hash}]`.
+                match v.as_array().map(Vec::as_slice) {
+                    Some([Value::String(id), Value::Object(_)]) => id.as_str(),
+                    _ => {
+                        return Err(EventError::invalid(format!(
+                            "`{key}` entries must be [event_id, hashes] pairs in room version {version}"
+                        )));
+                    }
+                }
+            } else {
+                v.as_str().ok_or_else(|| {
+                    EventError::invalid(format!("`{key}` entries must be strings"))
+                })?
+            };
             EventId::parse(s).map_err(|e| EventError::invalid(format!("bad event ID {s:?}: {e}")))
         })
         .collect()
+}
+
+/// The event IDs of a `prev_events` or `auth_events` list, in either format: strings (room
+/// v3+) or `[event_id, hashes]` pairs (v1/v2). Entries of neither form are skipped.
+pub fn referenced_ids(list: Option<&Value>) -> Vec<&str> {
+    list.and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|v| match v {
+            Value::String(id) => Some(id.as_str()),
+            Value::Array(pair) => pair.first().and_then(Value::as_str),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A `prev_events` or `auth_events` list in the format of `version`: event IDs, or in v1/v2
+/// `[event_id, {}]` pairs (Synapse also leaves the hashes empty).
+pub fn reference_list<I: AsRef<str>>(version: RoomVersion, ids: &[I]) -> Value {
+    if version.event_id_in_event() {
+        Value::Array(
+            ids.iter()
+                .map(|id| serde_json::json!([id.as_ref(), {}]))
+                .collect(),
+        )
+    } else {
+        Value::Array(ids.iter().map(|id| Value::from(id.as_ref())).collect())
+    }
 }
 
 fn uint(obj: &serde_json::Map<String, Value>, key: &str) -> Result<u64> {
@@ -117,8 +162,8 @@ impl Pdu {
             .and_then(Value::as_object)
             .ok_or_else(|| EventError::invalid("`content` must be an object"))?
             .clone();
-        let prev_events = id_list(obj, "prev_events")?;
-        let auth_events = id_list(obj, "auth_events")?;
+        let prev_events = id_list(obj, "prev_events", version)?;
+        let auth_events = id_list(obj, "auth_events", version)?;
         if prev_events.len() > MAX_PREV_EVENTS {
             return Err(EventError::invalid(format!(
                 "{} prev_events, more than {MAX_PREV_EVENTS}",
@@ -239,9 +284,10 @@ impl Pdu {
         if self.event_type != types::REDACTION {
             return None;
         }
-        match version.redaction_algorithm() {
-            super::RedactionAlgorithm::V9 => self.json.get("redacts").and_then(Value::as_str),
-            super::RedactionAlgorithm::V11 => self.content_str("redacts"),
+        if version.redacts_in_content() {
+            self.content_str("redacts")
+        } else {
+            self.json.get("redacts").and_then(Value::as_str)
         }
     }
 }

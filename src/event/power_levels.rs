@@ -72,32 +72,96 @@ pub const LEVEL_FIELDS: [&str; 7] = [
     "invite",
 ];
 
-fn int_field(content: &Map<String, Value>, key: &str) -> Result<Option<i64>> {
+/// A power level value as the room version reads it: an integer; up to v9 also a string holding
+/// an integer (surrounding whitespace, one optional sign and leading zeroes allowed), and up to
+/// v5 a float, truncated towards zero (spec: "`m.room.power_levels` events accept values as
+/// strings / floats").
+pub fn level_value(version: RoomVersion, value: &Value) -> Option<i64> {
+    if let Some(i) = value.as_i64() {
+        return Some(i);
+    }
+    if version.integer_only_power_levels() {
+        return None;
+    }
+    match value {
+        Value::String(s) => parse_stringy_int(s),
+        Value::Number(n) if version.float_power_levels() => {
+            let f = n.as_f64()?.trunc();
+            (f.is_finite() && f >= i64::MIN as f64 && f <= i64::MAX as f64).then_some(f as i64)
+        }
+        _ => None,
+    }
+}
+
+fn parse_stringy_int(s: &str) -> Option<i64> {
+    let t = s.trim();
+    let (negative, digits) = match t.as_bytes().first()? {
+        b'-' => (true, &t[1..]),
+        b'+' => (false, &t[1..]),
+        _ => (false, t),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let magnitude: i64 = digits.parse().ok()?;
+    Some(if negative { -magnitude } else { magnitude })
+}
+
+fn int_field(version: RoomVersion, content: &Map<String, Value>, key: &str) -> Result<Option<i64>> {
     match content.get(key) {
         None => Ok(None),
-        Some(v) => v.as_i64().map(Some).ok_or_else(|| {
+        Some(v) => level_value(version, v).map(Some).ok_or_else(|| {
             EventError::invalid(format!("power levels `{key}` must be an integer, got {v}"))
         }),
     }
 }
 
-fn int_map(content: &Map<String, Value>, key: &str) -> Result<BTreeMap<String, i64>> {
+fn int_map(
+    version: RoomVersion,
+    content: &Map<String, Value>,
+    key: &str,
+) -> Result<BTreeMap<String, i64>> {
     match content.get(key) {
         None => Ok(BTreeMap::new()),
         Some(Value::Object(m)) => m
             .iter()
             .map(|(k, v)| {
-                v.as_i64().map(|i| (k.clone(), i)).ok_or_else(|| {
-                    EventError::invalid(format!(
-                        "power levels `{key}.{k}` must be an integer, got {v}"
-                    ))
-                })
+                level_value(version, v)
+                    .map(|i| (k.clone(), i))
+                    .ok_or_else(|| {
+                        EventError::invalid(format!(
+                            "power levels `{key}.{k}` must be an integer, got {v}"
+                        ))
+                    })
             })
             .collect(),
         Some(other) => Err(EventError::invalid(format!(
             "power levels `{key}` must be an object, got {other}"
         ))),
     }
+}
+
+/// Power levels content with every level rewritten as an integer, as room v10+ require: the
+/// levels of an older room (strings, floats) carried into an upgraded room. Other keys are kept.
+pub fn integer_levels_content(
+    version: RoomVersion,
+    content: &Map<String, Value>,
+) -> Result<Map<String, Value>> {
+    PowerLevels::from_content_in(version, content)?;
+    let mut out = content.clone();
+    for field in LEVEL_FIELDS {
+        if let Some(v) = out.get_mut(field) {
+            *v = json!(level_value(version, v));
+        }
+    }
+    for field in ["events", "notifications", "users"] {
+        if let Some(Value::Object(map)) = out.get_mut(field) {
+            for v in map.values_mut() {
+                *v = json!(level_value(version, v));
+            }
+        }
+    }
+    Ok(out)
 }
 
 impl PowerLevels {
@@ -112,7 +176,14 @@ impl PowerLevels {
     /// Parse power levels content, enforcing the room v10+ rule that every level is an integer
     /// (strings such as `"50"` are rejected) and that `users` keys are valid user IDs.
     pub fn from_content(content: &Map<String, Value>) -> Result<Self> {
-        let users = int_map(content, "users")?
+        Self::from_content_in(RoomVersion::V12, content)
+    }
+
+    /// Parse power levels content as room `version` reads it: v10+ integers only, earlier
+    /// versions also strings holding integers (and v1–v5 floats), see [`level_value`].
+    pub fn from_content_in(version: RoomVersion, content: &Map<String, Value>) -> Result<Self> {
+        let v = version;
+        let users = int_map(v, content, "users")?
             .into_iter()
             .map(|(k, v)| {
                 UserId::parse(&k).map(|u| (u, v)).map_err(|e| {
@@ -122,18 +193,18 @@ impl PowerLevels {
                 })
             })
             .collect::<Result<_>>()?;
-        let mut notifications = int_map(content, "notifications")?;
+        let mut notifications = int_map(v, content, "notifications")?;
         notifications.entry("room".to_owned()).or_insert(50);
         Ok(Self {
             users,
-            users_default: int_field(content, "users_default")?.unwrap_or(0),
-            events: int_map(content, "events")?,
-            events_default: int_field(content, "events_default")?.unwrap_or(0),
-            state_default: int_field(content, "state_default")?.unwrap_or(50),
-            ban: int_field(content, "ban")?.unwrap_or(50),
-            kick: int_field(content, "kick")?.unwrap_or(50),
-            redact: int_field(content, "redact")?.unwrap_or(50),
-            invite: int_field(content, "invite")?.unwrap_or(0),
+            users_default: int_field(v, content, "users_default")?.unwrap_or(0),
+            events: int_map(v, content, "events")?,
+            events_default: int_field(v, content, "events_default")?.unwrap_or(0),
+            state_default: int_field(v, content, "state_default")?.unwrap_or(50),
+            ban: int_field(v, content, "ban")?.unwrap_or(50),
+            kick: int_field(v, content, "kick")?.unwrap_or(50),
+            redact: int_field(v, content, "redact")?.unwrap_or(50),
+            invite: int_field(v, content, "invite")?.unwrap_or(0),
             notifications,
         })
     }
@@ -212,7 +283,7 @@ impl RoomPowers {
             return Err(EventError::invalid("expected an m.room.create event"));
         }
         let levels = match power_levels {
-            Some(pl) => PowerLevels::from_content(pl.content())?,
+            Some(pl) => PowerLevels::from_content_in(version, pl.content())?,
             None => PowerLevels::without_event(),
         };
         Ok(Self {

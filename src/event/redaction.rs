@@ -1,15 +1,23 @@
 //! The redaction algorithm (spec: room versions, "Redactions").
 //!
-//! Room v10 uses the v9 rules; v11 and v12 use the v11 rules.
+//! Room v3–v5 use the v1 rules, v6 and v7 the v6 rules, v8 its own, v9 and v10 the v9 rules,
+//! v11 and v12 the v11 rules.
 
 use serde_json::{Map, Value};
 
 use super::{EventError, Result, RoomVersion};
 
 /// Which set of redaction rules applies.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RedactionAlgorithm {
-    /// The rules introduced in room version 9 (used by room version 10).
+    /// The original rules (room versions 1–5): `m.room.aliases` keeps `aliases`.
+    V1,
+    /// Room versions 6 and 7: `m.room.aliases` loses its special case.
+    V6,
+    /// Room version 8: `m.room.join_rules` also keeps `allow`.
+    V8,
+    /// The rules introduced in room version 9 (used by room versions 9 and 10): `m.room.member`
+    /// also keeps `join_authorised_via_users_server`.
     V9,
     /// The rules introduced in room version 11 (used by room versions 11 and 12).
     V11,
@@ -31,13 +39,13 @@ const COMMON_TOP_LEVEL: &[&str] = &[
     "origin_server_ts",
 ];
 
-/// Extra top-level keys kept by the v9 algorithm only.
-const V9_ONLY_TOP_LEVEL: &[&str] = &["prev_state", "origin", "membership"];
+/// Extra top-level keys kept by the algorithms before v11.
+const PRE_V11_TOP_LEVEL: &[&str] = &["prev_state", "origin", "membership"];
 
 impl RedactionAlgorithm {
     /// Whether a top-level event key survives redaction.
     pub fn keeps_top_level_key(self, key: &str) -> bool {
-        COMMON_TOP_LEVEL.contains(&key) || (self == Self::V9 && V9_ONLY_TOP_LEVEL.contains(&key))
+        COMMON_TOP_LEVEL.contains(&key) || (self != Self::V11 && PRE_V11_TOP_LEVEL.contains(&key))
     }
 
     /// Redact an event's `content` given its type.
@@ -53,9 +61,14 @@ impl RedactionAlgorithm {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect()
         };
-        match (self, event_type) {
-            (_, "m.room.member") => {
-                let mut out = keep(&["membership", "join_authorised_via_users_server"]);
+        let pre_v11 = self != Self::V11;
+        match event_type {
+            "m.room.member" => {
+                let mut out = if self >= Self::V9 {
+                    keep(&["membership", "join_authorised_via_users_server"])
+                } else {
+                    keep(&["membership"])
+                };
                 if self == Self::V11
                     && let Some(Value::Object(tpi)) = content.get("third_party_invite")
                 {
@@ -68,10 +81,11 @@ impl RedactionAlgorithm {
                 }
                 out
             }
-            (Self::V9, "m.room.create") => keep(&["creator"]),
-            (Self::V11, "m.room.create") => content.clone(),
-            (_, "m.room.join_rules") => keep(&["join_rule", "allow"]),
-            (Self::V9, "m.room.power_levels") => keep(&[
+            "m.room.create" if pre_v11 => keep(&["creator"]),
+            "m.room.create" => content.clone(),
+            "m.room.join_rules" if self >= Self::V8 => keep(&["join_rule", "allow"]),
+            "m.room.join_rules" => keep(&["join_rule"]),
+            "m.room.power_levels" if pre_v11 => keep(&[
                 "ban",
                 "events",
                 "events_default",
@@ -81,7 +95,7 @@ impl RedactionAlgorithm {
                 "users",
                 "users_default",
             ]),
-            (Self::V11, "m.room.power_levels") => keep(&[
+            "m.room.power_levels" => keep(&[
                 "ban",
                 "events",
                 "events_default",
@@ -92,8 +106,9 @@ impl RedactionAlgorithm {
                 "users",
                 "users_default",
             ]),
-            (_, "m.room.history_visibility") => keep(&["history_visibility"]),
-            (Self::V11, "m.room.redaction") => keep(&["redacts"]),
+            "m.room.history_visibility" => keep(&["history_visibility"]),
+            "m.room.redaction" if self == Self::V11 => keep(&["redacts"]),
+            "m.room.aliases" if self == Self::V1 => keep(&["aliases"]),
             _ => Map::new(),
         }
     }
@@ -270,9 +285,15 @@ mod tests {
             json!({"join_rule": "restricted", "allow": [{"type": "m.room_membership"}], "x": 1});
         let hv = json!({"history_visibility": "shared", "x": 1});
         for v in RoomVersion::ALL {
+            // `allow` is kept from room v8 on.
+            let expected = if v >= RoomVersion::V8 {
+                json!({"join_rule": "restricted", "allow": [{"type": "m.room_membership"}]})
+            } else {
+                json!({"join_rule": "restricted"})
+            };
             assert_eq!(
                 redact(&base("m.room.join_rules", jr.clone()), v).unwrap()["content"],
-                json!({"join_rule": "restricted", "allow": [{"type": "m.room_membership"}]})
+                expected
             );
             assert_eq!(
                 redact(&base("m.room.history_visibility", hv.clone()), v).unwrap()["content"],
@@ -327,7 +348,11 @@ mod tests {
         // m.room.aliases lost its special case in room v6.
         for v in RoomVersion::ALL {
             let r = redact(&base("m.room.aliases", json!({"aliases": ["#a:x"]})), v).unwrap();
-            assert_eq!(r["content"], json!({}));
+            if v >= RoomVersion::V6 {
+                assert_eq!(r["content"], json!({}));
+            } else {
+                assert_eq!(r["content"], json!({"aliases": ["#a:x"]}));
+            }
         }
     }
 

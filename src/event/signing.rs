@@ -185,11 +185,18 @@ pub enum Verified {
 
 /// Add the content hash and sign an event (spec "Adding hashes and signatures to outgoing
 /// events"): the signature covers the redacted event, so it survives redaction.
+///
+/// In room v1/v2 an event without an `event_id` gets one chosen by the signing server
+/// ([`super::hashes::server_chosen_event_id`]) first, since the ID is part of what is signed.
 pub fn hash_and_sign_event(
     event: &mut Value,
     key: &SigningKey,
     version: RoomVersion,
 ) -> Result<()> {
+    if version.event_id_in_event() && event.get("event_id").is_none() {
+        let id = super::hashes::server_chosen_event_id(event, key.server_name.as_str())?;
+        object_mut(event)?.insert("event_id".to_owned(), json!(id));
+    }
     let mut obj = to_canonical_object(event)?;
     rs::hash_and_sign_event(
         key.server_name.as_str(),
@@ -247,7 +254,7 @@ pub struct NewPdu {
 }
 
 /// Build, hash and sign a complete PDU for `version`; returns its event ID and final JSON
-/// (federation format: no `event_id` key).
+/// (federation format: no `event_id` key from room v3 on; v1/v2 carry it).
 pub fn build_signed_pdu(
     pdu: &NewPdu,
     version: RoomVersion,
@@ -280,8 +287,8 @@ pub fn build_signed_pdu(
         "type": pdu.event_type,
         "sender": pdu.sender,
         "content": pdu.content,
-        "prev_events": pdu.prev_events,
-        "auth_events": pdu.auth_events,
+        "prev_events": super::pdu::reference_list(version, &pdu.prev_events),
+        "auth_events": super::pdu::reference_list(version, &pdu.auth_events),
         "depth": pdu.depth,
         "origin_server_ts": pdu.origin_server_ts,
     });
@@ -293,7 +300,7 @@ pub fn build_signed_pdu(
         obj.insert("state_key".to_owned(), json!(sk));
     }
     if let Some(redacts) = &pdu.redacts {
-        if version == RoomVersion::V10 {
+        if !version.redacts_in_content() {
             obj.insert("redacts".to_owned(), json!(redacts));
         } else if let Some(content) = obj.get_mut("content").and_then(Value::as_object_mut) {
             content.insert("redacts".to_owned(), json!(redacts));
@@ -484,7 +491,10 @@ mod tests {
             )
             .unwrap();
             assert_eq!(create_id, hashes::event_id(&create, version).unwrap());
-            assert!(create.get("event_id").is_none());
+            assert_eq!(
+                create.get("event_id").is_some(),
+                version.event_id_in_event()
+            );
             assert_eq!(verify_event(&create, &keys, version), Ok(Verified::All));
             check_content_hash(&create).unwrap();
 

@@ -1,4 +1,5 @@
-//! State resolution v2 (room versions 10 and 11) and its room v12 revision.
+//! State resolution v2 (room versions 2 to 11) and its room v12 revision; room version 1
+//! goes to [`super::state_res_v1`].
 //!
 //! Room v12 changes (see `content/rooms/v12.md`): the first iterative auth checks start from an
 //! *empty* state map instead of the unconflicted state map, and the full conflicted set also
@@ -34,6 +35,9 @@ where
         [] => return Ok(StateMap::new()),
         [only] => return Ok(only.clone()),
         _ => {}
+    }
+    if version.state_res_v1() {
+        return super::state_res_v1::resolve(version, state_sets, fetch);
     }
 
     // Unconflicted state map and conflicted state set.

@@ -44,7 +44,7 @@ fn resolve_forks(v: RoomVersion, a: &Fixture, b: &Fixture) -> StateMap {
 
 #[test]
 fn admin_demotes_mod_while_mod_bans() {
-    for v in RoomVersion::ALL {
+    for v in RoomVersion::ALL.into_iter().filter(|v| !v.state_res_v1()) {
         let base = base(v);
         let pl1 = base.state[&key(POWER_LEVELS, "")].clone();
         let bob_join = base.state[&key(MEMBER, BOB)].clone();
@@ -71,7 +71,7 @@ fn admin_demotes_mod_while_mod_bans() {
 
 #[test]
 fn ban_racing_with_join() {
-    for v in RoomVersion::ALL {
+    for v in RoomVersion::ALL.into_iter().filter(|v| !v.state_res_v1()) {
         let base = base(v);
         let (mut a, mut b) = (base.clone(), base.clone());
         b.ts += 100; // the join is even later than the ban; order of ts does not matter here
@@ -90,7 +90,7 @@ fn ban_racing_with_join() {
 
 #[test]
 fn join_rules_change_to_invite_racing_with_join() {
-    for v in RoomVersion::ALL {
+    for v in RoomVersion::ALL.into_iter().filter(|v| !v.state_res_v1()) {
         let base = base(v);
         let (mut a, mut b) = (base.clone(), base.clone());
         let jr2 = a.send(ALICE, JOIN_RULES, Some(""), json!({"join_rule": "invite"}));
@@ -121,7 +121,7 @@ fn join_rules_change_to_invite_racing_with_join() {
 
 #[test]
 fn join_racing_with_join_rules_change_is_kept_if_invited() {
-    for v in RoomVersion::ALL {
+    for v in RoomVersion::ALL.into_iter().filter(|v| !v.state_res_v1()) {
         let mut base = base(v);
         base.member(ALICE, CAROL, "invite");
         let (mut a, mut b) = (base.clone(), base.clone());
@@ -138,7 +138,7 @@ fn join_racing_with_join_rules_change_is_kept_if_invited() {
 
 #[test]
 fn conflicting_power_level_changes_v11_vs_v12() {
-    for v in RoomVersion::ALL {
+    for v in RoomVersion::ALL.into_iter().filter(|v| !v.state_res_v1()) {
         let mut base = base(v);
         // adm is an admin at 100 (alice is 100 in v10/v11 and infinite in v12).
         base.power_levels(ALICE, json!({MOD: 50, "@adm:x": 100}), json!({}));
@@ -177,7 +177,7 @@ fn conflicting_power_level_changes_v11_vs_v12() {
 
 #[test]
 fn creator_demotes_admin_while_admin_kicks() {
-    for v in RoomVersion::ALL {
+    for v in RoomVersion::ALL.into_iter().filter(|v| !v.state_res_v1()) {
         let mut base = base(v);
         base.power_levels(ALICE, json!({MOD: 50, "@adm:x": 90}), json!({}));
         base.join("@adm:x");
@@ -197,7 +197,7 @@ fn creator_demotes_admin_while_admin_kicks() {
 
 #[test]
 fn normal_state_conflict_is_ordered_by_mainline_then_timestamp() {
-    for v in RoomVersion::ALL {
+    for v in RoomVersion::ALL.into_iter().filter(|v| !v.state_res_v1()) {
         let base = base(v);
         let (mut a, mut b) = (base.clone(), base.clone());
         let topic_a = a.send(MOD, "m.room.name", Some(""), json!({"name": "A"}));
@@ -214,7 +214,7 @@ fn normal_state_conflict_is_ordered_by_mainline_then_timestamp() {
 
 #[test]
 fn later_mainline_beats_earlier_timestamp() {
-    for v in RoomVersion::ALL {
+    for v in RoomVersion::ALL.into_iter().filter(|v| !v.state_res_v1()) {
         let base = base(v);
         let (mut a, mut b) = (base.clone(), base.clone());
         // Fork A: a new power levels event, then a name citing it (early timestamps).

@@ -37,18 +37,19 @@ pub struct Fixture {
 impl Fixture {
     /// A room created by `creator` with default create content.
     pub fn new(version: RoomVersion, creator: &str) -> Self {
-        let content = match version {
-            RoomVersion::V10 => json!({"creator": creator, "room_version": "10"}),
-            v => json!({"room_version": v.as_str()}),
+        let content = if version.create_requires_creator_field() {
+            json!({"creator": creator, "room_version": version.as_str()})
+        } else {
+            json!({"room_version": version.as_str()})
         };
         Self::with_create_content(version, creator, content)
     }
 
     /// A room whose create event has the given content.
     pub fn with_create_content(version: RoomVersion, creator: &str, content: Value) -> Self {
-        let room_id: Option<OwnedRoomId> = match version {
-            RoomVersion::V12 => None,
-            _ => Some(format!("!room:{}", server_of(creator)).try_into().unwrap()),
+        let room_id: Option<OwnedRoomId> = match version.room_id_is_create_event_hash() {
+            true => None,
+            false => Some(format!("!room:{}", server_of(creator)).try_into().unwrap()),
         };
         let create = Self::sign(
             version,
@@ -224,7 +225,7 @@ impl Fixture {
 
     pub fn power_levels_content(&self, users: Value, extra: Value) -> Value {
         let mut users = users.as_object().unwrap().clone();
-        if self.version != RoomVersion::V12 {
+        if !self.version.creators_have_infinite_power() {
             users
                 .entry(self.create().sender().to_string())
                 .or_insert(json!(100));

@@ -715,7 +715,7 @@ fn upgrade_is_refused_without_power_or_with_a_bad_version() {
         "M_FORBIDDEN",
     );
     assert_error(
-        upgrade(&server, &alice, &room, json!({ "new_version": "9" })),
+        upgrade(&server, &alice, &room, json!({ "new_version": "13" })),
         400,
         "M_UNSUPPORTED_ROOM_VERSION",
     );

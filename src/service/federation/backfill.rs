@@ -132,8 +132,8 @@ impl Services {
             let Some(record) = self.store.event(event_id.as_str())? else {
                 continue;
             };
-            let prevs = record.pdu.get("prev_events").and_then(Value::as_array);
-            for prev in prevs.into_iter().flatten().filter_map(Value::as_str) {
+            let prevs = crate::event::pdu::referenced_ids(record.pdu.get("prev_events"));
+            for prev in prevs {
                 let known = self
                     .store
                     .event(prev)?

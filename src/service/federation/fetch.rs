@@ -42,7 +42,9 @@ pub(crate) fn parse_remote_pdu(
 ) -> Option<Pdu> {
     if let Some(obj) = json.as_object_mut() {
         obj.remove("unsigned");
-        obj.remove("event_id");
+        if !version.event_id_in_event() {
+            obj.remove("event_id");
+        }
     }
     let pdu = Pdu::from_json(json, version).ok()?;
     (pdu.room_id().is_none_or(|r| r == room_id)).then_some(pdu)

@@ -33,17 +33,10 @@ fn depth_of(record: &EventRecord) -> u64 {
 }
 
 fn prev_events(record: &EventRecord) -> Vec<OwnedEventId> {
-    record
-        .pdu
-        .get("prev_events")
-        .and_then(Value::as_array)
-        .map(|ids| {
-            ids.iter()
-                .filter_map(Value::as_str)
-                .filter_map(|id| EventId::parse(id).ok())
-                .collect()
-        })
-        .unwrap_or_default()
+    crate::event::pdu::referenced_ids(record.pdu.get("prev_events"))
+        .into_iter()
+        .filter_map(|id| EventId::parse(id).ok())
+        .collect()
 }
 
 impl Services {

@@ -105,7 +105,9 @@ impl Services {
         let mut event = request.event;
         if let Some(obj) = event.as_object_mut() {
             obj.remove("unsigned");
-            obj.remove("event_id");
+            if !version.event_id_in_event() {
+                obj.remove("event_id");
+            }
         }
         let pdu = Pdu::from_json(event.clone(), version)?;
         let invitee = pdu

@@ -167,10 +167,16 @@ impl ServerKeyStore {
         event: &Value,
         version: RoomVersion,
     ) -> Result<Verified, VerifyError> {
-        let ts = event
-            .get("origin_server_ts")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
+        // Room versions before 5 do not require the key to be valid when the event was sent:
+        // any key the server published (asked for as valid at time 0) verifies its events.
+        let ts = if version.enforces_key_validity() {
+            event
+                .get("origin_server_ts")
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+        } else {
+            0
+        };
         let signers: Vec<OwnedServerName> = event
             .get("signatures")
             .and_then(Value::as_object)

@@ -89,6 +89,10 @@ impl Services {
         // for the one the user's server will add.
         let mut probe = template.clone();
         probe["signatures"] = json!({ origin.as_str(): { "ed25519:probe": "" } });
+        if version.event_id_in_event() {
+            // v1/v2: the user's server chooses the ID when it signs; a stand-in until then.
+            probe["event_id"] = json!(format!("$probe:{origin}"));
+        }
         if let Some(authoriser) = probe["content"]
             .get("join_authorised_via_users_server")
             .and_then(Value::as_str)
@@ -301,7 +305,12 @@ impl Services {
             .content()
             .get("join_rule")
             .and_then(Value::as_str);
-        if !matches!(rule, Some("restricted" | "knock_restricted")) {
+        let restricted = match rule {
+            Some("restricted") => version.supports_restricted_join(),
+            Some("knock_restricted") => version.supports_knock_restricted(),
+            _ => false,
+        };
+        if !restricted {
             return Ok(None);
         }
         if matches!(
@@ -367,8 +376,8 @@ impl Services {
             "origin_server_ts": crate::service::now_ms(),
             "type": event_type,
             "content": content,
-            "prev_events": prev_events,
-            "auth_events": auth_events,
+            "prev_events": crate::event::pdu::reference_list(room.version, &prev_events),
+            "auth_events": crate::event::pdu::reference_list(room.version, &auth_events),
             "depth": room.depth + 1,
         });
         if let Some(k) = state_key {

@@ -199,7 +199,9 @@ impl Services {
             let mut json = json;
             if let Some(obj) = json.as_object_mut() {
                 obj.remove("unsigned");
-                obj.remove("event_id");
+                if !version.event_id_in_event() {
+                    obj.remove("event_id");
+                }
             }
             let pdu = Pdu::from_json(json, version).map_err(|e| {
                 bad_gateway(server, format!("send_join carried an invalid event: {e}"))

@@ -28,15 +28,10 @@ struct Node<T> {
 /// The auth event IDs a PDU lists; entries that are not event IDs are skipped (the
 /// event passed the format checks when stored, so there are none in practice).
 fn listed_auth_events(pdu: &Value) -> Vec<OwnedEventId> {
-    pdu.get("auth_events")
-        .and_then(Value::as_array)
-        .map(|ids| {
-            ids.iter()
-                .filter_map(Value::as_str)
-                .filter_map(|id| EventId::parse(id).ok())
-                .collect()
-        })
-        .unwrap_or_default()
+    crate::event::pdu::referenced_ids(pdu.get("auth_events"))
+        .into_iter()
+        .filter_map(|id| EventId::parse(id).ok())
+        .collect()
 }
 
 fn is_create(pdu: &Value) -> bool {

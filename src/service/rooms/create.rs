@@ -124,7 +124,7 @@ fn check_initial_content(
     for template in &request.initial_state {
         canonical_json(&template.content)?;
     }
-    let levels = PowerLevels::from_content(power_levels)?;
+    let levels = PowerLevels::from_content_in(version, power_levels)?;
     if version.creators_have_infinite_power() {
         let additional = create
             .get("additional_creators")
@@ -176,7 +176,7 @@ impl Services {
             Some(text) => text.parse().map_err(|_| {
                 Error::new(
                     ErrorKind::UnsupportedRoomVersion,
-                    format!("Room version {text:?} is not supported; use 10, 11 or 12"),
+                    format!("Room version {text:?} is not supported; use a version from 1 to 12"),
                 )
             }),
         }

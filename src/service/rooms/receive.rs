@@ -384,7 +384,9 @@ impl Services {
 pub fn parse_pdu(json: &mut Value, version: RoomVersion) -> Result<Pdu, PduError> {
     if let Some(obj) = json.as_object_mut() {
         obj.remove("unsigned");
-        obj.remove("event_id");
+        if !version.event_id_in_event() {
+            obj.remove("event_id");
+        }
     }
     Pdu::from_json(json.clone(), version).map_err(|e| PduError::Invalid(e.to_string()))
 }

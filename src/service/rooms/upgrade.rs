@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 use super::create::{default_power_levels, membership_content};
 use super::timeline::EventTemplate;
 use crate::error::{Error, ErrorKind, Result};
+use crate::event::power_levels::integer_levels_content;
 use crate::event::{Power, PowerLevels, RoomPowers, RoomVersion};
 use crate::service::Services;
 
@@ -161,8 +162,13 @@ impl Services {
             None,
         )
         .await?;
-        self.lock_old_room(room_id, user, state.get(&key("m.room.power_levels", "")))
-            .await?;
+        self.lock_old_room(
+            room_id,
+            old_version,
+            user,
+            state.get(&key("m.room.power_levels", "")),
+        )
+        .await?;
         tracing::info!(old = %room_id, new = %new_room, version = %new_version, user = %user, "room upgraded");
         Ok(new_room)
     }
@@ -248,6 +254,7 @@ impl Services {
     async fn lock_old_room(
         &self,
         room_id: &RoomId,
+        version: RoomVersion,
         user: &UserId,
         power_levels: Option<&Map<String, Value>>,
     ) -> Result<Option<OwnedEventId>> {
@@ -255,7 +262,7 @@ impl Services {
             tracing::warn!(room = %room_id, "old room has no power levels to restrict");
             return Ok(None);
         };
-        let levels = PowerLevels::from_content(content)?;
+        let levels = PowerLevels::from_content_in(version, content)?;
         let restricted = 50
             .max(levels.users_default.saturating_add(1))
             .min(MAX_LEVEL);
@@ -318,7 +325,7 @@ fn upgraded_power_levels(
     new_creators: &BTreeSet<OwnedUserId>,
 ) -> Result<Map<String, Value>> {
     let mut content = match old_content {
-        Some(content) => content.clone(),
+        Some(content) => integer_levels_content(old_version, content)?,
         None => default_power_levels(new_version, upgrader, &[]),
     };
     let levels = PowerLevels::from_content(&content)?;

@@ -268,6 +268,9 @@ impl Pushers {
             return Some(json!({ "notification": notification }));
         }
         let sender = pdu.get("sender").and_then(Value::as_str).unwrap_or("");
+        // `id`: the event ID under its old name, which Synapse still sends and older
+        // gateways (and SyTest's) read.
+        notification["id"] = json!(record.event_id);
         notification["type"] = json!(event_type);
         notification["sender"] = json!(sender);
         if let Some(content) = pdu.get("content") {

@@ -19,11 +19,18 @@ pub struct GatewayClient {
 }
 
 impl GatewayClient {
-    pub fn new(denylist: Vec<IpRange>, timeout: Duration) -> anyhow::Result<Self> {
+    /// `extra_ca_files` (`federation.extra_ca_files`) are trusted beside the system's
+    /// roots, as for Web Push services.
+    pub fn new(
+        denylist: Vec<IpRange>,
+        extra_ca_files: &[std::path::PathBuf],
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
         let guard = Arc::new(IpGuard::new(denylist));
-        let http = guarded_client(guard.clone())
+        let builder = guarded_client(guard.clone())
             .timeout(timeout)
-            .user_agent(concat!("hearth/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("hearth/", env!("CARGO_PKG_VERSION")));
+        let http = crate::service::federation::client::with_extra_roots(builder, extra_ca_files)?
             .build()?;
         Ok(Self { http, guard })
     }
@@ -80,7 +87,7 @@ mod tests {
     #[tokio::test]
     async fn denied_addresses_are_refused_by_literal_and_by_name() {
         let client =
-            GatewayClient::new(default_ip_range_denylist(), Duration::from_secs(5)).unwrap();
+            GatewayClient::new(default_ip_range_denylist(), &[], Duration::from_secs(5)).unwrap();
         let (listener, port) = bait();
         let body = serde_json::json!({ "notification": {} });
         for url in [
@@ -106,7 +113,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_empty_denylist_lets_loopback_through() {
-        let client = GatewayClient::new(Vec::new(), Duration::from_secs(5)).unwrap();
+        let client = GatewayClient::new(Vec::new(), &[], Duration::from_secs(5)).unwrap();
         let (listener, port) = bait();
         listener.set_nonblocking(false).unwrap();
         let accepted = std::thread::spawn(move || listener.accept().is_ok());

@@ -81,7 +81,11 @@ impl Pushers {
     ) -> anyhow::Result<Arc<Self>> {
         let vapid = vapid::Vapid::load_or_create(&store, config.vapid_subject)?;
         Ok(Arc::new(Self {
-            gateway: gateway::GatewayClient::new(config.denylist.clone(), REQUEST_TIMEOUT)?,
+            gateway: gateway::GatewayClient::new(
+                config.denylist.clone(),
+                &config.extra_ca_files,
+                REQUEST_TIMEOUT,
+            )?,
             webpush: webpush::WebPushClient::new(
                 config.denylist,
                 &config.extra_ca_files,

@@ -14,7 +14,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::service::Services;
 use crate::service::presence::PresenceState;
 use crate::service::push_rules::PUSH_RULES_TYPE;
-use crate::service::rooms::{ClientView, ReadAccess};
+use crate::service::rooms::{ClientView, HistoryReader, ReadAccess};
 use crate::service::sync::{MAX_TIMEOUT, SyncToken};
 
 /// Room events per answer when the client gives no limit, and the most it may ask.
@@ -274,13 +274,8 @@ impl Services {
                     continue;
                 };
                 let record = &cached.record;
-                let visible = match reader.as_mut() {
-                    Some(reader) => reader.can_see(record)?,
-                    None => {
-                        record.pdu.get("state_key").and_then(Value::as_str)
-                            == Some(view.user_id.as_str())
-                    }
-                };
+                let visible =
+                    HistoryReader::timeline_visible(reader.as_mut(), view.user_id, record)?;
                 if !visible {
                     continue;
                 }

@@ -265,6 +265,22 @@ impl HistoryReader<'_> {
             .ok_or_else(|| Error::internal("stored event without a depth"))
     }
 
+    /// Whether `user_id` sees `record` in a timeline: by the history rules through
+    /// `reader`, or, with no view of the history at all (a declined invite), only their
+    /// own membership events.
+    pub fn timeline_visible(
+        reader: Option<&mut Self>,
+        user_id: &UserId,
+        record: &EventRecord,
+    ) -> Result<bool> {
+        match reader {
+            Some(reader) => reader.can_see(record),
+            None => {
+                Ok(record.pdu.get("state_key").and_then(Value::as_str) == Some(user_id.as_str()))
+            }
+        }
+    }
+
     /// Whether the reader may see the event, by the room's history visibility at it.
     pub fn can_see(&mut self, record: &EventRecord) -> Result<bool> {
         let key = self.key_of(record)?;

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use super::{Pass, SyncToken};
 use crate::error::Result;
 use crate::service::Services;
-use crate::service::rooms::{ClientView, StateIds};
+use crate::service::rooms::{ClientView, HistoryReader, StateIds};
 use crate::store::UserRoomRecord;
 
 /// Timeline events per room when the filter gives no limit, and the most it may ask.
@@ -289,13 +289,8 @@ impl Services {
                     continue;
                 };
                 let record = &cached.record;
-                let visible = match reader.as_mut() {
-                    Some(reader) => reader.can_see(record)?,
-                    None => {
-                        record.pdu.get("state_key").and_then(Value::as_str)
-                            == Some(view.user_id.as_str())
-                    }
-                };
+                let visible =
+                    HistoryReader::timeline_visible(reader.as_mut(), view.user_id, record)?;
                 if visible {
                     let event = self.client_event_of(event_id.as_str(), record, Some(view))?;
                     if keep(&event) {

@@ -143,7 +143,7 @@ impl Services {
             typing: typing::Typing::default(),
             presence: presence::Presence::load(&store)?,
             receipts: receipts::Receipts::new(&store)?,
-            notifications: notifications::Notifications::new(&store)?,
+            notifications: notifications::Notifications::new(),
             pushers: pushers::Pushers::new(
                 store.clone(),
                 shutting_down.subscribe(),

@@ -611,6 +611,9 @@ fn killed_under_load_again_and_again_nothing_answered_is_lost() {
     let mut server = TestServer::start_with_env(&[
         ("HEARTH_REGISTRATION__SHARED_SECRET", admin_support::SECRET),
         ("RUST_LOG", "warn,hearth::service::fanout=info"),
+        // The writers upload as fast as the server answers: on a quiet machine that is
+        // past the per-user upload allowance, which has tests of its own.
+        ("HEARTH_MEDIA__UPLOADS_BURST", "1000000"),
     ]);
     let root = admin(&server, "root");
     let owner = user(&server, "owner");

@@ -55,7 +55,8 @@ pub(super) struct Unread {
 }
 
 impl Unread {
-    /// Nothing noted yet: every record after `started_at` would have been.
+    /// Nothing noted yet: every record after `started_at` (the position allocated when
+    /// the entry is made) will be.
     pub(super) fn new(started_at: u64) -> Self {
         Self {
             counted: None,
@@ -176,7 +177,9 @@ impl Services {
             let mut map = lock(&self.notifications.unread);
             let unread = map
                 .entry(key.clone())
-                .or_insert_with(|| Unread::new(self.notifications.started_at));
+                // Read under the lock: an event allocated after this is noted once
+                // written, as the entry exists by then.
+                .or_insert_with(|| Unread::new(self.rooms.allocated_position()));
             unread.read = Some((receipts_at, read));
             let start = match unread.counted {
                 Some(entry) if entry.from == from && entry.to <= to => entry,

@@ -25,7 +25,6 @@ use crate::event::RoomPowers;
 use crate::event::push_rules::{CompiledRules, Ruleset};
 use crate::service::Services;
 use crate::service::push_rules::PUSH_RULES_TYPE;
-use crate::store::{Cf, Store};
 
 /// A user's push rules ready for evaluation, tagged with the account data position of
 /// the `m.push_rules` they came from (0: the predefined rules, shared).
@@ -55,47 +54,50 @@ pub struct Notifications {
     /// Per user and room: the unread counts, extended as new records arrive, and the
     /// records this process wrote lately (see `counts`).
     unread: Mutex<HashMap<(OwnedUserId, OwnedRoomId), counts::Unread>>,
-    /// The event stream position when the process started: every record after it was
-    /// written by this process, which noted it in `unread`.
-    started_at: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+impl Default for Notifications {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Notifications {
-    pub fn new(store: &Store) -> Result<Self> {
-        Ok(Self {
+    pub fn new() -> Self {
+        Self {
             predefined: OnceLock::new(),
             rules: Mutex::default(),
             rooms: Mutex::default(),
             unread: Mutex::default(),
-            started_at: store.last_u64_key(Cf::Stream)?,
-        })
+        }
     }
 
     /// Forgets the cached counts and the noted records of a user in a room (their
     /// records changed): nothing up to `allocated`, the highest stream position handed
     /// out so far, is counted from memory again.
     fn forget_counts(&self, user_id: &UserId, room_id: &ruma::RoomId, allocated: u64) {
-        let mut unread = lock(&self.unread);
-        let entry = unread
-            .entry((user_id.to_owned(), room_id.to_owned()))
-            .or_insert_with(|| counts::Unread::new(self.started_at));
-        entry.forget(allocated);
+        // Without an entry there is nothing to forget: one made later starts complete
+        // only after the position allocated when it is made.
+        if let Some(entry) = lock(&self.unread).get_mut(&(user_id.to_owned(), room_id.to_owned())) {
+            entry.forget(allocated);
+        }
     }
 
     /// Notes the records of an event at `stream`, `(user, highlight)`, once they are
     /// written and before the event becomes visible, so that a count made once it is
     /// visible finds them here.
     fn note_written(&self, room_id: &ruma::RoomId, stream: u64, records: &[(OwnedUserId, bool)]) {
+        // Only for users whose counts are kept (they synced): others would hold memory
+        // for every room they are notified in without ever reading it.
         let mut unread = lock(&self.unread);
         for (user_id, highlight) in records {
-            unread
-                .entry((user_id.clone(), room_id.to_owned()))
-                .or_insert_with(|| counts::Unread::new(self.started_at))
-                .note(stream, *highlight);
+            if let Some(entry) = unread.get_mut(&(user_id.clone(), room_id.to_owned())) {
+                entry.note(stream, *highlight);
+            }
         }
     }
 }

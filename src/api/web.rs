@@ -19,8 +19,10 @@ use axum::{Router, http::HeaderMap};
 use super::AppState;
 use crate::error::{Error, ErrorKind};
 
-/// No inline script anywhere; sockets may go to this origin over ws/wss.
-pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+/// No inline script anywhere; sockets may go to this origin over ws/wss. WebAssembly
+/// may be compiled (`'wasm-unsafe-eval'`, which allows no JavaScript `eval`): the
+/// client's end-to-end encryption is the matrix-sdk-crypto WebAssembly module.
+pub const CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; \
 img-src 'self' blob: data:; connect-src 'self' ws: wss:; object-src 'none'; \
 frame-ancestors 'none'; base-uri 'none'";
 
@@ -40,7 +42,14 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn index(State(state): State<AppState>, request: Request) -> Response {
-    serve(&state.config.web_client_dir, request.uri().path(), false).await
+    let gzip = accepts_gzip(request.headers());
+    serve(
+        &state.config.web_client_dir,
+        request.uri().path(),
+        false,
+        gzip,
+    )
+    .await
 }
 
 /// The router's fallback: the web client for browser paths, `M_UNRECOGNIZED` for the rest.
@@ -52,10 +61,33 @@ pub async fn fallback(State(state): State<AppState>, request: Request) -> Respon
     if is_api || !matches!(*request.method(), Method::GET | Method::HEAD) {
         return super::unrecognized().await.into_response();
     }
-    serve(&state.config.web_client_dir, path, true).await
+    let gzip = accepts_gzip(request.headers());
+    serve(&state.config.web_client_dir, path, true, gzip).await
 }
 
-async fn serve(dir: &Path, path: &str, spa_fallback: bool) -> Response {
+/// Whether the browser takes gzip: a `gzip` or `*` coding in `Accept-Encoding` not
+/// refused with `q=0`.
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';');
+            let name = parts.next().unwrap_or("").trim();
+            let refused = parts.any(|param| {
+                param
+                    .trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        })
+}
+
+async fn serve(dir: &Path, path: &str, spa_fallback: bool, gzip: bool) -> Response {
     let is_asset = path.starts_with("/assets/");
     let Ok(root) = tokio::fs::canonicalize(dir).await else {
         return if is_asset { not_found() } else { placeholder() };
@@ -64,7 +96,24 @@ async fn serve(dir: &Path, path: &str, spa_fallback: bool) -> Response {
         && let Some(file) = resolve(&root, &relative).await
     {
         let cache = if is_asset { IMMUTABLE } else { "no-cache" };
-        return file_response(&file, cache).await;
+        // The build keeps a gzipped copy of big hashed assets (the encryption module:
+        // 8 MB, 2 MB gzipped) beside them, served to browsers that take gzip.
+        if is_asset && let Some(packed) = resolve(&root, &format!("{relative}.gz")).await {
+            let mut response = if gzip {
+                let mut packed = file_response(&packed, &file, cache).await;
+                packed
+                    .headers_mut()
+                    .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                packed
+            } else {
+                file_response(&file, &file, cache).await
+            };
+            response
+                .headers_mut()
+                .insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+            return response;
+        }
+        return file_response(&file, &file, cache).await;
     }
     // A missing hashed asset must not turn into the HTML page: the browser would try
     // to run it as a script and report a confusing error instead of a 404.
@@ -74,7 +123,7 @@ async fn serve(dir: &Path, path: &str, spa_fallback: bool) -> Response {
     // Any other path is one of the client's own routes (room IDs and aliases carry
     // characters no file name here has), so it gets the app, never a file.
     match resolve(&root, "index.html").await {
-        Some(index) => file_response(&index, "no-cache").await,
+        Some(index) => file_response(&index, &index, "no-cache").await,
         None => placeholder(),
     }
 }
@@ -108,7 +157,8 @@ async fn resolve(root: &Path, relative: &str) -> Option<PathBuf> {
     meta.is_file().then_some(file)
 }
 
-async fn file_response(file: &Path, cache: &'static str) -> Response {
+/// The bytes of `file`, typed by `named`'s extension (a gzipped copy is typed as its original).
+async fn file_response(file: &Path, named: &Path, cache: &'static str) -> Response {
     let bytes = match tokio::fs::read(file).await {
         Ok(bytes) => bytes,
         Err(e) => {
@@ -118,7 +168,7 @@ async fn file_response(file: &Path, cache: &'static str) -> Response {
     let mut headers = security_headers(CSP);
     headers.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static(content_type(file)),
+        HeaderValue::from_static(content_type(named)),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     (StatusCode::OK, headers, Body::from(bytes)).into_response()
@@ -164,6 +214,8 @@ fn content_type(file: &Path) -> &'static str {
         "js" | "mjs" => "text/javascript; charset=utf-8",
         "css" => "text/css; charset=utf-8",
         "json" | "map" => "application/json",
+        // `WebAssembly.instantiateStreaming` accepts nothing else.
+        "wasm" => "application/wasm",
         "webmanifest" => "application/manifest+json",
         "svg" => "image/svg+xml",
         "png" => "image/png",

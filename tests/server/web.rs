@@ -7,12 +7,16 @@ use std::path::Path;
 
 use crate::harness::{TestServer, assert_error};
 
-const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+const CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; \
 img-src 'self' blob: data:; connect-src 'self' ws: wss:; object-src 'none'; \
 frame-ancestors 'none'; base-uri 'none'";
 
 const INDEX: &str = "<!doctype html><title>Hearth test client</title><script type=module src=/assets/index-Ab12_x.js></script>";
 const SCRIPT: &str = "console.log('hashed asset')";
+/// The smallest valid WebAssembly module: magic number and version.
+const WASM: &[u8] = b"\0asm\x01\0\0\0";
+/// Stands in for the build's gzipped copy: only its being served as-is matters here.
+const WASM_GZ: &[u8] = b"\x1f\x8b pretend gzip";
 const SECRET: &str = "the secret outside dist";
 
 /// A fake build next to a file that must never be served, plus a symlink to it.
@@ -21,6 +25,8 @@ fn fake_build(root: &Path) -> String {
     std::fs::create_dir_all(dist.join("assets")).unwrap();
     std::fs::write(dist.join("index.html"), INDEX).unwrap();
     std::fs::write(dist.join("assets/index-Ab12_x.js"), SCRIPT).unwrap();
+    std::fs::write(dist.join("assets/crypto-Cd34_y.wasm"), WASM).unwrap();
+    std::fs::write(dist.join("assets/crypto-Cd34_y.wasm.gz"), WASM_GZ).unwrap();
     std::fs::write(dist.join("favicon.svg"), "<svg/>").unwrap();
     std::fs::write(dist.join(".env"), SECRET).unwrap();
     std::fs::write(root.join("secret.txt"), SECRET).unwrap();
@@ -44,15 +50,32 @@ fn header<'a>(response: &'a reqwest::blocking::Response, name: &str) -> &'a str 
 
 /// Sends the request line exactly as written: HTTP libraries would normalise `..`.
 fn raw_get(server: &TestServer, target: &str) -> String {
+    String::from_utf8_lossy(&raw_get_with(server, target, "")).into_owned()
+}
+
+/// The raw answer to a GET with extra header lines (each ending in CRLF), undecoded.
+fn raw_get_with(server: &TestServer, target: &str, headers: &str) -> Vec<u8> {
     let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
     write!(
         stream,
-        "GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        "GET {target} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n"
     )
     .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
     answer
+}
+
+/// The head of a raw answer, lower-cased, and its body.
+fn split_answer(answer: &[u8]) -> (String, Vec<u8>) {
+    let end = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("no end of headers");
+    (
+        String::from_utf8_lossy(&answer[..end]).to_lowercase(),
+        answer[end + 4..].to_vec(),
+    )
 }
 
 #[test]
@@ -81,6 +104,46 @@ fn index_and_assets_are_served_with_caching_and_a_strict_csp() {
     );
     assert_eq!(header(&asset, "x-content-type-options"), "nosniff");
     assert_eq!(asset.text().unwrap(), SCRIPT);
+
+    // The encryption module: browsers compile it while it streams only as application/wasm.
+    let wasm = get(&server, "/assets/crypto-Cd34_y.wasm");
+    assert_eq!(wasm.status(), 200);
+    assert_eq!(header(&wasm, "content-type"), "application/wasm");
+    assert_eq!(
+        header(&wasm, "cache-control"),
+        "public, max-age=31536000, immutable"
+    );
+    assert_eq!(wasm.bytes().unwrap().as_ref(), WASM);
+
+    // Browsers that take gzip get the build's gzipped copy, labelled as such.
+    let (head, body) = split_answer(&raw_get_with(
+        &server,
+        "/assets/crypto-Cd34_y.wasm",
+        "Accept-Encoding: gzip, deflate, br\r\n",
+    ));
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("\r\ncontent-encoding: gzip"), "{head}");
+    assert!(
+        head.contains("\r\ncontent-type: application/wasm"),
+        "{head}"
+    );
+    assert!(head.contains("\r\nvary: accept-encoding"), "{head}");
+    assert_eq!(body, WASM_GZ);
+    // Others, and those refusing gzip, get the file as it is.
+    for accept in [
+        "",
+        "Accept-Encoding: br\r\n",
+        "Accept-Encoding: gzip;q=0\r\n",
+    ] {
+        let (head, body) =
+            split_answer(&raw_get_with(&server, "/assets/crypto-Cd34_y.wasm", accept));
+        assert!(!head.contains("content-encoding"), "{accept}: {head}");
+        assert!(
+            head.contains("\r\nvary: accept-encoding"),
+            "{accept}: {head}"
+        );
+        assert_eq!(body, WASM, "{accept}");
+    }
 
     // Files at the top of dist are not hashed, so browsers must revalidate them.
     let icon = get(&server, "/favicon.svg");

@@ -89,7 +89,7 @@ export function ChatView(props: { session: Session; onSignedOut: (notice: string
     <ChatContext.Provider value={chat}>
       <div class={`app ${selected ? "room-open" : ""}`}>
         <aside class="sidebar" aria-label="Navigation">
-          <header class="me">
+          <header class="me" data-crypto={chat.cryptoState}>
             <button type="button" class="icon-button me-avatar" aria-label="Edit your profile" title="Edit your profile" onClick={() => setDialog("profile")}>
               <Avatar id={me} name={myName} url={chat.ownProfile.avatar_url} presence={chat.store.presence.get(me)} />
             </button>
@@ -100,6 +100,11 @@ export function ChatView(props: { session: Session; onSignedOut: (notice: string
               <span class={`connection ${chat.store.connection}`} role="status" data-connection={chat.store.connection}>
                 {CONNECTION_TEXT[chat.store.connection]}
               </span>
+              {chat.cryptoState === "unavailable" ? (
+                <span class="connection offline" title="Encrypted rooms can be neither read nor written here">
+                  Encryption unavailable
+                </span>
+              ) : null}
             </span>
             <button
               type="button"

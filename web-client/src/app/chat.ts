@@ -1,7 +1,10 @@
+import { ENCRYPTED } from "../crypto/events";
+import { Crypto, stripMarks } from "../crypto/machine";
 import { MatrixClient } from "../matrix/client";
+import { NetworkError } from "../matrix/errors";
 import { MediaCache } from "../media/cache";
 import type { Session } from "../matrix/client";
-import type { JsonObject } from "../matrix/types";
+import type { JsonObject, MatrixEvent } from "../matrix/types";
 import { PUSH_RULES_TYPE, rulesFor } from "../notify/level";
 import type { NotificationLevel } from "../notify/level";
 import { Notifier } from "../notify/notifier";
@@ -28,6 +31,11 @@ export class Chat {
   private readonly sentReceipts = new Map<string, string>();
   private readonly typingSent = new Map<string, number>();
   private readonly typingQueue = new Map<string, Promise<void>>();
+  /** This device's encryption, once started; null if this browser cannot run it. */
+  private cryptoReady: Promise<Crypto | null> = Promise.resolve(null);
+  /** "unavailable" when encryption could not start here: encrypted rooms can then be neither read nor written. */
+  cryptoState: "starting" | "ready" | "unavailable" = "starting";
+  private stopped = false;
 
   constructor(session: Session, onSessionEnded: () => void) {
     this.client = new MatrixClient(session);
@@ -36,9 +44,9 @@ export class Chat {
     this.store = new ClientStore(session.userId);
     this.notifier = new Notifier(this.store);
     const forcePolling = localStorage.getItem("hearth.transport") === "poll";
-    this.engine = new SyncEngine(this.client, this.store, onSessionEnded, forcePolling);
+    this.engine = new SyncEngine(this.client, this.store, onSessionEnded, forcePolling, (sync) => this.prepareSync(sync));
     this.outbox = new Outbox(`hearth.outbox.${session.userId}`, (roomId, type, txnId, content) =>
-      this.engine.send(roomId, type, txnId, content),
+      this.sendEvent(roomId, type, txnId, content),
     );
     // The server's copy of a queued message replaces the local one as it arrives.
     this.store.subscribe(() => {
@@ -85,14 +93,34 @@ export class Chat {
   }
 
   start(): void {
+    this.cryptoReady = Crypto.start(this.client, (keys) => this.onRoomKeys(keys)).then(
+      (crypto) => {
+        if (this.stopped) {
+          crypto.close();
+          return null;
+        }
+        this.cryptoState = "ready";
+        this.store.changed();
+        return crypto;
+      },
+      (error: unknown) => {
+        console.warn("hearth: end-to-end encryption is unavailable", error);
+        this.cryptoState = "unavailable";
+        this.store.changed();
+        return null;
+      },
+    );
+    // Sync waits for the machine: to-device messages (room keys) come only once.
     this.engine.start();
     void this.loadOwnProfile();
     document.addEventListener("visibilitychange", this.onVisibility);
   }
 
   stop(): void {
+    this.stopped = true;
     document.removeEventListener("visibilitychange", this.onVisibility);
     this.engine.stop();
+    void this.cryptoReady.then((crypto) => crypto?.close());
     this.media.clear();
   }
 
@@ -152,6 +180,78 @@ export class Chat {
     this.store.accountData.set(PUSH_RULES_TYPE, await this.client.pushRules());
     room.version++;
     this.store.changed();
+  }
+
+  private async prepareSync(sync: Parameters<Crypto["onSync"]>[0]): Promise<void> {
+    const crypto = await this.cryptoReady;
+    if (crypto) await crypto.onSync(sync);
+    else stripMarks(sync);
+  }
+
+  /** Older events from /messages, encrypted ones decrypted (or marked) as they would be live. */
+  async decryptHistory(roomId: string, events: MatrixEvent[]): Promise<void> {
+    const crypto = await this.cryptoReady;
+    if (crypto) await crypto.decryptAll(roomId, events);
+    else for (const event of events) delete event.e2ee;
+  }
+
+  /** Room keys arrived: messages that were waiting for them are decrypted again. */
+  private onRoomKeys(keys: { roomId: string; sessionId: string }[]): void {
+    for (const { roomId, sessionId } of keys) {
+      const room = this.store.rooms.get(roomId);
+      if (!room) continue;
+      const waiting = room.timeline.filter((e) => e.e2ee?.state === "failed" && e.e2ee.sessionId === sessionId);
+      for (const event of waiting) {
+        void this.cryptoReady.then(async (crypto) => {
+          const clear = await crypto?.decrypt(roomId, event);
+          if (clear?.e2ee?.state !== "decrypted") return;
+          room.replaceDecrypted(clear);
+          this.store.changed();
+        });
+      }
+    }
+  }
+
+  /**
+   * Sends through the outbox's retries: in an encrypted room, encrypted first (the same
+   * txn ID on a retry still gives one event). Reactions stay in the clear, as Element
+   * sends them: their key and target are readable to the server anyway.
+   */
+  private async sendEvent(roomId: string, type: string, txnId: string, content: JsonObject): Promise<string> {
+    // Whether to encrypt is known only once the room's state is here: a room just made
+    // (a new direct chat) may not have come down sync yet.
+    const room = await this.roomWithState(roomId);
+    if (room.isEncrypted() && type !== "m.reaction") {
+      const crypto = await this.cryptoReady;
+      if (!crypto) throw new Error("encryption could not start in this browser, so this message was not sent");
+      const encrypted = await crypto.encrypt(room, type, content);
+      return this.engine.send(roomId, ENCRYPTED, txnId, encrypted);
+    }
+    return this.engine.send(roomId, type, txnId, content);
+  }
+
+  /** The room once sync has brought its state (its create event); NetworkError if it does not come soon. */
+  private roomWithState(roomId: string): Promise<Room> {
+    const ready = () => {
+      const room = this.store.rooms.get(roomId);
+      return room?.stateEvent("m.room.create") ? room : undefined;
+    };
+    const now = ready();
+    if (now) return Promise.resolve(now);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        unsubscribe();
+        // The outbox keeps it and tries again, as for any connection trouble.
+        reject(new NetworkError("the room has not arrived yet"));
+      }, 20_000);
+      const unsubscribe = this.store.subscribe(() => {
+        const room = ready();
+        if (!room) return;
+        clearTimeout(timer);
+        unsubscribe();
+        resolve(room);
+      });
+    });
   }
 
   sendMessage(roomId: string, content: JsonObject): void {

@@ -1,3 +1,4 @@
+import { deleteStore } from "../crypto/machine";
 import type { Session } from "../matrix/client";
 import { isObject, str } from "../matrix/types";
 
@@ -21,6 +22,9 @@ export function saveSession(session: Session): void {
 }
 
 export function clearSession(): void {
+  // The device is gone: its encryption keys can never be used again.
+  const session = loadSession();
+  if (session) deleteStore(session.userId, session.deviceId);
   localStorage.removeItem(KEY);
   // Anything kept for the old account must not leak into the next one's view.
   for (const key of Object.keys(localStorage)) {

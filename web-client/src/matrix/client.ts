@@ -52,6 +52,11 @@ export class MatrixClient {
     return this.call("GET", `${V3}/sync?${params}`, undefined, signal);
   }
 
+  /** The key and to-device calls the encryption machine asks for (built in crypto/requests.ts). */
+  cryptoCall(method: "POST" | "PUT", path: string, body: unknown): Promise<JsonObject> {
+    return this.call(method, path, body);
+  }
+
   logout(): Promise<unknown> {
     return this.call("POST", `${V3}/logout`, {});
   }

@@ -1,6 +1,8 @@
 // The slices of the Matrix client API this client reads. Everything coming from the
 // network is checked where it is used: these types describe, they do not promise.
 
+import type { E2eeMark } from "../crypto/events";
+
 export type JsonObject = { [key: string]: unknown };
 
 export interface MatrixEvent {
@@ -11,6 +13,8 @@ export interface MatrixEvent {
   content: JsonObject;
   state_key?: string;
   redacts?: string;
+  /** Local only: whether this client decrypted it, or why it could not. */
+  e2ee?: E2eeMark;
   unsigned?: {
     transaction_id?: string;
     redacted_because?: MatrixEvent;

@@ -46,6 +46,7 @@ export function RoomSettings(props: { room: Room; onClose: () => void }) {
   const canName = canSendState(pl, me, "m.room.name", creators);
   const canTopic = canSendState(pl, me, "m.room.topic", creators);
   const canRoles = canSendState(pl, me, "m.room.power_levels", creators);
+  const canEncrypt = canSendState(pl, me, "m.room.encryption", creators);
   const members = [...room.members("join"), ...room.members("invite")];
   const banned = room.members("ban");
 
@@ -83,6 +84,29 @@ export function RoomSettings(props: { room: Room; onClose: () => void }) {
             <p class="muted small">Only moderators can change these.</p>
           )}
         </form>
+      </section>
+      <section aria-labelledby="settings-encryption">
+        <h3 id="settings-encryption">Encryption</h3>
+        {room.isEncrypted() ? (
+          <p class="small">Messages here are end-to-end encrypted: only the members' devices can read them. This cannot be turned off.</p>
+        ) : (
+          <p class="small">
+            Messages here are not end-to-end encrypted.{" "}
+            {canEncrypt ? (
+              <button
+                type="button"
+                onClick={() => {
+                  if (!window.confirm("Turn on end-to-end encryption? It cannot be turned off again.")) return;
+                  void act("Encryption is on.", () =>
+                    chat.client.sendState(room.roomId, "m.room.encryption", "", { algorithm: "m.megolm.v1.aes-sha2" }),
+                  );
+                }}
+              >
+                Turn on encryption
+              </button>
+            ) : null}
+          </p>
+        )}
       </section>
       <section aria-labelledby="settings-notifications">
         <h3 id="settings-notifications">Notifications</h3>

@@ -1,5 +1,6 @@
 import { useChat } from "../app/context";
 import { Avatar } from "../ui/Avatar";
+import { Icon } from "../ui/icons";
 import { lastMessagePreview } from "./summary";
 
 /** Joined rooms and invitations, most recent activity first, with unread and mention badges. */
@@ -32,7 +33,14 @@ export function RoomList(props: { selected: string | null; onSelect: (roomId: st
             >
               <Avatar id={room.roomId} name={name} url={room.avatar(partner)} presence={partner ? chat.store.presence.get(partner) : undefined} />
               <span class="room-item-text">
-                <span class="room-item-name">{name}</span>
+                <span class="room-item-name">
+                  {name}
+                  {room.isEncrypted() ? (
+                    <span class="room-encrypted" title="End-to-end encrypted">
+                      <Icon name="lock" />
+                    </span>
+                  ) : null}
+                </span>
                 <span class="room-item-preview">
                   {room.membership === "invite" ? "Invitation" : lastMessagePreview(room, chat.userId)}
                 </span>

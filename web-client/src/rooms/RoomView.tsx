@@ -113,7 +113,14 @@ export function RoomView(props: { room: Room; onBack: () => void; onLeft: () => 
         </button>
         <Avatar id={room.roomId} name={name} url={room.avatar(partner)} presence={partnerPresence} />
         <div class="room-title">
-          <h2>{name}</h2>
+          <h2>
+            {name}
+            {room.isEncrypted() ? (
+              <span class="room-encrypted" title="Messages here are end-to-end encrypted" aria-label="End-to-end encrypted" role="img">
+                <Icon name="lock" />
+              </span>
+            ) : null}
+          </h2>
           <p class="muted small">
             {partner ? (
               <span class="partner-presence" data-presence={presenceLabel(partnerPresence)}>

@@ -5,6 +5,9 @@ import type { JsonObject, PublicRoom } from "../matrix/types";
 import { Avatar } from "../ui/Avatar";
 import { Dialog, ErrorText } from "../ui/Dialog";
 
+/** Turns on Megolm encryption in a new room's first state. */
+const ENCRYPTION_STATE = { type: "m.room.encryption", state_key: "", content: { algorithm: "m.megolm.v1.aes-sha2" } };
+
 function serverName(userId: string): string {
   return userId.slice(userId.indexOf(":") + 1);
 }
@@ -33,6 +36,9 @@ export function CreateRoomDialog(props: { onClose: () => void; onCreated: (roomI
   const [topic, setTopic] = useState("");
   const [isPublic, setPublic] = useState(false);
   const [alias, setAlias] = useState("");
+  // On for private rooms unless switched off; a public room's messages are for anyone anyway.
+  const [encrypted, setEncrypted] = useState<boolean | null>(null);
+  const encrypt = encrypted ?? !isPublic;
   const { busy, error, run } = useAction();
   const submit = (e: Event) => {
     e.preventDefault();
@@ -44,6 +50,7 @@ export function CreateRoomDialog(props: { onClose: () => void; onCreated: (roomI
       };
       if (topic.trim()) body.topic = topic.trim();
       if (alias.trim()) body.room_alias_name = alias.trim().replace(/^#/, "").split(":")[0];
+      if (encrypt) body.initial_state = [ENCRYPTION_STATE];
       const { room_id } = await chat.client.createRoom(body);
       props.onCreated(room_id);
     });
@@ -69,6 +76,10 @@ export function CreateRoomDialog(props: { onClose: () => void; onCreated: (roomI
             directory
           </label>
         </fieldset>
+        <label class="inline">
+          <input type="checkbox" name="encrypted" checked={encrypt} onChange={(e) => setEncrypted(e.currentTarget.checked)} /> End-to-end
+          encrypted <span class="muted">(cannot be turned off later)</span>
+        </label>
         <label>
           Address <span class="muted">(optional)</span>
           <span class="alias-input">
@@ -234,7 +245,13 @@ export function StartDmDialog(props: { onClose: () => void; onStarted: (roomId: 
     void run(async () => {
       if (userId === chat.userId) throw new Error("That is you.");
       // Hearth hands back the existing direct chat with this person, if there is one.
-      const { room_id } = await chat.client.createRoom({ is_direct: true, invite: [userId], preset: "trusted_private_chat" });
+      // Direct chats are end-to-end encrypted from the start, as in Element.
+      const { room_id } = await chat.client.createRoom({
+        is_direct: true,
+        invite: [userId],
+        preset: "trusted_private_chat",
+        initial_state: [ENCRYPTION_STATE],
+      });
       props.onStarted(room_id);
     });
   const submit = (e: Event) => {

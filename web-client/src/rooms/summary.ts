@@ -7,7 +7,7 @@ import type { Room } from "../sync/room";
 export function lastMessagePreview(room: Room, me: string): string {
   for (let i = room.timeline.length - 1; i >= 0; i--) {
     const event = room.timeline[i];
-    if (!event || event.type !== "m.room.message") continue;
+    if (!event || (event.type !== "m.room.message" && event.type !== "m.room.encrypted")) continue;
     const who = event.sender === me ? "You" : room.displayName(event.sender);
     return `${who}: ${messageText(room, event)}`;
   }
@@ -16,6 +16,7 @@ export function lastMessagePreview(room: Room, me: string): string {
 
 export function messageText(room: Room, event: MatrixEvent): string {
   if (event.unsigned?.redacted_because) return "Message deleted";
+  if (event.type === "m.room.encrypted") return "Encrypted message";
   const { content } = room.displayContent(event);
   const html = str(content.formatted_body);
   if (str(content.format) === "org.matrix.custom.html" && html) return htmlToText(html);

@@ -36,12 +36,19 @@ export class SyncEngine {
   private nextRequest = 1;
   private pending = new Map<string, Pending>();
   private onlineListeners = new Set<() => void>();
+  /** Syncs are prepared and applied one after another, in the order they came. */
+  private delivery: Promise<void> = Promise.resolve();
 
+  /**
+   * `prepare` sees each sync before the store does and may change it (encryption
+   * feeds it to its machine and decrypts its events there).
+   */
   constructor(
     private readonly client: MatrixClient,
     private readonly store: ClientStore,
     private readonly onSessionEnded: () => void,
     private readonly forcePolling = false,
+    private readonly prepare: (sync: SyncResponse) => Promise<void> = () => Promise.resolve(),
   ) {}
 
   start(): void {
@@ -167,8 +174,10 @@ export class SyncEngine {
   private onFrame(frame: JsonObject): void {
     const type = str(frame.type);
     if (type === "sync" && isObject(frame.body)) {
-      this.store.applySync(frame.body as unknown as SyncResponse);
-      this.live("live");
+      const ws = this.ws;
+      void this.deliver(frame.body as unknown as SyncResponse, () => {
+        if (this.ws === ws) this.live("live");
+      });
       return;
     }
     const requestId = str(frame.request_id);
@@ -182,6 +191,23 @@ export class SyncEngine {
     this.pending.delete(requestId);
     if (type === "response") pending.resolve(isObject(frame.body) ? frame.body : {});
     else pending.reject(new MatrixError(400, frame));
+  }
+
+  /** Prepares a sync, then applies it, after every sync that came before it. */
+  private deliver(sync: SyncResponse, then: () => void): Promise<void> {
+    this.delivery = this.delivery.then(async () => {
+      try {
+        await this.prepare(sync);
+      } catch (error) {
+        // Better shown undecrypted than not at all, and a sync that always failed here
+        // would stop every later one.
+        console.warn("hearth: preparing a sync failed", error);
+      }
+      if (!this.running) return;
+      this.store.applySync(sync);
+      then();
+    });
+    return this.delivery;
   }
 
   private rejectPending(error: Error): void {
@@ -201,8 +227,7 @@ export class SyncEngine {
       try {
         const response = await this.client.sync(this.store.nextBatch, FILTER, POLL_TIMEOUT_MS, this.pollAbort.signal);
         if (!this.running) return;
-        this.store.applySync(response);
-        this.live("polling");
+        await this.deliver(response, () => this.live("polling"));
       } catch (error) {
         if (!this.running) return;
         if (error instanceof MatrixError && error.errcode === "M_UNKNOWN_TOKEN") {

@@ -116,6 +116,25 @@ export class Room {
     this.version++;
   }
 
+  /**
+   * An event that could not be decrypted when it came, now decrypted: it takes its
+   * place, or, if it turns out to be an edit or a reaction, applies to its target.
+   */
+  replaceDecrypted(event: MatrixEvent): void {
+    const index = this.timeline.findIndex((e) => e.event_id === event.event_id);
+    if (index < 0) return;
+    const absorbed = this.absorb(event);
+    this.timeline = absorbed
+      ? this.timeline.filter((_, i) => i !== index)
+      : this.timeline.map((e, i) => (i === index ? event : e));
+    this.version++;
+  }
+
+  /** Whether messages here are end-to-end encrypted; once on, it cannot be turned off. */
+  isEncrypted(): boolean {
+    return this.stateEvent("m.room.encryption") !== undefined;
+  }
+
   /** Reactions, edits and redactions change other events instead of showing themselves. */
   private absorb(event: MatrixEvent): boolean {
     if (event.type === "m.room.redaction") {
@@ -123,6 +142,8 @@ export class Room {
       if (target) this.applyRedaction(target, event);
       return true;
     }
+    // One not decrypted (yet) shows as such, even if its clear relation says it is an edit.
+    if (event.type === "m.room.encrypted") return false;
     if (event.unsigned?.redacted_because) {
       // A redacted reaction or edit no longer means anything.
       return event.type === "m.reaction" || relation(event)?.relType === "m.replace";

@@ -83,6 +83,7 @@ export function EventTile(props: {
   const reply = replyTo(event.content);
   const name = room.displayName(event.sender);
   const emote = str(content.msgtype) === "m.emote";
+  const undecrypted = event.type === "m.room.encrypted";
 
   const remove = () => {
     const question = mine ? "Delete this message?" : `Delete ${name}'s message for everyone?`;
@@ -109,6 +110,13 @@ export function EventTile(props: {
         {reply && !redacted ? <ReplyQuote room={room} eventId={reply} /> : null}
         {redacted ? (
           <div class="body redacted">Message deleted{redactionReason ? `: ${redactionReason}` : ""}</div>
+        ) : undecrypted ? (
+          <div class="body undecryptable" role="note">
+            <Icon name="lock" /> Unable to decrypt this message.{" "}
+            <span class="muted">
+              {event.e2ee?.state === "failed" ? event.e2ee.reason : chat.cryptoState === "unavailable" ? "Encryption could not start in this browser." : ""}
+            </span>
+          </div>
         ) : (
           <div class={emote ? "message-content emote" : "message-content"}>
             {emote ? <span class="emote-name">* {name} </span> : null}
@@ -127,7 +135,7 @@ export function EventTile(props: {
           <button type="button" class="icon-button" aria-label="Reply" title="Reply" onClick={() => props.onCompose({ kind: "reply", event })}>
             <Icon name="reply" />
           </button>
-          {mine && isText ? (
+          {mine && isText && !undecrypted ? (
             <button type="button" class="icon-button" aria-label="Edit" title="Edit" onClick={() => props.onCompose({ kind: "edit", event })}>
               <Icon name="edit" />
             </button>

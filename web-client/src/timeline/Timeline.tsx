@@ -87,6 +87,7 @@ export function Timeline(props: { room: Room; onCompose: (target: ComposerTarget
     try {
       const from = room.prevBatch;
       const page = await chat.client.messages(room.roomId, from, PAGE);
+      await chat.decryptHistory(room.roomId, page.chunk);
       if (room.prevBatch !== from) return;
       heightBeforePrepend.current = scroller.current?.scrollHeight ?? null;
       chat.store.prepend(room.roomId, page.chunk, page.chunk.length ? page.end : undefined, page.state ?? []);
@@ -159,7 +160,7 @@ export function Timeline(props: { room: Room; onCompose: (target: ComposerTarget
       );
       previous = undefined;
     }
-    if (event.type === "m.room.message" || event.type === "m.sticker") {
+    if (event.type === "m.room.message" || event.type === "m.sticker" || event.type === "m.room.encrypted") {
       const continuation =
         previous !== undefined &&
         previous.type === "m.room.message" &&

@@ -47,8 +47,8 @@ export function describeStateEvent(room: Room, event: MatrixEvent): string | nul
       return null;
     case "m.room.member":
       return describeMembership(room, event);
-    case "m.room.encrypted":
-      return "An encrypted message (this client cannot read encrypted rooms yet)";
+    case "m.room.encryption":
+      return `${who} turned on end-to-end encryption`;
     default:
       return null;
   }

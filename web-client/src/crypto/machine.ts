@@ -1,0 +1,223 @@
+// End-to-end encryption: one matrix-sdk-crypto OlmMachine (the WebAssembly build every
+// Element uses) per signed-in device, its keys kept in IndexedDB. This file wires it to
+// sync and to the server; the cryptography is all the machine's.
+
+import type * as Sdk from "@matrix-org/matrix-sdk-crypto-wasm";
+import type { MatrixClient } from "../matrix/client";
+import type { JsonObject, MatrixEvent, SyncResponse } from "../matrix/types";
+import { str } from "../matrix/types";
+import type { Room } from "../sync/room";
+import { ENCRYPTED, markUndecryptable, undecryptableReason, withCleartext } from "./events";
+import type { OutgoingShape } from "./requests";
+import { httpFor } from "./requests";
+import { cryptoParts } from "./syncParts";
+
+type SdkModule = typeof Sdk;
+type Outgoing = Awaited<ReturnType<Sdk.OlmMachine["outgoingRequests"]>>[number];
+
+/** The IndexedDB name of one device's keys; the machine adds its own suffixes. */
+export function storeName(userId: string, deviceId: string): string {
+  return `hearth-crypto:${userId}:${deviceId}`;
+}
+
+/** Deletes a device's keys from this browser: after signing out they can never be used again. */
+export function deleteStore(userId: string, deviceId: string): void {
+  if (typeof indexedDB === "undefined") return;
+  const name = storeName(userId, deviceId);
+  for (const suffix of ["::matrix-sdk-crypto", "::matrix-sdk-crypto-meta"]) indexedDB.deleteDatabase(name + suffix);
+}
+
+/** Events of one sync's timelines lose any local mark a server put on them. */
+export function stripMarks(sync: SyncResponse): void {
+  const rooms = sync.rooms ?? {};
+  for (const update of [...Object.values(rooms.join ?? {}), ...Object.values(rooms.leave ?? {})]) {
+    for (const event of update.timeline?.events ?? []) delete event.e2ee;
+  }
+}
+
+/** What history visibility the room key is shared for, as the machine names it. */
+function historyVisibility(sdk: SdkModule, room: Room): Sdk.HistoryVisibility {
+  switch (str(room.stateEvent("m.room.history_visibility")?.content.history_visibility)) {
+    case "invited":
+      return sdk.HistoryVisibility.Invited;
+    case "joined":
+      return sdk.HistoryVisibility.Joined;
+    case "world_readable":
+      return sdk.HistoryVisibility.WorldReadable;
+    default:
+      return sdk.HistoryVisibility.Shared;
+  }
+}
+
+export class Crypto {
+  private outgoing: Promise<void> | null = null;
+  private again = false;
+  private readonly roomLocks = new Map<string, Promise<unknown>>();
+  private closed = false;
+
+  private constructor(
+    private readonly sdk: SdkModule,
+    private readonly machine: Sdk.OlmMachine,
+    private readonly client: MatrixClient,
+  ) {}
+
+  /**
+   * Loads the WebAssembly module and opens this device's machine. Throws when the
+   * browser cannot (no WebAssembly, no IndexedDB, a policy that blocks either).
+   */
+  static async start(client: MatrixClient, onRoomKeys: (keys: { roomId: string; sessionId: string }[]) => void): Promise<Crypto> {
+    const sdk = await import("@matrix-org/matrix-sdk-crypto-wasm");
+    await sdk.initAsync();
+    const { userId, deviceId } = client.session;
+    const machine = await sdk.OlmMachine.initialize(new sdk.UserId(userId), new sdk.DeviceId(deviceId), storeName(userId, deviceId));
+    const crypto = new Crypto(sdk, machine, client);
+    machine.registerRoomKeyUpdatedCallback(async (infos) => {
+      onRoomKeys(infos.map((info) => ({ roomId: info.roomId.toString(), sessionId: info.sessionId })));
+    });
+    // Uploads this device's identity and one-time keys the first time.
+    await crypto.processOutgoing();
+    return crypto;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.machine.close();
+  }
+
+  private userIds(ids: string[]): Sdk.UserId[] {
+    const out: Sdk.UserId[] = [];
+    for (const id of ids) {
+      try {
+        out.push(new this.sdk.UserId(id));
+      } catch {
+        // Not a user ID: nothing to track.
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Feeds one sync to the machine (to-device messages, device list changes, key counts),
+   * then decrypts that sync's encrypted timeline events in place, before the store sees
+   * them. Keys that came in this same sync are used.
+   */
+  async onSync(sync: SyncResponse): Promise<void> {
+    stripMarks(sync);
+    const parts = cryptoParts(sync);
+    const lists = new this.sdk.DeviceLists(this.userIds(parts.changed), this.userIds(parts.left));
+    await this.machine.receiveSyncChanges(
+      JSON.stringify(parts.toDevice),
+      lists,
+      parts.oneTimeKeyCounts,
+      parts.unusedFallbackKeys ?? undefined,
+    );
+    const rooms = sync.rooms ?? {};
+    for (const [roomId, update] of [...Object.entries(rooms.join ?? {}), ...Object.entries(rooms.leave ?? {})]) {
+      const events = update.timeline?.events;
+      if (events) await this.decryptAll(roomId, events);
+    }
+    void this.processOutgoing();
+  }
+
+  /** Replaces each encrypted event in the list by what it says, or marks why it cannot. */
+  async decryptAll(roomId: string, events: MatrixEvent[]): Promise<void> {
+    for (let i = 0; i < events.length; i++) {
+      const event = events[i];
+      if (event?.type === ENCRYPTED && !event.unsigned?.redacted_because) events[i] = await this.decrypt(roomId, event);
+    }
+  }
+
+  /** The event as its sender wrote it, or the same event marked undecryptable. */
+  async decrypt(roomId: string, event: MatrixEvent): Promise<MatrixEvent> {
+    const envelope: MatrixEvent = { ...event };
+    delete envelope.e2ee;
+    try {
+      const settings = new this.sdk.DecryptionSettings(this.sdk.TrustRequirement.Untrusted);
+      const decrypted = await this.machine.decryptRoomEvent(JSON.stringify({ ...envelope, room_id: roomId }), new this.sdk.RoomId(roomId), settings);
+      const clear = withCleartext(envelope, decrypted.event);
+      if (clear) return clear;
+      markUndecryptable(envelope, "The decrypted message is not a Matrix event.");
+    } catch (error) {
+      const reason =
+        error instanceof this.sdk.MegolmDecryptionError
+          ? undecryptableReason(error.code, error.withheldCode)
+          : undecryptableReason(undefined, undefined);
+      markUndecryptable(envelope, reason);
+    }
+    return envelope;
+  }
+
+  /**
+   * Encrypts one event for a room: makes sure the machine knows every member's devices
+   * and has an Olm session with each, shares the room key with them, then encrypts.
+   * One room at a time, so two messages never race to share two keys.
+   */
+  encrypt(room: Room, type: string, content: JsonObject): Promise<JsonObject> {
+    const previous = this.roomLocks.get(room.roomId) ?? Promise.resolve();
+    const next = previous.catch(() => undefined).then(() => this.encryptNow(room, type, content));
+    this.roomLocks.set(room.roomId, next);
+    return next;
+  }
+
+  private async encryptNow(room: Room, type: string, content: JsonObject): Promise<JsonObject> {
+    const sdk = this.sdk;
+    const visibility = historyVisibility(sdk, room);
+    // Invited people get the key too unless only joined members may read (as Element does).
+    const members = [...room.members("join"), ...(visibility === sdk.HistoryVisibility.Joined ? [] : room.members("invite"))];
+    // The machine takes ownership of the IDs it is given: each call gets its own.
+    const users = () => this.userIds(members);
+    await this.machine.updateTrackedUsers(users());
+    await this.processOutgoing();
+    const claim = await this.machine.getMissingSessions(users());
+    if (claim) await this.send(claim);
+    const settings = new sdk.EncryptionSettings();
+    settings.historyVisibility = visibility;
+    settings.sharingStrategy = sdk.CollectStrategy.allDevices();
+    const encryption = room.stateEvent("m.room.encryption")?.content ?? {};
+    const periodMs = encryption.rotation_period_ms;
+    if (typeof periodMs === "number" && Number.isSafeInteger(periodMs) && periodMs > 0) settings.rotationPeriod = BigInt(periodMs) * 1000n;
+    const periodMsgs = encryption.rotation_period_msgs;
+    if (typeof periodMsgs === "number" && Number.isSafeInteger(periodMsgs) && periodMsgs > 0) settings.rotationPeriodMessages = BigInt(periodMsgs);
+    const roomId = new sdk.RoomId(room.roomId);
+    for (const request of await this.machine.shareRoomKey(roomId, users(), settings)) await this.send(request);
+    return JSON.parse(await this.machine.encryptRoomEvent(roomId, type, JSON.stringify(content))) as JsonObject;
+  }
+
+  /**
+   * Runs what the machine wants sent (key uploads and queries, one-time key claims,
+   * to-device messages), one round at a time; a call during a round asks for another
+   * round and resolves when that one ends. Failures are left for the next round.
+   */
+  processOutgoing(): Promise<void> {
+    if (this.outgoing) {
+      this.again = true;
+      return this.outgoing;
+    }
+    this.outgoing = (async () => {
+      try {
+        do {
+          this.again = false;
+          if (this.closed) return;
+          for (const request of await this.machine.outgoingRequests()) {
+            try {
+              await this.send(request);
+            } catch (error) {
+              console.warn("hearth: an encryption request failed", error);
+            }
+          }
+        } while (this.again);
+      } finally {
+        this.outgoing = null;
+      }
+    })();
+    return this.outgoing;
+  }
+
+  private async send(request: Outgoing | Sdk.KeysClaimRequest | Sdk.ToDeviceRequest): Promise<void> {
+    const shape = request as unknown as OutgoingShape & { id?: string };
+    const call = httpFor(shape);
+    if (!call) return;
+    const response = await this.client.cryptoCall(call.method, call.path, call.body);
+    if (shape.id && !this.closed) await this.machine.markRequestAsSent(shape.id, shape.type as Sdk.RequestType, JSON.stringify(response));
+  }
+}

@@ -1,0 +1,207 @@
+// End-to-end encryption in the real client: two people in chromium, and a third person's
+// encrypting client in Node (the same matrix-sdk-crypto, driven step by step), against a
+// real hearth. What the server stores must be ciphertext; what people see, the plain text.
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import type { Browser, Locator, Page } from "playwright-core";
+import { CryptoPeer } from "./e2ee-peer";
+import { Hearth, PASSWORD, launchBrowser, newUserPage, problems, screenshot, setCurrentTest } from "./harness";
+
+let hearth: Hearth;
+let browser: Browser;
+let alice: Page;
+let bob: Page;
+let carol: CryptoPeer;
+let directRoom = "";
+let groupRoom = "";
+
+const WAIT = { timeout: 30_000 };
+
+async function signUp(page: Page, name: string): Promise<void> {
+  await page.goto("/");
+  await page.getByRole("button", { name: "Create an account" }).click();
+  await page.getByLabel("Username").fill(name);
+  await page.getByLabel("Password", { exact: true }).fill(PASSWORD);
+  await page.getByLabel("Confirm password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Create account" }).click();
+  // Keys uploaded: from now on others can encrypt for this device.
+  await page.locator('.me[data-crypto="ready"]').waitFor(WAIT);
+}
+
+function timeline(page: Page): Locator {
+  return page.getByRole("log", { name: "Messages" });
+}
+
+function message(page: Page, text: string): Locator {
+  return timeline(page).locator("article.event").filter({ hasText: text }).last();
+}
+
+async function send(page: Page, text: string): Promise<void> {
+  const box = page.locator(".composer textarea");
+  await box.fill(text);
+  await box.press("Enter");
+}
+
+function roomIdOf(page: Page): string {
+  return decodeURIComponent(new URL(page.url()).hash.replace("#/room/", ""));
+}
+
+/** The room's events as the server keeps them, newest first, read with a fresh login. */
+async function storedEvents(roomId: string, who: string): Promise<Record<string, unknown>[]> {
+  const token = await hearth.login(who);
+  const page = await hearth.api<{ chunk: Record<string, unknown>[] }>(
+    "GET",
+    `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/messages?dir=b&limit=100`,
+    token,
+  );
+  return page.chunk;
+}
+
+beforeAll(async () => {
+  hearth = await Hearth.start();
+  browser = await launchBrowser();
+  ({ page: alice } = await newUserPage(browser, hearth));
+  // Bob long-polls, so both ways of syncing feed the encryption machine.
+  ({ page: bob } = await newUserPage(browser, hearth, { poll: true }));
+});
+
+beforeEach((context) => setCurrentTest(context.task.name));
+
+afterEach(async (context) => {
+  if (context.task.result?.state !== "fail") return;
+  const name = context.task.name.replace(/\W+/g, "-");
+  await screenshot(alice, `failed-e2ee-${name}-alice`).catch(() => undefined);
+  await screenshot(bob, `failed-e2ee-${name}-bob`).catch(() => undefined);
+});
+
+afterAll(async () => {
+  carol?.close();
+  await browser?.close();
+  await hearth?.stop();
+});
+
+describe("end-to-end encryption", () => {
+  it("two people exchange encrypted messages in a new direct chat; the server holds only ciphertext", async () => {
+    await signUp(alice, "alice");
+    await signUp(bob, "bob");
+
+    await alice.getByRole("button", { name: "Direct chat" }).click();
+    await alice.getByLabel("User ID or name").fill("bob");
+    await alice.getByRole("button", { name: "Start chat" }).click();
+    await alice.locator(".room-header h2").filter({ hasText: "bob" }).waitFor(WAIT);
+    await alice.locator(".room-header .room-encrypted").waitFor(WAIT);
+    directRoom = roomIdOf(alice);
+    await timeline(alice).getByText("turned on end-to-end encryption").waitFor(WAIT);
+    // Sent while Bob is only invited: he gets the key too, as history is shared.
+    await send(alice, "meet me at the old oak");
+    await message(alice, "meet me at the old oak").locator(".send-status").waitFor({ state: "detached", ...WAIT });
+
+    await bob.locator(".room-item").filter({ hasText: "Invitation" }).click();
+    await bob.getByRole("button", { name: "Accept" }).click();
+    await message(bob, "meet me at the old oak").waitFor(WAIT);
+    await bob.locator(".room-header .room-encrypted").waitFor(WAIT);
+    await send(bob, "**see you** there");
+    const reply = message(alice, "see you there");
+    await reply.waitFor(WAIT);
+    expect(await reply.locator("strong").textContent()).toBe("see you");
+    await screenshot(alice, "e2ee-01-direct-chat-light");
+
+    const stored = await storedEvents(directRoom, "bob");
+    const said = stored.filter((e) => e.state_key === undefined && (e.sender === hearth.userId("alice") || e.sender === hearth.userId("bob")));
+    expect(said.length).toBe(2);
+    for (const event of said) {
+      expect(event.type).toBe("m.room.encrypted");
+      expect((event.content as Record<string, unknown>).algorithm).toBe("m.megolm.v1.aes-sha2");
+    }
+    const raw = JSON.stringify(stored);
+    expect(raw).not.toContain("old oak");
+    expect(raw).not.toContain("see you");
+    expect(stored.some((e) => e.type === "m.room.encryption")).toBe(true);
+  });
+
+  it("a third person's client and this one read each other, and encrypted history loads after a reload", async () => {
+    carol = await CryptoPeer.register(hearth, "carol");
+    const created = await hearth.api<{ room_id: string }>("POST", "/_matrix/client/v3/createRoom", carol.token, {
+      name: "Secret garden",
+      preset: "private_chat",
+      invite: [hearth.userId("alice")],
+      initial_state: [{ type: "m.room.encryption", state_key: "", content: { algorithm: "m.megolm.v1.aes-sha2" } }],
+    });
+    groupRoom = created.room_id;
+    await alice.locator(".room-item").filter({ hasText: "Secret garden" }).click();
+    await alice.getByRole("button", { name: "Accept" }).click();
+    await alice.locator(".room-header h2").filter({ hasText: "Secret garden" }).waitFor(WAIT);
+
+    const members = [carol.userId, hearth.userId("alice")];
+    for (const request of await carol.prepareRoomKey(groupRoom, members)) await carol.send(request);
+    // More than the first sync's 30 events, so the oldest come from /messages.
+    for (let i = 1; i <= 40; i++) await carol.sendEncrypted(groupRoom, { msgtype: "m.text", body: `garden note ${i}.` });
+    await message(alice, "garden note 40.").waitFor(WAIT);
+
+    // Alice answers: her client shares its own key with Carol's device, which reads it.
+    await send(alice, "thanks carol");
+    await message(alice, "thanks carol").locator(".send-status").waitFor({ state: "detached", ...WAIT });
+    let heard = "";
+    for (let round = 0; round < 10 && !heard; round++) {
+      heard = await carol.readTimeline(await carol.sync(5000), groupRoom, hearth.userId("alice"));
+    }
+    expect(heard).toBe("thanks carol");
+
+    // After a reload the keys come from IndexedDB; the oldest messages from /messages.
+    await alice.reload();
+    await alice.locator('.me[data-crypto="ready"]').waitFor(WAIT);
+    await alice.locator(".room-header h2").filter({ hasText: "Secret garden" }).waitFor(WAIT);
+    await message(alice, "garden note 40.").waitFor(WAIT);
+    for (let i = 0; i < 10 && (await timeline(alice).getByText("garden note 1.", { exact: true }).count()) === 0; i++) {
+      await timeline(alice).evaluate((el) => {
+        el.scrollTop = 0;
+      });
+      await alice.waitForTimeout(300);
+    }
+    await message(alice, "garden note 1.").waitFor(WAIT);
+    expect(await timeline(alice).locator(".body.undecryptable").count()).toBe(0);
+  });
+
+  it("shows a message whose key has not come as undecryptable, then decrypts it when the key arrives", async () => {
+    await carol.rotateRoomKey(groupRoom);
+    const held = await carol.prepareRoomKey(groupRoom, [carol.userId, hearth.userId("alice")]);
+    expect(held.length).toBeGreaterThan(0);
+    const eventId = await carol.sendEncrypted(groupRoom, { msgtype: "m.text", body: "the key comes later" });
+    const tile = timeline(alice).locator(`article.event[data-event-id="${eventId}"]`);
+    await tile.locator(".body.undecryptable").waitFor(WAIT);
+    expect(await tile.textContent()).toContain("Unable to decrypt");
+    await tile.scrollIntoViewIfNeeded();
+    await screenshot(alice, "e2ee-02-undecryptable-light");
+
+    for (const request of held) await carol.send(request);
+    await tile.filter({ hasText: "the key comes later" }).waitFor(WAIT);
+    expect(await tile.locator(".body.undecryptable").count()).toBe(0);
+  });
+
+  it("puts decrypted HTML through the sanitizer", async () => {
+    await alice.evaluate(() => {
+      (window as unknown as { __e2eeXss: string[] }).__e2eeXss = [];
+    });
+    const hostile =
+      "<b>bold from afar</b><img src=x onerror=\"window.__e2eeXss.push('img')\">" +
+      "<script>window.__e2eeXss.push('script')</script><a href=\"javascript:window.__e2eeXss.push('link')\">a link</a>" +
+      "<iframe src=\"javascript:window.__e2eeXss.push('frame')\"></iframe><svg onload=\"window.__e2eeXss.push('svg')\"></svg>";
+    const eventId = await carol.sendEncrypted(groupRoom, {
+      msgtype: "m.text",
+      body: "bold from afar",
+      format: "org.matrix.custom.html",
+      formatted_body: hostile,
+    });
+    const tile = timeline(alice).locator(`article.event[data-event-id="${eventId}"]`);
+    await tile.locator("b").filter({ hasText: "bold from afar" }).waitFor(WAIT);
+    const body = tile.locator(".body.html");
+    expect(await body.locator("img, script, iframe, svg, [onerror], [onload]").count()).toBe(0);
+    const link = body.locator("a").filter({ hasText: "a link" });
+    expect(await link.count()).toBeLessThanOrEqual(1);
+    if (await link.count()) expect(await link.getAttribute("href")).toBeNull();
+    expect(await alice.evaluate(() => (window as unknown as { __e2eeXss: string[] }).__e2eeXss)).toEqual([]);
+  });
+
+  it("left the pages without errors", () => {
+    expect(problems).toEqual([]);
+  });
+});

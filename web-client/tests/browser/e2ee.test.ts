@@ -116,6 +116,22 @@ describe("end-to-end encryption", () => {
     expect(raw).not.toContain("old oak");
     expect(raw).not.toContain("see you");
     expect(stored.some((e) => e.type === "m.room.encryption")).toBe(true);
+
+    // An edit is encrypted too (its relation left in the clear), and applies on both sides.
+    const mine = message(alice, "meet me at the old oak");
+    await mine.hover();
+    await mine.getByRole("button", { name: "Edit" }).click();
+    await alice.waitForFunction(() => document.querySelector("textarea")?.value.includes("old oak"));
+    await alice.locator(".composer textarea").fill("meet me at the *sycamore* oak");
+    await alice.locator(".composer textarea").press("Enter");
+    for (const page of [alice, bob]) {
+      const edited = message(page, "oak");
+      await edited.locator(".edited").waitFor(WAIT);
+      expect(await edited.locator(".body em").textContent()).toBe("sycamore");
+    }
+    const edit = (await storedEvents(directRoom, "alice")).find((e) => e.sender === hearth.userId("alice") && e.type === "m.room.encrypted" && (e.content as Record<string, unknown>)["m.relates_to"]);
+    expect((edit?.content as Record<string, Record<string, unknown>>)["m.relates_to"]?.rel_type).toBe("m.replace");
+    expect(JSON.stringify(edit)).not.toContain("sycamore");
   });
 
   it("a third person's client and this one read each other, and encrypted history loads after a reload", async () => {

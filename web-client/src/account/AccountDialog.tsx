@@ -4,6 +4,7 @@ import { describeError } from "../matrix/errors";
 import type { Device } from "../matrix/types";
 import { NotificationPermission } from "../notify/NotificationPermission";
 import { Dialog, ErrorText } from "../ui/Dialog";
+import { KeyBackupSection } from "./KeyBackupSection";
 
 function lastSeen(device: Device): string {
   if (!device.last_seen_ts) return "never seen";
@@ -129,6 +130,7 @@ export function AccountDialog(props: { onClose: () => void }) {
           </div>
         </form>
       </section>
+      <KeyBackupSection />
       <NotificationPermission />
     </Dialog>
   );

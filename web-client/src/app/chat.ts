@@ -188,6 +188,11 @@ export class Chat {
     else stripMarks(sync);
   }
 
+  /** This device's encryption, once started; null if it could not start. */
+  crypto(): Promise<Crypto | null> {
+    return this.cryptoReady;
+  }
+
   /** Older events from /messages, encrypted ones decrypted (or marked) as they would be live. */
   async decryptHistory(roomId: string, events: MatrixEvent[]): Promise<void> {
     const crypto = await this.cryptoReady;

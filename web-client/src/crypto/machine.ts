@@ -7,6 +7,7 @@ import type { MatrixClient } from "../matrix/client";
 import type { JsonObject, MatrixEvent, SyncResponse } from "../matrix/types";
 import { str } from "../matrix/types";
 import type { Room } from "../sync/room";
+import { KeyBackup } from "./backup";
 import { ENCRYPTED, markUndecryptable, undecryptableReason, withCleartext } from "./events";
 import type { OutgoingShape } from "./requests";
 import { httpFor } from "./requests";
@@ -54,12 +55,17 @@ export class Crypto {
   private again = false;
   private readonly roomLocks = new Map<string, Promise<unknown>>();
   private closed = false;
+  /** Key backup with a recovery key. */
+  readonly backup: KeyBackup;
 
   private constructor(
     private readonly sdk: SdkModule,
     private readonly machine: Sdk.OlmMachine,
     private readonly client: MatrixClient,
-  ) {}
+    onRoomKeys: (keys: { roomId: string; sessionId: string }[]) => void,
+  ) {
+    this.backup = new KeyBackup(sdk, machine, client, onRoomKeys);
+  }
 
   /**
    * Loads the WebAssembly module and opens this device's machine. Throws when the
@@ -70,12 +76,13 @@ export class Crypto {
     await sdk.initAsync();
     const { userId, deviceId } = client.session;
     const machine = await sdk.OlmMachine.initialize(new sdk.UserId(userId), new sdk.DeviceId(deviceId), storeName(userId, deviceId));
-    const crypto = new Crypto(sdk, machine, client);
+    const crypto = new Crypto(sdk, machine, client, onRoomKeys);
     machine.registerRoomKeyUpdatedCallback(async (infos) => {
       onRoomKeys(infos.map((info) => ({ roomId: info.roomId.toString(), sessionId: info.sessionId })));
     });
     // Uploads this device's identity and one-time keys the first time.
     await crypto.processOutgoing();
+    await crypto.backup.resume().catch((error: unknown) => console.warn("hearth: key backup did not resume", error));
     return crypto;
   }
 
@@ -205,6 +212,16 @@ export class Crypto {
               console.warn("hearth: an encryption request failed", error);
             }
           }
+          // New room keys into the key backup, if there is one, a batch at a time.
+          try {
+            for (let batch = 0; batch < 20 && !this.closed; batch++) {
+              const request = await this.machine.backupRoomKeys();
+              if (!request) break;
+              await this.send(request);
+            }
+          } catch (error) {
+            console.warn("hearth: backing up room keys failed", error);
+          }
         } while (this.again);
       } finally {
         this.outgoing = null;
@@ -213,7 +230,7 @@ export class Crypto {
     return this.outgoing;
   }
 
-  private async send(request: Outgoing | Sdk.KeysClaimRequest | Sdk.ToDeviceRequest): Promise<void> {
+  private async send(request: Outgoing | Sdk.KeysClaimRequest | Sdk.ToDeviceRequest | Sdk.KeysBackupRequest): Promise<void> {
     const shape = request as unknown as OutgoingShape & { id?: string };
     const call = httpFor(shape);
     if (!call) return;

@@ -57,6 +57,19 @@ export class MatrixClient {
     return this.call(method, path, body);
   }
 
+  /** The server's current key backup; M_NOT_FOUND when there is none. */
+  keyBackupVersion(): Promise<JsonObject> {
+    return this.call("GET", `${V3}/room_keys/version`);
+  }
+
+  createKeyBackupVersion(body: JsonObject): Promise<{ version: string }> {
+    return this.call("POST", `${V3}/room_keys/version`, body);
+  }
+
+  keyBackupKeys(version: string): Promise<JsonObject> {
+    return this.call("GET", `${V3}/room_keys/keys?${new URLSearchParams({ version })}`);
+  }
+
   logout(): Promise<unknown> {
     return this.call("POST", `${V3}/logout`, {});
   }

@@ -217,6 +217,52 @@ describe("end-to-end encryption", () => {
     expect(await alice.evaluate(() => (window as unknown as { __e2eeXss: string[] }).__e2eeXss)).toEqual([]);
   });
 
+  it("backs room keys up with a recovery key, and a new device reads earlier messages with it", async () => {
+    await alice.getByRole("button", { name: `Account settings for ${hearth.userId("alice")}` }).click();
+    await alice.getByRole("button", { name: "Set up key backup" }).click();
+    const recoveryKey = (await alice.locator(".recovery-key").textContent(WAIT)) ?? "";
+    expect(recoveryKey).toMatch(/^Es/);
+    await alice.locator(".recovery-key").scrollIntoViewIfNeeded();
+    await screenshot(alice, "e2ee-03-recovery-key-light");
+    await alice.keyboard.press("Escape");
+
+    // The keys reach the server, encrypted: wait until the backup holds some.
+    const token = await hearth.login("alice");
+    let count = 0;
+    for (let round = 0; round < 100 && count === 0; round++) {
+      count = (await hearth.api<{ count: number }>("GET", "/_matrix/client/v3/room_keys/version", token)).count;
+      if (count === 0) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(count).toBeGreaterThan(0);
+
+    // Alice signs in on another browser: a new device, without the direct chat's keys.
+    const { page, context } = await newUserPage(browser, hearth);
+    await page.goto("/");
+    await page.getByLabel("Username").fill("alice");
+    await page.getByLabel("Password", { exact: true }).fill(PASSWORD);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.locator('.me[data-crypto="ready"]').waitFor(WAIT);
+    await page.locator(".room-list .room-item").filter({ hasText: "bob" }).first().click();
+    const reply = timeline(page).locator("article.event").filter({ hasText: "bob" }).last();
+    await reply.locator(".body.undecryptable").waitFor(WAIT);
+
+    await page.getByRole("button", { name: `Account settings for ${hearth.userId("alice")}` }).click();
+    await page.getByLabel("Recovery key").fill(recoveryKey);
+    await page.getByRole("button", { name: "Restore keys" }).click();
+    await page.getByRole("status").filter({ hasText: /Restored [1-9]\d* keys?/ }).waitFor(WAIT);
+    await page.keyboard.press("Escape");
+    await message(page, "see you there").waitFor(WAIT);
+    await message(page, "sycamore").waitFor(WAIT);
+    expect(await timeline(page).locator(".body.undecryptable").count()).toBe(0);
+
+    // A wrong key is refused with a reason.
+    await page.getByRole("button", { name: `Account settings for ${hearth.userId("alice")}` }).click();
+    await page.getByLabel("Recovery key").fill(recoveryKey.slice(0, -1) + (recoveryKey.endsWith("2") ? "3" : "2"));
+    await page.getByRole("button", { name: "Restore keys" }).click();
+    await page.getByRole("alert").filter({ hasText: /typo|not for the server's backup|not a recovery key/ }).waitFor(WAIT);
+    await context.close();
+  });
+
   it("left the pages without errors", () => {
     expect(problems).toEqual([]);
   });

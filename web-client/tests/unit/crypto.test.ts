@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { markUndecryptable, undecryptableReason, withCleartext } from "../../src/crypto/events";
 import { RequestKind, httpFor } from "../../src/crypto/requests";
+import { decodeRecoveryKey, encodeRecoveryKey, fromBase64, toBase64 } from "../../src/crypto/recoveryKey";
 import { cryptoParts } from "../../src/crypto/syncParts";
 import type { MatrixEvent, SyncResponse } from "../../src/matrix/types";
 import { Room } from "../../src/sync/room";
@@ -149,5 +150,32 @@ describe("a room with encrypted events", () => {
     // An event no longer loaded is left alone.
     room.replaceDecrypted({ ...second, event_id: "$gone" });
     expect(room.timeline).toHaveLength(2);
+  });
+});
+
+describe("recovery keys", () => {
+  const key = Uint8Array.from({ length: 32 }, (_, i) => (i * 37 + 11) % 256);
+
+  it("are written in groups of four in base58, starting as Element's do, and read back", () => {
+    const text = encodeRecoveryKey(key);
+    expect(text).toMatch(/^Es[1-9A-HJ-NP-Za-km-z]{2}( [1-9A-HJ-NP-Za-km-z]{1,4})+$/);
+    expect(decodeRecoveryKey(text)).toEqual(key);
+    // Spaces and line breaks as people copy them do not matter.
+    expect(decodeRecoveryKey(`  ${text.replace(/ /g, "\n")} `)).toEqual(key);
+    expect(decodeRecoveryKey(encodeRecoveryKey(new Uint8Array(32)))).toEqual(new Uint8Array(32));
+  });
+
+  it("refuse typos and other strings", () => {
+    const text = encodeRecoveryKey(key);
+    const last = text.at(-1) === "2" ? "3" : "2";
+    expect(() => decodeRecoveryKey(text.slice(0, -1) + last)).toThrow(/typo|not a recovery key/);
+    expect(() => decodeRecoveryKey("hello")).toThrow(/not in a recovery key|not a recovery key/);
+    expect(() => decodeRecoveryKey("EsTx")).toThrow("That is not a recovery key.");
+    expect(() => encodeRecoveryKey(new Uint8Array(31))).toThrow();
+  });
+
+  it("round-trip through unpadded base64, as the machine writes keys", () => {
+    expect(toBase64(key)).not.toContain("=");
+    expect(fromBase64(toBase64(key))).toEqual(key);
   });
 });

@@ -101,7 +101,7 @@ export function ChatView(props: { session: Session; onSignedOut: (notice: string
                 {CONNECTION_TEXT[chat.store.connection]}
               </span>
               {chat.cryptoState === "unavailable" ? (
-                <span class="connection offline" title="Encrypted rooms can be neither read nor written here">
+                <span class="connection offline" title={`Encrypted rooms can be neither read nor written here: ${chat.cryptoProblem ?? "unknown problem"}`}>
                   Encryption unavailable
                 </span>
               ) : null}

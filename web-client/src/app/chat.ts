@@ -35,6 +35,8 @@ export class Chat {
   private cryptoReady: Promise<Crypto | null> = Promise.resolve(null);
   /** "unavailable" when encryption could not start here: encrypted rooms can then be neither read nor written. */
   cryptoState: "starting" | "ready" | "unavailable" = "starting";
+  /** Why encryption is unavailable, for the person. */
+  cryptoProblem: string | null = null;
   private stopped = false;
 
   constructor(session: Session, onSessionEnded: () => void) {
@@ -106,6 +108,7 @@ export class Chat {
       (error: unknown) => {
         console.warn("hearth: end-to-end encryption is unavailable", error);
         this.cryptoState = "unavailable";
+        this.cryptoProblem = error instanceof Error ? error.message : String(error);
         this.store.changed();
         return null;
       },

@@ -28,6 +28,21 @@ export function deleteStore(userId: string, deviceId: string): void {
   for (const suffix of ["::matrix-sdk-crypto", "::matrix-sdk-crypto-meta"]) indexedDB.deleteDatabase(name + suffix);
 }
 
+/**
+ * Holds this device's store for one tab only: two machines on one store would each
+ * advance the same Olm sessions and corrupt them. Waits a little for a tab being closed
+ * or reloaded to let go; the release function, or an error saying why not.
+ */
+async function holdStore(name: string): Promise<() => void> {
+  if (typeof navigator === "undefined" || !navigator.locks) return () => undefined;
+  const held = new Promise<() => void>((resolve, reject) => {
+    navigator.locks
+      .request(name, { signal: AbortSignal.timeout(10_000) }, () => new Promise<void>((release) => resolve(release)))
+      .catch(() => reject(new Error("Hearth is open with this account in another tab of this browser; encryption works in one tab at a time.")));
+  });
+  return held;
+}
+
 /** Events of one sync's timelines lose any local mark a server put on them. */
 export function stripMarks(sync: SyncResponse): void {
   const rooms = sync.rooms ?? {};
@@ -55,6 +70,7 @@ export class Crypto {
   private again = false;
   private readonly roomLocks = new Map<string, Promise<unknown>>();
   private closed = false;
+  private release: () => void = () => undefined;
   /** Key backup with a recovery key. */
   readonly backup: KeyBackup;
 
@@ -75,8 +91,16 @@ export class Crypto {
     const sdk = await import("@matrix-org/matrix-sdk-crypto-wasm");
     await sdk.initAsync();
     const { userId, deviceId } = client.session;
-    const machine = await sdk.OlmMachine.initialize(new sdk.UserId(userId), new sdk.DeviceId(deviceId), storeName(userId, deviceId));
+    const release = await holdStore(storeName(userId, deviceId));
+    let machine: Sdk.OlmMachine;
+    try {
+      machine = await sdk.OlmMachine.initialize(new sdk.UserId(userId), new sdk.DeviceId(deviceId), storeName(userId, deviceId));
+    } catch (error) {
+      release();
+      throw error;
+    }
     const crypto = new Crypto(sdk, machine, client, onRoomKeys);
+    crypto.release = release;
     machine.registerRoomKeyUpdatedCallback(async (infos) => {
       onRoomKeys(infos.map((info) => ({ roomId: info.roomId.toString(), sessionId: info.sessionId })));
     });
@@ -89,6 +113,7 @@ export class Crypto {
   close(): void {
     this.closed = true;
     this.machine.close();
+    this.release();
   }
 
   private userIds(ids: string[]): Sdk.UserId[] {

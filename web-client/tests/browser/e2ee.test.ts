@@ -263,6 +263,18 @@ describe("end-to-end encryption", () => {
     await context.close();
   });
 
+  it("runs encryption in one tab at a time: a second tab of the same session says so", async () => {
+    const second = await alice.context().newPage();
+    await second.goto("/");
+    await second.locator('.me[data-crypto="unavailable"]').waitFor(WAIT);
+    expect(await second.locator(".me").textContent()).toContain("Encryption unavailable");
+    await second.close();
+    // The first tab still reads and writes.
+    await alice.locator(".room-list .room-item").filter({ hasText: "bob" }).first().click();
+    await send(alice, "still here");
+    await message(bob, "still here").waitFor(WAIT);
+  });
+
   it("left the pages without errors", () => {
     expect(problems).toEqual([]);
   });

@@ -74,6 +74,19 @@ export function AccountDialog(props: { onClose: () => void }) {
                     {device.device_id} · {lastSeen(device)}
                   </span>
                 </span>
+                {device.device_id === me.deviceId || !chat.verifier ? null : (
+                  <button
+                    type="button"
+                    disabled={busy}
+                    onClick={() => {
+                      const verifier = chat.verifier;
+                      setError(null);
+                      verifier?.start(device.device_id).then(props.onClose, (e: unknown) => setError(describeError(e)));
+                    }}
+                  >
+                    Verify
+                  </button>
+                )}
                 {device.device_id === me.deviceId ? null : (
                   <button
                     type="button"

@@ -1,5 +1,6 @@
 import { useEffect, useMemo, useState } from "preact/hooks";
 import { AccountDialog } from "../account/AccountDialog";
+import { VerificationDialog } from "../account/VerificationDialog";
 import { ProfileDialog } from "../account/ProfileDialog";
 import { UserProfileDialog } from "../account/UserProfileDialog";
 import type { Session } from "../matrix/client";
@@ -165,6 +166,7 @@ export function ChatView(props: { session: Session; onSignedOut: (notice: string
         {dialog === "directory" ? <DirectoryDialog onClose={() => setDialog(null)} onJoined={open} /> : null}
         {dialog === "dm" ? <StartDmDialog onClose={() => setDialog(null)} onStarted={open} /> : null}
         {dialog === "account" ? <AccountDialog onClose={() => setDialog(null)} /> : null}
+        <VerificationDialog />
         {dialog === "profile" ? <ProfileDialog onClose={() => setDialog(null)} /> : null}
         {chat.profileShown ? <UserProfileDialog key={chat.profileShown} userId={chat.profileShown} onClose={() => chat.showProfile(null)} /> : null}
       </div>

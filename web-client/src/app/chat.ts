@@ -37,6 +37,8 @@ export class Chat {
   cryptoState: "starting" | "ready" | "unavailable" = "starting";
   /** Why encryption is unavailable, for the person. */
   cryptoProblem: string | null = null;
+  /** Emoji verification with another of one's sessions, once encryption runs. */
+  verifier: Crypto["verifier"] | null = null;
   private stopped = false;
 
   constructor(session: Session, onSessionEnded: () => void) {
@@ -102,6 +104,8 @@ export class Chat {
           return null;
         }
         this.cryptoState = "ready";
+        crypto.onVerificationChange = () => this.store.changed();
+        this.verifier = crypto.verifier;
         this.store.changed();
         return crypto;
       },

@@ -11,6 +11,7 @@ import { KeyBackup } from "./backup";
 import { ENCRYPTED, markUndecryptable, undecryptableReason, withCleartext } from "./events";
 import type { OutgoingShape } from "./requests";
 import { httpFor } from "./requests";
+import { Verifier } from "./verification";
 import { cryptoParts } from "./syncParts";
 
 type SdkModule = typeof Sdk;
@@ -73,6 +74,9 @@ export class Crypto {
   private release: () => void = () => undefined;
   /** Key backup with a recovery key. */
   readonly backup: KeyBackup;
+  /** Emoji verification of one's other sessions; `changed` is set by whoever shows it. */
+  readonly verifier: Verifier;
+  onVerificationChange: () => void = () => undefined;
 
   private constructor(
     private readonly sdk: SdkModule,
@@ -81,6 +85,7 @@ export class Crypto {
     onRoomKeys: (keys: { roomId: string; sessionId: string }[]) => void,
   ) {
     this.backup = new KeyBackup(sdk, machine, client, onRoomKeys);
+    this.verifier = new Verifier(sdk, machine, client.userId, (request) => this.send(request), () => this.onVerificationChange());
   }
 
   /**
@@ -148,6 +153,7 @@ export class Crypto {
       const events = update.timeline?.events;
       if (events) await this.decryptAll(roomId, events);
     }
+    if (parts.toDevice.length) this.verifier.noticeIncoming();
     void this.processOutgoing();
   }
 
@@ -255,7 +261,9 @@ export class Crypto {
     return this.outgoing;
   }
 
-  private async send(request: Outgoing | Sdk.KeysClaimRequest | Sdk.ToDeviceRequest | Sdk.KeysBackupRequest): Promise<void> {
+  private async send(
+    request: Outgoing | Sdk.KeysClaimRequest | Sdk.ToDeviceRequest | Sdk.KeysBackupRequest | Sdk.RoomMessageRequest,
+  ): Promise<void> {
     const shape = request as unknown as OutgoingShape & { id?: string };
     const call = httpFor(shape);
     if (!call) return;

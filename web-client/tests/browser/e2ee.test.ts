@@ -263,6 +263,37 @@ describe("end-to-end encryption", () => {
     await context.close();
   });
 
+  it("verifies another of one's sessions by comparing emoji", async () => {
+    const { page: other, context } = await newUserPage(browser, hearth);
+    await other.goto("/");
+    await other.getByLabel("Username").fill("alice");
+    await other.getByLabel("Password", { exact: true }).fill(PASSWORD);
+    await other.getByRole("button", { name: "Sign in" }).click();
+    await other.locator('.me[data-crypto="ready"]').waitFor(WAIT);
+    const otherDevice = await other.evaluate(() => (JSON.parse(localStorage.getItem("hearth.session") ?? "{}") as { deviceId: string }).deviceId);
+
+    await alice.getByRole("button", { name: `Account settings for ${hearth.userId("alice")}` }).click();
+    await alice.locator(`[data-device-id="${otherDevice}"]`).getByRole("button", { name: "Verify" }).click();
+    const incoming = other.getByRole("dialog", { name: "Verify a session" });
+    await incoming.getByRole("button", { name: "Accept" }).click();
+
+    const emoji = async (page: Page) => {
+      const list = page.getByRole("list", { name: "Emoji to compare" });
+      await list.waitFor(WAIT);
+      return list.locator("li").allTextContents();
+    };
+    const seenByAlice = await emoji(alice);
+    expect(seenByAlice).toHaveLength(7);
+    expect(await emoji(other)).toEqual(seenByAlice);
+    await screenshot(alice, "e2ee-04-verification-light");
+    for (const page of [alice, other]) await page.getByRole("button", { name: "They match" }).click();
+    for (const page of [alice, other]) {
+      await page.getByRole("dialog", { name: "Verify a session" }).getByRole("status").filter({ hasText: "Verified" }).waitFor(WAIT);
+      await page.keyboard.press("Escape");
+    }
+    await context.close();
+  });
+
   it("runs encryption in one tab at a time: a second tab of the same session says so", async () => {
     const second = await alice.context().newPage();
     await second.goto("/");

@@ -12,7 +12,7 @@ use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::timeline::EventTemplate;
+use super::timeline::{CreationIntent, EventTemplate};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{PowerLevels, RoomVersion, canonical_json};
 use crate::service::Services;
@@ -266,7 +266,7 @@ impl Services {
                 creator,
                 Value::Object(create),
                 legacy_room_id,
-                Some(intent),
+                Some(CreationIntent::CreateRoom(intent)),
             )
             .await?;
         if let Some(alias) = &request.alias {

@@ -123,6 +123,7 @@ fn check_initial_content(
     canonical_json(&Value::Object(power_levels.clone()))?;
     for template in &request.initial_state {
         canonical_json(&template.content)?;
+        super::check_state_content(&template.event_type, &template.content)?;
     }
     let levels = PowerLevels::from_content_in(version, power_levels)?;
     if version.creators_have_infinite_power() {

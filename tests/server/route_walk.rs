@@ -584,8 +584,11 @@ fn wrong_values(kind: &str, required: bool) -> Vec<Value> {
     values
 }
 
-/// `(field, kind, required)` from a field list.
-fn parse_fields(spec: &'static str) -> Vec<(&'static str, &'static str, bool)> {
+/// A known field: its name, its kind and whether it is required.
+type Field = (&'static str, &'static str, bool);
+
+/// The fields of a field list.
+fn parse_fields(spec: &'static str) -> Vec<Field> {
     spec.split_whitespace()
         .map(|f| {
             let (name, kind) = f.rsplit_once(':').unwrap();
@@ -631,7 +634,7 @@ fn every_known_field_of_the_wrong_type_is_refused_without_writing() {
     let before = snapshot(&server, &root, &canary, &room);
     let mut problems = Vec::new();
     let mut sent = 0;
-    let mut cases: Vec<(String, String, Vec<(&str, &str, bool)>)> = FIELDS
+    let mut cases: Vec<(String, String, Vec<Field>)> = FIELDS
         .iter()
         .map(|(m, p, f)| (m.to_string(), p.to_string(), parse_fields(f)))
         .collect();

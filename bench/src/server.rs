@@ -58,6 +58,10 @@ impl Server {
             // their defaults.
             .env("HEARTH_LIMITS__REGISTRATIONS_BURST", "1000000")
             .env("HEARTH_LIMITS__JOINS_BURST", "1000000")
+            // Every client syncs from this one address (a reconnecting socket may
+            // overlap its last one for a moment).
+            .env("HEARTH_LIMITS__SYNCS_PER_ADDRESS", "1000000")
+            .env("HEARTH_LIMITS__SYNC_SOCKETS_PER_ADDRESS", "1000000")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(File::create(&log).context("create the server log file")?);

@@ -245,6 +245,11 @@ pub fn write_all(corpus: &Path) -> std::io::Result<()> {
         write_json(&dir, &format!("v{v}-txn.json"), &txn)?;
     }
 
+    let dir = corpus.join("federation_edu");
+    for (i, edu) in edu_seeds().iter().enumerate() {
+        write_json(&dir, &format!("edu{i}.json"), edu)?;
+    }
+
     let dir = corpus.join("sync_filter");
     let filters = [
         json!({}),
@@ -299,4 +304,16 @@ pub fn write_all(corpus: &Path) -> std::io::Result<()> {
         write(&dir, name, &image_bytes(format, w, h))?;
     }
     Ok(())
+}
+
+/// One EDU of each type the server reads, from `hs1.test` to `hs2.test`.
+fn edu_seeds() -> Vec<Value> {
+    vec![
+        json!({"edu_type": "m.typing", "content": {"room_id": "!fuzz:hs1.test", "user_id": "@alice:hs1.test", "typing": true}}),
+        json!({"edu_type": "m.receipt", "content": {"!fuzz:hs1.test": {"m.read": {"@alice:hs1.test": {"event_ids": ["$e"], "data": {"ts": 1, "thread_id": "main"}}, "@bob:hs2.test": {"event_ids": ["$f"], "data": {}}}}}}),
+        json!({"edu_type": "m.presence", "content": {"push": [{"user_id": "@alice:hs1.test", "presence": "online", "status_msg": "here", "last_active_ago": 5000, "currently_active": true}, {"user_id": "@alice:hs1.test", "presence": "unavailable"}]}}),
+        json!({"edu_type": "m.direct_to_device", "content": {"sender": "@alice:hs1.test", "type": "m.room_key_request", "message_id": "hiezohf6Hoo7kaev", "messages": {"@bob:hs2.test": {"BOBDEVICE": {"action": "request", "requesting_device_id": "ALICEDEVICE"}, "*": {"x": 1}}, "@carol:hs3.test": {"D": {}}}}}),
+        json!({"edu_type": "m.device_list_update", "content": {"user_id": "@alice:hs1.test", "device_id": "QBUAZIFURK", "device_display_name": "Mobile", "stream_id": 6, "prev_id": [5], "deleted": false, "keys": {"algorithms": ["m.olm.v1.curve25519-aes-sha2"], "device_id": "QBUAZIFURK", "keys": {}, "signatures": {}, "user_id": "@alice:hs1.test"}}}),
+        json!({"edu_type": "m.signing_key_update", "content": {"user_id": "@alice:hs1.test", "master_key": {"user_id": "@alice:hs1.test", "usage": ["master"], "keys": {"ed25519:base64+master+public+key": "base64+master+public+key"}}}}),
+    ]
 }

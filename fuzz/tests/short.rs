@@ -70,3 +70,8 @@ fn sync_ws_frame() {
 fn federation_txn() {
     short_run("federation_txn");
 }
+
+#[test]
+fn federation_edu() {
+    short_run("federation_edu");
+}

@@ -40,6 +40,14 @@ pub struct LimitsConfig {
     pub header_read_secs: u64,
     /// Seconds a client may take to send a JSON request body; then `408`.
     pub body_read_secs: u64,
+    /// Most `/sync` requests one user may have open at once.
+    pub syncs_per_user: usize,
+    /// Most `/sync` requests open at once from one client address.
+    pub syncs_per_address: usize,
+    /// Most sync WebSockets one user may have open at once.
+    pub sync_sockets_per_user: usize,
+    /// Most sync WebSockets open at once from one client address.
+    pub sync_sockets_per_address: usize,
 }
 
 impl Default for LimitsConfig {
@@ -64,6 +72,12 @@ impl Default for LimitsConfig {
             filter_bytes: 16 * 1024,
             header_read_secs: 30,
             body_read_secs: 60,
+            // Generous: a person has a few devices, each with a tab or two; an address
+            // may be a household's or an office's NAT.
+            syncs_per_user: 50,
+            syncs_per_address: 200,
+            sync_sockets_per_user: 50,
+            sync_sockets_per_address: 200,
         }
     }
 }
@@ -138,6 +152,22 @@ pub const LIMITS_OPTIONS: &[(&str, &str)] = &[
         "limits.body_read_secs",
         "Seconds a client may take to send a JSON request body before 408 [default: 60]",
     ),
+    (
+        "limits.syncs_per_user",
+        "Long-poll /sync requests one user may hold open at once before M_LIMIT_EXCEEDED [default: 50]",
+    ),
+    (
+        "limits.syncs_per_address",
+        "Long-poll /sync requests one client address may hold open at once [default: 200]",
+    ),
+    (
+        "limits.sync_sockets_per_user",
+        "Sync WebSockets one user may hold open at once (more are refused with 429) [default: 50]",
+    ),
+    (
+        "limits.sync_sockets_per_address",
+        "Sync WebSockets one client address may hold open at once [default: 200]",
+    ),
 ];
 
 impl LimitsConfig {
@@ -156,6 +186,18 @@ impl LimitsConfig {
         {
             return Err(ConfigError::Invalid(
                 "limits: every *_burst and *_per_minute must be positive".into(),
+            ));
+        }
+        if [
+            self.syncs_per_user,
+            self.syncs_per_address,
+            self.sync_sockets_per_user,
+            self.sync_sockets_per_address,
+        ]
+        .contains(&0)
+        {
+            return Err(ConfigError::Invalid(
+                "limits: syncs_* and sync_sockets_* must be positive".into(),
             ));
         }
         if self.filter_bytes == 0 || self.header_read_secs == 0 || self.body_read_secs == 0 {

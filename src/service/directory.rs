@@ -296,6 +296,7 @@ impl Services {
         sender: &UserId,
         template: EventTemplate,
     ) -> Result<ruma::OwnedEventId> {
+        crate::service::rooms::check_state_content(&template.event_type, &template.content)?;
         if template.event_type == CANONICAL_ALIAS {
             let state_key = template.state_key.as_deref().unwrap_or_default();
             self.check_canonical_alias(room_id, state_key, &template.content)?;

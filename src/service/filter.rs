@@ -195,6 +195,25 @@ impl Filter {
         if !value.is_object() {
             return Err(Error::bad_json("A filter must be a JSON object"));
         }
+        // Serde reads a struct from an array too (its fields in order), so `"room": []`
+        // would pass as an empty filter: the nested filters must be objects.
+        for path in [
+            &["presence"][..],
+            &["account_data"],
+            &["room"],
+            &["room", "timeline"],
+            &["room", "state"],
+            &["room", "ephemeral"],
+            &["room", "account_data"],
+        ] {
+            let nested = path.iter().try_fold(value, |v, key| v.get(key));
+            if nested.is_some_and(|v| !v.is_object()) {
+                return Err(Error::bad_json(format!(
+                    "Invalid filter: {} must be an object",
+                    path.join(".")
+                )));
+            }
+        }
         let filter: Filter = serde_json::from_value(value.clone())
             .map_err(|e| Error::bad_json(format!("Invalid filter: {e}")))?;
         filter.presence.validate("presence")?;
@@ -445,5 +464,15 @@ mod tests {
         assert!(Filter::from_json(&json!({"presence": {"senders": ["nobody"]}})).is_err());
         assert!(Filter::from_json(&json!({"event_format": "xml"})).is_err());
         assert!(Filter::from_json(&json!([])).is_err());
+        // Found by the route walk's wrong-typed fields: serde reads structs from arrays.
+        for nested in [
+            json!({"presence": []}),
+            json!({"account_data": []}),
+            json!({"room": []}),
+            json!({"room": {"state": []}}),
+            json!({"room": {"timeline": [10]}}),
+        ] {
+            assert!(Filter::from_json(&nested).is_err(), "{nested}");
+        }
     }
 }

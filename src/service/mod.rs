@@ -16,6 +16,7 @@ pub mod key_backup;
 pub mod keys;
 pub mod media;
 pub mod notifications;
+pub mod open_syncs;
 pub mod password;
 pub mod positions;
 pub mod presence;
@@ -64,6 +65,8 @@ pub struct Services {
     pub login_limiter: ratelimit::RateLimiter,
     /// Per-user (per-address for registration) limits on each endpoint family.
     pub limits: ratelimit::RequestLimits,
+    /// Long-poll syncs and sync WebSockets held open, capped per user and address.
+    pub open_syncs: open_syncs::OpenSyncs,
     /// Per-origin rate limits on incoming federation requests.
     pub inbound_limits: federation::inbound_limits::InboundLimits,
     pub nonces: shared_secret::Nonces,
@@ -177,6 +180,7 @@ impl Services {
             ),
             inbound_limits: federation::inbound_limits::InboundLimits::new(&config.federation),
             limits: ratelimit::RequestLimits::new(&config.limits),
+            open_syncs: open_syncs::OpenSyncs::new(&config.limits),
             config: Arc::new(config),
             store,
             keys,

@@ -351,14 +351,11 @@ impl Services {
     pub fn set_remote_presence(
         &self,
         user_id: &UserId,
-        presence: &str,
+        state: PresenceState,
         status_msg: Option<String>,
         last_active_ago: Option<u64>,
         currently_active: bool,
     ) {
-        let Some(state) = PresenceState::parse(presence) else {
-            return;
-        };
         if !self.presence_enabled()
             || status_msg
                 .as_ref()

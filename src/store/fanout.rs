@@ -28,14 +28,20 @@ pub enum FanoutKind {
     /// `createRoom` request in the record's `payload` asks for, after the create event
     /// written with the intent.
     CreateRoom,
+    /// Finish upgrading the room (the subject is the old room's ID): the new room's
+    /// state, bans, the tombstone, the old room's restricted power levels and the moved
+    /// aliases, as the plan in the record's `payload` lists them, after the new room's
+    /// create event written with the intent.
+    UpgradeRoom,
 }
 
 impl FanoutKind {
-    pub const ALL: [FanoutKind; 4] = [
+    pub const ALL: [FanoutKind; 5] = [
         FanoutKind::MemberProfile,
         FanoutKind::LeaveRooms,
         FanoutKind::DeleteRoom,
         FanoutKind::CreateRoom,
+        FanoutKind::UpgradeRoom,
     ];
 
     pub fn name(self) -> &'static str {
@@ -44,6 +50,7 @@ impl FanoutKind {
             FanoutKind::LeaveRooms => "leave_rooms",
             FanoutKind::DeleteRoom => "delete_room",
             FanoutKind::CreateRoom => "create_room",
+            FanoutKind::UpgradeRoom => "upgrade_room",
         }
     }
 
@@ -58,7 +65,7 @@ pub struct FanoutRecord {
     /// When the change was made (ms since the epoch), for the logs.
     pub created_ms: u64,
     /// What the kind needs to know that the store does not hold elsewhere (for
-    /// `CreateRoom`, the request).
+    /// `CreateRoom`, the request; for `UpgradeRoom`, the plan).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<serde_json::Value>,
 }

@@ -43,6 +43,7 @@ enum Op {
     Receipt { event_id: String },
     Upload { bytes: Vec<u8> },
     CreateRoom { name: String },
+    Upgrade { room: String, version: &'static str },
 }
 
 /// A message answered with its event ID.
@@ -69,9 +70,13 @@ struct Writer {
     receipts_answered: usize,
     uploads: Vec<(String, Vec<u8>)>,
     rooms: Vec<String>,
+    /// Rooms it may upgrade (those it created, and their replacements), oldest first.
+    to_upgrade: std::collections::VecDeque<String>,
+    /// Upgrades answered: `(old room, new room)`.
+    upgrades: Vec<(String, String)>,
     pending: Option<Op>,
     /// Where this round's answered writes begin.
-    round_start: (usize, usize, usize, usize),
+    round_start: (usize, usize, usize, usize, usize),
     anomalies: Vec<String>,
 }
 
@@ -83,6 +88,7 @@ impl Writer {
             self.topics.len(),
             self.uploads.len(),
             self.rooms.len(),
+            self.upgrades.len(),
         );
     }
 }
@@ -150,6 +156,10 @@ fn run_writer(
             9 if n % 20 == 9 => Op::CreateRoom {
                 name: format!("room {txn}"),
             },
+            9 if !w.to_upgrade.is_empty() => Op::Upgrade {
+                room: w.to_upgrade.pop_front().unwrap_or_default(),
+                version: if n % 40 == 19 { "11" } else { "12" },
+            },
             _ => Op::Message {
                 room: hall.clone(),
                 txn: txn.clone(),
@@ -191,6 +201,12 @@ fn run_writer(
                     }],
                     "invite": [invitee],
                 })),
+            Op::Upgrade { room, version } => http
+                .post(format!(
+                    "{base}/_matrix/client/v3/rooms/{}/upgrade",
+                    enc(room)
+                ))
+                .json(&json!({ "new_version": version })),
         };
         let Ok((status, body)) = answer(request.bearer_auth(&token).send()) else {
             // Killed: the write stays pending.
@@ -221,9 +237,16 @@ fn run_writer(
                 body["content_uri"].as_str().unwrap_or_default().into(),
                 bytes,
             )),
-            Op::CreateRoom { .. } => w
-                .rooms
-                .push(body["room_id"].as_str().unwrap_or_default().into()),
+            Op::CreateRoom { .. } => {
+                let room: String = body["room_id"].as_str().unwrap_or_default().into();
+                w.to_upgrade.push_back(room.clone());
+                w.rooms.push(room);
+            }
+            Op::Upgrade { room, .. } => {
+                let new_room: String = body["replacement_room"].as_str().unwrap_or_default().into();
+                w.to_upgrade.push_back(new_room.clone());
+                w.upgrades.push((room, new_room));
+            }
         }
     }
     w
@@ -494,6 +517,25 @@ fn missing_initial_state(server: &TestServer, root: &User, room: &str) -> Vec<St
         "m.room.history_visibility",
         "m.room.guest_access",
     ];
+    // A replacement room: the state copied from the old one (every room the load
+    // upgrades has a name and a topic), and the old room's tombstone naming it.
+    if let Some(old) = create["content"]["predecessor"]["room_id"].as_str() {
+        wanted.extend(["m.room.name", "m.room.topic"]);
+        let (status, old_state) = server.get(
+            &format!("/_synapse/admin/v1/rooms/{}/state", enc(old)),
+            Some(&root.token),
+        );
+        let tombstone = old_state["state"].as_array().and_then(|events| {
+            events
+                .iter()
+                .find(|e| e["type"] == "m.room.tombstone" && e["state_key"] == "")
+        });
+        if status != 200
+            || tombstone.map(|t| &t["content"]["replacement_room"]) != Some(&json!(room))
+        {
+            missing.push(format!("the tombstone in {old} naming it ({status})"));
+        }
+    }
     if create["content"]["org.hearth.crashtest"] == true {
         wanted.extend(["m.room.name", "m.room.topic", "org.hearth.crashtest"]);
         if !events
@@ -510,6 +552,73 @@ fn missing_initial_state(server: &TestServer, root: &User, room: &str) -> Vec<St
             .map(str::to_owned),
     );
     missing
+}
+
+/// Upgrades: every answered one (and every one the kill cut, if it happened) left the
+/// old room with a tombstone naming a whole new room, and raised the old room's levels
+/// so that ordinary members can no longer talk there.
+fn check_upgrades(
+    server: &TestServer,
+    root: &User,
+    upgrades: &[(String, String)],
+    cut: &[String],
+    tally: &mut Tally,
+) {
+    let tombstone_of = |room: &str| {
+        let (status, state) = server.get(
+            &format!("/_synapse/admin/v1/rooms/{}/state", enc(room)),
+            Some(&root.token),
+        );
+        assert_eq!(status, 200, "{state}");
+        let events = state["state"].as_array().cloned().unwrap_or_default();
+        let find = |t: &str| {
+            events
+                .iter()
+                .find(|e| e["type"] == t && e["state_key"] == "")
+                .cloned()
+        };
+        (
+            find("m.room.tombstone")
+                .and_then(|t| t["content"]["replacement_room"].as_str().map(str::to_owned)),
+            find("m.room.power_levels").map(|pl| pl["content"]["events_default"].clone()),
+        )
+    };
+    let answered = upgrades.iter().map(|(old, new)| (old, Some(new)));
+    for (old, new) in answered.chain(cut.iter().map(|old| (old, None))) {
+        // The new room of an upgrade cut by the kill may be finished in the background.
+        let deadline = Instant::now() + CATCH_UP;
+        let (tombstone, events_default, missing) = loop {
+            let (tombstone, events_default) = tombstone_of(old);
+            let missing = match &tombstone {
+                Some(replacement) => missing_initial_state(server, root, replacement),
+                None => Vec::new(),
+            };
+            let done = missing.is_empty() && (new.is_none() || tombstone.is_some());
+            if done || Instant::now() > deadline {
+                break (tombstone, events_default, missing);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        if let Some(new) = new {
+            tally.check(tombstone.as_ref() == Some(new), || {
+                format!(
+                    "upgrade of {old} answered {new}: the old room's tombstone names {tombstone:?}"
+                )
+            });
+        }
+        if tombstone.is_some() {
+            tally.check(missing.is_empty(), || {
+                format!(
+                    "{old}'s tombstone names {tombstone:?}, which is half made: no {}",
+                    missing.join(", ")
+                )
+            });
+            tally.check(
+                events_default.as_ref().and_then(Value::as_i64) >= Some(50),
+                || format!("{old} was upgraded but its events_default is {events_default:?}"),
+            );
+        }
+    }
 }
 
 /// A sync from a token handed out before the kill answers exactly the events after it.
@@ -638,8 +747,10 @@ fn killed_under_load_again_and_again_nothing_answered_is_lost() {
                 receipts_answered: 0,
                 uploads: Vec::new(),
                 rooms: Vec::new(),
+                to_upgrade: Default::default(),
+                upgrades: Vec::new(),
                 pending: None,
-                round_start: (0, 0, 0, 0),
+                round_start: (0, 0, 0, 0, 0),
                 anomalies: Vec::new(),
             }
         })
@@ -681,6 +792,7 @@ fn killed_under_load_again_and_again_nothing_answered_is_lost() {
     let mut resumed = 0;
     let mut torn_tails = 0;
     let mut resumes_checked = 0;
+    let mut upgrades_answered = 0;
     let started = Instant::now();
 
     for round in 0..rounds {
@@ -875,9 +987,42 @@ fn killed_under_load_again_and_again_nothing_answered_is_lost() {
             }
         }
 
+        // Upgrades: the one the kill cut is sent again and answers a whole new room (the
+        // one it made before the kill, if it made one); then every answered one checked.
+        let mut cut_upgrades = Vec::new();
+        for w in &mut writers {
+            if let Some(Op::Upgrade { room, version }) = w.pending.clone() {
+                w.pending = None;
+                cut_upgrades.push(room.clone());
+                let (status, body) = server.post(
+                    &format!("/_matrix/client/v3/rooms/{}/upgrade", enc(&room)),
+                    Some(&w.user.token),
+                    &json!({ "new_version": version }),
+                );
+                tally.check(status == 200, || {
+                    format!("upgrade of {room} cut by the kill, sent again: {status} {body}")
+                });
+                if let Some(new_room) = body["replacement_room"].as_str() {
+                    w.to_upgrade.push_back(new_room.to_owned());
+                    w.upgrades.push((room, new_room.to_owned()));
+                }
+            }
+        }
+        let this_round: Vec<(String, String)> = writers
+            .iter()
+            .flat_map(|w| w.upgrades[w.round_start.4..].iter().cloned())
+            .collect();
+        check_upgrades(&server, &root, &this_round, &cut_upgrades, &mut tally);
+        upgrades_answered += this_round.len();
+
         // Rooms: every one whole.
         for w in &writers {
             answered_rooms.extend(w.rooms[w.round_start.3..].iter().cloned());
+            answered_rooms.extend(
+                w.upgrades[w.round_start.4..]
+                    .iter()
+                    .map(|(_, new)| new.clone()),
+            );
         }
         check_rooms(
             &server,
@@ -918,6 +1063,7 @@ fn killed_under_load_again_and_again_nothing_answered_is_lost() {
                     + (w.topics.len() - w.round_start.1)
                     + (w.uploads.len() - w.round_start.2)
                     + (w.rooms.len() - w.round_start.3)
+                    + (w.upgrades.len() - w.round_start.4)
                     + w.receipts_answered
             })
             .sum::<usize>();
@@ -925,7 +1071,7 @@ fn killed_under_load_again_and_again_nothing_answered_is_lost() {
 
     // At the end, the whole history once more.
     for w in &mut writers {
-        w.round_start = (0, 0, 0, 0);
+        w.round_start = (0, 0, 0, 0, 0);
     }
     check_messages(
         &server,
@@ -944,7 +1090,8 @@ fn killed_under_load_again_and_again_nothing_answered_is_lost() {
     }
     println!(
         "{rounds} kills survived in {:?}; {writes} writes answered, {} checks of answered \
-         writes; {} rooms checked whole, {resumed} restarts finished a creation cut short; \
+         writes; {} rooms checked whole, {upgrades_answered} upgrades checked, {resumed} \
+         restarts finished a creation or upgrade cut short; \
          {resumes_checked} syncs resumed from pre-kill tokens; events handed to the \
          long-poll / socket clients: {} / {}; {torn_tails} restarts dropped a write-ahead \
          log record the kill cut short; {} anomalies",

@@ -383,3 +383,156 @@ fn slow_clients_are_cut_off_and_others_are_still_served() {
     let (status, _) = server.get("/_matrix/client/versions", None);
     assert_eq!(status, 200);
 }
+
+/// A long-poll `/sync` from `addr` (behind the trusted proxy) held open on a raw socket.
+fn hold_sync(server: &TestServer, token: &str, since: &str, addr: &str) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut socket = raw(server);
+    write!(
+        socket,
+        "GET /_matrix/client/v3/sync?since={}&timeout=120000&filter={} HTTP/1.1\r\n\
+         Host: x\r\nAuthorization: Bearer {token}\r\nX-Forwarded-For: {addr}\r\n\r\n",
+        enc(since),
+        // Nothing the other requests of the test cause (presence) ends it early.
+        enc(r#"{"presence":{"types":[]},"account_data":{"types":[]}}"#)
+    )
+    .unwrap();
+    socket
+}
+
+/// A `/sync` that answers at once, from `addr`.
+fn quick_sync(server: &TestServer, token: &str, addr: &str) -> (u16, Value) {
+    let response = server
+        .client
+        .get(server.url("/_matrix/client/v3/sync?timeout=0"))
+        .bearer_auth(token)
+        .header("X-Forwarded-For", addr)
+        .send()
+        .unwrap();
+    crate::harness::into_json(response)
+}
+
+/// Asks until the answer's status is `status`: held syncs are taken up (or given back)
+/// by the server in its own time. A bound, not a speed requirement.
+#[track_caller]
+fn until_status(status: u16, mut ask: impl FnMut() -> (u16, Value)) -> (u16, Value) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let answer = ask();
+        if answer.0 == status || std::time::Instant::now() > deadline {
+            return answer;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn open_sync_socket(
+    server: &TestServer,
+    token: &str,
+    addr: &str,
+) -> Result<
+    tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>,
+    (u16, Value),
+> {
+    use tungstenite::client::IntoClientRequest;
+    let mut request = format!(
+        "ws://127.0.0.1:{}/_matrix/client/unstable/org.hearth.sync/ws?access_token={token}",
+        server.port
+    )
+    .into_client_request()
+    .unwrap();
+    request
+        .headers_mut()
+        .insert("X-Forwarded-For", addr.parse().unwrap());
+    match tungstenite::connect(request) {
+        Ok((socket, _)) => Ok(socket),
+        Err(tungstenite::Error::Http(response)) => {
+            let body = response
+                .body()
+                .as_deref()
+                .and_then(|b| serde_json::from_slice(b).ok())
+                .unwrap_or(Value::Null);
+            Err((response.status().as_u16(), body))
+        }
+        Err(e) => panic!("the socket neither opened nor was refused: {e}"),
+    }
+}
+
+#[test]
+fn open_syncs_and_sockets_are_capped_per_user_and_per_address() {
+    let server = TestServer::start_with_env(&[
+        ("HEARTH_FORWARDED_FOR_HEADER", "true"),
+        ("HEARTH_LIMITS__SYNCS_PER_USER", "2"),
+        ("HEARTH_LIMITS__SYNCS_PER_ADDRESS", "3"),
+        ("HEARTH_LIMITS__SYNC_SOCKETS_PER_USER", "1"),
+        ("HEARTH_LIMITS__SYNC_SOCKETS_PER_ADDRESS", "2"),
+    ]);
+    let (alice, bob, carol) = (
+        user(&server, "alice"),
+        user(&server, "bob"),
+        user(&server, "carol"),
+    );
+    let here = "203.0.113.1";
+    let since = |token: &str| {
+        let (status, body) = quick_sync(&server, token, here);
+        assert_eq!(status, 200, "{body}");
+        body["next_batch"].as_str().unwrap().to_owned()
+    };
+    let alice_since = since(&alice.token);
+
+    // Alice holds two long-polls: a third is refused until one ends.
+    let mut held: Vec<_> = (0..2)
+        .map(|_| hold_sync(&server, &alice.token, &alice_since, here))
+        .collect();
+    assert_limited(until_status(429, || {
+        quick_sync(&server, &alice.token, "203.0.113.7")
+    }));
+    // Bob from the same address may still sync: the address holds two of its three.
+    // (His token is the latest, so that his held sync has nothing new to answer at once.)
+    let bob_since = since(&bob.token);
+    // Once Bob holds one there too, the address is full, whoever asks from it.
+    held.push(hold_sync(&server, &bob.token, &bob_since, here));
+    assert_limited(until_status(429, || {
+        quick_sync(&server, &carol.token, here)
+    }));
+    let (status, body) = quick_sync(&server, &carol.token, "203.0.113.2");
+    assert_eq!(status, 200, "{body}");
+
+    // A client that goes away gives its slot back: its request ends with it.
+    for socket in held.drain(..2) {
+        socket.shutdown(std::net::Shutdown::Both).unwrap();
+    }
+    let (status, body) = until_status(200, || quick_sync(&server, &alice.token, here));
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = until_status(200, || quick_sync(&server, &carol.token, here));
+    assert_eq!(status, 200, "{body}");
+    drop(held);
+
+    // Sockets: one per user, two per address; the upgrade is refused with a 429.
+    let mut first = open_sync_socket(&server, &alice.token, here).expect("alice's socket");
+    let refused = open_sync_socket(&server, &alice.token, "203.0.113.3")
+        .err()
+        .unwrap();
+    assert_limited(refused);
+    let _bobs = open_sync_socket(&server, &bob.token, here).expect("bob's socket");
+    assert_limited(open_sync_socket(&server, &carol.token, here).err().unwrap());
+    assert!(open_sync_socket(&server, &carol.token, "203.0.113.4").is_ok());
+    // Closed, alice's socket is given back.
+    first.close(None).unwrap();
+    let mut again = None;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while again.is_none() && std::time::Instant::now() < deadline {
+        let _ = first.read();
+        match open_sync_socket(&server, &alice.token, "203.0.113.5") {
+            Ok(socket) => again = Some(socket),
+            Err(refused) => {
+                assert_eq!(refused.0, 429, "{}", refused.1);
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+    }
+    assert!(
+        again.is_some(),
+        "alice's closed socket was never given back"
+    );
+}

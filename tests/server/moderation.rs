@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use crate::harness::{TestServer, assert_error};
-use crate::room_support::{self, User, get_event, get_state, join, send_text, user};
+use crate::room_support::{self, User, enc, get_event, get_state, join, send_text, user};
 
 /// Creates a room; `moderators` get power 50. For v10/v11 the creator is listed at 100, as
 /// the default power levels would have it; v12 creators may not be listed.
@@ -769,4 +769,46 @@ fn upgrade_is_refused_without_power_or_with_a_bad_version() {
     assert_eq!(new_levels["users"][&bob.id], 100, "{new_levels}");
     let (_, create) = state(&server, &bob, new, "m.room.create");
     assert!(create.get("additional_creators").is_none(), "{create}");
+}
+
+#[test]
+fn upgrade_moves_local_aliases_and_the_directory_listing() {
+    let server = TestServer::start();
+    let alice = user(&server, "alice");
+    let old = create_room(&server, &alice, "11", "public_chat", &[]);
+    let alias = format!("#lounge:{}", server.server_name());
+    let alias_path = format!("/_matrix/client/v3/directory/room/{}", enc(&alias));
+    let (status, body) = server.send(
+        "PUT",
+        &alias_path,
+        Some(&alice.token),
+        &json!({ "room_id": old }),
+    );
+    assert_eq!(status, 200, "{body}");
+    let listing = |room: &str| format!("/_matrix/client/v3/directory/list/room/{}", enc(room));
+    let (status, body) = server.send(
+        "PUT",
+        &listing(&old),
+        Some(&alice.token),
+        &json!({ "visibility": "public" }),
+    );
+    assert_eq!(status, 200, "{body}");
+
+    let (status, body) = upgrade(&server, &alice, &old, json!({ "new_version": "12" }));
+    assert_eq!(status, 200, "{body}");
+    let new = body["replacement_room"].as_str().unwrap().to_owned();
+
+    let (status, body) = server.get(&alias_path, None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["room_id"], new.as_str(), "the alias moved");
+    for (room, aliases) in [(&old, json!([])), (&new, json!([alias]))] {
+        let (status, body) = server.get(
+            &format!("/_matrix/client/v3/rooms/{}/aliases", enc(room)),
+            Some(&alice.token),
+        );
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["aliases"], aliases, "{room}");
+    }
+    assert_eq!(server.get(&listing(&new), None).1["visibility"], "public");
+    assert_eq!(server.get(&listing(&old), None).1["visibility"], "private");
 }

@@ -285,6 +285,438 @@ fn every_route_refuses_missing_tokens_and_bad_bodies_without_writing() {
     }
 }
 
+/// The known fields of routes with JSON bodies, and their right types: `s` string, `i`
+/// integer, `b` boolean, `o` object, `a` array; `!` marks a required field (which is
+/// also sent as `null`). Taken from the spec's request bodies (as ruma's request types
+/// spell them) and the server's own body types. Routes whose body is free content
+/// (`/send`, `/state` of event types the server does not read, account data, tags) take
+/// any object and are not listed; the state events the server itself reads are.
+const FIELDS: &[(&str, &str, &str)] = &[
+    (
+        "POST",
+        "/_matrix/client/v3/createRoom",
+        "visibility:s room_alias_name:s name:s topic:s invite:a invite_3pid:a room_version:s creation_content:o initial_state:a preset:s is_direct:b power_level_content_override:o",
+    ),
+    (
+        "POST",
+        "/_matrix/client/v3/login",
+        "type:s! identifier:o user:s password:s token:s device_id:s initial_device_display_name:s refresh_token:b",
+    ),
+    (
+        "POST",
+        "/_matrix/client/v3/register",
+        "username:s password:s device_id:s initial_device_display_name:s inhibit_login:b refresh_token:b auth:o guest_access_token:s",
+    ),
+    ("POST", "/_matrix/client/v3/refresh", "refresh_token:s!"),
+    (
+        "POST",
+        "/_matrix/client/v3/account/password",
+        "new_password:s! logout_devices:b auth:o",
+    ),
+    ("POST", "/_matrix/client/v3/account/deactivate", "auth:o"),
+    (
+        "POST",
+        "/_matrix/client/v3/user/{user_id}/filter",
+        "event_fields:a event_format:s presence:o account_data:o room:o",
+    ),
+    ("POST", "/_matrix/client/v3/search", "search_categories:o!"),
+    (
+        "POST",
+        "/_matrix/client/v3/rooms/{room_id}/invite",
+        "user_id:s! reason:s",
+    ),
+    (
+        "POST",
+        "/_matrix/client/v3/rooms/{room_id}/kick",
+        "user_id:s! reason:s",
+    ),
+    (
+        "POST",
+        "/_matrix/client/v3/rooms/{room_id}/ban",
+        "user_id:s! reason:s",
+    ),
+    (
+        "POST",
+        "/_matrix/client/v3/rooms/{room_id}/unban",
+        "user_id:s! reason:s",
+    ),
+    (
+        "POST",
+        "/_matrix/client/v3/rooms/{room_id}/join",
+        "reason:s",
+    ),
+    (
+        "POST",
+        "/_matrix/client/v3/join/{room_id_or_alias}",
+        "reason:s",
+    ),
+    (
+        "POST",
+        "/_matrix/client/v3/knock/{room_id_or_alias}",
+        "reason:s",
+    ),
+    (
+        "POST",
+        "/_matrix/client/v3/rooms/{room_id}/leave",
+        "reason:s",
+    ),
+    (
+        "POST",
+        "/_matrix/client/v3/rooms/{room_id}/upgrade",
+        "new_version:s! additional_creators:a",
+    ),
+    (
+        "PUT",
+        "/_matrix/client/v3/rooms/{room_id}/redact/{event_id}/{txn_id}",
+        "reason:s",
+    ),
+    (
+        "PUT",
+        "/_matrix/client/v3/rooms/{room_id}/typing/{user_id}",
+        "typing:b! timeout:i",
+    ),
+    (
+        "POST",
+        "/_matrix/client/v3/rooms/{room_id}/receipt/{receipt_type}/{event_id}",
+        "thread_id:s",
+    ),
+    (
+        "POST",
+        "/_matrix/client/v3/rooms/{room_id}/read_markers",
+        "m.fully_read:s m.read:s m.read.private:s",
+    ),
+    (
+        "POST",
+        "/_matrix/client/v3/rooms/{room_id}/report/{event_id}",
+        "reason:s",
+    ),
+    (
+        "POST",
+        "/_matrix/client/v3/rooms/{room_id}/report",
+        "reason:s!",
+    ),
+    (
+        "POST",
+        "/_matrix/client/v3/users/{user_id}/report",
+        "reason:s!",
+    ),
+    (
+        "PUT",
+        "/_matrix/client/v3/presence/{user_id}/status",
+        "presence:s! status_msg:s",
+    ),
+    (
+        "PUT",
+        "/_matrix/client/v3/directory/room/{room_alias}",
+        "room_id:s!",
+    ),
+    (
+        "PUT",
+        "/_matrix/client/v3/directory/list/room/{room_id}",
+        "visibility:s",
+    ),
+    (
+        "POST",
+        "/_matrix/client/v3/publicRooms",
+        "limit:i since:s filter:o include_all_networks:b third_party_instance_id:s",
+    ),
+    (
+        "PUT",
+        "/_matrix/client/v3/devices/{device_id}",
+        "display_name:s",
+    ),
+    ("DELETE", "/_matrix/client/v3/devices/{device_id}", "auth:o"),
+    (
+        "POST",
+        "/_matrix/client/v3/delete_devices",
+        "devices:a! auth:o",
+    ),
+    (
+        "PUT",
+        "/_matrix/client/v3/sendToDevice/{event_type}/{txn_id}",
+        "messages:o!",
+    ),
+    (
+        "POST",
+        "/_matrix/client/v3/keys/upload",
+        "device_keys:o one_time_keys:o fallback_keys:o",
+    ),
+    (
+        "POST",
+        "/_matrix/client/v3/keys/query",
+        "device_keys:o! timeout:i",
+    ),
+    (
+        "POST",
+        "/_matrix/client/v3/keys/claim",
+        "one_time_keys:o! timeout:i",
+    ),
+    (
+        "POST",
+        "/_matrix/client/v3/keys/device_signing/upload",
+        "master_key:o self_signing_key:o user_signing_key:o auth:o",
+    ),
+    (
+        "POST",
+        "/_matrix/client/v3/user_directory/search",
+        "search_term:s! limit:i",
+    ),
+    (
+        "POST",
+        "/_matrix/client/v3/pushers/set",
+        "pushkey:s! kind:s! app_id:s! app_display_name:s device_display_name:s profile_tag:s lang:s data:o append:b",
+    ),
+    (
+        "PUT",
+        "/_matrix/client/v3/pushrules/global/{kind}/{rule_id}",
+        "actions:a! conditions:a pattern:s",
+    ),
+    (
+        "PUT",
+        "/_matrix/client/v3/pushrules/global/{kind}/{rule_id}/enabled",
+        "enabled:b!",
+    ),
+    (
+        "PUT",
+        "/_matrix/client/v3/pushrules/global/{kind}/{rule_id}/actions",
+        "actions:a!",
+    ),
+    (
+        "PUT",
+        "/_matrix/client/v3/profile/{user_id}/{key_name}",
+        "displayname:s avatar_url:s",
+    ),
+    (
+        "POST",
+        "/_matrix/client/v3/room_keys/version",
+        "algorithm:s! auth_data:o!",
+    ),
+    ("PUT", "/_matrix/client/v3/room_keys/keys", "rooms:o!"),
+    (
+        "POST",
+        "/_matrix/client/v3/account/3pid/email/requestToken",
+        "client_secret:s! email:s! send_attempt:i! next_link:s",
+    ),
+    (
+        "POST",
+        "/_matrix/client/v3/account/3pid/add",
+        "client_secret:s! sid:s! auth:o",
+    ),
+    (
+        "POST",
+        "/_matrix/client/v3/account/3pid/delete",
+        "address:s! medium:s! id_server:s",
+    ),
+    (
+        "POST",
+        "/_synapse/admin/v1/register",
+        "nonce:s! username:s! password:s! mac:s! admin:b displayname:s",
+    ),
+    (
+        "PUT",
+        "/_synapse/admin/v2/users/{user_id}",
+        "password:s displayname:s avatar_url:s admin:b deactivated:b locked:b",
+    ),
+    (
+        "POST",
+        "/_synapse/admin/v1/reset_password/{user_id}",
+        "new_password:s! logout_devices:b",
+    ),
+    ("POST", "/_synapse/admin/v1/deactivate/{user_id}", "erase:b"),
+    (
+        "POST",
+        "/_synapse/admin/v1/users/{user_id}/override_ratelimit",
+        "messages_per_second:i burst_count:i",
+    ),
+    (
+        "POST",
+        "/_synapse/admin/v1/registration_tokens/new",
+        "token:s uses_allowed:i expiry_time:i length:i",
+    ),
+];
+
+/// State events whose content the server reads itself, with their fields' types.
+const STATE_FIELDS: &[(&str, &str)] = &[
+    (
+        "m.room.power_levels",
+        "users:o users_default:i events:o events_default:i state_default:i ban:i kick:i redact:i invite:i notifications:o",
+    ),
+    ("m.room.join_rules", "join_rule:s! allow:a"),
+    ("m.room.history_visibility", "history_visibility:s!"),
+    ("m.room.guest_access", "guest_access:s!"),
+    ("m.room.canonical_alias", "alias:s alt_aliases:a"),
+    ("m.room.server_acl", "allow:a deny:a allow_ip_literals:b"),
+    ("m.room.encryption", "algorithm:s!"),
+    ("m.room.name", "name:s!"),
+    ("m.room.topic", "topic:s!"),
+    ("m.room.tombstone", "replacement_room:s! body:s"),
+];
+
+/// Values of every type but `kind`; `null` too for a required field.
+fn wrong_values(kind: &str, required: bool) -> Vec<Value> {
+    let all = [
+        ("s", json!("text")),
+        ("s", json!("")),
+        ("i", json!(7)),
+        ("i", json!(-1)),
+        ("i", json!(18_446_744_073_709_551_615_u64)),
+        ("i", json!(-9_223_372_036_854_775_808_i64)),
+        ("i", json!(1e300)),
+        ("i", json!(1.5)),
+        ("b", json!(true)),
+        ("o", json!({})),
+        ("o", json!({ "a": { "b": [1, "x", null] } })),
+        ("a", json!([])),
+        ("a", json!([1, "x", {}, null])),
+    ];
+    let mut values: Vec<Value> = all
+        .into_iter()
+        .filter(|(k, _)| *k != kind)
+        .map(|(_, v)| v)
+        .collect();
+    // A huge number where a number is wanted too, and a string holding one.
+    if kind == "i" {
+        values.extend([json!("10"), json!(1e300), json!(1.5)]);
+    }
+    if required {
+        values.push(Value::Null);
+    }
+    values
+}
+
+/// A known field: its name, its kind and whether it is required.
+type Field = (&'static str, &'static str, bool);
+
+/// The fields of a field list.
+fn parse_fields(spec: &'static str) -> Vec<Field> {
+    spec.split_whitespace()
+        .map(|f| {
+            let (name, kind) = f.rsplit_once(':').unwrap();
+            let required = kind.ends_with('!');
+            (name, kind.trim_end_matches('!'), required)
+        })
+        .collect()
+}
+
+#[test]
+fn every_known_field_of_the_wrong_type_is_refused_without_writing() {
+    let table = route_table();
+    let unknown: Vec<_> = FIELDS
+        .iter()
+        .filter(|(method, path, _)| !table.iter().any(|(m, p)| m == method && p == path))
+        .collect();
+    assert!(unknown.is_empty(), "listed but no route: {unknown:?}");
+    let server = TestServer::start_with_env(&[("HEARTH_REGISTRATION__SHARED_SECRET", SECRET)]);
+    let root = admin(&server, "root");
+    let canary = user(&server, "canary");
+    let walker = user(&server, "walker");
+    let room = create_room(&server, &canary, json!({"preset": "public_chat"}));
+    send_text(&server, &canary, &room, "t1", "hello");
+    // The walker acts on its own room, account and device, so that every body is read
+    // for real rather than refused for want of power first.
+    let own_room = create_room(&server, &walker, json!({"preset": "public_chat"}));
+    let own_event = send_text(&server, &walker, &own_room, "t1", "mine");
+    let values = [
+        ("room_id", enc(&own_room)),
+        ("room_id_or_alias", enc(&own_room)),
+        ("user_id", enc(&walker.id)),
+        ("event_id", enc(&own_event)),
+        ("device_id", enc(&walker.device)),
+        ("server_name", server.server_name()),
+        (
+            "room_alias",
+            enc(&format!("#walk:{}", server.server_name())),
+        ),
+        ("receipt_type", "m.read".to_owned()),
+        ("kind", "override".to_owned()),
+        ("key_name", "displayname".to_owned()),
+    ];
+    let before = snapshot(&server, &root, &canary, &room);
+    let mut problems = Vec::new();
+    let mut sent = 0;
+    let mut cases: Vec<(String, String, Vec<Field>)> = FIELDS
+        .iter()
+        .map(|(m, p, f)| (m.to_string(), p.to_string(), parse_fields(f)))
+        .collect();
+    for (event_type, fields) in STATE_FIELDS {
+        cases.push((
+            "PUT".into(),
+            format!("/_matrix/client/v3/rooms/{{room_id}}/state/{event_type}/"),
+            parse_fields(fields),
+        ));
+    }
+    let explained = |json: &Value| json["errcode"].is_string() || json["flows"].is_array();
+    for (method, template, fields) in &cases {
+        let path = fill(template, &values);
+        // Admin routes as an admin, so that their bodies are read too.
+        let token = if template.starts_with("/_synapse/admin/") {
+            &root.token
+        } else {
+            &walker.token
+        };
+        for (field, kind, required) in fields {
+            for wrong in wrong_values(kind, *required) {
+                let body = json!({ *field: wrong });
+                let answer = send_bytes(
+                    &server,
+                    method,
+                    &path,
+                    Some(token),
+                    body.to_string().into_bytes(),
+                );
+                sent += 1;
+                let (status, json, text) = answer;
+                if !(400..500).contains(&status) || !explained(&json) {
+                    problems.push(format!("{method} {template} {body}: {status} {text}"));
+                }
+            }
+        }
+        // All fields wrong at once.
+        for pick in 0..3 {
+            let body: serde_json::Map<String, Value> = fields
+                .iter()
+                .map(|(field, kind, required)| {
+                    let wrong = wrong_values(kind, *required);
+                    (field.to_string(), wrong[pick % wrong.len()].clone())
+                })
+                .collect();
+            let text = Value::Object(body).to_string();
+            let (status, json, answer) = send_bytes(
+                &server,
+                method,
+                &path,
+                Some(token),
+                text.clone().into_bytes(),
+            );
+            sent += 1;
+            if !(400..500).contains(&status) || !explained(&json) {
+                problems.push(format!("{method} {template} {text}: {status} {answer}"));
+            }
+        }
+    }
+    println!("{sent} requests with wrong-typed fields");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    let (status, _) = server.get("/_matrix/client/versions", None);
+    assert_eq!(status, 200, "the server stopped answering");
+    // The walker's own account and room are as they were too: its token still works
+    // and its room still has its message.
+    let (status, body) = server.get("/_matrix/client/v3/account/whoami", Some(&walker.token));
+    assert_eq!(status, 200, "the walker's session is gone: {body}");
+    let (status, body) = server.get(
+        &format!(
+            "/_matrix/client/v3/rooms/{}/event/{}",
+            enc(&own_room),
+            enc(&own_event)
+        ),
+        Some(&walker.token),
+    );
+    assert_eq!(status, 200, "{body}");
+    let after = snapshot(&server, &root, &canary, &room);
+    for (before, after) in before.iter().zip(&after) {
+        assert_eq!(before, after, "the walk changed what the canary sees");
+    }
+}
+
 /// Writes a request head and `body_len` bytes of body, then reads the whole answer:
 /// it must arrive complete before the server closes the connection.
 fn raw_oversized(server: &TestServer, head: &str, chunked: bool, body_len: usize) -> String {

@@ -55,6 +55,7 @@ pub const TARGETS: &[Target] = &[
         256 << 10,
         true,
     ),
+    target("federation_edu", federation::federation_edu, 64 << 10, true),
 ];
 
 pub fn find(name: &str) -> Option<&'static Target> {

@@ -9,8 +9,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::api::AppState;
-use crate::api::extract::{Auth, MatrixJson, Path, Query};
+use crate::api::extract::{Auth, ClientAddr, MatrixJson, Path, Query};
 use crate::error::{Error, Result};
+use crate::service::open_syncs::SyncKind;
 use crate::service::presence::PresenceState;
 use crate::service::sync::{SyncRequest, SyncToken};
 
@@ -81,9 +82,15 @@ impl SyncParams {
 
 async fn sync(
     State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     Auth(authed): Auth,
     Query(params): Query<SyncParams>,
 ) -> Result<Json<Value>> {
+    // Held until the answer is ready, or until the client leaves (hyper then drops this
+    // future, and the slot with it).
+    let _slot = state
+        .open_syncs
+        .admit(SyncKind::LongPoll, &authed.user_id, addr.as_deref())?;
     let request = params.to_request(&state, &authed.user_id)?;
     Ok(Json(
         state

@@ -16,9 +16,10 @@ use tokio::time::Instant;
 use super::rooms::{parse_room_id, send::send_message, state::send_state_event};
 use super::sync::SyncParams;
 use crate::api::AppState;
-use crate::api::extract::{AuthWithToken, Query};
+use crate::api::extract::{AuthWithToken, ClientAddr, Query};
 use crate::error::{Error, ErrorKind, Result};
 use crate::service::e2ee::MAX_TO_DEVICE_PER_SYNC;
+use crate::service::open_syncs::SyncKind;
 use crate::service::presence::PresenceState;
 use crate::service::sessions::Authed;
 use crate::service::sync::{SyncRequest, SyncToken};
@@ -42,6 +43,7 @@ pub fn routes() -> Router<AppState> {
 /// Matrix error response, as `/sync` gives.
 async fn upgrade(
     State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     AuthWithToken(authed, token): AuthWithToken,
     Query(params): Query<SyncParams>,
     upgrade: std::result::Result<
@@ -57,6 +59,10 @@ async fn upgrade(
             format!("This endpoint needs a WebSocket upgrade: {e}"),
         )
     })?;
+    // Refused with 429 before the upgrade; held for the socket's life.
+    let slot = state
+        .open_syncs
+        .admit(SyncKind::Socket, &authed.user_id, addr.as_deref())?;
     let request = params.to_request(&state, &authed.user_id)?;
     // A client's frames are requests: no bigger than an HTTP request body may be.
     let upgrade = upgrade
@@ -64,6 +70,7 @@ async fn upgrade(
         .max_message_size(state.config.max_request_bytes)
         .max_frame_size(state.config.max_request_bytes);
     Ok(upgrade.on_upgrade(move |socket| async move {
+        let _slot = slot;
         let session = Session {
             state,
             authed,

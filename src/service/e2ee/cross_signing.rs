@@ -192,22 +192,11 @@ impl Services {
 
     /// An `m.signing_key_update` EDU: the remote user's keys changed.
     pub fn signing_key_update_edu(&self, origin: &ruma::ServerName, content: &Value) -> Result<()> {
-        #[derive(Deserialize)]
-        struct Update {
-            user_id: OwnedUserId,
-        }
-        let update: Update = serde_json::from_value(content.clone())
-            .map_err(|e| Error::bad_json(format!("bad m.signing_key_update EDU: {e}")))?;
-        if update.user_id.server_name() != origin {
-            return Err(Error::forbidden(format!(
-                "{origin} may not speak for {}",
-                update.user_id
-            )));
-        }
-        if !self.shares_room_with_local_user(&update.user_id)? {
+        let user_id = crate::service::federation::edus::signing_key_update(origin, content)?;
+        if !self.shares_room_with_local_user(&user_id)? {
             return Ok(());
         }
-        self.device_list_changed(&update.user_id, None, false)
+        self.device_list_changed(&user_id, None, false)
     }
 
     /// `/keys/signatures/upload`: each signed object checked and its new signatures

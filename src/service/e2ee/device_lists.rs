@@ -155,22 +155,7 @@ impl Services {
     /// An `m.device_list_update` EDU from `origin` about one of its users: the user's
     /// devices changed, for local users who share a room with them.
     pub fn device_list_update_edu(&self, origin: &ruma::ServerName, content: &Value) -> Result<()> {
-        #[derive(serde::Deserialize)]
-        struct Update {
-            user_id: OwnedUserId,
-            device_id: String,
-            #[serde(default)]
-            deleted: Option<bool>,
-        }
-        let update: Update = serde_json::from_value(content.clone()).map_err(|e| {
-            crate::error::Error::bad_json(format!("bad m.device_list_update EDU: {e}"))
-        })?;
-        if update.user_id.server_name() != origin {
-            return Err(crate::error::Error::forbidden(format!(
-                "{origin} may not speak for {}",
-                update.user_id
-            )));
-        }
+        let update = crate::service::federation::edus::device_list_update(origin, content)?;
         if !self.shares_room_with_local_user(&update.user_id)? {
             return Ok(());
         }

@@ -5,11 +5,10 @@
 use std::collections::{BTreeMap, HashSet};
 
 use ruma::{DeviceId, OwnedUserId, ServerName, UserId};
-use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::lock;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::service::Services;
 use crate::store::{ToDeviceRecord, to_device_client_txn, to_device_edu_txn};
 
@@ -23,16 +22,6 @@ pub const MAX_PER_SYNC: usize = 100;
 
 /// `{user: {device or "*": content}}`.
 pub type Messages = BTreeMap<OwnedUserId, BTreeMap<String, Map<String, Value>>>;
-
-/// An `m.direct_to_device` EDU's content.
-#[derive(Deserialize)]
-struct DirectToDevice {
-    sender: OwnedUserId,
-    #[serde(rename = "type")]
-    event_type: String,
-    message_id: String,
-    messages: Messages,
-}
 
 impl Services {
     /// `PUT /sendToDevice/{type}/{txnId}` from a local device. A repeated transaction
@@ -82,21 +71,13 @@ impl Services {
 
     /// An `m.direct_to_device` EDU: messages from a user of `origin` for local devices.
     pub fn direct_to_device_edu(&self, origin: &ServerName, content: &Value) -> Result<()> {
-        let edu: DirectToDevice = serde_json::from_value(content.clone())
-            .map_err(|e| Error::bad_json(format!("bad m.direct_to_device EDU: {e}")))?;
-        if edu.sender.server_name() != origin {
-            return Err(Error::forbidden(format!(
-                "{origin} may not speak for {}",
-                edu.sender
-            )));
-        }
-        let local: Messages = edu
-            .messages
-            .into_iter()
-            .filter(|(user, _)| user.server_name() == self.server_name())
-            .collect();
+        let edu = crate::service::federation::edus::direct_to_device(
+            origin,
+            self.server_name(),
+            content,
+        )?;
         let txn = to_device_edu_txn(origin.as_str(), &edu.message_id);
-        self.deliver_to_device(&edu.sender, &edu.event_type, local, &[], &txn)?;
+        self.deliver_to_device(&edu.sender, &edu.event_type, edu.messages, &[], &txn)?;
         Ok(())
     }
 

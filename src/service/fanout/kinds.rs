@@ -51,6 +51,10 @@ impl Services {
                 Ok(room_id) => self.resume_room_creation(&room_id).await,
                 Err(e) => unreadable(e),
             },
+            FanoutKind::UpgradeRoom => match RoomId::parse(subject) {
+                Ok(room_id) => self.resume_room_upgrade(&room_id).await,
+                Err(e) => unreadable(e),
+            },
         }
     }
 

@@ -16,6 +16,7 @@
 pub mod acl;
 pub mod backfill;
 pub mod client;
+pub mod edus;
 pub mod events;
 pub mod fetch;
 pub mod gaps;

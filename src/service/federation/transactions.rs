@@ -5,13 +5,14 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use ruma::{OwnedEventId, OwnedServerName, RoomId, ServerName, UserId};
+use ruma::{OwnedEventId, OwnedServerName, RoomId, ServerName};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::error::{Error, Result};
 use crate::event::PublicKeyMap;
 use crate::service::Services;
+use crate::service::federation::edus;
 use crate::service::rooms::{PduError, Received};
 
 /// The spec's limits on one transaction.
@@ -199,63 +200,26 @@ impl Services {
 
     /// A remote user's typing, only from their own server and only while joined.
     fn typing_edu(self: &Arc<Self>, origin: &ServerName, content: &Value) -> Result<()> {
-        #[derive(Deserialize)]
-        struct Typing {
-            room_id: ruma::OwnedRoomId,
-            user_id: ruma::OwnedUserId,
-            typing: bool,
-        }
-        let t: Typing = serde_json::from_value(content.clone())
-            .map_err(|e| Error::bad_json(format!("bad m.typing EDU: {e}")))?;
-        check_user_origin(&t.user_id, origin)?;
+        let t = edus::typing(origin, content)?;
         self.check_server_acl(&t.room_id, origin)?;
         let timeout = t.typing.then_some(std::time::Duration::from_secs(30));
         self.set_typing(&t.room_id, &t.user_id, timeout)
     }
 
-    /// Remote users' read receipts: `{room: {"m.read": {user: {event_ids, data}}}}`.
+    /// Remote users' read receipts, in rooms whose ACL lets the origin in.
     fn receipt_edu(&self, origin: &ServerName, content: &Value) -> Result<()> {
-        #[derive(Deserialize)]
-        struct UserReceipt {
-            event_ids: Vec<OwnedEventId>,
-            #[serde(default)]
-            data: ReceiptData,
-        }
-        #[derive(Deserialize, Default)]
-        struct ReceiptData {
-            thread_id: Option<String>,
-        }
-        type Receipts = std::collections::BTreeMap<
-            ruma::OwnedRoomId,
-            std::collections::BTreeMap<
-                String,
-                std::collections::BTreeMap<ruma::OwnedUserId, UserReceipt>,
-            >,
-        >;
-        let receipts: Receipts = serde_json::from_value(content.clone())
-            .map_err(|e| Error::bad_json(format!("bad m.receipt EDU: {e}")))?;
-        for (room_id, by_type) in receipts {
-            if self.check_server_acl(&room_id, origin).is_err() {
+        for receipt in edus::receipts(origin, content)? {
+            if self.check_server_acl(&receipt.room_id, origin).is_err() {
                 continue;
             }
-            let Some(users) = by_type.get("m.read") else {
-                continue;
-            };
-            for (user_id, receipt) in users {
-                if check_user_origin(user_id, origin).is_err() {
-                    continue;
-                }
-                for event_id in &receipt.event_ids {
-                    if let Err(e) = self.set_receipt(
-                        user_id,
-                        &room_id,
-                        "m.read",
-                        event_id.as_str(),
-                        receipt.data.thread_id.as_deref(),
-                    ) {
-                        tracing::debug!(%user_id, %event_id, error = %e.message, "remote receipt refused");
-                    }
-                }
+            if let Err(e) = self.set_receipt(
+                &receipt.user_id,
+                &receipt.room_id,
+                "m.read",
+                receipt.event_id.as_str(),
+                receipt.thread_id.as_deref(),
+            ) {
+                tracing::debug!(user_id = %receipt.user_id, event_id = %receipt.event_id, error = %e.message, "remote receipt refused");
             }
         }
         Ok(())
@@ -263,33 +227,13 @@ impl Services {
 
     /// Remote users' presence, only from their own server.
     fn presence_edu(&self, origin: &ServerName, content: &Value) -> Result<()> {
-        #[derive(Deserialize)]
-        struct Push {
-            push: Vec<Update>,
-        }
-        #[derive(Deserialize)]
-        struct Update {
-            user_id: ruma::OwnedUserId,
-            presence: String,
-            #[serde(default)]
-            status_msg: Option<String>,
-            #[serde(default)]
-            last_active_ago: Option<u64>,
-            #[serde(default)]
-            currently_active: Option<bool>,
-        }
-        let push: Push = serde_json::from_value(content.clone())
-            .map_err(|e| Error::bad_json(format!("bad m.presence EDU: {e}")))?;
-        for update in push.push {
-            if check_user_origin(&update.user_id, origin).is_err() {
-                continue;
-            }
+        for update in edus::presence(origin, content)? {
             self.set_remote_presence(
                 &update.user_id,
-                &update.presence,
+                update.state,
                 update.status_msg,
                 update.last_active_ago,
-                update.currently_active.unwrap_or(false),
+                update.currently_active,
             );
         }
         Ok(())
@@ -324,15 +268,5 @@ impl Services {
                 tracing::warn!(room = %room_id, error = %e.message, "cannot find the room's servers")
             }
         }
-    }
-}
-
-fn check_user_origin(user_id: &UserId, origin: &ServerName) -> Result<()> {
-    if user_id.server_name() == origin {
-        Ok(())
-    } else {
-        Err(Error::forbidden(format!(
-            "{origin} may not speak for {user_id}"
-        )))
     }
 }

@@ -12,7 +12,7 @@ use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::timeline::EventTemplate;
+use super::timeline::{CreationIntent, EventTemplate};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{PowerLevels, RoomVersion, canonical_json};
 use crate::service::Services;
@@ -123,6 +123,7 @@ fn check_initial_content(
     canonical_json(&Value::Object(power_levels.clone()))?;
     for template in &request.initial_state {
         canonical_json(&template.content)?;
+        super::check_state_content(&template.event_type, &template.content)?;
     }
     let levels = PowerLevels::from_content_in(version, power_levels)?;
     if version.creators_have_infinite_power() {
@@ -266,7 +267,7 @@ impl Services {
                 creator,
                 Value::Object(create),
                 legacy_room_id,
-                Some(intent),
+                Some(CreationIntent::CreateRoom(intent)),
             )
             .await?;
         if let Some(alias) = &request.alias {

@@ -13,6 +13,7 @@ mod receive;
 mod receive_tests;
 mod resolution;
 mod state;
+mod state_content;
 mod timeline;
 mod upgrade;
 
@@ -37,6 +38,7 @@ pub use membership::MembershipChange;
 pub use outliers::OutlierInput;
 pub use receive::{PduError, Placement, Received, check_signatures, parse_pdu};
 pub use state::StateIds;
+pub use state_content::check_state_content;
 pub use timeline::{AuthState, EventTemplate, TxnRef};
 
 /// State group records kept in memory (per generation, see [`Cache`]). Sync and sends

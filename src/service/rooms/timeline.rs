@@ -15,6 +15,7 @@ use crate::event::{
     build_signed_pdu, canonical_json, room_id_for_create_event,
 };
 use crate::service::direct::direct_inviter;
+use crate::service::fanout::FanoutKind;
 use crate::service::search;
 use crate::service::{Services, now_ms};
 use crate::store::{EventRecord, EventStatus, RoomRecord, TxnKey};
@@ -88,18 +89,31 @@ pub struct TxnRef {
 /// The most prev_events a new event names; more extremities are merged by later events.
 const MAX_PREV_EVENTS: usize = 20;
 
+/// A fan-out intent written with a new room's create event, so that what the caller goes
+/// on to write is finished at the next start if a crash cuts it short.
+pub enum CreationIntent {
+    /// A `createRoom` request; the subject is the new room (see `create.rs`).
+    CreateRoom(Value),
+    /// A room upgrade's plan; the subject is the old room, and the new room's ID is added
+    /// to the plan as `new_room` (see `upgrade.rs`).
+    UpgradeRoom {
+        old_room: OwnedRoomId,
+        plan: serde_json::Map<String, Value>,
+    },
+}
+
 impl Services {
     /// Creates a room from its `m.room.create` content and returns the room ID. The
     /// caller goes on to add the rest of the initial state with `append_event`; with
-    /// `creation` (a `createRoom` request), a `CreateRoom` fan-out intent written with the
-    /// create event finishes that after a crash (see `create.rs`).
+    /// `creation`, a fan-out intent written with the create event finishes that after a
+    /// crash (see [`CreationIntent`]).
     pub async fn append_create_event(
         &self,
         version: RoomVersion,
         sender: &UserId,
         content: Value,
         legacy_room_id: Option<OwnedRoomId>,
-        creation: Option<Value>,
+        creation: Option<CreationIntent>,
     ) -> Result<(OwnedRoomId, OwnedEventId)> {
         let mut new = NewPdu {
             room_id: legacy_room_id.clone(),
@@ -170,13 +184,25 @@ impl Services {
                 last_stream: stream,
             },
         )?;
-        if let Some(request) = creation {
-            self.fanout.stage_with(
-                &mut batch,
-                room_id.as_str(),
-                crate::service::fanout::FanoutKind::CreateRoom,
-                Some(request),
-            )?;
+        match creation {
+            Some(CreationIntent::CreateRoom(request)) => {
+                self.fanout.stage_with(
+                    &mut batch,
+                    room_id.as_str(),
+                    FanoutKind::CreateRoom,
+                    Some(request),
+                )?;
+            }
+            Some(CreationIntent::UpgradeRoom { old_room, mut plan }) => {
+                plan.insert("new_room".into(), Value::String(room_id.to_string()));
+                self.fanout.stage_with(
+                    &mut batch,
+                    old_room.as_str(),
+                    FanoutKind::UpgradeRoom,
+                    Some(Value::Object(plan)),
+                )?;
+            }
+            None => {}
         }
         self.store.write(batch)?;
         ticket.publish(&room_id, Some(sender.to_owned()));

@@ -3,15 +3,18 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
+use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::create::{default_power_levels, membership_content};
-use super::timeline::EventTemplate;
+use super::timeline::{CreationIntent, EventTemplate};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::power_levels::integer_levels_content;
 use crate::event::{Power, PowerLevels, RoomPowers, RoomVersion};
 use crate::service::Services;
+use crate::service::fanout::FanoutKind;
+use crate::store::AliasRecord;
 
 /// The state the spec recommends carrying over, plus the canonical alias (as Synapse
 /// does while moving aliases). Membership is never copied: it cannot be impersonated.
@@ -38,6 +41,14 @@ type StateContents = BTreeMap<(String, String), Map<String, Value>>;
 impl Services {
     /// Upgrades `room_id` to `new_version` for `user`; returns the replacement room.
     /// `additional_creators` only counts where the new version knows creators.
+    ///
+    /// The new room's create event is written together with an `UpgradeRoom` fan-out
+    /// intent holding the whole plan (every event still to write, in order), and the
+    /// intent is deleted in the write that moves the aliases, the last step. A crash in
+    /// between leaves the intent, and the next start (or a retry of the request) finishes
+    /// the upgrade from it, each event skipped when already current: so a new room is
+    /// either whole with the old room's tombstone naming it, or, before the restart has
+    /// finished it, not yet named by any tombstone.
     pub async fn upgrade_room(
         &self,
         room_id: &RoomId,
@@ -46,17 +57,23 @@ impl Services {
         additional_creators: Vec<OwnedUserId>,
     ) -> Result<OwnedRoomId> {
         let new_version = self.parse_room_version(Some(new_version))?;
-        let room = self
-            .store
-            .room(room_id.as_str())?
-            .ok_or_else(|| Error::not_found(format!("Unknown room {room_id}")))?;
-        let old_version = room.version;
+        if self.store.room(room_id.as_str())?.is_none() {
+            return Err(Error::not_found(format!("Unknown room {room_id}")));
+        }
         // One upgrade at a time, so that two requests cannot both create a replacement.
         let _upgrading = self.rooms.upgrades.lock().await;
 
         if !self.is_joined(room_id, user)? {
             return Err(Error::forbidden("You are not joined to this room"));
         }
+        // An upgrade of this room cut short by a crash is finished first; a retry of
+        // that request then finds its room below.
+        self.finish_pending_upgrade(room_id).await?;
+        let room = self
+            .store
+            .room(room_id.as_str())?
+            .ok_or_else(|| Error::not_found(format!("Unknown room {room_id}")))?;
+        let old_version = room.version;
         let state = self.state_contents(room_id)?;
         let create = self
             .current_state_pdu(room_id, old_version, "m.room.create", "")?
@@ -104,6 +121,19 @@ impl Services {
         create_content.insert("predecessor".into(), predecessor);
         new_creators.insert(user.to_owned());
 
+        let plan = self.plan_upgrade(
+            old_version,
+            new_version,
+            &state,
+            &powers,
+            user,
+            &new_creators,
+        )?;
+        let plan = match serde_json::to_value(&plan) {
+            Ok(Value::Object(plan)) => plan,
+            Ok(_) => return Err(Error::internal("upgrade plan is not an object")),
+            Err(e) => return Err(Error::internal(format!("upgrade plan: {e}"))),
+        };
         let legacy_room_id = self.legacy_room_id(new_version)?;
         let (new_room, _) = self
             .append_create_event(
@@ -111,43 +141,77 @@ impl Services {
                 user,
                 Value::Object(create_content),
                 legacy_room_id,
-                None,
+                Some(CreationIntent::UpgradeRoom {
+                    old_room: room_id.to_owned(),
+                    plan,
+                }),
             )
             .await?;
-        self.append_member_event(&new_room, user, user, membership_content("join"))
-            .await?;
-        let levels = upgraded_power_levels(
-            old_version,
-            new_version,
-            &powers,
-            state.get(&key("m.room.power_levels", "")),
-            user,
-            &new_creators,
-        )?;
-        self.append_event(
-            &new_room,
-            user,
-            EventTemplate::state("m.room.power_levels", "", Value::Object(levels)),
-            None,
-        )
-        .await?;
-        let is_space = old_create.get("type").and_then(Value::as_str) == Some("m.space");
-        for ((event_type, state_key), content) in &state {
-            let copy = (TRANSFERABLE.contains(&event_type.as_str()) && state_key.is_empty())
-                || (is_space && event_type == "m.space.child");
-            if copy {
-                self.append_event(
-                    &new_room,
-                    user,
-                    EventTemplate::state(event_type, state_key, Value::Object(content.clone())),
-                    None,
-                )
-                .await?;
+        self.finish_pending_upgrade(room_id).await?;
+        tracing::info!(old = %room_id, new = %new_room, version = %new_version, user = %user, "room upgraded");
+        Ok(new_room)
+    }
+
+    /// Finishes an upgrade of `room_id` a crash cut short, from the intent written with
+    /// the new room's create event (the fan-out worker at start-up).
+    pub(crate) async fn resume_room_upgrade(&self, room_id: &RoomId) -> Result<()> {
+        let _upgrading = self.rooms.upgrades.lock().await;
+        tracing::info!(%room_id, "finishing a room upgrade cut short");
+        if let Err(e) = self.finish_pending_upgrade(room_id).await {
+            tracing::warn!(%room_id, error = %e, "a room upgrade cut short could not be finished");
+        }
+        Ok(())
+    }
+
+    /// Carries out the room's upgrade intent, if it has one; answers the new room. The
+    /// caller holds the upgrade lock. A step refused (other than those allowed to be)
+    /// ends the intent, as a request refused without a crash would leave things.
+    async fn finish_pending_upgrade(&self, room_id: &RoomId) -> Result<Option<OwnedRoomId>> {
+        let Some(payload) = self
+            .store
+            .fanout_intents(room_id.as_str())?
+            .into_iter()
+            .filter(|i| i.kind == FanoutKind::UpgradeRoom)
+            .filter_map(|i| i.record.payload)
+            .next_back()
+        else {
+            return Ok(None);
+        };
+        let plan: UpgradePlan = match serde_json::from_value(payload) {
+            Ok(plan) => plan,
+            Err(e) => {
+                tracing::error!(%room_id, error = %e, "dropping an unreadable room upgrade intent");
+                self.end_upgrade(room_id, None).await?;
+                return Ok(None);
+            }
+        };
+        match self.carry_out_upgrade(room_id, &plan).await {
+            Ok(new_room) => Ok(Some(new_room)),
+            Err(e) => {
+                self.end_upgrade(room_id, None).await?;
+                Err(e)
             }
         }
-        self.copy_bans(&state, &new_room, user, &new_creators)
-            .await?;
+    }
 
+    /// The steps after the new room's create event, each skipped when already done.
+    async fn carry_out_upgrade(&self, room_id: &RoomId, plan: &UpgradePlan) -> Result<OwnedRoomId> {
+        let new_room = plan
+            .new_room
+            .clone()
+            .ok_or_else(|| Error::internal("upgrade intent without its new room"))?;
+        let user = &plan.upgrader;
+        self.append_member_event(&new_room, user, user, membership_content("join"))
+            .await?;
+        for template in &plan.new_state {
+            self.append_event(&new_room, user, template.clone(), None)
+                .await?;
+        }
+        // Bans carry over (as in Synapse) where the rules let the upgrader issue them; a
+        // ban the new room's power levels refuse is left out rather than failing.
+        for ban in &plan.bans {
+            self.append_allowed(&new_room, user, ban.clone()).await?;
+        }
         self.append_event(
             room_id,
             user,
@@ -162,15 +226,130 @@ impl Services {
             None,
         )
         .await?;
-        self.lock_old_room(
-            room_id,
-            old_version,
-            user,
-            state.get(&key("m.room.power_levels", "")),
-        )
-        .await?;
-        tracing::info!(old = %room_id, new = %new_room, version = %new_version, user = %user, "room upgraded");
+        // The upgrade stands even when the upgrader may not change the old room's levels.
+        if let Some(levels) = &plan.restricted_levels {
+            self.append_allowed(
+                room_id,
+                user,
+                EventTemplate::state("m.room.power_levels", "", Value::Object(levels.clone())),
+            )
+            .await?;
+        }
+        self.end_upgrade(room_id, Some(&new_room)).await?;
         Ok(new_room)
+    }
+
+    /// Appends an event the upgrade can do without: refused by the auth rules, it is
+    /// logged and left out.
+    async fn append_allowed(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        template: EventTemplate,
+    ) -> Result<()> {
+        let what = format!("{} {:?}", template.event_type, template.state_key);
+        match self.append_event(room, user, template, None).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind == ErrorKind::Forbidden => {
+                tracing::warn!(%room, event = %what, error = %e, "left out of a room upgrade");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The last write of an upgrade: the old room's local aliases point to the new room
+    /// (spec: the server SHOULD move them), the new room takes the old one's place in
+    /// the published directory (as Synapse), and the intent is deleted, all in one batch.
+    /// Without `new_room` only the intent is deleted.
+    async fn end_upgrade(&self, room_id: &RoomId, new_room: Option<&RoomId>) -> Result<()> {
+        let mut batch = self.store.batch();
+        let _aliases = match new_room {
+            Some(new_room) => {
+                let guard = Some(self.lock_aliases().await);
+                for alias in self.store.room_aliases(room_id.as_str())? {
+                    if let Some(record) = self.store.alias(&alias)?
+                        && record.room_id.as_str() == room_id.as_str()
+                    {
+                        batch.delete_alias(&alias, &record);
+                        batch.put_alias(
+                            &alias,
+                            &AliasRecord {
+                                room_id: new_room.to_owned(),
+                                creator: record.creator,
+                            },
+                        )?;
+                    }
+                }
+                if self.store.is_published(room_id.as_str())? {
+                    batch.set_published(room_id.as_str(), false)?;
+                    batch.set_published(new_room.as_str(), true)?;
+                }
+                guard
+            }
+            None => None,
+        };
+        for intent in self.store.fanout_intents(room_id.as_str())? {
+            if intent.kind == FanoutKind::UpgradeRoom {
+                batch.delete_fanout_intent(room_id.as_str(), intent.kind, intent.generation);
+            }
+        }
+        self.store.write(batch)?;
+        Ok(())
+    }
+
+    /// Every event the upgrade writes after the new room's create event, worked out from
+    /// the old room's state before anything is written.
+    fn plan_upgrade(
+        &self,
+        old_version: RoomVersion,
+        new_version: RoomVersion,
+        state: &StateContents,
+        powers: &RoomPowers,
+        user: &UserId,
+        new_creators: &BTreeSet<OwnedUserId>,
+    ) -> Result<UpgradePlan> {
+        let old_levels = state.get(&key("m.room.power_levels", ""));
+        let levels = upgraded_power_levels(
+            old_version,
+            new_version,
+            powers,
+            old_levels,
+            user,
+            new_creators,
+        )?;
+        let mut new_state = vec![EventTemplate::state(
+            "m.room.power_levels",
+            "",
+            Value::Object(levels),
+        )];
+        let old_create = state_content(state, "m.room.create", "");
+        let is_space = old_create.get("type").and_then(Value::as_str) == Some("m.space");
+        for ((event_type, state_key), content) in state {
+            let copy = (TRANSFERABLE.contains(&event_type.as_str()) && state_key.is_empty())
+                || (is_space && event_type == "m.space.child");
+            if copy {
+                new_state.push(EventTemplate::state(
+                    event_type,
+                    state_key,
+                    Value::Object(content.clone()),
+                ));
+            }
+        }
+        let restricted_levels = match old_levels {
+            Some(content) => restricted_levels(old_version, content)?,
+            None => {
+                tracing::warn!("old room has no power levels to restrict");
+                None
+            }
+        };
+        Ok(UpgradePlan {
+            upgrader: user.to_owned(),
+            new_room: None,
+            new_state,
+            bans: carried_bans(state, new_creators),
+            restricted_levels,
+        })
     }
 
     fn state_contents(&self, room_id: &RoomId) -> Result<StateContents> {
@@ -208,95 +387,65 @@ impl Services {
             _ => None,
         })
     }
+}
 
-    /// Bans carry over (as in Synapse) where the rules let the upgrader issue them; a ban
-    /// the new room's power levels refuse is left out rather than failing the upgrade.
-    async fn copy_bans(
-        &self,
-        state: &StateContents,
-        new_room: &RoomId,
-        user: &UserId,
-        new_creators: &BTreeSet<OwnedUserId>,
-    ) -> Result<()> {
-        for ((event_type, target), content) in state {
-            if event_type != "m.room.member"
-                || content.get("membership").and_then(Value::as_str) != Some("ban")
-                || new_creators.iter().any(|c| c.as_str() == target)
-            {
-                continue;
-            }
-            let mut ban = json!({ "membership": "ban" });
-            if let Some(reason) = content.get("reason").filter(|r| r.is_string()) {
-                ban["reason"] = reason.clone();
-            }
-            match self
-                .append_event(
-                    new_room,
-                    user,
-                    EventTemplate::state("m.room.member", target, ban),
-                    None,
-                )
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if e.kind == ErrorKind::Forbidden => {
-                    tracing::warn!(room = %new_room, banned = %target, error = %e, "ban not carried over");
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-
-    /// Raises `events_default` and `invite` to `max(50, users_default + 1)`, as the spec
-    /// suggests, so ordinary users can no longer talk or invite in the old room. The
-    /// upgrade stands even when the upgrader lacks the power to change the levels.
-    async fn lock_old_room(
-        &self,
-        room_id: &RoomId,
-        version: RoomVersion,
-        user: &UserId,
-        power_levels: Option<&Map<String, Value>>,
-    ) -> Result<Option<OwnedEventId>> {
-        let Some(content) = power_levels else {
-            tracing::warn!(room = %room_id, "old room has no power levels to restrict");
-            return Ok(None);
-        };
-        let levels = PowerLevels::from_content_in(version, content)?;
-        let restricted = 50
-            .max(levels.users_default.saturating_add(1))
-            .min(MAX_LEVEL);
-        let mut content = content.clone();
-        let mut changed = false;
-        for (field, current) in [
-            ("events_default", levels.events_default),
-            ("invite", levels.invite),
-        ] {
-            if current < restricted {
-                content.insert(field.into(), json!(restricted));
-                changed = true;
-            }
-        }
-        if !changed {
-            return Ok(None);
-        }
-        match self
-            .append_event(
-                room_id,
-                user,
-                EventTemplate::state("m.room.power_levels", "", Value::Object(content)),
-                None,
-            )
-            .await
+/// The old room's bans, to be issued again in the new room (creators cannot be banned).
+fn carried_bans(state: &StateContents, new_creators: &BTreeSet<OwnedUserId>) -> Vec<EventTemplate> {
+    let mut bans = Vec::new();
+    for ((event_type, target), content) in state {
+        if event_type != "m.room.member"
+            || content.get("membership").and_then(Value::as_str) != Some("ban")
+            || new_creators.iter().any(|c| c.as_str() == target)
         {
-            Ok(id) => Ok(Some(id)),
-            Err(e) if e.kind == ErrorKind::Forbidden => {
-                tracing::warn!(room = %room_id, error = %e, "could not restrict the old room's power levels");
-                Ok(None)
-            }
-            Err(e) => Err(e),
+            continue;
+        }
+        let mut ban = json!({ "membership": "ban" });
+        if let Some(reason) = content.get("reason").filter(|r| r.is_string()) {
+            ban["reason"] = reason.clone();
+        }
+        bans.push(EventTemplate::state("m.room.member", target, ban));
+    }
+    bans
+}
+
+/// The old room's power levels with `events_default` and `invite` raised to
+/// `max(50, users_default + 1)`, as the spec suggests, so ordinary users can no longer
+/// talk or invite there; `None` when they are that high already.
+fn restricted_levels(
+    version: RoomVersion,
+    content: &Map<String, Value>,
+) -> Result<Option<Map<String, Value>>> {
+    let levels = PowerLevels::from_content_in(version, content)?;
+    let restricted = 50
+        .max(levels.users_default.saturating_add(1))
+        .min(MAX_LEVEL);
+    let mut content = content.clone();
+    let mut changed = false;
+    for (field, current) in [
+        ("events_default", levels.events_default),
+        ("invite", levels.invite),
+    ] {
+        if current < restricted {
+            content.insert(field.into(), json!(restricted));
+            changed = true;
         }
     }
+    Ok(changed.then_some(content))
+}
+
+/// What an upgrade writes after the new room's create event, kept in its `UpgradeRoom`
+/// fan-out intent until the last step is written.
+#[derive(Debug, Serialize, Deserialize)]
+struct UpgradePlan {
+    upgrader: OwnedUserId,
+    /// Added to the intent by `append_create_event`, which makes the room.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    new_room: Option<OwnedRoomId>,
+    /// The new room's power levels, then the copied state.
+    new_state: Vec<EventTemplate>,
+    bans: Vec<EventTemplate>,
+    /// The old room's power levels restricted, when they change.
+    restricted_levels: Option<Map<String, Value>>,
 }
 
 fn key(event_type: &str, state_key: &str) -> (String, String) {

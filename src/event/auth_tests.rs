@@ -861,6 +861,31 @@ fn rule_8_required_power_level() {
 }
 
 #[test]
+fn a_member_cannot_set_the_first_power_levels() {
+    // Without an m.room.power_levels event, state needs 50 (the spec's default
+    // state_default), which only the creator has: nobody else can set the first power
+    // levels, or any other state, of such a room.
+    for v in RoomVersion::ALL {
+        let mut fx = Fixture::new(v, ALICE);
+        fx.join(ALICE);
+        fx.send(ALICE, JOIN_RULES, Some(""), json!({"join_rule": "public"}));
+        fx.join(BOB);
+        let content = json!({"users": {BOB: 100}});
+        let grab = fx.build(BOB, POWER_LEVELS, Some(""), content.clone());
+        fx.assert_rejected(
+            &grab,
+            "sender lacks power to send m.room.power_levels: needs 50, has 0",
+        );
+        let topic = fx.build(BOB, "m.room.topic", Some(""), json!({"topic": "mine"}));
+        fx.assert_rejected(&topic, "needs 50, has 0");
+        let message = fx.build(BOB, "m.room.message", None, json!({"body": "hi"}));
+        fx.assert_allowed(&message);
+        let first = fx.build(ALICE, POWER_LEVELS, Some(""), json!({"users": {MOD: 50}}));
+        fx.assert_allowed(&first);
+    }
+}
+
+#[test]
 fn rule_9_user_state_keys_belong_to_their_user() {
     for v in RoomVersion::ALL {
         let mut fx = room(v);

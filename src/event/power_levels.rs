@@ -165,12 +165,12 @@ pub fn integer_levels_content(
 }
 
 impl PowerLevels {
-    /// The levels in force when the room has no `m.room.power_levels` event.
+    /// The levels in force when the room has no `m.room.power_levels` event: the same
+    /// defaults as an empty event's, `state_default` 50 included (the spec's
+    /// `m.room.power_levels` schema, and Synapse; older spec text said 0, which let any
+    /// member set the first power levels of a room that has none).
     pub fn without_event() -> Self {
-        Self {
-            state_default: 0,
-            ..Self::from_content(&Map::new()).expect("empty content is valid")
-        }
+        Self::from_content(&Map::new()).expect("empty content is valid")
     }
 
     /// Parse power levels content, enforcing the room v10+ rule that every level is an integer
@@ -395,7 +395,7 @@ mod tests {
             (0, 0, 50)
         );
         assert_eq!(d.notifications["room"], 50);
-        assert_eq!(PowerLevels::without_event().state_default, 0);
+        assert_eq!(PowerLevels::without_event().state_default, 50);
         assert_eq!(d.required_level("m.room.name", true), 50);
         assert_eq!(d.required_level("m.room.message", false), 0);
     }

@@ -151,9 +151,11 @@ fn a_server_that_missed_more_than_was_kept_for_it_fills_the_gap_and_agrees_on_th
     });
 }
 
-#[test]
-fn a_server_that_missed_200_events_mid_room_fills_the_whole_gap() {
-    // A keeps a single event for a server that is down: B must fetch the other 200.
+/// A room of A that B joined, 60 messages both have, then `gap` messages (a rename at
+/// the 100th) and "after the gap" that A sent while B was down, keeping one event for
+/// B; B back up and holding the newest message. Returns B's sync token from before.
+fn room_with_a_gap_on_b(gap: usize) -> (TestServer, TestServer, User, User, String, String) {
+    // A keeps a single event for a server that is down: B must fetch the rest.
     let a = federating_server_with_env(&[
         ("HEARTH_FEDERATION__MAX_RETRY_INTERVAL_SECS", "1"),
         ("HEARTH_FEDERATION__MAX_QUEUED_PDUS", "1"),
@@ -181,7 +183,7 @@ fn a_server_that_missed_200_events_mid_room_fills_the_whole_gap() {
     let since = synced["next_batch"].as_str().unwrap().to_owned();
 
     assert!(b.terminate().success());
-    for i in 0..200 {
+    for i in 0..gap {
         if i == 100 {
             let (status, body) = put_state(
                 &a,
@@ -205,11 +207,29 @@ fn a_server_that_missed_200_events_mid_room_fills_the_whole_gap() {
             .contains(&"after the gap".to_owned())
             .then_some(())
     });
-    // Every event of the gap is there, in order, without paging to other servers.
+    (a, b, alice, bob, room, since)
+}
+
+fn whole_history(gap: usize) -> Vec<String> {
     let mut everything: Vec<String> = (0..60).map(|i| format!("before {i}")).collect();
-    everything.extend((0..200).map(|i| format!("gap {i}")));
+    everything.extend((0..gap).map(|i| format!("gap {i}")));
     everything.push("after the gap".to_owned());
-    assert_eq!(latest_bodies(&b, &bob, &room, 1000), everything);
+    everything
+}
+
+#[test]
+fn a_gap_longer_than_missing_events_fetch_is_filled_when_paging_back_through_it() {
+    // /get_missing_events brings at most 300 events: the oldest 50 of the gap are still
+    // missing, with 60 older events here, until a reader pages back into the gap.
+    let (_a, b, _alice, bob, room, _) = room_with_a_gap_on_b(350);
+    assert_eq!(latest_bodies(&b, &bob, &room, 1000), whole_history(350));
+}
+
+#[test]
+fn a_server_that_missed_200_events_mid_room_fills_the_whole_gap() {
+    let (a, b, alice, bob, room, since) = room_with_a_gap_on_b(200);
+    // Every event of the gap is there, in order.
+    assert_eq!(latest_bodies(&b, &bob, &room, 1000), whole_history(200));
     eventually(Duration::from_secs(20), "the same state on both", || {
         (state_of(&a, &alice, &room) == state_of(&b, &bob, &room)).then_some(())
     });

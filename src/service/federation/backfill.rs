@@ -17,7 +17,7 @@ use crate::error::Result;
 use crate::event::{Pdu, RoomVersion};
 use crate::service::Services;
 use crate::service::rooms::{Placement, Received, StateIds};
-use crate::store::{Direction, EventStatus, TopoKey};
+use crate::store::{Direction, EventRecord, EventStatus, TopoKey};
 
 /// Events asked for in one `/backfill` (Synapse asks for 100, and serves at most 100).
 const BACKFILL_LIMIT: u32 = 100;
@@ -76,11 +76,48 @@ impl Services {
         added
     }
 
+    /// As [`Self::backfill_history`], for a gap in the middle of the room: the history
+    /// that comes before `missing` (events the room's history lacks).
+    pub async fn backfill_gap(&self, room_id: &RoomId, missing: Vec<OwnedEventId>) -> usize {
+        let attempt = self.backfill.room(room_id);
+        let mut last_nothing = attempt.lock().await;
+        if last_nothing.is_some_and(|at| at.elapsed() < QUIET_AFTER_NOTHING) {
+            return 0;
+        }
+        let from: Vec<OwnedEventId> = missing.into_iter().take(MAX_FROM).collect();
+        let added =
+            match tokio::time::timeout(DEADLINE, self.backfill_from(room_id, Some(from))).await {
+                Ok(Ok(added)) => added,
+                Ok(Err(e)) => {
+                    tracing::info!(room = %room_id, error = %e.message, "backfill of a gap failed");
+                    0
+                }
+                Err(_) => {
+                    tracing::info!(room = %room_id, "backfill of a gap ran out of time");
+                    0
+                }
+            };
+        *last_nothing = (added == 0).then(Instant::now);
+        added
+    }
+
     async fn backfill_once(&self, room_id: &RoomId) -> Result<usize> {
+        self.backfill_from(room_id, None).await
+    }
+
+    /// One `/backfill` from `from` (the room's backward extremities when `None`).
+    async fn backfill_from(
+        &self,
+        room_id: &RoomId,
+        from: Option<Vec<OwnedEventId>>,
+    ) -> Result<usize> {
         let Some(room) = self.store.room(room_id.as_str())? else {
             return Ok(0);
         };
-        let from = self.backward_extremities(room_id)?;
+        let from = match from {
+            Some(from) => from,
+            None => self.backward_extremities(room_id)?,
+        };
         if from.is_empty() {
             return Ok(0);
         }
@@ -132,21 +169,28 @@ impl Services {
             let Some(record) = self.store.event(event_id.as_str())? else {
                 continue;
             };
-            let prevs = crate::event::pdu::referenced_ids(record.pdu.get("prev_events"));
-            for prev in prevs {
-                let known = self
-                    .store
-                    .event(prev)?
-                    .is_some_and(|r| r.status != EventStatus::Outlier);
-                if !known && let Ok(id) = EventId::parse(prev) {
-                    missing.insert(id);
-                }
-            }
+            missing.extend(self.missing_prev_events(&record)?);
             if missing.len() >= MAX_FROM {
                 break;
             }
         }
         Ok(missing.into_iter().take(MAX_FROM).collect())
+    }
+
+    /// The `prev_events` of `record` that this server does not have in the room's
+    /// history (unknown, or known only as outliers).
+    pub(crate) fn missing_prev_events(&self, record: &EventRecord) -> Result<Vec<OwnedEventId>> {
+        let mut missing = Vec::new();
+        for prev in crate::event::pdu::referenced_ids(record.pdu.get("prev_events")) {
+            let known = self
+                .store
+                .event(prev)?
+                .is_some_and(|r| r.status != EventStatus::Outlier);
+            if !known && let Ok(id) = EventId::parse(prev) {
+                missing.push(id);
+            }
+        }
+        Ok(missing)
     }
 
     /// Checks and stores events of the room's past, oldest first. Returns how many were

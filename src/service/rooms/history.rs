@@ -202,6 +202,9 @@ pub struct Messages {
     pub end: Option<Boundary>,
     /// The chunk senders' member events, when lazy-loading was asked for.
     pub state: Vec<Value>,
+    /// Events this server lacks just before the page's oldest event: a gap in the
+    /// middle of the room that other servers may fill.
+    pub gap: Vec<OwnedEventId>,
 }
 
 pub struct Context {
@@ -216,6 +219,8 @@ pub struct Context {
 enum Stop {
     /// Nothing more the reader may reach lies in this direction.
     Exhausted,
+    /// Paging back reached an event whose `prev_events` this server never got.
+    Gap,
     ReachedTo,
     Full,
     Budget,
@@ -223,6 +228,8 @@ enum Stop {
 
 struct Scan {
     events: Vec<(EventRecord, Value)>,
+    /// Events missing before the oldest one scanned (see [`Stop::Gap`]).
+    gap: Vec<OwnedEventId>,
     /// Where to go on from: everything between the scan's start and here was examined.
     cursor: Boundary,
     end: Option<Boundary>,
@@ -365,6 +372,7 @@ impl HistoryReader<'_> {
         };
         let mut cursor = from;
         let mut events = Vec::new();
+        let mut gap = Vec::new();
         let mut scanned = 0;
         let stop = 'scan: loop {
             if events.len() >= limit {
@@ -394,14 +402,23 @@ impl HistoryReader<'_> {
                     Direction::Forward => Boundary::after(key),
                 };
                 scanned += 1;
-                if let Some(record) = services.store.event(event_id.as_str())?
-                    && self.can_see(&record)?
-                {
+                let Some(record) = services.store.event(event_id.as_str())? else {
+                    continue;
+                };
+                // History before this event never reached this server: the page ends
+                // with it so that the caller can ask other servers for what is missing.
+                if dir == Direction::Backward && record.after_gap {
+                    gap = services.missing_prev_events(&record)?;
+                }
+                if self.can_see(&record)? {
                     let event =
                         services.client_event_of(event_id.as_str(), &record, Some(self.view))?;
                     if filter.matches_event(&event) {
                         events.push((record, event));
                     }
+                }
+                if !gap.is_empty() {
+                    break 'scan Stop::Gap;
                 }
                 if events.len() >= limit || scanned >= SCAN_BUDGET {
                     continue 'scan;
@@ -413,7 +430,7 @@ impl HistoryReader<'_> {
             // Nothing was examined when `from` already lay beyond `to`; a token would
             // only bring the client back here.
             Stop::ReachedTo => (scanned > 0).then_some(cursor),
-            Stop::Full | Stop::Budget => {
+            Stop::Full | Stop::Budget | Stop::Gap => {
                 let next = services.store.room_topo_page(room, cursor.after, dir, 1)?;
                 let more = next.first().is_some_and(|(key, _)| {
                     dir == Direction::Backward || self.until.is_none_or(|until| *key <= until)
@@ -423,6 +440,7 @@ impl HistoryReader<'_> {
         };
         Ok(Scan {
             events,
+            gap,
             cursor,
             end,
         })
@@ -476,6 +494,7 @@ impl HistoryReader<'_> {
             chunk: scan.events,
             end: scan.end,
             state,
+            gap: scan.gap,
         })
     }
 

@@ -100,12 +100,18 @@ async fn messages(
         let page = reader.messages(from, to, dir, limit, &filter)?;
         (from, to, page)
     };
-    // Paging back past the oldest event this server has: ask the room's other servers
-    // for what came before, then read again.
-    if dir == Direction::Backward
-        && page.end.is_none()
-        && state.backfill_history(&room_id).await > 0
-    {
+    // Paging back past the oldest event this server has, or into a gap in the middle
+    // of the room: ask the room's other servers for what came before, then read again.
+    let filled = if dir != Direction::Backward {
+        0
+    } else if !page.gap.is_empty() {
+        state.backfill_gap(&room_id, page.gap.clone()).await
+    } else if page.end.is_none() {
+        state.backfill_history(&room_id).await
+    } else {
+        0
+    };
+    if filled > 0 {
         let mut reader = state.history_reader(&room_id, view(&authed))?;
         page = reader.messages(from, to, dir, limit, &filter)?;
     }

@@ -29,6 +29,10 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     }
     router
         .route("/_matrix/key/v2/query/{server_name}", get(query_one))
+        .route(
+            "/_matrix/key/v2/query/{server_name}/{key_id}",
+            get(query_one_by_key_id),
+        )
         .route("/_matrix/key/v2/query", post(query_many))
 }
 
@@ -59,6 +63,16 @@ async fn query_one(
         .into_iter()
         .collect::<Vec<_>>();
     Ok(Json(json!({ "server_keys": answers })))
+}
+
+/// The `{keyId}` form of the notary query, gone from the spec with the server one (v1.6);
+/// as there, the key ID does not narrow the answer.
+async fn query_one_by_key_id(
+    state: State<AppState>,
+    Path((server_name, _key_id)): Path<(String, String)>,
+    params: Query<QueryOneParams>,
+) -> Result<Json<Value>> {
+    query_one(state, Path(server_name), params).await
 }
 
 #[derive(Deserialize)]

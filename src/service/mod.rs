@@ -6,6 +6,7 @@ pub mod direct;
 pub mod directory;
 pub mod e2ee;
 pub mod email;
+pub mod erasure;
 pub mod event_stream;
 pub mod fanout;
 pub mod federation;
@@ -17,6 +18,7 @@ pub mod keys;
 pub mod media;
 pub mod notifications;
 pub mod open_syncs;
+pub mod openid;
 pub mod password;
 pub mod positions;
 pub mod presence;
@@ -78,6 +80,8 @@ pub struct Services {
     /// Other servers' summaries of rooms in spaces, kept briefly.
     pub remote_spaces: spaces::RemoteSpaces,
     pub notifier: sync::Notifier,
+    /// Member events sent to each device by lazy-loading syncs.
+    pub lazy_members: sync::LazyMembersSent,
     pub typing: typing::Typing,
     pub presence: presence::Presence,
     pub receipts: receipts::Receipts,
@@ -102,6 +106,8 @@ pub struct Services {
     /// Server-side key backups (`/room_keys`).
     pub key_backup: key_backup::KeyBackup,
     pub admin: admin::Admin,
+    /// Accounts deactivated with erasure, whose events others get redacted.
+    pub erased_users: erasure::ErasedUsers,
     /// Rooms whose guest access changed, for the worker that makes guests leave.
     pub guest_kicks: guests::GuestKicks,
     server_name: ruma::OwnedServerName,
@@ -143,6 +149,7 @@ impl Services {
             hierarchy_sessions: Default::default(),
             remote_spaces: Default::default(),
             notifier: sync::Notifier::default(),
+            lazy_members: sync::LazyMembersSent::default(),
             typing: typing::Typing::default(),
             presence: presence::Presence::load(&store)?,
             receipts: receipts::Receipts::new(&store)?,
@@ -173,6 +180,7 @@ impl Services {
             e2ee: e2ee::E2ee::new(&store)?,
             key_backup: key_backup::KeyBackup::new(store.clone()),
             admin: admin::Admin::new(&store)?,
+            erased_users: erasure::ErasedUsers::load(&store)?,
             guest_kicks: guests::GuestKicks::default(),
             login_limiter: ratelimit::RateLimiter::new(
                 config.login.failures_burst,

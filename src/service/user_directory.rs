@@ -187,18 +187,24 @@ impl Services {
         let Some(term) = Term::parse(term) else {
             return Ok((Vec::new(), false));
         };
-        let mut rooms: Vec<OwnedRoomId> = self
+        let rooms: Vec<OwnedRoomId> = self
             .store
             .user_rooms(searcher.as_str())?
             .into_iter()
             .filter(|(_, record)| record.membership == "join")
             .map(|(room_id, _)| room_id)
             .collect();
-        rooms.extend(self.user_directory.open_rooms());
+        let open_rooms = self.user_directory.open_rooms();
+        let open: HashSet<&OwnedRoomId> = open_rooms.iter().collect();
         let mut seen: HashSet<OwnedUserId> = HashSet::new();
         let mut hits = Vec::new();
-        for room_id in rooms {
-            for member in &self.room_members(&room_id)?.joined {
+        for room_id in rooms.iter().chain(&open_rooms) {
+            for member in &self.room_members(room_id)?.joined {
+                // The searcher shares their private rooms with others, not with
+                // themselves: they find themselves only through an open room (as Synapse).
+                if member.as_str() == searcher.as_str() && !open.contains(room_id) {
+                    continue;
+                }
                 if !seen.insert(member.clone()) {
                     continue;
                 }

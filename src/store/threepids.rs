@@ -105,6 +105,17 @@ impl Store {
         Ok(users)
     }
 
+    /// Up to `limit` session IDs whose session expired before `now_ms`, for the sweep.
+    pub fn expired_threepid_sessions(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<String>> {
+        Ok(self
+            .scan_prefix::<ThreepidSessionRecord>(Cf::ThreepidSessions, b"")?
+            .into_iter()
+            .filter(|(_, record)| record.expires_ms <= now_ms)
+            .filter_map(|(key, _)| String::from_utf8(key).ok())
+            .take(limit)
+            .collect())
+    }
+
     pub fn email_digest(&self, user_id: &str) -> StoreResult<Option<DigestRecord>> {
         self.get_json(Cf::EmailDigests, user_id.as_bytes())
     }

@@ -142,3 +142,50 @@ fn deactivation_ends_every_session_and_keeps_the_name_taken() {
         "M_USER_IN_USE",
     );
 }
+
+#[test]
+fn an_erased_users_messages_are_redacted_for_those_who_joined_later() {
+    let mut server = TestServer::start();
+    let carl = crate::room_support::user(&server, "carl");
+    let member = crate::room_support::user(&server, "member");
+    let joiner = crate::room_support::user(&server, "joiner");
+    let room = crate::room_support::create_room(
+        &server,
+        &carl,
+        json!({ "preset": "public_chat", "name": "Erasure" }),
+    );
+    crate::room_support::join(&server, &member, &room);
+    let message = crate::room_support::send_text(&server, &carl, &room, "t1", "body1");
+    crate::room_support::join(&server, &joiner, &room);
+    let read = |server: &TestServer, reader: &crate::room_support::User| {
+        let (status, event) = crate::room_support::get_event(server, reader, &room, &message);
+        assert_eq!(status, 200, "{event}");
+        event["content"].clone()
+    };
+    assert_eq!(read(&server, &joiner)["body"], "body1");
+
+    let path = "/_matrix/client/v3/account/deactivate";
+    let (_, challenge) = server.post(path, Some(&carl.token), &json!({ "erase": true }));
+    let session = challenge["session"].as_str().unwrap();
+    let (status, body) = server.post(
+        path,
+        Some(&carl.token),
+        &json!({ "erase": true, "auth": password_auth("carl", PASSWORD, session) }),
+    );
+    assert_eq!(status, 200, "{body}");
+    // The member who was there keeps what they saw; the later joiner gets it redacted,
+    // also after a restart.
+    assert_eq!(read(&server, &member)["body"], "body1");
+    assert_eq!(read(&server, &joiner), json!({}));
+    server.restart();
+    let member = crate::room_support::User {
+        token: token(&server.login("member", PASSWORD).1),
+        ..member
+    };
+    let joiner = crate::room_support::User {
+        token: token(&server.login("joiner", PASSWORD).1),
+        ..joiner
+    };
+    assert_eq!(read(&server, &member)["body"], "body1");
+    assert_eq!(read(&server, &joiner), json!({}));
+}

@@ -691,6 +691,15 @@ fn whois_shows_each_device_and_the_server_version_is_hearth() {
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["user_id"], bob.id);
         assert!(body["devices"].get(&bob.device).is_some(), "{body}");
+        // A user may look themselves up (as Synapse allows), but nobody else.
+        let (status, body) = server.get(&format!("{prefix}/{}", enc(&bob.id)), Some(&bob.token));
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["user_id"], bob.id);
+        let (status, body) = server.get(&format!("{prefix}/{}", enc(&root.id)), Some(&bob.token));
+        assert_eq!(
+            (status, body["errcode"].as_str()),
+            (403, Some("M_FORBIDDEN"))
+        );
     }
     let (_, version) = server.get("/_synapse/admin/v1/server_version", Some(&root.token));
     assert!(

@@ -46,6 +46,7 @@ mod media;
 mod messages;
 mod moderation;
 mod notifications;
+mod openid;
 mod profile;
 mod push_gateway_support;
 mod push_rules;

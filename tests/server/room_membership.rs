@@ -568,3 +568,34 @@ fn a_rejected_invite_gives_no_view_of_the_room() {
         "M_FORBIDDEN",
     );
 }
+
+#[test]
+fn a_join_carries_the_clients_extra_content_but_not_the_servers_keys() {
+    let server = TestServer::start();
+    let alice = user(&server, "alice");
+    let bob = user(&server, "bob");
+    let room = create_room(&server, &alice, json!({ "preset": "public_chat" }));
+    let (status, body) = membership(
+        &server,
+        &bob,
+        &room,
+        "join",
+        json!({
+            "reason": "hello",
+            "foo": "bar",
+            "membership": "leave",
+            "displayname": "Not Bob",
+            "join_authorised_via_users_server": alice.id,
+        }),
+    );
+    assert_eq!(status, 200, "{body}");
+    let content = get_state(&server, &alice, &room, "m.room.member", &bob.id).1;
+    assert_eq!(content["foo"], "bar", "{content}");
+    assert_eq!(content["reason"], "hello");
+    assert_eq!(content["membership"], "join");
+    assert_ne!(content["displayname"], "Not Bob");
+    assert!(
+        content.get("join_authorised_via_users_server").is_none(),
+        "{content}"
+    );
+}

@@ -52,6 +52,24 @@ fn two_in_a_room(server: &TestServer) -> (User, User, String) {
 }
 
 #[test]
+fn heroes_name_an_unnamed_room() {
+    let server = TestServer::start();
+    let (alice, bob, room) = two_in_a_room(&server);
+    put_state(
+        &server,
+        &alice,
+        &room,
+        "m.room.name",
+        "",
+        &json!({"name": ""}),
+    );
+    let body = sync(&server, &bob, "");
+    let summary = &body["rooms"]["join"][&room]["summary"];
+    assert_eq!(summary["m.heroes"], json!([alice.id]), "{summary}");
+    assert_eq!(summary["m.joined_member_count"], 2);
+}
+
+#[test]
 fn initial_sync_shows_joined_rooms_with_state_and_timeline() {
     let server = TestServer::start();
     let (alice, bob, room) = two_in_a_room(&server);
@@ -73,7 +91,8 @@ fn initial_sync_shows_joined_rooms_with_state_and_timeline() {
         );
     }
     assert_eq!(joined["summary"]["m.joined_member_count"], 2);
-    assert_eq!(joined["summary"]["m.heroes"], json!([alice.id]));
+    // A named room has no heroes (the spec requires them only for unnamed rooms).
+    assert!(joined["summary"].get("m.heroes").is_none(), "{joined}");
     // Client format: no federation keys, and the room ID is given.
     let message = timeline(&body, &room).last().unwrap();
     assert_eq!(message["room_id"], room);
@@ -512,4 +531,72 @@ fn state_events_carry_the_content_they_replaced() {
     assert_eq!(event["unsigned"]["replaces_state"], first);
     let (_, event) = get_event(&server, &bob, &room, &first);
     assert!(event["unsigned"].get("prev_content").is_none(), "{event}");
+}
+
+/// The state keys of the member events in a room's `state` section of a sync.
+fn state_members(body: &Value, room: &str) -> Vec<String> {
+    let mut members: Vec<String> = body["rooms"]["join"][room]["state"]["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["type"] == "m.room.member")
+        .filter_map(|e| e["state_key"].as_str().map(str::to_owned))
+        .collect();
+    members.sort();
+    members
+}
+
+#[test]
+fn lazy_loading_sends_each_member_once_and_the_gaps_memberships() {
+    let server = TestServer::start();
+    let alice = user(&server, "alice");
+    let room = create_room(&server, &alice, json!({ "preset": "public_chat" }));
+    let [bob, carol, dave] = ["bob", "carol", "dave"].map(|name| {
+        let u = user(&server, name);
+        join(&server, &u, &room);
+        u
+    });
+    let lazy = enc(r#"{"room":{"state":{"lazy_load_members":true},"timeline":{"limit":3}}}"#);
+    let redundant = enc(
+        r#"{"room":{"state":{"lazy_load_members":true,"include_redundant_members":true},"timeline":{"limit":3}}}"#,
+    );
+    // Bob fills the first timeline, so that the joins are not in it.
+    for i in 0..3 {
+        send_text(&server, &bob, &room, &format!("b0{i}"), "from bob");
+    }
+    let body = sync(&server, &alice, &format!("filter={lazy}"));
+    assert_eq!(
+        state_members(&body, &room),
+        [alice.id.clone(), bob.id.clone()]
+    );
+    let since = next_batch(&body);
+
+    // Carol speaks: her membership comes once, Bob's (sent already) not again.
+    send_text(&server, &carol, &room, "c1", "from carol");
+    send_text(&server, &bob, &room, "b2", "bob again");
+    let body = sync(&server, &alice, &format!("filter={lazy}&since={since}"));
+    assert_eq!(state_members(&body, &room), [carol.id.clone()]);
+    let since = next_batch(&body);
+    send_text(&server, &carol, &room, "c2", "carol again");
+    let body = sync(&server, &alice, &format!("filter={lazy}&since={since}"));
+    assert_eq!(state_members(&body, &room), Vec::<String>::new());
+    // Unless the filter asks for redundant members.
+    send_text(&server, &carol, &room, "c3", "carol thrice");
+    let body = sync(
+        &server,
+        &alice,
+        &format!("filter={redundant}&since={since}"),
+    );
+    assert_eq!(state_members(&body, &room), [carol.id.clone()]);
+    let since = next_batch(&body);
+
+    // A gap: Dave leaves without a word, then Carol sends more than the timeline holds.
+    let (status, body) = membership(&server, &dave, &room, "leave", json!({}));
+    assert_eq!(status, 200, "{body}");
+    for i in 0..5 {
+        send_text(&server, &carol, &room, &format!("g{i}"), "filler");
+    }
+    let body = sync(&server, &alice, &format!("filter={lazy}&since={since}"));
+    assert_eq!(body["rooms"]["join"][&room]["timeline"]["limited"], true);
+    assert_eq!(state_members(&body, &room), [dave.id.clone()]);
 }

@@ -66,6 +66,10 @@ fn room_mates_and_members_of_public_rooms_are_found_strangers_are_not() {
     assert!(found(&server, &erin, "bob").is_empty());
     // A word in the middle of a name is not a prefix of it.
     assert!(found(&server, &alice, "ables").is_empty());
+    // Someone only in private rooms does not find themselves (as Synapse); a member of
+    // an open room does.
+    assert!(found(&server, &dave, "dave").is_empty());
+    assert_eq!(found(&server, &carol, "carol"), vec![carol.id.as_str()]);
 
     // What is open is known again after a restart.
     server.kill_9();

@@ -67,7 +67,10 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         state.clone(),
         require_admin,
     ));
-    Router::new().merge(register::routes()).merge(admin)
+    Router::new()
+        .merge(register::routes())
+        .merge(moderation::whois_routes())
+        .merge(admin)
 }
 
 /// The caller of an admin endpoint, checked to be a server admin.

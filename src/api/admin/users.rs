@@ -77,7 +77,16 @@ pub(super) fn user_json(user: &AdminUser) -> Value {
         "name": user.user_id,
         "displayname": user.displayname,
         "avatar_url": user.avatar_url,
-        "threepids": [],
+        "threepids": user
+            .threepids
+            .iter()
+            .map(|(address, record)| json!({
+                "medium": "email",
+                "address": address,
+                "added_at": record.added_at,
+                "validated_at": record.validated_at,
+            }))
+            .collect::<Vec<_>>(),
         "external_ids": [],
         "is_guest": user.record.guest,
         "admin": user.record.admin,

@@ -108,6 +108,10 @@ async fn reset_password(state: AppState, body: PasswordBody) -> Result<Json<Valu
 #[derive(Deserialize)]
 struct DeactivateBody {
     auth: Option<Map<String, Value>>,
+    /// Erasure: the account's events are shown redacted to those who were not in the
+    /// room when they were sent.
+    #[serde(default)]
+    erase: bool,
 }
 
 async fn deactivate(
@@ -122,6 +126,9 @@ async fn deactivate(
         )
         .await?;
     state.deactivate(&authed.user_id, true).await?;
+    if body.erase {
+        state.mark_erased(&authed.user_id).await?;
+    }
     // Hearth binds no third-party identifiers, so there is nothing to unbind.
     Ok(Json(json!({ "id_server_unbind_result": "no-support" })))
 }

@@ -47,10 +47,17 @@ async fn update(
     Path(device_id): Path<OwnedDeviceId>,
     MatrixJson(body): MatrixJson<UpdateBody>,
 ) -> Result<Json<Value>> {
-    state
-        .sessions
-        .rename_device(&authed.user_id, &device_id, body.display_name)
-        .await?;
+    // "If not given, the display name is unchanged."
+    if let Some(name) = body.display_name {
+        state
+            .sessions
+            .rename_device(&authed.user_id, &device_id, Some(name))
+            .await?;
+        // The name is part of the device's keys as others query them.
+        state.device_list_changed(&authed.user_id, Some(device_id.as_str()), false)?;
+    } else {
+        state.sessions.device(&authed.user_id, &device_id)?;
+    }
     Ok(Json(json!({})))
 }
 

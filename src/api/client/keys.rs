@@ -31,6 +31,16 @@ pub fn routes() -> Router<AppState> {
             "/_matrix/client/v3/keys/signatures/upload",
             post(signatures_upload),
         )
+        // The unstable names of cross-signing (MSC1756), which Synapse still serves and
+        // older clients (SyTest among them) use.
+        .route(
+            "/_matrix/client/unstable/keys/device_signing/upload",
+            post(device_signing_upload),
+        )
+        .route(
+            "/_matrix/client/unstable/keys/signatures/upload",
+            post(signatures_upload),
+        )
 }
 
 async fn upload(

@@ -94,10 +94,19 @@ async fn login(
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(Error::bad_json("'refresh_token' must be a boolean")),
     };
+    let known_device = match &device_id {
+        Some(id) => state.store.device(user_id.as_str(), id.as_str())?.is_some(),
+        None => false,
+    };
     let tokens = state
         .sessions
         .open_session(&user_id, device_id, display_name, refreshable)
         .await?;
+    // A new device is news for those who share a room with the user (their clients
+    // will want its keys), as Synapse announces it.
+    if !known_device {
+        state.device_list_changed(&user_id, Some(tokens.device_id.as_str()), false)?;
+    }
     tracing::info!(user_id = %user_id, device_id = %tokens.device_id, "logged in");
     Ok(Json(session_response(&state, &user_id, &tokens)))
 }

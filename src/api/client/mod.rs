@@ -13,6 +13,7 @@ mod keys;
 mod login;
 pub(crate) mod media;
 mod notifications;
+mod openid;
 mod presence;
 mod profile;
 mod push_rules;
@@ -59,4 +60,5 @@ pub fn routes() -> Router<AppState> {
         .merge(keys::routes())
         .merge(key_backup::routes())
         .merge(to_device::routes())
+        .merge(openid::routes())
 }

@@ -3,7 +3,8 @@
 //! fetched, and the signature must cover this request's method, path and query, both
 //! server names and its JSON body. The body is read (up to `max_request_bytes`) and put
 //! back for the handler; the verified origin goes into the request's extensions as
-//! [`Origin`]. Anything else is `401 M_UNAUTHORIZED` with the reason.
+//! [`Origin`]. A body canonical JSON cannot hold is `400 M_BAD_JSON`; anything else is
+//! `401 M_UNAUTHORIZED` with the reason.
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -15,6 +16,7 @@ use serde_json::Value;
 use super::Origin;
 use crate::api::AppState;
 use crate::error::{Error, ErrorKind};
+use crate::event::canonical::canonical_json;
 use crate::service::federation::xmatrix;
 use crate::service::now_ms;
 
@@ -78,6 +80,17 @@ async fn verify(state: &AppState, request: Request) -> Result<Request, Error> {
                 .map_err(|e| Error::new(ErrorKind::NotJson, format!("Body is not JSON: {e}")))?,
         )
     };
+
+    // A body that canonical JSON cannot hold (a float, an integer beyond 2^53) cannot
+    // carry a valid signature: the request is bad, not unauthorised (as Synapse answers
+    // an event with a float).
+    if let Some(content) = &content
+        && let Err(e) = canonical_json(content)
+    {
+        return Err(Error::bad_json(format!(
+            "Body is not canonical JSON, so it cannot be signed: {e}"
+        )));
+    }
 
     let origin = header.origin.clone();
     let keys = state

@@ -1,6 +1,7 @@
 //! The server-server API: `/_matrix/federation/*`, one file per endpoint family.
 //!
-//! Every request under `/_matrix/federation/` but `GET /v1/version` must carry a valid
+//! Every request under `/_matrix/federation/` but `GET /v1/version` and
+//! `GET /v1/openid/userinfo` (asked by third parties with an OpenID token) must carry a valid
 //! `X-Matrix` signature from its origin. The layer in [`auth`] checks it before any
 //! handler runs and puts the verified origin into the request's extensions; handlers
 //! take it as [`Origin`].
@@ -14,6 +15,7 @@ mod hierarchy;
 mod invite;
 mod media;
 mod membership;
+mod openid;
 mod origin;
 mod query;
 mod respond;
@@ -42,12 +44,14 @@ pub fn body_limit(configured: usize, path: &str) -> usize {
 
 use super::AppState;
 
-/// The federation endpoints; none when `federation.enabled` is off. Endpoints that need
-/// a signature are merged into `signed`, under the `X-Matrix` layer (a route layer, so
-/// unknown paths keep their 404 `M_UNRECOGNIZED` without a signature).
+/// The federation endpoints; only OpenID's userinfo when `federation.enabled` is off.
+/// Endpoints that need a signature are merged into `signed`, under the `X-Matrix` layer
+/// (a route layer, so unknown paths keep their 404 `M_UNRECOGNIZED` without a signature).
 pub fn routes(state: &AppState) -> Router<AppState> {
+    // OpenID's userinfo serves third parties, not other homeservers: it is there with
+    // federation off too.
     if !state.config.federation.enabled {
-        return Router::new();
+        return openid::routes();
     }
     let signed = Router::new()
         .merge(query::routes())
@@ -62,5 +66,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(media::routes())
         .merge(user_keys::routes())
         .route_layer(from_fn_with_state(state.clone(), auth::require_signature));
-    Router::new().merge(version::routes()).merge(signed)
+    Router::new()
+        .merge(version::routes())
+        .merge(openid::routes())
+        .merge(signed)
 }

@@ -9,7 +9,7 @@ use crate::service::Services;
 use crate::service::rooms::MembershipChange;
 use crate::service::sessions::DeviceInfo;
 use crate::service::users::NewAccount;
-use crate::store::{RateLimitOverride, UserRecord};
+use crate::store::{RateLimitOverride, ThreepidRecord, UserRecord};
 
 /// One account as the admin API shows it.
 #[derive(Debug, Clone)]
@@ -20,6 +20,8 @@ pub struct AdminUser {
     pub avatar_url: Option<String>,
     /// The most recent use of any device.
     pub last_seen_ts: Option<u64>,
+    /// Verified email addresses with their record.
+    pub threepids: Vec<(String, ThreepidRecord)>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -59,12 +61,14 @@ impl Services {
             .iter()
             .filter_map(|d| d.last_seen_ts)
             .max();
+        let threepids = self.store.user_threepids(user_id.as_str())?;
         Ok(AdminUser {
             user_id,
             record,
             displayname,
             avatar_url,
             last_seen_ts,
+            threepids,
         })
     }
 
@@ -243,7 +247,7 @@ impl Services {
             .count();
         self.deactivate(user_id, true).await?;
         if erase {
-            self.update_user(user_id, |u| u.erased = true).await?;
+            self.mark_erased(user_id).await?;
         }
         self.audit(
             admin,

@@ -121,6 +121,11 @@ impl Services {
             validated_ms: None,
         };
         let mut batch = self.store.batch();
+        // Expired sessions can no longer be used: a few go with each new one, so that
+        // they cannot pile up.
+        for expired in self.store.expired_threepid_sessions(now, 16)? {
+            batch.delete_threepid_session(&expired);
+        }
         batch.put_threepid_session(&sid, &record)?;
         self.store.write(batch)?;
         let link = format!(

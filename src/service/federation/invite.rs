@@ -129,9 +129,14 @@ impl Services {
                 "{invitee} is not a user of this server"
             )));
         }
-        match self.store.user(invitee.as_str())? {
-            Some(user) if !user.deactivated => {}
-            _ => return Err(Error::not_found(format!("Unknown user {invitee}"))),
+        // An ID no account holds yet may be invited (as Synapse allows: the invite waits
+        // for whoever registers it); a deactivated account may not.
+        if self
+            .store
+            .user(invitee.as_str())?
+            .is_some_and(|user| user.deactivated)
+        {
+            return Err(Error::not_found(format!("Unknown user {invitee}")));
         }
         if self.store.room(room_id.as_str())?.is_some() {
             self.check_server_acl(room_id, origin)?;

@@ -151,7 +151,8 @@ impl ServerView<'_> {
     /// it, redacted otherwise (as Synapse answers `/backfill`, `/get_missing_events`
     /// and `/event` to servers in the room).
     pub fn pdu_for(&mut self, record: &EventRecord) -> Result<Value> {
-        if self.can_see(record)? {
+        // An erased user's events go out redacted, whoever asks (as Synapse).
+        if self.can_see(record)? && !self.services.erased_for_servers(&record.pdu) {
             Ok(record.pdu.clone())
         } else {
             Ok(redact(&record.pdu, self.version)?)

@@ -279,15 +279,24 @@ impl Pushers {
         if let Some(name) = self.state_string(record, "m.room.member", sender, "displayname") {
             notification["sender_display_name"] = json!(name);
         }
-        if let Some(name) = self.state_string(record, "m.room.name", "", "name") {
+        let alias = self.state_string(record, "m.room.canonical_alias", "", "alias");
+        // A room without a name is named by its canonical alias, as Synapse names it.
+        if let Some(name) = self
+            .state_string(record, "m.room.name", "", "name")
+            .or_else(|| alias.clone())
+        {
             notification["room_name"] = json!(name);
         }
-        if let Some(alias) = self.state_string(record, "m.room.canonical_alias", "", "alias") {
+        if let Some(alias) = alias {
             notification["room_alias"] = json!(alias);
         }
         if event_type == "m.room.member" {
             let target = pdu.get("state_key").and_then(Value::as_str);
             notification["user_is_target"] = json!(target == Some(user_id.as_str()));
+            // Not in the spec's notification, but Synapse sends it and gateways read it.
+            if let Some(membership) = pdu.pointer("/content/membership") {
+                notification["membership"] = membership.clone();
+            }
         }
         Some(json!({ "notification": notification }))
     }

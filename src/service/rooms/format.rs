@@ -98,6 +98,12 @@ impl crate::service::Services {
             None => None,
         };
         let mut event = client_event(event_id, record, view, redaction);
+        if let Some(view) = view
+            && self.erased_for(record, view.user_id)?
+            && let Some(room) = self.store.room(record.room_id.as_str())?
+        {
+            crate::service::erasure::erase_client_event(&mut event, room.version);
+        }
         if let Some(previous) = self.replaced_state(event_id, record)?
             && let Some(unsigned) = event.get_mut("unsigned").and_then(Value::as_object_mut)
         {

@@ -29,6 +29,16 @@ impl MembershipChange {
     }
 }
 
+/// Membership content keys a client's request body cannot set.
+const SERVER_CHOSEN_MEMBER_KEYS: [&str; 6] = [
+    "membership",
+    "reason",
+    "displayname",
+    "avatar_url",
+    "join_authorised_via_users_server",
+    "third_party_invite",
+];
+
 impl Services {
     /// Sends the membership event `sender` asks for about `target` (the sender itself
     /// for join, leave and knock). The auth rules decide whether it is allowed.
@@ -39,6 +49,23 @@ impl Services {
         target: &UserId,
         change: MembershipChange,
         reason: Option<String>,
+    ) -> Result<OwnedEventId> {
+        self.change_membership_with(room_id, sender, target, change, reason, Map::new())
+            .await
+    }
+
+    /// [`Self::change_membership`] with extra content keys the client chose (those of a
+    /// `/join` body, as Synapse copies them into the join). Keys the server decides
+    /// (`membership`, `reason`, the profile, and `join_authorised_via_users_server`,
+    /// which only a resident server may set for a restricted room) are not taken.
+    pub async fn change_membership_with(
+        &self,
+        room_id: &RoomId,
+        sender: &UserId,
+        target: &UserId,
+        change: MembershipChange,
+        reason: Option<String>,
+        extra: Map<String, Value>,
     ) -> Result<OwnedEventId> {
         if change == MembershipChange::Leave
             && sender == target
@@ -76,7 +103,10 @@ impl Services {
         {
             return Err(Error::forbidden(format!("{target} is not banned")));
         }
-        let mut content = Map::new();
+        let mut content: Map<String, Value> = extra
+            .into_iter()
+            .filter(|(key, _)| !SERVER_CHOSEN_MEMBER_KEYS.contains(&key.as_str()))
+            .collect();
         content.insert("membership".into(), json!(change.membership()));
         if let Some(reason) = reason {
             content.insert("reason".into(), Value::String(reason));

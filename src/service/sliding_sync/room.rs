@@ -14,7 +14,7 @@ use super::request::RoomWants;
 use crate::error::Result;
 use crate::service::Services;
 use crate::service::rooms::{ClientView, StateIds};
-use crate::service::sync::{SyncToken, Timeline};
+use crate::service::sync::{SyncToken, Timeline, TimelineWindow};
 
 /// The most heroes a room names, as the spec suggests for `/sync`.
 const MAX_HEROES: usize = 5;
@@ -251,7 +251,13 @@ impl Services {
             user_id: pass.user_id,
             device_id: pass.device_id,
         };
-        self.visible_timeline(&candidate.room_id, view, from, to, limit, |_| true)
+        let window = TimelineWindow {
+            from,
+            to,
+            limit,
+            current_state_visible: false,
+        };
+        self.visible_timeline(&candidate.room_id, view, window, |_| true)
     }
 
     /// The state asked for among `keys` (the changed ones, or all of them), with the

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use ruma::{DeviceId, OwnedUserId, RoomId, UserId};
 use serde_json::{Value, json};
 
-use super::SyncToken;
+use super::{SyncToken, TimelineWindow};
 use crate::error::{Error, Result};
 use crate::service::Services;
 use crate::service::event_stream::legacy_client_event;
@@ -174,7 +174,13 @@ impl Services {
         to: u64,
         limit: usize,
     ) -> Result<(Value, Vec<Value>)> {
-        let timeline = self.visible_timeline(room_id, view, 0, to, limit, |event| {
+        let window = TimelineWindow {
+            from: 0,
+            to,
+            limit,
+            current_state_visible: false,
+        };
+        let timeline = self.visible_timeline(room_id, view, window, |event| {
             event.get("state_key").is_some()
                 || !event
                     .get("sender")

@@ -2,6 +2,7 @@
 //! (without polling) until something has.
 
 mod initial;
+mod lazy_members;
 mod notifier;
 mod rooms;
 mod token;
@@ -17,8 +18,9 @@ use serde_json::{Map, Value, json};
 pub use initial::{
     DEFAULT_LIMIT as INITIAL_SYNC_DEFAULT_LIMIT, MAX_LIMIT as INITIAL_SYNC_MAX_LIMIT,
 };
+pub use lazy_members::LazyMembersSent;
 pub use notifier::Notifier;
-pub(crate) use rooms::Timeline;
+pub(crate) use rooms::{Timeline, TimelineWindow};
 pub use token::SyncToken;
 
 use crate::error::Result;

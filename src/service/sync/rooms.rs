@@ -10,7 +10,7 @@ use super::{Pass, SyncToken};
 use crate::error::Result;
 use crate::service::Services;
 use crate::service::rooms::{ClientView, HistoryReader, StateIds};
-use crate::store::UserRoomRecord;
+use crate::store::{EventRecord, UserRoomRecord};
 
 /// Timeline events per room when the filter gives no limit, and the most it may ask.
 const DEFAULT_TIMELINE_LIMIT: usize = 10;
@@ -39,6 +39,16 @@ pub(crate) struct Timeline {
     pub(crate) limited: bool,
 }
 
+/// Which part of a room's stream a timeline is read from: events in `(from, to]`, at most
+/// `limit`; `current_state_visible` shows current state events the history rules hide.
+#[derive(Clone, Copy)]
+pub(crate) struct TimelineWindow {
+    pub(crate) from: u64,
+    pub(crate) to: u64,
+    pub(crate) limit: usize,
+    pub(crate) current_state_visible: bool,
+}
+
 /// A message (not a state event) from someone the user ignores.
 fn is_ignored_message(pass: &Pass<'_>, event: &Value) -> bool {
     !pass.ignored.is_empty()
@@ -51,6 +61,10 @@ fn is_ignored_message(pass: &Pass<'_>, event: &Value) -> bool {
 
 impl Services {
     pub(super) fn sync_rooms(&self, pass: &Pass<'_>) -> Result<Map<String, Value>> {
+        if pass.since.is_none() {
+            self.lazy_members
+                .forget(pass.view.user_id, pass.view.device_id);
+        }
         let mut join = Map::new();
         let mut invite = Map::new();
         let mut knock = Map::new();
@@ -137,7 +151,26 @@ impl Services {
                         );
                         continue;
                     }
-                    let from = pass.since.map(|s| s.events);
+                    // Joined and left since the last sync: the client never had the
+                    // room's state, so it gets all of it (as Synapse).
+                    let from = match pass.since {
+                        Some(since) => {
+                            let joined_in_batch = self
+                                .membership_at(&room_id, pass.user_id, since.events)?
+                                .as_deref()
+                                != Some("join")
+                                && self
+                                    .membership_at(
+                                        &room_id,
+                                        pass.user_id,
+                                        membership_stream.saturating_sub(1),
+                                    )?
+                                    .as_deref()
+                                    == Some("join");
+                            (!joined_in_batch).then_some(since.events)
+                        }
+                        None => None,
+                    };
                     if let Some(section) =
                         self.left_room(pass, &room_id, from, membership_stream)?
                     {
@@ -227,6 +260,22 @@ impl Services {
         }
     }
 
+    /// The room's state group after every event up to stream position `at`.
+    fn state_group_at(&self, room_id: &RoomId, at: u64) -> Result<Option<u64>> {
+        let Some((_, event_id)) = self
+            .store
+            .room_events_rev(room_id.as_str(), at, 0, 1)?
+            .into_iter()
+            .next()
+        else {
+            return Ok(None);
+        };
+        Ok(self
+            .store
+            .event_shared(event_id.as_str())?
+            .map(|cached| cached.record.state_after))
+    }
+
     /// The user's membership at stream position `at`.
     pub fn membership_at(
         &self,
@@ -249,10 +298,26 @@ impl Services {
     }
 
     /// The newest timeline events in `(from, to]` that pass the filter, at most the limit.
-    fn timeline(&self, pass: &Pass<'_>, room_id: &RoomId, from: u64, to: u64) -> Result<Timeline> {
+    /// `joined`: the user is in the room now, so the room's current state events are
+    /// shown even where the history rules hide them (as Synapse does: a member must see
+    /// who joined while they were away, or their client's state is wrong).
+    fn timeline(
+        &self,
+        pass: &Pass<'_>,
+        room_id: &RoomId,
+        from: u64,
+        to: u64,
+        joined: bool,
+    ) -> Result<Timeline> {
         let filter = &pass.filter.room.timeline;
         let limit = filter.limit_or(DEFAULT_TIMELINE_LIMIT, MAX_TIMELINE_LIMIT);
-        self.visible_timeline(room_id, pass.view, from, to, limit, |event| {
+        let window = TimelineWindow {
+            from,
+            to,
+            limit,
+            current_state_visible: joined,
+        };
+        self.visible_timeline(room_id, pass.view, window, |event| {
             filter.matches_event(event) && !is_ignored_message(pass, event)
         })
     }
@@ -264,11 +329,15 @@ impl Services {
         &self,
         room_id: &RoomId,
         view: ClientView<'_>,
-        from: u64,
-        to: u64,
-        limit: usize,
+        window: TimelineWindow,
         keep: impl Fn(&Value) -> bool,
     ) -> Result<Timeline> {
+        let TimelineWindow {
+            from,
+            to,
+            limit,
+            current_state_visible,
+        } = window;
         // History visibility applies to sync as to `/messages`. Someone with no view of
         // the history at all (a declined invite) still sees their own membership events.
         let mut reader = self.history_reader(room_id, view).ok();
@@ -290,7 +359,9 @@ impl Services {
                 };
                 let record = &cached.record;
                 let visible =
-                    HistoryReader::timeline_visible(reader.as_mut(), view.user_id, record)?;
+                    HistoryReader::timeline_visible(reader.as_mut(), view.user_id, record)?
+                        || (current_state_visible
+                            && self.is_current_state(room_id, &event_id, record)?);
                 if visible {
                     let event = self.client_event_of(event_id.as_str(), record, Some(view))?;
                     if keep(&event) {
@@ -321,6 +392,25 @@ impl Services {
         Ok(Timeline { events, limited })
     }
 
+    /// Whether `record` is a state event that holds its place in the room's current state.
+    fn is_current_state(
+        &self,
+        room_id: &RoomId,
+        event_id: &ruma::EventId,
+        record: &EventRecord,
+    ) -> Result<bool> {
+        let (Some(event_type), Some(state_key)) = (
+            record.pdu.get("type").and_then(Value::as_str),
+            record.pdu.get("state_key").and_then(Value::as_str),
+        ) else {
+            return Ok(false);
+        };
+        Ok(self
+            .store
+            .current_state_id(room_id.as_str(), event_type, state_key)?
+            .is_some_and(|id| id == event_id))
+    }
+
     fn joined_room(
         &self,
         pass: &Pass<'_>,
@@ -330,7 +420,18 @@ impl Services {
     ) -> Result<Option<Value>> {
         let to = pass.now.events;
         let full = from.is_none() || pass.full_state;
-        let timeline = self.timeline(pass, room_id, from.unwrap_or(0), to)?;
+        let mut timeline = self.timeline(pass, room_id, from.unwrap_or(0), to, true)?;
+        // A room joined since the last sync whose timeline reaches back before that sync
+        // is `limited`, as Synapse marks it: the client pages back from there.
+        if from.is_none()
+            && let Some(since) = pass.since
+            && timeline
+                .events
+                .first()
+                .is_some_and(|(position, _)| *position <= since.events)
+        {
+            timeline.limited = true;
+        }
         let state = self.state_section(pass, room_id, from, to, full, &timeline)?;
 
         let mut ephemeral = Vec::new();
@@ -408,7 +509,7 @@ impl Services {
         from: Option<u64>,
         left_at: u64,
     ) -> Result<Option<Value>> {
-        let timeline = self.timeline(pass, room_id, from.unwrap_or(0), left_at)?;
+        let timeline = self.timeline(pass, room_id, from.unwrap_or(0), left_at, false)?;
         let full = from.is_none() || pass.full_state;
         let state = self.state_section(pass, room_id, from, left_at, full, &timeline)?;
         let account_data = self.room_account_data(pass, room_id, from.is_none())?;
@@ -441,6 +542,12 @@ impl Services {
 
     /// State up to the start of the timeline: all of it for a full room, otherwise what
     /// changed between `from` and the timeline's start (nothing unless it is limited).
+    ///
+    /// With lazy-loaded members, a full room's members are only the timeline's senders
+    /// and the user. An incremental sync keeps every change of the gap (members who
+    /// joined or left in it included, as Synapse) and adds the timeline senders'
+    /// memberships as of the timeline's start, leaving out those this device was already
+    /// sent unless the filter asks for `include_redundant_members`.
     fn state_section(
         &self,
         pass: &Pass<'_>,
@@ -450,36 +557,105 @@ impl Services {
         full: bool,
         timeline: &Timeline,
     ) -> Result<Vec<Value>> {
-        if !full && !timeline.limited {
+        let filter = &pass.filter.room.state;
+        let lazy = filter.lazy_load_members;
+        if !full && !timeline.limited && !(lazy && !timeline.events.is_empty()) {
             return Ok(Vec::new());
         }
         let start = match timeline.events.first() {
             Some((position, _)) => position.saturating_sub(1),
             None => to,
         };
-        let at_start = self.state_at(room_id, start)?.unwrap_or_default();
-        let mut chosen: BTreeMap<(String, String), OwnedEventId> = if full {
-            at_start
+        let senders: BTreeSet<String> = timeline
+            .events
+            .iter()
+            .filter_map(|(_, e)| e.get("sender").and_then(Value::as_str))
+            .map(str::to_owned)
+            .collect();
+        // A full room, and the changes across a gap, need the whole state at the start;
+        // an ordinary incremental sync reads only the memberships it needs.
+        let at_start = if full || timeline.limited {
+            Some(self.state_at(room_id, start)?.unwrap_or_default())
         } else {
-            let before = match from {
-                Some(from) => self.state_at(room_id, from)?.unwrap_or_default(),
-                None => StateIds::new(),
-            };
-            at_start
-                .into_iter()
-                .filter(|(key, id)| before.get(key) != Some(id))
-                .collect()
+            None
         };
-        let filter = &pass.filter.room.state;
-        if filter.lazy_load_members {
-            let mut wanted: BTreeSet<String> = timeline
-                .events
-                .iter()
-                .filter_map(|(_, e)| e.get("sender").and_then(Value::as_str))
-                .map(str::to_owned)
-                .collect();
-            wanted.insert(pass.user_id.to_string());
-            chosen.retain(|(t, k), _| t != "m.room.member" || wanted.contains(k));
+        let mut chosen: BTreeMap<(String, String), OwnedEventId> = match &at_start {
+            Some(at_start) if full => at_start.clone(),
+            Some(at_start) => {
+                let before = match from {
+                    Some(from) => self.state_at(room_id, from)?.unwrap_or_default(),
+                    None => StateIds::new(),
+                };
+                at_start
+                    .iter()
+                    .filter(|(key, id)| before.get(*key) != Some(*id))
+                    .map(|(key, id)| (key.clone(), id.clone()))
+                    .collect()
+            }
+            None => BTreeMap::new(),
+        };
+        let view = pass.view;
+        if lazy {
+            if full {
+                chosen.retain(|(t, k), _| {
+                    t != "m.room.member" || senders.contains(k) || k == pass.user_id.as_str()
+                });
+            } else {
+                // Senders whose membership the device has (sent by an earlier sync, or
+                // in a timeline since, which a gap would have shown above) are skipped.
+                let wanted: Vec<&str> = senders
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|sender| {
+                        filter.include_redundant_members
+                            || !self.lazy_members.knows(
+                                view.user_id,
+                                view.device_id,
+                                room_id,
+                                sender,
+                            )
+                    })
+                    .collect();
+                let ids = match &at_start {
+                    Some(at_start) => wanted
+                        .iter()
+                        .map(|s| {
+                            at_start
+                                .get(&("m.room.member".to_owned(), (*s).to_owned()))
+                                .cloned()
+                        })
+                        .collect(),
+                    None => match self.state_group_at(room_id, start)? {
+                        Some(group) => {
+                            let keys: Vec<(&str, &str)> =
+                                wanted.iter().map(|s| ("m.room.member", *s)).collect();
+                            self.state_entries_at(group, &keys)?
+                        }
+                        None => Vec::new(),
+                    },
+                };
+                let in_timeline: BTreeSet<&str> = timeline
+                    .events
+                    .iter()
+                    .filter_map(|(_, e)| e.get("event_id").and_then(Value::as_str))
+                    .collect();
+                for (sender, id) in wanted.iter().zip(ids) {
+                    if let Some(id) = id
+                        && !in_timeline.contains(id.as_str())
+                    {
+                        chosen.insert(("m.room.member".to_owned(), (*sender).to_owned()), id);
+                    }
+                }
+            }
+        }
+        // Members this device was already sent are left out, unless asked for.
+        if lazy && !full && !filter.include_redundant_members {
+            chosen.retain(|(t, k), id| {
+                t != "m.room.member"
+                    || !self
+                        .lazy_members
+                        .was_sent(view.user_id, view.device_id, room_id, k, id)
+            });
         }
         let mut events = Vec::new();
         for event_id in chosen.values() {
@@ -491,6 +667,19 @@ impl Services {
         }
         if let Some(limit) = filter.base.limit {
             events.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        }
+        if lazy {
+            let members = events
+                .iter()
+                .chain(timeline.events.iter().map(|(_, e)| e))
+                .filter(|e| e.get("type").and_then(Value::as_str) == Some("m.room.member"))
+                .filter_map(|e| {
+                    let member = e.get("state_key").and_then(Value::as_str)?;
+                    let id = e.get("event_id").and_then(Value::as_str)?;
+                    Some((member, OwnedEventId::try_from(id).ok()?))
+                });
+            self.lazy_members
+                .record(view.user_id, view.device_id, room_id, members);
         }
         Ok(events)
     }
@@ -528,21 +717,48 @@ impl Services {
         Ok(events)
     }
 
-    /// Heroes and member counts, from the room's current membership.
+    /// Member counts, from the room's current membership, and heroes when the room has
+    /// neither a name nor a canonical alias (the spec requires them only then; Synapse
+    /// sends them only then).
     fn room_summary(&self, user_id: &ruma::UserId, room_id: &RoomId) -> Result<Value> {
         let members = self.room_members(room_id)?;
-        let heroes: Vec<&OwnedUserId> = members
-            .joined
-            .iter()
-            .chain(&members.invited)
-            .filter(|u| u.as_str() != user_id.as_str())
-            .take(MAX_HEROES)
-            .collect();
-        Ok(json!({
-            "m.heroes": heroes,
+        let mut summary = json!({
             "m.joined_member_count": members.joined.len(),
             "m.invited_member_count": members.invited.len(),
-        }))
+        });
+        let named = self.state_text(room_id, "m.room.name", "name")?
+            || self.state_text(room_id, "m.room.canonical_alias", "alias")?;
+        if !named {
+            let heroes: Vec<&OwnedUserId> = members
+                .joined
+                .iter()
+                .chain(&members.invited)
+                .filter(|u| u.as_str() != user_id.as_str())
+                .take(MAX_HEROES)
+                .collect();
+            summary["m.heroes"] = json!(heroes);
+        }
+        Ok(summary)
+    }
+
+    /// Whether the room's current `event_type` state (empty state key) has a non-empty
+    /// string `field`.
+    fn state_text(&self, room_id: &RoomId, event_type: &str, field: &str) -> Result<bool> {
+        let Some(id) = self
+            .store
+            .current_state_id(room_id.as_str(), event_type, "")?
+        else {
+            return Ok(false);
+        };
+        let Some(cached) = self.store.event_shared(id.as_str())? else {
+            return Ok(false);
+        };
+        Ok(cached
+            .record
+            .pdu
+            .pointer(&format!("/content/{field}"))
+            .and_then(Value::as_str)
+            .is_some_and(|text| !text.is_empty()))
     }
 
     /// What an invitee or knocker may see of a room: a few state events, stripped to

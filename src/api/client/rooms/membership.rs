@@ -5,7 +5,7 @@ use axum::routing::{MethodRouter, post};
 use axum::{Json, Router};
 use ruma::{OwnedRoomId, OwnedServerName, OwnedUserId, ServerName};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::parse_room_id;
 use crate::api::AppState;
@@ -46,6 +46,22 @@ pub fn routes() -> Router<AppState> {
 #[derive(Deserialize)]
 struct ReasonBody {
     reason: Option<String>,
+}
+
+/// A `/join` body: `reason`, and any other keys, which go into the join event as
+/// Synapse puts them (`third_party_signed` is a request parameter and is dropped).
+#[derive(Deserialize)]
+struct JoinBody {
+    reason: Option<String>,
+    #[serde(flatten)]
+    extra: Map<String, Value>,
+}
+
+impl JoinBody {
+    fn content(mut self) -> (Option<String>, Map<String, Value>) {
+        self.extra.remove("third_party_signed");
+        (self.reason, self.extra)
+    }
 }
 
 #[derive(Deserialize)]
@@ -90,21 +106,21 @@ async fn join_by_id_or_alias(
     Auth(authed): Auth,
     Path(target): Path<String>,
     Query(query): Query<Vec<(String, String)>>,
-    MatrixJson(body): MatrixJson<ReasonBody>,
+    MatrixJson(body): MatrixJson<JoinBody>,
 ) -> Result<Json<Value>> {
     let mut via = via_servers(&query);
     let room_id = room_id_or_alias(&state, &target, &mut via).await?;
-    join_room(&state, &authed, room_id, via, body.reason).await
+    join_room(&state, &authed, room_id, via, body.content()).await
 }
 
 async fn join(
     State(state): State<AppState>,
     Auth(authed): Auth,
     Path(room_id): Path<String>,
-    MatrixJson(body): MatrixJson<ReasonBody>,
+    MatrixJson(body): MatrixJson<JoinBody>,
 ) -> Result<Json<Value>> {
     let room_id = parse_room_id(&room_id)?;
-    join_room(&state, &authed, room_id, Vec::new(), body.reason).await
+    join_room(&state, &authed, room_id, Vec::new(), body.content()).await
 }
 
 /// `via` (and its older name `server_name`), repeated: servers to join through.
@@ -123,7 +139,7 @@ async fn join_room(
     authed: &Authed,
     room_id: OwnedRoomId,
     via: Vec<OwnedServerName>,
-    reason: Option<String>,
+    (reason, extra): (Option<String>, Map<String, Value>),
 ) -> Result<Json<Value>> {
     state.check_may_enter(&authed.user_id, &room_id)?;
     state.rate_limit(Family::Joins, &authed.user_id)?;
@@ -152,7 +168,17 @@ async fn join_room(
         }
         return Ok(Json(json!({ "room_id": room_id })));
     }
-    own_membership(state, authed, room_id, MembershipChange::Join, reason).await
+    state
+        .change_membership_with(
+            &room_id,
+            &authed.user_id,
+            &authed.user_id,
+            MembershipChange::Join,
+            reason,
+            extra,
+        )
+        .await?;
+    Ok(Json(json!({ "room_id": room_id })))
 }
 
 /// Knocks here when this server is in the room, through another server otherwise.

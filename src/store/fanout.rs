@@ -28,14 +28,18 @@ pub enum FanoutKind {
     /// `createRoom` request in the record's `payload` asks for, after the create event
     /// written with the intent.
     CreateRoom,
+    /// Carry out an admin's bulk redaction of a user's events (the subject is the
+    /// redaction's ID), as its `admin_redactions` record describes it.
+    RedactUser,
 }
 
 impl FanoutKind {
-    pub const ALL: [FanoutKind; 4] = [
+    pub const ALL: [FanoutKind; 5] = [
         FanoutKind::MemberProfile,
         FanoutKind::LeaveRooms,
         FanoutKind::DeleteRoom,
         FanoutKind::CreateRoom,
+        FanoutKind::RedactUser,
     ];
 
     pub fn name(self) -> &'static str {
@@ -44,6 +48,7 @@ impl FanoutKind {
             FanoutKind::LeaveRooms => "leave_rooms",
             FanoutKind::DeleteRoom => "delete_room",
             FanoutKind::CreateRoom => "create_room",
+            FanoutKind::RedactUser => "redact_user",
         }
     }
 

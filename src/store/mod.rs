@@ -4,6 +4,7 @@
 mod account_data;
 mod accounts;
 mod admin;
+mod admin_jobs;
 mod checkpoint;
 mod directory;
 mod e2ee_keys;
@@ -44,6 +45,7 @@ pub use accounts::{
     AccessTokenRecord, DeviceRecord, RateLimitOverride, RefreshTokenRecord, TokenHash, UserRecord,
 };
 pub use admin::{AuditRecord, BlockedRoomRecord, DeletedRoomRecord, NewRoomRequest};
+pub use admin_jobs::RedactionRecord;
 pub use directory::AliasRecord;
 pub use e2ee_keys::{DeviceListChange, FallbackKeyRecord};
 pub use event_cache::CachedEvent;
@@ -173,10 +175,12 @@ pub enum Cf {
     ThreepidSessions,
     Threepids,
     EmailDigests,
+    AdminRedactions,
+    ServerNoticeRooms,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 64] = [
+    pub const ALL: [Cf; 66] = [
         Cf::Meta,
         Cf::Users,
         Cf::Devices,
@@ -241,6 +245,8 @@ impl Cf {
         Cf::ThreepidSessions,
         Cf::Threepids,
         Cf::EmailDigests,
+        Cf::AdminRedactions,
+        Cf::ServerNoticeRooms,
     ];
 
     pub fn name(self) -> &'static str {
@@ -309,6 +315,8 @@ impl Cf {
             Cf::ThreepidSessions => "threepid_sessions",
             Cf::Threepids => "threepids",
             Cf::EmailDigests => "email_digests",
+            Cf::AdminRedactions => "admin_redactions",
+            Cf::ServerNoticeRooms => "server_notice_rooms",
         }
     }
 }

@@ -51,6 +51,7 @@ impl Services {
                 Ok(room_id) => self.resume_room_creation(&room_id).await,
                 Err(e) => unreadable(e),
             },
+            FanoutKind::RedactUser => self.carry_out_user_redaction(subject).await,
         }
     }
 

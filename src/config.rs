@@ -5,6 +5,7 @@ mod email;
 mod ip_range;
 mod limits;
 mod push;
+mod server_notices;
 mod well_known;
 
 use std::net::SocketAddr;
@@ -18,6 +19,7 @@ pub use email::{EMAIL_OPTIONS, EmailConfig, SmtpSecurity};
 pub use ip_range::{IpRange, default_ip_range_denylist};
 pub use limits::{LIMITS_OPTIONS, LimitsConfig};
 pub use push::PushConfig;
+pub use server_notices::{SERVER_NOTICES_OPTIONS, ServerNoticesConfig};
 pub use well_known::WellKnownConfig;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,6 +46,7 @@ pub struct Config {
     pub push: PushConfig,
     pub email: EmailConfig,
     pub limits: LimitsConfig,
+    pub server_notices: ServerNoticesConfig,
 }
 
 /// The listener's certificate. With both set the listener speaks HTTPS only.
@@ -269,6 +272,7 @@ impl Default for Config {
             push: PushConfig::default(),
             email: EmailConfig::default(),
             limits: LimitsConfig::default(),
+            server_notices: ServerNoticesConfig::default(),
         }
     }
 }
@@ -528,7 +532,12 @@ pub fn options_help() -> String {
     let mut text = String::from(
         "CONFIGURATION:\n  Every option can be set in the TOML file given with --config, or in an environment\n  variable HEARTH_<SECTION>__<KEY> (e.g. HEARTH_REGISTRATION__ENABLED=false).\n  Precedence: defaults < config file < environment < command-line flags.\n\n",
     );
-    for (key, description) in OPTIONS.iter().chain(LIMITS_OPTIONS).chain(EMAIL_OPTIONS) {
+    for (key, description) in OPTIONS
+        .iter()
+        .chain(LIMITS_OPTIONS)
+        .chain(EMAIL_OPTIONS)
+        .chain(SERVER_NOTICES_OPTIONS)
+    {
         let env = format!("HEARTH_{}", key.replace('.', "__").to_uppercase());
         text.push_str(&format!("  {key}  ({env})\n      {description}\n"));
     }
@@ -714,6 +723,7 @@ impl Config {
         self.limits.validate()?;
         self.push.validate()?;
         self.email.validate()?;
+        self.server_notices.validate()?;
         self.well_known.validate()
     }
 

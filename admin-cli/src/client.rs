@@ -92,10 +92,30 @@ pub fn enc(segment: &str) -> String {
     out
 }
 
-pub fn http_client() -> Result<reqwest::blocking::Client, Failure> {
-    reqwest::blocking::Client::builder()
+/// The HTTP client, trusting the certificate authorities in `--ca-file` besides the
+/// usual roots (for a server whose certificate a private CA issued).
+pub fn http_client(cli: &Cli) -> Result<reqwest::blocking::Client, Failure> {
+    let mut builder = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(120))
-        .user_agent(concat!("hearthctl/", env!("CARGO_PKG_VERSION")))
+        .user_agent(concat!("hearthctl/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = &cli.ca_file {
+        let pem = std::fs::read(path).map_err(|e| {
+            Failure::Local(format!("cannot read the CA file {}: {e}", path.display()))
+        })?;
+        let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            Failure::Local(format!("{} holds no PEM certificate: {e}", path.display()))
+        })?;
+        if certificates.is_empty() {
+            return Err(Failure::Local(format!(
+                "{} holds no PEM certificate",
+                path.display()
+            )));
+        }
+        for certificate in certificates {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    builder
         .build()
         .map_err(|e| Failure::Local(format!("cannot set up HTTP: {e}")))
 }
@@ -190,7 +210,7 @@ impl Client {
             return Err(Failure::NoToken);
         }
         Ok(Self {
-            http: http_client()?,
+            http: http_client(cli)?,
             server: server_url(cli, saved.as_ref()),
             token,
             json: cli.json,

@@ -25,6 +25,10 @@ pub struct Cli {
     /// The server's base URL, e.g. https://matrix.example.org
     #[arg(long, global = true, env = "HEARTHCTL_SERVER", value_name = "URL")]
     server: Option<String>,
+    /// Trust the certificate authorities in this PEM file besides the usual ones (for a
+    /// server with a certificate from a private CA)
+    #[arg(long, global = true, env = "HEARTHCTL_CA_FILE", value_name = "PATH")]
+    ca_file: Option<PathBuf>,
     /// Read the access token from this file
     #[arg(long, global = true, value_name = "PATH")]
     token_file: Option<PathBuf>,
@@ -60,6 +64,9 @@ enum Command {
     /// Content reports
     #[command(subcommand)]
     Report(commands::reports::ReportCommand),
+    /// Redact one event, or a user's events in bulk
+    #[command(subcommand)]
+    Redact(commands::redact::RedactCommand),
     /// Media quarantine
     #[command(subcommand)]
     Media(commands::media::MediaCommand),
@@ -119,6 +126,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 Command::User(c) => commands::users::run(&client, c),
                 Command::Room(c) => commands::rooms::run(&client, c),
                 Command::Report(c) => commands::reports::run(&client, c),
+                Command::Redact(c) => commands::redact::run(&client, c),
                 Command::Media(c) => commands::media::run(&client, c),
                 Command::Token(c) => commands::tokens::run(&client, c),
                 Command::Server(c) => commands::server::run(&client, c),

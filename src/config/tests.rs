@@ -34,6 +34,7 @@ fn help_lists_every_option_and_nothing_else() {
         .iter()
         .chain(super::LIMITS_OPTIONS)
         .chain(super::EMAIL_OPTIONS)
+        .chain(super::SERVER_NOTICES_OPTIONS)
         .map(|(k, _)| k.to_string())
         .collect();
     keys.sort();

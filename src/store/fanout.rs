@@ -33,15 +33,19 @@ pub enum FanoutKind {
     /// aliases, as the plan in the record's `payload` lists them, after the new room's
     /// create event written with the intent.
     UpgradeRoom,
+    /// Carry out an admin's bulk redaction of a user's events (the subject is the
+    /// redaction's ID), as its `admin_redactions` record describes it.
+    RedactUser,
 }
 
 impl FanoutKind {
-    pub const ALL: [FanoutKind; 5] = [
+    pub const ALL: [FanoutKind; 6] = [
         FanoutKind::MemberProfile,
         FanoutKind::LeaveRooms,
         FanoutKind::DeleteRoom,
         FanoutKind::CreateRoom,
         FanoutKind::UpgradeRoom,
+        FanoutKind::RedactUser,
     ];
 
     pub fn name(self) -> &'static str {
@@ -51,6 +55,7 @@ impl FanoutKind {
             FanoutKind::DeleteRoom => "delete_room",
             FanoutKind::CreateRoom => "create_room",
             FanoutKind::UpgradeRoom => "upgrade_room",
+            FanoutKind::RedactUser => "redact_user",
         }
     }
 

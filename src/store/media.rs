@@ -146,6 +146,20 @@ impl Store {
             .collect())
     }
 
+    /// Every piece of other servers' media in the cache, with its server and media ID.
+    pub fn remote_media_entries(&self) -> StoreResult<Vec<(String, String, MediaContent)>> {
+        Ok(self
+            .scan_prefix::<MediaContent>(Cf::MediaRemote, b"")?
+            .into_iter()
+            .filter_map(|(key, content)| {
+                let split = key.iter().position(|b| *b == keys::SEP)?;
+                let server = String::from_utf8(key[..split].to_vec()).ok()?;
+                let media_id = String::from_utf8(key[split + 1..].to_vec()).ok()?;
+                Some((server, media_id, content))
+            })
+            .collect())
+    }
+
     /// The thumbnails made of a content: their keys, with method, width and height.
     pub fn thumbnails_of(&self, sha256: &str) -> StoreResult<Vec<(Vec<u8>, ThumbnailSize)>> {
         let mut prefix = sha256.as_bytes().to_vec();
@@ -171,6 +185,11 @@ impl Batch<'_> {
     pub fn delete_media(&mut self, media_id: &str, record: &MediaRecord) {
         self.delete(Cf::Media, media_id.as_bytes());
         self.delete(Cf::MediaPending, &keys::device(&record.uploader, media_id));
+    }
+
+    /// Forgets a cached piece of another server's media.
+    pub fn delete_remote_media(&mut self, server: &str, media_id: &str) {
+        self.delete(Cf::MediaRemote, &keys::device(server, media_id));
     }
 
     pub fn delete_thumbnail(&mut self, key: &[u8]) {

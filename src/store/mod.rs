@@ -4,6 +4,7 @@
 mod account_data;
 mod accounts;
 mod admin;
+mod admin_jobs;
 mod checkpoint;
 mod directory;
 mod e2ee_keys;
@@ -45,6 +46,7 @@ pub use accounts::{
     AccessTokenRecord, DeviceRecord, RateLimitOverride, RefreshTokenRecord, TokenHash, UserRecord,
 };
 pub use admin::{AuditRecord, BlockedRoomRecord, DeletedRoomRecord, NewRoomRequest};
+pub use admin_jobs::RedactionRecord;
 pub use directory::AliasRecord;
 pub use e2ee_keys::{DeviceListChange, FallbackKeyRecord};
 pub use event_cache::CachedEvent;
@@ -176,10 +178,12 @@ pub enum Cf {
     Threepids,
     EmailDigests,
     OpenidTokens,
+    AdminRedactions,
+    ServerNoticeRooms,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 65] = [
+    pub const ALL: [Cf; 67] = [
         Cf::Meta,
         Cf::Users,
         Cf::Devices,
@@ -245,6 +249,8 @@ impl Cf {
         Cf::Threepids,
         Cf::EmailDigests,
         Cf::OpenidTokens,
+        Cf::AdminRedactions,
+        Cf::ServerNoticeRooms,
     ];
 
     pub fn name(self) -> &'static str {
@@ -314,6 +320,8 @@ impl Cf {
             Cf::Threepids => "threepids",
             Cf::EmailDigests => "email_digests",
             Cf::OpenidTokens => "openid_tokens",
+            Cf::AdminRedactions => "admin_redactions",
+            Cf::ServerNoticeRooms => "server_notice_rooms",
         }
     }
 }

@@ -25,6 +25,10 @@ fn path_for(template: &str, server: &TestServer) -> String {
         .replace("{token}", "nothing")
         .replace("{server_name}", "example.org")
         .replace("{media_id}", "nothing")
+        .replace("{redact_id}", "nothing")
+        .replace("{event_id}", "$nothing")
+        .replace("{txn_id}", "t1")
+        .replace("{destination}", "nothing.example")
 }
 
 #[test]

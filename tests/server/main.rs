@@ -7,6 +7,7 @@ mod accounts;
 mod admin_api;
 mod admin_cli;
 mod admin_media_deletion;
+mod admin_operations;
 mod admin_support;
 mod backup;
 mod crash_under_load;

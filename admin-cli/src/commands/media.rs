@@ -46,6 +46,13 @@ pub enum MediaCommand {
         #[arg(long, requires = "before_ts")]
         include_avatars: bool,
     },
+    /// Delete the cached copies of other servers' media fetched before a time (they are
+    /// fetched again when asked for)
+    PurgeRemote {
+        /// Fetched before this time, in ms since 1970
+        #[arg(long, value_name = "MS")]
+        before_ts: u64,
+    },
 }
 
 fn split_mxc(uri: &str) -> Result<(String, String), Failure> {
@@ -119,6 +126,19 @@ fn delete(client: &Client, command: &MediaCommand) -> Result<(), Failure> {
 pub fn run(client: &Client, command: &MediaCommand) -> Result<(), Failure> {
     let (path, what) = match command {
         MediaCommand::Delete { .. } => return delete(client, command),
+        MediaCommand::PurgeRemote { before_ts } => {
+            let answer = client.send(
+                Method::POST,
+                &format!("/_synapse/admin/v1/purge_media_cache?before_ts={before_ts}"),
+                Some(&json!({})),
+            )?;
+            if client.json {
+                output::json(&answer);
+            } else {
+                println!("{} cached remote media deleted", cell(&answer["deleted"]));
+            }
+            return Ok(());
+        }
         MediaCommand::Quarantine { uri: Some(uri), .. } => {
             let (server, id) = split_mxc(uri)?;
             (

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod media;
 pub mod offline;
+pub mod redact;
 pub mod reports;
 pub mod rooms;
 pub mod server;

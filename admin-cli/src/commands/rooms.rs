@@ -103,7 +103,7 @@ pub fn run(client: &Client, command: &RoomCommand) -> Result<(), Failure> {
 }
 
 /// A room ID as given, or the room a local alias points to.
-fn room_id(client: &Client, room: &str) -> Result<String, Failure> {
+pub(crate) fn room_id(client: &Client, room: &str) -> Result<String, Failure> {
     if !room.starts_with('#') {
         return Ok(room.to_owned());
     }

@@ -19,7 +19,7 @@ pub struct LoginArgs {
 
 pub fn login(cli: &Cli, args: &LoginArgs) -> Result<(), Failure> {
     let password = args.password.read()?;
-    let http = http_client()?;
+    let http = http_client(cli)?;
     let server = server_url(cli, None);
     let body = json!({
         "type": "m.login.password",

@@ -56,6 +56,11 @@ pub(super) fn table() -> Vec<Entry> {
             "/_synapse/admin/v1/users/{user_id}/media",
             delete(delete_user_media),
         ),
+        (
+            Method::POST,
+            "/_synapse/admin/v1/purge_media_cache",
+            post(purge_media_cache),
+        ),
     ]
 }
 
@@ -125,6 +130,25 @@ async fn delete_old_of_server(
         ));
     }
     delete_old(state, admin, query).await
+}
+
+#[derive(Deserialize)]
+struct PurgeQuery {
+    before_ts: Option<String>,
+}
+
+/// Synapse's purge of cached remote media; answers `{"deleted": n}`.
+async fn purge_media_cache(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Query(query): Query<PurgeQuery>,
+) -> Result<Json<Value>> {
+    let before_ts = number(query.before_ts.as_deref(), "before_ts")?
+        .ok_or_else(|| Error::missing_param("before_ts is required"))?;
+    let deleted = state
+        .admin_purge_remote_media(&admin.user_id, before_ts)
+        .await?;
+    Ok(Json(json!({ "deleted": deleted })))
 }
 
 #[derive(Deserialize)]

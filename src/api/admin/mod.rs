@@ -5,9 +5,12 @@
 //! Hearth's own under `/_hearth/admin/v1/`; and the spec's `/admin/` endpoints.
 
 mod audit;
+mod federation;
 mod media;
 mod moderation;
+mod notices;
 mod ratelimit;
+mod redaction;
 mod register;
 mod registration_tokens;
 mod reports;
@@ -38,12 +41,15 @@ fn table() -> Vec<Entry> {
         users::table(),
         moderation::table(),
         ratelimit::table(),
+        redaction::table(),
         rooms::table(),
         reports::table(),
         registration_tokens::table(),
         media::table(),
         audit::table(),
         server::table(),
+        notices::table(),
+        federation::table(),
     ]
     .into_iter()
     .flatten()

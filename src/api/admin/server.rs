@@ -1,4 +1,5 @@
-//! `GET /_synapse/admin/v1/server_version`, and `POST /_hearth/admin/v1/backup`.
+//! `GET /_synapse/admin/v1/server_version`, `POST /_hearth/admin/v1/backup` and
+//! `GET /_hearth/admin/v1/statistics`.
 
 use axum::Json;
 use axum::extract::State;
@@ -20,11 +21,18 @@ pub(super) fn table() -> Vec<Entry> {
             get(server_version),
         ),
         (Method::POST, "/_hearth/admin/v1/backup", post(backup)),
+        (Method::GET, "/_hearth/admin/v1/statistics", get(statistics)),
     ]
 }
 
 async fn server_version(Admin(_): Admin) -> Json<Value> {
     Json(json!({ "server_version": format!("Hearth {}", env!("CARGO_PKG_VERSION")) }))
+}
+
+/// Counts of accounts, active users, rooms, events, media and open sync connections.
+async fn statistics(State(state): State<AppState>, Admin(_): Admin) -> Result<Json<Value>> {
+    let stats = state.admin_statistics()?;
+    Ok(Json(serde_json::to_value(stats).map_err(Error::internal)?))
 }
 
 /// A live backup of the data directory, in `<data>/backups/`; answers its path.

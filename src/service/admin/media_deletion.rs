@@ -159,7 +159,48 @@ impl Services {
             Some(format!("{} media", media.len())),
         )?;
         self.store.write(batch)?;
+        self.remove_unreferenced_files(hashes).await?;
+        Ok(media.into_iter().map(|(id, _)| id).collect())
+    }
+}
 
+impl Services {
+    /// Deletes the cached copies of other servers' media fetched before `before_ts`
+    /// (ms), with the files nothing else points at; answers how many went. Synapse
+    /// compares with the last access; Hearth keeps no accesses and uses the fetch time.
+    pub async fn admin_purge_remote_media(&self, admin: &UserId, before_ts: u64) -> Result<usize> {
+        let files = self.media_files();
+        let _placing = files.lock_placing().await;
+        let old: Vec<(String, String, String)> = self
+            .store
+            .remote_media_entries()?
+            .into_iter()
+            .filter(|(_, _, content)| content.uploaded_ts < before_ts)
+            .map(|(server, id, content)| (server, id, content.sha256))
+            .collect();
+        let mut batch = self.store.batch();
+        let mut hashes = HashSet::new();
+        for (server, id, sha256) in &old {
+            batch.delete_remote_media(server, id);
+            hashes.insert(sha256.clone());
+        }
+        self.stage_audit(
+            &mut batch,
+            admin,
+            "media.purge_remote",
+            format!("before_ts={before_ts}"),
+            Some(format!("{} media", old.len())),
+        )?;
+        self.store.write(batch)?;
+        self.remove_unreferenced_files(hashes).await?;
+        Ok(old.len())
+    }
+
+    /// Removes the files (and their thumbnails) of these contents that no record, of
+    /// this server's media or of the cache, points at any more. The caller holds the
+    /// placing lock, so no upload points a new record at one meanwhile.
+    async fn remove_unreferenced_files(&self, mut hashes: HashSet<String>) -> Result<()> {
+        let files = self.media_files();
         for (_, record) in self.store.all_media()? {
             if let Some(content) = record.content {
                 hashes.remove(&content.sha256);
@@ -180,7 +221,7 @@ impl Services {
             }
             remove_file(&files.content_path(sha256)).await?;
         }
-        Ok(media.into_iter().map(|(id, _)| id).collect())
+        Ok(())
     }
 }
 

@@ -7,12 +7,15 @@ pub mod backup;
 mod media;
 mod media_deletion;
 pub mod offline;
+mod redaction;
 mod registration_tokens;
 mod reports;
 mod restrictions;
 mod room_admin;
 mod room_deletion;
 mod rooms;
+mod server_notices;
+mod statistics;
 mod users;
 
 use std::sync::atomic::AtomicU64;
@@ -21,20 +24,24 @@ use ruma::{OwnedUserId, UserId};
 
 pub use audit::{AuditEntry, AuditQuery};
 pub use media_deletion::{DEFAULT_USER_MEDIA_LIMIT, OldMedia};
+pub use redaction::{DEFAULT_REDACTION_LIMIT, UserRedaction};
 pub use registration_tokens::{NewRegistrationToken, RegistrationToken, RegistrationTokenChange};
 pub use room_deletion::{DEFAULT_NEW_ROOM_MESSAGE, DEFAULT_NEW_ROOM_NAME, RoomDeletion};
 pub use rooms::{RoomListQuery, RoomOrder, RoomSummary};
+pub use server_notices::{SERVER_NOTICE_TAG, ServerNotice};
+pub use statistics::Statistics;
 pub use users::{AdminUser, UserChanges, UserListQuery};
 
 use crate::error::{Error, Result};
 use crate::service::Services;
 use crate::store::{Store, StoreResult, UserRecord};
 
-/// What administration keeps in memory: the audit log's next ID, and a lock that
-/// serialises room deletions.
+/// What administration keeps in memory: the audit log's next ID, a lock that
+/// serialises room deletions, and one that serialises making server-notices rooms.
 pub struct Admin {
     last_audit_id: AtomicU64,
     deletions: tokio::sync::Mutex<()>,
+    notices: tokio::sync::Mutex<()>,
 }
 
 impl Admin {
@@ -42,6 +49,7 @@ impl Admin {
         Ok(Self {
             last_audit_id: AtomicU64::new(store.last_u64_key(crate::store::Cf::AdminAudit)?),
             deletions: tokio::sync::Mutex::new(()),
+            notices: tokio::sync::Mutex::new(()),
         })
     }
 }

@@ -55,6 +55,7 @@ impl Services {
                 Ok(room_id) => self.resume_room_upgrade(&room_id).await,
                 Err(e) => unreadable(e),
             },
+            FanoutKind::RedactUser => self.carry_out_user_redaction(subject).await,
         }
     }
 

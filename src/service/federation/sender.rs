@@ -60,6 +60,24 @@ struct Queue {
     /// The destination contacted us: it is up, retry now.
     contact: Notify,
     edus: Mutex<VecDeque<Value>>,
+    /// How delivery to the destination is going, for the admin API.
+    retry: Mutex<RetryState>,
+}
+
+/// The backoff record of a destination (in memory: it starts afresh with the server),
+/// with Synapse's destination fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetryState {
+    /// Failed attempts in a row.
+    pub failures: u32,
+    /// When the current run of failures began (ms); `None` while delivery works.
+    pub failure_ts: Option<u64>,
+    /// The last failed attempt (ms), 0 while delivery works.
+    pub retry_last_ts: u64,
+    /// The wait before the next attempt (ms), 0 while delivery works.
+    pub retry_interval: u64,
+    /// The queue position of the last PDU delivered.
+    pub last_successful_stream_ordering: Option<u64>,
 }
 
 /// A transaction being sent, kept whole until it succeeds so that a retry repeats the
@@ -181,6 +199,35 @@ impl Sender {
         }
     }
 
+    /// Every destination this server has sent to or queued for since it started, with
+    /// its backoff record, by name.
+    pub fn destinations(&self) -> Vec<(OwnedServerName, RetryState)> {
+        let mut out: Vec<_> = lock(&self.queues)
+            .iter()
+            .map(|(name, queue)| (name.clone(), lock(&queue.retry).clone()))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Forgets the destination's failures and wakes its worker to try again now, as
+    /// when the destination contacts us. Answers false for a destination not known.
+    pub fn reset_connection(&self, destination: &ServerName) -> bool {
+        let Some(queue) = lock(&self.queues).get(destination).cloned() else {
+            return false;
+        };
+        {
+            let mut retry = lock(&queue.retry);
+            *retry = RetryState {
+                last_successful_stream_ordering: retry.last_successful_stream_ordering,
+                ..RetryState::default()
+            };
+        }
+        queue.contact.notify_one();
+        queue.work.notify_one();
+        true
+    }
+
     /// The destination's queue, starting its worker the first time.
     fn queue(self: &Arc<Self>, destination: &ServerName) -> Arc<Queue> {
         let mut queues = lock(&self.queues);
@@ -196,7 +243,6 @@ impl Sender {
     async fn run(self: Arc<Self>, destination: OwnedServerName, queue: Arc<Queue>) {
         let mut shutdown = self.shutdown.clone();
         let mut in_flight: Option<InFlight> = None;
-        let mut failures: u32 = 0;
         loop {
             if *shutdown.borrow() {
                 return;
@@ -231,8 +277,18 @@ impl Sender {
                     if let Err(e) = self.store.write_unsynced(batch) {
                         tracing::error!(%destination, error = %e, "cannot remove sent PDUs from the queue");
                     }
+                    let mut retry = lock(&queue.retry);
+                    *retry = RetryState {
+                        last_successful_stream_ordering: txn
+                            .seqs
+                            .iter()
+                            .max()
+                            .copied()
+                            .or(retry.last_successful_stream_ordering),
+                        ..RetryState::default()
+                    };
+                    drop(retry);
                     in_flight = None;
-                    failures = 0;
                 }
                 Err(e) if e.retry_after().is_some() => {
                     // Up but rate-limiting us: wait as long as it asked (within the
@@ -246,12 +302,20 @@ impl Sender {
                     }
                 }
                 Err(e) => {
-                    failures = failures.saturating_add(1);
+                    let wait = {
+                        let mut retry = lock(&queue.retry);
+                        retry.failures = retry.failures.saturating_add(1);
+                        let wait = backoff(retry.failures, self.max_retry);
+                        let now = now_ms();
+                        retry.failure_ts.get_or_insert(now);
+                        retry.retry_last_ts = now;
+                        retry.retry_interval = wait.as_millis() as u64;
+                        wait
+                    };
                     if self.trim(&destination) > 0 {
                         // Rebuilt from what is left at the next attempt.
                         in_flight = None;
                     }
-                    let wait = backoff(failures, self.max_retry);
                     tracing::info!(%destination, error = %e, retry_in = ?wait, "transaction not delivered");
                     tokio::select! {
                         () = tokio::time::sleep(wait) => {}

@@ -21,6 +21,13 @@ impl Notifier {
             .subscribe()
     }
 
+    /// How many are waiting for news now: sync requests in progress (long polls
+    /// included), sync WebSockets, sliding syncs and legacy event streams.
+    pub fn open_connections(&self) -> usize {
+        let users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        users.values().map(watch::Sender::receiver_count).sum()
+    }
+
     pub fn wake<'a>(&self, user_ids: impl IntoIterator<Item = &'a UserId>) {
         let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
         for user_id in user_ids {

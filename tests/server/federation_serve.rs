@@ -294,7 +294,7 @@ fn bad_parameters_are_refused_before_anything_is_read() {
     let missing = format!("/_matrix/federation/v1/get_missing_events/{r}");
     for body in [
         json!({ "earliest_events": [], "latest_events": "not a list" }),
-        json!({ "earliest_events": [] }),
+        json!({ "earliest_events": "not a list" }),
         json!({ "earliest_events": [], "latest_events": [event], "limit": -1 }),
     ] {
         assert_error(
@@ -529,7 +529,8 @@ fn a_local_users_devices_are_listed_without_keys() {
         body,
         json!({
             "user_id": alice.id,
-            "stream_id": 0,
+            // The rename is a change of Alice's device list.
+            "stream_id": 1,
             "devices": [{ "device_id": alice.device, "device_display_name": "Alice's laptop" }],
         })
     );

@@ -59,8 +59,11 @@ const OPEN: &[(&str, &str)] = &[
     ("GET", "/_matrix/key/v2/server"),
     ("GET", "/_matrix/key/v2/server/{key_id}"),
     ("GET", "/_matrix/key/v2/query/{server_name}"),
+    ("GET", "/_matrix/key/v2/query/{server_name}/{key_id}"),
     ("POST", "/_matrix/key/v2/query"),
     ("GET", "/_matrix/federation/v1/version"),
+    // Asked by third parties with an OpenID token, not an access token or a signature.
+    ("GET", "/_matrix/federation/v1/openid/userinfo"),
     ("GET", "/_synapse/admin/v1/register"),
     ("POST", "/_synapse/admin/v1/register"),
     // Email (spec/email.md): asking for a mail, a forgotten password, and the pages the

@@ -16,6 +16,7 @@ mod keys;
 mod media;
 mod membership_stream;
 mod notifications;
+mod partial_state;
 mod presence;
 mod profiles;
 mod read_cache;
@@ -58,6 +59,7 @@ pub use notifications::{
     EventNotifications, NotificationCount, NotificationRecord, PusherActivation, PusherRecord,
     pusher_key,
 };
+pub use partial_state::PartialStateRecord;
 pub use presence::PresenceRecord;
 pub use receipts::{ReceiptChange, ReceiptRecord};
 pub use registration_tokens::RegistrationTokenRecord;
@@ -173,10 +175,11 @@ pub enum Cf {
     ThreepidSessions,
     Threepids,
     EmailDigests,
+    PartialStateRooms,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 64] = [
+    pub const ALL: [Cf; 65] = [
         Cf::Meta,
         Cf::Users,
         Cf::Devices,
@@ -241,6 +244,7 @@ impl Cf {
         Cf::ThreepidSessions,
         Cf::Threepids,
         Cf::EmailDigests,
+        Cf::PartialStateRooms,
     ];
 
     pub fn name(self) -> &'static str {
@@ -309,6 +313,7 @@ impl Cf {
             Cf::ThreepidSessions => "threepid_sessions",
             Cf::Threepids => "threepids",
             Cf::EmailDigests => "email_digests",
+            Cf::PartialStateRooms => "partial_state_rooms",
         }
     }
 }

@@ -303,6 +303,17 @@ impl Services {
                 ));
             }
         }
+        if partial.is_some() {
+            // A partial state lacks the joiner's own membership (an invite, a knock):
+            // the join's auth events, which the auth chain carries, fill what it lacks.
+            for id in join_pdu.auth_events() {
+                if let Some(pdu) = events.get(id).filter(|_| !rejected.contains(id))
+                    && let Some(key) = pdu.state_map_key()
+                {
+                    state_pdus.entry(key).or_insert(pdu);
+                }
+            }
+        }
         auth_check(version, &join_pdu, |t, k| {
             state_pdus.get(&(t.to_owned(), k.to_owned())).copied()
         })

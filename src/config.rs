@@ -94,6 +94,12 @@ pub struct FederationConfig {
     /// Other requests one server may make (queries, event and state fetches, joins).
     pub queries_burst: u32,
     pub queries_per_minute: f64,
+    /// Join remote rooms with `send_join?omit_members=true` (a partial-state join): the
+    /// room is usable at once and its members are fetched in the background.
+    pub partial_state_joins: bool,
+    /// Seconds a partial-state room waits before its background resync starts (tests
+    /// hold a room partial with it).
+    pub partial_state_resync_delay_secs: u64,
 }
 
 impl Default for FederationConfig {
@@ -110,6 +116,8 @@ impl Default for FederationConfig {
             transactions_per_minute: 30000.0,
             queries_burst: 1000,
             queries_per_minute: 6000.0,
+            partial_state_joins: true,
+            partial_state_resync_delay_secs: 0,
         }
     }
 }
@@ -516,6 +524,14 @@ pub const OPTIONS: &[(&str, &str)] = &[
     (
         "federation.queries_per_minute",
         "Other requests per minute one server may make, after its burst [default: 6000]",
+    ),
+    (
+        "federation.partial_state_joins",
+        "Join rooms of other servers without waiting for their member lists (send_join with omit_members): the room is usable at once and its members arrive in the background [default: true]",
+    ),
+    (
+        "federation.partial_state_resync_delay_secs",
+        "Seconds a partially joined room waits before fetching its full state [default: 0]",
     ),
     (
         "well_known.server",

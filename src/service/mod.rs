@@ -60,6 +60,8 @@ pub struct Services {
     pub server_keys: Arc<federation::ServerKeyStore>,
     /// The outgoing queue: what each other server is owed.
     pub sender: Arc<federation::sender::Sender>,
+    /// Rooms joined with a partial state, and their resync workers.
+    pub partial_states: federation::partial_state::PartialStates,
     /// Pulls of room history from other servers, one at a time per room.
     pub backfill: federation::backfill::BackfillAttempts,
     pub sessions: sessions::Sessions,
@@ -140,6 +142,7 @@ impl Services {
             server_keys,
             sender,
             backfill: Default::default(),
+            partial_states: federation::partial_state::PartialStates::load(&store)?,
             sessions: sessions::Sessions::new(store.clone(), &config),
             uia: uia::UiaSessions::default(),
             nonces: shared_secret::Nonces::default(),
@@ -203,7 +206,8 @@ impl Services {
 
     /// Starts the background workers: presence idleness, the outgoing federation
     /// queue (its destinations with PDUs queued before a restart), email digests, the
-    /// pushers and the fan-outs (those a crash cut short first). Each ends when shutdown begins.
+    /// pushers, the fan-outs (those a crash cut short first) and the resyncs of partially
+    /// joined rooms (those a restart left partial too). Each ends when shutdown begins.
     pub fn start_workers(self: &Arc<Self>) -> anyhow::Result<()> {
         let presence = self.clone();
         let shutdown = self.shutdown_started();
@@ -225,6 +229,7 @@ impl Services {
         self.pushers.resume(self.rooms.stream_position())?;
         self.fanout.resume(self.fanout_executor())?;
         self.start_guest_kicks();
+        self.start_partial_state_workers()?;
         Ok(())
     }
 

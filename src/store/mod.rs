@@ -18,6 +18,7 @@ mod media;
 mod membership_stream;
 mod notifications;
 mod openid;
+mod partial_state;
 mod presence;
 mod profiles;
 mod read_cache;
@@ -62,6 +63,7 @@ pub use notifications::{
     pusher_key,
 };
 pub use openid::OpenidTokenRecord;
+pub use partial_state::PartialStateRecord;
 pub use presence::PresenceRecord;
 pub use receipts::{ReceiptChange, ReceiptRecord};
 pub use registration_tokens::RegistrationTokenRecord;
@@ -180,10 +182,11 @@ pub enum Cf {
     OpenidTokens,
     AdminRedactions,
     ServerNoticeRooms,
+    PartialStateRooms,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 67] = [
+    pub const ALL: [Cf; 68] = [
         Cf::Meta,
         Cf::Users,
         Cf::Devices,
@@ -251,6 +254,7 @@ impl Cf {
         Cf::OpenidTokens,
         Cf::AdminRedactions,
         Cf::ServerNoticeRooms,
+        Cf::PartialStateRooms,
     ];
 
     pub fn name(self) -> &'static str {
@@ -322,6 +326,7 @@ impl Cf {
             Cf::OpenidTokens => "openid_tokens",
             Cf::AdminRedactions => "admin_redactions",
             Cf::ServerNoticeRooms => "server_notice_rooms",
+            Cf::PartialStateRooms => "partial_state_rooms",
         }
     }
 }

@@ -198,6 +198,12 @@ impl TestServer {
         child.wait().unwrap()
     }
 
+    /// Sets a `HEARTH_*` setting for the next start ([`Self::restart`]).
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.extra_env.retain(|(k, _)| k != key);
+        self.extra_env.push((key.to_owned(), value.to_owned()));
+    }
+
     pub fn restart(&mut self) {
         if self.child.is_some() {
             assert!(self.terminate().success());

@@ -85,6 +85,7 @@ impl Services {
         origin: &ServerName,
     ) -> Result<StateIdsAt> {
         self.room_for_server(room_id, origin)?;
+        self.refuse_while_partial(room_id, "its state")?;
         let pdu_ids = self.state_before(room_id, event_id)?;
         let auth_chain_ids = self.auth_chain_ids(room_id, &pdu_ids)?;
         Ok(StateIdsAt {
@@ -101,6 +102,7 @@ impl Services {
         origin: &ServerName,
     ) -> Result<StateAt> {
         self.room_for_server(room_id, origin)?;
+        self.refuse_while_partial(room_id, "its state")?;
         let ids = self.state_before(room_id, event_id)?;
         let mut pdus = Vec::with_capacity(ids.len());
         for id in &ids {

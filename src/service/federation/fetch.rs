@@ -16,7 +16,7 @@ use super::client::Limits;
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{Pdu, RoomVersion, StateKey};
 use crate::service::Services;
-use crate::service::rooms::{PduError, Placement, Received, StateIds};
+use crate::service::rooms::{OutlierInput, PduError, Placement, Received, StateIds};
 use crate::store::EventStatus;
 
 /// Single events fetched at once from one server.
@@ -126,8 +126,23 @@ impl Services {
         let create_ref = (!version.create_event_in_auth_events())
             .then_some(create.as_deref())
             .flatten();
+        let order = topological_order(&events);
+        // All at once (signatures in parallel, a few unsynced batches, one sync), as a
+        // `send_join` answer; if one event spoils the lot, one by one below.
+        let mut inputs = Vec::with_capacity(order.len());
+        for id in &order {
+            let json = events[id].json().clone();
+            let keys = self.keys_for_pdu(&json).await;
+            inputs.push(OutlierInput { json, keys });
+        }
+        match self.store_outliers(room_id, version, inputs, create_ref) {
+            Ok(rejected) => return Ok(rejected.into_iter().collect()),
+            Err((id, e)) => {
+                tracing::info!(%server, event = ?id, error = %e, "fetched events stored one by one");
+            }
+        }
         let mut rejected = HashSet::new();
-        for id in topological_order(&events) {
+        for id in order {
             let pdu = &events[&id];
             let keys = self.keys_for_pdu(pdu.json()).await;
             match self.store_outlier(room_id, version, pdu.json().clone(), &keys, create_ref) {

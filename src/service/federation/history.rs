@@ -62,6 +62,7 @@ impl Services {
         limit: usize,
     ) -> Result<Vec<Value>> {
         self.room_for_server(room_id, origin)?;
+        self.refuse_while_partial(room_id, "its history")?;
         let limit = limit.min(MAX_BACKFILL);
         // Newest first: the greatest (depth, stream position) comes off the heap first.
         let mut queue: BinaryHeap<(u64, u64, OwnedEventId)> = BinaryHeap::new();

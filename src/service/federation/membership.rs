@@ -53,6 +53,9 @@ impl Services {
         // With none of its users joined any more, this server cannot vouch for the room's
         // current state, nor would its copy of the room move on: joins and knocks get 404
         // as for an unknown room (as Synapse does), so the joining server asks another.
+        if membership != "leave" {
+            self.refuse_while_partial(room_id, &format!("make_{membership}"))?;
+        }
         if membership != "leave" && !self.server_in_room(room_id, self.server_name())? {
             return Err(Error::not_found(format!(
                 "This server is no longer in {room_id}"
@@ -225,6 +228,9 @@ impl Services {
             .room(room_id.as_str())?
             .ok_or_else(|| Error::not_found(format!("This server is not in {room_id}")))?;
         self.check_server_acl(room_id, origin)?;
+        if membership != "leave" {
+            self.refuse_while_partial(room_id, &format!("send_{membership}"))?;
+        }
         let pdu = Pdu::from_json(event.clone(), room.version)?;
         if pdu.event_id() != event_id {
             return Err(Error::bad_json(format!(

@@ -26,6 +26,7 @@ pub mod inbound_limits;
 pub mod invite;
 pub mod keys;
 pub mod membership;
+pub mod partial_state;
 pub mod profile;
 pub mod queries;
 pub mod remote_join;

@@ -33,6 +33,20 @@ struct SendJoin {
     auth_chain: Vec<Value>,
     /// The join signed by the resident server too (restricted joins).
     event: Option<Value>,
+    /// The state leaves out membership events (asked with `omit_members`).
+    #[serde(default)]
+    members_omitted: bool,
+    /// With `members_omitted`: the servers in the room before the join.
+    #[serde(default)]
+    servers_in_room: Vec<String>,
+}
+
+/// What `send_join` answered about the room: its state before the join, the auth
+/// chain, and for a partial state, the servers in the room.
+struct JoinState {
+    state: Vec<Value>,
+    auth_chain: Vec<Value>,
+    partial: Option<Vec<OwnedServerName>>,
 }
 
 #[derive(Deserialize)]
@@ -160,28 +174,43 @@ impl Services {
                 event = signed;
             }
         }
+        let partial = joined.members_omitted.then(|| {
+            joined
+                .servers_in_room
+                .iter()
+                .filter_map(|s| OwnedServerName::try_from(s.as_str()).ok())
+                .collect::<Vec<_>>()
+        });
         self.start_joined_room(
             room_id,
             version,
             server,
             event,
-            joined.state,
-            joined.auth_chain,
+            JoinState {
+                state: joined.state,
+                auth_chain: joined.auth_chain,
+                partial,
+            },
         )
         .await
     }
 
     /// Checks the state and auth chain a resident server sent, stores them as outliers,
-    /// and starts the room here with the join on top of that state.
+    /// and starts the room here with the join on top of that state; a partial state
+    /// (members omitted) is recorded as such, and its resync starts.
     async fn start_joined_room(
         &self,
         room_id: &RoomId,
         version: RoomVersion,
         server: &ServerName,
         join: Value,
-        state: Vec<Value>,
-        auth_chain: Vec<Value>,
+        answer: JoinState,
     ) -> Result<OwnedEventId> {
+        let JoinState {
+            state,
+            auth_chain,
+            partial,
+        } = answer;
         if state.len() + auth_chain.len() > MAX_JOIN_EVENTS {
             return Err(bad_gateway(
                 server,
@@ -274,6 +303,17 @@ impl Services {
                 ));
             }
         }
+        if partial.is_some() {
+            // A partial state lacks the joiner's own membership (an invite, a knock):
+            // the join's auth events, which the auth chain carries, fill what it lacks.
+            for id in join_pdu.auth_events() {
+                if let Some(pdu) = events.get(id).filter(|_| !rejected.contains(id))
+                    && let Some(key) = pdu.state_map_key()
+                {
+                    state_pdus.entry(key).or_insert(pdu);
+                }
+            }
+        }
         auth_check(version, &join_pdu, |t, k| {
             state_pdus.get(&(t.to_owned(), k.to_owned())).copied()
         })
@@ -284,7 +324,21 @@ impl Services {
         let room = self.seed_room_state(room_id, version, &create, &join_pdu, &state_map)?;
         let mut batch = self.store.batch();
         let staged = self.stage_accepted_remote(&mut batch, room_id, &room, &join_pdu, join)?;
+        let partial_servers = match &partial {
+            Some(servers_in_room) => Some(self.stage_partial_state(
+                &mut batch,
+                room_id,
+                join_pdu.event_id().to_owned(),
+                server,
+                servers_in_room,
+            )?),
+            None => None,
+        };
         self.store.write(batch)?;
+        if let Some(servers) = partial_servers {
+            tracing::info!(%room_id, %server, "joined with a partial state");
+            self.partial_states.started(room_id, servers);
+        }
         self.finish_accepted(room_id, staged);
         Ok(join_pdu.event_id().to_owned())
     }
@@ -375,8 +429,14 @@ impl Services {
         let id = event_id(event, version)?;
         // `send_knock` exists only as v1.
         let api = if membership == "knock" { "v1" } else { "v2" };
+        // A partial-state join: the room's members come later (partial_state.rs).
+        let query = if membership == "join" && self.config.federation.partial_state_joins {
+            "?omit_members=true"
+        } else {
+            ""
+        };
         let path = format!(
-            "/_matrix/federation/{api}/send_{membership}/{}/{}",
+            "/_matrix/federation/{api}/send_{membership}/{}/{}{query}",
             urlencode(room_id.as_str()),
             urlencode(id.as_str())
         );

@@ -239,15 +239,18 @@ impl Services {
         Ok(())
     }
 
-    /// The other servers with users joined to the room, but those its server ACL denies
-    /// (they are sent nothing about the room, as they may ask for nothing).
+    /// The other servers with users joined to the room (and while its state is partial,
+    /// those in the room at the join), but those its server ACL denies (they are sent
+    /// nothing about the room, as they may ask for nothing).
     pub fn room_destinations(&self, room_id: &RoomId) -> Result<Vec<OwnedServerName>> {
         let members = self.room_members(room_id)?;
         let acl = self.room_acl(room_id)?;
+        let partial = self.partial_states.servers(room_id);
         let servers: BTreeSet<&ServerName> = members
             .joined
             .iter()
             .map(|u| u.server_name())
+            .chain(partial.iter().map(|s| &**s))
             .filter(|s| *s != self.server_name())
             .filter(|s| acl.as_ref().is_none_or(|acl| acl.allows(s)))
             .collect();

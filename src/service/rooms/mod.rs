@@ -7,6 +7,7 @@ mod history;
 mod members;
 mod membership;
 mod outliers;
+mod partial;
 pub(crate) mod persist;
 mod receive;
 #[cfg(test)]

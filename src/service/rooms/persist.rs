@@ -437,7 +437,7 @@ impl Services {
     }
 
     /// Records a user's membership in a room; returns whether it changed.
-    fn stage_membership(
+    pub(super) fn stage_membership(
         &self,
         batch: &mut Batch<'_>,
         user_id: &str,

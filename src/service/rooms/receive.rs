@@ -167,7 +167,13 @@ impl Services {
             None => self.state_before_event(version, &pdu)?,
         };
         let mut batch = self.store.batch();
-        let before = self.auth_state_at(version, &pdu, state_before)?;
+        // With a partial state, what it lacks comes from the event's own auth events
+        // (checked again against the full state when it comes: rooms/partial.rs).
+        let partial = self.is_partial_state(room_id);
+        let mut before = self.auth_state_at(version, &pdu, state_before)?;
+        if partial {
+            fill_from_auth_events(&mut before, &auth_events);
+        }
         if let Err(e) = auth_check(version, &pdu, |t, k| {
             before.get(&(t.to_owned(), k.to_owned())).map(|p| &**p)
         }) {
@@ -194,7 +200,10 @@ impl Services {
 
         // The room's current state.
         if state_before != room.state_group {
-            let current = self.auth_state_at(version, &pdu, room.state_group)?;
+            let mut current = self.auth_state_at(version, &pdu, room.state_group)?;
+            if partial {
+                fill_from_auth_events(&mut current, &auth_events);
+            }
             if let Err(e) = auth_check(version, &pdu, |t, k| {
                 current.get(&(t.to_owned(), k.to_owned())).map(|p| &**p)
             }) {
@@ -376,6 +385,15 @@ impl Services {
             }
         }
         Ok(out)
+    }
+}
+
+/// Adds the event's auth events for the state keys `state` lacks.
+fn fill_from_auth_events(state: &mut HashMap<StateKey, Arc<Pdu>>, auth_events: &[Arc<Pdu>]) {
+    for auth in auth_events {
+        if let Some(key) = auth.state_map_key() {
+            state.entry(key).or_insert_with(|| auth.clone());
+        }
     }
 }
 

@@ -89,7 +89,21 @@ impl Services {
             let key = room_id.to_string();
             match membership.as_str() {
                 "join" => {
+                    // As Synapse: a room joined with a partial state is left out of
+                    // syncs that load all members until its full state is here, and
+                    // then comes as a new join, with all of it.
+                    let lazy = pass.filter.room.state.lazy_load_members;
+                    if !lazy && self.is_partial_state(&room_id) {
+                        continue;
+                    }
+                    let completed_since = !lazy
+                        && pass.since.is_some_and(|since| {
+                            self.partial_states
+                                .completed_at(&room_id)
+                                .is_some_and(|at| at > since.events)
+                        });
                     let rejoined = match pass.since {
+                        _ if completed_since => true,
                         Some(since) if changed => {
                             self.membership_at(&room_id, pass.user_id, since.events)?
                                 .as_deref()

@@ -48,6 +48,8 @@ async fn members(
     Query(query): Query<MembersQuery>,
 ) -> Result<Json<Value>> {
     let room_id = parse_room_id(&room_id)?;
+    // A partially joined room's members are on their way: wait for them (bounded).
+    state.await_full_state(&room_id).await;
     let group = readable_state_group(&state, &room_id, &authed.user_id)?;
     let view = ClientView {
         user_id: &authed.user_id,
@@ -99,6 +101,7 @@ async fn joined_members(
     if !state.is_joined(&room_id, &authed.user_id)? {
         return Err(Error::forbidden("You are not a member of this room"));
     }
+    state.await_full_state(&room_id).await;
     let mut joined = Map::new();
     for ((_, user), event_id) in state
         .store

@@ -575,7 +575,7 @@ fn lazy_loading_sends_each_member_once_and_the_gaps_memberships() {
     send_text(&server, &carol, &room, "c1", "from carol");
     send_text(&server, &bob, &room, "b2", "bob again");
     let body = sync(&server, &alice, &format!("filter={lazy}&since={since}"));
-    assert_eq!(state_members(&body, &room), [carol.id.clone()]);
+    assert_eq!(state_members(&body, &room), [carol.id.as_str()]);
     let since = next_batch(&body);
     send_text(&server, &carol, &room, "c2", "carol again");
     let body = sync(&server, &alice, &format!("filter={lazy}&since={since}"));
@@ -587,7 +587,7 @@ fn lazy_loading_sends_each_member_once_and_the_gaps_memberships() {
         &alice,
         &format!("filter={redundant}&since={since}"),
     );
-    assert_eq!(state_members(&body, &room), [carol.id.clone()]);
+    assert_eq!(state_members(&body, &room), [carol.id.as_str()]);
     let since = next_batch(&body);
 
     // A gap: Dave leaves without a word, then Carol sends more than the timeline holds.
@@ -598,5 +598,5 @@ fn lazy_loading_sends_each_member_once_and_the_gaps_memberships() {
     }
     let body = sync(&server, &alice, &format!("filter={lazy}&since={since}"));
     assert_eq!(body["rooms"]["join"][&room]["timeline"]["limited"], true);
-    assert_eq!(state_members(&body, &room), [dave.id.clone()]);
+    assert_eq!(state_members(&body, &room), [dave.id.as_str()]);
 }

@@ -573,7 +573,9 @@ impl Services {
     ) -> Result<Vec<Value>> {
         let filter = &pass.filter.room.state;
         let lazy = filter.lazy_load_members;
-        if !full && !timeline.limited && !(lazy && !timeline.events.is_empty()) {
+        // Nothing changed before the timeline, and no sender's membership is wanted.
+        let senders_wanted = lazy && !timeline.events.is_empty();
+        if !full && !timeline.limited && !senders_wanted {
             return Ok(Vec::new());
         }
         let start = match timeline.events.first() {

@@ -276,13 +276,7 @@ impl Services {
             .filter(|(key, _)| keys.contains(*key) && wants.wants(user, &key.0, &key.1))
             .collect();
         if wants.lazy_members() {
-            let senders: BTreeSet<String> = timeline
-                .events
-                .iter()
-                .filter_map(|(_, e)| e.get("sender").and_then(Value::as_str))
-                .map(str::to_owned)
-                .collect();
-            for sender in senders {
+            for sender in timeline.senders() {
                 let key = ("m.room.member".to_owned(), sender);
                 if let Some((key, id)) = state.get_key_value(&key) {
                     chosen.insert(key, id);

@@ -39,6 +39,17 @@ pub(crate) struct Timeline {
     pub(crate) limited: bool,
 }
 
+impl Timeline {
+    /// The senders of the timeline's events.
+    pub(crate) fn senders(&self) -> BTreeSet<String> {
+        self.events
+            .iter()
+            .filter_map(|(_, e)| e.get("sender").and_then(Value::as_str))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
 /// Which part of a room's stream a timeline is read from: events in `(from, to]`, at most
 /// `limit`; `current_state_visible` shows current state events the history rules hide.
 #[derive(Clone, Copy)]
@@ -260,16 +271,8 @@ impl Services {
 
     /// The room's state after every event up to stream position `at`; `None` before the room.
     pub fn state_at(&self, room_id: &RoomId, at: u64) -> Result<Option<StateIds>> {
-        let Some((_, event_id)) = self
-            .store
-            .room_events_rev(room_id.as_str(), at, 0, 1)?
-            .into_iter()
-            .next()
-        else {
-            return Ok(None);
-        };
-        match self.store.event(event_id.as_str())? {
-            Some(record) => Ok(Some(self.state_ids_at(record.state_after)?)),
+        match self.state_group_at(room_id, at)? {
+            Some(group) => Ok(Some(self.state_ids_at(group)?)),
             None => Ok(None),
         }
     }
@@ -578,20 +581,28 @@ impl Services {
         if !full && !timeline.limited && !senders_wanted {
             return Ok(Vec::new());
         }
-        let start = match timeline.events.first() {
-            Some((position, _)) => position.saturating_sub(1),
-            None => to,
-        };
-        let senders: BTreeSet<String> = timeline
+        // The state before the timeline's first event (whose record knows it even when
+        // nothing before it is on the room's stream, as after joining another server's
+        // room), or after the window's end when the timeline is empty.
+        let start_group = match timeline
             .events
-            .iter()
-            .filter_map(|(_, e)| e.get("sender").and_then(Value::as_str))
-            .map(str::to_owned)
-            .collect();
+            .first()
+            .and_then(|(_, e)| e.get("event_id").and_then(Value::as_str))
+        {
+            Some(first) => self
+                .store
+                .event_shared(first)?
+                .map(|cached| cached.record.state_before),
+            None => self.state_group_at(room_id, to)?,
+        };
+        let senders = timeline.senders();
         // A full room, and the changes across a gap, need the whole state at the start;
         // an ordinary incremental sync reads only the memberships it needs.
         let at_start = if full || timeline.limited {
-            Some(self.state_at(room_id, start)?.unwrap_or_default())
+            Some(match start_group {
+                Some(group) => self.state_ids_at(group)?,
+                None => StateIds::new(),
+            })
         } else {
             None
         };
@@ -641,7 +652,7 @@ impl Services {
                                 .cloned()
                         })
                         .collect(),
-                    None => match self.state_group_at(room_id, start)? {
+                    None => match start_group {
                         Some(group) => {
                             let keys: Vec<(&str, &str)> =
                                 wanted.iter().map(|s| ("m.room.member", *s)).collect();

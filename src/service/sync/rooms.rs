@@ -437,18 +437,7 @@ impl Services {
     ) -> Result<Option<Value>> {
         let to = pass.now.events;
         let full = from.is_none() || pass.full_state;
-        let mut timeline = self.timeline(pass, room_id, from.unwrap_or(0), to, true)?;
-        // A room joined since the last sync whose timeline reaches back before that sync
-        // is `limited`, as Synapse marks it: the client pages back from there.
-        if from.is_none()
-            && let Some(since) = pass.since
-            && timeline
-                .events
-                .first()
-                .is_some_and(|(position, _)| *position <= since.events)
-        {
-            timeline.limited = true;
-        }
+        let timeline = self.timeline(pass, room_id, from.unwrap_or(0), to, true)?;
         let state = self.state_section(pass, room_id, from, to, full, &timeline)?;
 
         let mut ephemeral = Vec::new();
@@ -675,6 +664,14 @@ impl Services {
                 }
             }
         }
+        // What the timeline itself carries is not repeated as state (the room's create
+        // event, whose record counts it in the state before it, among them).
+        let in_timeline: BTreeSet<&str> = timeline
+            .events
+            .iter()
+            .filter_map(|(_, e)| e.get("event_id").and_then(Value::as_str))
+            .collect();
+        chosen.retain(|_, id| !in_timeline.contains(id.as_str()));
         // Members this device was already sent are left out, unless asked for.
         if lazy && !full && !filter.include_redundant_members {
             chosen.retain(|(t, k), id| {

@@ -76,15 +76,8 @@ impl Services {
         if sender == viewer.as_str() || !self.erased_users.contains(sender) {
             return Ok(false);
         }
-        let member =
-            self.state_entries_at(record.state_before, &[("m.room.member", viewer.as_str())])?;
-        let joined = match member.first().and_then(Option::as_ref) {
-            Some(id) => self.store.event_shared(id.as_str())?.is_some_and(|e| {
-                e.record.pdu.pointer("/content/membership") == Some(&Value::from("join"))
-            }),
-            None => false,
-        };
-        Ok(!joined)
+        let membership = self.membership_in_group(record.state_before, viewer)?;
+        Ok(membership.as_deref() != Some("join"))
     }
 
     /// Whether an event goes to other servers redacted: its sender is erased.

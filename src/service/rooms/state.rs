@@ -35,6 +35,21 @@ impl Services {
         Ok(state)
     }
 
+    /// `user_id`'s membership in the state of `group`, read without building the state.
+    pub fn membership_in_group(&self, group: u64, user_id: &UserId) -> Result<Option<String>> {
+        let entries = self.state_entries_at(group, &[("m.room.member", user_id.as_str())])?;
+        let Some(Some(event_id)) = entries.into_iter().next() else {
+            return Ok(None);
+        };
+        Ok(self.store.event_shared(event_id.as_str())?.and_then(|e| {
+            e.record
+                .pdu
+                .pointer("/content/membership")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+        }))
+    }
+
     /// A few entries of a state group, in the order asked, without building the whole
     /// state: the deltas are walked from the group back towards its full snapshot, and
     /// the newest entry for a key wins.

@@ -300,18 +300,10 @@ impl Services {
         user_id: &ruma::UserId,
         at: u64,
     ) -> Result<Option<String>> {
-        let Some(state) = self.state_at(room_id, at)? else {
-            return Ok(None);
-        };
-        let Some(event_id) = state.get(&("m.room.member".to_owned(), user_id.to_string())) else {
-            return Ok(None);
-        };
-        Ok(self.store.event(event_id.as_str())?.and_then(|e| {
-            e.pdu
-                .pointer("/content/membership")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        }))
+        match self.state_group_at(room_id, at)? {
+            Some(group) => self.membership_in_group(group, user_id),
+            None => Ok(None),
+        }
     }
 
     /// The newest timeline events in `(from, to]` that pass the filter, at most the limit.
@@ -650,15 +642,8 @@ impl Services {
                         None => Vec::new(),
                     },
                 };
-                let in_timeline: BTreeSet<&str> = timeline
-                    .events
-                    .iter()
-                    .filter_map(|(_, e)| e.get("event_id").and_then(Value::as_str))
-                    .collect();
                 for (sender, id) in wanted.iter().zip(ids) {
-                    if let Some(id) = id
-                        && !in_timeline.contains(id.as_str())
-                    {
+                    if let Some(id) = id {
                         chosen.insert(("m.room.member".to_owned(), (*sender).to_owned()), id);
                     }
                 }

@@ -83,6 +83,8 @@ pub enum ErrorKind {
     BadGateway,
     /// Another homeserver did not answer in time (504).
     GatewayTimeout,
+    /// The client stopped sending its request body (408 `M_UNKNOWN`).
+    RequestTimeout,
     /// Another homeserver's media is larger than this server takes (502 `M_TOO_LARGE`).
     RemoteTooLarge,
     /// User-interactive authentication must continue: answered with 401 and the flows.
@@ -181,6 +183,7 @@ impl Error {
             | ErrorKind::Conflict
             | ErrorKind::BadGateway
             | ErrorKind::GatewayTimeout
+            | ErrorKind::RequestTimeout
             | ErrorKind::Internal => "M_UNKNOWN",
             // Inside a UIA response the errcode describes the failed stage, if any.
             ErrorKind::AuthRequired(_) => "M_FORBIDDEN",
@@ -216,6 +219,7 @@ impl Error {
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorKind::BadGateway | ErrorKind::RemoteTooLarge => StatusCode::BAD_GATEWAY,
             ErrorKind::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorKind::BadJson
             | ErrorKind::NotJson
             | ErrorKind::UserInUse

@@ -40,6 +40,10 @@ pub struct LimitsConfig {
     pub header_read_secs: u64,
     /// Seconds a client may take to send a JSON request body; then `408`.
     pub body_read_secs: u64,
+    /// Seconds a media upload may go without a byte arriving; then `408` and the part
+    /// received is thrown away. (An upload as a whole has no time limit: a large file on
+    /// a slow link takes as long as it takes.)
+    pub upload_idle_secs: u64,
     /// Most `/sync` requests one user may have open at once.
     pub syncs_per_user: usize,
     /// Most `/sync` requests open at once from one client address.
@@ -72,6 +76,7 @@ impl Default for LimitsConfig {
             filter_bytes: 16 * 1024,
             header_read_secs: 30,
             body_read_secs: 60,
+            upload_idle_secs: 60,
             // Generous: a person has a few devices, each with a tab or two; an address
             // may be a household's or an office's NAT.
             syncs_per_user: 50,
@@ -153,6 +158,10 @@ pub const LIMITS_OPTIONS: &[(&str, &str)] = &[
         "Seconds a client may take to send a JSON request body before 408 [default: 60]",
     ),
     (
+        "limits.upload_idle_secs",
+        "Seconds a media upload may go without a byte arriving before 408 [default: 60]",
+    ),
+    (
         "limits.syncs_per_user",
         "Long-poll /sync requests one user may hold open at once before M_LIMIT_EXCEEDED [default: 50]",
     ),
@@ -200,9 +209,18 @@ impl LimitsConfig {
                 "limits: syncs_* and sync_sockets_* must be positive".into(),
             ));
         }
-        if self.filter_bytes == 0 || self.header_read_secs == 0 || self.body_read_secs == 0 {
+        if [
+            self.filter_bytes as u64,
+            self.header_read_secs,
+            self.body_read_secs,
+            self.upload_idle_secs,
+        ]
+        .contains(&0)
+        {
             return Err(ConfigError::Invalid(
-                "limits.filter_bytes, header_read_secs and body_read_secs must be positive".into(),
+                "limits.filter_bytes, header_read_secs, body_read_secs and upload_idle_secs \
+                 must be positive"
+                    .into(),
             ));
         }
         Ok(())

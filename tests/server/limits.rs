@@ -384,6 +384,49 @@ fn slow_clients_are_cut_off_and_others_are_still_served() {
     assert_eq!(status, 200);
 }
 
+#[test]
+fn a_stalled_upload_is_dropped_and_a_slow_one_is_not() {
+    use std::io::Write;
+    let server = TestServer::start_with_env(&[("HEARTH_LIMITS__UPLOAD_IDLE_SECS", "1")]);
+    let alice = user(&server, "alice");
+    let head = |length: usize| {
+        format!(
+            "POST /_matrix/media/v3/upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/octet-stream\r\nContent-Length: {length}\r\n\r\n",
+            alice.token
+        )
+    };
+    // Part of the file, then nothing: 408, and the part received is not kept.
+    let mut socket = raw(&server);
+    socket.write_all(head(1000).as_bytes()).unwrap();
+    socket.write_all(&[7u8; 100]).unwrap();
+    let answer = read_to_close(&mut socket);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("M_UNKNOWN"), "{answer}");
+    let tmp = server.data_dir().join("media").join("tmp");
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .map(|dir| dir.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "partial uploads left behind: {left:?}");
+    // An upload that keeps sending, however slowly, is not cut off: its whole time is
+    // past the idle limit, but no pause is.
+    let mut socket = raw(&server);
+    socket.write_all(head(6).as_bytes()).unwrap();
+    for byte in b"slowly" {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        socket.write_all(&[*byte]).unwrap();
+    }
+    let mut answer = String::new();
+    let mut buf = [0u8; 4096];
+    while !answer.contains("content_uri") {
+        use std::io::Read;
+        let n = socket.read(&mut buf).unwrap();
+        assert!(n > 0, "closed without an answer: {answer}");
+        answer.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
 /// A long-poll `/sync` from `addr` (behind the trusted proxy) held open on a raw socket.
 fn hold_sync(server: &TestServer, token: &str, since: &str, addr: &str) -> std::net::TcpStream {
     use std::io::Write;

@@ -4,6 +4,7 @@
 //! name by a rename of a complete temporary file, so a file that exists is whole.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
@@ -106,8 +107,15 @@ impl MediaFiles {
     }
 
     /// Streams a request body into a temporary file, hashing as it goes and refusing it
-    /// as soon as it passes `limit` bytes, so no upload is ever held in memory.
-    pub async fn receive<S, B, E>(&self, body: S, limit: u64) -> Result<Received>
+    /// as soon as it passes `limit` bytes, so no upload is ever held in memory. With
+    /// `idle`, a body that sends nothing for that long is refused too (`408`): a client
+    /// that stalls would otherwise hold its connection and its half-written file for good.
+    pub async fn receive<S, B, E>(
+        &self,
+        body: S,
+        limit: u64,
+        idle: Option<Duration>,
+    ) -> Result<Received>
     where
         S: Stream<Item = std::result::Result<B, E>>,
         B: AsRef<[u8]>,
@@ -125,7 +133,14 @@ impl MediaFiles {
         let mut head = Vec::with_capacity(HEAD_BYTES);
         let mut size: u64 = 0;
         let mut body = std::pin::pin!(body);
-        while let Some(chunk) = body.next().await {
+        loop {
+            let next = match idle {
+                Some(idle) => tokio::time::timeout(idle, body.next())
+                    .await
+                    .map_err(|_| stalled(idle))?,
+                None => body.next().await,
+            };
+            let Some(chunk) = next else { break };
             let chunk = chunk.map_err(|e| {
                 Error::new(
                     ErrorKind::Unknown,
@@ -191,4 +206,14 @@ impl MediaFiles {
     pub fn sync_enabled(&self) -> bool {
         self.sync
     }
+}
+
+fn stalled(idle: Duration) -> Error {
+    Error::new(
+        ErrorKind::RequestTimeout,
+        format!(
+            "The upload sent nothing for {} seconds and was dropped",
+            idle.as_secs()
+        ),
+    )
 }

@@ -267,7 +267,11 @@ impl Services {
         let received = self
             .media
             .files
-            .receive(body, self.config.media.max_upload_bytes)
+            .receive(
+                body,
+                self.config.media.max_upload_bytes,
+                Some(Duration::from_secs(self.config.limits.upload_idle_secs)),
+            )
             .await?;
         let image = ImageKind::sniff(&received.head);
         let content = MediaContent {

@@ -383,7 +383,7 @@ impl Inner {
                 text
             })
         });
-        let received = match self.files.receive(body, self.max_bytes).await {
+        let received = match self.files.receive(body, self.max_bytes, None).await {
             Ok(received) => received,
             Err(e) if e.kind == ErrorKind::TooLarge => return Err(self.too_large(server)),
             Err(e) => {

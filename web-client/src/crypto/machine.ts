@@ -8,10 +8,12 @@ import type { JsonObject, MatrixEvent, SyncResponse } from "../matrix/types";
 import { str } from "../matrix/types";
 import type { Room } from "../sync/room";
 import { KeyBackup } from "./backup";
+import { CrossSigning } from "./crossSigning";
 import { ENCRYPTED, markUndecryptable, undecryptableReason, withCleartext } from "./events";
 import type { OutgoingShape } from "./requests";
 import { httpFor } from "./requests";
 import { Verifier } from "./verification";
+import { isVerificationEvent, verificationEventJson } from "./inRoomVerification";
 import { cryptoParts } from "./syncParts";
 
 type SdkModule = typeof Sdk;
@@ -74,9 +76,13 @@ export class Crypto {
   private release: () => void = () => undefined;
   /** Key backup with a recovery key. */
   readonly backup: KeyBackup;
-  /** Emoji verification of one's other sessions; `changed` is set by whoever shows it. */
+  /** Emoji verification of one's other sessions and of other people; `changed` is set by whoever shows it. */
   readonly verifier: Verifier;
+  /** Cross-signing keys, and who is verified. */
+  readonly crossSigning: CrossSigning;
   onVerificationChange: () => void = () => undefined;
+  /** Goes up whenever someone's devices or identity change: what was shown as verified may differ. */
+  trustEpoch = 0;
 
   private constructor(
     private readonly sdk: SdkModule,
@@ -85,7 +91,16 @@ export class Crypto {
     onRoomKeys: (keys: { roomId: string; sessionId: string }[]) => void,
   ) {
     this.backup = new KeyBackup(sdk, machine, client, onRoomKeys);
-    this.verifier = new Verifier(sdk, machine, client.userId, (request) => this.send(request), () => this.onVerificationChange());
+    this.verifier = new Verifier(
+      sdk,
+      machine,
+      client.userId,
+      (request) => this.send(request),
+      () => this.onVerificationChange(),
+      (roomId, type, content) => this.sendToRoom(roomId, type, content),
+      () => this.processOutgoing(),
+    );
+    this.crossSigning = new CrossSigning(sdk, machine, client, (request) => this.send(request));
   }
 
   /**
@@ -109,6 +124,12 @@ export class Crypto {
     machine.registerRoomKeyUpdatedCallback(async (infos) => {
       onRoomKeys(infos.map((info) => ({ roomId: info.roomId.toString(), sessionId: info.sessionId })));
     });
+    const trustChanged = async () => {
+      crypto.trustEpoch++;
+      crypto.onVerificationChange();
+    };
+    machine.registerUserIdentityUpdatedCallback(trustChanged);
+    machine.registerDevicesUpdatedCallback(trustChanged);
     // Uploads this device's identity and one-time keys the first time.
     await crypto.processOutgoing();
     await crypto.backup.resume().catch((error: unknown) => console.warn("hearth: key backup did not resume", error));
@@ -152,6 +173,18 @@ export class Crypto {
     for (const [roomId, update] of [...Object.entries(rooms.join ?? {}), ...Object.entries(rooms.leave ?? {})]) {
       const events = update.timeline?.events;
       if (events) await this.decryptAll(roomId, events);
+    }
+    // Verifications with other people run as room events (in the clear or decrypted above).
+    for (const [roomId, update] of Object.entries(rooms.join ?? {})) {
+      for (const event of update.timeline?.events ?? []) {
+        if (!isVerificationEvent(event)) continue;
+        try {
+          await this.machine.receiveVerificationEvent(verificationEventJson(roomId, event), new this.sdk.RoomId(roomId));
+          this.verifier.noticeRoomRequest(event);
+        } catch (error) {
+          console.warn("hearth: a verification event was not understood", error);
+        }
+      }
     }
     if (parts.toDevice.length) this.verifier.noticeIncoming();
     void this.processOutgoing();
@@ -261,8 +294,18 @@ export class Crypto {
     return this.outgoing;
   }
 
+  /** Sends one room event as it is (verification events go in the clear, as Element sends them). */
+  private async sendToRoom(roomId: string, type: string, content: unknown): Promise<string> {
+    const txnId = `hv${Date.now()}.${Math.random().toString(36).slice(2)}`;
+    const path = `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/${encodeURIComponent(type)}/${encodeURIComponent(txnId)}`;
+    const response = await this.client.cryptoCall("PUT", path, content);
+    const eventId = str(response.event_id);
+    if (!eventId) throw new Error("The server did not say which event it stored.");
+    return eventId;
+  }
+
   private async send(
-    request: Outgoing | Sdk.KeysClaimRequest | Sdk.ToDeviceRequest | Sdk.KeysBackupRequest | Sdk.RoomMessageRequest,
+    request: Outgoing | Sdk.KeysClaimRequest | Sdk.ToDeviceRequest | Sdk.KeysBackupRequest | Sdk.RoomMessageRequest | Sdk.SignatureUploadRequest,
   ): Promise<void> {
     const shape = request as unknown as OutgoingShape & { id?: string };
     const call = httpFor(shape);

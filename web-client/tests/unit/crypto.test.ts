@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { markUndecryptable, undecryptableReason, withCleartext } from "../../src/crypto/events";
+import { isRequestFor, isVerificationEvent, verificationEventJson } from "../../src/crypto/inRoomVerification";
 import { RequestKind, httpFor } from "../../src/crypto/requests";
 import { decodeRecoveryKey, encodeRecoveryKey, fromBase64, toBase64 } from "../../src/crypto/recoveryKey";
 import { cryptoParts } from "../../src/crypto/syncParts";
@@ -177,5 +178,43 @@ describe("recovery keys", () => {
   it("round-trip through unpadded base64, as the machine writes keys", () => {
     expect(toBase64(key)).not.toContain("=");
     expect(fromBase64(toBase64(key))).toEqual(key);
+  });
+});
+
+describe("in-room verification events", () => {
+  const request = (extra: Partial<MatrixEvent> = {}): MatrixEvent => ({
+    event_id: "$req",
+    type: "m.room.message",
+    sender: "@alice:hs",
+    origin_server_ts: 7,
+    content: { msgtype: "m.key.verification.request", to: "@bob:hs", from_device: "A", methods: ["m.sas.v1"], body: "fallback" },
+    ...extra,
+  });
+
+  it("are the request message and the m.key.verification.* events, not state or redacted ones", () => {
+    expect(isVerificationEvent(request())).toBe(true);
+    expect(isVerificationEvent(request({ type: "m.key.verification.start", content: {} }))).toBe(true);
+    expect(isVerificationEvent(request({ content: { msgtype: "m.text", body: "hi" } }))).toBe(false);
+    expect(isVerificationEvent(request({ type: "m.key.verification.start", state_key: "" }))).toBe(false);
+    expect(isVerificationEvent(request({ unsigned: { redacted_because: request({ type: "m.room.redaction", content: {} }) } }))).toBe(false);
+  });
+
+  it("answer a request only when it is addressed to us by someone else", () => {
+    expect(isRequestFor(request(), "@bob:hs")).toBe(true);
+    expect(isRequestFor(request(), "@carol:hs")).toBe(false);
+    expect(isRequestFor(request({ sender: "@bob:hs" }), "@bob:hs")).toBe(false);
+    expect(isRequestFor(request({ type: "m.key.verification.ready" }), "@bob:hs")).toBe(false);
+  });
+
+  it("hand the machine the event with its room and no local fields", () => {
+    const json = JSON.parse(verificationEventJson("!r:hs", { ...request(), e2ee: { state: "decrypted" } })) as Record<string, unknown>;
+    expect(json).toEqual({
+      event_id: "$req",
+      type: "m.room.message",
+      sender: "@alice:hs",
+      origin_server_ts: 7,
+      content: request().content,
+      room_id: "!r:hs",
+    });
   });
 });

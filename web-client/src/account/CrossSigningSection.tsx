@@ -1,0 +1,65 @@
+import { useEffect, useState } from "preact/hooks";
+import { useChat } from "../app/context";
+import type { CrossSigningState } from "../crypto/crossSigning";
+import { describeError } from "../matrix/errors";
+import { ErrorText } from "../ui/Dialog";
+
+/**
+ * Cross-signing: make and publish one's master, self-signing and user-signing keys (the
+ * server asks for the password), after which other people can be verified, and this
+ * session is signed as one's own.
+ */
+export function CrossSigningSection(props: { password: string }) {
+  const chat = useChat();
+  const [state, setState] = useState<CrossSigningState | "loading" | "unavailable">("loading");
+  const [error, setError] = useState<string | null>(null);
+  const [status, setStatus] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+
+  const refresh = async () => {
+    const crypto = await chat.crypto();
+    setState(crypto ? await crypto.crossSigning.state() : "unavailable");
+  };
+  useEffect(() => {
+    refresh().catch((e: unknown) => setError(describeError(e)));
+  }, []);
+
+  const setUp = async () => {
+    setBusy(true);
+    setError(null);
+    setStatus(null);
+    try {
+      const crypto = await chat.crypto();
+      if (!crypto) return;
+      await crypto.crossSigning.setUp(props.password);
+      setStatus("Cross-signing is set up; this session is signed with it.");
+      await refresh();
+    } catch (err) {
+      setError(describeError(err));
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  return (
+    <section aria-labelledby="account-cross-signing" class="cross-signing" data-state={state}>
+      <h3 id="account-cross-signing">Cross-signing</h3>
+      {state === "loading" ? <p class="muted">Loading…</p> : null}
+      {state === "unavailable" ? <p class="muted">Encryption is not running in this browser.</p> : null}
+      {state === "on" ? <p>Set up: you can verify other people, and they see your verified sessions.</p> : null}
+      {state === "elsewhere" ? <p>Set up on another of your sessions. Verify this session from there (Sessions → Verify).</p> : null}
+      {state === "none" ? (
+        <>
+          <p>Make your cross-signing keys so you can verify other people by emoji, and they you.</p>
+          <div class="actions">
+            <button type="button" class="primary" disabled={busy || !props.password} title={props.password ? undefined : "Enter your password first"} onClick={() => void setUp()}>
+              Set up cross-signing
+            </button>
+          </div>
+        </>
+      ) : null}
+      {status ? <p role="status">{status}</p> : null}
+      <ErrorText error={error} />
+    </section>
+  );
+}

@@ -135,6 +135,14 @@ export class Verifier {
   private async update(): Promise<void> {
     const request = this.request;
     if (!request || !this.state) return;
+    if (request.isPassive() && !this.sas) {
+      this.set({ phase: "cancelled", reason: "It was answered on another of your sessions." });
+      return;
+    }
+    if (request.timedOut() && !this.sas) {
+      this.set({ phase: "cancelled", reason: "The request timed out." });
+      return;
+    }
     if (request.isCancelled() || this.sas?.isCancelled()) {
       this.set({ phase: "cancelled", reason: request.cancelInfo?.reason() ?? "The other side cancelled." });
       return;

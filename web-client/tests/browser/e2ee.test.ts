@@ -190,6 +190,7 @@ describe("end-to-end encryption", () => {
     // with her session.
     await alice.locator('.room-header .partner-trust[data-verified="true"]').waitFor(WAIT);
     expect(await alice.locator(".room-header").getByRole("button", { name: "Verify" }).count()).toBe(0);
+    await bob.locator('.room-header .partner-trust[data-verified="true"]').waitFor(WAIT);
     await message(bob, "oak").locator(".sender-link").click();
     const profile = bob.getByRole("dialog", { name: /Profile of alice/ });
     await profile.locator('.trust-status[data-verified="true"]').waitFor(WAIT);

@@ -5,6 +5,7 @@ import { RequestKind, httpFor } from "../../src/crypto/requests";
 import { decodeRecoveryKey, encodeRecoveryKey, fromBase64, toBase64 } from "../../src/crypto/recoveryKey";
 import { cryptoParts } from "../../src/crypto/syncParts";
 import type { MatrixEvent, SyncResponse } from "../../src/matrix/types";
+import { lastMessagePreview } from "../../src/rooms/summary";
 import { Room } from "../../src/sync/room";
 
 const envelope = (extra: Partial<MatrixEvent> = {}): MatrixEvent => ({
@@ -204,6 +205,12 @@ describe("in-room verification events", () => {
     expect(isRequestFor(request(), "@carol:hs")).toBe(false);
     expect(isRequestFor(request({ sender: "@bob:hs" }), "@bob:hs")).toBe(false);
     expect(isRequestFor(request({ type: "m.key.verification.ready" }), "@bob:hs")).toBe(false);
+  });
+
+  it("show in the room list as a request, not as their fallback body", () => {
+    const room = new Room("!r:hs");
+    room.addEvents([request()], "end");
+    expect(lastMessagePreview(room, "@bob:hs")).toBe("alice: Asked to verify");
   });
 
   it("hand the machine the event with its room and no local fields", () => {

@@ -20,9 +20,11 @@ export function CrossSigningSection(props: { password: string }) {
     const crypto = await chat.crypto();
     setState(crypto ? await crypto.crossSigning.state() : "unavailable");
   };
+  // Asked again as keys change: another session may send this one the keys after verifying it.
+  const epoch = chat.cryptoNow?.trustEpoch;
   useEffect(() => {
     refresh().catch((e: unknown) => setError(describeError(e)));
-  }, []);
+  }, [epoch]);
 
   const setUp = async () => {
     setBusy(true);

@@ -26,9 +26,11 @@ export function KeyBackupSection() {
     if (await crypto.backup.version()) setState("on");
     else setState((await currentBackup(chat.client)) ? "elsewhere" : "none");
   };
+  // Asked again as keys change: another session may send this one the backup's key.
+  const epoch = chat.cryptoNow?.trustEpoch;
   useEffect(() => {
     refresh().catch((e: unknown) => setError(describeError(e)));
-  }, []);
+  }, [epoch]);
 
   const act = async (action: () => Promise<void>) => {
     setBusy(true);

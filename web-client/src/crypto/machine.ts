@@ -7,7 +7,7 @@ import type { MatrixClient } from "../matrix/client";
 import type { JsonObject, MatrixEvent, SyncResponse } from "../matrix/types";
 import { str } from "../matrix/types";
 import type { Room } from "../sync/room";
-import { KeyBackup } from "./backup";
+import { BACKUP_SECRET, KeyBackup } from "./backup";
 import { CrossSigning } from "./crossSigning";
 import { ENCRYPTED, markUndecryptable, undecryptableReason, withCleartext } from "./events";
 import type { OutgoingShape } from "./requests";
@@ -130,10 +130,28 @@ export class Crypto {
     };
     machine.registerUserIdentityUpdatedCallback(trustChanged);
     machine.registerDevicesUpdatedCallback(trustChanged);
+    // Secrets another of our verified sessions sends after a verification (the machine
+    // takes the cross-signing keys itself); ones that came while no tab ran wait in the inbox.
+    machine.registerReceiveSecretCallback(async (name, value) => {
+      void crypto.takeSecret(name, value);
+    });
+    for (const value of await machine.getSecretsFromInbox(BACKUP_SECRET)) await crypto.takeSecret(BACKUP_SECRET, value);
     // Uploads this device's identity and one-time keys the first time.
     await crypto.processOutgoing();
     await crypto.backup.resume().catch((error: unknown) => console.warn("hearth: key backup did not resume", error));
     return crypto;
+  }
+
+  /** The backup key from another session: read the backup with it, and keep backing up. */
+  private async takeSecret(name: string, value: string): Promise<void> {
+    if (name !== BACKUP_SECRET || this.closed) return;
+    try {
+      if (await this.backup.restoreWithSecret(value)) await this.machine.deleteSecretsFromInbox(name);
+    } catch (error) {
+      console.warn("hearth: the key backup's key from another session did not work", error);
+    }
+    this.trustEpoch++;
+    this.onVerificationChange();
   }
 
   close(): void {

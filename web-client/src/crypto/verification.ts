@@ -171,7 +171,12 @@ export class Verifier {
     const sas = this.sas;
     if (sas?.isDone()) {
       // Signing their key (or our new session) may be waiting among the machine's requests.
-      if (this.state.phase !== "done") await this.flush();
+      // A session of ours that now trusts another asks it for the secrets it lacks (the
+      // cross-signing keys, the key backup's key); the other answers as it trusts this one.
+      if (this.state.phase !== "done") {
+        if (this.state.kind === "session") await this.machine.requestMissingSecretsIfNeeded();
+        await this.flush();
+      }
       this.set({ phase: "done" });
       return;
     }

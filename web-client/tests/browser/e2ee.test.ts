@@ -364,6 +364,17 @@ describe("end-to-end encryption", () => {
       await page.getByRole("dialog", { name: "Verify a session" }).getByRole("status").filter({ hasText: "Verified" }).waitFor(WAIT);
       await page.keyboard.press("Escape");
     }
+
+    // The new session asked the old one for what it lacked: it now holds the cross-signing
+    // keys, and reads earlier messages from the key backup without the recovery key.
+    await openAccount(other, "alice");
+    await other.locator('.cross-signing[data-state="on"]').waitFor(WAIT);
+    await other.getByText("The keys of your encrypted messages are backed up").waitFor(WAIT);
+    await other.keyboard.press("Escape");
+    await other.locator(".room-list .room-item").filter({ hasText: "bob" }).first().click();
+    await message(other, "see you there").waitFor(WAIT);
+    await message(other, "sycamore").waitFor(WAIT);
+    expect(await timeline(other).locator(".body.undecryptable").count()).toBe(0);
     await context.close();
   });
 

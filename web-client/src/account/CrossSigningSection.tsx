@@ -6,8 +6,8 @@ import { ErrorText } from "../ui/Dialog";
 
 /**
  * Cross-signing: make and publish one's master, self-signing and user-signing keys (the
- * server asks for the password), after which other people can be verified, and this
- * session is signed as one's own.
+ * server asks for the password when they would replace published ones), after which
+ * other people can be verified, and this session is signed as one's own.
  */
 export function CrossSigningSection(props: { password: string }) {
   const chat = useChat();
@@ -26,7 +26,8 @@ export function CrossSigningSection(props: { password: string }) {
     refresh().catch((e: unknown) => setError(describeError(e)));
   }, [epoch]);
 
-  const setUp = async () => {
+  const setUp = async (reset: boolean) => {
+    if (reset && !window.confirm("Make new cross-signing keys? Everyone who verified you, and your other sessions, will have to verify again.")) return;
     setBusy(true);
     setError(null);
     setStatus(null);
@@ -49,12 +50,22 @@ export function CrossSigningSection(props: { password: string }) {
       {state === "loading" ? <p class="muted">Loading…</p> : null}
       {state === "unavailable" ? <p class="muted">Encryption is not running in this browser.</p> : null}
       {state === "on" ? <p>Set up: you can verify other people, and they see your verified sessions.</p> : null}
-      {state === "elsewhere" ? <p>Set up on another of your sessions. Verify this session from there (Sessions → Verify).</p> : null}
+      {state === "elsewhere" ? (
+        <>
+          <p>Set up on another of your sessions. Verify this session from there (Sessions → Verify), and it gets the keys.</p>
+          <p class="small muted">
+            No other session left? Make new keys (with your password):{" "}
+            <button type="button" disabled={busy} onClick={() => void setUp(true)}>
+              Reset cross-signing
+            </button>
+          </p>
+        </>
+      ) : null}
       {state === "none" ? (
         <>
           <p>Make your cross-signing keys so you can verify other people by emoji, and they you.</p>
           <div class="actions">
-            <button type="button" class="primary" disabled={busy || !props.password} title={props.password ? undefined : "Enter your password first"} onClick={() => void setUp()}>
+            <button type="button" class="primary" disabled={busy} onClick={() => void setUp(false)}>
               Set up cross-signing
             </button>
           </div>

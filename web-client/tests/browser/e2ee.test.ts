@@ -27,6 +27,14 @@ async function signUp(page: Page, name: string): Promise<void> {
   await page.locator('.me[data-crypto="ready"]').waitFor(WAIT);
 }
 
+async function signIn(page: Page, name: string): Promise<void> {
+  await page.goto("/");
+  await page.getByLabel("Username").fill(name);
+  await page.getByLabel("Password", { exact: true }).fill(PASSWORD);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.locator('.me[data-crypto="ready"]').waitFor(WAIT);
+}
+
 function timeline(page: Page): Locator {
   return page.getByRole("log", { name: "Messages" });
 }
@@ -150,8 +158,8 @@ describe("end-to-end encryption", () => {
       [alice, "alice"],
       [bob, "bob"],
     ] as const) {
+      // The first keys need no password (the server asks only when they would replace keys).
       await openAccount(page, name);
-      await page.getByLabel("Current password").fill(PASSWORD);
       await page.getByRole("button", { name: "Set up cross-signing" }).click();
       await page.getByRole("status").filter({ hasText: "Cross-signing is set up" }).waitFor(WAIT);
       // This session is signed with the new self-signing key, so it shows verified.
@@ -376,6 +384,38 @@ describe("end-to-end encryption", () => {
     await message(other, "sycamore").waitFor(WAIT);
     expect(await timeline(other).locator(".body.undecryptable").count()).toBe(0);
     await context.close();
+  });
+
+  it("resets cross-signing from another session with the password the server asks for", async () => {
+    const { page: first, context: firstContext } = await newUserPage(browser, hearth);
+    await signUp(first, "dave");
+    await openAccount(first, "dave");
+    await first.getByRole("button", { name: "Set up cross-signing" }).click();
+    await first.locator('.cross-signing[data-state="on"]').waitFor(WAIT);
+    await first.keyboard.press("Escape");
+
+    const { page: second, context: secondContext } = await newUserPage(browser, hearth);
+    await signIn(second, "dave");
+    await openAccount(second, "dave");
+    const section = second.locator(".cross-signing");
+    await second.locator('.cross-signing[data-state="elsewhere"]').waitFor(WAIT);
+    // Replacing published keys: the server asks for the password, which must be right.
+    await section.getByRole("button", { name: "Reset cross-signing" }).click();
+    await section.getByRole("alert").filter({ hasText: "asks for your password" }).waitFor(WAIT);
+    await second.getByLabel("Current password").fill("not the password");
+    await section.getByRole("button", { name: "Reset cross-signing" }).click();
+    await section.getByRole("alert").filter({ hasText: "M_FORBIDDEN" }).waitFor(WAIT);
+    expect(await section.getAttribute("data-state")).toBe("elsewhere");
+    await second.getByLabel("Current password").fill(PASSWORD);
+    await section.getByRole("button", { name: "Reset cross-signing" }).click();
+    await second.locator('.cross-signing[data-state="on"]').waitFor(WAIT);
+    await second.locator(`[data-device-id] .session-trust[data-verified="true"]`).first().waitFor(WAIT);
+
+    // The first session's keys are no longer the published ones.
+    await openAccount(first, "dave");
+    await first.locator('.cross-signing[data-state="elsewhere"]').waitFor(WAIT);
+    await firstContext.close();
+    await secondContext.close();
   });
 
   it("runs encryption in one tab at a time: a second tab of the same session says so", async () => {

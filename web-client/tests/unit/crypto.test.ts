@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { markUndecryptable, undecryptableReason, withCleartext } from "../../src/crypto/events";
+import { masterKeyOf, publishedMasterKey } from "../../src/crypto/crossSigning";
 import { isRequestFor, isVerificationEvent, verificationEventJson } from "../../src/crypto/inRoomVerification";
 import { RequestKind, httpFor } from "../../src/crypto/requests";
 import { decodeRecoveryKey, encodeRecoveryKey, fromBase64, toBase64 } from "../../src/crypto/recoveryKey";
@@ -223,5 +224,23 @@ describe("in-room verification events", () => {
       content: request().content,
       room_id: "!r:hs",
     });
+  });
+});
+
+describe("published cross-signing keys", () => {
+  const master = { user_id: "@a:hs", usage: ["master"], keys: { "ed25519:MK": "MK" } };
+
+  it("read the master key from a key object", () => {
+    expect(masterKeyOf(master)).toBe("MK");
+    expect(masterKeyOf({ keys: {} })).toBeUndefined();
+    expect(masterKeyOf({ keys: { "ed25519:X": 5 } })).toBeUndefined();
+    expect(masterKeyOf("MK")).toBeUndefined();
+  });
+
+  it("find the user's master key in a /keys/query answer, and nothing when there is none", () => {
+    expect(publishedMasterKey({ device_keys: {}, master_keys: { "@a:hs": master } }, "@a:hs")).toBe("MK");
+    expect(publishedMasterKey({ device_keys: {}, master_keys: { "@b:hs": master } }, "@a:hs")).toBeUndefined();
+    expect(publishedMasterKey({ device_keys: {} }, "@a:hs")).toBeUndefined();
+    expect(publishedMasterKey(null, "@a:hs")).toBeUndefined();
   });
 });

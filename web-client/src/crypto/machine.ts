@@ -197,6 +197,8 @@ export class Crypto {
       for (const event of update.timeline?.events ?? []) {
         if (!isVerificationEvent(event)) continue;
         try {
+          // Their devices and identity are needed to check the emoji's keys: fetched below.
+          if (event.sender !== this.client.userId) await this.machine.updateTrackedUsers(this.userIds([event.sender]));
           await this.machine.receiveVerificationEvent(verificationEventJson(roomId, event), new this.sdk.RoomId(roomId));
           this.verifier.noticeRoomRequest(event);
         } catch (error) {

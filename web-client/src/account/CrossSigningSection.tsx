@@ -1,4 +1,4 @@
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { useChat } from "../app/context";
 import type { CrossSigningState } from "../crypto/crossSigning";
 import { describeError } from "../matrix/errors";
@@ -16,9 +16,13 @@ export function CrossSigningSection(props: { password: string }) {
   const [status, setStatus] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
 
+  // Answers can come back out of order: only the latest question's counts.
+  const asked = useRef(0);
   const refresh = async () => {
+    const question = ++asked.current;
     const crypto = await chat.crypto();
-    setState(crypto ? await crypto.crossSigning.state() : "unavailable");
+    const answer = crypto ? await crypto.crossSigning.state() : "unavailable";
+    if (question === asked.current) setState(answer);
   };
   // Asked again as keys change: another session may send this one the keys after verifying it.
   const epoch = chat.cryptoNow?.trustEpoch;

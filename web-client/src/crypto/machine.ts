@@ -181,18 +181,26 @@ export class Crypto {
     stripMarks(sync);
     const parts = cryptoParts(sync);
     const lists = new this.sdk.DeviceLists(this.userIds(parts.changed), this.userIds(parts.left));
-    await this.machine.receiveSyncChanges(
+    const processed = await this.machine.receiveSyncChanges(
       JSON.stringify(parts.toDevice),
       lists,
       parts.oneTimeKeyCounts,
       parts.unusedFallbackKeys ?? undefined,
     );
+    // Cross-signing keys from another session are taken by the machine without a callback:
+    // what shows whether cross-signing is set up here must look again.
+    if (processed.some((event) => this.isSecret(event))) {
+      this.trustEpoch++;
+      this.onVerificationChange();
+    }
     const rooms = sync.rooms ?? {};
     for (const [roomId, update] of [...Object.entries(rooms.join ?? {}), ...Object.entries(rooms.leave ?? {})]) {
       const events = update.timeline?.events;
       if (events) await this.decryptAll(roomId, events);
     }
     // Verifications with other people run as room events (in the clear or decrypted above).
+    // A request is offered only after the whole sync: later events may have answered it.
+    const requests: MatrixEvent[] = [];
     for (const [roomId, update] of Object.entries(rooms.join ?? {})) {
       for (const event of update.timeline?.events ?? []) {
         if (!isVerificationEvent(event)) continue;
@@ -200,14 +208,24 @@ export class Crypto {
           // Their devices and identity are needed to check the emoji's keys: fetched below.
           if (event.sender !== this.client.userId) await this.machine.updateTrackedUsers(this.userIds([event.sender]));
           await this.machine.receiveVerificationEvent(verificationEventJson(roomId, event), new this.sdk.RoomId(roomId));
-          this.verifier.noticeRoomRequest(event);
+          requests.push(event);
         } catch (error) {
           console.warn("hearth: a verification event was not understood", error);
         }
       }
     }
+    for (const event of requests) this.verifier.noticeRoomRequest(event);
     if (parts.toDevice.length) this.verifier.noticeIncoming();
     void this.processOutgoing();
+  }
+
+  private isSecret(event: Sdk.ProcessedToDeviceEvent): boolean {
+    if (event.type !== this.sdk.ProcessedToDeviceEventType.Decrypted) return false;
+    try {
+      return (JSON.parse(event.rawEvent) as { type?: unknown }).type === "m.secret.send";
+    } catch {
+      return false;
+    }
   }
 
   /** Replaces each encrypted event in the list by what it says, or marks why it cannot. */

@@ -76,7 +76,8 @@ export class Verifier {
   noticeRoomRequest(event: MatrixEvent): void {
     if (this.busy() || !isRequestFor(event, this.userId)) return;
     const request = this.machine.getVerificationRequest(new this.sdk.UserId(event.sender), event.event_id);
-    if (!request || request.isDone() || request.isCancelled() || request.weStarted()) return;
+    // Only one still waiting for an answer (not answered, cancelled or timed out since).
+    if (!request || request.weStarted() || request.phase() !== this.sdk.VerificationRequestPhase.Requested || request.timedOut()) return;
     this.follow(request, "person", event.sender, true);
   }
 

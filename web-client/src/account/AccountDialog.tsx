@@ -4,7 +4,9 @@ import { describeError } from "../matrix/errors";
 import type { Device } from "../matrix/types";
 import { NotificationPermission } from "../notify/NotificationPermission";
 import { Dialog, ErrorText } from "../ui/Dialog";
+import { CrossSigningSection } from "./CrossSigningSection";
 import { KeyBackupSection } from "./KeyBackupSection";
+import { useTrust } from "./trust";
 
 function lastSeen(device: Device): string {
   if (!device.last_seen_ts) return "never seen";
@@ -24,6 +26,8 @@ export function AccountDialog(props: { onClose: () => void }) {
   const [error, setError] = useState<string | null>(null);
   const [status, setStatus] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
+  const trust = useTrust(me.userId);
+  const sessionTrust = new Map(trust?.devices.map((device) => [device.deviceId, device.verified]));
 
   const load = () =>
     chat.client
@@ -53,7 +57,7 @@ export function AccountDialog(props: { onClose: () => void }) {
         Signed in as <strong>{me.userId}</strong> on this device ({me.deviceId}).
       </p>
       <label>
-        Current password <span class="muted small">(needed to sign other sessions out or change it)</span>
+        Current password <span class="muted small">(needed to sign other sessions out, change it, or set up cross-signing)</span>
         <input type="password" autoComplete="current-password" value={password} onInput={(e) => setPassword(e.currentTarget.value)} />
       </label>
       <ErrorText error={error} />
@@ -72,6 +76,12 @@ export function AccountDialog(props: { onClose: () => void }) {
                   <br />
                   <span class="muted small">
                     {device.device_id} · {lastSeen(device)}
+                    {sessionTrust.has(device.device_id) ? (
+                      <span class="session-trust" data-verified={String(sessionTrust.get(device.device_id))}>
+                        {" "}
+                        · {sessionTrust.get(device.device_id) ? "verified" : "not verified"}
+                      </span>
+                    ) : null}
                   </span>
                 </span>
                 {device.device_id === me.deviceId || !chat.verifier ? null : (
@@ -143,6 +153,7 @@ export function AccountDialog(props: { onClose: () => void }) {
           </div>
         </form>
       </section>
+      <CrossSigningSection password={password} />
       <KeyBackupSection />
       <NotificationPermission />
     </Dialog>

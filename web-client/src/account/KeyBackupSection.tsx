@@ -1,4 +1,4 @@
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { useChat } from "../app/context";
 import { currentBackup } from "../crypto/backup";
 import { describeError } from "../matrix/errors";
@@ -17,18 +17,22 @@ export function KeyBackupSection() {
   const [status, setStatus] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
 
+  // Answers can come back out of order: only the latest question's counts.
+  const asked = useRef(0);
   const refresh = async () => {
+    const question = ++asked.current;
     const crypto = await chat.crypto();
-    if (!crypto) {
-      setState("unavailable");
-      return;
-    }
-    if (await crypto.backup.version()) setState("on");
-    else setState((await currentBackup(chat.client)) ? "elsewhere" : "none");
+    let answer: typeof state;
+    if (!crypto) answer = "unavailable";
+    else if (await crypto.backup.version()) answer = "on";
+    else answer = (await currentBackup(chat.client)) ? "elsewhere" : "none";
+    if (question === asked.current) setState(answer);
   };
+  // Asked again as keys change: another session may send this one the backup's key.
+  const epoch = chat.cryptoNow?.trustEpoch;
   useEffect(() => {
     refresh().catch((e: unknown) => setError(describeError(e)));
-  }, []);
+  }, [epoch]);
 
   const act = async (action: () => Promise<void>) => {
     setBusy(true);

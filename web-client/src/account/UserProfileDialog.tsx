@@ -8,6 +8,7 @@ import { Avatar } from "../ui/Avatar";
 import { Dialog, ErrorText } from "../ui/Dialog";
 import { useMinuteClock } from "../ui/hooks";
 import { FIELDS, timeIn } from "./profile";
+import { TrustSection } from "./TrustSection";
 
 /** Someone's public profile, as their server gives it. */
 export function UserProfileDialog(props: { userId: string; onClose: () => void }) {
@@ -61,6 +62,7 @@ export function UserProfileDialog(props: { userId: string; onClose: () => void }
               </>
             ) : null}
           </dl>
+          <TrustSection userId={props.userId} />
         </div>
       ) : error ? null : (
         <p class="muted">Loading…</p>

@@ -39,6 +39,8 @@ export class Chat {
   cryptoProblem: string | null = null;
   /** Emoji verification with another of one's sessions, once encryption runs. */
   verifier: Crypto["verifier"] | null = null;
+  /** The running machine, for views that ask it something (who is verified); null until then. */
+  cryptoNow: Crypto | null = null;
   private stopped = false;
 
   constructor(session: Session, onSessionEnded: () => void) {
@@ -106,6 +108,7 @@ export class Chat {
         this.cryptoState = "ready";
         crypto.onVerificationChange = () => this.store.changed();
         this.verifier = crypto.verifier;
+        this.cryptoNow = crypto;
         this.store.changed();
         return crypto;
       },

@@ -10,6 +10,8 @@ import { isObject, str } from "../matrix/types";
 import { decodeRecoveryKey, encodeRecoveryKey, fromBase64, toBase64 } from "./recoveryKey";
 
 export const BACKUP_ALGORITHM = "m.megolm_backup.v1.curve25519-aes-sha2";
+/** The secret name under which sessions share the backup's private key (base64). */
+export const BACKUP_SECRET = "m.megolm_backup.v1";
 
 export interface BackupInfo {
   version: string;
@@ -70,7 +72,22 @@ export class KeyBackup {
 
   /** Reads every key in the server's backup with the recovery key; how many were imported. */
   async restore(recoveryKey: string): Promise<number> {
-    const key = this.sdk.BackupDecryptionKey.fromBase64(toBase64(decodeRecoveryKey(recoveryKey)));
+    return this.restoreWith(this.sdk.BackupDecryptionKey.fromBase64(toBase64(decodeRecoveryKey(recoveryKey))));
+  }
+
+  /**
+   * The same with the key another of one's verified sessions sent (the `m.megolm_backup.v1`
+   * secret); false if it is not the server's backup's key.
+   */
+  async restoreWithSecret(base64Key: string): Promise<boolean> {
+    const key = this.sdk.BackupDecryptionKey.fromBase64(base64Key);
+    const backup = await currentBackup(this.client);
+    if (!backup || backup.publicKey !== key.megolmV1PublicKey.publicKeyBase64) return false;
+    await this.restoreWith(key);
+    return true;
+  }
+
+  private async restoreWith(key: Sdk.BackupDecryptionKey): Promise<number> {
     const backup = await currentBackup(this.client);
     if (!backup) throw new Error("There is no key backup on the server.");
     if (backup.publicKey !== key.megolmV1PublicKey.publicKeyBase64) throw new Error("That recovery key is not for the server's backup.");

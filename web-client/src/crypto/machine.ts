@@ -7,11 +7,13 @@ import type { MatrixClient } from "../matrix/client";
 import type { JsonObject, MatrixEvent, SyncResponse } from "../matrix/types";
 import { str } from "../matrix/types";
 import type { Room } from "../sync/room";
-import { KeyBackup } from "./backup";
+import { BACKUP_SECRET, KeyBackup } from "./backup";
+import { CrossSigning } from "./crossSigning";
 import { ENCRYPTED, markUndecryptable, undecryptableReason, withCleartext } from "./events";
 import type { OutgoingShape } from "./requests";
 import { httpFor } from "./requests";
 import { Verifier } from "./verification";
+import { isVerificationEvent, verificationEventJson } from "./inRoomVerification";
 import { cryptoParts } from "./syncParts";
 
 type SdkModule = typeof Sdk;
@@ -74,9 +76,13 @@ export class Crypto {
   private release: () => void = () => undefined;
   /** Key backup with a recovery key. */
   readonly backup: KeyBackup;
-  /** Emoji verification of one's other sessions; `changed` is set by whoever shows it. */
+  /** Emoji verification of one's other sessions and of other people; `changed` is set by whoever shows it. */
   readonly verifier: Verifier;
+  /** Cross-signing keys, and who is verified. */
+  readonly crossSigning: CrossSigning;
   onVerificationChange: () => void = () => undefined;
+  /** Goes up whenever someone's devices or identity change: what was shown as verified may differ. */
+  trustEpoch = 0;
 
   private constructor(
     private readonly sdk: SdkModule,
@@ -85,7 +91,16 @@ export class Crypto {
     onRoomKeys: (keys: { roomId: string; sessionId: string }[]) => void,
   ) {
     this.backup = new KeyBackup(sdk, machine, client, onRoomKeys);
-    this.verifier = new Verifier(sdk, machine, client.userId, (request) => this.send(request), () => this.onVerificationChange());
+    this.verifier = new Verifier(
+      sdk,
+      machine,
+      client.userId,
+      (request) => this.send(request),
+      () => this.onVerificationChange(),
+      (roomId, type, content) => this.sendToRoom(roomId, type, content),
+      () => this.processOutgoing(),
+    );
+    this.crossSigning = new CrossSigning(sdk, machine, client, (request) => this.send(request));
   }
 
   /**
@@ -109,10 +124,34 @@ export class Crypto {
     machine.registerRoomKeyUpdatedCallback(async (infos) => {
       onRoomKeys(infos.map((info) => ({ roomId: info.roomId.toString(), sessionId: info.sessionId })));
     });
+    const trustChanged = async () => {
+      crypto.trustEpoch++;
+      crypto.onVerificationChange();
+    };
+    machine.registerUserIdentityUpdatedCallback(trustChanged);
+    machine.registerDevicesUpdatedCallback(trustChanged);
+    // Secrets another of our verified sessions sends after a verification (the machine
+    // takes the cross-signing keys itself); ones that came while no tab ran wait in the inbox.
+    machine.registerReceiveSecretCallback(async (name, value) => {
+      void crypto.takeSecret(name, value);
+    });
+    for (const value of await machine.getSecretsFromInbox(BACKUP_SECRET)) await crypto.takeSecret(BACKUP_SECRET, value);
     // Uploads this device's identity and one-time keys the first time.
     await crypto.processOutgoing();
     await crypto.backup.resume().catch((error: unknown) => console.warn("hearth: key backup did not resume", error));
     return crypto;
+  }
+
+  /** The backup key from another session: read the backup with it, and keep backing up. */
+  private async takeSecret(name: string, value: string): Promise<void> {
+    if (name !== BACKUP_SECRET || this.closed) return;
+    try {
+      if (await this.backup.restoreWithSecret(value)) await this.machine.deleteSecretsFromInbox(name);
+    } catch (error) {
+      console.warn("hearth: the key backup's key from another session did not work", error);
+    }
+    this.trustEpoch++;
+    this.onVerificationChange();
   }
 
   close(): void {
@@ -142,19 +181,51 @@ export class Crypto {
     stripMarks(sync);
     const parts = cryptoParts(sync);
     const lists = new this.sdk.DeviceLists(this.userIds(parts.changed), this.userIds(parts.left));
-    await this.machine.receiveSyncChanges(
+    const processed = await this.machine.receiveSyncChanges(
       JSON.stringify(parts.toDevice),
       lists,
       parts.oneTimeKeyCounts,
       parts.unusedFallbackKeys ?? undefined,
     );
+    // Cross-signing keys from another session are taken by the machine without a callback:
+    // what shows whether cross-signing is set up here must look again.
+    if (processed.some((event) => this.isSecret(event))) {
+      this.trustEpoch++;
+      this.onVerificationChange();
+    }
     const rooms = sync.rooms ?? {};
     for (const [roomId, update] of [...Object.entries(rooms.join ?? {}), ...Object.entries(rooms.leave ?? {})]) {
       const events = update.timeline?.events;
       if (events) await this.decryptAll(roomId, events);
     }
+    // Verifications with other people run as room events (in the clear or decrypted above).
+    // A request is offered only after the whole sync: later events may have answered it.
+    const requests: MatrixEvent[] = [];
+    for (const [roomId, update] of Object.entries(rooms.join ?? {})) {
+      for (const event of update.timeline?.events ?? []) {
+        if (!isVerificationEvent(event)) continue;
+        try {
+          // Their devices and identity are needed to check the emoji's keys: fetched below.
+          if (event.sender !== this.client.userId) await this.machine.updateTrackedUsers(this.userIds([event.sender]));
+          await this.machine.receiveVerificationEvent(verificationEventJson(roomId, event), new this.sdk.RoomId(roomId));
+          requests.push(event);
+        } catch (error) {
+          console.warn("hearth: a verification event was not understood", error);
+        }
+      }
+    }
+    for (const event of requests) this.verifier.noticeRoomRequest(event);
     if (parts.toDevice.length) this.verifier.noticeIncoming();
     void this.processOutgoing();
+  }
+
+  private isSecret(event: Sdk.ProcessedToDeviceEvent): boolean {
+    if (event.type !== this.sdk.ProcessedToDeviceEventType.Decrypted) return false;
+    try {
+      return (JSON.parse(event.rawEvent) as { type?: unknown }).type === "m.secret.send";
+    } catch {
+      return false;
+    }
   }
 
   /** Replaces each encrypted event in the list by what it says, or marks why it cannot. */
@@ -261,8 +332,18 @@ export class Crypto {
     return this.outgoing;
   }
 
+  /** Sends one room event as it is (verification events go in the clear, as Element sends them). */
+  private async sendToRoom(roomId: string, type: string, content: unknown): Promise<string> {
+    const txnId = `hv${Date.now()}.${Math.random().toString(36).slice(2)}`;
+    const path = `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/${encodeURIComponent(type)}/${encodeURIComponent(txnId)}`;
+    const response = await this.client.cryptoCall("PUT", path, content);
+    const eventId = str(response.event_id);
+    if (!eventId) throw new Error("The server did not say which event it stored.");
+    return eventId;
+  }
+
   private async send(
-    request: Outgoing | Sdk.KeysClaimRequest | Sdk.ToDeviceRequest | Sdk.KeysBackupRequest | Sdk.RoomMessageRequest,
+    request: Outgoing | Sdk.KeysClaimRequest | Sdk.ToDeviceRequest | Sdk.KeysBackupRequest | Sdk.RoomMessageRequest | Sdk.SignatureUploadRequest,
   ): Promise<void> {
     const shape = request as unknown as OutgoingShape & { id?: string };
     const call = httpFor(shape);

@@ -12,6 +12,7 @@ import { Timeline, TypingLine } from "../timeline/Timeline";
 import { Avatar, PresenceDot, presenceLabel } from "../ui/Avatar";
 import { ErrorText } from "../ui/Dialog";
 import { Icon } from "../ui/icons";
+import { useTrust } from "../account/trust";
 import { InviteDialog } from "./dialogs";
 
 function InviteView(props: { room: Room; onLeft: () => void }) {
@@ -57,6 +58,7 @@ export function RoomView(props: { room: Room; onBack: () => void; onLeft: () => 
   const partnerPresence = partner ? chat.store.presence.get(partner) : undefined;
   const pl = parsePowerLevels(room.stateEvent("m.room.power_levels")?.content, room.stateEvent("m.room.create")?.sender);
   const canInvite = can(pl, chat.userId, "invite", creatorsOf(room));
+  const partnerTrust = useTrust(room.membership === "join" ? partner : undefined);
 
   if (room.membership === "invite") return <InviteView room={room} onLeft={props.onLeft} />;
   if (room.membership === "leave") {
@@ -130,9 +132,23 @@ export function RoomView(props: { room: Room; onBack: () => void; onLeft: () => 
               `${room.members("join").length} members`
             )}
             {room.topic() ? ` · ${room.topic()}` : ""}
+            {partner && partnerTrust?.hasIdentity ? (
+              <span class="partner-trust" data-verified={String(partnerTrust.verified)}>
+                {" · "}
+                {partnerTrust.verified ? "Verified" : "Not verified"}
+              </span>
+            ) : null}
           </p>
         </div>
         <div class="room-actions">
+          {partner && partnerTrust?.hasIdentity && !partnerTrust.verified ? (
+            <button
+              type="button"
+              onClick={() => chat.verifier?.startWithUser(partner, room.roomId).catch((e: unknown) => setError(describeError(e)))}
+            >
+              Verify
+            </button>
+          ) : null}
           {canInvite ? (
             <button type="button" onClick={() => setDialog("invite")}>
               Invite

@@ -1,4 +1,5 @@
 import { htmlToText } from "../composer/markdown";
+import { isVerificationRequest } from "../crypto/inRoomVerification";
 import type { MatrixEvent } from "../matrix/types";
 import { str } from "../matrix/types";
 import type { Room } from "../sync/room";
@@ -17,6 +18,8 @@ export function lastMessagePreview(room: Room, me: string): string {
 export function messageText(room: Room, event: MatrixEvent): string {
   if (event.unsigned?.redacted_because) return "Message deleted";
   if (event.type === "m.room.encrypted") return "Encrypted message";
+  // The body is a fallback for clients that cannot verify.
+  if (isVerificationRequest(event)) return "Asked to verify";
   const { content } = room.displayContent(event);
   const html = str(content.formatted_body);
   if (str(content.format) === "org.matrix.custom.html" && html) return htmlToText(html);

@@ -3,6 +3,8 @@ import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 import { useChat } from "../app/context";
 import { describeError } from "../matrix/errors";
 import type { MatrixEvent } from "../matrix/types";
+import { str } from "../matrix/types";
+import { isVerificationRequest } from "../crypto/inRoomVerification";
 import type { Room } from "../sync/room";
 import { useSubscription } from "../ui/hooks";
 import { Avatar } from "../ui/Avatar";
@@ -160,7 +162,15 @@ export function Timeline(props: { room: Room; onCompose: (target: ComposerTarget
       );
       previous = undefined;
     }
-    if (event.type === "m.room.message" || event.type === "m.sticker" || event.type === "m.room.encrypted") {
+    if (isVerificationRequest(event)) {
+      // Its body is a fallback for clients without verification; say what it is.
+      const whom = str(event.content.to);
+      items.push(
+        <div class="notice-event" key={event.event_id} data-event-id={event.event_id}>
+          {room.displayName(event.sender)} asked to verify {whom ? room.displayName(whom) : "someone"}
+        </div>,
+      );
+    } else if (event.type === "m.room.message" || event.type === "m.sticker" || event.type === "m.room.encrypted") {
       const continuation =
         previous !== undefined &&
         previous.type === "m.room.message" &&

@@ -27,6 +27,14 @@ async function signUp(page: Page, name: string): Promise<void> {
   await page.locator('.me[data-crypto="ready"]').waitFor(WAIT);
 }
 
+async function signIn(page: Page, name: string): Promise<void> {
+  await page.goto("/");
+  await page.getByLabel("Username").fill(name);
+  await page.getByLabel("Password", { exact: true }).fill(PASSWORD);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.locator('.me[data-crypto="ready"]').waitFor(WAIT);
+}
+
 function timeline(page: Page): Locator {
   return page.getByRole("log", { name: "Messages" });
 }
@@ -39,6 +47,17 @@ async function send(page: Page, text: string): Promise<void> {
   const box = page.locator(".composer textarea");
   await box.fill(text);
   await box.press("Enter");
+}
+
+/** The seven emoji a verification shows on one page, symbol and name each. */
+async function emojiOn(page: Page): Promise<string[]> {
+  const list = page.getByRole("list", { name: "Emoji to compare" });
+  await list.waitFor(WAIT);
+  return list.locator("li").allTextContents();
+}
+
+async function openAccount(page: Page, name: string): Promise<void> {
+  await page.getByRole("button", { name: `Account settings for ${hearth.userId(name)}` }).click();
 }
 
 function roomIdOf(page: Page): string {
@@ -132,6 +151,73 @@ describe("end-to-end encryption", () => {
     const edit = (await storedEvents(directRoom, "alice")).find((e) => e.sender === hearth.userId("alice") && e.type === "m.room.encrypted" && (e.content as Record<string, unknown>)["m.relates_to"]);
     expect((edit?.content as Record<string, Record<string, unknown>>)["m.relates_to"]?.rel_type).toBe("m.replace");
     expect(JSON.stringify(edit)).not.toContain("sycamore");
+  });
+
+  it("two people set up cross-signing and verify each other by emoji in their direct chat", async () => {
+    for (const [page, name] of [
+      [alice, "alice"],
+      [bob, "bob"],
+    ] as const) {
+      // The first keys need no password (the server asks only when they would replace keys).
+      await openAccount(page, name);
+      await page.getByRole("button", { name: "Set up cross-signing" }).click();
+      await page.getByRole("status").filter({ hasText: "Cross-signing is set up" }).waitFor(WAIT);
+      // This session is signed with the new self-signing key, so it shows verified.
+      await page.locator('.session-trust[data-verified="true"]').waitFor(WAIT);
+      await page.keyboard.press("Escape");
+    }
+    const token = await hearth.login("alice");
+    const keys = async () =>
+      hearth.api<{ master_keys?: Record<string, { keys: Record<string, string>; signatures?: Record<string, Record<string, string>> }>; user_signing_keys?: Record<string, { keys: Record<string, string> }> }>(
+        "POST",
+        "/_matrix/client/v3/keys/query",
+        token,
+        { device_keys: { [hearth.userId("alice")]: [], [hearth.userId("bob")]: [] } },
+      );
+    const before = await keys();
+    expect(Object.keys(before.master_keys ?? {}).sort()).toEqual([hearth.userId("alice"), hearth.userId("bob")].sort());
+
+    // Alice sees Bob's published identity in the direct chat, not yet verified, and starts there.
+    await alice.locator('.room-header .partner-trust[data-verified="false"]').waitFor(WAIT);
+    await alice.locator(".room-header").getByRole("button", { name: "Verify" }).click();
+    const incoming = bob.getByRole("dialog", { name: "Verify a person" });
+    await incoming.getByText(`${hearth.userId("alice")} wants to verify you`).waitFor(WAIT);
+    await incoming.getByRole("button", { name: "Accept" }).click();
+
+    const seenByAlice = await emojiOn(alice);
+    expect(seenByAlice).toHaveLength(7);
+    expect(await emojiOn(bob)).toEqual(seenByAlice);
+    await screenshot(bob, "e2ee-01b-verify-person-light");
+    for (const page of [alice, bob]) await page.getByRole("dialog", { name: "Verify a person" }).getByRole("button", { name: "They match" }).click();
+    for (const page of [alice, bob]) {
+      await page.getByRole("dialog", { name: "Verify a person" }).getByRole("status").filter({ hasText: "Verified" }).waitFor(WAIT);
+      await page.keyboard.press("Escape");
+    }
+
+    // Both show the other verified: Alice in the chat's header, Bob on Alice's profile,
+    // with her session.
+    await alice.locator('.room-header .partner-trust[data-verified="true"]').waitFor(WAIT);
+    expect(await alice.locator(".room-header").getByRole("button", { name: "Verify" }).count()).toBe(0);
+    await bob.locator('.room-header .partner-trust[data-verified="true"]').waitFor(WAIT);
+    await message(bob, "oak").locator(".sender-link").click();
+    const profile = bob.getByRole("dialog", { name: /Profile of alice/ });
+    await profile.locator('.trust-status[data-verified="true"]').waitFor(WAIT);
+    expect(await profile.locator(".trust-devices li").count()).toBeGreaterThan(0);
+    expect(await profile.locator('.trust-devices li[data-verified="false"]').count()).toBe(0);
+    await screenshot(bob, "e2ee-01c-verified-profile-light");
+    await bob.keyboard.press("Escape");
+
+    // The server holds each one's signature on the other's master key, by their user-signing key.
+    const after = await keys();
+    const aliceUsk = Object.keys(after.user_signing_keys?.[hearth.userId("alice")]?.keys ?? {})[0];
+    expect(aliceUsk).toBeDefined();
+    expect(Object.keys(after.master_keys?.[hearth.userId("bob")]?.signatures?.[hearth.userId("alice")] ?? {})).toContain(aliceUsk);
+
+    // The verification ran in the room, in the clear, as the spec's in-room verification does.
+    const stored = await storedEvents(directRoom, "alice");
+    expect(stored.some((e) => e.type === "m.room.message" && (e.content as Record<string, unknown>).msgtype === "m.key.verification.request")).toBe(true);
+    expect(stored.some((e) => e.type === "m.key.verification.done")).toBe(true);
+    await timeline(bob).getByText("asked to verify").waitFor(WAIT);
   });
 
   it("a third person's client and this one read each other, and encrypted history loads after a reload", async () => {
@@ -277,21 +363,59 @@ describe("end-to-end encryption", () => {
     const incoming = other.getByRole("dialog", { name: "Verify a session" });
     await incoming.getByRole("button", { name: "Accept" }).click();
 
-    const emoji = async (page: Page) => {
-      const list = page.getByRole("list", { name: "Emoji to compare" });
-      await list.waitFor(WAIT);
-      return list.locator("li").allTextContents();
-    };
-    const seenByAlice = await emoji(alice);
+    const seenByAlice = await emojiOn(alice);
     expect(seenByAlice).toHaveLength(7);
-    expect(await emoji(other)).toEqual(seenByAlice);
+    expect(await emojiOn(other)).toEqual(seenByAlice);
     await screenshot(alice, "e2ee-04-verification-light");
     for (const page of [alice, other]) await page.getByRole("button", { name: "They match" }).click();
     for (const page of [alice, other]) {
       await page.getByRole("dialog", { name: "Verify a session" }).getByRole("status").filter({ hasText: "Verified" }).waitFor(WAIT);
       await page.keyboard.press("Escape");
     }
+
+    // The new session asked the old one for what it lacked: it now holds the cross-signing
+    // keys, and reads earlier messages from the key backup without the recovery key.
+    await openAccount(other, "alice");
+    await other.locator('.cross-signing[data-state="on"]').waitFor(WAIT);
+    await other.getByText("The keys of your encrypted messages are backed up").waitFor(WAIT);
+    await other.keyboard.press("Escape");
+    await other.locator(".room-list .room-item").filter({ hasText: "bob" }).first().click();
+    await message(other, "see you there").waitFor(WAIT);
+    await message(other, "sycamore").waitFor(WAIT);
+    expect(await timeline(other).locator(".body.undecryptable").count()).toBe(0);
     await context.close();
+  });
+
+  it("resets cross-signing from another session with the password the server asks for", async () => {
+    const { page: first, context: firstContext } = await newUserPage(browser, hearth);
+    await signUp(first, "dave");
+    await openAccount(first, "dave");
+    await first.getByRole("button", { name: "Set up cross-signing" }).click();
+    await first.locator('.cross-signing[data-state="on"]').waitFor(WAIT);
+    await first.keyboard.press("Escape");
+
+    const { page: second, context: secondContext } = await newUserPage(browser, hearth);
+    await signIn(second, "dave");
+    await openAccount(second, "dave");
+    const section = second.locator(".cross-signing");
+    await second.locator('.cross-signing[data-state="elsewhere"]').waitFor(WAIT);
+    // Replacing published keys: the server asks for the password, which must be right.
+    await section.getByRole("button", { name: "Reset cross-signing" }).click();
+    await section.getByRole("alert").filter({ hasText: "asks for your password" }).waitFor(WAIT);
+    await second.getByLabel("Current password").fill("not the password");
+    await section.getByRole("button", { name: "Reset cross-signing" }).click();
+    await section.getByRole("alert").filter({ hasText: "M_FORBIDDEN" }).waitFor(WAIT);
+    expect(await section.getAttribute("data-state")).toBe("elsewhere");
+    await second.getByLabel("Current password").fill(PASSWORD);
+    await section.getByRole("button", { name: "Reset cross-signing" }).click();
+    await second.locator('.cross-signing[data-state="on"]').waitFor(WAIT);
+    await second.locator(`[data-device-id] .session-trust[data-verified="true"]`).first().waitFor(WAIT);
+
+    // The first session's keys are no longer the published ones.
+    await openAccount(first, "dave");
+    await first.locator('.cross-signing[data-state="elsewhere"]').waitFor(WAIT);
+    await firstContext.close();
+    await secondContext.close();
   });
 
   it("runs encryption in one tab at a time: a second tab of the same session says so", async () => {

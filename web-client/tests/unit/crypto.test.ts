@@ -1,9 +1,12 @@
 import { describe, expect, it } from "vitest";
 import { markUndecryptable, undecryptableReason, withCleartext } from "../../src/crypto/events";
+import { masterKeyOf, publishedMasterKey } from "../../src/crypto/crossSigning";
+import { isRequestFor, isVerificationEvent, verificationEventJson } from "../../src/crypto/inRoomVerification";
 import { RequestKind, httpFor } from "../../src/crypto/requests";
 import { decodeRecoveryKey, encodeRecoveryKey, fromBase64, toBase64 } from "../../src/crypto/recoveryKey";
 import { cryptoParts } from "../../src/crypto/syncParts";
 import type { MatrixEvent, SyncResponse } from "../../src/matrix/types";
+import { lastMessagePreview } from "../../src/rooms/summary";
 import { Room } from "../../src/sync/room";
 
 const envelope = (extra: Partial<MatrixEvent> = {}): MatrixEvent => ({
@@ -177,5 +180,67 @@ describe("recovery keys", () => {
   it("round-trip through unpadded base64, as the machine writes keys", () => {
     expect(toBase64(key)).not.toContain("=");
     expect(fromBase64(toBase64(key))).toEqual(key);
+  });
+});
+
+describe("in-room verification events", () => {
+  const request = (extra: Partial<MatrixEvent> = {}): MatrixEvent => ({
+    event_id: "$req",
+    type: "m.room.message",
+    sender: "@alice:hs",
+    origin_server_ts: 7,
+    content: { msgtype: "m.key.verification.request", to: "@bob:hs", from_device: "A", methods: ["m.sas.v1"], body: "fallback" },
+    ...extra,
+  });
+
+  it("are the request message and the m.key.verification.* events, not state or redacted ones", () => {
+    expect(isVerificationEvent(request())).toBe(true);
+    expect(isVerificationEvent(request({ type: "m.key.verification.start", content: {} }))).toBe(true);
+    expect(isVerificationEvent(request({ content: { msgtype: "m.text", body: "hi" } }))).toBe(false);
+    expect(isVerificationEvent(request({ type: "m.key.verification.start", state_key: "" }))).toBe(false);
+    expect(isVerificationEvent(request({ unsigned: { redacted_because: request({ type: "m.room.redaction", content: {} }) } }))).toBe(false);
+  });
+
+  it("answer a request only when it is addressed to us by someone else", () => {
+    expect(isRequestFor(request(), "@bob:hs")).toBe(true);
+    expect(isRequestFor(request(), "@carol:hs")).toBe(false);
+    expect(isRequestFor(request({ sender: "@bob:hs" }), "@bob:hs")).toBe(false);
+    expect(isRequestFor(request({ type: "m.key.verification.ready" }), "@bob:hs")).toBe(false);
+  });
+
+  it("show in the room list as a request, not as their fallback body", () => {
+    const room = new Room("!r:hs");
+    room.addEvents([request()], "end");
+    expect(lastMessagePreview(room, "@bob:hs")).toBe("alice: Asked to verify");
+  });
+
+  it("hand the machine the event with its room and no local fields", () => {
+    const json = JSON.parse(verificationEventJson("!r:hs", { ...request(), e2ee: { state: "decrypted" } })) as Record<string, unknown>;
+    expect(json).toEqual({
+      event_id: "$req",
+      type: "m.room.message",
+      sender: "@alice:hs",
+      origin_server_ts: 7,
+      content: request().content,
+      room_id: "!r:hs",
+    });
+  });
+});
+
+describe("published cross-signing keys", () => {
+  const master = { user_id: "@a:hs", usage: ["master"], keys: { "ed25519:MK": "MK" } };
+
+  it("read the master key from a key object", () => {
+    expect(masterKeyOf(master)).toBe("MK");
+    expect(masterKeyOf({ keys: {} })).toBeUndefined();
+    expect(masterKeyOf({ keys: { "ed25519:X": 5 } })).toBeUndefined();
+    expect(masterKeyOf("MK")).toBeUndefined();
+  });
+
+  it("find the user's master key in a /keys/query answer, and nothing when there is none", () => {
+    expect(publishedMasterKey({ device_keys: {}, master_keys: { "@a:hs": master } }, "@a:hs")).toBe("MK");
+    expect(publishedMasterKey({ device_keys: {}, master_keys: { "@b:hs": master } }, "@a:hs")).toBeUndefined();
+    expect(publishedMasterKey({ device_keys: {} }, "@a:hs")).toBeUndefined();
+    expect(publishedMasterKey(null, "@a:hs")).toBeUndefined();
   });
 });

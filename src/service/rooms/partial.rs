@@ -102,14 +102,22 @@ impl Services {
         }
         let group = self.new_full_state_group(&mut batch, &current)?;
         let stored = self.store.current_state(room_id.as_str(), None)?;
+        // Room-wide state that the completion changed, for the caches that follow it.
+        let mut changed_types = Vec::new();
         for (t, k) in stored.keys() {
             if !current.contains_key(&(t.clone(), k.clone())) {
                 batch.delete_current_state(room_id.as_str(), t, k);
+                if k.is_empty() {
+                    changed_types.push(t.clone());
+                }
             }
         }
         for ((t, k), id) in &current {
             if stored.get(&(t.clone(), k.clone())) == Some(id) {
                 continue;
+            }
+            if k.is_empty() {
+                changed_types.push(t.clone());
             }
             batch.put_current_state(room_id.as_str(), t, k, id)?;
             if t == "m.room.member"
@@ -143,6 +151,7 @@ impl Services {
         )?;
         self.store.write(batch)?;
         self.rooms.members.invalidate(room_id);
+        self.room_state_changed(room_id, &changed_types);
         let at = ticket.position;
         self.partial_states.completed(room_id, at);
         ticket.publish(room_id, None);

@@ -274,19 +274,25 @@ impl Services {
 
     /// Completes an accepted event after its batch is written: caches, directory, wake-ups.
     pub(crate) fn finish_accepted(&self, room_id: &RoomId, staged: StagedEvent<'_>) {
-        for event_type in &staged.room_state_types {
-            self.user_directory
-                .state_changed(&self.store, room_id, event_type);
-            if event_type == "m.room.guest_access" {
-                self.guest_kicks.changed(room_id);
-            }
-        }
+        self.room_state_changed(room_id, &staged.room_state_types);
         if staged.members_changed && staged.membership_target.is_none() {
             self.rooms.members.invalidate(room_id);
         }
         self.notifications_withdrawn(room_id, &staged.withdrawn);
         self.notifications_written(room_id, staged.ticket.position, &staged.notified);
         staged.ticket.publish(room_id, staged.membership_target);
+    }
+
+    /// Tells the caches that follow room-wide state (`(type, "")`) that these types
+    /// changed in the room's current state.
+    pub(crate) fn room_state_changed(&self, room_id: &RoomId, event_types: &[String]) {
+        for event_type in event_types {
+            self.user_directory
+                .state_changed(&self.store, room_id, event_type);
+            if event_type == "m.room.guest_access" {
+                self.guest_kicks.changed(room_id);
+            }
+        }
     }
 
     /// The state after an event whose state group is staged but not yet written.

@@ -35,6 +35,10 @@ pub struct DeviceListChange {
     /// The user's previous position on the stream, 0 for none.
     #[serde(default)]
     pub prev: u64,
+    /// Only the user themself is told (their user-signing key changed); such a change
+    /// is not a position of theirs that other servers hear of.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub own: bool,
 }
 
 fn join(parts: &[&str]) -> Vec<u8> {
@@ -283,11 +287,13 @@ impl Batch<'_> {
         change: &DeviceListChange,
     ) -> StoreResult<()> {
         self.put_json(Cf::DeviceListStream, &position.to_be_bytes(), change)?;
-        self.put_raw(
-            Cf::DeviceListUsers,
-            change.user_id.as_bytes(),
-            &position.to_be_bytes(),
-        );
+        if !change.own {
+            self.put_raw(
+                Cf::DeviceListUsers,
+                change.user_id.as_bytes(),
+                &position.to_be_bytes(),
+            );
+        }
         Ok(())
     }
 

@@ -53,7 +53,7 @@ fn uploaded_device_keys_are_queried_by_others_with_the_device_name() {
 }
 
 #[test]
-fn device_keys_for_another_device_or_unsigned_are_refused() {
+fn device_keys_for_another_device_or_without_signatures_are_refused() {
     let server = TestServer::start();
     let alice = user(&server, "alice");
     let bob = user(&server, "bob");
@@ -65,16 +65,7 @@ fn device_keys_for_another_device_or_unsigned_are_refused() {
         &json!({"device_keys": device_keys(&alice, &key)}),
     );
     assert_error(response, 400, "M_INVALID_PARAM");
-    // Signed with another key than the one they name.
-    let mut keys = device_keys(&alice, &DeviceKey::new(&alice.device));
-    keys["keys"][format!("ed25519:{}", alice.device)] = json!(key.public());
-    let response = server.post(
-        "/_matrix/client/v3/keys/upload",
-        Some(&alice.token),
-        &json!({"device_keys": keys}),
-    );
-    assert_error(response, 400, "M_INVALID_PARAM");
-    // Not signed at all.
+    // Without the signatures field the spec requires.
     let mut keys = device_keys(&alice, &key);
     keys.as_object_mut().unwrap().remove("signatures");
     let response = server.post(
@@ -434,4 +425,153 @@ fn cross_signing_keys_need_the_password_to_replace_and_signatures_are_checked() 
             .is_some(),
         "{body}"
     );
+}
+
+/// SyTest's "Local device key changes appear in v2 /sync" and "Changing master key
+/// notifies local users" upload device keys that their device did not sign (empty
+/// `signatures`, a key not named after the device, a signature made for another device):
+/// as Synapse, the server stores them (clients verify what they fetch). `/keys/query`
+/// always answers `unsigned`, with the device's name only when it has one.
+#[test]
+fn device_keys_are_stored_without_checking_the_devices_own_signature() {
+    let server = TestServer::start();
+    let (alice, bob, _room) = alice_and_bob_in_a_room(&server);
+    // A device logged in without a display name; Alice's first one gets a name.
+    let (status, login) = server.login("alice", PASSWORD);
+    assert_eq!(status, 200);
+    let nameless = User {
+        id: alice.id.clone(),
+        token: token(&login),
+        device: login["device_id"].as_str().unwrap().to_owned(),
+    };
+    let (status, _) = server.send(
+        "PUT",
+        &format!("/_matrix/client/v3/devices/{}", alice.device),
+        Some(&alice.token),
+        &json!({"display_name": "Laptop"}),
+    );
+    assert_eq!(status, 200);
+    let since = next_batch(&sync(&server, &bob, None, 0));
+    let unsigned = json!({
+        "user_id": nameless.id,
+        "device_id": nameless.device,
+        "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
+        "keys": {"ed25519:test": "c3op6BJi8aUnDGA541Q6TbTPmbiy1GqGv-zzXDQM9Us"},
+        "signatures": {},
+    });
+    upload(&server, &nameless, json!({"device_keys": unsigned}));
+    // A real Ed25519 key whose signature does not verify.
+    let mut wrong = device_keys(&alice, &DeviceKey::new(&alice.device));
+    wrong["keys"][format!("ed25519:{}", alice.device)] =
+        json!(DeviceKey::new(&alice.device).public());
+    upload(&server, &alice, json!({"device_keys": wrong}));
+
+    let body = sync(&server, &bob, Some(&since), 0);
+    assert_eq!(changed(&body), std::slice::from_ref(&alice.id));
+    let body = query(
+        &server,
+        &bob,
+        json!({"device_keys": {alice.id.clone(): []}}),
+    );
+    let devices = &body["device_keys"][&alice.id];
+    let stored = &devices[&nameless.device];
+    assert_eq!(stored["keys"], unsigned["keys"], "{body}");
+    assert_eq!(stored["signatures"], json!({}));
+    assert_eq!(stored["unsigned"], json!({}), "{body}");
+    let named = &devices[&alice.device];
+    assert_eq!(named["keys"], wrong["keys"], "{body}");
+    assert_eq!(
+        named["unsigned"],
+        json!({"device_display_name": "Laptop"}),
+        "{body}"
+    );
+}
+
+/// A user-signing key is seen only by its owner: replacing it alone is a device-list
+/// change for the owner's own devices and nobody else (SyTest's "Changing user-signing
+/// key notifies local users"), and its signature of another user's master key is shown
+/// to the signer only.
+#[test]
+fn a_user_signing_key_and_its_signatures_are_seen_by_its_owner_only() {
+    let server = TestServer::start();
+    let (alice, bob, _room) = alice_and_bob_in_a_room(&server);
+    let cross_key = |user: &User, key: &DeviceKey, usage: &str, signer: Option<&DeviceKey>| {
+        let mut value = json!({
+            "user_id": user.id,
+            "usage": [usage],
+            "keys": { format!("ed25519:{}", key.public()): key.public() },
+        });
+        if let Some(signer) = signer {
+            signer.sign(&user.id, &mut value);
+        }
+        value
+    };
+    let upload_signing = |user: &User, body: Value| {
+        let mut body = body;
+        body["auth"] = json!({
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": user.id},
+            "password": PASSWORD,
+        });
+        let (status, answer) = server.post(
+            "/_matrix/client/v3/keys/device_signing/upload",
+            Some(&user.token),
+            &body,
+        );
+        assert_eq!(status, 200, "{answer}");
+    };
+    let alice_master = DeviceKey::cross_signing();
+    upload_signing(
+        &alice,
+        json!({"master_key": cross_key(&alice, &alice_master, "master", None)}),
+    );
+    let bob_master = DeviceKey::cross_signing();
+    let bob_master_key = cross_key(&bob, &bob_master, "master", None);
+    upload_signing(&bob, json!({"master_key": bob_master_key}));
+    let alice_since = next_batch(&sync(&server, &alice, None, 0));
+    let bob_since = next_batch(&sync(&server, &bob, None, 0));
+
+    let user_signing = DeviceKey::cross_signing();
+    upload_signing(
+        &alice,
+        json!({"user_signing_key": cross_key(&alice, &user_signing, "user_signing", Some(&alice_master))}),
+    );
+    // Bob changes something of his own afterwards, so his sync has news either way.
+    keyed_device(&server, &bob, 0);
+    let body = sync(&server, &bob, Some(&bob_since), 0);
+    assert_eq!(changed(&body), std::slice::from_ref(&bob.id), "{body}");
+    let body = sync(&server, &alice, Some(&alice_since), 0);
+    assert!(changed(&body).contains(&alice.id), "{body}");
+    let body = query(
+        &server,
+        &bob,
+        json!({"device_keys": {alice.id.clone(): []}}),
+    );
+    assert!(body["user_signing_keys"].get(&alice.id).is_none(), "{body}");
+
+    // Alice signs Bob's master key with her user-signing key.
+    let mut signed = bob_master_key.clone();
+    user_signing.sign(&alice.id, &mut signed);
+    let (status, answer) = server.post(
+        "/_matrix/client/v3/keys/signatures/upload",
+        Some(&alice.token),
+        &json!({bob.id.clone(): {bob_master.public(): signed}}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["failures"], json!({}));
+    let signature_id = format!("ed25519:{}", user_signing.public());
+    let seen_by = |viewer: &User| {
+        let body = query(
+            &server,
+            viewer,
+            json!({"device_keys": {bob.id.clone(): []}}),
+        );
+        body["master_keys"][&bob.id]["signatures"].clone()
+    };
+    assert!(
+        seen_by(&alice)[&alice.id].get(&signature_id).is_some(),
+        "{}",
+        seen_by(&alice)
+    );
+    assert!(seen_by(&bob).get(&alice.id).is_none(), "{}", seen_by(&bob));
 }

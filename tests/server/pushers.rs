@@ -102,7 +102,7 @@ fn pushers_are_set_listed_validated_replaced_and_removed() {
         400,
         "M_MISSING_PARAM",
     );
-    bad["data"] = json!({"url": url, "format": "full"});
+    bad["data"] = json!({"url": url, "format": 1});
     assert_error(
         server.post(SET, Some(&alice.token), &bad),
         400,
@@ -196,7 +196,15 @@ fn the_gateway_gets_one_notify_per_notifying_event_and_a_badge_after_a_read() {
         &json!({"name": "Garden"}),
     );
     assert_eq!(status, 200);
-    set(&server, &bob, &pusher(&gateway.url(), "full-key", None));
+    // A format other than `event_id_only` (SyTest's "Can fetch a user's pushers" sets
+    // "id_event_only") is kept as given and gets the full notification, as in Synapse.
+    set(
+        &server,
+        &bob,
+        &pusher(&gateway.url(), "full-key", Some("id_event_only")),
+    );
+    let listed = pushers(&server, &bob);
+    assert_eq!(listed[0]["data"]["format"], "id_event_only", "{listed:?}");
     set(
         &server,
         &bob,
@@ -225,7 +233,10 @@ fn the_gateway_gets_one_notify_per_notifying_event_and_a_badge_after_a_read() {
     assert_eq!(n["prio"], "high");
     let device = &n["devices"][0];
     assert_eq!(device["app_id"], "org.example.app");
-    assert_eq!(device["data"], json!({"extra": "kept"}));
+    assert_eq!(
+        device["data"],
+        json!({"extra": "kept", "format": "id_event_only"})
+    );
     assert_eq!(device["tweaks"], json!({"sound": "default"}));
     assert!(device["pushkey_ts"].as_u64().unwrap() > 1_600_000_000);
     assert!(device["pushkey_ts"].as_u64().unwrap() < 100_000_000_000);

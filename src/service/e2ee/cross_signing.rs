@@ -161,7 +161,13 @@ impl Services {
             batch.put_cross_signing_key(user, usage, &value)?;
         }
         self.store.write(batch)?;
-        self.signing_keys_changed(user_id)?;
+        // Others see the master and self-signing keys; the user-signing key only the user
+        // themself does, so a change of it alone is news only to their other devices.
+        if upload.master_key.is_some() || upload.self_signing_key.is_some() {
+            self.signing_keys_changed(user_id)?;
+        } else if upload.user_signing_key.is_some() {
+            self.own_device_list_changed(user_id)?;
+        }
         Ok(())
     }
 

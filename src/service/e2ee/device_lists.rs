@@ -27,24 +27,8 @@ impl Services {
         device_id: Option<&str>,
         deleted: bool,
     ) -> Result<()> {
-        let (position, prev) = {
-            let mut current = lock(&self.e2ee.device_lists);
-            let position = *current + 1;
-            let prev = self.store.device_list_position(user_id.as_str())?;
-            let mut batch = self.store.batch();
-            batch.put_device_list_change(
-                position,
-                &DeviceListChange {
-                    user_id: user_id.to_owned(),
-                    device_id: device_id.map(ToOwned::to_owned),
-                    deleted,
-                    prev,
-                },
-            )?;
-            self.store.write(batch)?;
-            *current = position;
-            (position, prev)
-        };
+        let (position, prev) =
+            self.record_device_list_change(user_id, device_id, deleted, false)?;
         let audience = self.co_members(user_id)?;
         self.notifier.wake(audience.iter().map(|u| u.as_ref()));
         if user_id.server_name() == self.server_name()
@@ -76,6 +60,41 @@ impl Services {
             }
         }
         Ok(())
+    }
+
+    /// Records a change only the user themself is told of (their user-signing key, which
+    /// nobody else sees) and wakes their syncs.
+    pub fn own_device_list_changed(&self, user_id: &UserId) -> Result<()> {
+        self.record_device_list_change(user_id, None, false, true)?;
+        self.notifier.wake([user_id]);
+        Ok(())
+    }
+
+    /// Writes one entry of the stream; answers its position and the user's previous one.
+    fn record_device_list_change(
+        &self,
+        user_id: &UserId,
+        device_id: Option<&str>,
+        deleted: bool,
+        own: bool,
+    ) -> Result<(u64, u64)> {
+        let mut current = lock(&self.e2ee.device_lists);
+        let position = *current + 1;
+        let prev = self.store.device_list_position(user_id.as_str())?;
+        let mut batch = self.store.batch();
+        batch.put_device_list_change(
+            position,
+            &DeviceListChange {
+                user_id: user_id.to_owned(),
+                device_id: device_id.map(ToOwned::to_owned),
+                deleted,
+                prev,
+                own,
+            },
+        )?;
+        self.store.write(batch)?;
+        *current = position;
+        Ok((position, prev))
     }
 
     /// The other servers among `users`.
@@ -145,6 +164,9 @@ impl Services {
         }
         delta.changed.retain(|u| shared.contains(u));
         for (_, change) in key_changes {
+            if change.own && change.user_id != user_id {
+                continue;
+            }
             if shared.contains(&change.user_id) {
                 delta.changed.insert(change.user_id);
             }

@@ -53,6 +53,16 @@ fn merge_field(
     }
 }
 
+/// Another user's signature of a key (their user-signing key's, of a master key) is seen
+/// only by that user: the spec keeps who verified whom from everyone else.
+fn keep_visible_signatures(key: &mut Value, owner: &UserId, requester: Option<&UserId>) {
+    if let Some(signatures) = key.get_mut("signatures").and_then(Value::as_object_mut) {
+        signatures.retain(|signer, _| {
+            signer == owner.as_str() || requester.is_some_and(|r| signer == r.as_str())
+        });
+    }
+}
+
 impl Services {
     /// `POST /keys/query` for `requester`.
     pub async fn query_keys(
@@ -141,9 +151,10 @@ impl Services {
             if usage == "user_signing" && requester != Some(user_id) {
                 continue;
             }
-            if let Some(key) = self.store.cross_signing_key(user_id.as_str(), usage)?
+            if let Some(mut key) = self.store.cross_signing_key(user_id.as_str(), usage)?
                 && let Some(map) = response.get_mut(field).and_then(Value::as_object_mut)
             {
+                keep_visible_signatures(&mut key, user_id, requester);
                 map.insert(user_id.to_string(), key);
             }
         }

@@ -45,7 +45,7 @@ fn required(value: Option<String>, name: &str) -> Result<String> {
 }
 
 /// Checks an HTTP pusher's `data`: a URL with the gateway's notify path, not at a
-/// denied IP address, and a known format.
+/// denied IP address, and a format that is a string.
 fn check_http_data(data: &Map<String, Value>, gateway: &GatewayClient) -> Result<()> {
     let url = match data.get("url") {
         Some(Value::String(url)) => url,
@@ -71,12 +71,11 @@ fn check_http_data(data: &Map<String, Value>, gateway: &GatewayClient) -> Result
             "data.url must have the path {NOTIFY_PATH}"
         )));
     }
+    // The spec names one format, `event_id_only`; like Synapse, any other string is kept
+    // (and echoed by `GET /pushers`) and gets the full notification.
     match data.get("format") {
-        None | Some(Value::Null) => Ok(()),
-        Some(Value::String(f)) if f == "event_id_only" => Ok(()),
-        Some(_) => Err(Error::invalid_param(
-            "data.format must be \"event_id_only\" or absent",
-        )),
+        None | Some(Value::Null | Value::String(_)) => Ok(()),
+        Some(_) => Err(Error::invalid_param("data.format must be a string")),
     }
 }
 

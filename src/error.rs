@@ -85,6 +85,13 @@ pub enum ErrorKind {
     GatewayTimeout,
     /// The client stopped sending its request body (408 `M_UNKNOWN`).
     RequestTimeout,
+    /// A status and error code given as they are: another homeserver's refusal (a 4xx
+    /// with a Matrix error) passed on to the client, as Synapse does, or a pairing the
+    /// other kinds lack (a malformed `X-Matrix` header: 400 `M_UNAUTHORIZED`).
+    Custom {
+        status: u16,
+        errcode: String,
+    },
     /// Another homeserver's media is larger than this server takes (502 `M_TOO_LARGE`).
     RemoteTooLarge,
     /// User-interactive authentication must continue: answered with 401 and the flows.
@@ -139,8 +146,9 @@ impl Error {
         Self::new(ErrorKind::Internal, "Internal server error")
     }
 
-    pub fn errcode(&self) -> &'static str {
+    pub fn errcode(&self) -> &str {
         match &self.kind {
+            ErrorKind::Custom { errcode, .. } => errcode,
             ErrorKind::Forbidden => "M_FORBIDDEN",
             ErrorKind::UnknownToken { .. } => "M_UNKNOWN_TOKEN",
             ErrorKind::MissingToken => "M_MISSING_TOKEN",
@@ -192,6 +200,9 @@ impl Error {
 
     pub fn status(&self) -> StatusCode {
         match &self.kind {
+            ErrorKind::Custom { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST)
+            }
             ErrorKind::Forbidden
             | ErrorKind::UserDeactivated
             | ErrorKind::UserSuspended

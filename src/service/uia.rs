@@ -229,16 +229,16 @@ impl Services {
             .check_stage(stage, auth, requirement.user.as_deref())
             .await
         {
-            return match failure.kind {
-                ErrorKind::Forbidden
-                | ErrorKind::InvalidParam
-                | ErrorKind::MissingParam
-                | ErrorKind::ThreepidAuthFailed => Err(self.uia.challenge(
-                    &session_id,
-                    Some((failure.errcode(), failure.message.into())),
-                )),
-                _ => Err(failure),
+            let errcode = match failure.kind {
+                ErrorKind::Forbidden => "M_FORBIDDEN",
+                ErrorKind::InvalidParam => "M_INVALID_PARAM",
+                ErrorKind::MissingParam => "M_MISSING_PARAM",
+                ErrorKind::ThreepidAuthFailed => "M_THREEPID_AUTH_FAILED",
+                _ => return Err(failure),
             };
+            return Err(self
+                .uia
+                .challenge(&session_id, Some((errcode, failure.message.into()))));
         }
         {
             let mut sessions = self.uia.lock();

@@ -13,7 +13,7 @@ use crate::harness::TestServer;
 use crate::room_support::{User, create_room, enc, get_event, put_state, user};
 
 /// The event ID of the current `(type, state_key)` state event.
-fn state_id(server: &TestServer, user: &User, room: &str, t: &str, k: &str) -> String {
+pub(crate) fn state_id(server: &TestServer, user: &User, room: &str, t: &str, k: &str) -> String {
     state_of(server, user, room)
         .into_iter()
         .find(|(ty, sk, _)| ty == t && sk == k)
@@ -36,7 +36,12 @@ fn latest_event(server: &TestServer, user: &User, room: &str) -> String {
 }
 
 /// Sends `pdus` in one transaction and returns the answer for each, in order.
-fn push(remote: &TestRemote, server: &TestServer, txn: &str, pdus: &[Value]) -> Vec<Value> {
+pub(crate) fn push(
+    remote: &TestRemote,
+    server: &TestServer,
+    txn: &str,
+    pdus: &[Value],
+) -> Vec<Value> {
     let body = json!({"origin": remote.server_name(), "origin_server_ts": 1, "pdus": pdus});
     let (status, answer) = remote.request(
         server,
@@ -55,7 +60,7 @@ fn push(remote: &TestRemote, server: &TestServer, txn: &str, pdus: &[Value]) -> 
 }
 
 /// The reference hash of a v12 event, computed as the spec says.
-fn event_id_of(pdu: &Value) -> String {
+pub(crate) fn event_id_of(pdu: &Value) -> String {
     let object: ruma::CanonicalJsonObject = serde_json::from_value(pdu.clone()).unwrap();
     let rules = ruma::RoomVersionId::V12.rules().unwrap();
     ruma::signatures::reference_hash(&object, &rules)

@@ -22,7 +22,13 @@ fn event_id_of(pdu: &Value) -> String {
 
 /// `make_join` then `send_join` (v2) for a user of `remote`, with `query` on the
 /// `send_join`; returns the answer.
-fn remote_join(remote: &TestRemote, a: &TestServer, room: &str, local: &str, query: &str) -> Value {
+pub(crate) fn remote_join(
+    remote: &TestRemote,
+    a: &TestServer,
+    room: &str,
+    local: &str,
+    query: &str,
+) -> Value {
     let user_id = format!("@{local}:{}", remote.server_name());
     let path = format!(
         "/_matrix/federation/v1/make_join/{}/{}?ver=12",

@@ -196,10 +196,20 @@ impl TestRemote {
     /// Starts with `routes` served beside the key endpoint (e.g. federation endpoints
     /// the remote should answer).
     pub fn start_with_routes(routes: Router) -> Self {
+        Self::start_with(|_| routes)
+    }
+
+    /// Starts with the routes `routes` makes, given the remote's signer (for routes
+    /// that answer with events the remote signs).
+    pub fn start_with(routes: impl FnOnce(RemoteSigner) -> Router) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let server_name = format!("localhost:{port}");
         let key = Arc::new(new_key("remote1"));
+        let routes = routes(RemoteSigner {
+            server_name: server_name.clone(),
+            key: key.clone(),
+        });
         let tls = test_ca().issue();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -390,6 +400,30 @@ impl TestRemote {
                 .body(serde_json::to_vec(body).unwrap());
         }
         into_json(request.send().unwrap())
+    }
+}
+
+/// The remote's signing key, for routes that answer with events the remote signs.
+#[derive(Clone)]
+pub struct RemoteSigner {
+    pub server_name: String,
+    key: Arc<Ed25519KeyPair>,
+}
+
+impl RemoteSigner {
+    /// Adds the content hash and the remote's signature to a PDU of `room_version`.
+    pub fn sign_event(&self, event: &mut Value, room_version: &str) {
+        let version = ruma::RoomVersionId::try_from(room_version).unwrap();
+        let rules = version.rules().expect("a known room version");
+        let mut object: CanonicalJsonObject = serde_json::from_value(event.clone()).unwrap();
+        ruma::signatures::hash_and_sign_event(
+            &self.server_name,
+            &*self.key,
+            &mut object,
+            &rules.redaction,
+        )
+        .unwrap();
+        *event = serde_json::to_value(object).unwrap();
     }
 }
 

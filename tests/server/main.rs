@@ -31,6 +31,7 @@ mod federation_media;
 mod federation_outage;
 mod federation_partial_join;
 mod federation_partial_state;
+mod federation_remote_answers;
 mod federation_room_versions;
 mod federation_rooms;
 mod federation_serve;

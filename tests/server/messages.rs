@@ -311,6 +311,7 @@ fn redacted_events_come_back_redacted() {
         .unwrap_or_else(|| panic!("redacted event missing: {page}"));
     assert_eq!(event["content"], json!({}));
     assert_eq!(event["unsigned"]["redacted_because"]["event_id"], redaction);
+    assert_eq!(event["unsigned"]["redacted_by"], redaction);
     assert_eq!(
         event["unsigned"]["redacted_because"]["content"]["reason"],
         "typo"

@@ -390,6 +390,38 @@ fn tokens_stay_usable_across_a_restart() {
 }
 
 #[test]
+fn a_filter_can_ask_for_events_in_federation_format() {
+    let server = TestServer::start();
+    let (alice, bob, room) = two_in_a_room(&server);
+    let event_id = send_text(&server, &alice, &room, "f1", "hello");
+    let filter = json!({"event_format": "federation", "room": {"timeline": {"limit": 1}}});
+    let body = sync(
+        &server,
+        &bob,
+        &format!("filter={}", enc(&filter.to_string())),
+    );
+    let events = timeline(&body, &room);
+    assert_eq!(events.len(), 1, "{body}");
+    let event = &events[0];
+    assert_eq!(event["event_id"], event_id.as_str());
+    assert_eq!(event["content"]["body"], "hello");
+    for key in [
+        "prev_events",
+        "auth_events",
+        "depth",
+        "hashes",
+        "signatures",
+        "room_id",
+    ] {
+        assert!(event.get(key).is_some(), "{key} missing from {event}");
+    }
+    // Without it, the client format.
+    let body = sync(&server, &bob, "");
+    let event = timeline(&body, &room).last().unwrap().clone();
+    assert!(event.get("prev_events").is_none(), "{event}");
+}
+
+#[test]
 fn forgotten_and_filtered_rooms_stay_out() {
     let server = TestServer::start();
     let (alice, bob, room) = two_in_a_room(&server);

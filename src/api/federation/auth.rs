@@ -43,8 +43,17 @@ async fn verify(state: &AppState, request: Request) -> Result<Request, Error> {
         .ok_or_else(|| unauthorized("Missing X-Matrix Authorization header"))?
         .to_str()
         .map_err(|_| unauthorized("Malformed X-Matrix Authorization header"))?;
-    let header = xmatrix::parse_header(header)
-        .map_err(|e| unauthorized(format!("Malformed X-Matrix Authorization header: {e}")))?;
+    // A header that does not parse (an origin that is no server name, like
+    // `localhost:http`) is a bad request: 400 `M_UNAUTHORIZED`, as Synapse answers.
+    let header = xmatrix::parse_header(header).map_err(|e| {
+        Error::new(
+            ErrorKind::Custom {
+                status: 400,
+                errcode: "M_UNAUTHORIZED".to_owned(),
+            },
+            format!("Malformed X-Matrix Authorization header: {e}"),
+        )
+    })?;
     let our_name = state.server_name();
     if let Some(destination) = &header.destination
         && destination != our_name

@@ -440,6 +440,7 @@ fn remote_error(
         errcode: Option<String>,
         error: Option<String>,
         retry_after_ms: Option<u64>,
+        room_version: Option<String>,
     }
     let parsed: Option<MatrixError> = serde_json::from_slice(body).ok();
     let clip = |s: String| s.chars().take(300).collect::<String>();
@@ -451,6 +452,10 @@ fn remote_error(
         server: server.to_owned(),
         status,
         errcode: parsed.as_ref().and_then(|e| e.errcode.clone()).map(clip),
+        room_version: parsed
+            .as_ref()
+            .and_then(|e| e.room_version.clone())
+            .map(clip),
         error: parsed.and_then(|e| e.error).map(clip),
         retry_after: retry_after.or(body_wait),
     }

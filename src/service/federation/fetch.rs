@@ -126,9 +126,24 @@ impl Services {
         let create_ref = (!version.create_event_in_auth_events())
             .then_some(create.as_deref())
             .flatten();
-        let order = topological_order(&events);
-        // All at once (signatures in parallel, a few unsynced batches, one sync), as a
-        // `send_join` answer; if one event spoils the lot, one by one below.
+        self.store_outliers_or_each(server, room_id, version, &events, create_ref)
+            .await
+    }
+
+    /// Stores `events` as outliers in topological order, all at once (signatures in
+    /// parallel, a few unsynced batches, one sync), as a `send_join` answer; if one
+    /// event spoils the lot, one by one, an event that cannot be stored (a bad
+    /// signature, an auth event missing) counting as rejected, as what depends on it.
+    /// Returns the events that ended up rejected (or were already).
+    pub(crate) async fn store_outliers_or_each(
+        &self,
+        server: &ServerName,
+        room_id: &RoomId,
+        version: RoomVersion,
+        events: &HashMap<OwnedEventId, Pdu>,
+        create_ref: Option<&Pdu>,
+    ) -> Result<HashSet<OwnedEventId>> {
+        let order = topological_order(events);
         let mut inputs = Vec::with_capacity(order.len());
         for id in &order {
             let json = events[id].json().clone();

@@ -1,6 +1,7 @@
 //! Gaps in a room's DAG: a pushed event whose `prev_events` this server does not have
 //! (it missed events while down, or the sender stopped queueing for it). The missing
-//! events are asked for with `/get_missing_events` and received oldest first; if the
+//! events are asked for with `/get_missing_events` and received oldest first (a pushed
+//! event whose sender sends none of them is dropped); if the
 //! gap is longer than that, the state before the earliest event received is fetched from
 //! the sender (`/state_ids`), so the event is checked against the right state, and the
 //! events in between stay unknown (reachable later through backfill). The missing
@@ -61,7 +62,15 @@ impl Services {
         }
         let pdu = parse_remote_pdu(json.clone(), room_id, version)
             .ok_or_else(|| PduError::Invalid("not an event of this room".into()))?;
-        for missing in self.missing_events(origin, room_id, version, &pdu).await {
+        let missing = self.missing_events(origin, room_id, version, &pdu).await;
+        // The sender pushed an event and will not say what comes before it: the event is
+        // dropped rather than checked against a state asked for (as Synapse does; such
+        // an event could otherwise become the room's only extremity on a state the
+        // sender chose). Events it does send may still follow a longer gap.
+        if missing.is_empty() {
+            return Err(PduError::MissingPrevEvents(pdu.prev_events().to_vec()));
+        }
+        for missing in missing {
             let missing_id = missing.event_id().to_owned();
             let received = self
                 .receive_fetching(origin, room_id, version, &missing, unsynced, None)

@@ -7,9 +7,11 @@ use ruma::{EventId, OwnedEventId, RoomId, ServerName, UserId};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::remote_join::urlencode;
+use super::remote_join::{unknown_endpoint, unwrap_v1_answer, urlencode};
 use crate::error::{Error, ErrorKind, Result};
-use crate::event::{Pdu, RoomVersion, Verified, event_id, hash_and_sign_event, verify_event};
+use crate::event::{
+    Pdu, RoomVersion, Verified, canonical_json, event_id, hash_and_sign_event, verify_event,
+};
 use crate::service::Services;
 use crate::service::rooms::EventTemplate;
 use crate::service::rooms::persist::Local;
@@ -52,14 +54,49 @@ impl Services {
             urlencode(id.as_str())
         );
         let server = target.server_name();
-        let answer = self
+        let answer = match self
             .federation
             .send_json(server, Method::PUT, &path, Some(&body))
-            .await?;
+            .await
+        {
+            // A server without the v2 API: v1 (the bare event; the answer wrapped in
+            // `[200, …]`), which can only carry events of versions 1 and 2, whose
+            // IDs are in the event, as Synapse does.
+            Err(e) if unknown_endpoint(&e) => {
+                if !version.event_id_in_event() {
+                    return Err(Error::new(
+                        ErrorKind::UnsupportedRoomVersion,
+                        format!(
+                            "{server} does not support room version {}",
+                            version.as_str()
+                        ),
+                    ));
+                }
+                let path = format!(
+                    "/_matrix/federation/v1/invite/{}/{}",
+                    urlencode(room_id.as_str()),
+                    urlencode(id.as_str())
+                );
+                let answer = self
+                    .federation
+                    .send_json(server, Method::PUT, &path, Some(&json))
+                    .await?;
+                unwrap_v1_answer(answer)
+                    .ok_or_else(|| bad_gateway(server, "bad v1 invite answer"))?
+            }
+            other => other?,
+        };
         let signed = answer
             .get("event")
             .cloned()
             .ok_or_else(|| bad_gateway(server, "the invite came back without the event"))?;
+        // Numbers that are not integers in range are not valid in an event (Synapse
+        // answers the client `M_BAD_JSON`).
+        if canonical_json(&signed).is_err() {
+            return Err(Error::bad_json(format!(
+                "{server} answered the invite with an event that is not canonical JSON"
+            )));
+        }
         // The same event, with the invitee's server's signature added.
         if event_id(&signed, version).ok().as_ref() != Some(&id)
             || signed
@@ -200,29 +237,87 @@ impl Services {
             .user_room(user_id.as_str(), room_id.as_str())?
             .filter(|r| r.membership == "invite" || r.membership == "knock")
             .ok_or_else(|| Error::forbidden(format!("{user_id} is not in {room_id}")))?;
+        let mut leave = None;
         for server in self.invite_servers(room_id, user_id)? {
             match self.send_remote_leave(room_id, user_id, &server).await {
-                Ok(()) => break,
+                Ok(sent) => {
+                    leave = Some(sent);
+                    break;
+                }
                 Err(e) => {
                     tracing::info!(%room_id, %server, error = %e.message, "remote leave failed")
                 }
             }
         }
-        self.record_invite_declined(room_id, user_id, record.event_id)
+        // The room's server could not be told: a leave of our own, after the invite
+        // (an out-of-band membership, as Synapse makes), so that the user's clients see
+        // the room left with the event that left it.
+        let (version, json) = match leave {
+            Some(sent) => sent,
+            None => self.out_of_band_leave(room_id, user_id, &record)?,
+        };
+        let pdu = Pdu::from_json(json.clone(), version)?;
+        self.record_remote_membership(room_id, user_id, &pdu, json, "leave", Vec::new())
     }
 
+    /// The leave that sent to the room's server, signed.
     async fn send_remote_leave(
         &self,
         room_id: &RoomId,
         user_id: &UserId,
         server: &ServerName,
-    ) -> Result<()> {
+    ) -> Result<(RoomVersion, Value)> {
         let (version, mut event) = self
             .membership_template(server, "leave", room_id, user_id)
             .await?;
         self.send_membership(server, "leave", room_id, &mut event, version)
             .await?;
-        Ok(())
+        Ok((version, event))
+    }
+
+    /// A leave by `user_id` built here on top of their invite or knock, for when the
+    /// room's server cannot be reached; it goes nowhere. The room version is the one
+    /// the shared state's create event names (version 1 without one).
+    fn out_of_band_leave(
+        &self,
+        room_id: &RoomId,
+        user_id: &UserId,
+        record: &crate::store::UserRoomRecord,
+    ) -> Result<(RoomVersion, Value)> {
+        let version: RoomVersion = record
+            .invite_state
+            .iter()
+            .flatten()
+            .find(|e| e.get("type").and_then(Value::as_str) == Some("m.room.create"))
+            .and_then(|e| e.pointer("/content/room_version"))
+            .and_then(Value::as_str)
+            .unwrap_or("1")
+            .parse()
+            .unwrap_or(RoomVersion::V1);
+        let depth = self
+            .store
+            .event(record.event_id.as_str())?
+            .and_then(|e| e.pdu.get("depth").and_then(Value::as_u64))
+            .unwrap_or(0);
+        let previous = if version.event_id_in_event() {
+            json!([[record.event_id, {}]])
+        } else {
+            json!([record.event_id])
+        };
+        let mut event = json!({
+            "type": "m.room.member",
+            "state_key": user_id,
+            "sender": user_id,
+            "room_id": room_id,
+            "content": {"membership": "leave"},
+            "origin": self.server_name(),
+            "origin_server_ts": crate::service::now_ms(),
+            "depth": depth.saturating_add(1),
+            "prev_events": previous,
+            "auth_events": previous,
+        });
+        hash_and_sign_event(&mut event, self.keys.signing_key(), version)?;
+        Ok((version, event))
     }
 
     /// The servers that can let a user with an invite into a room (the inviter's), or

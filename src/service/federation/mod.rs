@@ -82,6 +82,8 @@ pub enum OutboundError {
         status: u16,
         errcode: Option<String>,
         error: Option<String>,
+        /// The `room_version` of an `M_INCOMPATIBLE_ROOM_VERSION` answer.
+        room_version: Option<String>,
         /// How long a rate-limiting server (429) asked us to wait: its `Retry-After`
         /// header, else the `retry_after_ms` of its `M_LIMIT_EXCEEDED` body.
         retry_after: Option<std::time::Duration>,
@@ -207,6 +209,7 @@ mod tests {
             status,
             errcode: Some("M_NOT_FOUND".into()),
             error: Some("no such user".into()),
+            room_version: None,
             retry_after: None,
         };
         assert_eq!(status(remote(404)), 404);

@@ -13,11 +13,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::OutboundError;
-use super::fetch::topological_order;
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{Pdu, RoomVersion, StateKey, auth_check, event_id, hash_and_sign_event};
 use crate::service::Services;
-use crate::service::rooms::OutlierInput;
 
 #[derive(Deserialize)]
 struct MakeMembership {
@@ -260,24 +258,20 @@ impl Services {
             ));
         }
 
-        // Auth events before the events they authorise; the keys of each signer once
-        // (they are cached), the signatures checked in parallel, the events written in
-        // a few batches.
-        let mut inputs = Vec::with_capacity(events.len());
-        for id in topological_order(&events) {
-            let json = events[&id].json().clone();
-            let keys = self.keys_for_pdu(&json).await;
-            inputs.push(OutlierInput { json, keys });
-        }
+        // Auth events before the events they authorise, the signatures checked in
+        // parallel, the events written in a few batches; an event that fails its
+        // signatures is dropped (and what depends on it rejected) rather than failing
+        // the join, as Synapse does.
         let create_ref = (!version.create_event_in_auth_events()).then_some(&create);
         let rejected: HashSet<OwnedEventId> = self
-            .store_outliers(room_id, version, inputs, create_ref)
-            .map_err(|(id, e)| {
-                let id = id.map(|id| id.to_string()).unwrap_or_default();
-                bad_gateway(server, format!("event {id} of the room's state: {e}"))
-            })?
-            .into_iter()
-            .collect();
+            .store_outliers_or_each(server, room_id, version, &events, create_ref)
+            .await?;
+        if rejected.contains(create.event_id()) {
+            return Err(bad_gateway(
+                server,
+                "the room's create event does not check out",
+            ));
+        }
 
         // The state before the join: the state events that passed.
         let mut state_map: BTreeMap<StateKey, OwnedEventId> = BTreeMap::new();
@@ -368,16 +362,7 @@ impl Services {
             .federation
             .send_json(server, Method::GET, &path, None)
             .await
-            .map_err(|e| match &e {
-                OutboundError::Remote {
-                    errcode: Some(code),
-                    ..
-                } if code == "M_INCOMPATIBLE_ROOM_VERSION" => Error::new(
-                    ErrorKind::UnsupportedRoomVersion,
-                    format!("{room_id} has a room version this server does not support ({e})"),
-                ),
-                _ => e.into(),
-            })?;
+            .map_err(|e| refusal_for_client(e, room_id))?;
         let make: MakeMembership = serde_json::from_value(answer)
             .map_err(|e| bad_gateway(server, format!("bad make_{membership} answer: {e}")))?;
         let version: RoomVersion = make
@@ -440,11 +425,88 @@ impl Services {
             urlencode(room_id.as_str()),
             urlencode(id.as_str())
         );
-        let answer = self
+        let answer = match self
             .federation
             .send_json(server, Method::PUT, &path, Some(event))
-            .await?;
+            .await
+        {
+            // A server without the v2 API: v1, whose answer is wrapped in `[200, …]`.
+            Err(e) if api == "v2" && unknown_endpoint(&e) => {
+                let path = format!(
+                    "/_matrix/federation/v1/send_{membership}/{}/{}",
+                    urlencode(room_id.as_str()),
+                    urlencode(id.as_str())
+                );
+                let answer = self
+                    .federation
+                    .send_json(server, Method::PUT, &path, Some(event))
+                    .await?;
+                unwrap_v1_answer(answer).ok_or_else(|| {
+                    bad_gateway(server, format!("bad v1 send_{membership} answer"))
+                })?
+            }
+            other => other?,
+        };
         Ok((id, answer))
+    }
+}
+
+/// Whether a request failed because the remote does not have the endpoint (a 404 or 405
+/// without a Matrix error or with `M_UNRECOGNIZED`, or an older server's 400
+/// `M_UNRECOGNIZED`), so that an older version of it may be tried.
+pub(crate) fn unknown_endpoint(e: &OutboundError) -> bool {
+    match e {
+        OutboundError::Remote {
+            status: 404 | 405,
+            errcode,
+            ..
+        } => errcode.as_deref().is_none_or(|c| c == "M_UNRECOGNIZED"),
+        OutboundError::Remote {
+            status: 400,
+            errcode: Some(code),
+            ..
+        } => code == "M_UNRECOGNIZED",
+        _ => false,
+    }
+}
+
+/// The body of a v1 `send_join`/`send_leave`/`invite` answer, `[200, {…}]`.
+pub(crate) fn unwrap_v1_answer(answer: Value) -> Option<Value> {
+    match answer {
+        Value::Array(mut parts) if parts.len() == 2 && parts[1].is_object() => {
+            Some(parts.swap_remove(1))
+        }
+        _ => None,
+    }
+}
+
+/// A failed `make_join`/`make_leave` as the client sees it: a room version this
+/// server does not support is `M_INCOMPATIBLE_ROOM_VERSION` with that version, and
+/// another refusal with a Matrix error (4xx) keeps the remote's status and error code,
+/// as Synapse passes them on; anything else is what [`OutboundError`] maps to.
+fn refusal_for_client(e: OutboundError, room_id: &RoomId) -> Error {
+    match &e {
+        OutboundError::Remote {
+            errcode: Some(code),
+            room_version,
+            ..
+        } if code == "M_INCOMPATIBLE_ROOM_VERSION" => Error::new(
+            ErrorKind::IncompatibleRoomVersion(room_version.clone().unwrap_or_default()),
+            format!("{room_id} has a room version this server does not support ({e})"),
+        ),
+        OutboundError::Remote {
+            status: status @ 400..=499,
+            errcode: Some(code),
+            error,
+            ..
+        } if !matches!(status, 401 | 403 | 404 | 429) => Error::new(
+            ErrorKind::Custom {
+                status: *status,
+                errcode: code.clone(),
+            },
+            error.clone().unwrap_or_else(|| e.to_string()),
+        ),
+        _ => e.into(),
     }
 }
 

@@ -501,6 +501,7 @@ mod tests {
                 errcode: Some(code.into()),
                 retry_after: None,
                 error: None,
+                room_version: None,
             }))
         };
         let e = remote(404, "M_NOT_FOUND");

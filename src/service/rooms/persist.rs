@@ -395,33 +395,6 @@ impl Services {
         Ok(())
     }
 
-    /// The user's invite to a room this server is not in is declined: their membership
-    /// becomes `leave`, on the event stream so that sync moves the room out of invites.
-    pub(crate) fn record_invite_declined(
-        &self,
-        room_id: &RoomId,
-        user_id: &UserId,
-        invite: OwnedEventId,
-    ) -> Result<()> {
-        let ticket = self.stream_ticket();
-        let mut batch = self.store.batch();
-        batch.put_stream_entry(ticket.position, &invite)?;
-        batch.put_user_room(
-            user_id.as_str(),
-            room_id.as_str(),
-            &UserRoomRecord {
-                membership: "leave".to_owned(),
-                event_id: invite,
-                stream: ticket.position,
-                forgotten: false,
-                invite_state: None,
-            },
-        )?;
-        self.store.write(batch)?;
-        ticket.publish(room_id, Some(user_id.to_owned()));
-        Ok(())
-    }
-
     /// Stages a remote event accepted on the room's current state.
     pub(crate) fn stage_accepted_remote<'a>(
         &'a self,

@@ -354,14 +354,19 @@ impl Services {
 
     /// The servers an event goes to: those with users joined before it, and for a
     /// membership event the target's server (a kicked or banned user's server learns of
-    /// it; a joining user's server gets the room's further events from then on).
+    /// it; a joining user's server gets the room's further events from then on). An
+    /// invite is not among them: the invitee's server had it through `/invite` and is
+    /// not in the room, so it is not sent again in a transaction (as Synapse does; a
+    /// server that does not know the room may not expect the room's events).
     pub(crate) fn event_destinations(
         &self,
         room_id: &RoomId,
         pdu: &Pdu,
     ) -> Result<Vec<ruma::OwnedServerName>> {
         let mut destinations = self.room_destinations(room_id)?;
+        let is_invite = pdu.content_str("membership") == Some("invite");
         if pdu.event_type() == "m.room.member"
+            && !is_invite
             && let Some(target) = pdu.state_key().and_then(|k| UserId::parse(k).ok())
             && target.server_name() != self.server_name()
             && !destinations.iter().any(|d| d == target.server_name())

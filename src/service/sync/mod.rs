@@ -197,7 +197,10 @@ impl Services {
             }
         }
 
-        let rooms = self.sync_rooms(&pass)?;
+        let mut rooms = self.sync_rooms(&pass)?;
+        if pass.filter.event_format == crate::service::filter::EventFormat::Federation {
+            self.federation_format_rooms(&mut rooms)?;
+        }
         let presence = self.sync_presence(&pass)?;
         let e2ee = self.sync_e2ee(
             user_id,

@@ -164,12 +164,21 @@ impl Services {
                     if pass.since.is_none() && !pass.filter.room.include_leave {
                         continue;
                     }
-                    // A declined invite to a room this server was never in.
+                    // A declined invite to a room this server was never in: the leave
+                    // that declined it is the timeline.
                     if self.store.room(room_id.as_str())?.is_none() {
+                        let events: Vec<Value> = self
+                            .client_event_by_id(membership_event.as_str(), Some(pass.view))?
+                            .filter(|(record, _)| {
+                                record.pdu.pointer("/content/membership") == Some(&json!("leave"))
+                            })
+                            .map(|(_, event)| event)
+                            .into_iter()
+                            .collect();
                         leave.insert(
                             key,
                             json!({
-                                "timeline": {"events": [], "limited": false},
+                                "timeline": {"events": events, "limited": false},
                                 "state": {"events": []},
                                 "account_data": {"events": []},
                             }),

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{Error, ErrorKind};
 use crate::service::Services;
 use crate::service::guests::{guest_forbidden, guest_may_use};
-use crate::service::sessions::Authed;
+use crate::service::sessions::{Authed, SeenFrom};
 
 pub type AppState = Arc<Services>;
 
@@ -148,6 +148,21 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
+/// The most of a `User-Agent` header kept as a device's last one.
+const MAX_USER_AGENT_BYTES: usize = 512;
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn truncate_utf8(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// The token's session, refused when the token is missing or bad or the account locked.
 async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Authed, Error> {
     let token = access_token(parts)?
@@ -155,7 +170,13 @@ async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Authed, Err
     let ClientAddr(addr) = ClientAddr::from_request_parts(parts, state)
         .await
         .unwrap_or(ClientAddr(None));
-    let authed = state.sessions.authenticate(&token, addr.as_deref()).await?;
+    let user_agent = parts
+        .headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| truncate_utf8(ua, MAX_USER_AGENT_BYTES));
+    let seen = addr.as_deref().map(|ip| SeenFrom { ip, user_agent });
+    let authed = state.sessions.authenticate(&token, seen).await?;
     state.check_not_locked(&authed.user_id, parts.uri.path())?;
     Ok(authed)
 }

@@ -38,6 +38,9 @@ pub struct DeviceInfo {
     pub display_name: Option<String>,
     pub last_seen_ip: Option<String>,
     pub last_seen_ts: Option<u64>,
+    /// For the admin APIs only; the client API's device lists have no user agent.
+    #[serde(skip)]
+    pub last_seen_user_agent: Option<String>,
 }
 
 pub struct Sessions {
@@ -58,10 +61,18 @@ pub struct Sessions {
 /// How stale a device's stored last-seen time may get while it is in use.
 pub const LAST_SEEN_PERSIST_MS: u64 = 60_000;
 
+/// Where a request came from: its address and `User-Agent` header.
+#[derive(Debug, Clone, Copy)]
+pub struct SeenFrom<'a> {
+    pub ip: &'a str,
+    pub user_agent: Option<&'a str>,
+}
+
 #[derive(Debug, Clone)]
 struct LastSeen {
     ts: u64,
     ip: String,
+    user_agent: Option<String>,
     /// When this entry was last written to the device record.
     persisted_ts: u64,
 }
@@ -107,8 +118,9 @@ impl Sessions {
     }
 
     /// Checks an access token. Expired tokens answer with `soft_logout`, so the client
-    /// knows to refresh or log in again without dropping its local data.
-    pub async fn authenticate(&self, token: &str, ip: Option<&str>) -> Result<Authed> {
+    /// knows to refresh or log in again without dropping its local data. With `seen`,
+    /// the request's address and user agent are the device's last use.
+    pub async fn authenticate(&self, token: &str, seen: Option<SeenFrom<'_>>) -> Result<Authed> {
         let hash = TokenHash::of(token);
         let Some(record) = self.store.access_token(&hash)? else {
             return Err(Error::new(
@@ -126,23 +138,32 @@ impl Sessions {
         if let Some(retiring) = record.retires_refresh_token {
             self.retire_refresh_token(&hash, &record, retiring).await?;
         }
-        if let Some(ip) = ip {
+        if let Some(SeenFrom { ip, user_agent }) = seen {
             let key = (record.user_id.clone(), record.device_id.clone());
             let persist = {
                 let mut seen = self.last_seen_map();
                 let entry = seen.entry(key).or_insert_with(|| LastSeen {
                     ts: now,
                     ip: String::new(),
+                    user_agent: None,
                     persisted_ts: 0,
                 });
                 let persist = entry.ip != ip
+                    || entry.user_agent.as_deref() != user_agent
                     || now.saturating_sub(entry.persisted_ts) >= LAST_SEEN_PERSIST_MS;
                 entry.ts = now;
                 entry.ip = ip.to_owned();
+                entry.user_agent = user_agent.map(str::to_owned);
                 persist
             };
             if persist {
-                self.persist_device_last_seen(&record.user_id, &record.device_id, now, ip)
+                let seen = LastSeen {
+                    ts: now,
+                    ip: ip.to_owned(),
+                    user_agent: user_agent.map(str::to_owned),
+                    persisted_ts: now,
+                };
+                self.persist_device_last_seen(&record.user_id, &record.device_id, seen)
                     .await?;
             }
         }
@@ -221,6 +242,7 @@ impl Sessions {
                 created_ts: now,
                 last_seen_ts: None,
                 last_seen_ip: None,
+                last_seen_user_agent: None,
                 access_token: TokenHash::of(""),
                 refresh_token: None,
                 retiring_refresh_token: None,
@@ -364,15 +386,22 @@ impl Sessions {
             .last_seen_map()
             .get(&(user_id.to_owned(), device.device_id.clone()))
             .cloned();
-        let (last_seen_ts, last_seen_ip) = match recent {
-            Some(LastSeen { ts, ip, .. }) => (Some(ts), Some(ip)),
-            None => (device.last_seen_ts, device.last_seen_ip),
+        let (last_seen_ts, last_seen_ip, last_seen_user_agent) = match recent {
+            Some(LastSeen {
+                ts, ip, user_agent, ..
+            }) => (Some(ts), Some(ip), user_agent),
+            None => (
+                device.last_seen_ts,
+                device.last_seen_ip,
+                device.last_seen_user_agent,
+            ),
         };
         DeviceInfo {
             device_id: device.device_id,
             display_name: device.display_name,
             last_seen_ip,
             last_seen_ts,
+            last_seen_user_agent,
         }
     }
 
@@ -417,20 +446,22 @@ impl Sessions {
         &self,
         user_id: &UserId,
         device_id: &DeviceId,
-        ts: u64,
-        ip: &str,
+        seen: LastSeen,
     ) -> Result<()> {
         let _guard = self.write_lock.lock().await;
         let Some(mut device) = self.store.device(user_id.as_str(), device_id.as_str())? else {
             return Ok(());
         };
+        let ts = seen.ts;
         if device.last_seen_ts.is_some_and(|stored| stored >= ts)
-            && device.last_seen_ip.as_deref() == Some(ip)
+            && device.last_seen_ip.as_deref() == Some(seen.ip.as_str())
+            && device.last_seen_user_agent == seen.user_agent
         {
             return Ok(());
         }
         device.last_seen_ts = Some(ts);
-        device.last_seen_ip = Some(ip.to_owned());
+        device.last_seen_ip = Some(seen.ip);
+        device.last_seen_user_agent = seen.user_agent;
         let mut batch = self.store.batch();
         batch.put_device(user_id.as_str(), &device)?;
         self.store.write_unsynced(batch)?;
@@ -447,10 +478,17 @@ impl Sessions {
     pub fn persist_last_seen(&self) -> Result<()> {
         let seen: Vec<_> = self.last_seen_map().drain().collect();
         let mut batch = self.store.batch();
-        for ((user_id, device_id), LastSeen { ts, ip, .. }) in seen {
+        for (
+            (user_id, device_id),
+            LastSeen {
+                ts, ip, user_agent, ..
+            },
+        ) in seen
+        {
             if let Some(mut device) = self.store.device(user_id.as_str(), device_id.as_str())? {
                 device.last_seen_ts = Some(ts);
                 device.last_seen_ip = Some(ip);
+                device.last_seen_user_agent = user_agent;
                 batch.put_device(user_id.as_str(), &device)?;
             }
         }

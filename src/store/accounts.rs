@@ -92,6 +92,9 @@ pub struct DeviceRecord {
     pub created_ts: u64,
     pub last_seen_ts: Option<u64>,
     pub last_seen_ip: Option<String>,
+    /// The `User-Agent` of the device's last request (admin whois, as Synapse).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen_user_agent: Option<String>,
     /// The device's one live access token.
     pub access_token: TokenHash,
     pub refresh_token: Option<TokenHash>,

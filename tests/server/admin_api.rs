@@ -689,7 +689,24 @@ fn whois_shows_each_device_and_the_server_version_is_hearth() {
     let server = start();
     let root = admin(&server, "root");
     let bob = user(&server, "bob");
-    server.get("/_matrix/client/v3/account/whoami", Some(&bob.token));
+    // Bob's client names itself: whois shows the user agent of the device's last
+    // request with its address and time (as Synapse does, SyTest 48admin).
+    let response = server
+        .client
+        .get(server.url("/_matrix/client/v3/account/whoami"))
+        .bearer_auth(&bob.token)
+        .header("User-Agent", "BobClient/1.0")
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let (_, body) = server.get(
+        &format!("/_matrix/client/v3/admin/whois/{}", enc(&bob.id)),
+        Some(&root.token),
+    );
+    let connection = &body["devices"][&bob.device]["sessions"][0]["connections"][0];
+    assert_eq!(connection["user_agent"], "BobClient/1.0", "{body}");
+    assert_eq!(connection["ip"], "127.0.0.1", "{body}");
+    assert!(connection["last_seen"].is_u64(), "{body}");
     for prefix in ["/_matrix/client/v3/admin/whois", "/_synapse/admin/v1/whois"] {
         let (status, body) = server.get(&format!("{prefix}/{}", enc(&bob.id)), Some(&root.token));
         assert_eq!(status, 200, "{body}");

@@ -319,6 +319,49 @@ fn redacted_events_come_back_redacted() {
 }
 
 #[test]
+fn ephemeral_messages_come_back_redacted_once_their_time_has_passed() {
+    let server = TestServer::start();
+    let (alice, bob, room) = alice_and_bob_in_a_room(&server);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    // MSC2228's `org.matrix.self_destruct_after`, as Synapse's ephemeral messages
+    // (SyTest 04messages): one whose time has passed, one whose time is an hour away.
+    let mut sent = Vec::new();
+    for (txn, after) in [("e1", now - 1_000), ("e2", now + 3_600_000)] {
+        let content = json!({
+            "msgtype": "m.text",
+            "body": format!("ephemeral {txn}"),
+            "org.matrix.self_destruct_after": after,
+        });
+        let (status, body) = try_send(&server, &alice, &room, txn, &content);
+        assert_eq!(status, 200, "{body}");
+        sent.push(body["event_id"].as_str().unwrap().to_owned());
+    }
+    let page = messages(&server, &bob, &room, "dir=b&limit=5");
+    let find = |id: &str| {
+        chunk(&page)
+            .iter()
+            .find(|e| e["event_id"] == id)
+            .unwrap_or_else(|| panic!("{id} missing: {page}"))
+            .clone()
+    };
+    assert_eq!(find(&sent[0])["content"], json!({}));
+    assert_eq!(find(&sent[1])["content"]["body"], "ephemeral e2");
+    // Every way of reading it agrees: the event itself, and sync.
+    let (status, event) = get_event(&server, &alice, &room, &sent[0]);
+    assert_eq!(status, 200, "{event}");
+    assert_eq!(event["content"], json!({}));
+    let body = sync(&server, &bob, "");
+    let synced = body["rooms"]["join"][&room]["timeline"]["events"]
+        .as_array()
+        .unwrap();
+    let expired = synced.iter().find(|e| e["event_id"] == sent[0].as_str());
+    assert_eq!(expired.unwrap()["content"], json!({}), "{body}");
+}
+
+#[test]
 fn outsiders_are_refused_and_leavers_read_up_to_their_departure() {
     let server = TestServer::start();
     let (alice, bob, room) = alice_and_bob_in_a_room(&server);

@@ -143,7 +143,8 @@ fn redaction_by_sender_by_moderator_and_refused_without_power() {
         403,
         "M_FORBIDDEN",
     );
-    // Unknown events, and events of another room, are not found.
+    // Unknown events are not found; an event of another room is a bad request (as in
+    // Synapse, SyTest 10redactions) and stays whole.
     assert_error(
         redact(&server, &alice, &room, "$nosuchevent", "a1", None),
         404,
@@ -153,9 +154,11 @@ fn redaction_by_sender_by_moderator_and_refused_without_power() {
     let elsewhere = send_text(&server, &alice, &other, "a2", "elsewhere");
     assert_error(
         redact(&server, &alice, &room, &elsewhere, "a3", None),
-        404,
-        "M_NOT_FOUND",
+        400,
+        "M_INVALID_PARAM",
     );
+    let (_, event) = get_event(&server, &alice, &other, &elsewhere);
+    assert_eq!(event["content"]["body"], "elsewhere");
     assert_error(
         redact(&server, &alice, &room, "not-an-event-id", "a4", None),
         400,
@@ -596,7 +599,22 @@ fn upgrade_replaces_the_room_and_locks_the_old_one() {
             assert!(create["predecessor"].get("event_id").is_none(), "{create}");
             assert_eq!(create["additional_creators"], json!([bob.id]));
         } else {
-            assert!(create["predecessor"]["event_id"].is_string(), "{create}");
+            // The predecessor names the old room's last event, its tombstone (SyTest
+            // 60version_upgrade checks this, as Synapse does it).
+            let (_, old_state) = server.get(
+                &format!("/_matrix/client/v3/rooms/{old}/state"),
+                Some(&alice.token),
+            );
+            let tombstone = old_state
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["type"] == "m.room.tombstone")
+                .expect("the old room has a tombstone");
+            assert_eq!(
+                create["predecessor"]["event_id"], tombstone["event_id"],
+                "{from}->{to}: {create}"
+            );
         }
 
         // The old room's tombstone points forward.
@@ -811,4 +829,103 @@ fn upgrade_moves_local_aliases_and_the_directory_listing() {
     }
     assert_eq!(server.get(&listing(&new), None).1["visibility"], "public");
     assert_eq!(server.get(&listing(&old), None).1["visibility"], "private");
+}
+
+#[test]
+fn upgrade_carries_the_room_and_its_members_view_of_it_over() {
+    let server = TestServer::start();
+    let alice = user(&server, "alice");
+    let bob = user(&server, "bob");
+    let (status, body) = server.post(
+        "/_matrix/client/v3/createRoom",
+        Some(&alice.token),
+        &json!({
+            "room_version": "10",
+            "preset": "public_chat",
+            "creation_content": { "m.federate": false },
+        }),
+    );
+    assert_eq!(status, 200, "{body}");
+    let old = body["room_id"].as_str().unwrap().to_owned();
+    join(&server, &bob, &old);
+    let alias = format!("#den:{}", server.server_name());
+    let (status, body) = server.send(
+        "PUT",
+        &format!("/_matrix/client/v3/directory/room/{}", enc(&alias)),
+        Some(&alice.token),
+        &json!({ "room_id": old }),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = put_state(
+        &server,
+        &alice,
+        &old,
+        "m.room.canonical_alias",
+        json!({ "alias": alias }),
+    );
+    assert_eq!(status, 200, "{body}");
+    // Bob keeps the room among his direct chats, with a tag.
+    let (status, body) = server.send(
+        "PUT",
+        &format!(
+            "/_matrix/client/v3/user/{}/account_data/m.direct",
+            enc(&bob.id)
+        ),
+        Some(&bob.token),
+        &json!({ &alice.id: [old] }),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server.send(
+        "PUT",
+        &format!(
+            "/_matrix/client/v3/user/{}/rooms/{}/tags/u.work",
+            enc(&bob.id),
+            enc(&old)
+        ),
+        Some(&bob.token),
+        &json!({ "order": 0.5 }),
+    );
+    assert_eq!(status, 200, "{body}");
+
+    let (status, body) = upgrade(&server, &alice, &old, json!({ "new_version": "11" }));
+    assert_eq!(status, 200, "{body}");
+    let new = body["replacement_room"].as_str().unwrap().to_owned();
+
+    // As Synapse: the create event keeps m.federate, the new room has a guest access
+    // event (the old one left it at its default), and the old room's canonical alias is
+    // cleared while the new room has it.
+    let (_, create) = state(&server, &alice, &new, "m.room.create");
+    assert_eq!(create["m.federate"], false, "{create}");
+    let (status, guests) = state(&server, &alice, &new, "m.room.guest_access");
+    assert_eq!(
+        (status, &guests["guest_access"]),
+        (200, &json!("forbidden"))
+    );
+    assert_eq!(
+        state(&server, &alice, &old, "m.room.canonical_alias").1,
+        json!({})
+    );
+    assert_eq!(
+        state(&server, &alice, &new, "m.room.canonical_alias").1["alias"],
+        alias.as_str()
+    );
+    // Bob's view of the old room carries over to the new one.
+    let (_, direct) = server.get(
+        &format!(
+            "/_matrix/client/v3/user/{}/account_data/m.direct",
+            enc(&bob.id)
+        ),
+        Some(&bob.token),
+    );
+    assert_eq!(direct[&alice.id], json!([old, new]), "{direct}");
+    join(&server, &bob, &new);
+    let (_, tags) = server.get(
+        &format!(
+            "/_matrix/client/v3/user/{}/rooms/{}/tags",
+            enc(&bob.id),
+            enc(&new)
+        ),
+        Some(&bob.token),
+    );
+    assert_eq!(tags["tags"]["u.work"]["order"], 0.5, "{tags}");
 }

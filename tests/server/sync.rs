@@ -632,3 +632,37 @@ fn lazy_loading_sends_each_member_once_and_the_gaps_memberships() {
     assert_eq!(body["rooms"]["join"][&room]["timeline"]["limited"], true);
     assert_eq!(state_members(&body, &room), [dave.id.as_str()]);
 }
+
+#[test]
+fn a_room_joined_since_the_last_sync_is_limited() {
+    let server = TestServer::start();
+    let alice = user(&server, "alice");
+    let bob = user(&server, "bob");
+    let room = create_room(&server, &alice, json!({"preset": "public_chat"}));
+    send_text(&server, &alice, &room, "t1", "before bob synced");
+    let since = next_batch(&sync(&server, &bob, ""));
+    send_text(&server, &alice, &room, "t2", "after bob synced");
+    join(&server, &bob, &room);
+
+    // Every message fits in the timeline, yet the room is new to Bob's client, which
+    // pages back for its history: `limited`, as Synapse marks every newly joined room
+    // (SyTest 03joined).
+    let messages_only = r#"{"room":{"timeline":{"types":["m.room.message"],"limit":10}}}"#;
+    let body = sync(
+        &server,
+        &bob,
+        &format!("since={since}&filter={}", enc(messages_only)),
+    );
+    assert_eq!(
+        bodies(timeline(&body, &room)),
+        ["before bob synced", "after bob synced"]
+    );
+    assert_eq!(body["rooms"]["join"][&room]["timeline"]["limited"], true);
+
+    // A room already joined at the last sync is not.
+    let since = next_batch(&body);
+    send_text(&server, &alice, &room, "t3", "later");
+    let body = sync(&server, &bob, &format!("since={since}"));
+    assert_eq!(bodies(timeline(&body, &room)), ["later"]);
+    assert_eq!(body["rooms"]["join"][&room]["timeline"]["limited"], false);
+}

@@ -54,8 +54,8 @@ fn user_id(text: &str) -> Result<OwnedUserId> {
     OwnedUserId::try_from(text).map_err(|_| Error::invalid_param(format!("Invalid user ID {text}")))
 }
 
-/// Each device with one session whose one connection is the device's last use. Hearth
-/// keeps no user agents.
+/// Each device with one session whose one connection is the device's last use: its
+/// address, time and user agent (empty when the client sent none, as in Synapse).
 async fn whois(
     State(state): State<AppState>,
     Auth(authed): Auth,
@@ -74,6 +74,10 @@ async fn whois(
         }
         if let Some(ts) = device.last_seen_ts {
             connection.insert("last_seen".into(), json!(ts));
+        }
+        if !connection.is_empty() {
+            let agent = device.last_seen_user_agent.unwrap_or_default();
+            connection.insert("user_agent".into(), json!(agent));
         }
         out.insert(
             device.device_id.to_string(),

@@ -231,6 +231,7 @@ async fn devices(
                 "display_name": d.display_name,
                 "last_seen_ip": d.last_seen_ip,
                 "last_seen_ts": d.last_seen_ts,
+                "last_seen_user_agent": d.last_seen_user_agent,
                 "user_id": user_id,
             })
         })

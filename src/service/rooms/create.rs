@@ -382,10 +382,12 @@ impl Services {
             .await?;
         }
 
-        // 5. What the preset implies.
+        // 5. What the preset implies. A public room's guest access is left at its
+        // default, forbidden, without an event, as Synapse does (the spec: an absent
+        // m.room.guest_access is treated as forbidden).
         let (join_rule, guest_access) = match preset {
-            Preset::PublicChat => ("public", "forbidden"),
-            Preset::PrivateChat | Preset::TrustedPrivateChat => ("invite", "can_join"),
+            Preset::PublicChat => ("public", None),
+            Preset::PrivateChat | Preset::TrustedPrivateChat => ("invite", Some("can_join")),
         };
         self.append_initial(
             &room_id,
@@ -401,13 +403,15 @@ impl Services {
             json!({ "history_visibility": "shared" }),
         )
         .await?;
-        self.append_initial(
-            &room_id,
-            creator,
-            "m.room.guest_access",
-            json!({ "guest_access": guest_access }),
-        )
-        .await?;
+        if let Some(guest_access) = guest_access {
+            self.append_initial(
+                &room_id,
+                creator,
+                "m.room.guest_access",
+                json!({ "guest_access": guest_access }),
+            )
+            .await?;
+        }
 
         // 6. initial_state, in order.
         for template in request.initial_state {

@@ -102,8 +102,11 @@ impl crate::service::Services {
             None => None,
         };
         let mut event = client_event(event_id, record, view, redaction);
-        if let Some(view) = view
-            && self.erased_for(record, view.user_id)?
+        let erased = match view {
+            Some(view) => self.erased_for(record, view.user_id)?,
+            None => false,
+        };
+        if (erased || self_destructed(&record.pdu))
             && let Some(room) = self.store.room(record.room_id.as_str())?
         {
             crate::service::erasure::erase_client_event(&mut event, room.version);
@@ -121,6 +124,21 @@ impl crate::service::Services {
         }
         Ok(event)
     }
+}
+
+/// The unstable content key of an ephemeral message (MSC2228): the time (ms since the
+/// epoch) after which the event is shown redacted, as Synapse's
+/// `enable_ephemeral_messages` does. State events never expire.
+const SELF_DESTRUCT_AFTER: &str = "org.matrix.self_destruct_after";
+
+/// Whether `pdu` is an ephemeral message whose time has passed.
+fn self_destructed(pdu: &Value) -> bool {
+    pdu.get("state_key").is_none()
+        && pdu
+            .get("content")
+            .and_then(|c| c.get(SELF_DESTRUCT_AFTER))
+            .and_then(Value::as_u64)
+            .is_some_and(|after| after <= now_ms())
 }
 
 impl crate::service::Services {

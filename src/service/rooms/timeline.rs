@@ -87,7 +87,7 @@ pub struct TxnRef {
 }
 
 /// The most prev_events a new event names; more extremities are merged by later events.
-const MAX_PREV_EVENTS: usize = 20;
+pub(super) const MAX_PREV_EVENTS: usize = 20;
 
 /// A fan-out intent written with a new room's create event, so that what the caller goes
 /// on to write is finished at the next start if a crash cuts it short.
@@ -473,7 +473,8 @@ impl Services {
 
     /// What a local user may redact: an event of this room other than the create event
     /// and the server ACL (whose redaction would open the room to every server), and only
-    /// their own unless they have the redact level. Synapse draws the same lines.
+    /// their own unless they have the redact level. Synapse draws the same lines (and
+    /// answers 400 for an event of another room, 404 for an unknown one).
     fn check_redaction(
         &self,
         room_id: &RoomId,
@@ -483,8 +484,11 @@ impl Services {
     ) -> Result<()> {
         let not_found = || Error::not_found(format!("Event {target} not found in this room"));
         let record = self.store.event(target)?.ok_or_else(not_found)?;
+        // Synapse answers 400 for an event of another room (SyTest 10redactions).
         if record.room_id != room_id {
-            return Err(not_found());
+            return Err(Error::invalid_param(format!(
+                "Cannot redact {target}: it belongs to another room"
+            )));
         }
         match record.pdu.get("type").and_then(Value::as_str) {
             Some("m.room.create") => {

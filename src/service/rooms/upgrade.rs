@@ -8,11 +8,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::create::{default_power_levels, membership_content};
-use super::timeline::{CreationIntent, EventTemplate};
+use super::persist::Local;
+use super::timeline::{CreationIntent, EventTemplate, MAX_PREV_EVENTS};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::power_levels::integer_levels_content;
-use crate::event::{Power, PowerLevels, RoomPowers, RoomVersion};
+use crate::event::{Pdu, Power, PowerLevels, RoomPowers, RoomVersion};
 use crate::service::Services;
+use crate::service::account_data::TAG_TYPE;
+use crate::service::direct::DIRECT_TYPE;
 use crate::service::fanout::FanoutKind;
 use crate::store::AliasRecord;
 
@@ -105,23 +108,17 @@ impl Services {
         if new_version.create_requires_creator_field() {
             create_content.insert("creator".into(), json!(user));
         }
-        if let Some(room_type) = old_create.get("type") {
-            create_content.insert("type".into(), room_type.clone());
+        // The room's type and whether it federates carry over (as in Synapse).
+        for field in ["type", "m.federate"] {
+            if let Some(value) = old_create.get(field) {
+                create_content.insert(field.into(), value.clone());
+            }
         }
         if !new_creators.is_empty() {
             create_content.insert("additional_creators".into(), json!(new_creators));
         }
-        // From v12 the last event of the old room may be left out (spec, m.room.create).
-        let mut predecessor = json!({ "room_id": room_id });
-        if !new_version.room_id_is_create_event_hash()
-            && let Some(last) = room.extremities.first()
-        {
-            predecessor["event_id"] = json!(last);
-        }
-        create_content.insert("predecessor".into(), predecessor);
         new_creators.insert(user.to_owned());
-
-        let plan = self.plan_upgrade(
+        let mut plan = self.plan_upgrade(
             old_version,
             new_version,
             &state,
@@ -129,12 +126,31 @@ impl Services {
             user,
             &new_creators,
         )?;
+        let legacy_room_id = self.legacy_room_id(new_version)?;
+        // Where the new room's ID is chosen beforehand, the tombstone is built (not yet
+        // stored) first, so that the new room's predecessor names it, the old room's
+        // last event, as Synapse does; the old room stays locked until it is stored.
+        // From v12 the predecessor's event ID may be left out (spec, m.room.create).
+        let mut predecessor = json!({ "room_id": room_id });
+        let mut old_room_guard = None;
+        if let Some(new_room) = &legacy_room_id {
+            let guard = self.rooms.lock(room_id).await;
+            let room = self
+                .store
+                .room(room_id.as_str())?
+                .ok_or_else(|| Error::not_found(format!("Unknown room {room_id}")))?;
+            let (pdu, json, _) =
+                self.build_local_event(room_id, &room, user, tombstone_template(new_room))?;
+            predecessor["event_id"] = json!(pdu.event_id());
+            plan.tombstone = Some(json);
+            old_room_guard = Some(guard);
+        }
+        create_content.insert("predecessor".into(), predecessor);
         let plan = match serde_json::to_value(&plan) {
             Ok(Value::Object(plan)) => plan,
             Ok(_) => return Err(Error::internal("upgrade plan is not an object")),
             Err(e) => return Err(Error::internal(format!("upgrade plan: {e}"))),
         };
-        let legacy_room_id = self.legacy_room_id(new_version)?;
         let (new_room, _) = self
             .append_create_event(
                 new_version,
@@ -147,7 +163,8 @@ impl Services {
                 }),
             )
             .await?;
-        self.finish_pending_upgrade(room_id).await?;
+        self.finish_pending_upgrade_locked(room_id, old_room_guard)
+            .await?;
         tracing::info!(old = %room_id, new = %new_room, version = %new_version, user = %user, "room upgraded");
         Ok(new_room)
     }
@@ -167,6 +184,16 @@ impl Services {
     /// caller holds the upgrade lock. A step refused (other than those allowed to be)
     /// ends the intent, as a request refused without a crash would leave things.
     async fn finish_pending_upgrade(&self, room_id: &RoomId) -> Result<Option<OwnedRoomId>> {
+        self.finish_pending_upgrade_locked(room_id, None).await
+    }
+
+    /// [`Self::finish_pending_upgrade`], with the old room's lock when the caller has
+    /// held it since it built the tombstone.
+    async fn finish_pending_upgrade_locked(
+        &self,
+        room_id: &RoomId,
+        old_room_guard: Option<RoomGuard>,
+    ) -> Result<Option<OwnedRoomId>> {
         let Some(payload) = self
             .store
             .fanout_intents(room_id.as_str())?
@@ -185,7 +212,7 @@ impl Services {
                 return Ok(None);
             }
         };
-        match self.carry_out_upgrade(room_id, &plan).await {
+        match self.carry_out_upgrade(room_id, &plan, old_room_guard).await {
             Ok(new_room) => Ok(Some(new_room)),
             Err(e) => {
                 self.end_upgrade(room_id, None).await?;
@@ -195,7 +222,12 @@ impl Services {
     }
 
     /// The steps after the new room's create event, each skipped when already done.
-    async fn carry_out_upgrade(&self, room_id: &RoomId, plan: &UpgradePlan) -> Result<OwnedRoomId> {
+    async fn carry_out_upgrade(
+        &self,
+        room_id: &RoomId,
+        plan: &UpgradePlan,
+        old_room_guard: Option<RoomGuard>,
+    ) -> Result<OwnedRoomId> {
         let new_room = plan
             .new_room
             .clone()
@@ -212,20 +244,24 @@ impl Services {
         for ban in &plan.bans {
             self.append_allowed(&new_room, user, ban.clone()).await?;
         }
-        self.append_event(
+        self.store_tombstone(
             room_id,
             user,
-            EventTemplate::state(
-                TOMBSTONE,
-                "",
-                json!({
-                    "body": "This room has been replaced",
-                    "replacement_room": new_room,
-                }),
-            ),
-            None,
+            &new_room,
+            plan.tombstone.as_ref(),
+            old_room_guard,
         )
         .await?;
+        // The old room's canonical alias is cleared, its aliases being the new room's
+        // now (as Synapse does; left as it is where the upgrader may not change it).
+        if plan.clear_canonical_alias {
+            self.append_allowed(
+                room_id,
+                user,
+                EventTemplate::state("m.room.canonical_alias", "", json!({})),
+            )
+            .await?;
+        }
         // The upgrade stands even when the upgrader may not change the old room's levels.
         if let Some(levels) = &plan.restricted_levels {
             self.append_allowed(
@@ -235,8 +271,78 @@ impl Services {
             )
             .await?;
         }
+        self.copy_user_state(room_id, &new_room)?;
         self.end_upgrade(room_id, Some(&new_room)).await?;
         Ok(new_room)
+    }
+
+    /// Each local member's view of the old room carries over to the new one, as Synapse
+    /// does: its tags, and its place in `m.direct`. Done again after a restart, each
+    /// step changes nothing the second time.
+    fn copy_user_state(&self, old_room: &RoomId, new_room: &RoomId) -> Result<()> {
+        let members = self.room_members(old_room)?;
+        let local = members
+            .joined
+            .iter()
+            .filter(|u| u.server_name() == self.server_name());
+        for user in local {
+            self.update_account_data(user, None, DIRECT_TYPE, |current| {
+                Ok(current.and_then(|direct| with_replacement(direct, old_room, new_room)))
+            })?;
+            let tags = self.account_data(user, Some(old_room), TAG_TYPE)?;
+            if let Some(tags) = tags.filter(|t| t.get("tags").is_some_and(|t| t != &json!({}))) {
+                self.update_account_data(user, Some(new_room), TAG_TYPE, |current| {
+                    Ok(current.is_none().then_some(tags))
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores the tombstone built before the new room was made (whose ID the new room's
+    /// predecessor names), unless it is stored already; built on extremities the old
+    /// room has since moved past (only when an upgrade cut short is finished after a
+    /// restart), or never built (v12, whose room ID comes from its create event), a
+    /// tombstone is built now.
+    async fn store_tombstone(
+        &self,
+        room_id: &RoomId,
+        user: &UserId,
+        new_room: &RoomId,
+        prebuilt: Option<&Value>,
+        old_room_guard: Option<RoomGuard>,
+    ) -> Result<()> {
+        let guard = match old_room_guard {
+            Some(guard) => guard,
+            None => self.rooms.lock(room_id).await,
+        };
+        let room = self
+            .store
+            .room(room_id.as_str())?
+            .ok_or_else(|| Error::not_found(format!("Unknown room {room_id}")))?;
+        if let Some(json) = prebuilt {
+            let pdu = Pdu::from_json(json.clone(), room.version)?;
+            if self.store.event(pdu.event_id().as_str())?.is_some() {
+                return Ok(());
+            }
+            let current = &room.extremities[..room.extremities.len().min(MAX_PREV_EVENTS)];
+            if pdu.prev_events() == current {
+                let batch = self.store.batch();
+                return self.commit_local_event(
+                    batch,
+                    room_id,
+                    &room,
+                    &pdu,
+                    json.clone(),
+                    Local::default(),
+                );
+            }
+            tracing::warn!(%room_id, "the old room moved on before its tombstone was stored; building it again");
+        }
+        drop(guard);
+        self.append_event(room_id, user, tombstone_template(new_room), None)
+            .await?;
+        Ok(())
     }
 
     /// Appends an event the upgrade can do without: refused by the auth rules, it is
@@ -325,6 +431,15 @@ impl Services {
         )];
         let old_create = state_content(state, "m.room.create", "");
         let is_space = old_create.get("type").and_then(Value::as_str) == Some("m.space");
+        // Guest access is written even where the old room left it at its default, so
+        // that the new room states it (Synapse's replacement rooms always have one).
+        if !state.contains_key(&key("m.room.guest_access", "")) {
+            new_state.push(EventTemplate::state(
+                "m.room.guest_access",
+                "",
+                json!({ "guest_access": "forbidden" }),
+            ));
+        }
         for ((event_type, state_key), content) in state {
             let copy = (TRANSFERABLE.contains(&event_type.as_str()) && state_key.is_empty())
                 || (is_space && event_type == "m.space.child");
@@ -349,6 +464,8 @@ impl Services {
             new_state,
             bans: carried_bans(state, new_creators),
             restricted_levels,
+            tombstone: None,
+            clear_canonical_alias: !state_content(state, "m.room.canonical_alias", "").is_empty(),
         })
     }
 
@@ -387,6 +504,23 @@ impl Services {
             _ => None,
         })
     }
+}
+
+/// `m.direct` content with `new_room` listed beside `old_room` wherever that is listed;
+/// `None` when nothing changes.
+fn with_replacement(mut direct: Value, old_room: &RoomId, new_room: &RoomId) -> Option<Value> {
+    let mut changed = false;
+    for rooms in direct.as_object_mut()?.values_mut() {
+        let Some(rooms) = rooms.as_array_mut() else {
+            continue;
+        };
+        let has = |id: &RoomId| rooms.iter().any(|r| r.as_str() == Some(id.as_str()));
+        if has(old_room) && !has(new_room) {
+            rooms.push(json!(new_room));
+            changed = true;
+        }
+    }
+    changed.then_some(direct)
 }
 
 /// The old room's bans, to be issued again in the new room (creators cannot be banned).
@@ -446,6 +580,25 @@ struct UpgradePlan {
     bans: Vec<EventTemplate>,
     /// The old room's power levels restricted, when they change.
     restricted_levels: Option<Map<String, Value>>,
+    /// The old room's tombstone, built before the new room (absent for v12 rooms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tombstone: Option<Value>,
+    /// Whether the old room's canonical alias is to be emptied.
+    #[serde(default)]
+    clear_canonical_alias: bool,
+}
+
+type RoomGuard = tokio::sync::OwnedMutexGuard<()>;
+
+fn tombstone_template(new_room: &RoomId) -> EventTemplate {
+    EventTemplate::state(
+        TOMBSTONE,
+        "",
+        json!({
+            "body": "This room has been replaced",
+            "replacement_room": new_room,
+        }),
+    )
 }
 
 fn key(event_type: &str, state_key: &str) -> (String, String) {

@@ -438,7 +438,12 @@ impl Services {
     ) -> Result<Option<Value>> {
         let to = pass.now.events;
         let full = from.is_none() || pass.full_state;
-        let timeline = self.timeline(pass, room_id, from.unwrap_or(0), to, true)?;
+        let mut timeline = self.timeline(pass, room_id, from.unwrap_or(0), to, true)?;
+        // A room joined since the last sync is `limited` (the client pages back for its
+        // history), as Synapse marks every newly joined room.
+        if from.is_none() && pass.since.is_some() {
+            timeline.limited = true;
+        }
         let state = self.state_section(pass, room_id, from, to, full, &timeline)?;
 
         let mut ephemeral = Vec::new();

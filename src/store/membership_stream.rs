@@ -6,6 +6,8 @@
 //! written with the user's room record ([`Batch::put_user_room`]), so the two never
 //! disagree.
 
+use std::sync::atomic::Ordering;
+
 use ruma::{OwnedRoomId, OwnedUserId};
 use serde::{Deserialize, Serialize};
 
@@ -41,7 +43,8 @@ impl Store {
     /// The membership changes at positions in `(after, upto]`, in stream order.
     pub fn membership_changes(&self, after: u64, upto: u64) -> StoreResult<Vec<MembershipChange>> {
         let mut out = Vec::new();
-        if after >= upto {
+        // Nothing was written after `after`: most syncs end here, without a read.
+        if after >= upto || after >= self.inner.membership_stream_last.load(Ordering::Acquire) {
             return Ok(out);
         }
         for item in self.raw_iter_from(Cf::MembershipStream, &(after + 1).to_be_bytes()) {
@@ -71,6 +74,31 @@ impl Store {
             });
         }
         Ok(out)
+    }
+
+    /// Notes where the stream ends, when the store opens.
+    pub(super) fn note_membership_stream_end(&self) -> StoreResult<()> {
+        let last = match self.raw_iter_from_end(Cf::MembershipStream).next() {
+            Some(item) => {
+                let (key, _) = item?;
+                key.get(..8)
+                    .and_then(|k| <[u8; 8]>::try_from(k).ok())
+                    .map_or(0, u64::from_be_bytes)
+            }
+            None => 0,
+        };
+        self.membership_stream_written(last);
+        Ok(())
+    }
+
+    /// Called once a batch is written, with the highest position it put on the stream,
+    /// before the event stream position that makes those changes visible moves on.
+    pub(super) fn membership_stream_written(&self, position: u64) {
+        if position > 0 {
+            self.inner
+                .membership_stream_last
+                .fetch_max(position, Ordering::AcqRel);
+        }
     }
 
     /// Fills the membership stream, once, for a data directory written before it
@@ -114,6 +142,7 @@ impl Batch<'_> {
         let Ok(room_id) = OwnedRoomId::try_from(room_id) else {
             return Ok(());
         };
+        self.membership_stream_max = self.membership_stream_max.max(record.stream);
         self.put_json(
             Cf::MembershipStream,
             &key(record.stream, user_id),
@@ -177,6 +206,29 @@ mod tests {
         );
         assert_eq!(store.membership_changes(0, 4).unwrap(), vec![]);
         assert_eq!(store.membership_changes(9, 9).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn the_streams_end_is_known_again_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path(), false).unwrap();
+            let mut batch = store.batch();
+            batch
+                .put_user_room("@a:x", "!r:x", &record("join", 5))
+                .unwrap();
+            store.write(batch).unwrap();
+        }
+        let store = Store::open(dir.path(), false).unwrap();
+        assert_eq!(store.membership_changes(4, 10).unwrap().len(), 1);
+        assert_eq!(store.membership_changes(5, 10).unwrap(), vec![]);
+        // A later write moves the end on, unsynced writes too.
+        let mut batch = store.batch();
+        batch
+            .put_user_room("@b:x", "!r:x", &record("join", 8))
+            .unwrap();
+        store.write_unsynced(batch).unwrap();
+        assert_eq!(store.membership_changes(5, 10).unwrap().len(), 1);
     }
 
     #[test]

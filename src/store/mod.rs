@@ -351,6 +351,9 @@ struct Inner {
     records: record_cache::RecordCaches,
     /// The latest entries of each room's stream (see [`room_stream_cache`]).
     room_streams: room_stream_cache::RoomStreamCache,
+    /// The highest position on the membership stream, so that a sync with nothing
+    /// newer skips the read (see [`Store::membership_changes`]).
+    membership_stream_last: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
@@ -392,12 +395,14 @@ impl Store {
                 user_rooms: read_cache::ReadCache::new(USER_ROOMS_CACHE),
                 records: record_cache::RecordCaches::new(),
                 room_streams: room_stream_cache::RoomStreamCache::new(),
+                membership_stream_last: std::sync::atomic::AtomicU64::new(0),
             }),
         };
         store
             .inner
             .room_streams
             .start_after(store.last_u64_key(Cf::Stream)?);
+        store.note_membership_stream_end()?;
         store.check_schema_version()?;
         store.fill_membership_stream()?;
         Ok(store)
@@ -508,6 +513,7 @@ impl Store {
             user_rooms: Vec::new(),
             touched: Vec::new(),
             room_stream: Vec::new(),
+            membership_stream_max: 0,
         }
     }
 
@@ -520,6 +526,7 @@ impl Store {
             user_rooms,
             touched,
             room_stream,
+            membership_stream_max,
             ..
         } = batch;
         let write = || self.inner.db.write_opt(inner, &self.inner.write_options);
@@ -539,6 +546,7 @@ impl Store {
         self.inner.user_rooms.written(&user_rooms);
         self.inner.records.written(&touched);
         self.inner.room_streams.written(room_stream);
+        self.membership_stream_written(membership_stream_max);
         Ok(())
     }
 
@@ -555,6 +563,7 @@ impl Store {
         self.inner.user_rooms.written(&batch.user_rooms);
         self.inner.records.written(&batch.touched);
         self.inner.room_streams.written(batch.room_stream);
+        self.membership_stream_written(batch.membership_stream_max);
         Ok(())
     }
 
@@ -600,6 +609,8 @@ pub struct Batch<'a> {
     /// Room stream entries this batch writes, `(room, stream, event)`, noted in memory
     /// once it is written.
     room_stream: Vec<(String, u64, ruma::OwnedEventId)>,
+    /// The highest membership-stream position this batch writes (0: none).
+    membership_stream_max: u64,
 }
 
 impl Batch<'_> {

@@ -4,7 +4,10 @@
 
 use serde_json::{Value, json};
 
-use crate::federation_support::federating_server;
+use axum::Router;
+use axum::routing::put;
+
+use crate::federation_support::{TestRemote, federating_server};
 use crate::harness::{TestServer, assert_error, free_port};
 use crate::identity_support::{ACCESS_TOKEN, IdentityServer, onbind};
 use crate::room_support::*;
@@ -166,6 +169,72 @@ fn a_join_with_the_identity_servers_proof_accepts_a_third_party_invite() {
     let member = state_event(&server, &alice, &room, "m.room.member", &bob.id);
     assert_eq!(member["content"]["membership"], "join");
     assert_eq!(membership_of(&server, &alice, &room, &carol.id), None);
+}
+
+#[test]
+fn another_server_exchanges_a_bound_invitation_for_its_own_user_only() {
+    // The invitee's server: it signs the invite Hearth sends it.
+    let remote = TestRemote::start_with(|signer| {
+        Router::new().route(
+            "/_matrix/federation/v2/invite/{room}/{event}",
+            put(move |axum::Json(body): axum::Json<Value>| {
+                let signer = signer.clone();
+                async move {
+                    let mut event = body["event"].clone();
+                    signer.sign_event(&mut event, "10");
+                    axum::Json(json!({ "event": event }))
+                }
+            }),
+        )
+    });
+    let server = federating_server();
+    let is = IdentityServer::start();
+    let alice = user(&server, "alice");
+    let carol = user(&server, "carol");
+    let room = create_room(
+        &server,
+        &alice,
+        json!({"preset": "private_chat", "room_version": "10"}),
+    );
+    assert_eq!(invite_3pid(&server, &alice, &room, &is.name()).0, 200);
+    let token = third_party_invites(&server, &alice, &room)[0]["state_key"].clone();
+    let exchange = |invitee: &str| {
+        let mut signed = json!({ "mxid": invitee, "token": token });
+        is.sign(&mut signed);
+        json!({
+            "type": "m.room.member",
+            "room_id": room,
+            "sender": alice.id,
+            "state_key": invitee,
+            "content": {
+                "membership": "invite",
+                "third_party_invite": { "display_name": "b...@e...", "signed": signed },
+            },
+        })
+    };
+    let path = format!(
+        "/_matrix/federation/v1/exchange_third_party_invite/{}",
+        enc(&room)
+    );
+    // Not for another server's user.
+    let (status, body) = remote.request(&server, "PUT", &path, Some(&exchange(&carol.id)));
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (403, Some("M_FORBIDDEN")),
+        "{body}"
+    );
+    assert_eq!(membership_of(&server, &alice, &room, &carol.id), None);
+
+    let bob = format!("@bob:{}", remote.server_name());
+    let (status, body) = remote.request(&server, "PUT", &path, Some(&exchange(&bob)));
+    assert_eq!(status, 200, "{body}");
+    let member = state_event(&server, &alice, &room, "m.room.member", &bob);
+    assert_eq!(member["content"]["membership"], "invite");
+    assert_eq!(member["sender"], alice.id.as_str());
+    assert_eq!(
+        member["content"]["third_party_invite"]["signed"]["mxid"],
+        bob.as_str()
+    );
 }
 
 /// Each refused binding answers an error and leaves the invitee without membership.

@@ -12,12 +12,11 @@
 
 use std::collections::BTreeSet;
 
-use ruma::{SigningKeyAlgorithm, UserId};
+use ruma::UserId;
 use serde_json::{Map, Value};
 
 use super::auth_power_levels::check_power_levels;
-use super::canonical::canonical_json;
-use super::hashes::{decode_b64, room_id_from_create_event_id};
+use super::hashes::room_id_from_create_event_id;
 use super::power_levels::{Power, RoomPowers};
 use super::types::{CREATE, JOIN_RULES, MEMBER, POWER_LEVELS, REDACTION, THIRD_PARTY_INVITE};
 
@@ -710,44 +709,5 @@ fn check_power_over_target(
 /// Rule 5.4.1.7: does any signature in `signed` verify with a public key of the
 /// `m.room.third_party_invite` event (`public_key`, or any `public_keys[].public_key`)?
 fn third_party_signature_matches(signed: &Map<String, Value>, invite_event: &Pdu) -> bool {
-    let mut keys: Vec<Vec<u8>> = Vec::new();
-    if let Some(k) = invite_event
-        .content_str("public_key")
-        .and_then(|k| decode_b64(k).ok())
-    {
-        keys.push(k);
-    }
-    if let Some(Value::Array(list)) = invite_event.content().get("public_keys") {
-        keys.extend(
-            list.iter()
-                .filter_map(|o| o.get("public_key").and_then(Value::as_str))
-                .filter_map(|k| decode_b64(k).ok()),
-        );
-    }
-    let Some(Value::Object(signatures)) = signed.get("signatures") else {
-        return false;
-    };
-    let mut unsigned = signed.clone();
-    unsigned.remove("signatures");
-    unsigned.remove("unsigned");
-    let Ok(bytes) = canonical_json(&Value::Object(unsigned)) else {
-        return false;
-    };
-    signatures
-        .values()
-        .filter_map(Value::as_object)
-        .flat_map(|by_key| by_key.iter())
-        .filter(|(key_id, _)| key_id.starts_with("ed25519:"))
-        .filter_map(|(_, sig)| sig.as_str().and_then(|s| decode_b64(s).ok()))
-        .any(|sig| {
-            keys.iter().any(|pk| {
-                ruma::signatures::verify_canonical_json_bytes(
-                    &SigningKeyAlgorithm::Ed25519,
-                    pk,
-                    &sig,
-                    bytes.as_bytes(),
-                )
-                .is_ok()
-            })
-        })
+    super::third_party::signing_key(signed, invite_event.content()).is_some()
 }

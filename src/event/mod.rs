@@ -45,6 +45,7 @@ pub mod server_acl;
 pub mod signing;
 pub mod state_res;
 pub mod state_res_v1;
+pub mod third_party;
 
 pub use self::auth::{auth_check, auth_types_for_event, check_auth_events, check_event_auth};
 pub use self::canonical::{canonical_json, canonicalize_json_str, to_canonical_object};

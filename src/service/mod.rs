@@ -13,6 +13,7 @@ pub mod federation;
 pub mod filter;
 pub mod gifs;
 pub mod guests;
+pub mod identity;
 pub mod key_backup;
 pub mod keys;
 pub mod media;
@@ -56,6 +57,8 @@ pub struct Services {
     pub keys: Arc<keys::ServerKeys>,
     /// Signed requests to other servers.
     pub federation: Arc<federation::FederationClient>,
+    /// Requests to identity servers (third-party invites, 3PID bindings).
+    pub identity: identity::IdentityClient,
     /// Other servers' keys, fetched and cached.
     pub server_keys: Arc<federation::ServerKeyStore>,
     /// The outgoing queue: what each other server is owed.
@@ -137,8 +140,10 @@ impl Services {
             config.federation.max_queued_pdus,
             shutting_down.subscribe(),
         )?;
+        let identity = identity::IdentityClient::new(&config, keys.clone())?;
         Ok(Self {
             federation,
+            identity,
             server_keys,
             sender,
             backfill: Default::default(),

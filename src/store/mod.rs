@@ -75,7 +75,9 @@ pub use rooms::{
 };
 pub use search::{Posting, PostingCursor};
 pub use server_keys::{ServerKeysRecord, StoredKey};
-pub use threepids::{DigestRecord, ThreepidPurpose, ThreepidRecord, ThreepidSessionRecord};
+pub use threepids::{
+    BoundThreepid, DigestRecord, ThreepidPurpose, ThreepidRecord, ThreepidSessionRecord,
+};
 pub use to_device::{ToDeviceRecord, to_device_client_txn, to_device_edu_txn};
 
 /// Access tokens kept in memory (per cache generation): about one per active device.

@@ -1,7 +1,9 @@
 //! Email addresses and their verification: `threepid_sessions`: the session ID →
 //! [`ThreepidSessionRecord`]; `threepids`: `u` 0xFF user ID 0xFF address →
 //! [`ThreepidRecord`] (a user's verified addresses) and `a` 0xFF address → user ID (who
-//! owns an address), written together; `email_digests`: user ID → [`DigestRecord`].
+//! owns an address), written together; `b` 0xFF user ID 0xFF medium 0xFF address 0xFF
+//! identity server → [`BoundThreepid`] (where the homeserver bound a user's 3PID, to
+//! unbind it there later); `email_digests`: user ID → [`DigestRecord`].
 
 use serde::{Deserialize, Serialize};
 
@@ -56,6 +58,27 @@ fn user_key(user_id: &str, address: &str) -> Vec<u8> {
     key.extend_from_slice(user_id.as_bytes());
     key.push(0xff);
     key.extend_from_slice(address.as_bytes());
+    key
+}
+
+/// A 3PID this server bound to a user at an identity server (`/account/3pid/bind`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BoundThreepid {
+    pub medium: String,
+    pub address: String,
+    pub id_server: String,
+}
+
+fn bound_key(user_id: &str, bound: Option<&BoundThreepid>) -> Vec<u8> {
+    let mut key = b"b\xff".to_vec();
+    key.extend_from_slice(user_id.as_bytes());
+    key.push(0xff);
+    if let Some(b) = bound {
+        for part in [&b.medium, &b.address, &b.id_server] {
+            key.extend_from_slice(part.as_bytes());
+            key.push(0xff);
+        }
+    }
     key
 }
 
@@ -116,6 +139,15 @@ impl Store {
             .collect())
     }
 
+    /// Where a user's 3PIDs were bound by this server.
+    pub fn bound_threepids(&self, user_id: &str) -> StoreResult<Vec<BoundThreepid>> {
+        Ok(self
+            .scan_prefix::<BoundThreepid>(Cf::Threepids, &bound_key(user_id, None))?
+            .into_iter()
+            .map(|(_, record)| record)
+            .collect())
+    }
+
     pub fn email_digest(&self, user_id: &str) -> StoreResult<Option<DigestRecord>> {
         self.get_json(Cf::EmailDigests, user_id.as_bytes())
     }
@@ -147,6 +179,14 @@ impl Batch<'_> {
     pub fn delete_threepid(&mut self, user_id: &str, address: &str) {
         self.delete(Cf::Threepids, &user_key(user_id, address));
         self.delete(Cf::Threepids, &owner_key(address));
+    }
+
+    pub fn put_bound_threepid(&mut self, user_id: &str, bound: &BoundThreepid) -> StoreResult<()> {
+        self.put_json(Cf::Threepids, &bound_key(user_id, Some(bound)), bound)
+    }
+
+    pub fn delete_bound_threepid(&mut self, user_id: &str, bound: &BoundThreepid) {
+        self.delete(Cf::Threepids, &bound_key(user_id, Some(bound)));
     }
 
     pub fn put_email_digest(&mut self, user_id: &str, record: &DigestRecord) -> StoreResult<()> {

@@ -39,6 +39,8 @@ mod federation_spaces;
 mod federation_support;
 mod gifs;
 mod guest_access;
+mod identity;
+mod identity_support;
 mod initial_sync;
 mod key_backup;
 mod keys;

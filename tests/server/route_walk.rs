@@ -64,6 +64,9 @@ const OPEN: &[(&str, &str)] = &[
     ("GET", "/_matrix/federation/v1/version"),
     // Asked by third parties with an OpenID token, not an access token or a signature.
     ("GET", "/_matrix/federation/v1/openid/userinfo"),
+    // Called by identity servers, which sign each invitation rather than the request.
+    ("PUT", "/_matrix/federation/v1/3pid/onbind"),
+    ("POST", "/_matrix/federation/v1/3pid/onbind"),
     ("GET", "/_synapse/admin/v1/register"),
     ("POST", "/_synapse/admin/v1/register"),
     // Email (spec/email.md): asking for a mail, a forgotten password, and the pages the
@@ -326,7 +329,17 @@ const FIELDS: &[(&str, &str, &str)] = &[
     (
         "POST",
         "/_matrix/client/v3/rooms/{room_id}/invite",
-        "user_id:s! reason:s",
+        "user_id:s! reason:s id_server:s id_access_token:s medium:s address:s",
+    ),
+    (
+        "POST",
+        "/_matrix/client/v3/account/3pid/bind",
+        "id_server:s! id_access_token:s! sid:s! client_secret:s!",
+    ),
+    (
+        "POST",
+        "/_matrix/client/v3/account/3pid/unbind",
+        "medium:s! address:s! id_server:s",
     ),
     (
         "POST",

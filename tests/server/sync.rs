@@ -214,6 +214,10 @@ fn invites_joins_and_leaves_land_in_their_sections() {
     assert!(invite_state.iter().any(|e| e["type"] == "m.room.member"
         && e["state_key"] == bob.id
         && e["content"]["membership"] == "invite"));
+    // Who invited them, as Synapse shares it.
+    assert!(invite_state.iter().any(|e| e["type"] == "m.room.member"
+        && e["state_key"] == alice.id
+        && e["content"]["membership"] == "join"));
     // Stripped state carries no event IDs or signatures.
     assert!(invite_state.iter().all(|e| e.get("event_id").is_none()));
     let since = next_batch(&body);

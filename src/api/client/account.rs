@@ -112,6 +112,8 @@ struct DeactivateBody {
     /// room when they were sent.
     #[serde(default)]
     erase: bool,
+    /// Where to unbind the account's 3PIDs; else wherever this server bound them.
+    id_server: Option<String>,
 }
 
 async fn deactivate(
@@ -125,10 +127,15 @@ async fn deactivate(
             body.auth.as_ref(),
         )
         .await?;
+    // The 3PIDs this server bound go first, as Synapse does.
+    let unbound = state
+        .unbind_all_threepids(&authed.user_id, body.id_server.as_deref())
+        .await;
     state.deactivate(&authed.user_id, true).await?;
     if body.erase {
         state.mark_erased(&authed.user_id).await?;
     }
-    // Hearth binds no third-party identifiers, so there is nothing to unbind.
-    Ok(Json(json!({ "id_server_unbind_result": "no-support" })))
+    Ok(Json(json!({
+        "id_server_unbind_result": crate::service::identity::bind::unbind_result(unbound),
+    })))
 }

@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::service::email::digest::UNSUBSCRIBE_PATH;
 use crate::service::email::threepid::{TokenRequest, VALIDATE_PATH};
 use crate::service::email::{escape, html_page};
+use crate::service::identity::bind::unbind_result;
 use crate::store::ThreepidPurpose;
 
 pub fn routes() -> Router<AppState> {
@@ -24,6 +25,11 @@ pub fn routes() -> Router<AppState> {
         .route("/_matrix/client/v3/account/3pid", get(list))
         .route("/_matrix/client/v3/account/3pid/add", post(add))
         .route("/_matrix/client/v3/account/3pid/delete", post(delete))
+        .route("/_matrix/client/v3/account/3pid/bind", post(bind))
+        .route("/_matrix/client/v3/account/3pid/unbind", post(unbind))
+        // The names SyTest (and older clients) use, which Synapse still serves.
+        .route("/_matrix/client/unstable/account/3pid/bind", post(bind))
+        .route("/_matrix/client/unstable/account/3pid/unbind", post(unbind))
         .route(
             "/_matrix/client/v3/account/3pid/email/requestToken",
             post(request_add_token),
@@ -105,20 +111,76 @@ async fn add(
     Ok(Json(json!({})))
 }
 
+/// `/account/3pid/delete` and `/account/3pid/unbind`: the 3PID, and optionally the
+/// identity server to unbind it at (else wherever this server bound it).
 #[derive(Deserialize)]
 struct DeleteBody {
     medium: String,
     address: String,
+    id_server: Option<String>,
 }
 
+/// Unbinds the address at identity servers, then removes it from the account.
 async fn delete(
     State(state): State<AppState>,
     Auth(authed): Auth,
     MatrixJson(body): MatrixJson<DeleteBody>,
 ) -> Result<Json<Value>> {
+    let unbound = state
+        .unbind_threepid(
+            &authed.user_id,
+            &body.medium,
+            &body.address,
+            body.id_server.as_deref(),
+        )
+        .await?;
     state.delete_threepid(&authed.user_id, &body.medium, &body.address)?;
-    // Hearth binds nothing at identity servers, so there is nothing to unbind.
-    Ok(Json(json!({ "id_server_unbind_result": "no-support" })))
+    Ok(Json(
+        json!({ "id_server_unbind_result": unbind_result(unbound) }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct BindBody {
+    id_server: String,
+    id_access_token: String,
+    sid: String,
+    client_secret: String,
+}
+
+async fn bind(
+    State(state): State<AppState>,
+    Auth(authed): Auth,
+    MatrixJson(body): MatrixJson<BindBody>,
+) -> Result<Json<Value>> {
+    state
+        .bind_threepid(
+            &authed.user_id,
+            &body.id_server,
+            &body.id_access_token,
+            &body.sid,
+            &body.client_secret,
+        )
+        .await?;
+    Ok(Json(json!({})))
+}
+
+async fn unbind(
+    State(state): State<AppState>,
+    Auth(authed): Auth,
+    MatrixJson(body): MatrixJson<DeleteBody>,
+) -> Result<Json<Value>> {
+    let unbound = state
+        .unbind_threepid(
+            &authed.user_id,
+            &body.medium,
+            &body.address,
+            body.id_server.as_deref(),
+        )
+        .await?;
+    Ok(Json(
+        json!({ "id_server_unbind_result": unbind_result(unbound) }),
+    ))
 }
 
 #[derive(Deserialize)]

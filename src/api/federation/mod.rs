@@ -1,7 +1,8 @@
 //! The server-server API: `/_matrix/federation/*`, one file per endpoint family.
 //!
-//! Every request under `/_matrix/federation/` but `GET /v1/version` and
-//! `GET /v1/openid/userinfo` (asked by third parties with an OpenID token) must carry a valid
+//! Every request under `/_matrix/federation/` but `GET /v1/version`,
+//! `GET /v1/openid/userinfo` (asked by third parties with an OpenID token) and
+//! `/v1/3pid/onbind` (called by identity servers) must carry a valid
 //! `X-Matrix` signature from its origin. The layer in [`auth`] checks it before any
 //! handler runs and puts the verified origin into the request's extensions; handlers
 //! take it as [`Origin`].
@@ -21,6 +22,7 @@ mod query;
 mod respond;
 mod ruma_request;
 mod send;
+mod third_party;
 mod user_keys;
 mod version;
 
@@ -65,9 +67,11 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(devices::routes())
         .merge(media::routes())
         .merge(user_keys::routes())
+        .merge(third_party::signed_routes())
         .route_layer(from_fn_with_state(state.clone(), auth::require_signature));
     Router::new()
         .merge(version::routes())
         .merge(openid::routes())
+        .merge(third_party::open_routes())
         .merge(signed)
 }

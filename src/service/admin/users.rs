@@ -245,6 +245,7 @@ impl Services {
             .into_iter()
             .filter(|(_, record)| is_leavable(&record.membership))
             .count();
+        self.unbind_all_threepids(user_id, None).await;
         self.deactivate(user_id, true).await?;
         if erase {
             self.mark_erased(user_id).await?;

@@ -94,3 +94,40 @@ impl Services {
         Ok(members)
     }
 }
+
+impl Services {
+    /// What a user invited to a room of this server sees of it: the stripped state with
+    /// their own invite and, as Synapse shares it, the inviter's membership (which
+    /// clients show as who invited them).
+    pub fn invite_state(
+        &self,
+        room_id: &RoomId,
+        invitee: &UserId,
+        invite_event: &ruma::EventId,
+    ) -> Result<Vec<Value>> {
+        let mut state = self.stripped_state(room_id, Some(invitee))?;
+        let inviter = self.store.event(invite_event.as_str())?.and_then(|record| {
+            record
+                .pdu
+                .get("sender")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        });
+        let Some(inviter) = inviter.filter(|i| i != invitee.as_str()) else {
+            return Ok(state);
+        };
+        if let Some(id) =
+            self.store
+                .current_state_id(room_id.as_str(), "m.room.member", &inviter)?
+            && let Some(record) = self.store.event(id.as_str())?
+        {
+            state.push(serde_json::json!({
+                "type": "m.room.member",
+                "state_key": inviter,
+                "sender": record.pdu.get("sender"),
+                "content": record.pdu.get("content"),
+            }));
+        }
+        Ok(state)
+    }
+}

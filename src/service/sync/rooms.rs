@@ -147,7 +147,7 @@ impl Services {
                     // Of a room this server is not in, only what the inviter shared.
                     let state = match invite_state {
                         Some(state) => state,
-                        None => self.stripped_state(&room_id, Some(pass.user_id))?,
+                        None => self.invite_state(&room_id, pass.user_id, &membership_event)?,
                     };
                     invite.insert(key, json!({"invite_state": {"events": state}}));
                 }

@@ -11,6 +11,7 @@ use super::check_identifier_length;
 use crate::api::AppState;
 use crate::api::extract::{Auth, MatrixJson};
 use crate::error::{Error, Result};
+use crate::service::identity::invite::ThirdPartyInvite;
 use crate::service::rooms::{CreateRoom, EventTemplate, Preset};
 
 pub fn routes() -> Router<AppState> {
@@ -26,6 +27,15 @@ struct InitialStateEvent {
     content: Map<String, Value>,
 }
 
+/// An `invite_3pid` entry: every field is required, as Synapse asks.
+#[derive(Deserialize)]
+struct Invite3pid {
+    id_server: String,
+    id_access_token: String,
+    medium: String,
+    address: String,
+}
+
 #[derive(Deserialize)]
 struct CreateRoomBody {
     visibility: Option<String>,
@@ -35,7 +45,7 @@ struct CreateRoomBody {
     #[serde(default)]
     invite: Vec<OwnedUserId>,
     #[serde(default)]
-    invite_3pid: Vec<Value>,
+    invite_3pid: Vec<Invite3pid>,
     room_version: Option<String>,
     #[serde(default)]
     creation_content: Map<String, Value>,
@@ -57,11 +67,6 @@ async fn create_room(
         Some("public") => true,
         Some(other) => return Err(Error::bad_json(format!("Unknown visibility {other:?}"))),
     };
-    if !body.invite_3pid.is_empty() {
-        return Err(Error::invalid_param(
-            "Third-party invites are not supported by this server",
-        ));
-    }
     let alias = match body.room_alias_name.as_deref() {
         None => None,
         Some(name) if name.contains(':') => {
@@ -101,5 +106,17 @@ async fn create_room(
         is_direct: body.is_direct,
     };
     let room_id = state.create_room(&authed.user_id, request).await?;
+    // Third-party invites once the room stands, as Synapse sends them.
+    for invite in body.invite_3pid {
+        let invite = ThirdPartyInvite {
+            id_server: invite.id_server,
+            id_access_token: invite.id_access_token,
+            medium: invite.medium,
+            address: invite.address,
+        };
+        state
+            .invite_third_party(&room_id, &authed.user_id, &invite)
+            .await?;
+    }
     Ok(Json(json!({ "room_id": room_id })))
 }

@@ -11,6 +11,7 @@ use super::parse_room_id;
 use crate::api::AppState;
 use crate::api::extract::{Auth, MatrixJson, Path};
 use crate::error::{Error, ErrorKind, Result};
+use crate::service::identity::invite::{BoundInvite, ThirdPartyInvite};
 use crate::service::ratelimit::Family;
 use crate::service::rooms::MembershipChange;
 use crate::service::sessions::Authed;
@@ -25,10 +26,7 @@ pub fn routes() -> Router<AppState> {
         .route("/_matrix/client/v3/knock/{room_id_or_alias}", post(knock))
         .route("/_matrix/client/v3/rooms/{room_id}/leave", post(leave))
         .route("/_matrix/client/v3/rooms/{room_id}/forget", post(forget))
-        .route(
-            "/_matrix/client/v3/rooms/{room_id}/invite",
-            targeted(MembershipChange::Invite),
-        )
+        .route("/_matrix/client/v3/rooms/{room_id}/invite", post(invite))
         .route(
             "/_matrix/client/v3/rooms/{room_id}/kick",
             targeted(MembershipChange::Kick),
@@ -58,10 +56,26 @@ struct JoinBody {
 }
 
 impl JoinBody {
-    fn content(mut self) -> (Option<String>, Map<String, Value>) {
-        self.extra.remove("third_party_signed");
-        (self.reason, self.extra)
+    /// The reason, the other keys, and `third_party_signed` (an identity server's signed
+    /// proof of a third-party invite).
+    fn content(mut self) -> JoinContent {
+        let signed = self.extra.remove("third_party_signed");
+        (self.reason, self.extra, signed)
     }
+}
+
+type JoinContent = (Option<String>, Map<String, Value>, Option<Value>);
+
+/// A `/invite` body: a user ID (`inviting.yaml`), or a third-party identifier and the
+/// identity server to look it up at (`third_party_membership.yaml`).
+#[derive(Deserialize)]
+struct InviteBody {
+    user_id: Option<OwnedUserId>,
+    reason: Option<String>,
+    id_server: Option<String>,
+    id_access_token: Option<String>,
+    medium: Option<String>,
+    address: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -139,10 +153,16 @@ async fn join_room(
     authed: &Authed,
     room_id: OwnedRoomId,
     via: Vec<OwnedServerName>,
-    (reason, extra): (Option<String>, Map<String, Value>),
+    (reason, extra, third_party_signed): JoinContent,
 ) -> Result<Json<Value>> {
     state.check_may_enter(&authed.user_id, &room_id)?;
     state.rate_limit(Family::Joins, &authed.user_id)?;
+    // A join with an identity server's proof turns the third-party invite into an
+    // invite first, as Synapse does.
+    if let Some(signed) = third_party_signed {
+        let invite = BoundInvite::from_join(&signed, &authed.user_id, &room_id)?;
+        state.exchange_third_party_invite(&invite).await?;
+    }
     if state.joins_remotely(&room_id)? {
         let mut via = via;
         via.extend(state.invite_servers(&room_id, &authed.user_id)?);
@@ -238,7 +258,66 @@ async fn leave(
     Ok(Json(json!({})))
 }
 
-/// `POST /rooms/{roomId}/invite|kick|ban|unban`: one request shape, one membership change each.
+/// `POST /rooms/{roomId}/invite`: by user ID, or by 3PID (`medium` and `address`, which
+/// need `id_server` and `id_access_token`, as Synapse asks).
+async fn invite(
+    State(state): State<AppState>,
+    Auth(authed): Auth,
+    Path(room_id): Path<String>,
+    MatrixJson(body): MatrixJson<InviteBody>,
+) -> Result<Json<Value>> {
+    let room_id = parse_room_id(&room_id)?;
+    let third_party = match (&body.medium, &body.address) {
+        (Some(medium), Some(address)) => {
+            let (Some(id_server), Some(id_access_token)) = (&body.id_server, &body.id_access_token)
+            else {
+                return Err(Error::missing_param(
+                    "id_server and id_access_token are required for an invite by 3PID",
+                ));
+            };
+            Some(ThirdPartyInvite {
+                id_server: id_server.clone(),
+                id_access_token: id_access_token.clone(),
+                medium: medium.clone(),
+                address: address.clone(),
+            })
+        }
+        _ => None,
+    };
+    // As for kick and ban, a body without its user is malformed.
+    if third_party.is_none() && body.user_id.is_none() {
+        return Err(Error::bad_json(
+            "user_id, or medium and address, are required",
+        ));
+    }
+    state.check_may_enter(&authed.user_id, &room_id)?;
+    state.rate_limit(Family::Invites, &authed.user_id)?;
+    // A shadow-banned user's invites are answered but never sent.
+    if state.is_shadow_banned(&authed.user_id)? {
+        return Ok(Json(json!({})));
+    }
+    if let Some(invite) = third_party {
+        state
+            .invite_third_party(&room_id, &authed.user_id, &invite)
+            .await?;
+        return Ok(Json(json!({})));
+    }
+    let Some(user_id) = body.user_id else {
+        return Err(Error::bad_json("user_id is required"));
+    };
+    state
+        .change_membership(
+            &room_id,
+            &authed.user_id,
+            &user_id,
+            MembershipChange::Invite,
+            body.reason,
+        )
+        .await?;
+    Ok(Json(json!({})))
+}
+
+/// `POST /rooms/{roomId}/kick|ban|unban`: one request shape, one membership change each.
 fn targeted(change: MembershipChange) -> MethodRouter<AppState> {
     post(
         move |State(state): State<AppState>,
@@ -246,14 +325,6 @@ fn targeted(change: MembershipChange) -> MethodRouter<AppState> {
               Path(room_id): Path<String>,
               MatrixJson(body): MatrixJson<TargetBody>| async move {
             let room_id = parse_room_id(&room_id)?;
-            if change == MembershipChange::Invite {
-                state.check_may_enter(&authed.user_id, &room_id)?;
-                state.rate_limit(Family::Invites, &authed.user_id)?;
-                // A shadow-banned user's invites are answered but never sent.
-                if state.is_shadow_banned(&authed.user_id)? {
-                    return Ok(Json(json!({})));
-                }
-            }
             state
                 .change_membership(
                     &room_id,

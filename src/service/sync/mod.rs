@@ -5,6 +5,7 @@ mod initial;
 mod lazy_members;
 mod notifier;
 mod rooms;
+mod summary;
 mod token;
 
 use std::cell::RefCell;

@@ -15,12 +15,12 @@ use serde_json::{Value, json};
 use super::AppState;
 use crate::api::extract::{MatrixJson, Path, Query};
 use crate::error::{Error, Result};
-use crate::service::federation::keys::MAX_NOTARY_SERVERS;
+use crate::service::federation::keys::{MAX_NOTARY_SERVERS, NotaryQuery};
 use crate::service::now_ms;
 
 pub fn routes(state: &AppState) -> Router<AppState> {
-    // The `{keyId}` form left the spec in v1.6; Synapse still answers it (with every
-    // key, as the key ID never narrowed the answer), and older servers and SyTest ask it.
+    // The `{keyId}` form left the spec in v1.6; Synapse still answers it, and older
+    // servers and SyTest ask it.
     let router = Router::new()
         .route("/_matrix/key/v2/server", get(server_keys))
         .route("/_matrix/key/v2/server/{key_id}", get(server_keys));
@@ -54,25 +54,32 @@ async fn query_one(
     Path(server_name): Path<String>,
     Query(params): Query<QueryOneParams>,
 ) -> Result<Json<Value>> {
+    query_server(state, server_name, BTreeMap::new(), params).await
+}
+
+async fn query_server(
+    state: AppState,
+    server_name: String,
+    key_ids: BTreeMap<String, Option<u64>>,
+    params: QueryOneParams,
+) -> Result<Json<Value>> {
     let server = ServerName::parse(&server_name)
         .map_err(|e| Error::invalid_param(format!("Invalid server name {server_name:?}: {e}")))?;
-    let answers = state
-        .server_keys
-        .notary_answer(&server, params.minimum_valid_until_ts)
-        .await
-        .into_iter()
-        .collect::<Vec<_>>();
+    let query = NotaryQuery {
+        key_ids,
+        minimum_valid_until_ts: params.minimum_valid_until_ts,
+    };
+    let answers = state.server_keys.notary_answer(&server, &query).await;
     Ok(Json(json!({ "server_keys": answers })))
 }
 
-/// The `{keyId}` form of the notary query, gone from the spec with the server one (v1.6);
-/// as there, the key ID does not narrow the answer.
+/// The `{keyId}` form of the notary query, gone from the spec with the server one (v1.6).
 async fn query_one_by_key_id(
-    state: State<AppState>,
-    Path((server_name, _key_id)): Path<(String, String)>,
-    params: Query<QueryOneParams>,
+    State(state): State<AppState>,
+    Path((server_name, key_id)): Path<(String, String)>,
+    Query(params): Query<QueryOneParams>,
 ) -> Result<Json<Value>> {
-    query_one(state, Path(server_name), params).await
+    query_server(state, server_name, BTreeMap::from([(key_id, None)]), params).await
 }
 
 #[derive(Deserialize)]
@@ -81,7 +88,7 @@ struct QueryManyBody {
 }
 
 /// Every server asked for, in parallel; servers that cannot be reached and have nothing
-/// cached are left out, as the spec says.
+/// known are left out, as the spec says.
 async fn query_many(
     State(state): State<AppState>,
     MatrixJson(body): MatrixJson<QueryManyBody>,
@@ -93,20 +100,22 @@ async fn query_many(
     }
     let mut tasks = tokio::task::JoinSet::new();
     for (server, criteria) in body.server_keys {
-        // The latest minimum asked for any key of the server.
-        let minimum = criteria
-            .values()
-            .filter_map(|c| c.minimum_valid_until_ts)
-            .map(|ts| u64::from(ts.get()))
-            .max();
+        let query = NotaryQuery {
+            key_ids: criteria
+                .into_iter()
+                .map(|(id, c)| {
+                    let minimum = c.minimum_valid_until_ts.map(|ts| u64::from(ts.get()));
+                    (id.to_string(), minimum)
+                })
+                .collect(),
+            minimum_valid_until_ts: None,
+        };
         let store = state.server_keys.clone();
-        tasks.spawn(async move { store.notary_answer(&server, minimum).await });
+        tasks.spawn(async move { store.notary_answer(&server, &query).await });
     }
     let mut answers = Vec::new();
     while let Some(result) = tasks.join_next().await {
-        if let Some(answer) = result.map_err(Error::internal)? {
-            answers.push(answer);
-        }
+        answers.extend(result.map_err(Error::internal)?);
     }
     Ok(Json(json!({ "server_keys": answers })))
 }

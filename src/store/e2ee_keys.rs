@@ -6,7 +6,9 @@
 //! - `cross_signing_keys`: `user 0xFF usage` (`master`, `self_signing`, `user_signing`)
 //!   → the key (JSON), with the signatures others added.
 //! - `device_list_stream`: position (u64 BE) → [`DeviceListChange`].
-//! - `device_list_users`: `user` → the position of the user's latest change (u64 BE).
+//! - `device_list_users`: `user` → the position of the user's latest change of a device
+//!   (u64 BE): the `prev_id` of the next `m.device_list_update` and the `stream_id` of
+//!   `/user/devices`.
 
 use ruma::OwnedUserId;
 use serde::{Deserialize, Serialize};
@@ -287,7 +289,9 @@ impl Batch<'_> {
         change: &DeviceListChange,
     ) -> StoreResult<()> {
         self.put_json(Cf::DeviceListStream, &position.to_be_bytes(), change)?;
-        if !change.own {
+        // A cross-signing change (no device) goes to other servers as an
+        // `m.signing_key_update`, outside the chain of `m.device_list_update` positions.
+        if !change.own && change.device_id.is_some() {
             self.put_raw(
                 Cf::DeviceListUsers,
                 change.user_id.as_bytes(),

@@ -26,6 +26,7 @@ mod receipts;
 mod record_cache;
 mod registration_tokens;
 mod relations;
+mod remote_devices;
 mod reports;
 mod room_stream_cache;
 mod rooms;
@@ -68,6 +69,7 @@ pub use presence::PresenceRecord;
 pub use receipts::{ReceiptChange, ReceiptRecord};
 pub use registration_tokens::RegistrationTokenRecord;
 pub use relations::{RelationRecord, ThreadRecord};
+pub use remote_devices::{RemoteDeviceList, RemoteDeviceRecord};
 pub use reports::{ReportRecord, ReportTarget};
 pub use rooms::{
     Direction, EventRecord, EventStatus, RoomRecord, StateGroupRecord, TopoKey, TxnKey,
@@ -160,6 +162,7 @@ pub enum Cf {
     CrossSigningKeys,
     DeviceListStream,
     DeviceListUsers,
+    RemoteDeviceLists,
     ToDevice,
     ToDeviceTxns,
     AdminAudit,
@@ -188,7 +191,7 @@ pub enum Cf {
 }
 
 impl Cf {
-    pub const ALL: [Cf; 68] = [
+    pub const ALL: [Cf; 69] = [
         Cf::Meta,
         Cf::Users,
         Cf::Devices,
@@ -232,6 +235,7 @@ impl Cf {
         Cf::CrossSigningKeys,
         Cf::DeviceListStream,
         Cf::DeviceListUsers,
+        Cf::RemoteDeviceLists,
         Cf::ToDevice,
         Cf::ToDeviceTxns,
         Cf::AdminAudit,
@@ -304,6 +308,7 @@ impl Cf {
             Cf::CrossSigningKeys => "cross_signing_keys",
             Cf::DeviceListStream => "device_list_stream",
             Cf::DeviceListUsers => "device_list_users",
+            Cf::RemoteDeviceLists => "remote_device_lists",
             Cf::ToDevice => "to_device",
             Cf::ToDeviceTxns => "to_device_txns",
             Cf::AdminAudit => "admin_audit",

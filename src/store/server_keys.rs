@@ -15,6 +15,10 @@ pub struct ServerKeysRecord {
     /// The latest key answer as the server signed it (with a notary's signature too when
     /// it came through one), handed on when this server acts as a notary.
     pub response: Value,
+    /// Earlier answers, newest first, each still the latest to list some key (in
+    /// `verify_keys` or `old_verify_keys`): a notary asked for that key hands it on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub older: Vec<Value>,
     /// That answer's `valid_until_ts`, as published.
     pub valid_until_ts: u64,
     /// When that answer was fetched.

@@ -288,3 +288,100 @@ fn the_federation_key_endpoints_serve_local_users_only() {
     let body = sync(&a, &alice, Some(&bob_since), 0);
     assert_eq!(texts(&body).unwrap_or_default(), ["genuine"]);
 }
+
+/// Alice's cross-signing keys: a master key and a self-signing key signed by it.
+fn upload_cross_signing(server: &TestServer, alice: &User) -> (DeviceKey, DeviceKey) {
+    let master = DeviceKey::cross_signing();
+    let self_signing = DeviceKey::cross_signing();
+    let key = |key: &DeviceKey, usage: &str| {
+        json!({
+            "user_id": alice.id,
+            "usage": [usage],
+            "keys": { format!("ed25519:{}", key.public()): key.public() },
+        })
+    };
+    let mut ss_key = key(&self_signing, "self_signing");
+    master.sign(&alice.id, &mut ss_key);
+    let (status, body) = server.post(
+        "/_matrix/client/v3/keys/device_signing/upload",
+        Some(&alice.token),
+        &json!({"master_key": key(&master, "master"), "self_signing_key": ss_key}),
+    );
+    assert_eq!(status, 200, "{body}");
+    (master, self_signing)
+}
+
+#[test]
+fn device_list_changes_are_kept_by_the_other_server_and_answered_while_the_first_is_down() {
+    let (mut a, b, alice, bob) = two_servers_sharing_a_room();
+    keyed_device(&a, &alice, 0);
+    // Bob's server fetches Alice's list once and keeps it.
+    let body = query(&b, &bob, json!({"device_keys": {alice.id.clone(): []}}));
+    assert!(
+        body["device_keys"][&alice.id][&alice.device].is_object(),
+        "{body}"
+    );
+
+    // Alice signs in on a phone with keys, names it, and sets up cross-signing: each
+    // change reaches Bob's server as an EDU, and his sync.
+    let bob_since = next_batch(&sync(&b, &bob, None, 0));
+    let (status, login) = a.login("alice", crate::harness::PASSWORD);
+    assert_eq!(status, 200, "{login}");
+    let phone = User {
+        id: alice.id.clone(),
+        token: login["access_token"].as_str().unwrap().to_owned(),
+        device: login["device_id"].as_str().unwrap().to_owned(),
+    };
+    let phone_key = keyed_device(&a, &phone, 0);
+    let (status, body) = a.send(
+        "PUT",
+        &format!("/_matrix/client/v3/devices/{}", enc(&phone.device)),
+        Some(&phone.token),
+        &json!({"display_name": "Alice's phone"}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (master, _) = upload_cross_signing(&a, &alice);
+    let bob_since = sync_until(&b, &bob, &bob_since, "Alice's changes", |body| {
+        changed(body).contains(&alice.id).then(|| next_batch(body))
+    });
+    let expected = |body: &Value| {
+        body["device_keys"][&alice.id][&phone.device]["unsigned"]["device_display_name"]
+            == "Alice's phone"
+            && body["master_keys"][&alice.id]["keys"][format!("ed25519:{}", master.public())]
+                == master.public()
+    };
+    let body = eventually(Duration::from_secs(20), "Alice's phone and keys", || {
+        let body = query(&b, &bob, json!({"device_keys": {alice.id.clone(): []}}));
+        expected(&body).then_some(body)
+    });
+    assert_eq!(
+        body["device_keys"][&alice.id][&phone.device]["keys"][format!("ed25519:{}", phone.device)],
+        phone_key.public()
+    );
+
+    // The phone is signed out: gone from Bob's answer too.
+    let (status, body) = a.post("/_matrix/client/v3/logout", Some(&phone.token), &json!({}));
+    assert_eq!(status, 200, "{body}");
+    sync_until(&b, &bob, &bob_since, "the phone's removal", |body| {
+        changed(body).contains(&alice.id).then_some(())
+    });
+    let body = eventually(Duration::from_secs(20), "the phone gone", || {
+        let body = query(&b, &bob, json!({"device_keys": {alice.id.clone(): []}}));
+        body["device_keys"][&alice.id]
+            .get(&phone.device)
+            .is_none()
+            .then_some(body)
+    });
+    assert!(body["device_keys"][&alice.id][&alice.device].is_object());
+
+    // With Alice's server down, Bob's server answers from what it kept, without failure.
+    a.kill_9();
+    let down = query(
+        &b,
+        &bob,
+        json!({"device_keys": {alice.id.clone(): []}, "timeout": 2000}),
+    );
+    assert_eq!(down["failures"], json!({}), "{down}");
+    assert_eq!(down["device_keys"], body["device_keys"]);
+    assert_eq!(down["master_keys"], body["master_keys"]);
+}

@@ -516,7 +516,7 @@ fn a_transaction_larger_than_a_client_request_is_accepted_and_an_oversized_one_r
 }
 
 /// The reference hash of an event of `room_version`.
-fn reference_id(pdu: &Value, room_version: &str) -> String {
+pub(crate) fn reference_id(pdu: &Value, room_version: &str) -> String {
     let object: ruma::CanonicalJsonObject = serde_json::from_value(pdu.clone()).unwrap();
     let rules = ruma::RoomVersionId::try_from(room_version)
         .unwrap()
@@ -528,7 +528,7 @@ fn reference_id(pdu: &Value, room_version: &str) -> String {
 }
 
 /// `make_*` for `user_id`, signed by `remote`; returns the event and its ID.
-fn signed_template(
+pub(crate) fn signed_template(
     remote: &TestRemote,
     a: &TestServer,
     kind: &str,

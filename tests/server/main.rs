@@ -21,6 +21,7 @@ mod ephemeral;
 mod errors;
 mod fanout;
 mod federation;
+mod federation_device_lists;
 mod federation_e2ee;
 mod federation_forks;
 mod federation_gaps;

@@ -100,9 +100,9 @@ pub fn federation_edu(data: &[u8]) -> bool {
         assert_eq!(update.user_id.server_name(), origin);
     }
     if is("m.signing_key_update")
-        && let Ok(user_id) = edus::signing_key_update(origin, content)
+        && let Ok(update) = edus::signing_key_update(origin, content)
     {
-        assert_eq!(user_id.server_name(), origin);
+        assert_eq!(update.user_id.server_name(), origin);
     }
     true
 }

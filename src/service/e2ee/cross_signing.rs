@@ -55,6 +55,12 @@ fn single_key(value: &Value, user_id: &UserId, usage: &str) -> Result<(String, S
     }
 }
 
+/// Whether `value` is a cross-signing key of `user_id` for `usage` (a remote user's,
+/// from their server: its signatures are for clients to check).
+pub(super) fn check_key(value: &Value, user_id: &UserId, usage: &str) -> bool {
+    single_key(value, user_id, usage).is_ok()
+}
+
 fn public_keys(user_id: &UserId, id: &str, key: &str) -> PublicKeyMap {
     let mut map = PublicKeyMap::new();
     map.entry(user_id.to_string())
@@ -171,15 +177,12 @@ impl Services {
         Ok(())
     }
 
-    /// Tells local users sharing a room, and their servers, that the user's
+    /// Tells local users sharing a room, and their servers (with an
+    /// `m.signing_key_update` queued durably in the same write), that the user's
     /// cross-signing keys changed.
-    fn signing_keys_changed(&self, user_id: &UserId) -> Result<()> {
-        self.device_list_changed(user_id, None, false)?;
+    pub(super) fn signing_keys_changed(&self, user_id: &UserId) -> Result<()> {
         let audience = self.co_members(user_id)?;
         let destinations = self.servers_of(&audience);
-        if destinations.is_empty() {
-            return Ok(());
-        }
         let mut content = json!({ "user_id": user_id });
         for (usage, field) in [
             ("master", "master_key"),
@@ -189,20 +192,13 @@ impl Services {
                 content[field] = key;
             }
         }
-        self.sender.send_edu(
-            &destinations,
-            json!({"edu_type": "m.signing_key_update", "content": content}),
-        );
+        let edu = json!({"edu_type": "m.signing_key_update", "content": content});
+        self.record_device_list_change(user_id, None, false, false, |batch, _, _| {
+            self.sender.stage_edu(batch, &destinations, &edu)
+        })?;
+        self.sender.wake(&destinations);
+        self.notifier.wake(audience.iter().map(|u| u.as_ref()));
         Ok(())
-    }
-
-    /// An `m.signing_key_update` EDU: the remote user's keys changed.
-    pub fn signing_key_update_edu(&self, origin: &ruma::ServerName, content: &Value) -> Result<()> {
-        let user_id = crate::service::federation::edus::signing_key_update(origin, content)?;
-        if !self.shares_room_with_local_user(&user_id)? {
-            return Ok(());
-        }
-        self.device_list_changed(&user_id, None, false)
     }
 
     /// `/keys/signatures/upload`: each signed object checked and its new signatures
@@ -240,7 +236,12 @@ impl Services {
             }
         }
         for (user_id, device) in changed {
-            self.device_list_changed(&user_id, device.as_deref(), false)?;
+            if device.is_none() && user_id.as_str() == signer.as_str() {
+                // A new signature of the user's own master key: others see it too.
+                self.signing_keys_changed(&user_id)?;
+            } else {
+                self.device_list_changed(&user_id, device.as_deref(), false)?;
+            }
         }
         Ok(json!({ "failures": failures }))
     }

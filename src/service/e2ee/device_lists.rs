@@ -20,64 +20,88 @@ pub struct DeviceListDelta {
 
 impl Services {
     /// Records that the user's devices or keys changed; wakes those who share a room
-    /// with them and, for a local user, tells the servers of those users.
+    /// with them and, for a local user's device, tells the servers of those users with
+    /// an `m.device_list_update` queued durably in the same write.
     pub fn device_list_changed(
         &self,
         user_id: &UserId,
         device_id: Option<&str>,
         deleted: bool,
     ) -> Result<()> {
-        let (position, prev) =
-            self.record_device_list_change(user_id, device_id, deleted, false)?;
         let audience = self.co_members(user_id)?;
-        self.notifier.wake(audience.iter().map(|u| u.as_ref()));
-        if user_id.server_name() == self.server_name()
-            && let Some(device_id) = device_id
-        {
-            let destinations = self.servers_of(&audience);
-            if !destinations.is_empty() {
-                let mut content = json!({
-                    "user_id": user_id,
-                    "device_id": device_id,
-                    "stream_id": position,
-                    "prev_id": if prev > 0 { vec![prev] } else { Vec::new() },
-                    "deleted": deleted,
-                });
-                if !deleted {
-                    if let Some(keys) = self.store.device_keys(user_id.as_str(), device_id)? {
-                        content["keys"] = keys;
-                    }
-                    if let Ok(info) = self.sessions.device(user_id, device_id.into())
-                        && let Some(name) = info.display_name
-                    {
-                        content["device_display_name"] = json!(name);
-                    }
+        let destinations = match device_id {
+            Some(_) if user_id.server_name() == self.server_name() => self.servers_of(&audience),
+            _ => Vec::new(),
+        };
+        let content = match device_id {
+            Some(device_id) if !destinations.is_empty() => {
+                Some(self.device_update_content(user_id, device_id, deleted)?)
+            }
+            _ => None,
+        };
+        self.record_device_list_change(
+            user_id,
+            device_id,
+            deleted,
+            false,
+            |batch, position, prev| {
+                if let Some(mut content) = content {
+                    content["stream_id"] = json!(position);
+                    content["prev_id"] = json!(if prev > 0 { vec![prev] } else { Vec::new() });
+                    let edu = json!({"edu_type": "m.device_list_update", "content": content});
+                    self.sender.stage_edu(batch, &destinations, &edu)?;
                 }
-                self.sender.send_edu(
-                    &destinations,
-                    json!({"edu_type": "m.device_list_update", "content": content}),
-                );
+                Ok(())
+            },
+        )?;
+        self.sender.wake(&destinations);
+        self.notifier.wake(audience.iter().map(|u| u.as_ref()));
+        Ok(())
+    }
+
+    /// An `m.device_list_update` for a local device, but its stream positions.
+    fn device_update_content(
+        &self,
+        user_id: &UserId,
+        device_id: &str,
+        deleted: bool,
+    ) -> Result<Value> {
+        let mut content = json!({
+            "user_id": user_id,
+            "device_id": device_id,
+            "deleted": deleted,
+        });
+        if !deleted {
+            if let Some(keys) = self.store.device_keys(user_id.as_str(), device_id)? {
+                content["keys"] = keys;
+            }
+            if let Ok(info) = self.sessions.device(user_id, device_id.into())
+                && let Some(name) = info.display_name
+            {
+                content["device_display_name"] = json!(name);
             }
         }
-        Ok(())
+        Ok(content)
     }
 
     /// Records a change only the user themself is told of (their user-signing key, which
     /// nobody else sees) and wakes their syncs.
     pub fn own_device_list_changed(&self, user_id: &UserId) -> Result<()> {
-        self.record_device_list_change(user_id, None, false, true)?;
+        self.record_device_list_change(user_id, None, false, true, |_, _, _| Ok(()))?;
         self.notifier.wake([user_id]);
         Ok(())
     }
 
-    /// Writes one entry of the stream; answers its position and the user's previous one.
-    fn record_device_list_change(
+    /// Writes one entry of the stream, with whatever `also` adds to the same batch given
+    /// the entry's position and the user's previous one (of a device change).
+    pub(super) fn record_device_list_change(
         &self,
         user_id: &UserId,
         device_id: Option<&str>,
         deleted: bool,
         own: bool,
-    ) -> Result<(u64, u64)> {
+        also: impl FnOnce(&mut crate::store::Batch<'_>, u64, u64) -> crate::store::StoreResult<()>,
+    ) -> Result<u64> {
         let mut current = lock(&self.e2ee.device_lists);
         let position = *current + 1;
         let prev = self.store.device_list_position(user_id.as_str())?;
@@ -92,9 +116,10 @@ impl Services {
                 own,
             },
         )?;
+        also(&mut batch, position, prev)?;
         self.store.write(batch)?;
         *current = position;
-        Ok((position, prev))
+        Ok(position)
     }
 
     /// The other servers among `users`.
@@ -174,26 +199,20 @@ impl Services {
         Ok(delta)
     }
 
-    /// An `m.device_list_update` EDU from `origin` about one of its users: the user's
-    /// devices changed, for local users who share a room with them.
-    pub fn device_list_update_edu(&self, origin: &ruma::ServerName, content: &Value) -> Result<()> {
-        let update = crate::service::federation::edus::device_list_update(origin, content)?;
-        if !self.shares_room_with_local_user(&update.user_id)? {
-            return Ok(());
-        }
-        self.device_list_changed(
-            &update.user_id,
-            Some(&update.device_id),
-            update.deleted.unwrap_or(false),
-        )
-    }
-
     /// Whether any local user shares a room with the remote user: changes of anyone
     /// else concern nobody here and are not recorded.
     pub(super) fn shares_room_with_local_user(&self, user_id: &UserId) -> Result<bool> {
-        Ok(self
-            .co_members(user_id)?
-            .iter()
-            .any(|u| u.server_name() == self.server_name()))
+        for (room_id, record) in self.store.user_rooms_shared(user_id.as_str())?.iter() {
+            if record.membership == "join"
+                && self
+                    .room_members(room_id)?
+                    .joined
+                    .iter()
+                    .any(|u| u.server_name() == self.server_name())
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 }

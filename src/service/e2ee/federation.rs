@@ -1,5 +1,6 @@
 //! `/keys/query` and `/keys/claim` across servers: local users answered here, remote
-//! users' servers asked concurrently (each within the timeout, failures reported per
+//! users someone here shares a room with from their kept device lists
+//! (`remote_devices.rs`), other remote users' servers asked concurrently (each within the timeout, failures reported per
 //! server), and the same queries served to other servers.
 
 use std::collections::BTreeMap;
@@ -11,6 +12,7 @@ use ruma::{OwnedDeviceId, OwnedServerName, OwnedUserId, ServerName, UserId};
 use serde_json::{Map, Value, json};
 
 use super::keys::{ClaimRequest, QueryRequest};
+use super::remote_devices::add_remote_keys;
 use crate::error::{Error, Result};
 use crate::service::Services;
 
@@ -82,10 +84,14 @@ impl Services {
         }
         let mut remote: BTreeMap<OwnedServerName, BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>> =
             BTreeMap::new();
+        let mut tracked = Vec::new();
         for (user_id, devices) in request.device_keys {
             if user_id.server_name() == self.server_name() {
                 self.add_local_keys(&mut response, &user_id, &devices, Some(requester))?;
+            } else if self.shares_room_with_local_user(&user_id)? {
+                tracked.push((user_id, devices));
             } else {
+                self.forget_remote_devices(&user_id)?;
                 remote
                     .entry(user_id.server_name().to_owned())
                     .or_default()
@@ -93,6 +99,15 @@ impl Services {
             }
         }
         let timeout = timeout_of(request.timeout);
+        // Users someone here shares a room with: their kept device lists.
+        let mut lists = tokio::task::JoinSet::new();
+        for (user_id, devices) in tracked {
+            let services = self.clone();
+            lists.spawn(async move {
+                let list = services.remote_devices_for_query(&user_id, timeout).await;
+                (user_id, devices, list)
+            });
+        }
         let mut tasks = tokio::task::JoinSet::new();
         for (server, users) in remote {
             let services = self.clone();
@@ -110,6 +125,19 @@ impl Services {
                 .await;
                 (server, answer)
             });
+        }
+        while let Some(joined) = lists.join_next().await {
+            let Ok((user_id, devices, list)) = joined else {
+                continue;
+            };
+            match list? {
+                Some(list) => add_remote_keys(&mut response, &user_id, &devices, &list),
+                None => failure(
+                    &mut response,
+                    user_id.server_name(),
+                    "cannot fetch the user's devices",
+                ),
+            }
         }
         while let Some(joined) = tasks.join_next().await {
             let Ok((server, answer)) = joined else {

@@ -1,12 +1,14 @@
 //! End-to-end encryption, server side: devices' keys (`keys.rs`), cross-signing
 //! (`cross_signing.rs`), the device-list stream (`device_lists.rs`), to-device messages
-//! (`to_device.rs`), what `/sync` carries of them (`sync.rs`) and the same over
-//! federation (`federation.rs`).
+//! (`to_device.rs`), what `/sync` carries of them (`sync.rs`), the same over
+//! federation (`federation.rs`) and other servers' users' device lists
+//! (`remote_devices.rs`).
 
 mod cross_signing;
 mod device_lists;
 mod federation;
 mod keys;
+mod remote_devices;
 mod sync;
 mod to_device;
 
@@ -33,6 +35,8 @@ pub struct E2ee {
     /// Serialises changes to one-time and fallback keys, so that a key is given out
     /// once even when claims race.
     keys: Mutex<()>,
+    /// Other servers' users' device lists being updated.
+    remote: remote_devices::RemoteLists,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -45,6 +49,7 @@ impl E2ee {
             device_lists: Mutex::new(store.last_u64_key(crate::store::Cf::DeviceListStream)?),
             to_device: Mutex::new(store.to_device_position()?),
             keys: Mutex::new(()),
+            remote: remote_devices::RemoteLists::default(),
         })
     }
 

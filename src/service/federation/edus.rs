@@ -139,29 +139,58 @@ pub fn presence(origin: &ServerName, content: &Value) -> Result<Vec<Presence>> {
 }
 
 /// An `m.device_list_update` EDU (the fields this server reads).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct DeviceListUpdate {
     pub user_id: OwnedUserId,
     pub device_id: String,
+    /// The position of this update on the user's server's stream.
+    pub stream_id: u64,
+    /// The updates just before this one (for this server); empty when unknown.
+    #[serde(default)]
+    pub prev_id: Vec<u64>,
     #[serde(default)]
     pub deleted: Option<bool>,
+    /// The device's keys, when it has some (an object; anything else counts as none).
+    #[serde(default)]
+    pub keys: Option<Value>,
+    #[serde(default)]
+    pub device_display_name: Option<String>,
 }
 
 pub fn device_list_update(origin: &ServerName, content: &Value) -> Result<DeviceListUpdate> {
-    let update: DeviceListUpdate = typed("m.device_list_update", content)?;
+    let mut update: DeviceListUpdate = typed("m.device_list_update", content)?;
     check_user_origin(&update.user_id, origin)?;
+    if update.keys.as_ref().is_some_and(|k| !k.is_object()) {
+        update.keys = None;
+    }
     Ok(update)
 }
 
-/// The user whose cross-signing keys an `m.signing_key_update` EDU says changed.
-pub fn signing_key_update(origin: &ServerName, content: &Value) -> Result<OwnedUserId> {
-    #[derive(Deserialize)]
-    struct Update {
-        user_id: OwnedUserId,
-    }
-    let update: Update = typed("m.signing_key_update", content)?;
+/// An `m.signing_key_update` EDU: the user's new master and/or self-signing key.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SigningKeyUpdate {
+    pub user_id: OwnedUserId,
+    #[serde(default)]
+    pub master_key: Option<Value>,
+    #[serde(default)]
+    pub self_signing_key: Option<Value>,
+}
+
+/// An `m.signing_key_update` EDU; a key that is not the user's own (its `user_id`
+/// another) is dropped.
+pub fn signing_key_update(origin: &ServerName, content: &Value) -> Result<SigningKeyUpdate> {
+    let mut update: SigningKeyUpdate = typed("m.signing_key_update", content)?;
     check_user_origin(&update.user_id, origin)?;
-    Ok(update.user_id)
+    let user = update.user_id.as_str();
+    for key in [&mut update.master_key, &mut update.self_signing_key] {
+        if key
+            .as_ref()
+            .is_some_and(|k| k.get("user_id").and_then(Value::as_str) != Some(user))
+        {
+            *key = None;
+        }
+    }
+    Ok(update)
 }
 
 /// An `m.direct_to_device` EDU, with only the messages for users of `local`.

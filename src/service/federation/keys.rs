@@ -4,10 +4,14 @@
 //! key verifies signatures. Concurrent fetches of one server are coalesced, and a server
 //! is not asked again right after a failed or fruitless fetch.
 //!
-//! This server also acts as a notary: [`ServerKeyStore::notary_answer`] hands on a
-//! server's own signed key answer with this server's signature added.
+//! This server also acts as a notary (`keys/notary.rs`): it hands on servers' own signed
+//! key answers with its signature added.
 
-use std::collections::{BTreeMap, HashMap};
+mod notary;
+
+pub use notary::NotaryQuery;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,7 +23,7 @@ use serde_json::Value;
 
 use super::{FederationClient, OutboundError};
 use crate::config::Config;
-use crate::event::{EventError, PublicKeyMap, RoomVersion, Verified, sign_json, verify_json};
+use crate::event::{EventError, PublicKeyMap, RoomVersion, Verified, verify_json};
 use crate::service::keys::ServerKeys;
 use crate::service::now_ms;
 use crate::store::{ServerKeysRecord, Store, StoredKey};
@@ -35,6 +39,8 @@ const REFETCH_INTERVAL: Duration = Duration::from_secs(10);
 const MAX_TRACKED_SERVERS: usize = 10_000;
 /// A notary query answers for at most this many servers.
 pub const MAX_NOTARY_SERVERS: usize = 100;
+/// Earlier key answers kept per server for the keys the latest one no longer lists.
+const MAX_OLDER_ANSWERS: usize = 16;
 
 /// A signature check that failed: the keys could not be had, or they do not verify.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -206,44 +212,6 @@ impl ServerKeyStore {
         })
     }
 
-    /// The key answer of `server` as a notary hands it on, signed by this server too:
-    /// this server's own keys, or the cached answer of another server, fetched again
-    /// from that server if it expires before `minimum_valid_until_ts` (or now).
-    /// `None` if nothing is known and the server cannot be reached.
-    pub async fn notary_answer(
-        &self,
-        server: &ServerName,
-        minimum_valid_until_ts: Option<u64>,
-    ) -> Option<Value> {
-        let now = now_ms();
-        if server == self.own.signing_key().server_name() {
-            return self.own.server_keys_response(now).ok();
-        }
-        let wanted = minimum_valid_until_ts.unwrap_or(now);
-        let fresh = |record: &ServerKeysRecord| record.valid_until_ts >= wanted;
-        if !self.record(server).is_some_and(|r| fresh(&r)) {
-            let mutex = self.fetch_lock(server);
-            let _fetching = mutex.lock().await;
-            let still_stale = !self.record(server).is_some_and(|r| fresh(&r));
-            if still_stale && self.recent_attempt(server).is_none() {
-                let error = self.fetch_direct(server).await.err();
-                if let Some(e) = &error {
-                    tracing::debug!(%server, error = %e, "notary: cannot refresh keys");
-                }
-                self.note_attempt(server, error);
-            }
-        }
-        // A stale answer is still worth handing on: the server may be down.
-        let mut answer = self.record(server)?.response.clone();
-        match sign_json(&mut answer, self.own.signing_key()) {
-            Ok(()) => Some(answer),
-            Err(e) => {
-                tracing::warn!(%server, error = %e, "notary: cannot sign a key answer");
-                None
-            }
-        }
-    }
-
     fn note_attempt(&self, server: &ServerName, error: Option<OutboundError>) {
         let mut attempts = lock(&self.attempts);
         if attempts.len() >= MAX_TRACKED_SERVERS {
@@ -277,6 +245,13 @@ impl ServerKeyStore {
             REFETCH_INTERVAL
         };
         (attempt.at.elapsed() < wait).then(|| attempt.error.clone())
+    }
+
+    /// Whether the last fetch of `server` failed too recently to fetch again.
+    fn recent_failure(&self, server: &ServerName) -> bool {
+        lock(&self.attempts)
+            .get(server)
+            .is_some_and(|a| a.error.is_some() && a.at.elapsed() < FAILED_FETCH_BACKOFF)
     }
 
     fn record(&self, server: &ServerName) -> Option<Arc<ServerKeysRecord>> {
@@ -483,12 +458,35 @@ fn merge(
             },
         );
     }
+    // Earlier answers stay while they are the latest to list some key, so that a notary
+    // can still hand on a key the server no longer lists.
+    let mut listed = listed_keys(&response);
+    let mut older = Vec::new();
+    if let Some(previous) = previous {
+        for earlier in std::iter::once(&previous.response).chain(&previous.older) {
+            let keys = listed_keys(earlier);
+            if older.len() < MAX_OLDER_ANSWERS && keys.iter().any(|k| !listed.contains(k)) {
+                listed.extend(keys);
+                older.push(earlier.clone());
+            }
+        }
+    }
     ServerKeysRecord {
         keys,
         response,
+        older,
         valid_until_ts,
         fetched_ts: now,
     }
+}
+
+/// The key IDs a key answer lists, current or old.
+fn listed_keys(answer: &Value) -> BTreeSet<String> {
+    ["verify_keys", "old_verify_keys"]
+        .iter()
+        .filter_map(|field| answer.get(*field).and_then(Value::as_object))
+        .flat_map(|keys| keys.keys().cloned())
+        .collect()
 }
 
 /// The key IDs `server` signed `value` with.
@@ -534,7 +532,7 @@ fn bad_signature(server: &ServerName, detail: impl std::fmt::Display) -> VerifyE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::SigningKey;
+    use crate::event::{SigningKey, sign_json};
     use serde_json::json;
 
     fn answer(key: &SigningKey, valid_until_ts: u64, old: Value) -> (ServerSigningKeys, Value) {
@@ -581,10 +579,16 @@ mod tests {
         let record = merge(Some(&record), &parsed, value, 4_000);
         assert_eq!(record.keys["ed25519:a"].valid_until_ts, 5_000);
         assert_eq!(record.keys["ed25519:b"].valid_until_ts, 9_000);
+        // The answer listing only the old key stays for a notary to hand on.
+        assert_eq!(record.older.len(), 1);
+        assert!(record.older[0]["verify_keys"]["ed25519:a"].is_object());
         // A shorter answer does not shorten what an earlier one allowed.
         let (parsed, value) = answer(&second, 6_000, json!({}));
         let record = merge(Some(&record), &parsed, value, 4_500);
         assert_eq!(record.keys["ed25519:b"].valid_until_ts, 9_000);
+        // Answers superseded for every key they list are dropped.
+        assert_eq!(record.older.len(), 1);
+        assert_eq!(record.response["valid_until_ts"], 6_000);
     }
 
     /// A key store for `our.example` whose data lives in `dir`.
@@ -674,9 +678,31 @@ mod tests {
             remote_key.public_key_base64()
         );
         // The notary hands on the remote's answer with our signature added.
-        let answer = keys.notary_answer(remote, Some(0)).await.unwrap();
-        verify_json(&answer, "our.example", &own.signing_key().public_key_map()).unwrap();
-        verify_json(&answer, remote.as_str(), &remote_key.public_key_map()).unwrap();
+        let query = NotaryQuery {
+            minimum_valid_until_ts: Some(0),
+            ..NotaryQuery::default()
+        };
+        let answers = keys.notary_answer(remote, &query).await;
+        assert_eq!(answers.len(), 1);
+        verify_json(
+            &answers[0],
+            "our.example",
+            &own.signing_key().public_key_map(),
+        )
+        .unwrap();
+        verify_json(&answers[0], remote.as_str(), &remote_key.public_key_map()).unwrap();
+        // Past its validity, and its server unreachable (the guard refuses it), the
+        // answer is still handed on.
+        let query = NotaryQuery {
+            minimum_valid_until_ts: Some(now + 10 * 3_600_000),
+            ..NotaryQuery::default()
+        };
+        let answers = keys.notary_answer(remote, &query).await;
+        assert_eq!(answers.len(), 1);
+        assert_eq!(
+            answers[0]["verify_keys"]["ed25519:r"]["key"],
+            remote_key.public_key_base64()
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod accounts;
 mod admin;
 mod admin_jobs;
 mod checkpoint;
+mod dehydrated;
 mod directory;
 mod e2ee_keys;
 mod event_cache;
@@ -48,6 +49,7 @@ pub use accounts::{
 };
 pub use admin::{AuditRecord, BlockedRoomRecord, DeletedRoomRecord, NewRoomRequest};
 pub use admin_jobs::RedactionRecord;
+pub use dehydrated::DehydratedDeviceRecord;
 pub use directory::AliasRecord;
 pub use e2ee_keys::{DeviceListChange, FallbackKeyRecord};
 pub use event_cache::CachedEvent;
@@ -183,10 +185,11 @@ pub enum Cf {
     AdminRedactions,
     ServerNoticeRooms,
     PartialStateRooms,
+    DehydratedDevices,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 68] = [
+    pub const ALL: [Cf; 69] = [
         Cf::Meta,
         Cf::Users,
         Cf::Devices,
@@ -255,6 +258,7 @@ impl Cf {
         Cf::AdminRedactions,
         Cf::ServerNoticeRooms,
         Cf::PartialStateRooms,
+        Cf::DehydratedDevices,
     ];
 
     pub fn name(self) -> &'static str {
@@ -327,6 +331,7 @@ impl Cf {
             Cf::AdminRedactions => "admin_redactions",
             Cf::ServerNoticeRooms => "server_notice_rooms",
             Cf::PartialStateRooms => "partial_state_rooms",
+            Cf::DehydratedDevices => "dehydrated_devices",
         }
     }
 }

@@ -228,7 +228,12 @@ impl Keys {
             .map(|(client, device)| async move {
                 let path = "/_matrix/client/v3/keys/upload";
                 let answer = api
-                    .call(Method::POST, path, Some(&client.token), &device.first_upload())
+                    .call(
+                        Method::POST,
+                        path,
+                        Some(&client.token),
+                        &device.first_upload(),
+                    )
                     .await?;
                 let count = answer["one_time_key_counts"][OTK_ALGORITHM].as_u64();
                 if count != Some(ONE_TIME_KEYS) {
@@ -556,9 +561,11 @@ mod tests {
             .unwrap();
         let verifying = VerifyingKey::from_bytes(&public).unwrap();
         let verify = |object: &Value| {
-            let signature = object["signatures"]["@a:h"]["ed25519:DEV"].as_str().unwrap();
-            let signature = Signature::from_slice(&STANDARD_NO_PAD.decode(signature).unwrap())
+            let signature = object["signatures"]["@a:h"]["ed25519:DEV"]
+                .as_str()
                 .unwrap();
+            let signature =
+                Signature::from_slice(&STANDARD_NO_PAD.decode(signature).unwrap()).unwrap();
             let mut unsigned = object.clone();
             unsigned.as_object_mut().unwrap().remove("signatures");
             verifying

@@ -173,7 +173,11 @@ impl Api {
                 .map(str::to_owned)
                 .with_context(|| format!("register answered without {name}: {body}"))
         };
-        Ok((field("user_id")?, field("access_token")?, field("device_id")?))
+        Ok((
+            field("user_id")?,
+            field("access_token")?,
+            field("device_id")?,
+        ))
     }
 
     /// Logs in with `m.login.jwt` (creating the account on the first login, see
@@ -203,7 +207,11 @@ impl Api {
                 .map(str::to_owned)
                 .with_context(|| format!("login answered without {name}: {body}"))
         };
-        Ok((field("user_id")?, field("access_token")?, field("device_id")?))
+        Ok((
+            field("user_id")?,
+            field("access_token")?,
+            field("device_id")?,
+        ))
     }
 
     /// `POST /user/{userId}/filter`; returns the filter ID.

@@ -362,9 +362,10 @@ pub fn print_table(
         ("errors", |s| s.errors.to_string()),
     ];
     if results.iter().any(|(t, _)| *t == Transport::Sliding) {
-        rows.insert(5, ("superseded (timeline limit)", |s| {
-            s.superseded.to_string()
-        }));
+        rows.insert(
+            5,
+            ("superseded (timeline limit)", |s| s.superseded.to_string()),
+        );
     }
     if c.key_rotation.is_some() {
         let e2ee: Vec<(&str, Cell)> = vec![
@@ -376,7 +377,11 @@ pub fn print_table(
                 format!("{sent} / {}", s.to_device_received)
             }),
             ("to-device p50 / p99 (ms)", |s| {
-                format!("{} / {}", ms(s.to_device_ms(50.0)), ms(s.to_device_ms(99.0)))
+                format!(
+                    "{} / {}",
+                    ms(s.to_device_ms(50.0)),
+                    ms(s.to_device_ms(99.0))
+                )
             }),
             ("keys claimed (fallback)", |s| {
                 s.e2ee.as_ref().map_or("-".into(), |e| {
@@ -384,7 +389,9 @@ pub fn print_table(
                 })
             }),
             ("one-time key re-uploads", |s| {
-                s.e2ee.as_ref().map_or("-".into(), |e| e.reuploads.to_string())
+                s.e2ee
+                    .as_ref()
+                    .map_or("-".into(), |e| e.reuploads.to_string())
             }),
         ];
         // Before the errors row.

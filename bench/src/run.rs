@@ -495,7 +495,16 @@ mod tests {
         let sent_at = [0, 1_000_000, 2_000_000, 3_000_000, 4_000_000];
         let compute = |superseding| {
             let received = vec![received()];
-            Summary::compute(&run, &sent_at, &[client(0)], &[1], received, cpu(), None, superseding)
+            Summary::compute(
+                &run,
+                &sent_at,
+                &[client(0)],
+                &[1],
+                received,
+                cpu(),
+                None,
+                superseding,
+            )
         };
         let sliding = compute(true);
         assert_eq!(sliding.received, 2);

@@ -237,7 +237,14 @@ mod tests {
         assert_eq!(request["extensions"]["to_device"]["since"], "5");
         assert_eq!(request["extensions"]["e2ee"]["enabled"], true);
         assert_eq!(request["lists"]["all_rooms"]["timeline_limit"], 1);
-        assert_eq!(request["lists"]["all_rooms"]["required_state"][2][1], "$LAZY");
-        assert!(request_body(None)["extensions"]["to_device"].get("since").is_none());
+        assert_eq!(
+            request["lists"]["all_rooms"]["required_state"][2][1],
+            "$LAZY"
+        );
+        assert!(
+            request_body(None)["extensions"]["to_device"]
+                .get("since")
+                .is_none()
+        );
     }
 }

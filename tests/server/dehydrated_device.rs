@@ -48,7 +48,11 @@ fn put(server: &TestServer, owner: &User, body: &Value) -> (u16, Value) {
 }
 
 fn device_ids_in_query(server: &TestServer, asker: &User, owner: &User) -> Vec<String> {
-    let answer = query(server, asker, json!({"device_keys": {owner.id.clone(): []}}));
+    let answer = query(
+        server,
+        asker,
+        json!({"device_keys": {owner.id.clone(): []}}),
+    );
     let mut ids: Vec<String> = answer["device_keys"][&owner.id]
         .as_object()
         .map(|devices| devices.keys().cloned().collect())
@@ -83,8 +87,15 @@ fn a_dehydrated_device_is_stored_found_replaced_and_deleted() {
     let mut expected = vec![alice.device.clone(), "DEHY1".to_owned()];
     expected.sort();
     assert_eq!(device_ids_in_query(&server, &bob, &alice), expected);
-    let answer = query(&server, &bob, json!({"device_keys": {alice.id.clone(): ["DEHY1"]}}));
-    assert_eq!(answer["device_keys"][&alice.id]["DEHY1"]["dehydrated"], true);
+    let answer = query(
+        &server,
+        &bob,
+        json!({"device_keys": {alice.id.clone(): ["DEHY1"]}}),
+    );
+    assert_eq!(
+        answer["device_keys"][&alice.id]["DEHY1"]["dehydrated"],
+        true
+    );
     let claimed = claim(
         &server,
         &bob,
@@ -92,7 +103,8 @@ fn a_dehydrated_device_is_stored_found_replaced_and_deleted() {
     );
     let key = &claimed["one_time_keys"][&alice.id]["DEHY1"];
     assert!(
-        key.as_object().is_some_and(|k| k.keys().any(|id| id.starts_with("signed_curve25519:D"))),
+        key.as_object()
+            .is_some_and(|k| k.keys().any(|id| id.starts_with("signed_curve25519:D"))),
         "{claimed}"
     );
     let (status, devices) = server.get("/_matrix/client/v3/devices", Some(&alice.token));
@@ -111,7 +123,10 @@ fn a_dehydrated_device_is_stored_found_replaced_and_deleted() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(server.get(PATH, Some(&alice.token)).1["device_id"], "DEHY2");
     let ids = device_ids_in_query(&server, &bob, &alice);
-    assert!(ids.contains(&"DEHY2".to_owned()) && !ids.contains(&"DEHY1".to_owned()), "{ids:?}");
+    assert!(
+        ids.contains(&"DEHY2".to_owned()) && !ids.contains(&"DEHY1".to_owned()),
+        "{ids:?}"
+    );
     // Bob has none.
     assert_error(server.get(PATH, Some(&bob.token)), 404, "M_NOT_FOUND");
 
@@ -124,7 +139,10 @@ fn a_dehydrated_device_is_stored_found_replaced_and_deleted() {
         404,
         "M_NOT_FOUND",
     );
-    assert_eq!(device_ids_in_query(&server, &bob, &alice), [alice.device.clone()]);
+    assert_eq!(
+        device_ids_in_query(&server, &bob, &alice),
+        [alice.device.clone()]
+    );
 }
 
 #[test]
@@ -197,7 +215,11 @@ fn its_to_device_messages_come_in_batches_until_acknowledged() {
         "M_FORBIDDEN",
     );
     assert_error(
-        server.post(&events_path("DEHY"), Some(&alice.token), &json!({"next_batch": "x"})),
+        server.post(
+            &events_path("DEHY"),
+            Some(&alice.token),
+            &json!({"next_batch": "x"}),
+        ),
         400,
         "M_INVALID_PARAM",
     );

@@ -377,10 +377,12 @@ pub fn print_table(
                 format!("{sent} / {}", s.to_device_received)
             }),
             ("to-device p50 / p99 (ms)", |s| {
+                // One decimal, so that both fit the column.
+                let one = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
                 format!(
                     "{} / {}",
-                    ms(s.to_device_ms(50.0)),
-                    ms(s.to_device_ms(99.0))
+                    one(s.to_device_ms(50.0)),
+                    one(s.to_device_ms(99.0))
                 )
             }),
             ("keys claimed (fallback)", |s| {

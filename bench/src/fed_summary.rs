@@ -463,6 +463,7 @@ mod tests {
                 join: [("!r".to_owned(), room)].into(),
             },
             event_id: None,
+            ..Default::default()
         }
     }
 

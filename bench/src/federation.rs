@@ -388,6 +388,7 @@ async fn measure(args: &Args, nodes: &[Node; 2], messages: usize) -> Result<FedS
                 since,
                 FILTER.to_owned(),
                 run.clone(),
+                None,
                 stopped.clone(),
             )));
         }

@@ -1,10 +1,12 @@
 //! `hearth-bench`: starts a `hearth` server, makes many clients in a few rooms, sends
 //! messages at a given rate and measures how fast and how completely every member of
-//! each room receives them, over long-poll `/sync` and over the sync WebSocket; or, with
+//! each room receives them, over long-poll `/sync`, the sync WebSocket or sliding sync,
+//! with or without encryption (`--e2ee`); or, with
 //! the `federation` subcommand, how fast messages cross from one server to another.
 //! `spec/performance.md` describes the method.
 
 mod bigjoin;
+mod e2ee;
 mod fed_summary;
 mod federation;
 mod jwt;
@@ -14,6 +16,7 @@ mod profile;
 mod report;
 mod run;
 mod server;
+mod sliding;
 mod tls;
 mod transport;
 
@@ -38,7 +41,7 @@ const MAX_MEMBERS_PER_ROOM: usize = 1_000;
 #[derive(Parser)]
 #[command(
     name = "hearth-bench",
-    about = "Measures message delivery latency of a hearth server over long-poll /sync and the sync WebSocket",
+    about = "Measures message delivery latency of a hearth server over long-poll /sync, the sync WebSocket and sliding sync",
     args_conflicts_with_subcommands = true
 )]
 struct Args {
@@ -77,6 +80,15 @@ struct Args {
     /// Seed of the element profile's arrivals: the same seed, the same schedule
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Encryption, with any profile: rooms with m.room.encryption; each device uploads
+    /// keys (50 one-time keys, a fallback key) and re-uploads below half; each sender
+    /// shares a room key by to-device before its first message and every
+    /// --key-rotation messages, and sends m.room.encrypted events
+    #[arg(long)]
+    e2ee: bool,
+    /// Messages per room key with --e2ee (Element's rotation_period_msgs)
+    #[arg(long, value_name = "N", default_value_t = e2ee::DEFAULT_ROTATION, requires = "e2ee")]
+    key_rotation: usize,
     /// Server on the first CPU this process may use (CPU 0), the bench on the second
     /// (CPU 1) [default when there are at least two]
     #[arg(long, conflicts_with = "no_pin")]
@@ -108,7 +120,12 @@ enum Mode {
 enum TransportArg {
     Longpoll,
     Ws,
+    /// Simplified sliding sync (MSC4186) as Element X's room list
+    Sliding,
+    /// Long-poll and WebSocket
     Both,
+    /// Long-poll, WebSocket and sliding sync
+    All,
 }
 
 impl TransportArg {
@@ -116,7 +133,13 @@ impl TransportArg {
         match self {
             TransportArg::Longpoll => vec![Transport::LongPoll],
             TransportArg::Ws => vec![Transport::WebSocket],
+            TransportArg::Sliding => vec![Transport::Sliding],
             TransportArg::Both => vec![Transport::LongPoll, Transport::WebSocket],
+            TransportArg::All => vec![
+                Transport::LongPoll,
+                Transport::WebSocket,
+                Transport::Sliding,
+            ],
         }
     }
 }
@@ -196,6 +219,9 @@ async fn single(args: Args, placement: Placement, load_before: Option<[f64; 3]>)
     if args.rooms == 0 || args.clients < args.rooms {
         bail!("need at least one room and at least as many clients as rooms");
     }
+    if args.key_rotation == 0 {
+        bail!("--key-rotation must be at least 1");
+    }
     let positive = |x: f64| x.is_finite() && x > 0.0;
     if !(positive(args.rate)
         && positive(args.duration)
@@ -268,6 +294,7 @@ async fn single(args: Args, placement: Placement, load_before: Option<[f64; 3]>)
         server_cpus: server_cpus.clone(),
         bench_cpus: bench_cpus.clone(),
         profile: args.profile.name(),
+        key_rotation: args.e2ee.then_some(args.key_rotation),
         accounts: args.accounts.name(),
         seed: (args.profile == Profile::Element).then_some(args.seed),
         clients: args.clients,
@@ -333,7 +360,7 @@ async fn bench(
 /// to its room.
 async fn set_up(args: &Args, api: Api, server: &Server, jwt_secret: Option<&str>) -> Result<Setup> {
     let started = Instant::now();
-    let users: Vec<(String, String)> = match jwt_secret {
+    let users: Vec<(String, String, String)> = match jwt_secret {
         Some(secret) => {
             eprintln!("logging {} users in by JWT (creates them)", args.clients);
             // No password hash: the server's work per account is a few writes.
@@ -341,7 +368,7 @@ async fn set_up(args: &Args, api: Api, server: &Server, jwt_secret: Option<&str>
                 .map(|i| {
                     let api = &api;
                     let token = jwt::token(secret, &format!("bench{i}"));
-                    async move { api.login_jwt(&token).await }
+                    async move { api.login_jwt_device(&token).await }
                 })
                 .buffered(16)
                 .collect::<Vec<_>>()
@@ -356,7 +383,7 @@ async fn set_up(args: &Args, api: Api, server: &Server, jwt_secret: Option<&str>
             futures_util::stream::iter(0..args.clients)
                 .map(|i| {
                     let api = &api;
-                    async move { api.register(&format!("bench{i}")).await }
+                    async move { api.register_device(&format!("bench{i}")).await }
                 })
                 .buffered(4)
                 .collect::<Vec<_>>()
@@ -370,13 +397,17 @@ async fn set_up(args: &Args, api: Api, server: &Server, jwt_secret: Option<&str>
         users.len(),
         started.elapsed().as_secs_f64()
     );
+    let mut device_ids = Vec::with_capacity(users.len());
     let clients: Vec<Client> = users
         .into_iter()
         .enumerate()
-        .map(|(i, (user_id, token))| Client {
-            user_id,
-            token,
-            room: i % args.rooms,
+        .map(|(i, (user_id, token, device_id))| {
+            device_ids.push(device_id);
+            Client {
+                user_id,
+                token,
+                room: i % args.rooms,
+            }
         })
         .collect();
 
@@ -401,11 +432,13 @@ async fn set_up(args: &Args, api: Api, server: &Server, jwt_secret: Option<&str>
     };
 
     eprintln!("creating {} rooms", args.rooms);
+    let rotation = args.e2ee.then_some(args.key_rotation);
     let room_ids: Vec<String> = futures_util::stream::iter(&clients[..args.rooms])
         .enumerate()
         .map(|(r, creator)| {
             let api = &api;
-            async move { api.create_room(&creator.token, &format!("bench {r}")).await }
+            let name = format!("bench {r}");
+            async move { api.create_room_with(&creator.token, &name, rotation).await }
         })
         .buffered(4)
         .collect::<Vec<_>>()
@@ -428,6 +461,16 @@ async fn set_up(args: &Args, api: Api, server: &Server, jwt_secret: Option<&str>
         .await;
     joins.into_iter().collect::<Result<()>>()?;
 
+    let e2ee = match args.e2ee {
+        true => {
+            eprintln!("uploading each device's keys");
+            let keys = e2ee::Keys::new(&clients, device_ids, args.key_rotation)?;
+            keys.upload_all(&api, &clients).await?;
+            Some(Arc::new(keys))
+        }
+        false => None,
+    };
+
     let mut members = vec![0; args.rooms];
     for client in &clients {
         members[client.room] += 1;
@@ -442,5 +485,6 @@ async fn set_up(args: &Args, api: Api, server: &Server, jwt_secret: Option<&str>
         memory: server::memory(server.pid()).ok(),
         profile: args.profile,
         filters,
+        e2ee,
     })
 }

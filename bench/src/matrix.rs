@@ -34,6 +34,24 @@ pub struct SyncBody {
     pub rooms: Rooms,
     /// Present in the socket's answer to a `send` request.
     pub event_id: Option<String>,
+    #[serde(default)]
+    pub to_device: ToDevice,
+    /// Present for a device that has uploaded keys.
+    #[serde(default)]
+    pub device_one_time_keys_count: Option<HashMap<String, u64>>,
+}
+
+#[derive(Deserialize, Default)]
+pub struct ToDevice {
+    #[serde(default)]
+    pub events: Vec<ToDeviceEvent>,
+}
+
+/// A to-device message; the bench reads only its content's bench keys.
+#[derive(Deserialize)]
+pub struct ToDeviceEvent {
+    #[serde(default)]
+    pub content: serde_json::Map<String, Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -101,7 +119,8 @@ pub struct Api {
 }
 
 impl Api {
-    async fn call(
+    /// A request with a JSON body; an answer that is not a success is an error.
+    pub async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -129,6 +148,12 @@ impl Api {
 
     /// Registers `username` through the `m.login.dummy` stage; returns (user ID, token).
     pub async fn register(&self, username: &str) -> Result<(String, String)> {
+        let (user_id, token, _) = self.register_device(username).await?;
+        Ok((user_id, token))
+    }
+
+    /// As [`Api::register`], also returning the new device's ID.
+    pub async fn register_device(&self, username: &str) -> Result<(String, String, String)> {
         let body = self
             .call(
                 reqwest::Method::POST,
@@ -148,12 +173,22 @@ impl Api {
                 .map(str::to_owned)
                 .with_context(|| format!("register answered without {name}: {body}"))
         };
-        Ok((field("user_id")?, field("access_token")?))
+        Ok((
+            field("user_id")?,
+            field("access_token")?,
+            field("device_id")?,
+        ))
     }
 
     /// Logs in with `m.login.jwt` (creating the account on the first login, see
     /// `jwt.rs`); returns (user ID, token).
     pub async fn login_jwt(&self, jwt: &str) -> Result<(String, String)> {
+        let (user_id, token, _) = self.login_jwt_device(jwt).await?;
+        Ok((user_id, token))
+    }
+
+    /// As [`Api::login_jwt`], also returning the new device's ID.
+    pub async fn login_jwt_device(&self, jwt: &str) -> Result<(String, String, String)> {
         let body = self
             .call(
                 reqwest::Method::POST,
@@ -172,7 +207,11 @@ impl Api {
                 .map(str::to_owned)
                 .with_context(|| format!("login answered without {name}: {body}"))
         };
-        Ok((field("user_id")?, field("access_token")?))
+        Ok((
+            field("user_id")?,
+            field("access_token")?,
+            field("device_id")?,
+        ))
     }
 
     /// `POST /user/{userId}/filter`; returns the filter ID.
@@ -197,12 +236,35 @@ impl Api {
     }
 
     pub async fn create_room(&self, token: &str, name: &str) -> Result<String> {
+        self.create_room_with(token, name, None).await
+    }
+
+    /// A `public_chat` room; with `rotation`, `m.room.encryption` in its initial state
+    /// (Megolm, a week or `rotation` messages per session).
+    pub async fn create_room_with(
+        &self,
+        token: &str,
+        name: &str,
+        rotation: Option<usize>,
+    ) -> Result<String> {
+        let mut request = json!({"preset": "public_chat", "name": name});
+        if let Some(rotation) = rotation {
+            request["initial_state"] = json!([{
+                "type": "m.room.encryption",
+                "state_key": "",
+                "content": {
+                    "algorithm": "m.megolm.v1.aes-sha2",
+                    "rotation_period_ms": 604_800_000,
+                    "rotation_period_msgs": rotation,
+                },
+            }]);
+        }
         let body = self
             .call(
                 reqwest::Method::POST,
                 "/_matrix/client/v3/createRoom",
                 Some(token),
-                &json!({"preset": "public_chat", "name": name}),
+                &request,
             )
             .await?;
         body["room_id"]
@@ -304,11 +366,24 @@ impl Api {
         id: u64,
         content: &Value,
     ) -> Result<String> {
+        self.send_event(token, room_id, "m.room.message", id, content)
+            .await
+    }
+
+    /// `PUT /rooms/{room}/send/{event_type}/b{id}`; returns the event ID.
+    pub async fn send_event(
+        &self,
+        token: &str,
+        room_id: &str,
+        event_type: &str,
+        id: u64,
+        content: &Value,
+    ) -> Result<String> {
         let body = self
             .call(
                 reqwest::Method::PUT,
                 &format!(
-                    "/_matrix/client/v3/rooms/{}/send/m.room.message/b{id}",
+                    "/_matrix/client/v3/rooms/{}/send/{event_type}/b{id}",
                     encode(room_id)
                 ),
                 Some(token),

@@ -30,6 +30,8 @@ pub struct Conditions {
     pub server_cpus: Option<String>,
     pub bench_cpus: Option<String>,
     pub profile: &'static str,
+    /// Messages per room key, with `--e2ee`.
+    pub key_rotation: Option<usize>,
     pub accounts: &'static str,
     pub seed: Option<u64>,
     pub clients: usize,
@@ -191,6 +193,7 @@ pub fn json_line(
         "lost": summary.lost,
         "duplicated": summary.duplicated,
         "limited": summary.limited,
+        "superseded": summary.superseded,
         "errors": summary.errors,
         "p50_ms": ms(50.0),
         "p99_ms": ms(99.0),
@@ -202,6 +205,27 @@ pub fn json_line(
         "rss_after_mib": summary.memory.as_ref().map(|m| mib(m.now_kib)),
         "setup_rss_mib": setup.memory.as_ref().map(|m| mib(m.now_kib)),
         "setup_s": round2(c.setup_secs),
+        "e2ee": e2ee_json(c, summary),
+    })
+}
+
+/// The encryption traffic of a run, or null without `--e2ee`.
+fn e2ee_json(conditions: &Conditions, summary: &Summary) -> Value {
+    let (Some(rotation), Some(e2ee)) = (conditions.key_rotation, &summary.e2ee) else {
+        return Value::Null;
+    };
+    let ms = |p: f64| summary.to_device_ms(p).map(round2);
+    json!({
+        "key_rotation": rotation,
+        "room_key_shares": e2ee.shares,
+        "to_device_sent": e2ee.to_device_sent,
+        "to_device_received": summary.to_device_received,
+        "to_device_p50_ms": ms(50.0),
+        "to_device_p99_ms": ms(99.0),
+        "keys_claimed": e2ee.keys_claimed,
+        "fallback_keys_claimed": e2ee.fallback_claimed,
+        "otk_reuploads": e2ee.reuploads,
+        "otks_reuploaded": e2ee.keys_reuploaded,
     })
 }
 
@@ -253,8 +277,12 @@ pub fn print_table(
         format!("{fewest}-{most}")
     };
     println!();
+    let encryption = match c.key_rotation {
+        Some(n) => format!(", encrypted (a room key every {n} messages)"),
+        None => String::new(),
+    };
     println!(
-        "hearth-bench ({} profile): {} clients in {} rooms ({members} members each), {} msg/s for {} s ({} messages per transport), drain {} s",
+        "hearth-bench ({} profile{encryption}): {} clients in {} rooms ({members} members each), {} msg/s for {} s ({} messages per transport), drain {} s",
         c.profile, c.clients, c.rooms, c.rate, c.duration, c.messages, c.drain
     );
     println!(
@@ -303,7 +331,7 @@ pub fn print_table(
     fn cpu(used: Duration, wall: Duration) -> String {
         format!("{:.0}", percent(used, wall))
     }
-    let rows: Vec<(&str, Cell)> = vec![
+    let mut rows: Vec<(&str, Cell)> = vec![
         ("messages sent", |s| s.sent.to_string()),
         ("sends refused / unanswered", |s| {
             format!("{} / {}", s.refused, s.unanswered)
@@ -333,6 +361,47 @@ pub fn print_table(
         }),
         ("errors", |s| s.errors.to_string()),
     ];
+    if results.iter().any(|(t, _)| *t == Transport::Sliding) {
+        rows.insert(
+            5,
+            ("superseded (timeline limit)", |s| s.superseded.to_string()),
+        );
+    }
+    if c.key_rotation.is_some() {
+        let e2ee: Vec<(&str, Cell)> = vec![
+            ("room key shares", |s| {
+                s.e2ee.as_ref().map_or("-".into(), |e| e.shares.to_string())
+            }),
+            ("to-device sent / received", |s| {
+                let sent = s.e2ee.as_ref().map_or(0, |e| e.to_device_sent);
+                format!("{sent} / {}", s.to_device_received)
+            }),
+            ("to-device p50 / p99 (ms)", |s| {
+                // One decimal, so that both fit the column.
+                let one = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
+                format!(
+                    "{} / {}",
+                    one(s.to_device_ms(50.0)),
+                    one(s.to_device_ms(99.0))
+                )
+            }),
+            ("keys claimed (fallback)", |s| {
+                s.e2ee.as_ref().map_or("-".into(), |e| {
+                    format!("{} ({})", e.keys_claimed, e.fallback_claimed)
+                })
+            }),
+            ("one-time key re-uploads", |s| {
+                s.e2ee
+                    .as_ref()
+                    .map_or("-".into(), |e| e.reuploads.to_string())
+            }),
+        ];
+        // Before the errors row.
+        let at = rows.len() - 1;
+        for (offset, row) in e2ee.into_iter().enumerate() {
+            rows.insert(at + offset, row);
+        }
+    }
     let label_width = 30;
     let column_width = 14;
     print!("{:label_width$}", "");
@@ -354,7 +423,9 @@ pub fn print_table(
     println!();
     println!(
         "Latency: from just before a message is sent to its arrival at each member of the room\n\
-         (sender included); deliveries in limited timelines count. CPU: user+system time over\n\
+         (sender included); deliveries in limited timelines count. Sliding sync's list has a\n\
+         timeline limit of 1: a message a client never saw but followed by one it saw is\n\
+         superseded, not lost. CPU: user+system time over\n\
          wall time of the sending period, 100% = one core. Peak RSS is VmHWM, the server's peak\n\
          since it started (set-up included), read after each run; RSS after run is VmRSS at the\n\
          same moment."
@@ -368,6 +439,10 @@ pub fn print_table(
                         summary.unexpected,
                     ),
                     ("deliveries of messages from an earlier run", summary.stale),
+                    (
+                        "to-device messages from an earlier run",
+                        summary.to_device_stale,
+                    ),
                 ];
                 for (what, count) in unusual {
                     if count > 0 {
@@ -423,6 +498,7 @@ mod tests {
             memory: None,
             profile: Profile::Element,
             filters: vec!["0".into(), "0".into()],
+            e2ee: None,
         };
         let run = Run::new(0, vec![0]);
         run.answered(0, true);
@@ -445,6 +521,7 @@ mod tests {
             vec![received, Received::default()],
             cpu,
             Some(memory),
+            false,
         );
         let conditions = Conditions {
             commit: "abc1234".into(),
@@ -457,6 +534,7 @@ mod tests {
             server_cpus: Some("0".into()),
             bench_cpus: Some("1".into()),
             profile: "element",
+            key_rotation: None,
             accounts: "jwt",
             seed: Some(1),
             clients: 2,

@@ -5,7 +5,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::matrix::{Client, SyncBody};
+use crate::e2ee::{Figures, RUN_KEY, SENT_KEY};
+use crate::matrix::{Client, SyncBody, TimelineEvent, ToDeviceEvent};
 use crate::server::Memory;
 
 const PENDING: u8 = 0;
@@ -28,6 +29,9 @@ pub struct Run {
     answered_at: Vec<AtomicU64>,
     /// Deliveries of this run's messages seen so far, duplicates included.
     pub delivered: AtomicU64,
+    /// To-device messages of this run accepted by the server, and seen by receivers.
+    pub to_device_sent: AtomicU64,
+    pub to_device_delivered: AtomicU64,
     errors: AtomicU64,
     error_samples: Mutex<Vec<String>>,
 }
@@ -43,6 +47,8 @@ impl Run {
             answers,
             answered_at,
             delivered: AtomicU64::new(0),
+            to_device_sent: AtomicU64::new(0),
+            to_device_delivered: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             error_samples: Mutex::new(Vec::new()),
         }
@@ -105,27 +111,57 @@ impl Run {
         )
     }
 
-    /// Records the bench messages of one sync body received at `at` (from [`Run::now`]).
+    /// Records the bench messages and to-device messages of one sync body received at
+    /// `at` (from [`Run::now`]).
     pub fn record(&self, body: &SyncBody, at: u64, into: &mut Received) {
         for room in body.rooms.join.values() {
-            if room.timeline.limited {
-                into.limited += 1;
+            self.record_timeline(&room.timeline.events, room.timeline.limited, at, into);
+        }
+        self.record_to_device(&body.to_device.events, at, into);
+    }
+
+    /// Records the bench messages (plain or encrypted) of one room's timeline.
+    pub fn record_timeline(
+        &self,
+        events: &[TimelineEvent],
+        limited: bool,
+        at: u64,
+        into: &mut Received,
+    ) {
+        if limited {
+            into.limited += 1;
+        }
+        for event in events {
+            if event.kind != "m.room.message" && event.kind != "m.room.encrypted" {
+                continue;
             }
-            for event in &room.timeline.events {
-                if event.kind != "m.room.message" {
-                    continue;
+            let Some(bench_id) = event.content.bench_id else {
+                continue;
+            };
+            match self.index(bench_id) {
+                Some(index) => {
+                    into.deliveries.push((index, at));
+                    self.delivered.fetch_add(1, Ordering::Relaxed);
                 }
-                let Some(bench_id) = event.content.bench_id else {
-                    continue;
-                };
-                match self.index(bench_id) {
-                    Some(index) => {
-                        into.deliveries.push((index, at));
-                        self.delivered.fetch_add(1, Ordering::Relaxed);
-                    }
-                    None => into.stale += 1,
-                }
+                None => into.stale += 1,
             }
+        }
+    }
+
+    /// Records the bench's to-device messages among `events`.
+    pub fn record_to_device(&self, events: &[ToDeviceEvent], at: u64, into: &mut Received) {
+        for event in events {
+            let Some(run) = event.content.get(RUN_KEY).and_then(|v| v.as_u64()) else {
+                continue;
+            };
+            if run != self.first_id {
+                into.to_device_stale += 1;
+                continue;
+            }
+            let sent = event.content.get(SENT_KEY).and_then(|v| v.as_u64());
+            into.to_device_latencies
+                .push(at.saturating_sub(sent.unwrap_or(at)));
+            self.to_device_delivered.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -142,7 +178,12 @@ impl Run {
     ) {
         loop {
             let answered = self.all_answered();
-            if answered && self.delivered.load(Ordering::Relaxed) >= self.expected(members) {
+            let to_device_done = self.to_device_delivered.load(Ordering::Relaxed)
+                >= self.to_device_sent.load(Ordering::Relaxed);
+            if answered
+                && to_device_done
+                && self.delivered.load(Ordering::Relaxed) >= self.expected(members)
+            {
                 return;
             }
             let now = Instant::now();
@@ -173,6 +214,10 @@ pub struct Received {
     pub limited: u64,
     /// Bench messages from an earlier run (should not happen with fresh positions).
     pub stale: u64,
+    /// Latency of each to-device message of this run seen (nanoseconds).
+    pub to_device_latencies: Vec<u64>,
+    /// To-device messages of an earlier run.
+    pub to_device_stale: u64,
 }
 
 /// CPU time used by the server and by the bench while messages were being sent.
@@ -194,8 +239,18 @@ pub struct Summary {
     pub unexpected: u64,
     pub stale: u64,
     pub limited: u64,
+    /// With a timeline limit of 1 (sliding sync): expected deliveries a client never saw
+    /// because a later message of the room reached it first (not counted as lost).
+    pub superseded: u64,
     /// Latency of each first delivery, nanoseconds, sorted.
     pub latencies: Vec<u64>,
+    /// To-device messages of this run received, their latencies (sorted), and those of
+    /// an earlier run.
+    pub to_device_received: u64,
+    pub to_device_latencies: Vec<u64>,
+    pub to_device_stale: u64,
+    /// The encryption traffic, with `--e2ee`.
+    pub e2ee: Option<Figures>,
     pub deliveries_per_second: f64,
     pub cpu: CpuUse,
     /// The server's memory after the run.
@@ -205,7 +260,10 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Checks every client's deliveries against what was sent.
+    /// Checks every client's deliveries against what was sent. With `superseding` (a
+    /// timeline limit of 1), a message a client did not see is superseded rather than
+    /// lost when the client saw a later message of its room.
+    #[allow(clippy::too_many_arguments)]
     pub fn compute(
         run: &Run,
         sent_at: &[u64],
@@ -214,6 +272,7 @@ impl Summary {
         received: Vec<Received>,
         cpu: CpuUse,
         memory: Option<Memory>,
+        superseding: bool,
     ) -> Self {
         let answers: Vec<u8> = run
             .answers
@@ -233,17 +292,36 @@ impl Summary {
             unexpected: 0,
             stale: 0,
             limited: 0,
+            superseded: 0,
             latencies: Vec::with_capacity(expected as usize),
+            to_device_received: 0,
+            to_device_latencies: Vec::new(),
+            to_device_stale: 0,
+            e2ee: None,
             deliveries_per_second: 0.0,
             cpu,
             memory,
             errors: run.errors.load(Ordering::Relaxed),
             error_samples: std::mem::take(&mut *run.error_samples.lock().unwrap()),
         };
+        // The accepted messages of each room, in order.
+        let mut accepted_in_room = vec![Vec::new(); members.len()];
+        for (i, &room) in run.rooms.iter().enumerate() {
+            if answers[i] == ACCEPTED {
+                accepted_in_room[room as usize].push(i as u32);
+            }
+        }
         let mut last_delivery = 0;
         for (client, mut seen) in clients.iter().zip(received) {
             summary.limited += seen.limited;
             summary.stale += seen.stale;
+            summary.to_device_stale += seen.to_device_stale;
+            summary.to_device_received += seen.to_device_latencies.len() as u64;
+            summary
+                .to_device_latencies
+                .append(&mut seen.to_device_latencies);
+            let received_before = summary.received;
+            let mut latest = None;
             // Stable sort: the first delivery of each message stays first.
             seen.deliveries.sort_by_key(|&(index, _)| index);
             let mut previous = None;
@@ -257,12 +335,21 @@ impl Summary {
                     summary.received += 1;
                     summary.latencies.push(at.saturating_sub(sent_at[i]));
                     last_delivery = last_delivery.max(at);
+                    latest = Some(index);
                 }
                 previous = Some(index);
             }
+            if let (true, Some(latest)) = (superseding, latest) {
+                // The accepted messages of the room up to the latest this client saw,
+                // less those it saw.
+                let up_to = accepted_in_room[client.room].partition_point(|&i| i <= latest);
+                let got = summary.received - received_before;
+                summary.superseded += (up_to as u64).saturating_sub(got);
+            }
         }
-        summary.lost = expected.saturating_sub(summary.received);
+        summary.lost = expected.saturating_sub(summary.received + summary.superseded);
         summary.latencies.sort_unstable();
+        summary.to_device_latencies.sort_unstable();
         let first_send = sent_at.first().copied().unwrap_or(0);
         let span = last_delivery.saturating_sub(first_send) as f64 / 1e9;
         if span > 0.0 {
@@ -273,19 +360,30 @@ impl Summary {
 
     /// Nearest-rank percentile of the latencies, in milliseconds.
     pub fn latency_ms(&self, percentile: f64) -> Option<f64> {
-        let n = self.latencies.len();
-        if n == 0 {
-            return None;
-        }
-        let rank = ((percentile / 100.0) * n as f64).ceil() as usize;
-        Some(self.latencies[rank.clamp(1, n) - 1] as f64 / 1e6)
+        percentile_ms(&self.latencies, percentile)
     }
+
+    /// The same for the to-device messages.
+    pub fn to_device_ms(&self, percentile: f64) -> Option<f64> {
+        percentile_ms(&self.to_device_latencies, percentile)
+    }
+}
+
+/// Nearest-rank percentile of sorted nanoseconds, in milliseconds.
+fn percentile_ms(sorted: &[u64], percentile: f64) -> Option<f64> {
+    let n = sorted.len();
+    if n == 0 {
+        return None;
+    }
+    let rank = ((percentile / 100.0) * n as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, n) - 1] as f64 / 1e6)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::matrix::{JoinedRoom, MessageContent, Rooms, Timeline, TimelineEvent};
+    use crate::matrix::{JoinedRoom, MessageContent, Rooms, Timeline};
+    use serde_json::{Value, json};
 
     fn body(ids: &[u64], limited: bool) -> SyncBody {
         let events = ids
@@ -304,6 +402,7 @@ mod tests {
                 join: [("!r".to_owned(), room)].into(),
             },
             event_id: None,
+            ..Default::default()
         }
     }
 
@@ -347,6 +446,7 @@ mod tests {
             vec![first, second, third],
             cpu,
             None,
+            false,
         );
         assert_eq!(summary.refused, 1);
         assert_eq!(summary.expected, 3); // message 0 to two members, message 2 to one
@@ -359,5 +459,63 @@ mod tests {
         assert_eq!(summary.latencies, vec![1_000_000, 4_000_000]);
         assert_eq!(summary.latency_ms(50.0), Some(1.0));
         assert_eq!(summary.latency_ms(100.0), Some(4.0));
+    }
+
+    #[test]
+    fn superseded_messages_and_to_device_messages_are_counted() {
+        // Five messages in room 0, one member, who saw messages 1 and 3 (encrypted).
+        let run = Run::new(0, vec![0; 5]);
+        for i in 0..5 {
+            run.answered(i, true);
+        }
+        let encrypted = |id| TimelineEvent {
+            kind: "m.room.encrypted".into(),
+            content: MessageContent { bench_id: Some(id) },
+        };
+        let to_device = |content: Value| ToDeviceEvent {
+            content: content.as_object().unwrap().clone(),
+        };
+        let received = || {
+            let mut seen = Received::default();
+            run.record_timeline(&[encrypted(1)], true, 2_000_000, &mut seen);
+            run.record_timeline(&[encrypted(3)], true, 4_000_000, &mut seen);
+            let events = [
+                to_device(json!({RUN_KEY: 0, SENT_KEY: 1_000_000})),
+                to_device(json!({RUN_KEY: 99, SENT_KEY: 1_000_000})),
+                to_device(json!({"algorithm": "m.olm.v1.curve25519-aes-sha2"})),
+            ];
+            run.record_to_device(&events, 3_000_000, &mut seen);
+            seen
+        };
+        let cpu = || CpuUse {
+            server: Duration::ZERO,
+            bench: Duration::ZERO,
+            wall: Duration::from_secs(1),
+        };
+        let sent_at = [0, 1_000_000, 2_000_000, 3_000_000, 4_000_000];
+        let compute = |superseding| {
+            let received = vec![received()];
+            Summary::compute(
+                &run,
+                &sent_at,
+                &[client(0)],
+                &[1],
+                received,
+                cpu(),
+                None,
+                superseding,
+            )
+        };
+        let sliding = compute(true);
+        assert_eq!(sliding.received, 2);
+        assert_eq!(sliding.superseded, 2); // messages 0 and 2
+        assert_eq!(sliding.lost, 1); // message 4: nothing later was seen
+        assert_eq!(sliding.limited, 2);
+        assert_eq!(sliding.to_device_received, 1);
+        assert_eq!(sliding.to_device_stale, 1);
+        assert_eq!(sliding.to_device_ms(50.0), Some(2.0));
+        let long_poll = compute(false);
+        assert_eq!((long_poll.superseded, long_poll.lost), (0, 3));
+        assert_eq!(run.to_device_delivered.load(Ordering::Relaxed), 2);
     }
 }

@@ -1,5 +1,6 @@
-//! The two ways a client receives and sends: long-poll `/sync` with HTTP sends, and the
-//! sync WebSocket (`spec/websocket-sync.md`) with sends as `send` frames.
+//! The ways a client receives and sends: long-poll `/sync` with HTTP sends, the sync
+//! WebSocket (`spec/websocket-sync.md`) with sends as `send` frames, and sliding sync
+//! (`sliding.rs`) with HTTP sends.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,15 +13,18 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::e2ee::{Keys, Traffic};
 use crate::matrix::{Api, Client, INITIAL_FILTER, SyncBody};
 use crate::profile::{Profile, Schedule};
 use crate::run::{CpuUse, Received, Run, Summary};
 use crate::server;
+use crate::sliding::{self, Position};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Transport {
     LongPoll,
     WebSocket,
+    Sliding,
 }
 
 impl Transport {
@@ -28,6 +32,7 @@ impl Transport {
         match self {
             Transport::LongPoll => "long-poll",
             Transport::WebSocket => "websocket",
+            Transport::Sliding => "sliding",
         }
     }
 }
@@ -47,6 +52,8 @@ pub struct Setup {
     /// Each client's `filter` for its measured syncs: the ID of the filter it uploaded,
     /// or the profile's inline filter.
     pub filters: Vec<String>,
+    /// The devices' keys, with `--e2ee`.
+    pub e2ee: Option<Arc<Keys>>,
 }
 
 pub struct Load {
@@ -68,7 +75,10 @@ pub async fn measure(
 ) -> Result<Summary> {
     let clients = &setup.clients;
     eprintln!("[{}] initial sync of each client", transport.name());
-    let since = setup.initial_syncs().await?;
+    let (since, positions) = match transport {
+        Transport::Sliding => (Vec::new(), setup.sliding_starts().await?),
+        _ => (setup.initial_syncs().await?, Vec::new()),
+    };
     let schedule = &load.schedule;
     let rooms = schedule
         .sender
@@ -76,6 +86,15 @@ pub async fn measure(
         .map(|&sender| clients[sender].room as u32)
         .collect();
     let run = Arc::new(Run::new(first_id, rooms));
+    let e2ee = setup.e2ee.as_ref().map(|keys| {
+        Arc::new(Traffic::new(
+            keys.clone(),
+            setup.api.clone(),
+            clients.clone(),
+            setup.room_ids.len(),
+            run.clone(),
+        ))
+    });
     let (stop, stopped) = watch::channel(false);
 
     eprintln!(
@@ -95,6 +114,20 @@ pub async fn measure(
                     since,
                     setup.filters[index].clone(),
                     run.clone(),
+                    e2ee.clone(),
+                    stopped.clone(),
+                )));
+            }
+        }
+        Transport::Sliding => {
+            for (index, position) in positions.into_iter().enumerate() {
+                receivers.push(tokio::spawn(sliding::poll(
+                    setup.api.clone(),
+                    setup.clients.clone(),
+                    index,
+                    position,
+                    run.clone(),
+                    e2ee.clone(),
                     stopped.clone(),
                 )));
             }
@@ -120,6 +153,7 @@ pub async fn measure(
                 receivers.push(tokio::spawn(socket(
                     url.to_string(),
                     run.clone(),
+                    e2ee.clone().map(|traffic| (traffic, sockets.len() - 1)),
                     out_rx,
                     ready_tx,
                     stopped.clone(),
@@ -156,19 +190,32 @@ pub async fn measure(
     let server_cpu = server::cpu_time(Some(setup.server_pid))?;
     let bench_cpu = server::cpu_time(None)?;
     let started = Instant::now();
+    let event_type = match e2ee {
+        Some(_) => "m.room.encrypted",
+        None => "m.room.message",
+    };
     let sent_at = pace(&run, &schedule.at, |index, bench_id| {
         let sender = schedule.sender[index];
         let client = &clients[sender];
-        let room_id = &setup.room_ids[client.room];
+        let room_id = setup.room_ids[client.room].clone();
         let content = setup.profile.message_content(bench_id);
+        let run = run.clone();
+        let e2ee = e2ee.clone();
         match transport {
-            Transport::LongPoll => {
+            Transport::LongPoll | Transport::Sliding => {
                 let api = setup.api.clone();
                 let token = client.token.clone();
-                let room_id = room_id.clone();
-                let run = run.clone();
                 tokio::spawn(async move {
-                    let result = api.send_content(&token, &room_id, bench_id, &content).await;
+                    let content = match e2ee {
+                        Some(e2ee) => {
+                            let session = e2ee.before_send(sender).await;
+                            e2ee.megolm_content(sender, &session, bench_id)
+                        }
+                        None => content,
+                    };
+                    let result = api
+                        .send_event(&token, &room_id, event_type, bench_id, &content)
+                        .await;
                     if let Err(error) = &result {
                         run.error(format!("send: {error:#}"));
                     }
@@ -176,17 +223,31 @@ pub async fn measure(
                 });
             }
             Transport::WebSocket => {
-                let frame = json!({
-                    "type": "send",
-                    "request_id": format!("s{index}"),
-                    "room_id": room_id,
-                    "event_type": "m.room.message",
-                    "txn_id": format!("b{bench_id}"),
-                    "content": content,
-                });
-                if sockets[sender].send(frame.to_string()).is_err() {
-                    run.error(format!("send: socket of {} is closed", client.user_id));
-                    run.answered(index, false);
+                let socket = sockets[sender].clone();
+                let user_id = client.user_id.clone();
+                let frame = move |content| {
+                    let frame = json!({
+                        "type": "send",
+                        "request_id": format!("s{index}"),
+                        "room_id": room_id,
+                        "event_type": event_type,
+                        "txn_id": format!("b{bench_id}"),
+                        "content": content,
+                    });
+                    if socket.send(frame.to_string()).is_err() {
+                        run.error(format!("send: socket of {user_id} is closed"));
+                        run.answered(index, false);
+                    }
+                };
+                match e2ee {
+                    // The room key goes first, over HTTP, as the client would send it.
+                    Some(e2ee) => {
+                        tokio::spawn(async move {
+                            let session = e2ee.before_send(sender).await;
+                            frame(e2ee.megolm_content(sender, &session, bench_id));
+                        });
+                    }
+                    None => frame(content),
                 }
             }
         }
@@ -208,7 +269,7 @@ pub async fn measure(
         received.push(receiver.await.context("receiver task")?);
     }
     let memory = server::memory(setup.server_pid).ok();
-    Ok(Summary::compute(
+    let mut summary = Summary::compute(
         &run,
         &sent_at,
         clients,
@@ -216,7 +277,10 @@ pub async fn measure(
         received,
         cpu,
         memory,
-    ))
+        transport == Transport::Sliding,
+    );
+    summary.e2ee = e2ee.map(|traffic| traffic.figures());
+    Ok(summary)
 }
 
 impl Setup {
@@ -241,6 +305,17 @@ impl Setup {
             .into_iter()
             .collect()
     }
+
+    /// A fresh sliding sync connection per client, a few at a time.
+    async fn sliding_starts(&self) -> Result<Vec<Position>> {
+        futures_util::stream::iter(self.clients.iter())
+            .map(|client| sliding::start(&self.api, client))
+            .buffered(8)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect()
+    }
 }
 
 /// Calls `send(index, bench_id)` for each message of the run at its time in `at` (from
@@ -259,6 +334,8 @@ pub async fn pace(run: &Run, at: &[Duration], mut send: impl FnMut(usize, u64)) 
 }
 
 /// A long-poll client: `/sync?since=..&timeout=30000&filter=..` in a loop until `stop`.
+/// With `e2ee`, it re-uploads one-time keys when its syncs say they run low.
+#[allow(clippy::too_many_arguments)]
 pub async fn long_poll(
     api: Api,
     clients: Arc<Vec<Client>>,
@@ -266,6 +343,7 @@ pub async fn long_poll(
     mut since: String,
     filter: String,
     run: Arc<Run>,
+    e2ee: Option<Arc<Traffic>>,
     mut stop: watch::Receiver<bool>,
 ) -> Received {
     let client = &clients[index];
@@ -301,6 +379,9 @@ pub async fn long_poll(
         match body {
             Ok((body, at)) => {
                 run.record(&body, at, &mut received);
+                if let (Some(traffic), Some(counts)) = (&e2ee, &body.device_one_time_keys_count) {
+                    traffic.one_time_key_count(index, counts);
+                }
                 match body.next_batch {
                     Some(next) => since = next,
                     None => run.error(format!("/sync for {}: no next_batch", client.user_id)),
@@ -336,6 +417,7 @@ struct Frame {
 async fn socket(
     url: String,
     run: Arc<Run>,
+    e2ee: Option<(Arc<Traffic>, usize)>,
     mut outgoing: mpsc::UnboundedReceiver<String>,
     ready: oneshot::Sender<Result<(), String>>,
     mut stop: watch::Receiver<bool>,
@@ -398,6 +480,11 @@ async fn socket(
                     ("sync", _) => {
                         let body = frame.body.unwrap_or_default();
                         run.record(&body, at, &mut received);
+                        if let (Some((traffic, index)), Some(counts)) =
+                            (&e2ee, &body.device_one_time_keys_count)
+                        {
+                            traffic.one_time_key_count(*index, counts);
+                        }
                         if let Some(ready) = ready.take() {
                             let _ = ready.send(Ok(()));
                         }

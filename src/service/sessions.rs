@@ -258,6 +258,51 @@ impl Sessions {
         Ok(issued)
     }
 
+    /// Creates a device that has no tokens (a dehydrated device: nobody logs in as it),
+    /// writing `also` in the same batch. A device of that ID must not exist.
+    pub async fn create_tokenless_device(
+        &self,
+        user_id: &UserId,
+        device_id: &DeviceId,
+        display_name: Option<String>,
+        also: impl FnOnce(&mut crate::store::Batch<'_>) -> crate::store::StoreResult<()>,
+    ) -> Result<()> {
+        if device_id.as_str().is_empty() || device_id.as_str().len() > MAX_DEVICE_ID_BYTES {
+            return Err(Error::invalid_param(format!(
+                "device_id must be 1 to {MAX_DEVICE_ID_BYTES} bytes"
+            )));
+        }
+        let _guard = self.write_lock.lock().await;
+        if self
+            .store
+            .device(user_id.as_str(), device_id.as_str())?
+            .is_some()
+        {
+            return Err(Error::invalid_param(format!(
+                "device {device_id} already exists"
+            )));
+        }
+        let mut batch = self.store.batch();
+        batch.put_device(
+            user_id.as_str(),
+            &DeviceRecord {
+                device_id: device_id.to_owned(),
+                display_name,
+                created_ts: now_ms(),
+                last_seen_ts: None,
+                last_seen_ip: None,
+                last_seen_user_agent: None,
+                // The hash of no token any client holds.
+                access_token: TokenHash::of(""),
+                refresh_token: None,
+                retiring_refresh_token: None,
+            },
+        )?;
+        also(&mut batch)?;
+        self.store.write(batch)?;
+        Ok(())
+    }
+
     /// Puts fresh tokens on `device` and into `batch`.
     fn issue(
         &self,

@@ -6,6 +6,7 @@ mod accounts;
 mod admin;
 mod admin_jobs;
 mod checkpoint;
+mod dehydrated;
 mod directory;
 mod e2ee_keys;
 mod event_cache;
@@ -49,6 +50,7 @@ pub use accounts::{
 };
 pub use admin::{AuditRecord, BlockedRoomRecord, DeletedRoomRecord, NewRoomRequest};
 pub use admin_jobs::RedactionRecord;
+pub use dehydrated::DehydratedDeviceRecord;
 pub use directory::AliasRecord;
 pub use e2ee_keys::{DeviceListChange, FallbackKeyRecord};
 pub use event_cache::CachedEvent;
@@ -188,10 +190,11 @@ pub enum Cf {
     AdminRedactions,
     ServerNoticeRooms,
     PartialStateRooms,
+    DehydratedDevices,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 69] = [
+    pub const ALL: [Cf; 70] = [
         Cf::Meta,
         Cf::Users,
         Cf::Devices,
@@ -261,6 +264,7 @@ impl Cf {
         Cf::AdminRedactions,
         Cf::ServerNoticeRooms,
         Cf::PartialStateRooms,
+        Cf::DehydratedDevices,
     ];
 
     pub fn name(self) -> &'static str {
@@ -334,6 +338,7 @@ impl Cf {
             Cf::AdminRedactions => "admin_redactions",
             Cf::ServerNoticeRooms => "server_notice_rooms",
             Cf::PartialStateRooms => "partial_state_rooms",
+            Cf::DehydratedDevices => "dehydrated_devices",
         }
     }
 }

@@ -11,6 +11,7 @@ mod admin_operations;
 mod admin_support;
 mod backup;
 mod crash_under_load;
+mod dehydrated_device;
 mod deploy_config;
 mod devices;
 mod directory;

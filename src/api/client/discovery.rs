@@ -27,6 +27,7 @@ async fn versions() -> Json<Value> {
         ],
         "unstable_features": {
             super::sliding_sync::UNSTABLE_FEATURE: true,
+            super::dehydrated_device::UNSTABLE_FEATURE: true,
             "org.matrix.msc4174": true,
         },
     }))

@@ -2,6 +2,7 @@
 
 mod account;
 mod account_data;
+mod dehydrated_device;
 mod devices;
 mod directory;
 mod discovery;
@@ -42,6 +43,7 @@ pub fn routes() -> Router<AppState> {
         .merge(threepid::routes())
         .merge(account_data::routes())
         .merge(devices::routes())
+        .merge(dehydrated_device::routes())
         .merge(rooms::routes())
         .merge(directory::routes())
         .merge(sync::routes())

@@ -166,6 +166,28 @@ impl Services {
         self.one_time_key_counts(user_id, device_id)
     }
 
+    /// Checks an upload as [`Self::upload_keys`] does, writing nothing.
+    pub(super) fn check_keys_upload(
+        &self,
+        user_id: &UserId,
+        device_id: &DeviceId,
+        upload: &KeysUpload,
+    ) -> Result<()> {
+        if upload.one_time_keys.len() > MAX_KEYS_PER_UPLOAD {
+            return Err(Error::invalid_param(format!(
+                "at most {MAX_KEYS_PER_UPLOAD} one-time keys per upload"
+            )));
+        }
+        if let Some(keys) = &upload.device_keys {
+            self.checked_device_keys(user_id, device_id, keys.clone())?;
+        }
+        for (id, value) in upload.one_time_keys.iter().chain(&upload.fallback_keys) {
+            split_key_id(id)?;
+            check_key_shape(id, value)?;
+        }
+        Ok(())
+    }
+
     /// Device keys must have the spec's fields and name the uploading user and device.
     fn checked_device_keys(
         &self,

@@ -1,10 +1,11 @@
 //! End-to-end encryption, server side: devices' keys (`keys.rs`), cross-signing
 //! (`cross_signing.rs`), the device-list stream (`device_lists.rs`), to-device messages
 //! (`to_device.rs`), what `/sync` carries of them (`sync.rs`), the same over
-//! federation (`federation.rs`) and other servers' users' device lists
-//! (`remote_devices.rs`).
+//! federation (`federation.rs`), other servers' users' device lists
+//! (`remote_devices.rs`) and dehydrated devices (`dehydrated.rs`).
 
 mod cross_signing;
+mod dehydrated;
 mod device_lists;
 mod federation;
 mod keys;
@@ -17,6 +18,7 @@ use std::sync::{Mutex, MutexGuard};
 use ruma::{OwnedDeviceId, UserId};
 
 pub use cross_signing::{SignaturesUpload, SigningKeysUpload};
+pub use dehydrated::DehydratedDeviceUpload;
 pub use keys::{ClaimRequest, KeysUpload, QueryRequest};
 pub use sync::{E2eeSync, Window};
 pub use to_device::Messages;

@@ -211,8 +211,9 @@ describe("hostile content from another user", () => {
     const invite = victim.locator(".invite-view");
     await invite.getByText("invited you").waitFor(WAIT);
     expect(await text(invite.locator("h2"))).toBe(NAMES.room);
-    // The invite's stripped state carries no member events, so the inviter goes by user ID here.
-    expect(await text(invite.locator("p"))).toBe("mallory invited you.");
+    // The invite's stripped state carries the inviter's membership (as Synapse sends it),
+    // so the hostile display name must show here, as text.
+    expect(await text(invite.locator("p"))).toBe(`${NAMES.mallory} invited you.`);
     await nothingRan();
 
     await victim.getByRole("button", { name: "Accept" }).click();

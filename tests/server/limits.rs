@@ -429,6 +429,40 @@ fn a_stalled_upload_is_dropped_and_a_slow_one_is_not() {
 
 /// A long-poll `/sync` from `addr` (behind the trusted proxy) held open on a raw socket.
 fn hold_sync(server: &TestServer, token: &str, since: &str, addr: &str) -> std::net::TcpStream {
+    // The slot of the sync just answered to the same user or address is given back
+    // when the server has finished with that request, which may be a moment after the
+    // client has read the answer: a hold sent in that moment is refused, so it is sent
+    // again until the server keeps it (a held sync says nothing for 120 s).
+    use std::io::Read;
+    for _ in 0..100 {
+        let mut socket = send_hold_sync(server, token, since, addr);
+        socket
+            .set_read_timeout(Some(std::time::Duration::from_secs(1)))
+            .unwrap();
+        let mut first = [0u8; 12];
+        match socket.read(&mut first) {
+            Ok(n) if first[..n].starts_with(b"HTTP/1.1 429") => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Ok(n) => panic!(
+                "the held sync was answered: {}",
+                String::from_utf8_lossy(&first[..n])
+            ),
+            Err(_) => {
+                socket.set_read_timeout(None).unwrap();
+                return socket;
+            }
+        }
+    }
+    panic!("the server never kept the held sync");
+}
+
+fn send_hold_sync(
+    server: &TestServer,
+    token: &str,
+    since: &str,
+    addr: &str,
+) -> std::net::TcpStream {
     use std::io::Write;
     let mut socket = raw(server);
     write!(

@@ -5,6 +5,7 @@ import type { Device } from "../matrix/types";
 import { NotificationPermission } from "../notify/NotificationPermission";
 import { Dialog, ErrorText } from "../ui/Dialog";
 import { CrossSigningSection } from "./CrossSigningSection";
+import { EmailSection } from "./EmailSection";
 import { KeyBackupSection } from "./KeyBackupSection";
 import { useTrust } from "./trust";
 
@@ -57,7 +58,7 @@ export function AccountDialog(props: { onClose: () => void }) {
         Signed in as <strong>{me.userId}</strong> on this device ({me.deviceId}).
       </p>
       <label>
-        Current password <span class="muted small">(needed to sign other sessions out, change it, or set up cross-signing)</span>
+        Current password <span class="muted small">(needed to sign other sessions out, change it, add an email address or set up cross-signing)</span>
         <input type="password" autoComplete="current-password" value={password} onInput={(e) => setPassword(e.currentTarget.value)} />
       </label>
       <ErrorText error={error} />
@@ -153,6 +154,7 @@ export function AccountDialog(props: { onClose: () => void }) {
           </div>
         </form>
       </section>
+      <EmailSection password={password} />
       <CrossSigningSection password={password} />
       <KeyBackupSection />
       <NotificationPermission />

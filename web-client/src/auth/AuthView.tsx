@@ -2,11 +2,13 @@ import { useState } from "preact/hooks";
 import type { Session } from "../matrix/client";
 import { describeError } from "../matrix/errors";
 import { ErrorText } from "../ui/Dialog";
+import { ForgotPassword } from "./ForgotPassword";
 import { TokenRequired, login, register } from "./account";
 
 /** Sign in or sign up. The server's own rules (name taken, weak password, rate limits) are shown as it states them. */
 export function AuthView(props: { onSession: (session: Session) => void; notice: string | null }) {
-  const [mode, setMode] = useState<"login" | "register">("login");
+  const [mode, setMode] = useState<"login" | "register" | "forgot">("login");
+  const [notice, setNotice] = useState<string | null>(props.notice);
   const [username, setUsername] = useState("");
   const [password, setPassword] = useState("");
   const [confirm, setConfirm] = useState("");
@@ -35,10 +37,25 @@ export function AuthView(props: { onSession: (session: Session) => void; notice:
     }
   };
 
-  const switchTo = (next: "login" | "register") => {
+  const switchTo = (next: "login" | "register" | "forgot") => {
     setMode(next);
     setError(null);
   };
+
+  if (mode === "forgot") {
+    return (
+      <main class="auth">
+        <ForgotPassword
+          onCancel={() => switchTo("login")}
+          onDone={() => {
+            setNotice("Your password is changed: sign in with the new one.");
+            setPassword("");
+            switchTo("login");
+          }}
+        />
+      </main>
+    );
+  }
 
   return (
     <main class="auth">
@@ -49,7 +66,11 @@ export function AuthView(props: { onSession: (session: Session) => void; notice:
         </div>
         <h1 id="auth-title">{mode === "login" ? "Sign in" : "Create an account"}</h1>
         <p class="muted">on {location.host}</p>
-        {props.notice ? <p class="notice" role="status">{props.notice}</p> : null}
+        {notice ? (
+          <p class="notice" role="status">
+            {notice}
+          </p>
+        ) : null}
         <label>
           Username
           <input
@@ -95,6 +116,13 @@ export function AuthView(props: { onSession: (session: Session) => void; notice:
         <button type="submit" class="primary" disabled={busy}>
           {busy ? "Please wait…" : mode === "login" ? "Sign in" : "Create account"}
         </button>
+        {mode === "login" ? (
+          <p class="switch">
+            <button type="button" class="link" onClick={() => switchTo("forgot")}>
+              Forgot password?
+            </button>
+          </p>
+        ) : null}
         <p class="switch">
           {mode === "login" ? (
             <>

@@ -1,3 +1,4 @@
+import { emailIdentityAuth } from "../account/email";
 import { MatrixError } from "../matrix/errors";
 import { request } from "../matrix/http";
 import type { LoginResponse } from "../matrix/types";
@@ -76,4 +77,31 @@ export async function register(username: string, password: string, token: string
     }
   }
   throw new Error("Sign-up did not finish");
+}
+
+/** A forgotten password, step one: mails a link to `email` if it belongs to an account. */
+export function requestPasswordResetToken(email: string, clientSecret: string, sendAttempt: number): Promise<{ sid: string }> {
+  return request<{ sid: string }>("POST", `${V3}/account/password/email/requestToken`, {
+    body: { email, client_secret: clientSecret, send_attempt: sendAttempt },
+  });
+}
+
+/**
+ * A forgotten password, step two, once the mailed link was followed: sets the new
+ * password, the verified email session standing in for the old one (user-interactive
+ * auth stage `m.login.email.identity`).
+ */
+export async function resetPassword(newPassword: string, logoutDevices: boolean, sid: string, clientSecret: string): Promise<void> {
+  const body = { new_password: newPassword, logout_devices: logoutDevices };
+  try {
+    await request("POST", `${V3}/account/password`, { body });
+    return;
+  } catch (error) {
+    const state = uiaState(error);
+    if (!state) throw error;
+    if (!state.flows.some((stages) => stages.length === 1 && stages[0] === "m.login.email.identity")) {
+      throw new Error(`This server resets passwords in steps this client cannot do: ${state.flows.map((f) => f.join(" + ")).join(", ")}`);
+    }
+    await request("POST", `${V3}/account/password`, { body: { ...body, auth: emailIdentityAuth(sid, clientSecret, state.session) } });
+  }
 }

@@ -217,6 +217,31 @@ export class MatrixClient {
     return this.call("POST", `${V3}/account/password`, body);
   }
 
+  /** `GET /account/3pid`: the account's verified addresses. */
+  threepids(): Promise<JsonObject> {
+    return this.call("GET", `${V3}/account/3pid`);
+  }
+
+  /** Asks the server to mail a link that verifies `email` for this account; answers the session ID. */
+  requestEmailToken(email: string, clientSecret: string, sendAttempt: number): Promise<{ sid: string }> {
+    return this.call("POST", `${V3}/account/3pid/email/requestToken`, {
+      email,
+      client_secret: clientSecret,
+      send_attempt: sendAttempt,
+    });
+  }
+
+  /** Adds the address of a verified session (user-interactive auth: the password). */
+  addThreepid(sid: string, clientSecret: string, auth?: JsonObject): Promise<unknown> {
+    const body: JsonObject = { sid, client_secret: clientSecret };
+    if (auth) body.auth = auth;
+    return this.call("POST", `${V3}/account/3pid/add`, body);
+  }
+
+  deleteThreepid(address: string): Promise<unknown> {
+    return this.call("POST", `${V3}/account/3pid/delete`, { medium: "email", address });
+  }
+
   profile(userId: string): Promise<JsonObject> {
     return this.call("GET", `${V3}/profile/${enc(userId)}`);
   }

@@ -43,9 +43,13 @@ export class Hearth {
     readonly log: string[],
   ) {}
 
-  /** `env` sets server options for this run, as HEARTH_<SECTION>__<KEY> variables. */
-  static async start(env: Record<string, string> = {}): Promise<Hearth> {
+  /**
+   * `env` sets server options for this run, as HEARTH_<SECTION>__<KEY> variables; a
+   * function is given the server's URL first (for options that name it).
+   */
+  static async start(env: Record<string, string> | ((url: string) => Record<string, string>) = {}): Promise<Hearth> {
     const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
     const dataDir = mkdtempSync(join(tmpdir(), "hearth-web-"));
     const log: string[] = [];
     const child = spawn(
@@ -65,13 +69,12 @@ export class Hearth {
             ]),
           ),
           HEARTH_WEB_CLIENT_DIR: join(CLIENT_DIR, "dist"),
-          ...env,
+          ...(typeof env === "function" ? env(url) : env),
         },
         stdio: ["ignore", "ignore", "pipe"],
       },
     );
     child.stderr?.on("data", (chunk: Buffer) => log.push(chunk.toString()));
-    const url = `http://127.0.0.1:${port}`;
     const deadline = Date.now() + 30_000;
     for (;;) {
       if (child.exitCode !== null) throw new Error(`hearth exited: ${log.join("")}`);

@@ -1,15 +1,17 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import { useChat } from "../app/context";
 import { ErrorText } from "../ui/Dialog";
-import type { EmailAddress } from "./email";
+import type { EmailAddress, PendingEmail } from "./email";
 import {
   describeEmailError,
   digestAddresses,
   digestPusher,
   emailAddresses,
+  loadPendingEmail,
   looksLikeAddress,
   newClientSecret,
   normalizeAddress,
+  savePendingEmail,
   threepidChangesEnabled,
 } from "./email";
 
@@ -21,14 +23,6 @@ interface Loaded {
   digests: Set<string>;
 }
 
-/** A verification under way: the server mailed a link for `address`. */
-interface Pending {
-  address: string;
-  sid: string;
-  clientSecret: string;
-  sendAttempt: number;
-}
-
 /**
  * The account's email addresses: adding one (the server mails a link; once it is
  * followed, the address is added with the password), removing one, and per address
@@ -38,7 +32,13 @@ export function EmailSection(props: { password: string }) {
   const chat = useChat();
   const [loaded, setLoaded] = useState<Loaded | null>(null);
   const [address, setAddress] = useState("");
-  const [pending, setPending] = useState<Pending | null>(null);
+  // Kept while the dialog is closed to read the mail.
+  const pendingKey = `hearth.email.pending:${chat.client.userId}`;
+  const [pending, setPendingState] = useState<PendingEmail | null>(() => loadPendingEmail(pendingKey));
+  const setPending = (next: PendingEmail | null) => {
+    savePendingEmail(pendingKey, next);
+    setPendingState(next);
+  };
   const [error, setError] = useState<string | null>(null);
   const [status, setStatus] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
@@ -85,7 +85,7 @@ export function EmailSection(props: { password: string }) {
       return sendAttempt > 1 ? "Sent again." : null;
     });
 
-  const confirmAdd = (verification: Pending) =>
+  const confirmAdd = (verification: PendingEmail) =>
     act(async () => {
       await chat.client.withPassword(props.password, (auth) => {
         if (auth && !props.password) throw new Error("Enter your current password above, then press Continue again.");

@@ -117,3 +117,39 @@ export function emailIdentityAuth(sid: string, clientSecret: string, session?: s
   if (session) auth.session = session;
   return auth;
 }
+
+/** A verification under way: the server mailed a link for `address`. */
+export interface PendingEmail {
+  address: string;
+  sid: string;
+  clientSecret: string;
+  sendAttempt: number;
+}
+
+/**
+ * Remembers a verification under way in this tab (`sessionStorage`), so that closing the
+ * dialog or reloading the page while reading the mail does not lose it; null forgets it.
+ */
+export function savePendingEmail(key: string, pending: PendingEmail | null): void {
+  try {
+    if (pending) sessionStorage.setItem(key, JSON.stringify(pending));
+    else sessionStorage.removeItem(key);
+  } catch {
+    // Storage refused (private mode, quota): the flow still works while the page stays.
+  }
+}
+
+/** The verification `savePendingEmail` kept under `key`, if what is there is one. */
+export function loadPendingEmail(key: string): PendingEmail | null {
+  let value: unknown;
+  try {
+    value = JSON.parse(sessionStorage.getItem(key) ?? "null");
+  } catch {
+    return null;
+  }
+  if (!isObject(value)) return null;
+  const { address, sid, clientSecret, sendAttempt } = value;
+  if (typeof address !== "string" || typeof sid !== "string" || typeof clientSecret !== "string") return null;
+  if (typeof sendAttempt !== "number" || !Number.isInteger(sendAttempt) || sendAttempt < 1) return null;
+  return { address, sid, clientSecret, sendAttempt };
+}

@@ -2,12 +2,12 @@ import { useState } from "preact/hooks";
 import type { Session } from "../matrix/client";
 import { describeError } from "../matrix/errors";
 import { ErrorText } from "../ui/Dialog";
-import { ForgotPassword } from "./ForgotPassword";
+import { ForgotPassword, resetUnderWay } from "./ForgotPassword";
 import { TokenRequired, login, register } from "./account";
 
 /** Sign in or sign up. The server's own rules (name taken, weak password, rate limits) are shown as it states them. */
 export function AuthView(props: { onSession: (session: Session) => void; notice: string | null }) {
-  const [mode, setMode] = useState<"login" | "register" | "forgot">("login");
+  const [mode, setMode] = useState<"login" | "register" | "forgot">(() => (resetUnderWay() ? "forgot" : "login"));
   const [notice, setNotice] = useState<string | null>(props.notice);
   const [username, setUsername] = useState("");
   const [password, setPassword] = useState("");

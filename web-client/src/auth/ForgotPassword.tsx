@@ -1,13 +1,15 @@
 import { useState } from "preact/hooks";
-import { describeEmailError, looksLikeAddress, newClientSecret, normalizeAddress } from "../account/email";
+import type { PendingEmail } from "../account/email";
+import { describeEmailError, loadPendingEmail, looksLikeAddress, newClientSecret, normalizeAddress, savePendingEmail } from "../account/email";
 import { ErrorText } from "../ui/Dialog";
 import { requestPasswordResetToken, resetPassword } from "./account";
 
-interface Sent {
-  address: string;
-  sid: string;
-  clientSecret: string;
-  sendAttempt: number;
+// Kept if the page is reloaded while the mail is read.
+const PENDING_KEY = "hearth.email.pending-reset";
+
+/** Whether a reset was under way in this tab (the sign-in page then opens on it). */
+export function resetUnderWay(): boolean {
+  return loadPendingEmail(PENDING_KEY) !== null;
 }
 
 /**
@@ -17,7 +19,11 @@ interface Sent {
  */
 export function ForgotPassword(props: { onDone: () => void; onCancel: () => void }) {
   const [address, setAddress] = useState("");
-  const [sent, setSent] = useState<Sent | null>(null);
+  const [sent, setSentState] = useState<PendingEmail | null>(() => loadPendingEmail(PENDING_KEY));
+  const setSent = (next: PendingEmail | null) => {
+    savePendingEmail(PENDING_KEY, next);
+    setSentState(next);
+  };
   const [password, setPassword] = useState("");
   const [confirm, setConfirm] = useState("");
   const [signOutAll, setSignOutAll] = useState(true);
@@ -62,6 +68,7 @@ export function ForgotPassword(props: { onDone: () => void; onCancel: () => void
     }
     void run(async () => {
       await resetPassword(password, signOutAll, sent.sid, sent.clientSecret);
+      setSent(null);
       props.onDone();
     });
   };
@@ -153,7 +160,14 @@ export function ForgotPassword(props: { onDone: () => void; onCancel: () => void
       )}
       <p class="switch">
         Remembered it?{" "}
-        <button type="button" class="link" onClick={props.onCancel}>
+        <button
+          type="button"
+          class="link"
+          onClick={() => {
+            setSent(null);
+            props.onCancel();
+          }}
+        >
           Sign in
         </button>
       </p>

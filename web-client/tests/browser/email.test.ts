@@ -157,6 +157,10 @@ describe("email addresses", () => {
     await section.getByText("We sent a link to alice@example.org").waitFor(WAIT);
     const { link, subject } = await linkMailedTo("alice@example.org", sent);
     expect(subject).toContain("Verify your email address");
+    // Closing the dialog to read the mail loses nothing.
+    await dialog.getByRole("button", { name: "Close" }).click();
+    await page.getByRole("button", { name: /Account settings for/ }).click();
+    await section.getByText("We sent a link to alice@example.org").waitFor(WAIT);
 
     // Continue before the link was followed: the server says not yet, and the client says so.
     await dialog.getByLabel("Current password").fill(PASSWORD);
@@ -226,6 +230,9 @@ describe("email addresses", () => {
     await page.getByText("If bob@example.org belongs to an account here").waitFor(WAIT);
     const reset = await linkMailedTo("bob@example.org", sent);
     expect(reset.subject).toContain("Reset your password");
+    // Nor does reloading the page.
+    await page.reload();
+    await page.getByText("If bob@example.org belongs to an account here").waitFor(WAIT);
 
     const newPassword = "a brand new password for bob";
     await page.getByLabel("New password", { exact: true }).fill(newPassword);
@@ -258,6 +265,7 @@ describe("email addresses", () => {
       await plain.register("carol");
       const { context, page } = await newUserPage(browser, plain);
       await page.goto("/");
+      await screenshot(page, "52-sign-in-light");
       await page.getByRole("button", { name: "Forgot password?" }).click();
       await page.getByLabel("Email address").fill("carol@example.org");
       await page.getByRole("button", { name: "Send link" }).click();

@@ -5,9 +5,11 @@ import {
   digestPusher,
   emailAddresses,
   emailIdentityAuth,
+  loadPendingEmail,
   looksLikeAddress,
   newClientSecret,
   normalizeAddress,
+  savePendingEmail,
   threepidChangesEnabled,
 } from "../../src/account/email";
 import { MatrixError } from "../../src/matrix/errors";
@@ -112,5 +114,23 @@ describe("email errors", () => {
     const limited = new MatrixError(429, { errcode: "M_LIMIT_EXCEEDED", error: "slow down", retry_after_ms: 2000 });
     expect(describeEmailError(limited)).toBe("Too many attempts. Try again in 2 s. (M_LIMIT_EXCEEDED: slow down)");
     expect(describeEmailError(new Error("boom"))).toBe("boom");
+  });
+});
+
+describe("a verification under way", () => {
+  it("is kept in this tab's storage and forgotten on request", () => {
+    const pending = { address: "alice@example.org", sid: "s1", clientSecret: "c1", sendAttempt: 2 };
+    savePendingEmail("k", pending);
+    expect(loadPendingEmail("k")).toEqual(pending);
+    savePendingEmail("k", null);
+    expect(loadPendingEmail("k")).toBeNull();
+  });
+
+  it("is not made up from whatever else is stored", () => {
+    for (const junk of ["{", "null", "[]", '{"address":"a","sid":"s","clientSecret":"c","sendAttempt":0}', '{"address":1,"sid":"s","clientSecret":"c","sendAttempt":1}']) {
+      sessionStorage.setItem("k", junk);
+      expect(loadPendingEmail("k")).toBeNull();
+    }
+    sessionStorage.removeItem("k");
   });
 });

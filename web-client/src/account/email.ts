@@ -27,9 +27,12 @@ export function normalizeAddress(address: string): string {
   return address.trim().toLowerCase();
 }
 
-/** Enough of a check to catch typos before a mail is sent; the server has the last word. */
+/**
+ * Enough of a check to catch a slip (no @, a space) before a mail is sent; the server has
+ * the last word, and may well accept `someone@localhost`.
+ */
 export function looksLikeAddress(address: string): boolean {
-  return /^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(normalizeAddress(address));
+  return /^[^\s@]+@[^\s@]+$/.test(normalizeAddress(address));
 }
 
 /**

@@ -31,7 +31,8 @@ describe("addresses", () => {
     expect(looksLikeAddress("alice@example.org")).toBe(true);
     expect(looksLikeAddress(" Bob.Smith+chat@mail.example.co.uk ")).toBe(true);
     expect(looksLikeAddress("alice")).toBe(false);
-    expect(looksLikeAddress("alice@example")).toBe(false);
+    expect(looksLikeAddress("alice@localhost")).toBe(true);
+    expect(looksLikeAddress("alice@exa@mple.org")).toBe(false);
     expect(looksLikeAddress("al ice@example.org")).toBe(false);
     expect(looksLikeAddress("@example.org")).toBe(false);
   });

@@ -221,8 +221,9 @@ impl Session {
 
     /// A client that stops reading fills its TCP window and then blocks the send. Each
     /// frame has `limits.socket_send_secs` to go, plus a second per 64 KiB of it (a
-    /// client reading at 64 KiB/s keeps up with any frame); past that the session ends
-    /// with `End::TooSlow`, so the socket holds neither a task, a frame nor its slot.
+    /// client reading at 64 KiB/s keeps up with any frame); past that `SendFailed::TooSlow`
+    /// ends the session (close code 1013, tried briefly), so the socket holds neither a
+    /// task, a frame nor its slot.
     async fn send_frame(&mut self, message: Message) -> std::result::Result<(), SendFailed> {
         let bytes = match &message {
             Message::Text(text) => text.len(),

@@ -44,6 +44,14 @@ pub struct LimitsConfig {
     /// received is thrown away. (An upload as a whole has no time limit: a large file on
     /// a slow link takes as long as it takes.)
     pub upload_idle_secs: u64,
+    /// Seconds the server waits for a sync WebSocket client to take one frame, plus one
+    /// second for every 64 KiB of it; a client that reads no faster is cut off (close
+    /// code 1013) and its socket's slot freed.
+    pub socket_send_secs: u64,
+    /// Bytes of timeline events one sync response (`/sync`, a WebSocket update) carries
+    /// at most, over all its rooms: past it, each further room gets only its newest
+    /// event, with `limited: true` (the client pages back for the rest).
+    pub sync_timeline_bytes: usize,
     /// Most `/sync` requests one user may have open at once.
     pub syncs_per_user: usize,
     /// Most `/sync` requests open at once from one client address.
@@ -77,6 +85,8 @@ impl Default for LimitsConfig {
             header_read_secs: 30,
             body_read_secs: 60,
             upload_idle_secs: 60,
+            socket_send_secs: 30,
+            sync_timeline_bytes: 8 * 1024 * 1024,
             // Generous: a person has a few devices, each with a tab or two; an address
             // may be a household's or an office's NAT.
             syncs_per_user: 50,
@@ -162,6 +172,14 @@ pub const LIMITS_OPTIONS: &[(&str, &str)] = &[
         "Seconds a media upload may go without a byte arriving before 408 [default: 60]",
     ),
     (
+        "limits.socket_send_secs",
+        "Seconds a sync WebSocket client may take to read one update, plus one per 64 KiB of it, before it is cut off [default: 30]",
+    ),
+    (
+        "limits.sync_timeline_bytes",
+        "Bytes of timeline events in one sync response; further rooms get their newest event, limited [default: 8388608]",
+    ),
+    (
         "limits.syncs_per_user",
         "Long-poll /sync requests one user may hold open at once before M_LIMIT_EXCEEDED [default: 50]",
     ),
@@ -214,12 +232,14 @@ impl LimitsConfig {
             self.header_read_secs,
             self.body_read_secs,
             self.upload_idle_secs,
+            self.socket_send_secs,
+            self.sync_timeline_bytes as u64,
         ]
         .contains(&0)
         {
             return Err(ConfigError::Invalid(
-                "limits.filter_bytes, header_read_secs, body_read_secs and upload_idle_secs \
-                 must be positive"
+                "limits.filter_bytes, header_read_secs, body_read_secs, upload_idle_secs, \
+                 socket_send_secs and sync_timeline_bytes must be positive"
                     .into(),
             ));
         }

@@ -48,6 +48,7 @@ mod key_backup;
 mod keys;
 mod legacy_events;
 mod limits;
+mod limits_sync;
 mod login;
 mod media;
 mod messages;

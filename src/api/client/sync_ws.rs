@@ -30,6 +30,12 @@ pub const PATH: &str = "/_matrix/client/unstable/org.hearth.sync/ws";
 const PING_EVERY: Duration = Duration::from_secs(30);
 const SILENCE_LIMIT: Duration = Duration::from_secs(90);
 
+/// The slowest reading a frame's send allows for, past `limits.socket_send_secs`.
+const SLOWEST_READ_PER_SEC: usize = 64 * 1024;
+
+/// How long the close frame may take: a client that stopped reading never takes it.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
 /// The socket's read buffer. Clients send small frames (requests, pongs), and a larger one
 /// grows the buffer as needed; the library's default (128 KiB, zero-filled before each read)
 /// would keep 128 KiB resident per connection.
@@ -96,6 +102,23 @@ enum End {
     Close(u16, &'static str),
 }
 
+/// Why a frame was not sent.
+enum SendFailed {
+    /// The connection broke.
+    Gone,
+    /// The client did not take the frame in time (`send_frame`).
+    TooSlow,
+}
+
+impl From<SendFailed> for End {
+    fn from(failed: SendFailed) -> Self {
+        match failed {
+            SendFailed::Gone => End::ClientGone,
+            SendFailed::TooSlow => End::Close(close_code::AGAIN, "client too slow to read updates"),
+        }
+    }
+}
+
 impl Session {
     async fn run(mut self) {
         let user_id = self.authed.user_id.clone();
@@ -154,14 +177,14 @@ impl Session {
                         None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break End::ClientGone,
                         Some(Ok(Message::Text(text))) => {
                             let answer = self.answer(text.as_str()).await;
-                            if self.send_json(&answer).await.is_err() {
-                                break End::ClientGone;
+                            if let Err(failed) = self.send_json(&answer).await {
+                                break failed.into();
                             }
                         }
                         Some(Ok(Message::Binary(_))) => {
                             let error = error_frame(None, &Error::new(ErrorKind::NotJson, "Frames must be JSON text"));
-                            if self.send_json(&error).await.is_err() {
-                                break End::ClientGone;
+                            if let Err(failed) = self.send_json(&error).await {
+                                break failed.into();
                             }
                         }
                         // Pings are answered by the WebSocket layer; pongs only prove liveness.
@@ -175,36 +198,47 @@ impl Session {
                     if let Err(end) = self.check_token().await {
                         break end;
                     }
-                    if self.send_frame(Message::Ping(Default::default())).await.is_err() {
-                        break End::ClientGone;
+                    if let Err(failed) = self.send_frame(Message::Ping(Default::default())).await {
+                        break failed.into();
                     }
                 }
                 _ = &mut shutdown => break End::Close(close_code::AWAY, "server shutting down"),
             }
         };
         if let End::Close(code, reason) = end {
-            let _ = self
-                .send_frame(Message::Close(Some(CloseFrame {
-                    code,
-                    reason: reason.into(),
-                })))
-                .await;
+            let close = Message::Close(Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            }));
+            let _ = tokio::time::timeout(CLOSE_WAIT, self.socket.send(close)).await;
         }
     }
 
-    async fn send_json(&mut self, value: &Value) -> std::result::Result<(), axum::Error> {
+    async fn send_json(&mut self, value: &Value) -> std::result::Result<(), SendFailed> {
         // `serde_json::to_string` writes straight into its buffer; `Value`'s `Display`
-        // goes through a formatter and costs about half as much again.
-        let text = serde_json::to_string(value).map_err(axum::Error::new)?;
+        // goes through a formatter and costs about half as much again. It cannot fail for
+        // a `Value` (every key is a string).
+        let text = serde_json::to_string(value).map_err(|_| SendFailed::Gone)?;
         self.send_frame(Message::Text(text.into())).await
     }
 
-    /// A client that stops reading fills its TCP window and then blocks the send: after
-    /// `SILENCE_LIMIT` the socket is given up, so it holds neither a task nor a frame.
-    async fn send_frame(&mut self, message: Message) -> std::result::Result<(), axum::Error> {
-        match tokio::time::timeout(SILENCE_LIMIT, self.socket.send(message)).await {
-            Ok(sent) => sent,
-            Err(_) => Err(axum::Error::new("the client stopped reading")),
+    /// A client that stops reading fills its TCP window and then blocks the send. Each
+    /// frame has `limits.socket_send_secs` to go, plus a second per 64 KiB of it (a
+    /// client reading at 64 KiB/s keeps up with any frame); past that `SendFailed::TooSlow`
+    /// ends the session (close code 1013, tried briefly), so the socket holds neither a
+    /// task, a frame nor its slot.
+    async fn send_frame(&mut self, message: Message) -> std::result::Result<(), SendFailed> {
+        let bytes = match &message {
+            Message::Text(text) => text.len(),
+            Message::Binary(data) => data.len(),
+            _ => 0,
+        };
+        let allowed = Duration::from_secs(self.state.config.limits.socket_send_secs)
+            + Duration::from_secs((bytes / SLOWEST_READ_PER_SEC) as u64);
+        match tokio::time::timeout(allowed, self.socket.send(message)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(SendFailed::Gone),
+            Err(_) => Err(SendFailed::TooSlow),
         }
     }
 
@@ -232,7 +266,7 @@ impl Session {
                 self.send_json(&frame)
                     .await
                     .map(|()| more)
-                    .map_err(|_| End::ClientGone)
+                    .map_err(End::from)
             }
             Err(e) => {
                 tracing::warn!(error = %e, user = %self.authed.user_id, "socket sync failed");

@@ -8,7 +8,7 @@ mod rooms;
 mod summary;
 mod token;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,6 +59,8 @@ struct Pass<'a> {
     /// The users in the user's `m.ignored_user_list`: their messages and invites are left
     /// out, as the spec asks.
     ignored: HashSet<OwnedUserId>,
+    /// Bytes of timeline events the response may still carry (`limits.sync_timeline_bytes`).
+    timeline_bytes_left: Cell<usize>,
 }
 
 impl Services {
@@ -143,6 +145,7 @@ impl Services {
             room_account_data: HashMap::new(),
             newly_shared: RefCell::new(HashSet::new()),
             ignored: self.ignored_users(user_id)?,
+            timeline_bytes_left: Cell::new(self.config.limits.sync_timeline_bytes),
         };
 
         let mut global_account_data = Vec::new();

@@ -56,6 +56,47 @@ fn is_ignored_message(pass: &Pass<'_>, event: &Value) -> bool {
             .is_some_and(|sender| pass.ignored.iter().any(|u| u.as_str() == sender))
 }
 
+/// Keeps one response's timelines within `limits.sync_timeline_bytes`: once the budget
+/// is spent, a room's window loses its oldest events and is `limited` (its `prev_batch`
+/// then lies before the newest kept event, so the client pages back over what was left
+/// out, as after any gap). The newest event always stays, so every room with news shows
+/// it; nothing is skipped, as the next sync starts after this one's window either way.
+fn fit_timeline_budget(pass: &Pass<'_>, timeline: &mut Timeline) {
+    let mut left = pass.timeline_bytes_left.get();
+    let mut keep_from = timeline.events.len();
+    for (index, (_, event)) in timeline.events.iter().enumerate().rev() {
+        let size = json_size(event);
+        if size > left && keep_from < timeline.events.len() {
+            break;
+        }
+        left = left.saturating_sub(size);
+        keep_from = index;
+    }
+    pass.timeline_bytes_left.set(left);
+    if keep_from > 0 {
+        timeline.events.drain(..keep_from);
+        timeline.limited = true;
+    }
+}
+
+/// The length of `value` as JSON, without building the text.
+fn json_size(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a `Value` to a sink that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
+}
+
 impl Services {
     pub(super) fn sync_rooms(&self, pass: &Pass<'_>) -> Result<Map<String, Value>> {
         if pass.since.is_none() {
@@ -321,9 +362,11 @@ impl Services {
             limit,
             current_state_visible: joined,
         };
-        self.visible_timeline(room_id, pass.view, window, |event| {
+        let mut timeline = self.visible_timeline(room_id, pass.view, window, |event| {
             filter.matches_event(event) && !is_ignored_message(pass, event)
-        })
+        })?;
+        fit_timeline_budget(pass, &mut timeline);
+        Ok(timeline)
     }
 
     /// The newest events in `(from, to]` that `view`'s user may see and `keep` keeps, at

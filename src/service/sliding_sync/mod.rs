@@ -12,6 +12,7 @@ mod extensions;
 mod lists;
 mod request;
 mod room;
+mod threads;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -279,6 +280,8 @@ impl Services {
             lists: &list_rooms,
             subscriptions: &subscribed,
             initial: &initial,
+            candidates: &candidates,
+            rooms_out: &rooms_out,
         };
         let mut extension_config = config.extensions.clone();
         if let Some(to_device) = extension_config.to_device.as_mut() {

@@ -87,6 +87,8 @@ pub struct Services {
     pub notifier: sync::Notifier,
     /// Member events sent to each device by lazy-loading syncs.
     pub lazy_members: sync::LazyMembersSent,
+    /// Sliding sync's bump stamps, as far as each room's events were read.
+    pub bump_stamps: sliding_sync::BumpStamps,
     pub typing: typing::Typing,
     pub presence: presence::Presence,
     pub receipts: receipts::Receipts,
@@ -158,6 +160,7 @@ impl Services {
             remote_spaces: Default::default(),
             notifier: sync::Notifier::default(),
             lazy_members: sync::LazyMembersSent::default(),
+            bump_stamps: sliding_sync::BumpStamps::default(),
             typing: typing::Typing::default(),
             presence: presence::Presence::load(&store)?,
             receipts: receipts::Receipts::new(&store)?,

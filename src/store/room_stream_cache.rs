@@ -74,7 +74,9 @@ impl RoomStreamCache {
     }
 
     /// The room's entries in `(above, newest]`, newest first, at most `limit`, when the
-    /// cache holds all of them.
+    /// cache holds all of them: when the window lies after the point from which it holds
+    /// every entry, or when it holds `limit` entries after that point (the newest ones,
+    /// whatever lies before; a room's latest event, its newest messages).
     pub(super) fn rev(
         &self,
         room_id: &str,
@@ -87,15 +89,16 @@ impl RoomStreamCache {
             // No entry written since the store was opened.
             return (above >= inner.started_at).then(Vec::new);
         };
-        if above < recent.complete_after {
-            return None;
-        }
+        let held_after = above.max(recent.complete_after);
         let mut out: Vec<(u64, OwnedEventId)> = recent
             .entries
             .iter()
-            .filter(|(stream, _)| *stream > above && *stream <= newest)
+            .filter(|(stream, _)| *stream > held_after && *stream <= newest)
             .cloned()
             .collect();
+        if above < recent.complete_after && out.len() < limit {
+            return None;
+        }
         out.sort_unstable_by_key(|(stream, _)| std::cmp::Reverse(*stream));
         out.truncate(limit);
         Some(out)
@@ -132,8 +135,17 @@ mod tests {
             .map(|i| ("!r".to_owned(), 104 + i, id(104 + i)))
             .collect();
         cache.written(many);
-        // The two oldest are gone: a window reaching below them goes to the store.
-        assert_eq!(cache.rev("!r", 1000, 102, 10), None);
+        // The two oldest are gone: a window reaching below them goes to the store,
+        // unless the entries held fill it.
+        assert_eq!(cache.rev("!r", 1000, 102, PER_ROOM + 1), None);
+        assert_eq!(cache.rev("!r", 106, 0, 2), None);
+        assert_eq!(
+            cache.rev("!r", 1000, 0, 2),
+            Some(vec![
+                (104 + PER_ROOM as u64 + 1, id(104 + PER_ROOM as u64 + 1)),
+                (104 + PER_ROOM as u64, id(104 + PER_ROOM as u64)),
+            ])
+        );
         let newest = 104 + PER_ROOM as u64 + 1;
         assert_eq!(
             cache.rev("!r", 1000, newest - 1, 10),

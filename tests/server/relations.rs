@@ -72,7 +72,7 @@ fn edit(
     )
 }
 
-fn reply_in_thread(
+pub(crate) fn reply_in_thread(
     server: &TestServer,
     user: &User,
     room: &str,

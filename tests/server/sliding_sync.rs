@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 
 use crate::e2ee_support::send_to_device;
 use crate::harness::{TestServer, assert_error};
+use crate::relations::reply_in_thread;
 use crate::room_support::*;
 
 const PATH: &str = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync";
@@ -504,4 +505,109 @@ fn bad_requests_get_matrix_errors_and_versions_advertise_it() {
         versions["unstable_features"]["org.matrix.simplified_msc3575"],
         true
     );
+}
+
+#[test]
+fn the_threads_extension_names_the_threads_replied_to_since_the_last_answer() {
+    const THREADS: &str = "io.element.msc4360.threads";
+    let server = TestServer::start();
+    let (alice, bob, room) = alice_and_bob_in_a_room(&server);
+    let root = send_text(&server, &alice, &room, "root", "thread root");
+    let reply = |txn: &str, text: &str| {
+        let (status, body) = reply_in_thread(&server, &alice, &room, txn, &root, text);
+        assert_eq!(status, 200, "{body}");
+        body["event_id"].as_str().unwrap().to_owned()
+    };
+    let first_reply = reply("r1", "first");
+    let request = |name: &str, timeline_limit: u64, include_roots: bool| {
+        json!({
+            "conn_id": name,
+            "lists": {"all": {"ranges": [[0, 9]], "timeline_limit": timeline_limit,
+                "required_state": []}},
+            "extensions": {name: {"enabled": true, "include_roots": include_roots}},
+        })
+    };
+
+    // The first answer names every thread; with `include_roots`, its root and summary.
+    let first = sliding(&server, &bob, None, &request(THREADS, 0, true));
+    let update = &first["extensions"][THREADS]["updates"][&room][&root];
+    assert_eq!(update["thread_root"]["event_id"], root, "{first}");
+    let summary = &update["thread_root"]["unsigned"]["m.relations"]["m.thread"];
+    assert_eq!(summary["latest_event"]["event_id"], first_reply, "{update}");
+    assert!(update.get("prev_batch").is_none(), "one reply: {update}");
+
+    // Nothing new: the extension is left out.
+    let quiet = sliding(
+        &server,
+        &bob,
+        Some(&pos(&first)),
+        &request(THREADS, 0, true),
+    );
+    assert!(quiet["extensions"].get(THREADS).is_none(), "{quiet}");
+
+    // Two replies later: the thread again, without its root, and a `/relations` token
+    // that pages back from just before the latest reply.
+    let second_reply = reply("r2", "second");
+    let latest = reply("r3", "third");
+    let next = sliding(
+        &server,
+        &bob,
+        Some(&pos(&quiet)),
+        &request(THREADS, 0, false),
+    );
+    let update = &next["extensions"][THREADS]["updates"][&room][&root];
+    assert!(update.get("thread_root").is_none(), "{update}");
+    let prev_batch = update["prev_batch"].as_str().expect("a prev_batch");
+    let (status, page) = server.get(
+        &format!(
+            "/_matrix/client/v1/rooms/{}/relations/{}?dir=b&from={prev_batch}",
+            enc(&room),
+            enc(&root)
+        ),
+        Some(&bob.token),
+    );
+    assert_eq!(status, 200, "{page}");
+    let ids: Vec<&str> = page["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [second_reply.as_str(), first_reply.as_str()], "{page}");
+    assert!(!ids.contains(&latest.as_str()));
+
+    // Under the stable name, with a timeline that shows the reply: the client has it,
+    // so without `include_roots` the thread is not named again.
+    let stable = sliding(&server, &bob, None, &request("threads", 5, false));
+    let pos_stable = pos(&stable);
+    reply("r4", "fourth");
+    let shown = sliding(
+        &server,
+        &bob,
+        Some(&pos_stable),
+        &request("threads", 5, false),
+    );
+    assert_eq!(texts(&shown["rooms"][&room]), ["fourth"], "{shown}");
+    assert!(shown["extensions"].get("threads").is_none(), "{shown}");
+    let with_roots = sliding(
+        &server,
+        &bob,
+        Some(&pos_stable),
+        &request("threads", 5, true),
+    );
+    assert_eq!(
+        with_roots["extensions"]["threads"]["updates"][&room][&root]["thread_root"]["event_id"],
+        root,
+        "{with_roots}"
+    );
+
+    // Threads of a room the user is not in are never named.
+    let carol = user(&server, "carol");
+    let elsewhere = create_room(&server, &carol, json!({}));
+    let other_root = send_text(&server, &carol, &elsewhere, "root2", "not for bob");
+    let (status, _) = reply_in_thread(&server, &carol, &elsewhere, "c1", &other_root, "hi");
+    assert_eq!(status, 200);
+    let all = sliding(&server, &bob, None, &request(THREADS, 0, false));
+    let updates = all["extensions"][THREADS]["updates"].as_object().unwrap();
+    assert_eq!(updates.keys().collect::<Vec<_>>(), [&room], "{all}");
 }

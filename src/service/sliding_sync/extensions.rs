@@ -2,12 +2,13 @@
 //! counts), account data, receipts and typing, each only when the client enables it,
 //! the room-scoped ones only for the lists and subscriptions it names.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use ruma::OwnedRoomId;
 use serde_json::{Map, Value, json};
 
 use super::Pass;
+use super::lists::Candidate;
 use super::request::{Extensions, RoomScoped};
 use crate::error::{Error, Result};
 use crate::service::Services;
@@ -21,6 +22,10 @@ pub struct Scope<'a> {
     pub subscriptions: &'a BTreeSet<OwnedRoomId>,
     /// Rooms sent in full in this response: their extension data is sent in full too.
     pub initial: &'a HashSet<OwnedRoomId>,
+    /// The user's rooms lists and subscriptions may hold, with their memberships.
+    pub candidates: &'a HashMap<OwnedRoomId, Candidate>,
+    /// The rooms part of the response.
+    pub rooms_out: &'a Map<String, Value>,
 }
 
 impl Scope<'_> {
@@ -39,7 +44,17 @@ impl Scope<'_> {
         );
         rooms
     }
+
+    /// Every room of the lists' ranges and of the subscriptions.
+    pub fn all_rooms(&self) -> BTreeSet<OwnedRoomId> {
+        let mut rooms: BTreeSet<OwnedRoomId> = self.lists.values().flatten().cloned().collect();
+        rooms.extend(self.subscriptions.iter().cloned());
+        rooms
+    }
 }
+
+/// The name Synapse and Element give the threads extension while MSC4360 is unstable.
+const THREADS_UNSTABLE: &str = "io.element.msc4360.threads";
 
 /// The to-device position a client's `since` names.
 pub fn parse_to_device_since(since: Option<&str>) -> Result<Option<u64>> {
@@ -138,6 +153,17 @@ impl Services {
             updates |= !rooms.is_empty();
             out.insert("typing".into(), json!({ "rooms": rooms }));
         }
+        for (name, threads) in [
+            ("threads", &config.threads),
+            (THREADS_UNSTABLE, &config.threads_unstable),
+        ] {
+            if let Some(threads) = threads.as_ref().filter(|c| c.enabled == Some(true))
+                && let Some(section) = self.threads_extension(pass, threads, scope)?
+            {
+                updates = true;
+                out.insert(name.into(), section);
+            }
+        }
         Ok((out, updates))
     }
 
@@ -149,6 +175,10 @@ impl Services {
         after: u64,
         limit: usize,
     ) -> Result<(Vec<Value>, u64)> {
+        // Nothing can be waiting past the stream's end: no read (most answers).
+        if after >= pass.now.to_device {
+            return Ok((Vec::new(), pass.now.to_device));
+        }
         let records = self.store.to_device_messages(
             pass.user_id.as_str(),
             pass.device_id.as_str(),

@@ -25,11 +25,6 @@ pub const DEFAULT_BUMP_EVENT_TYPES: [&str; 7] = [
     "m.beacon_info",
 ];
 
-/// How many of a room's newest events are read looking for one of a bump type; past
-/// that the room sorts by the user's membership event.
-const BUMP_SCAN_BUDGET: usize = 500;
-const BUMP_PAGE: usize = 50;
-
 /// One of the user's rooms that lists may hold.
 pub struct Candidate {
     pub room_id: OwnedRoomId,
@@ -93,7 +88,7 @@ impl Services {
     /// (so the client learns of it once).
     pub(super) fn sliding_candidates(&self, pass: &Pass<'_>) -> Result<Vec<Candidate>> {
         let mut out = Vec::new();
-        for (room_id, record) in self.store.user_rooms(pass.user_id.as_str())? {
+        for (room_id, record) in self.store.user_rooms_shared(pass.user_id.as_str())?.iter() {
             let keep = match record.membership.as_str() {
                 "join" | "invite" | "knock" => true,
                 "leave" | "ban" => {
@@ -104,7 +99,10 @@ impl Services {
                 _ => false,
             };
             if keep {
-                out.push(Candidate { room_id, record });
+                out.push(Candidate {
+                    room_id: room_id.clone(),
+                    record: record.clone(),
+                });
             }
         }
         Ok(out)
@@ -175,35 +173,9 @@ impl Services {
             "invite" | "knock" => fallback,
             _ => {
                 let sets = pass.lists.type_sets.borrow();
-                let wanted = &sets[types];
-                let mut newest = candidate.upto(pass.now.events);
-                let mut budget = BUMP_SCAN_BUDGET;
-                let mut found = None;
-                'scan: while budget > 0 {
-                    let page = self.store.room_events_rev(
-                        candidate.room_id.as_str(),
-                        newest,
-                        0,
-                        BUMP_PAGE,
-                    )?;
-                    let exhausted = page.len() < BUMP_PAGE;
-                    for (position, event_id) in page {
-                        budget = budget.saturating_sub(1);
-                        newest = position.saturating_sub(1);
-                        let Some(record) = self.store.event(event_id.as_str())? else {
-                            continue;
-                        };
-                        let event_type = record.pdu.get("type").and_then(Value::as_str);
-                        if event_type.is_some_and(|t| wanted.iter().any(|w| w == t)) {
-                            found = Some(position);
-                            break 'scan;
-                        }
-                    }
-                    if exhausted || newest == 0 {
-                        break;
-                    }
-                }
-                found.unwrap_or(fallback)
+                let upto = candidate.upto(pass.now.events);
+                self.newest_bump(&candidate.room_id, upto, &sets[types])?
+                    .unwrap_or(fallback)
             }
         };
         pass.lists.bumps.borrow_mut().insert(key, bump);

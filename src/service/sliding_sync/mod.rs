@@ -8,10 +8,12 @@
 //! position a request names is kept until the client uses the next one, so a request
 //! retried after a lost answer is answered again.
 
+mod bump;
 mod extensions;
 mod lists;
 mod request;
 mod room;
+mod threads;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use ruma::{DeviceId, OwnedRoomId, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+pub use bump::BumpStamps;
 pub use request::Body;
 
 use self::extensions::{Scope, parse_to_device_since};
@@ -173,6 +176,12 @@ impl Services {
 
     /// Stores the connection's next state and forgets those before the one the client
     /// used; returns the next position's number.
+    ///
+    /// The write is not synced: it survives the process dying, and what a power loss
+    /// could take is only the connection's state, after which the client's `pos` is
+    /// unknown and it starts the connection again (`M_UNKNOWN_POS`), as it does for a
+    /// `pos` that expired. Every answer writes one, so a synced write each would cost
+    /// sliding sync a disk flush per delivered message.
     fn save_connection(
         &self,
         user_id: &UserId,
@@ -182,21 +191,29 @@ impl Services {
         next: &Connection,
     ) -> Result<u64> {
         let (user, device) = (user_id.as_str(), device_id.as_str());
-        let kept = self.store.sliding_sync_positions(user, device, conn_id)?;
-        let seq = match used {
-            Some(seq) => seq.saturating_add(1),
-            // A new connection numbers from the clock, so a `pos` of an earlier
-            // connection with this `conn_id` is not taken for one of this.
-            None => now_ms().max(kept.last().map_or(0, |last| last.saturating_add(1))),
-        };
         let mut batch = self.store.batch();
-        for old in kept {
-            if Some(old) != used {
-                batch.delete_sliding_sync_state(user, device, conn_id, old);
+        let seq = match used {
+            // Kept are at most the state before the one used (the client has moved
+            // past it), the one used and the one answered to it before (overwritten).
+            Some(seq) => {
+                if let Some(before) = seq.checked_sub(1) {
+                    batch.delete_sliding_sync_state(user, device, conn_id, before);
+                }
+                seq.saturating_add(1)
             }
-        }
+            // A new connection numbers from the clock, so a `pos` of an earlier
+            // connection with this `conn_id` is not taken for one of this; the earlier
+            // connection's states go.
+            None => {
+                let kept = self.store.sliding_sync_positions(user, device, conn_id)?;
+                for old in &kept {
+                    batch.delete_sliding_sync_state(user, device, conn_id, *old);
+                }
+                now_ms().max(kept.last().map_or(0, |last| last.saturating_add(1)))
+            }
+        };
         batch.put_sliding_sync_state(user, device, conn_id, seq, next)?;
-        self.store.write(batch)?;
+        self.store.write_unsynced(batch)?;
         Ok(seq)
     }
 
@@ -279,6 +296,8 @@ impl Services {
             lists: &list_rooms,
             subscriptions: &subscribed,
             initial: &initial,
+            candidates: &candidates,
+            rooms_out: &rooms_out,
         };
         let mut extension_config = config.extensions.clone();
         if let Some(to_device) = extension_config.to_device.as_mut() {

@@ -85,6 +85,16 @@ pub struct Extensions {
     pub receipts: Option<RoomScoped>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub typing: Option<RoomScoped>,
+    /// The threads extension (MSC4360) under its stable name and under the unstable
+    /// one Synapse and Element use; each answers under the name it was asked by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<ThreadsConfig>,
+    #[serde(
+        default,
+        rename = "io.element.msc4360.threads",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub threads_unstable: Option<ThreadsConfig>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +111,18 @@ pub struct ToDeviceConfig {
     /// Not kept between requests.
     #[serde(default, skip_serializing)]
     pub since: Option<String>,
+    #[serde(default)]
+    pub limit: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadsConfig {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Whether each updated thread comes with its root event (and its thread summary).
+    #[serde(default)]
+    pub include_roots: Option<bool>,
+    /// The most threads one answer names (at most 100, the default).
     #[serde(default)]
     pub limit: Option<u64>,
 }
@@ -165,6 +187,10 @@ impl Extensions {
             account_data: self.account_data.or_else(|| before.account_data.clone()),
             receipts: self.receipts.or_else(|| before.receipts.clone()),
             typing: self.typing.or_else(|| before.typing.clone()),
+            threads: self.threads.or_else(|| before.threads.clone()),
+            threads_unstable: self
+                .threads_unstable
+                .or_else(|| before.threads_unstable.clone()),
         }
     }
 }

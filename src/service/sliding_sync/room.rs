@@ -3,6 +3,7 @@
 //! counts and bump stamp; for an invite or knock, what the user may see of the room.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use ruma::{OwnedEventId, OwnedUserId, UserId};
 use serde::{Deserialize, Serialize};
@@ -13,7 +14,7 @@ use super::lists::Candidate;
 use super::request::RoomWants;
 use crate::error::Result;
 use crate::service::Services;
-use crate::service::rooms::{ClientView, StateIds};
+use crate::service::rooms::{ClientView, RoomMembers, StateIds};
 use crate::service::sync::{SyncToken, Timeline, TimelineWindow};
 
 /// The most heroes a room names, as the spec suggests for `/sync`.
@@ -135,25 +136,37 @@ impl Services {
             });
         }
         let timeline = self.sliding_timeline(pass, candidate, from.unwrap_or(0), upto, wants)?;
-        let state_now = self.state_at(room_id, upto)?.unwrap_or_default();
         let full = initial || rewanted;
-        let changed: BTreeSet<(String, String)> = match from {
-            Some(from) if !full => {
-                let before = self.state_at(room_id, from)?.unwrap_or_default();
-                let mut changed: BTreeSet<_> = state_now
-                    .iter()
-                    .filter(|(key, id)| before.get(*key) != Some(*id))
-                    .map(|(key, _)| key.clone())
-                    .collect();
-                changed.extend(
-                    before
-                        .keys()
-                        .filter(|k| !state_now.contains_key(*k))
-                        .cloned(),
-                );
-                changed
-            }
-            _ => state_now.keys().cloned().collect(),
+        let group_now = self.state_group_at(room_id, upto)?;
+        // Messages leave a room's state group as it was: when it is the one last sent,
+        // no state changed and the state need not be built (most updates).
+        let same_state = match from {
+            Some(from) if !full => self.state_group_at(room_id, from)? == group_now,
+            _ => false,
+        };
+        let (state_now, changed): (Option<StateIds>, BTreeSet<(String, String)>) = if same_state {
+            (None, BTreeSet::new())
+        } else {
+            let state_now = self.state_of_group(group_now)?;
+            let changed = match from {
+                Some(from) if !full => {
+                    let before = self.state_at(room_id, from)?.unwrap_or_default();
+                    let mut changed: BTreeSet<_> = state_now
+                        .iter()
+                        .filter(|(key, id)| before.get(*key) != Some(*id))
+                        .map(|(key, _)| key.clone())
+                        .collect();
+                    changed.extend(
+                        before
+                            .keys()
+                            .filter(|k| !state_now.contains_key(*k))
+                            .cloned(),
+                    );
+                    changed
+                }
+                _ => state_now.keys().cloned().collect(),
+            };
+            (Some(state_now), changed)
         };
         if !full && timeline.events.is_empty() && changed.is_empty() {
             return Ok(RoomUpdate {
@@ -162,38 +175,52 @@ impl Services {
                 initial: false,
             });
         }
-        let required_state = self.required_state(pass, &state_now, &changed, &timeline, wants)?;
+        let required_state = self.required_state(
+            pass,
+            (state_now.as_ref(), group_now),
+            &changed,
+            &timeline,
+            wants,
+        )?;
 
         let mut body = Map::new();
         if initial {
             body.insert("initial".into(), json!(true));
         }
-        let name_key = ("m.room.name".to_owned(), String::new());
-        let name = self.state_content_str(&state_now, &name_key, "name")?;
-        if (full || changed.contains(&name_key))
-            && let Some(name) = &name
-        {
-            body.insert("name".into(), json!(name));
-        }
-        let avatar_key = ("m.room.avatar".to_owned(), String::new());
-        if (full || changed.contains(&avatar_key))
-            && let Some(avatar) = self.state_content_str(&state_now, &avatar_key, "url")?
-        {
-            body.insert("avatar".into(), json!(avatar));
-        }
         let members_changed = changed.iter().any(|(t, _)| t == "m.room.member");
         // The membership as the user may know it: now, or as they left it.
-        let (joined, invited) = if candidate.membership() == "join" {
-            let members = self.room_members(room_id)?;
-            (members.joined.clone(), members.invited.clone())
+        let members = if candidate.membership() == "join" {
+            self.room_members(room_id)?
         } else {
-            self.members_in(&state_now)?
+            let (joined, invited) = match &state_now {
+                Some(state) => self.members_in(state)?,
+                None => self.members_in(&self.state_of_group(group_now)?)?,
+            };
+            Arc::new(RoomMembers { joined, invited })
         };
-        if name.is_none() && (full || members_changed) {
-            body.insert(
-                "heroes".into(),
-                self.heroes(pass.user_id, &state_now, &joined, &invited)?,
-            );
+        let (joined, invited) = (&members.joined, &members.invited);
+        // Name, avatar and heroes change with the state only: without a state change
+        // they were sent before.
+        if let Some(state_now) = &state_now {
+            let name_key = ("m.room.name".to_owned(), String::new());
+            let name = self.state_content_str(state_now, &name_key, "name")?;
+            if (full || changed.contains(&name_key))
+                && let Some(name) = &name
+            {
+                body.insert("name".into(), json!(name));
+            }
+            let avatar_key = ("m.room.avatar".to_owned(), String::new());
+            if (full || changed.contains(&avatar_key))
+                && let Some(avatar) = self.state_content_str(state_now, &avatar_key, "url")?
+            {
+                body.insert("avatar".into(), json!(avatar));
+            }
+            if name.is_none() && (full || members_changed) {
+                body.insert(
+                    "heroes".into(),
+                    self.heroes(pass.user_id, state_now, joined, invited)?,
+                );
+            }
         }
         body.insert("joined_count".into(), json!(joined.len()));
         body.insert("invited_count".into(), json!(invited.len()));
@@ -261,26 +288,51 @@ impl Services {
     }
 
     /// The state asked for among `keys` (the changed ones, or all of them), with the
-    /// membership of the timeline's senders when members are loaded lazily.
+    /// membership of the timeline's senders when members are loaded lazily. `state` is
+    /// the room's state (of group `group`) when built; without it only `keys` is empty
+    /// and the senders' memberships are read from the group.
     fn required_state(
         &self,
         pass: &Pass<'_>,
-        state: &StateIds,
+        (state, group): (Option<&StateIds>, Option<u64>),
         keys: &BTreeSet<(String, String)>,
         timeline: &Timeline,
         wants: &RoomWants,
     ) -> Result<Vec<Value>> {
         let user = pass.user_id.as_str();
-        let mut chosen: BTreeMap<&(String, String), &OwnedEventId> = state
-            .iter()
-            .filter(|(key, _)| keys.contains(*key) && wants.wants(user, &key.0, &key.1))
-            .collect();
+        let mut chosen: BTreeMap<(String, String), OwnedEventId> = BTreeMap::new();
+        if let Some(state) = state {
+            chosen.extend(
+                state
+                    .iter()
+                    .filter(|(key, _)| keys.contains(*key) && wants.wants(user, &key.0, &key.1))
+                    .map(|(key, id)| (key.clone(), id.clone())),
+            );
+        }
         if wants.lazy_members() {
-            for sender in timeline.senders() {
-                let key = ("m.room.member".to_owned(), sender);
-                if let Some((key, id)) = state.get_key_value(&key) {
-                    chosen.insert(key, id);
+            let senders = timeline.senders();
+            match (state, group) {
+                (Some(state), _) => {
+                    for sender in senders {
+                        let key = ("m.room.member".to_owned(), sender);
+                        if let Some(id) = state.get(&key) {
+                            chosen.insert(key, id.clone());
+                        }
+                    }
                 }
+                (None, Some(group)) => {
+                    let wanted: Vec<(&str, &str)> = senders
+                        .iter()
+                        .map(|sender| ("m.room.member", sender.as_str()))
+                        .collect();
+                    let found = self.state_entries_at(group, &wanted)?;
+                    for (sender, id) in senders.iter().zip(found) {
+                        if let Some(id) = id {
+                            chosen.insert(("m.room.member".to_owned(), sender.clone()), id);
+                        }
+                    }
+                }
+                (None, None) => {}
             }
         }
         let view = ClientView {
@@ -289,11 +341,19 @@ impl Services {
         };
         let mut events = Vec::new();
         for event_id in chosen.values() {
-            if let Some((_, event)) = self.client_event_by_id(event_id.as_str(), Some(view))? {
-                events.push(event);
+            if let Some(cached) = self.store.event_shared(event_id.as_str())? {
+                events.push(self.client_event_of(event_id.as_str(), &cached.record, Some(view))?);
             }
         }
         Ok(events)
+    }
+
+    /// The state of a state group (empty before the room's first event).
+    fn state_of_group(&self, group: Option<u64>) -> Result<StateIds> {
+        match group {
+            Some(group) => self.state_ids_at(group),
+            None => Ok(StateIds::default()),
+        }
     }
 
     /// The joined and invited members of a room state.
@@ -303,13 +363,14 @@ impl Services {
             if event_type != "m.room.member" {
                 continue;
             }
-            let Some(record) = self.store.event(event_id.as_str())? else {
+            let Some(event) = self.store.event_shared(event_id.as_str())? else {
                 continue;
             };
             let Ok(user) = OwnedUserId::try_from(state_key.as_str()) else {
                 continue;
             };
-            match record
+            match event
+                .record
                 .pdu
                 .pointer("/content/membership")
                 .and_then(Value::as_str)
@@ -331,8 +392,9 @@ impl Services {
         let Some(event_id) = state.get(key) else {
             return Ok(None);
         };
-        Ok(self.store.event(event_id.as_str())?.and_then(|e| {
-            e.pdu
+        Ok(self.store.event_shared(event_id.as_str())?.and_then(|e| {
+            e.record
+                .pdu
                 .get("content")?
                 .get(field)?
                 .as_str()

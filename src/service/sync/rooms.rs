@@ -314,7 +314,7 @@ impl Services {
     }
 
     /// The room's state group after every event up to stream position `at`.
-    fn state_group_at(&self, room_id: &RoomId, at: u64) -> Result<Option<u64>> {
+    pub(crate) fn state_group_at(&self, room_id: &RoomId, at: u64) -> Result<Option<u64>> {
         let Some((_, event_id)) = self
             .store
             .room_events_rev(room_id.as_str(), at, 0, 1)?

@@ -9,6 +9,7 @@ mod bigjoin;
 mod e2ee;
 mod fed_summary;
 mod federation;
+mod gateway;
 mod jwt;
 mod matrix;
 mod pin;
@@ -89,6 +90,11 @@ struct Args {
     /// Messages per room key with --e2ee (Element's rotation_period_msgs)
     #[arg(long, value_name = "N", default_value_t = e2ee::DEFAULT_ROTATION, requires = "e2ee")]
     key_rotation: usize,
+    /// Every client sets an HTTP pusher (`POST /pushers/set`, kind http) at a push gateway
+    /// in this process that answers at once, so the server's pusher deliveries are part of
+    /// the load (issue 13's "pushers on for every user")
+    #[arg(long)]
+    pushers: bool,
     /// Server on the first CPU this process may use (CPU 0), the bench on the second
     /// (CPU 1) [default when there are at least two]
     #[arg(long, conflicts_with = "no_pin")]
@@ -249,12 +255,24 @@ async fn single(args: Args, placement: Placement, load_before: Option<[f64; 3]>)
         Accounts::Jwt => Some(jwt::new_secret().context("read /dev/urandom")?),
         Accounts::Password => None,
     };
+    let gateway = match args.pushers {
+        true => Some(gateway::Gateway::start().await?),
+        false => None,
+    };
+    let mut env = jwt_secret
+        .as_deref()
+        .map(jwt::server_env)
+        .unwrap_or_default();
+    if gateway.is_some() {
+        // The gateway listens on loopback, which the server refuses for pushers by default.
+        env.push((
+            "HEARTH_FEDERATION__IP_RANGE_DENYLIST".to_owned(),
+            "[]".to_owned(),
+        ));
+    }
     let options = Options {
         tls: None,
-        env: jwt_secret
-            .as_deref()
-            .map(jwt::server_env)
-            .unwrap_or_default(),
+        env,
         cpus: placement.server_cpus(),
     };
     eprintln!("starting {}", hearth_bin.display());
@@ -295,6 +313,7 @@ async fn single(args: Args, placement: Placement, load_before: Option<[f64; 3]>)
         bench_cpus: bench_cpus.clone(),
         profile: args.profile.name(),
         key_rotation: args.e2ee.then_some(args.key_rotation),
+        pushers: args.pushers,
         accounts: args.accounts.name(),
         seed: (args.profile == Profile::Element).then_some(args.seed),
         clients: args.clients,
@@ -310,7 +329,23 @@ async fn single(args: Args, placement: Placement, load_before: Option<[f64; 3]>)
         schedule: schedule.clone(),
         drain: Duration::from_secs_f64(args.drain),
     };
-    let outcome = bench(&args, api, &server, jwt_secret.as_deref(), load, conditions).await;
+    let pusher_url = gateway.as_ref().map(|g| g.url.clone());
+    let outcome = bench(
+        &args,
+        api,
+        &server,
+        jwt_secret.as_deref(),
+        pusher_url,
+        load,
+        conditions,
+    )
+    .await;
+    if let Some(gateway) = &gateway {
+        eprintln!(
+            "push gateway: {} notify requests answered",
+            gateway.notifies()
+        );
+    }
     let log_tail = server.log_tail();
     let stopped = server.stop().await;
     let failed = outcome?;
@@ -332,11 +367,12 @@ async fn bench(
     api: Api,
     server: &Server,
     jwt_secret: Option<&str>,
+    pusher_url: Option<String>,
     load: Load,
     conditions: impl Fn(f64) -> Conditions,
 ) -> Result<bool> {
     let started = Instant::now();
-    let setup = set_up(args, api, server, jwt_secret).await?;
+    let setup = set_up(args, api, server, jwt_secret, pusher_url.as_deref()).await?;
     let setup_secs = started.elapsed().as_secs_f64();
     eprintln!("set up in {setup_secs:.1} s");
     let mut results = Vec::new();
@@ -358,7 +394,13 @@ async fn bench(
 
 /// Makes the accounts, uploads their filters, creates the rooms and joins each client
 /// to its room.
-async fn set_up(args: &Args, api: Api, server: &Server, jwt_secret: Option<&str>) -> Result<Setup> {
+async fn set_up(
+    args: &Args,
+    api: Api,
+    server: &Server,
+    jwt_secret: Option<&str>,
+    pusher_url: Option<&str>,
+) -> Result<Setup> {
     let started = Instant::now();
     let users: Vec<(String, String, String)> = match jwt_secret {
         Some(secret) => {
@@ -460,6 +502,23 @@ async fn set_up(args: &Args, api: Api, server: &Server, jwt_secret: Option<&str>
         .collect()
         .await;
     joins.into_iter().collect::<Result<()>>()?;
+
+    if let Some(url) = pusher_url {
+        eprintln!("setting an HTTP pusher for each client");
+        futures_util::stream::iter(&clients)
+            .map(|client| {
+                let api = &api;
+                async move {
+                    api.set_http_pusher(&client.token, &client.user_id, url)
+                        .await
+                }
+            })
+            .buffer_unordered(8)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<()>>()?;
+    }
 
     let e2ee = match args.e2ee {
         true => {

@@ -214,6 +214,28 @@ impl Api {
         ))
     }
 
+    /// `POST /pushers/set`: an HTTP pusher at `url` (a push gateway's notify URL), its
+    /// pushkey made from the user ID.
+    pub async fn set_http_pusher(&self, token: &str, user_id: &str, url: &str) -> Result<()> {
+        self.call(
+            reqwest::Method::POST,
+            "/_matrix/client/v3/pushers/set",
+            Some(token),
+            &json!({
+                "kind": "http",
+                "app_id": "org.hearth.bench",
+                "pushkey": format!("bench-{user_id}"),
+                "app_display_name": "hearth-bench",
+                "device_display_name": "bench",
+                "lang": "en",
+                "data": { "url": url },
+            }),
+        )
+        .await
+        .with_context(|| format!("{user_id} setting a pusher"))?;
+        Ok(())
+    }
+
     /// `POST /user/{userId}/filter`; returns the filter ID.
     pub async fn upload_filter(
         &self,

@@ -32,6 +32,8 @@ pub struct Conditions {
     pub profile: &'static str,
     /// Messages per room key, with `--e2ee`.
     pub key_rotation: Option<usize>,
+    /// With `--pushers`: each client has an HTTP pusher at the bench's gateway.
+    pub pushers: bool,
     pub accounts: &'static str,
     pub seed: Option<u64>,
     pub clients: usize,
@@ -206,6 +208,7 @@ pub fn json_line(
         "setup_rss_mib": setup.memory.as_ref().map(|m| mib(m.now_kib)),
         "setup_s": round2(c.setup_secs),
         "e2ee": e2ee_json(c, summary),
+        "pushers": c.pushers,
     })
 }
 
@@ -280,6 +283,10 @@ pub fn print_table(
     let encryption = match c.key_rotation {
         Some(n) => format!(", encrypted (a room key every {n} messages)"),
         None => String::new(),
+    };
+    let encryption = match c.pushers {
+        true => format!("{encryption}, an HTTP pusher per client"),
+        false => encryption,
     };
     println!(
         "hearth-bench ({} profile{encryption}): {} clients in {} rooms ({members} members each), {} msg/s for {} s ({} messages per transport), drain {} s",
@@ -535,6 +542,7 @@ mod tests {
             bench_cpus: Some("1".into()),
             profile: "element",
             key_rotation: None,
+            pushers: false,
             accounts: "jwt",
             seed: Some(1),
             clients: 2,

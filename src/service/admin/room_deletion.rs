@@ -219,6 +219,13 @@ impl Services {
                 id
             }
         };
+        // A kill can cut the new room's creation short after its create event: the
+        // room's own fan-out worker then finishes it (power levels, join rules) while
+        // this one resumes. Members sent in before that would be refused by a room with
+        // no join rules yet (invite-only), so wait for it.
+        self.fanout
+            .finished(new_room_id.as_str(), FanoutKind::CreateRoom, u64::MAX)
+            .await?;
         self.append_event(
             &new_room_id,
             &request.creator,
@@ -235,23 +242,43 @@ impl Services {
         Ok(new_room_id)
     }
 
-    /// A room the creator is joined to whose create event names the deleted room.
+    /// A room made by the creator whose create event names the deleted room: one they
+    /// are joined to, or one whose creation a kill cut short before they joined it (its
+    /// creation intent is still pending), so a resumed deletion never makes a second.
     fn find_replacement_room(
         &self,
         room_id: &RoomId,
         creator: &UserId,
     ) -> Result<Option<OwnedRoomId>> {
+        let mut candidates: Vec<OwnedRoomId> = Vec::new();
         for (candidate, membership) in self.store.user_rooms(creator.as_str())? {
-            if membership.membership != "join" {
-                continue;
+            if membership.membership == "join" {
+                candidates.push(candidate);
             }
+        }
+        for subject in self.store.fanout_subjects()?.0 {
+            let Ok(candidate) = RoomId::parse(&subject) else {
+                continue;
+            };
+            if self
+                .store
+                .fanout_intents(&subject)?
+                .iter()
+                .any(|i| i.kind == FanoutKind::CreateRoom)
+            {
+                candidates.push(candidate);
+            }
+        }
+        for candidate in candidates {
             let Some(room) = self.store.room(candidate.as_str())? else {
                 continue;
             };
             let Some(create) = self.store.event(room.create_event.as_str())? else {
                 continue;
             };
-            if create.pdu["content"][REPLACES_KEY].as_str() == Some(room_id.as_str()) {
+            if create.pdu["sender"].as_str() == Some(creator.as_str())
+                && create.pdu["content"][REPLACES_KEY].as_str() == Some(room_id.as_str())
+            {
                 return Ok(Some(candidate));
             }
         }

@@ -433,7 +433,7 @@ fn the_badge_counts_every_room_and_follows_reads_across_a_restart() {
     let mut server = start_allowing_loopback();
     let gateway = Gateway::start();
     let (alice, bob, garden) = alice_and_bob_in_a_room(&server);
-    let mut other_room = || {
+    let other_room = || {
         let room = create_room(&server, &alice, json!({"preset": "public_chat"}));
         join(&server, &bob, &room);
         room

@@ -109,7 +109,7 @@ impl Unread {
     /// The counts in `(from, to]` (`from < to`) from the cached counts and the noted
     /// records, when these cover what the cached counts lack (or hold beyond `to`: a
     /// reader at an earlier position than the last one).
-    fn from_memory(&mut self, from: u64, to: u64) -> Option<Counts> {
+    fn counted_in_memory(&mut self, from: u64, to: u64) -> Option<Counts> {
         let cached = self
             .counted
             .filter(|entry| entry.from == from)
@@ -287,7 +287,7 @@ impl UnreadCounts {
             if to <= from {
                 return Ok(Counts::default());
             }
-            if let Some(counts) = unread.from_memory(from, to) {
+            if let Some(counts) = unread.counted_in_memory(from, to) {
                 return Ok(counts);
             }
             let start = match unread.counted {
@@ -367,15 +367,15 @@ mod tests {
         unread.note(11, false);
         unread.note(12, true);
         unread.note(14, false);
-        assert_eq!(unread.from_memory(10, 12), counts(2, 1));
-        assert_eq!(unread.from_memory(10, 14), counts(3, 1));
+        assert_eq!(unread.counted_in_memory(10, 12), counts(2, 1));
+        assert_eq!(unread.counted_in_memory(10, 14), counts(3, 1));
         // A reader at an earlier position than the last one.
-        assert_eq!(unread.from_memory(10, 11), counts(1, 0));
-        assert_eq!(unread.from_memory(10, 14), counts(3, 1));
+        assert_eq!(unread.counted_in_memory(10, 11), counts(1, 0));
+        assert_eq!(unread.counted_in_memory(10, 14), counts(3, 1));
         // Another start (a receipt moved) counts from the noted records alone.
-        assert_eq!(unread.from_memory(12, 14), counts(1, 0));
+        assert_eq!(unread.counted_in_memory(12, 14), counts(1, 0));
         // Before the entry was made the store must answer.
-        assert_eq!(unread.from_memory(9, 14), None);
+        assert_eq!(unread.counted_in_memory(9, 14), None);
     }
 
     #[test]
@@ -385,12 +385,12 @@ mod tests {
             unread.note(stream, false);
         }
         // Records 1 and 2 were dropped.
-        assert_eq!(unread.from_memory(1, 10), None);
-        assert_eq!(unread.from_memory(2, 10), counts(8, 0));
+        assert_eq!(unread.counted_in_memory(1, 10), None);
+        assert_eq!(unread.counted_in_memory(2, 10), counts(8, 0));
         unread.forget(70);
         assert_eq!(unread.counted.map(|e| e.counts), None);
-        assert_eq!(unread.from_memory(2, 71), None);
+        assert_eq!(unread.counted_in_memory(2, 71), None);
         unread.note(71, true);
-        assert_eq!(unread.from_memory(70, 71), counts(1, 1));
+        assert_eq!(unread.counted_in_memory(70, 71), counts(1, 1));
     }
 }

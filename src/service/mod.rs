@@ -143,6 +143,14 @@ impl Services {
             shutting_down.subscribe(),
         )?;
         let identity = identity::IdentityClient::new(&config, keys.clone())?;
+        let rooms = rooms::Rooms::new(&store)?;
+        let receipts = receipts::Receipts::new(&store)?;
+        // Sync and the pushers' workers count unread notifications with the same cache.
+        let counts = Arc::new(notifications::UnreadCounts::new(
+            store.clone(),
+            rooms.positions.clone(),
+            receipts.positions.clone(),
+        ));
         Ok(Self {
             federation,
             identity,
@@ -153,7 +161,7 @@ impl Services {
             sessions: sessions::Sessions::new(store.clone(), &config),
             uia: uia::UiaSessions::default(),
             nonces: shared_secret::Nonces::default(),
-            rooms: rooms::Rooms::new(&store)?,
+            rooms,
             account_data_locks: account_data::AccountDataLocks::default(),
             directory: directory::Directory::default(),
             hierarchy_sessions: Default::default(),
@@ -163,10 +171,11 @@ impl Services {
             bump_stamps: sliding_sync::BumpStamps::default(),
             typing: typing::Typing::default(),
             presence: presence::Presence::load(&store)?,
-            receipts: receipts::Receipts::new(&store)?,
-            notifications: notifications::Notifications::new(),
+            receipts,
+            notifications: notifications::Notifications::new(counts.clone()),
             pushers: pushers::Pushers::new(
                 store.clone(),
+                counts,
                 shutting_down.subscribe(),
                 pushers::PushersConfig {
                     denylist: config.federation.ip_range_denylist.clone(),

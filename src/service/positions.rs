@@ -82,6 +82,25 @@ impl<T> Positions<T> {
     }
 }
 
+/// A read-only view of a stream's positions, for parts that only need to know how far
+/// it got (the unread counts, which the pushers' workers also use).
+pub trait Watermarks: Send + Sync {
+    /// [`Positions::visible`].
+    fn visible(&self) -> u64;
+    /// [`Positions::allocated`].
+    fn allocated(&self) -> u64;
+}
+
+impl<T: Send> Watermarks for Positions<T> {
+    fn visible(&self) -> u64 {
+        Positions::visible(self)
+    }
+
+    fn allocated(&self) -> u64 {
+        Positions::allocated(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

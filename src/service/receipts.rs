@@ -1,5 +1,7 @@
 //! Read receipts (public, private and threaded) and the fully-read marker.
 
+use std::sync::Arc;
+
 use ruma::{OwnedRoomId, RoomId, UserId};
 use serde_json::{Map, Value, json};
 
@@ -13,13 +15,15 @@ pub const READ_PRIVATE: &str = "m.read.private";
 pub const FULLY_READ: &str = "m.fully_read";
 
 pub struct Receipts {
-    positions: Positions<OwnedRoomId>,
+    pub(crate) positions: Arc<Positions<OwnedRoomId>>,
 }
 
 impl Receipts {
     pub fn new(store: &Store) -> StoreResult<Self> {
         Ok(Self {
-            positions: Positions::new(store.last_u64_key(crate::store::Cf::ReceiptStream)?),
+            positions: Arc::new(Positions::new(
+                store.last_u64_key(crate::store::Cf::ReceiptStream)?,
+            )),
         })
     }
 

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use crate::harness::{PASSWORD, TestServer, assert_error, free_port, token};
 use crate::push_gateway_support::{Answer, Gateway, url_on};
 use crate::room_support::{
-    User, alice_and_bob_in_a_room, enc, read_receipt, send_text, try_send, user,
+    User, alice_and_bob_in_a_room, create_room, enc, join, read_receipt, send_text, try_send, user,
 };
 
 const SET: &str = "/_matrix/client/v3/pushers/set";
@@ -423,4 +423,83 @@ fn a_gateway_at_a_denied_address_is_refused() {
     let named = format!("http://localhost:{}/_matrix/push/v1/notify", free_port());
     set(&server, &alice, &pusher(&named, "named", None));
     assert_eq!(pushers(&server, &alice).len(), 1);
+}
+
+/// The badge is the user's unread count over all the rooms they are in: reading one room
+/// lowers it by that room's count alone, and it stays right across a restart (which
+/// empties the counts kept in memory).
+#[test]
+fn the_badge_counts_every_room_and_follows_reads_across_a_restart() {
+    let mut server = start_allowing_loopback();
+    let gateway = Gateway::start();
+    let (alice, bob, garden) = alice_and_bob_in_a_room(&server);
+    let other_room = || {
+        let room = create_room(&server, &alice, json!({"preset": "public_chat"}));
+        join(&server, &bob, &room);
+        room
+    };
+    let (kitchen, attic) = (other_room(), other_room());
+    set(
+        &server,
+        &bob,
+        &pusher(&gateway.url(), "key", Some("event_id_only")),
+    );
+    let badge = |n: &Value| n["notification"]["counts"]["unread"].as_u64().unwrap();
+
+    // One at a time: a notify counts every notification there is when it is made.
+    let mut kitchen_last = String::new();
+    for (n, (room, txn)) in [
+        (&garden, "g1"),
+        (&kitchen, "k1"),
+        (&kitchen, "k2"),
+        (&attic, "a1"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let sent = send_text(&server, &alice, room, txn, "hello");
+        let received = gateway.wait_for(n + 1);
+        assert_eq!(received[n]["notification"]["event_id"], sent.as_str());
+        assert_eq!(badge(&received[n]), n as u64 + 1);
+        if room == &kitchen {
+            kitchen_last = sent;
+        }
+    }
+
+    // Bob's sync counts each room with the same counts the badge is made of.
+    let (status, sync) = server.get("/_matrix/client/v3/sync", Some(&bob.token));
+    assert_eq!(status, 200, "{sync}");
+    for (room, count) in [(&garden, 1), (&kitchen, 2), (&attic, 1)] {
+        assert_eq!(
+            sync["rooms"]["join"][room]["unread_notifications"]["notification_count"], count,
+            "{room}"
+        );
+    }
+
+    // Reading the kitchen leaves the garden's and the attic's.
+    read_receipt(&server, &bob, &kitchen, &kitchen_last);
+    let received = gateway.wait_for(5);
+    assert!(received[4]["notification"].get("event_id").is_none());
+    assert_eq!(badge(&received[4]), 2);
+    let attic_last = send_text(&server, &alice, &attic, "a2", "five");
+    let received = gateway.wait_for(6);
+    assert_eq!(received[5]["notification"]["event_id"], attic_last.as_str());
+    assert_eq!(badge(&received[5]), 3);
+
+    // After a restart the counts come from the store, and then from memory again.
+    server.restart();
+    let garden_last = send_text(&server, &alice, &garden, "g2", "six");
+    let received = gateway.wait_for(7);
+    assert_eq!(
+        received[6]["notification"]["event_id"],
+        garden_last.as_str()
+    );
+    assert_eq!(badge(&received[6]), 4);
+    read_receipt(&server, &bob, &garden, &garden_last);
+    let received = gateway.wait_for(8);
+    assert_eq!(badge(&received[7]), 2);
+    send_text(&server, &alice, &kitchen, "k3", "seven");
+    let received = gateway.wait_for(9);
+    assert_eq!(badge(&received[8]), 3);
+    assert_eq!(received.len(), 9, "{received:?}");
 }

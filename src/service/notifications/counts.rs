@@ -1,21 +1,27 @@
 //! Unread counts (`unread_notifications` in `/sync`, `counts.unread` for push gateways):
 //! the recorded notifications of a room after the user's read receipt, and those among
-//! them that highlight. Counts per user and room are cached and extended as new records
-//! arrive; a moved receipt or a withdrawn record starts them again.
+//! them that highlight. Counts per user and room are cached and moved along as new
+//! records arrive; a moved receipt or a withdrawn record starts them again.
 //!
 //! The records this process writes are also noted in memory, per user and room (the
 //! latest [`RECENT_RECORDS`]), after their batch is written and before their event
 //! becomes visible: a count that only needs records noted there (every sync after the
 //! first, in an active room) reads nothing from the store. The read receipt the count
 //! starts from is kept too, until the next receipt is written anywhere.
+//!
+//! A push gateway's badge is the sum over the user's joined rooms ([`UnreadCounts::total`]),
+//! made of the same per-room counts, so after the first notify it reads nothing either.
+//! The pushers' workers hold an [`UnreadCounts`] of their own (shared with the services).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 
-use ruma::{RoomId, UserId};
+use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
 
 use super::lock;
 use crate::error::Result;
 use crate::service::Services;
+use crate::service::positions::Watermarks;
 use crate::service::receipts::{READ, READ_PRIVATE};
 use crate::store::{ReceiptChange, Store};
 
@@ -42,7 +48,7 @@ struct Entry {
 }
 
 /// What is kept in memory for one user in one room.
-pub(super) struct Unread {
+struct Unread {
     /// The cached counts.
     counted: Option<Entry>,
     /// Records written by this process, `(stream, highlight)`, in the order written.
@@ -52,21 +58,25 @@ pub(super) struct Unread {
     /// The user's read position ([`read_up_to`]) and the receipt stream position it was
     /// read at.
     read: Option<(u64, Option<u64>)>,
+    /// Moves on each [`Unread::forget`]: counts read from the store before it are not
+    /// kept after it.
+    generation: u64,
 }
 
 impl Unread {
     /// Nothing noted yet: every record after `started_at` (the position allocated when
     /// the entry is made) will be.
-    pub(super) fn new(started_at: u64) -> Self {
+    fn new(started_at: u64) -> Self {
         Self {
             counted: None,
             recent: VecDeque::new(),
             complete_after: started_at,
             read: None,
+            generation: 0,
         }
     }
 
-    pub(super) fn note(&mut self, stream: u64, highlight: bool) {
+    fn note(&mut self, stream: u64, highlight: bool) {
         self.recent.push_back((stream, highlight));
         if self.recent.len() > RECENT_RECORDS
             && let Some((dropped, _)) = self.recent.pop_front()
@@ -77,25 +87,65 @@ impl Unread {
 
     /// The records changed: counts start again, and records up to `allocated` are read
     /// from the store.
-    pub(super) fn forget(&mut self, allocated: u64) {
+    fn forget(&mut self, allocated: u64) {
         self.counted = None;
         self.recent.clear();
         self.complete_after = self.complete_after.max(allocated);
+        self.generation += 1;
     }
 
-    /// Counts `entry` up to `to` with the noted records, when they cover what it lacks.
-    fn extend_from_memory(&self, mut entry: Entry, to: u64) -> Option<Entry> {
-        if entry.to < self.complete_after {
-            return None;
-        }
+    /// The noted records in `(after, to]`.
+    fn noted(&self, after: u64, to: u64) -> Counts {
+        let mut counts = Counts::default();
         for (stream, highlight) in &self.recent {
-            if *stream > entry.to && *stream <= to {
-                entry.counts.notifications += 1;
-                entry.counts.highlights += u64::from(*highlight);
+            if *stream > after && *stream <= to {
+                counts.notifications += 1;
+                counts.highlights += u64::from(*highlight);
             }
         }
-        entry.to = to;
-        Some(entry)
+        counts
+    }
+
+    /// The counts in `(from, to]` (`from < to`) from the cached counts and the noted
+    /// records, when these cover what the cached counts lack (or hold beyond `to`: a
+    /// reader at an earlier position than the last one).
+    fn counted_in_memory(&mut self, from: u64, to: u64) -> Option<Counts> {
+        let cached = self
+            .counted
+            .filter(|entry| entry.from == from)
+            .unwrap_or(Entry {
+                from,
+                to: from,
+                counts: Counts::default(),
+            });
+        if cached.to <= to {
+            if cached.to < self.complete_after {
+                return None;
+            }
+            let more = self.noted(cached.to, to);
+            let entry = Entry {
+                from,
+                to,
+                counts: Counts {
+                    notifications: cached.counts.notifications + more.notifications,
+                    highlights: cached.counts.highlights + more.highlights,
+                },
+            };
+            self.counted = Some(entry);
+            Some(entry.counts)
+        } else {
+            if to < self.complete_after {
+                return None;
+            }
+            let beyond = self.noted(to, cached.to);
+            Some(Counts {
+                notifications: cached
+                    .counts
+                    .notifications
+                    .saturating_sub(beyond.notifications),
+                highlights: cached.counts.highlights.saturating_sub(beyond.highlights),
+            })
+        }
     }
 }
 
@@ -137,17 +187,151 @@ pub fn unread_in_room(
     Ok(counts)
 }
 
-/// The user's unread notifications over every room they are joined to.
-pub fn total_unread(store: &Store, user_id: &UserId) -> Result<u64> {
-    let mut total = 0;
-    for (room_id, membership) in store.user_rooms(user_id.as_str())? {
-        if membership.membership != "join" {
-            continue;
+type UnreadMap = HashMap<OwnedUserId, HashMap<OwnedRoomId, Unread>>;
+
+/// The unread counts of every user and room, cached in memory.
+pub struct UnreadCounts {
+    store: Store,
+    /// The event stream: counts go up to a visible position, and an entry made now is
+    /// complete after the position allocated now.
+    events: Arc<dyn Watermarks>,
+    /// The receipt stream: a read position kept in memory holds while this has not moved.
+    receipts: Arc<dyn Watermarks>,
+    /// Per user and room: the counts, and the records this process wrote lately. Only
+    /// for users whose counts were asked for (they sync or have a pusher): others would
+    /// hold memory for every room they are notified in without ever reading it.
+    unread: Mutex<UnreadMap>,
+}
+
+impl UnreadCounts {
+    pub fn new(store: Store, events: Arc<dyn Watermarks>, receipts: Arc<dyn Watermarks>) -> Self {
+        Self {
+            store,
+            events,
+            receipts,
+            unread: Mutex::default(),
         }
-        let from = read_up_to(store, user_id, &room_id)?.unwrap_or(membership.stream);
-        total += unread_in_room(store, user_id, &room_id, from, u64::MAX)?.notifications;
     }
-    Ok(total)
+
+    /// Forgets the cached counts and the noted records of a user in a room (their
+    /// records changed): nothing up to the highest stream position handed out so far is
+    /// counted from memory again.
+    pub(super) fn forget(&self, user_id: &UserId, room_id: &RoomId) {
+        // Without an entry there is nothing to forget: one made later starts complete
+        // only after the position allocated when it is made.
+        let allocated = self.events.allocated();
+        if let Some(entry) = lock(&self.unread)
+            .get_mut(user_id)
+            .and_then(|rooms| rooms.get_mut(room_id))
+        {
+            entry.forget(allocated);
+        }
+    }
+
+    /// Notes the records of an event at `stream`, `(user, highlight)`, once they are
+    /// written and before the event becomes visible, so that a count made once it is
+    /// visible finds them here.
+    pub(super) fn note_written(
+        &self,
+        room_id: &RoomId,
+        stream: u64,
+        records: &[(OwnedUserId, bool)],
+    ) {
+        let mut unread = lock(&self.unread);
+        for (user_id, highlight) in records {
+            if let Some(entry) = unread
+                .get_mut(user_id)
+                .and_then(|rooms| rooms.get_mut(room_id))
+            {
+                entry.note(stream, *highlight);
+            }
+        }
+    }
+
+    /// Counts for the room as of stream position `to` (a visible one). `joined_at`
+    /// bounds the count when the user has no receipt.
+    pub fn room(
+        &self,
+        user_id: &UserId,
+        room_id: &RoomId,
+        joined_at: u64,
+        to: u64,
+    ) -> Result<Counts> {
+        // Read before the receipts: a receipt written meanwhile moves it past this.
+        let receipts_at = self.receipts.visible();
+        let known_read = lock(&self.unread)
+            .get(user_id)
+            .and_then(|rooms| rooms.get(room_id))
+            .and_then(|unread| unread.read)
+            .filter(|(at, _)| *at == receipts_at)
+            .map(|(_, read)| read);
+        let read = match known_read {
+            Some(read) => read,
+            None => read_up_to(&self.store, user_id, room_id)?,
+        };
+        let from = read.unwrap_or(joined_at);
+        let (start, generation) = {
+            let mut map = lock(&self.unread);
+            // Keys are copied only for a new entry.
+            if !map.contains_key(user_id) {
+                map.insert(user_id.to_owned(), HashMap::new());
+            }
+            let rooms = map.get_mut(user_id).expect("user entry exists");
+            if !rooms.contains_key(room_id) {
+                // Made under the lock: an event allocated after this is noted once
+                // written, as the entry exists by then.
+                rooms.insert(room_id.to_owned(), Unread::new(self.events.allocated()));
+            }
+            let unread = rooms.get_mut(room_id).expect("room entry exists");
+            unread.read = Some((receipts_at, read));
+            if to <= from {
+                return Ok(Counts::default());
+            }
+            if let Some(counts) = unread.counted_in_memory(from, to) {
+                return Ok(counts);
+            }
+            let start = match unread.counted {
+                Some(entry) if entry.from == from && entry.to <= to => entry,
+                _ => Entry {
+                    from,
+                    to: from,
+                    counts: Counts::default(),
+                },
+            };
+            (start, unread.generation)
+        };
+        let mut entry = start;
+        if entry.to < to {
+            let more = unread_in_room(&self.store, user_id, room_id, entry.to, to)?;
+            entry.counts.notifications += more.notifications;
+            entry.counts.highlights += more.highlights;
+            entry.to = to;
+        }
+        if let Some(unread) = lock(&self.unread)
+            .get_mut(user_id)
+            .and_then(|rooms| rooms.get_mut(room_id))
+            .filter(|unread| unread.generation == generation)
+        {
+            unread.counted = Some(entry);
+        }
+        Ok(entry.counts)
+    }
+
+    /// The user's unread notifications over every room they are joined to, as of the
+    /// visible stream position: the badge of a push gateway.
+    pub fn total(&self, user_id: &UserId) -> Result<u64> {
+        let to = self.events.visible();
+        let mut total = 0;
+        for (room_id, membership) in self.store.user_rooms_shared(user_id.as_str())?.iter() {
+            if membership.membership != "join" {
+                continue;
+            }
+            let counts = self.room(user_id, room_id, membership.stream, to)?;
+            // One room's count from the store stops at MAX_COUNT records.
+            total += counts.notifications.min(MAX_COUNT as u64);
+        }
+        Ok(total)
+    }
 }
 
 impl Services {
@@ -160,51 +344,53 @@ impl Services {
         joined_at: u64,
         to: u64,
     ) -> Result<Counts> {
-        let key = (user_id.to_owned(), room_id.to_owned());
-        // Read before the receipts: a receipt written meanwhile moves it past this.
-        let receipts_at = self.receipts.position();
-        let known_read = lock(&self.notifications.unread)
-            .get(&key)
-            .and_then(|unread| unread.read)
-            .filter(|(at, _)| *at == receipts_at)
-            .map(|(_, read)| read);
-        let read = match known_read {
-            Some(read) => read,
-            None => read_up_to(&self.store, user_id, room_id)?,
-        };
-        let from = read.unwrap_or(joined_at);
-        let start = {
-            let mut map = lock(&self.notifications.unread);
-            let unread = map
-                .entry(key.clone())
-                // Read under the lock: an event allocated after this is noted once
-                // written, as the entry exists by then.
-                .or_insert_with(|| Unread::new(self.rooms.allocated_position()));
-            unread.read = Some((receipts_at, read));
-            let start = match unread.counted {
-                Some(entry) if entry.from == from && entry.to <= to => entry,
-                _ => Entry {
-                    from,
-                    to: from,
-                    counts: Counts::default(),
-                },
-            };
-            if let Some(entry) = unread.extend_from_memory(start, to) {
-                unread.counted = Some(entry);
-                return Ok(entry.counts);
-            }
-            start
-        };
-        let mut entry = start;
-        if entry.to < to {
-            let more = unread_in_room(&self.store, user_id, room_id, entry.to, to)?;
-            entry.counts.notifications += more.notifications;
-            entry.counts.highlights += more.highlights;
-            entry.to = to;
+        self.notifications
+            .counts
+            .room(user_id, room_id, joined_at, to)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(notifications: u64, highlights: u64) -> Option<Counts> {
+        Some(Counts {
+            notifications,
+            highlights,
+        })
+    }
+
+    #[test]
+    fn noted_records_move_the_counts_forwards_and_back() {
+        let mut unread = Unread::new(10);
+        unread.note(11, false);
+        unread.note(12, true);
+        unread.note(14, false);
+        assert_eq!(unread.counted_in_memory(10, 12), counts(2, 1));
+        assert_eq!(unread.counted_in_memory(10, 14), counts(3, 1));
+        // A reader at an earlier position than the last one.
+        assert_eq!(unread.counted_in_memory(10, 11), counts(1, 0));
+        assert_eq!(unread.counted_in_memory(10, 14), counts(3, 1));
+        // Another start (a receipt moved) counts from the noted records alone.
+        assert_eq!(unread.counted_in_memory(12, 14), counts(1, 0));
+        // Before the entry was made the store must answer.
+        assert_eq!(unread.counted_in_memory(9, 14), None);
+    }
+
+    #[test]
+    fn records_dropped_or_forgotten_are_left_to_the_store() {
+        let mut unread = Unread::new(0);
+        for stream in 1..=RECENT_RECORDS as u64 + 2 {
+            unread.note(stream, false);
         }
-        if let Some(unread) = lock(&self.notifications.unread).get_mut(&key) {
-            unread.counted = Some(entry);
-        }
-        Ok(entry.counts)
+        // Records 1 and 2 were dropped.
+        assert_eq!(unread.counted_in_memory(1, 10), None);
+        assert_eq!(unread.counted_in_memory(2, 10), counts(8, 0));
+        unread.forget(70);
+        assert_eq!(unread.counted.map(|e| e.counts), None);
+        assert_eq!(unread.counted_in_memory(2, 71), None);
+        unread.note(71, true);
+        assert_eq!(unread.counted_in_memory(70, 71), counts(1, 1));
     }
 }

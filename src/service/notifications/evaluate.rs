@@ -94,10 +94,8 @@ impl Services {
 
     /// Forgets cached counts after notifications were withdrawn.
     pub(crate) fn notifications_withdrawn(&self, room_id: &RoomId, users: &[OwnedUserId]) {
-        let allocated = self.rooms.allocated_position();
         for user_id in users {
-            self.notifications
-                .forget_counts(user_id, room_id, allocated);
+            self.notifications.counts.forget(user_id, room_id);
         }
     }
 
@@ -109,7 +107,9 @@ impl Services {
         stream: u64,
         records: &[(OwnedUserId, bool)],
     ) {
-        self.notifications.note_written(room_id, stream, records);
+        self.notifications
+            .counts
+            .note_written(room_id, stream, records);
     }
 
     /// After the user changed their push rules: evaluates the unread events of each of
@@ -168,8 +168,7 @@ impl Services {
                 batch.put_event_notifications(event_id.as_str(), index)?;
             }
             self.store.write(batch)?;
-            self.notifications
-                .forget_counts(user_id, &room_id, self.rooms.allocated_position());
+            self.notifications.counts.forget(user_id, &room_id);
         }
         Ok(())
     }

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use ruma::{OwnedRoomId, OwnedUserId, UserId};
 
-pub use counts::{Counts, read_up_to, total_unread, unread_in_room};
+pub use counts::{Counts, UnreadCounts, read_up_to};
 pub use list::NotificationsQuery;
 
 use crate::error::Result;
@@ -52,52 +52,21 @@ pub struct Notifications {
     /// Each room's push facts with the state group and member count they were read at.
     rooms: Mutex<HashMap<OwnedRoomId, CachedFacts>>,
     /// Per user and room: the unread counts, extended as new records arrive, and the
-    /// records this process wrote lately (see `counts`).
-    unread: Mutex<HashMap<(OwnedUserId, OwnedRoomId), counts::Unread>>,
+    /// records this process wrote lately (see `counts`); shared with the pushers.
+    pub counts: Arc<UnreadCounts>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-impl Default for Notifications {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Notifications {
-    pub fn new() -> Self {
+    pub fn new(counts: Arc<UnreadCounts>) -> Self {
         Self {
             predefined: OnceLock::new(),
             rules: Mutex::default(),
             rooms: Mutex::default(),
-            unread: Mutex::default(),
-        }
-    }
-
-    /// Forgets the cached counts and the noted records of a user in a room (their
-    /// records changed): nothing up to `allocated`, the highest stream position handed
-    /// out so far, is counted from memory again.
-    fn forget_counts(&self, user_id: &UserId, room_id: &ruma::RoomId, allocated: u64) {
-        // Without an entry there is nothing to forget: one made later starts complete
-        // only after the position allocated when it is made.
-        if let Some(entry) = lock(&self.unread).get_mut(&(user_id.to_owned(), room_id.to_owned())) {
-            entry.forget(allocated);
-        }
-    }
-
-    /// Notes the records of an event at `stream`, `(user, highlight)`, once they are
-    /// written and before the event becomes visible, so that a count made once it is
-    /// visible finds them here.
-    fn note_written(&self, room_id: &ruma::RoomId, stream: u64, records: &[(OwnedUserId, bool)]) {
-        // Only for users whose counts are kept (they synced): others would hold memory
-        // for every room they are notified in without ever reading it.
-        let mut unread = lock(&self.unread);
-        for (user_id, highlight) in records {
-            if let Some(entry) = unread.get_mut(&(user_id.clone(), room_id.to_owned())) {
-                entry.note(stream, *highlight);
-            }
+            counts,
         }
     }
 }

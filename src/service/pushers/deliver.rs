@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 
 use super::webpush::{self, Sent, is_webpush};
 use super::{Pushers, Signals, lock};
-use crate::service::notifications::{read_up_to, total_unread};
+use crate::service::notifications::read_up_to;
 use crate::store::{NotificationRecord, PusherRecord};
 
 const FIRST_RETRY: Duration = Duration::from_secs(1);
@@ -210,7 +210,8 @@ impl Pushers {
     }
 
     fn unread_count(&self, user_id: &UserId) -> Option<u64> {
-        total_unread(&self.store, user_id)
+        self.counts
+            .total(user_id)
             .inspect_err(|e| tracing::error!(user = %user_id, error = %e, "cannot count unread"))
             .ok()
     }

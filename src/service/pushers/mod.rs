@@ -26,6 +26,7 @@ pub use set::SetPusher;
 pub use webpush::KINDS as WEBPUSH_KINDS;
 
 use crate::config::IpRange;
+use crate::service::notifications::UnreadCounts;
 use crate::store::{PusherRecord, Store, StoreResult, pusher_key};
 
 /// What the pushers need of the configuration.
@@ -47,6 +48,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Pushers {
     store: Store,
+    /// The badge (`counts.unread`): the unread counts sync keeps too.
+    counts: Arc<UnreadCounts>,
     gateway: gateway::GatewayClient,
     webpush: webpush::WebPushClient,
     /// The event stream position up to which every notification is written.
@@ -76,6 +79,7 @@ impl Pushers {
     /// Loads (or makes, on first start) the server's VAPID key.
     pub fn new(
         store: Store,
+        counts: Arc<UnreadCounts>,
         shutdown: tokio::sync::watch::Receiver<bool>,
         config: PushersConfig,
     ) -> anyhow::Result<Arc<Self>> {
@@ -93,6 +97,7 @@ impl Pushers {
                 vapid,
             )?,
             store,
+            counts,
             visible: AtomicU64::new(0),
             workers: Mutex::new(HashMap::new()),
             shutdown,

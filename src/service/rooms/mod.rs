@@ -57,7 +57,7 @@ pub struct Rooms {
     /// appends must not both attach to the same head.
     locks: Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>,
     /// Positions on the global event stream.
-    pub positions: Positions<EventWake>,
+    pub positions: Arc<Positions<EventWake>>,
     pub members: MemberCache,
     state_groups: AtomicU64,
     /// State group records, which never change once written (IDs are never reused).
@@ -76,7 +76,7 @@ impl Rooms {
     pub fn new(store: &Store) -> StoreResult<Self> {
         Ok(Self {
             locks: Mutex::new(HashMap::new()),
-            positions: Positions::new(store.last_u64_key(Cf::Stream)?),
+            positions: Arc::new(Positions::new(store.last_u64_key(Cf::Stream)?)),
             members: MemberCache::default(),
             state_groups: AtomicU64::new(store.last_u64_key(Cf::StateGroups)?),
             state_group_cache: Cache::new(STATE_GROUP_CACHE),

@@ -52,6 +52,10 @@ pub struct LimitsConfig {
     /// at most, over all its rooms: past it, each further room gets only its newest
     /// event, with `limited: true` (the client pages back for the rest).
     pub sync_timeline_bytes: usize,
+    /// Bytes of rooms one sync response carries at most (their state, timelines,
+    /// invites, receipts, account data): the rooms past it are deferred whole to the
+    /// next response. The first room with news is always sent, however large.
+    pub sync_response_bytes: usize,
     /// Most `/sync` requests one user may have open at once.
     pub syncs_per_user: usize,
     /// Most `/sync` requests open at once from one client address.
@@ -87,6 +91,7 @@ impl Default for LimitsConfig {
             upload_idle_secs: 60,
             socket_send_secs: 30,
             sync_timeline_bytes: 8 * 1024 * 1024,
+            sync_response_bytes: 32 * 1024 * 1024,
             // Generous: a person has a few devices, each with a tab or two; an address
             // may be a household's or an office's NAT.
             syncs_per_user: 50,
@@ -180,6 +185,10 @@ pub const LIMITS_OPTIONS: &[(&str, &str)] = &[
         "Bytes of timeline events in one sync response; further rooms get their newest event, limited [default: 8388608]",
     ),
     (
+        "limits.sync_response_bytes",
+        "Bytes of rooms in one sync response; further rooms are deferred whole to the next response [default: 33554432]",
+    ),
+    (
         "limits.syncs_per_user",
         "Long-poll /sync requests one user may hold open at once before M_LIMIT_EXCEEDED [default: 50]",
     ),
@@ -234,12 +243,13 @@ impl LimitsConfig {
             self.upload_idle_secs,
             self.socket_send_secs,
             self.sync_timeline_bytes as u64,
+            self.sync_response_bytes as u64,
         ]
         .contains(&0)
         {
             return Err(ConfigError::Invalid(
                 "limits.filter_bytes, header_read_secs, body_read_secs, upload_idle_secs, \
-                 socket_send_secs and sync_timeline_bytes must be positive"
+                 socket_send_secs, sync_timeline_bytes and sync_response_bytes must be positive"
                     .into(),
             ));
         }

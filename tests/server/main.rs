@@ -49,6 +49,7 @@ mod keys;
 mod legacy_events;
 mod limits;
 mod limits_sync;
+mod limits_sync_rooms;
 mod login;
 mod media;
 mod messages;

@@ -13,7 +13,7 @@ use crate::api::extract::{Auth, ClientAddr, MatrixJson, Path, Query};
 use crate::error::{Error, Result};
 use crate::service::open_syncs::SyncKind;
 use crate::service::presence::PresenceState;
-use crate::service::sync::{SyncRequest, SyncToken};
+use crate::service::sync::{SyncRequest, SyncSince};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -43,7 +43,7 @@ impl SyncParams {
     pub fn to_request(&self, state: &AppState, user_id: &ruma::UserId) -> Result<SyncRequest> {
         let since = match self.since.as_deref() {
             None | Some("") => None,
-            Some(token) => Some(SyncToken::parse(token).ok_or_else(|| {
+            Some(token) => Some(SyncSince::parse(token).ok_or_else(|| {
                 Error::invalid_param(format!("{token:?} is not a sync token from this server"))
             })?),
         };

@@ -22,7 +22,7 @@ use crate::service::e2ee::MAX_TO_DEVICE_PER_SYNC;
 use crate::service::open_syncs::SyncKind;
 use crate::service::presence::PresenceState;
 use crate::service::sessions::Authed;
-use crate::service::sync::{SyncRequest, SyncToken};
+use crate::service::sync::{SyncRequest, SyncSince};
 
 pub const PATH: &str = "/_matrix/client/unstable/org.hearth.sync/ws";
 
@@ -126,10 +126,12 @@ impl Session {
         // As for `/sync`: the token the socket opens with acknowledges the to-device
         // messages before it. Later updates on the socket do not (a frame in flight
         // when the socket drops would be lost); the next connection's token does.
-        if let Some(since) = self.request.since
-            && let Err(e) =
-                self.state
-                    .acknowledge_to_device(&user_id, &self.authed.device_id, since.to_device)
+        if let Some(since) = &self.request.since
+            && let Err(e) = self.state.acknowledge_to_device(
+                &user_id,
+                &self.authed.device_id,
+                since.token.to_device,
+            )
         {
             tracing::warn!(error = %e, user = %user_id, "cannot drop acknowledged to-device messages");
         }
@@ -244,12 +246,12 @@ impl Session {
 
     /// Sends what changed since the last update (everything, the first time). Later
     /// updates are only sent when they hold something. Says whether to-device messages
-    /// remain that did not fit.
+    /// or rooms remain that did not fit (rooms past `limits.sync_response_bytes`).
     async fn push_update(&mut self, first: bool) -> std::result::Result<bool, End> {
         let result = self.state.sync_once(
             &self.authed.user_id,
             &self.authed.device_id,
-            self.request.since,
+            self.request.since.as_ref(),
             &self.request.filter,
             first && self.request.full_state,
         );
@@ -258,10 +260,15 @@ impl Session {
                 if !(first || has_updates) {
                     return Ok(false);
                 }
-                self.request.since = body["next_batch"].as_str().and_then(SyncToken::parse);
+                self.request.since = body["next_batch"].as_str().and_then(SyncSince::parse);
                 let more = body["to_device"]["events"]
                     .as_array()
-                    .is_some_and(|events| events.len() >= MAX_TO_DEVICE_PER_SYNC);
+                    .is_some_and(|events| events.len() >= MAX_TO_DEVICE_PER_SYNC)
+                    || self
+                        .request
+                        .since
+                        .as_ref()
+                        .is_some_and(|since| since.deferred.is_some());
                 let frame = json!({"type": "sync", "body": body});
                 self.send_json(&frame)
                     .await

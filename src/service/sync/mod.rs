@@ -1,6 +1,7 @@
 //! `/sync` and its WebSocket twin: what changed for a user since a token, and waiting
 //! (without polling) until something has.
 
+mod budget;
 mod initial;
 mod lazy_members;
 mod notifier;
@@ -13,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ruma::{DeviceId, OwnedRoomId, OwnedUserId, UserId};
+use ruma::{DeviceId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 use serde_json::{Map, Value, json};
 
 pub use initial::{
@@ -22,7 +23,7 @@ pub use initial::{
 pub use lazy_members::LazyMembersSent;
 pub use notifier::Notifier;
 pub(crate) use rooms::{Timeline, TimelineWindow};
-pub use token::SyncToken;
+pub use token::{Deferred, SyncSince, SyncToken};
 
 use crate::error::Result;
 use crate::service::Services;
@@ -36,7 +37,7 @@ use crate::store::ReceiptChange;
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(300);
 
 pub struct SyncRequest {
-    pub since: Option<SyncToken>,
+    pub since: Option<SyncSince>,
     pub filter: Filter,
     pub full_state: bool,
     pub set_presence: PresenceState,
@@ -61,6 +62,44 @@ struct Pass<'a> {
     ignored: HashSet<OwnedUserId>,
     /// Bytes of timeline events the response may still carry (`limits.sync_timeline_bytes`).
     timeline_bytes_left: Cell<usize>,
+    /// Bytes the response's rooms may still take (`limits.sync_response_bytes`).
+    room_bytes_left: Cell<usize>,
+    /// Catching up on deferred rooms: only this room and those after it are read.
+    rooms_from: Option<&'a RoomId>,
+    /// What the room being read adds to `newly_shared` and to the lazily loaded members
+    /// sent, kept aside until the room is known to fit in the response.
+    pending_shared: RefCell<Vec<OwnedUserId>>,
+    pending_members: RefCell<Vec<(String, OwnedEventId)>>,
+}
+
+impl<'a> Pass<'a> {
+    fn new(
+        services: &Services,
+        view: ClientView<'a>,
+        filter: &'a Filter,
+        since: Option<SyncToken>,
+        now: SyncToken,
+        full_state: bool,
+    ) -> Result<Self> {
+        let limits = &services.config.limits;
+        Ok(Pass {
+            user_id: view.user_id,
+            view,
+            filter,
+            since,
+            now,
+            full_state,
+            receipts: HashMap::new(),
+            room_account_data: HashMap::new(),
+            newly_shared: RefCell::new(HashSet::new()),
+            ignored: services.ignored_users(view.user_id)?,
+            timeline_bytes_left: Cell::new(limits.sync_timeline_bytes),
+            room_bytes_left: Cell::new(limits.sync_response_bytes),
+            rooms_from: None,
+            pending_shared: RefCell::new(Vec::new()),
+            pending_members: RefCell::new(Vec::new()),
+        })
+    }
 }
 
 impl Services {
@@ -75,8 +114,8 @@ impl Services {
         let _presence = self.begin_sync(user_id, request.set_presence);
         // The client has what came before its token: its to-device messages up to
         // there are done with.
-        if let Some(since) = request.since {
-            self.acknowledge_to_device(user_id, device_id, since.to_device)?;
+        if let Some(since) = &request.since {
+            self.acknowledge_to_device(user_id, device_id, since.token.to_device)?;
         }
         let mut wakes = self.notifier.subscribe(user_id);
         let deadline = tokio::time::Instant::now() + request.timeout.min(MAX_TIMEOUT);
@@ -86,7 +125,7 @@ impl Services {
             let (response, has_updates) = self.sync_once(
                 user_id,
                 device_id,
-                request.since,
+                request.since.as_ref(),
                 &request.filter,
                 request.full_state,
             )?;
@@ -125,87 +164,56 @@ impl Services {
 
     /// Computes one response without waiting. The second value says whether it holds
     /// anything: a response without updates still carries a `next_batch`.
+    ///
+    /// A response holds the rooms that fit in `limits.sync_response_bytes` (at least
+    /// one); the rest are deferred, and `next_batch` says which and from where, so the
+    /// next request sends them (`sync_deferred`) before anything newer.
     pub fn sync_once(
         &self,
         user_id: &UserId,
         device_id: &DeviceId,
-        since: Option<SyncToken>,
+        since: Option<&SyncSince>,
         filter: &Filter,
         full_state: bool,
     ) -> Result<(Value, bool)> {
-        let now = self.sync_position(user_id)?;
-        let mut pass = Pass {
-            user_id,
-            view: ClientView { user_id, device_id },
-            filter,
-            since,
-            now,
-            full_state,
-            receipts: HashMap::new(),
-            room_account_data: HashMap::new(),
-            newly_shared: RefCell::new(HashSet::new()),
-            ignored: self.ignored_users(user_id)?,
-            timeline_bytes_left: Cell::new(self.config.limits.sync_timeline_bytes),
-        };
-
-        let mut global_account_data = Vec::new();
-        let account_since = since.map_or(0, |s| s.account_data);
-        if account_since < now.account_data {
-            for (position, change) in self
-                .store
-                .account_data_changes_since(user_id.as_str(), account_since)?
-            {
-                if position > now.account_data {
-                    break;
-                }
-                match change.room_id.and_then(|r| OwnedRoomId::try_from(r).ok()) {
-                    Some(room_id) => pass
-                        .room_account_data
-                        .entry(room_id)
-                        .or_default()
-                        .push(change.data_type),
-                    None if change.data_type == PUSH_RULES_TYPE => {}
-                    None => {
-                        if filter.account_data.matches(&change.data_type, None)
-                            && let Some(content) =
-                                self.account_data(user_id, None, &change.data_type)?
-                        {
-                            global_account_data
-                                .push(json!({"type": change.data_type, "content": content}));
-                        }
-                    }
-                }
-            }
+        if let Some(SyncSince {
+            token,
+            deferred: Some(deferred),
+        }) = since
+        {
+            return self.sync_deferred(user_id, device_id, *token, deferred, filter, full_state);
         }
+        let since = since.map(|s| s.token);
+        let now = self.sync_position(user_id)?;
+        let view = ClientView { user_id, device_id };
+        let mut pass = Pass::new(self, view, filter, since, now, full_state)?;
+
+        let mut global_account_data = self.account_data_changes(&mut pass, true)?;
         // As Synapse: the push rules come with every initial sync, stored or not, and
         // after each change, always merged with the server's current predefined rules.
         let push_rules_at = self
             .store
             .account_data(user_id.as_str(), None, PUSH_RULES_TYPE)?
             .map_or(0, |r| r.position);
-        let push_rules_changed = push_rules_at > account_since;
+        let push_rules_changed = push_rules_at > since.map_or(0, |s| s.account_data);
         if (since.is_none() || push_rules_changed)
             && filter.account_data.matches(PUSH_RULES_TYPE, None)
         {
             let content = self.push_ruleset(user_id)?.to_account_data();
             global_account_data.push(json!({"type": PUSH_RULES_TYPE, "content": content}));
         }
-        if let Some(since) = since
-            && since.receipts < now.receipts
-        {
-            for (_, change) in self.store.receipt_changes(since.receipts, now.receipts)? {
-                pass.receipts
-                    .entry(change.room_id.clone())
-                    .or_default()
-                    .push(change);
-            }
-        }
+        self.receipt_changes(&mut pass)?;
+        // Global account data is sent whole (each item is bounded by the request body
+        // limit); the rooms share what is left of the response's budget.
+        let global_bytes: usize = global_account_data.iter().map(budget::json_size).sum();
+        pass.room_bytes_left
+            .set(pass.room_bytes_left.get().saturating_sub(global_bytes));
 
-        let mut rooms = self.sync_rooms(&pass)?;
+        let (mut rooms, deferred_from) = self.sync_rooms(&pass)?;
         if pass.filter.event_format == crate::service::filter::EventFormat::Federation {
             self.federation_format_rooms(&mut rooms)?;
         }
-        let presence = self.sync_presence(&pass)?;
+        let presence = self.sync_presence(&pass, true)?;
         let e2ee = self.sync_e2ee(
             user_id,
             device_id,
@@ -220,9 +228,16 @@ impl Services {
             || !presence.is_empty()
             || !global_account_data.is_empty()
             || e2ee.has_updates();
-        let next_batch = SyncToken {
-            to_device: e2ee.to_device_reached,
-            ..now
+        let next_batch = SyncSince {
+            token: SyncToken {
+                to_device: e2ee.to_device_reached,
+                ..now
+            },
+            deferred: deferred_from.map(|next_room| Deferred {
+                from: since,
+                full_state: since.is_none() || full_state,
+                next_room,
+            }),
         };
 
         let mut response = Map::new();
@@ -237,7 +252,126 @@ impl Services {
         Ok((Value::Object(response), has_updates))
     }
 
-    fn sync_presence(&self, pass: &Pass<'_>) -> Result<Vec<Value>> {
+    /// A response that catches up on rooms an earlier one deferred: those rooms (from
+    /// this one on, as far as the budget goes) between the deferring request's `since`
+    /// and its `next_batch` (`now` here), as that response would have held them. Every
+    /// other stream was sent up to `now` already; only to-device messages go on (they
+    /// are no room's). The token it answers with stays at `now`, with fewer rooms
+    /// deferred or none, so a client repeating a request gets the same rooms again.
+    fn sync_deferred(
+        &self,
+        user_id: &UserId,
+        device_id: &DeviceId,
+        now: SyncToken,
+        deferred: &Deferred,
+        filter: &Filter,
+        full_state: bool,
+    ) -> Result<(Value, bool)> {
+        let view = ClientView { user_id, device_id };
+        let full_state = deferred.full_state || full_state;
+        let mut pass = Pass::new(self, view, filter, deferred.from, now, full_state)?;
+        pass.rooms_from = Some(&deferred.next_room);
+        self.account_data_changes(&mut pass, false)?;
+        self.receipt_changes(&mut pass)?;
+        let (mut rooms, deferred_from) = self.sync_rooms(&pass)?;
+        if pass.filter.event_format == crate::service::filter::EventFormat::Federation {
+            self.federation_format_rooms(&mut rooms)?;
+        }
+        // The presence of people the rooms sent newly share with the user (an initial
+        // sync sent everyone's already).
+        let presence = match deferred.from {
+            Some(_) => self.sync_presence(&pass, false)?,
+            None => Vec::new(),
+        };
+        let e2ee = self.sync_e2ee(
+            user_id,
+            device_id,
+            &crate::service::e2ee::Window {
+                to_device: (now.to_device, self.e2ee.to_device_position()),
+                device_lists: (now.device_lists, now.device_lists),
+                events: (now.events, now.events),
+                initial: true,
+            },
+        )?;
+        let next_batch = SyncSince {
+            token: SyncToken {
+                to_device: e2ee.to_device_reached,
+                ..now
+            },
+            deferred: deferred_from.map(|next_room| Deferred {
+                next_room,
+                full_state,
+                ..deferred.clone()
+            }),
+        };
+        let mut response = Map::new();
+        response.insert("next_batch".into(), json!(next_batch.to_string()));
+        e2ee.insert_into(&mut response);
+        response.insert("rooms".into(), Value::Object(rooms));
+        response.insert("presence".into(), json!({ "events": presence }));
+        response.insert("account_data".into(), json!({ "events": [] }));
+        // Always an answer at once: the client's token moves on either way.
+        Ok((Value::Object(response), true))
+    }
+
+    /// Reads the account data changes in the pass's window: the rooms' types into the
+    /// pass, and (with `global`) the global items, which are returned.
+    fn account_data_changes(&self, pass: &mut Pass<'_>, global: bool) -> Result<Vec<Value>> {
+        let mut global_account_data = Vec::new();
+        let account_since = pass.since.map_or(0, |s| s.account_data);
+        if account_since >= pass.now.account_data {
+            return Ok(global_account_data);
+        }
+        for (position, change) in self
+            .store
+            .account_data_changes_since(pass.user_id.as_str(), account_since)?
+        {
+            if position > pass.now.account_data {
+                break;
+            }
+            match change.room_id.and_then(|r| OwnedRoomId::try_from(r).ok()) {
+                Some(room_id) => pass
+                    .room_account_data
+                    .entry(room_id)
+                    .or_default()
+                    .push(change.data_type),
+                None if change.data_type == PUSH_RULES_TYPE || !global => {}
+                None => {
+                    if pass.filter.account_data.matches(&change.data_type, None)
+                        && let Some(content) =
+                            self.account_data(pass.user_id, None, &change.data_type)?
+                    {
+                        global_account_data
+                            .push(json!({"type": change.data_type, "content": content}));
+                    }
+                }
+            }
+        }
+        Ok(global_account_data)
+    }
+
+    /// Reads the receipt changes in the pass's window into the pass, by room.
+    fn receipt_changes(&self, pass: &mut Pass<'_>) -> Result<()> {
+        if let Some(since) = pass.since
+            && since.receipts < pass.now.receipts
+        {
+            for (_, change) in self
+                .store
+                .receipt_changes(since.receipts, pass.now.receipts)?
+            {
+                pass.receipts
+                    .entry(change.room_id.clone())
+                    .or_default()
+                    .push(change);
+            }
+        }
+        Ok(())
+    }
+
+    /// Presence for the response: on an initial sync everyone's the user shares a room
+    /// with; otherwise those newly shared with and (with `changes`) those whose presence
+    /// changed in the window.
+    fn sync_presence(&self, pass: &Pass<'_>, changes: bool) -> Result<Vec<Value>> {
         if !self.config.presence.enabled {
             return Ok(Vec::new());
         }
@@ -245,7 +379,7 @@ impl Services {
             Some(since) => {
                 let mut users: Vec<OwnedUserId> =
                     pass.newly_shared.borrow().iter().cloned().collect();
-                if since.presence < pass.now.presence {
+                if changes && since.presence < pass.now.presence {
                     for user in self
                         .presence
                         .changed_between(since.presence, pass.now.presence)

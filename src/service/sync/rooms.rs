@@ -3,8 +3,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ruma::{OwnedEventId, OwnedUserId, RoomId};
-use serde_json::{Map, Value, json};
+use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId};
+
+use super::budget::fit_timeline_budget;
+use serde_json::{Value, json};
 
 use super::{Pass, SyncToken};
 use crate::error::Result;
@@ -56,203 +58,138 @@ fn is_ignored_message(pass: &Pass<'_>, event: &Value) -> bool {
             .is_some_and(|sender| pass.ignored.iter().any(|u| u.as_str() == sender))
 }
 
-/// Keeps one response's timelines within `limits.sync_timeline_bytes`: once the budget
-/// is spent, a room's window loses its oldest events and is `limited` (its `prev_batch`
-/// then lies before the newest kept event, so the client pages back over what was left
-/// out, as after any gap). The newest event always stays, so every room with news shows
-/// it; nothing is skipped, as the next sync starts after this one's window either way.
-fn fit_timeline_budget(pass: &Pass<'_>, timeline: &mut Timeline) {
-    let mut left = pass.timeline_bytes_left.get();
-    let mut keep_from = timeline.events.len();
-    for (index, (_, event)) in timeline.events.iter().enumerate().rev() {
-        let size = json_size(event);
-        if size > left && keep_from < timeline.events.len() {
-            break;
-        }
-        left = left.saturating_sub(size);
-        keep_from = index;
-    }
-    pass.timeline_bytes_left.set(left);
-    if keep_from > 0 {
-        timeline.events.drain(..keep_from);
-        timeline.limited = true;
-    }
-}
-
-/// The length of `value` as JSON, without building the text.
-fn json_size(value: &Value) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0 += bytes.len();
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    // Writing a `Value` to a sink that never fails cannot fail.
-    let _ = serde_json::to_writer(&mut count, value);
-    count.0
-}
-
 impl Services {
-    pub(super) fn sync_rooms(&self, pass: &Pass<'_>) -> Result<Map<String, Value>> {
-        if pass.since.is_none() {
-            self.lazy_members
-                .forget(pass.view.user_id, pass.view.device_id);
-        }
-        let mut join = Map::new();
-        let mut invite = Map::new();
-        let mut knock = Map::new();
-        let mut leave = Map::new();
-        for (room_id, record) in self.store.user_rooms_shared(pass.user_id.as_str())?.iter() {
-            if !pass.filter.room.allows_room(room_id.as_str()) {
-                continue;
-            }
-            let (room_id, record) = (room_id.clone(), record.clone());
-            let Some(UserRoomRecord {
-                membership,
-                event_id: membership_event,
-                stream: membership_stream,
-                forgotten,
-                invite_state,
-                ..
-            }) = self.membership_as_of(&room_id, pass, record)?
-            else {
-                continue;
-            };
-            let changed = pass.since.is_none_or(|s| membership_stream > s.events);
-            let key = room_id.to_string();
-            match membership.as_str() {
-                "join" => {
-                    // As Synapse: a room joined with a partial state is left out of
-                    // syncs that load all members until its full state is here, and
-                    // then comes as a new join, with all of it.
-                    let lazy = pass.filter.room.state.lazy_load_members;
-                    if !lazy && self.is_partial_state(&room_id) {
-                        continue;
+    /// One room's section of the response and which part it belongs in (`join`,
+    /// `invite`, `knock`, `leave`), if it has anything to send.
+    pub(super) fn sync_room(
+        &self,
+        pass: &Pass<'_>,
+        room_id: &OwnedRoomId,
+        record: UserRoomRecord,
+    ) -> Result<Option<(&'static str, Value)>> {
+        let room_id = room_id.clone();
+        let Some(UserRoomRecord {
+            membership,
+            event_id: membership_event,
+            stream: membership_stream,
+            forgotten,
+            invite_state,
+            ..
+        }) = self.membership_as_of(&room_id, pass, record)?
+        else {
+            return Ok(None);
+        };
+        let changed = pass.since.is_none_or(|s| membership_stream > s.events);
+        match membership.as_str() {
+            "join" => {
+                // As Synapse: a room joined with a partial state is left out of
+                // syncs that load all members until its full state is here, and
+                // then comes as a new join, with all of it.
+                let lazy = pass.filter.room.state.lazy_load_members;
+                if !lazy && self.is_partial_state(&room_id) {
+                    return Ok(None);
+                }
+                let completed_since = !lazy
+                    && pass.since.is_some_and(|since| {
+                        self.partial_states
+                            .completed_at(&room_id)
+                            .is_some_and(|at| at > since.events)
+                    });
+                let rejoined = match pass.since {
+                    _ if completed_since => true,
+                    Some(since) if changed => {
+                        self.membership_at(&room_id, pass.user_id, since.events)?
+                            .as_deref()
+                            != Some("join")
                     }
-                    let completed_since = !lazy
-                        && pass.since.is_some_and(|since| {
-                            self.partial_states
-                                .completed_at(&room_id)
-                                .is_some_and(|at| at > since.events)
-                        });
-                    let rejoined = match pass.since {
-                        _ if completed_since => true,
-                        Some(since) if changed => {
-                            self.membership_at(&room_id, pass.user_id, since.events)?
+                    _ => false,
+                };
+                let from = if rejoined {
+                    None
+                } else {
+                    pass.since.map(|s| s.events)
+                };
+                if rejoined {
+                    let members = self.room_members(&room_id)?;
+                    pass.pending_shared.borrow_mut().extend(
+                        members
+                            .joined
+                            .iter()
+                            .filter(|u| *u != pass.user_id)
+                            .cloned(),
+                    );
+                }
+                Ok(self
+                    .joined_room(pass, &room_id, from, membership_stream)?
+                    .map(|section| ("join", section)))
+            }
+            "invite" if changed && !self.invited_by_ignored(pass, &membership_event)? => {
+                // Of a room this server is not in, only what the inviter shared.
+                let state = match invite_state {
+                    Some(state) => state,
+                    None => self.invite_state(&room_id, pass.user_id, &membership_event)?,
+                };
+                Ok(Some(("invite", json!({"invite_state": {"events": state}}))))
+            }
+            "knock" if changed => {
+                // Of a room this server is not in, only what its server shared.
+                let state = match invite_state {
+                    Some(state) => state,
+                    None => self.stripped_state(&room_id, Some(pass.user_id))?,
+                };
+                Ok(Some(("knock", json!({"knock_state": {"events": state}}))))
+            }
+            "leave" | "ban" if changed && !forgotten => {
+                // An initial sync shows rooms left long ago only when asked to.
+                if pass.since.is_none() && !pass.filter.room.include_leave {
+                    return Ok(None);
+                }
+                // A declined invite to a room this server was never in: the leave
+                // that declined it is the timeline.
+                if self.store.room(room_id.as_str())?.is_none() {
+                    let events: Vec<Value> = self
+                        .client_event_by_id(membership_event.as_str(), Some(pass.view))?
+                        .filter(|(record, _)| {
+                            record.pdu.pointer("/content/membership") == Some(&json!("leave"))
+                        })
+                        .map(|(_, event)| event)
+                        .into_iter()
+                        .collect();
+                    return Ok(Some((
+                        "leave",
+                        json!({
+                            "timeline": {"events": events, "limited": false},
+                            "state": {"events": []},
+                            "account_data": {"events": []},
+                        }),
+                    )));
+                }
+                // Joined and left since the last sync: the client never had the
+                // room's state, so it gets all of it (as Synapse).
+                let from = match pass.since {
+                    Some(since) => {
+                        let joined_in_batch = self
+                            .membership_at(&room_id, pass.user_id, since.events)?
+                            .as_deref()
+                            != Some("join")
+                            && self
+                                .membership_at(
+                                    &room_id,
+                                    pass.user_id,
+                                    membership_stream.saturating_sub(1),
+                                )?
                                 .as_deref()
-                                != Some("join")
-                        }
-                        _ => false,
-                    };
-                    let from = if rejoined {
-                        None
-                    } else {
-                        pass.since.map(|s| s.events)
-                    };
-                    if rejoined {
-                        let members = self.room_members(&room_id)?;
-                        pass.newly_shared.borrow_mut().extend(
-                            members
-                                .joined
-                                .iter()
-                                .filter(|u| *u != pass.user_id)
-                                .cloned(),
-                        );
+                                == Some("join");
+                        (!joined_in_batch).then_some(since.events)
                     }
-                    if let Some(section) =
-                        self.joined_room(pass, &room_id, from, membership_stream)?
-                    {
-                        join.insert(key, section);
-                    }
-                }
-                "invite" if changed && !self.invited_by_ignored(pass, &membership_event)? => {
-                    // Of a room this server is not in, only what the inviter shared.
-                    let state = match invite_state {
-                        Some(state) => state,
-                        None => self.invite_state(&room_id, pass.user_id, &membership_event)?,
-                    };
-                    invite.insert(key, json!({"invite_state": {"events": state}}));
-                }
-                "knock" if changed => {
-                    // Of a room this server is not in, only what its server shared.
-                    let state = match invite_state {
-                        Some(state) => state,
-                        None => self.stripped_state(&room_id, Some(pass.user_id))?,
-                    };
-                    knock.insert(key, json!({"knock_state": {"events": state}}));
-                }
-                "leave" | "ban" if changed && !forgotten => {
-                    // An initial sync shows rooms left long ago only when asked to.
-                    if pass.since.is_none() && !pass.filter.room.include_leave {
-                        continue;
-                    }
-                    // A declined invite to a room this server was never in: the leave
-                    // that declined it is the timeline.
-                    if self.store.room(room_id.as_str())?.is_none() {
-                        let events: Vec<Value> = self
-                            .client_event_by_id(membership_event.as_str(), Some(pass.view))?
-                            .filter(|(record, _)| {
-                                record.pdu.pointer("/content/membership") == Some(&json!("leave"))
-                            })
-                            .map(|(_, event)| event)
-                            .into_iter()
-                            .collect();
-                        leave.insert(
-                            key,
-                            json!({
-                                "timeline": {"events": events, "limited": false},
-                                "state": {"events": []},
-                                "account_data": {"events": []},
-                            }),
-                        );
-                        continue;
-                    }
-                    // Joined and left since the last sync: the client never had the
-                    // room's state, so it gets all of it (as Synapse).
-                    let from = match pass.since {
-                        Some(since) => {
-                            let joined_in_batch = self
-                                .membership_at(&room_id, pass.user_id, since.events)?
-                                .as_deref()
-                                != Some("join")
-                                && self
-                                    .membership_at(
-                                        &room_id,
-                                        pass.user_id,
-                                        membership_stream.saturating_sub(1),
-                                    )?
-                                    .as_deref()
-                                    == Some("join");
-                            (!joined_in_batch).then_some(since.events)
-                        }
-                        None => None,
-                    };
-                    if let Some(section) =
-                        self.left_room(pass, &room_id, from, membership_stream)?
-                    {
-                        leave.insert(key, section);
-                    }
-                }
-                _ => {}
+                    None => None,
+                };
+                Ok(self
+                    .left_room(pass, &room_id, from, membership_stream)?
+                    .map(|section| ("leave", section)))
             }
+            _ => Ok(None),
         }
-        let mut rooms = Map::new();
-        for (name, section) in [
-            ("join", join),
-            ("invite", invite),
-            ("knock", knock),
-            ("leave", leave),
-        ] {
-            if !section.is_empty() {
-                rooms.insert(name.into(), Value::Object(section));
-            }
-        }
-        Ok(rooms)
     }
 
     /// Whether the invite event `event_id` comes from someone the user ignores.
@@ -506,7 +443,7 @@ impl Services {
                     .filter(|u| *u != pass.user_id.as_str())
                     .and_then(|u| OwnedUserId::try_from(u).ok())
                 {
-                    pass.newly_shared.borrow_mut().insert(user);
+                    pass.pending_shared.borrow_mut().push(user);
                 }
             }
         }
@@ -721,6 +658,7 @@ impl Services {
             events.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         }
         if lazy {
+            // Recorded as sent once the room is known to fit in the response.
             let members = events
                 .iter()
                 .chain(timeline.events.iter().map(|(_, e)| e))
@@ -728,10 +666,9 @@ impl Services {
                 .filter_map(|e| {
                     let member = e.get("state_key").and_then(Value::as_str)?;
                     let id = e.get("event_id").and_then(Value::as_str)?;
-                    Some((member, OwnedEventId::try_from(id).ok()?))
+                    Some((member.to_owned(), OwnedEventId::try_from(id).ok()?))
                 });
-            self.lazy_members
-                .record(view.user_id, view.device_id, room_id, members);
+            pass.pending_members.borrow_mut().extend(members);
         }
         Ok(events)
     }

@@ -191,7 +191,7 @@ mod tests {
             "s1_2_3_4_5_6_7~p~IQ",
             "s1_2_3_4_5_6_7~ps1_2~IQ",
             "s1_2_3_4_5_6_7~i~%%",
-            "s1_2_3_4_5_6_7~i~IQ",
+            "s1_2_3_4_5_6_7~i~cm9vbQ",
             "s1_2_3_4_5_6_7~i~IWE6Yg~x",
         ] {
             assert_eq!(SyncSince::parse(bad), None, "{bad}");

@@ -165,6 +165,7 @@ mod tests {
             stream,
             forgotten: false,
             invite_state: None,
+            joined_since: None,
         }
     }
 

@@ -62,8 +62,8 @@ pub use media::{
 };
 pub use membership_stream::MembershipChange;
 pub use notifications::{
-    EventNotifications, NotificationCount, NotificationRecord, PusherActivation, PusherRecord,
-    pusher_key,
+    EventNotifications, NotificationCount, NotificationRecord, PushEventRecord, PusherActivation,
+    PusherRecord, pusher_key,
 };
 pub use openid::OpenidTokenRecord;
 pub use partial_state::PartialStateRecord;
@@ -178,6 +178,7 @@ pub enum Cf {
     Notifications,
     RoomNotifications,
     EventNotifications,
+    PushEvents,
     Pushers,
     PusherProgress,
     SlidingSync,
@@ -194,7 +195,7 @@ pub enum Cf {
 }
 
 impl Cf {
-    pub const ALL: [Cf; 70] = [
+    pub const ALL: [Cf; 71] = [
         Cf::Meta,
         Cf::Users,
         Cf::Devices,
@@ -252,6 +253,7 @@ impl Cf {
         Cf::Notifications,
         Cf::RoomNotifications,
         Cf::EventNotifications,
+        Cf::PushEvents,
         Cf::Pushers,
         Cf::PusherProgress,
         Cf::SlidingSync,
@@ -326,6 +328,7 @@ impl Cf {
             Cf::Notifications => "notifications",
             Cf::RoomNotifications => "room_notifications",
             Cf::EventNotifications => "event_notifications",
+            Cf::PushEvents => "push_events",
             Cf::Pushers => "pushers",
             Cf::PusherProgress => "pusher_progress",
             Cf::SlidingSync => "sliding_sync",

@@ -1,22 +1,31 @@
 //! Notifications (the outcome of each local member's push rules for an accepted event)
 //! and pushers.
 //!
-//! - `notifications`: `user_id 0xFF stream (u64 BE)` → [`NotificationRecord`], for
-//!   `/notifications` and the pushers, newest last.
+//! An event's notifications are recorded once for the room when most of the local members
+//! it concerns share one outcome, with the members whose outcome differs; only those get
+//! records of their own:
+//!
+//! - `push_events`: `room_id 0xFF stream (u64 BE)` → [`PushEventRecord`]: the outcome
+//!   shared by every local member joined at that position but the sender and the
+//!   `excluded` users.
+//! - `notifications`: `user_id 0xFF stream (u64 BE)` → [`NotificationRecord`]: the
+//!   outcome of a user who is not covered by the room's record (an excluded member with
+//!   an outcome of their own, the target of an invite; every notification recorded
+//!   before `push_events` existed), newest last.
 //! - `room_notifications`: `user_id 0xFF room_id 0xFF stream (u64 BE)` →
-//!   [`NotificationCount`], for the unread counts of one room.
-//! - `event_notifications`: `event_id` → [`EventNotifications`]: who was notified, so a
-//!   redaction (or a recount) can withdraw the records.
+//!   [`NotificationCount`]: the same per-user records indexed per room, for counts.
+//! - `event_notifications`: `event_id` → [`EventNotifications`]: which records an event
+//!   has, so a redaction (or a recount) can withdraw them.
 //! - `pushers`: `user_id 0xFF app_id 0xFF pushkey` → [`PusherRecord`].
 //! - `pusher_progress`: the same key → the last stream position delivered (u64 BE).
 
-use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
+use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Batch, Cf, Store, StoreResult, keys};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NotificationRecord {
     pub room_id: OwnedRoomId,
     pub event_id: OwnedEventId,
@@ -38,7 +47,57 @@ pub struct NotificationCount {
 pub struct EventNotifications {
     pub room_id: Option<OwnedRoomId>,
     pub stream: u64,
+    /// The users with a record of their own.
     pub users: Vec<OwnedUserId>,
+    /// Whether the room has a [`PushEventRecord`] for the event.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub room_record: bool,
+}
+
+impl EventNotifications {
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty() && !self.room_record
+    }
+}
+
+/// The outcome of an event shared by the room's local members (see the module's notes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PushEventRecord {
+    pub event_id: OwnedEventId,
+    pub sender: OwnedUserId,
+    /// The actions of the rule that matched, as the rule lists them.
+    pub actions: Vec<Value>,
+    pub highlight: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<OwnedEventId>,
+    pub ts: u64,
+    /// The members the shared outcome does not apply to, sorted: their outcome, if any,
+    /// is a record of their own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded: Vec<OwnedUserId>,
+}
+
+impl PushEventRecord {
+    /// Whether the shared outcome is the user's, given that they were joined at the time.
+    pub fn applies_to(&self, user_id: &str) -> bool {
+        self.sender.as_str() != user_id
+            && self
+                .excluded
+                .binary_search_by(|u| u.as_str().cmp(user_id))
+                .is_err()
+    }
+
+    /// The user's notification, as a record of their own would hold it.
+    pub fn for_user(&self, room_id: &RoomId) -> NotificationRecord {
+        NotificationRecord {
+            room_id: room_id.to_owned(),
+            event_id: self.event_id.clone(),
+            actions: self.actions.clone(),
+            highlight: self.highlight,
+            thread: self.thread.clone(),
+            ts: self.ts,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -103,6 +162,16 @@ pub fn pusher_key(user_id: &str, app_id: &str, pushkey: &str) -> Vec<u8> {
     key
 }
 
+fn push_event_prefix(room_id: &str) -> Vec<u8> {
+    keys::devices_of(room_id)
+}
+
+fn push_event_key(room_id: &str, stream: u64) -> Vec<u8> {
+    let mut key = push_event_prefix(room_id);
+    key.extend_from_slice(&stream.to_be_bytes());
+    key
+}
+
 fn stream_of(key: &[u8], prefix_len: usize) -> Option<u64> {
     <[u8; 8]>::try_from(key.get(prefix_len..)?)
         .ok()
@@ -110,38 +179,39 @@ fn stream_of(key: &[u8], prefix_len: usize) -> Option<u64> {
 }
 
 impl Batch<'_> {
-    /// Records the notifications of one event: `records` are per user.
-    pub fn put_notifications(
+    /// Records one user's notification of an event at `stream`.
+    pub fn put_notification(
         &mut self,
+        user_id: &str,
         stream: u64,
-        records: &[(OwnedUserId, NotificationRecord)],
+        record: &NotificationRecord,
     ) -> StoreResult<()> {
-        let Some((_, first)) = records.first() else {
-            return Ok(());
-        };
-        for (user_id, record) in records {
-            self.put_json(
-                Cf::Notifications,
-                &notification_key(user_id.as_str(), stream),
-                record,
-            )?;
-            self.put_json(
-                Cf::RoomNotifications,
-                &room_key(user_id.as_str(), record.room_id.as_str(), stream),
-                &NotificationCount {
-                    highlight: record.highlight,
-                },
-            )?;
-        }
         self.put_json(
-            Cf::EventNotifications,
-            first.event_id.as_bytes(),
-            &EventNotifications {
-                room_id: Some(first.room_id.clone()),
-                stream,
-                users: records.iter().map(|(u, _)| u.clone()).collect(),
+            Cf::Notifications,
+            &notification_key(user_id, stream),
+            record,
+        )?;
+        self.put_json(
+            Cf::RoomNotifications,
+            &room_key(user_id, record.room_id.as_str(), stream),
+            &NotificationCount {
+                highlight: record.highlight,
             },
         )
+    }
+
+    /// Records the outcome an event at `stream` has for the room's members.
+    pub fn put_push_event(
+        &mut self,
+        room_id: &str,
+        stream: u64,
+        record: &PushEventRecord,
+    ) -> StoreResult<()> {
+        self.put_json(Cf::PushEvents, &push_event_key(room_id, stream), record)
+    }
+
+    pub fn delete_push_event(&mut self, room_id: &str, stream: u64) {
+        self.delete(Cf::PushEvents, &push_event_key(room_id, stream));
     }
 
     /// Withdraws one user's notification for an event.
@@ -155,7 +225,7 @@ impl Batch<'_> {
         event_id: &str,
         record: &EventNotifications,
     ) -> StoreResult<()> {
-        if record.users.is_empty() {
+        if record.is_empty() {
             self.delete(Cf::EventNotifications, event_id.as_bytes());
             Ok(())
         } else {
@@ -187,6 +257,77 @@ impl Store {
         Ok(self
             .get_json(Cf::EventNotifications, event_id.as_bytes())?
             .unwrap_or_default())
+    }
+
+    pub fn push_event(&self, room_id: &str, stream: u64) -> StoreResult<Option<PushEventRecord>> {
+        self.get_json(Cf::PushEvents, &push_event_key(room_id, stream))
+    }
+
+    /// The room's shared outcomes after `after` up to `to` (inclusive), oldest first: at
+    /// most `limit` of those `keep` accepts.
+    pub fn push_events_after(
+        &self,
+        room_id: &str,
+        after: u64,
+        to: u64,
+        limit: usize,
+        mut keep: impl FnMut(&PushEventRecord) -> bool,
+    ) -> StoreResult<Vec<(u64, PushEventRecord)>> {
+        let prefix = push_event_prefix(room_id);
+        let start = push_event_key(room_id, after.saturating_add(1));
+        let mut out = Vec::new();
+        for item in self.raw_iter_from(Cf::PushEvents, &start) {
+            let (key, value) = item?;
+            if !key.starts_with(&prefix) || out.len() >= limit {
+                break;
+            }
+            let Some(stream) = stream_of(&key, prefix.len()) else {
+                continue;
+            };
+            if stream > to {
+                break;
+            }
+            let record: PushEventRecord = super::decode(Cf::PushEvents, &value)?;
+            if keep(&record) {
+                out.push((stream, record));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The room's shared outcomes before `before` (exclusive) and after `after`, newest
+    /// first: at most `limit` of those `keep` accepts.
+    pub fn push_events_before(
+        &self,
+        room_id: &str,
+        before: u64,
+        after: u64,
+        limit: usize,
+        mut keep: impl FnMut(&PushEventRecord) -> bool,
+    ) -> StoreResult<Vec<(u64, PushEventRecord)>> {
+        let prefix = push_event_prefix(room_id);
+        let Some(last) = before.checked_sub(1) else {
+            return Ok(Vec::new());
+        };
+        let start = push_event_key(room_id, last);
+        let mut out = Vec::new();
+        for item in self.raw_iter_rev_from(Cf::PushEvents, &start) {
+            let (key, value) = item?;
+            if !key.starts_with(&prefix) || out.len() >= limit {
+                break;
+            }
+            let Some(stream) = stream_of(&key, prefix.len()) else {
+                continue;
+            };
+            if stream <= after {
+                break;
+            }
+            let record: PushEventRecord = super::decode(Cf::PushEvents, &value)?;
+            if keep(&record) {
+                out.push((stream, record));
+            }
+        }
+        Ok(out)
     }
 
     /// The user's notifications in the room after stream position `after`, up to `to`

@@ -100,6 +100,19 @@ pub struct UserRoomRecord {
     /// of the room (stripped state events), shown to the invitee.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invite_state: Option<Vec<Value>>,
+    /// For a join: the position of the join that started it (a later join event, a
+    /// profile change, moves `stream` but not this). Absent for other memberships, and
+    /// for joins recorded before Hearth kept it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub joined_since: Option<u64>,
+}
+
+impl UserRoomRecord {
+    /// Where the user's current membership began: for a join, the join that started it
+    /// (as far as the record knows), otherwise the membership event's position.
+    pub fn since(&self) -> u64 {
+        self.joined_since.unwrap_or(self.stream)
+    }
 }
 
 /// A user's rooms with their membership in each, shared between readers.

@@ -298,3 +298,119 @@ fn a_redaction_withdraws_the_notification_and_rule_changes_recount_unread_events
     assert_eq!(unread(&server, &bob, &room), (0, 0));
     assert!(listed(&notifications(&server, &bob, "")).is_empty());
 }
+
+fn leave(server: &TestServer, user: &User, room: &str) {
+    let (status, body) = server.send(
+        "POST",
+        &format!("/_matrix/client/v3/rooms/{}/leave", enc(room)),
+        Some(&user.token),
+        &json!({}),
+    );
+    assert_eq!(status, 200, "{body}");
+}
+
+/// Unread counts and `/notifications` of several members, each by its own rules: read from
+/// memory while the server runs and from the store after it was killed.
+fn assert_everyones(
+    server: &TestServer,
+    room: &str,
+    expected: &[(&User, (u64, u64), usize)],
+    when: &str,
+) {
+    for (user, counts, listed_count) in expected {
+        assert_eq!(unread(server, user, room), *counts, "{} {when}", user.id);
+        assert_eq!(
+            listed(&notifications(server, user, "?limit=100")).len(),
+            *listed_count,
+            "{} {when}",
+            user.id
+        );
+    }
+}
+
+#[test]
+fn one_record_per_event_counts_for_the_members_who_were_there_each_by_their_rules() {
+    let mut server = TestServer::start();
+    let alice = user(&server, "alice");
+    let bob = user(&server, "bob");
+    let carol = user(&server, "carol");
+    let dave = user(&server, "dave");
+    let eve = user(&server, "eve");
+    let room = create_room(&server, &alice, json!({"preset": "public_chat"}));
+    for member in [&bob, &carol, &dave] {
+        join(&server, member, &room);
+    }
+    put_rule(&server, &carol, "room", &room, json!({"actions": []}));
+    send_text(&server, &alice, &room, "t1", "one");
+    let mention = send(
+        &server,
+        &alice,
+        &room,
+        "t2",
+        json!({"msgtype": "m.text", "body": "dave: look", "m.mentions": {"user_ids": [dave.id]}}),
+    );
+    assert_everyones(
+        &server,
+        &room,
+        &[(&bob, (2, 0), 2), (&carol, (0, 0), 0), (&dave, (2, 1), 2)],
+        "after the first two",
+    );
+    let dave_listed = listed(&notifications(&server, &dave, "?only=highlight"));
+    assert_eq!(dave_listed.len(), 1);
+    assert_eq!(dave_listed[0]["event"]["event_id"], mention);
+
+    // Eve joins later: what came before is not hers.
+    join(&server, &eve, &room);
+    send_text(&server, &alice, &room, "t3", "three");
+    // A profile change is a new member event, but not a new join: Bob keeps his count.
+    let (status, body) = server.send(
+        "PUT",
+        &format!("/_matrix/client/v3/profile/{}/displayname", enc(&bob.id)),
+        Some(&bob.token),
+        &json!({"displayname": "Bobby"}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_everyones(
+        &server,
+        &room,
+        &[(&bob, (3, 0), 3), (&eve, (1, 0), 1), (&dave, (3, 1), 3)],
+        "after Eve joined",
+    );
+
+    // Bob leaves, misses one message, comes back: counts start at his new join.
+    leave(&server, &bob, &room);
+    send_text(&server, &alice, &room, "t4", "four");
+    join(&server, &bob, &room);
+    let five = send_text(&server, &alice, &room, "t5", "five");
+    // Bob's list still holds the mention's notification, recorded for him alone (the
+    // mention gave each member another outcome, so none was shared); "four" is not his.
+    let expected = [
+        (&bob, (1, 0), 2),
+        (&carol, (0, 0), 0),
+        (&dave, (5, 1), 5),
+        (&eve, (3, 0), 3),
+    ];
+    assert_everyones(&server, &room, &expected, "after Bob came back");
+    server.kill_9();
+    server.restart();
+    assert_everyones(&server, &room, &expected, "after a restart");
+
+    // A redaction withdraws the room's record for everyone.
+    let (status, body) = server.send(
+        "PUT",
+        &format!(
+            "/_matrix/client/v3/rooms/{}/redact/{}/r1",
+            enc(&room),
+            enc(&five)
+        ),
+        Some(&alice.token),
+        &json!({}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_everyones(
+        &server,
+        &room,
+        &[(&bob, (0, 0), 1), (&dave, (4, 1), 4), (&eve, (2, 0), 2)],
+        "after the redaction",
+    );
+}

@@ -126,9 +126,13 @@ impl Services {
         after: u64,
         cutoff: u64,
     ) -> Result<(Vec<Missed>, usize, u64)> {
-        let records =
-            self.store
-                .notifications_after(user_id.as_str(), after, u64::MAX, MAX_SCAN)?;
+        let records = crate::service::notifications::notifications_after(
+            &self.store,
+            user_id,
+            after,
+            u64::MAX,
+            MAX_SCAN,
+        )?;
         let direct = self.direct_rooms(user_id)?;
         let mut read: BTreeMap<OwnedRoomId, Option<u64>> = BTreeMap::new();
         let mut missed = Vec::new();

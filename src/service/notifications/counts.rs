@@ -169,18 +169,32 @@ pub fn read_up_to(store: &Store, user_id: &UserId, room_id: &RoomId) -> Result<O
     Ok(newest)
 }
 
-/// The recorded notifications in the room after `from` up to `to`.
+/// The recorded notifications in the room after `from` up to `to`: the user's own records
+/// and the room's shared ones that apply to them, these only after `joined_since` (the
+/// start of the user's current join: before it the user was not a member they covered).
 pub fn unread_in_room(
     store: &Store,
     user_id: &UserId,
     room_id: &RoomId,
     from: u64,
     to: u64,
+    joined_since: u64,
 ) -> Result<Counts> {
     let mut counts = Counts::default();
     for (_, record) in
         store.room_notifications_after(user_id.as_str(), room_id.as_str(), from, to, MAX_COUNT)?
     {
+        counts.notifications += 1;
+        counts.highlights += u64::from(record.highlight);
+    }
+    let shared = store.push_events_after(
+        room_id.as_str(),
+        from.max(joined_since),
+        to,
+        MAX_COUNT,
+        |record| record.applies_to(user_id.as_str()),
+    )?;
+    for (_, record) in shared {
         counts.notifications += 1;
         counts.highlights += u64::from(record.highlight);
     }
@@ -228,6 +242,17 @@ impl UnreadCounts {
         }
     }
 
+    /// Forgets the cached counts and noted records of every user in a room (its shared
+    /// records changed).
+    pub(super) fn forget_room(&self, room_id: &RoomId) {
+        let allocated = self.events.allocated();
+        for rooms in lock(&self.unread).values_mut() {
+            if let Some(entry) = rooms.get_mut(room_id) {
+                entry.forget(allocated);
+            }
+        }
+    }
+
     /// Notes the records of an event at `stream`, `(user, highlight)`, once they are
     /// written and before the event becomes visible, so that a count made once it is
     /// visible finds them here.
@@ -248,8 +273,9 @@ impl UnreadCounts {
         }
     }
 
-    /// Counts for the room as of stream position `to` (a visible one). `joined_at`
-    /// bounds the count when the user has no receipt.
+    /// Counts for the room as of stream position `to` (a visible one). `joined_at`, the
+    /// start of the user's current join, bounds the count when the user has no receipt,
+    /// and the room's shared records always.
     pub fn room(
         &self,
         user_id: &UserId,
@@ -302,7 +328,7 @@ impl UnreadCounts {
         };
         let mut entry = start;
         if entry.to < to {
-            let more = unread_in_room(&self.store, user_id, room_id, entry.to, to)?;
+            let more = unread_in_room(&self.store, user_id, room_id, entry.to, to, joined_at)?;
             entry.counts.notifications += more.notifications;
             entry.counts.highlights += more.highlights;
             entry.to = to;
@@ -326,7 +352,7 @@ impl UnreadCounts {
             if membership.membership != "join" {
                 continue;
             }
-            let counts = self.room(user_id, room_id, membership.stream, to)?;
+            let counts = self.room(user_id, room_id, membership.since(), to)?;
             // One room's count from the store stops at MAX_COUNT records.
             total += counts.notifications.min(MAX_COUNT as u64);
         }

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::event::push_rules::PushContext;
 use crate::event::{Power, RoomVersion};
 use crate::service::{Services, now_ms};
-use crate::store::{Batch, EventNotifications, NotificationRecord};
+use crate::store::{Batch, EventNotifications, NotificationRecord, PushEventRecord};
 
 /// The most events one recount (after a change of rules) reads per room.
 const MAX_RECOUNT: usize = 10_000;
@@ -21,8 +21,9 @@ const MAX_RECOUNT: usize = 10_000;
 impl Services {
     /// Stages the notifications of an accepted event in its batch: for every local
     /// joined member but the sender (and a local user it invites), the outcome of their
-    /// push rules when it says `notify`. Returns the users notified, with whether it
-    /// highlights for them.
+    /// push rules when it says `notify`; recorded once for the room with the members
+    /// whose outcome differs (see [`split_outcomes`]). Returns the users notified, with
+    /// whether it highlights for them.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn stage_notifications(
         &self,
@@ -35,66 +36,116 @@ impl Services {
         stream: u64,
     ) -> Result<Vec<(OwnedUserId, bool)>> {
         let sender = json.get("sender").and_then(Value::as_str).unwrap_or("");
+        let Ok(sender_id) = UserId::parse(sender) else {
+            return Ok(Vec::new());
+        };
         let members = self.room_members(room_id)?;
-        let mut candidates: Vec<&UserId> = members
+        let candidates: Vec<&UserId> = members
             .joined
             .iter()
             .map(|u| &**u)
-            .filter(|u| u.server_name() == self.server_name() && u.as_str() != sender)
+            .filter(|u| u.server_name() == self.server_name() && *u != sender_id)
             .collect();
         let invited = (json.get("type").and_then(Value::as_str) == Some("m.room.member"))
             .then(|| json.get("state_key").and_then(Value::as_str))
             .flatten()
-            .and_then(|k| UserId::parse(k).ok());
-        if let Some(invited) = &invited
-            && invited.server_name() == self.server_name()
-            && invited.as_str() != sender
-            && !candidates.contains(&&**invited)
-        {
-            candidates.push(invited);
-        }
-        if candidates.is_empty() {
+            .and_then(|k| UserId::parse(k).ok())
+            .filter(|invited| {
+                invited.server_name() == self.server_name()
+                    && *invited != sender_id
+                    && !candidates.contains(&&**invited)
+            });
+        if candidates.is_empty() && invited.is_none() {
             return Ok(Vec::new());
         }
         let facts = self.room_push_facts(room_id, version, state_group, members.joined.len())?;
         let event = EventFacts::of(&facts, json);
-        let mut records = Vec::new();
+        let mut outcomes = Vec::with_capacity(candidates.len());
         for user_id in candidates {
             let rules = self.compiled_push_rules(user_id)?;
             let evaluated =
                 self.evaluate_for(&rules, &facts, &event, user_id, room_id, event_id, json)?;
-            if let Some(record) = evaluated {
-                records.push((user_id.to_owned(), record));
+            outcomes.push((user_id, evaluated));
+        }
+        let mut split = split_outcomes(outcomes);
+        if let Some(invited) = &invited {
+            let rules = self.compiled_push_rules(invited)?;
+            if let Some(record) =
+                self.evaluate_for(&rules, &facts, &event, invited, room_id, event_id, json)?
+            {
+                // Not joined, so the room's record never covers them: theirs is their own.
+                split.own.push((invited.clone(), record));
             }
         }
-        batch.put_notifications(stream, &records)?;
-        Ok(records
+        let mut index = EventNotifications {
+            room_id: Some(room_id.to_owned()),
+            stream,
+            users: Vec::with_capacity(split.own.len()),
+            room_record: false,
+        };
+        if let Some(shared) = &split.shared {
+            batch.put_push_event(
+                room_id.as_str(),
+                stream,
+                &PushEventRecord {
+                    event_id: event_id.to_owned(),
+                    sender: sender_id.clone(),
+                    actions: shared.actions.clone(),
+                    highlight: shared.highlight,
+                    thread: event.thread.clone(),
+                    ts: event.ts,
+                    excluded: split.excluded,
+                },
+            )?;
+            index.room_record = true;
+        }
+        for (user_id, record) in &split.own {
+            batch.put_notification(user_id.as_str(), stream, record)?;
+            index.users.push(user_id.clone());
+        }
+        if !index.is_empty() {
+            batch.put_event_notifications(event_id.as_str(), &index)?;
+        }
+        let mut notified: Vec<(OwnedUserId, bool)> = split
+            .own
             .into_iter()
-            .map(|(u, record)| (u, record.highlight))
-            .collect())
+            .map(|(user_id, record)| (user_id, record.highlight))
+            .collect();
+        if let Some(shared) = split.shared {
+            notified.extend(shared.users.into_iter().map(|u| (u, shared.highlight)));
+        }
+        Ok(notified)
     }
 
-    /// Stages the withdrawal of every notification of a redacted event; returns the
-    /// users whose counts change.
+    /// Stages the withdrawal of every notification of a redacted event.
     pub(crate) fn stage_withdraw_notifications(
         &self,
         batch: &mut Batch<'_>,
         event_id: &str,
-    ) -> Result<Vec<OwnedUserId>> {
+    ) -> Result<Withdrawn> {
         let record = self.store.event_notifications(event_id)?;
         let Some(room_id) = &record.room_id else {
-            return Ok(Vec::new());
+            return Ok(Withdrawn::default());
         };
         for user_id in &record.users {
             batch.delete_notification(user_id.as_str(), room_id.as_str(), record.stream);
         }
+        if record.room_record {
+            batch.delete_push_event(room_id.as_str(), record.stream);
+        }
         batch.put_event_notifications(event_id, &EventNotifications::default())?;
-        Ok(record.users)
+        Ok(Withdrawn {
+            users: record.users,
+            room: record.room_record,
+        })
     }
 
     /// Forgets cached counts after notifications were withdrawn.
-    pub(crate) fn notifications_withdrawn(&self, room_id: &RoomId, users: &[OwnedUserId]) {
-        for user_id in users {
+    pub(crate) fn notifications_withdrawn(&self, room_id: &RoomId, withdrawn: &Withdrawn) {
+        if withdrawn.room {
+            self.notifications.counts.forget_room(room_id);
+        }
+        for user_id in &withdrawn.users {
             self.notifications.counts.forget(user_id, room_id);
         }
     }
@@ -124,7 +175,7 @@ impl Services {
                 continue;
             };
             let from =
-                super::read_up_to(&self.store, user_id, &room_id)?.unwrap_or(membership.stream);
+                super::read_up_to(&self.store, user_id, &room_id)?.unwrap_or(membership.since());
             let events = self
                 .store
                 .room_events_after(room_id.as_str(), from, MAX_RECOUNT)?;
@@ -152,18 +203,26 @@ impl Services {
                 let mut index = self.store.event_notifications(event_id.as_str())?;
                 index.users.retain(|u| u != user_id);
                 batch.delete_notification(user_id.as_str(), room_id.as_str(), stream);
+                // The room's shared outcome no longer speaks for this user.
+                if let Some(mut shared) = self.store.push_event(room_id.as_str(), stream)?
+                    && let Err(at) = shared
+                        .excluded
+                        .binary_search_by(|u| u.as_str().cmp(user_id.as_str()))
+                {
+                    shared.excluded.insert(at, user_id.to_owned());
+                    batch.put_push_event(room_id.as_str(), stream, &shared)?;
+                }
                 let shared = EventFacts::of(&facts, &event.pdu);
                 if let Some(record) = self.evaluate_for(
                     &rules, &facts, &shared, user_id, &room_id, &event_id, &event.pdu,
                 )? {
-                    batch.put_notifications(stream, &[(user_id.to_owned(), record)])?;
+                    batch.put_notification(user_id.as_str(), stream, &record)?;
                     index.room_id = Some(room_id.clone());
                     index.stream = stream;
                     index.users.push(user_id.to_owned());
                 }
                 indexes.insert(event_id, index);
             }
-            // Written last: `put_notifications` above wrote an index naming only this user.
             for (event_id, index) in &indexes {
                 batch.put_event_notifications(event_id.as_str(), index)?;
             }
@@ -299,5 +358,178 @@ impl EventFacts {
                 .and_then(Value::as_u64)
                 .unwrap_or_else(now_ms),
         }
+    }
+}
+
+/// What a redaction withdrew: the users with records of their own, and whether the room's
+/// shared record went too (then every member's counts change).
+#[derive(Debug, Default)]
+pub struct Withdrawn {
+    pub users: Vec<OwnedUserId>,
+    pub room: bool,
+}
+
+/// The outcome most members share, with who shares it.
+#[derive(Debug, PartialEq)]
+struct Shared {
+    actions: Vec<Value>,
+    highlight: bool,
+    users: Vec<OwnedUserId>,
+}
+
+/// An event's outcomes split into what is written.
+#[derive(Debug, PartialEq)]
+struct Split {
+    /// The outcome recorded once for the room, when more members share it than have no
+    /// notification at all.
+    shared: Option<Shared>,
+    /// Members the shared outcome does not apply to, sorted.
+    excluded: Vec<OwnedUserId>,
+    /// Records of their own: members whose outcome differs from the shared one (all of
+    /// them when nothing is shared).
+    own: Vec<(OwnedUserId, NotificationRecord)>,
+}
+
+/// Splits the members' outcomes (`None`: no notification) into the most common one,
+/// recorded once for the room, and the others, recorded per member. Outcomes are the
+/// same when their actions and highlight are.
+fn split_outcomes(outcomes: Vec<(&UserId, Option<NotificationRecord>)>) -> Split {
+    let mut tally: Vec<(&NotificationRecord, usize)> = Vec::new();
+    let mut silent = 0;
+    for (_, outcome) in &outcomes {
+        match outcome {
+            None => silent += 1,
+            Some(record) => match tally.iter_mut().find(|(r, _)| same_outcome(r, record)) {
+                Some((_, count)) => *count += 1,
+                None => tally.push((record, 1)),
+            },
+        }
+    }
+    let common = tally
+        .iter()
+        .max_by_key(|(_, count)| *count)
+        .filter(|(_, count)| *count > silent)
+        .map(|(record, _)| (record.actions.clone(), record.highlight));
+    let Some((actions, highlight)) = common else {
+        return Split {
+            shared: None,
+            excluded: Vec::new(),
+            own: outcomes
+                .into_iter()
+                .filter_map(|(user, outcome)| Some((user.to_owned(), outcome?)))
+                .collect(),
+        };
+    };
+    let mut shared = Shared {
+        actions,
+        highlight,
+        users: Vec::new(),
+    };
+    let mut excluded = Vec::new();
+    let mut own = Vec::new();
+    for (user, outcome) in outcomes {
+        match outcome {
+            Some(record) if record.actions == shared.actions && record.highlight == highlight => {
+                shared.users.push(user.to_owned());
+            }
+            Some(record) => {
+                excluded.push(user.to_owned());
+                own.push((user.to_owned(), record));
+            }
+            None => excluded.push(user.to_owned()),
+        }
+    }
+    excluded.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    Split {
+        shared: Some(shared),
+        excluded,
+        own,
+    }
+}
+
+fn same_outcome(a: &NotificationRecord, b: &NotificationRecord) -> bool {
+    a.highlight == b.highlight && a.actions == b.actions
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn record(highlight: bool) -> NotificationRecord {
+        NotificationRecord {
+            room_id: ruma::owned_room_id!("!r:x"),
+            event_id: ruma::owned_event_id!("$e"),
+            actions: if highlight {
+                vec![json!("notify"), json!({"set_tweak": "highlight"})]
+            } else {
+                vec![json!("notify")]
+            },
+            highlight,
+            thread: None,
+            ts: 1,
+        }
+    }
+
+    fn users(names: &[&str]) -> Vec<OwnedUserId> {
+        names
+            .iter()
+            .map(|n| UserId::parse(format!("@{n}:x")).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn the_most_common_outcome_is_shared_and_the_rest_recorded_per_member() {
+        let ids = users(&["d", "a", "c", "b", "e"]);
+        let outcomes = vec![
+            (&*ids[0], Some(record(false))),
+            (&*ids[1], Some(record(true))),
+            (&*ids[2], None),
+            (&*ids[3], Some(record(false))),
+            (&*ids[4], Some(record(false))),
+        ];
+        let split = split_outcomes(outcomes);
+        let shared = split.shared.expect("three of five share an outcome");
+        assert_eq!(shared.users, users(&["d", "b", "e"]));
+        assert!(!shared.highlight);
+        // Sorted, for the readers' binary search.
+        assert_eq!(split.excluded, users(&["a", "c"]));
+        assert_eq!(split.own.len(), 1);
+        assert_eq!(split.own[0].0.as_str(), "@a:x");
+        assert!(split.own[0].1.highlight);
+    }
+
+    #[test]
+    fn nothing_is_shared_when_most_members_are_not_notified() {
+        let ids = users(&["a", "b", "c"]);
+        let outcomes = vec![
+            (&*ids[0], None),
+            (&*ids[1], Some(record(false))),
+            (&*ids[2], None),
+        ];
+        let split = split_outcomes(outcomes);
+        assert_eq!(split.shared, None);
+        assert!(split.excluded.is_empty());
+        assert_eq!(split.own.len(), 1);
+        assert_eq!(split_outcomes(Vec::new()).own.len(), 0);
+    }
+
+    #[test]
+    fn the_shared_record_applies_to_members_but_the_sender_and_the_excluded() {
+        let record = PushEventRecord {
+            event_id: ruma::owned_event_id!("$e"),
+            sender: UserId::parse("@s:x").unwrap(),
+            actions: vec![json!("notify")],
+            highlight: false,
+            thread: None,
+            ts: 1,
+            excluded: users(&["b", "d"]),
+        };
+        assert!(record.applies_to("@a:x"));
+        assert!(record.applies_to("@c:x"));
+        assert!(!record.applies_to("@b:x"));
+        assert!(!record.applies_to("@d:x"));
+        assert!(!record.applies_to("@s:x"));
     }
 }

@@ -1,4 +1,6 @@
-//! `GET /notifications`: the user's recorded notifications, newest first.
+//! The user's recorded notifications across rooms: their own records and the shared
+//! records of the rooms they are joined to (see `store::notifications`), for
+//! `GET /notifications` (newest first), the pushers and the email digests (oldest first).
 
 use std::collections::HashMap;
 
@@ -8,6 +10,7 @@ use serde_json::{Value, json};
 use crate::error::{Error, Result};
 use crate::service::Services;
 use crate::service::rooms::ClientView;
+use crate::store::{NotificationRecord, Store};
 
 const DEFAULT_LIMIT: usize = 20;
 const MAX_LIMIT: usize = 100;
@@ -50,9 +53,7 @@ impl Services {
         let mut scanned = 0;
         let mut next_token = None;
         'scan: while scanned < MAX_SCAN {
-            let page = self
-                .store
-                .notifications_before(user_id.as_str(), cursor, limit)?;
+            let page = notifications_before(&self.store, user_id, cursor, limit)?;
             let Some((last, _)) = page.last() else {
                 break;
             };
@@ -95,4 +96,66 @@ impl Services {
         }
         Ok(body)
     }
+}
+
+/// The user's notifications after `after` up to `to` (inclusive), oldest first, at most
+/// `limit`. The shared records of a room count from the start of the user's join.
+pub fn notifications_after(
+    store: &Store,
+    user_id: &UserId,
+    after: u64,
+    to: u64,
+    limit: usize,
+) -> Result<Vec<(u64, NotificationRecord)>> {
+    let mut out = store.notifications_after(user_id.as_str(), after, to, limit)?;
+    for (room_id, membership) in store.user_rooms_shared(user_id.as_str())?.iter() {
+        if membership.membership != "join" {
+            continue;
+        }
+        let shared = store.push_events_after(
+            room_id.as_str(),
+            after.max(membership.since()),
+            to,
+            limit,
+            |record| record.applies_to(user_id.as_str()),
+        )?;
+        out.extend(
+            shared
+                .into_iter()
+                .map(|(stream, record)| (stream, record.for_user(room_id))),
+        );
+    }
+    out.sort_by_key(|(stream, _)| *stream);
+    out.truncate(limit);
+    Ok(out)
+}
+
+/// The user's notifications before `before` (exclusive), newest first, at most `limit`.
+fn notifications_before(
+    store: &Store,
+    user_id: &UserId,
+    before: u64,
+    limit: usize,
+) -> Result<Vec<(u64, NotificationRecord)>> {
+    let mut out = store.notifications_before(user_id.as_str(), before, limit)?;
+    for (room_id, membership) in store.user_rooms_shared(user_id.as_str())?.iter() {
+        if membership.membership != "join" {
+            continue;
+        }
+        let shared = store.push_events_before(
+            room_id.as_str(),
+            before,
+            membership.since(),
+            limit,
+            |record| record.applies_to(user_id.as_str()),
+        )?;
+        out.extend(
+            shared
+                .into_iter()
+                .map(|(stream, record)| (stream, record.for_user(room_id))),
+        );
+    }
+    out.sort_by_key(|(stream, _)| std::cmp::Reverse(*stream));
+    out.truncate(limit);
+    Ok(out)
 }

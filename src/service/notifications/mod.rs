@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use ruma::{OwnedRoomId, OwnedUserId, UserId};
 
 pub use counts::{Counts, UnreadCounts, read_up_to};
-pub use list::NotificationsQuery;
+pub use evaluate::Withdrawn;
+pub use list::{NotificationsQuery, notifications_after};
 
 use crate::error::Result;
 use crate::event::RoomPowers;

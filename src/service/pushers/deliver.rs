@@ -14,6 +14,7 @@ use serde_json::{Map, Value, json};
 
 use super::webpush::{self, Sent, is_webpush};
 use super::{Pushers, Signals, lock};
+use crate::service::notifications::notifications_after;
 use crate::service::notifications::read_up_to;
 use crate::store::{NotificationRecord, PusherRecord};
 
@@ -70,10 +71,7 @@ impl Pushers {
                 return;
             }
             let visible = self.visible.load(Ordering::SeqCst);
-            let next = match self
-                .store
-                .notifications_after(user_id.as_str(), progress, visible, 1)
-            {
+            let next = match notifications_after(&self.store, &user_id, progress, visible, 1) {
                 Ok(mut next) => next.pop(),
                 Err(e) => {
                     tracing::error!(user = %user_id, error = %e, "cannot read notifications");

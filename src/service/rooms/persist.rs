@@ -14,6 +14,7 @@ use super::StreamTicket;
 use super::state::StateIds;
 use crate::error::{Error, Result};
 use crate::event::{Pdu, RoomPowers, RoomVersion};
+use crate::service::notifications::Withdrawn;
 use crate::service::{Services, search};
 use crate::store::{Batch, EventRecord, EventStatus, RoomRecord, UserRoomRecord};
 
@@ -28,7 +29,7 @@ pub(crate) struct StagedEvent<'a> {
     /// `(type, "")` state keys that changed, for the user directory.
     room_state_types: Vec<String>,
     /// Users whose notifications this event (a redaction) withdrew.
-    withdrawn: Vec<OwnedUserId>,
+    withdrawn: Withdrawn,
     /// Users this event notifies, with whether it highlights for them.
     notified: Vec<(OwnedUserId, bool)>,
 }
@@ -154,7 +155,7 @@ impl Services {
 
         let sender = pdu.sender();
         self.stage_relation(batch, room_id, &event_id, &json, sender, stream)?;
-        let mut withdrawn = Vec::new();
+        let mut withdrawn = Withdrawn::default();
         if let Some(target) = pdu.redacts(version) {
             let powers = self.powers_at(version, state_before)?;
             withdrawn =
@@ -388,6 +389,7 @@ impl Services {
                 stream,
                 forgotten: false,
                 invite_state: Some(invite_state),
+                joined_since: None,
             },
         )?;
         self.store.write(batch)?;
@@ -427,6 +429,11 @@ impl Services {
     ) -> Result<bool> {
         let previous = self.store.user_room(user_id, room_id.as_str())?;
         let changed = previous.as_ref().map(|p| p.membership.as_str()) != Some(membership);
+        let joined_since = match &previous {
+            _ if membership != "join" => None,
+            Some(p) if p.membership == "join" => Some(p.since()),
+            _ => Some(stream),
+        };
         batch.put_user_room(
             user_id,
             room_id.as_str(),
@@ -438,6 +445,7 @@ impl Services {
                 forgotten: previous.is_some_and(|p| p.forgotten)
                     && !matches!(membership, "join" | "invite" | "knock"),
                 invite_state: None,
+                joined_since,
             },
         )?;
         Ok(changed)

@@ -520,7 +520,7 @@ impl Services {
     /// Replaces the target's stored copy with its redacted form. The auth rules let any
     /// member send a redaction; it takes effect only for the original sender or someone
     /// with the power to redact others' events, and only within the same room.
-    /// Returns the users whose notifications of the target were withdrawn.
+    /// Returns the notifications of the target that were withdrawn.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn apply_redaction(
         &self,
@@ -531,12 +531,12 @@ impl Services {
         redactor: &UserId,
         powers: &RoomPowers,
         redaction_id: &OwnedEventId,
-    ) -> Result<Vec<ruma::OwnedUserId>> {
+    ) -> Result<crate::service::notifications::Withdrawn> {
         let Some(mut record) = self.store.event(target)? else {
-            return Ok(Vec::new());
+            return Ok(Default::default());
         };
         if record.room_id != room_id || record.redacted_because.is_some() {
-            return Ok(Vec::new());
+            return Ok(Default::default());
         }
         let original_sender = record
             .pdu
@@ -547,7 +547,7 @@ impl Services {
             .as_deref()
             .is_some_and(|original| original == redactor || powers.can_redact(redactor, original));
         if !allowed {
-            return Ok(Vec::new());
+            return Ok(Default::default());
         }
         self.unstage_relation(batch, target, &record)?;
         search::unindex_event(batch, room_id.as_str(), record.stream, &record.pdu);

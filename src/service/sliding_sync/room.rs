@@ -224,7 +224,7 @@ impl Services {
         }
         body.insert("joined_count".into(), json!(joined.len()));
         body.insert("invited_count".into(), json!(invited.len()));
-        let unread = self.unread_counts(pass.user_id, room_id, candidate.record.stream, upto)?;
+        let unread = self.unread_counts(pass.user_id, room_id, candidate.record.since(), upto)?;
         body.insert("notification_count".into(), json!(unread.notifications));
         body.insert("highlight_count".into(), json!(unread.highlights));
         body.insert(

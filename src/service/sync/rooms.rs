@@ -74,7 +74,7 @@ impl Services {
             stream: membership_stream,
             forgotten,
             invite_state,
-            ..
+            joined_since,
         }) = self.membership_as_of(&room_id, pass, record)?
         else {
             return Ok(None);
@@ -120,7 +120,12 @@ impl Services {
                     );
                 }
                 Ok(self
-                    .joined_room(pass, &room_id, from, membership_stream)?
+                    .joined_room(
+                        pass,
+                        &room_id,
+                        from,
+                        joined_since.unwrap_or(membership_stream),
+                    )?
                     .map(|section| ("join", section)))
             }
             "invite" if changed && !self.invited_by_ignored(pass, &membership_event)? => {
@@ -233,12 +238,18 @@ impl Services {
             .and_then(Value::as_str)
             .unwrap_or("leave")
             .to_owned();
+        // A join that began by `now` and lasts until the record's change began where the
+        // record says.
+        let joined_since = record
+            .joined_since
+            .filter(|since| membership == "join" && *since <= event.stream);
         Ok(Some(UserRoomRecord {
             membership,
             event_id: event_id.clone(),
             stream: event.stream,
             forgotten: false,
             invite_state: None,
+            joined_since,
         }))
     }
 

@@ -386,6 +386,16 @@ pub struct PushContext<'a> {
     pub notification_levels: &'a HashMap<String, i64>,
 }
 
+/// All an evaluation can learn of the evaluating user: with one compiled rule set and one
+/// room, two users whose facts are equal get the same outcome for an event, so a big room
+/// evaluates each distinct case once ([`CompiledRules::user_facts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UserFacts {
+    state_key_is_user: bool,
+    mentions_user: bool,
+    display_name_in_body: bool,
+}
+
 enum Condition {
     EventMatch {
         path: Vec<String>,
@@ -490,6 +500,18 @@ impl CompiledRules {
     /// Whether any rule looks at the user's display name (else the context may omit it).
     pub fn needs_display_name(&self) -> bool {
         self.needs_display_name
+    }
+
+    /// What the user-relative conditions ([`Condition::StateKeyIsUser`],
+    /// [`Condition::MentionsUser`], [`Condition::ContainsDisplayName`]) say of the event
+    /// for the context's user: every other condition reads only the event and the room.
+    pub fn user_facts(&self, event: &Value, context: &PushContext<'_>) -> UserFacts {
+        UserFacts {
+            state_key_is_user: condition_holds(&Condition::StateKeyIsUser, event, context),
+            mentions_user: condition_holds(&Condition::MentionsUser, event, context),
+            display_name_in_body: self.needs_display_name
+                && condition_holds(&Condition::ContainsDisplayName, event, context),
+        }
     }
 
     /// The outcome of the first matching rule, `None` when no rule matches.

@@ -328,3 +328,57 @@ fn predefined_rules_decide_notify_and_highlight() {
     let cake_message = message(json!({"msgtype": "m.text", "body": "The cake is a lie!"}));
     assert!(outcome(&content_rule, cake_message, &cx).highlight);
 }
+
+#[test]
+fn users_with_equal_facts_get_equal_outcomes() {
+    let levels = HashMap::new();
+    let mut ruleset = Ruleset::predefined(ME);
+    // A rule on the display name, as older clients set.
+    ruleset.kinds[Kind::Override.index()].push(Rule {
+        rule_id: "name".into(),
+        default: false,
+        enabled: true,
+        conditions: Some(vec![json!({"kind": "contains_display_name"})]),
+        pattern: None,
+        actions: vec![
+            json!("notify"),
+            json!({"set_tweak": "sound", "value": "ding"}),
+        ],
+    });
+    for rules in [
+        CompiledRules::for_user(&Ruleset::predefined(ME), ME),
+        CompiledRules::for_user(&ruleset, ME),
+    ] {
+        let users = [
+            ("@ann:x", Some("Ann")),
+            ("@bob:x", Some("Bob")),
+            ("@cy:x", None),
+            ("@dee:x", Some("Ann")),
+        ];
+        let events = [
+            json!({"type": "m.room.message", "sender": "@s:x", "content": {"msgtype": "m.text", "body": "hello"}}),
+            json!({"type": "m.room.message", "sender": "@s:x", "content": {"msgtype": "m.text", "body": "hi Ann"}}),
+            json!({"type": "m.room.message", "sender": "@s:x", "content": {"msgtype": "m.text", "body": "x", "m.mentions": {"user_ids": ["@bob:x"]}}}),
+            json!({"type": "m.room.member", "sender": "@s:x", "state_key": "@cy:x", "content": {"membership": "invite"}}),
+        ];
+        for event in &events {
+            let mut seen: HashMap<UserFacts, Option<Outcome>> = HashMap::new();
+            for (user_id, name) in users {
+                let context = PushContext {
+                    user_id,
+                    display_name: name,
+                    ..context(&levels)
+                };
+                let facts = rules.user_facts(event, &context);
+                let outcome = rules.evaluate(event, &context).cloned();
+                if let Some(earlier) = seen.get(&facts) {
+                    assert_eq!(earlier, &outcome, "{user_id} {event}");
+                }
+                seen.insert(facts, outcome);
+            }
+            // The mention, the invite and the name set one user apart.
+            let distinct = seen.len();
+            assert!(distinct <= 2, "{event}: {distinct}");
+        }
+    }
+}

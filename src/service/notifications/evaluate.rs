@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::{RoomPushFacts, UserPushRules, lock};
 use crate::error::{Error, Result};
-use crate::event::push_rules::PushContext;
+use crate::event::push_rules::{CompiledRules, PushContext, UserFacts};
 use crate::event::{Power, RoomVersion};
 use crate::service::{Services, now_ms};
 use crate::store::{Batch, EventNotifications, NotificationRecord, PushEventRecord};
@@ -60,22 +60,31 @@ impl Services {
         }
         let facts = self.room_push_facts(room_id, version, state_group, members.joined.len())?;
         let event = EventFacts::of(&facts, json);
+        let target = Target {
+            room_id,
+            event_id,
+            pdu: json,
+        };
+        let mut cases = Cases::default();
         let mut outcomes = Vec::with_capacity(candidates.len());
         for user_id in candidates {
             let rules = self.compiled_push_rules(user_id)?;
-            let evaluated =
-                self.evaluate_for(&rules, &facts, &event, user_id, room_id, event_id, json)?;
-            outcomes.push((user_id, evaluated));
+            let case = self.evaluate_case(&mut cases, &rules, &facts, &event, user_id, &target)?;
+            outcomes.push((user_id, case));
         }
-        let mut split = split_outcomes(outcomes);
-        if let Some(invited) = &invited {
-            let rules = self.compiled_push_rules(invited)?;
-            if let Some(record) =
-                self.evaluate_for(&rules, &facts, &event, invited, room_id, event_id, json)?
-            {
-                // Not joined, so the room's record never covers them: theirs is their own.
-                split.own.push((invited.clone(), record));
+        let invited_case = match &invited {
+            Some(invited) => {
+                let rules = self.compiled_push_rules(invited)?;
+                self.evaluate_case(&mut cases, &rules, &facts, &event, invited, &target)?
             }
+            None => None,
+        };
+        let mut split = split_outcomes(&cases.records, outcomes);
+        if let (Some(invited), Some(case)) = (&invited, invited_case) {
+            // Not joined, so the room's record never covers them: theirs is their own.
+            split
+                .own
+                .push((invited.clone(), cases.records[case].clone()));
         }
         let mut index = EventNotifications {
             room_id: Some(room_id.to_owned()),
@@ -230,6 +239,64 @@ impl Services {
             self.notifications.counts.forget(user_id, &room_id);
         }
         Ok(())
+    }
+
+    /// One member's outcome for an event, as an index into `cases.records` (`None`: no
+    /// notification): evaluated only when no member with the same rule set and the same
+    /// [`UserFacts`] was evaluated before.
+    fn evaluate_case(
+        &self,
+        cases: &mut Cases,
+        rules: &UserPushRules,
+        facts: &RoomPushFacts,
+        event: &EventFacts,
+        user_id: &UserId,
+        target: &Target<'_>,
+    ) -> Result<Option<usize>> {
+        let display_name = if rules.rules.needs_display_name() {
+            self.display_name_in(target.room_id, user_id)?
+        } else {
+            None
+        };
+        let context = PushContext {
+            user_id: user_id.as_str(),
+            display_name: display_name.as_deref(),
+            member_count: facts.member_count,
+            sender_power_level: event.sender_power_level,
+            notification_levels: &facts.notification_levels,
+        };
+        let key = (
+            Arc::as_ptr(&rules.rules) as usize,
+            rules.rules.user_facts(target.pdu, &context),
+        );
+        if let Some(case) = cases.keys.get(&key) {
+            return Ok(*case);
+        }
+        let case = match rules.rules.evaluate_actions(target.pdu, &context) {
+            Some((outcome, actions)) if outcome.notify => {
+                let record = NotificationRecord {
+                    room_id: target.room_id.to_owned(),
+                    event_id: target.event_id.to_owned(),
+                    actions: actions.to_vec(),
+                    highlight: outcome.highlight,
+                    thread: event.thread.clone(),
+                    ts: event.ts,
+                };
+                Some(
+                    match cases.records.iter().position(|r| same_outcome(r, &record)) {
+                        Some(index) => index,
+                        None => {
+                            cases.records.push(record);
+                            cases.records.len() - 1
+                        }
+                    },
+                )
+            }
+            _ => None,
+        };
+        cases.alive.push(rules.rules.clone());
+        cases.keys.insert(key, case);
+        Ok(case)
     }
 
     /// One user's outcome for an event, when it notifies.
@@ -390,51 +457,68 @@ struct Split {
     own: Vec<(OwnedUserId, NotificationRecord)>,
 }
 
-/// Splits the members' outcomes (`None`: no notification) into the most common one,
-/// recorded once for the room, and the others, recorded per member. Outcomes are the
-/// same when their actions and highlight are.
-fn split_outcomes(outcomes: Vec<(&UserId, Option<NotificationRecord>)>) -> Split {
-    let mut tally: Vec<(&NotificationRecord, usize)> = Vec::new();
+/// The event being evaluated.
+struct Target<'a> {
+    room_id: &'a RoomId,
+    event_id: &'a EventId,
+    pdu: &'a Value,
+}
+
+/// The distinct outcomes of one event among the members evaluated so far.
+#[derive(Default)]
+struct Cases {
+    /// Rule set (its address) and user facts → index into `records`, `None` for no
+    /// notification.
+    keys: HashMap<(usize, UserFacts), Option<usize>>,
+    /// The rule sets of `keys`, kept alive so no other set takes their address.
+    alive: Vec<Arc<CompiledRules>>,
+    /// Distinct outcomes (actions and highlight).
+    records: Vec<NotificationRecord>,
+}
+
+/// Splits the members' outcomes (indexes into `records`; `None`: no notification) into
+/// the most common one, recorded once for the room, and the others, recorded per member.
+fn split_outcomes(
+    records: &[NotificationRecord],
+    outcomes: Vec<(&UserId, Option<usize>)>,
+) -> Split {
+    let mut tally = vec![0_usize; records.len()];
     let mut silent = 0;
-    for (_, outcome) in &outcomes {
-        match outcome {
+    for (_, case) in &outcomes {
+        match case {
+            Some(index) => tally[*index] += 1,
             None => silent += 1,
-            Some(record) => match tally.iter_mut().find(|(r, _)| same_outcome(r, record)) {
-                Some((_, count)) => *count += 1,
-                None => tally.push((record, 1)),
-            },
         }
     }
     let common = tally
         .iter()
-        .max_by_key(|(_, count)| *count)
-        .filter(|(_, count)| *count > silent)
-        .map(|(record, _)| (record.actions.clone(), record.highlight));
-    let Some((actions, highlight)) = common else {
+        .enumerate()
+        .max_by_key(|(_, count)| **count)
+        .filter(|(_, count)| **count > silent)
+        .map(|(index, _)| index);
+    let Some(common) = common else {
         return Split {
             shared: None,
             excluded: Vec::new(),
             own: outcomes
                 .into_iter()
-                .filter_map(|(user, outcome)| Some((user.to_owned(), outcome?)))
+                .filter_map(|(user, case)| Some((user.to_owned(), records[case?].clone())))
                 .collect(),
         };
     };
     let mut shared = Shared {
-        actions,
-        highlight,
+        actions: records[common].actions.clone(),
+        highlight: records[common].highlight,
         users: Vec::new(),
     };
     let mut excluded = Vec::new();
     let mut own = Vec::new();
-    for (user, outcome) in outcomes {
-        match outcome {
-            Some(record) if record.actions == shared.actions && record.highlight == highlight => {
-                shared.users.push(user.to_owned());
-            }
-            Some(record) => {
+    for (user, case) in outcomes {
+        match case {
+            Some(index) if index == common => shared.users.push(user.to_owned()),
+            Some(index) => {
                 excluded.push(user.to_owned());
-                own.push((user.to_owned(), record));
+                own.push((user.to_owned(), records[index].clone()));
             }
             None => excluded.push(user.to_owned()),
         }
@@ -482,14 +566,15 @@ mod tests {
     #[test]
     fn the_most_common_outcome_is_shared_and_the_rest_recorded_per_member() {
         let ids = users(&["d", "a", "c", "b", "e"]);
+        let records = [record(true), record(false)];
         let outcomes = vec![
-            (&*ids[0], Some(record(false))),
-            (&*ids[1], Some(record(true))),
+            (&*ids[0], Some(1)),
+            (&*ids[1], Some(0)),
             (&*ids[2], None),
-            (&*ids[3], Some(record(false))),
-            (&*ids[4], Some(record(false))),
+            (&*ids[3], Some(1)),
+            (&*ids[4], Some(1)),
         ];
-        let split = split_outcomes(outcomes);
+        let split = split_outcomes(&records, outcomes);
         let shared = split.shared.expect("three of five share an outcome");
         assert_eq!(shared.users, users(&["d", "b", "e"]));
         assert!(!shared.highlight);
@@ -503,16 +588,12 @@ mod tests {
     #[test]
     fn nothing_is_shared_when_most_members_are_not_notified() {
         let ids = users(&["a", "b", "c"]);
-        let outcomes = vec![
-            (&*ids[0], None),
-            (&*ids[1], Some(record(false))),
-            (&*ids[2], None),
-        ];
-        let split = split_outcomes(outcomes);
+        let outcomes = vec![(&*ids[0], None), (&*ids[1], Some(0)), (&*ids[2], None)];
+        let split = split_outcomes(&[record(false)], outcomes);
         assert_eq!(split.shared, None);
         assert!(split.excluded.is_empty());
         assert_eq!(split.own.len(), 1);
-        assert_eq!(split_outcomes(Vec::new()).own.len(), 0);
+        assert_eq!(split_outcomes(&[], Vec::new()).own.len(), 0);
     }
 
     #[test]

@@ -183,7 +183,7 @@ fn a_subscription_gets_its_timeline_and_required_state_and_a_new_request_adds_to
         None,
         json!({"room_subscriptions": {other.clone(): {"timeline_limit": 1}}}),
     );
-    assert_eq!(room_ids(&added), [other.clone()], "{added}");
+    assert_eq!(room_ids(&added), [other.as_str()], "{added}");
     assert_eq!(added["rooms"][&other]["initial"], true);
     assert_eq!(added["rooms"][&other]["name"], "Own");
     send_text(&server, &alice, &room, "t4", "m4");
@@ -254,6 +254,50 @@ fn to_device_and_typing_extensions_are_pushed() {
         json!([{"sender": alice.id, "type": "m.test", "content": {"text": "second"}}]),
         "{update}"
     );
+
+    // A request continuing the connection does not send them again.
+    let continued = sliding_request(
+        &mut socket,
+        "r2",
+        None,
+        json!({"extensions": {"to_device": {"enabled": true}}}),
+    );
+    assert_eq!(
+        continued["extensions"]["to_device"]["events"],
+        json!([]),
+        "{continued}"
+    );
+
+    // A connection asking for fewer per answer than are waiting gets the rest pushed at
+    // once, without news to wake it. Its `since` acknowledges the two seen.
+    let since = update["extensions"]["to_device"]["next_batch"].clone();
+    for i in 0..3 {
+        to_bob(&format!("more{i}"), &format!("more {i}"));
+    }
+    let answer = sliding_request(
+        &mut socket,
+        "r3",
+        None,
+        json!({"conn_id": "keys",
+            "extensions": {"to_device": {"enabled": true, "limit": 1, "since": since}}}),
+    );
+    let text = |e: &Value| e["content"]["text"].as_str().unwrap().to_owned();
+    let mut received: Vec<String> = answer["extensions"]["to_device"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(text)
+        .collect();
+    assert_eq!(received, ["more 0"], "{answer}");
+    while received.len() < 3 {
+        let update = next_push(&mut socket);
+        let events = update["extensions"]["to_device"]["events"]
+            .as_array()
+            .unwrap();
+        assert!(events.len() <= 1, "{update}");
+        received.extend(events.iter().map(text));
+    }
+    assert_eq!(received, ["more 0", "more 1", "more 2"]);
 }
 
 #[test]

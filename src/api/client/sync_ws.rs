@@ -425,7 +425,7 @@ impl Session {
             }
             ClientRequest::Ping {} => Ok(json!({})),
             ClientRequest::SlidingSync { pos, body } => match self.sliding.as_mut() {
-                Some(sliding) => sliding.request(state, authed, pos, body),
+                Some(sliding) => sliding.request(state, authed, pos, *body),
                 None => Err(Error::new(
                     ErrorKind::Unrecognized {
                         method_not_allowed: false,
@@ -519,7 +519,7 @@ pub enum ClientRequest {
     SlidingSync {
         pos: Option<String>,
         #[serde(default)]
-        body: Body,
+        body: Box<Body>,
     },
 }
 

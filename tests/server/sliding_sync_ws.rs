@@ -7,6 +7,7 @@ use tungstenite::Message;
 
 use crate::e2ee_support::send_to_device;
 use crate::harness::{TestServer, assert_error};
+use crate::limits_sync::{BUDGET, ROOMS, page_back, send_round};
 use crate::room_support::*;
 use crate::sliding_sync::{by_recency, list, pos, room_ids, sliding, state_keys, texts};
 use crate::sync_ws::{PATH, Socket, connect, next_frame};
@@ -386,4 +387,51 @@ fn a_pos_from_the_socket_serves_a_long_poll_and_back_across_a_restart() {
     let synced = &resumed["rooms"][&room];
     assert!(synced.get("initial").is_none(), "{resumed}");
     assert_eq!(texts(synced), ["three"]);
+}
+
+#[test]
+fn an_answer_carries_at_most_the_timeline_bytes_of_a_sync() {
+    let server =
+        TestServer::start_with_env(&[("HEARTH_LIMITS__SYNC_TIMELINE_BYTES", &BUDGET.to_string())]);
+    let alice = user(&server, "alice");
+    let rooms: Vec<String> = (0..ROOMS)
+        .map(|_| create_room(&server, &alice, json!({})))
+        .collect();
+    let sent = send_round(&server, &alice, &rooms, 0);
+    let mut socket = open(&server, &alice);
+    let answer = sliding_request(
+        &mut socket,
+        "r1",
+        None,
+        json!({"lists": {"all": {"ranges": [[0, 99]], "timeline_limit": 1000}}}),
+    );
+    let (mut total, mut largest, mut cut) = (0, 0, 0);
+    for room in &rooms {
+        let synced = &answer["rooms"][room];
+        for event in synced["timeline"].as_array().unwrap() {
+            let size = event.to_string().len();
+            total += size;
+            largest = largest.max(size);
+        }
+        // What was left out is found by paging back, each message once.
+        let mut all = Vec::new();
+        if synced["limited"] == true {
+            cut += 1;
+            all = page_back(
+                &server,
+                &alice,
+                room,
+                synced["prev_batch"].as_str().unwrap(),
+                None,
+            );
+        }
+        all.extend(texts(synced));
+        assert_eq!(all, sent[room], "room {room}");
+    }
+    assert!(cut > 0, "nothing was cut: the test sends too little");
+    // Each room's newest event may go past the budget: one is always sent.
+    assert!(
+        total <= BUDGET + ROOMS * largest,
+        "{total} bytes of timeline"
+    );
 }

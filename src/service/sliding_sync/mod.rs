@@ -15,6 +15,7 @@ mod request;
 mod room;
 mod threads;
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,6 +72,8 @@ struct Pass<'a> {
     since: Option<SyncToken>,
     now: SyncToken,
     lists: ListCache,
+    /// Bytes of timeline events the answer may still carry (`limits.sync_timeline_bytes`).
+    timeline_bytes_left: Cell<usize>,
 }
 
 fn unknown_pos() -> Error {
@@ -353,6 +356,7 @@ impl Services {
             since,
             now,
             lists: ListCache::default(),
+            timeline_bytes_left: Cell::new(self.config.limits.sync_timeline_bytes),
         };
         let all = self.sliding_candidates(&pass)?;
 

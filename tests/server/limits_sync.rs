@@ -11,9 +11,9 @@ use crate::harness::TestServer;
 use crate::room_support::{User, create_room, enc, join, send_text, user};
 use crate::sync::{bodies, next_batch, sync};
 
-const ROOMS: usize = 5;
+pub const ROOMS: usize = 5;
 const MESSAGES: usize = 20;
-const BUDGET: usize = 20_000;
+pub const BUDGET: usize = 20_000;
 
 /// The messages a sync body's room timelines hold, and each room's `prev_batch` when it
 /// is limited; asserts the timelines together stay within the budget (each room's newest
@@ -46,7 +46,7 @@ fn timelines(body: &Value) -> BTreeMap<String, (Vec<String>, Option<String>)> {
 }
 
 /// The messages before `prev_batch` (back to `to`, or the room's start), oldest first.
-fn page_back(
+pub fn page_back(
     server: &TestServer,
     who: &User,
     room: &str,
@@ -77,7 +77,7 @@ fn page_back(
     found
 }
 
-fn send_round(
+pub fn send_round(
     server: &TestServer,
     alice: &User,
     rooms: &[String],

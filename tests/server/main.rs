@@ -73,6 +73,7 @@ mod rooms;
 mod route_walk;
 mod search;
 mod sliding_sync;
+mod sliding_sync_ws;
 mod spaces;
 mod sync;
 mod sync_ws;

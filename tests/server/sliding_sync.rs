@@ -8,9 +8,9 @@ use crate::harness::{TestServer, assert_error};
 use crate::relations::reply_in_thread;
 use crate::room_support::*;
 
-const PATH: &str = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync";
+pub const PATH: &str = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync";
 
-fn try_sliding(
+pub fn try_sliding(
     server: &TestServer,
     user: &User,
     pos: Option<&str>,
@@ -25,18 +25,18 @@ fn try_sliding(
 }
 
 #[track_caller]
-fn sliding(server: &TestServer, user: &User, pos: Option<&str>, body: &Value) -> Value {
+pub fn sliding(server: &TestServer, user: &User, pos: Option<&str>, body: &Value) -> Value {
     let (status, answer) = try_sliding(server, user, pos, 0, body);
     assert_eq!(status, 200, "{answer}");
     answer
 }
 
-fn pos(body: &Value) -> String {
+pub fn pos(body: &Value) -> String {
     body["pos"].as_str().expect("a pos").to_owned()
 }
 
 /// The response's rooms, newest first by bump stamp, as clients order them.
-fn by_recency(body: &Value) -> Vec<String> {
+pub fn by_recency(body: &Value) -> Vec<String> {
     let mut rooms: Vec<(u64, String)> = body["rooms"]
         .as_object()
         .unwrap()
@@ -47,13 +47,13 @@ fn by_recency(body: &Value) -> Vec<String> {
     rooms.into_iter().map(|(_, id)| id).collect()
 }
 
-fn room_ids(body: &Value) -> Vec<String> {
+pub fn room_ids(body: &Value) -> Vec<String> {
     let mut ids: Vec<String> = body["rooms"].as_object().unwrap().keys().cloned().collect();
     ids.sort();
     ids
 }
 
-fn texts(room: &Value) -> Vec<String> {
+pub fn texts(room: &Value) -> Vec<String> {
     room["timeline"]
         .as_array()
         .unwrap()
@@ -63,7 +63,7 @@ fn texts(room: &Value) -> Vec<String> {
         .collect()
 }
 
-fn state_keys(room: &Value) -> Vec<(String, String)> {
+pub fn state_keys(room: &Value) -> Vec<(String, String)> {
     let mut keys: Vec<(String, String)> = room["required_state"]
         .as_array()
         .unwrap()
@@ -79,7 +79,7 @@ fn state_keys(room: &Value) -> Vec<(String, String)> {
     keys
 }
 
-fn list(ranges: Value) -> Value {
+pub fn list(ranges: Value) -> Value {
     json!({
         "ranges": ranges,
         "timeline_limit": 1,

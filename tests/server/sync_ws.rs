@@ -12,11 +12,11 @@ use crate::harness::TestServer;
 use crate::room_support::*;
 use crate::sync::{bodies, next_batch, poll, sync, timeline};
 
-type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
+pub type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
 
-const PATH: &str = "/_matrix/client/unstable/org.hearth.sync/ws";
+pub const PATH: &str = "/_matrix/client/unstable/org.hearth.sync/ws";
 
-fn connect(server: &TestServer, user: &User, query: &str) -> Socket {
+pub fn connect(server: &TestServer, user: &User, query: &str) -> Socket {
     let url = format!(
         "ws://127.0.0.1:{}{PATH}?access_token={}&{query}",
         server.port, user.token
@@ -32,7 +32,7 @@ fn connect(server: &TestServer, user: &User, query: &str) -> Socket {
 }
 
 /// The next JSON frame, skipping protocol pings.
-fn next_frame(socket: &mut Socket) -> Value {
+pub fn next_frame(socket: &mut Socket) -> Value {
     loop {
         match socket.read().expect("a frame arrives") {
             Message::Text(text) => return serde_json::from_str(&text).unwrap(),

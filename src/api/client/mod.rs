@@ -23,6 +23,7 @@ mod reports;
 mod rooms;
 pub mod search;
 mod sliding_sync;
+mod sliding_sync_ws;
 mod sync;
 pub mod sync_ws;
 mod threepid;

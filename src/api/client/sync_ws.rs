@@ -1,5 +1,6 @@
 //! Sync over a WebSocket (Hearth's extension; see `spec/websocket-sync.md`): the same
-//! updates as `/sync`, pushed as they happen, and sends, typing, receipts and presence
+//! updates as `/sync` (or, with `?mode=sliding`, sliding sync answers; see
+//! `sliding_sync_ws.rs`), pushed as they happen, and sends, typing, receipts and presence
 //! from the client over the same socket.
 
 use std::time::Duration;
@@ -14,6 +15,7 @@ use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
 use super::rooms::{parse_room_id, send::send_message, state::send_state_event};
+use super::sliding_sync_ws::{Mode, ModeParams, SlidingSocket};
 use super::sync::SyncParams;
 use crate::api::AppState;
 use crate::api::extract::{AuthWithToken, ClientAddr, Query};
@@ -22,6 +24,7 @@ use crate::service::e2ee::MAX_TO_DEVICE_PER_SYNC;
 use crate::service::open_syncs::SyncKind;
 use crate::service::presence::PresenceState;
 use crate::service::sessions::Authed;
+use crate::service::sliding_sync::Body;
 use crate::service::sync::{SyncRequest, SyncSince};
 
 pub const PATH: &str = "/_matrix/client/unstable/org.hearth.sync/ws";
@@ -52,6 +55,7 @@ async fn upgrade(
     ClientAddr(addr): ClientAddr,
     AuthWithToken(authed, token): AuthWithToken,
     Query(params): Query<SyncParams>,
+    Query(mode): Query<ModeParams>,
     upgrade: std::result::Result<
         WebSocketUpgrade,
         axum::extract::ws::rejection::WebSocketUpgradeRejection,
@@ -69,6 +73,12 @@ async fn upgrade(
     let slot = state
         .open_syncs
         .admit(SyncKind::Socket, &authed.user_id, addr.as_deref())?;
+    // A sliding socket has no `since`, filter or `full_state` (`mode` refuses them):
+    // of the request only `set_presence` counts.
+    let sliding = match mode.mode()? {
+        Mode::Classic => None,
+        Mode::Sliding => Some(SlidingSocket::default()),
+    };
     let request = params.to_request(&state, &authed.user_id)?;
     // A client's frames are requests: no bigger than an HTTP request body may be.
     let upgrade = upgrade
@@ -82,6 +92,7 @@ async fn upgrade(
             authed,
             token,
             request,
+            sliding,
             socket,
         };
         session.run().await;
@@ -93,6 +104,8 @@ struct Session {
     authed: Authed,
     token: String,
     request: SyncRequest,
+    /// A sliding socket's connection; `None` on a `/sync` socket.
+    sliding: Option<SlidingSocket>,
     socket: WebSocket,
 }
 
@@ -182,6 +195,8 @@ impl Session {
                             if let Err(failed) = self.send_json(&answer).await {
                                 break failed.into();
                             }
+                            // A sliding request's answer may leave to-device messages.
+                            sync_due |= self.sliding.as_ref().is_some_and(SlidingSocket::more_due);
                         }
                         Some(Ok(Message::Binary(_))) => {
                             let error = error_frame(None, &Error::new(ErrorKind::NotJson, "Frames must be JSON text"));
@@ -248,6 +263,9 @@ impl Session {
     /// updates are only sent when they hold something. Says whether to-device messages
     /// or rooms remain that did not fit (rooms past `limits.sync_response_bytes`).
     async fn push_update(&mut self, first: bool) -> std::result::Result<bool, End> {
+        if self.sliding.is_some() {
+            return self.push_sliding().await;
+        }
         let result = self.state.sync_once(
             &self.authed.user_id,
             &self.authed.device_id,
@@ -277,6 +295,30 @@ impl Session {
             }
             Err(e) => {
                 tracing::warn!(error = %e, user = %self.authed.user_id, "socket sync failed");
+                let _ = self.send_json(&error_frame(None, &e)).await;
+                Err(End::Close(close_code::ERROR, "internal error"))
+            }
+        }
+    }
+
+    /// Sends the sliding connection's next answer, when it holds anything new (nothing
+    /// before the first `sliding_sync` request). Says whether the next is due at once.
+    async fn push_sliding(&mut self) -> std::result::Result<bool, End> {
+        let Some(sliding) = self.sliding.as_mut() else {
+            return Ok(false);
+        };
+        match sliding.push(&self.state, &self.authed) {
+            Ok(None) => Ok(false),
+            Ok(Some(body)) => {
+                let more = sliding.more_due();
+                let frame = json!({"type": "sliding_sync", "body": body});
+                self.send_json(&frame)
+                    .await
+                    .map(|()| more)
+                    .map_err(End::from)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, user = %self.authed.user_id, "socket sliding sync failed");
                 let _ = self.send_json(&error_frame(None, &e)).await;
                 Err(End::Close(close_code::ERROR, "internal error"))
             }
@@ -382,6 +424,15 @@ impl Session {
                 Ok(json!({}))
             }
             ClientRequest::Ping {} => Ok(json!({})),
+            ClientRequest::SlidingSync { pos, body } => match self.sliding.as_mut() {
+                Some(sliding) => sliding.request(state, authed, pos, *body),
+                None => Err(Error::new(
+                    ErrorKind::Unrecognized {
+                        method_not_allowed: false,
+                    },
+                    "sliding_sync requests need a socket opened with mode=sliding",
+                )),
+            },
         }
     }
 }
@@ -463,6 +514,13 @@ pub enum ClientRequest {
         status_msg: Option<String>,
     },
     Ping {},
+    /// Only on a socket opened with `mode=sliding`: `body` is the long-poll's body and
+    /// `pos` its query parameter (see `sliding_sync_ws.rs` for a `pos` left out).
+    SlidingSync {
+        pos: Option<String>,
+        #[serde(default)]
+        body: Box<Body>,
+    },
 }
 
 fn error_frame(request_id: Option<&str>, error: &Error) -> Value {

@@ -15,6 +15,7 @@ mod request;
 mod room;
 mod threads;
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +32,7 @@ use self::lists::{Candidate, ListCache};
 use self::request::{Extensions, ListConfig, RoomConfig, RoomWants};
 use self::room::SentRoom;
 use crate::error::{Error, ErrorKind, Result};
+use crate::service::e2ee::MAX_TO_DEVICE_PER_SYNC;
 use crate::service::presence::PresenceState;
 use crate::service::sync::{MAX_TIMEOUT, SyncToken};
 use crate::service::{Services, now_ms};
@@ -70,6 +72,8 @@ struct Pass<'a> {
     since: Option<SyncToken>,
     now: SyncToken,
     lists: ListCache,
+    /// Bytes of timeline events the answer may still carry (`limits.sync_timeline_bytes`).
+    timeline_bytes_left: Cell<usize>,
 }
 
 fn unknown_pos() -> Error {
@@ -77,6 +81,58 @@ fn unknown_pos() -> Error {
         ErrorKind::UnknownPos,
         "Unknown pos: start the connection again without one",
     )
+}
+
+/// A connection as one request leaves it: the position its next answer continues from
+/// and the sticky configuration that answer follows. The long-poll computes one answer
+/// from it; the WebSocket keeps it and computes the next answer from the last one sent,
+/// as a client re-polling at once with the new `pos` would.
+pub struct SlidingConnection {
+    conn_id: String,
+    /// The `pos` answered to (absent for a fresh connection) and its number.
+    pos: Option<String>,
+    seq: Option<u64>,
+    since: Option<SyncToken>,
+    config: Connection,
+    /// Whether the request changed what the connection asks (an answer is due).
+    config_changed: bool,
+    /// Where the to-device messages continue (`extensions.to_device.since`).
+    to_device_since: Option<u64>,
+}
+
+impl SlidingConnection {
+    pub fn conn_id(&self) -> &str {
+        &self.conn_id
+    }
+
+    /// The `pos` of the last answer (or of the request, before any).
+    pub fn pos(&self) -> Option<&str> {
+        self.pos.as_deref()
+    }
+
+    /// Takes the to-device position from the connection this one continues, when its
+    /// request named none: a WebSocket knows what it sent.
+    pub fn continue_to_device_from(&mut self, earlier: &SlidingConnection) {
+        if self.to_device_since.is_none() {
+            self.to_device_since = earlier.to_device_since;
+        }
+    }
+
+    /// Whether `answer` held as many to-device messages as one answer may: more may be
+    /// waiting, and the next answer is due at once.
+    pub fn more_waiting(&self, answer: &Value) -> bool {
+        let Some(config) = self.config.extensions.to_device.as_ref() else {
+            return false;
+        };
+        let limit = config
+            .limit
+            .and_then(|l| usize::try_from(l).ok())
+            .unwrap_or(MAX_TO_DEVICE_PER_SYNC)
+            .clamp(1, MAX_TO_DEVICE_PER_SYNC);
+        answer["extensions"]["to_device"]["events"]
+            .as_array()
+            .is_some_and(|events| events.len() >= limit)
+    }
 }
 
 impl Services {
@@ -88,10 +144,50 @@ impl Services {
         device_id: &DeviceId,
         request: SlidingSyncRequest,
     ) -> Result<Value> {
-        request.body.check()?;
-        let body = request.body;
+        let mut connection =
+            self.sliding_connection(user_id, device_id, request.pos.as_deref(), request.body)?;
+        let _presence = self.begin_sync(user_id, request.set_presence);
+        let mut wakes = self.notifier.subscribe(user_id);
+        let deadline = tokio::time::Instant::now() + request.timeout.min(MAX_TIMEOUT);
+        let shutdown = self.shutdown_started();
+        tokio::pin!(shutdown);
+        loop {
+            let at_deadline = tokio::time::Instant::now() >= deadline;
+            if let Some(answer) =
+                self.sliding_answer(user_id, device_id, &mut connection, at_deadline)?
+            {
+                return Ok(answer);
+            }
+            tokio::select! {
+                changed = wakes.changed() => {
+                    if changed.is_err() {
+                        tokio::time::sleep_until(deadline).await;
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = &mut shutdown => {
+                    return self
+                        .sliding_answer(user_id, device_id, &mut connection, true)
+                        .map(Option::unwrap_or_default);
+                }
+            }
+        }
+    }
+
+    /// Reads the connection a request continues (its `pos`; none starts it afresh) and
+    /// applies the request's body to it: the sticky configuration, lists as asked
+    /// (missing fields as before), subscriptions added and removed, extensions left out
+    /// kept. A `to_device.since` acknowledges the device's messages up to it.
+    pub fn sliding_connection(
+        &self,
+        user_id: &UserId,
+        device_id: &DeviceId,
+        pos: Option<&str>,
+        body: Body,
+    ) -> Result<SlidingConnection> {
+        body.check()?;
         let conn_id = body.conn_id.clone().unwrap_or_default();
-        let previous = match request.pos.as_deref() {
+        let previous = match pos {
             None | Some("") => None,
             Some(pos) => {
                 let seq: u64 = pos.parse().map_err(|_| unknown_pos())?;
@@ -104,13 +200,8 @@ impl Services {
             }
         };
         let since = previous.as_ref().map(|(_, _, token)| *token);
-
-        // The sticky configuration: lists as asked (missing fields as before),
-        // subscriptions added and removed, extensions left out kept.
-        let before = previous
-            .as_ref()
-            .map(|(_, state, _)| state.clone())
-            .unwrap_or_default();
+        let seq = previous.as_ref().map(|(seq, _, _)| *seq);
+        let before = previous.map(|(_, state, _)| state).unwrap_or_default();
         let mut extensions = body.extensions.merged_over(&before.extensions);
         let to_device_since = extensions.to_device.as_mut().and_then(|c| c.since.take());
         let to_device_since = parse_to_device_since(to_device_since.as_deref())?;
@@ -133,45 +224,76 @@ impl Services {
             config.subscriptions.remove(room_id);
         }
         config.subscriptions.extend(body.room_subscriptions);
-        let config_changed = previous.is_none() || !config.same_config(&before);
+        let config_changed = seq.is_none() || !config.same_config(&before);
 
         // The client has the device's messages up to its `since`: they are done with.
         if let Some(since) = to_device_since {
             self.acknowledge_to_device(user_id, device_id, since)?;
         }
-        let _presence = self.begin_sync(user_id, request.set_presence);
-        let mut wakes = self.notifier.subscribe(user_id);
-        let deadline = tokio::time::Instant::now() + request.timeout.min(MAX_TIMEOUT);
-        let shutdown = self.shutdown_started();
-        tokio::pin!(shutdown);
-        loop {
-            let (mut response, next, updates) =
-                self.sliding_sync_once(user_id, device_id, since, &config, to_device_since)?;
-            let answer = updates || config_changed;
-            if answer || tokio::time::Instant::now() >= deadline {
-                let pos = if answer {
-                    let seq = previous.as_ref().map(|(seq, _, _)| *seq);
-                    self.save_connection(user_id, device_id, &conn_id, seq, &next)?
-                        .to_string()
-                } else {
-                    request.pos.clone().unwrap_or_default()
-                };
-                response.insert("pos".into(), json!(pos));
-                return Ok(Value::Object(response));
+        Ok(SlidingConnection {
+            conn_id,
+            pos: seq.map(|seq| seq.to_string()),
+            seq,
+            since,
+            config,
+            config_changed,
+            to_device_since,
+        })
+    }
+
+    /// The connection's next answer, when it holds anything new (or its configuration
+    /// changed): stored under a new `pos`, which the connection then continues from.
+    /// With nothing new it is `None`, or with `always` the empty answer with the same
+    /// `pos` (nothing stored).
+    pub fn sliding_answer(
+        &self,
+        user_id: &UserId,
+        device_id: &DeviceId,
+        connection: &mut SlidingConnection,
+        always: bool,
+    ) -> Result<Option<Value>> {
+        let (mut response, next, updates) = self.sliding_sync_once(
+            user_id,
+            device_id,
+            connection.since,
+            &connection.config,
+            connection.to_device_since,
+        )?;
+        if updates || connection.config_changed {
+            let since = SyncToken::parse(&next.token);
+            let seq = self.save_connection(
+                user_id,
+                device_id,
+                &connection.conn_id,
+                connection.seq,
+                &next,
+            )?;
+            let pos = seq.to_string();
+            response.insert("pos".into(), json!(pos));
+            // What a client re-polling at once would send: the new `pos`, and the
+            // to-device `next_batch` as its `since`.
+            if let Some(reached) = response
+                .get("extensions")
+                .and_then(|e| e["to_device"]["next_batch"].as_str())
+                .and_then(|b| b.parse().ok())
+            {
+                connection.to_device_since = Some(reached);
             }
-            tokio::select! {
-                changed = wakes.changed() => {
-                    if changed.is_err() {
-                        tokio::time::sleep_until(deadline).await;
-                    }
-                }
-                _ = tokio::time::sleep_until(deadline) => {}
-                _ = &mut shutdown => {
-                    response.insert("pos".into(), json!(request.pos.unwrap_or_default()));
-                    return Ok(Value::Object(response));
-                }
-            }
+            connection.since = since;
+            connection.seq = Some(seq);
+            connection.pos = Some(pos);
+            connection.config = next;
+            connection.config_changed = false;
+            return Ok(Some(Value::Object(response)));
         }
+        if !always {
+            return Ok(None);
+        }
+        response.insert(
+            "pos".into(),
+            json!(connection.pos.clone().unwrap_or_default()),
+        );
+        Ok(Some(Value::Object(response)))
     }
 
     /// Stores the connection's next state and forgets those before the one the client
@@ -234,6 +356,7 @@ impl Services {
             since,
             now,
             lists: ListCache::default(),
+            timeline_bytes_left: Cell::new(self.config.limits.sync_timeline_bytes),
         };
         let all = self.sliding_candidates(&pass)?;
 

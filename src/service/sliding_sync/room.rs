@@ -15,7 +15,7 @@ use super::request::RoomWants;
 use crate::error::Result;
 use crate::service::Services;
 use crate::service::rooms::{ClientView, RoomMembers, StateIds};
-use crate::service::sync::{SyncToken, Timeline, TimelineWindow};
+use crate::service::sync::{SyncToken, Timeline, TimelineWindow, fit_timeline_budget};
 
 /// The most heroes a room names, as the spec suggests for `/sync`.
 const MAX_HEROES: usize = 5;
@@ -264,7 +264,8 @@ impl Services {
         })
     }
 
-    /// The newest events in `(from, to]` the user may see, at most the limit.
+    /// The newest events in `(from, to]` the user may see, at most the limit, and no
+    /// more than what is left of the answer's `limits.sync_timeline_bytes`.
     fn sliding_timeline(
         &self,
         pass: &Pass<'_>,
@@ -284,7 +285,9 @@ impl Services {
             limit,
             current_state_visible: false,
         };
-        self.visible_timeline(&candidate.room_id, view, window, |_| true)
+        let mut timeline = self.visible_timeline(&candidate.room_id, view, window, |_| true)?;
+        fit_timeline_budget(&pass.timeline_bytes_left, &mut timeline);
+        Ok(timeline)
     }
 
     /// The state asked for among `keys` (the changed ones, or all of them), with the

@@ -2,6 +2,8 @@
 //! (`limits.sync_timeline_bytes`, cut from their oldest end) and of its rooms as a whole
 //! (`limits.sync_response_bytes`, rooms past it deferred whole to the next response).
 
+use std::cell::Cell;
+
 use ruma::OwnedRoomId;
 use serde_json::{Map, Value};
 
@@ -11,13 +13,15 @@ use crate::error::Result;
 use crate::service::Services;
 use crate::store::UserRoomRecord;
 
-/// Keeps one response's timelines within `limits.sync_timeline_bytes`: once the budget
-/// is spent, a room's window loses its oldest events and is `limited` (its `prev_batch`
-/// then lies before the newest kept event, so the client pages back over what was left
-/// out, as after any gap). The newest event always stays, so every room with news shows
-/// it; nothing is skipped, as the next sync starts after this one's window either way.
-pub(super) fn fit_timeline_budget(pass: &Pass<'_>, timeline: &mut Timeline) {
-    let mut left = pass.timeline_bytes_left.get();
+/// Keeps one response's timelines within `limits.sync_timeline_bytes` (`bytes_left` is
+/// what the response's earlier rooms left of it; sliding sync answers share this): once
+/// the budget is spent, a room's window loses its oldest events and is `limited` (its
+/// `prev_batch` then lies before the newest kept event, so the client pages back over
+/// what was left out, as after any gap). The newest event always stays, so every room
+/// with news shows it; nothing is skipped, as the next sync starts after this one's
+/// window either way.
+pub(crate) fn fit_timeline_budget(bytes_left: &Cell<usize>, timeline: &mut Timeline) {
+    let mut left = bytes_left.get();
     let mut keep_from = timeline.events.len();
     for (index, (_, event)) in timeline.events.iter().enumerate().rev() {
         let size = json_size(event);
@@ -27,7 +31,7 @@ pub(super) fn fit_timeline_budget(pass: &Pass<'_>, timeline: &mut Timeline) {
         left = left.saturating_sub(size);
         keep_from = index;
     }
-    pass.timeline_bytes_left.set(left);
+    bytes_left.set(left);
     if keep_from > 0 {
         timeline.events.drain(..keep_from);
         timeline.limited = true;

@@ -17,6 +17,7 @@ use std::time::Duration;
 use ruma::{DeviceId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 use serde_json::{Map, Value, json};
 
+pub(crate) use budget::fit_timeline_budget;
 pub use initial::{
     DEFAULT_LIMIT as INITIAL_SYNC_DEFAULT_LIMIT, MAX_LIMIT as INITIAL_SYNC_MAX_LIMIT,
 };

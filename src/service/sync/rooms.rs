@@ -313,7 +313,7 @@ impl Services {
         let mut timeline = self.visible_timeline(room_id, pass.view, window, |event| {
             filter.matches_event(event) && !is_ignored_message(pass, event)
         })?;
-        fit_timeline_budget(pass, &mut timeline);
+        fit_timeline_budget(&pass.timeline_bytes_left, &mut timeline);
         Ok(timeline)
     }
 

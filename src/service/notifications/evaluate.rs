@@ -311,32 +311,14 @@ impl Services {
         event_id: &EventId,
         pdu: &Value,
     ) -> Result<Option<NotificationRecord>> {
-        let display_name = if rules.rules.needs_display_name() {
-            self.display_name_in(room_id, user_id)?
-        } else {
-            None
+        let mut cases = Cases::default();
+        let target = Target {
+            room_id,
+            event_id,
+            pdu,
         };
-        let context = PushContext {
-            user_id: user_id.as_str(),
-            display_name: display_name.as_deref(),
-            member_count: facts.member_count,
-            sender_power_level: event.sender_power_level,
-            notification_levels: &facts.notification_levels,
-        };
-        let Some((outcome, actions)) = rules.rules.evaluate_actions(pdu, &context) else {
-            return Ok(None);
-        };
-        if !outcome.notify {
-            return Ok(None);
-        }
-        Ok(Some(NotificationRecord {
-            room_id: room_id.to_owned(),
-            event_id: event_id.to_owned(),
-            actions: actions.to_vec(),
-            highlight: outcome.highlight,
-            thread: event.thread.clone(),
-            ts: event.ts,
-        }))
+        let case = self.evaluate_case(&mut cases, rules, facts, event, user_id, &target)?;
+        Ok(case.map(|index| cases.records.swap_remove(index)))
     }
 
     fn display_name_in(&self, room_id: &RoomId, user_id: &UserId) -> Result<Option<String>> {

@@ -22,6 +22,9 @@ const FIRST_RETRY: Duration = Duration::from_secs(1);
 const MAX_RETRY: Duration = Duration::from_secs(600);
 /// After this many failed attempts a notification is given up (about a day of retries).
 const MAX_ATTEMPTS: u32 = 150;
+/// A pusher's progress is written after this many notifications, and whenever its queue is
+/// empty or the server stops: a crash repeats at most this many pushes.
+const SAVE_EVERY: u32 = 64;
 
 #[derive(Debug)]
 enum Outcome {
@@ -66,8 +69,12 @@ impl Pushers {
             }
         };
         let mut failures: u32 = 0;
+        let mut unsaved: u32 = 0;
         loop {
             if *shutdown.borrow() {
+                if unsaved > 0 {
+                    self.save_progress(&key, progress);
+                }
                 return;
             }
             let visible = self.visible.load(Ordering::SeqCst);
@@ -85,7 +92,7 @@ impl Pushers {
                         None => {
                             // Read already, or gone: nothing to push for it.
                             progress = stream;
-                            self.save_progress(&key, progress);
+                            unsaved += 1;
                             continue;
                         }
                     }
@@ -97,6 +104,10 @@ impl Pushers {
                     }
                 }
                 None => {
+                    if unsaved > 0 {
+                        self.save_progress(&key, progress);
+                        unsaved = 0;
+                    }
                     tokio::select! {
                         () = signals.work.notified() => {}
                         _ = shutdown.changed() => {}
@@ -109,7 +120,11 @@ impl Pushers {
                     failures = 0;
                     if let Some(stream) = stream {
                         progress = stream;
-                        self.save_progress(&key, progress);
+                        unsaved += 1;
+                        if unsaved >= SAVE_EVERY {
+                            self.save_progress(&key, progress);
+                            unsaved = 0;
+                        }
                     }
                     if matches!(outcome, Outcome::Rejected) {
                         tracing::info!(user = %user_id, app_id = %pusher.app_id, "the gateway rejected the pushkey (or the push service has no such subscription); removing the pusher");
@@ -128,7 +143,7 @@ impl Pushers {
                         tracing::warn!(user = %user_id, error = %e, "giving up a push notification");
                         if let Some(stream) = stream {
                             progress = stream;
-                            self.save_progress(&key, progress);
+                            unsaved += 1;
                         }
                         failures = 0;
                         continue;
@@ -240,7 +255,9 @@ impl Pushers {
         if read.is_some_and(|r| r >= stream) {
             return None;
         }
-        let event = self.store.event(record.event_id.as_str()).ok()??;
+        // Shared with the syncs that delivered it a moment ago: no decoding again.
+        let cached = self.store.event_shared(record.event_id.as_str()).ok()??;
+        let event = &cached.record;
         if event.redacted_because.is_some() {
             return None;
         }
@@ -312,8 +329,9 @@ impl Pushers {
             .store
             .current_state_id(record.room_id.as_str(), event_type, state_key)
             .ok()??;
-        let event = self.store.event(id.as_str()).ok()??;
+        let event = self.store.event_shared(id.as_str()).ok()??;
         event
+            .record
             .pdu
             .get("content")?
             .get(field)?

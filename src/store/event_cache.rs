@@ -7,6 +7,8 @@
 
 use std::sync::{Arc, OnceLock};
 
+use serde_json::value::RawValue;
+
 use super::read_cache::ReadCache;
 use super::{EventRecord, EventStatus, Store, StoreResult};
 use crate::event::{Pdu, RoomVersion};
@@ -16,11 +18,12 @@ pub(super) const EVENT_CACHE: usize = 2048;
 
 pub(super) type EventCache = ReadCache<String, Arc<CachedEvent>>;
 
-/// A stored event and, once asked for, its validated PDU.
+/// A stored event and, once asked for, its validated PDU and its content as JSON text.
 #[derive(Debug)]
 pub struct CachedEvent {
     pub record: EventRecord,
     pdu: OnceLock<(RoomVersion, Arc<Pdu>)>,
+    content_json: OnceLock<Option<Box<RawValue>>>,
 }
 
 impl CachedEvent {
@@ -39,6 +42,18 @@ impl CachedEvent {
         let _ = self.pdu.set((version, pdu.clone()));
         Ok(pdu)
     }
+
+    /// The event's `content` written as JSON once, for the many responses that carry
+    /// the event unchanged (a message to a room of a thousand goes into a thousand
+    /// syncs); `None` when the event has no content.
+    pub fn content_json(&self) -> Option<&RawValue> {
+        self.content_json
+            .get_or_init(|| {
+                let content = self.record.pdu.get("content")?;
+                serde_json::value::to_raw_value(content).ok()
+            })
+            .as_deref()
+    }
 }
 
 impl Store {
@@ -50,6 +65,7 @@ impl Store {
                 Arc::new(CachedEvent {
                     record,
                     pdu: OnceLock::new(),
+                    content_json: OnceLock::new(),
                 })
             }))
         })

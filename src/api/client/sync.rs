@@ -85,7 +85,7 @@ async fn sync(
     ClientAddr(addr): ClientAddr,
     Auth(authed): Auth,
     Query(params): Query<SyncParams>,
-) -> Result<Json<Value>> {
+) -> Result<Json<crate::service::sync::SyncResponse>> {
     // Held until the answer is ready, or until the client leaves (hyper then drops this
     // future, and the slot with it).
     let _slot = state

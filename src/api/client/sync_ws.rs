@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::response::Response;
 use axum::routing::get;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
@@ -25,7 +25,7 @@ use crate::service::open_syncs::SyncKind;
 use crate::service::presence::PresenceState;
 use crate::service::sessions::Authed;
 use crate::service::sliding_sync::Body;
-use crate::service::sync::{SyncRequest, SyncSince};
+use crate::service::sync::{SyncRequest, SyncResponse, SyncSince};
 
 pub const PATH: &str = "/_matrix/client/unstable/org.hearth.sync/ws";
 
@@ -97,6 +97,14 @@ async fn upgrade(
         };
         session.run().await;
     }))
+}
+
+/// A `sync` frame: the response written straight into the frame's text.
+#[derive(Serialize)]
+struct SyncFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    body: &'a SyncResponse,
 }
 
 struct Session {
@@ -231,10 +239,10 @@ impl Session {
         }
     }
 
-    async fn send_json(&mut self, value: &Value) -> std::result::Result<(), SendFailed> {
+    async fn send_json<T: Serialize>(&mut self, value: &T) -> std::result::Result<(), SendFailed> {
         // `serde_json::to_string` writes straight into its buffer; `Value`'s `Display`
         // goes through a formatter and costs about half as much again. It cannot fail for
-        // a `Value` (every key is a string).
+        // a `Value` or a sync response (every key is a string).
         let text = serde_json::to_string(value).map_err(|_| SendFailed::Gone)?;
         self.send_frame(Message::Text(text.into())).await
     }
@@ -278,16 +286,17 @@ impl Session {
                 if !(first || has_updates) {
                     return Ok(false);
                 }
-                self.request.since = body["next_batch"].as_str().and_then(SyncSince::parse);
-                let more = body["to_device"]["events"]
-                    .as_array()
-                    .is_some_and(|events| events.len() >= MAX_TO_DEVICE_PER_SYNC)
+                self.request.since = SyncSince::parse(body.next_batch());
+                let more = body.to_device_count() >= MAX_TO_DEVICE_PER_SYNC
                     || self
                         .request
                         .since
                         .as_ref()
                         .is_some_and(|since| since.deferred.is_some());
-                let frame = json!({"type": "sync", "body": body});
+                let frame = SyncFrame {
+                    kind: "sync",
+                    body: &body,
+                };
                 self.send_json(&frame)
                     .await
                     .map(|()| more)

@@ -14,7 +14,7 @@ pub struct ClientView<'a> {
 }
 
 /// Keys of the federation format that clients do not get.
-const FEDERATION_ONLY: [&str; 6] = [
+pub(super) const FEDERATION_ONLY: [&str; 6] = [
     "auth_events",
     "prev_events",
     "depth",
@@ -23,6 +23,47 @@ const FEDERATION_ONLY: [&str; 6] = [
     "origin",
 ];
 
+/// The PDU's fields a client gets, as stored (without `unsigned`, `event_id` and
+/// `room_id`, which the caller sets). Only those are copied: the federation-only ones
+/// (signatures, hashes, auth and prev events) are most of a PDU's size, and copying them
+/// to drop them again was a tenth of a big room's sync work.
+pub(super) fn client_fields(record: &EventRecord) -> Map<String, Value> {
+    record
+        .pdu
+        .as_object()
+        .map(|pdu| {
+            pdu.iter()
+                .filter(|(key, _)| {
+                    !FEDERATION_ONLY.contains(&key.as_str()) && key.as_str() != "unsigned"
+                })
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The event's `unsigned` as `view` gets it: what the PDU carries, the event's age, and
+/// for the sending device its transaction ID.
+pub(super) fn receiver_unsigned(
+    record: &EventRecord,
+    view: Option<ClientView<'_>>,
+) -> Map<String, Value> {
+    let mut unsigned = match record.pdu.get("unsigned") {
+        Some(Value::Object(map)) => map.clone(),
+        _ => Map::new(),
+    };
+    if let Some(ts) = record.pdu.get("origin_server_ts").and_then(Value::as_u64) {
+        unsigned.insert("age".into(), json!(now_ms().saturating_sub(ts)));
+    }
+    if let (Some(view), Some((device, txn_id))) = (view, &record.txn)
+        && record.pdu.get("sender").and_then(Value::as_str) == Some(view.user_id.as_str())
+        && device == view.device_id.as_str()
+    {
+        unsigned.insert("transaction_id".into(), json!(txn_id));
+    }
+    unsigned
+}
+
 /// `redaction` is the redacting event, already in client format, when there is one.
 pub fn client_event(
     event_id: &str,
@@ -30,34 +71,10 @@ pub fn client_event(
     view: Option<ClientView<'_>>,
     redaction: Option<Value>,
 ) -> Value {
-    // Only the client's fields are copied: the federation-only ones (signatures, hashes,
-    // auth and prev events) are most of a PDU's size, and copying them to drop them again
-    // was a tenth of a big room's sync work.
-    let mut event: Map<String, Value> = record
-        .pdu
-        .as_object()
-        .map(|pdu| {
-            pdu.iter()
-                .filter(|(key, _)| !FEDERATION_ONLY.contains(&key.as_str()))
-                .map(|(key, value)| (key.clone(), value.clone()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut event = client_fields(record);
     event.insert("event_id".into(), json!(event_id));
     event.insert("room_id".into(), json!(record.room_id));
-    let mut unsigned = match event.remove("unsigned") {
-        Some(Value::Object(map)) => map,
-        _ => Map::new(),
-    };
-    if let Some(ts) = event.get("origin_server_ts").and_then(Value::as_u64) {
-        unsigned.insert("age".into(), json!(now_ms().saturating_sub(ts)));
-    }
-    if let (Some(view), Some((device, txn_id))) = (view, &record.txn)
-        && event.get("sender").and_then(Value::as_str) == Some(view.user_id.as_str())
-        && device == view.device_id.as_str()
-    {
-        unsigned.insert("transaction_id".into(), json!(txn_id));
-    }
+    let mut unsigned = receiver_unsigned(record, view);
     if let Some(redaction) = redaction {
         // Synapse also names the redaction on its own (`redacted_by`), which SyTest reads.
         if let Some(id) = redaction.get("event_id") {
@@ -67,6 +84,25 @@ pub fn client_event(
     }
     event.insert("unsigned".into(), Value::Object(unsigned));
     Value::Object(event)
+}
+
+/// Adds to a client event the state event it replaced (`unsigned.replaces_state` and
+/// `prev_content`) and its bundled aggregations (`unsigned.m.relations`).
+pub(super) fn add_extras(
+    event: &mut Value,
+    replaced: Option<(String, Value)>,
+    bundle: Option<Value>,
+) {
+    let Some(unsigned) = event.get_mut("unsigned").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if let Some((previous_id, previous_content)) = replaced {
+        unsigned.insert("replaces_state".into(), Value::String(previous_id));
+        unsigned.insert("prev_content".into(), previous_content);
+    }
+    if let Some(bundle) = bundle {
+        unsigned.insert("m.relations".into(), bundle);
+    }
 }
 
 impl crate::service::Services {
@@ -120,17 +156,9 @@ impl crate::service::Services {
         {
             crate::service::erasure::erase_client_event(&mut event, room.version);
         }
-        if let Some(previous) = self.replaced_state(event_id, record)?
-            && let Some(unsigned) = event.get_mut("unsigned").and_then(Value::as_object_mut)
-        {
-            unsigned.insert("replaces_state".into(), Value::String(previous.0));
-            unsigned.insert("prev_content".into(), previous.1);
-        }
-        if let Some(bundle) = self.bundled_relations(event_id, record, view, depth)?
-            && let Some(unsigned) = event.get_mut("unsigned").and_then(Value::as_object_mut)
-        {
-            unsigned.insert("m.relations".into(), bundle);
-        }
+        let replaced = self.replaced_state(event_id, record)?;
+        let bundle = self.bundled_relations(event_id, record, view, depth)?;
+        add_extras(&mut event, replaced, bundle);
         Ok(event)
     }
 }
@@ -141,7 +169,7 @@ impl crate::service::Services {
 const SELF_DESTRUCT_AFTER: &str = "org.matrix.self_destruct_after";
 
 /// Whether `pdu` is an ephemeral message whose time has passed.
-fn self_destructed(pdu: &Value) -> bool {
+pub(super) fn self_destructed(pdu: &Value) -> bool {
     pdu.get("state_key").is_none()
         && pdu
             .get("content")
@@ -154,7 +182,7 @@ impl crate::service::Services {
     /// For a state event, the event it replaced and that event's content, which clients
     /// read as `unsigned.replaces_state` and `prev_content` (to show "changed their
     /// name from A to B", for example).
-    fn replaced_state(
+    pub(super) fn replaced_state(
         &self,
         event_id: &str,
         record: &EventRecord,
@@ -187,33 +215,10 @@ impl crate::service::Services {
         Ok(Some((previous_id.to_string(), content)))
     }
 
-    /// A filter's `event_format: federation`: the timeline and state events of the
-    /// joined and left rooms of a sync answer as the PDUs this server stores (with
-    /// `prev_events`, `auth_events`, `depth`, `hashes` and `signatures`), keeping their
-    /// `event_id` and `unsigned`, as Synapse sends them.
-    pub(crate) fn federation_format_rooms(
-        &self,
-        rooms: &mut Map<String, Value>,
-    ) -> crate::error::Result<()> {
-        for section in ["join", "leave"] {
-            let Some(Value::Object(section)) = rooms.get_mut(section) else {
-                continue;
-            };
-            for room in section.values_mut() {
-                for pointer in ["/timeline/events", "/state/events"] {
-                    let Some(Value::Array(events)) = room.pointer_mut(pointer) else {
-                        continue;
-                    };
-                    for event in events.iter_mut() {
-                        self.federation_format(event)?;
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn federation_format(&self, event: &mut Value) -> crate::error::Result<()> {
+    /// `event` (in client format) as the PDU this server stores (with `prev_events`,
+    /// `auth_events`, `depth`, `hashes` and `signatures`), keeping its `event_id` and
+    /// `unsigned`, as Synapse sends it for a filter's `event_format: federation`.
+    pub(crate) fn federation_format(&self, event: &mut Value) -> crate::error::Result<()> {
         let Some(event_id) = event.get("event_id").and_then(Value::as_str) else {
             return Ok(());
         };

@@ -1,6 +1,7 @@
 //! Rooms: appending local events to a room's DAG, room state, and the client view of events.
 
 mod auth_chain;
+mod client_out;
 mod create;
 mod format;
 mod history;
@@ -31,6 +32,7 @@ use crate::service::Services;
 use crate::service::positions::Positions;
 use crate::store::{Cf, StateGroupRecord, Store, StoreResult};
 
+pub(crate) use client_out::OutEvent;
 pub use create::{CreateRoom, Preset};
 pub use format::ClientView;
 pub use history::{Boundary, Context, HistoryReader, Messages, ReadAccess};

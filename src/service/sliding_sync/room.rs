@@ -255,7 +255,13 @@ impl Services {
         body.insert("prev_batch".into(), json!(prev_batch.to_string()));
         body.insert(
             "timeline".into(),
-            Value::Array(timeline.events.into_iter().map(|(_, e)| e).collect()),
+            Value::Array(
+                timeline
+                    .events
+                    .into_iter()
+                    .map(|(_, e)| e.into_value())
+                    .collect(),
+            ),
         );
         Ok(RoomUpdate {
             body: Some(Value::Object(body)),

@@ -5,9 +5,9 @@
 use std::cell::Cell;
 
 use ruma::OwnedRoomId;
-use serde_json::{Map, Value};
 
 use super::Pass;
+use super::response::Rooms;
 use super::rooms::Timeline;
 use crate::error::Result;
 use crate::service::Services;
@@ -39,7 +39,7 @@ pub(crate) fn fit_timeline_budget(bytes_left: &Cell<usize>, timeline: &mut Timel
 }
 
 /// The length of `value` as JSON, without building the text.
-pub(super) fn json_size(value: &Value) -> usize {
+pub(super) fn json_size<T: serde::Serialize + ?Sized>(value: &T) -> usize {
     struct Count(usize);
     impl std::io::Write for Count {
         fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
@@ -51,7 +51,8 @@ pub(super) fn json_size(value: &Value) -> usize {
         }
     }
     let mut count = Count(0);
-    // Writing a `Value` to a sink that never fails cannot fail.
+    // Writing a `Value` (or a response part: string keys only) to a sink that never
+    // fails cannot fail.
     let _ = serde_json::to_writer(&mut count, value);
     count.0
 }
@@ -61,20 +62,12 @@ impl Services {
     /// `limits.sync_response_bytes` (always the first with anything to send); the second
     /// value is the first room left out, when one was: it and every room after it are
     /// deferred to the next response.
-    pub(super) fn sync_rooms(
-        &self,
-        pass: &Pass<'_>,
-    ) -> Result<(Map<String, Value>, Option<OwnedRoomId>)> {
+    pub(super) fn sync_rooms(&self, pass: &Pass<'_>) -> Result<(Rooms, Option<OwnedRoomId>)> {
         if pass.since.is_none() && pass.rooms_from.is_none() {
             self.lazy_members
                 .forget(pass.view.user_id, pass.view.device_id);
         }
-        let mut sections: [(&str, Map<String, Value>); 4] = [
-            ("join", Map::new()),
-            ("invite", Map::new()),
-            ("knock", Map::new()),
-            ("leave", Map::new()),
-        ];
+        let mut rooms = Rooms::default();
         let user_rooms = self.store.user_rooms_shared(pass.user_id.as_str())?;
         let mut ordered: Vec<&(OwnedRoomId, UserRoomRecord)> = user_rooms
             .iter()
@@ -119,14 +112,8 @@ impl Services {
                     members.iter().map(|(m, id)| (m.as_str(), id.clone())),
                 );
             }
-            if let Some((_, map)) = sections.iter_mut().find(|(name, _)| *name == kind) {
-                map.insert(room_id.to_string(), section);
-            }
-        }
-        let mut rooms = Map::new();
-        for (name, section) in sections {
-            if !section.is_empty() {
-                rooms.insert(name.into(), Value::Object(section));
+            if let Some(part) = rooms.part(kind) {
+                part.insert(room_id.to_string(), section);
             }
         }
         Ok((rooms, deferred))

@@ -195,7 +195,7 @@ impl Services {
             "chunk": timeline
                 .events
                 .into_iter()
-                .map(|(_, e)| legacy_client_event(e))
+                .map(|(_, e)| legacy_client_event(e.into_value()))
                 .collect::<Vec<_>>(),
             "start": SyncToken { events: start, ..now }.to_string(),
             "end": SyncToken { events: to, ..now }.to_string(),

@@ -5,6 +5,7 @@ mod budget;
 mod initial;
 mod lazy_members;
 mod notifier;
+mod response;
 mod rooms;
 mod summary;
 mod token;
@@ -23,6 +24,7 @@ pub use initial::{
 };
 pub use lazy_members::LazyMembersSent;
 pub use notifier::Notifier;
+pub use response::SyncResponse;
 pub(crate) use rooms::{Timeline, TimelineWindow};
 pub use token::{Deferred, SyncSince, SyncToken};
 
@@ -111,7 +113,7 @@ impl Services {
         user_id: &UserId,
         device_id: &DeviceId,
         request: &SyncRequest,
-    ) -> Result<Value> {
+    ) -> Result<SyncResponse> {
         let _presence = self.begin_sync(user_id, request.set_presence);
         // The client has what came before its token: its to-device messages up to
         // there are done with.
@@ -176,7 +178,7 @@ impl Services {
         since: Option<&SyncSince>,
         filter: &Filter,
         full_state: bool,
-    ) -> Result<(Value, bool)> {
+    ) -> Result<(SyncResponse, bool)> {
         if let Some(SyncSince {
             token,
             deferred: Some(deferred),
@@ -241,16 +243,19 @@ impl Services {
             }),
         };
 
-        let mut response = Map::new();
-        response.insert("next_batch".into(), json!(next_batch.to_string()));
-        e2ee.insert_into(&mut response);
-        response.insert("rooms".into(), Value::Object(rooms));
-        response.insert("presence".into(), json!({ "events": presence }));
-        response.insert(
+        let mut rest = Map::new();
+        e2ee.insert_into(&mut rest);
+        rest.insert("presence".into(), json!({ "events": presence }));
+        rest.insert(
             "account_data".into(),
             json!({ "events": global_account_data }),
         );
-        Ok((Value::Object(response), has_updates))
+        let response = SyncResponse {
+            next_batch: next_batch.to_string(),
+            rooms,
+            rest,
+        };
+        Ok((response, has_updates))
     }
 
     /// A response that catches up on rooms an earlier one deferred: those rooms (from
@@ -267,7 +272,7 @@ impl Services {
         deferred: &Deferred,
         filter: &Filter,
         full_state: bool,
-    ) -> Result<(Value, bool)> {
+    ) -> Result<(SyncResponse, bool)> {
         let view = ClientView { user_id, device_id };
         let full_state = deferred.full_state || full_state;
         let mut pass = Pass::new(self, view, filter, deferred.from, now, full_state)?;
@@ -305,14 +310,17 @@ impl Services {
                 ..deferred.clone()
             }),
         };
-        let mut response = Map::new();
-        response.insert("next_batch".into(), json!(next_batch.to_string()));
-        e2ee.insert_into(&mut response);
-        response.insert("rooms".into(), Value::Object(rooms));
-        response.insert("presence".into(), json!({ "events": presence }));
-        response.insert("account_data".into(), json!({ "events": [] }));
+        let mut rest = Map::new();
+        e2ee.insert_into(&mut rest);
+        rest.insert("presence".into(), json!({ "events": presence }));
+        rest.insert("account_data".into(), json!({ "events": [] }));
+        let response = SyncResponse {
+            next_batch: next_batch.to_string(),
+            rooms,
+            rest,
+        };
         // Always an answer at once: the client's token moves on either way.
-        Ok((Value::Object(response), true))
+        Ok((response, true))
     }
 
     /// Reads the account data changes in the pass's window: the rooms' types into the

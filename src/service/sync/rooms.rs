@@ -8,10 +8,11 @@ use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId};
 use super::budget::fit_timeline_budget;
 use serde_json::{Value, json};
 
+use super::response::{RoomSection, TimelineSection};
 use super::{Pass, SyncToken};
 use crate::error::Result;
 use crate::service::Services;
-use crate::service::rooms::{ClientView, HistoryReader, StateIds};
+use crate::service::rooms::{ClientView, HistoryReader, OutEvent, StateIds};
 use crate::store::{EventRecord, UserRoomRecord};
 
 /// Timeline events per room when the filter gives no limit, and the most it may ask.
@@ -23,11 +24,20 @@ const SCAN_BUDGET: usize = 2000;
 
 pub(crate) struct Timeline {
     /// `(stream, client event)`, oldest first.
-    pub(crate) events: Vec<(u64, Value)>,
+    pub(crate) events: Vec<(u64, OutEvent)>,
     pub(crate) limited: bool,
 }
 
 impl Timeline {
+    /// The timeline as the response writes it.
+    pub(crate) fn into_section(self, prev_batch: String) -> TimelineSection {
+        TimelineSection {
+            events: self.events.into_iter().map(|(_, e)| e).collect(),
+            limited: self.limited,
+            prev_batch: Some(prev_batch),
+        }
+    }
+
     /// The senders of the timeline's events.
     pub(crate) fn senders(&self) -> BTreeSet<String> {
         self.events
@@ -66,7 +76,7 @@ impl Services {
         pass: &Pass<'_>,
         room_id: &OwnedRoomId,
         record: UserRoomRecord,
-    ) -> Result<Option<(&'static str, Value)>> {
+    ) -> Result<Option<(&'static str, RoomSection)>> {
         let room_id = room_id.clone();
         let Some(UserRoomRecord {
             membership,
@@ -134,7 +144,10 @@ impl Services {
                     Some(state) => state,
                     None => self.invite_state(&room_id, pass.user_id, &membership_event)?,
                 };
-                Ok(Some(("invite", json!({"invite_state": {"events": state}}))))
+                Ok(Some((
+                    "invite",
+                    RoomSection::new(json!({"invite_state": {"events": state}})),
+                )))
             }
             "knock" if changed => {
                 // Of a room this server is not in, only what its server shared.
@@ -142,7 +155,10 @@ impl Services {
                     Some(state) => state,
                     None => self.stripped_state(&room_id, Some(pass.user_id))?,
                 };
-                Ok(Some(("knock", json!({"knock_state": {"events": state}}))))
+                Ok(Some((
+                    "knock",
+                    RoomSection::new(json!({"knock_state": {"events": state}})),
+                )))
             }
             "leave" | "ban" if changed && !forgotten => {
                 // An initial sync shows rooms left long ago only when asked to.
@@ -152,22 +168,24 @@ impl Services {
                 // A declined invite to a room this server was never in: the leave
                 // that declined it is the timeline.
                 if self.store.room(room_id.as_str())?.is_none() {
-                    let events: Vec<Value> = self
+                    let events: Vec<OutEvent> = self
                         .client_event_by_id(membership_event.as_str(), Some(pass.view))?
                         .filter(|(record, _)| {
                             record.pdu.pointer("/content/membership") == Some(&json!("leave"))
                         })
-                        .map(|(_, event)| event)
+                        .map(|(_, event)| OutEvent::Tree(event))
                         .into_iter()
                         .collect();
-                    return Ok(Some((
-                        "leave",
-                        json!({
-                            "timeline": {"events": events, "limited": false},
-                            "state": {"events": []},
-                            "account_data": {"events": []},
-                        }),
-                    )));
+                    let mut section = RoomSection::new(json!({
+                        "state": {"events": []},
+                        "account_data": {"events": []},
+                    }));
+                    section.timeline = Some(TimelineSection {
+                        events,
+                        limited: false,
+                        prev_batch: None,
+                    });
+                    return Ok(Some(("leave", section)));
                 }
                 // Joined and left since the last sync: the client never had the
                 // room's state, so it gets all of it (as Synapse).
@@ -358,8 +376,8 @@ impl Services {
                         || (current_state_visible
                             && self.is_current_state(room_id, &event_id, record)?);
                 if visible {
-                    let event = self.client_event_of(event_id.as_str(), record, Some(view))?;
-                    if keep(&event) {
+                    let event = self.out_event(event_id.as_str(), &cached, view)?;
+                    if keep(event.fields()) {
                         if events.len() == limit {
                             limited = true;
                             break 'scan;
@@ -412,7 +430,7 @@ impl Services {
         room_id: &RoomId,
         from: Option<u64>,
         joined_at: u64,
-    ) -> Result<Option<Value>> {
+    ) -> Result<Option<RoomSection>> {
         let to = pass.now.events;
         let full = from.is_none() || pass.full_state;
         let mut timeline = self.timeline(pass, room_id, from.unwrap_or(0), to, true)?;
@@ -444,7 +462,7 @@ impl Services {
             |e: &Value| e.get("type").and_then(Value::as_str) == Some("m.room.member");
         if from.is_some() {
             // Someone joining a room the user is in now shares it with them.
-            let joiners = timeline.events.iter().map(|(_, e)| e).filter(|e| {
+            let joiners = timeline.events.iter().map(|(_, e)| e.fields()).filter(|e| {
                 is_member_event(e) && e.pointer("/content/membership") == Some(&json!("join"))
             });
             for event in joiners {
@@ -458,7 +476,10 @@ impl Services {
                 }
             }
         }
-        let membership_changed = timeline.events.iter().any(|(_, e)| is_member_event(e))
+        let membership_changed = timeline
+            .events
+            .iter()
+            .any(|(_, e)| is_member_event(e.fields()))
             || state.iter().any(is_member_event);
         if from.is_some()
             && !pass.full_state
@@ -470,24 +491,22 @@ impl Services {
             return Ok(None);
         }
         let prev_batch = self.prev_batch(pass, &timeline, from, to);
-        let mut section = json!({
-            "timeline": {
-                "events": timeline.events.into_iter().map(|(_, e)| e).collect::<Vec<_>>(),
-                "limited": timeline.limited,
-                "prev_batch": prev_batch,
-            },
+        let unread = self.unread_counts(pass.user_id, room_id, joined_at, to)?;
+        let mut section = RoomSection::new(json!({
             "state": {"events": state},
             "ephemeral": {"events": ephemeral},
             "account_data": {"events": account_data},
-        });
-        let unread = self.unread_counts(pass.user_id, room_id, joined_at, to)?;
-        section["unread_notifications"] = json!({
-            "notification_count": unread.notifications,
-            "highlight_count": unread.highlights,
-        });
+            "unread_notifications": {
+                "notification_count": unread.notifications,
+                "highlight_count": unread.highlights,
+            },
+        }));
         if full || membership_changed {
-            section["summary"] = self.room_summary(pass.user_id, room_id)?;
+            section
+                .rest
+                .insert("summary".into(), self.room_summary(pass.user_id, room_id)?);
         }
+        section.timeline = Some(timeline.into_section(prev_batch));
         Ok(Some(section))
     }
 
@@ -497,21 +516,18 @@ impl Services {
         room_id: &RoomId,
         from: Option<u64>,
         left_at: u64,
-    ) -> Result<Option<Value>> {
+    ) -> Result<Option<RoomSection>> {
         let timeline = self.timeline(pass, room_id, from.unwrap_or(0), left_at, false)?;
         let full = from.is_none() || pass.full_state;
         let state = self.state_section(pass, room_id, from, left_at, full, &timeline)?;
         let account_data = self.room_account_data(pass, room_id, from.is_none())?;
         let prev_batch = self.prev_batch(pass, &timeline, from, left_at);
-        Ok(Some(json!({
-            "timeline": {
-                "events": timeline.events.into_iter().map(|(_, e)| e).collect::<Vec<_>>(),
-                "limited": timeline.limited,
-                "prev_batch": prev_batch,
-            },
+        let mut section = RoomSection::new(json!({
             "state": {"events": state},
             "account_data": {"events": account_data},
-        })))
+        }));
+        section.timeline = Some(timeline.into_section(prev_batch));
+        Ok(Some(section))
     }
 
     /// A token for paging back (with `/messages`) from just before the timeline.
@@ -556,11 +572,7 @@ impl Services {
         // The state before the timeline's first event (whose record knows it even when
         // nothing before it is on the room's stream, as after joining another server's
         // room), or after the window's end when the timeline is empty.
-        let start_group = match timeline
-            .events
-            .first()
-            .and_then(|(_, e)| e.get("event_id").and_then(Value::as_str))
-        {
+        let start_group = match timeline.events.first().and_then(|(_, e)| e.event_id()) {
             Some(first) => self
                 .store
                 .event_shared(first)?
@@ -645,7 +657,7 @@ impl Services {
         let in_timeline: BTreeSet<&str> = timeline
             .events
             .iter()
-            .filter_map(|(_, e)| e.get("event_id").and_then(Value::as_str))
+            .filter_map(|(_, e)| e.event_id())
             .collect();
         chosen.retain(|_, id| !in_timeline.contains(id.as_str()));
         // Members this device was already sent are left out, unless asked for.
@@ -670,14 +682,19 @@ impl Services {
         }
         if lazy {
             // Recorded as sent once the room is known to fit in the response.
-            let members = events
+            let state_events = events
                 .iter()
-                .chain(timeline.events.iter().map(|(_, e)| e))
-                .filter(|e| e.get("type").and_then(Value::as_str) == Some("m.room.member"))
-                .filter_map(|e| {
+                .map(|e| (e, e.get("event_id").and_then(Value::as_str)));
+            let timeline_events = timeline
+                .events
+                .iter()
+                .map(|(_, e)| (e.fields(), e.event_id()));
+            let members = state_events
+                .chain(timeline_events)
+                .filter(|(e, _)| e.get("type").and_then(Value::as_str) == Some("m.room.member"))
+                .filter_map(|(e, id)| {
                     let member = e.get("state_key").and_then(Value::as_str)?;
-                    let id = e.get("event_id").and_then(Value::as_str)?;
-                    Some((member.to_owned(), OwnedEventId::try_from(id).ok()?))
+                    Some((member.to_owned(), OwnedEventId::try_from(id?).ok()?))
                 });
             pass.pending_members.borrow_mut().extend(members);
         }

@@ -253,6 +253,16 @@ async fn bench(args: &Args, nodes: &[Node], load_before: Option<[f64; 3]>) -> Re
             "  fork converged      {:>8.2} s  (A + B CPU meanwhile: {:.2} s; topic kept: {})",
             fork.converged_secs, fork.cpu_secs, fork.winner
         );
+        let longest = fork.resolutions.iter().map(|r| r.ms).fold(0.0, f64::max);
+        println!(
+            "  state resolutions   {:>8}  (the longest {longest:.1} ms on the server; ms/events each: {})",
+            fork.resolutions.len(),
+            fork.resolutions
+                .iter()
+                .map(|r| format!("{:.1}/{}", r.ms, r.events))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
     }
     let line = json!({
         "bench": "bigjoin",
@@ -272,6 +282,7 @@ async fn bench(args: &Args, nodes: &[Node], load_before: Option<[f64; 3]>) -> Re
         "b_rss_after_kib": figures.b_rss_after_kib,
         "fork_converged_secs": fork.as_ref().map(|f| f.converged_secs),
         "fork_cpu_secs": fork.as_ref().map(|f| f.cpu_secs),
+        "fork_resolutions": fork.as_ref().map(|f| &f.resolutions),
     });
     println!("{}{line}", report::JSON_PREFIX);
     Ok(())
@@ -347,6 +358,36 @@ struct Fork {
     /// CPU time of A and B over that period.
     cpu_secs: f64,
     winner: String,
+    /// The state resolutions A and B logged meanwhile (`hearth::state_res`): how long
+    /// each took on the server, in ms, and how many events it loaded.
+    resolutions: Vec<Resolution>,
+}
+
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+struct Resolution {
+    ms: f64,
+    events: u64,
+}
+
+/// The state resolutions a server logged in `log` (its `hearth::state_res` lines).
+fn resolutions_in(log: &str) -> Vec<Resolution> {
+    let field = |line: &str, name: &str| -> Option<f64> {
+        let start = line.find(&format!(" {name}="))? + name.len() + 2;
+        let value: String = line[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
+        value.parse().ok()
+    };
+    log.lines()
+        .filter(|line| line.contains("state resolved"))
+        .filter_map(|line| {
+            Some(Resolution {
+                ms: field(line, "elapsed_ms")?,
+                events: field(line, "loaded")? as u64,
+            })
+        })
+        .collect()
 }
 
 /// Makes B's user an admin, then has A's creator and B's user change the topic at the
@@ -384,6 +425,7 @@ async fn measure_fork(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let pids = [a.server.pid(), b.server.pid()];
+    let logged_before = [a.server.log().len(), b.server.log().len()];
     let cpu_before = server::cpu_time(Some(pids[0]))? + server::cpu_time(Some(pids[1]))?;
     let (topic_a, topic_b) = (json!({"topic": "from A"}), json!({"topic": "from B"}));
     let start = Instant::now();
@@ -416,10 +458,16 @@ async fn measure_fork(
     };
     let converged_secs = start.elapsed().as_secs_f64();
     let cpu_after = server::cpu_time(Some(pids[0]))? + server::cpu_time(Some(pids[1]))?;
+    let resolutions = [&a.server, &b.server]
+        .iter()
+        .zip(logged_before)
+        .flat_map(|(server, before)| resolutions_in(server.log().get(before..).unwrap_or("")))
+        .collect();
     Ok(Fork {
         converged_secs,
         cpu_secs: cpu_after.saturating_sub(cpu_before).as_secs_f64(),
         winner,
+        resolutions,
     })
 }
 
@@ -503,4 +551,20 @@ async fn wait_for_event(node: &Node, user: &Client, room_id: &str, event_id: &st
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolution_lines_are_read_from_the_log() {
+        let log = "2026-12-04T16:22:01.1Z  WARN hearth::x: something elapsed_ms=9\n\
+                   2026-12-04T16:22:01.2Z  INFO hearth::state_res: state resolved conflicted=1 loaded=5210 elapsed_ms=12.5\n\
+                   2026-12-04T16:22:01.3Z  INFO hearth::state_res: state resolved conflicted=2 loaded=7 elapsed_ms=0.25\n";
+        let found = resolutions_in(log);
+        assert_eq!(found.len(), 2);
+        assert_eq!((found[0].ms, found[0].events), (12.5, 5210));
+        assert_eq!((found[1].ms, found[1].events), (0.25, 7));
+    }
 }

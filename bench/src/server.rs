@@ -73,7 +73,8 @@ impl Server {
                 .arg(&tls.key);
         }
         if std::env::var_os("RUST_LOG").is_none() {
-            command.env("RUST_LOG", "warn");
+            // State resolutions are logged with their time (`bigjoin` reads them).
+            command.env("RUST_LOG", "warn,hearth::state_res=info");
         }
         for (name, value) in &options.env {
             command.env(name, value);

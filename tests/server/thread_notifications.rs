@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::harness::TestServer;
-use crate::room_support::{User, alice_and_bob_in_a_room, enc, send_text, try_send};
+use crate::room_support::{User, alice_and_bob_in_a_room, enc, join, send_text, try_send, user};
 
 fn send(server: &TestServer, user: &User, room: &str, txn: &str, content: Value) -> String {
     let (status, body) = try_send(server, user, room, txn, &content);
@@ -201,4 +201,35 @@ fn threaded_receipts_read_their_own_thread_and_counts_split_by_thread() {
     assert_eq!(per_thread(&server, &bob, &room), ((0, 0), vec![]));
     assert_eq!(total(&server, &bob, &room), (0, 0));
     assert_eq!(read_flags(&server, &bob, &[&main2, &b2]), [true, true]);
+}
+
+/// A member whose outcome differs from the room's shared one (a mention) has records of
+/// their own; these keep their thread in the store too.
+#[test]
+fn a_members_own_records_count_in_their_thread_across_a_restart() {
+    let mut server = TestServer::start();
+    let (alice, bob, room) = alice_and_bob_in_a_room(&server);
+    let carol = user(&server, "carol");
+    let dave = user(&server, "dave");
+    join(&server, &carol, &room);
+    join(&server, &dave, &room);
+    let root = send_text(&server, &alice, &room, "root", "a thread");
+    // Bob and Dave share the room's record; Carol, mentioned, has her own.
+    let reply = in_thread(&server, &alice, &room, "reply", &root, Some(&carol));
+    let expected = ((1, 0), vec![(root.clone(), (1, 1))]);
+    assert_eq!(per_thread(&server, &carol, &room), expected);
+    assert_eq!(
+        per_thread(&server, &bob, &room),
+        ((1, 0), vec![(root.clone(), (1, 0))])
+    );
+    server.kill_9();
+    server.restart();
+    assert_eq!(per_thread(&server, &carol, &room), expected);
+    assert_eq!(total(&server, &carol, &room), (2, 1));
+    receipt(&server, &carol, &room, &reply, Some(&root));
+    assert_eq!(per_thread(&server, &carol, &room), ((1, 0), vec![]));
+    assert_eq!(
+        per_thread(&server, &dave, &room),
+        ((1, 0), vec![(root.clone(), (1, 0))])
+    );
 }

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use crate::harness::TestServer;
 use crate::room_support::{User, alice_and_bob_in_a_room, enc, join, send_text, try_send, user};
+use crate::sync_ws::{connect, next_frame};
 
 fn send(server: &TestServer, user: &User, room: &str, txn: &str, content: Value) -> String {
     let (status, body) = try_send(server, user, room, txn, &content);
@@ -231,5 +232,46 @@ fn a_members_own_records_count_in_their_thread_across_a_restart() {
     assert_eq!(
         per_thread(&server, &dave, &room),
         ((1, 0), vec![(root.clone(), (1, 0))])
+    );
+}
+
+/// The sync WebSocket shares `/sync`'s answer: the thread's counts arrive with the reply.
+#[test]
+fn the_sync_socket_splits_counts_by_thread_when_the_filter_asks() {
+    let server = TestServer::start();
+    let (alice, bob, room) = alice_and_bob_in_a_room(&server);
+    let root = send_text(&server, &alice, &room, "root", "a thread");
+    let filter = json!({"room": {"timeline": {"unread_thread_notifications": true}}});
+    let mut socket = connect(
+        &server,
+        &bob,
+        &format!("filter={}", enc(&filter.to_string())),
+    );
+    let first = next_frame(&mut socket);
+    assert_eq!(first["type"], "sync", "{first}");
+    let joined = &first["body"]["rooms"]["join"][&room];
+    assert_eq!(pair(&joined["unread_notifications"]), (1, 0), "{joined}");
+    assert!(
+        joined.get("unread_thread_notifications").is_none(),
+        "{joined}"
+    );
+
+    let reply = in_thread(&server, &alice, &room, "reply", &root, Some(&bob));
+    let joined = loop {
+        let frame = next_frame(&mut socket);
+        let joined = &frame["body"]["rooms"]["join"][&room];
+        let events = joined["timeline"]["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if events.iter().any(|e| e["event_id"] == reply.as_str()) {
+            break joined.clone();
+        }
+    };
+    assert_eq!(pair(&joined["unread_notifications"]), (1, 0), "{joined}");
+    assert_eq!(
+        pair(&joined["unread_thread_notifications"][&root]),
+        (1, 1),
+        "{joined}"
     );
 }

@@ -58,7 +58,9 @@ fn receipt(server: &TestServer, user: &User, room: &str, event_id: &str, thread:
 }
 
 /// `(notification_count, highlight_count)`.
-fn pair(counts: &Value) -> (u64, u64) {
+type Pair = (u64, u64);
+
+fn pair(counts: &Value) -> Pair {
     (
         counts["notification_count"].as_u64().unwrap(),
         counts["highlight_count"].as_u64().unwrap(),
@@ -79,11 +81,7 @@ fn total(server: &TestServer, user: &User, room: &str) -> (u64, u64) {
 
 /// The room's counts in an initial `/sync` with `unread_thread_notifications: true`: the
 /// main timeline's, and each thread's (sorted by root).
-fn per_thread(
-    server: &TestServer,
-    user: &User,
-    room: &str,
-) -> ((u64, u64), Vec<(String, (u64, u64))>) {
+fn per_thread(server: &TestServer, user: &User, room: &str) -> (Pair, Vec<(String, Pair)>) {
     let filter = json!({"room": {"timeline": {"unread_thread_notifications": true}}});
     let (status, body) = server.get(
         &format!(
@@ -94,7 +92,7 @@ fn per_thread(
     );
     assert_eq!(status, 200, "{body}");
     let joined = &body["rooms"]["join"][room];
-    let mut threads: Vec<(String, (u64, u64))> = match joined.get("unread_thread_notifications") {
+    let mut threads: Vec<(String, Pair)> = match joined.get("unread_thread_notifications") {
         None => Vec::new(),
         Some(map) => {
             let map = map.as_object().expect("an object keyed by thread root");
@@ -135,7 +133,7 @@ fn threaded_receipts_read_their_own_thread_and_counts_split_by_thread() {
     let a2 = in_thread(&server, &alice, &room, "a2", &root_a, Some(&bob));
     let b1 = in_thread(&server, &alice, &room, "b1", &root_b, None);
     let main = send_text(&server, &alice, &room, "main", "on the main timeline");
-    let sorted = |mut threads: Vec<(String, (u64, u64))>| {
+    let sorted = |mut threads: Vec<(String, Pair)>| {
         threads.sort();
         threads
     };

@@ -273,3 +273,29 @@ fn the_sync_socket_splits_counts_by_thread_when_the_filter_asks() {
         "{joined}"
     );
 }
+
+/// An event relating to an event in a thread by another relation is in that thread too
+/// (one hop, as Synapse); one relating to the root is on the main timeline.
+#[test]
+fn an_event_relating_to_a_thread_event_counts_in_that_thread() {
+    let server = TestServer::start();
+    let (alice, bob, room) = alice_and_bob_in_a_room(&server);
+    let root = send_text(&server, &alice, &room, "root", "a thread");
+    let reply = in_thread(&server, &alice, &room, "reply", &root, None);
+    let reference = |txn: &str, to: &str| {
+        send(
+            &server,
+            &alice,
+            &room,
+            txn,
+            json!({"msgtype": "m.text", "body": txn,
+                   "m.relates_to": {"rel_type": "m.reference", "event_id": to}}),
+        )
+    };
+    reference("to-reply", &reply);
+    reference("to-root", &root);
+    assert_eq!(
+        per_thread(&server, &bob, &room),
+        ((2, 0), vec![(root.clone(), (2, 0))])
+    );
+}

@@ -59,7 +59,8 @@ impl Services {
             return Ok(Notified::default());
         }
         let facts = self.room_push_facts(room_id, version, state_group, members.joined.len())?;
-        let event = EventFacts::of(&facts, json);
+        let mut event = EventFacts::of(&facts, json);
+        event.thread = self.thread_of(room_id, json, event.thread)?;
         let target = Target {
             room_id,
             event_id,
@@ -224,7 +225,8 @@ impl Services {
                     shared.excluded.insert(at, user_id.to_owned());
                     batch.put_push_event(room_id.as_str(), stream, &shared)?;
                 }
-                let shared = EventFacts::of(&facts, &event.pdu);
+                let mut shared = EventFacts::of(&facts, &event.pdu);
+                shared.thread = self.thread_of(&room_id, &event.pdu, shared.thread)?;
                 if let Some(record) = self.evaluate_for(
                     &rules, &facts, &shared, user_id, &room_id, &event_id, &event.pdu,
                 )? {
@@ -242,6 +244,42 @@ impl Services {
             self.notifications.counts.forget(user_id, &room_id);
         }
         Ok(())
+    }
+
+    /// The thread an event is in: the root its `m.thread` relation names (`direct`), or
+    /// for an event with another relation (an edit, a reaction) to an event in a thread,
+    /// that thread (one hop, as Synapse follows; the spec suggests up to three). Thread
+    /// roots and events relating to them are on the main timeline.
+    fn thread_of(
+        &self,
+        room_id: &RoomId,
+        pdu: &Value,
+        direct: Option<OwnedEventId>,
+    ) -> Result<Option<OwnedEventId>> {
+        if direct.is_some() {
+            return Ok(direct);
+        }
+        let Some(parent) = pdu
+            .pointer("/content/m.relates_to")
+            .filter(|r| r.get("rel_type").and_then(Value::as_str).is_some())
+            .and_then(|r| r.get("event_id"))
+            .and_then(Value::as_str)
+        else {
+            return Ok(None);
+        };
+        let Some(parent) = self
+            .store
+            .event_shared(parent)?
+            .filter(|parent| parent.record.room_id == room_id)
+        else {
+            return Ok(None);
+        };
+        let relation = parent.record.pdu.pointer("/content/m.relates_to");
+        Ok(relation
+            .filter(|r| r.get("rel_type").and_then(Value::as_str) == Some("m.thread"))
+            .and_then(|r| r.get("event_id"))
+            .and_then(Value::as_str)
+            .and_then(|id| OwnedEventId::try_from(id).ok()))
     }
 
     /// One member's outcome for an event, as an index into `cases.records` (`None`: no

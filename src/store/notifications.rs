@@ -13,7 +13,8 @@
 //!   an outcome of their own, the target of an invite; every notification recorded
 //!   before `push_events` existed), newest last.
 //! - `room_notifications`: `user_id 0xFF room_id 0xFF stream (u64 BE)` →
-//!   [`NotificationCount`]: the same per-user records indexed per room, for counts.
+//!   [`NotificationCount`]: the same per-user records indexed per room, for counts
+//!   (whether it highlights, and its thread).
 //! - `event_notifications`: `event_id` → [`EventNotifications`]: which records an event
 //!   has, so a redaction (or a recount) can withdraw them.
 //! - `pushers`: `user_id 0xFF app_id 0xFF pushkey` → [`PusherRecord`].
@@ -38,9 +39,13 @@ pub struct NotificationRecord {
     pub ts: u64,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NotificationCount {
     pub highlight: bool,
+    /// The thread root, for an event in a thread (records written before unread counts
+    /// were split by thread lack it: they count on the main timeline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<OwnedEventId>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -196,6 +201,7 @@ impl Batch<'_> {
             &room_key(user_id, record.room_id.as_str(), stream),
             &NotificationCount {
                 highlight: record.highlight,
+                thread: record.thread.clone(),
             },
         )
     }

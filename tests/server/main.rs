@@ -78,6 +78,7 @@ mod spaces;
 mod sync;
 mod sync_ws;
 mod sytest_behaviours;
+mod thread_notifications;
 mod tls;
 mod to_device;
 mod upgrade;

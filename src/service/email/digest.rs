@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ruma::{OwnedRoomId, UserId};
+use ruma::{OwnedEventId, OwnedRoomId, UserId};
 use serde_json::Value;
 
 use super::threepid::EMAIL_APP_ID;
@@ -134,7 +134,8 @@ impl Services {
             MAX_SCAN,
         )?;
         let direct = self.direct_rooms(user_id)?;
-        let mut read: BTreeMap<OwnedRoomId, Option<u64>> = BTreeMap::new();
+        // Per room and thread (`None`: the main timeline).
+        let mut read: BTreeMap<(OwnedRoomId, Option<OwnedEventId>), Option<u64>> = BTreeMap::new();
         let mut missed = Vec::new();
         let mut encrypted = 0;
         let mut covered_to = after;
@@ -146,11 +147,17 @@ impl Services {
             if !record.highlight && !direct.contains(&record.room_id) {
                 continue;
             }
-            let read_to = match read.get(&record.room_id) {
+            let key = (record.room_id.clone(), record.thread.clone());
+            let read_to = match read.get(&key) {
                 Some(r) => *r,
                 None => {
-                    let r = read_up_to(&self.store, user_id, &record.room_id)?;
-                    read.insert(record.room_id.clone(), r);
+                    let r = read_up_to(
+                        &self.store,
+                        user_id,
+                        &record.room_id,
+                        record.thread.as_deref(),
+                    )?;
+                    read.insert(key, r);
                     r
                 }
             };

@@ -1,29 +1,32 @@
-//! Unread counts (`unread_notifications` in `/sync`, `counts.unread` for push gateways):
-//! the recorded notifications of a room after the user's read receipt, and those among
-//! them that highlight. Counts per user and room are cached and moved along as new
-//! records arrive; a moved receipt or a withdrawn record starts them again.
+//! Unread counts (`unread_notifications` and `unread_thread_notifications` in `/sync`,
+//! `counts.unread` for push gateways): the recorded notifications of a room that the
+//! user's read receipts do not cover, split by thread (the main timeline and each thread
+//! root, see [`Reads`]), and those among them that highlight. Counts per user and room
+//! are cached and moved along as new records arrive; a moved receipt starts the counts
+//! of the threads it covers again, a withdrawn record all of them.
 //!
 //! The records this process writes are also noted in memory, per user and room (the
 //! latest [`RECENT_RECORDS`]), after their batch is written and before their event
 //! becomes visible: a count that only needs records noted there (every sync after the
-//! first, in an active room) reads nothing from the store. The read receipt the count
-//! starts from is kept too, until the next receipt is written anywhere.
+//! first, in an active room) reads nothing from the store. The read receipts the counts
+//! start from are kept too, until the next receipt is written anywhere (receipts are
+//! then read again from the store's record cache, in memory).
 //!
 //! A push gateway's badge is the sum over the user's joined rooms ([`UnreadCounts::total`]),
 //! made of the same per-room counts, so after the first notify it reads nothing either.
 //! The pushers' workers hold an [`UnreadCounts`] of their own (shared with the services).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
+use ruma::{EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 
 use super::lock;
+use super::reads::Reads;
 use crate::error::Result;
 use crate::service::Services;
 use crate::service::positions::Watermarks;
-use crate::service::receipts::{READ, READ_PRIVATE};
-use crate::store::{ReceiptChange, Store};
+use crate::store::Store;
 
 /// The most records one count reads; older unread notifications are not counted.
 const MAX_COUNT: usize = 10_000;
@@ -34,30 +37,125 @@ pub struct Counts {
     pub highlights: u64,
 }
 
+impl Counts {
+    fn add(&mut self, highlight: bool) {
+        self.notifications += 1;
+        self.highlights += u64::from(highlight);
+    }
+
+    fn sub(&mut self, highlight: bool) {
+        self.notifications = self.notifications.saturating_sub(1);
+        self.highlights = self.highlights.saturating_sub(u64::from(highlight));
+    }
+
+    fn plus(self, other: Counts) -> Counts {
+        Counts {
+            notifications: self.notifications + other.notifications,
+            highlights: self.highlights + other.highlights,
+        }
+    }
+}
+
+/// A room's unread counts: the main timeline's (thread roots among them) and each
+/// thread's with unread notifications.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ThreadCounts {
+    pub main: Counts,
+    pub threads: BTreeMap<OwnedEventId, Counts>,
+}
+
+impl ThreadCounts {
+    /// The main timeline and every thread together.
+    pub fn total(&self) -> Counts {
+        self.threads.values().fold(self.main, |sum, c| sum.plus(*c))
+    }
+}
+
 /// Records noted per user and room; a user who does not sync for longer reads the older
 /// ones from the store.
 const RECENT_RECORDS: usize = 64;
 
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    /// The receipt the counts start from (event stream position).
-    from: u64,
+/// One notification: its event's stream position, whether it highlights, its thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub stream: u64,
+    pub highlight: bool,
+    pub thread: Option<OwnedEventId>,
+}
+
+/// The cached counts of one user in one room.
+#[derive(Debug, Clone, PartialEq)]
+struct Tally {
+    /// The start of the user's join the counts were made for.
+    joined_at: u64,
     /// The counts cover records up to here.
     to: u64,
-    counts: Counts,
+    /// Per thread (`None`: the main timeline) with unread records: where its count
+    /// starts ([`Reads::from`]) and the count.
+    threads: HashMap<Option<OwnedEventId>, (u64, Counts)>,
+}
+
+impl Tally {
+    fn new(joined_at: u64, to: u64) -> Self {
+        Self {
+            joined_at,
+            to,
+            threads: HashMap::new(),
+        }
+    }
+
+    /// Counts a record after `to`, unless the thread's receipts cover it. `false` when
+    /// the receipt of its thread is not loaded.
+    fn add(&mut self, reads: &Reads, record: &Record) -> bool {
+        let Some(from) = reads.from(self.joined_at, record.thread.as_deref()) else {
+            return false;
+        };
+        if record.stream > from {
+            self.threads
+                .entry(record.thread.clone())
+                .or_insert((from, Counts::default()))
+                .1
+                .add(record.highlight);
+        }
+        true
+    }
+
+    fn counts(&self) -> ThreadCounts {
+        let mut out = ThreadCounts::default();
+        for (thread, (_, counts)) in &self.threads {
+            match thread {
+                None => out.main = *counts,
+                Some(root) if counts.notifications > 0 => {
+                    out.threads.insert(root.clone(), *counts);
+                }
+                Some(_) => {}
+            }
+        }
+        out
+    }
+}
+
+/// What the memory can say about a count.
+#[derive(Debug, PartialEq)]
+enum InMemory {
+    Counted(ThreadCounts),
+    /// These threads' receipts are needed first.
+    Receipts(Vec<OwnedEventId>),
+    /// The store must answer: records after the given tally's `to` (valid for the
+    /// receipts), or without one every record after the base.
+    Store(Option<Tally>),
 }
 
 /// What is kept in memory for one user in one room.
 struct Unread {
     /// The cached counts.
-    counted: Option<Entry>,
-    /// Records written by this process, `(stream, highlight)`, in the order written.
-    recent: VecDeque<(u64, bool)>,
+    counted: Option<Tally>,
+    /// Records written by this process, in the order written.
+    recent: VecDeque<Record>,
     /// `recent` holds every record of the user in the room after this stream position.
     complete_after: u64,
-    /// The user's read position ([`read_up_to`]) and the receipt stream position it was
-    /// read at.
-    read: Option<(u64, Option<u64>)>,
+    /// The user's receipts ([`Reads`]) and the receipt stream position they were read at.
+    read: Option<(u64, Reads)>,
     /// Moves on each [`Unread::forget`]: counts read from the store before it are not
     /// kept after it.
     generation: u64,
@@ -76,12 +174,12 @@ impl Unread {
         }
     }
 
-    fn note(&mut self, stream: u64, highlight: bool) {
-        self.recent.push_back((stream, highlight));
+    fn note(&mut self, record: Record) {
+        self.recent.push_back(record);
         if self.recent.len() > RECENT_RECORDS
-            && let Some((dropped, _)) = self.recent.pop_front()
+            && let Some(dropped) = self.recent.pop_front()
         {
-            self.complete_after = self.complete_after.max(dropped);
+            self.complete_after = self.complete_after.max(dropped.stream);
         }
     }
 
@@ -94,84 +192,108 @@ impl Unread {
         self.generation += 1;
     }
 
-    /// The noted records in `(after, to]`.
-    fn noted(&self, after: u64, to: u64) -> Counts {
+    /// The noted records of `thread` in `(after, to]`.
+    fn noted(&self, thread: Option<&EventId>, after: u64, to: u64) -> Counts {
         let mut counts = Counts::default();
-        for (stream, highlight) in &self.recent {
-            if *stream > after && *stream <= to {
-                counts.notifications += 1;
-                counts.highlights += u64::from(*highlight);
+        for record in &self.recent {
+            if record.stream > after && record.stream <= to && record.thread.as_deref() == thread {
+                counts.add(record.highlight);
             }
         }
         counts
     }
 
-    /// The counts in `(from, to]` (`from < to`) from the cached counts and the noted
-    /// records, when these cover what the cached counts lack (or hold beyond `to`: a
-    /// reader at an earlier position than the last one).
-    fn counted_in_memory(&mut self, from: u64, to: u64) -> Option<Counts> {
+    /// The cached tally brought to the receipts `reads`: a thread whose start moved is
+    /// counted again from the noted records. `None` when these do not reach back far
+    /// enough (or the join changed).
+    fn revalidated(&self, mut tally: Tally, reads: &Reads) -> Option<Tally> {
+        for (thread, (from, counts)) in tally.threads.iter_mut() {
+            let now = reads.from(tally.joined_at, thread.as_deref())?;
+            if now == *from {
+                continue;
+            }
+            if now < *from || now < self.complete_after {
+                return None;
+            }
+            *from = now;
+            *counts = self.noted(thread.as_deref(), now, tally.to);
+        }
+        tally
+            .threads
+            .retain(|_, (_, counts)| counts.notifications > 0);
+        Some(tally)
+    }
+
+    /// The counts in `(base, to]` from the cached counts and the noted records, when
+    /// these cover what the cached counts lack (or hold beyond `to`: a reader at an
+    /// earlier position than the last one).
+    fn counted_in_memory(&mut self, reads: &Reads, joined_at: u64, to: u64) -> InMemory {
+        let base = reads.base(joined_at);
+        let mut missing: Vec<OwnedEventId> = Vec::new();
         let cached = self
             .counted
-            .filter(|entry| entry.from == from)
-            .unwrap_or(Entry {
-                from,
-                to: from,
-                counts: Counts::default(),
-            });
-        if cached.to <= to {
-            if cached.to < self.complete_after {
-                return None;
+            .iter()
+            .filter(|tally| tally.joined_at == joined_at)
+            .flat_map(|tally| tally.threads.keys().flatten());
+        let noted = self
+            .recent
+            .iter()
+            .filter(|record| record.stream > base && record.stream <= to)
+            .filter_map(|record| record.thread.as_ref());
+        for root in cached.chain(noted) {
+            if !reads.threads.contains_key(root) && !missing.contains(root) {
+                missing.push(root.clone());
             }
-            let more = self.noted(cached.to, to);
-            let entry = Entry {
-                from,
-                to,
-                counts: Counts {
-                    notifications: cached.counts.notifications + more.notifications,
-                    highlights: cached.counts.highlights + more.highlights,
-                },
-            };
-            self.counted = Some(entry);
-            Some(entry.counts)
+        }
+        if !missing.is_empty() {
+            return InMemory::Receipts(missing);
+        }
+        let tally = match self.counted.take().filter(|t| t.joined_at == joined_at) {
+            Some(tally) => match self.revalidated(tally, reads) {
+                Some(tally) => tally,
+                None => return InMemory::Store(None),
+            },
+            None => Tally::new(joined_at, base),
+        };
+        if tally.to <= to {
+            if tally.to < self.complete_after {
+                return InMemory::Store(Some(tally));
+            }
+            let mut tally = tally;
+            for record in &self.recent {
+                if record.stream > tally.to && record.stream <= to && !tally.add(reads, record) {
+                    return InMemory::Store(None);
+                }
+            }
+            tally.to = to;
+            let counts = tally.counts();
+            self.counted = Some(tally);
+            InMemory::Counted(counts)
         } else {
             if to < self.complete_after {
-                return None;
+                self.counted = Some(tally);
+                return InMemory::Store(None);
             }
-            let beyond = self.noted(to, cached.to);
-            Some(Counts {
-                notifications: cached
-                    .counts
-                    .notifications
-                    .saturating_sub(beyond.notifications),
-                highlights: cached.counts.highlights.saturating_sub(beyond.highlights),
-            })
+            let mut earlier = tally.clone();
+            for record in &self.recent {
+                if record.stream > to
+                    && record.stream <= tally.to
+                    && let Some((from, counts)) = earlier.threads.get_mut(&record.thread)
+                    && record.stream > *from
+                {
+                    counts.sub(record.highlight);
+                }
+            }
+            self.counted = Some(tally);
+            InMemory::Counted(earlier.counts())
         }
     }
 }
 
-/// The stream position of the newest event the user has a read receipt (public or
-/// private, unthreaded or on the main timeline) for.
-pub fn read_up_to(store: &Store, user_id: &UserId, room_id: &RoomId) -> Result<Option<u64>> {
-    let mut newest = None;
-    for receipt_type in [READ, READ_PRIVATE] {
-        for thread in ["", "main"] {
-            let change = ReceiptChange {
-                room_id: room_id.to_owned(),
-                receipt_type: receipt_type.to_owned(),
-                user_id: user_id.to_owned(),
-                thread: thread.to_owned(),
-            };
-            if let Some(record) = store.receipt(&change)? {
-                newest = newest.max(Some(record.event_stream));
-            }
-        }
-    }
-    Ok(newest)
-}
-
-/// The recorded notifications in the room after `from` up to `to`: the user's own records
-/// and the room's shared ones that apply to them, these only after `joined_since` (the
-/// start of the user's current join: before it the user was not a member they covered).
+/// The recorded notifications in the room after `from` up to `to`, oldest first: the
+/// user's own records and the room's shared ones that apply to them, these only after
+/// `joined_since` (the start of the user's current join: before it the user was not a
+/// member they covered).
 pub fn unread_in_room(
     store: &Store,
     user_id: &UserId,
@@ -179,14 +301,16 @@ pub fn unread_in_room(
     from: u64,
     to: u64,
     joined_since: u64,
-) -> Result<Counts> {
-    let mut counts = Counts::default();
-    for (_, record) in
-        store.room_notifications_after(user_id.as_str(), room_id.as_str(), from, to, MAX_COUNT)?
-    {
-        counts.notifications += 1;
-        counts.highlights += u64::from(record.highlight);
-    }
+) -> Result<Vec<Record>> {
+    let mut records: Vec<Record> = store
+        .room_notifications_after(user_id.as_str(), room_id.as_str(), from, to, MAX_COUNT)?
+        .into_iter()
+        .map(|(stream, record)| Record {
+            stream,
+            highlight: record.highlight,
+            thread: record.thread,
+        })
+        .collect();
     let shared = store.push_events_after(
         room_id.as_str(),
         from.max(joined_since),
@@ -194,11 +318,13 @@ pub fn unread_in_room(
         MAX_COUNT,
         |record| record.applies_to(user_id.as_str()),
     )?;
-    for (_, record) in shared {
-        counts.notifications += 1;
-        counts.highlights += u64::from(record.highlight);
-    }
-    Ok(counts)
+    records.extend(shared.into_iter().map(|(stream, record)| Record {
+        stream,
+        highlight: record.highlight,
+        thread: record.thread,
+    }));
+    records.sort_by_key(|record| record.stream);
+    Ok(records)
 }
 
 type UnreadMap = HashMap<OwnedUserId, HashMap<OwnedRoomId, Unread>>;
@@ -253,13 +379,14 @@ impl UnreadCounts {
         }
     }
 
-    /// Notes the records of an event at `stream`, `(user, highlight)`, once they are
-    /// written and before the event becomes visible, so that a count made once it is
-    /// visible finds them here.
+    /// Notes the records of an event at `stream` in `thread`, `(user, highlight)`, once
+    /// they are written and before the event becomes visible, so that a count made once
+    /// it is visible finds them here.
     pub(super) fn note_written(
         &self,
         room_id: &RoomId,
         stream: u64,
+        thread: Option<&EventId>,
         records: &[(OwnedUserId, bool)],
     ) {
         let mut unread = lock(&self.unread);
@@ -268,79 +395,94 @@ impl UnreadCounts {
                 .get_mut(user_id)
                 .and_then(|rooms| rooms.get_mut(room_id))
             {
-                entry.note(stream, *highlight);
+                entry.note(Record {
+                    stream,
+                    highlight: *highlight,
+                    thread: thread.map(ToOwned::to_owned),
+                });
             }
         }
     }
 
-    /// Counts for the room as of stream position `to` (a visible one). `joined_at`, the
-    /// start of the user's current join, bounds the count when the user has no receipt,
-    /// and the room's shared records always.
+    /// Counts for the room as of stream position `to` (a visible one), per thread.
+    /// `joined_at`, the start of the user's current join, bounds the count: nothing
+    /// before it is unread.
     pub fn room(
         &self,
         user_id: &UserId,
         room_id: &RoomId,
         joined_at: u64,
         to: u64,
-    ) -> Result<Counts> {
+    ) -> Result<ThreadCounts> {
         // Read before the receipts: a receipt written meanwhile moves it past this.
         let receipts_at = self.receipts.visible();
-        let known_read = lock(&self.unread)
+        let known = lock(&self.unread)
             .get(user_id)
             .and_then(|rooms| rooms.get(room_id))
-            .and_then(|unread| unread.read)
+            .and_then(|unread| unread.read.as_ref())
             .filter(|(at, _)| *at == receipts_at)
-            .map(|(_, read)| read);
-        let read = match known_read {
-            Some(read) => read,
-            None => read_up_to(&self.store, user_id, room_id)?,
+            .map(|(_, reads)| reads.clone());
+        let mut reads = match known {
+            Some(reads) => reads,
+            None => Reads::load(&self.store, user_id, room_id)?,
         };
-        let from = read.unwrap_or(joined_at);
-        let (start, generation) = {
-            let mut map = lock(&self.unread);
-            // Keys are copied only for a new entry.
-            if !map.contains_key(user_id) {
-                map.insert(user_id.to_owned(), HashMap::new());
-            }
-            let rooms = map.get_mut(user_id).expect("user entry exists");
-            if !rooms.contains_key(room_id) {
-                // Made under the lock: an event allocated after this is noted once
-                // written, as the entry exists by then.
-                rooms.insert(room_id.to_owned(), Unread::new(self.events.allocated()));
-            }
-            let unread = rooms.get_mut(room_id).expect("room entry exists");
-            unread.read = Some((receipts_at, read));
-            if to <= from {
-                return Ok(Counts::default());
-            }
-            if let Some(counts) = unread.counted_in_memory(from, to) {
-                return Ok(counts);
-            }
-            let start = match unread.counted {
-                Some(entry) if entry.from == from && entry.to <= to => entry,
-                _ => Entry {
-                    from,
-                    to: from,
-                    counts: Counts::default(),
-                },
+        let mut attempts = 0;
+        let (start, generation) = loop {
+            let missing = {
+                let mut map = lock(&self.unread);
+                // Keys are copied only for a new entry.
+                if !map.contains_key(user_id) {
+                    map.insert(user_id.to_owned(), HashMap::new());
+                }
+                let rooms = map.get_mut(user_id).expect("user entry exists");
+                if !rooms.contains_key(room_id) {
+                    // Made under the lock: an event allocated after this is noted once
+                    // written, as the entry exists by then.
+                    rooms.insert(room_id.to_owned(), Unread::new(self.events.allocated()));
+                }
+                let unread = rooms.get_mut(room_id).expect("room entry exists");
+                if to <= reads.base(joined_at) {
+                    unread.read = Some((receipts_at, reads));
+                    return Ok(ThreadCounts::default());
+                }
+                match unread.counted_in_memory(&reads, joined_at, to) {
+                    InMemory::Counted(counts) => {
+                        unread.read = Some((receipts_at, reads));
+                        return Ok(counts);
+                    }
+                    InMemory::Store(start) => break (start, unread.generation),
+                    InMemory::Receipts(missing) if attempts < 3 => missing,
+                    InMemory::Receipts(_) => break (None, unread.generation),
+                }
             };
-            (start, unread.generation)
+            attempts += 1;
+            for root in missing {
+                reads.load_thread(&self.store, user_id, room_id, &root)?;
+            }
         };
-        let mut entry = start;
-        if entry.to < to {
-            let more = unread_in_room(&self.store, user_id, room_id, entry.to, to, joined_at)?;
-            entry.counts.notifications += more.notifications;
-            entry.counts.highlights += more.highlights;
-            entry.to = to;
+        let mut tally = start.unwrap_or_else(|| Tally::new(joined_at, reads.base(joined_at)));
+        if tally.to < to {
+            let records = unread_in_room(&self.store, user_id, room_id, tally.to, to, joined_at)?;
+            for record in &records {
+                if !tally.add(&reads, record)
+                    && let Some(root) = &record.thread
+                {
+                    reads.load_thread(&self.store, user_id, room_id, root)?;
+                    tally.add(&reads, record);
+                }
+            }
+            tally.to = to;
         }
+        let counts = tally.counts();
         if let Some(unread) = lock(&self.unread)
             .get_mut(user_id)
             .and_then(|rooms| rooms.get_mut(room_id))
             .filter(|unread| unread.generation == generation)
         {
-            unread.counted = Some(entry);
+            unread.counted = Some(tally);
+            unread.read = Some((receipts_at, reads));
         }
-        Ok(entry.counts)
+        Ok(counts)
     }
 
     /// The user's unread notifications over every room they are joined to, as of the
@@ -352,7 +494,7 @@ impl UnreadCounts {
             if membership.membership != "join" {
                 continue;
             }
-            let counts = self.room(user_id, room_id, membership.since(), to)?;
+            let counts = self.room(user_id, room_id, membership.since(), to)?.total();
             // One room's count from the store stops at MAX_COUNT records.
             total += counts.notifications.min(MAX_COUNT as u64);
         }
@@ -361,15 +503,15 @@ impl UnreadCounts {
 }
 
 impl Services {
-    /// Counts for the room as of stream position `to`. `joined_at` bounds the count when
-    /// the user has no receipt.
+    /// Counts for the room as of stream position `to`, per thread. `joined_at` (the start
+    /// of the user's current join) bounds the count.
     pub fn unread_counts(
         &self,
         user_id: &UserId,
         room_id: &RoomId,
         joined_at: u64,
         to: u64,
-    ) -> Result<Counts> {
+    ) -> Result<ThreadCounts> {
         self.notifications
             .counts
             .room(user_id, room_id, joined_at, to)
@@ -380,43 +522,145 @@ impl Services {
 mod tests {
     use super::*;
 
-    fn counts(notifications: u64, highlights: u64) -> Option<Counts> {
-        Some(Counts {
+    fn counts(notifications: u64, highlights: u64) -> Counts {
+        Counts {
             notifications,
             highlights,
+        }
+    }
+
+    fn main_only(notifications: u64, highlights: u64) -> InMemory {
+        InMemory::Counted(ThreadCounts {
+            main: counts(notifications, highlights),
+            threads: BTreeMap::new(),
         })
+    }
+
+    fn record(stream: u64, highlight: bool, thread: Option<&str>) -> Record {
+        Record {
+            stream,
+            highlight,
+            thread: thread.map(|t| t.try_into().unwrap()),
+        }
+    }
+
+    fn root(id: &str) -> OwnedEventId {
+        id.try_into().unwrap()
     }
 
     #[test]
     fn noted_records_move_the_counts_forwards_and_back() {
         let mut unread = Unread::new(10);
-        unread.note(11, false);
-        unread.note(12, true);
-        unread.note(14, false);
-        assert_eq!(unread.counted_in_memory(10, 12), counts(2, 1));
-        assert_eq!(unread.counted_in_memory(10, 14), counts(3, 1));
+        unread.note(record(11, false, None));
+        unread.note(record(12, true, None));
+        unread.note(record(14, false, None));
+        let mut reads = Reads::default();
+        assert_eq!(unread.counted_in_memory(&reads, 10, 12), main_only(2, 1));
+        assert_eq!(unread.counted_in_memory(&reads, 10, 14), main_only(3, 1));
         // A reader at an earlier position than the last one.
-        assert_eq!(unread.counted_in_memory(10, 11), counts(1, 0));
-        assert_eq!(unread.counted_in_memory(10, 14), counts(3, 1));
+        assert_eq!(unread.counted_in_memory(&reads, 10, 11), main_only(1, 0));
+        assert_eq!(unread.counted_in_memory(&reads, 10, 14), main_only(3, 1));
         // Another start (a receipt moved) counts from the noted records alone.
-        assert_eq!(unread.counted_in_memory(12, 14), counts(1, 0));
+        reads.unthreaded = Some(12);
+        assert_eq!(unread.counted_in_memory(&reads, 10, 14), main_only(1, 0));
         // Before the entry was made the store must answer.
-        assert_eq!(unread.counted_in_memory(9, 14), None);
+        reads.unthreaded = None;
+        assert!(matches!(
+            unread.counted_in_memory(&reads, 9, 14),
+            InMemory::Store(_)
+        ));
     }
 
     #[test]
     fn records_dropped_or_forgotten_are_left_to_the_store() {
         let mut unread = Unread::new(0);
         for stream in 1..=RECENT_RECORDS as u64 + 2 {
-            unread.note(stream, false);
+            unread.note(record(stream, false, None));
         }
         // Records 1 and 2 were dropped.
-        assert_eq!(unread.counted_in_memory(1, 10), None);
-        assert_eq!(unread.counted_in_memory(2, 10), counts(8, 0));
+        let reads = Reads::default();
+        assert!(matches!(
+            unread.counted_in_memory(&reads, 1, 10),
+            InMemory::Store(_)
+        ));
+        assert_eq!(unread.counted_in_memory(&reads, 2, 10), main_only(8, 0));
         unread.forget(70);
-        assert_eq!(unread.counted.map(|e| e.counts), None);
-        assert_eq!(unread.counted_in_memory(2, 71), None);
-        unread.note(71, true);
-        assert_eq!(unread.counted_in_memory(70, 71), counts(1, 1));
+        assert_eq!(unread.counted, None);
+        assert!(matches!(
+            unread.counted_in_memory(&reads, 2, 71),
+            InMemory::Store(_)
+        ));
+        unread.note(record(71, true, None));
+        assert_eq!(unread.counted_in_memory(&reads, 70, 71), main_only(1, 1));
+    }
+
+    #[test]
+    fn each_receipt_reads_its_own_thread() {
+        let mut unread = Unread::new(10);
+        unread.note(record(11, false, None));
+        unread.note(record(12, true, Some("$a")));
+        unread.note(record(13, false, Some("$b")));
+        unread.note(record(14, false, Some("$a")));
+        unread.note(record(15, false, None));
+        let mut reads = Reads::default();
+        // The threads' receipts are asked for before anything is counted.
+        assert_eq!(
+            unread.counted_in_memory(&reads, 10, 15),
+            InMemory::Receipts(vec![root("$a"), root("$b")])
+        );
+        reads.threads.insert(root("$a"), None);
+        reads.threads.insert(root("$b"), None);
+        let all = ThreadCounts {
+            main: counts(2, 0),
+            threads: BTreeMap::from([(root("$a"), counts(2, 1)), (root("$b"), counts(1, 0))]),
+        };
+        assert_eq!(
+            unread.counted_in_memory(&reads, 10, 15),
+            InMemory::Counted(all.clone())
+        );
+        assert_eq!(all.total(), counts(5, 1));
+        // A receipt in thread $a at 12 reads its first record only.
+        reads.threads.insert(root("$a"), Some(12));
+        let InMemory::Counted(now) = unread.counted_in_memory(&reads, 10, 15) else {
+            panic!("counted from memory");
+        };
+        assert_eq!(now.threads.get(&root("$a")), Some(&counts(1, 0)));
+        assert_eq!((now.main, now.threads.len()), (counts(2, 0), 2));
+        // A `main` receipt at the newest event leaves the threads unread.
+        reads.main = Some(15);
+        let InMemory::Counted(now) = unread.counted_in_memory(&reads, 10, 15) else {
+            panic!("counted from memory");
+        };
+        assert_eq!(now.main, counts(0, 0));
+        assert_eq!(now.total(), counts(2, 0));
+        // Receipts only move forwards: nothing is unread after a `main` receipt at 15 and
+        // an unthreaded one at 14.
+        reads.unthreaded = Some(14);
+        assert_eq!(
+            unread.counted_in_memory(&reads, 10, 15),
+            InMemory::Counted(ThreadCounts::default())
+        );
+        // Another user, who has no receipt, then reads the room at an earlier position.
+        let reads = Reads {
+            threads: HashMap::from([(root("$a"), None), (root("$b"), None)]),
+            ..Reads::default()
+        };
+        let mut fresh = Unread::new(10);
+        fresh.recent = unread.recent.clone();
+        assert_eq!(
+            fresh.counted_in_memory(&reads, 10, 15),
+            InMemory::Counted(all)
+        );
+        let InMemory::Counted(earlier) = fresh.counted_in_memory(&reads, 10, 13) else {
+            panic!("counted from memory");
+        };
+        assert_eq!(earlier.main, counts(1, 0));
+        assert_eq!(earlier.total(), counts(3, 1));
+        // An unthreaded receipt at 14 reads every thread up to it.
+        let reads = Reads {
+            unthreaded: Some(14),
+            ..reads
+        };
+        assert_eq!(fresh.counted_in_memory(&reads, 10, 15), main_only(1, 0));
     }
 }

@@ -23,7 +23,7 @@ impl Services {
     /// joined member but the sender (and a local user it invites), the outcome of their
     /// push rules when it says `notify`; recorded once for the room with the members
     /// whose outcome differs (see [`split_outcomes`]). Returns the users notified, with
-    /// whether it highlights for them.
+    /// whether it highlights for them, and the event's thread.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn stage_notifications(
         &self,
@@ -34,10 +34,10 @@ impl Services {
         event_id: &EventId,
         json: &Value,
         stream: u64,
-    ) -> Result<Vec<(OwnedUserId, bool)>> {
+    ) -> Result<Notified> {
         let sender = json.get("sender").and_then(Value::as_str).unwrap_or("");
         let Ok(sender_id) = UserId::parse(sender) else {
-            return Ok(Vec::new());
+            return Ok(Notified::default());
         };
         let members = self.room_members(room_id)?;
         let candidates: Vec<&UserId> = members
@@ -56,10 +56,11 @@ impl Services {
                     && !candidates.contains(&&**invited)
             });
         if candidates.is_empty() && invited.is_none() {
-            return Ok(Vec::new());
+            return Ok(Notified::default());
         }
         let facts = self.room_push_facts(room_id, version, state_group, members.joined.len())?;
-        let event = EventFacts::of(&facts, json);
+        let mut event = EventFacts::of(&facts, json);
+        event.thread = self.thread_of(room_id, json, event.thread)?;
         let target = Target {
             room_id,
             event_id,
@@ -123,7 +124,10 @@ impl Services {
         if let Some(shared) = split.shared {
             notified.extend(shared.users.into_iter().map(|u| (u, shared.highlight)));
         }
-        Ok(notified)
+        Ok(Notified {
+            thread: event.thread,
+            users: notified,
+        })
     }
 
     /// Stages the withdrawal of every notification of a redacted event.
@@ -159,17 +163,15 @@ impl Services {
         }
     }
 
-    /// Notes an event's notifications, `(user, highlight)`, once its batch is written
-    /// and before it becomes visible (see `counts`).
-    pub(crate) fn notifications_written(
-        &self,
-        room_id: &RoomId,
-        stream: u64,
-        records: &[(OwnedUserId, bool)],
-    ) {
-        self.notifications
-            .counts
-            .note_written(room_id, stream, records);
+    /// Notes an event's notifications once its batch is written and before it becomes
+    /// visible (see `counts`).
+    pub(crate) fn notifications_written(&self, room_id: &RoomId, stream: u64, notified: &Notified) {
+        self.notifications.counts.note_written(
+            room_id,
+            stream,
+            notified.thread.as_deref(),
+            &notified.users,
+        );
     }
 
     /// After the user changed their push rules: evaluates the unread events of each of
@@ -183,8 +185,10 @@ impl Services {
             let Some(room) = self.store.room(room_id.as_str())? else {
                 continue;
             };
-            let from =
-                super::read_up_to(&self.store, user_id, &room_id)?.unwrap_or(membership.since());
+            // From the main timeline's read position: thread events read only by their
+            // thread's receipt before it keep their outcome, as read ones do.
+            let from = super::read_up_to(&self.store, user_id, &room_id, None)?
+                .unwrap_or(membership.since());
             let events = self
                 .store
                 .room_events_after(room_id.as_str(), from, MAX_RECOUNT)?;
@@ -221,7 +225,8 @@ impl Services {
                     shared.excluded.insert(at, user_id.to_owned());
                     batch.put_push_event(room_id.as_str(), stream, &shared)?;
                 }
-                let shared = EventFacts::of(&facts, &event.pdu);
+                let mut shared = EventFacts::of(&facts, &event.pdu);
+                shared.thread = self.thread_of(&room_id, &event.pdu, shared.thread)?;
                 if let Some(record) = self.evaluate_for(
                     &rules, &facts, &shared, user_id, &room_id, &event_id, &event.pdu,
                 )? {
@@ -239,6 +244,42 @@ impl Services {
             self.notifications.counts.forget(user_id, &room_id);
         }
         Ok(())
+    }
+
+    /// The thread an event is in: the root its `m.thread` relation names (`direct`), or
+    /// for an event with another relation (an edit, a reaction) to an event in a thread,
+    /// that thread (one hop, as Synapse follows; the spec suggests up to three). Thread
+    /// roots and events relating to them are on the main timeline.
+    fn thread_of(
+        &self,
+        room_id: &RoomId,
+        pdu: &Value,
+        direct: Option<OwnedEventId>,
+    ) -> Result<Option<OwnedEventId>> {
+        if direct.is_some() {
+            return Ok(direct);
+        }
+        let Some(parent) = pdu
+            .pointer("/content/m.relates_to")
+            .filter(|r| r.get("rel_type").and_then(Value::as_str).is_some())
+            .and_then(|r| r.get("event_id"))
+            .and_then(Value::as_str)
+        else {
+            return Ok(None);
+        };
+        let Some(parent) = self
+            .store
+            .event_shared(parent)?
+            .filter(|parent| parent.record.room_id == room_id)
+        else {
+            return Ok(None);
+        };
+        let relation = parent.record.pdu.pointer("/content/m.relates_to");
+        Ok(relation
+            .filter(|r| r.get("rel_type").and_then(Value::as_str) == Some("m.thread"))
+            .and_then(|r| r.get("event_id"))
+            .and_then(Value::as_str)
+            .and_then(|id| OwnedEventId::try_from(id).ok()))
     }
 
     /// One member's outcome for an event, as an index into `cases.records` (`None`: no
@@ -408,6 +449,13 @@ impl EventFacts {
                 .unwrap_or_else(now_ms),
         }
     }
+}
+
+/// The users an event notifies, `(user, highlight)`, and the thread it is in.
+#[derive(Debug, Default)]
+pub struct Notified {
+    pub thread: Option<OwnedEventId>,
+    pub users: Vec<(OwnedUserId, bool)>,
 }
 
 /// What a redaction withdrew: the users with records of their own, and whether the room's

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use ruma::{DeviceId, OwnedRoomId, UserId};
+use ruma::{DeviceId, OwnedEventId, OwnedRoomId, UserId};
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
@@ -47,7 +47,9 @@ impl Services {
         };
         let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
         let view = ClientView { user_id, device_id };
-        let mut read_up_to: HashMap<OwnedRoomId, Option<u64>> = HashMap::new();
+        // Per room and thread (`None`: the main timeline).
+        let mut read_up_to: HashMap<(OwnedRoomId, Option<OwnedEventId>), Option<u64>> =
+            HashMap::new();
         let mut out = Vec::new();
         let mut cursor = before;
         let mut scanned = 0;
@@ -68,11 +70,17 @@ impl Services {
                 else {
                     continue;
                 };
-                let read = match read_up_to.get(&record.room_id) {
+                let key = (record.room_id.clone(), record.thread.clone());
+                let read = match read_up_to.get(&key) {
                     Some(read) => *read,
                     None => {
-                        let read = super::read_up_to(&self.store, user_id, &record.room_id)?;
-                        read_up_to.insert(record.room_id.clone(), read);
+                        let read = super::read_up_to(
+                            &self.store,
+                            user_id,
+                            &record.room_id,
+                            record.thread.as_deref(),
+                        )?;
+                        read_up_to.insert(key, read);
                         read
                     }
                 };

@@ -11,15 +11,17 @@
 mod counts;
 mod evaluate;
 mod list;
+mod reads;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use ruma::{OwnedRoomId, OwnedUserId, UserId};
 
-pub use counts::{Counts, UnreadCounts, read_up_to};
-pub use evaluate::Withdrawn;
+pub use counts::{Counts, ThreadCounts, UnreadCounts};
+pub use evaluate::{Notified, Withdrawn};
 pub use list::{NotificationsQuery, notifications_after};
+pub use reads::{Reads, read_up_to};
 
 use crate::error::Result;
 use crate::event::RoomPowers;

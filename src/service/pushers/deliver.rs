@@ -251,7 +251,13 @@ impl Pushers {
         stream: u64,
         record: &NotificationRecord,
     ) -> Option<Value> {
-        let read = read_up_to(&self.store, user_id, &record.room_id).ok()?;
+        let read = read_up_to(
+            &self.store,
+            user_id,
+            &record.room_id,
+            record.thread.as_deref(),
+        )
+        .ok()?;
         if read.is_some_and(|r| r >= stream) {
             return None;
         }

@@ -14,7 +14,7 @@ use super::StreamTicket;
 use super::state::StateIds;
 use crate::error::{Error, Result};
 use crate::event::{Pdu, RoomPowers, RoomVersion};
-use crate::service::notifications::Withdrawn;
+use crate::service::notifications::{Notified, Withdrawn};
 use crate::service::{Services, search};
 use crate::store::{Batch, EventRecord, EventStatus, RoomRecord, UserRoomRecord};
 
@@ -31,7 +31,7 @@ pub(crate) struct StagedEvent<'a> {
     /// Users whose notifications this event (a redaction) withdrew.
     withdrawn: Withdrawn,
     /// Users this event notifies, with whether it highlights for them.
-    notified: Vec<(OwnedUserId, bool)>,
+    notified: Notified,
 }
 
 /// Extra facts about an accepted event that only its origin knows.
@@ -172,7 +172,7 @@ impl Services {
             stream,
         )?;
         let mut ticket = ticket;
-        ticket.notified = notified.iter().map(|(u, _)| u.clone()).collect();
+        ticket.notified = notified.users.iter().map(|(u, _)| u.clone()).collect();
         batch.put_event(
             event_id.as_str(),
             &EventRecord {

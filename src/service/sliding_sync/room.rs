@@ -224,7 +224,10 @@ impl Services {
         }
         body.insert("joined_count".into(), json!(joined.len()));
         body.insert("invited_count".into(), json!(invited.len()));
-        let unread = self.unread_counts(pass.user_id, room_id, candidate.record.since(), upto)?;
+        // MSC4186 has no per-thread counts: the main timeline and every thread together.
+        let unread = self
+            .unread_counts(pass.user_id, room_id, candidate.record.since(), upto)?
+            .total();
         body.insert("notification_count".into(), json!(unread.notifications));
         body.insert("highlight_count".into(), json!(unread.highlights));
         body.insert(

@@ -12,6 +12,7 @@ use super::response::{RoomSection, TimelineSection};
 use super::{Pass, SyncToken};
 use crate::error::Result;
 use crate::service::Services;
+use crate::service::notifications::Counts;
 use crate::service::rooms::{ClientView, HistoryReader, OutEvent, StateIds};
 use crate::store::{EventRecord, UserRoomRecord};
 
@@ -496,11 +497,29 @@ impl Services {
             "state": {"events": state},
             "ephemeral": {"events": ephemeral},
             "account_data": {"events": account_data},
-            "unread_notifications": {
-                "notification_count": unread.notifications,
-                "highlight_count": unread.highlights,
-            },
         }));
+        let count = |c: Counts| json!({"notification_count": c.notifications, "highlight_count": c.highlights});
+        if pass.filter.room.timeline.unread_thread_notifications {
+            // The main timeline's counts, and each thread's apart (as Synapse: threads
+            // without unread notifications, and the map when none has, are left out).
+            section
+                .rest
+                .insert("unread_notifications".into(), count(unread.main));
+            if !unread.threads.is_empty() {
+                let threads: serde_json::Map<String, Value> = unread
+                    .threads
+                    .iter()
+                    .map(|(root, c)| (root.to_string(), count(*c)))
+                    .collect();
+                section
+                    .rest
+                    .insert("unread_thread_notifications".into(), threads.into());
+            }
+        } else {
+            section
+                .rest
+                .insert("unread_notifications".into(), count(unread.total()));
+        }
         if full || membership_changed {
             section
                 .rest

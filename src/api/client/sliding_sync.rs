@@ -7,13 +7,12 @@ use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::Value;
 
 use crate::api::AppState;
 use crate::api::extract::{Auth, MatrixJson, Query};
 use crate::error::{Error, Result};
 use crate::service::presence::PresenceState;
-use crate::service::sliding_sync::{Body, SlidingSyncRequest};
+use crate::service::sliding_sync::{Body, SlidingAnswer, SlidingSyncRequest};
 
 pub const PATH: &str = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync";
 
@@ -36,7 +35,7 @@ async fn sliding_sync(
     Auth(authed): Auth,
     Query(params): Query<Params>,
     MatrixJson(body): MatrixJson<Body>,
-) -> Result<Json<Value>> {
+) -> Result<Json<SlidingAnswer>> {
     let timeout = match params.timeout.as_deref() {
         None | Some("") => Duration::ZERO,
         Some(text) => Duration::from_millis(text.parse::<u64>().map_err(|_| {

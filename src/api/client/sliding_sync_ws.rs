@@ -6,12 +6,11 @@
 //! `pos` works on either.
 
 use serde::Deserialize;
-use serde_json::Value;
 
 use crate::api::AppState;
 use crate::error::{Error, Result};
 use crate::service::sessions::Authed;
-use crate::service::sliding_sync::{Body, SlidingConnection};
+use crate::service::sliding_sync::{Body, SlidingAnswer, SlidingConnection};
 
 /// What the socket carries, from its `mode` query parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,7 +76,7 @@ impl SlidingSocket {
         authed: &Authed,
         pos: Option<String>,
         body: Body,
-    ) -> Result<Value> {
+    ) -> Result<SlidingAnswer> {
         let conn_id = body.conn_id.clone().unwrap_or_default();
         let current = self
             .connection
@@ -98,7 +97,7 @@ impl SlidingSocket {
     }
 
     /// The connection's next answer, if it holds anything new.
-    pub fn push(&mut self, state: &AppState, authed: &Authed) -> Result<Option<Value>> {
+    pub fn push(&mut self, state: &AppState, authed: &Authed) -> Result<Option<SlidingAnswer>> {
         self.more = false;
         let Some(connection) = self.connection.as_mut() else {
             return Ok(None);

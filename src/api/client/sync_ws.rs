@@ -24,8 +24,8 @@ use crate::service::e2ee::MAX_TO_DEVICE_PER_SYNC;
 use crate::service::open_syncs::SyncKind;
 use crate::service::presence::PresenceState;
 use crate::service::sessions::Authed;
-use crate::service::sliding_sync::Body;
-use crate::service::sync::{SyncRequest, SyncResponse, SyncSince};
+use crate::service::sliding_sync::{Body, SlidingAnswer};
+use crate::service::sync::{SyncRequest, SyncSince};
 
 pub const PATH: &str = "/_matrix/client/unstable/org.hearth.sync/ws";
 
@@ -99,12 +99,30 @@ async fn upgrade(
     }))
 }
 
-/// A `sync` frame: the response written straight into the frame's text.
+/// A `sync` or `sliding_sync` frame: the answer written straight into the frame's text.
 #[derive(Serialize)]
-struct SyncFrame<'a> {
+struct PushFrame<'a, T> {
     #[serde(rename = "type")]
     kind: &'static str,
-    body: &'a SyncResponse,
+    body: &'a T,
+}
+
+/// A `response` frame, answering a client's request.
+#[derive(Serialize)]
+struct ResponseFrame {
+    body: Reply,
+    request_id: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+/// What a request is answered with.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Reply {
+    Tree(Value),
+    /// A sliding sync answer, written straight from its events.
+    Sliding(SlidingAnswer),
 }
 
 struct Session {
@@ -199,8 +217,11 @@ impl Session {
                     match frame {
                         None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break End::ClientGone,
                         Some(Ok(Message::Text(text))) => {
-                            let answer = self.answer(text.as_str()).await;
-                            if let Err(failed) = self.send_json(&answer).await {
+                            let sent = match self.answer(text.as_str()).await {
+                                Ok(response) => self.send_json(&response).await,
+                                Err(error) => self.send_json(&error).await,
+                            };
+                            if let Err(failed) = sent {
                                 break failed.into();
                             }
                             // A sliding request's answer may leave to-device messages.
@@ -293,7 +314,7 @@ impl Session {
                         .since
                         .as_ref()
                         .is_some_and(|since| since.deferred.is_some());
-                let frame = SyncFrame {
+                let frame = PushFrame {
                     kind: "sync",
                     body: &body,
                 };
@@ -320,7 +341,10 @@ impl Session {
             Ok(None) => Ok(false),
             Ok(Some(body)) => {
                 let more = sliding.more_due();
-                let frame = json!({"type": "sliding_sync", "body": body});
+                let frame = PushFrame {
+                    kind: "sliding_sync",
+                    body: &body,
+                };
                 self.send_json(&frame)
                     .await
                     .map(|()| more)
@@ -357,19 +381,21 @@ impl Session {
         }
     }
 
-    /// One client request frame, answered with a `response` or an `error` frame.
-    async fn answer(&mut self, text: &str) -> Value {
-        let (request_id, request) = match parse_frame(text) {
-            Ok(parsed) => parsed,
-            Err(error_frame) => return error_frame,
-        };
+    /// One client request frame, answered with a `response` frame or (as `Err`) an
+    /// `error` frame.
+    async fn answer(&mut self, text: &str) -> std::result::Result<ResponseFrame, Value> {
+        let (request_id, request) = parse_frame(text)?;
         match self.handle(request).await {
-            Ok(body) => json!({"type": "response", "request_id": request_id, "body": body}),
-            Err(e) => error_frame(Some(&request_id), &e),
+            Ok(body) => Ok(ResponseFrame {
+                body,
+                request_id,
+                kind: "response",
+            }),
+            Err(e) => Err(error_frame(Some(&request_id), &e)),
         }
     }
 
-    async fn handle(&mut self, request: ClientRequest) -> Result<Value> {
+    async fn handle(&mut self, request: ClientRequest) -> Result<Reply> {
         let state = &self.state;
         let authed = &self.authed;
         match request {
@@ -381,7 +407,7 @@ impl Session {
             } => {
                 let event_id =
                     send_message(state, authed, &room_id, &event_type, txn_id, content).await?;
-                Ok(json!({"event_id": event_id}))
+                Ok(Reply::Tree(json!({"event_id": event_id})))
             }
             ClientRequest::State {
                 room_id,
@@ -392,7 +418,7 @@ impl Session {
                 let event_id =
                     send_state_event(state, authed, &room_id, &event_type, &state_key, content)
                         .await?;
-                Ok(json!({"event_id": event_id}))
+                Ok(Reply::Tree(json!({"event_id": event_id})))
             }
             ClientRequest::Typing {
                 room_id,
@@ -402,7 +428,7 @@ impl Session {
                 let room_id = parse_room_id(&room_id)?;
                 let timeout = typing.then(|| Duration::from_millis(timeout.unwrap_or(30_000)));
                 state.set_typing(&room_id, &authed.user_id, timeout)?;
-                Ok(json!({}))
+                Ok(Reply::Tree(json!({})))
             }
             ClientRequest::Receipt {
                 room_id,
@@ -418,7 +444,7 @@ impl Session {
                     &event_id,
                     thread_id.as_deref(),
                 )?;
-                Ok(json!({}))
+                Ok(Reply::Tree(json!({})))
             }
             ClientRequest::Presence {
                 presence,
@@ -430,11 +456,13 @@ impl Session {
                     ))
                 })?;
                 state.set_presence(&authed.user_id, presence, status_msg)?;
-                Ok(json!({}))
+                Ok(Reply::Tree(json!({})))
             }
-            ClientRequest::Ping {} => Ok(json!({})),
+            ClientRequest::Ping {} => Ok(Reply::Tree(json!({}))),
             ClientRequest::SlidingSync { pos, body } => match self.sliding.as_mut() {
-                Some(sliding) => sliding.request(state, authed, pos, *body),
+                Some(sliding) => sliding
+                    .request(state, authed, pos, *body)
+                    .map(Reply::Sliding),
                 None => Err(Error::new(
                     ErrorKind::Unrecognized {
                         method_not_allowed: false,

@@ -58,8 +58,8 @@ impl OutEvent {
         }
     }
 
-    /// The event as a tree, for answers still built as trees (sliding sync, the
-    /// federation event format, `/initialSync`).
+    /// The event as a tree, for answers still built as trees (the federation event
+    /// format, `/initialSync`).
     pub(crate) fn into_value(self) -> Value {
         match self {
             OutEvent::Tree(value) => value,

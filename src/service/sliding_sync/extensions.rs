@@ -8,6 +8,7 @@ use ruma::OwnedRoomId;
 use serde_json::{Map, Value, json};
 
 use super::Pass;
+use super::answer::SlidingRoom;
 use super::lists::Candidate;
 use super::request::{Extensions, RoomScoped};
 use crate::error::{Error, Result};
@@ -25,7 +26,7 @@ pub struct Scope<'a> {
     /// The user's rooms lists and subscriptions may hold, with their memberships.
     pub candidates: &'a HashMap<OwnedRoomId, Candidate>,
     /// The rooms part of the response.
-    pub rooms_out: &'a Map<String, Value>,
+    pub rooms_out: &'a BTreeMap<String, SlidingRoom>,
 }
 
 impl Scope<'_> {

@@ -8,6 +8,7 @@
 //! position a request names is kept until the client uses the next one, so a request
 //! retried after a lost answer is answered again.
 
+mod answer;
 mod bump;
 mod extensions;
 mod lists;
@@ -22,8 +23,9 @@ use std::time::Duration;
 
 use ruma::{DeviceId, OwnedRoomId, UserId};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, json};
 
+pub use answer::SlidingAnswer;
 pub use bump::BumpStamps;
 pub use request::Body;
 
@@ -120,7 +122,7 @@ impl SlidingConnection {
 
     /// Whether `answer` held as many to-device messages as one answer may: more may be
     /// waiting, and the next answer is due at once.
-    pub fn more_waiting(&self, answer: &Value) -> bool {
+    pub fn more_waiting(&self, answer: &SlidingAnswer) -> bool {
         let Some(config) = self.config.extensions.to_device.as_ref() else {
             return false;
         };
@@ -129,9 +131,7 @@ impl SlidingConnection {
             .and_then(|l| usize::try_from(l).ok())
             .unwrap_or(MAX_TO_DEVICE_PER_SYNC)
             .clamp(1, MAX_TO_DEVICE_PER_SYNC);
-        answer["extensions"]["to_device"]["events"]
-            .as_array()
-            .is_some_and(|events| events.len() >= limit)
+        answer.to_device_count() >= limit
     }
 }
 
@@ -143,7 +143,7 @@ impl Services {
         user_id: &UserId,
         device_id: &DeviceId,
         request: SlidingSyncRequest,
-    ) -> Result<Value> {
+    ) -> Result<SlidingAnswer> {
         let mut connection =
             self.sliding_connection(user_id, device_id, request.pos.as_deref(), request.body)?;
         let _presence = self.begin_sync(user_id, request.set_presence);
@@ -251,7 +251,7 @@ impl Services {
         device_id: &DeviceId,
         connection: &mut SlidingConnection,
         always: bool,
-    ) -> Result<Option<Value>> {
+    ) -> Result<Option<SlidingAnswer>> {
         let (mut response, next, updates) = self.sliding_sync_once(
             user_id,
             device_id,
@@ -269,14 +269,10 @@ impl Services {
                 &next,
             )?;
             let pos = seq.to_string();
-            response.insert("pos".into(), json!(pos));
+            response.pos.clone_from(&pos);
             // What a client re-polling at once would send: the new `pos`, and the
             // to-device `next_batch` as its `since`.
-            if let Some(reached) = response
-                .get("extensions")
-                .and_then(|e| e["to_device"]["next_batch"].as_str())
-                .and_then(|b| b.parse().ok())
-            {
+            if let Some(reached) = response.to_device_next_batch() {
                 connection.to_device_since = Some(reached);
             }
             connection.since = since;
@@ -284,16 +280,13 @@ impl Services {
             connection.pos = Some(pos);
             connection.config = next;
             connection.config_changed = false;
-            return Ok(Some(Value::Object(response)));
+            return Ok(Some(response));
         }
         if !always {
             return Ok(None);
         }
-        response.insert(
-            "pos".into(),
-            json!(connection.pos.clone().unwrap_or_default()),
-        );
-        Ok(Some(Value::Object(response)))
+        response.pos = connection.pos.clone().unwrap_or_default();
+        Ok(Some(response))
     }
 
     /// Stores the connection's next state and forgets those before the one the client
@@ -339,8 +332,8 @@ impl Services {
         Ok(seq)
     }
 
-    /// Computes one response (without `pos`) and the connection's state after it; the
-    /// flag says whether it holds anything new.
+    /// Computes one response (its `pos` left empty) and the connection's state after it;
+    /// the flag says whether it holds anything new.
     fn sliding_sync_once(
         &self,
         user_id: &UserId,
@@ -348,7 +341,7 @@ impl Services {
         since: Option<SyncToken>,
         config: &Connection,
         to_device_since: Option<u64>,
-    ) -> Result<(Map<String, Value>, Connection, bool)> {
+    ) -> Result<(SlidingAnswer, Connection, bool)> {
         let now = self.sync_position(user_id)?;
         let pass = Pass {
             user_id,
@@ -400,7 +393,7 @@ impl Services {
         }
 
         let mut next = config.clone();
-        let mut rooms_out = Map::new();
+        let mut rooms_out = BTreeMap::new();
         let mut initial = HashSet::new();
         for (room_id, wanted) in &wants {
             let Some(candidate) = candidates.get(room_id) else {
@@ -432,10 +425,12 @@ impl Services {
         let updates = !rooms_out.is_empty() || extension_updates || counts != config.list_counts;
         next.token = now.to_string();
         next.list_counts = counts;
-        let mut response = Map::new();
-        response.insert("lists".into(), Value::Object(lists_out));
-        response.insert("rooms".into(), Value::Object(rooms_out));
-        response.insert("extensions".into(), Value::Object(extensions_out));
+        let response = SlidingAnswer {
+            extensions: extensions_out,
+            lists: lists_out,
+            pos: String::new(),
+            rooms: rooms_out,
+        };
         Ok((response, next, updates))
     }
 }

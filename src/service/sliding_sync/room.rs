@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::Pass;
+use super::answer::SlidingRoom;
 use super::lists::Candidate;
 use super::request::RoomWants;
 use crate::error::Result;
@@ -34,7 +35,7 @@ pub struct SentRoom {
 
 /// A room's part of the response, and what the connection has sent of it after.
 pub struct RoomUpdate {
-    pub body: Option<Value>,
+    pub body: Option<SlidingRoom>,
     pub sent: SentRoom,
     /// Sent in full: the extensions send its receipts and account data in full too.
     pub initial: bool,
@@ -75,7 +76,7 @@ impl Services {
         }
     }
 
-    fn invited_room(&self, pass: &Pass<'_>, candidate: &Candidate) -> Result<Value> {
+    fn invited_room(&self, pass: &Pass<'_>, candidate: &Candidate) -> Result<SlidingRoom> {
         let stripped = match &candidate.record.invite_state {
             Some(state) => state.clone(),
             None => self.stripped_state(&candidate.room_id, Some(pass.user_id))?,
@@ -93,19 +94,21 @@ impl Services {
                 .and_then(Value::as_str)
                 .map(str::to_owned)
         };
-        let mut body = json!({
-            "initial": true,
-            "bump_stamp": self.bump_stamp(pass, candidate)?,
-            "is_dm": self.is_dm(pass, candidate)?,
-        });
+        let mut body = Map::new();
+        body.insert("initial".into(), json!(true));
+        body.insert(
+            "bump_stamp".into(),
+            json!(self.bump_stamp(pass, candidate)?),
+        );
+        body.insert("is_dm".into(), json!(self.is_dm(pass, candidate)?));
         if let Some(name) = find("m.room.name", "/content/name") {
-            body["name"] = json!(name);
+            body.insert("name".into(), json!(name));
         }
         if let Some(avatar) = find("m.room.avatar", "/content/url") {
-            body["avatar"] = json!(avatar);
+            body.insert("avatar".into(), json!(avatar));
         }
-        body[field] = Value::Array(stripped);
-        Ok(body)
+        body.insert(field.into(), Value::Array(stripped));
+        Ok(SlidingRoom::without_timeline(body))
     }
 
     fn member_room(
@@ -256,18 +259,13 @@ impl Services {
         body.insert("limited".into(), json!(timeline.limited));
         body.insert("num_live".into(), json!(num_live));
         body.insert("prev_batch".into(), json!(prev_batch.to_string()));
-        body.insert(
-            "timeline".into(),
-            Value::Array(
-                timeline
-                    .events
-                    .into_iter()
-                    .map(|(_, e)| e.into_value())
-                    .collect(),
-            ),
-        );
+        // Written from the shared cached events (see `answer.rs`).
+        let events = timeline.events.into_iter().map(|(_, e)| e).collect();
         Ok(RoomUpdate {
-            body: Some(Value::Object(body)),
+            body: Some(SlidingRoom {
+                rest: body,
+                timeline: Some(events),
+            }),
             sent: sent_now(upto),
             initial,
         })

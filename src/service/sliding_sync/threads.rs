@@ -9,6 +9,7 @@ use ruma::{OwnedEventId, OwnedRoomId};
 use serde_json::{Map, Value, json};
 
 use super::Pass;
+use super::answer::SlidingRoom;
 use super::extensions::Scope;
 use super::request::ThreadsConfig;
 use crate::error::Result;
@@ -19,16 +20,11 @@ use crate::service::rooms::ClientView;
 const MAX_THREADS: usize = 100;
 
 /// The threads the response's timelines already show a reply of.
-fn threads_in_timelines(rooms_out: &Map<String, Value>) -> HashSet<String> {
+fn threads_in_timelines(rooms_out: &BTreeMap<String, SlidingRoom>) -> HashSet<String> {
     let mut threads = HashSet::new();
     for room in rooms_out.values() {
-        for event in room
-            .get("timeline")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let Some(relation) = event.pointer("/content/m.relates_to") else {
+        for event in room.timeline() {
+            let Some(relation) = event.get("content").and_then(|c| c.get("m.relates_to")) else {
                 continue;
             };
             if relation.get("rel_type").and_then(Value::as_str) == Some("m.thread")

@@ -283,18 +283,7 @@ impl UnreadCounts {
         joined_at: u64,
         to: u64,
     ) -> Result<Counts> {
-        // Read before the receipts: a receipt written meanwhile moves it past this.
-        let receipts_at = self.receipts.visible();
-        let known_read = lock(&self.unread)
-            .get(user_id)
-            .and_then(|rooms| rooms.get(room_id))
-            .and_then(|unread| unread.read)
-            .filter(|(at, _)| *at == receipts_at)
-            .map(|(_, read)| read);
-        let read = match known_read {
-            Some(read) => read,
-            None => read_up_to(&self.store, user_id, room_id)?,
-        };
+        let (receipts_at, read) = self.read_position(user_id, room_id)?;
         let from = read.unwrap_or(joined_at);
         let (start, generation) = {
             let mut map = lock(&self.unread);
@@ -341,6 +330,29 @@ impl UnreadCounts {
             unread.counted = Some(entry);
         }
         Ok(entry.counts)
+    }
+
+    /// The user's read position in the room ([`read_up_to`]), from memory while no
+    /// receipt was written since the last count of the room.
+    pub fn read_up_to(&self, user_id: &UserId, room_id: &RoomId) -> Result<Option<u64>> {
+        Ok(self.read_position(user_id, room_id)?.1)
+    }
+
+    /// The read position and the receipt stream position it holds at.
+    fn read_position(&self, user_id: &UserId, room_id: &RoomId) -> Result<(u64, Option<u64>)> {
+        // Read before the receipts: a receipt written meanwhile moves it past this.
+        let receipts_at = self.receipts.visible();
+        let known_read = lock(&self.unread)
+            .get(user_id)
+            .and_then(|rooms| rooms.get(room_id))
+            .and_then(|unread| unread.read)
+            .filter(|(at, _)| *at == receipts_at)
+            .map(|(_, read)| read);
+        let read = match known_read {
+            Some(read) => read,
+            None => read_up_to(&self.store, user_id, room_id)?,
+        };
+        Ok((receipts_at, read))
     }
 
     /// The user's unread notifications over every room they are joined to, as of the

@@ -8,21 +8,21 @@
 //! members: the badge, the priority, its device and, for a member event, whether the user
 //! is its target.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use ruma::UserId;
-use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
 use serde_json::Value;
 
 use super::webpush::is_webpush;
 use super::{Pushers, lock};
 use crate::store::{CachedEvent, NotificationRecord, PusherRecord};
 
-/// Events whose shared part is kept.
-pub(super) const KEPT_EVENTS: usize = 64;
+/// Events whose shared part is kept: enough for pushers that fall seconds behind.
+const KEPT_EVENTS: usize = 1024;
 /// How long a shared part is used: a later notify reads the room's names again.
 const KEPT_FOR: Duration = Duration::from_secs(5);
 
@@ -42,8 +42,12 @@ pub(super) struct EventPart {
     target: Option<String>,
 }
 
-/// The newest events' shared parts, oldest first.
-pub(super) type EventParts = VecDeque<(String, Arc<EventPart>)>;
+/// The newest events' shared parts, by event ID, and the IDs oldest first.
+#[derive(Default)]
+pub(super) struct EventParts {
+    parts: HashMap<String, Arc<EventPart>>,
+    order: VecDeque<String>,
+}
 
 #[derive(Serialize)]
 struct Ids<'a> {
@@ -235,7 +239,7 @@ impl Pushers {
         let event_id = record.event_id.as_str();
         {
             let parts = lock(&self.parts);
-            if let Some((_, part)) = parts.iter().rev().find(|(id, _)| id == event_id)
+            if let Some(part) = parts.parts.get(event_id)
                 && Arc::ptr_eq(&part.event, &event)
                 && part.made.elapsed() < KEPT_FOR
             {
@@ -259,10 +263,17 @@ impl Pushers {
             event,
         });
         let mut parts = lock(&self.parts);
-        parts.retain(|(id, _)| id != event_id);
-        parts.push_back((event_id.to_owned(), part.clone()));
-        if parts.len() > KEPT_EVENTS {
-            parts.pop_front();
+        if parts
+            .parts
+            .insert(event_id.to_owned(), part.clone())
+            .is_none()
+        {
+            parts.order.push_back(event_id.to_owned());
+            if parts.order.len() > KEPT_EVENTS
+                && let Some(oldest) = parts.order.pop_front()
+            {
+                parts.parts.remove(&oldest);
+            }
         }
         Some(part)
     }

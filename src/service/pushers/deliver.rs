@@ -77,9 +77,11 @@ impl Pushers {
         signals.progress.store(progress, Ordering::SeqCst);
         let mut unsaved: u32 = u32::from(progress > stored);
         let mut saved_at = Instant::now();
-        let gateway_url = pusher.data.get("url").and_then(Value::as_str).map(|url| {
-            reqwest::Url::parse(url).map_err(|e| format!("bad gateway URL: {e}"))
-        });
+        let gateway_url = pusher
+            .data
+            .get("url")
+            .and_then(Value::as_str)
+            .map(|url| reqwest::Url::parse(url).map_err(|e| format!("bad gateway URL: {e}")));
         // Notifications read from the store and not yet pushed, oldest first.
         let mut queue: VecDeque<(u64, NotificationRecord)> = VecDeque::new();
         // Whether the last read found every notification up to the position it read to:
@@ -95,8 +97,7 @@ impl Pushers {
             }
             if queue.is_empty() && (signals.new.swap(false, Ordering::SeqCst) || !caught_up) {
                 let visible = self.visible.load(Ordering::SeqCst);
-                match notifications_after(&self.store, &user_id, progress, visible, READ_AT_ONCE)
-                {
+                match notifications_after(&self.store, &user_id, progress, visible, READ_AT_ONCE) {
                     Ok(next) => {
                         caught_up = next.len() < READ_AT_ONCE;
                         queue.extend(next);
@@ -253,8 +254,7 @@ impl Pushers {
             return Err(format!("the gateway answered {status}"));
         }
         let answer = response.bytes().await.map_err(|e| e.to_string())?;
-        let answer: GatewayResponse =
-            serde_json::from_slice(&answer).map_err(|e| e.to_string())?;
+        let answer: GatewayResponse = serde_json::from_slice(&answer).map_err(|e| e.to_string())?;
         if answer.rejected.iter().any(|key| *key == pusher.pushkey) {
             Ok(Outcome::Rejected)
         } else {

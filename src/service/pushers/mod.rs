@@ -110,7 +110,7 @@ impl Pushers {
             counts,
             visible: AtomicU64::new(0),
             workers: Mutex::new(HashMap::new()),
-            parts: Mutex::new(body::EventParts::with_capacity(body::KEPT_EVENTS + 1)),
+            parts: Mutex::default(),
             shutdown,
         }))
     }
@@ -133,6 +133,26 @@ impl Pushers {
     /// Every notification up to `position` is written.
     pub fn visible_to(&self, position: u64) {
         self.visible.fetch_max(position, Ordering::SeqCst);
+    }
+
+    /// Stores every worker's progress: called at shutdown, once requests are done. A
+    /// worker stores its own too when it sees the shutdown, but nothing waits for that.
+    pub fn store_progress(&self) {
+        let mut batch = self.store.batch();
+        let mut any = false;
+        for workers in lock(&self.workers).values() {
+            for (key, worker) in workers {
+                // 0: a worker that has not read its progress yet, or waits for activation.
+                let progress = worker.signals.progress.load(Ordering::SeqCst);
+                if progress > 0 {
+                    batch.put_pusher_progress(key, progress);
+                    any = true;
+                }
+            }
+        }
+        if any && let Err(e) = self.store.write_unsynced(batch) {
+            tracing::error!(error = %e, "cannot store the pushers' progress");
+        }
     }
 
     /// The users have new notifications.

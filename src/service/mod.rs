@@ -265,6 +265,7 @@ impl Services {
 
     /// Persists what is kept in memory between writes, then flushes the store.
     pub fn shutdown(&self) {
+        self.pushers.store_progress();
         if let Err(e) = self.sessions.persist_last_seen() {
             tracing::warn!(error = %e, "could not persist device last-seen times");
         }

@@ -4,27 +4,31 @@
 //! some device. A Web Push pusher waiting for its activation only gets its validation
 //! push.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ruma::{OwnedUserId, UserId};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use super::webpush::{self, Sent, is_webpush};
 use super::{Pushers, Signals, lock};
 use crate::service::notifications::notifications_after;
-use crate::service::notifications::read_up_to;
 use crate::store::{NotificationRecord, PusherRecord};
 
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const MAX_RETRY: Duration = Duration::from_secs(600);
 /// After this many failed attempts a notification is given up (about a day of retries).
 const MAX_ATTEMPTS: u32 = 150;
-/// A pusher's progress is written after this many notifications, and whenever its queue is
-/// empty or the server stops: a crash repeats at most this many pushes.
+/// A pusher's progress is written after this many notifications, when its queue is empty
+/// and it was last written [`SAVE_IDLE`] ago or more, and when the server stops: a crash
+/// repeats at most this many pushes, or those of the last [`SAVE_IDLE`].
 const SAVE_EVERY: u32 = 64;
+const SAVE_IDLE: Duration = Duration::from_secs(1);
+/// The most notifications one read of the store takes into a worker's queue.
+const READ_AT_ONCE: usize = 16;
 
 #[derive(Debug)]
 enum Outcome {
@@ -52,6 +56,7 @@ impl Pushers {
         key: Vec<u8>,
         pusher: PusherRecord,
         signals: Arc<Signals>,
+        carried: u64,
     ) {
         let mut shutdown = self.shutdown.clone();
         if let Some(activation) = &pusher.activation {
@@ -61,15 +66,28 @@ impl Pushers {
             let _ = shutdown.wait_for(|stopping| *stopping).await;
             return;
         }
-        let mut progress = match self.store.pusher_progress(&key) {
+        let stored = match self.store.pusher_progress(&key) {
             Ok(progress) => progress.unwrap_or(0),
             Err(e) => {
                 tracing::error!(user = %user_id, error = %e, "cannot read a pusher's progress");
                 return;
             }
         };
+        let mut progress = stored.max(carried);
+        signals.progress.store(progress, Ordering::SeqCst);
+        let mut unsaved: u32 = u32::from(progress > stored);
+        let mut saved_at = Instant::now();
+        let gateway_url = pusher
+            .data
+            .get("url")
+            .and_then(Value::as_str)
+            .map(|url| reqwest::Url::parse(url).map_err(|e| format!("bad gateway URL: {e}")));
+        // Notifications read from the store and not yet pushed, oldest first.
+        let mut queue: VecDeque<(u64, NotificationRecord)> = VecDeque::new();
+        // Whether the last read found every notification up to the position it read to:
+        // then only a wake (`signals.new`) makes the worker read again.
+        let mut caught_up = false;
         let mut failures: u32 = 0;
-        let mut unsaved: u32 = 0;
         loop {
             if *shutdown.borrow() {
                 if unsaved > 0 {
@@ -77,21 +95,30 @@ impl Pushers {
                 }
                 return;
             }
-            let visible = self.visible.load(Ordering::SeqCst);
-            let next = match notifications_after(&self.store, &user_id, progress, visible, 1) {
-                Ok(mut next) => next.pop(),
-                Err(e) => {
-                    tracing::error!(user = %user_id, error = %e, "cannot read notifications");
-                    None
+            if queue.is_empty() && (signals.new.swap(false, Ordering::SeqCst) || !caught_up) {
+                let visible = self.visible.load(Ordering::SeqCst);
+                match notifications_after(&self.store, &user_id, progress, visible, READ_AT_ONCE) {
+                    Ok(next) => {
+                        caught_up = next.len() < READ_AT_ONCE;
+                        queue.extend(next);
+                    }
+                    Err(e) => {
+                        tracing::error!(user = %user_id, error = %e, "cannot read notifications");
+                        // Read again at the next wake.
+                        caught_up = true;
+                    }
                 }
-            };
-            let (body, stream) = match next {
+            }
+            let (body, stream) = match queue.front() {
                 Some((stream, record)) => {
-                    match self.notify_body(&user_id, &pusher, stream, &record) {
+                    let stream = *stream;
+                    match self.notify_body(&user_id, &pusher, stream, record) {
                         Some(body) => (body, Some(stream)),
                         None => {
                             // Read already, or gone: nothing to push for it.
+                            queue.pop_front();
                             progress = stream;
+                            signals.progress.store(progress, Ordering::SeqCst);
                             unsaved += 1;
                             continue;
                         }
@@ -104,26 +131,39 @@ impl Pushers {
                     }
                 }
                 None => {
-                    if unsaved > 0 {
+                    // Idle: the progress is stored at most once per SAVE_IDLE.
+                    let save_due = saved_at + SAVE_IDLE;
+                    if unsaved > 0 && Instant::now() >= save_due {
                         self.save_progress(&key, progress);
                         unsaved = 0;
+                        saved_at = Instant::now();
                     }
                     tokio::select! {
                         () = signals.work.notified() => {}
                         _ = shutdown.changed() => {}
+                        () = tokio::time::sleep_until(save_due.into()), if unsaved > 0 => {}
                     }
                     continue;
                 }
             };
-            match self.post(&pusher, &body).await {
+            let sent = match &gateway_url {
+                _ if is_webpush(&pusher.kind) => self.post_webpush(&pusher, &body).await,
+                Some(Ok(url)) => self.post_gateway(&pusher, url, body).await,
+                Some(Err(e)) => Err(e.clone()),
+                None => Err("the pusher has no URL".to_owned()),
+            };
+            match sent {
                 Ok(outcome) => {
                     failures = 0;
                     if let Some(stream) = stream {
+                        queue.pop_front();
                         progress = stream;
+                        signals.progress.store(progress, Ordering::SeqCst);
                         unsaved += 1;
                         if unsaved >= SAVE_EVERY {
                             self.save_progress(&key, progress);
                             unsaved = 0;
+                            saved_at = Instant::now();
                         }
                     }
                     if matches!(outcome, Outcome::Rejected) {
@@ -142,7 +182,9 @@ impl Pushers {
                     if failures >= MAX_ATTEMPTS {
                         tracing::warn!(user = %user_id, error = %e, "giving up a push notification");
                         if let Some(stream) = stream {
+                            queue.pop_front();
                             progress = stream;
+                            signals.progress.store(progress, Ordering::SeqCst);
                             unsaved += 1;
                         }
                         failures = 0;
@@ -168,182 +210,56 @@ impl Pushers {
         }
     }
 
-    async fn post(&self, pusher: &PusherRecord, body: &Value) -> Result<Outcome, String> {
+    /// Sends a notification to a Web Push service, as a message made from the notify
+    /// request's `notification`.
+    async fn post_webpush(&self, pusher: &PusherRecord, body: &[u8]) -> Result<Outcome, String> {
         let url = pusher
             .data
             .get("url")
             .and_then(Value::as_str)
             .ok_or("the pusher has no URL")?;
-        if is_webpush(&pusher.kind) {
-            let notification = &body["notification"];
-            let message = webpush::payload(notification, &pusher.data);
-            let auth = pusher
-                .data
-                .get("auth")
-                .and_then(Value::as_str)
-                .ok_or("the pusher has no auth secret")?;
-            let urgent = notification["prio"] == "high";
-            let sent = self
-                .webpush
-                .send(url, &pusher.pushkey, auth, &message, urgent)
-                .await?;
-            return Ok(match sent {
-                Sent::Delivered => Outcome::Delivered,
-                Sent::Gone(_) => Outcome::Rejected,
-                Sent::Refused(status) => {
-                    tracing::warn!(app_id = %pusher.app_id, status, "the push service refused a message; dropping it");
-                    Outcome::Delivered
-                }
-            });
-        }
+        let body: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+        let notification = &body["notification"];
+        let message = webpush::payload(notification, &pusher.data);
+        let auth = pusher
+            .data
+            .get("auth")
+            .and_then(Value::as_str)
+            .ok_or("the pusher has no auth secret")?;
+        let urgent = notification["prio"] == "high";
+        let sent = self
+            .webpush
+            .send(url, &pusher.pushkey, auth, &message, urgent)
+            .await?;
+        Ok(match sent {
+            Sent::Delivered => Outcome::Delivered,
+            Sent::Gone(_) => Outcome::Rejected,
+            Sent::Refused(status) => {
+                tracing::warn!(app_id = %pusher.app_id, status, "the push service refused a message; dropping it");
+                Outcome::Delivered
+            }
+        })
+    }
+
+    /// Posts a notify request to the pusher's gateway.
+    async fn post_gateway(
+        &self,
+        pusher: &PusherRecord,
+        url: &reqwest::Url,
+        body: Vec<u8>,
+    ) -> Result<Outcome, String> {
         let response = self.gateway.post(url, body).await?;
         let status = response.status();
         if !status.is_success() {
             return Err(format!("the gateway answered {status}"));
         }
-        let answer: GatewayResponse = response.json().await.map_err(|e| e.to_string())?;
+        let answer = response.bytes().await.map_err(|e| e.to_string())?;
+        let answer: GatewayResponse = serde_json::from_slice(&answer).map_err(|e| e.to_string())?;
         if answer.rejected.contains(&pusher.pushkey) {
             Ok(Outcome::Rejected)
         } else {
             Ok(Outcome::Delivered)
         }
-    }
-
-    /// The `devices` entry of the notify request for this pusher.
-    fn device(pusher: &PusherRecord, tweaks: Map<String, Value>) -> Value {
-        let mut data = pusher.data.as_object().cloned().unwrap_or_default();
-        data.remove("url");
-        json!({
-            "app_id": pusher.app_id,
-            "pushkey": pusher.pushkey,
-            "pushkey_ts": pusher.ts / 1000,
-            "data": data,
-            "tweaks": tweaks,
-        })
-    }
-
-    fn unread_count(&self, user_id: &UserId) -> Option<u64> {
-        self.counts
-            .total(user_id)
-            .inspect_err(|e| tracing::error!(user = %user_id, error = %e, "cannot count unread"))
-            .ok()
-    }
-
-    /// Counts only: the user read something elsewhere.
-    /// None for Web Push: a browser must show a notification for every push it gets.
-    fn badge_body(&self, user_id: &UserId, pusher: &PusherRecord) -> Option<Value> {
-        if is_webpush(&pusher.kind) {
-            return None;
-        }
-        let unread = self.unread_count(user_id)?;
-        Some(json!({"notification": {
-            "counts": {"unread": unread},
-            "devices": [Self::device(pusher, Map::new())],
-        }}))
-    }
-
-    /// The notify request for one notification; `None` when the user has read the event
-    /// already or it is gone.
-    fn notify_body(
-        &self,
-        user_id: &UserId,
-        pusher: &PusherRecord,
-        stream: u64,
-        record: &NotificationRecord,
-    ) -> Option<Value> {
-        let read = read_up_to(
-            &self.store,
-            user_id,
-            &record.room_id,
-            record.thread.as_deref(),
-        )
-        .ok()?;
-        if read.is_some_and(|r| r >= stream) {
-            return None;
-        }
-        // Shared with the syncs that delivered it a moment ago: no decoding again.
-        let cached = self.store.event_shared(record.event_id.as_str()).ok()??;
-        let event = &cached.record;
-        if event.redacted_because.is_some() {
-            return None;
-        }
-        let unread = self.unread_count(user_id)?;
-        let mut tweaks = Map::new();
-        for action in &record.actions {
-            if let Some(name) = action.get("set_tweak").and_then(Value::as_str) {
-                let value = action.get("value").cloned().unwrap_or(Value::Bool(true));
-                tweaks.insert(name.to_owned(), value);
-            }
-        }
-        let pdu = &event.pdu;
-        let event_type = pdu.get("type").and_then(Value::as_str).unwrap_or("");
-        let loud =
-            record.highlight || tweaks.contains_key("sound") || event_type == "m.room.encrypted";
-        let mut notification = json!({
-            "event_id": record.event_id,
-            "room_id": record.room_id,
-            "counts": {"unread": unread},
-            "prio": if loud { "high" } else { "low" },
-            "devices": [Self::device(pusher, tweaks)],
-        });
-        if pusher.data.get("format").and_then(Value::as_str) == Some("event_id_only") {
-            return Some(json!({ "notification": notification }));
-        }
-        let sender = pdu.get("sender").and_then(Value::as_str).unwrap_or("");
-        // `id`: the event ID under its old name, which Synapse still sends and older
-        // gateways (and SyTest's) read.
-        notification["id"] = json!(record.event_id);
-        notification["type"] = json!(event_type);
-        notification["sender"] = json!(sender);
-        if let Some(content) = pdu.get("content") {
-            notification["content"] = content.clone();
-        }
-        if let Some(name) = self.state_string(record, "m.room.member", sender, "displayname") {
-            notification["sender_display_name"] = json!(name);
-        }
-        let alias = self.state_string(record, "m.room.canonical_alias", "", "alias");
-        // A room without a name is named by its canonical alias, as Synapse names it.
-        if let Some(name) = self
-            .state_string(record, "m.room.name", "", "name")
-            .or_else(|| alias.clone())
-        {
-            notification["room_name"] = json!(name);
-        }
-        if let Some(alias) = alias {
-            notification["room_alias"] = json!(alias);
-        }
-        if event_type == "m.room.member" {
-            let target = pdu.get("state_key").and_then(Value::as_str);
-            notification["user_is_target"] = json!(target == Some(user_id.as_str()));
-            // Not in the spec's notification, but Synapse sends it and gateways read it.
-            if let Some(membership) = pdu.pointer("/content/membership") {
-                notification["membership"] = membership.clone();
-            }
-        }
-        Some(json!({ "notification": notification }))
-    }
-
-    /// A non-empty string field of a current state event of the notification's room.
-    fn state_string(
-        &self,
-        record: &NotificationRecord,
-        event_type: &str,
-        state_key: &str,
-        field: &str,
-    ) -> Option<String> {
-        let id = self
-            .store
-            .current_state_id(record.room_id.as_str(), event_type, state_key)
-            .ok()??;
-        let event = self.store.event_shared(id.as_str()).ok()??;
-        event
-            .record
-            .pdu
-            .get("content")?
-            .get(field)?
-            .as_str()
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
     }
 
     /// Whether `signals` are still those of the pusher's current worker.

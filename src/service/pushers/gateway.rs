@@ -8,8 +8,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
-
 use crate::config::IpRange;
 use crate::service::federation::guard::{IpGuard, guarded_client};
 
@@ -41,17 +39,21 @@ impl GatewayClient {
         self.guard.denied_literal(url)
     }
 
-    /// POSTs `body` to the gateway at `url`; an error is a text for the log.
-    pub async fn post(&self, url: &str, body: &Value) -> Result<reqwest::Response, String> {
-        let parsed = reqwest::Url::parse(url).map_err(|e| format!("bad gateway URL: {e}"))?;
-        if let Some(ip) = self.denied_literal(&parsed) {
+    /// POSTs `body` (JSON) to the gateway at `url`; an error is a text for the log.
+    pub async fn post(
+        &self,
+        url: &reqwest::Url,
+        body: Vec<u8>,
+    ) -> Result<reqwest::Response, String> {
+        if let Some(ip) = self.denied_literal(url) {
             return Err(format!(
                 "the gateway's address {ip} is in federation.ip_range_denylist"
             ));
         }
         self.http
-            .post(parsed)
-            .json(body)
+            .post(url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
             .send()
             .await
             .map_err(|e| with_causes(&e))
@@ -89,13 +91,14 @@ mod tests {
         let client =
             GatewayClient::new(default_ip_range_denylist(), &[], Duration::from_secs(5)).unwrap();
         let (listener, port) = bait();
-        let body = serde_json::json!({ "notification": {} });
+        let body = br#"{"notification":{}}"#.to_vec();
         for url in [
             format!("http://127.0.0.1:{port}/_matrix/push/v1/notify"),
             format!("http://[::ffff:127.0.0.1]:{port}/_matrix/push/v1/notify"),
             format!("http://localhost:{port}/_matrix/push/v1/notify"),
         ] {
-            let error = client.post(&url, &body).await.unwrap_err();
+            let url = reqwest::Url::parse(&url).unwrap();
+            let error = client.post(&url, body.clone()).await.unwrap_err();
             assert!(error.contains("ip_range_denylist"), "{url}: {error}");
         }
         // Every request has finished; none reached the listener.
@@ -117,11 +120,12 @@ mod tests {
         let (listener, port) = bait();
         listener.set_nonblocking(false).unwrap();
         let accepted = std::thread::spawn(move || listener.accept().is_ok());
-        let url = format!("http://127.0.0.1:{port}/_matrix/push/v1/notify");
+        let url = reqwest::Url::parse(&format!("http://127.0.0.1:{port}/_matrix/push/v1/notify"))
+            .unwrap();
         // The listener never answers; the connection having been made is the point.
         let _ = tokio::time::timeout(
             Duration::from_millis(500),
-            client.post(&url, &serde_json::json!({})),
+            client.post(&url, b"{}".to_vec()),
         )
         .await;
         assert!(accepted.join().unwrap());

@@ -7,6 +7,7 @@
 //! users it notifies, once the event is visible: it never waits for a gateway.
 
 mod activation;
+mod body;
 mod deliver;
 mod gateway;
 mod set;
@@ -55,6 +56,8 @@ pub struct Pushers {
     /// The event stream position up to which every notification is written.
     visible: AtomicU64,
     workers: Mutex<HashMap<OwnedUserId, HashMap<Vec<u8>, Worker>>>,
+    /// The newest events' notification parts, shared by their pushers.
+    parts: Mutex<body::EventParts>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
@@ -65,10 +68,17 @@ struct Worker {
 
 #[derive(Default)]
 struct Signals {
-    /// New notifications for the user.
+    /// Something to do: see the flags.
     work: Notify,
+    /// The user has new notifications (set before `work` is notified): the worker reads
+    /// its queue from the store again. Without it, a worker that has read everything up to
+    /// the visible position does not look.
+    new: AtomicBool,
     /// The user's unread count changed without a new notification (they read).
     badge: AtomicBool,
+    /// The worker's progress (the stream position of the last notification it is done
+    /// with), also before it is stored: a worker that replaces it starts from there.
+    progress: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -100,6 +110,7 @@ impl Pushers {
             counts,
             visible: AtomicU64::new(0),
             workers: Mutex::new(HashMap::new()),
+            parts: Mutex::default(),
             shutdown,
         }))
     }
@@ -124,6 +135,26 @@ impl Pushers {
         self.visible.fetch_max(position, Ordering::SeqCst);
     }
 
+    /// Stores every worker's progress: called at shutdown, once requests are done. A
+    /// worker stores its own too when it sees the shutdown, but nothing waits for that.
+    pub fn store_progress(&self) {
+        let mut batch = self.store.batch();
+        let mut any = false;
+        for workers in lock(&self.workers).values() {
+            for (key, worker) in workers {
+                // 0: a worker that has not read its progress yet, or waits for activation.
+                let progress = worker.signals.progress.load(Ordering::SeqCst);
+                if progress > 0 {
+                    batch.put_pusher_progress(key, progress);
+                    any = true;
+                }
+            }
+        }
+        if any && let Err(e) = self.store.write_unsynced(batch) {
+            tracing::error!(error = %e, "cannot store the pushers' progress");
+        }
+    }
+
     /// The users have new notifications.
     pub fn wake(&self, users: &[OwnedUserId]) {
         if users.is_empty() {
@@ -132,6 +163,7 @@ impl Pushers {
         let workers = lock(&self.workers);
         for user_id in users {
             for worker in workers.get(user_id).into_iter().flat_map(|w| w.values()) {
+                worker.signals.new.store(true, Ordering::SeqCst);
                 worker.signals.work.notify_one();
             }
         }
@@ -146,7 +178,8 @@ impl Pushers {
         }
     }
 
-    /// Starts (or restarts, after a change) the worker of a stored pusher.
+    /// Starts (or restarts, after a change) the worker of a stored pusher. A restarted
+    /// one goes on from where the worker it replaces was, stored or not.
     fn start(self: &Arc<Self>, user_id: &UserId, record: PusherRecord) {
         if record.kind == EMAIL_KIND {
             // Email pushers have no worker of their own: the digest worker reads them.
@@ -154,19 +187,21 @@ impl Pushers {
         }
         let key = pusher_key(user_id.as_str(), &record.app_id, &record.pushkey);
         let signals = Arc::new(Signals::default());
+        let mut workers = lock(&self.workers);
+        let user_workers = workers.entry(user_id.to_owned()).or_default();
+        let mut carried = 0;
+        if let Some(previous) = user_workers.remove(&key) {
+            previous.task.abort();
+            carried = previous.signals.progress.load(Ordering::SeqCst);
+        }
         let task = tokio::spawn(self.clone().run(
             user_id.to_owned(),
             key.clone(),
             record,
             signals.clone(),
+            carried,
         ));
-        let previous = lock(&self.workers)
-            .entry(user_id.to_owned())
-            .or_default()
-            .insert(key, Worker { signals, task });
-        if let Some(previous) = previous {
-            previous.task.abort();
-        }
+        user_workers.insert(key, Worker { signals, task });
     }
 
     /// Ends the worker of a removed pusher.

@@ -586,7 +586,7 @@ async fn concurrent_state_from_two_servers_is_resolved_and_merged_by_the_next_ev
         f.state_id("m.room.member", "@bob:remote.test"),
         Some(rename_again_id.clone())
     );
-    let mut expected = [topic.clone(), rename_again_id.clone()];
+    let mut expected = vec![topic.clone(), rename_again_id.clone()];
     expected.sort();
     // The next local event follows both and leaves one extremity.
     let next = f

@@ -43,6 +43,17 @@ impl CachedEvent {
         Ok(pdu)
     }
 
+    /// A non-empty string field of the event's `content` (a room's name, a member's
+    /// display name).
+    pub fn content_str(&self, field: &str) -> Option<&str> {
+        self.record
+            .pdu
+            .get("content")?
+            .get(field)?
+            .as_str()
+            .filter(|s| !s.is_empty())
+    }
+
     /// The event's `content` written as JSON once, for the many responses that carry
     /// the event unchanged (a message to a room of a thousand goes into a thousand
     /// syncs); `None` when the event has no content.

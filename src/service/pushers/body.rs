@@ -321,14 +321,7 @@ impl Pushers {
             .current_state_id(record.room_id.as_str(), event_type, state_key)
             .ok()??;
         let event = self.store.event_shared(id.as_str()).ok()??;
-        event
-            .record
-            .pdu
-            .get("content")?
-            .get(field)?
-            .as_str()
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
+        event.content_str(field).map(str::to_owned)
     }
 }
 

@@ -402,15 +402,10 @@ impl Services {
         let Some(event_id) = state.get(key) else {
             return Ok(None);
         };
-        Ok(self.store.event_shared(event_id.as_str())?.and_then(|e| {
-            e.record
-                .pdu
-                .get("content")?
-                .get(field)?
-                .as_str()
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-        }))
+        Ok(self
+            .store
+            .event_shared(event_id.as_str())?
+            .and_then(|e| e.content_str(field).map(str::to_owned)))
     }
 
     /// Up to five other members, joined first, with their names and avatars.

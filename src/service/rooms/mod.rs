@@ -70,6 +70,8 @@ pub struct Rooms {
     pub(crate) visibility_cache: Cache<(u64, OwnedUserId, bool), bool>,
     /// Held for a whole upgrade, which spans many appends to two rooms.
     pub upgrades: tokio::sync::Mutex<()>,
+    /// State resolutions over conflicting states run since the start.
+    pub(crate) resolutions: AtomicU64,
 }
 
 impl Rooms {
@@ -84,6 +86,7 @@ impl Rooms {
             state_group_cache: Cache::new(STATE_GROUP_CACHE),
             visibility_cache: Cache::new(VISIBILITY_CACHE),
             upgrades: tokio::sync::Mutex::new(()),
+            resolutions: AtomicU64::new(0),
         })
     }
 

@@ -90,6 +90,14 @@ impl Services {
                 let new = self.state_after_in_memory(pdu, state_before)?;
                 (state_after, state_diff(&old, &new))
             }
+        } else if let Some(before) = self.extremity_groups(&room.extremities, None)?
+            && self.extremity_groups(&extremities, Some((&event_id, state_after)))? == Some(before)
+        {
+            // The extremities' states are the ones the current state was resolved from
+            // (an event that changes no state, after an extremity of the same state): the
+            // current state stays. A fork that lasts while one side goes on sending
+            // messages costs no resolution per message.
+            (room.state_group, Vec::new())
         } else {
             let mut sets = Vec::with_capacity(extremities.len());
             for extremity in &extremities {
@@ -588,4 +596,30 @@ fn state_diff(old: &StateIds, new: &StateIds) -> Vec<StateChange> {
         }
     }
     out
+}
+
+impl Services {
+    /// The state groups after `extremities` (`new`: an extremity not stored yet, with its
+    /// group), as a set; `None` when one is not stored (as the prev events a joining
+    /// server's room starts from).
+    fn extremity_groups(
+        &self,
+        extremities: &[OwnedEventId],
+        new: Option<(&OwnedEventId, u64)>,
+    ) -> Result<Option<BTreeSet<u64>>> {
+        let mut groups = BTreeSet::new();
+        for extremity in extremities {
+            if let Some((id, group)) = new
+                && id == extremity
+            {
+                groups.insert(group);
+                continue;
+            }
+            match self.store.event_shared(extremity.as_str())? {
+                Some(cached) => groups.insert(cached.record.state_after),
+                None => return Ok(None),
+            };
+        }
+        Ok(Some(groups))
+    }
 }

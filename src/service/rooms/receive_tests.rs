@@ -524,6 +524,70 @@ async fn concurrent_state_from_two_servers_is_resolved_and_merged_by_the_next_ev
         f.state_id("m.room.member", "@bob:remote.test"),
         Some(rename_id.clone())
     );
+    // Bob goes on with messages on his branch: the extremities' states are still those
+    // the current state was resolved from, so nothing is resolved again.
+    let resolutions = || {
+        f.services
+            .rooms
+            .resolutions
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let resolved_before = resolutions();
+    let mut branch_tip = rename_id.clone();
+    for n in 0..3 {
+        let content = json!({"msgtype": "m.text", "body": format!("on the branch {n}")});
+        let auth = f.auth_events("m.room.message", "@bob:remote.test", None, &content);
+        let message = f.remote_event_with(
+            &f.remote,
+            "@bob:remote.test",
+            "m.room.message",
+            None,
+            content,
+            vec![branch_tip.clone()],
+            auth,
+        );
+        let (id, outcome) = f.receive(message).await.unwrap();
+        assert_eq!(outcome, Received::Accepted);
+        branch_tip = id;
+    }
+    assert_eq!(resolutions(), resolved_before, "no resolution per message");
+    let mut extremities = f.extremities();
+    extremities.sort();
+    let mut expected = vec![topic.clone(), branch_tip.clone()];
+    expected.sort();
+    assert_eq!(extremities, expected);
+    assert_eq!(f.state_id("m.room.topic", ""), Some(topic.clone()));
+    assert_eq!(
+        f.state_id("m.room.member", "@bob:remote.test"),
+        Some(rename_id.clone())
+    );
+    // A state change on the branch is resolved with the other side again.
+    let content = json!({"membership": "join", "displayname": "Bob C."});
+    let auth = f.auth_events(
+        "m.room.member",
+        "@bob:remote.test",
+        Some("@bob:remote.test"),
+        &content,
+    );
+    let rename_again = f.remote_event_with(
+        &f.remote,
+        "@bob:remote.test",
+        "m.room.member",
+        Some("@bob:remote.test"),
+        content,
+        vec![branch_tip.clone()],
+        auth,
+    );
+    let (rename_again_id, outcome) = f.receive(rename_again).await.unwrap();
+    assert_eq!(outcome, Received::Accepted);
+    assert_eq!(resolutions(), resolved_before + 1);
+    assert_eq!(f.state_id("m.room.topic", ""), Some(topic.clone()));
+    assert_eq!(
+        f.state_id("m.room.member", "@bob:remote.test"),
+        Some(rename_again_id.clone())
+    );
+    let mut expected = [topic.clone(), rename_again_id.clone()];
+    expected.sort();
     // The next local event follows both and leaves one extremity.
     let next = f
         .local(EventTemplate::message(

@@ -33,6 +33,9 @@ impl Services {
             return Ok(unconflicted);
         }
         let started = std::time::Instant::now();
+        self.rooms
+            .resolutions
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // Every event of the states and of their auth chains.
         let mut events: HashMap<OwnedEventId, Arc<Pdu>> = HashMap::new();
         if let Some(pdu) = pending {

@@ -217,6 +217,13 @@ async fn bench(args: &Args, nodes: &[Node], load_before: Option<[f64; 3]>) -> Re
         .await;
     sent.into_iter().collect::<Result<Vec<_>>>()?;
     if let Some(user) = c_users.first() {
+        // C's joins after its first are C's own events, pushed to A by C's queue: a join
+        // on C returns before A has it. Until A has them all, A's room is forked (C's
+        // branch of joins) and a server joining now would start from a state without
+        // C's late members, which nobody pushes to it (C sends them to the servers it
+        // knew in the room). A's last message, sent after, follows C's last join.
+        eprintln!("waiting until A lists every member (C's queue to A drained)");
+        wait_for_members(a, &a_users[0], &room_id, args.members).await?;
         eprintln!("waiting until C has every message (A's queue to C drained)");
         let last = a
             .api
@@ -551,6 +558,21 @@ async fn wait_for_event(node: &Node, user: &Client, room_id: &str, event_id: &st
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     Ok(())
+}
+
+/// Waits until `node` lists `want` joined members of the room.
+async fn wait_for_members(node: &Node, user: &Client, room_id: &str, want: usize) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    loop {
+        let seen = node.api.joined_member_count(&user.token, room_id).await?;
+        if seen >= want {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("A lists {seen} of {want} members after 30 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 #[cfg(test)]

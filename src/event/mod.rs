@@ -64,6 +64,7 @@ pub use self::signing::{
     verify_event, verify_json,
 };
 pub use self::state_res::{StateMap, resolve};
+pub(crate) use self::state_res::{full_conflicted_set, resolve_from_full};
 
 /// Shorthand for results in this module.
 pub type Result<T, E = EventError> = std::result::Result<T, E>;

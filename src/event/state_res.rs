@@ -30,7 +30,31 @@ pub fn resolve<'a, F>(version: RoomVersion, state_sets: &[StateMap], fetch: F) -
 where
     F: Fn(&EventId) -> Option<&'a Pdu>,
 {
-    let get = |id: &EventId| fetch(id).ok_or_else(|| EventError::MissingEvent(id.to_string()));
+    resolve_with(
+        version,
+        state_sets,
+        |id| fetch(id).map(Pdu::auth_events),
+        &fetch,
+    )
+}
+
+/// [`resolve`] with the auth DAG's edges given apart: `auth_ids` must name the auth events
+/// of every event in the state sets and in their auth chains, while `fetch` need return
+/// only the events the algorithm reads (the full conflicted set, the auth events and
+/// power-levels chains of its events, and the state entries their auth checks use). A
+/// caller that keeps the edges of a big room's auth DAG in memory resolves a small conflict
+/// without loading thousands of unconflicted events.
+pub fn resolve_with<'a, 'b, F, A>(
+    version: RoomVersion,
+    state_sets: &[StateMap],
+    auth_ids: A,
+    fetch: F,
+) -> Result<StateMap>
+where
+    F: Fn(&EventId) -> Option<&'a Pdu>,
+    A: Fn(&EventId) -> Option<&'b [OwnedEventId]>,
+{
+    let ids = |id: &EventId| auth_ids(id).ok_or_else(|| EventError::MissingEvent(id.to_string()));
     match state_sets {
         [] => return Ok(StateMap::new()),
         [only] => return Ok(only.clone()),
@@ -39,26 +63,61 @@ where
     if version.state_res_v1() {
         return super::state_res_v1::resolve(version, state_sets, fetch);
     }
-
-    // Unconflicted state map and conflicted state set.
     let (unconflicted, conflicted) = separate(state_sets);
     if conflicted.is_empty() {
         return Ok(unconflicted);
     }
+    let full = full_conflicted_set(version, state_sets, &ids)?;
+    resolve_from_full(version, state_sets, &full, auth_ids, fetch)
+}
 
-    // Full conflicted set = conflicted ∪ auth difference (∪ conflicted subgraph in v12).
+/// The full conflicted set: the conflicted state set, the auth difference and, in v12,
+/// the conflicted state subgraph. `ids` gives an event's auth events.
+pub fn full_conflicted_set<'b, I>(
+    version: RoomVersion,
+    state_sets: &[StateMap],
+    ids: &I,
+) -> Result<BTreeSet<OwnedEventId>>
+where
+    I: Fn(&EventId) -> Result<&'b [OwnedEventId]>,
+{
+    let (_, conflicted) = separate(state_sets);
     let mut full: BTreeSet<OwnedEventId> = conflicted.clone();
-    full.extend(auth_difference(state_sets, &get)?);
+    full.extend(auth_difference(state_sets, ids)?);
     if version.state_res_v2_1() {
-        full.extend(conflicted_subgraph(&conflicted, &get)?);
+        full.extend(conflicted_subgraph(&conflicted, ids)?);
     }
+    Ok(full)
+}
+
+/// State resolution v2 from its full conflicted set (see [`full_conflicted_set`]), for a
+/// caller that computed it to know which events to load. Not for room version 1.
+pub fn resolve_from_full<'a, 'b, F, A>(
+    version: RoomVersion,
+    state_sets: &[StateMap],
+    full: &BTreeSet<OwnedEventId>,
+    auth_ids: A,
+    fetch: F,
+) -> Result<StateMap>
+where
+    F: Fn(&EventId) -> Option<&'a Pdu>,
+    A: Fn(&EventId) -> Option<&'b [OwnedEventId]>,
+{
+    if version.state_res_v1() {
+        return Err(EventError::invalid(
+            "room version 1 resolves state with its own algorithm",
+        ));
+    }
+    let get = |id: &EventId| fetch(id).ok_or_else(|| EventError::MissingEvent(id.to_string()));
+    let ids = |id: &EventId| auth_ids(id).ok_or_else(|| EventError::MissingEvent(id.to_string()));
+    let (unconflicted, _) = separate(state_sets);
 
     // Step 1: power events of the full conflicted set plus their auth chains within it.
     let mut power_set = BTreeSet::new();
-    for id in &full {
+    for id in full {
         if is_power_event(get(id)?) {
             power_set.insert(id.clone());
-            for a in auth_chain(std::iter::once(id.clone()), &get)? {
+            for a in auth_chain(std::iter::once(id.clone()), &ids)? {
                 if full.contains(&a) {
                     power_set.insert(a);
                 }
@@ -120,22 +179,23 @@ pub fn is_power_event(event: &Pdu) -> bool {
 }
 
 /// The auth chain of the given events (all events reachable through `auth_events`, excluding
-/// the starting events unless they are reachable from another one).
-pub fn auth_chain<'a, G>(
+/// the starting events unless they are reachable from another one); `ids` gives an event's
+/// auth events.
+pub fn auth_chain<'b, I>(
     start: impl IntoIterator<Item = OwnedEventId>,
-    get: &G,
+    ids: &I,
 ) -> Result<BTreeSet<OwnedEventId>>
 where
-    G: Fn(&EventId) -> Result<&'a Pdu>,
+    I: Fn(&EventId) -> Result<&'b [OwnedEventId]>,
 {
     let mut chain = BTreeSet::new();
     let mut stack: Vec<OwnedEventId> = Vec::new();
     for id in start {
-        stack.extend(get(&id)?.auth_events().iter().cloned());
+        stack.extend(ids(&id)?.iter().cloned());
     }
     while let Some(id) = stack.pop() {
         if chain.insert(id.clone()) {
-            stack.extend(get(&id)?.auth_events().iter().cloned());
+            stack.extend(ids(&id)?.iter().cloned());
         }
     }
     Ok(chain)
@@ -144,35 +204,49 @@ where
 /// The auth difference: events in some but not all of the state sets' full auth chains.
 ///
 /// As in Synapse, each state set's full auth chain includes the state events themselves.
-pub fn auth_difference<'a, G>(state_sets: &[StateMap], get: &G) -> Result<BTreeSet<OwnedEventId>>
+/// The unconflicted state events, and their auth chains, are in every set's full chain, so
+/// they are walked once and only the conflicted events' chains are compared: with `U` the
+/// unconflicted events and their chain, and `D_i` set `i`'s conflicted events and their
+/// chain, the difference is `(⋃ D_i − ⋂ D_i) − U`.
+pub fn auth_difference<'b, I>(state_sets: &[StateMap], ids: &I) -> Result<BTreeSet<OwnedEventId>>
 where
-    G: Fn(&EventId) -> Result<&'a Pdu>,
+    I: Fn(&EventId) -> Result<&'b [OwnedEventId]>,
 {
+    let (unconflicted, _) = separate(state_sets);
+    let common_events: BTreeSet<&OwnedEventId> = unconflicted.values().collect();
+    let mut common = auth_chain(unconflicted.values().cloned(), ids)?;
+    common.extend(unconflicted.values().cloned());
     let mut chains = Vec::with_capacity(state_sets.len());
     for set in state_sets {
-        let mut chain = auth_chain(set.values().cloned(), get)?;
-        chain.extend(set.values().cloned());
+        let own: Vec<OwnedEventId> = set
+            .values()
+            .filter(|id| !common_events.contains(id))
+            .cloned()
+            .collect();
+        let mut chain = auth_chain(own.iter().cloned(), ids)?;
+        chain.extend(own);
         chains.push(chain);
     }
-    let union: BTreeSet<OwnedEventId> = chains.iter().flatten().cloned().collect();
+    let union: BTreeSet<&OwnedEventId> = chains.iter().flatten().collect();
     Ok(union
         .into_iter()
-        .filter(|id| !chains.iter().all(|c| c.contains(id)))
+        .filter(|id| !common.contains(*id) && !chains.iter().all(|c| c.contains(*id)))
+        .cloned()
         .collect())
 }
 
 /// Room v12: the conflicted state subgraph — every event lying on an `auth_events` path from one
 /// conflicted state event to another (endpoints included).
-pub fn conflicted_subgraph<'a, G>(
+pub fn conflicted_subgraph<'b, I>(
     conflicted: &BTreeSet<OwnedEventId>,
-    get: &G,
+    ids: &I,
 ) -> Result<BTreeSet<OwnedEventId>>
 where
-    G: Fn(&EventId) -> Result<&'a Pdu>,
+    I: Fn(&EventId) -> Result<&'b [OwnedEventId]>,
 {
     // reaches[e]: can a conflicted event be reached from e by following auth_events (≥ 0 steps)?
     let mut reaches: BTreeMap<OwnedEventId, bool> = BTreeMap::new();
-    let reachable_from_conflicted = auth_chain(conflicted.iter().cloned(), get)?;
+    let reachable_from_conflicted = auth_chain(conflicted.iter().cloned(), ids)?;
     // Iterative post-order DFS over the auth DAG below the conflicted events.
     for root in conflicted.iter().chain(reachable_from_conflicted.iter()) {
         let mut stack: Vec<(OwnedEventId, bool)> = vec![(root.clone(), false)];
@@ -180,17 +254,16 @@ where
             if reaches.contains_key(&id) {
                 continue;
             }
-            let ev = get(&id)?;
+            let auth = ids(&id)?;
             if expanded {
                 let r = conflicted.contains(&id)
-                    || ev
-                        .auth_events()
+                    || auth
                         .iter()
                         .any(|a| reaches.get(a).copied().unwrap_or(false));
                 reaches.insert(id, r);
             } else {
                 stack.push((id.clone(), true));
-                for a in ev.auth_events() {
+                for a in auth {
                     if !reaches.contains_key(a) {
                         stack.push((a.clone(), false));
                     }

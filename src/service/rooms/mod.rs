@@ -48,6 +48,10 @@ pub use timeline::{AuthState, EventTemplate, TxnRef};
 /// read the groups of active rooms' current state and their delta chains (up to 32).
 const STATE_GROUP_CACHE: usize = 4096;
 
+/// Events' auth event IDs kept in memory for state resolution (per generation): a
+/// 5,000-member room's state and auth chains are about as many events.
+const AUTH_EDGES_CACHE: usize = 16_384;
+
 /// `(group, user, peeking)` visibility answers kept in memory (per generation).
 const VISIBILITY_CACHE: usize = 16_384;
 
@@ -70,6 +74,8 @@ pub struct Rooms {
     pub(crate) visibility_cache: Cache<(u64, OwnedUserId, bool), bool>,
     /// Held for a whole upgrade, which spans many appends to two rooms.
     pub upgrades: tokio::sync::Mutex<()>,
+    /// The auth DAG's edges, for state resolution (see `resolution.rs`); they never change.
+    pub(crate) auth_edges: Cache<ruma::OwnedEventId, resolution::AuthEdges>,
     /// State resolutions over conflicting states run since the start.
     pub(crate) resolutions: AtomicU64,
 }
@@ -86,6 +92,7 @@ impl Rooms {
             state_group_cache: Cache::new(STATE_GROUP_CACHE),
             visibility_cache: Cache::new(VISIBILITY_CACHE),
             upgrades: tokio::sync::Mutex::new(()),
+            auth_edges: Cache::new(AUTH_EDGES_CACHE),
             resolutions: AtomicU64::new(0),
         })
     }

@@ -7,7 +7,7 @@
 //! conflicted state events).
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashSet};
 
 use ruma::{EventId, OwnedEventId, UserId};
 use serde_json::Value;
@@ -213,26 +213,52 @@ where
     I: Fn(&EventId) -> Result<&'b [OwnedEventId]>,
 {
     let (unconflicted, _) = separate(state_sets);
-    let common_events: BTreeSet<&OwnedEventId> = unconflicted.values().collect();
-    let mut common = auth_chain(unconflicted.values().cloned(), ids)?;
-    common.extend(unconflicted.values().cloned());
-    let mut chains = Vec::with_capacity(state_sets.len());
+    // In a big room this is thousands of events (every member's join and its chain):
+    // borrowed, hashed, never copied.
+    let mut common: HashSet<&EventId> = HashSet::new();
+    chain_into(
+        unconflicted.values().map(|id| &**id),
+        ids,
+        None,
+        &mut common,
+    )?;
+    // What a common event reaches is common too: each set's own walk stops there.
+    let mut chains: Vec<HashSet<&EventId>> = Vec::with_capacity(state_sets.len());
     for set in state_sets {
-        let own: Vec<OwnedEventId> = set
-            .values()
-            .filter(|id| !common_events.contains(id))
-            .cloned()
-            .collect();
-        let mut chain = auth_chain(own.iter().cloned(), ids)?;
-        chain.extend(own);
+        let mut chain = HashSet::new();
+        let own = set.values().map(|id| &**id);
+        chain_into(own, ids, Some(&common), &mut chain)?;
         chains.push(chain);
     }
-    let union: BTreeSet<&OwnedEventId> = chains.iter().flatten().collect();
+    let union: BTreeSet<&EventId> = chains.iter().flatten().copied().collect();
     Ok(union
         .into_iter()
-        .filter(|id| !common.contains(*id) && !chains.iter().all(|c| c.contains(*id)))
-        .cloned()
+        .filter(|id| !chains.iter().all(|c| c.contains(id)))
+        .map(ToOwned::to_owned)
         .collect())
+}
+
+/// Adds `start` and their auth chains to `chain`, leaving out (and not walking beyond)
+/// the events of `skip`.
+fn chain_into<'s, 'b: 's, I>(
+    start: impl IntoIterator<Item = &'s EventId>,
+    ids: &I,
+    skip: Option<&HashSet<&'s EventId>>,
+    chain: &mut HashSet<&'s EventId>,
+) -> Result<()>
+where
+    I: Fn(&EventId) -> Result<&'b [OwnedEventId]>,
+{
+    let mut stack: Vec<&'s EventId> = start.into_iter().collect();
+    while let Some(id) = stack.pop() {
+        if skip.is_some_and(|skip| skip.contains(id)) {
+            continue;
+        }
+        if chain.insert(id) {
+            stack.extend(ids(id)?.iter().map(|a| &**a));
+        }
+    }
+    Ok(())
 }
 
 /// Room v12: the conflicted state subgraph — every event lying on an `auth_events` path from one

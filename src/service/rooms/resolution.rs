@@ -7,7 +7,7 @@
 //! their own, and only the events the algorithm reads are loaded: the full conflicted set,
 //! its auth chain, and the unconflicted state entries its auth checks consult.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use ruma::{EventId, OwnedEventId};
@@ -153,22 +153,45 @@ impl<'a> Loader<'a> {
         Ok(Some(edges))
     }
 
-    /// Walks the auth DAG from `start` (the events and their auth chains); events not
-    /// stored are left out (the algorithm names them if it needs them).
-    fn walk(&mut self, start: impl IntoIterator<Item = OwnedEventId>) -> Result<Vec<OwnedEventId>> {
-        let mut reached = Vec::new();
-        let mut seen: HashSet<OwnedEventId> = HashSet::new();
+    /// Walks the auth DAG from `start` (the events and their auth chains) into `edges`;
+    /// events not stored are left out (the algorithm names them if it needs them).
+    fn walk(&mut self, start: impl IntoIterator<Item = OwnedEventId>) -> Result<()> {
         let mut queue: Vec<OwnedEventId> = start.into_iter().collect();
         while let Some(id) = queue.pop() {
-            if !seen.insert(id.clone()) {
+            if self.edges.contains_key(&id) {
                 continue;
             }
             if let Some(edges) = self.edges_of(&id)? {
-                queue.extend(edges.iter().cloned());
-                reached.push(id);
+                queue.extend(
+                    edges
+                        .iter()
+                        .filter(|a| !self.edges.contains_key(*a))
+                        .cloned(),
+                );
             }
         }
-        Ok(reached)
+        Ok(())
+    }
+
+    /// Loads `start` and their auth chains (walked already).
+    fn load_with_chains(&mut self, start: impl IntoIterator<Item = OwnedEventId>) -> Result<()> {
+        let mut queue: Vec<OwnedEventId> = start.into_iter().collect();
+        while let Some(id) = queue.pop() {
+            if self.events.contains_key(&id) {
+                continue;
+            }
+            if self.load(&id)?.is_some()
+                && let Some(edges) = self.edges_of(&id)?
+            {
+                queue.extend(
+                    edges
+                        .iter()
+                        .filter(|a| !self.events.contains_key(*a))
+                        .cloned(),
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Loads every event of the states and their auth chains (room version 1, and the
@@ -176,10 +199,8 @@ impl<'a> Loader<'a> {
     fn load_all(&mut self, sets: &[StateIds]) -> Result<()> {
         let mut start: Vec<OwnedEventId> = sets.iter().flat_map(|s| s.values().cloned()).collect();
         start.extend(self.pending.map(|p| p.event_id().to_owned()));
-        for id in self.walk(start)? {
-            self.load(&id)?;
-        }
-        Ok(())
+        self.walk(start.clone())?;
+        self.load_with_chains(start)
     }
 
     /// State resolution v2 loading what it reads: the full conflicted set and its auth
@@ -206,9 +227,7 @@ impl<'a> Loader<'a> {
                 .get(&("m.room.create".to_owned(), String::new()))
                 .cloned(),
         );
-        for id in self.walk(wanted)? {
-            self.load(&id)?;
-        }
+        self.load_with_chains(wanted)?;
         // What was loaded is what the algorithm reads; should it ask for more (a case
         // this selection missed), that event and its chain are loaded and it runs again,
         // a few times, and then with everything.
@@ -225,9 +244,8 @@ impl<'a> Loader<'a> {
                     let id = OwnedEventId::try_from(missing.as_str())
                         .map_err(|_| Error::internal(format!("bad event ID {missing}")))?;
                     tracing::debug!(target: "hearth::state_res", event = %id, "state resolution read an event not loaded");
-                    for id in self.walk([id.clone()])? {
-                        self.load(&id)?;
-                    }
+                    self.walk([id.clone()])?;
+                    self.load_with_chains([id.clone()])?;
                     if !self.events.contains_key(&id) {
                         // Not stored: the resolution cannot be done.
                         return Err(EventError::MissingEvent(missing).into());

@@ -452,4 +452,77 @@ mod tests {
         );
         assert!(heads[2].ends_with("{\"n\":3}"));
     }
+
+    /// A certificate authority and a certificate it issued for `localhost`, as PEM.
+    fn localhost_certificate() -> (String, String, String) {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+        let issuer = Issuer::new(ca, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        let cert = leaf.signed_by(&key, &issuer).unwrap();
+        (ca_pem, cert.pem(), key.serialize_pem())
+    }
+
+    #[tokio::test]
+    async fn https_gateways_are_trusted_through_the_extra_ca_files() {
+        let (ca_pem, cert_pem, key_pem) = localhost_certificate();
+        let certs = rustls_pemfile::certs(&mut cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = rustls_pemfile::private_key(&mut key_pem.as_bytes())
+            .unwrap()
+            .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let Ok(stream) = acceptor.accept(stream).await else {
+                    continue;
+                };
+                let mut stream = BufReader::new(stream);
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    stream.read_line(&mut line).await.unwrap();
+                    if let Some(value) = line.strip_prefix("Content-Length: ") {
+                        length = value.trim().parse().unwrap();
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut body = vec![0; length];
+                stream.read_exact(&mut body).await.unwrap();
+                let answer =
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n{\"rejected\":[\"tls\"]}";
+                stream.get_mut().write_all(answer).await.unwrap();
+                stream.get_mut().flush().await.unwrap();
+            }
+        });
+        let url = format!("https://localhost:{port}/_matrix/push/v1/notify");
+        // Without the CA the certificate is refused.
+        let untrusting = GatewayClient::new(Vec::new(), &[], Duration::from_secs(30)).unwrap();
+        let error = post(&untrusting, &url, b"{}").await.unwrap_err();
+        assert!(error.contains("TLS"), "{error}");
+        let dir = tempfile::tempdir().unwrap();
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, ca_pem).unwrap();
+        let client = GatewayClient::new(Vec::new(), &[ca_file], Duration::from_secs(30)).unwrap();
+        let answer = post(&client, &url, b"{}").await.unwrap();
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.body, br#"{"rejected":["tls"]}"#);
+    }
 }

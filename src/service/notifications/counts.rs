@@ -485,6 +485,57 @@ impl UnreadCounts {
         Ok(counts)
     }
 
+    /// The stream position up to which the user has read `thread` (`None`: the main
+    /// timeline) in the room, as [`super::read_up_to`] answers it: from the receipts kept
+    /// here for the counts while no receipt was written since they were read (a thread's
+    /// receipt is read once and kept with them), else from the store, and kept.
+    pub fn read_up_to(
+        &self,
+        user_id: &UserId,
+        room_id: &RoomId,
+        thread: Option<&EventId>,
+    ) -> Result<Option<u64>> {
+        // Read before the receipts: a receipt written meanwhile moves it past this.
+        let receipts_at = self.receipts.visible();
+        let kept = {
+            let unread = lock(&self.unread);
+            let kept = unread
+                .get(user_id)
+                .and_then(|rooms| rooms.get(room_id))
+                .and_then(|entry| entry.read.as_ref())
+                .filter(|(at, _)| *at == receipts_at)
+                .map(|(_, reads)| reads);
+            match kept.map(|reads| (reads.up_to(thread), reads)) {
+                Some((Some(at), _)) => return Ok(at),
+                // Kept, but not yet this thread's receipt.
+                Some((None, reads)) => Some(reads.clone()),
+                None => None,
+            }
+        };
+        let mut reads = match kept {
+            Some(reads) => reads,
+            None => Reads::load(&self.store, user_id, room_id)?,
+        };
+        if let Some(root) = thread
+            && !reads.threads.contains_key(root)
+        {
+            reads.load_thread(&self.store, user_id, room_id, root)?;
+        }
+        let at = reads.up_to(thread).flatten();
+        // Kept only where the counts keep theirs (the badge made the entry).
+        if let Some(entry) = lock(&self.unread)
+            .get_mut(user_id)
+            .and_then(|rooms| rooms.get_mut(room_id))
+            && entry
+                .read
+                .as_ref()
+                .is_none_or(|(kept_at, _)| *kept_at <= receipts_at)
+        {
+            entry.read = Some((receipts_at, reads));
+        }
+        Ok(at)
+    }
+
     /// The user's unread notifications over every room they are joined to, as of the
     /// visible stream position: the badge of a push gateway.
     pub fn total(&self, user_id: &UserId) -> Result<u64> {

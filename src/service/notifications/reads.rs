@@ -90,6 +90,16 @@ impl Reads {
         Ok(())
     }
 
+    /// What [`read_up_to`] answers for `thread` (`None`: the main timeline), or `None`
+    /// when that thread's receipt is not loaded.
+    pub fn up_to(&self, thread: Option<&EventId>) -> Option<Option<u64>> {
+        let own = match thread {
+            None => self.main,
+            Some(root) => *self.threads.get(root)?,
+        };
+        Some(self.unthreaded.max(own))
+    }
+
     /// Nothing at or before this position is unread: the later of the start of the
     /// user's join (`joined_at`) and their unthreaded receipt.
     pub fn base(&self, joined_at: u64) -> u64 {
@@ -137,5 +147,13 @@ mod tests {
         assert_eq!(reads.from(5, Some(&other)), Some(25));
         // Nothing before the join counts, whatever the receipts.
         assert_eq!(reads.from(40, Some(&root)), Some(40));
+        // Where the pushers' "read already" check stops: the join does not count there.
+        assert_eq!(reads.up_to(None), Some(Some(25)));
+        assert_eq!(reads.up_to(Some(&root)), Some(Some(30)));
+        assert_eq!(reads.up_to(Some(&other)), Some(Some(25)));
+        assert_eq!(
+            reads.up_to(Some(<&EventId>::try_from("$new").unwrap())),
+            None
+        );
     }
 }

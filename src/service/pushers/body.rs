@@ -19,7 +19,6 @@ use serde_json::Value;
 
 use super::webpush::is_webpush;
 use super::{Pushers, lock};
-use crate::service::notifications::read_up_to;
 use crate::store::{CachedEvent, NotificationRecord, PusherRecord};
 
 /// Events whose shared part is kept: enough for pushers that fall seconds behind.
@@ -196,13 +195,12 @@ impl Pushers {
         stream: u64,
         record: &NotificationRecord,
     ) -> Option<Vec<u8>> {
-        let read = read_up_to(
-            &self.store,
-            user_id,
-            &record.room_id,
-            record.thread.as_deref(),
-        )
-        .ok()?;
+        // From the receipts the unread counts keep, thread by thread.
+        let read = self
+            .counts
+            .read_up_to(user_id, &record.room_id, record.thread.as_deref())
+            .inspect_err(|e| tracing::error!(user = %user_id, error = %e, "cannot read receipts"))
+            .ok()?;
         if read.is_some_and(|r| r >= stream) {
             return None;
         }

@@ -13,6 +13,7 @@ use ruma::{OwnedUserId, UserId};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::gateway::Target;
 use super::webpush::{self, Sent, is_webpush};
 use super::{Pushers, Signals, lock};
 use crate::service::notifications::notifications_after;
@@ -77,11 +78,12 @@ impl Pushers {
         signals.progress.store(progress, Ordering::SeqCst);
         let mut unsaved: u32 = u32::from(progress > stored);
         let mut saved_at = Instant::now();
-        let gateway_url = pusher
+        let gateway = pusher
             .data
             .get("url")
             .and_then(Value::as_str)
-            .map(|url| reqwest::Url::parse(url).map_err(|e| format!("bad gateway URL: {e}")));
+            .filter(|_| !is_webpush(&pusher.kind))
+            .map(|url| self.gateway.target(url));
         // Notifications read from the store and not yet pushed, oldest first.
         let mut queue: VecDeque<(u64, NotificationRecord)> = VecDeque::new();
         // Whether the last read found every notification up to the position it read to:
@@ -146,9 +148,9 @@ impl Pushers {
                     continue;
                 }
             };
-            let sent = match &gateway_url {
+            let sent = match &gateway {
                 _ if is_webpush(&pusher.kind) => self.post_webpush(&pusher, &body).await,
-                Some(Ok(url)) => self.post_gateway(&pusher, url, body).await,
+                Some(Ok(target)) => self.post_gateway(&pusher, target, &body).await,
                 Some(Err(e)) => Err(e.clone()),
                 None => Err("the pusher has no URL".to_owned()),
             };
@@ -245,16 +247,15 @@ impl Pushers {
     async fn post_gateway(
         &self,
         pusher: &PusherRecord,
-        url: &reqwest::Url,
-        body: Vec<u8>,
+        target: &Target,
+        body: &[u8],
     ) -> Result<Outcome, String> {
-        let response = self.gateway.post(url, body).await?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(format!("the gateway answered {status}"));
+        let answer = self.gateway.post(target, body).await?;
+        if !(200..300).contains(&answer.status) {
+            return Err(format!("the gateway answered {}", answer.status));
         }
-        let answer = response.bytes().await.map_err(|e| e.to_string())?;
-        let answer: GatewayResponse = serde_json::from_slice(&answer).map_err(|e| e.to_string())?;
+        let answer: GatewayResponse =
+            serde_json::from_slice(&answer.body).map_err(|e| e.to_string())?;
         if answer.rejected.contains(&pusher.pushkey) {
             Ok(Outcome::Rejected)
         } else {

@@ -2,61 +2,302 @@
 //! pusher, so requests to it pass the same SSRF guard as federation
 //! (`federation.ip_range_denylist`): no loopback, private or link-local address is
 //! posted to, whether the URL names it as an IP literal or through a hostname, and no
-//! redirect is followed.
+//! redirect is followed (a redirect is an answer like any other that is not a success).
+//!
+//! A notify request is one HTTP/1.1 exchange ([`super::http1`]) on a kept-alive
+//! connection to the gateway's origin (scheme, host and port), taken from a small pool
+//! and put back once the answer is read: the worker's own task writes and reads, with no
+//! client layers between. HTTPS is rustls with the same trust as before (the Mozilla roots
+//! of `webpki-roots` and `federation.extra_ca_files`, ALPN `http/1.1`). A request that
+//! fails on a kept-alive connection before any of the answer arrived (the gateway closed
+//! it while idle) is sent once more on a new connection.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use super::http1::{self, Io};
 use crate::config::IpRange;
-use crate::service::federation::guard::{IpGuard, guarded_client};
+use crate::service::federation::guard::IpGuard;
+use crate::service::federation::resolve::lookup_ips;
+
+pub use super::http1::Answer;
+
+/// How long an idle connection is kept: under the usual servers' keep-alive timeouts.
+const IDLE_FOR: Duration = Duration::from_secs(50);
+/// The most idle connections kept per origin (one per worker sending at once).
+const MAX_IDLE: usize = 1024;
 
 pub struct GatewayClient {
-    http: reqwest::Client,
     guard: Arc<IpGuard>,
+    tls: TlsConnector,
+    timeout: Duration,
+    idle: Mutex<HashMap<Origin, Vec<(Instant, Conn)>>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Host {
+    Name(String),
+    Ip(IpAddr),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Origin {
+    tls: bool,
+    host: Host,
+    port: u16,
+}
+
+struct Conn {
+    io: Io,
+    buf: Vec<u8>,
+}
+
+/// A gateway URL made ready for requests (once per pusher worker).
+pub struct Target {
+    origin: Origin,
+    /// The request's head up to the value of `Content-Length`.
+    head: Vec<u8>,
+}
+
+impl Target {
+    /// The request: the head and `body`.
+    fn request(&self, body: &[u8]) -> Vec<u8> {
+        let mut request = Vec::with_capacity(self.head.len() + 24 + body.len());
+        request.extend_from_slice(&self.head);
+        request.extend_from_slice(body.len().to_string().as_bytes());
+        request.extend_from_slice(b"\r\n\r\n");
+        request.extend_from_slice(body);
+        request
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The TLS configuration reqwest built for gateways before: the process's default
+/// crypto provider or ring, TLS 1.2 and 1.3, the Mozilla roots and `extra_ca_files`.
+fn tls_config(extra_ca_files: &[std::path::PathBuf]) -> anyhow::Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for path in extra_ca_files {
+        let pem = std::fs::read(path).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot read federation.extra_ca_files entry {}: {e}",
+                path.display()
+            )
+        })?;
+        let certs = rustls_pemfile::certs(&mut pem.as_slice())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| {
+                anyhow::anyhow!("{} is not a PEM certificate file: {e}", path.display())
+            })?;
+        if certs.is_empty() {
+            anyhow::bail!("{} holds no PEM certificate", path.display());
+        }
+        for cert in certs {
+            roots.add(cert)?;
+        }
+    }
+    let provider = rustls::crypto::CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(rustls::ALL_VERSIONS)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 impl GatewayClient {
-    /// `extra_ca_files` (`federation.extra_ca_files`) are trusted beside the system's
+    /// `extra_ca_files` (`federation.extra_ca_files`) are trusted beside the Mozilla
     /// roots, as for Web Push services.
     pub fn new(
         denylist: Vec<IpRange>,
         extra_ca_files: &[std::path::PathBuf],
         timeout: Duration,
     ) -> anyhow::Result<Self> {
-        let guard = Arc::new(IpGuard::new(denylist));
-        let builder = guarded_client(guard.clone())
-            .timeout(timeout)
-            .user_agent(concat!("hearth/", env!("CARGO_PKG_VERSION")));
-        let http = crate::service::federation::client::with_extra_roots(builder, extra_ca_files)?
-            .build()?;
-        Ok(Self { http, guard })
+        Ok(Self {
+            guard: Arc::new(IpGuard::new(denylist)),
+            tls: TlsConnector::from(Arc::new(tls_config(extra_ca_files)?)),
+            timeout,
+            idle: Mutex::new(HashMap::new()),
+        })
     }
 
-    /// The URL's host when it is an IP literal in the denylist (the resolver never sees
-    /// literals, so they are checked here).
+    /// The URL's host when it is an IP literal in the denylist (the name lookups never
+    /// see literals, so they are checked here).
     pub fn denied_literal(&self, url: &reqwest::Url) -> Option<IpAddr> {
         self.guard.denied_literal(url)
     }
 
-    /// POSTs `body` (JSON) to the gateway at `url`; an error is a text for the log.
-    pub async fn post(
-        &self,
-        url: &reqwest::Url,
-        body: Vec<u8>,
-    ) -> Result<reqwest::Response, String> {
-        if let Some(ip) = self.denied_literal(url) {
+    /// Makes a gateway URL ready for [`GatewayClient::post`]; an error (a text for the
+    /// log) for a URL that cannot be posted to.
+    pub fn target(&self, url: &str) -> Result<Target, String> {
+        let url = reqwest::Url::parse(url).map_err(|e| format!("bad gateway URL: {e}"))?;
+        if let Some(ip) = self.denied_literal(&url) {
             return Err(format!(
                 "the gateway's address {ip} is in federation.ip_range_denylist"
             ));
         }
-        self.http
-            .post(url.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
+        let tls = match url.scheme() {
+            "http" => false,
+            "https" => true,
+            other => return Err(format!("bad gateway URL: the scheme {other}")),
+        };
+        let host = match url.host_str() {
+            // An IPv6 literal is in brackets.
+            Some(host) => match host.trim_start_matches('[').trim_end_matches(']').parse() {
+                Ok(ip) => Host::Ip(ip),
+                Err(_) => Host::Name(host.to_owned()),
+            },
+            None => return Err("bad gateway URL: no host".to_owned()),
+        };
+        let port = url
+            .port_or_known_default()
+            .ok_or("bad gateway URL: no port")?;
+        let authority = match url.port() {
+            Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
+            None => url.host_str().unwrap_or_default().to_owned(),
+        };
+        let query = url.query().map(|q| format!("?{q}")).unwrap_or_default();
+        let head = format!(
+            "POST {}{query} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: hearth/{}\r\nContent-Type: application/json\r\nContent-Length: ",
+            url.path(),
+            env!("CARGO_PKG_VERSION"),
+        );
+        Ok(Target {
+            origin: Origin { tls, host, port },
+            head: head.into_bytes(),
+        })
+    }
+
+    /// POSTs `body` (JSON) to the gateway; an error is a text for the log. The whole
+    /// exchange, connecting included, has the client's timeout.
+    pub async fn post(&self, target: &Target, body: &[u8]) -> Result<Answer, String> {
+        let request = target.request(body);
+        match tokio::time::timeout(self.timeout, self.exchange(&target.origin, &request)).await {
+            Ok(answer) => answer,
+            Err(_) => Err(format!("no answer within {:?}", self.timeout)),
+        }
+    }
+
+    async fn exchange(&self, origin: &Origin, request: &[u8]) -> Result<Answer, String> {
+        if let Some(mut conn) = self.take_idle(origin) {
+            match http1::exchange(&mut conn.io, &mut conn.buf, request).await {
+                Ok((answer, reusable)) => {
+                    if reusable {
+                        self.put_idle(origin, conn);
+                    }
+                    return Ok(answer);
+                }
+                // Closed while idle, most likely: once more on a new connection.
+                Err(failed) if !failed.answered => {}
+                Err(failed) => return Err(failed.error),
+            }
+        }
+        let mut conn = self.connect(origin).await?;
+        let (answer, reusable) = http1::exchange(&mut conn.io, &mut conn.buf, request)
             .await
-            .map_err(|e| with_causes(&e))
+            .map_err(|failed| failed.error)?;
+        if reusable {
+            self.put_idle(origin, conn);
+        }
+        Ok(answer)
+    }
+
+    /// The most recently used idle connection to `origin` that is not too old.
+    fn take_idle(&self, origin: &Origin) -> Option<Conn> {
+        let mut idle = lock(&self.idle);
+        let conns = idle.get_mut(origin)?;
+        let (since, conn) = conns.pop()?;
+        if since.elapsed() < IDLE_FOR {
+            return Some(conn);
+        }
+        // The others are older still.
+        conns.clear();
+        None
+    }
+
+    fn put_idle(&self, origin: &Origin, conn: Conn) {
+        let now = Instant::now();
+        let mut idle = lock(&self.idle);
+        let conns = match idle.get_mut(origin) {
+            Some(conns) => conns,
+            None => idle.entry(origin.clone()).or_default(),
+        };
+        let stale = conns
+            .iter()
+            .take_while(|(since, _)| now.duration_since(*since) >= IDLE_FOR)
+            .count();
+        conns.drain(..stale);
+        if conns.len() < MAX_IDLE {
+            conns.push((now, conn));
+        }
+    }
+
+    /// A new connection: the name looked up through the guard, the addresses tried in
+    /// order.
+    async fn connect(&self, origin: &Origin) -> Result<Conn, String> {
+        let addrs = match &origin.host {
+            Host::Ip(ip) => vec![*ip],
+            Host::Name(name) => {
+                let found = lookup_ips(name)
+                    .await
+                    .map_err(|e| format!("cannot look up {name}: {e}"))?;
+                let allowed: Vec<IpAddr> = found
+                    .into_iter()
+                    .filter(|ip| !self.guard.is_denied(*ip))
+                    .collect();
+                if allowed.is_empty() {
+                    return Err(format!(
+                        "every address of {name} is in federation.ip_range_denylist"
+                    ));
+                }
+                allowed
+            }
+        };
+        let mut last_error = None;
+        let mut tcp = None;
+        for ip in addrs {
+            match TcpStream::connect((ip, origin.port)).await {
+                Ok(stream) => {
+                    tcp = Some(stream);
+                    break;
+                }
+                Err(e) => last_error = Some(format!("cannot connect to {ip}: {e}")),
+            }
+        }
+        let Some(tcp) = tcp else {
+            return Err(last_error.unwrap_or_default());
+        };
+        let _ = tcp.set_nodelay(true);
+        let io = if origin.tls {
+            let name = match &origin.host {
+                Host::Name(name) => ServerName::try_from(name.clone())
+                    .map_err(|e| format!("bad gateway host {name}: {e}"))?,
+                Host::Ip(ip) => ServerName::IpAddress((*ip).into()),
+            };
+            let stream = self
+                .tls
+                .connect(name, tcp)
+                .await
+                .map_err(|e| format!("TLS with the gateway failed: {}", with_causes(&e)))?;
+            Io::Tls(Box::new(stream))
+        } else {
+            Io::Plain(tcp)
+        };
+        Ok(Conn {
+            io,
+            buf: Vec::new(),
+        })
     }
 }
 
@@ -75,6 +316,10 @@ pub(super) fn with_causes(error: &dyn std::error::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
     use super::*;
     use crate::config::default_ip_range_denylist;
 
@@ -86,19 +331,23 @@ mod tests {
         (listener, port)
     }
 
+    async fn post(client: &GatewayClient, url: &str, body: &[u8]) -> Result<Answer, String> {
+        let target = client.target(url)?;
+        client.post(&target, body).await
+    }
+
     #[tokio::test]
     async fn denied_addresses_are_refused_by_literal_and_by_name() {
         let client =
             GatewayClient::new(default_ip_range_denylist(), &[], Duration::from_secs(5)).unwrap();
         let (listener, port) = bait();
-        let body = br#"{"notification":{}}"#.to_vec();
+        let body = br#"{"notification":{}}"#;
         for url in [
             format!("http://127.0.0.1:{port}/_matrix/push/v1/notify"),
             format!("http://[::ffff:127.0.0.1]:{port}/_matrix/push/v1/notify"),
             format!("http://localhost:{port}/_matrix/push/v1/notify"),
         ] {
-            let url = reqwest::Url::parse(&url).unwrap();
-            let error = client.post(&url, body.clone()).await.unwrap_err();
+            let error = post(&client, &url, body).await.unwrap_err();
             assert!(error.contains("ip_range_denylist"), "{url}: {error}");
         }
         // Every request has finished; none reached the listener.
@@ -120,14 +369,160 @@ mod tests {
         let (listener, port) = bait();
         listener.set_nonblocking(false).unwrap();
         let accepted = std::thread::spawn(move || listener.accept().is_ok());
-        let url = reqwest::Url::parse(&format!("http://127.0.0.1:{port}/_matrix/push/v1/notify"))
-            .unwrap();
+        let url = format!("http://127.0.0.1:{port}/_matrix/push/v1/notify");
         // The listener never answers; the connection having been made is the point.
-        let _ = tokio::time::timeout(
-            Duration::from_millis(500),
-            client.post(&url, b"{}".to_vec()),
-        )
-        .await;
+        let _ = tokio::time::timeout(Duration::from_millis(500), post(&client, &url, b"{}")).await;
         assert!(accepted.join().unwrap());
+    }
+
+    /// A gateway that answers the first request of the server with a chunked body, the
+    /// others with a length, each connection's second request being its last (the
+    /// connection is then closed, as a gateway closes an idle one).
+    async fn closing_gateway() -> (u16, Arc<AtomicUsize>, Arc<Mutex<Vec<String>>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let (counter, seen) = (accepted.clone(), heads.clone());
+        tokio::spawn(async move {
+            let answered = Arc::new(AtomicUsize::new(0));
+            while let Ok((stream, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let (answered, seen) = (answered.clone(), seen.clone());
+                tokio::spawn(async move {
+                    let mut stream = BufReader::new(stream);
+                    for _ in 0..2 {
+                        let mut head = String::new();
+                        let mut length = 0;
+                        loop {
+                            let mut line = String::new();
+                            if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if let Some(value) = line.strip_prefix("Content-Length: ") {
+                                length = value.trim().parse().unwrap();
+                            }
+                            head.push_str(&line);
+                            if line == "\r\n" {
+                                break;
+                            }
+                        }
+                        let mut body = vec![0; length];
+                        stream.read_exact(&mut body).await.unwrap();
+                        lock(&seen).push(head + std::str::from_utf8(&body).unwrap());
+                        let answer: &[u8] = if answered.fetch_add(1, Ordering::SeqCst) == 0 {
+                            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"re\r\nE\r\njected\":[\"k\"]}\r\n0\r\n\r\n"
+                        } else {
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 15\r\n\r\n{\"rejected\":[]}"
+                        };
+                        stream.get_mut().write_all(answer).await.unwrap();
+                    }
+                });
+            }
+        });
+        (port, accepted, heads)
+    }
+
+    #[tokio::test]
+    async fn connections_are_kept_and_one_closed_meanwhile_is_replaced() {
+        let (port, accepted, heads) = closing_gateway().await;
+        let client = GatewayClient::new(Vec::new(), &[], Duration::from_secs(30)).unwrap();
+        let target = client
+            .target(&format!("http://127.0.0.1:{port}/_matrix/push/v1/notify"))
+            .unwrap();
+        let first = client.post(&target, b"{\"n\":1}").await.unwrap();
+        assert_eq!(first.status, 200);
+        assert_eq!(first.body, br#"{"rejected":["k"]}"#);
+        // The second goes on the same connection, which the gateway then closes.
+        let second = client.post(&target, b"{\"n\":2}").await.unwrap();
+        assert_eq!(second.body, br#"{"rejected":[]}"#);
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        // The third finds its kept connection closed and is sent on a new one.
+        let third = client.post(&target, b"{\"n\":3}").await.unwrap();
+        assert_eq!(third.body, br#"{"rejected":[]}"#);
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        let heads = lock(&heads).clone();
+        assert_eq!(heads.len(), 3);
+        assert_eq!(
+            heads[0],
+            format!(
+                "POST /_matrix/push/v1/notify HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: hearth/{}\r\nContent-Type: application/json\r\nContent-Length: 7\r\n\r\n{{\"n\":1}}",
+                env!("CARGO_PKG_VERSION")
+            )
+        );
+        assert!(heads[2].ends_with("{\"n\":3}"));
+    }
+
+    /// A certificate authority and a certificate it issued for `localhost`, as PEM.
+    fn localhost_certificate() -> (String, String, String) {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+        let issuer = Issuer::new(ca, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        let cert = leaf.signed_by(&key, &issuer).unwrap();
+        (ca_pem, cert.pem(), key.serialize_pem())
+    }
+
+    #[tokio::test]
+    async fn https_gateways_are_trusted_through_the_extra_ca_files() {
+        let (ca_pem, cert_pem, key_pem) = localhost_certificate();
+        let certs = rustls_pemfile::certs(&mut cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = rustls_pemfile::private_key(&mut key_pem.as_bytes())
+            .unwrap()
+            .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let Ok(stream) = acceptor.accept(stream).await else {
+                    continue;
+                };
+                let mut stream = BufReader::new(stream);
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    stream.read_line(&mut line).await.unwrap();
+                    if let Some(value) = line.strip_prefix("Content-Length: ") {
+                        length = value.trim().parse().unwrap();
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut body = vec![0; length];
+                stream.read_exact(&mut body).await.unwrap();
+                let answer =
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n{\"rejected\":[\"tls\"]}";
+                stream.get_mut().write_all(answer).await.unwrap();
+                stream.get_mut().flush().await.unwrap();
+            }
+        });
+        let url = format!("https://localhost:{port}/_matrix/push/v1/notify");
+        // Without the CA the certificate is refused.
+        let untrusting = GatewayClient::new(Vec::new(), &[], Duration::from_secs(30)).unwrap();
+        let error = post(&untrusting, &url, b"{}").await.unwrap_err();
+        assert!(error.contains("TLS"), "{error}");
+        let dir = tempfile::tempdir().unwrap();
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, ca_pem).unwrap();
+        let client = GatewayClient::new(Vec::new(), &[ca_file], Duration::from_secs(30)).unwrap();
+        let answer = post(&client, &url, b"{}").await.unwrap();
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.body, br#"{"rejected":["tls"]}"#);
     }
 }

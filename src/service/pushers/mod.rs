@@ -10,6 +10,7 @@ mod activation;
 mod body;
 mod deliver;
 mod gateway;
+mod http1;
 mod set;
 mod vapid;
 mod webpush;

@@ -234,7 +234,13 @@ mod tests {
         assert_eq!(embedded("64:ff9b::a9fe:a9fe"), v4("169.254.169.254"));
         assert_eq!(embedded("2002:c0a8:0101::"), v4("192.168.1.1"));
         assert_eq!(embedded("2002:7f00:1:1234:5678::9"), v4("127.0.0.1"));
-        for none in ["::", "::1", "2606:4700:4700::1111", "64:ff9b:1::a00:1", "fe80::1"] {
+        for none in [
+            "::",
+            "::1",
+            "2606:4700:4700::1111",
+            "64:ff9b:1::a00:1",
+            "fe80::1",
+        ] {
             assert_eq!(embedded(none), None, "{none}");
         }
         let r = range("10.0.0.0/8");

@@ -1,4 +1,5 @@
-//! `[limits]`: how much one user (or, for registration, one address) may ask of the
+//! `[limits]`: how much one user (or, for registration and name availability, one
+//! address) may ask of the
 //! server per endpoint family, and the sizes `createRoom` and filters may reach.
 //! Rates are token buckets (a burst, refilled per minute); a refused request gets
 //! `429 M_LIMIT_EXCEEDED` with `retry_after_ms`. Server admins are exempt. See
@@ -23,6 +24,9 @@ pub struct LimitsConfig {
     /// Accounts registered from one address.
     pub registrations_burst: u32,
     pub registrations_per_minute: f64,
+    /// `/register/available` questions asked from one address.
+    pub availability_burst: u32,
+    pub availability_per_minute: f64,
     /// Server-side searches a user runs.
     pub search_burst: u32,
     pub search_per_minute: f64,
@@ -79,6 +83,10 @@ impl Default for LimitsConfig {
             invites_per_minute: 60.0,
             registrations_burst: 10,
             registrations_per_minute: 10.0,
+            // About Synapse's (one question every two seconds per address), after a
+            // burst that lets a client check a name as its user types.
+            availability_burst: 10,
+            availability_per_minute: 30.0,
             search_burst: 20,
             search_per_minute: 60.0,
             reports_burst: 10,
@@ -135,6 +143,14 @@ pub const LIMITS_OPTIONS: &[(&str, &str)] = &[
     (
         "limits.registrations_per_minute",
         "Rate at which that allowance refills [default: 10]",
+    ),
+    (
+        "limits.availability_burst",
+        "/register/available questions one address may ask at once [default: 10]",
+    ),
+    (
+        "limits.availability_per_minute",
+        "Rate at which that allowance refills [default: 30]",
     ),
     (
         "limits.search_burst",
@@ -213,6 +229,7 @@ impl LimitsConfig {
             (self.joins_burst, self.joins_per_minute),
             (self.invites_burst, self.invites_per_minute),
             (self.registrations_burst, self.registrations_per_minute),
+            (self.availability_burst, self.availability_per_minute),
             (self.search_burst, self.search_per_minute),
             (self.reports_burst, self.reports_per_minute),
         ];

@@ -52,6 +52,9 @@ pub struct LimitsConfig {
     /// second for every 64 KiB of it; a client that reads no faster is cut off (close
     /// code 1013) and its socket's slot freed.
     pub socket_send_secs: u64,
+    /// Seconds a sync WebSocket opened without a token may take to send its `auth`
+    /// frame; then it is closed (code 1008).
+    pub socket_auth_secs: u64,
     /// Bytes of timeline events one sync response (`/sync`, a WebSocket update) carries
     /// at most, over all its rooms: past it, each further room gets only its newest
     /// event, with `limited: true` (the client pages back for the rest).
@@ -98,6 +101,7 @@ impl Default for LimitsConfig {
             body_read_secs: 60,
             upload_idle_secs: 60,
             socket_send_secs: 30,
+            socket_auth_secs: 10,
             sync_timeline_bytes: 8 * 1024 * 1024,
             sync_response_bytes: 32 * 1024 * 1024,
             // Generous: a person has a few devices, each with a tab or two; an address
@@ -197,6 +201,10 @@ pub const LIMITS_OPTIONS: &[(&str, &str)] = &[
         "Seconds a sync WebSocket client may take to read one update, plus one per 64 KiB of it, before it is cut off [default: 30]",
     ),
     (
+        "limits.socket_auth_secs",
+        "Seconds a sync WebSocket opened without a token may take to send its auth frame before it is closed [default: 10]",
+    ),
+    (
         "limits.sync_timeline_bytes",
         "Bytes of timeline events in one sync response; further rooms get their newest event, limited [default: 8388608]",
     ),
@@ -259,6 +267,7 @@ impl LimitsConfig {
             self.body_read_secs,
             self.upload_idle_secs,
             self.socket_send_secs,
+            self.socket_auth_secs,
             self.sync_timeline_bytes as u64,
             self.sync_response_bytes as u64,
         ]
@@ -266,7 +275,8 @@ impl LimitsConfig {
         {
             return Err(ConfigError::Invalid(
                 "limits.filter_bytes, header_read_secs, body_read_secs, upload_idle_secs, \
-                 socket_send_secs, sync_timeline_bytes and sync_response_bytes must be positive"
+                 socket_send_secs, socket_auth_secs, sync_timeline_bytes and sync_response_bytes \
+                 must be positive"
                     .into(),
             ));
         }

@@ -174,6 +174,14 @@ fn nothing_is_served_before_the_auth_frame_and_bad_tokens_end_the_socket() {
 }
 
 #[test]
+fn a_plain_request_without_a_token_is_still_refused_with_401() {
+    let server = TestServer::start();
+    let (status, body) = server.get(PATH, None);
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["errcode"], "M_MISSING_TOKEN", "{body}");
+}
+
+#[test]
 fn a_socket_that_sends_no_auth_frame_is_closed() {
     let server = TestServer::start_with_env(&[("HEARTH_LIMITS__SOCKET_AUTH_SECS", "1")]);
     let mut socket = connect_without_token(&server, "");

@@ -65,13 +65,18 @@ async fn upgrade(
         axum::extract::ws::rejection::WebSocketUpgradeRejection,
     >,
 ) -> Result<Response> {
-    let upgrade = upgrade.map_err(|e| {
-        Error::new(
+    let upgrade = upgrade.map_err(|e| match auth {
+        // Only a socket can bring its token later: a plain request without one is
+        // refused as on any authenticated endpoint.
+        MaybeAuthWithToken::Later { .. } => {
+            Error::new(ErrorKind::MissingToken, "Missing access token")
+        }
+        MaybeAuthWithToken::Authed(..) => Error::new(
             ErrorKind::Unrecognized {
                 method_not_allowed: false,
             },
             format!("This endpoint needs a WebSocket upgrade: {e}"),
-        )
+        ),
     })?;
     // A sliding socket has no `since`, filter or `full_state` (`mode` refuses them):
     // of the request only `set_presence` counts.

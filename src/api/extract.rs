@@ -170,15 +170,39 @@ async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Authed, Err
     let ClientAddr(addr) = ClientAddr::from_request_parts(parts, state)
         .await
         .unwrap_or(ClientAddr(None));
-    let user_agent = parts
+    let user_agent = user_agent(parts);
+    authenticate_token(
+        state,
+        &token,
+        addr.as_deref(),
+        user_agent.as_deref(),
+        parts.uri.path(),
+    )
+    .await
+}
+
+/// The session of `token` (given in a request, or in a sync socket's first frame), seen
+/// from `addr` with `user_agent`, refused when the token is bad or the account locked.
+pub async fn authenticate_token(
+    state: &AppState,
+    token: &str,
+    addr: Option<&str>,
+    user_agent: Option<&str>,
+    path: &str,
+) -> Result<Authed, Error> {
+    let seen = addr.map(|ip| SeenFrom { ip, user_agent });
+    let authed = state.sessions.authenticate(token, seen).await?;
+    state.check_not_locked(&authed.user_id, path)?;
+    Ok(authed)
+}
+
+/// A request's `User-Agent`, cut to what a device keeps.
+pub fn user_agent(parts: &Parts) -> Option<String> {
+    parts
         .headers
         .get(axum::http::header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
-        .map(|ua| truncate_utf8(ua, MAX_USER_AGENT_BYTES));
-    let seen = addr.as_deref().map(|ip| SeenFrom { ip, user_agent });
-    let authed = state.sessions.authenticate(&token, seen).await?;
-    state.check_not_locked(&authed.user_id, parts.uri.path())?;
-    Ok(authed)
+        .map(|ua| truncate_utf8(ua, MAX_USER_AGENT_BYTES).to_owned())
 }
 
 /// An authenticated request that also keeps its access token, for long-lived
@@ -192,6 +216,29 @@ impl FromRequestParts<AppState> for AuthWithToken {
         let Auth(authed) = Auth::from_request_parts(parts, state).await?;
         let token = access_token(parts)?.unwrap_or_default();
         Ok(AuthWithToken(authed, token))
+    }
+}
+
+/// For the sync socket, which may be authenticated by its first frame instead: a
+/// request with a token (header or query) is authenticated as [`AuthWithToken`] is (bad
+/// tokens refused); one without gives `None`, with the `User-Agent` to record when the
+/// token comes.
+pub enum MaybeAuthWithToken {
+    Authed(Authed, String),
+    Later { user_agent: Option<String> },
+}
+
+impl FromRequestParts<AppState> for MaybeAuthWithToken {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        if access_token(parts)?.is_none() {
+            return Ok(MaybeAuthWithToken::Later {
+                user_agent: user_agent(parts),
+            });
+        }
+        let AuthWithToken(authed, token) = AuthWithToken::from_request_parts(parts, state).await?;
+        Ok(MaybeAuthWithToken::Authed(authed, token))
     }
 }
 

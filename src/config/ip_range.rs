@@ -16,14 +16,10 @@ pub struct IpRange {
 }
 
 impl IpRange {
-    /// Whether `ip` is inside this range. IPv4 addresses written as IPv6
-    /// (`::ffff:127.0.0.1`) count as the IPv4 address they carry, so a v4 range also
-    /// catches them.
+    /// Whether `ip` is inside this range. An IPv6 address that carries an IPv4 address
+    /// (see [`embedded_ipv4`]) also counts as that IPv4 address, so a v4 range catches
+    /// `::ffff:127.0.0.1`, `64:ff9b::a00:1` and `2002:c0a8:101::` too.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-            v4 => v4,
-        };
         match (self.network, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
                 prefix_eq(&net.octets(), &ip.octets(), self.prefix)
@@ -31,8 +27,33 @@ impl IpRange {
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
                 prefix_eq(&net.octets(), &ip.octets(), self.prefix)
             }
-            _ => false,
+            (IpAddr::V4(net), IpAddr::V6(ip)) => embedded_ipv4(ip)
+                .is_some_and(|ip| prefix_eq(&net.octets(), &ip.octets(), self.prefix)),
+            (IpAddr::V6(_), IpAddr::V4(_)) => false,
         }
+    }
+}
+
+/// The IPv4 address an IPv6 address stands for, when it is one of the forms that carry
+/// one in a fixed place: IPv4-mapped (`::ffff:0:0/96`), IPv4-compatible (`::/96`, the
+/// deprecated form; not `::` and `::1`), NAT64's well-known prefix (`64:ff9b::/96`,
+/// RFC 6052) and 6to4 (`2002::/16`, RFC 3056, the address in bits 16 to 47). A
+/// connection to one of them may reach that IPv4 address (through the host's own
+/// stack, a NAT64 gateway or a 6to4 relay), so it is judged as that address.
+/// NAT64's local-use prefix (`64:ff9b:1::/48`, RFC 8215) puts the address wherever
+/// the network's operator chose, so it is denied as a whole instead (see the default
+/// list).
+pub fn embedded_ipv4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let o = ip.octets();
+    let last = Ipv4Addr::new(o[12], o[13], o[14], o[15]);
+    let s = ip.segments();
+    match s {
+        [0, 0, 0, 0, 0, 0xffff, _, _] => Some(last),
+        [0, 0, 0, 0, 0, 0, 0, 0 | 1] => None,
+        [0, 0, 0, 0, 0, 0, _, _] => Some(last),
+        [0x64, 0xff9b, 0, 0, 0, 0, _, _] => Some(last),
+        [0x2002, _, _, _, _, _, _, _] => Some(Ipv4Addr::new(o[2], o[3], o[4], o[5])),
+        _ => None,
     }
 }
 
@@ -125,6 +146,7 @@ pub fn default_ip_range_denylist() -> Vec<IpRange> {
         v4(172, 16, 0, 0, 12),   // private
         v4(192, 0, 0, 0, 24),    // IETF protocol assignments
         v4(192, 0, 2, 0, 24),    // documentation
+        v4(192, 88, 99, 0, 24),  // 6to4 relay anycast (deprecated)
         v4(192, 168, 0, 0, 16),  // private
         v4(198, 18, 0, 0, 15),   // benchmarking
         v4(198, 51, 100, 0, 24), // documentation
@@ -138,6 +160,7 @@ pub fn default_ip_range_denylist() -> Vec<IpRange> {
         v6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0], 32), // documentation
         v6([0xff00, 0, 0, 0, 0, 0, 0, 0], 8), // multicast
         v6([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10), // site-local (deprecated)
+        v6([0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48), // NAT64 local use (RFC 8215)
     ]
 }
 
@@ -197,6 +220,35 @@ mod tests {
         let r = range("127.0.0.0/8");
         assert!(r.contains(ip("::ffff:127.0.0.1")));
         assert!(!r.contains(ip("::ffff:8.8.8.8")));
+        // An IPv6 range still judges the address as written.
+        assert!(range("::ffff:0:0/96").contains(ip("::ffff:8.8.8.8")));
+    }
+
+    #[test]
+    fn embedded_ipv4_addresses_are_judged_as_the_address_they_carry() {
+        let v4 = |text: &str| Some(text.parse::<Ipv4Addr>().unwrap());
+        let embedded = |text: &str| embedded_ipv4(text.parse().unwrap());
+        assert_eq!(embedded("::ffff:10.0.0.1"), v4("10.0.0.1"));
+        assert_eq!(embedded("::10.0.0.1"), v4("10.0.0.1"));
+        assert_eq!(embedded("64:ff9b::10.0.0.1"), v4("10.0.0.1"));
+        assert_eq!(embedded("64:ff9b::a9fe:a9fe"), v4("169.254.169.254"));
+        assert_eq!(embedded("2002:c0a8:0101::"), v4("192.168.1.1"));
+        assert_eq!(embedded("2002:7f00:1:1234:5678::9"), v4("127.0.0.1"));
+        for none in [
+            "::",
+            "::1",
+            "2606:4700:4700::1111",
+            "64:ff9b:1::a00:1",
+            "fe80::1",
+        ] {
+            assert_eq!(embedded(none), None, "{none}");
+        }
+        let r = range("10.0.0.0/8");
+        assert!(r.contains(ip("64:ff9b::10.1.2.3")));
+        assert!(r.contains(ip("2002:0a01:0203::1")));
+        assert!(r.contains(ip("::10.1.2.3")));
+        assert!(!r.contains(ip("64:ff9b::8.8.8.8")));
+        assert!(!r.contains(ip("2002:0808:0808::1")));
     }
 
     #[test]
@@ -219,6 +271,19 @@ mod tests {
             "fd00::1",
             "::ffff:10.0.0.1",
             "::ffff:127.0.0.1",
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "64:ff9b::127.0.0.1",
+            "64:ff9b::10.0.0.1",
+            "64:ff9b::192.168.0.1",
+            "64:ff9b::169.254.169.254",
+            "2002:7f00:1::",
+            "2002:0a00:0001::1",
+            "2002:c0a8:0101:1::1",
+            "2002:a9fe:a9fe::",
+            "64:ff9b:1::a00:1",
+            "64:ff9b:1:ffff::8.8.8.8",
+            "192.88.99.1",
         ] {
             assert!(denied(internal), "{internal} should be denied");
         }
@@ -228,6 +293,10 @@ mod tests {
             "93.184.216.34",
             "2606:4700:4700::1111",
             "2a00:1450:4001::1",
+            "::ffff:8.8.8.8",
+            "64:ff9b::8.8.8.8",
+            "64:ff9b::1.1.1.1",
+            "2002:0808:0808::1",
         ] {
             assert!(!denied(public), "{public} should be allowed");
         }

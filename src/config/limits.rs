@@ -1,4 +1,5 @@
-//! `[limits]`: how much one user (or, for registration, one address) may ask of the
+//! `[limits]`: how much one user (or, for registration and name availability, one
+//! address) may ask of the
 //! server per endpoint family, and the sizes `createRoom` and filters may reach.
 //! Rates are token buckets (a burst, refilled per minute); a refused request gets
 //! `429 M_LIMIT_EXCEEDED` with `retry_after_ms`. Server admins are exempt. See
@@ -23,6 +24,9 @@ pub struct LimitsConfig {
     /// Accounts registered from one address.
     pub registrations_burst: u32,
     pub registrations_per_minute: f64,
+    /// `/register/available` questions asked from one address.
+    pub availability_burst: u32,
+    pub availability_per_minute: f64,
     /// Server-side searches a user runs.
     pub search_burst: u32,
     pub search_per_minute: f64,
@@ -48,6 +52,9 @@ pub struct LimitsConfig {
     /// second for every 64 KiB of it; a client that reads no faster is cut off (close
     /// code 1013) and its socket's slot freed.
     pub socket_send_secs: u64,
+    /// Seconds a sync WebSocket opened without a token may take to send its `auth`
+    /// frame; then it is closed (code 1008).
+    pub socket_auth_secs: u64,
     /// Bytes of timeline events one sync response (`/sync`, a WebSocket update) carries
     /// at most, over all its rooms: past it, each further room gets only its newest
     /// event, with `limited: true` (the client pages back for the rest).
@@ -79,6 +86,10 @@ impl Default for LimitsConfig {
             invites_per_minute: 60.0,
             registrations_burst: 10,
             registrations_per_minute: 10.0,
+            // About Synapse's (one question every two seconds per address), after a
+            // burst that lets a client check a name as its user types.
+            availability_burst: 10,
+            availability_per_minute: 30.0,
             search_burst: 20,
             search_per_minute: 60.0,
             reports_burst: 10,
@@ -90,6 +101,7 @@ impl Default for LimitsConfig {
             body_read_secs: 60,
             upload_idle_secs: 60,
             socket_send_secs: 30,
+            socket_auth_secs: 10,
             sync_timeline_bytes: 8 * 1024 * 1024,
             sync_response_bytes: 32 * 1024 * 1024,
             // Generous: a person has a few devices, each with a tab or two; an address
@@ -137,6 +149,14 @@ pub const LIMITS_OPTIONS: &[(&str, &str)] = &[
         "Rate at which that allowance refills [default: 10]",
     ),
     (
+        "limits.availability_burst",
+        "/register/available questions one address may ask at once [default: 10]",
+    ),
+    (
+        "limits.availability_per_minute",
+        "Rate at which that allowance refills [default: 30]",
+    ),
+    (
         "limits.search_burst",
         "Searches a user may run at once [default: 20]",
     ),
@@ -181,6 +201,10 @@ pub const LIMITS_OPTIONS: &[(&str, &str)] = &[
         "Seconds a sync WebSocket client may take to read one update, plus one per 64 KiB of it, before it is cut off [default: 30]",
     ),
     (
+        "limits.socket_auth_secs",
+        "Seconds a sync WebSocket opened without a token may take to send its auth frame before it is closed [default: 10]",
+    ),
+    (
         "limits.sync_timeline_bytes",
         "Bytes of timeline events in one sync response; further rooms get their newest event, limited [default: 8388608]",
     ),
@@ -213,6 +237,7 @@ impl LimitsConfig {
             (self.joins_burst, self.joins_per_minute),
             (self.invites_burst, self.invites_per_minute),
             (self.registrations_burst, self.registrations_per_minute),
+            (self.availability_burst, self.availability_per_minute),
             (self.search_burst, self.search_per_minute),
             (self.reports_burst, self.reports_per_minute),
         ];
@@ -242,6 +267,7 @@ impl LimitsConfig {
             self.body_read_secs,
             self.upload_idle_secs,
             self.socket_send_secs,
+            self.socket_auth_secs,
             self.sync_timeline_bytes as u64,
             self.sync_response_bytes as u64,
         ]
@@ -249,7 +275,8 @@ impl LimitsConfig {
         {
             return Err(ConfigError::Invalid(
                 "limits.filter_bytes, header_read_secs, body_read_secs, upload_idle_secs, \
-                 socket_send_secs, sync_timeline_bytes and sync_response_bytes must be positive"
+                 socket_send_secs, socket_auth_secs, sync_timeline_bytes and sync_response_bytes \
+                 must be positive"
                     .into(),
             ));
         }

@@ -6,9 +6,14 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use crate::error::{Error, Result};
 
 /// OWASP: m = 19 MiB, t = 2, p = 1.
+fn params() -> Params {
+    Params::new(19 * 1024, 2, 1, None).expect("static argon2 parameters are valid")
+}
+
 fn argon2() -> Argon2<'static> {
-    let params = Params::new(19 * 1024, 2, 1, None).expect("static argon2 parameters are valid");
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+    #[cfg(test)]
+    tests::ARGON2_RUNS.with(|runs| runs.set(runs.get() + 1));
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params())
 }
 
 /// Hashes run on this many dedicated threads. Each hash takes 19 MiB: on tokio's blocking
@@ -88,21 +93,55 @@ pub async fn verify(password: String, stored: Option<String>) -> Result<bool> {
     .await
 }
 
-/// What a login for a user with no password is checked against: a hash made with the
-/// same parameters as real ones, so it costs the same to verify.
+/// What a login for a user with no password is checked against: a PHC string with the
+/// same algorithm, parameters, salt length and output length as real hashes, so verifying
+/// against it costs exactly what verifying a real one does. Its output is random bytes,
+/// not the hash of anything, so no password matches it and making it costs no argon2 run
+/// (the first login for an unknown user costs what every later one does).
 fn dummy_hash() -> &'static str {
     static DUMMY_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DUMMY_HASH.get_or_init(|| {
-        let salt = SaltString::generate(&mut rand::rngs::OsRng);
-        argon2()
-            .hash_password(b"no account has this password", &salt)
-            .map(|h| h.to_string())
-            .unwrap_or_default()
-    })
+    DUMMY_HASH.get_or_init(make_dummy_hash)
+}
+
+fn make_dummy_hash() -> String {
+    use argon2::password_hash::{Output, ParamsString};
+    use rand::RngCore;
+    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    let mut output = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut output);
+    let params = params();
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params).expect("static argon2 parameters print"),
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&output).expect("32 bytes is a valid output length")),
+    };
+    phc.to_string()
 }
 
 #[cfg(test)]
 mod tests {
+    thread_local! {
+        /// How many argon2 instances this thread made (each one runs one hash).
+        pub(super) static ARGON2_RUNS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// The dummy an unknown user's login is checked against is made without running
+    /// argon2, so the first such login after a start costs no more than later ones.
+    #[test]
+    fn the_dummy_is_made_without_running_argon2() {
+        let before = ARGON2_RUNS.with(|runs| runs.get());
+        let dummy = super::make_dummy_hash();
+        assert_eq!(ARGON2_RUNS.with(|runs| runs.get()), before);
+        assert!(
+            dummy.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{dummy}"
+        );
+        // Each start makes its own.
+        assert_ne!(dummy, super::make_dummy_hash());
+    }
+
     #[tokio::test]
     async fn hashes_verify_and_are_argon2id() {
         let hash = super::hash("correct horse".into()).await.unwrap();

@@ -1,6 +1,6 @@
 //! Token buckets keyed by user, address or server: failed logins, media uploads,
 //! other servers' requests, and each user's sends, joins, invites, searches and reports
-//! (and each address's registrations).
+//! (and each address's registrations and `/register/available` questions).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -12,13 +12,15 @@ use crate::config::LimitsConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::service::Services;
 
-/// The endpoint families limited per user (per address for registrations).
+/// The endpoint families limited per user (per address for registrations and
+/// availability).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Family {
     Messages,
     Joins,
     Invites,
     Registrations,
+    Availability,
     Search,
     Reports,
 }
@@ -30,6 +32,7 @@ impl Family {
             Family::Joins => "joining rooms",
             Family::Invites => "inviting users",
             Family::Registrations => "registering accounts",
+            Family::Availability => "asking whether user names are available",
             Family::Search => "searching",
             Family::Reports => "sending reports",
         }
@@ -42,6 +45,7 @@ pub struct RequestLimits {
     joins: RateLimiter,
     invites: RateLimiter,
     registrations: RateLimiter,
+    availability: RateLimiter,
     search: RateLimiter,
     reports: RateLimiter,
 }
@@ -56,6 +60,10 @@ impl RequestLimits {
                 config.registrations_burst,
                 config.registrations_per_minute,
             ),
+            availability: RateLimiter::new(
+                config.availability_burst,
+                config.availability_per_minute,
+            ),
             search: RateLimiter::new(config.search_burst, config.search_per_minute),
             reports: RateLimiter::new(config.reports_burst, config.reports_per_minute),
         }
@@ -67,6 +75,7 @@ impl RequestLimits {
             Family::Joins => &self.joins,
             Family::Invites => &self.invites,
             Family::Registrations => &self.registrations,
+            Family::Availability => &self.availability,
             Family::Search => &self.search,
             Family::Reports => &self.reports,
         }

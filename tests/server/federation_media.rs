@@ -22,6 +22,7 @@ use crate::federation_support::{
     Signing, TestRemote, federating_server, federating_server_with_env,
 };
 use crate::harness::{TestServer, assert_error};
+use crate::media::assert_safe_headers_of;
 use crate::room_support::{User, enc, user};
 
 struct Fetched {
@@ -185,6 +186,58 @@ fn media_uploaded_on_one_server_is_downloaded_and_thumbnailed_on_another_then_se
     let (status, body) = download(&a, &alice, &origin, "neverUploaded", "").json();
     assert_eq!(status, 502, "{body}");
     assert_eq!(body["errcode"], "M_UNKNOWN");
+}
+
+/// Hostile files uploaded on B and fetched through A get the safety headers A gives its
+/// own media: a sandboxing CSP, `nosniff`, and `attachment` for anything a browser would
+/// run (HTML, SVG, and HTML claimed to be a PNG, served as what its bytes are).
+#[test]
+fn hostile_html_and_svg_from_another_server_are_served_with_the_safety_headers() {
+    let a = federating_server();
+    let b = federating_server();
+    let alice = user(&a, "alice");
+    let bob = user(&b, "bob");
+    let html: &[u8] = b"<html><body><script>parent.__xss(document.domain)</script></body></html>";
+    let svg: &[u8] =
+        b"<svg xmlns=\"http://www.w3.org/2000/svg\" onload=\"alert(document.domain)\">\
+        <script>alert(1)</script><rect width=\"10\" height=\"10\"/></svg>";
+    for (content_type, name, body, served_as) in [
+        ("text/html", "page.html", html, "text/html"),
+        ("image/svg+xml", "picture.svg", svg, "image/svg+xml"),
+        ("image/png", "fake.png", html, "application/octet-stream"),
+    ] {
+        let mxc = upload(&b, &bob, content_type, name, body);
+        let (origin, id) = split_mxc(&mxc);
+        let fetched = download(&a, &alice, &origin, &id, "");
+        assert_eq!(fetched.status, 200, "{name}: {:?}", fetched.json());
+        assert_eq!(fetched.body, body, "{name}");
+        assert_eq!(fetched.header("content-type"), served_as, "{name}");
+        let disposition = fetched.header("content-disposition");
+        assert!(
+            disposition.starts_with("attachment"),
+            "{name}: {disposition}"
+        );
+        assert_safe_headers_of(&fetched.headers);
+        // The same from the cache, asked again.
+        let again = download(&a, &alice, &origin, &id, "");
+        assert_eq!(again.status, 200, "{name}");
+        assert!(
+            again
+                .header("content-disposition")
+                .starts_with("attachment")
+        );
+        assert_safe_headers_of(&again.headers);
+        // No thumbnail is made of them; whatever the answer, it has the headers too.
+        let thumb = thumbnail(&a, &alice, &mxc, "width=32&height=32&method=scale");
+        assert_ne!(thumb.status, 200, "{name}: a thumbnail of a hostile file");
+        assert_safe_headers_of(&thumb.headers);
+    }
+    // A thumbnail A makes of B's picture carries them as well.
+    let picture = upload(&b, &bob, "image/png", "cat.png", &png(64, 64));
+    let thumb = thumbnail(&a, &alice, &picture, "width=32&height=32&method=crop");
+    assert_eq!(thumb.status, 200, "{:?}", thumb.json());
+    assert_eq!(thumb.header("content-type"), "image/png");
+    assert_safe_headers_of(&thumb.headers);
 }
 
 #[test]

@@ -123,7 +123,14 @@ impl TestServer {
             .env("HEARTH_SYNC_WRITES", "false");
         // Tests send, join and register faster than any person, from one address; the
         // limits have tests of their own (limits.rs), which set them lower again.
-        for family in ["MESSAGES", "JOINS", "INVITES", "REGISTRATIONS", "SEARCH"] {
+        for family in [
+            "MESSAGES",
+            "JOINS",
+            "INVITES",
+            "REGISTRATIONS",
+            "AVAILABILITY",
+            "SEARCH",
+        ] {
             command.env(format!("HEARTH_LIMITS__{family}_BURST"), "1000000");
         }
         if let Some(tls) = &self.tls {

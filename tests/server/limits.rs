@@ -200,6 +200,47 @@ fn registrations_are_limited_per_address() {
 }
 
 #[test]
+fn availability_questions_are_limited_per_address() {
+    let server = TestServer::start_with_env(&[
+        ("HEARTH_LIMITS__AVAILABILITY_BURST", "3"),
+        ("HEARTH_LIMITS__AVAILABILITY_PER_MINUTE", "1"),
+    ]);
+    server.register("taken");
+    let ask = |name: &str| {
+        server.get(
+            &format!("/_matrix/client/v3/register/available?username={name}"),
+            None,
+        )
+    };
+    // Free, taken and invalid names all count.
+    assert_eq!(ask("free").0, 200);
+    assert_error(ask("taken"), 400, "M_USER_IN_USE");
+    assert_error(ask("Not%20Valid"), 400, "M_INVALID_USERNAME");
+    assert_limited(ask("free"));
+    assert_limited(ask("taken"));
+    // The allowance is the address's own: registering is still allowed.
+    server.register("another");
+    // Behind a proxy each forwarded address has its own.
+    let proxied = TestServer::start_with_env(&[
+        ("HEARTH_LIMITS__AVAILABILITY_BURST", "1"),
+        ("HEARTH_LIMITS__AVAILABILITY_PER_MINUTE", "1"),
+        ("HEARTH_FORWARDED_FOR_HEADER", "true"),
+    ]);
+    let ask_from = |addr: &str| {
+        let response = proxied
+            .client
+            .get(proxied.url("/_matrix/client/v3/register/available?username=free"))
+            .header("X-Forwarded-For", addr)
+            .send()
+            .unwrap();
+        crate::harness::into_json(response)
+    };
+    assert_eq!(ask_from("203.0.113.1").0, 200);
+    assert_limited(ask_from("203.0.113.1"));
+    assert_eq!(ask_from("203.0.113.2").0, 200);
+}
+
+#[test]
 fn joins_invites_and_searches_have_their_own_allowances() {
     let server = TestServer::start_with_env(&[
         ("HEARTH_LIMITS__JOINS_BURST", "1"),

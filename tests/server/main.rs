@@ -77,6 +77,7 @@ mod sliding_sync_ws;
 mod spaces;
 mod sync;
 mod sync_ws;
+mod sync_ws_auth;
 mod sytest_behaviours;
 mod thread_notifications;
 mod tls;

@@ -13,7 +13,7 @@ use crate::room_support::{User, enc, user};
 
 const UPLOAD: &str = "/_matrix/media/v3/upload";
 const CREATE: &str = "/_matrix/media/v1/create";
-const CSP: &str = "sandbox; default-src 'none'; script-src 'none'; plugin-types application/pdf; style-src 'unsafe-inline'; media-src 'self'; object-src 'self';";
+pub const CSP: &str = "sandbox; default-src 'none'; script-src 'none'; plugin-types application/pdf; style-src 'unsafe-inline'; media-src 'self'; object-src 'self';";
 
 pub(crate) struct Fetched {
     pub(crate) status: u16,
@@ -106,14 +106,21 @@ pub(crate) fn thumbnail(server: &TestServer, who: &User, mxc: &str, query: &str)
     )
 }
 
+/// The safety headers every media response carries (its own and other servers' media).
+#[track_caller]
+pub fn assert_safe_headers_of(headers: &reqwest::header::HeaderMap) {
+    let header = |name: &str| headers.get(name).map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(header("content-security-policy").as_deref(), Some(CSP));
+    assert_eq!(header("x-content-type-options").as_deref(), Some("nosniff"));
+    assert_eq!(
+        header("cross-origin-resource-policy").as_deref(),
+        Some("cross-origin")
+    );
+}
+
 #[track_caller]
 fn assert_safe_headers(fetched: &Fetched) {
-    assert_eq!(fetched.header("content-security-policy"), CSP);
-    assert_eq!(fetched.header("x-content-type-options"), "nosniff");
-    assert_eq!(
-        fetched.header("cross-origin-resource-policy"),
-        "cross-origin"
-    );
+    assert_safe_headers_of(&fetched.headers);
 }
 
 /// Deterministic bytes that do not compress and have no pattern an off-by-one would hide.

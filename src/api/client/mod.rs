@@ -26,6 +26,7 @@ mod sliding_sync;
 mod sliding_sync_ws;
 mod sync;
 pub mod sync_ws;
+mod sync_ws_auth;
 mod threepid;
 mod to_device;
 mod user_directory;

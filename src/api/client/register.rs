@@ -254,10 +254,15 @@ struct AvailableQuery {
 
 async fn available(
     State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     Query(query): Query<AvailableQuery>,
 ) -> Result<Json<Value>> {
     if !state.config.registration.enabled {
         return Err(Error::forbidden("Registration is disabled on this server"));
+    }
+    // Every question counts, taken or not, so names cannot be tried in bulk.
+    if let Some(addr) = &addr {
+        state.limits.take(Family::Availability, addr)?;
     }
     state.username_available(&query.username)?;
     Ok(Json(json!({ "available": true })))

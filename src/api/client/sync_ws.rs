@@ -17,11 +17,12 @@ use tokio::time::Instant;
 use super::rooms::{parse_room_id, send::send_message, state::send_state_event};
 use super::sliding_sync_ws::{Mode, ModeParams, SlidingSocket};
 use super::sync::SyncParams;
+use super::sync_ws_auth::{FirstFrameAuth, authenticate_first_frame, refuse};
 use crate::api::AppState;
-use crate::api::extract::{AuthWithToken, ClientAddr, Query};
+use crate::api::extract::{ClientAddr, MaybeAuthWithToken, Query};
 use crate::error::{Error, ErrorKind, Result};
 use crate::service::e2ee::MAX_TO_DEVICE_PER_SYNC;
-use crate::service::open_syncs::SyncKind;
+use crate::service::open_syncs::{OpenSyncSlot, SyncKind};
 use crate::service::presence::PresenceState;
 use crate::service::sessions::Authed;
 use crate::service::sliding_sync::{Body, SlidingAnswer};
@@ -37,7 +38,7 @@ const SILENCE_LIMIT: Duration = Duration::from_secs(90);
 const SLOWEST_READ_PER_SEC: usize = 64 * 1024;
 
 /// How long the close frame may take: a client that stopped reading never takes it.
-const CLOSE_WAIT: Duration = Duration::from_secs(2);
+pub(super) const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 /// The socket's read buffer. Clients send small frames (requests, pongs), and a larger one
 /// grows the buffer as needed; the library's default (128 KiB, zero-filled before each read)
@@ -48,12 +49,15 @@ pub fn routes() -> Router<AppState> {
     Router::new().route(PATH, get(upgrade))
 }
 
-/// Everything is checked before the upgrade, so a bad token or parameter is an ordinary
-/// Matrix error response, as `/sync` gives.
+/// With a token in the request (header or query), everything is checked before the
+/// upgrade, so a bad token or parameter is an ordinary Matrix error response, as `/sync`
+/// gives. Without one, the socket is upgraded and must authenticate with its first frame
+/// (`sync_ws_auth.rs`); what needs the user is checked then, and refused with an `error`
+/// frame and a close.
 async fn upgrade(
     State(state): State<AppState>,
     ClientAddr(addr): ClientAddr,
-    AuthWithToken(authed, token): AuthWithToken,
+    auth: MaybeAuthWithToken,
     Query(params): Query<SyncParams>,
     Query(mode): Query<ModeParams>,
     upgrade: std::result::Result<
@@ -61,42 +65,121 @@ async fn upgrade(
         axum::extract::ws::rejection::WebSocketUpgradeRejection,
     >,
 ) -> Result<Response> {
-    let upgrade = upgrade.map_err(|e| {
-        Error::new(
+    let upgrade = upgrade.map_err(|e| match auth {
+        // Only a socket can bring its token later: a plain request without one is
+        // refused as on any authenticated endpoint.
+        MaybeAuthWithToken::Later { .. } => {
+            Error::new(ErrorKind::MissingToken, "Missing access token")
+        }
+        MaybeAuthWithToken::Authed(..) => Error::new(
             ErrorKind::Unrecognized {
                 method_not_allowed: false,
             },
             format!("This endpoint needs a WebSocket upgrade: {e}"),
-        )
+        ),
     })?;
-    // Refused with 429 before the upgrade; held for the socket's life.
-    let slot = state
-        .open_syncs
-        .admit(SyncKind::Socket, &authed.user_id, addr.as_deref())?;
     // A sliding socket has no `since`, filter or `full_state` (`mode` refuses them):
     // of the request only `set_presence` counts.
-    let sliding = match mode.mode()? {
-        Mode::Classic => None,
-        Mode::Sliding => Some(SlidingSocket::default()),
-    };
-    let request = params.to_request(&state, &authed.user_id)?;
+    let mode = mode.mode()?;
     // A client's frames are requests: no bigger than an HTTP request body may be.
     let upgrade = upgrade
         .read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(state.config.max_request_bytes)
         .max_frame_size(state.config.max_request_bytes);
-    Ok(upgrade.on_upgrade(move |socket| async move {
-        let _slot = slot;
-        let session = Session {
+    match auth {
+        MaybeAuthWithToken::Authed(authed, token) => {
+            let opening = Opening::new(state, authed, token, addr.as_deref(), &params, mode)?;
+            Ok(upgrade.on_upgrade(move |socket| opening.run(socket)))
+        }
+        MaybeAuthWithToken::Later { user_agent } => {
+            Ok(upgrade.on_upgrade(move |mut socket| async move {
+                let Some(FirstFrameAuth {
+                    authed,
+                    token,
+                    request_id,
+                }) = authenticate_first_frame(
+                    &state,
+                    &mut socket,
+                    addr.as_deref(),
+                    user_agent.as_deref(),
+                )
+                .await
+                else {
+                    return;
+                };
+                let body = json!({"user_id": authed.user_id, "device_id": authed.device_id});
+                match Opening::new(state.clone(), authed, token, addr.as_deref(), &params, mode) {
+                    Ok(opening) => {
+                        let answer =
+                            json!({"type": "response", "request_id": request_id, "body": body});
+                        let sent = tokio::time::timeout(
+                            Duration::from_secs(state.config.limits.socket_send_secs),
+                            socket.send(Message::Text(answer.to_string().into())),
+                        )
+                        .await;
+                        if matches!(sent, Ok(Ok(()))) {
+                            opening.run(socket).await;
+                        }
+                    }
+                    Err(error) => refuse(&state, &mut socket, request_id.as_deref(), &error).await,
+                }
+            }))
+        }
+    }
+}
+
+/// An authenticated socket's session before it has its socket: its slot among the open
+/// sockets and its parsed request.
+struct Opening {
+    slot: OpenSyncSlot,
+    state: AppState,
+    authed: Authed,
+    token: String,
+    request: SyncRequest,
+    sliding: Option<SlidingSocket>,
+}
+
+impl Opening {
+    /// Takes a slot (`429` past the caps) and reads the request's parameters.
+    fn new(
+        state: AppState,
+        authed: Authed,
+        token: String,
+        addr: Option<&str>,
+        params: &SyncParams,
+        mode: Mode,
+    ) -> Result<Self> {
+        let slot = state
+            .open_syncs
+            .admit(SyncKind::Socket, &authed.user_id, addr)?;
+        let sliding = match mode {
+            Mode::Classic => None,
+            Mode::Sliding => Some(SlidingSocket::default()),
+        };
+        let request = params.to_request(&state, &authed.user_id)?;
+        Ok(Self {
+            slot,
             state,
             authed,
             token,
             request,
             sliding,
+        })
+    }
+
+    async fn run(self, socket: WebSocket) {
+        // The slot is held for the socket's life.
+        let _slot = self.slot;
+        let session = Session {
+            state: self.state,
+            authed: self.authed,
+            token: self.token,
+            request: self.request,
+            sliding: self.sliding,
             socket,
         };
         session.run().await;
-    }))
+    }
 }
 
 /// A `sync` or `sliding_sync` frame: the answer written straight into the frame's text.

@@ -8,6 +8,8 @@ import type { ClientStore } from "./store";
 export const FILTER = JSON.stringify({ room: { timeline: { limit: 30 } } });
 
 const WS_PATH = "/_matrix/client/unstable/org.hearth.sync/ws";
+/** The request ID of the socket's first frame, which carries the access token. */
+const AUTH_REQUEST = "auth";
 /** A socket that never opens this many times in a row means long-polling instead. */
 const WS_FAILURES_BEFORE_POLLING = 2;
 /** While long-polling, try the socket again after this long. */
@@ -118,7 +120,8 @@ export class SyncEngine {
 
   private openSocket(): void {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    const params = new URLSearchParams({ access_token: this.client.session.accessToken, filter: FILTER });
+    // No token in the URL (proxies log URLs): it goes in the socket's first frame.
+    const params = new URLSearchParams({ filter: FILTER });
     if (this.store.nextBatch) params.set("since", this.store.nextBatch);
     let ws: WebSocket;
     try {
@@ -131,8 +134,8 @@ export class SyncEngine {
     let opened = false;
     ws.onopen = () => {
       opened = true;
-      this.wsOpen = true;
       this.wsFailures = 0;
+      ws.send(authFrame(this.client.session.accessToken));
     };
     ws.onmessage = (message) => {
       if (typeof message.data !== "string") return;
@@ -142,7 +145,14 @@ export class SyncEngine {
       } catch {
         return;
       }
-      if (isObject(frame)) this.onFrame(frame);
+      if (!isObject(frame)) return;
+      // Requests go over the socket only once the server has taken its token. A refused
+      // token is answered with an error and a 1008 close, which ends the session below.
+      if (isAuthAnswer(frame)) {
+        if (this.ws === ws) this.wsOpen = true;
+        return;
+      }
+      this.onFrame(frame);
     };
     ws.onclose = (event) => {
       if (this.ws !== ws) return;
@@ -293,4 +303,14 @@ export class SyncEngine {
   async receipt(roomId: string, eventId: string): Promise<void> {
     await this.client.readMarkers(roomId, eventId);
   }
+}
+
+/** The socket's first frame: the access token, which the socket's URL never carries. */
+export function authFrame(accessToken: string): string {
+  return JSON.stringify({ type: "auth", request_id: AUTH_REQUEST, access_token: accessToken });
+}
+
+/** Whether `frame` is the server's acceptance of the socket's auth frame. */
+export function isAuthAnswer(frame: JsonObject): boolean {
+  return frame.type === "response" && frame.request_id === AUTH_REQUEST;
 }

@@ -20,6 +20,8 @@ const WAIT = { timeout: 15_000 };
 
 /** What the victim's page did that it never should. */
 const escaped = { dialogs: [] as string[], requests: [] as string[], navigations: [] as string[], popups: [] as string[] };
+/** The URLs of the victim's sync sockets, so that the check on them is not vacuous. */
+const sockets: string[] = [];
 
 const NAMES = {
   mallory: hostileText("NAMEm"),
@@ -93,9 +95,13 @@ beforeAll(async () => {
   victim.on("request", (request) => {
     const url = request.url();
     if (!url.startsWith(`${origin}/`) && !url.startsWith("blob:") && !url.startsWith("data:image/png")) escaped.requests.push(url);
-    // HTTP requests carry the token in their header, never in the URL (only the sync
-    // socket's URL has it, as browsers cannot set headers there; sockets are not requests).
+    // HTTP requests carry the token in their header, never in the URL.
     if (/access_token=/i.test(url)) escaped.requests.push(`token in URL: ${url.split("?")[0]}`);
+  });
+  // Nor does the sync socket's URL (sockets are not "request"s): its first frame carries it.
+  victim.on("websocket", (socket) => {
+    sockets.push(socket.url());
+    if (/access_token=/i.test(socket.url())) escaped.requests.push(`token in socket URL: ${socket.url().split("?")[0]}`);
   });
   victim.on("framenavigated", (frame) => {
     if (!frame.url().startsWith(`${origin}/`)) escaped.navigations.push(frame.url());
@@ -189,6 +195,7 @@ async function nothingRan(): Promise<void> {
   await victim.waitForTimeout(300);
   expect(await hits()).toEqual([]);
   expect(escaped).toEqual({ dialogs: [], requests: [], navigations: [], popups: [] });
+  expect(sockets.length).toBeGreaterThan(0);
   expect(await inertPage()).toEqual([]);
 }
 

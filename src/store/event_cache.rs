@@ -5,6 +5,7 @@
 //! An entry is dropped when a batch that rewrites the event (a redaction, a status
 //! change) has been written (see [`ReadCache`]).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use serde_json::value::RawValue;
@@ -24,6 +25,9 @@ pub struct CachedEvent {
     pub record: EventRecord,
     pdu: OnceLock<(RoomVersion, Arc<Pdu>)>,
     content_json: OnceLock<Option<Box<RawValue>>>,
+    /// One more than the [`Store::relations_generation`] at which the event was found
+    /// to have nothing to bundle (no edit, reference or thread); 0 when not known.
+    unbundled_at: AtomicU64,
 }
 
 impl CachedEvent {
@@ -65,6 +69,19 @@ impl CachedEvent {
             })
             .as_deref()
     }
+
+    /// Whether the event was found to have nothing to bundle at relations generation
+    /// `generation` (so, while that generation lasts, it still has nothing).
+    pub fn unbundled_at(&self, generation: u64) -> bool {
+        self.unbundled_at.load(Ordering::Acquire) == generation.wrapping_add(1)
+    }
+
+    /// Notes that the event had nothing to bundle when read at `generation` (a
+    /// generation read before the relations were).
+    pub fn note_unbundled(&self, generation: u64) {
+        self.unbundled_at
+            .store(generation.wrapping_add(1), Ordering::Release);
+    }
 }
 
 impl Store {
@@ -77,6 +94,7 @@ impl Store {
                     record,
                     pdu: OnceLock::new(),
                     content_json: OnceLock::new(),
+                    unbundled_at: AtomicU64::new(0),
                 })
             }))
         })

@@ -8,6 +8,8 @@
 //! A batch names the keys it writes in these column families; once it is written, the
 //! entries those keys feed are dropped (see [`ReadCache`] for the race with readers).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use super::Cf;
 use super::StoreResult;
 use super::account_data::AccountDataRecord;
@@ -115,6 +117,9 @@ pub(super) struct RecordCaches {
     /// An event's children with their stream positions, by their key prefix.
     pub(super) relations: RecordCache<Vec<(u64, RelationRecord)>>,
     pub(super) threads: RecordCache<ThreadRecord>,
+    /// Moves after every written batch that touched relations or thread summaries,
+    /// once their entries above are dropped (see [`super::Store::relations_generation`]).
+    pub(super) relations_generation: AtomicU64,
 }
 
 impl RecordCaches {
@@ -131,6 +136,7 @@ impl RecordCaches {
             fallback_keys: RecordCache::new(Cf::FallbackKeys, Scope::Family),
             relations: RecordCache::new(Cf::Relations, Scope::Positions),
             threads: RecordCache::new(Cf::Threads, Scope::Key),
+            relations_generation: AtomicU64::new(0),
         }
     }
 
@@ -168,6 +174,12 @@ impl RecordCaches {
         self.fallback_keys.written(touched);
         self.relations.written(touched);
         self.threads.written(touched);
+        if touched
+            .iter()
+            .any(|(cf, _)| matches!(cf, Cf::Relations | Cf::Threads))
+        {
+            self.relations_generation.fetch_add(1, Ordering::AcqRel);
+        }
     }
 }
 

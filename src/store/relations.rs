@@ -69,6 +69,16 @@ fn stream_of(key: &[u8], prefix_len: usize) -> u64 {
 }
 
 impl Store {
+    /// A count that moves after every written batch that changed any relation or thread
+    /// summary, once the new records are readable. A fact about an event's relations
+    /// read after this returned `g` holds while it still returns `g`.
+    pub fn relations_generation(&self) -> u64 {
+        self.inner
+            .records
+            .relations_generation
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Children of `parent`, in stream order, with their stream positions.
     pub fn relations(&self, parent: &str) -> StoreResult<Vec<(u64, RelationRecord)>> {
         let prefix = prefix(parent);

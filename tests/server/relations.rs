@@ -422,3 +422,57 @@ fn outsiders_learn_nothing_through_relations() {
         "M_INVALID_PARAM",
     );
 }
+
+/// A message served once with nothing to bundle is known to have nothing only until a
+/// relation is written: each sync after an edit, its redaction, a reaction and a thread
+/// reply shows the original as it is then.
+#[test]
+fn a_message_synced_before_its_relations_gets_them_in_later_syncs() {
+    let server = TestServer::start();
+    let (alice, bob, room) = alice_and_bob_in_a_room(&server);
+    let root = send_text(&server, &alice, &room, "t1", "hello");
+    let relations_in_sync = || {
+        let body = sync(
+            &server,
+            &bob,
+            "filter=%7B%22room%22%3A%7B%22timeline%22%3A%7B%22limit%22%3A50%7D%7D%7D",
+        );
+        let original = timeline(&body, &room)
+            .iter()
+            .find(|e| e["event_id"] == root)
+            .unwrap_or_else(|| panic!("{root} not in {body}"))
+            .clone();
+        original["unsigned"].get("m.relations").cloned()
+    };
+    assert_eq!(relations_in_sync(), None);
+    // Twice: the second is answered from what the first found.
+    assert_eq!(relations_in_sync(), None);
+
+    let edit_id = sent(edit(&server, &alice, &room, "e1", &root, "hello there"));
+    let bundle = relations_in_sync().expect("the edit is bundled");
+    assert_eq!(bundle["m.replace"]["event_id"], edit_id);
+
+    let (status, body) = server.send(
+        "PUT",
+        &format!(
+            "/_matrix/client/v3/rooms/{}/redact/{}/x1",
+            enc(&room),
+            enc(&edit_id)
+        ),
+        Some(&alice.token),
+        &json!({}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(relations_in_sync(), None);
+
+    // A reaction is not bundled.
+    sent(react(&server, &bob, &room, "r1", &root, "👍"));
+    assert_eq!(relations_in_sync(), None);
+
+    let reply = sent(reply_in_thread(
+        &server, &bob, &room, "t2", &root, "a reply",
+    ));
+    let bundle = relations_in_sync().expect("the thread is bundled");
+    assert_eq!(bundle["m.thread"]["count"], 1);
+    assert_eq!(bundle["m.thread"]["latest_event"]["event_id"], reply);
+}

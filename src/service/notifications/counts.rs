@@ -152,6 +152,9 @@ struct Unread {
     counted: Option<Tally>,
     /// Records written by this process, in the order written.
     recent: VecDeque<Record>,
+    /// How many of `recent` are in a thread: without any, a count needs no thread's
+    /// receipt and the scan for them is skipped.
+    threaded: usize,
     /// `recent` holds every record of the user in the room after this stream position.
     complete_after: u64,
     /// The user's receipts ([`Reads`]) and the receipt stream position they were read at.
@@ -168,6 +171,7 @@ impl Unread {
         Self {
             counted: None,
             recent: VecDeque::new(),
+            threaded: 0,
             complete_after: started_at,
             read: None,
             generation: 0,
@@ -175,10 +179,12 @@ impl Unread {
     }
 
     fn note(&mut self, record: Record) {
+        self.threaded += usize::from(record.thread.is_some());
         self.recent.push_back(record);
         if self.recent.len() > RECENT_RECORDS
             && let Some(dropped) = self.recent.pop_front()
         {
+            self.threaded -= usize::from(dropped.thread.is_some());
             self.complete_after = self.complete_after.max(dropped.stream);
         }
     }
@@ -188,6 +194,7 @@ impl Unread {
     fn forget(&mut self, allocated: u64) {
         self.counted = None;
         self.recent.clear();
+        self.threaded = 0;
         self.complete_after = self.complete_after.max(allocated);
         self.generation += 1;
     }
@@ -235,9 +242,15 @@ impl Unread {
             .iter()
             .filter(|tally| tally.joined_at == joined_at)
             .flat_map(|tally| tally.threads.keys().flatten());
+        // Without threaded records there is nothing to look for.
+        let threaded = if self.threaded == 0 {
+            0..0
+        } else {
+            0..self.recent.len()
+        };
         let noted = self
             .recent
-            .iter()
+            .range(threaded)
             .filter(|record| record.stream > base && record.stream <= to)
             .filter_map(|record| record.thread.as_ref());
         for root in cached.chain(noted) {
@@ -697,7 +710,9 @@ mod tests {
             ..Reads::default()
         };
         let mut fresh = Unread::new(10);
-        fresh.recent = unread.recent.clone();
+        for record in &unread.recent {
+            fresh.note(record.clone());
+        }
         assert_eq!(
             fresh.counted_in_memory(&reads, 10, 15),
             InMemory::Counted(all)

@@ -124,8 +124,24 @@ impl Services {
                 Some(view),
             )?));
         }
-        let replaced = self.replaced_state(event_id, record)?;
-        let bundle = self.bundled_relations(event_id, record, Some(view), 0)?;
+        // State events may carry the state they replaced (and get no bundles); a message
+        // event found to have nothing to bundle is known so until a relation or thread
+        // summary is written anywhere: the check is made once per event, not once per
+        // receiver.
+        let (replaced, bundle) = if record.pdu.get("state_key").is_none() {
+            let generation = self.store.relations_generation();
+            let bundle = if cached.unbundled_at(generation) {
+                None
+            } else if self.may_bundle(event_id, record)? {
+                self.bundled_relations(event_id, record, Some(view), 0)?
+            } else {
+                cached.note_unbundled(generation);
+                None
+            };
+            (None, bundle)
+        } else {
+            (self.replaced_state(event_id, record)?, None)
+        };
         if replaced.is_none() && bundle.is_none() {
             return Ok(OutEvent::Plain(PlainEvent {
                 event_id: event_id.to_owned(),

@@ -27,6 +27,9 @@ pub struct LimitsConfig {
     /// `/register/available` questions asked from one address.
     pub availability_burst: u32,
     pub availability_per_minute: f64,
+    /// Registration token validity questions asked from one address.
+    pub token_validity_burst: u32,
+    pub token_validity_per_minute: f64,
     /// Server-side searches a user runs.
     pub search_burst: u32,
     pub search_per_minute: f64,
@@ -90,6 +93,9 @@ impl Default for LimitsConfig {
             // burst that lets a client check a name as its user types.
             availability_burst: 10,
             availability_per_minute: 30.0,
+            // Synapse's `rc_registration_token_validity`: a burst of 5, one a 10 s.
+            token_validity_burst: 5,
+            token_validity_per_minute: 6.0,
             search_burst: 20,
             search_per_minute: 60.0,
             reports_burst: 10,
@@ -155,6 +161,14 @@ pub const LIMITS_OPTIONS: &[(&str, &str)] = &[
     (
         "limits.availability_per_minute",
         "Rate at which that allowance refills [default: 30]",
+    ),
+    (
+        "limits.token_validity_burst",
+        "Registration token validity questions one address may ask at once [default: 5]",
+    ),
+    (
+        "limits.token_validity_per_minute",
+        "Rate at which that allowance refills [default: 6]",
     ),
     (
         "limits.search_burst",
@@ -238,6 +252,7 @@ impl LimitsConfig {
             (self.invites_burst, self.invites_per_minute),
             (self.registrations_burst, self.registrations_per_minute),
             (self.availability_burst, self.availability_per_minute),
+            (self.token_validity_burst, self.token_validity_per_minute),
             (self.search_burst, self.search_per_minute),
             (self.reports_burst, self.reports_per_minute),
         ];

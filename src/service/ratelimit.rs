@@ -21,6 +21,7 @@ pub enum Family {
     Invites,
     Registrations,
     Availability,
+    TokenValidity,
     Search,
     Reports,
 }
@@ -33,6 +34,7 @@ impl Family {
             Family::Invites => "inviting users",
             Family::Registrations => "registering accounts",
             Family::Availability => "asking whether user names are available",
+            Family::TokenValidity => "asking whether registration tokens are valid",
             Family::Search => "searching",
             Family::Reports => "sending reports",
         }
@@ -46,6 +48,7 @@ pub struct RequestLimits {
     invites: RateLimiter,
     registrations: RateLimiter,
     availability: RateLimiter,
+    token_validity: RateLimiter,
     search: RateLimiter,
     reports: RateLimiter,
 }
@@ -64,6 +67,10 @@ impl RequestLimits {
                 config.availability_burst,
                 config.availability_per_minute,
             ),
+            token_validity: RateLimiter::new(
+                config.token_validity_burst,
+                config.token_validity_per_minute,
+            ),
             search: RateLimiter::new(config.search_burst, config.search_per_minute),
             reports: RateLimiter::new(config.reports_burst, config.reports_per_minute),
         }
@@ -76,6 +83,7 @@ impl RequestLimits {
             Family::Invites => &self.invites,
             Family::Registrations => &self.registrations,
             Family::Availability => &self.availability,
+            Family::TokenValidity => &self.token_validity,
             Family::Search => &self.search,
             Family::Reports => &self.reports,
         }

@@ -129,6 +129,7 @@ impl TestServer {
             "INVITES",
             "REGISTRATIONS",
             "AVAILABILITY",
+            "TOKEN_VALIDITY",
             "SEARCH",
         ] {
             command.env(format!("HEARTH_LIMITS__{family}_BURST"), "1000000");

@@ -241,6 +241,32 @@ fn availability_questions_are_limited_per_address() {
 }
 
 #[test]
+fn registration_token_validity_questions_are_limited_per_address() {
+    let server = TestServer::start_with_env(&[
+        ("HEARTH_REGISTRATION__REQUIRE_TOKEN", "true"),
+        ("HEARTH_LIMITS__TOKEN_VALIDITY_BURST", "2"),
+        ("HEARTH_LIMITS__TOKEN_VALIDITY_PER_MINUTE", "1"),
+    ]);
+    let ask = |token: &str| {
+        server.get(
+            &format!(
+                "/_matrix/client/v1/register/m.login.registration_token/validity?token={token}"
+            ),
+            None,
+        )
+    };
+    let (status, body) = ask("guess1");
+    assert_eq!((status, &body["valid"]), (200, &json!(false)), "{body}");
+    assert_eq!(ask("guess2").0, 200);
+    // Tokens cannot be guessed in bulk: the third question waits, whatever it asks.
+    assert_limited(ask("guess3"));
+    assert_limited(ask("guess1"));
+    // The allowance is its own: name availability is still answered.
+    let (status, body) = server.get("/_matrix/client/v3/register/available?username=free", None);
+    assert_eq!(status, 200, "{body}");
+}
+
+#[test]
 fn joins_invites_and_searches_have_their_own_allowances() {
     let server = TestServer::start_with_env(&[
         ("HEARTH_LIMITS__JOINS_BURST", "1"),

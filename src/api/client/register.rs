@@ -275,12 +275,17 @@ struct TokenQuery {
 
 async fn token_validity(
     State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     Query(query): Query<TokenQuery>,
 ) -> Result<Json<Value>> {
     if !state.config.registration.enabled || !state.config.registration.tokens_required() {
         return Err(Error::forbidden(
             "Registration tokens are not used on this server",
         ));
+    }
+    // Every question counts, valid or not, so tokens cannot be guessed in bulk.
+    if let Some(addr) = &addr {
+        state.limits.take(Family::TokenValidity, addr)?;
     }
     Ok(Json(
         json!({ "valid": state.registration_token_valid(&query.token)? }),

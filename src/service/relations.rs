@@ -174,24 +174,6 @@ impl Services {
         Ok(())
     }
 
-    /// Whether anything could be bundled with a message event: a child that edits or
-    /// references it, or a thread summary with replies. When not, [`Self::bundled_relations`]
-    /// is `None` for every viewer.
-    pub(crate) fn may_bundle(&self, event_id: &str, record: &EventRecord) -> Result<bool> {
-        if self
-            .store
-            .relations(event_id)?
-            .iter()
-            .any(|(_, child)| matches!(child.rel_type.as_str(), REPLACE | REFERENCE))
-        {
-            return Ok(true);
-        }
-        Ok(self
-            .store
-            .thread(record.room_id.as_str(), event_id)?
-            .is_some_and(|thread| thread.count > 0))
-    }
-
     /// The bundled aggregations of an event: its latest valid edit, its references and
     /// its thread summary. `None` when there are none.
     pub fn bundled_relations(

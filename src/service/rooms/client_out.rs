@@ -127,16 +127,18 @@ impl Services {
         // State events may carry the state they replaced (and get no bundles); a message
         // event found to have nothing to bundle is known so until a relation or thread
         // summary is written anywhere: the check is made once per event, not once per
-        // receiver.
+        // receiver. (Whether there is a bundle does not depend on the viewer, only its
+        // contents do, and an event's relations only gain what a write adds.)
         let (replaced, bundle) = if record.pdu.get("state_key").is_none() {
             let generation = self.store.relations_generation();
             let bundle = if cached.unbundled_at(generation) {
                 None
-            } else if self.may_bundle(event_id, record)? {
-                self.bundled_relations(event_id, record, Some(view), 0)?
             } else {
-                cached.note_unbundled(generation);
-                None
+                let bundle = self.bundled_relations(event_id, record, Some(view), 0)?;
+                if bundle.is_none() {
+                    cached.note_unbundled(generation);
+                }
+                bundle
             };
             (None, bundle)
         } else {

@@ -67,34 +67,37 @@ where
     if conflicted.is_empty() {
         return Ok(unconflicted);
     }
-    let full = full_conflicted_set(version, state_sets, &ids)?;
-    resolve_from_full(version, state_sets, &full, auth_ids, fetch)
+    let full = full_conflicted_set(version, state_sets, &unconflicted, &conflicted, &ids)?;
+    resolve_from_full(version, &unconflicted, &full, auth_ids, fetch)
 }
 
 /// The full conflicted set: the conflicted state set, the auth difference and, in v12,
-/// the conflicted state subgraph. `ids` gives an event's auth events.
+/// the conflicted state subgraph. `unconflicted` and `conflicted` are the sets'
+/// [`separate`]; `ids` gives an event's auth events.
 pub fn full_conflicted_set<'b, I>(
     version: RoomVersion,
     state_sets: &[StateMap],
+    unconflicted: &StateMap,
+    conflicted: &BTreeSet<OwnedEventId>,
     ids: &I,
 ) -> Result<BTreeSet<OwnedEventId>>
 where
     I: Fn(&EventId) -> Result<&'b [OwnedEventId]>,
 {
-    let (_, conflicted) = separate(state_sets);
     let mut full: BTreeSet<OwnedEventId> = conflicted.clone();
-    full.extend(auth_difference(state_sets, ids)?);
+    full.extend(auth_difference_given(state_sets, unconflicted, ids)?);
     if version.state_res_v2_1() {
-        full.extend(conflicted_subgraph(&conflicted, ids)?);
+        full.extend(conflicted_subgraph(conflicted, ids)?);
     }
     Ok(full)
 }
 
 /// State resolution v2 from its full conflicted set (see [`full_conflicted_set`]), for a
-/// caller that computed it to know which events to load. Not for room version 1.
+/// caller that computed it to know which events to load; `unconflicted` is the sets'
+/// unconflicted state map. Not for room version 1.
 pub fn resolve_from_full<'a, 'b, F, A>(
     version: RoomVersion,
-    state_sets: &[StateMap],
+    unconflicted: &StateMap,
     full: &BTreeSet<OwnedEventId>,
     auth_ids: A,
     fetch: F,
@@ -110,7 +113,6 @@ where
     }
     let get = |id: &EventId| fetch(id).ok_or_else(|| EventError::MissingEvent(id.to_string()));
     let ids = |id: &EventId| auth_ids(id).ok_or_else(|| EventError::MissingEvent(id.to_string()));
-    let (unconflicted, _) = separate(state_sets);
 
     // Step 1: power events of the full conflicted set plus their auth chains within it.
     let mut power_set = BTreeSet::new();
@@ -145,7 +147,7 @@ where
     let mut resolved = iterative_auth_checks(version, &remaining, partial, &get)?;
 
     // Step 5: the unconflicted state map wins.
-    resolved.extend(unconflicted);
+    resolved.extend(unconflicted.iter().map(|(k, v)| (k.clone(), v.clone())));
     Ok(resolved)
 }
 
@@ -212,7 +214,18 @@ pub fn auth_difference<'b, I>(state_sets: &[StateMap], ids: &I) -> Result<BTreeS
 where
     I: Fn(&EventId) -> Result<&'b [OwnedEventId]>,
 {
-    let (unconflicted, _) = separate(state_sets);
+    auth_difference_given(state_sets, &separate(state_sets).0, ids)
+}
+
+/// [`auth_difference`] given the sets' unconflicted state map.
+fn auth_difference_given<'b, I>(
+    state_sets: &[StateMap],
+    unconflicted: &StateMap,
+    ids: &I,
+) -> Result<BTreeSet<OwnedEventId>>
+where
+    I: Fn(&EventId) -> Result<&'b [OwnedEventId]>,
+{
     // In a big room this is thousands of events (every member's join and its chain):
     // borrowed, hashed, never copied.
     let mut common: HashSet<&EventId> = HashSet::new();

@@ -7,7 +7,7 @@
 //! their own, and only the events the algorithm reads are loaded: the full conflicted set,
 //! its auth chain, and the unconflicted state entries its auth checks consult.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use ruma::{EventId, OwnedEventId};
@@ -55,7 +55,7 @@ impl Services {
             loader.load_all(&sets)?;
             crate::event::resolve(version, &sets, |id| loader.event(id))?
         } else {
-            loader.resolve(&sets, &unconflicted)?
+            loader.resolve(&sets, &unconflicted, &conflicted)?
         };
         // Forks are rare; each resolution of one is logged with its cost (the big-room
         // bench reads these lines).
@@ -205,7 +205,12 @@ impl<'a> Loader<'a> {
 
     /// State resolution v2 loading what it reads: the full conflicted set and its auth
     /// chain, and the unconflicted entries its events' auth checks use, with their chains.
-    fn resolve(&mut self, sets: &[StateIds], unconflicted: &StateIds) -> Result<StateIds> {
+    fn resolve(
+        &mut self,
+        sets: &[StateIds],
+        unconflicted: &StateIds,
+        conflicted: &BTreeSet<OwnedEventId>,
+    ) -> Result<StateIds> {
         let version = self.version;
         self.walk(sets.iter().flat_map(|s| s.values().cloned()))?;
         let full = {
@@ -213,7 +218,7 @@ impl<'a> Loader<'a> {
                 self.auth_ids(id)
                     .ok_or_else(|| EventError::MissingEvent(id.to_string()))
             };
-            full_conflicted_set(version, sets, &ids)?
+            full_conflicted_set(version, sets, unconflicted, conflicted, &ids)?
         };
         let mut wanted: Vec<OwnedEventId> = full.iter().cloned().collect();
         for id in &full {
@@ -234,7 +239,7 @@ impl<'a> Loader<'a> {
         for _ in 0..MAX_EXTRA_LOADS {
             let outcome = resolve_from_full(
                 version,
-                sets,
+                unconflicted,
                 &full,
                 |id| self.auth_ids(id),
                 |id| self.event(id),
@@ -257,7 +262,7 @@ impl<'a> Loader<'a> {
         self.load_all(sets)?;
         Ok(resolve_from_full(
             version,
-            sets,
+            unconflicted,
             &full,
             |id| self.auth_ids(id),
             |id| self.event(id),

@@ -74,22 +74,52 @@ impl OpenSyncs {
         user: &UserId,
         address: Option<&str>,
     ) -> Result<OpenSyncSlot> {
-        let mut holders = vec![(
-            Holder::User(user.to_string()),
-            self.per_user[index(kind)],
-            "user",
-        )];
-        if let Some(address) = address {
-            holders.push((
-                Holder::Address(address.to_owned()),
-                self.per_address[index(kind)],
-                "address",
-            ));
+        let mut slot = self.empty_slot(kind);
+        let user = Holder::User(user.to_string());
+        match address {
+            Some(address) => self.take(&mut slot, [user, Holder::Address(address.to_owned())])?,
+            None => self.take(&mut slot, [user])?,
         }
+        Ok(slot)
+    }
+
+    /// Takes a slot for a client at `address` whose user is not known yet (a socket
+    /// waiting for its auth frame), so that unauthenticated sockets count toward the
+    /// address's cap; [`OpenSyncs::add_user`] adds the user once known.
+    pub fn admit_address(&self, kind: SyncKind, address: Option<&str>) -> Result<OpenSyncSlot> {
+        let mut slot = self.empty_slot(kind);
+        if let Some(address) = address {
+            self.take(&mut slot, [Holder::Address(address.to_owned())])?;
+        }
+        Ok(slot)
+    }
+
+    /// Adds `user` to a slot taken with [`OpenSyncs::admit_address`], or answers `429`
+    /// when the user already holds its cap (the slot keeps its address part, given back
+    /// when it is dropped).
+    pub fn add_user(&self, slot: &mut OpenSyncSlot, user: &UserId) -> Result<()> {
+        self.take(slot, [Holder::User(user.to_string())])
+    }
+
+    fn empty_slot(&self, kind: SyncKind) -> OpenSyncSlot {
+        OpenSyncSlot {
+            counts: self.counts.clone(),
+            kind,
+            keys: Vec::with_capacity(2),
+        }
+    }
+
+    /// Counts the slot for every holder, or for none when one already holds its cap.
+    fn take<const N: usize>(&self, slot: &mut OpenSyncSlot, holders: [Holder; N]) -> Result<()> {
+        let kind = slot.kind;
         let mut counts = lock(&self.counts);
-        for (holder, cap, who) in &holders {
+        for holder in &holders {
+            let (cap, who) = match holder {
+                Holder::User(_) => (self.per_user[index(kind)], "user"),
+                Holder::Address(_) => (self.per_address[index(kind)], "address"),
+            };
             let open = counts.get(&(kind, holder.clone())).copied().unwrap_or(0);
-            if open >= *cap {
+            if open >= cap {
                 return Err(Error::new(
                     ErrorKind::LimitExceeded {
                         retry_after_ms: RETRY_AFTER_MS,
@@ -101,16 +131,11 @@ impl OpenSyncs {
                 ));
             }
         }
-        for (holder, _, _) in &holders {
+        for holder in holders {
             *counts.entry((kind, holder.clone())).or_insert(0) += 1;
+            slot.keys.push((kind, holder));
         }
-        Ok(OpenSyncSlot {
-            counts: self.counts.clone(),
-            keys: holders
-                .into_iter()
-                .map(|(holder, _, _)| (kind, holder))
-                .collect(),
-        })
+        Ok(())
     }
 
     /// How many of `kind` the user holds now (for tests and logs).
@@ -125,6 +150,7 @@ impl OpenSyncs {
 /// One open sync; its slots are given back when it is dropped.
 pub struct OpenSyncSlot {
     counts: Arc<Mutex<Counts>>,
+    kind: SyncKind,
     keys: Vec<(SyncKind, Holder)>,
 }
 

@@ -210,3 +210,49 @@ fn a_sliding_socket_authenticates_with_its_first_frame_too() {
     assert_eq!(answer["request_id"], "s1", "{answer}");
     assert!(answer["body"]["pos"].is_string(), "{answer}");
 }
+
+/// A socket waiting for its auth frame holds its address's share of the socket cap, so
+/// that one address cannot hold unauthenticated sockets without bound; the share is
+/// counted once when the socket authenticates, and given back when it closes.
+#[test]
+fn sockets_waiting_for_their_auth_frame_count_toward_the_address_cap() {
+    let server = TestServer::start_with_env(&[("HEARTH_LIMITS__SYNC_SOCKETS_PER_ADDRESS", "2")]);
+    let bob = user(&server, "bob");
+    let url = format!("ws://127.0.0.1:{}{PATH}", server.port);
+    let third_refused = || match tungstenite::connect(url.as_str()) {
+        Err(tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 429);
+            let body: Value = serde_json::from_slice(response.body().as_deref().unwrap()).unwrap();
+            assert_eq!(body["errcode"], "M_LIMIT_EXCEEDED", "{body}");
+        }
+        Ok(_) => panic!("a third socket from the address was let in"),
+        Err(other) => panic!("expected a 429, got {other}"),
+    };
+    let mut first = connect_without_token(&server, "");
+    let waiting = connect_without_token(&server, "");
+    third_refused();
+
+    // Authenticating counts the first socket once for the address, not twice.
+    send(
+        &mut first,
+        json!({"type": "auth", "request_id": "a1", "access_token": bob.token}),
+    );
+    let answer = next_frame(&mut first);
+    assert_eq!(answer["type"], "response", "{answer}");
+    third_refused();
+
+    // Closing the waiting socket gives its share back.
+    drop(waiting);
+    let mut attempts = 0;
+    loop {
+        match tungstenite::connect(url.as_str()) {
+            Ok(_) => break,
+            Err(tungstenite::Error::Http(response)) if response.status() == 429 => {
+                attempts += 1;
+                assert!(attempts < 200, "the closed socket's share never came back");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(other) => panic!("unexpected {other}"),
+        }
+    }
+}

@@ -86,9 +86,14 @@ async fn upgrade(
         .read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(state.config.max_request_bytes)
         .max_frame_size(state.config.max_request_bytes);
+    // The address's share of the socket caps is taken before the upgrade, so that
+    // sockets still waiting for their auth frame count toward it too.
+    let slot = state
+        .open_syncs
+        .admit_address(SyncKind::Socket, addr.as_deref())?;
     match auth {
         MaybeAuthWithToken::Authed(authed, token) => {
-            let opening = Opening::new(state, authed, token, addr.as_deref(), &params, mode)?;
+            let opening = Opening::new(state, slot, authed, token, &params, mode)?;
             Ok(upgrade.on_upgrade(move |socket| opening.run(socket)))
         }
         MaybeAuthWithToken::Later { user_agent } => {
@@ -108,7 +113,7 @@ async fn upgrade(
                     return;
                 };
                 let body = json!({"user_id": authed.user_id, "device_id": authed.device_id});
-                match Opening::new(state.clone(), authed, token, addr.as_deref(), &params, mode) {
+                match Opening::new(state.clone(), slot, authed, token, &params, mode) {
                     Ok(opening) => {
                         let answer =
                             json!({"type": "response", "request_id": request_id, "body": body});
@@ -140,18 +145,17 @@ struct Opening {
 }
 
 impl Opening {
-    /// Takes a slot (`429` past the caps) and reads the request's parameters.
+    /// Adds the user to the socket's slot (`429` past the user's cap) and reads the
+    /// request's parameters.
     fn new(
         state: AppState,
+        mut slot: OpenSyncSlot,
         authed: Authed,
         token: String,
-        addr: Option<&str>,
         params: &SyncParams,
         mode: Mode,
     ) -> Result<Self> {
-        let slot = state
-            .open_syncs
-            .admit(SyncKind::Socket, &authed.user_id, addr)?;
+        state.open_syncs.add_user(&mut slot, &authed.user_id)?;
         let sliding = match mode {
             Mode::Classic => None,
             Mode::Sliding => Some(SlidingSocket::default()),

@@ -303,6 +303,7 @@ async fn single(args: Args, placement: Placement, load_before: Option<[f64; 3]>)
     let (commit, date) = (report::commit(), report::utc_now());
     let conditions = |setup_secs: f64| Conditions {
         commit: commit.clone(),
+        server_bin: hearth_bin.display().to_string(),
         date: date.clone(),
         cpus_online,
         cpu_model: cpu_model.clone(),

@@ -18,6 +18,9 @@ pub const JSON_PREFIX: &str = "BENCH_JSON ";
 /// The conditions of a run: everything a reader needs to compare two of them.
 pub struct Conditions {
     pub commit: String,
+    /// The server binary the bench ran (its commit is `commit` only when it was built
+    /// from the bench's checkout).
+    pub server_bin: String,
     /// UTC, ISO 8601, when the bench started.
     pub date: String,
     pub cpus_online: usize,
@@ -167,6 +170,7 @@ pub fn json_line(
     let ms = |p: f64| summary.latency_ms(p).map(round2);
     json!({
         "commit": c.commit,
+        "server_bin": c.server_bin,
         "date": c.date,
         "machine": {
             "cpus": c.cpus_online,
@@ -532,6 +536,7 @@ mod tests {
         );
         let conditions = Conditions {
             commit: "abc1234".into(),
+            server_bin: "/tmp/hearth".into(),
             date: "2026-12-02T00:00:00Z".into(),
             cpus_online: 2,
             cpu_model: "CPU".into(),
@@ -556,6 +561,7 @@ mod tests {
         let line = json_line(&conditions, &setup, Transport::LongPoll, &summary);
         for key in [
             "commit",
+            "server_bin",
             "date",
             "machine",
             "load_before",

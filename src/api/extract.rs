@@ -310,7 +310,13 @@ mod tests {
     #[test]
     fn objects_parse_and_others_are_refused_as_before() {
         let parsed: Shape = parse_json_body(br#" {"a": 1, "b": "x"}"#).unwrap();
-        assert_eq!(parsed, Shape { a: 1, b: Some("x".into()) });
+        assert_eq!(
+            parsed,
+            Shape {
+                a: 1,
+                b: Some("x".into())
+            }
+        );
         // A repeated key keeps the last value, as reading a value first does.
         let parsed: Shape = parse_json_body(br#"{"a": 1, "a": 2}"#).unwrap();
         assert_eq!(parsed.a, 2);

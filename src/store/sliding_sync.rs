@@ -62,7 +62,10 @@ impl SlidingStates {
             latest.retain(|connection, _| !connection.starts_with(prefix));
         }
         for (connection, seq) in writes.deleted {
-            if latest.get(&connection).is_some_and(|(kept, _)| *kept == seq) {
+            if latest
+                .get(&connection)
+                .is_some_and(|(kept, _)| *kept == seq)
+            {
                 latest.remove(&connection);
             }
         }

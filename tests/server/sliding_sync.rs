@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::e2ee_support::send_to_device;
-use crate::harness::{TestServer, assert_error};
+use crate::harness::{PASSWORD, TestServer, assert_error};
 use crate::relations::reply_in_thread;
 use crate::room_support::*;
 
@@ -493,6 +493,40 @@ fn a_pos_survives_a_restart_and_an_unknown_one_is_refused() {
         400,
         "M_UNKNOWN_POS",
     );
+}
+
+#[test]
+fn a_device_logged_in_again_loses_its_connections() {
+    let server = TestServer::start();
+    let (alice, bob, room) = alice_and_bob_in_a_room(&server);
+    send_text(&server, &alice, &room, "t0", "before");
+    let request = json!({"lists": {"all": list(json!([[0, 9]]))}});
+    let first = sliding(&server, &bob, None, &request);
+    let second = sliding(&server, &bob, Some(&pos(&first)), &request);
+    // Logging in as the same device replaces it: its connections go, even the one
+    // whose latest state the server keeps in memory.
+    let (status, body) = server.post(
+        "/_matrix/client/v3/login",
+        None,
+        &json!({
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": bob.id.clone()},
+            "password": PASSWORD,
+            "device_id": bob.device.clone(),
+        }),
+    );
+    assert_eq!(status, 200, "{body}");
+    let again = User {
+        token: body["access_token"].as_str().unwrap().to_owned(),
+        ..bob
+    };
+    for used in [pos(&first), pos(&second)] {
+        assert_error(
+            try_sliding(&server, &again, Some(&used), 0, &request),
+            400,
+            "M_UNKNOWN_POS",
+        );
+    }
 }
 
 #[test]

@@ -369,6 +369,8 @@ struct Inner {
     /// The highest position on the membership stream, so that a sync with nothing
     /// newer skips the read (see [`Store::membership_changes`]).
     membership_stream_last: std::sync::atomic::AtomicU64,
+    /// Each sliding sync connection's latest state, decoded (see [`sliding_sync`]).
+    sliding_states: sliding_sync::SlidingStates,
 }
 
 impl Store {
@@ -411,6 +413,7 @@ impl Store {
                 records: record_cache::RecordCaches::new(),
                 room_streams: room_stream_cache::RoomStreamCache::new(),
                 membership_stream_last: std::sync::atomic::AtomicU64::new(0),
+                sliding_states: sliding_sync::SlidingStates::default(),
             }),
         };
         store
@@ -529,6 +532,7 @@ impl Store {
             touched: Vec::new(),
             room_stream: Vec::new(),
             membership_stream_max: 0,
+            sliding: sliding_sync::SlidingWrites::default(),
         }
     }
 
@@ -542,6 +546,7 @@ impl Store {
             touched,
             room_stream,
             membership_stream_max,
+            sliding,
             ..
         } = batch;
         let write = || self.inner.db.write_opt(inner, &self.inner.write_options);
@@ -562,6 +567,7 @@ impl Store {
         self.inner.records.written(&touched);
         self.inner.room_streams.written(room_stream);
         self.membership_stream_written(membership_stream_max);
+        self.inner.sliding_states.written(sliding);
         Ok(())
     }
 
@@ -579,6 +585,7 @@ impl Store {
         self.inner.records.written(&batch.touched);
         self.inner.room_streams.written(batch.room_stream);
         self.membership_stream_written(batch.membership_stream_max);
+        self.inner.sliding_states.written(batch.sliding);
         Ok(())
     }
 
@@ -626,6 +633,8 @@ pub struct Batch<'a> {
     room_stream: Vec<(String, u64, ruma::OwnedEventId)>,
     /// The highest membership-stream position this batch writes (0: none).
     membership_stream_max: u64,
+    /// Sliding sync connection states this batch writes or deletes.
+    sliding: sliding_sync::SlidingWrites,
 }
 
 impl Batch<'_> {

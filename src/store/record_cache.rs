@@ -14,7 +14,6 @@ use super::Cf;
 use super::StoreResult;
 use super::account_data::AccountDataRecord;
 use super::accounts::UserRecord;
-use super::e2ee_keys::FallbackKeyRecord;
 use super::read_cache::ReadCache;
 use super::receipts::ReceiptRecord;
 use super::relations::{RelationRecord, ThreadRecord};
@@ -112,8 +111,8 @@ pub(super) struct RecordCaches {
     pub(super) to_device_positions: RecordCache<Vec<u64>>,
     /// A device's unclaimed one-time keys per algorithm, by their key prefix.
     pub(super) one_time_key_counts: RecordCache<Vec<(String, u64)>>,
-    /// A device's fallback keys, by their key prefix.
-    pub(super) fallback_keys: RecordCache<Vec<(String, FallbackKeyRecord)>>,
+    /// The algorithms of a device's unused fallback keys, by their key prefix.
+    pub(super) unused_fallback_keys: RecordCache<Vec<String>>,
     /// An event's children with their stream positions, by their key prefix.
     pub(super) relations: RecordCache<Vec<(u64, RelationRecord)>>,
     pub(super) threads: RecordCache<ThreadRecord>,
@@ -133,7 +132,7 @@ impl RecordCaches {
             account_data_positions: RecordCache::new(Cf::AccountDataStream, Scope::Positions),
             to_device_positions: RecordCache::new(Cf::ToDevice, Scope::Positions),
             one_time_key_counts: RecordCache::new(Cf::OneTimeKeys, Scope::Family),
-            fallback_keys: RecordCache::new(Cf::FallbackKeys, Scope::Family),
+            unused_fallback_keys: RecordCache::new(Cf::FallbackKeys, Scope::Family),
             relations: RecordCache::new(Cf::Relations, Scope::Positions),
             threads: RecordCache::new(Cf::Threads, Scope::Key),
             relations_generation: AtomicU64::new(0),
@@ -171,7 +170,7 @@ impl RecordCaches {
         self.account_data_positions.written(touched);
         self.to_device_positions.written(touched);
         self.one_time_key_counts.written(touched);
-        self.fallback_keys.written(touched);
+        self.unused_fallback_keys.written(touched);
         self.relations.written(touched);
         self.threads.written(touched);
         if touched

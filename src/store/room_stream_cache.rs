@@ -90,18 +90,19 @@ impl RoomStreamCache {
             return (above >= inner.started_at).then(Vec::new);
         };
         let held_after = above.max(recent.complete_after);
-        let mut out: Vec<(u64, OwnedEventId)> = recent
+        // Sorted and cut by reference: only the entries kept are copied (a room's
+        // latest event, asked for with a limit of 1, copies one event ID, not 64).
+        let mut found: Vec<&(u64, OwnedEventId)> = recent
             .entries
             .iter()
             .filter(|(stream, _)| *stream > held_after && *stream <= newest)
-            .cloned()
             .collect();
-        if above < recent.complete_after && out.len() < limit {
+        if above < recent.complete_after && found.len() < limit {
             return None;
         }
-        out.sort_unstable_by_key(|(stream, _)| std::cmp::Reverse(*stream));
-        out.truncate(limit);
-        Some(out)
+        found.sort_unstable_by_key(|(stream, _)| std::cmp::Reverse(*stream));
+        found.truncate(limit);
+        Some(found.into_iter().cloned().collect())
     }
 }
 

@@ -3,11 +3,83 @@
 //! position, as JSON the sliding sync service defines. A connection keeps the state of
 //! the position a client last used and of the one answered to it, so a retried request
 //! (its answer lost) is answered again.
+//!
+//! The newest state written for each connection is also kept decoded in memory
+//! ([`SlidingStates`]): the request continuing from it (the next long-poll) takes it from
+//! there instead of reading and parsing it again. The store stays the record (a restart,
+//! or a connection not kept, reads it back).
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{Batch, Cf, Store, StoreResult, keys};
+
+/// Connections whose latest state is kept decoded; past this, one is dropped for each
+/// new one (it is read from the store again when used).
+const MAX_KEPT: usize = 20_000;
+
+type Decoded = Arc<dyn Any + Send + Sync>;
+
+/// The latest state written per connection, decoded: connection key → (seq, state).
+#[derive(Default)]
+pub(super) struct SlidingStates {
+    latest: Mutex<HashMap<Vec<u8>, (u64, Decoded)>>,
+}
+
+/// What a batch does to connection states, applied to [`SlidingStates`] once the batch
+/// is written.
+#[derive(Default)]
+pub(super) struct SlidingWrites {
+    puts: Vec<(Vec<u8>, u64, Decoded)>,
+    deleted: Vec<(Vec<u8>, u64)>,
+    /// Devices whose connections all go (key prefixes).
+    dropped: Vec<Vec<u8>>,
+}
+
+impl SlidingStates {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, (u64, Decoded)>> {
+        self.latest.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, connection: &[u8], seq: u64) -> Option<Decoded> {
+        match self.lock().get(connection) {
+            Some((kept, state)) if *kept == seq => Some(state.clone()),
+            _ => None,
+        }
+    }
+
+    /// Applies a written batch's changes, in the batch's order (deletions before puts).
+    pub(super) fn written(&self, writes: SlidingWrites) {
+        if writes.puts.is_empty() && writes.deleted.is_empty() && writes.dropped.is_empty() {
+            return;
+        }
+        let mut latest = self.lock();
+        for prefix in &writes.dropped {
+            latest.retain(|connection, _| !connection.starts_with(prefix));
+        }
+        for (connection, seq) in writes.deleted {
+            if latest
+                .get(&connection)
+                .is_some_and(|(kept, _)| *kept == seq)
+            {
+                latest.remove(&connection);
+            }
+        }
+        for (connection, seq, state) in writes.puts {
+            if latest.len() >= MAX_KEPT && !latest.contains_key(&connection) {
+                let any = latest.keys().next().cloned();
+                if let Some(any) = any {
+                    latest.remove(&any);
+                }
+            }
+            latest.insert(connection, (seq, state));
+        }
+    }
+}
 
 fn connections_of(user_id: &str, device_id: &str) -> Vec<u8> {
     let mut key = keys::device(user_id, device_id);
@@ -37,15 +109,25 @@ fn end_of(prefix: &[u8]) -> Vec<u8> {
 }
 
 impl Store {
-    /// The connection's state at position `seq`, if kept.
-    pub fn sliding_sync_state<T: DeserializeOwned>(
+    /// The connection's state at position `seq`, if kept: from memory when it is the
+    /// latest written, otherwise read from the store.
+    pub fn sliding_sync_state<T: DeserializeOwned + Send + Sync + 'static>(
         &self,
         user_id: &str,
         device_id: &str,
         conn_id: &str,
         seq: u64,
-    ) -> StoreResult<Option<T>> {
-        self.get_json(Cf::SlidingSync, &position(user_id, device_id, conn_id, seq))
+    ) -> StoreResult<Option<Arc<T>>> {
+        let kept = self
+            .inner
+            .sliding_states
+            .get(&connection(user_id, device_id, conn_id), seq);
+        if let Some(Ok(state)) = kept.map(|kept| kept.downcast::<T>()) {
+            return Ok(Some(state));
+        }
+        Ok(self
+            .get_json(Cf::SlidingSync, &position(user_id, device_id, conn_id, seq))?
+            .map(Arc::new))
     }
 
     /// The positions kept for a connection, oldest first.
@@ -71,19 +153,25 @@ impl Store {
 }
 
 impl Batch<'_> {
-    pub fn put_sliding_sync_state<T: Serialize>(
+    /// Stores a connection's state at `seq`; once written it is also kept in memory
+    /// as the connection's latest.
+    pub fn put_sliding_sync_state<T: Serialize + Send + Sync + 'static>(
         &mut self,
         user_id: &str,
         device_id: &str,
         conn_id: &str,
         seq: u64,
-        state: &T,
+        state: Arc<T>,
     ) -> StoreResult<()> {
         self.put_json(
             Cf::SlidingSync,
             &position(user_id, device_id, conn_id, seq),
-            state,
-        )
+            &*state,
+        )?;
+        self.sliding
+            .puts
+            .push((connection(user_id, device_id, conn_id), seq, state));
+        Ok(())
     }
 
     pub fn delete_sliding_sync_state(
@@ -94,6 +182,9 @@ impl Batch<'_> {
         seq: u64,
     ) {
         self.delete(Cf::SlidingSync, &position(user_id, device_id, conn_id, seq));
+        self.sliding
+            .deleted
+            .push((connection(user_id, device_id, conn_id), seq));
     }
 
     /// Forgets every sliding sync connection of a device (when the device goes).
@@ -101,7 +192,8 @@ impl Batch<'_> {
         let prefix = connections_of(user_id, device_id);
         let end = end_of(&prefix);
         self.inner
-            .delete_range_cf(self.store.cf(Cf::SlidingSync), prefix, end);
+            .delete_range_cf(self.store.cf(Cf::SlidingSync), &prefix, &end);
+        self.sliding.dropped.push(prefix);
     }
 }
 

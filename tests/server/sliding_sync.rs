@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::e2ee_support::send_to_device;
-use crate::harness::{TestServer, assert_error};
+use crate::harness::{PASSWORD, TestServer, assert_error};
 use crate::relations::reply_in_thread;
 use crate::room_support::*;
 
@@ -279,6 +279,53 @@ fn lazy_members_are_the_timeline_senders_and_me_is_the_user() {
 }
 
 #[test]
+fn lazy_members_are_sent_once_per_connection_until_they_change() {
+    let server = TestServer::start();
+    let (alice, bob, room) = alice_and_bob_in_a_room(&server);
+    let request = json!({"room_subscriptions": {room.clone(): {
+        "timeline_limit": 1,
+        "required_state": [["m.room.member", "$LAZY"]],
+    }}});
+    let alice_member = [("m.room.member".to_owned(), alice.id.clone())];
+    send_text(&server, &alice, &room, "t0", "first");
+    let first = sliding(&server, &bob, None, &request);
+    assert_eq!(state_keys(&first["rooms"][&room]), alice_member, "{first}");
+
+    // Alice speaks again: Bob's client has her membership.
+    send_text(&server, &alice, &room, "t1", "second");
+    let second = sliding(&server, &bob, Some(&pos(&first)), &request);
+    assert_eq!(texts(&second["rooms"][&room]), ["second"], "{second}");
+    assert!(state_keys(&second["rooms"][&room]).is_empty(), "{second}");
+    // A request retried with the same `pos` (its answer lost) is answered the same.
+    let retried = sliding(&server, &bob, Some(&pos(&first)), &request);
+    assert_eq!(texts(&retried["rooms"][&room]), ["second"], "{retried}");
+    assert!(state_keys(&retried["rooms"][&room]).is_empty(), "{retried}");
+
+    // Her membership changes (a new display name): it comes with her next message.
+    let (status, body) = put_state(
+        &server,
+        &alice,
+        &room,
+        "m.room.member",
+        &alice.id,
+        &json!({"membership": "join", "displayname": "Alice A."}),
+    );
+    assert_eq!(status, 200, "{body}");
+    send_text(&server, &alice, &room, "t2", "third");
+    let third = sliding(&server, &bob, Some(&pos(&second)), &request);
+    let room_now = &third["rooms"][&room];
+    assert_eq!(texts(room_now), ["third"], "{third}");
+    assert_eq!(state_keys(room_now), alice_member, "{third}");
+    assert_eq!(
+        room_now["required_state"][0]["content"]["displayname"],
+        "Alice A."
+    );
+    send_text(&server, &alice, &room, "t3", "fourth");
+    let fourth = sliding(&server, &bob, Some(&pos(&third)), &request);
+    assert!(state_keys(&fourth["rooms"][&room]).is_empty(), "{fourth}");
+}
+
+#[test]
 fn extensions_deliver_to_device_messages_typing_and_key_counts() {
     let server = TestServer::start();
     let (alice, bob, room) = alice_and_bob_in_a_room(&server);
@@ -446,6 +493,40 @@ fn a_pos_survives_a_restart_and_an_unknown_one_is_refused() {
         400,
         "M_UNKNOWN_POS",
     );
+}
+
+#[test]
+fn a_device_logged_in_again_loses_its_connections() {
+    let server = TestServer::start();
+    let (alice, bob, room) = alice_and_bob_in_a_room(&server);
+    send_text(&server, &alice, &room, "t0", "before");
+    let request = json!({"lists": {"all": list(json!([[0, 9]]))}});
+    let first = sliding(&server, &bob, None, &request);
+    let second = sliding(&server, &bob, Some(&pos(&first)), &request);
+    // Logging in as the same device replaces it: its connections go, even the one
+    // whose latest state the server keeps in memory.
+    let (status, body) = server.post(
+        "/_matrix/client/v3/login",
+        None,
+        &json!({
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": bob.id.clone()},
+            "password": PASSWORD,
+            "device_id": bob.device.clone(),
+        }),
+    );
+    assert_eq!(status, 200, "{body}");
+    let again = User {
+        token: body["access_token"].as_str().unwrap().to_owned(),
+        ..bob
+    };
+    for used in [pos(&first), pos(&second)] {
+        assert_error(
+            try_sliding(&server, &again, Some(&used), 0, &request),
+            400,
+            "M_UNKNOWN_POS",
+        );
+    }
 }
 
 #[test]

@@ -95,7 +95,7 @@ pub struct SlidingConnection {
     pos: Option<String>,
     seq: Option<u64>,
     since: Option<SyncToken>,
-    config: Connection,
+    config: Arc<Connection>,
     /// Whether the request changed what the connection asks (an answer is due).
     config_changed: bool,
     /// Where the to-device messages continue (`extensions.to_device.since`).
@@ -191,7 +191,7 @@ impl Services {
             None | Some("") => None,
             Some(pos) => {
                 let seq: u64 = pos.parse().map_err(|_| unknown_pos())?;
-                let state: Connection = self
+                let state: Arc<Connection> = self
                     .store
                     .sliding_sync_state(user_id.as_str(), device_id.as_str(), &conn_id, seq)?
                     .ok_or_else(unknown_pos)?;
@@ -235,7 +235,7 @@ impl Services {
             pos: seq.map(|seq| seq.to_string()),
             seq,
             since,
-            config,
+            config: Arc::new(config),
             config_changed,
             to_device_since,
         })
@@ -261,12 +261,13 @@ impl Services {
         )?;
         if updates || connection.config_changed {
             let since = SyncToken::parse(&next.token);
+            let next = Arc::new(next);
             let seq = self.save_connection(
                 user_id,
                 device_id,
                 &connection.conn_id,
                 connection.seq,
-                &next,
+                next.clone(),
             )?;
             let pos = seq.to_string();
             response.pos.clone_from(&pos);
@@ -303,7 +304,7 @@ impl Services {
         device_id: &DeviceId,
         conn_id: &str,
         used: Option<u64>,
-        next: &Connection,
+        next: Arc<Connection>,
     ) -> Result<u64> {
         let (user, device) = (user_id.as_str(), device_id.as_str());
         let mut batch = self.store.batch();

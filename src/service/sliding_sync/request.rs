@@ -42,6 +42,7 @@ pub struct RoomConfig {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "ListConfigFields")]
 pub struct ListConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ranges: Option<Vec<(u64, u64)>>,
@@ -52,6 +53,36 @@ pub struct ListConfig {
     /// Which events move a room up the list (Synapse's defaults when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bump_event_types: Option<Vec<String>>,
+}
+
+/// A list as sent: [`ListConfig`]'s fields side by side. Read through this rather than
+/// with `#[serde(flatten)]`, which buffers every list of every request before reading it.
+#[derive(Deserialize)]
+struct ListConfigFields {
+    #[serde(default)]
+    ranges: Option<Vec<(u64, u64)>>,
+    #[serde(default)]
+    required_state: Option<Vec<(String, String)>>,
+    #[serde(default)]
+    timeline_limit: Option<u64>,
+    #[serde(default)]
+    filters: Option<Filters>,
+    #[serde(default)]
+    bump_event_types: Option<Vec<String>>,
+}
+
+impl From<ListConfigFields> for ListConfig {
+    fn from(fields: ListConfigFields) -> Self {
+        ListConfig {
+            ranges: fields.ranges,
+            room: RoomConfig {
+                required_state: fields.required_state,
+                timeline_limit: fields.timeline_limit,
+            },
+            filters: fields.filters,
+            bump_event_types: fields.bump_event_types,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

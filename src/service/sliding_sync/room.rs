@@ -31,6 +31,10 @@ pub struct SentRoom {
     pub membership_at: u64,
     /// What lists and subscriptions asked for then.
     pub wants: RoomWants,
+    /// Members whose membership `$LAZY` loading has sent, unchanged since: a timeline
+    /// they send in later does not carry it again.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub lazy: BTreeSet<String>,
 }
 
 /// A room's part of the response, and what the connection has sent of it after.
@@ -50,25 +54,26 @@ impl Services {
         sent: Option<&SentRoom>,
     ) -> Result<RoomUpdate> {
         let record = &candidate.record;
-        let sent_now = |at: u64| SentRoom {
+        let sent_now = |at: u64, lazy: BTreeSet<String>| SentRoom {
             at,
             membership: record.membership.clone(),
             membership_at: record.stream,
             wants: wants.clone(),
+            lazy,
         };
         match candidate.membership() {
             "invite" | "knock" => {
                 if sent.is_some_and(|s| s.membership_at == record.stream) {
                     return Ok(RoomUpdate {
                         body: None,
-                        sent: sent_now(pass.now.events),
+                        sent: sent_now(pass.now.events, BTreeSet::new()),
                         initial: false,
                     });
                 }
                 let body = self.invited_room(pass, candidate)?;
                 Ok(RoomUpdate {
                     body: Some(body),
-                    sent: sent_now(pass.now.events),
+                    sent: sent_now(pass.now.events, BTreeSet::new()),
                     initial: true,
                 })
             }
@@ -117,7 +122,7 @@ impl Services {
         candidate: &Candidate,
         wants: &RoomWants,
         sent: Option<&SentRoom>,
-        sent_now: impl Fn(u64) -> SentRoom,
+        sent_now: impl Fn(u64, BTreeSet<String>) -> SentRoom,
     ) -> Result<RoomUpdate> {
         let room_id = &candidate.room_id;
         let upto = candidate.upto(pass.now.events);
@@ -128,13 +133,14 @@ impl Services {
         let initial = sent.is_none();
         let rewanted = sent.is_some_and(|s| &s.wants != wants);
         let from = sent.map(|s| s.at);
+        let lazy_before = || sent.map(|s| s.lazy.clone()).unwrap_or_default();
         if let Some(from) = from
             && from >= upto
             && !rewanted
         {
             return Ok(RoomUpdate {
                 body: None,
-                sent: sent_now(from),
+                sent: sent_now(from, lazy_before()),
                 initial: false,
             });
         }
@@ -174,9 +180,17 @@ impl Services {
         if !full && timeline.events.is_empty() && changed.is_empty() {
             return Ok(RoomUpdate {
                 body: None,
-                sent: sent_now(upto),
+                sent: sent_now(upto, lazy_before()),
                 initial: false,
             });
+        }
+        // The lazy members the client has, as they still are: a membership that changed
+        // since is sent again with the member's next event.
+        let mut lazy = if full { BTreeSet::new() } else { lazy_before() };
+        for (event_type, state_key) in &changed {
+            if event_type == "m.room.member" {
+                lazy.remove(state_key);
+            }
         }
         let required_state = self.required_state(
             pass,
@@ -184,6 +198,7 @@ impl Services {
             &changed,
             &timeline,
             wants,
+            &mut lazy,
         )?;
 
         let mut body = Map::new();
@@ -266,7 +281,7 @@ impl Services {
                 rest: body,
                 timeline: Some(events),
             }),
-            sent: sent_now(upto),
+            sent: sent_now(upto, lazy),
             initial,
         })
     }
@@ -298,9 +313,10 @@ impl Services {
     }
 
     /// The state asked for among `keys` (the changed ones, or all of them), with the
-    /// membership of the timeline's senders when members are loaded lazily. `state` is
-    /// the room's state (of group `group`) when built; without it only `keys` is empty
-    /// and the senders' memberships are read from the group.
+    /// membership of the timeline's senders when members are loaded lazily, but for
+    /// those in `lazy` (the client has it; those sent now are added). `state` is the
+    /// room's state (of group `group`) when built; without it only `keys` is empty and
+    /// the senders' memberships are read from the group.
     fn required_state(
         &self,
         pass: &Pass<'_>,
@@ -308,6 +324,7 @@ impl Services {
         keys: &BTreeSet<(String, String)>,
         timeline: &Timeline,
         wants: &RoomWants,
+        lazy: &mut BTreeSet<String>,
     ) -> Result<Vec<Value>> {
         let user = pass.user_id.as_str();
         let mut chosen: BTreeMap<(String, String), OwnedEventId> = BTreeMap::new();
@@ -320,13 +337,15 @@ impl Services {
             );
         }
         if wants.lazy_members() {
-            let senders = timeline.senders();
+            let mut senders = timeline.senders();
+            senders.retain(|sender| !lazy.contains(sender));
             match (state, group) {
                 (Some(state), _) => {
                     for sender in senders {
                         let key = ("m.room.member".to_owned(), sender);
                         if let Some(id) = state.get(&key) {
-                            chosen.insert(key, id.clone());
+                            chosen.insert(key.clone(), id.clone());
+                            lazy.insert(key.1);
                         }
                     }
                 }
@@ -339,6 +358,7 @@ impl Services {
                     for (sender, id) in senders.iter().zip(found) {
                         if let Some(id) = id {
                             chosen.insert(("m.room.member".to_owned(), sender.clone()), id);
+                            lazy.insert(sender.clone());
                         }
                     }
                 }

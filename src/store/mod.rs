@@ -8,6 +8,7 @@ mod admin_jobs;
 mod checkpoint;
 mod dehydrated;
 mod directory;
+mod durable;
 mod e2ee_keys;
 mod event_cache;
 mod fanout;
@@ -369,6 +370,8 @@ struct Inner {
     /// The highest position on the membership stream, so that a sync with nothing
     /// newer skips the read (see [`Store::membership_changes`]).
     membership_stream_last: std::sync::atomic::AtomicU64,
+    /// Which writes applied under locks are durable (see [`durable`]).
+    durability: durable::Durability,
 }
 
 impl Store {
@@ -411,6 +414,7 @@ impl Store {
                 records: record_cache::RecordCaches::new(),
                 room_streams: room_stream_cache::RoomStreamCache::new(),
                 membership_stream_last: std::sync::atomic::AtomicU64::new(0),
+                durability: durable::Durability::default(),
             }),
         };
         store

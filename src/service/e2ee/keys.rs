@@ -317,8 +317,11 @@ impl Services {
                 out.insert(user.to_owned(), Value::Object(claimed));
             }
         }
-        self.store.write(batch)?;
+        // Applied under the lock, so the next claim sees these keys gone; made durable
+        // after it, so that claims arriving together share one fsync.
+        let applied = self.store.write_visible(batch)?;
         drop(_guard);
+        self.store.make_durable(applied)?;
         // The device learns through its sync that its fallback key is used.
         self.notifier.wake(used_fallback.iter().map(|u| u.as_ref()));
         Ok(out)

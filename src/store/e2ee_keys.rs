@@ -168,20 +168,25 @@ impl Store {
         self.get_json(Cf::FallbackKeys, &join(&[user_id, device_id, algorithm]))
     }
 
-    /// `(algorithm, record)` of the device's fallback keys.
-    pub fn fallback_keys(
+    /// The algorithms of the device's fallback keys that no claim has used, from memory
+    /// when recently read: every sync of the device asks.
+    pub fn unused_fallback_key_types(
         &self,
         user_id: &str,
         device_id: &str,
-    ) -> StoreResult<Vec<(String, FallbackKeyRecord)>> {
+    ) -> StoreResult<Vec<String>> {
         let start = prefix(&[user_id, device_id]);
-        self.inner.records.fallback_keys.get_or_read(&start, || {
-            Ok(self
-                .scan_prefix::<FallbackKeyRecord>(Cf::FallbackKeys, &start)?
-                .into_iter()
-                .map(|(key, value)| (last_part(&key), value))
-                .collect())
-        })
+        self.inner
+            .records
+            .unused_fallback_types
+            .get_or_read(&start, || {
+                Ok(self
+                    .scan_prefix::<FallbackKeyRecord>(Cf::FallbackKeys, &start)?
+                    .into_iter()
+                    .filter(|(_, record)| !record.used)
+                    .map(|(key, _)| last_part(&key))
+                    .collect())
+            })
     }
 
     pub fn cross_signing_key(&self, user_id: &str, usage: &str) -> StoreResult<Option<Value>> {

@@ -233,11 +233,7 @@ impl Services {
     ) -> Result<Vec<String>> {
         Ok(self
             .store
-            .fallback_keys(user_id.as_str(), device_id.as_str())?
-            .into_iter()
-            .filter(|(_, record)| !record.used)
-            .map(|(algorithm, _)| algorithm)
-            .collect())
+            .unused_fallback_key_types(user_id.as_str(), device_id.as_str())?)
     }
 
     /// Device keys of local users, as `/keys/query` answers them: all devices when the

@@ -118,7 +118,8 @@ impl Services {
         let user = user_id.as_str();
         let device = device_id.as_str();
         let mut keys_changed = false;
-        {
+        // Applied under the lock, made durable after it, as claims are.
+        let applied = {
             let _guard = lock(&self.e2ee.keys);
             let mut batch = self.store.batch();
             if let Some(keys) = &device_keys
@@ -158,8 +159,9 @@ impl Services {
                     },
                 )?;
             }
-            self.store.write(batch)?;
-        }
+            self.store.write_visible(batch)?
+        };
+        self.store.make_durable(applied)?;
         if keys_changed {
             self.device_list_changed(user_id, Some(device), false)?;
         }

@@ -282,7 +282,12 @@ mod tests {
         assert_eq!(store.one_time_key_counts("@a:x", "E").unwrap(), one);
 
         // Fallback keys: unused until a claim marks them used.
-        assert!(store.unused_fallback_key_types("@a:x", "D").unwrap().is_empty());
+        assert!(
+            store
+                .unused_fallback_key_types("@a:x", "D")
+                .unwrap()
+                .is_empty()
+        );
         let fallback = |used| FallbackKeyRecord {
             key_id: "f1".into(),
             key: json!("key"),
@@ -300,7 +305,12 @@ mod tests {
             .put_fallback_key("@a:x", "D", "signed_curve25519", &fallback(true))
             .unwrap();
         store.write(batch).unwrap();
-        assert!(store.unused_fallback_key_types("@a:x", "D").unwrap().is_empty());
+        assert!(
+            store
+                .unused_fallback_key_types("@a:x", "D")
+                .unwrap()
+                .is_empty()
+        );
 
         // Relations and thread summaries: read while absent, then written and deleted.
         assert!(store.relations("$p").unwrap().is_empty());

@@ -75,3 +75,34 @@ impl Store {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Store;
+
+    #[test]
+    fn writers_waiting_together_are_all_covered_by_the_fsyncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), true).unwrap();
+        std::thread::scope(|scope| {
+            for i in 0..8u64 {
+                let store = &store;
+                scope.spawn(move || {
+                    let mut batch = store.batch();
+                    batch.set_to_device_position(i);
+                    let applied = store.write_visible(batch).unwrap();
+                    store.make_durable(applied).unwrap();
+                });
+            }
+        });
+        // The writer of the 8th write waited for an fsync started after it was applied.
+        let synced = *store.inner.durability.synced.lock().unwrap();
+        assert_eq!(synced, 8);
+        // Without synced writes there is nothing to wait for.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), false).unwrap();
+        let applied = store.write_visible(store.batch()).unwrap();
+        store.make_durable(applied).unwrap();
+        assert_eq!(*store.inner.durability.synced.lock().unwrap(), 0);
+    }
+}

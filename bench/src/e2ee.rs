@@ -271,6 +271,11 @@ pub struct Figures {
     /// One-time key uploads made because the count fell below half, and keys uploaded.
     pub reuploads: u64,
     pub keys_reuploaded: u64,
+    /// p50, p99 and max (ms) of the shares' `/keys/query`, `/keys/claim` and
+    /// `PUT /sendToDevice` requests, each timed by the bench from send to answer.
+    pub steps: [[Option<f64>; 3]; 3],
+    /// When the last sender's first share of the run ended, on the run's clock (ms).
+    pub first_shares_done_ms: Option<f64>,
 }
 
 /// One run's encryption: the senders' sessions and the counts.
@@ -287,6 +292,9 @@ pub struct Traffic {
     fallback_claimed: AtomicU64,
     reuploads: AtomicU64,
     keys_reuploaded: AtomicU64,
+    /// How long each share's three requests took, nanoseconds: `/keys/query`,
+    /// `/keys/claim`, `PUT /sendToDevice`.
+    steps: std::sync::Mutex<Vec<[u64; 3]>>,
 }
 
 impl Traffic {
@@ -314,6 +322,7 @@ impl Traffic {
             fallback_claimed: AtomicU64::new(0),
             reuploads: AtomicU64::new(0),
             keys_reuploaded: AtomicU64::new(0),
+            steps: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -326,6 +335,18 @@ impl Traffic {
             fallback_claimed: get(&self.fallback_claimed),
             reuploads: get(&self.reuploads),
             keys_reuploaded: get(&self.keys_reuploaded),
+            steps: {
+                let steps = self.steps.lock().unwrap();
+                std::array::from_fn(|i| {
+                    let mut times: Vec<u64> = steps.iter().map(|s| s[i]).collect();
+                    times.sort_unstable();
+                    [50.0, 99.0, 100.0].map(|p| crate::run::percentile_ms(&times, p))
+                })
+            },
+            first_shares_done_ms: match self.run.first_shares_done.load(Ordering::Relaxed) {
+                0 => None,
+                at => Some(at as f64 / 1e6),
+            },
         }
     }
 
@@ -339,6 +360,11 @@ impl Traffic {
             session.shares += 1;
             if let Err(error) = self.share(sender, session.shares).await {
                 self.run.error(format!("room key share: {error:#}"));
+            }
+            if session.shares == 1 {
+                self.run
+                    .first_shares_done
+                    .fetch_max(self.run.now(), Ordering::Relaxed);
             }
         }
         session.sent += 1;
@@ -358,6 +384,8 @@ impl Traffic {
             .map(|&m| (self.clients[m].user_id.clone(), json!([])))
             .collect();
         let token = Some(client.token.as_str());
+        let started = self.run.now();
+        let mut step = [0u64; 3];
         let answer = self
             .api
             .call(
@@ -367,6 +395,7 @@ impl Traffic {
                 &json!({"device_keys": users}),
             )
             .await?;
+        step[0] = self.run.now() - started;
         // (user, device, Curve25519 key) of every other device.
         let mut targets = Vec::new();
         for (user, devices) in answer["device_keys"].as_object().into_iter().flatten() {
@@ -401,6 +430,7 @@ impl Traffic {
                 .expect("an object")
                 .insert(device_id.clone(), json!(OTK_ALGORITHM));
         }
+        let claim_started = self.run.now();
         let answer = self
             .api
             .call(
@@ -410,6 +440,7 @@ impl Traffic {
                 &json!({"one_time_keys": wanted}),
             )
             .await?;
+        step[1] = self.run.now() - claim_started;
         let mut messages: Map<String, Value> = Map::new();
         let mut without_key = 0;
         for (user, device_id, curve) in targets {
@@ -456,10 +487,15 @@ impl Traffic {
         self.run
             .to_device_sent
             .fetch_add(count as u64, Ordering::Relaxed);
+        let send_started = self.run.now();
         let sent = self
             .api
             .call(Method::PUT, &path, token, &json!({"messages": messages}))
             .await;
+        step[2] = self.run.now() - send_started;
+        if sent.is_ok() {
+            self.steps.lock().unwrap().push(step);
+        }
         if sent.is_err() {
             self.run
                 .to_device_sent

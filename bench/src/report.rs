@@ -233,6 +233,23 @@ fn e2ee_json(conditions: &Conditions, summary: &Summary) -> Value {
         "fallback_keys_claimed": e2ee.fallback_claimed,
         "otk_reuploads": e2ee.reuploads,
         "otks_reuploaded": e2ee.keys_reuploaded,
+        "first_shares_done_ms": e2ee.first_shares_done_ms.map(round2),
+        "after_first_shares_p50_ms": summary.after_first_shares_ms(50.0).map(round2),
+        "after_first_shares_p99_ms": summary.after_first_shares_ms(99.0).map(round2),
+        "share_steps_ms": {
+            "keys_query": steps_json(&e2ee.steps[0]),
+            "keys_claim": steps_json(&e2ee.steps[1]),
+            "send_to_device": steps_json(&e2ee.steps[2]),
+        },
+    })
+}
+
+/// p50, p99 and max of one kind of a share's requests.
+fn steps_json(times: &[Option<f64>; 3]) -> Value {
+    json!({
+        "p50": times[0].map(round2),
+        "p99": times[1].map(round2),
+        "max": times[2].map(round2),
     })
 }
 
@@ -405,6 +422,23 @@ pub fn print_table(
                 s.e2ee
                     .as_ref()
                     .map_or("-".into(), |e| e.reuploads.to_string())
+            }),
+            ("first shares done at (ms)", |s| {
+                ms(s.e2ee.as_ref().and_then(|e| e.first_shares_done_ms))
+            }),
+            ("p99 after first shares (ms)", |s| {
+                ms(s.after_first_shares_ms(99.0))
+            }),
+            ("query/claim/send p99 (ms)", |s| {
+                let one = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0}"));
+                s.e2ee.as_ref().map_or("-".into(), |e| {
+                    format!(
+                        "{}/{}/{}",
+                        one(e.steps[0][1]),
+                        one(e.steps[1][1]),
+                        one(e.steps[2][1])
+                    )
+                })
             }),
         ];
         // Before the errors row.

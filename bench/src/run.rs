@@ -32,6 +32,10 @@ pub struct Run {
     /// To-device messages of this run accepted by the server, and seen by receivers.
     pub to_device_sent: AtomicU64,
     pub to_device_delivered: AtomicU64,
+    /// With `--e2ee`: when the last sender's first room key share of the run ended (on
+    /// the run's clock), 0 before; the messages scheduled after it are the run's steady
+    /// part, which waits for no burst of shares.
+    pub first_shares_done: AtomicU64,
     errors: AtomicU64,
     error_samples: Mutex<Vec<String>>,
 }
@@ -49,6 +53,7 @@ impl Run {
             delivered: AtomicU64::new(0),
             to_device_sent: AtomicU64::new(0),
             to_device_delivered: AtomicU64::new(0),
+            first_shares_done: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             error_samples: Mutex::new(Vec::new()),
         }
@@ -244,6 +249,9 @@ pub struct Summary {
     pub superseded: u64,
     /// Latency of each first delivery, nanoseconds, sorted.
     pub latencies: Vec<u64>,
+    /// With `--e2ee`, the same for messages scheduled after every sender's first room
+    /// key share had ended (`Run::first_shares_done`): the run without its opening burst.
+    pub after_first_shares: Vec<u64>,
     /// To-device messages of this run received, their latencies (sorted), and those of
     /// an earlier run.
     pub to_device_received: u64,
@@ -294,6 +302,7 @@ impl Summary {
             limited: 0,
             superseded: 0,
             latencies: Vec::with_capacity(expected as usize),
+            after_first_shares: Vec::new(),
             to_device_received: 0,
             to_device_latencies: Vec::new(),
             to_device_stale: 0,
@@ -311,6 +320,7 @@ impl Summary {
                 accepted_in_room[room as usize].push(i as u32);
             }
         }
+        let shares_done = run.first_shares_done.load(Ordering::Relaxed);
         let mut last_delivery = 0;
         for (client, mut seen) in clients.iter().zip(received) {
             summary.limited += seen.limited;
@@ -334,6 +344,11 @@ impl Summary {
                 } else {
                     summary.received += 1;
                     summary.latencies.push(at.saturating_sub(sent_at[i]));
+                    if shares_done > 0 && sent_at[i] > shares_done {
+                        summary
+                            .after_first_shares
+                            .push(at.saturating_sub(sent_at[i]));
+                    }
                     last_delivery = last_delivery.max(at);
                     latest = Some(index);
                 }
@@ -349,6 +364,7 @@ impl Summary {
         }
         summary.lost = expected.saturating_sub(summary.received + summary.superseded);
         summary.latencies.sort_unstable();
+        summary.after_first_shares.sort_unstable();
         summary.to_device_latencies.sort_unstable();
         let first_send = sent_at.first().copied().unwrap_or(0);
         let span = last_delivery.saturating_sub(first_send) as f64 / 1e9;
@@ -363,6 +379,11 @@ impl Summary {
         percentile_ms(&self.latencies, percentile)
     }
 
+    /// The same for the messages after the first room key shares (`--e2ee`).
+    pub fn after_first_shares_ms(&self, percentile: f64) -> Option<f64> {
+        percentile_ms(&self.after_first_shares, percentile)
+    }
+
     /// The same for the to-device messages.
     pub fn to_device_ms(&self, percentile: f64) -> Option<f64> {
         percentile_ms(&self.to_device_latencies, percentile)
@@ -370,7 +391,7 @@ impl Summary {
 }
 
 /// Nearest-rank percentile of sorted nanoseconds, in milliseconds.
-fn percentile_ms(sorted: &[u64], percentile: f64) -> Option<f64> {
+pub fn percentile_ms(sorted: &[u64], percentile: f64) -> Option<f64> {
     let n = sorted.len();
     if n == 0 {
         return None;

@@ -168,8 +168,8 @@ impl Store {
         self.get_json(Cf::FallbackKeys, &join(&[user_id, device_id, algorithm]))
     }
 
-    /// The algorithms of the device's fallback keys not used yet (what every sync
-    /// answer names; cached as that, not as the keys).
+    /// The algorithms of the device's fallback keys that no claim has used, from memory
+    /// when recently read: every sync of the device asks.
     pub fn unused_fallback_key_types(
         &self,
         user_id: &str,
@@ -178,7 +178,7 @@ impl Store {
         let start = prefix(&[user_id, device_id]);
         self.inner
             .records
-            .unused_fallback_keys
+            .unused_fallback_types
             .get_or_read(&start, || {
                 Ok(self
                     .scan_prefix::<FallbackKeyRecord>(Cf::FallbackKeys, &start)?

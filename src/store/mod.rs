@@ -8,6 +8,7 @@ mod admin_jobs;
 mod checkpoint;
 mod dehydrated;
 mod directory;
+mod durable;
 mod e2ee_keys;
 mod event_cache;
 mod fanout;
@@ -371,6 +372,8 @@ struct Inner {
     membership_stream_last: std::sync::atomic::AtomicU64,
     /// Each sliding sync connection's latest state, decoded (see [`sliding_sync`]).
     sliding_states: sliding_sync::SlidingStates,
+    /// Which writes applied under locks are durable (see [`durable`]).
+    durability: durable::Durability,
 }
 
 impl Store {
@@ -414,6 +417,7 @@ impl Store {
                 room_streams: room_stream_cache::RoomStreamCache::new(),
                 membership_stream_last: std::sync::atomic::AtomicU64::new(0),
                 sliding_states: sliding_sync::SlidingStates::default(),
+                durability: durable::Durability::default(),
             }),
         };
         store

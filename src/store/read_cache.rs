@@ -59,10 +59,4 @@ impl<K: Hash + Eq, V: Clone> ReadCache<K, V> {
             self.cache.remove(key);
         }
     }
-
-    /// Forgets every record: a batch changed records this cache cannot name one by one.
-    pub(super) fn written_all(&self) {
-        self.writes.fetch_add(1, Ordering::AcqRel);
-        self.cache.clear();
-    }
 }

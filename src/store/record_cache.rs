@@ -30,9 +30,21 @@ enum Scope {
     /// The entry of the key without its last 8 bytes (a stream position): the entry sums
     /// up every `prefix + position` key.
     Positions,
-    /// Every entry of the column family: its entries sum up key ranges a written key does
-    /// not name. For column families written seldom (device keys).
-    Family,
+    /// The entry of the key's first two 0xFF-separated parts, the separator after them
+    /// included (`user 0xFF device 0xFF`): the entry sums up one device's keys.
+    Device,
+}
+
+/// `user 0xFF device 0xFF` of a key `user 0xFF device 0xFF …`.
+fn device_prefix_of(key: &[u8]) -> Option<Vec<u8>> {
+    let mut separators = key
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == super::keys::SEP)
+        .map(|(i, _)| i);
+    separators.next()?;
+    let second = separators.next()?;
+    Some(key[..=second].to_vec())
 }
 
 pub(super) struct RecordCache<V> {
@@ -78,7 +90,7 @@ impl<V: Clone> RecordCache<V> {
     }
 
     fn written(&self, touched: &[(Cf, Vec<u8>)]) {
-        let mut keys = touched
+        let keys = touched
             .iter()
             .filter(|(cf, _)| *cf == self.cf)
             .map(|(_, k)| k);
@@ -90,10 +102,9 @@ impl<V: Clone> RecordCache<V> {
                     .collect();
                 self.entries.written(&prefixes);
             }
-            Scope::Family => {
-                if keys.next().is_some() {
-                    self.entries.written_all();
-                }
+            Scope::Device => {
+                let prefixes: Vec<Vec<u8>> = keys.filter_map(|k| device_prefix_of(k)).collect();
+                self.entries.written(&prefixes);
             }
         }
     }
@@ -111,8 +122,9 @@ pub(super) struct RecordCaches {
     pub(super) to_device_positions: RecordCache<Vec<u64>>,
     /// A device's unclaimed one-time keys per algorithm, by their key prefix.
     pub(super) one_time_key_counts: RecordCache<Vec<(String, u64)>>,
-    /// The algorithms of a device's unused fallback keys, by their key prefix.
-    pub(super) unused_fallback_keys: RecordCache<Vec<String>>,
+    /// The algorithms of a device's fallback keys that no claim has used, by their key
+    /// prefix: every sync of the device asks.
+    pub(super) unused_fallback_types: RecordCache<Vec<String>>,
     /// An event's children with their stream positions, by their key prefix.
     pub(super) relations: RecordCache<Vec<(u64, RelationRecord)>>,
     pub(super) threads: RecordCache<ThreadRecord>,
@@ -131,8 +143,8 @@ impl RecordCaches {
             account_data: RecordCache::new(Cf::AccountData, Scope::Key),
             account_data_positions: RecordCache::new(Cf::AccountDataStream, Scope::Positions),
             to_device_positions: RecordCache::new(Cf::ToDevice, Scope::Positions),
-            one_time_key_counts: RecordCache::new(Cf::OneTimeKeys, Scope::Family),
-            unused_fallback_keys: RecordCache::new(Cf::FallbackKeys, Scope::Family),
+            one_time_key_counts: RecordCache::new(Cf::OneTimeKeys, Scope::Device),
+            unused_fallback_types: RecordCache::new(Cf::FallbackKeys, Scope::Device),
             relations: RecordCache::new(Cf::Relations, Scope::Positions),
             threads: RecordCache::new(Cf::Threads, Scope::Key),
             relations_generation: AtomicU64::new(0),
@@ -170,7 +182,7 @@ impl RecordCaches {
         self.account_data_positions.written(touched);
         self.to_device_positions.written(touched);
         self.one_time_key_counts.written(touched);
-        self.unused_fallback_keys.written(touched);
+        self.unused_fallback_types.written(touched);
         self.relations.written(touched);
         self.threads.written(touched);
         if touched
@@ -188,7 +200,7 @@ mod tests {
     use serde_json::json;
 
     use crate::store::relations::{RelationRecord, ThreadRecord};
-    use crate::store::{ReceiptChange, ReceiptRecord, Store, ToDeviceRecord};
+    use crate::store::{FallbackKeyRecord, ReceiptChange, ReceiptRecord, Store, ToDeviceRecord};
 
     #[test]
     fn a_write_replaces_what_was_read_before_it_absent_or_not() {
@@ -254,6 +266,51 @@ mod tests {
         store.write(batch).unwrap();
         let counts = store.one_time_key_counts("@a:x", "D").unwrap();
         assert_eq!(counts, [("signed_curve25519".to_owned(), 1)]);
+        // Each device's count is its own entry: a write of one device's keys drops only
+        // that device's.
+        let mut batch = store.batch();
+        batch
+            .put_one_time_key("@a:x", "E", "signed_curve25519", "k9", &json!("key"))
+            .unwrap();
+        store.write(batch).unwrap();
+        let one = [("signed_curve25519".to_owned(), 1)];
+        assert_eq!(store.one_time_key_counts("@a:x", "E").unwrap(), one);
+        let mut batch = store.batch();
+        batch.delete_one_time_key("@a:x", "D", "signed_curve25519", "k2");
+        store.write(batch).unwrap();
+        assert!(store.one_time_key_counts("@a:x", "D").unwrap().is_empty());
+        assert_eq!(store.one_time_key_counts("@a:x", "E").unwrap(), one);
+
+        // Fallback keys: unused until a claim marks them used.
+        assert!(
+            store
+                .unused_fallback_key_types("@a:x", "D")
+                .unwrap()
+                .is_empty()
+        );
+        let fallback = |used| FallbackKeyRecord {
+            key_id: "f1".into(),
+            key: json!("key"),
+            used,
+        };
+        let mut batch = store.batch();
+        batch
+            .put_fallback_key("@a:x", "D", "signed_curve25519", &fallback(false))
+            .unwrap();
+        store.write(batch).unwrap();
+        let types = store.unused_fallback_key_types("@a:x", "D").unwrap();
+        assert_eq!(types, ["signed_curve25519"]);
+        let mut batch = store.batch();
+        batch
+            .put_fallback_key("@a:x", "D", "signed_curve25519", &fallback(true))
+            .unwrap();
+        store.write(batch).unwrap();
+        assert!(
+            store
+                .unused_fallback_key_types("@a:x", "D")
+                .unwrap()
+                .is_empty()
+        );
 
         // Relations and thread summaries: read while absent, then written and deleted.
         assert!(store.relations("$p").unwrap().is_empty());

@@ -118,7 +118,8 @@ impl Services {
         let user = user_id.as_str();
         let device = device_id.as_str();
         let mut keys_changed = false;
-        {
+        // Applied under the lock, made durable after it, as claims are.
+        let applied = {
             let _guard = lock(&self.e2ee.keys);
             let mut batch = self.store.batch();
             if let Some(keys) = &device_keys
@@ -158,8 +159,9 @@ impl Services {
                     },
                 )?;
             }
-            self.store.write(batch)?;
-        }
+            self.store.write_visible(batch)?
+        };
+        self.store.make_durable(applied)?;
         if keys_changed {
             self.device_list_changed(user_id, Some(device), false)?;
         }
@@ -313,8 +315,11 @@ impl Services {
                 out.insert(user.to_owned(), Value::Object(claimed));
             }
         }
-        self.store.write(batch)?;
+        // Applied under the lock, so the next claim sees these keys gone; made durable
+        // after it, so that claims arriving together share one fsync.
+        let applied = self.store.write_visible(batch)?;
         drop(_guard);
+        self.store.make_durable(applied)?;
         // The device learns through its sync that its fallback key is used.
         self.notifier.wake(used_fallback.iter().map(|u| u.as_ref()));
         Ok(out)

@@ -92,9 +92,13 @@ impl Services {
         txn: &[u8],
     ) -> Result<bool> {
         let mut woken: HashSet<OwnedUserId> = HashSet::new();
-        {
+        let applied = {
             let mut position = lock(&self.e2ee.to_device);
             if self.store.to_device_txn_seen(txn)? {
+                // The first send may still be waiting for its fsync: this answer waits too.
+                let applied = self.store.applied_so_far();
+                drop(position);
+                self.store.make_durable(applied)?;
                 return Ok(false);
             }
             let mut next = *position;
@@ -144,9 +148,15 @@ impl Services {
             }
             batch.put_to_device_txn(txn);
             batch.set_to_device_position(next);
-            self.store.write(batch)?;
+            // Applied under the lock, so positions are handed out in order and a reader
+            // never sees a position whose message is not there; made durable after it,
+            // so that sends arriving together share one fsync. The devices are woken
+            // once it is durable.
+            let applied = self.store.write_visible(batch)?;
             *position = next;
-        }
+            applied
+        };
+        self.store.make_durable(applied)?;
         self.notifier.wake(woken.iter().map(|u| u.as_ref()));
         let destinations: Vec<ruma::OwnedServerName> =
             remote.iter().map(|(d, _)| d.clone()).collect();
@@ -205,7 +215,10 @@ impl Services {
         for position in done {
             batch.delete_to_device(user_id.as_str(), device_id.as_str(), position);
         }
-        self.store.write(batch)?;
+        // Not synced: a deletion lost with power only leaves messages behind the
+        // device's position, which no sync reads again and the next acknowledgement
+        // deletes; a synced write here cost every sync after a to-device message an fsync.
+        self.store.write_unsynced(batch)?;
         Ok(())
     }
 }

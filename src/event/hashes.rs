@@ -95,7 +95,12 @@ pub fn event_id(event: &Value, version: RoomVersion) -> Result<OwnedEventId> {
         }
         return Ok(id);
     }
-    let hash = reference_hash(event, version)?;
+    event_id_from_hash(reference_hash(event, version)?, version)
+}
+
+/// The event ID of room v3 and later for a reference hash already computed (the
+/// signing bytes of an event this server builds are the same as the reference hash's).
+pub(crate) fn event_id_from_hash(hash: [u8; 32], version: RoomVersion) -> Result<OwnedEventId> {
     let id = if version.event_id_standard_base64() {
         format!("${}", STANDARD_NO_PAD.encode(hash))
     } else {

@@ -118,6 +118,22 @@ impl Pdu {
                 "event is {size} bytes of canonical JSON, more than {MAX_PDU_SIZE}"
             )));
         }
+        Self::checked(json, version, None)
+    }
+
+    /// [`Self::from_json`] for an event this server has just built with
+    /// [`super::build_signed_pdu`] and whose canonical size its caller has checked: the
+    /// event ID is the one the builder computed (from the bytes it signed), so neither the
+    /// size nor the reference hash is computed again. The format checks still run.
+    pub fn from_built_json(
+        json: Value,
+        version: RoomVersion,
+        event_id: OwnedEventId,
+    ) -> Result<Self> {
+        Self::checked(json, version, Some(event_id))
+    }
+
+    fn checked(json: Value, version: RoomVersion, event_id: Option<OwnedEventId>) -> Result<Self> {
         let obj = json
             .as_object()
             .ok_or_else(|| EventError::invalid("event is not an object"))?;
@@ -178,7 +194,10 @@ impl Pdu {
         }
         let depth = uint(obj, "depth")?;
         let origin_server_ts = uint(obj, "origin_server_ts")?;
-        let event_id = hashes::event_id(&json, version)?;
+        let event_id = match event_id {
+            Some(id) => id,
+            None => hashes::event_id(&json, version)?,
+        };
         Ok(Self {
             event_id,
             room_id,

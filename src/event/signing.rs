@@ -306,9 +306,51 @@ pub fn build_signed_pdu(
             content.insert("redacts".to_owned(), json!(redacts));
         }
     }
-    hash_and_sign_event(&mut event, key, version)?;
-    let event_id = super::hashes::event_id(&event, version)?;
+    if version.event_id_in_event() {
+        hash_and_sign_event(&mut event, key, version)?;
+        let event_id = super::hashes::event_id(&event, version)?;
+        return Ok((event_id, event));
+    }
+    let event_id = hash_sign_and_id(&mut event, key, version)?;
     Ok((event_id, event))
+}
+
+/// [`hash_and_sign_event`] and [`super::hashes::event_id`] for a new event of room v3 and
+/// later (no `event_id`, `signatures`, `unsigned` or `hashes` yet), from one canonical
+/// form of the redacted event: what is signed (the redacted event without `signatures`
+/// and `unsigned`) is exactly what the reference hash covers, so both come from the same
+/// bytes instead of the event being converted, redacted and serialised again for each.
+/// Ed25519 signatures are deterministic: the result is byte for byte the other path's
+/// (tested below).
+fn hash_sign_and_id(
+    event: &mut Value,
+    key: &SigningKey,
+    version: RoomVersion,
+) -> Result<OwnedEventId> {
+    use ruma::signatures::KeyPair as _;
+    use sha2::{Digest, Sha256};
+    // The content hash covers the event without `unsigned`, `signatures` and `hashes`,
+    // none of which a new event has yet.
+    let unhashed = super::canonical::canonical_json(event)?;
+    if unhashed.len() > super::pdu::MAX_PDU_SIZE {
+        return Err(EventError::TooLarge(format!(
+            "the event is {} bytes of canonical JSON, more than {}",
+            unhashed.len(),
+            super::pdu::MAX_PDU_SIZE
+        )));
+    }
+    let content_hash: [u8; 32] = Sha256::digest(unhashed.as_bytes()).into();
+    object_mut(event)?.insert(
+        "hashes".to_owned(),
+        json!({ "sha256": encode_b64(&content_hash) }),
+    );
+    let signed = super::canonical::canonical_json(&super::redaction::redact(event, version)?)?;
+    let signature = key.pair.sign(signed.as_bytes());
+    object_mut(event)?.insert(
+        "signatures".to_owned(),
+        json!({ key.server_name.as_str(): { signature.id(): signature.base64() } }),
+    );
+    super::hashes::event_id_from_hash(Sha256::digest(signed.as_bytes()).into(), version)
 }
 
 #[cfg(test)]
@@ -542,6 +584,55 @@ mod tests {
             let (k2, _) = SigningKey::generate("example.org", "ed25519:k2").unwrap();
             assert!(verify_event(&msg_json, &k2.public_key_map(), version).is_err());
         }
+    }
+
+    /// The one-pass signing of new events gives exactly what ruma's `hash_and_sign_event`
+    /// and the reference hash give (ed25519 is deterministic), for every version from v3,
+    /// for state, message and redaction events.
+    #[test]
+    fn one_pass_signing_matches_ruma_byte_for_byte() {
+        let key = SigningKey::from_seed_base64("example.org", "ed25519:k1", SEED).unwrap();
+        for version in RoomVersion::ALL {
+            if version.event_id_in_event() {
+                continue;
+            }
+            let mut msg = new_pdu(Some("!r:example.org"), "m.room.message", "@a:example.org");
+            msg.state_key = None;
+            msg.content = json!({"body": "h\u{e9}llo \"q\" \u{1F600}", "msgtype": "m.text", "n": [1, {"b": 2, "a": null}]});
+            msg.prev_events = vec!["$p1".try_into().unwrap(), "$p2".try_into().unwrap()];
+            msg.auth_events = vec!["$a1".try_into().unwrap()];
+            let state = new_pdu(
+                Some("!r:example.org"),
+                "m.room.power_levels",
+                "@a:example.org",
+            );
+            let mut redaction = msg.clone();
+            redaction.event_type = "m.room.redaction".to_owned();
+            redaction.content = json!({"reason": "spam"});
+            redaction.redacts = Some("$gone".try_into().unwrap());
+            for pdu in [msg, state, redaction] {
+                let (id, json) = build_signed_pdu(&pdu, version, &key).unwrap();
+                // The same event through ruma: the unsigned JSON the builder starts from.
+                let mut unsigned = json.clone();
+                let obj = unsigned.as_object_mut().unwrap();
+                obj.remove("hashes");
+                obj.remove("signatures");
+                hash_and_sign_event(&mut unsigned, &key, version).unwrap();
+                assert_eq!(json, unsigned, "{version:?} {}", pdu.event_type);
+                assert_eq!(id, hashes::event_id(&unsigned, version).unwrap());
+            }
+        }
+    }
+
+    #[test]
+    fn an_oversized_new_event_is_too_large() {
+        let key = spec_key();
+        let mut p = new_pdu(Some("!r:domain"), "m.room.message", "@a:domain");
+        p.content = json!({"body": "x".repeat(70_000)});
+        assert!(matches!(
+            build_signed_pdu(&p, RoomVersion::V11, &key),
+            Err(EventError::TooLarge(_))
+        ));
     }
 
     #[test]

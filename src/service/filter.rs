@@ -262,8 +262,10 @@ fn validate_rooms(what: &str, rooms: &Option<Vec<String>>, not_rooms: &[String])
 /// Filter IDs are short and must not start with `{`, which marks an inline filter.
 const FILTER_ID_LEN: usize = 12;
 
-/// Parsed `/sync` filters by owner (for a stored filter's ID) and parameter.
-pub type ParsedFilters = crate::cache::Cache<(Option<ruma::OwnedUserId>, String), Filter>;
+/// Parsed `/sync` filters by owner (for a stored filter's ID) and parameter, shared with
+/// the syncs that use them (a sync takes a reference, not a copy of the filter).
+pub type ParsedFilters =
+    crate::cache::Cache<(Option<ruma::OwnedUserId>, String), std::sync::Arc<Filter>>;
 
 /// Parsed filters kept in memory (per generation): about one per syncing device.
 pub const PARSED_FILTERS: usize = 1024;
@@ -301,10 +303,14 @@ impl Services {
     /// starts with `{`, the filter's JSON itself.
     /// Parsed filters are remembered: clients send the same one with every sync, and a
     /// stored filter never changes.
-    pub fn resolve_filter(&self, user_id: &UserId, param: Option<&str>) -> Result<Filter> {
+    pub fn resolve_filter(
+        &self,
+        user_id: &UserId,
+        param: Option<&str>,
+    ) -> Result<std::sync::Arc<Filter>> {
         let param = param.map(str::trim).unwrap_or_default();
         if param.is_empty() {
-            return Ok(Filter::default());
+            return Ok(std::sync::Arc::default());
         }
         self.check_filter_size(param.len())?;
         // A stored filter's ID names it for its owner only.
@@ -323,6 +329,7 @@ impl Services {
                 } else {
                     Filter::from_json(&self.filter_definition(user_id, param)?)
                 }
+                .map(std::sync::Arc::new)
             })
     }
 

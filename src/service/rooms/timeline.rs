@@ -457,14 +457,14 @@ impl Services {
             origin_server_ts: now_ms(),
             redacts: template.redacts,
         };
-        let (_, json) = build_signed_pdu(&new, version, self.keys.signing_key())?;
+        let (event_id, json) = build_signed_pdu(&new, version, self.keys.signing_key())?;
         if canonical_json(&json)?.len() > MAX_EVENT_BYTES {
             return Err(Error::new(
                 ErrorKind::TooLarge,
                 format!("Event is larger than {MAX_EVENT_BYTES} bytes"),
             ));
         }
-        let pdu = Pdu::from_json(json.clone(), version)?;
+        let pdu = Pdu::from_built_json(json.clone(), version, event_id)?;
         auth_check(version, &pdu, |t, k| {
             auth_state.get(&(t.to_owned(), k.to_owned())).map(|p| &**p)
         })?;

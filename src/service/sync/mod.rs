@@ -41,7 +41,7 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(300);
 
 pub struct SyncRequest {
     pub since: Option<SyncSince>,
-    pub filter: Filter,
+    pub filter: std::sync::Arc<Filter>,
     pub full_state: bool,
     pub set_presence: PresenceState,
     pub timeout: Duration,

@@ -248,8 +248,11 @@ impl Pushers {
         let workers = lock(&self.workers);
         for user_id in users {
             for worker in workers.get(user_id).into_iter().flat_map(|w| w.values()) {
-                worker.signals.new.store(true, Ordering::SeqCst);
-                worker.signals.work.notify_one();
+                // A worker is woken once until it looks: one that has not looked since
+                // the last wake (busy pushing) takes these notifications with those.
+                if !worker.signals.new.swap(true, Ordering::SeqCst) {
+                    worker.signals.work.notify_one();
+                }
             }
         }
     }

@@ -190,7 +190,8 @@ impl Services {
             notified.thread.as_deref(),
             &notified.users,
         );
-        self.pushers.feed(stream, &notified.users, &notified.records);
+        self.pushers
+            .feed(stream, &notified.users, &notified.records);
     }
 
     /// After the user changed their push rules: evaluates the unread events of each of

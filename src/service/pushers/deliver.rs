@@ -103,8 +103,7 @@ impl Pushers {
                     caught_up = true;
                 } else {
                     // After a start, or having fallen behind the feed: the store.
-                    match notifications_after(&self.store, &user_id, seen, visible, READ_AT_ONCE)
-                    {
+                    match notifications_after(&self.store, &user_id, seen, visible, READ_AT_ONCE) {
                         Ok(next) => {
                             caught_up = next.len() < READ_AT_ONCE;
                             seen = match next.last() {

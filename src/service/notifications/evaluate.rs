@@ -171,13 +171,19 @@ impl Services {
     pub(crate) fn notifications_withdrawn(&self, room_id: &RoomId, withdrawn: &Withdrawn) {
         if withdrawn.room {
             self.notifications.counts.forget_room(room_id);
-            self.pushers.records_changed(None);
+            // Members who left since are not reset: the worker skips a redacted event.
+            match self.room_members(room_id) {
+                Ok(members) => self.pushers.records_changed(&members.joined),
+                Err(e) => {
+                    tracing::warn!(error = %e, room = %room_id, "cannot reset the members' pusher feeds")
+                }
+            }
         }
         for user_id in &withdrawn.users {
             self.notifications.counts.forget(user_id, room_id);
         }
         if !withdrawn.users.is_empty() {
-            self.pushers.records_changed(Some(&withdrawn.users));
+            self.pushers.records_changed(&withdrawn.users);
         }
     }
 
@@ -262,7 +268,7 @@ impl Services {
             }
             self.store.write(batch)?;
             self.notifications.counts.forget(user_id, &room_id);
-            self.pushers.records_changed(Some(&[user_id.to_owned()]));
+            self.pushers.records_changed(&[user_id.to_owned()]);
         }
         Ok(())
     }

@@ -224,19 +224,15 @@ impl Pushers {
         }
     }
 
-    /// Notifications were withdrawn or evaluated again, of these users (`None`: of
-    /// members of a room, any user): their workers read them from the store.
-    pub fn records_changed(&self, users: Option<&[OwnedUserId]>) {
+    /// Notifications of these users were withdrawn or evaluated again: their workers
+    /// read them from the store.
+    pub fn records_changed(&self, users: &[OwnedUserId]) {
         let workers = lock(&self.workers);
         let allocated = self.events.allocated();
-        let reset = |user_workers: &HashMap<Vec<u8>, Worker>| {
+        for user_workers in users.iter().filter_map(|u| workers.get(u)) {
             for worker in user_workers.values() {
                 lock(&worker.signals.feed).reset(allocated);
             }
-        };
-        match users {
-            Some(users) => users.iter().filter_map(|u| workers.get(u)).for_each(reset),
-            None => workers.values().for_each(reset),
         }
     }
 

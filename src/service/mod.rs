@@ -151,6 +151,7 @@ impl Services {
             rooms.positions.clone(),
             receipts.positions.clone(),
         ));
+        let event_positions = rooms.positions.clone();
         Ok(Self {
             federation,
             identity,
@@ -176,6 +177,7 @@ impl Services {
             pushers: pushers::Pushers::new(
                 store.clone(),
                 counts,
+                event_positions,
                 shutting_down.subscribe(),
                 pushers::PushersConfig {
                     denylist: config.federation.ip_range_denylist.clone(),

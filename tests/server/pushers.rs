@@ -318,6 +318,37 @@ fn delivery_is_retried_after_the_gateway_was_down() {
     assert_eq!(received[2]["notification"]["counts"], json!({"unread": 2}));
 }
 
+/// The queue is the store: a notification recorded before the send's 200 reaches the
+/// gateway after a crash (kill -9) that came before any push of it, and the worker then
+/// goes on with the notifications written after the restart, each once.
+#[test]
+fn a_notification_recorded_before_a_crash_is_pushed_after_the_restart() {
+    let mut server = start_allowing_loopback();
+    let (alice, bob, room) = alice_and_bob_in_a_room(&server);
+    // Nothing listens on the pusher's port until after the crash.
+    let port = free_port();
+    set(
+        &server,
+        &bob,
+        &pusher(&url_on(port), "key", Some("event_id_only")),
+    );
+    let before = send_text(&server, &alice, &room, "t1", "before the crash");
+    server.kill_9();
+    server.restart();
+    let gateway = Gateway::start_on(port);
+    let received = gateway.wait_for(1);
+    assert_eq!(received[0]["notification"]["event_id"], before.as_str());
+    let after = send_text(&server, &alice, &room, "t2", "after the crash");
+    let received = gateway.wait_for(2);
+    assert_eq!(received[1]["notification"]["event_id"], after.as_str());
+    assert_eq!(received[1]["notification"]["counts"], json!({"unread": 2}));
+    // Exactly once each: another round trip shows nothing more arrived meanwhile.
+    let last = send_text(&server, &alice, &room, "t3", "last");
+    let received = gateway.wait_for(3);
+    assert_eq!(received.len(), 3, "{received:?}");
+    assert_eq!(received[2]["notification"]["event_id"], last.as_str());
+}
+
 #[test]
 fn a_rejected_pushkey_removes_its_pusher() {
     let server = start_allowing_loopback();

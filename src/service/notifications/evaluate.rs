@@ -116,17 +116,31 @@ impl Services {
         if !index.is_empty() {
             batch.put_event_notifications(event_id.as_str(), &index)?;
         }
-        let mut notified: Vec<(OwnedUserId, bool)> = split
-            .own
-            .into_iter()
-            .map(|(user_id, record)| (user_id, record.highlight))
-            .collect();
+        let mut users = Vec::with_capacity(split.own.len());
+        let mut records = Vec::with_capacity(split.own.len());
+        for (user_id, record) in split.own {
+            users.push((user_id, record.highlight));
+            records.push(Arc::new(record));
+        }
         if let Some(shared) = split.shared {
-            notified.extend(shared.users.into_iter().map(|u| (u, shared.highlight)));
+            // One record for every member it applies to, as the pushers read it.
+            let record = Arc::new(NotificationRecord {
+                room_id: room_id.to_owned(),
+                event_id: event_id.to_owned(),
+                actions: shared.actions,
+                highlight: shared.highlight,
+                thread: event.thread.clone(),
+                ts: event.ts,
+            });
+            for user_id in shared.users {
+                users.push((user_id, shared.highlight));
+                records.push(record.clone());
+            }
         }
         Ok(Notified {
             thread: event.thread,
-            users: notified,
+            users,
+            records,
         })
     }
 
@@ -157,9 +171,19 @@ impl Services {
     pub(crate) fn notifications_withdrawn(&self, room_id: &RoomId, withdrawn: &Withdrawn) {
         if withdrawn.room {
             self.notifications.counts.forget_room(room_id);
+            // Members who left since are not reset: the worker skips a redacted event.
+            match self.room_members(room_id) {
+                Ok(members) => self.pushers.records_changed(&members.joined),
+                Err(e) => {
+                    tracing::warn!(error = %e, room = %room_id, "cannot reset the members' pusher feeds")
+                }
+            }
         }
         for user_id in &withdrawn.users {
             self.notifications.counts.forget(user_id, room_id);
+        }
+        if !withdrawn.users.is_empty() {
+            self.pushers.records_changed(&withdrawn.users);
         }
     }
 
@@ -172,6 +196,8 @@ impl Services {
             notified.thread.as_deref(),
             &notified.users,
         );
+        self.pushers
+            .feed(stream, &notified.users, &notified.records);
     }
 
     /// After the user changed their push rules: evaluates the unread events of each of
@@ -242,6 +268,7 @@ impl Services {
             }
             self.store.write(batch)?;
             self.notifications.counts.forget(user_id, &room_id);
+            self.pushers.records_changed(&[user_id.to_owned()]);
         }
         Ok(())
     }
@@ -456,6 +483,8 @@ impl EventFacts {
 pub struct Notified {
     pub thread: Option<OwnedEventId>,
     pub users: Vec<(OwnedUserId, bool)>,
+    /// Each user's notification (in the order of `users`), for their pushers' feeds.
+    pub records: Vec<Arc<NotificationRecord>>,
 }
 
 /// What a redaction withdrew: the users with records of their own, and whether the room's

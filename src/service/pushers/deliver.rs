@@ -7,27 +7,23 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ruma::{OwnedUserId, UserId};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::feed::Fed;
 use super::gateway::Target;
 use super::webpush::{self, Sent, is_webpush};
 use super::{Pushers, Signals, lock};
 use crate::service::notifications::notifications_after;
-use crate::store::{NotificationRecord, PusherRecord};
+use crate::store::PusherRecord;
 
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const MAX_RETRY: Duration = Duration::from_secs(600);
 /// After this many failed attempts a notification is given up (about a day of retries).
 const MAX_ATTEMPTS: u32 = 150;
-/// A pusher's progress is written after this many notifications, when its queue is empty
-/// and it was last written [`SAVE_IDLE`] ago or more, and when the server stops: a crash
-/// repeats at most this many pushes, or those of the last [`SAVE_IDLE`].
-const SAVE_EVERY: u32 = 64;
-const SAVE_IDLE: Duration = Duration::from_secs(1);
 /// The most notifications one read of the store takes into a worker's queue.
 const READ_AT_ONCE: usize = 16;
 
@@ -74,40 +70,53 @@ impl Pushers {
                 return;
             }
         };
+        // The progress is stored by `store_progress`, for every worker at once.
         let mut progress = stored.max(carried);
+        signals.saved.store(stored, Ordering::SeqCst);
         signals.progress.store(progress, Ordering::SeqCst);
-        let mut unsaved: u32 = u32::from(progress > stored);
-        let mut saved_at = Instant::now();
         let gateway = pusher
             .data
             .get("url")
             .and_then(Value::as_str)
             .filter(|_| !is_webpush(&pusher.kind))
             .map(|url| self.gateway.target(url));
-        // Notifications read from the store and not yet pushed, oldest first.
-        let mut queue: VecDeque<(u64, NotificationRecord)> = VecDeque::new();
-        // Whether the last read found every notification up to the position it read to:
-        // then only a wake (`signals.new`) makes the worker read again.
+        // Notifications taken (from the feed or the store) and not yet pushed, oldest first.
+        let mut queue: VecDeque<Fed> = VecDeque::new();
+        // Every notification up to this stream position is pushed or in the queue.
+        let mut seen = progress;
+        // Whether the last look found every notification up to the position it looked to:
+        // then only a wake (`signals.new`) makes the worker look again.
         let mut caught_up = false;
         let mut failures: u32 = 0;
         loop {
             if *shutdown.borrow() {
-                if unsaved > 0 {
-                    self.save_progress(&key, progress);
-                }
+                // `store_progress` stores the progress at shutdown.
                 return;
             }
             if queue.is_empty() && (signals.new.swap(false, Ordering::SeqCst) || !caught_up) {
-                let visible = self.visible.load(Ordering::SeqCst);
-                match notifications_after(&self.store, &user_id, progress, visible, READ_AT_ONCE) {
-                    Ok(next) => {
-                        caught_up = next.len() < READ_AT_ONCE;
-                        queue.extend(next);
-                    }
-                    Err(e) => {
-                        tracing::error!(user = %user_id, error = %e, "cannot read notifications");
-                        // Read again at the next wake.
-                        caught_up = true;
+                // Every notification up to here is written, and was fed before.
+                let visible = self.visible.load(Ordering::SeqCst).max(seen);
+                let fed = lock(&signals.feed).take(seen, visible);
+                if let Some(fed) = fed {
+                    queue.extend(fed);
+                    seen = visible;
+                    caught_up = true;
+                } else {
+                    // After a start, or having fallen behind the feed: the store.
+                    match notifications_after(&self.store, &user_id, seen, visible, READ_AT_ONCE) {
+                        Ok(next) => {
+                            caught_up = next.len() < READ_AT_ONCE;
+                            seen = match next.last() {
+                                Some((stream, _)) if !caught_up => *stream,
+                                _ => visible,
+                            };
+                            queue.extend(next.into_iter().map(|(s, r)| (s, Arc::new(r))));
+                        }
+                        Err(e) => {
+                            tracing::error!(user = %user_id, error = %e, "cannot read notifications");
+                            // Read again at the next wake.
+                            caught_up = true;
+                        }
                     }
                 }
             }
@@ -121,7 +130,6 @@ impl Pushers {
                             queue.pop_front();
                             progress = stream;
                             signals.progress.store(progress, Ordering::SeqCst);
-                            unsaved += 1;
                             continue;
                         }
                     }
@@ -133,17 +141,9 @@ impl Pushers {
                     }
                 }
                 None => {
-                    // Idle: the progress is stored at most once per SAVE_IDLE.
-                    let save_due = saved_at + SAVE_IDLE;
-                    if unsaved > 0 && Instant::now() >= save_due {
-                        self.save_progress(&key, progress);
-                        unsaved = 0;
-                        saved_at = Instant::now();
-                    }
                     tokio::select! {
                         () = signals.work.notified() => {}
                         _ = shutdown.changed() => {}
-                        () = tokio::time::sleep_until(save_due.into()), if unsaved > 0 => {}
                     }
                     continue;
                 }
@@ -161,12 +161,6 @@ impl Pushers {
                         queue.pop_front();
                         progress = stream;
                         signals.progress.store(progress, Ordering::SeqCst);
-                        unsaved += 1;
-                        if unsaved >= SAVE_EVERY {
-                            self.save_progress(&key, progress);
-                            unsaved = 0;
-                            saved_at = Instant::now();
-                        }
                     }
                     if matches!(outcome, Outcome::Rejected) {
                         tracing::info!(user = %user_id, app_id = %pusher.app_id, "the gateway rejected the pushkey (or the push service has no such subscription); removing the pusher");
@@ -187,7 +181,6 @@ impl Pushers {
                             queue.pop_front();
                             progress = stream;
                             signals.progress.store(progress, Ordering::SeqCst);
-                            unsaved += 1;
                         }
                         failures = 0;
                         continue;
@@ -200,15 +193,6 @@ impl Pushers {
                     }
                 }
             }
-        }
-    }
-
-    /// Not waited for: should it be lost, a notification is pushed again.
-    fn save_progress(&self, key: &[u8], stream: u64) {
-        let mut batch = self.store.batch();
-        batch.put_pusher_progress(key, stream);
-        if let Err(e) = self.store.write_unsynced(batch) {
-            tracing::error!(error = %e, "cannot store a pusher's progress");
         }
     }
 

@@ -3,12 +3,15 @@
 //!
 //! Each pusher has its own worker (its queue is the user's recorded notifications after
 //! the pusher's stored progress), started when the pusher is set or at start-up and ended
-//! by shutdown or the pusher's removal. Sending an event only wakes the workers of the
-//! users it notifies, once the event is visible: it never waits for a gateway.
+//! by shutdown or the pusher's removal. Sending an event hands its notifications to the
+//! workers of the users it notifies ([`feed`]) once they are written, and wakes those
+//! workers once the event is visible: it never waits for a gateway. The workers' progress
+//! is stored for all of them together, once a second.
 
 mod activation;
 mod body;
 mod deliver;
+mod feed;
 mod gateway;
 mod http1;
 mod set;
@@ -29,7 +32,8 @@ pub use webpush::KINDS as WEBPUSH_KINDS;
 
 use crate::config::IpRange;
 use crate::service::notifications::UnreadCounts;
-use crate::store::{PusherRecord, Store, StoreResult, pusher_key};
+use crate::service::positions::Watermarks;
+use crate::store::{NotificationRecord, PusherRecord, Store, StoreResult, pusher_key};
 
 /// What the pushers need of the configuration.
 pub struct PushersConfig {
@@ -47,11 +51,17 @@ pub const EMAIL_KIND: &str = "email";
 
 /// How long one request to a gateway may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the workers' progress is stored: a crash repeats the pushes of about this
+/// long (at least once, never lost).
+const SAVE_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Pushers {
     store: Store,
     /// The badge (`counts.unread`): the unread counts sync keeps too.
     counts: Arc<UnreadCounts>,
+    /// The event stream: a new feed holds every notification after the position
+    /// allocated when it is made.
+    events: Arc<dyn Watermarks>,
     gateway: gateway::GatewayClient,
     webpush: webpush::WebPushClient,
     /// The event stream position up to which every notification is written.
@@ -67,19 +77,35 @@ struct Worker {
     task: tokio::task::JoinHandle<()>,
 }
 
-#[derive(Default)]
 struct Signals {
     /// Something to do: see the flags.
     work: Notify,
-    /// The user has new notifications (set before `work` is notified): the worker reads
-    /// its queue from the store again. Without it, a worker that has read everything up to
-    /// the visible position does not look.
+    /// The user has new notifications (set before `work` is notified): the worker takes
+    /// them from its feed (or the store). Without it, a worker that has taken everything
+    /// up to the visible position does not look.
     new: AtomicBool,
     /// The user's unread count changed without a new notification (they read).
     badge: AtomicBool,
     /// The worker's progress (the stream position of the last notification it is done
     /// with), also before it is stored: a worker that replaces it starts from there.
     progress: AtomicU64,
+    /// The progress last stored (0: none yet by this worker).
+    saved: AtomicU64,
+    /// The user's notifications as the send path writes them.
+    feed: Mutex<feed::Feed>,
+}
+
+impl Signals {
+    fn new(allocated: u64) -> Self {
+        Self {
+            work: Notify::new(),
+            new: AtomicBool::new(false),
+            badge: AtomicBool::new(false),
+            progress: AtomicU64::new(0),
+            saved: AtomicU64::new(0),
+            feed: Mutex::new(feed::Feed::new(allocated)),
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -91,6 +117,7 @@ impl Pushers {
     pub fn new(
         store: Store,
         counts: Arc<UnreadCounts>,
+        events: Arc<dyn Watermarks>,
         shutdown: tokio::sync::watch::Receiver<bool>,
         config: PushersConfig,
     ) -> anyhow::Result<Arc<Self>> {
@@ -109,6 +136,7 @@ impl Pushers {
             )?,
             store,
             counts,
+            events,
             visible: AtomicU64::new(0),
             workers: Mutex::new(HashMap::new()),
             parts: Mutex::default(),
@@ -123,6 +151,18 @@ impl Pushers {
         for (user_id, record) in self.store.all_pushers()? {
             self.start(&user_id, record);
         }
+        let pushers = self.clone();
+        tokio::spawn(async move {
+            let mut shutdown = pushers.shutdown.clone();
+            let mut every = tokio::time::interval(SAVE_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = every.tick() => pushers.store_progress(),
+                    _ = shutdown.wait_for(|stopping| *stopping) => return,
+                }
+            }
+        });
         Ok(())
     }
 
@@ -136,23 +176,63 @@ impl Pushers {
         self.visible.fetch_max(position, Ordering::SeqCst);
     }
 
-    /// Stores every worker's progress: called at shutdown, once requests are done. A
-    /// worker stores its own too when it sees the shutdown, but nothing waits for that.
+    /// Stores the progress of every worker that moved on since it was last stored, in
+    /// one write: once a second, and at shutdown once requests are done.
     pub fn store_progress(&self) {
         let mut batch = self.store.batch();
-        let mut any = false;
+        let mut moved = Vec::new();
         for workers in lock(&self.workers).values() {
             for (key, worker) in workers {
                 // 0: a worker that has not read its progress yet, or waits for activation.
                 let progress = worker.signals.progress.load(Ordering::SeqCst);
-                if progress > 0 {
+                if progress > worker.signals.saved.load(Ordering::SeqCst) {
                     batch.put_pusher_progress(key, progress);
-                    any = true;
+                    moved.push((worker.signals.clone(), progress));
                 }
             }
         }
-        if any && let Err(e) = self.store.write_unsynced(batch) {
-            tracing::error!(error = %e, "cannot store the pushers' progress");
+        if moved.is_empty() {
+            return;
+        }
+        match self.store.write_unsynced(batch) {
+            Ok(()) => {
+                for (signals, progress) in moved {
+                    signals.saved.fetch_max(progress, Ordering::SeqCst);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot store the pushers' progress"),
+        }
+    }
+
+    /// An event's notifications are written (and not yet visible): each user's record
+    /// goes to the feeds of their pushers' workers. `records` are in the order of
+    /// `users`.
+    pub fn feed(
+        &self,
+        stream: u64,
+        users: &[(OwnedUserId, bool)],
+        records: &[Arc<NotificationRecord>],
+    ) {
+        if users.is_empty() {
+            return;
+        }
+        let workers = lock(&self.workers);
+        for ((user_id, _), record) in users.iter().zip(records) {
+            for worker in workers.get(user_id).into_iter().flat_map(|w| w.values()) {
+                lock(&worker.signals.feed).push(stream, record.clone());
+            }
+        }
+    }
+
+    /// Notifications of these users were withdrawn or evaluated again: their workers
+    /// read them from the store.
+    pub fn records_changed(&self, users: &[OwnedUserId]) {
+        let workers = lock(&self.workers);
+        let allocated = self.events.allocated();
+        for user_workers in users.iter().filter_map(|u| workers.get(u)) {
+            for worker in user_workers.values() {
+                lock(&worker.signals.feed).reset(allocated);
+            }
         }
     }
 
@@ -164,8 +244,11 @@ impl Pushers {
         let workers = lock(&self.workers);
         for user_id in users {
             for worker in workers.get(user_id).into_iter().flat_map(|w| w.values()) {
-                worker.signals.new.store(true, Ordering::SeqCst);
-                worker.signals.work.notify_one();
+                // A worker is woken once until it looks: one that has not looked since
+                // the last wake (busy pushing) takes these notifications with those.
+                if !worker.signals.new.swap(true, Ordering::SeqCst) {
+                    worker.signals.work.notify_one();
+                }
             }
         }
     }
@@ -187,8 +270,10 @@ impl Pushers {
             return;
         }
         let key = pusher_key(user_id.as_str(), &record.app_id, &record.pushkey);
-        let signals = Arc::new(Signals::default());
         let mut workers = lock(&self.workers);
+        // Under the lock the send path feeds workers with: every notification of an
+        // event allocated after this reaches the new feed.
+        let signals = Arc::new(Signals::new(self.events.allocated()));
         let user_workers = workers.entry(user_id.to_owned()).or_default();
         let mut carried = 0;
         if let Some(previous) = user_workers.remove(&key) {

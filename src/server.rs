@@ -26,6 +26,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Some((cert, key)) => Some(tls::server_config(cert, key)?),
         None => None,
     };
+    // Listened for before anything starts, so that a signal during start-up is a clean
+    // shutdown once the server is up.
+    let signalled = shutdown_signal()?;
     let store = Store::open(&config.data.join("db"), config.sync_writes)?;
     let keys = ServerKeys::load_or_create(&config.data, &config.server_name)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -46,7 +49,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let shutdown = {
         let services = services.clone();
         async move {
-            shutdown_signal().await;
+            signalled.await;
             // Long-polls and sockets would otherwise hold the shutdown for their timeout.
             services.begin_shutdown();
         }
@@ -97,24 +100,18 @@ fn limit_slow_clients(
         .max_headers(MAX_HEADERS);
 }
 
-async fn shutdown_signal() {
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Registered now, before the first request is served: a SIGTERM that arrives while
+    // the server starts then shuts it down cleanly instead of killing it (the default
+    // action, while no handler is registered yet).
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
         }
-    };
-    tokio::select! {
-        () = interrupt => {}
-        () = terminate => {}
-    }
-    tracing::info!("shutting down");
+        tracing::info!("shutting down");
+    })
 }

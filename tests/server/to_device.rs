@@ -301,3 +301,42 @@ fn waiting_messages_and_the_acknowledgement_survive_kill_9() {
     let body = sync(&server, &bob, Some(&after), 0);
     assert!(to_device(&body).is_empty(), "{body}");
 }
+
+/// A send is visible a moment before its fsync, so a power loss can take back a position
+/// a client already holds in its `next_batch`. After a restart new messages must come
+/// after any such position: here the client's token names three positions past the
+/// stored one (as it would after such a loss), and the next message still reaches it.
+#[test]
+fn messages_after_a_restart_come_after_positions_a_client_may_already_hold() {
+    let mut server = TestServer::start();
+    let alice = user(&server, "alice");
+    let bob = user(&server, "bob");
+    let since = next_batch(&sync(&server, &bob, None, 0));
+    server.restart();
+    let mut parts: Vec<u64> = since
+        .strip_prefix('s')
+        .expect("a plain token")
+        .split('_')
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(parts.len(), 7, "{since}");
+    parts[5] += 3;
+    let ahead = format!(
+        "s{}",
+        parts
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join("_")
+    );
+    let (status, body) = send_to_device(
+        &server,
+        &alice,
+        "m.test",
+        "after-restart",
+        json!({ bob.id.clone(): { bob.device.clone(): {"text": "still here"} } }),
+    );
+    assert_eq!(status, 200, "{body}");
+    let body = sync(&server, &bob, Some(&ahead), 0);
+    assert_eq!(texts(&body), ["still here"], "{body}");
+}

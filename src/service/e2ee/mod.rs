@@ -45,11 +45,31 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// How far the to-device position moves at each start. A send is visible (a sync may
+/// hand its position out in a `next_batch`) a moment before it is durable
+/// (`store::durable`), so a power loss can take back positions a client already holds;
+/// without the jump, messages sent after the restart would reuse them, and that client's
+/// next sync would skip them and acknowledge (delete) them unseen. One shared fsync's
+/// window holds far fewer sends than this.
+const TO_DEVICE_START_GAP: u64 = 1 << 20;
+
+/// The stored position moved on by [`TO_DEVICE_START_GAP`], stored durably before
+/// anything is handed out: a second power loss then cannot take the jump back either.
+fn to_device_position_after_start(store: &Store) -> StoreResult<u64> {
+    let position = store
+        .to_device_position()?
+        .saturating_add(TO_DEVICE_START_GAP);
+    let mut batch = store.batch();
+    batch.set_to_device_position(position);
+    store.write(batch)?;
+    Ok(position)
+}
+
 impl E2ee {
     pub fn new(store: &Store) -> StoreResult<Self> {
         Ok(Self {
             device_lists: Mutex::new(store.last_u64_key(crate::store::Cf::DeviceListStream)?),
-            to_device: Mutex::new(store.to_device_position()?),
+            to_device: Mutex::new(to_device_position_after_start(store)?),
             keys: Mutex::new(()),
             remote: remote_devices::RemoteLists::default(),
         })

@@ -105,7 +105,10 @@ fn run(db: &DB, sync: bool, shared: &Shared) {
         let batches = {
             let mut queue = shared.lock();
             while queue.batches.is_empty() && !queue.closed {
-                queue = shared.changed.wait(queue).unwrap_or_else(|e| e.into_inner());
+                queue = shared
+                    .changed
+                    .wait(queue)
+                    .unwrap_or_else(|e| e.into_inner());
             }
             if queue.batches.is_empty() {
                 return;

@@ -14,6 +14,7 @@ mod event_cache;
 mod fanout;
 mod federation;
 mod filters;
+mod group_commit;
 mod key_backup;
 mod keys;
 mod media;
@@ -57,6 +58,7 @@ pub use e2ee_keys::{DeviceListChange, FallbackKeyRecord};
 pub use event_cache::CachedEvent;
 pub use fanout::{FanoutIntent, FanoutKind, FanoutRecord};
 pub use federation::OutboxRecord;
+pub use group_commit::GroupedWrite;
 pub use key_backup::{BackedUpKey, BackupVersionRecord};
 pub use media::{
     ImageKind, MediaContent, MediaRecord, QuarantineRecord, ThumbnailRecord, thumbnail_key,
@@ -353,7 +355,7 @@ pub struct Store {
 }
 
 struct Inner {
-    db: DB,
+    db: Arc<DB>,
     write_options: WriteOptions,
     sync_writes: bool,
     path: PathBuf,
@@ -374,6 +376,8 @@ struct Inner {
     sliding_states: sliding_sync::SlidingStates,
     /// Which writes applied under locks are durable (see [`durable`]).
     durability: durable::Durability,
+    /// The thread that commits grouped writes (see [`group_commit`]).
+    committer: group_commit::Committer,
 }
 
 impl Store {
@@ -402,10 +406,12 @@ impl Store {
                 StoreError::Rocks(e)
             }
         })?;
+        let db = Arc::new(db);
         let mut write_options = WriteOptions::default();
         write_options.set_sync(sync_writes);
         let store = Store {
             inner: Arc::new(Inner {
+                committer: group_commit::Committer::start(db.clone(), sync_writes),
                 db,
                 write_options,
                 sync_writes,
@@ -542,17 +548,7 @@ impl Store {
 
     /// Applies the batch atomically; once this returns, the change is in the write-ahead log.
     pub fn write(&self, batch: Batch<'_>) -> StoreResult<()> {
-        let Batch {
-            inner,
-            events,
-            access_tokens,
-            user_rooms,
-            touched,
-            room_stream,
-            membership_stream_max,
-            sliding,
-            ..
-        } = batch;
+        let (inner, notes) = batch.split();
         let write = || self.inner.db.write_opt(inner, &self.inner.write_options);
         // A synced write waits for the disk. On a runtime worker that would stall every
         // task queued behind it (sync wake-ups included), so the worker hands its queue
@@ -565,13 +561,7 @@ impl Store {
         } else {
             write()?;
         }
-        self.inner.events.written(&events);
-        self.inner.access_tokens.written(&access_tokens);
-        self.inner.user_rooms.written(&user_rooms);
-        self.inner.records.written(&touched);
-        self.inner.room_streams.written(room_stream);
-        self.membership_stream_written(membership_stream_max);
-        self.inner.sliding_states.written(sliding);
+        self.note_written(notes);
         Ok(())
     }
 
@@ -580,17 +570,23 @@ impl Store {
     /// [`Self::sync_wal`]. For writes whose loss only repeats work (a queue entry removed,
     /// an answer cached), and for runs of writes followed by one sync.
     pub fn write_unsynced(&self, batch: Batch<'_>) -> StoreResult<()> {
+        let (inner, notes) = batch.split();
         let mut options = WriteOptions::default();
         options.set_sync(false);
-        self.inner.db.write_opt(batch.inner, &options)?;
-        self.inner.events.written(&batch.events);
-        self.inner.access_tokens.written(&batch.access_tokens);
-        self.inner.user_rooms.written(&batch.user_rooms);
-        self.inner.records.written(&batch.touched);
-        self.inner.room_streams.written(batch.room_stream);
-        self.membership_stream_written(batch.membership_stream_max);
-        self.inner.sliding_states.written(batch.sliding);
+        self.inner.db.write_opt(inner, &options)?;
+        self.note_written(notes);
         Ok(())
+    }
+
+    /// Tells the in-memory caches what a batch just written changed.
+    fn note_written(&self, notes: WrittenNotes) {
+        self.inner.events.written(&notes.events);
+        self.inner.access_tokens.written(&notes.access_tokens);
+        self.inner.user_rooms.written(&notes.user_rooms);
+        self.inner.records.written(&notes.touched);
+        self.inner.room_streams.written(notes.room_stream);
+        self.membership_stream_written(notes.membership_stream_max);
+        self.inner.sliding_states.written(notes.sliding);
     }
 
     /// Makes every earlier write durable (one fsync of the write-ahead log), when writes
@@ -641,7 +637,32 @@ pub struct Batch<'a> {
     sliding: sliding_sync::SlidingWrites,
 }
 
+/// What a written batch changed, for the caches (see [`Store::note_written`]).
+struct WrittenNotes {
+    events: Vec<String>,
+    access_tokens: Vec<TokenHash>,
+    user_rooms: Vec<String>,
+    touched: Vec<(Cf, Vec<u8>)>,
+    room_stream: Vec<(String, u64, ruma::OwnedEventId)>,
+    membership_stream_max: u64,
+    sliding: sliding_sync::SlidingWrites,
+}
+
 impl Batch<'_> {
+    /// The RocksDB batch, and what its writing changes for the caches.
+    fn split(self) -> (WriteBatch, WrittenNotes) {
+        let notes = WrittenNotes {
+            events: self.events,
+            access_tokens: self.access_tokens,
+            user_rooms: self.user_rooms,
+            touched: self.touched,
+            room_stream: self.room_stream,
+            membership_stream_max: self.membership_stream_max,
+            sliding: self.sliding,
+        };
+        (self.inner, notes)
+    }
+
     pub fn put_raw(&mut self, cf: Cf, key: &[u8], value: &[u8]) {
         self.touch(cf, key);
         self.inner.put_cf(self.store.cf(cf), key, value);

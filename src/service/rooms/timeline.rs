@@ -219,6 +219,9 @@ impl Services {
         txn: Option<TxnRef>,
     ) -> Result<OwnedEventId> {
         let _guard = self.rooms.lock(room_id).await;
+        // From here to the write nothing awaits: the committer may wait for this batch
+        // to write it with others (see `store::group_commit`).
+        let write = self.store.begin_grouped();
         // `/redact/{eventId}/{txnId}` and `/send/{type}/{txnId}` are different paths, so
         // a redaction's transaction is keyed by its target as well.
         let txn_path = match &template.redacts {
@@ -266,20 +269,6 @@ impl Services {
         }
 
         let mut batch = self.store.batch();
-        // Accepting a direct chat invite records the room in the joiner's `m.direct` in
-        // the same write, so the join never lands without it.
-        let direct_partner = direct_inviter(
-            &pdu,
-            auth_state
-                .get(&("m.room.member".to_owned(), sender.to_string()))
-                .map(|p| &**p),
-        );
-        let account_data_guard = direct_partner
-            .as_ref()
-            .map(|_| self.account_data_locks.lock(sender));
-        if let (Some(partner), Some(guard)) = (&direct_partner, &account_data_guard) {
-            self.stage_direct_room(&mut batch, guard, sender, partner, room_id)?;
-        }
         let local = Local {
             txn: txn
                 .as_ref()
@@ -289,7 +278,27 @@ impl Services {
         if let Some(key) = txn_key {
             batch.put_txn_event(key, &event_id)?;
         }
-        self.commit_local_event(batch, room_id, &room, &pdu, json, local)?;
+        // Accepting a direct chat invite records the room in the joiner's `m.direct` in
+        // the same write, so the join never lands without it.
+        let direct_partner = direct_inviter(
+            &pdu,
+            auth_state
+                .get(&("m.room.member".to_owned(), sender.to_string()))
+                .map(|p| &**p),
+        );
+        if let Some(partner) = direct_partner {
+            drop(write);
+            let guard = self.account_data_locks.lock(sender);
+            self.stage_direct_room(&mut batch, &guard, sender, &partner, room_id)?;
+            self.commit_local_event(batch, room_id, &room, &pdu, json, local)?;
+        } else {
+            // Written with the other sends staging now, sharing their fsync.
+            let (staged, destinations) =
+                self.stage_local_event(&mut batch, room_id, &room, &pdu, json, local)?;
+            write.commit(batch).await?;
+            self.finish_accepted(room_id, staged);
+            self.sender.wake(&destinations);
+        }
         if is_message {
             self.note_activity(sender);
         }
@@ -334,22 +343,31 @@ impl Services {
         json: Value,
         local: Local,
     ) -> Result<()> {
-        let destinations = self.event_destinations(room_id, pdu)?;
-        self.sender
-            .stage_pdu(&mut batch, &destinations, &pdu.event_id().to_owned())?;
-        let staged = self.stage_accepted(
-            &mut batch,
-            room_id,
-            room,
-            pdu,
-            json,
-            room.state_group,
-            local,
-        )?;
+        let (staged, destinations) =
+            self.stage_local_event(&mut batch, room_id, room, pdu, json, local)?;
         self.store.write(batch)?;
         self.finish_accepted(room_id, staged);
         self.sender.wake(&destinations);
         Ok(())
+    }
+
+    /// Stages a local event built on the room's current state and its queueing for the
+    /// room's other servers; returns it and those servers, to wake once it is written.
+    fn stage_local_event(
+        &self,
+        batch: &mut crate::store::Batch<'_>,
+        room_id: &RoomId,
+        room: &RoomRecord,
+        pdu: &Pdu,
+        json: Value,
+        local: Local,
+    ) -> Result<(super::persist::StagedEvent<'_>, Vec<ruma::OwnedServerName>)> {
+        let destinations = self.event_destinations(room_id, pdu)?;
+        self.sender
+            .stage_pdu(batch, &destinations, &pdu.event_id().to_owned())?;
+        let staged =
+            self.stage_accepted(batch, room_id, room, pdu, json, room.state_group, local)?;
+        Ok((staged, destinations))
     }
 
     /// The servers an event goes to: those with users joined before it, and for a

@@ -1,0 +1,279 @@
+//! Synced writes committed together: one thread writes every batch waiting for it as one
+//! RocksDB write, so one write-ahead log append and one fsync cover them all.
+//!
+//! A room event is seen by nobody (no read, no sync, no federation) before it is durable,
+//! because RocksDB inserts a synced write into its memtables only after the fsync: the
+//! merged batch keeps that, where [`Store::write_visible`] (which applies first and syncs
+//! after) would not. RocksDB's own group commit only joins writers that arrive while an
+//! fsync is running, and at a few hundred evenly spaced sends a second that is rare. So
+//! the committer waits, a bounded moment, for the sends already staging their batch (a
+//! room's lock held, building and staging the event, no await before the write): a
+//! sibling that is about to submit shares the fsync instead of queueing for the next one,
+//! as PostgreSQL's `commit_delay` waits only while `commit_siblings` transactions are
+//! active. With no sibling staging, a batch is written at once.
+//!
+//! The sender awaits its batch's write instead of blocking a runtime worker in it
+//! (`block_in_place` hands the worker's queue to another thread for every write).
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rocksdb::{DB, WriteBatch, WriteOptions};
+use tokio::sync::oneshot;
+
+use super::{Batch, Store, StoreError, StoreResult};
+
+/// The longest the committer waits for staging siblings before it writes what it has.
+const SIBLING_WAIT: Duration = Duration::from_micros(1500);
+
+/// The shortest time between the starts of two writes: a batch that arrives sooner after
+/// the last write waits for the rest of it, with whatever else arrives meanwhile. At most
+/// 250 fsyncs a second however many sends; below that rate no batch waits.
+const MIN_INTERVAL: Duration = Duration::from_millis(4);
+
+/// The bytes before a write batch's records: an 8-byte sequence number and a 4-byte count,
+/// little-endian (RocksDB's `WriteBatchInternal::kHeader`).
+const BATCH_HEADER: usize = 12;
+
+type Done = oneshot::Sender<Result<(), rocksdb::Error>>;
+
+#[derive(Default)]
+struct Queue {
+    batches: Vec<(WriteBatch, Done)>,
+    /// Writers between [`Store::begin_grouped`] and their submission.
+    staging: usize,
+    closed: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    queue: Mutex<Queue>,
+    changed: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The committing thread of one store; stopped and joined when the store is dropped.
+pub(super) struct Committer {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Committer {
+    pub(super) fn start(db: Arc<DB>, sync: bool) -> Self {
+        let shared = Arc::new(Shared::default());
+        let thread = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("hearth-commit".into())
+                .spawn(move || run(&db, sync, &shared))
+                .expect("spawn the committer thread")
+        };
+        Self {
+            shared,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Committer {
+    fn drop(&mut self) {
+        self.shared.lock().closed = true;
+        self.shared.changed.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn run(db: &DB, sync: bool, shared: &Shared) {
+    let mut options = WriteOptions::default();
+    options.set_sync(sync);
+    // Unsynced writes cost no fsync: nothing is worth waiting for.
+    let (min_interval, sibling_wait) = if sync {
+        (MIN_INTERVAL, SIBLING_WAIT)
+    } else {
+        (Duration::ZERO, Duration::ZERO)
+    };
+    let mut last_start = Instant::now();
+    loop {
+        let batches = {
+            let mut queue = shared.lock();
+            while queue.batches.is_empty() && !queue.closed {
+                queue = shared
+                    .changed
+                    .wait(queue)
+                    .unwrap_or_else(|e| e.into_inner());
+            }
+            if queue.batches.is_empty() {
+                return;
+            }
+            // Busy (the last write began less than MIN_INTERVAL ago): wait for the rest
+            // of the interval, gathering what arrives; and a moment for siblings staging.
+            let interval_end = last_start + min_interval;
+            let sibling_end = Instant::now() + sibling_wait;
+            loop {
+                let until = if queue.staging > 0 {
+                    interval_end.max(sibling_end)
+                } else {
+                    interval_end
+                };
+                let now = Instant::now();
+                if now >= until || queue.closed {
+                    break;
+                }
+                queue = shared
+                    .changed
+                    .wait_timeout(queue, until - now)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+            last_start = Instant::now();
+            std::mem::take(&mut queue.batches)
+        };
+        let (merged, waiters): (Vec<_>, Vec<_>) = batches.into_iter().unzip();
+        let result = db.write_opt(merge(merged), &options);
+        for done in waiters {
+            // A sender that went away (its request dropped) needs no answer.
+            let _ = done.send(result.clone());
+        }
+    }
+}
+
+/// One write batch holding the records of all of `batches`, in order.
+fn merge(mut batches: Vec<WriteBatch>) -> WriteBatch {
+    if batches.len() == 1 {
+        return batches.pop().expect("one batch");
+    }
+    let size = batches.iter().map(WriteBatch::size_in_bytes).sum::<usize>();
+    let mut data = Vec::with_capacity(size);
+    data.extend_from_slice(&[0; BATCH_HEADER]);
+    let mut count = 0u32;
+    for batch in &batches {
+        let rep = batch.data();
+        let Some(records) = rep.get(BATCH_HEADER..) else {
+            continue;
+        };
+        let header: [u8; 4] = rep[8..BATCH_HEADER].try_into().expect("4 bytes");
+        count += u32::from_le_bytes(header);
+        data.extend_from_slice(records);
+    }
+    data[8..BATCH_HEADER].copy_from_slice(&count.to_le_bytes());
+    WriteBatch::from_data(&data)
+}
+
+/// A writer staging a batch for [`GroupedWrite::commit`]: while it lives, the committer
+/// may wait a moment for its batch before writing the others.
+#[must_use]
+pub struct GroupedWrite<'a> {
+    store: &'a Store,
+    submitted: bool,
+}
+
+impl Store {
+    /// Announces a batch about to be committed with others; see [`GroupedWrite`].
+    pub fn begin_grouped(&self) -> GroupedWrite<'_> {
+        self.inner.committer.shared.lock().staging += 1;
+        GroupedWrite {
+            store: self,
+            submitted: false,
+        }
+    }
+}
+
+impl GroupedWrite<'_> {
+    /// Applies the batch atomically, synced as [`Store::write`] is, in one write with
+    /// whichever other batches are waiting; returns once it is durable.
+    pub async fn commit(mut self, batch: Batch<'_>) -> StoreResult<()> {
+        let (inner, notes) = batch.split();
+        let (done, written) = oneshot::channel();
+        let shared = &self.store.inner.committer.shared;
+        {
+            let mut queue = shared.lock();
+            queue.staging -= 1;
+            self.submitted = true;
+            queue.batches.push((inner, done));
+        }
+        shared.changed.notify_all();
+        match written.await {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(StoreError::Corrupt {
+                    cf: "meta",
+                    detail: "the committer stopped before writing".into(),
+                });
+            }
+        }
+        self.store.note_written(notes);
+        Ok(())
+    }
+}
+
+impl Drop for GroupedWrite<'_> {
+    fn drop(&mut self) {
+        if !self.submitted {
+            let shared = &self.store.inner.committer.shared;
+            shared.lock().staging -= 1;
+            shared.changed.notify_all();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merged_batches_apply_every_record_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), false).unwrap();
+        let mut first = store.batch();
+        first.set_to_device_position(7);
+        first.put_raw(super::super::Cf::Filters, b"a", b"1");
+        first.put_raw(super::super::Cf::Filters, b"b", b"1");
+        let mut second = store.batch();
+        second.delete(super::super::Cf::Filters, b"a");
+        second.put_raw(super::super::Cf::Filters, b"c", b"2");
+        let merged = merge(vec![first.split().0, second.split().0]);
+        assert_eq!(merged.len(), 5);
+        store.inner.db.write(merged).unwrap();
+        let get = |k: &[u8]| store.get_raw(super::super::Cf::Filters, k).unwrap();
+        assert_eq!(get(b"a"), None);
+        assert_eq!(get(b"b").as_deref(), Some(&b"1"[..]));
+        assert_eq!(get(b"c").as_deref(), Some(&b"2"[..]));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_grouped_writes_all_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), true).unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..32u32 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let write = store.begin_grouped();
+                let mut batch = store.batch();
+                batch.put_raw(super::super::Cf::Filters, &i.to_be_bytes(), b"x");
+                write.commit(batch).await.unwrap();
+                // Answered only once written: the record is there.
+                assert!(
+                    store
+                        .get_raw(super::super::Cf::Filters, &i.to_be_bytes())
+                        .unwrap()
+                        .is_some()
+                );
+            }));
+        }
+        // A writer that gives up without submitting does not hold the others back for good.
+        drop(store.begin_grouped());
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(store.inner.committer.shared.lock().staging, 0);
+    }
+}

@@ -370,14 +370,10 @@ impl Services {
         let (user, device) = (user_id.as_str(), device_id.as_str());
         let mut batch = self.store.batch();
         let seq = match used {
-            // Kept are at most the state before the one used (the client has moved
-            // past it), the one used and the one answered to it before (overwritten).
-            Some(seq) => {
-                if let Some(before) = seq.checked_sub(1) {
-                    batch.delete_sliding_sync_state(user, device, conn_id, before);
-                }
-                seq.saturating_add(1)
-            }
+            // Kept are the state used and the one answered to it: the next goes in
+            // place of the one before the one used (the client has moved past it), or
+            // of the one answered to it before (a retried request, answered again).
+            Some(seq) => seq.saturating_add(1),
             // A new connection numbers from the clock, so a `pos` of an earlier
             // connection with this `conn_id` is not taken for one of this; the earlier
             // connection's states go.

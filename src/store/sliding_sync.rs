@@ -278,9 +278,7 @@ mod tests {
         assert_eq!(read(&store, 10), Some(vec!["state 10".to_owned()]));
         assert_eq!(read(&store, 12), None);
         assert_eq!(
-            store
-                .sliding_sync_positions("@a:x", "DEV", "main")
-                .unwrap(),
+            store.sliding_sync_positions("@a:x", "DEV", "main").unwrap(),
             vec![7, 9, 10]
         );
         let mut batch = store.batch();

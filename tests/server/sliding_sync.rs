@@ -493,6 +493,23 @@ fn a_pos_survives_a_restart_and_an_unknown_one_is_refused() {
         400,
         "M_UNKNOWN_POS",
     );
+    // Once the client uses the next position, the first goes (its state is overwritten
+    // by the one answered), from memory and after a restart alike; the one used stays.
+    send_text(&server, &alice, &room, "t2", "later");
+    let third = sliding(&server, &bob, Some(&pos(&next)), &request);
+    assert_eq!(texts(&third["rooms"][&room]), ["later"]);
+    for restarted in [false, true] {
+        if restarted {
+            server.restart();
+        }
+        assert_error(
+            try_sliding(&server, &bob, Some(&pos(&first)), 0, &request),
+            400,
+            "M_UNKNOWN_POS",
+        );
+        let again = sliding(&server, &bob, Some(&pos(&next)), &request);
+        assert_eq!(texts(&again["rooms"][&room]), ["later"], "{restarted}");
+    }
 }
 
 #[test]

@@ -76,6 +76,7 @@ impl Services {
         &self,
         pass: &Pass<'_>,
         config: &Extensions,
+        to_device_since: Option<u64>,
         scope: &Scope<'_>,
     ) -> Result<(Map<String, Value>, bool)> {
         let mut out = Map::new();
@@ -85,7 +86,7 @@ impl Services {
             .as_ref()
             .filter(|c| c.enabled == Some(true))
         {
-            let after = parse_to_device_since(to_device.since.as_deref())?.unwrap_or(0);
+            let after = to_device_since.unwrap_or(0);
             let limit = to_device
                 .limit
                 .and_then(|l| usize::try_from(l).ok())

@@ -67,6 +67,52 @@ impl Connection {
     }
 }
 
+/// What one answer moves a connection's state on by: the positions reached, the list
+/// counts, and the rooms whose sent record changed (the others stay as they were).
+struct Sent {
+    token: String,
+    list_counts: BTreeMap<String, usize>,
+    rooms: Vec<(OwnedRoomId, SentRoom)>,
+}
+
+impl Sent {
+    /// Moves the state on; returns what takes it back.
+    fn apply_to(self, connection: &mut Connection) -> Undo {
+        Undo {
+            token: std::mem::replace(&mut connection.token, self.token),
+            list_counts: std::mem::replace(&mut connection.list_counts, self.list_counts),
+            rooms: self
+                .rooms
+                .into_iter()
+                .map(|(room_id, sent)| {
+                    let before = connection.rooms.insert(room_id.clone(), sent);
+                    (room_id, before)
+                })
+                .collect(),
+        }
+    }
+}
+
+/// What [`Sent::apply_to`] replaced (a room absent before: `None`).
+struct Undo {
+    token: String,
+    list_counts: BTreeMap<String, usize>,
+    rooms: Vec<(OwnedRoomId, Option<SentRoom>)>,
+}
+
+impl Undo {
+    fn apply_to(self, connection: &mut Connection) {
+        connection.token = self.token;
+        connection.list_counts = self.list_counts;
+        for (room_id, before) in self.rooms {
+            match before {
+                Some(sent) => connection.rooms.insert(room_id, sent),
+                None => connection.rooms.remove(&room_id),
+            };
+        }
+    }
+}
+
 /// Everything one computation shares.
 struct Pass<'a> {
     user_id: &'a UserId,
@@ -252,7 +298,7 @@ impl Services {
         connection: &mut SlidingConnection,
         always: bool,
     ) -> Result<Option<SlidingAnswer>> {
-        let (mut response, next, updates) = self.sliding_sync_once(
+        let (mut response, sent, updates) = self.sliding_sync_once(
             user_id,
             device_id,
             connection.since,
@@ -260,15 +306,30 @@ impl Services {
             connection.to_device_since,
         )?;
         if updates || connection.config_changed {
+            // The connection's state after this answer: the one it continued from, moved
+            // on. A long-poll's is its own (made for this request), so it is taken as it
+            // is; a WebSocket's last one is shared with the store's memory and copied.
+            let mut next = Arc::unwrap_or_clone(std::mem::take(&mut connection.config));
+            let undo = sent.apply_to(&mut next);
             let since = SyncToken::parse(&next.token);
             let next = Arc::new(next);
-            let seq = self.save_connection(
+            let saved = self.save_connection(
                 user_id,
                 device_id,
                 &connection.conn_id,
                 connection.seq,
                 next.clone(),
-            )?;
+            );
+            let seq = match saved {
+                Ok(seq) => seq,
+                Err(e) => {
+                    // The connection stays as it was, for the socket's next try.
+                    let mut config = Arc::unwrap_or_clone(next);
+                    undo.apply_to(&mut config);
+                    connection.config = Arc::new(config);
+                    return Err(e);
+                }
+            };
             let pos = seq.to_string();
             response.pos.clone_from(&pos);
             // What a client re-polling at once would send: the new `pos`, and the
@@ -309,14 +370,10 @@ impl Services {
         let (user, device) = (user_id.as_str(), device_id.as_str());
         let mut batch = self.store.batch();
         let seq = match used {
-            // Kept are at most the state before the one used (the client has moved
-            // past it), the one used and the one answered to it before (overwritten).
-            Some(seq) => {
-                if let Some(before) = seq.checked_sub(1) {
-                    batch.delete_sliding_sync_state(user, device, conn_id, before);
-                }
-                seq.saturating_add(1)
-            }
+            // Kept are the state used and the one answered to it: the next goes in
+            // place of the one before the one used (the client has moved past it), or
+            // of the one answered to it before (a retried request, answered again).
+            Some(seq) => seq.saturating_add(1),
             // A new connection numbers from the clock, so a `pos` of an earlier
             // connection with this `conn_id` is not taken for one of this; the earlier
             // connection's states go.
@@ -333,8 +390,8 @@ impl Services {
         Ok(seq)
     }
 
-    /// Computes one response (its `pos` left empty) and the connection's state after it;
-    /// the flag says whether it holds anything new.
+    /// Computes one response (its `pos` left empty) and what it moves the connection's
+    /// state on by; the flag says whether it holds anything new.
     fn sliding_sync_once(
         &self,
         user_id: &UserId,
@@ -342,7 +399,7 @@ impl Services {
         since: Option<SyncToken>,
         config: &Connection,
         to_device_since: Option<u64>,
-    ) -> Result<(SlidingAnswer, Connection, bool)> {
+    ) -> Result<(SlidingAnswer, Sent, bool)> {
         let now = self.sync_position(user_id)?;
         let pass = Pass {
             user_id,
@@ -393,7 +450,7 @@ impl Services {
             wants.entry(room_id.clone()).or_default().add(room);
         }
 
-        let mut next = config.clone();
+        let mut sent_rooms = Vec::with_capacity(wants.len());
         let mut rooms_out = BTreeMap::new();
         let mut initial = HashSet::new();
         for (room_id, wanted) in &wants {
@@ -407,7 +464,9 @@ impl Services {
             if update.initial {
                 initial.insert(room_id.clone());
             }
-            next.rooms.insert(room_id.clone(), update.sent);
+            if config.rooms.get(room_id) != Some(&update.sent) {
+                sent_rooms.push((room_id.clone(), update.sent));
+            }
         }
         let scope = Scope {
             lists: &list_rooms,
@@ -416,22 +475,21 @@ impl Services {
             candidates: &candidates,
             rooms_out: &rooms_out,
         };
-        let mut extension_config = config.extensions.clone();
-        if let Some(to_device) = extension_config.to_device.as_mut() {
-            to_device.since = to_device_since.map(|s| s.to_string());
-        }
         let (extensions_out, extension_updates) =
-            self.sliding_extensions(&pass, &extension_config, &scope)?;
+            self.sliding_extensions(&pass, &config.extensions, to_device_since, &scope)?;
 
         let updates = !rooms_out.is_empty() || extension_updates || counts != config.list_counts;
-        next.token = now.to_string();
-        next.list_counts = counts;
+        let sent = Sent {
+            token: now.to_string(),
+            list_counts: counts,
+            rooms: sent_rooms,
+        };
         let response = SlidingAnswer {
             extensions: extensions_out,
             lists: lists_out,
             pos: String::new(),
             rooms: rooms_out,
         };
-        Ok((response, next, updates))
+        Ok((response, sent, updates))
     }
 }

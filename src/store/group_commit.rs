@@ -12,6 +12,12 @@
 //! as PostgreSQL's `commit_delay` waits only while `commit_siblings` transactions are
 //! active. With no sibling staging, a batch is written at once.
 //!
+//! That alone groups little (an fsync here takes tens of microseconds), so when busy a
+//! batch arriving less than [`MIN_INTERVAL`] after the last write began waits for the
+//! rest of that interval with whatever else arrives: at most 250 fsyncs a second.
+//! Those waits stop once several in a row gathered no other batch (one client sending
+//! in sequence gains nothing from them), and resume when a probe finds company again.
+//!
 //! The sender awaits its batch's write instead of blocking a runtime worker in it
 //! (`block_in_place` hands the worker's queue to another thread for every write).
 
@@ -31,6 +37,46 @@ const SIBLING_WAIT: Duration = Duration::from_micros(1500);
 /// the last write waits for the rest of it, with whatever else arrives meanwhile. At most
 /// 250 fsyncs a second however many sends; below that rate no batch waits.
 const MIN_INTERVAL: Duration = Duration::from_millis(4);
+
+/// Interval waits in a row that gathered no other batch after which the committer stops
+/// waiting: the writes come one after another (one client sending in sequence), and
+/// waiting only delays each of them.
+const LONELY_WAITS: u32 = 8;
+
+/// While not waiting for that reason, one write in this many waits again, to notice
+/// that writes from several senders arrive together again.
+const PROBE_EVERY: u32 = 32;
+
+/// Whether waiting for the interval's end has been gathering batches lately.
+#[derive(Default)]
+struct Pacing {
+    /// Interval waits in a row that ended with one batch.
+    lonely: u32,
+    /// Writes since the last interval wait, while `lonely` says not to wait.
+    since_probe: u32,
+}
+
+impl Pacing {
+    fn should_wait(&mut self) -> bool {
+        if self.lonely < LONELY_WAITS {
+            return true;
+        }
+        self.since_probe += 1;
+        if self.since_probe >= PROBE_EVERY {
+            self.since_probe = 0;
+            return true;
+        }
+        false
+    }
+
+    fn waited(&mut self, batches: usize) {
+        if batches > 1 {
+            self.lonely = 0;
+        } else {
+            self.lonely = self.lonely.saturating_add(1);
+        }
+    }
+}
 
 /// The bytes before a write batch's records: an 8-byte sequence number and a 4-byte count,
 /// little-endian (RocksDB's `WriteBatchInternal::kHeader`).
@@ -101,6 +147,7 @@ fn run(db: &DB, sync: bool, shared: &Shared) {
         (Duration::ZERO, Duration::ZERO)
     };
     let mut last_start = Instant::now();
+    let mut pacing = Pacing::default();
     loop {
         let batches = {
             let mut queue = shared.lock();
@@ -114,8 +161,15 @@ fn run(db: &DB, sync: bool, shared: &Shared) {
                 return;
             }
             // Busy (the last write began less than MIN_INTERVAL ago): wait for the rest
-            // of the interval, gathering what arrives; and a moment for siblings staging.
-            let interval_end = last_start + min_interval;
+            // of the interval, gathering what arrives, unless such waits have lately
+            // gathered nothing; and a moment for siblings staging.
+            let busy = Instant::now() < last_start + min_interval;
+            let interval_wait = busy && pacing.should_wait();
+            let interval_end = if interval_wait {
+                last_start + min_interval
+            } else {
+                Instant::now()
+            };
             let sibling_end = Instant::now() + sibling_wait;
             loop {
                 let until = if queue.staging > 0 {
@@ -134,6 +188,9 @@ fn run(db: &DB, sync: bool, shared: &Shared) {
                     .0;
             }
             last_start = Instant::now();
+            if interval_wait {
+                pacing.waited(queue.batches.len());
+            }
             std::mem::take(&mut queue.batches)
         };
         let (merged, waiters): (Vec<_>, Vec<_>) = batches.into_iter().unzip();
@@ -227,6 +284,23 @@ impl Drop for GroupedWrite<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn waits_stop_when_they_gather_nothing_and_resume_when_they_do() {
+        let mut pacing = Pacing::default();
+        // One sender in sequence: each wait ends with its batch alone.
+        for _ in 0..LONELY_WAITS {
+            assert!(pacing.should_wait());
+            pacing.waited(1);
+        }
+        let waits = (0..PROBE_EVERY * 2)
+            .filter(|_| pacing.should_wait())
+            .count();
+        assert_eq!(waits, 2, "only the probes wait");
+        // A probe that gathers company turns waiting back on.
+        pacing.waited(3);
+        assert!((0..PROBE_EVERY).all(|_| pacing.should_wait()));
+    }
 
     #[test]
     fn merged_batches_apply_every_record_in_order() {

@@ -30,6 +30,7 @@ pub use token::{Deferred, SyncSince, SyncToken};
 
 use crate::error::Result;
 use crate::service::Services;
+use crate::service::e2ee::events_section;
 use crate::service::filter::Filter;
 use crate::service::presence::PresenceState;
 use crate::service::push_rules::PUSH_RULES_TYPE;
@@ -245,11 +246,8 @@ impl Services {
 
         let mut rest = Map::new();
         e2ee.insert_into(&mut rest);
-        rest.insert("presence".into(), json!({ "events": presence }));
-        rest.insert(
-            "account_data".into(),
-            json!({ "events": global_account_data }),
-        );
+        rest.insert("presence".into(), events_section(presence));
+        rest.insert("account_data".into(), events_section(global_account_data));
         let response = SyncResponse {
             next_batch: next_batch.to_string(),
             rooms,
@@ -312,8 +310,8 @@ impl Services {
         };
         let mut rest = Map::new();
         e2ee.insert_into(&mut rest);
-        rest.insert("presence".into(), json!({ "events": presence }));
-        rest.insert("account_data".into(), json!({ "events": [] }));
+        rest.insert("presence".into(), events_section(presence));
+        rest.insert("account_data".into(), events_section(Vec::new()));
         let response = SyncResponse {
             next_batch: next_batch.to_string(),
             rooms,

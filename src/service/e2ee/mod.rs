@@ -20,7 +20,7 @@ use ruma::{OwnedDeviceId, UserId};
 pub use cross_signing::{SignaturesUpload, SigningKeysUpload};
 pub use dehydrated::DehydratedDeviceUpload;
 pub use keys::{ClaimRequest, KeysUpload, QueryRequest};
-pub use sync::{E2eeSync, Window, events_section};
+pub use sync::{E2eeSync, Window};
 pub use to_device::Messages;
 pub use to_device::{MAX_PENDING_PER_DEVICE, MAX_PER_SYNC as MAX_TO_DEVICE_PER_SYNC};
 

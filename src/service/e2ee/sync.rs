@@ -6,6 +6,7 @@ use serde_json::{Map, Value, json};
 
 use crate::error::Result;
 use crate::service::Services;
+use crate::service::sync::events_section;
 
 /// The encryption parts of one sync response.
 pub struct E2eeSync {
@@ -52,13 +53,6 @@ impl E2eeSync {
             strings(self.unused_fallback_key_types),
         );
     }
-}
-
-/// `{"events": [...]}`, the shape of several sections of a sync response.
-pub fn events_section(events: Vec<Value>) -> Value {
-    let mut section = Map::new();
-    section.insert("events".into(), Value::Array(events));
-    Value::Object(section)
 }
 
 impl Services {

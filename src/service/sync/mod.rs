@@ -25,12 +25,12 @@ pub use initial::{
 pub use lazy_members::LazyMembersSent;
 pub use notifier::Notifier;
 pub use response::SyncResponse;
+pub(crate) use response::events_section;
 pub(crate) use rooms::{Timeline, TimelineWindow};
 pub use token::{Deferred, SyncSince, SyncToken};
 
 use crate::error::Result;
 use crate::service::Services;
-use crate::service::e2ee::events_section;
 use crate::service::filter::Filter;
 use crate::service::presence::PresenceState;
 use crate::service::push_rules::PUSH_RULES_TYPE;

@@ -38,8 +38,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let header_read_secs = config.limits.header_read_secs;
     let services = Arc::new(Services::new(config, store, keys)?);
     services.start_workers()?;
-    let app =
-        crate::api::router(services.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let app = axum::ServiceExt::<axum::http::Request<_>>::into_make_service_with_connect_info::<
+        SocketAddr,
+    >(crate::api::router(services.clone()));
     tracing::info!(
         addr = %listener.local_addr()?,
         server_name = %services.server_name(),

@@ -10,11 +10,16 @@ pub mod keys;
 mod route_list;
 pub mod web;
 
-use axum::Router;
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::{BoxError, Router};
+
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+use tracing::Span;
 
 use crate::error::{Error, ErrorKind};
 pub use extract::AppState;
@@ -30,20 +35,43 @@ fn endpoints(state: &AppState) -> Router<AppState> {
         .merge(web::routes())
 }
 
-pub fn router(state: AppState) -> Router {
-    endpoints(&state)
+/// The whole application: the router inside the layers every request passes, outermost
+/// first: the request's log span, panic catching, then CORS and the body check.
+///
+/// The layers wrap the router once rather than through [`Router::layer`], which wraps
+/// each route: axum clones a route's service for every request it routes, so each
+/// request then cloned and dropped a boxed copy of all three layers with its handler,
+/// and boxed the response body once more.
+pub fn router<B>(
+    state: AppState,
+) -> impl tower::Service<
+    axum::http::Request<B>,
+    Response = Response<impl HttpBody<Data = Bytes, Error: Into<BoxError>> + Send + 'static>,
+    Error = std::convert::Infallible,
+    Future: Send + 'static,
+> + Clone
++ Send
++ Sync
++ 'static
+where
+    B: HttpBody<Data = Bytes, Error: Into<BoxError>> + Send + 'static,
+{
+    let routes = endpoints(&state)
         .fallback(web::fallback)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state.clone())
+        .with_state(state.clone());
+    tower::ServiceBuilder::new()
+        .map_request(|request: axum::http::Request<B>| request.map(Body::new))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span as fn(&Request) -> Span))
+        .layer(CatchPanicLayer::custom(on_panic as fn(_) -> Response))
         .layer(axum::middleware::from_fn_with_state(state, cors_and_body))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
-        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span))
+        .service(routes)
 }
 
 /// Each request's span in the log: its method and path, never the query string, which
 /// can carry an access token (the deprecated `access_token` parameter) or a
 /// registration token.
-fn request_span(request: &Request) -> tracing::Span {
+fn request_span(request: &Request) -> Span {
     tracing::debug_span!(
         "request",
         method = %request.method(),

@@ -58,7 +58,7 @@ async fn upgrade(
     State(state): State<AppState>,
     ClientAddr(addr): ClientAddr,
     auth: MaybeAuthWithToken,
-    Query(params): Query<SyncParams>,
+    params: SyncParams,
     Query(mode): Query<ModeParams>,
     upgrade: std::result::Result<
         WebSocketUpgrade,

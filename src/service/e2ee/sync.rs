@@ -6,6 +6,7 @@ use serde_json::{Map, Value, json};
 
 use crate::error::Result;
 use crate::service::Services;
+use crate::service::sync::events_section;
 
 /// The encryption parts of one sync response.
 pub struct E2eeSync {
@@ -33,20 +34,23 @@ impl E2eeSync {
         !self.to_device.is_empty() || !self.changed.is_empty() || !self.left.is_empty()
     }
 
-    /// Adds the sections to a response.
+    /// Adds the sections to a response, moving the values in (the `json!` macro would
+    /// copy each one through the serializer).
     pub fn insert_into(self, response: &mut Map<String, Value>) {
-        response.insert("to_device".into(), json!({ "events": self.to_device }));
-        response.insert(
-            "device_lists".into(),
-            json!({ "changed": self.changed, "left": self.left }),
-        );
+        let strings =
+            |list: Vec<String>| Value::Array(list.into_iter().map(Value::String).collect());
+        response.insert("to_device".into(), events_section(self.to_device));
+        let mut device_lists = Map::new();
+        device_lists.insert("changed".into(), strings(self.changed));
+        device_lists.insert("left".into(), strings(self.left));
+        response.insert("device_lists".into(), Value::Object(device_lists));
         response.insert(
             "device_one_time_keys_count".into(),
             Value::Object(self.one_time_key_counts),
         );
         response.insert(
             "device_unused_fallback_key_types".into(),
-            json!(self.unused_fallback_key_types),
+            strings(self.unused_fallback_key_types),
         );
     }
 }

@@ -25,6 +25,7 @@ pub use initial::{
 pub use lazy_members::LazyMembersSent;
 pub use notifier::Notifier;
 pub use response::SyncResponse;
+pub(crate) use response::events_section;
 pub(crate) use rooms::{Timeline, TimelineWindow};
 pub use token::{Deferred, SyncSince, SyncToken};
 
@@ -245,11 +246,8 @@ impl Services {
 
         let mut rest = Map::new();
         e2ee.insert_into(&mut rest);
-        rest.insert("presence".into(), json!({ "events": presence }));
-        rest.insert(
-            "account_data".into(),
-            json!({ "events": global_account_data }),
-        );
+        rest.insert("presence".into(), events_section(presence));
+        rest.insert("account_data".into(), events_section(global_account_data));
         let response = SyncResponse {
             next_batch: next_batch.to_string(),
             rooms,
@@ -312,8 +310,8 @@ impl Services {
         };
         let mut rest = Map::new();
         e2ee.insert_into(&mut rest);
-        rest.insert("presence".into(), json!({ "events": presence }));
-        rest.insert("account_data".into(), json!({ "events": [] }));
+        rest.insert("presence".into(), events_section(presence));
+        rest.insert("account_data".into(), events_section(Vec::new()));
         let response = SyncResponse {
             next_batch: next_batch.to_string(),
             rooms,

@@ -22,7 +22,7 @@ pub(crate) struct TimelineSection {
 }
 
 /// One room of `rooms.join`, `invite`, `knock` or `leave`.
-#[derive(Serialize)]
+#[derive(Default, Serialize)]
 pub(crate) struct RoomSection {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) timeline: Option<TimelineSection>,
@@ -74,6 +74,14 @@ impl Rooms {
             _ => None,
         }
     }
+}
+
+/// `{"events": [...]}`, the shape of several sections of a response, with the events
+/// moved in (`json!` would copy each through the serializer).
+pub(crate) fn events_section(events: Vec<Value>) -> Value {
+    let mut section = Map::new();
+    section.insert("events".into(), Value::Array(events));
+    Value::Object(section)
 }
 
 /// A whole response.

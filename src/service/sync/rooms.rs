@@ -8,7 +8,7 @@ use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId};
 use super::budget::fit_timeline_budget;
 use serde_json::{Value, json};
 
-use super::response::{RoomSection, TimelineSection};
+use super::response::{RoomSection, TimelineSection, events_section};
 use super::{Pass, SyncToken};
 use crate::error::Result;
 use crate::service::Services;
@@ -172,7 +172,11 @@ impl Services {
                     let events: Vec<OutEvent> = self
                         .client_event_by_id(membership_event.as_str(), Some(pass.view))?
                         .filter(|(record, _)| {
-                            record.pdu.pointer("/content/membership") == Some(&json!("leave"))
+                            record
+                                .pdu
+                                .pointer("/content/membership")
+                                .and_then(Value::as_str)
+                                == Some("leave")
                         })
                         .map(|(_, event)| OutEvent::Tree(event))
                         .into_iter()
@@ -464,7 +468,8 @@ impl Services {
         if from.is_some() {
             // Someone joining a room the user is in now shares it with them.
             let joiners = timeline.events.iter().map(|(_, e)| e.fields()).filter(|e| {
-                is_member_event(e) && e.pointer("/content/membership") == Some(&json!("join"))
+                is_member_event(e)
+                    && e.pointer("/content/membership").and_then(Value::as_str) == Some("join")
             });
             for event in joiners {
                 if let Some(user) = event
@@ -493,11 +498,14 @@ impl Services {
         }
         let prev_batch = self.prev_batch(pass, &timeline, from, to);
         let unread = self.unread_counts(pass.user_id, room_id, joined_at, to)?;
-        let mut section = RoomSection::new(json!({
-            "state": {"events": state},
-            "ephemeral": {"events": ephemeral},
-            "account_data": {"events": account_data},
-        }));
+        let mut section = RoomSection::default();
+        section.rest.insert("state".into(), events_section(state));
+        section
+            .rest
+            .insert("ephemeral".into(), events_section(ephemeral));
+        section
+            .rest
+            .insert("account_data".into(), events_section(account_data));
         let count = |c: Counts| json!({"notification_count": c.notifications, "highlight_count": c.highlights});
         if pass.filter.room.timeline.unread_thread_notifications {
             // The main timeline's counts, and each thread's apart (as Synapse: threads
@@ -541,10 +549,11 @@ impl Services {
         let state = self.state_section(pass, room_id, from, left_at, full, &timeline)?;
         let account_data = self.room_account_data(pass, room_id, from.is_none())?;
         let prev_batch = self.prev_batch(pass, &timeline, from, left_at);
-        let mut section = RoomSection::new(json!({
-            "state": {"events": state},
-            "account_data": {"events": account_data},
-        }));
+        let mut section = RoomSection::default();
+        section.rest.insert("state".into(), events_section(state));
+        section
+            .rest
+            .insert("account_data".into(), events_section(account_data));
         section.timeline = Some(timeline.into_section(prev_batch));
         Ok(Some(section))
     }

@@ -189,12 +189,12 @@ impl Batch<'_> {
         hash: &TokenHash,
         token: &AccessTokenRecord,
     ) -> StoreResult<()> {
-        self.access_tokens.push(*hash);
+        self.notes.access_tokens.push(*hash);
         self.put_json(Cf::AccessTokens, hash.as_bytes(), token)
     }
 
     pub fn delete_access_token(&mut self, hash: &TokenHash) {
-        self.access_tokens.push(*hash);
+        self.notes.access_tokens.push(*hash);
         self.delete(Cf::AccessTokens, hash.as_bytes());
     }
 

@@ -142,7 +142,7 @@ impl Batch<'_> {
         let Ok(room_id) = OwnedRoomId::try_from(room_id) else {
             return Ok(());
         };
-        self.membership_stream_max = self.membership_stream_max.max(record.stream);
+        self.notes.membership_stream_max = self.notes.membership_stream_max.max(record.stream);
         self.put_json(
             Cf::MembershipStream,
             &key(record.stream, user_id),

@@ -536,13 +536,7 @@ impl Store {
         Batch {
             store: self,
             inner: WriteBatch::default(),
-            events: Vec::new(),
-            access_tokens: Vec::new(),
-            user_rooms: Vec::new(),
-            touched: Vec::new(),
-            room_stream: Vec::new(),
-            membership_stream_max: 0,
-            sliding: sliding_sync::SlidingWrites::default(),
+            notes: WrittenNotes::default(),
         }
     }
 
@@ -620,6 +614,14 @@ impl Store {
 pub struct Batch<'a> {
     store: &'a Store,
     inner: WriteBatch,
+    /// What writing it changes for the caches.
+    notes: WrittenNotes,
+}
+
+/// What a batch changes for the caches, applied once it is written (see
+/// [`Store::note_written`]).
+#[derive(Default)]
+struct WrittenNotes {
     /// Events this batch stores, whose cached copies go once it is written.
     events: Vec<String>,
     /// Access tokens this batch writes or deletes, likewise.
@@ -637,30 +639,10 @@ pub struct Batch<'a> {
     sliding: sliding_sync::SlidingWrites,
 }
 
-/// What a written batch changed, for the caches (see [`Store::note_written`]).
-struct WrittenNotes {
-    events: Vec<String>,
-    access_tokens: Vec<TokenHash>,
-    user_rooms: Vec<String>,
-    touched: Vec<(Cf, Vec<u8>)>,
-    room_stream: Vec<(String, u64, ruma::OwnedEventId)>,
-    membership_stream_max: u64,
-    sliding: sliding_sync::SlidingWrites,
-}
-
 impl Batch<'_> {
     /// The RocksDB batch, and what its writing changes for the caches.
     fn split(self) -> (WriteBatch, WrittenNotes) {
-        let notes = WrittenNotes {
-            events: self.events,
-            access_tokens: self.access_tokens,
-            user_rooms: self.user_rooms,
-            touched: self.touched,
-            room_stream: self.room_stream,
-            membership_stream_max: self.membership_stream_max,
-            sliding: self.sliding,
-        };
-        (self.inner, notes)
+        (self.inner, self.notes)
     }
 
     pub fn put_raw(&mut self, cf: Cf, key: &[u8], value: &[u8]) {
@@ -681,7 +663,7 @@ impl Batch<'_> {
 
     fn touch(&mut self, cf: Cf, key: &[u8]) {
         if record_cache::RecordCaches::tracks(cf) {
-            self.touched.push((cf, key.to_vec()));
+            self.notes.touched.push((cf, key.to_vec()));
         }
     }
 }

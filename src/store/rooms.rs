@@ -444,7 +444,7 @@ impl Batch<'_> {
     }
 
     pub fn put_event(&mut self, event_id: &str, event: &EventRecord) -> StoreResult<()> {
-        self.events.push(event_id.to_owned());
+        self.notes.events.push(event_id.to_owned());
         self.put_json(Cf::Events, event_id.as_bytes(), event)
     }
 
@@ -462,7 +462,8 @@ impl Batch<'_> {
             &join(&[room_id.as_bytes(), &be(stream)]),
             event_id,
         )?;
-        self.room_stream
+        self.notes
+            .room_stream
             .push((room_id.to_owned(), stream, event_id.clone()));
         let mut topo = join(&[room_id.as_bytes(), &be(depth)]);
         topo.extend_from_slice(&be(stream));
@@ -517,7 +518,7 @@ impl Batch<'_> {
         room_id: &str,
         record: &UserRoomRecord,
     ) -> StoreResult<()> {
-        self.user_rooms.push(user_id.to_owned());
+        self.notes.user_rooms.push(user_id.to_owned());
         self.put_json(
             Cf::UserRooms,
             &join(&[user_id.as_bytes(), room_id.as_bytes()]),

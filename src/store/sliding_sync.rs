@@ -202,7 +202,7 @@ impl Batch<'_> {
         let mut key = connection.clone();
         key.push((seq & 1) as u8);
         self.put_raw(Cf::SlidingSync, &key, &value);
-        self.sliding.puts.push((connection, seq, state));
+        self.notes.sliding.puts.push((connection, seq, state));
         Ok(())
     }
 
@@ -217,7 +217,8 @@ impl Batch<'_> {
     ) {
         self.delete(Cf::SlidingSync, &position(user_id, device_id, conn_id, seq));
         self.delete(Cf::SlidingSync, &slot(user_id, device_id, conn_id, seq));
-        self.sliding
+        self.notes
+            .sliding
             .deleted
             .push((connection(user_id, device_id, conn_id), seq));
     }
@@ -228,7 +229,7 @@ impl Batch<'_> {
         let end = end_of(&prefix);
         self.inner
             .delete_range_cf(self.store.cf(Cf::SlidingSync), &prefix, &end);
-        self.sliding.dropped.push(prefix);
+        self.notes.sliding.dropped.push(prefix);
     }
 }
 

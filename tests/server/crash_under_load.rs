@@ -733,6 +733,9 @@ fn killed_under_load_again_and_again_nothing_answered_is_lost() {
         // The writers upload as fast as the server answers: on a quiet machine that is
         // past the per-user upload allowance, which has tests of its own.
         ("HEARTH_MEDIA__UPLOADS_BURST", "1000000"),
+        // Synced writes, as a deployed server has them: sends then go through the group
+        // commit's waits (`store/group_commit.rs`), merged with other writers' batches.
+        ("HEARTH_SYNC_WRITES", "true"),
     ]);
     let root = admin(&server, "root");
     let owner = user(&server, "owner");

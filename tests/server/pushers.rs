@@ -318,6 +318,71 @@ fn delivery_is_retried_after_the_gateway_was_down() {
     assert_eq!(received[2]["notification"]["counts"], json!({"unread": 2}));
 }
 
+/// A receipt with a `thread_id` (`main` for the main timeline).
+fn thread_receipt(server: &TestServer, user: &User, room: &str, event_id: &str, thread: &str) {
+    let (status, body) = server.post(
+        &format!(
+            "/_matrix/client/v3/rooms/{}/receipt/m.read/{}",
+            enc(room),
+            enc(event_id)
+        ),
+        Some(&user.token),
+        &json!({"thread_id": thread}),
+    );
+    assert_eq!(status, 200, "{body}");
+}
+
+/// A notification the user has read by the time its push goes (here, while the gateway
+/// was down) is not pushed: read in the main timeline or in its thread, each receipt
+/// covering only its own; the badge of what is pushed counts the unread ones alone.
+#[test]
+fn a_notification_read_before_its_push_is_not_pushed() {
+    let server = start_allowing_loopback();
+    let (alice, bob, room) = alice_and_bob_in_a_room(&server);
+    // Nothing listens on the pusher's port until Bob has read: every attempt before
+    // fails, and each attempt checks the receipts again.
+    let port = free_port();
+    set(
+        &server,
+        &bob,
+        &pusher(&url_on(port), "key", Some("event_id_only")),
+    );
+    let root = send_text(&server, &alice, &room, "t1", "a thread's root");
+    let reply = json!({
+        "msgtype": "m.text",
+        "body": "in the thread",
+        "m.relates_to": {"rel_type": "m.thread", "event_id": root},
+    });
+    let (status, sent) = try_send(&server, &alice, &room, "t2", &reply);
+    assert_eq!(status, 200, "{sent}");
+    let in_thread = sent["event_id"].as_str().unwrap().to_owned();
+    let after_root = send_text(&server, &alice, &room, "t3", "after the root");
+    // Read: the thread, and the main timeline up to the root only.
+    thread_receipt(&server, &bob, &room, &in_thread, root.as_str());
+    thread_receipt(&server, &bob, &room, root.as_str(), "main");
+    let gateway = Gateway::start_on(port);
+    // Notifications only, not the badges the reads sent.
+    let pushed = || -> Vec<Value> {
+        gateway
+            .wait_for(0)
+            .into_iter()
+            .filter(|n| n["notification"].get("event_id").is_some())
+            .collect()
+    };
+    // Pushes go in order: one that should not be pushed would come first.
+    eventually(|| !pushed().is_empty());
+    let last = send_text(&server, &alice, &room, "t4", "last");
+    eventually(|| pushed().len() >= 2);
+    let pushed = pushed();
+    let ids: Vec<&Value> = pushed
+        .iter()
+        .map(|n| &n["notification"]["event_id"])
+        .collect();
+    assert_eq!(ids, [after_root.as_str(), last.as_str()], "{pushed:?}");
+    assert_eq!(pushed[0]["notification"]["counts"], json!({"unread": 1}));
+    assert_eq!(pushed[1]["notification"]["counts"], json!({"unread": 2}));
+}
+
 /// The queue is the store: a notification recorded before the send's 200 reaches the
 /// gateway after a crash (kill -9) that came before any push of it, and the worker then
 /// goes on with the notifications written after the restart, each once.

@@ -76,30 +76,48 @@ struct Full<'a> {
     membership: Option<&'a Value>,
 }
 
-/// The members each pusher adds.
-#[derive(Serialize)]
+/// What one pusher sends alike in every request, made once by its worker: whether it
+/// asked for the `event_id_only` format, and its `devices` entry up to the tweaks (the
+/// app ID, the pushkey and its time, the data less its URL), serialised.
+pub(super) struct PusherPart {
+    event_id_only: bool,
+    /// `"devices":[{"app_id":…,"pushkey":…,"pushkey_ts":…,"data":{…},"tweaks":`
+    device: Vec<u8>,
+}
+
+impl PusherPart {
+    pub(super) fn new(pusher: &PusherRecord) -> Self {
+        let mut device = br#""devices":["#.to_vec();
+        // Serialising plain structs and maps of `Value`s cannot fail.
+        let _ = serde_json::to_writer(&mut device, &Device::new(pusher));
+        // The object stays open for the tweaks.
+        device.pop();
+        device.extend_from_slice(br#","tweaks":"#);
+        Self {
+            event_id_only: pusher.data.get("format").and_then(Value::as_str)
+                == Some("event_id_only"),
+            device,
+        }
+    }
+}
+
+/// The members each request adds to the shared ones: `user_is_target` (a member event's
+/// target, full format), the badge, the priority (none for a badge-only update) and the
+/// tweaks of the pusher's device.
 struct Own<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
     user_is_target: Option<bool>,
-    counts: Unread,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    prio: Option<&'static str>,
-    devices: [Device<'a>; 1],
-}
-
-#[derive(Serialize)]
-struct Unread {
     unread: u64,
+    prio: Option<&'static str>,
+    tweaks: BTreeMap<&'a str, &'a Value>,
 }
 
-/// The `devices` entry of the notify request for this pusher.
+/// The `devices` entry of the notify request for this pusher, less its `tweaks`.
 #[derive(Serialize)]
 struct Device<'a> {
     app_id: &'a str,
     pushkey: &'a str,
     pushkey_ts: u64,
     data: DataWithoutUrl<'a>,
-    tweaks: BTreeMap<&'a str, &'a Value>,
 }
 
 /// The pusher's `data` less its `url`.
@@ -122,13 +140,12 @@ impl Serialize for DataWithoutUrl<'_> {
 static TRUE: Value = Value::Bool(true);
 
 impl<'a> Device<'a> {
-    fn new(pusher: &'a PusherRecord, tweaks: BTreeMap<&'a str, &'a Value>) -> Self {
+    fn new(pusher: &'a PusherRecord) -> Self {
         Self {
             app_id: &pusher.app_id,
             pushkey: &pusher.pushkey,
             pushkey_ts: pusher.ts / 1000,
             data: DataWithoutUrl(&pusher.data),
-            tweaks,
         }
     }
 }
@@ -146,19 +163,36 @@ fn members(value: &impl Serialize) -> String {
     text
 }
 
-/// `{"notification":{` + `shared` + the members of `own` + `}}`.
-fn body(shared: &[&str], own: &Own<'_>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(512);
+/// `{"notification":{` + `shared` + the members of `own` + the pusher's device with the
+/// tweaks + `}]}}`, written straight into one buffer.
+fn body(shared: &[&str], own: &Own<'_>, pusher: &PusherPart) -> Vec<u8> {
+    let shared_len: usize = shared.iter().map(|part| part.len()).sum();
+    let mut out = Vec::with_capacity(96 + shared_len + pusher.device.len());
     out.extend_from_slice(br#"{"notification":{"#);
     for part in shared {
         out.extend_from_slice(part.as_bytes());
     }
-    let at = out.len();
-    // Serialising plain structs and maps of `Value`s cannot fail.
-    let _ = serde_json::to_writer(&mut out, own);
-    // The members of `own` go on in the object already opened.
-    out.remove(at);
-    out.push(b'}');
+    match own.user_is_target {
+        Some(true) => out.extend_from_slice(br#""user_is_target":true,"#),
+        Some(false) => out.extend_from_slice(br#""user_is_target":false,"#),
+        None => {}
+    }
+    out.extend_from_slice(br#""counts":{"unread":"#);
+    // Serialising numbers and maps of `Value`s cannot fail.
+    let _ = serde_json::to_writer(&mut out, &own.unread);
+    out.extend_from_slice(b"},");
+    if let Some(prio) = own.prio {
+        out.extend_from_slice(br#""prio":""#);
+        out.extend_from_slice(prio.as_bytes());
+        out.extend_from_slice(b"\",");
+    }
+    out.extend_from_slice(&pusher.device);
+    if own.tweaks.is_empty() {
+        out.extend_from_slice(b"{}");
+    } else {
+        let _ = serde_json::to_writer(&mut out, &own.tweaks);
+    }
+    out.extend_from_slice(b"}]}}");
     out
 }
 
@@ -172,18 +206,23 @@ impl Pushers {
 
     /// Counts only: the user read something elsewhere.
     /// None for Web Push: a browser must show a notification for every push it gets.
-    pub(super) fn badge_body(&self, user_id: &UserId, pusher: &PusherRecord) -> Option<Vec<u8>> {
+    pub(super) fn badge_body(
+        &self,
+        user_id: &UserId,
+        pusher: &PusherRecord,
+        part: &PusherPart,
+    ) -> Option<Vec<u8>> {
         if is_webpush(&pusher.kind) {
             return None;
         }
         let unread = self.unread_count(user_id)?;
         let own = Own {
             user_is_target: None,
-            counts: Unread { unread },
+            unread,
             prio: None,
-            devices: [Device::new(pusher, BTreeMap::new())],
+            tweaks: BTreeMap::new(),
         };
-        Some(body(&[], &own))
+        Some(body(&[], &own, part))
     }
 
     /// The notify request for one notification; `None` when the user has read the event
@@ -191,7 +230,7 @@ impl Pushers {
     pub(super) fn notify_body(
         &self,
         user_id: &UserId,
-        pusher: &PusherRecord,
+        pusher: &PusherPart,
         stream: u64,
         record: &NotificationRecord,
     ) -> Option<Vec<u8>> {
@@ -213,8 +252,7 @@ impl Pushers {
             }
         }
         let loud = record.highlight || tweaks.contains_key("sound") || part.encrypted;
-        let event_id_only =
-            pusher.data.get("format").and_then(Value::as_str) == Some("event_id_only");
+        let event_id_only = pusher.event_id_only;
         let full = if event_id_only {
             ""
         } else {
@@ -226,11 +264,11 @@ impl Pushers {
             user_is_target: (!event_id_only)
                 .then(|| part.target.as_ref().map(|t| t == user_id.as_str()))
                 .flatten(),
-            counts: Unread { unread },
+            unread,
             prio: Some(if loud { "high" } else { "low" }),
-            devices: [Device::new(pusher, tweaks)],
+            tweaks,
         };
-        Some(body(&[&part.ids, full], &own))
+        Some(body(&[&part.ids, full], &own, pusher))
     }
 
     /// The shared part of the notification's event, made once for its pushers; `None`
@@ -355,11 +393,13 @@ mod tests {
         let sound = json!("default");
         let own = Own {
             user_is_target: Some(false),
-            counts: Unread { unread: 3 },
+            unread: 3,
             prio: Some("high"),
-            devices: [Device::new(&record, BTreeMap::from([("sound", &sound)]))],
+            tweaks: BTreeMap::from([("sound", &sound)]),
         };
-        let sent: Value = serde_json::from_slice(&body(&[&ids, ""], &own)).unwrap();
+        let part = PusherPart::new(&record);
+        assert!(!part.event_id_only);
+        let sent: Value = serde_json::from_slice(&body(&[&ids, ""], &own, &part)).unwrap();
         assert_eq!(
             sent,
             json!({"notification": {
@@ -381,13 +421,16 @@ mod tests {
         let record = pusher(json!({}));
         let own = Own {
             user_is_target: None,
-            counts: Unread { unread: 0 },
+            unread: 0,
             prio: None,
-            devices: [Device::new(&record, BTreeMap::new())],
+            tweaks: BTreeMap::new(),
         };
-        let sent: Value = serde_json::from_slice(&body(&[], &own)).unwrap();
+        let sent: Value =
+            serde_json::from_slice(&body(&[], &own, &PusherPart::new(&record))).unwrap();
         assert_eq!(sent["notification"]["counts"], json!({"unread": 0}));
         assert_eq!(sent["notification"]["devices"][0]["data"], json!({}));
+        assert_eq!(sent["notification"]["devices"][0]["tweaks"], json!({}));
         assert_eq!(sent["notification"].as_object().unwrap().len(), 2);
+        assert!(PusherPart::new(&pusher(json!({"format": "event_id_only"}))).event_id_only);
     }
 }

@@ -13,6 +13,7 @@ use ruma::{OwnedUserId, UserId};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::body::PusherPart;
 use super::feed::Fed;
 use super::gateway::Target;
 use super::webpush::{self, Sent, is_webpush};
@@ -74,6 +75,8 @@ impl Pushers {
         let mut progress = stored.max(carried);
         signals.saved.store(stored, Ordering::SeqCst);
         signals.progress.store(progress, Ordering::SeqCst);
+        // What every request of this pusher sends alike.
+        let part = PusherPart::new(&pusher);
         let gateway = pusher
             .data
             .get("url")
@@ -123,7 +126,7 @@ impl Pushers {
             let (body, stream) = match queue.front() {
                 Some((stream, record)) => {
                     let stream = *stream;
-                    match self.notify_body(&user_id, &pusher, stream, record) {
+                    match self.notify_body(&user_id, &part, stream, record) {
                         Some(body) => (body, Some(stream)),
                         None => {
                             // Read already, or gone: nothing to push for it.
@@ -135,7 +138,7 @@ impl Pushers {
                     }
                 }
                 None if signals.badge.swap(false, Ordering::SeqCst) => {
-                    match self.badge_body(&user_id, &pusher) {
+                    match self.badge_body(&user_id, &pusher, &part) {
                         Some(body) => (body, None),
                         None => continue,
                     }

@@ -349,6 +349,10 @@ impl Cf {
     }
 }
 
+/// The block cache all column families share: blocks read from table files (what the
+/// memtables and Hearth's own caches do not hold).
+const BLOCK_CACHE_BYTES: usize = 64 << 20;
+
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
@@ -394,9 +398,16 @@ impl Store {
         options.create_missing_column_families(true);
         options.set_compression_type(rocksdb::DBCompressionType::Lz4);
         options.set_keep_log_file_num(4);
+        // One block cache for every column family: left unset, RocksDB gives each of them
+        // its own 32 MiB cache (a bound of 2.3 GiB over the 72 families) and allocates
+        // each one's shards at open, about 3.5 MiB of a fresh server's memory.
+        let block_cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+        let mut table_options = rocksdb::BlockBasedOptions::default();
+        table_options.set_block_cache(&block_cache);
         let descriptors = Cf::ALL.iter().map(|cf| {
             let mut cf_options = Options::default();
             cf_options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            cf_options.set_block_based_table_factory(&table_options);
             ColumnFamilyDescriptor::new(cf.name(), cf_options)
         });
         let db = DB::open_cf_descriptors(&options, path, descriptors).map_err(|e| {

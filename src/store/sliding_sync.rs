@@ -117,22 +117,25 @@ impl SlidingStates {
     }
 
     fn keep(&self, connection: Vec<u8>, seq: u64, state: Decoded, encode: Encode) {
+        let kept = Kept {
+            seq,
+            state,
+            encode,
+            dirty: true,
+        };
         let mut latest = lock(&self.latest);
+        let mut evicted = None;
         if latest.len() >= MAX_KEPT && !latest.contains_key(&connection) {
             let written = latest
                 .iter()
                 .find(|(_, slots)| !slots.dirty())
                 .map(|(key, _)| key.clone());
-            if let Some(written) = written {
-                latest.remove(&written);
-            }
+            evicted = written.and_then(|written| latest.remove(&written));
         }
-        latest.entry(connection).or_default().0[(seq & 1) as usize] = Some(Kept {
-            seq,
-            state,
-            encode,
-            dirty: true,
-        });
+        let replaced = latest.entry(connection).or_default().0[(seq & 1) as usize].replace(kept);
+        // What this replaces (a connection's whole state) is dropped after the lock.
+        drop(latest);
+        drop((evicted, replaced));
     }
 }
 
@@ -257,7 +260,10 @@ impl Store {
         if !stored.is_empty() {
             let mut batch = self.batch();
             for seq in &stored {
-                batch.delete(Cf::SlidingSync, &position(user_id, device_id, conn_id, *seq));
+                batch.delete(
+                    Cf::SlidingSync,
+                    &position(user_id, device_id, conn_id, *seq),
+                );
             }
             for parity in [0, 1] {
                 batch.delete(Cf::SlidingSync, &slot(user_id, device_id, conn_id, parity));
@@ -294,7 +300,12 @@ impl Store {
         let mut dirty = Vec::new();
         for (connection, slots) in lock(&states.latest).iter() {
             for kept in slots.0.iter().flatten().filter(|kept| kept.dirty) {
-                dirty.push((connection.clone(), kept.seq, kept.state.clone(), kept.encode));
+                dirty.push((
+                    connection.clone(),
+                    kept.seq,
+                    kept.state.clone(),
+                    kept.encode,
+                ));
             }
         }
         if dirty.is_empty() {
@@ -473,7 +484,9 @@ mod tests {
                 .is_empty()
         );
         assert_eq!(
-            store.sliding_sync_positions("@a:x", "DEV2", "main").unwrap(),
+            store
+                .sliding_sync_positions("@a:x", "DEV2", "main")
+                .unwrap(),
             vec![1]
         );
     }

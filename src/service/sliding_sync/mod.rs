@@ -429,14 +429,15 @@ impl Services {
         };
         let all = self.sliding_candidates(&pass)?;
 
-        let mut wants: BTreeMap<OwnedRoomId, RoomWants> = BTreeMap::new();
+        // What each room is asked for by: the lists and subscriptions that take it in.
+        let mut wants: BTreeMap<OwnedRoomId, Vec<&RoomConfig>> = BTreeMap::new();
         let mut list_rooms = BTreeMap::new();
         let mut lists_out = Map::new();
         let mut counts = BTreeMap::new();
         for (name, list) in &config.lists {
             let result = self.compute_list(&pass, &all, list)?;
             for room_id in &result.rooms {
-                wants.entry(room_id.clone()).or_default().add(&list.room);
+                wants.entry(room_id.clone()).or_default().push(&list.room);
             }
             lists_out.insert(name.clone(), json!({ "count": result.count }));
             counts.insert(name.clone(), result.count);
@@ -465,17 +466,24 @@ impl Services {
                 }
             }
             subscribed.insert(room_id.clone());
-            wants.entry(room_id.clone()).or_default().add(room);
+            wants.entry(room_id.clone()).or_default().push(room);
         }
 
         let mut sent_rooms = Vec::with_capacity(wants.len());
         let mut rooms_out = BTreeMap::new();
         let mut initial = HashSet::new();
-        for (room_id, wanted) in &wants {
+        for (room_id, asked) in &wants {
             let Some(candidate) = candidates.get(room_id) else {
                 continue;
             };
-            let update = self.sliding_room(&pass, candidate, wanted, config.rooms.get(room_id))?;
+            let sent = config.rooms.get(room_id);
+            // What was asked when it was last sent, shared, while the same is asked
+            // (most answers): neither built nor compared again.
+            let wanted = match sent {
+                Some(sent) if sent.wants.is_of(asked) => sent.wants.clone(),
+                _ => Arc::new(RoomWants::of(asked)),
+            };
+            let update = self.sliding_room(&pass, candidate, &wanted, sent)?;
             if let Some(body) = update.body {
                 rooms_out.insert(room_id.to_string(), body);
             }

@@ -223,7 +223,8 @@ impl Services {
         &self.server_name
     }
 
-    /// Starts the background workers: presence idleness, the outgoing federation
+    /// Starts the background workers: presence idleness, the sliding sync state
+    /// writes, the outgoing federation
     /// queue (its destinations with PDUs queued before a restart), email digests, the
     /// pushers, the fan-outs (those a crash cut short first) and the resyncs of partially
     /// joined rooms (those a restart left partial too). Each ends when shutdown begins.
@@ -233,6 +234,14 @@ impl Services {
         tokio::spawn(async move {
             tokio::select! {
                 () = presence.presence_idle_loop() => {}
+                () = shutdown => {}
+            }
+        });
+        let sliding = self.clone();
+        let shutdown = self.shutdown_started();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = sliding.sliding_sync_writer() => {}
                 () = shutdown => {}
             }
         });

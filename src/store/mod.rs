@@ -376,7 +376,8 @@ struct Inner {
     /// The highest position on the membership stream, so that a sync with nothing
     /// newer skips the read (see [`Store::membership_changes`]).
     membership_stream_last: std::sync::atomic::AtomicU64,
-    /// Each sliding sync connection's latest state, decoded (see [`sliding_sync`]).
+    /// Sliding sync connections' latest states, decoded, written about once a second
+    /// (see [`sliding_sync`]).
     sliding_states: sliding_sync::SlidingStates,
     /// Which writes applied under locks are durable (see [`durable`]).
     durability: durable::Durability,
@@ -591,7 +592,9 @@ impl Store {
         self.inner.records.written(&notes.touched);
         self.inner.room_streams.written(notes.room_stream);
         self.membership_stream_written(notes.membership_stream_max);
-        self.inner.sliding_states.written(notes.sliding);
+        if !notes.sliding.is_empty() {
+            self.sliding_connections_dropped(notes.sliding);
+        }
     }
 
     /// Makes every earlier write durable (one fsync of the write-ahead log), when writes
@@ -611,8 +614,10 @@ impl Store {
         Ok(())
     }
 
-    /// Flushes the write-ahead log and memtables; called on graceful shutdown.
+    /// Writes the sliding sync states kept in memory, then flushes the write-ahead log
+    /// and memtables; called on graceful shutdown.
     pub fn flush(&self) -> StoreResult<()> {
+        self.flush_sliding_sync_states()?;
         self.inner.db.flush_wal(true)?;
         for cf in Cf::ALL {
             self.inner.db.flush_cf(self.cf(cf))?;
@@ -646,7 +651,7 @@ struct WrittenNotes {
     room_stream: Vec<(String, u64, ruma::OwnedEventId)>,
     /// The highest membership-stream position this batch writes (0: none).
     membership_stream_max: u64,
-    /// Sliding sync connection states this batch writes or deletes.
+    /// Devices whose sliding sync connections this batch deletes.
     sliding: sliding_sync::SlidingWrites,
 }
 

@@ -1,5 +1,5 @@
 //! Simplified sliding sync (MSC4186): lists sorted by recency, subscriptions, required
-//! state, extensions, `pos` across a restart and long-polling.
+//! state, extensions, `pos` across a restart (and `kill -9`) and long-polling.
 
 use serde_json::{Value, json};
 
@@ -509,6 +509,37 @@ fn a_pos_survives_a_restart_and_an_unknown_one_is_refused() {
         );
         let again = sliding(&server, &bob, Some(&pos(&next)), &request);
         assert_eq!(texts(&again["rooms"][&room]), ["later"], "{restarted}");
+    }
+}
+
+#[test]
+fn after_kill_9_a_pos_is_answered_as_stored_or_refused_as_unknown() {
+    let mut server = TestServer::start();
+    let (alice, bob, room) = alice_and_bob_in_a_room(&server);
+    send_text(&server, &alice, &room, "t0", "before");
+    let on = |conn_id: &str| json!({"conn_id": conn_id, "lists": {"all": list(json!([[0, 9]]))}});
+    // Written by the graceful restart.
+    let kept = sliding(&server, &bob, None, &on("kept"));
+    server.restart();
+    // Answered just before the kill: kept in memory, perhaps written.
+    let recent = sliding(&server, &bob, None, &on("recent"));
+    assert_eq!(texts(&recent["rooms"][&room]), ["before"]);
+    server.kill_9();
+    server.restart();
+    send_text(&server, &alice, &room, "t1", "after");
+    let next = sliding(&server, &bob, Some(&pos(&kept)), &on("kept"));
+    assert!(next["rooms"][&room].get("initial").is_none(), "{next}");
+    assert_eq!(texts(&next["rooms"][&room]), ["after"]);
+    // The newest `pos` continues where it was, or is unknown and the client starts again.
+    let (status, body) = try_sliding(&server, &bob, Some(&pos(&recent)), 0, &on("recent"));
+    if status == 200 {
+        assert!(body["rooms"][&room].get("initial").is_none(), "{body}");
+        assert_eq!(texts(&body["rooms"][&room]), ["after"]);
+    } else {
+        assert_error((status, body), 400, "M_UNKNOWN_POS");
+        let again = sliding(&server, &bob, None, &on("recent"));
+        assert_eq!(again["rooms"][&room]["initial"], true, "{again}");
+        assert_eq!(texts(&again["rooms"][&room]), ["after"]);
     }
 }
 

@@ -2,9 +2,10 @@
 //! sorted by recency, cut to ranges) and rooms it subscribes to; the server sends each
 //! such room in full once, then only what changed, plus the extensions asked for.
 //!
-//! A connection (user, device, `conn_id`) keeps its state in the store under the number
-//! its `pos` carries: the stream positions it reached, what it has sent of each room and
-//! its sticky configuration. A `pos` therefore survives a restart. The state of the
+//! A connection (user, device, `conn_id`) keeps its state under the number its `pos`
+//! carries: the stream positions it reached, what it has sent of each room and its
+//! sticky configuration; in memory, written to the store about once a second and at
+//! shutdown. A `pos` therefore survives a graceful restart. The state of the
 //! position a request names is kept until the client uses the next one, so a request
 //! retried after a lost answer is answered again.
 
@@ -38,6 +39,9 @@ use crate::service::e2ee::MAX_TO_DEVICE_PER_SYNC;
 use crate::service::presence::PresenceState;
 use crate::service::sync::{MAX_TIMEOUT, SyncToken};
 use crate::service::{Services, now_ms};
+
+/// How often the connections' states kept in memory are written to the store.
+const STATE_WRITES_EVERY: Duration = Duration::from_secs(1);
 
 pub struct SlidingSyncRequest {
     pub pos: Option<String>,
@@ -351,14 +355,16 @@ impl Services {
         Ok(Some(response))
     }
 
-    /// Stores the connection's next state and forgets those before the one the client
-    /// used; returns the next position's number.
+    /// Keeps the connection's next state (the store writes it within about a second,
+    /// see below) and returns the next position's number.
     ///
-    /// The write is not synced: it survives the process dying, and what a power loss
-    /// could take is only the connection's state, after which the client's `pos` is
-    /// unknown and it starts the connection again (`M_UNKNOWN_POS`), as it does for a
-    /// `pos` that expired. Every answer writes one, so a synced write each would cost
-    /// sliding sync a disk flush per delivered message.
+    /// An answer's state is kept in memory and written later, with every other
+    /// connection's, in one unsynced batch about once a second and at graceful shutdown
+    /// (`Store::flush_sliding_sync_states`): every answer would otherwise cost a write.
+    /// A graceful restart keeps every `pos`; `kill -9` or a power loss can lose the
+    /// states of the last second, after which the client's `pos` is unknown and it
+    /// starts the connection again (`M_UNKNOWN_POS`), as it does for a `pos` that
+    /// expired.
     fn save_connection(
         &self,
         user_id: &UserId,
@@ -368,7 +374,6 @@ impl Services {
         next: Arc<Connection>,
     ) -> Result<u64> {
         let (user, device) = (user_id.as_str(), device_id.as_str());
-        let mut batch = self.store.batch();
         let seq = match used {
             // Kept are the state used and the one answered to it: the next goes in
             // place of the one before the one used (the client has moved past it), or
@@ -377,17 +382,30 @@ impl Services {
             // A new connection numbers from the clock, so a `pos` of an earlier
             // connection with this `conn_id` is not taken for one of this; the earlier
             // connection's states go.
-            None => {
-                let kept = self.store.sliding_sync_positions(user, device, conn_id)?;
-                for old in &kept {
-                    batch.delete_sliding_sync_state(user, device, conn_id, *old);
-                }
-                now_ms().max(kept.last().map_or(0, |last| last.saturating_add(1)))
-            }
+            None => self
+                .store
+                .restart_sliding_sync_connection(user, device, conn_id, now_ms())?,
         };
-        batch.put_sliding_sync_state(user, device, conn_id, seq, next)?;
-        self.store.write_unsynced(batch)?;
+        self.store
+            .keep_sliding_sync_state(user, device, conn_id, seq, next);
         Ok(seq)
+    }
+
+    /// Writes the connections' states kept since the last call, about once a second
+    /// until shutdown (which writes the rest).
+    pub async fn sliding_sync_writer(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(STATE_WRITES_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let store = self.store.clone();
+            let written = tokio::task::spawn_blocking(move || store.flush_sliding_sync_states());
+            match written.await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "could not write sliding sync states"),
+                Err(e) => tracing::warn!(error = %e, "sliding sync state writer failed"),
+            }
+        }
     }
 
     /// Computes one response (its `pos` left empty) and what it moves the connection's
@@ -411,14 +429,15 @@ impl Services {
         };
         let all = self.sliding_candidates(&pass)?;
 
-        let mut wants: BTreeMap<OwnedRoomId, RoomWants> = BTreeMap::new();
+        // What each room is asked for by: the lists and subscriptions that take it in.
+        let mut wants: BTreeMap<OwnedRoomId, Vec<&RoomConfig>> = BTreeMap::new();
         let mut list_rooms = BTreeMap::new();
         let mut lists_out = Map::new();
         let mut counts = BTreeMap::new();
         for (name, list) in &config.lists {
             let result = self.compute_list(&pass, &all, list)?;
             for room_id in &result.rooms {
-                wants.entry(room_id.clone()).or_default().add(&list.room);
+                wants.entry(room_id.clone()).or_default().push(&list.room);
             }
             lists_out.insert(name.clone(), json!({ "count": result.count }));
             counts.insert(name.clone(), result.count);
@@ -447,17 +466,24 @@ impl Services {
                 }
             }
             subscribed.insert(room_id.clone());
-            wants.entry(room_id.clone()).or_default().add(room);
+            wants.entry(room_id.clone()).or_default().push(room);
         }
 
         let mut sent_rooms = Vec::with_capacity(wants.len());
         let mut rooms_out = BTreeMap::new();
         let mut initial = HashSet::new();
-        for (room_id, wanted) in &wants {
+        for (room_id, asked) in &wants {
             let Some(candidate) = candidates.get(room_id) else {
                 continue;
             };
-            let update = self.sliding_room(&pass, candidate, wanted, config.rooms.get(room_id))?;
+            let sent = config.rooms.get(room_id);
+            // What was asked when it was last sent, shared, while the same is asked
+            // (most answers): neither built nor compared again.
+            let wanted = match sent {
+                Some(sent) if sent.wants.is_of(asked) => sent.wants.clone(),
+                _ => Arc::new(RoomWants::of(asked)),
+            };
+            let update = self.sliding_room(&pass, candidate, &wanted, sent)?;
             if let Some(body) = update.body {
                 rooms_out.insert(room_id.to_string(), body);
             }

@@ -303,10 +303,40 @@ pub struct RoomWants {
 }
 
 impl RoomWants {
+    /// What the lists and subscriptions `asked` want together.
+    pub fn of(asked: &[&RoomConfig]) -> RoomWants {
+        let mut wants = RoomWants::default();
+        for room in asked {
+            wants.add(room);
+        }
+        wants
+    }
+
     pub fn add(&mut self, room: &RoomConfig) {
         self.timeline_limit = self.timeline_limit.max(room.timeline_limit.unwrap_or(0));
         self.required_state
             .extend(room.required_state.iter().flatten().cloned());
+    }
+
+    /// Whether these are what `asked` want together ([`Self::of`] them), found without
+    /// building it.
+    pub fn is_of(&self, asked: &[&RoomConfig]) -> bool {
+        let limit = asked
+            .iter()
+            .map(|room| room.timeline_limit.unwrap_or(0))
+            .max()
+            .unwrap_or(0);
+        let pairs = || {
+            asked
+                .iter()
+                .flat_map(|room| room.required_state.iter().flatten())
+        };
+        limit == self.timeline_limit
+            && pairs().all(|pair| self.required_state.contains(pair))
+            && self
+                .required_state
+                .iter()
+                .all(|pair| pairs().any(|asked| asked == pair))
     }
 
     /// Lazy loading of members: the senders of the timeline's events.
@@ -353,6 +383,50 @@ mod tests {
         });
         assert!(wants.wants("@a:x", "m.room.member", "@b:x"));
         assert_eq!(wants.timeline_limit, 3);
+    }
+
+    #[test]
+    fn wants_are_recognised_without_being_built() {
+        let pairs = |p: &[(&str, &str)]| {
+            Some(
+                p.iter()
+                    .map(|(t, k)| ((*t).to_owned(), (*k).to_owned()))
+                    .collect(),
+            )
+        };
+        let list = RoomConfig {
+            required_state: pairs(&[("m.room.name", ""), ("m.room.member", "$LAZY")]),
+            timeline_limit: Some(1),
+        };
+        let subscription = RoomConfig {
+            required_state: pairs(&[("m.room.topic", ""), ("m.room.name", "")]),
+            timeline_limit: Some(5),
+        };
+        let wants = RoomWants::of(&[&list, &subscription]);
+        assert_eq!(wants.timeline_limit, 5);
+        assert_eq!(wants.required_state.len(), 3);
+        assert!(wants.is_of(&[&list, &subscription]));
+        assert!(wants.is_of(&[&subscription, &list]));
+        assert!(RoomWants::of(&[&list]).is_of(&[&list]));
+        assert!(RoomWants::default().is_of(&[]));
+        assert!(!wants.is_of(&[&list]), "a state less");
+        assert!(
+            !RoomWants::of(&[&list]).is_of(&[&list, &subscription]),
+            "more"
+        );
+        let longer = RoomConfig {
+            timeline_limit: Some(6),
+            ..subscription.clone()
+        };
+        assert!(!wants.is_of(&[&list, &longer]), "another limit");
+        let other = RoomConfig {
+            required_state: pairs(&[("m.room.name", ""), ("m.room.member", "$ME")]),
+            timeline_limit: Some(1),
+        };
+        assert!(
+            !RoomWants::of(&[&list]).is_of(&[&other]),
+            "as many, not the same"
+        );
     }
 
     #[test]

@@ -29,12 +29,31 @@ pub struct SentRoom {
     /// The membership it was sent with, and that membership event's position.
     pub membership: String,
     pub membership_at: u64,
-    /// What lists and subscriptions asked for then.
-    pub wants: RoomWants,
+    /// What lists and subscriptions asked for then: shared with the states after it
+    /// while they ask the same.
+    #[serde(with = "shared")]
+    pub wants: Arc<RoomWants>,
     /// Members whose membership `$LAZY` loading has sent, unchanged since: a timeline
     /// they send in later does not carry it again.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub lazy: BTreeSet<String>,
+}
+
+/// `Arc<RoomWants>` stored as the `RoomWants` it holds.
+mod shared {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::RoomWants;
+
+    pub fn serialize<S: Serializer>(wants: &Arc<RoomWants>, s: S) -> Result<S::Ok, S::Error> {
+        wants.as_ref().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<RoomWants>, D::Error> {
+        RoomWants::deserialize(d).map(Arc::new)
+    }
 }
 
 /// A room's part of the response, and what the connection has sent of it after.
@@ -50,7 +69,7 @@ impl Services {
         &self,
         pass: &Pass<'_>,
         candidate: &Candidate,
-        wants: &RoomWants,
+        wants: &Arc<RoomWants>,
         sent: Option<&SentRoom>,
     ) -> Result<RoomUpdate> {
         let record = &candidate.record;
@@ -120,7 +139,7 @@ impl Services {
         &self,
         pass: &Pass<'_>,
         candidate: &Candidate,
-        wants: &RoomWants,
+        wants: &Arc<RoomWants>,
         sent: Option<&SentRoom>,
         sent_now: impl Fn(u64, BTreeSet<String>) -> SentRoom,
     ) -> Result<RoomUpdate> {
@@ -131,7 +150,8 @@ impl Services {
         let sent =
             sent.filter(|s| s.membership == "join" || s.membership == candidate.membership());
         let initial = sent.is_none();
-        let rewanted = sent.is_some_and(|s| &s.wants != wants);
+        // The same `Arc` while the client asks the same (see `sliding_sync_once`).
+        let rewanted = sent.is_some_and(|s| !Arc::ptr_eq(&s.wants, wants) && s.wants != *wants);
         let from = sent.map(|s| s.at);
         let lazy_before = || sent.map(|s| s.lazy.clone()).unwrap_or_default();
         if let Some(from) = from

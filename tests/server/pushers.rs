@@ -6,7 +6,8 @@ use serde_json::{Value, json};
 use crate::harness::{PASSWORD, TestServer, assert_error, free_port, token};
 use crate::push_gateway_support::{Answer, Gateway, url_on};
 use crate::room_support::{
-    User, alice_and_bob_in_a_room, create_room, enc, join, read_receipt, send_text, try_send, user,
+    User, alice_and_bob_in_a_room, create_room, enc, join, read_receipt, send_text,
+    thread_read_receipt, try_send, user,
 };
 
 const SET: &str = "/_matrix/client/v3/pushers/set";
@@ -318,20 +319,6 @@ fn delivery_is_retried_after_the_gateway_was_down() {
     assert_eq!(received[2]["notification"]["counts"], json!({"unread": 2}));
 }
 
-/// A receipt with a `thread_id` (`main` for the main timeline).
-fn thread_receipt(server: &TestServer, user: &User, room: &str, event_id: &str, thread: &str) {
-    let (status, body) = server.post(
-        &format!(
-            "/_matrix/client/v3/rooms/{}/receipt/m.read/{}",
-            enc(room),
-            enc(event_id)
-        ),
-        Some(&user.token),
-        &json!({"thread_id": thread}),
-    );
-    assert_eq!(status, 200, "{body}");
-}
-
 /// A notification the user has read by the time its push goes (here, while the gateway
 /// was down) is not pushed: read in the main timeline or in its thread, each receipt
 /// covering only its own; the badge of what is pushed counts the unread ones alone.
@@ -358,8 +345,8 @@ fn a_notification_read_before_its_push_is_not_pushed() {
     let in_thread = sent["event_id"].as_str().unwrap().to_owned();
     let after_root = send_text(&server, &alice, &room, "t3", "after the root");
     // Read: the thread, and the main timeline up to the root only.
-    thread_receipt(&server, &bob, &room, &in_thread, root.as_str());
-    thread_receipt(&server, &bob, &room, root.as_str(), "main");
+    thread_read_receipt(&server, &bob, &room, &in_thread, root.as_str());
+    thread_read_receipt(&server, &bob, &room, root.as_str(), "main");
     let gateway = Gateway::start_on(port);
     // Notifications only, not the badges the reads sent.
     let pushed = || -> Vec<Value> {

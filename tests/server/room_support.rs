@@ -295,14 +295,32 @@ pub fn start_typing(server: &TestServer, user: &User, room: &str, timeout_ms: u6
 /// `user` sends a public read receipt for the event.
 #[track_caller]
 pub fn read_receipt(server: &TestServer, user: &User, room: &str, event_id: &str) {
-    let (status, body) = server.post(
+    post_read_receipt(server, user, room, event_id, &json!({}));
+}
+
+/// `user` sends a public read receipt for the event in `thread` (a thread root's ID, or
+/// `main` for the main timeline).
+#[track_caller]
+pub fn thread_read_receipt(
+    server: &TestServer,
+    user: &User,
+    room: &str,
+    event_id: &str,
+    thread: &str,
+) {
+    post_read_receipt(server, user, room, event_id, &json!({"thread_id": thread}));
+}
+
+#[track_caller]
+fn post_read_receipt(server: &TestServer, user: &User, room: &str, event_id: &str, body: &Value) {
+    let (status, answer) = server.post(
         &format!(
             "/_matrix/client/v3/rooms/{}/receipt/m.read/{}",
             enc(room),
             enc(event_id)
         ),
         Some(&user.token),
-        &json!({}),
+        body,
     );
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(status, 200, "{answer}");
 }

@@ -5,7 +5,10 @@
 use serde_json::{Value, json};
 
 use crate::harness::TestServer;
-use crate::room_support::{User, alice_and_bob_in_a_room, enc, join, send_text, try_send, user};
+use crate::room_support::{
+    User, alice_and_bob_in_a_room, enc, join, read_receipt, send_text, thread_read_receipt,
+    try_send, user,
+};
 use crate::sync_ws::{connect, next_frame};
 
 fn send(server: &TestServer, user: &User, room: &str, txn: &str, content: Value) -> String {
@@ -40,21 +43,12 @@ fn in_thread(
 }
 
 /// A read receipt: unthreaded without `thread`, else with that `thread_id`.
+#[track_caller]
 fn receipt(server: &TestServer, user: &User, room: &str, event_id: &str, thread: Option<&str>) {
-    let body = match thread {
-        Some(thread) => json!({"thread_id": thread}),
-        None => json!({}),
-    };
-    let (status, answer) = server.post(
-        &format!(
-            "/_matrix/client/v3/rooms/{}/receipt/m.read/{}",
-            enc(room),
-            enc(event_id)
-        ),
-        Some(&user.token),
-        &body,
-    );
-    assert_eq!(status, 200, "{answer}");
+    match thread {
+        Some(thread) => thread_read_receipt(server, user, room, event_id, thread),
+        None => read_receipt(server, user, room, event_id),
+    }
 }
 
 /// `(notification_count, highlight_count)`.

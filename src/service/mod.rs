@@ -229,36 +229,26 @@ impl Services {
     /// pushers, the fan-outs (those a crash cut short first) and the resyncs of partially
     /// joined rooms (those a restart left partial too). Each ends when shutdown begins.
     pub fn start_workers(self: &Arc<Self>) -> anyhow::Result<()> {
-        let presence = self.clone();
-        let shutdown = self.shutdown_started();
-        tokio::spawn(async move {
-            tokio::select! {
-                () = presence.presence_idle_loop() => {}
-                () = shutdown => {}
-            }
-        });
-        let sliding = self.clone();
-        let shutdown = self.shutdown_started();
-        tokio::spawn(async move {
-            tokio::select! {
-                () = sliding.sliding_sync_writer() => {}
-                () = shutdown => {}
-            }
-        });
-        let digests = self.clone();
-        let shutdown = self.shutdown_started();
-        tokio::spawn(async move {
-            tokio::select! {
-                () = digests.email_digest_loop() => {}
-                () = shutdown => {}
-            }
-        });
+        self.spawn_until_shutdown(self.clone().presence_idle_loop());
+        self.spawn_until_shutdown(self.clone().sliding_sync_writer());
+        self.spawn_until_shutdown(self.clone().email_digest_loop());
         self.sender.resume()?;
         self.pushers.resume(self.rooms.stream_position())?;
         self.fanout.resume(self.fanout_executor())?;
         self.start_guest_kicks();
         self.start_partial_state_workers()?;
         Ok(())
+    }
+
+    /// Runs `work` in its own task until it ends or shutdown begins.
+    fn spawn_until_shutdown(&self, work: impl Future<Output = ()> + Send + 'static) {
+        let shutdown = self.shutdown_started();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = work => {}
+                () = shutdown => {}
+            }
+        });
     }
 
     /// Ends waiting syncs and open sockets so the server can stop.

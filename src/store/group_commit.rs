@@ -259,12 +259,7 @@ impl GroupedWrite<'_> {
         shared.changed.notify_all();
         match written.await {
             Ok(result) => result?,
-            Err(_) => {
-                return Err(StoreError::Corrupt {
-                    cf: "meta",
-                    detail: "the committer stopped before writing".into(),
-                });
-            }
+            Err(_) => return Err(StoreError::CommitterStopped),
         }
         self.store.note_written(notes);
         Ok(())

@@ -115,6 +115,10 @@ pub enum StoreError {
     Rocks(#[from] rocksdb::Error),
     #[error("corrupt record in {cf}: {detail}")]
     Corrupt { cf: &'static str, detail: String },
+    /// The thread that commits synced writes is gone (it panicked, or the store is
+    /// closing): the write was not made. Not a corrupt store.
+    #[error("the store's commit thread stopped before writing")]
+    CommitterStopped,
     #[error("cannot encode record: {0}")]
     Encode(#[from] serde_json::Error),
 }

@@ -11,6 +11,8 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use rocksdb::DB;
+
 use super::{Batch, Store, StoreResult};
 
 /// Which writes the write-ahead log's fsyncs have covered.
@@ -51,20 +53,10 @@ impl Store {
             return Ok(());
         }
         let wait = || -> StoreResult<()> {
-            let mut synced = self
+            Ok(self
                 .inner
                 .durability
-                .synced
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if *synced >= applied.0 {
-                return Ok(());
-            }
-            // Every write counted so far is in the log: this fsync covers them all.
-            let target = self.inner.durability.applied.load(Ordering::SeqCst);
-            self.inner.db.flush_wal(true)?;
-            *synced = target;
-            Ok(())
+                .sync_through(&self.inner.db, applied.0)?)
         };
         if tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
@@ -73,6 +65,38 @@ impl Store {
         } else {
             wait()
         }
+    }
+
+    /// [`Self::make_durable`] for async code: the store's commit thread makes the fsync
+    /// and this awaits it, so no runtime thread blocks on the disk (with
+    /// `block_in_place`, each wait handed the runtime's queue to another thread, and
+    /// under a burst of claims and to-device messages requests sat unread meanwhile).
+    pub async fn durable(&self, applied: Applied) -> StoreResult<()> {
+        if !self.inner.sync_writes || self.inner.durability.covers(applied.0) {
+            return Ok(());
+        }
+        self.inner.committer.sync_through(applied.0).await
+    }
+}
+
+impl Durability {
+    /// Whether the fsyncs so far cover applied write number `ticket`.
+    fn covers(&self, ticket: u64) -> bool {
+        *self.synced.lock().unwrap_or_else(|e| e.into_inner()) >= ticket
+    }
+
+    /// Returns once write number `ticket` is durable: at once if an fsync already covered
+    /// it, else after one more, which covers every write applied so far.
+    pub(super) fn sync_through(&self, db: &DB, ticket: u64) -> Result<(), rocksdb::Error> {
+        let mut synced = self.synced.lock().unwrap_or_else(|e| e.into_inner());
+        if *synced >= ticket {
+            return Ok(());
+        }
+        // Every write counted so far is in the log: this fsync covers them all.
+        let target = self.applied.load(Ordering::SeqCst);
+        db.flush_wal(true)?;
+        *synced = target;
+        Ok(())
     }
 }
 
@@ -103,6 +127,50 @@ mod tests {
         let store = Store::open(dir.path(), false).unwrap();
         let applied = store.write_visible(store.batch()).unwrap();
         store.make_durable(applied).unwrap();
+        assert_eq!(*store.inner.durability.synced.lock().unwrap(), 0);
+    }
+
+    /// Awaited on a one-worker runtime, the waits do not block it: every writer's write is
+    /// covered by an fsync the commit thread made, between room batches it also writes.
+    #[test]
+    fn awaited_durability_is_made_by_the_commit_thread_for_every_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), true).unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut writers = Vec::new();
+            for i in 0..16u64 {
+                let store = store.clone();
+                writers.push(tokio::spawn(async move {
+                    if i % 4 == 0 {
+                        // A grouped (synced) write in between, as a room send makes.
+                        let grouped = store.begin_grouped();
+                        let mut batch = store.batch();
+                        batch.set_to_device_position(100 + i);
+                        grouped.commit(batch).await.unwrap();
+                    }
+                    let mut batch = store.batch();
+                    batch.set_to_device_position(i);
+                    let applied = store.write_visible(batch).unwrap();
+                    let ticket = applied.0;
+                    store.durable(applied).await.unwrap();
+                    assert!(store.inner.durability.covers(ticket));
+                }));
+            }
+            for writer in writers {
+                writer.await.unwrap();
+            }
+        });
+        assert_eq!(*store.inner.durability.synced.lock().unwrap(), 16);
+        // Without synced writes it returns at once and syncs nothing.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), false).unwrap();
+        let applied = store.write_visible(store.batch()).unwrap();
+        runtime.block_on(store.durable(applied)).unwrap();
         assert_eq!(*store.inner.durability.synced.lock().unwrap(), 0);
     }
 }

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use rocksdb::{DB, WriteBatch, WriteOptions};
 use tokio::sync::oneshot;
 
+use super::durable::Durability;
 use super::{Batch, Store, StoreError, StoreResult};
 
 /// The longest the committer waits for staging siblings before it writes what it has.
@@ -87,6 +88,8 @@ type Done = oneshot::Sender<Result<(), rocksdb::Error>>;
 #[derive(Default)]
 struct Queue {
     batches: Vec<(WriteBatch, Done)>,
+    /// Waiters for the fsync that covers applied write number `.0` ([`Store::durable`]).
+    syncs: Vec<(u64, Done)>,
     /// Writers between [`Store::begin_grouped`] and their submission.
     staging: usize,
     closed: bool,
@@ -111,18 +114,32 @@ pub(super) struct Committer {
 }
 
 impl Committer {
-    pub(super) fn start(db: Arc<DB>, sync: bool) -> Self {
+    pub(super) fn start(db: Arc<DB>, sync: bool, durability: Arc<Durability>) -> Self {
         let shared = Arc::new(Shared::default());
         let thread = {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name("hearth-commit".into())
-                .spawn(move || run(&db, sync, &shared))
+                .spawn(move || run(&db, sync, &shared, &durability))
                 .expect("spawn the committer thread")
         };
         Self {
             shared,
             thread: Some(thread),
+        }
+    }
+}
+
+impl Committer {
+    /// Waits, without blocking the caller's thread, until applied write number `ticket`
+    /// is durable: this thread makes the fsync, between its batches.
+    pub(super) async fn sync_through(&self, ticket: u64) -> StoreResult<()> {
+        let (done, synced) = oneshot::channel();
+        self.shared.lock().syncs.push((ticket, done));
+        self.shared.changed.notify_all();
+        match synced.await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(StoreError::CommitterStopped),
         }
     }
 }
@@ -137,7 +154,7 @@ impl Drop for Committer {
     }
 }
 
-fn run(db: &DB, sync: bool, shared: &Shared) {
+fn run(db: &DB, sync: bool, shared: &Shared, durability: &Durability) {
     let mut options = WriteOptions::default();
     options.set_sync(sync);
     // Unsynced writes cost no fsync: nothing is worth waiting for.
@@ -149,22 +166,23 @@ fn run(db: &DB, sync: bool, shared: &Shared) {
     let mut last_start = Instant::now();
     let mut pacing = Pacing::default();
     loop {
-        let batches = {
+        let (batches, syncs) = {
             let mut queue = shared.lock();
-            while queue.batches.is_empty() && !queue.closed {
+            while queue.batches.is_empty() && queue.syncs.is_empty() && !queue.closed {
                 queue = shared
                     .changed
                     .wait(queue)
                     .unwrap_or_else(|e| e.into_inner());
             }
-            if queue.batches.is_empty() {
+            if queue.batches.is_empty() && queue.syncs.is_empty() {
                 return;
             }
             // Busy (the last write began less than MIN_INTERVAL ago): wait for the rest
             // of the interval, gathering what arrives, unless such waits have lately
             // gathered nothing; and a moment for siblings staging.
-            let busy = Instant::now() < last_start + min_interval;
-            let interval_wait = busy && pacing.should_wait();
+            // Waiters for an fsync are not kept waiting for more batches.
+            let busy = Instant::now() < last_start + min_interval && queue.syncs.is_empty();
+            let interval_wait = busy && !queue.batches.is_empty() && pacing.should_wait();
             let interval_end = if interval_wait {
                 last_start + min_interval
             } else {
@@ -178,7 +196,7 @@ fn run(db: &DB, sync: bool, shared: &Shared) {
                     interval_end
                 };
                 let now = Instant::now();
-                if now >= until || queue.closed {
+                if now >= until || queue.closed || !queue.syncs.is_empty() {
                     break;
                 }
                 queue = shared
@@ -191,13 +209,24 @@ fn run(db: &DB, sync: bool, shared: &Shared) {
             if interval_wait {
                 pacing.waited(queue.batches.len());
             }
-            std::mem::take(&mut queue.batches)
+            (
+                std::mem::take(&mut queue.batches),
+                std::mem::take(&mut queue.syncs),
+            )
         };
-        let (merged, waiters): (Vec<_>, Vec<_>) = batches.into_iter().unzip();
-        let result = db.write_opt(merge(merged), &options);
-        for done in waiters {
-            // A sender that went away (its request dropped) needs no answer.
-            let _ = done.send(result.clone());
+        if !batches.is_empty() {
+            let (merged, waiters): (Vec<_>, Vec<_>) = batches.into_iter().unzip();
+            let result = db.write_opt(merge(merged), &options);
+            for done in waiters {
+                // A sender that went away (its request dropped) needs no answer.
+                let _ = done.send(result.clone());
+            }
+        }
+        if let Some(highest) = syncs.iter().map(|(ticket, _)| *ticket).max() {
+            let result = durability.sync_through(db, highest);
+            for (_, done) in syncs {
+                let _ = done.send(result.clone());
+            }
         }
     }
 }

@@ -54,6 +54,7 @@ pub use admin::{AuditRecord, BlockedRoomRecord, DeletedRoomRecord, NewRoomReques
 pub use admin_jobs::RedactionRecord;
 pub use dehydrated::DehydratedDeviceRecord;
 pub use directory::AliasRecord;
+pub use durable::Applied;
 pub use e2ee_keys::{DeviceListChange, FallbackKeyRecord};
 pub use event_cache::CachedEvent;
 pub use fanout::{FanoutIntent, FanoutKind, FanoutRecord};
@@ -384,7 +385,7 @@ struct Inner {
     /// (see [`sliding_sync`]).
     sliding_states: sliding_sync::SlidingStates,
     /// Which writes applied under locks are durable (see [`durable`]).
-    durability: durable::Durability,
+    durability: Arc<durable::Durability>,
     /// The thread that commits grouped writes (see [`group_commit`]).
     committer: group_commit::Committer,
 }
@@ -423,11 +424,16 @@ impl Store {
             }
         })?;
         let db = Arc::new(db);
+        let durability = Arc::new(durable::Durability::default());
         let mut write_options = WriteOptions::default();
         write_options.set_sync(sync_writes);
         let store = Store {
             inner: Arc::new(Inner {
-                committer: group_commit::Committer::start(db.clone(), sync_writes),
+                committer: group_commit::Committer::start(
+                    db.clone(),
+                    sync_writes,
+                    durability.clone(),
+                ),
                 db,
                 write_options,
                 sync_writes,
@@ -439,7 +445,7 @@ impl Store {
                 room_streams: room_stream_cache::RoomStreamCache::new(),
                 membership_stream_last: std::sync::atomic::AtomicU64::new(0),
                 sliding_states: sliding_sync::SlidingStates::default(),
-                durability: durable::Durability::default(),
+                durability,
             }),
         };
         store

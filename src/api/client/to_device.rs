@@ -34,12 +34,14 @@ async fn send(
             "eventType and txnId must not be empty",
         ));
     }
-    state.send_to_device(
-        &authed.user_id,
-        &authed.device_id,
-        &event_type,
-        &txn_id,
-        body.messages,
-    )?;
+    state
+        .send_to_device(
+            &authed.user_id,
+            &authed.device_id,
+            &event_type,
+            &txn_id,
+            body.messages,
+        )
+        .await?;
     Ok(Json(json!({})))
 }

@@ -209,7 +209,7 @@ impl Services {
         let mut response = Map::new();
         response.insert(
             "one_time_keys".into(),
-            Value::Object(self.claim_local_keys(&local)?),
+            Value::Object(self.claim_local_keys_awaited(&local).await?),
         );
         response.insert("failures".into(), json!({}));
         let timeout = timeout_of(request.timeout);

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use super::lock;
 use crate::error::Result;
 use crate::service::Services;
-use crate::store::{ToDeviceRecord, to_device_client_txn, to_device_edu_txn};
+use crate::store::{Applied, ToDeviceRecord, to_device_client_txn, to_device_edu_txn};
 
 /// The most messages kept for one device: past it, the oldest are dropped. A device
 /// away that long has lost its sessions' context anyway, and the bound keeps a sender
@@ -20,13 +20,21 @@ pub const MAX_PENDING_PER_DEVICE: usize = 10_000;
 /// The most messages one sync response carries; the rest come with the next.
 pub const MAX_PER_SYNC: usize = 100;
 
+/// A to-device write applied, to be made durable before its devices are woken.
+struct Delivery {
+    applied: Applied,
+    /// Whether this was the transaction's first delivery (a repeat wakes nobody).
+    first: bool,
+    woken: HashSet<OwnedUserId>,
+}
+
 /// `{user: {device or "*": content}}`.
 pub type Messages = BTreeMap<OwnedUserId, BTreeMap<String, Map<String, Value>>>;
 
 impl Services {
     /// `PUT /sendToDevice/{type}/{txnId}` from a local device. A repeated transaction
     /// ID of the same device is accepted and ignored.
-    pub fn send_to_device(
+    pub async fn send_to_device(
         &self,
         sender: &UserId,
         sender_device: &DeviceId,
@@ -65,7 +73,12 @@ impl Services {
                 (destination, edu)
             })
             .collect();
-        self.deliver_to_device(sender, event_type, local, &remote, &txn)?;
+        let delivery = self.apply_to_device(sender, event_type, local, &remote, &txn)?;
+        let first = delivery.first;
+        self.store.durable(delivery.applied).await?;
+        if first {
+            self.to_device_delivered(&delivery.woken, &remote);
+        }
         Ok(())
     }
 
@@ -77,30 +90,42 @@ impl Services {
             content,
         )?;
         let txn = to_device_edu_txn(origin.as_str(), &edu.message_id);
-        self.deliver_to_device(&edu.sender, &edu.event_type, edu.messages, &[], &txn)?;
+        let delivery =
+            self.apply_to_device(&edu.sender, &edu.event_type, edu.messages, &[], &txn)?;
+        let first = delivery.first;
+        self.store.make_durable(delivery.applied)?;
+        if first {
+            self.to_device_delivered(&delivery.woken, &[]);
+        }
         Ok(())
     }
 
     /// Stores messages for local devices, and queues the EDUs for other servers, under
-    /// the transaction key, once; returns whether this was the first time.
-    fn deliver_to_device(
+    /// the transaction key, once. The caller makes the write durable, then calls
+    /// [`Self::to_device_delivered`] with what this returns.
+    fn apply_to_device(
         &self,
         sender: &UserId,
         event_type: &str,
         messages: Messages,
         remote: &[(ruma::OwnedServerName, Value)],
         txn: &[u8],
-    ) -> Result<bool> {
+    ) -> Result<Delivery> {
         let mut woken: HashSet<OwnedUserId> = HashSet::new();
         let applied = {
-            let mut position = lock(&self.e2ee.to_device);
+            let position = lock(&self.e2ee.to_device);
             if self.store.to_device_txn_seen(txn)? {
-                // The first send may still be waiting for its fsync: this answer waits too.
+                // The first send may still be waiting for its fsync: this answer waits
+                // too, and wakes nobody (the first one did).
                 let applied = self.store.applied_so_far();
                 drop(position);
-                self.store.make_durable(applied)?;
-                return Ok(false);
+                return Ok(Delivery {
+                    applied,
+                    first: false,
+                    woken: HashSet::new(),
+                });
             }
+            let mut position = position;
             let mut next = *position;
             let mut batch = self.store.batch();
             for (user, devices) in messages {
@@ -156,12 +181,24 @@ impl Services {
             *position = next;
             applied
         };
-        self.store.make_durable(applied)?;
+        Ok(Delivery {
+            applied,
+            first: true,
+            woken,
+        })
+    }
+
+    /// Once the write of [`Self::apply_to_device`] is durable: wakes the devices' syncs
+    /// and the senders to the other servers.
+    fn to_device_delivered(
+        &self,
+        woken: &HashSet<OwnedUserId>,
+        remote: &[(ruma::OwnedServerName, Value)],
+    ) {
         self.notifier.wake(woken.iter().map(|u| u.as_ref()));
         let destinations: Vec<ruma::OwnedServerName> =
             remote.iter().map(|(d, _)| d.clone()).collect();
         self.sender.wake(&destinations);
-        Ok(true)
     }
 
     /// The device's messages after `after` up to `upto`: the events, and the position

@@ -128,9 +128,7 @@ impl Committer {
             thread: Some(thread),
         }
     }
-}
 
-impl Committer {
     /// Waits, without blocking the caller's thread, until applied write number `ticket`
     /// is durable: this thread makes the fsync, between its batches.
     pub(super) async fn sync_through(&self, ticket: u64) -> StoreResult<()> {

@@ -113,7 +113,7 @@ impl Services {
     ) -> Result<Delivery> {
         let mut woken: HashSet<OwnedUserId> = HashSet::new();
         let applied = {
-            let position = lock(&self.e2ee.to_device);
+            let mut position = lock(&self.e2ee.to_device);
             if self.store.to_device_txn_seen(txn)? {
                 // The first send may still be waiting for its fsync: this answer waits
                 // too, and wakes nobody (the first one did).
@@ -125,7 +125,6 @@ impl Services {
                     woken: HashSet::new(),
                 });
             }
-            let mut position = position;
             let mut next = *position;
             let mut batch = self.store.batch();
             for (user, devices) in messages {

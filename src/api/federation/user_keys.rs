@@ -43,5 +43,5 @@ async fn claim(
     Origin(_): Origin,
     MatrixJson(body): MatrixJson<ClaimBody>,
 ) -> Result<Json<Value>> {
-    Ok(Json(state.serve_keys_claim(&body.one_time_keys)?))
+    Ok(Json(state.serve_keys_claim(&body.one_time_keys).await?))
 }

@@ -209,7 +209,7 @@ impl Services {
         let mut response = Map::new();
         response.insert(
             "one_time_keys".into(),
-            Value::Object(self.claim_local_keys_awaited(&local).await?),
+            Value::Object(self.claim_local_keys(&local).await?),
         );
         response.insert("failures".into(), json!({}));
         let timeout = timeout_of(request.timeout);
@@ -268,7 +268,7 @@ impl Services {
     }
 
     /// `POST /_matrix/federation/v1/user/keys/claim`: local devices only.
-    pub fn serve_keys_claim(
+    pub async fn serve_keys_claim(
         &self,
         claims: &BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, String>>,
     ) -> Result<Value> {
@@ -280,7 +280,7 @@ impl Services {
                 "{user_id} is not a user of this server"
             )));
         }
-        Ok(json!({ "one_time_keys": self.claim_local_keys(claims)? }))
+        Ok(json!({ "one_time_keys": self.claim_local_keys(claims).await? }))
     }
 }
 

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use super::lock;
 use crate::error::{Error, Result};
 use crate::service::Services;
-use crate::store::{Applied, FallbackKeyRecord};
+use crate::store::FallbackKeyRecord;
 
 /// The most one-time keys one upload may add.
 const MAX_KEYS_PER_UPLOAD: usize = 1000;
@@ -274,36 +274,12 @@ impl Services {
     }
 
     /// Claims one key per requested local device: a one-time key while there are any,
-    /// then the fallback key (marked used, given out again until replaced).
-    pub fn claim_local_keys(
+    /// then the fallback key (marked used, given out again until replaced). The fsync is
+    /// awaited, not blocked on.
+    pub async fn claim_local_keys(
         &self,
         claims: &BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, String>>,
     ) -> Result<Map<String, Value>> {
-        let (out, applied, used_fallback) = self.apply_claims(claims)?;
-        self.store.make_durable(applied)?;
-        // The device learns through its sync that its fallback key is used.
-        self.notifier.wake(used_fallback.iter().map(|u| u.as_ref()));
-        Ok(out)
-    }
-
-    /// [`Self::claim_local_keys`] for async callers: the fsync is awaited, not blocked on.
-    pub async fn claim_local_keys_awaited(
-        &self,
-        claims: &BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, String>>,
-    ) -> Result<Map<String, Value>> {
-        let (out, applied, used_fallback) = self.apply_claims(claims)?;
-        self.store.durable(applied).await?;
-        self.notifier.wake(used_fallback.iter().map(|u| u.as_ref()));
-        Ok(out)
-    }
-
-    /// The claims applied under the key lock (the next claim sees these keys gone), not
-    /// yet durable: the keys given out, the write and the users whose fallback key was
-    /// used for the first time.
-    fn apply_claims(
-        &self,
-        claims: &BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, String>>,
-    ) -> Result<(Map<String, Value>, Applied, Vec<OwnedUserId>)> {
         let mut out = Map::new();
         let _guard = lock(&self.e2ee.keys);
         let mut batch = self.store.batch();
@@ -341,9 +317,12 @@ impl Services {
             }
         }
         // Applied under the lock, so the next claim sees these keys gone; made durable
-        // after it (by the caller), so that claims arriving together share one fsync.
+        // after it, so that claims arriving together share one fsync.
         let applied = self.store.write_visible(batch)?;
         drop(_guard);
-        Ok((out, applied, used_fallback))
+        self.store.durable(applied).await?;
+        // The device learns through its sync that its fallback key is used.
+        self.notifier.wake(used_fallback.iter().map(|u| u.as_ref()));
+        Ok(out)
     }
 }

@@ -319,6 +319,18 @@ fn delivery_is_retried_after_the_gateway_was_down() {
     assert_eq!(received[2]["notification"]["counts"], json!({"unread": 2}));
 }
 
+/// Sets the user's `event_id_only` pusher at a port nothing listens on yet, so every
+/// push attempt fails until the test starts its gateway there; returns that port.
+fn pusher_at_a_closed_port(server: &TestServer, user: &User) -> u16 {
+    let port = free_port();
+    set(
+        server,
+        user,
+        &pusher(&url_on(port), "key", Some("event_id_only")),
+    );
+    port
+}
+
 /// A notification the user has read by the time its push goes (here, while the gateway
 /// was down) is not pushed: read in the main timeline or in its thread, each receipt
 /// covering only its own; the badge of what is pushed counts the unread ones alone.
@@ -328,12 +340,7 @@ fn a_notification_read_before_its_push_is_not_pushed() {
     let (alice, bob, room) = alice_and_bob_in_a_room(&server);
     // Nothing listens on the pusher's port until Bob has read: every attempt before
     // fails, and each attempt checks the receipts again.
-    let port = free_port();
-    set(
-        &server,
-        &bob,
-        &pusher(&url_on(port), "key", Some("event_id_only")),
-    );
+    let port = pusher_at_a_closed_port(&server, &bob);
     let root = send_text(&server, &alice, &room, "t1", "a thread's root");
     let reply = json!({
         "msgtype": "m.text",
@@ -378,12 +385,7 @@ fn a_notification_recorded_before_a_crash_is_pushed_after_the_restart() {
     let mut server = start_allowing_loopback();
     let (alice, bob, room) = alice_and_bob_in_a_room(&server);
     // Nothing listens on the pusher's port until after the crash.
-    let port = free_port();
-    set(
-        &server,
-        &bob,
-        &pusher(&url_on(port), "key", Some("event_id_only")),
-    );
+    let port = pusher_at_a_closed_port(&server, &bob);
     let before = send_text(&server, &alice, &room, "t1", "before the crash");
     server.kill_9();
     server.restart();

@@ -223,11 +223,11 @@ impl Services {
         &self.server_name
     }
 
-    /// Starts the background workers: presence idleness, the sliding sync state
-    /// writes, the outgoing federation
-    /// queue (its destinations with PDUs queued before a restart), email digests, the
-    /// pushers, the fan-outs (those a crash cut short first) and the resyncs of partially
-    /// joined rooms (those a restart left partial too). Each ends when shutdown begins.
+    /// Starts the background workers: presence idleness, the sliding sync state writes,
+    /// the outgoing federation queue (its destinations with PDUs queued before a
+    /// restart), email digests, the pushers, the fan-outs (those a crash cut short first)
+    /// and the resyncs of partially joined rooms (those a restart left partial too). Each
+    /// ends when shutdown begins.
     pub fn start_workers(self: &Arc<Self>) -> anyhow::Result<()> {
         self.spawn_until_shutdown(self.clone().presence_idle_loop());
         self.spawn_until_shutdown(self.clone().sliding_sync_writer());

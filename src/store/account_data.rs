@@ -93,7 +93,7 @@ impl Store {
         let prefix = keys::devices_of(user_id);
         let mut out = Vec::new();
         let start = stream_key(user_id, since.saturating_add(1));
-        for item in self.raw_iter_from(Cf::AccountDataStream, &start) {
+        for item in self.raw_iter_within(Cf::AccountDataStream, &start, &prefix) {
             let (key, value) = item?;
             if !key.starts_with(&prefix) {
                 break;

@@ -98,7 +98,7 @@ impl Store {
 
     fn read_one_time_key_counts(&self, start: &[u8]) -> StoreResult<Vec<(String, u64)>> {
         let mut counts: Vec<(String, u64)> = Vec::new();
-        for item in self.raw_iter_from(Cf::OneTimeKeys, start) {
+        for item in self.raw_iter_within(Cf::OneTimeKeys, start, start) {
             let (key, _) = item?;
             if !key.starts_with(start) {
                 break;
@@ -145,7 +145,7 @@ impl Store {
         cf: Cf,
         start: &[u8],
     ) -> StoreResult<Option<(Vec<u8>, T)>> {
-        if let Some(item) = self.raw_iter_from(cf, start).next() {
+        if let Some(item) = self.raw_iter_within(cf, start, start).next() {
             let (key, value) = item?;
             if key.starts_with(start) {
                 let value =
@@ -312,7 +312,7 @@ impl Batch<'_> {
         let start = prefix(&[user_id, device_id]);
         for cf in [Cf::OneTimeKeys, Cf::FallbackKeys, Cf::ToDevice] {
             let mut doomed = Vec::new();
-            for item in self.store.raw_iter_from(cf, &start) {
+            for item in self.store.raw_iter_within(cf, &start, &start) {
                 let (key, _) = item?;
                 if !key.starts_with(&start) {
                     break;

@@ -53,7 +53,7 @@ impl Store {
         let mut prefix = destination.as_bytes().to_vec();
         prefix.push(keys::SEP);
         let mut out = Vec::new();
-        for item in self.raw_iter_from(cf, &prefix) {
+        for item in self.raw_iter_within(cf, &prefix, &prefix) {
             let (key, value) = item?;
             if !key.starts_with(&prefix) || out.len() >= limit {
                 break;

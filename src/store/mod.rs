@@ -358,6 +358,19 @@ impl Cf {
 /// memtables and Hearth's own caches do not hold).
 const BLOCK_CACHE_BYTES: usize = 64 << 20;
 
+/// The first key after every key that begins with `prefix`, if there is one (not for an
+/// empty prefix or one of only 0xFF bytes).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xFF {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
@@ -511,11 +524,7 @@ impl Store {
         prefix: &[u8],
     ) -> StoreResult<Vec<(Vec<u8>, T)>> {
         let mut out = Vec::new();
-        let iter = self.inner.db.iterator_cf(
-            self.cf(cf),
-            rocksdb::IteratorMode::From(prefix, rocksdb::Direction::Forward),
-        );
-        for item in iter {
+        for item in self.raw_iter_within(cf, prefix, prefix) {
             let (key, value) = item?;
             if !key.starts_with(prefix) {
                 break;
@@ -532,6 +541,28 @@ impl Store {
     ) -> rocksdb::DBIteratorWithThreadMode<'_, DB> {
         self.inner.db.iterator_cf(
             self.cf(cf),
+            rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward),
+        )
+    }
+
+    /// Iterates forward from `start` over the keys that begin with `prefix` (`start`
+    /// being one of them). The iterator's upper bound ends it at the prefix's end: a bare
+    /// iterator, asked for the key after the prefix's last, walks every deleted key
+    /// beyond it until it finds a live one, and a column family whose records are
+    /// written and soon deleted (to-device messages, claimed keys, queues) holds many.
+    pub(crate) fn raw_iter_within(
+        &self,
+        cf: Cf,
+        start: &[u8],
+        prefix: &[u8],
+    ) -> rocksdb::DBIteratorWithThreadMode<'_, DB> {
+        let mut options = rocksdb::ReadOptions::default();
+        if let Some(end) = prefix_end(prefix) {
+            options.set_iterate_upper_bound(end);
+        }
+        self.inner.db.iterator_cf_opt(
+            self.cf(cf),
+            options,
             rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward),
         )
     }

@@ -282,7 +282,7 @@ impl Store {
         let prefix = push_event_prefix(room_id);
         let start = push_event_key(room_id, after.saturating_add(1));
         let mut out = Vec::new();
-        for item in self.raw_iter_from(Cf::PushEvents, &start) {
+        for item in self.raw_iter_within(Cf::PushEvents, &start, &prefix) {
             let (key, value) = item?;
             if !key.starts_with(&prefix) || out.len() >= limit {
                 break;
@@ -375,7 +375,7 @@ impl Store {
         limit: usize,
     ) -> StoreResult<Vec<(u64, T)>> {
         let mut out = Vec::new();
-        for item in self.raw_iter_from(cf, start) {
+        for item in self.raw_iter_within(cf, start, prefix) {
             let (key, value) = item?;
             if !key.starts_with(prefix) || out.len() >= limit {
                 break;

@@ -120,6 +120,9 @@ pub(super) struct RecordCaches {
     pub(super) account_data_positions: RecordCache<u64>,
     /// The positions of a device's pending to-device messages, by their key prefix.
     pub(super) to_device_positions: RecordCache<Vec<u64>>,
+    /// Per device (by the key prefix of its messages), a position up to which its
+    /// messages are known deleted (see [`super::Store::to_device_floor`]).
+    pub(super) to_device_floors: crate::cache::Cache<Vec<u8>, u64>,
     /// A device's unclaimed one-time keys per algorithm, by their key prefix.
     pub(super) one_time_key_counts: RecordCache<Vec<(String, u64)>>,
     /// The algorithms of a device's fallback keys that no claim has used, by their key
@@ -143,6 +146,7 @@ impl RecordCaches {
             account_data: RecordCache::new(Cf::AccountData, Scope::Key),
             account_data_positions: RecordCache::new(Cf::AccountDataStream, Scope::Positions),
             to_device_positions: RecordCache::new(Cf::ToDevice, Scope::Positions),
+            to_device_floors: crate::cache::Cache::new(RECORD_CACHE),
             one_time_key_counts: RecordCache::new(Cf::OneTimeKeys, Scope::Device),
             unused_fallback_types: RecordCache::new(Cf::FallbackKeys, Scope::Device),
             relations: RecordCache::new(Cf::Relations, Scope::Positions),
@@ -249,6 +253,18 @@ mod tests {
         assert_eq!(store.to_device_positions("@a:x", "D").unwrap(), [7]);
         // Another device's messages are apart.
         assert!(store.to_device_positions("@a:x", "E").unwrap().is_empty());
+        // Reads start after the device's floor, which only rises. (Noted here with 7 still
+        // stored, to show that it is not read again; the service notes a floor only once
+        // everything up to it is deleted.)
+        assert_eq!(store.to_device_floor("@a:x", "D"), 0);
+        store.note_to_device_floor("@a:x", "D", 7);
+        store.note_to_device_floor("@a:x", "D", 6);
+        assert_eq!(store.to_device_floor("@a:x", "D"), 7);
+        assert_eq!(store.to_device_floor("@a:x", "E"), 0);
+        let mut batch = store.batch();
+        batch.put_to_device("@a:x", "D", 9, &message).unwrap();
+        store.write(batch).unwrap();
+        assert_eq!(store.to_device_positions("@a:x", "D").unwrap(), [9]);
 
         // One-time keys: counted per algorithm, recounted after an upload and a claim.
         assert!(store.one_time_key_counts("@a:x", "D").unwrap().is_empty());

@@ -304,7 +304,7 @@ impl Store {
         let mut start = prefix.clone();
         start.extend_from_slice(&be(after.saturating_add(1)));
         let mut out = Vec::new();
-        for item in self.raw_iter_from(Cf::RoomStream, &start) {
+        for item in self.raw_iter_within(Cf::RoomStream, &start, &prefix) {
             let (key, value) = item?;
             if !key.starts_with(&prefix) || out.len() >= limit {
                 break;
@@ -401,7 +401,7 @@ impl Store {
         start.extend_from_slice(&be(from.stream));
         let iter = match dir {
             Direction::Backward => self.raw_iter_rev_from(Cf::RoomTopo, &start),
-            Direction::Forward => self.raw_iter_from(Cf::RoomTopo, &start),
+            Direction::Forward => self.raw_iter_within(Cf::RoomTopo, &start, &prefix),
         };
         let mut out = Vec::new();
         for item in iter {

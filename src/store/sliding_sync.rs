@@ -220,7 +220,7 @@ impl Store {
     ) -> StoreResult<Vec<u64>> {
         let prefix = connection(user_id, device_id, conn_id);
         let mut out = Vec::new();
-        for item in self.raw_iter_from(Cf::SlidingSync, &prefix) {
+        for item in self.raw_iter_within(Cf::SlidingSync, &prefix, &prefix) {
             let (key, value) = item?;
             if !key.starts_with(&prefix) {
                 break;

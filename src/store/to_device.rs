@@ -60,7 +60,7 @@ impl Store {
         let prefix = device_prefix(user_id, device_id);
         let start = message_key(user_id, device_id, after.saturating_add(1));
         let mut out = Vec::new();
-        for item in self.raw_iter_from(Cf::ToDevice, &start) {
+        for item in self.raw_iter_within(Cf::ToDevice, &start, &prefix) {
             let (key, value) = item?;
             if !key.starts_with(&prefix) || out.len() >= limit {
                 break;
@@ -89,9 +89,34 @@ impl Store {
             .get_or_read(&prefix, || self.read_to_device_positions(&prefix))
     }
 
+    /// A position up to which the device's messages are all deleted, as far as this
+    /// process knows (0 when it does not): reads of its pending messages start after it,
+    /// so they do not walk the tombstones the deletions left.
+    pub fn to_device_floor(&self, user_id: &str, device_id: &str) -> u64 {
+        self.inner
+            .records
+            .to_device_floors
+            .get(&device_prefix(user_id, device_id)[..])
+            .unwrap_or(0)
+    }
+
+    /// Every message of the device up to `position` is deleted, and the deletion written.
+    /// Positions only grow, so no message up to it can come later. Two callers racing may
+    /// leave the lower of their floors, which is still true.
+    pub fn note_to_device_floor(&self, user_id: &str, device_id: &str, position: u64) {
+        let prefix = device_prefix(user_id, device_id);
+        let floors = &self.inner.records.to_device_floors;
+        if floors.get(&prefix[..]).is_none_or(|floor| floor < position) {
+            floors.insert(prefix, position);
+        }
+    }
+
     fn read_to_device_positions(&self, prefix: &[u8]) -> StoreResult<Vec<u64>> {
+        let mut start = prefix.to_vec();
+        let floor = self.inner.records.to_device_floors.get(prefix).unwrap_or(0);
+        start.extend_from_slice(&floor.saturating_add(1).to_be_bytes());
         let mut out = Vec::new();
-        for item in self.raw_iter_from(Cf::ToDevice, prefix) {
+        for item in self.raw_iter_within(Cf::ToDevice, &start, prefix) {
             let (key, _) = item?;
             if !key.starts_with(prefix) {
                 break;
@@ -145,5 +170,67 @@ impl Batch<'_> {
 
     pub fn put_to_device_txn(&mut self, txn_key: &[u8]) {
         self.put_raw(Cf::ToDeviceTxns, txn_key, b"");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rocksdb::perf::{PerfContext, PerfMetric, PerfStatsLevel, set_perf_stats};
+    use ruma::owned_user_id;
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn reading_a_devices_messages_walks_no_deleted_key_beyond_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), false).unwrap();
+        let message = ToDeviceRecord {
+            sender: owned_user_id!("@s:x"),
+            event_type: "m.test".into(),
+            content: json!({}),
+        };
+        // One message for @a's device; 300 for @b's, whose keys sort after it, deleted.
+        let mut batch = store.batch();
+        batch.put_to_device("@a:x", "D", 1, &message).unwrap();
+        for position in 2..302 {
+            batch
+                .put_to_device("@b:x", "D", position, &message)
+                .unwrap();
+        }
+        store.write(batch).unwrap();
+        let mut batch = store.batch();
+        for position in 2..302 {
+            batch.delete_to_device("@b:x", "D", position);
+        }
+        store.write(batch).unwrap();
+
+        set_perf_stats(PerfStatsLevel::EnableCount);
+        let mut context = PerfContext::default();
+        context.reset();
+        assert_eq!(store.to_device_positions("@a:x", "D").unwrap(), [1]);
+        let messages = store.to_device_messages("@a:x", "D", 0, 10, 10).unwrap();
+        assert_eq!(messages.len(), 1);
+        assert_eq!(
+            context.metric(PerfMetric::InternalDeleteSkippedCount),
+            0,
+            "{}",
+            context.report(true)
+        );
+        // An iterator without the bound walks @b's deleted keys looking for the next one.
+        context.reset();
+        let mut bare = store.raw_iter_from(Cf::ToDevice, &device_prefix("@a:x", "D"));
+        assert!(bare.next().is_some());
+        assert!(bare.next().is_none());
+        assert!(context.metric(PerfMetric::InternalDeleteSkippedCount) >= 300);
+        set_perf_stats(PerfStatsLevel::Disable);
+    }
+
+    #[test]
+    fn a_prefix_ends_before_the_next_key_that_does_not_begin_with_it() {
+        assert_eq!(crate::store::prefix_end(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(crate::store::prefix_end(&[1, 0xFF]), Some(vec![2]));
+        assert_eq!(crate::store::prefix_end(&[0xFF, 0xFF]), None);
+        assert_eq!(crate::store::prefix_end(b""), None);
     }
 }

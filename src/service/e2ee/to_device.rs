@@ -238,23 +238,31 @@ impl Services {
         device_id: &DeviceId,
         upto: u64,
     ) -> Result<()> {
+        let (user, device) = (user_id.as_str(), device_id.as_str());
+        // A token from the future (no server hands one out) acknowledges only what exists.
+        let upto = upto.min(self.e2ee.to_device_position());
+        // Most syncs acknowledge what the one before them did: nothing to read.
+        if upto <= self.store.to_device_floor(user, device) {
+            return Ok(());
+        }
         let done: Vec<u64> = self
             .store
-            .to_device_positions(user_id.as_str(), device_id.as_str())?
+            .to_device_positions(user, device)?
             .into_iter()
             .take_while(|p| *p <= upto)
             .collect();
-        if done.is_empty() {
-            return Ok(());
+        if !done.is_empty() {
+            let mut batch = self.store.batch();
+            for position in done {
+                batch.delete_to_device(user, device, position);
+            }
+            // Not synced: a deletion lost with power only leaves messages behind the
+            // device's position, which no sync reads again and the next acknowledgement
+            // after a restart deletes; a synced write here cost every sync after a
+            // to-device message an fsync.
+            self.store.write_unsynced(batch)?;
         }
-        let mut batch = self.store.batch();
-        for position in done {
-            batch.delete_to_device(user_id.as_str(), device_id.as_str(), position);
-        }
-        // Not synced: a deletion lost with power only leaves messages behind the
-        // device's position, which no sync reads again and the next acknowledgement
-        // deletes; a synced write here cost every sync after a to-device message an fsync.
-        self.store.write_unsynced(batch)?;
+        self.store.note_to_device_floor(user, device, upto);
         Ok(())
     }
 }

@@ -96,6 +96,35 @@ impl Store {
             .get_or_read(&start, || self.read_one_time_key_counts(&start))
     }
 
+    /// After a written claim took `taken` of the device's one-time keys of `algorithm`,
+    /// whose counts were `before` (read after the last change to them): the counts are
+    /// known without reading them again. Claims and uploads are serialised, so nothing
+    /// else changed them meanwhile.
+    pub fn note_one_time_keys_claimed(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        mut before: Vec<(String, u64)>,
+        algorithm: &str,
+        taken: u64,
+    ) {
+        // Not counted before: the counts were not what the claim found, so they are left
+        // to be read again.
+        let Some(index) = before.iter().position(|(a, _)| a == algorithm) else {
+            return;
+        };
+        let left = before[index].1.saturating_sub(taken);
+        if left == 0 {
+            before.remove(index);
+        } else {
+            before[index].1 = left;
+        }
+        self.inner
+            .records
+            .one_time_key_counts
+            .set(prefix(&[user_id, device_id]), before);
+    }
+
     fn read_one_time_key_counts(&self, start: &[u8]) -> StoreResult<Vec<(String, u64)>> {
         let mut counts: Vec<(String, u64)> = Vec::new();
         for item in self.raw_iter_within(Cf::OneTimeKeys, start, start) {

@@ -47,6 +47,11 @@ impl<K: Hash + Eq, V: Clone> ReadCache<K, V> {
         Ok(Some(value))
     }
 
+    /// Puts a record a writer just wrote (see [`super::record_cache`]'s `set`).
+    pub(super) fn set(&self, key: K, value: V) {
+        self.cache.insert(key, value);
+    }
+
     /// Forgets the records a batch just written changed.
     pub(super) fn written(&self, keys: &[K]) {
         if keys.is_empty() {

@@ -89,6 +89,13 @@ impl<V: Clone> RecordCache<V> {
             .unwrap_or_default())
     }
 
+    /// Puts what a writer knows `key`'s fact to be after its write, once the write is
+    /// done (and has dropped the entry). The writer must be the only one changing the
+    /// records the fact sums up; a reader that raced the write does not cache.
+    pub(super) fn set(&self, key: Vec<u8>, value: V) {
+        self.entries.set(key, Some(value));
+    }
+
     fn written(&self, touched: &[(Cf, Vec<u8>)]) {
         let keys = touched
             .iter()

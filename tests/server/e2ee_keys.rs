@@ -162,6 +162,48 @@ fn one_time_keys_are_claimed_once_then_the_fallback_key() {
     );
 }
 
+/// The count a sync shows follows each claim and upload, when the counts were read just
+/// before (kept in memory) and when they were not.
+#[test]
+fn the_one_time_key_count_follows_claims_and_uploads() {
+    let server = TestServer::start();
+    let alice = user(&server, "alice");
+    let bob = user(&server, "bob");
+    let key = keyed_device(&server, &alice, 3);
+    let count = || otk_counts(&server, &alice)["signed_curve25519"].clone();
+    let claim_one = || {
+        let request = json!({"one_time_keys": {alice.id.clone(): {alice.device.clone(): "signed_curve25519"}}});
+        claim(&server, &bob, request)
+    };
+    assert_eq!(count(), 3);
+    claim_one();
+    assert_eq!(count(), 2);
+    // Two claims with no sync between them.
+    claim_one();
+    claim_one();
+    assert_eq!(count(), 0);
+    upload(
+        &server,
+        &alice,
+        json!({"one_time_keys": one_time_keys(&alice, &key, "B", 2)}),
+    );
+    assert_eq!(count(), 2);
+    let body = claim_one();
+    assert!(
+        body["one_time_keys"][&alice.id][&alice.device]
+            .get("signed_curve25519:B0")
+            .is_some(),
+        "{body}"
+    );
+    assert_eq!(count(), 1);
+    claim_one();
+    assert_eq!(count(), 0);
+    // Nothing left and no fallback key: the claim finds nothing and the count stays.
+    let body = claim_one();
+    assert_eq!(body["one_time_keys"], json!({}), "{body}");
+    assert_eq!(count(), 0);
+}
+
 #[test]
 fn concurrent_claims_never_get_the_same_one_time_key() {
     let server = TestServer::start();

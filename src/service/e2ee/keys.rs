@@ -284,6 +284,8 @@ impl Services {
         let _guard = lock(&self.e2ee.keys);
         let mut batch = self.store.batch();
         let mut used_fallback = Vec::new();
+        // The counts of the devices whose one-time keys go, to be known after the write.
+        let mut counted = Vec::new();
         for (user_id, devices) in claims {
             if user_id.server_name() != self.server_name() {
                 continue;
@@ -295,6 +297,8 @@ impl Services {
                 if let Some((key_id, key)) =
                     self.store.first_one_time_key(user, device, algorithm)?
                 {
+                    let before = self.store.one_time_key_counts(user, device)?;
+                    counted.push((user, device, before, algorithm.as_str()));
                     batch.delete_one_time_key(user, device, algorithm, &key_id);
                     claimed.insert(
                         device.to_owned(),
@@ -319,6 +323,12 @@ impl Services {
         // Applied under the lock, so the next claim sees these keys gone; made durable
         // after it, so that claims arriving together share one fsync.
         let applied = self.store.write_visible(batch)?;
+        // One key per device and claim: each device's sync then reads its count from
+        // memory rather than walking its keys again.
+        for (user, device, before, algorithm) in counted {
+            self.store
+                .note_one_time_keys_claimed(user, device, before, algorithm, 1);
+        }
         drop(_guard);
         self.store.durable(applied).await?;
         // The device learns through its sync that its fallback key is used.

@@ -13,6 +13,7 @@ mod remote_devices;
 mod sync;
 mod to_device;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use ruma::{OwnedDeviceId, UserId};
@@ -34,6 +35,9 @@ use crate::store::{Store, StoreResult};
 pub struct E2ee {
     device_lists: Mutex<u64>,
     to_device: Mutex<u64>,
+    /// The same position, read without the lock (which a send holds across its write):
+    /// every sync reads it, and stored under the lock after the position moves.
+    to_device_visible: AtomicU64,
     /// Serialises changes to one-time and fallback keys, so that a key is given out
     /// once even when claims race.
     keys: Mutex<()>,
@@ -67,9 +71,11 @@ fn to_device_position_after_start(store: &Store) -> StoreResult<u64> {
 
 impl E2ee {
     pub fn new(store: &Store) -> StoreResult<Self> {
+        let to_device_position = to_device_position_after_start(store)?;
         Ok(Self {
             device_lists: Mutex::new(store.last_u64_key(crate::store::Cf::DeviceListStream)?),
-            to_device: Mutex::new(to_device_position_after_start(store)?),
+            to_device: Mutex::new(to_device_position),
+            to_device_visible: AtomicU64::new(to_device_position),
             keys: Mutex::new(()),
             remote: remote_devices::RemoteLists::default(),
         })
@@ -80,7 +86,12 @@ impl E2ee {
     }
 
     pub fn to_device_position(&self) -> u64 {
-        *lock(&self.to_device)
+        self.to_device_visible.load(Ordering::Acquire)
+    }
+
+    /// Under the to-device lock, once the write the position names is in the store.
+    fn to_device_moved(&self, position: u64) {
+        self.to_device_visible.store(position, Ordering::Release);
     }
 }
 

@@ -178,6 +178,7 @@ impl Services {
             // once it is durable.
             let applied = self.store.write_visible(batch)?;
             *position = next;
+            self.e2ee.to_device_moved(next);
             applied
         };
         Ok(Delivery {

@@ -172,12 +172,10 @@ fn split_slot(value: &[u8]) -> Option<(u64, &[u8])> {
     Some((u64::from_be_bytes(*seq), json))
 }
 
-/// Just past every key starting with `prefix` (whose parts never hold 0xFF but the
-/// trailing sequence number, at most 8 bytes after one more separator).
+/// Just past every key starting with `prefix` (a device's connections, which begins with
+/// a user ID, so there is such a key).
 fn end_of(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    end.extend_from_slice(&[keys::SEP; 10]);
-    end
+    super::prefix_end(prefix).unwrap_or_default()
 }
 
 impl Store {

@@ -82,12 +82,25 @@ impl Store {
 impl Durability {
     /// Whether the fsyncs so far are known to cover applied write number `ticket`,
     /// without waiting: while an fsync holds the lock, the answer is no.
-    fn covers(&self, ticket: u64) -> bool {
+    pub(super) fn covers(&self, ticket: u64) -> bool {
         match self.synced.try_lock() {
             Ok(synced) => *synced >= ticket,
             Err(TryLockError::Poisoned(synced)) => *synced.into_inner() >= ticket,
             Err(TryLockError::WouldBlock) => false,
         }
+    }
+
+    /// The count of writes applied so far: a synced write begun after reading it covers
+    /// them all, since its fsync syncs every write-ahead log file up to its own record.
+    pub(super) fn applied(&self) -> u64 {
+        self.applied.load(Ordering::SeqCst)
+    }
+
+    /// Records that a synced write begun after [`Self::applied`] returned `through` has
+    /// made the writes it counted durable, so that their waiters need no fsync of their own.
+    pub(super) fn note_synced(&self, through: u64) {
+        let mut synced = self.synced.lock().unwrap_or_else(|e| e.into_inner());
+        *synced = (*synced).max(through);
     }
 
     /// Returns once write number `ticket` is durable: at once if an fsync already covered
@@ -100,7 +113,7 @@ impl Durability {
         // Every write counted so far is in the log: this fsync covers them all.
         let target = self.applied.load(Ordering::SeqCst);
         db.flush_wal(true)?;
-        *synced = target;
+        *synced = (*synced).max(target);
         Ok(())
     }
 }

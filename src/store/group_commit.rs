@@ -214,7 +214,14 @@ fn run(db: &DB, sync: bool, shared: &Shared, durability: &Durability) {
         };
         if !batches.is_empty() {
             let (merged, waiters): (Vec<_>, Vec<_>) = batches.into_iter().unzip();
+            // The synced write's fsync also covers every write applied before it: the
+            // waiters for those (gathered with these batches, or arriving later) need
+            // no second fsync.
+            let covered = durability.applied();
             let result = db.write_opt(merge(merged), &options);
+            if sync && result.is_ok() {
+                durability.note_synced(covered);
+            }
             for done in waiters {
                 // A sender that went away (its request dropped) needs no answer.
                 let _ = done.send(result.clone());
@@ -342,6 +349,25 @@ mod tests {
         assert_eq!(get(b"a"), None);
         assert_eq!(get(b"b").as_deref(), Some(&b"1"[..]));
         assert_eq!(get(b"c").as_deref(), Some(&b"2"[..]));
+    }
+
+    /// A write applied without waiting for the disk, then a grouped (synced) write: the
+    /// second's fsync is recorded as covering the first, whose waiter then needs none.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_grouped_write_makes_the_writes_applied_before_it_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), true).unwrap();
+        let mut batch = store.batch();
+        batch.set_to_device_position(1);
+        let applied = store.write_visible(batch).unwrap();
+        let ticket = store.inner.durability.applied();
+        assert!(!store.inner.durability.covers(ticket));
+        let write = store.begin_grouped();
+        let mut batch = store.batch();
+        batch.put_raw(super::super::Cf::Filters, b"k", b"v");
+        write.commit(batch).await.unwrap();
+        assert!(store.inner.durability.covers(ticket));
+        store.durable(applied).await.unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -33,6 +33,13 @@ fn message_key(user_id: &str, device_id: &str, position: u64) -> Vec<u8> {
     key
 }
 
+fn decode_record(value: &[u8]) -> StoreResult<ToDeviceRecord> {
+    serde_json::from_slice(value).map_err(|e| super::StoreError::Corrupt {
+        cf: Cf::ToDevice.name(),
+        detail: e.to_string(),
+    })
+}
+
 fn position_of(key: &[u8]) -> u64 {
     key.len()
         .checked_sub(8)
@@ -49,7 +56,49 @@ impl Store {
     }
 
     /// The device's messages after `after` up to `upto`, at most `limit`, oldest first.
+    /// The device's pending positions (from memory, see [`Self::to_device_positions`])
+    /// name the keys to read: a device with nothing in the range reads nothing, though
+    /// the stream moved for others.
     pub fn to_device_messages(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<(u64, ToDeviceRecord)>> {
+        let wanted: Vec<u64> = self
+            .to_device_positions(user_id, device_id)?
+            .into_iter()
+            .skip_while(|p| *p <= after)
+            .take_while(|p| *p <= upto)
+            .take(limit)
+            .collect();
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<Vec<u8>> = wanted
+            .iter()
+            .map(|p| message_key(user_id, device_id, *p))
+            .collect();
+        let values = self
+            .inner
+            .db
+            .batched_multi_get_cf(self.cf(Cf::ToDevice), &keys, true);
+        let mut out = Vec::with_capacity(wanted.len());
+        for (position, value) in wanted.into_iter().zip(values) {
+            let Some(value) = value? else {
+                // Deleted since the list was read (acknowledged by another sync of the
+                // device, or the device removed): read the keys themselves.
+                return self.scan_to_device_messages(user_id, device_id, after, upto, limit);
+            };
+            out.push((position, decode_record(&value)?));
+        }
+        Ok(out)
+    }
+
+    /// [`Self::to_device_messages`] from the keys themselves.
+    fn scan_to_device_messages(
         &self,
         user_id: &str,
         device_id: &str,
@@ -69,12 +118,7 @@ impl Store {
             if position > upto {
                 break;
             }
-            let record =
-                serde_json::from_slice(&value).map_err(|e| super::StoreError::Corrupt {
-                    cf: Cf::ToDevice.name(),
-                    detail: e.to_string(),
-                })?;
-            out.push((position, record));
+            out.push((position, decode_record(&value)?));
         }
         Ok(out)
     }
@@ -87,6 +131,18 @@ impl Store {
             .records
             .to_device_positions
             .get_or_read(&prefix, || self.read_to_device_positions(&prefix))
+    }
+
+    /// Keeps what a writer knows the device's pending positions to be after its write
+    /// (which dropped the entry), so that the next sync need not read them. Only for
+    /// writers serialised with every other adding or acknowledging writer (the
+    /// to-device lock), which computed `positions` from
+    /// [`Self::to_device_positions`] under it.
+    pub fn set_to_device_positions(&self, user_id: &str, device_id: &str, positions: Vec<u64>) {
+        self.inner
+            .records
+            .to_device_positions
+            .set(device_prefix(user_id, device_id), positions);
     }
 
     /// A position up to which the device's messages are all deleted, as far as this
@@ -224,6 +280,61 @@ mod tests {
         assert!(bare.next().is_none());
         assert!(context.metric(PerfMetric::InternalDeleteSkippedCount) >= 300);
         set_perf_stats(PerfStatsLevel::Disable);
+    }
+
+    /// With the device's positions in memory, a read of its messages seeks nothing: a
+    /// range with none of them reads no key, and one with some looks just those keys up.
+    /// A list naming a message deleted meanwhile falls back to reading the keys.
+    #[test]
+    fn a_devices_messages_are_read_by_their_known_positions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), false).unwrap();
+        let message = |n: u64| ToDeviceRecord {
+            sender: owned_user_id!("@s:x"),
+            event_type: "m.test".into(),
+            content: json!({ "n": n }),
+        };
+        let mut batch = store.batch();
+        for position in [1, 2, 3] {
+            batch
+                .put_to_device("@a:x", "D", position, &message(position))
+                .unwrap();
+        }
+        batch.put_to_device("@b:x", "D", 4, &message(4)).unwrap();
+        store.write(batch).unwrap();
+        assert_eq!(store.to_device_positions("@a:x", "D").unwrap(), [1, 2, 3]);
+
+        set_perf_stats(PerfStatsLevel::EnableCount);
+        let mut context = PerfContext::default();
+        context.reset();
+        assert!(
+            store
+                .to_device_messages("@a:x", "D", 3, 4, 10)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(context.metric(PerfMetric::SeekOnMemtableCount), 0);
+        assert_eq!(context.metric(PerfMetric::GetFromMemtableCount), 0);
+        let read = store.to_device_messages("@a:x", "D", 1, 4, 10).unwrap();
+        let contents: Vec<_> = read
+            .iter()
+            .map(|(p, r)| (*p, r.content["n"].clone()))
+            .collect();
+        assert_eq!(contents, [(2, json!(2)), (3, json!(3))]);
+        assert_eq!(context.metric(PerfMetric::SeekOnMemtableCount), 0);
+        // (A multi-get counts once per memtable.)
+        assert!(context.metric(PerfMetric::GetFromMemtableCount) > 0);
+        set_perf_stats(PerfStatsLevel::Disable);
+        let limited = store.to_device_messages("@a:x", "D", 0, 4, 2).unwrap();
+        assert_eq!(limited.iter().map(|(p, _)| *p).collect::<Vec<_>>(), [1, 2]);
+
+        // 2 deleted by a writer that left the list as it was: read from the keys.
+        let mut batch = store.batch();
+        batch.delete_to_device("@a:x", "D", 2);
+        store.write(batch).unwrap();
+        store.set_to_device_positions("@a:x", "D", vec![1, 2, 3]);
+        let read = store.to_device_messages("@a:x", "D", 0, 4, 10).unwrap();
+        assert_eq!(read.iter().map(|(p, _)| *p).collect::<Vec<_>>(), [1, 3]);
     }
 
     #[test]

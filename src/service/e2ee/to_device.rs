@@ -2,7 +2,8 @@
 //! device until the device's sync acknowledges them, and sent on to other servers as
 //! `m.direct_to_device` EDUs.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use ruma::{DeviceId, OwnedUserId, ServerName, UserId};
 use serde_json::{Map, Value, json};
@@ -127,6 +128,9 @@ impl Services {
             }
             let mut next = *position;
             let mut batch = self.store.batch();
+            // Each target device's pending positions after this write, kept in memory
+            // once it is applied (the lock serialises every writer of them).
+            let mut pending_after: HashMap<(OwnedUserId, String), Vec<u64>> = HashMap::new();
             for (user, devices) in messages {
                 let user_str = user.as_str();
                 let known: Vec<String> = self
@@ -153,15 +157,21 @@ impl Services {
                                 content: Value::Object(content.clone()),
                             },
                         )?;
-                        let pending = self.store.to_device_positions(user_str, target)?;
+                        let pending = match pending_after.entry((user.clone(), target.clone())) {
+                            Entry::Occupied(entry) => entry.into_mut(),
+                            Entry::Vacant(entry) => {
+                                entry.insert(self.store.to_device_positions(user_str, target)?)
+                            }
+                        };
                         if pending.len() >= MAX_PENDING_PER_DEVICE {
                             let excess = pending.len() + 1 - MAX_PENDING_PER_DEVICE;
                             tracing::warn!(user = %user, device = %target, dropped = excess,
                                 "too many to-device messages waiting; dropping the oldest");
-                            for old in &pending[..excess] {
-                                batch.delete_to_device(user_str, target, *old);
+                            for old in pending.drain(..excess) {
+                                batch.delete_to_device(user_str, target, old);
                             }
                         }
+                        pending.push(next);
                         woken.insert(user.clone());
                     }
                 }
@@ -177,6 +187,10 @@ impl Services {
             // so that sends arriving together share one fsync. The devices are woken
             // once it is durable.
             let applied = self.store.write_visible(batch)?;
+            for ((user, device), positions) in pending_after {
+                self.store
+                    .set_to_device_positions(user.as_str(), &device, positions);
+            }
             *position = next;
             self.e2ee.to_device_moved(next);
             applied
@@ -246,15 +260,14 @@ impl Services {
         if upto <= self.store.to_device_floor(user, device) {
             return Ok(());
         }
-        let done: Vec<u64> = self
-            .store
-            .to_device_positions(user, device)?
-            .into_iter()
-            .take_while(|p| *p <= upto)
-            .collect();
-        if !done.is_empty() {
+        // Under the lock every writer of the device's messages takes, so that the
+        // positions it keeps in memory after its write are the stored ones.
+        let _writers = lock(&self.e2ee.to_device);
+        let mut pending = self.store.to_device_positions(user, device)?;
+        let done = pending.partition_point(|p| *p <= upto);
+        if done > 0 {
             let mut batch = self.store.batch();
-            for position in done {
+            for position in pending.drain(..done) {
                 batch.delete_to_device(user, device, position);
             }
             // Not synced: a deletion lost with power only leaves messages behind the
@@ -262,6 +275,7 @@ impl Services {
             // after a restart deletes; a synced write here cost every sync after a
             // to-device message an fsync.
             self.store.write_unsynced(batch)?;
+            self.store.set_to_device_positions(user, device, pending);
         }
         self.store.note_to_device_floor(user, device, upto);
         Ok(())

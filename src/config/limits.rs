@@ -66,6 +66,10 @@ pub struct LimitsConfig {
     /// invites, receipts, account data): the rooms past it are deferred whole to the
     /// next response. The first room with news is always sent, however large.
     pub sync_response_bytes: usize,
+    /// Milliseconds a long-poll `/sync` that has only to-device messages to give waits
+    /// for a room event to give with them (a room key is shared just before the message
+    /// it unlocks), so that both come in one response; 0 answers at once.
+    pub to_device_hold_ms: u64,
     /// Most `/sync` requests one user may have open at once.
     pub syncs_per_user: usize,
     /// Most `/sync` requests open at once from one client address.
@@ -110,6 +114,8 @@ impl Default for LimitsConfig {
             socket_auth_secs: 10,
             sync_timeline_bytes: 8 * 1024 * 1024,
             sync_response_bytes: 32 * 1024 * 1024,
+            // Above the few milliseconds between a client's key share and its message.
+            to_device_hold_ms: 10,
             // Generous: a person has a few devices, each with a tab or two; an address
             // may be a household's or an office's NAT.
             syncs_per_user: 50,
@@ -227,6 +233,10 @@ pub const LIMITS_OPTIONS: &[(&str, &str)] = &[
         "Bytes of rooms in one sync response; further rooms are deferred whole to the next response [default: 33554432]",
     ),
     (
+        "limits.to_device_hold_ms",
+        "Milliseconds a long-poll /sync with only to-device messages waits for a room event to send with them; 0 answers at once [default: 10]",
+    ),
+    (
         "limits.syncs_per_user",
         "Long-poll /sync requests one user may hold open at once before M_LIMIT_EXCEEDED [default: 50]",
     ),
@@ -293,6 +303,11 @@ impl LimitsConfig {
                  socket_send_secs, socket_auth_secs, sync_timeline_bytes and sync_response_bytes \
                  must be positive"
                     .into(),
+            ));
+        }
+        if self.to_device_hold_ms > 1000 {
+            return Err(ConfigError::Invalid(
+                "limits.to_device_hold_ms must be at most 1000".into(),
             ));
         }
         Ok(())

@@ -10,7 +10,7 @@ use tungstenite::{Message, WebSocket};
 
 use crate::e2ee_support::{next_batch, send_to_device, sync};
 use crate::harness::{PASSWORD, TestServer, assert_error, token};
-use crate::room_support::{User, user};
+use crate::room_support::{User, alice_and_bob_in_a_room, send_text, user};
 
 fn to_device(body: &Value) -> Vec<Value> {
     body["to_device"]["events"]
@@ -167,6 +167,58 @@ fn a_long_poll_wakes_for_a_message_and_deleting_the_device_drops_its_messages() 
     // Logging in again as that device starts with nothing waiting.
     let bob2 = second_device(&server, "bob", "BOBTWO");
     assert!(to_device(&sync(&server, &bob2, None, 0)).is_empty());
+}
+
+/// A long-poll with only to-device messages to give waits `limits.to_device_hold_ms` for
+/// a room event: a room key and the message sent right after it come in one response.
+/// With nothing following, the messages still come, once the hold is over.
+#[test]
+fn a_room_key_and_the_message_after_it_come_in_one_long_poll_response() {
+    let server = TestServer::start_with_env(&[("HEARTH_LIMITS__TO_DEVICE_HOLD_MS", "1000")]);
+    let (alice, bob, room) = alice_and_bob_in_a_room(&server);
+    let since = next_batch(&sync(&server, &bob, None, 0));
+    let body = std::thread::scope(|scope| {
+        let waiter = scope.spawn(|| sync(&server, &bob, Some(&since), 20_000));
+        std::thread::sleep(Duration::from_millis(300));
+        let (status, _) = send_to_device(
+            &server,
+            &alice,
+            "m.room_key",
+            "share",
+            json!({ bob.id.clone(): { bob.device.clone(): {"text": "the key"} } }),
+        );
+        assert_eq!(status, 200);
+        send_text(&server, &alice, &room, "after-key", "the message");
+        waiter.join().unwrap()
+    });
+    assert_eq!(texts(&body), ["the key"], "{body}");
+    let timeline = body["rooms"]["join"][&room]["timeline"]["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        timeline
+            .iter()
+            .any(|e| e["content"]["body"] == "the message"),
+        "{body}"
+    );
+
+    let since = next_batch(&body);
+    let body = std::thread::scope(|scope| {
+        let waiter = scope.spawn(|| sync(&server, &bob, Some(&since), 20_000));
+        std::thread::sleep(Duration::from_millis(300));
+        let (status, _) = send_to_device(
+            &server,
+            &alice,
+            "m.test",
+            "alone",
+            json!({ bob.id.clone(): { bob.device.clone(): {"text": "alone"} } }),
+        );
+        assert_eq!(status, 200);
+        waiter.join().unwrap()
+    });
+    assert_eq!(texts(&body), ["alone"], "{body}");
+    assert!(body["rooms"]["join"].get(&room).is_none(), "{body}");
 }
 
 #[test]

@@ -31,6 +31,7 @@ pub use token::{Deferred, SyncSince, SyncToken};
 
 use crate::error::Result;
 use crate::service::Services;
+use crate::service::e2ee::MAX_TO_DEVICE_PER_SYNC;
 use crate::service::filter::Filter;
 use crate::service::presence::PresenceState;
 use crate::service::push_rules::PUSH_RULES_TYPE;
@@ -125,6 +126,7 @@ impl Services {
         let deadline = tokio::time::Instant::now() + request.timeout.min(MAX_TIMEOUT);
         let shutdown = self.shutdown_started();
         tokio::pin!(shutdown);
+        let mut held = false;
         loop {
             let (response, has_updates) = self.sync_once(
                 user_id,
@@ -133,11 +135,33 @@ impl Services {
                 &request.filter,
                 request.full_state,
             )?;
+            let incremental = request.since.is_some() && !request.full_state;
+            let hold = Duration::from_millis(self.config.limits.to_device_hold_ms);
             if has_updates
-                || request.since.is_none()
-                || request.full_state
-                || tokio::time::Instant::now() >= deadline
+                && incremental
+                && !held
+                && !hold.is_zero()
+                && tokio::time::Instant::now() < deadline
+                && response.only_to_device()
+                && response.to_device_count() < MAX_TO_DEVICE_PER_SYNC
             {
+                // A room key comes just before the message it unlocks: wait a moment
+                // (`limits.to_device_hold_ms`) for a room event, so that both come in one
+                // answer instead of two answers and a request between them.
+                held = true;
+                let until = deadline.min(tokio::time::Instant::now() + hold);
+                tokio::select! {
+                    changed = wakes.changed() => {
+                        if changed.is_ok() {
+                            continue;
+                        }
+                    }
+                    _ = tokio::time::sleep_until(until) => {}
+                    _ = &mut shutdown => {}
+                }
+                return Ok(response);
+            }
+            if has_updates || !incremental || tokio::time::Instant::now() >= deadline {
                 return Ok(response);
             }
             tokio::select! {

@@ -601,6 +601,40 @@ fn a_long_poll_is_answered_by_the_message_it_waits_for() {
     assert_eq!(pos(&idle), pos(&settled));
 }
 
+/// As with `/sync`: a long-poll woken by a to-device message alone waits
+/// `limits.to_device_hold_ms` for a room event, and answers with both.
+#[test]
+fn a_room_key_and_the_message_after_it_come_in_one_long_poll_answer() {
+    let server = TestServer::start_with_env(&[("HEARTH_LIMITS__TO_DEVICE_HOLD_MS", "1000")]);
+    let (alice, bob, room) = alice_and_bob_in_a_room(&server);
+    let request = json!({
+        "lists": {"all": list(json!([[0, 9]]))},
+        "extensions": {"to_device": {"enabled": true}},
+    });
+    let first = sliding(&server, &bob, None, &request);
+    let since = pos(&first);
+    std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| try_sliding(&server, &bob, Some(&since), 20_000, &request));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let (status, _) = send_to_device(
+            &server,
+            &alice,
+            "m.room_key",
+            "share",
+            json!({ bob.id.clone(): { bob.device.clone(): {"text": "the key"} } }),
+        );
+        assert_eq!(status, 200);
+        send_text(&server, &alice, &room, "after-key", "the message");
+        let (status, body) = waiting.join().unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            body["extensions"]["to_device"]["events"][0]["content"]["text"], "the key",
+            "{body}"
+        );
+        assert_eq!(texts(&body["rooms"][&room]), ["the message"], "{body}");
+    });
+}
+
 #[test]
 fn bad_requests_get_matrix_errors_and_versions_advertise_it() {
     let server = TestServer::start();

@@ -209,7 +209,8 @@ impl Services {
         woken: &HashSet<OwnedUserId>,
         remote: &[(ruma::OwnedServerName, Value)],
     ) {
-        self.notifier.wake(woken.iter().map(|u| u.as_ref()));
+        self.notifier
+            .wake_for_to_device(woken.iter().map(|u| u.as_ref()));
         let destinations: Vec<ruma::OwnedServerName> =
             remote.iter().map(|(d, _)| d.clone()).collect();
         self.sender.wake(&destinations);

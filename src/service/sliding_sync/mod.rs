@@ -37,7 +37,7 @@ use self::room::SentRoom;
 use crate::error::{Error, ErrorKind, Result};
 use crate::service::e2ee::MAX_TO_DEVICE_PER_SYNC;
 use crate::service::presence::PresenceState;
-use crate::service::sync::{MAX_TIMEOUT, SyncToken};
+use crate::service::sync::{MAX_TIMEOUT, SyncToken, Woken};
 use crate::service::{Services, now_ms};
 
 /// How often the connections' states kept in memory are written to the store.
@@ -201,6 +201,7 @@ impl Services {
         let deadline = tokio::time::Instant::now() + request.timeout.min(MAX_TIMEOUT);
         let shutdown = self.shutdown_started();
         tokio::pin!(shutdown);
+        let hold = std::time::Duration::from_millis(self.config.limits.to_device_hold_ms);
         loop {
             let at_deadline = tokio::time::Instant::now() >= deadline;
             if let Some(answer) =
@@ -209,11 +210,16 @@ impl Services {
                 return Ok(answer);
             }
             tokio::select! {
-                changed = wakes.changed() => {
-                    if changed.is_err() {
-                        tokio::time::sleep_until(deadline).await;
+                woken = wakes.changed() => match woken {
+                    Err(_) => tokio::time::sleep_until(deadline).await,
+                    Ok(Woken::ToDeviceOnly) if !hold.is_zero() => {
+                        // As `/sync` does: a room key comes just before the message it
+                        // unlocks, so wait a moment for a room event to answer with it.
+                        let until = deadline.min(tokio::time::Instant::now() + hold);
+                        wakes.other_until(until).await;
                     }
-                }
+                    Ok(_) => {}
+                },
                 _ = tokio::time::sleep_until(deadline) => {}
                 _ = &mut shutdown => {
                     return self

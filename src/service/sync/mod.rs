@@ -23,7 +23,7 @@ pub use initial::{
     DEFAULT_LIMIT as INITIAL_SYNC_DEFAULT_LIMIT, MAX_LIMIT as INITIAL_SYNC_MAX_LIMIT,
 };
 pub use lazy_members::LazyMembersSent;
-pub use notifier::Notifier;
+pub use notifier::{Notifier, Wakes, Woken};
 pub use response::SyncResponse;
 pub(crate) use response::events_section;
 pub(crate) use rooms::{Timeline, TimelineWindow};
@@ -31,7 +31,6 @@ pub use token::{Deferred, SyncSince, SyncToken};
 
 use crate::error::Result;
 use crate::service::Services;
-use crate::service::e2ee::MAX_TO_DEVICE_PER_SYNC;
 use crate::service::filter::Filter;
 use crate::service::presence::PresenceState;
 use crate::service::push_rules::PUSH_RULES_TYPE;
@@ -126,7 +125,7 @@ impl Services {
         let deadline = tokio::time::Instant::now() + request.timeout.min(MAX_TIMEOUT);
         let shutdown = self.shutdown_started();
         tokio::pin!(shutdown);
-        let mut held = false;
+        let hold = Duration::from_millis(self.config.limits.to_device_hold_ms);
         loop {
             let (response, has_updates) = self.sync_once(
                 user_id,
@@ -135,41 +134,29 @@ impl Services {
                 &request.filter,
                 request.full_state,
             )?;
-            let incremental = request.since.is_some() && !request.full_state;
-            let hold = Duration::from_millis(self.config.limits.to_device_hold_ms);
             if has_updates
-                && incremental
-                && !held
-                && !hold.is_zero()
-                && tokio::time::Instant::now() < deadline
-                && response.only_to_device()
-                && response.to_device_count() < MAX_TO_DEVICE_PER_SYNC
+                || request.since.is_none()
+                || request.full_state
+                || tokio::time::Instant::now() >= deadline
             {
-                // A room key comes just before the message it unlocks: wait a moment
-                // (`limits.to_device_hold_ms`) for a room event, so that both come in one
-                // answer instead of two answers and a request between them.
-                held = true;
-                let until = deadline.min(tokio::time::Instant::now() + hold);
-                tokio::select! {
-                    changed = wakes.changed() => {
-                        if changed.is_ok() {
-                            continue;
-                        }
-                    }
-                    _ = tokio::time::sleep_until(until) => {}
-                    _ = &mut shutdown => {}
-                }
-                return Ok(response);
-            }
-            if has_updates || !incremental || tokio::time::Instant::now() >= deadline {
                 return Ok(response);
             }
             tokio::select! {
-                changed = wakes.changed() => {
-                    if changed.is_err() {
-                        tokio::time::sleep_until(deadline).await;
+                woken = wakes.changed() => match woken {
+                    Err(_) => tokio::time::sleep_until(deadline).await,
+                    Ok(Woken::ToDeviceOnly) if !hold.is_zero() => {
+                        // A room key comes just before the message it unlocks: wait a
+                        // moment (`limits.to_device_hold_ms`) for a room event, so that
+                        // both come in one answer instead of two answers and a request
+                        // between them.
+                        let until = deadline.min(tokio::time::Instant::now() + hold);
+                        tokio::select! {
+                            () = wakes.other_until(until) => {}
+                            _ = &mut shutdown => {}
+                        }
                     }
-                }
+                    Ok(_) => {}
+                },
                 _ = tokio::time::sleep_until(deadline) => {}
                 _ = &mut shutdown => return Ok(response),
             }

@@ -99,31 +99,6 @@ impl SyncResponse {
         &self.next_batch
     }
 
-    /// Whether to-device messages are all it brings: no room, presence, account data
-    /// or device list change.
-    pub(crate) fn only_to_device(&self) -> bool {
-        let empty_events = |section: &str| {
-            self.rest
-                .get(section)
-                .and_then(|s| s.get("events"))
-                .and_then(Value::as_array)
-                .is_none_or(Vec::is_empty)
-        };
-        let empty_list = |list: &str| {
-            self.rest
-                .get("device_lists")
-                .and_then(|d| d.get(list))
-                .and_then(Value::as_array)
-                .is_none_or(Vec::is_empty)
-        };
-        self.rooms.is_empty()
-            && self.to_device_count() > 0
-            && empty_events("presence")
-            && empty_events("account_data")
-            && empty_list("changed")
-            && empty_list("left")
-    }
-
     /// How many to-device messages it carries.
     pub fn to_device_count(&self) -> usize {
         self.rest

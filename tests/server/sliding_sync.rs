@@ -635,6 +635,51 @@ fn a_room_key_and_the_message_after_it_come_in_one_long_poll_answer() {
     });
 }
 
+/// A sliding long-poll holding after a wake for another device's to-device message is
+/// answered when the server stops.
+#[test]
+fn stopping_the_server_during_a_hold_answers_the_long_poll() {
+    let mut server = TestServer::start_with_env(&[("HEARTH_LIMITS__TO_DEVICE_HOLD_MS", "1000")]);
+    let alice = user(&server, "alice");
+    let bob = user(&server, "bob");
+    let (status, login) = server.post(
+        "/_matrix/client/v3/login",
+        None,
+        &json!({
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": "bob"},
+            "password": PASSWORD,
+            "device_id": "BOBTWO",
+        }),
+    );
+    assert_eq!(status, 200, "{login}");
+    let request = json!({"lists": {"all": list(json!([[0, 9]]))}});
+    let first = sliding(&server, &bob, None, &request);
+    let url = server.url(&format!("{PATH}?timeout=120000&pos={}", pos(&first)));
+    let client = server.client.clone();
+    let token = bob.token.clone();
+    let waiting = std::thread::spawn(move || {
+        client
+            .post(url)
+            .bearer_auth(&token)
+            .json(&request)
+            .send()
+            .map(|r| r.status().as_u16())
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (status, _) = send_to_device(
+        &server,
+        &alice,
+        "m.test",
+        "other-device",
+        json!({ bob.id.clone(): { "BOBTWO": {"text": "not for this device"} } }),
+    );
+    assert_eq!(status, 200);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(server.terminate().success());
+    assert_eq!(waiting.join().unwrap().ok(), Some(200));
+}
+
 #[test]
 fn bad_requests_get_matrix_errors_and_versions_advertise_it() {
     let server = TestServer::start();

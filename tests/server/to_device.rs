@@ -221,6 +221,45 @@ fn a_room_key_and_the_message_after_it_come_in_one_long_poll_response() {
     assert!(body["rooms"]["join"].get(&room).is_none(), "{body}");
 }
 
+/// A long-poll holding for a room event after a wake for another device's to-device
+/// message (so with nothing of its own to give) is answered when the server stops.
+#[test]
+fn stopping_the_server_during_a_hold_answers_the_long_poll() {
+    let mut server = TestServer::start_with_env(&[("HEARTH_LIMITS__TO_DEVICE_HOLD_MS", "1000")]);
+    let alice = user(&server, "alice");
+    let bob = user(&server, "bob");
+    second_device(&server, "bob", "BOBTWO");
+    let since = next_batch(&sync(&server, &bob, None, 0));
+    let url = server.url(&format!(
+        "/_matrix/client/v3/sync?since={}&timeout=120000",
+        crate::room_support::enc(&since)
+    ));
+    let client = server.client.clone();
+    let token = bob.token.clone();
+    let waiting = std::thread::spawn(move || {
+        client
+            .get(url)
+            .bearer_auth(&token)
+            .send()
+            .map(|r| r.status().as_u16())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _) = send_to_device(
+        &server,
+        &alice,
+        "m.test",
+        "other-device",
+        json!({ bob.id.clone(): { "BOBTWO": {"text": "not for this device"} } }),
+    );
+    assert_eq!(status, 200);
+    // Within the hold's second.
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(server.terminate().success());
+    // The poll asked for 120 s and the harness client gives up after 30 s: only an
+    // answer at shutdown gets here with a status.
+    assert_eq!(waiting.join().unwrap().ok(), Some(200));
+}
+
 #[test]
 fn more_than_a_response_holds_come_in_order_over_several_syncs() {
     let server = TestServer::start();

@@ -216,7 +216,14 @@ impl Services {
                         // As `/sync` does: a room key comes just before the message it
                         // unlocks, so wait a moment for a room event to answer with it.
                         let until = deadline.min(tokio::time::Instant::now() + hold);
-                        wakes.other_until(until).await;
+                        tokio::select! {
+                            () = wakes.other_until(until) => {}
+                            _ = &mut shutdown => {
+                                return self
+                                    .sliding_answer(user_id, device_id, &mut connection, true)
+                                    .map(Option::unwrap_or_default);
+                            }
+                        }
                     }
                     Ok(_) => {}
                 },

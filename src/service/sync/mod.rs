@@ -152,7 +152,7 @@ impl Services {
                         let until = deadline.min(tokio::time::Instant::now() + hold);
                         tokio::select! {
                             () = wakes.other_until(until) => {}
-                            _ = &mut shutdown => {}
+                            _ = &mut shutdown => return Ok(response),
                         }
                     }
                     Ok(_) => {}

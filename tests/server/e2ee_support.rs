@@ -160,3 +160,23 @@ pub fn send_to_device(
         &json!({ "messages": messages }),
     )
 }
+
+/// Sends `text` from `from` to `to`'s device `device` as a to-device message.
+pub fn send_text_to_device(
+    server: &TestServer,
+    from: &User,
+    event_type: &str,
+    txn: &str,
+    to: &User,
+    device: &str,
+    text: &str,
+) {
+    let (status, body) = send_to_device(
+        server,
+        from,
+        event_type,
+        txn,
+        json!({ to.id.clone(): { device: {"text": text} } }),
+    );
+    assert_eq!(status, 200, "{body}");
+}

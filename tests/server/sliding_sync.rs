@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::e2ee_support::send_to_device;
+use crate::e2ee_support::{send_text_to_device, send_to_device};
 use crate::harness::{PASSWORD, TestServer, assert_error};
 use crate::relations::reply_in_thread;
 use crate::room_support::*;
@@ -616,14 +616,15 @@ fn a_room_key_and_the_message_after_it_come_in_one_long_poll_answer() {
     std::thread::scope(|scope| {
         let waiting = scope.spawn(|| try_sliding(&server, &bob, Some(&since), 20_000, &request));
         std::thread::sleep(std::time::Duration::from_millis(300));
-        let (status, _) = send_to_device(
+        send_text_to_device(
             &server,
             &alice,
             "m.room_key",
             "share",
-            json!({ bob.id.clone(): { bob.device.clone(): {"text": "the key"} } }),
+            &bob,
+            &bob.device,
+            "the key",
         );
-        assert_eq!(status, 200);
         send_text(&server, &alice, &room, "after-key", "the message");
         let (status, body) = waiting.join().unwrap();
         assert_eq!(status, 200, "{body}");
@@ -667,14 +668,15 @@ fn stopping_the_server_during_a_hold_answers_the_long_poll() {
             .map(|r| r.status().as_u16())
     });
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let (status, _) = send_to_device(
+    send_text_to_device(
         &server,
         &alice,
         "m.test",
         "other-device",
-        json!({ bob.id.clone(): { "BOBTWO": {"text": "not for this device"} } }),
+        &bob,
+        "BOBTWO",
+        "not for this device",
     );
-    assert_eq!(status, 200);
     std::thread::sleep(std::time::Duration::from_millis(200));
     assert!(server.terminate().success());
     assert_eq!(waiting.join().unwrap().ok(), Some(200));

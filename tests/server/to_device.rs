@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
 
-use crate::e2ee_support::{next_batch, send_to_device, sync};
+use crate::e2ee_support::{next_batch, send_text_to_device, send_to_device, sync};
 use crate::harness::{PASSWORD, TestServer, assert_error, token};
 use crate::room_support::{User, alice_and_bob_in_a_room, send_text, user};
 
@@ -43,6 +43,22 @@ fn second_device(server: &TestServer, name: &str, id: &str) -> User {
         token: token(&login),
         device: id.to_owned(),
     }
+}
+
+/// `user`'s long-poll from `since` (up to 20 s), answered while or after `meanwhile`
+/// runs (once the poll has had time to reach the server).
+fn long_poll_while(
+    server: &TestServer,
+    user: &User,
+    since: &str,
+    meanwhile: impl FnOnce(),
+) -> Value {
+    std::thread::scope(|scope| {
+        let waiter = scope.spawn(|| sync(server, user, Some(since), 20_000));
+        std::thread::sleep(Duration::from_millis(300));
+        meanwhile();
+        waiter.join().unwrap()
+    })
 }
 
 #[test]
@@ -139,18 +155,16 @@ fn a_long_poll_wakes_for_a_message_and_deleting_the_device_drops_its_messages() 
     let alice = user(&server, "alice");
     let bob = user(&server, "bob");
     let since = next_batch(&sync(&server, &bob, None, 0));
-    let body = std::thread::scope(|scope| {
-        let waiter = scope.spawn(|| sync(&server, &bob, Some(&since), 20_000));
-        std::thread::sleep(Duration::from_millis(300));
-        let (status, _) = send_to_device(
+    let body = long_poll_while(&server, &bob, &since, || {
+        send_text_to_device(
             &server,
             &alice,
             "m.test",
             "wake",
-            json!({ bob.id.clone(): { bob.device.clone(): {"text": "wake up"} } }),
+            &bob,
+            &bob.device,
+            "wake up",
         );
-        assert_eq!(status, 200);
-        waiter.join().unwrap()
     });
     assert_eq!(texts(&body), ["wake up"]);
 
@@ -177,19 +191,17 @@ fn a_room_key_and_the_message_after_it_come_in_one_long_poll_response() {
     let server = TestServer::start_with_env(&[("HEARTH_LIMITS__TO_DEVICE_HOLD_MS", "1000")]);
     let (alice, bob, room) = alice_and_bob_in_a_room(&server);
     let since = next_batch(&sync(&server, &bob, None, 0));
-    let body = std::thread::scope(|scope| {
-        let waiter = scope.spawn(|| sync(&server, &bob, Some(&since), 20_000));
-        std::thread::sleep(Duration::from_millis(300));
-        let (status, _) = send_to_device(
+    let body = long_poll_while(&server, &bob, &since, || {
+        send_text_to_device(
             &server,
             &alice,
             "m.room_key",
             "share",
-            json!({ bob.id.clone(): { bob.device.clone(): {"text": "the key"} } }),
+            &bob,
+            &bob.device,
+            "the key",
         );
-        assert_eq!(status, 200);
         send_text(&server, &alice, &room, "after-key", "the message");
-        waiter.join().unwrap()
     });
     assert_eq!(texts(&body), ["the key"], "{body}");
     let timeline = body["rooms"]["join"][&room]["timeline"]["events"]
@@ -204,18 +216,16 @@ fn a_room_key_and_the_message_after_it_come_in_one_long_poll_response() {
     );
 
     let since = next_batch(&body);
-    let body = std::thread::scope(|scope| {
-        let waiter = scope.spawn(|| sync(&server, &bob, Some(&since), 20_000));
-        std::thread::sleep(Duration::from_millis(300));
-        let (status, _) = send_to_device(
+    let body = long_poll_while(&server, &bob, &since, || {
+        send_text_to_device(
             &server,
             &alice,
             "m.test",
             "alone",
-            json!({ bob.id.clone(): { bob.device.clone(): {"text": "alone"} } }),
+            &bob,
+            &bob.device,
+            "alone",
         );
-        assert_eq!(status, 200);
-        waiter.join().unwrap()
     });
     assert_eq!(texts(&body), ["alone"], "{body}");
     assert!(body["rooms"]["join"].get(&room).is_none(), "{body}");
@@ -244,14 +254,15 @@ fn stopping_the_server_during_a_hold_answers_the_long_poll() {
             .map(|r| r.status().as_u16())
     });
     std::thread::sleep(Duration::from_millis(300));
-    let (status, _) = send_to_device(
+    send_text_to_device(
         &server,
         &alice,
         "m.test",
         "other-device",
-        json!({ bob.id.clone(): { "BOBTWO": {"text": "not for this device"} } }),
+        &bob,
+        "BOBTWO",
+        "not for this device",
     );
-    assert_eq!(status, 200);
     // Within the hold's second.
     std::thread::sleep(Duration::from_millis(200));
     assert!(server.terminate().success());

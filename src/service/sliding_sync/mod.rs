@@ -37,7 +37,7 @@ use self::room::SentRoom;
 use crate::error::{Error, ErrorKind, Result};
 use crate::service::e2ee::MAX_TO_DEVICE_PER_SYNC;
 use crate::service::presence::PresenceState;
-use crate::service::sync::{MAX_TIMEOUT, SyncToken, Woken};
+use crate::service::sync::{MAX_TIMEOUT, SyncToken};
 use crate::service::{Services, now_ms};
 
 /// How often the connections' states kept in memory are written to the store.
@@ -212,20 +212,16 @@ impl Services {
             tokio::select! {
                 woken = wakes.changed() => match woken {
                     Err(_) => tokio::time::sleep_until(deadline).await,
-                    Ok(Woken::ToDeviceOnly) if !hold.is_zero() => {
-                        // As `/sync` does: a room key comes just before the message it
-                        // unlocks, so wait a moment for a room event to answer with it.
-                        let until = deadline.min(tokio::time::Instant::now() + hold);
-                        tokio::select! {
-                            () = wakes.other_until(until) => {}
-                            _ = &mut shutdown => {
-                                return self
-                                    .sliding_answer(user_id, device_id, &mut connection, true)
-                                    .map(Option::unwrap_or_default);
-                            }
+                    // As `/sync` does: woken by a room key alone, a moment for the message
+                    // it unlocks.
+                    Ok(woken) => tokio::select! {
+                        () = wakes.hold_after(woken, hold, deadline) => {}
+                        _ = &mut shutdown => {
+                            return self
+                                .sliding_answer(user_id, device_id, &mut connection, true)
+                                .map(Option::unwrap_or_default);
                         }
-                    }
-                    Ok(_) => {}
+                    },
                 },
                 _ = tokio::time::sleep_until(deadline) => {}
                 _ = &mut shutdown => {

@@ -144,18 +144,13 @@ impl Services {
             tokio::select! {
                 woken = wakes.changed() => match woken {
                     Err(_) => tokio::time::sleep_until(deadline).await,
-                    Ok(Woken::ToDeviceOnly) if !hold.is_zero() => {
-                        // A room key comes just before the message it unlocks: wait a
-                        // moment (`limits.to_device_hold_ms`) for a room event, so that
-                        // both come in one answer instead of two answers and a request
-                        // between them.
-                        let until = deadline.min(tokio::time::Instant::now() + hold);
-                        tokio::select! {
-                            () = wakes.other_until(until) => {}
-                            _ = &mut shutdown => return Ok(response),
-                        }
-                    }
-                    Ok(_) => {}
+                    // Woken by a room key alone: a moment (`limits.to_device_hold_ms`) for
+                    // the message it unlocks, so that both come in one answer instead of
+                    // two answers and a request between them.
+                    Ok(woken) => tokio::select! {
+                        () = wakes.hold_after(woken, hold, deadline) => {}
+                        _ = &mut shutdown => return Ok(response),
+                    },
                 },
                 _ = tokio::time::sleep_until(deadline) => {}
                 _ = &mut shutdown => return Ok(response),

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use ruma::{OwnedUserId, UserId};
 use tokio::sync::watch;
@@ -46,6 +47,15 @@ impl Wakes {
         };
         self.others_seen = others;
         Ok(woken)
+    }
+
+    /// After a wake: one for to-device messages alone (with `hold` not zero) waits up to
+    /// `hold`, and not past `deadline`, for another wake, since a room key comes just
+    /// before the message it unlocks; any other returns at once.
+    pub async fn hold_after(&mut self, woken: Woken, hold: Duration, deadline: Instant) {
+        if woken == Woken::ToDeviceOnly && !hold.is_zero() {
+            self.other_until(deadline.min(Instant::now() + hold)).await;
+        }
     }
 
     /// Waits until a wake other than for to-device messages, or until `until`.
@@ -139,7 +149,7 @@ mod tests {
         assert_eq!(rx.changed().await.unwrap(), Woken::Other);
         // A hold ends at the first other wake, past any to-device one.
         notifier.wake_for_to_device([alice.as_ref()]);
-        let far = Instant::now() + std::time::Duration::from_secs(3600);
+        let far = Instant::now() + Duration::from_secs(3600);
         let hold = async {
             rx.other_until(far).await;
         };

@@ -34,9 +34,11 @@ use crate::store::{Store, StoreResult};
 /// a position whose record is not there yet.
 pub struct E2ee {
     device_lists: Mutex<u64>,
-    to_device: Mutex<u64>,
-    /// The same position, read without the lock (which a send holds across its write):
-    /// every sync reads it, and stored under the lock after the position moves.
+    /// Serialises the writers of to-device messages (sends, which hand out positions in
+    /// order, and acknowledgements), and of each device's pending positions kept in memory.
+    to_device: Mutex<()>,
+    /// The to-device stream's position: moved under that lock once the write it names is
+    /// in the store, and read without it (every sync reads it).
     to_device_visible: AtomicU64,
     /// Serialises changes to one-time and fallback keys, so that a key is given out
     /// once even when claims race.
@@ -74,7 +76,7 @@ impl E2ee {
         let to_device_position = to_device_position_after_start(store)?;
         Ok(Self {
             device_lists: Mutex::new(store.last_u64_key(crate::store::Cf::DeviceListStream)?),
-            to_device: Mutex::new(to_device_position),
+            to_device: Mutex::new(()),
             to_device_visible: AtomicU64::new(to_device_position),
             keys: Mutex::new(()),
             remote: remote_devices::RemoteLists::default(),

@@ -114,19 +114,19 @@ impl Services {
     ) -> Result<Delivery> {
         let mut woken: HashSet<OwnedUserId> = HashSet::new();
         let applied = {
-            let mut position = lock(&self.e2ee.to_device);
+            let writers = lock(&self.e2ee.to_device);
             if self.store.to_device_txn_seen(txn)? {
                 // The first send may still be waiting for its fsync: this answer waits
                 // too, and wakes nobody (the first one did).
                 let applied = self.store.applied_so_far();
-                drop(position);
+                drop(writers);
                 return Ok(Delivery {
                     applied,
                     first: false,
                     woken: HashSet::new(),
                 });
             }
-            let mut next = *position;
+            let mut next = self.e2ee.to_device_position();
             let mut batch = self.store.batch();
             // Each target device's pending positions after this write, kept in memory
             // once it is applied (the lock serialises every writer of them).
@@ -191,7 +191,6 @@ impl Services {
                 self.store
                     .set_to_device_positions(user.as_str(), &device, positions);
             }
-            *position = next;
             self.e2ee.to_device_moved(next);
             applied
         };

@@ -23,7 +23,7 @@ pub use initial::{
     DEFAULT_LIMIT as INITIAL_SYNC_DEFAULT_LIMIT, MAX_LIMIT as INITIAL_SYNC_MAX_LIMIT,
 };
 pub use lazy_members::LazyMembersSent;
-pub use notifier::{Notifier, Wakes, Woken};
+pub use notifier::Notifier;
 pub use response::SyncResponse;
 pub(crate) use response::events_section;
 pub(crate) use rooms::{Timeline, TimelineWindow};

@@ -7,7 +7,7 @@ use ruma::CanonicalJsonObject;
 use ruma::signatures::Ed25519KeyPair;
 use serde_json::{Value, json};
 
-use crate::harness::TestServer;
+use crate::harness::{PASSWORD, TestServer, token};
 use crate::room_support::{User, enc};
 
 /// A device's Ed25519 identity key, named after the device as clients name it.
@@ -179,4 +179,24 @@ pub fn send_text_to_device(
         json!({ to.id.clone(): { device: {"text": text} } }),
     );
     assert_eq!(status, 200, "{body}");
+}
+
+/// `name` logged in (password [`PASSWORD`]) as another device, `id`.
+pub fn second_device(server: &TestServer, name: &str, id: &str) -> User {
+    let (status, login) = server.post(
+        "/_matrix/client/v3/login",
+        None,
+        &json!({
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": name},
+            "password": PASSWORD,
+            "device_id": id,
+        }),
+    );
+    assert_eq!(status, 200, "{login}");
+    User {
+        id: login["user_id"].as_str().unwrap().to_owned(),
+        token: token(&login),
+        device: id.to_owned(),
+    }
 }

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::e2ee_support::{send_text_to_device, send_to_device};
+use crate::e2ee_support::{second_device, send_text_to_device, send_to_device};
 use crate::harness::{PASSWORD, TestServer, assert_error};
 use crate::relations::reply_in_thread;
 use crate::room_support::*;
@@ -643,17 +643,7 @@ fn stopping_the_server_during_a_hold_answers_the_long_poll() {
     let mut server = TestServer::start_with_env(&[("HEARTH_LIMITS__TO_DEVICE_HOLD_MS", "1000")]);
     let alice = user(&server, "alice");
     let bob = user(&server, "bob");
-    let (status, login) = server.post(
-        "/_matrix/client/v3/login",
-        None,
-        &json!({
-            "type": "m.login.password",
-            "identifier": {"type": "m.id.user", "user": "bob"},
-            "password": PASSWORD,
-            "device_id": "BOBTWO",
-        }),
-    );
-    assert_eq!(status, 200, "{login}");
+    second_device(&server, "bob", "BOBTWO");
     let request = json!({"lists": {"all": list(json!([[0, 9]]))}});
     let first = sliding(&server, &bob, None, &request);
     let url = server.url(&format!("{PATH}?timeout=120000&pos={}", pos(&first)));

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
 
-use crate::e2ee_support::{next_batch, send_text_to_device, send_to_device, sync};
-use crate::harness::{PASSWORD, TestServer, assert_error, token};
+use crate::e2ee_support::{next_batch, second_device, send_text_to_device, send_to_device, sync};
+use crate::harness::{TestServer, assert_error};
 use crate::room_support::{User, alice_and_bob_in_a_room, send_text, user};
 
 fn to_device(body: &Value) -> Vec<Value> {
@@ -24,25 +24,6 @@ fn texts(body: &Value) -> Vec<String> {
         .iter()
         .filter_map(|e| e["content"]["text"].as_str().map(str::to_owned))
         .collect()
-}
-
-fn second_device(server: &TestServer, name: &str, id: &str) -> User {
-    let (status, login) = server.post(
-        "/_matrix/client/v3/login",
-        None,
-        &json!({
-            "type": "m.login.password",
-            "identifier": {"type": "m.id.user", "user": name},
-            "password": PASSWORD,
-            "device_id": id,
-        }),
-    );
-    assert_eq!(status, 200, "{login}");
-    User {
-        id: login["user_id"].as_str().unwrap().to_owned(),
-        token: token(&login),
-        device: id.to_owned(),
-    }
 }
 
 /// `user`'s long-poll from `since` (up to 20 s), answered while or after `meanwhile`

@@ -10,11 +10,37 @@
 //!   (u64 BE): the `prev_id` of the next `m.device_list_update` and the `stream_id` of
 //!   `/user/devices`.
 
+use std::sync::Arc;
+
 use ruma::OwnedUserId;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Batch, Cf, Store, StoreResult, keys};
+
+/// The IDs of a device's one-time keys kept in memory per algorithm: enough for several
+/// claims between two walks of its keys.
+const FIRST_KEY_IDS: usize = 16;
+
+/// A device's unclaimed one-time keys, from one walk of them.
+#[derive(Debug, Clone, Default)]
+pub(super) struct OneTimeKeySummary {
+    /// `(algorithm, count)`, in key order.
+    counts: Vec<(String, u64)>,
+    /// For each algorithm of `counts`, the IDs of its first keys in key order, at most
+    /// [`FIRST_KEY_IDS`].
+    first_ids: Vec<Vec<String>>,
+}
+
+/// The one-time key a claim takes, and the device's keys as they were before it.
+pub struct FirstOneTimeKey {
+    pub key_id: String,
+    pub key: Value,
+    /// Its algorithm's index in `before`.
+    index: usize,
+    /// The keys known before, when the key was found by an ID among them.
+    before: Option<Arc<OneTimeKeySummary>>,
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FallbackKeyRecord {
@@ -89,58 +115,54 @@ impl Store {
         user_id: &str,
         device_id: &str,
     ) -> StoreResult<Vec<(String, u64)>> {
-        let start = prefix(&[user_id, device_id]);
-        self.inner
-            .records
-            .one_time_key_counts
-            .get_or_read(&start, || self.read_one_time_key_counts(&start))
+        Ok(self
+            .one_time_key_summary(user_id, device_id)?
+            .counts
+            .clone())
     }
 
-    /// After a written claim took `taken` of the device's one-time keys of `algorithm`,
-    /// whose counts were `before` (read after the last change to them): the counts are
-    /// known without reading them again. Claims and uploads are serialised, so nothing
-    /// else changed them meanwhile.
-    pub fn note_one_time_keys_claimed(
+    /// The device's one-time keys as one walk of them found them, from memory when read
+    /// since their last change: every sync of the device asks their counts, and every
+    /// claim takes a key.
+    fn one_time_key_summary(
         &self,
         user_id: &str,
         device_id: &str,
-        mut before: Vec<(String, u64)>,
-        algorithm: &str,
-        taken: u64,
-    ) {
-        // Not counted before: the counts were not what the claim found, so they are left
-        // to be read again.
-        let Some(index) = before.iter().position(|(a, _)| a == algorithm) else {
-            return;
-        };
-        let left = before[index].1.saturating_sub(taken);
-        if left == 0 {
-            before.remove(index);
-        } else {
-            before[index].1 = left;
-        }
-        self.inner
-            .records
-            .one_time_key_counts
-            .set(prefix(&[user_id, device_id]), before);
+    ) -> StoreResult<Arc<OneTimeKeySummary>> {
+        let start = prefix(&[user_id, device_id]);
+        self.inner.records.one_time_keys.get_or_read(&start, || {
+            self.read_one_time_key_summary(&start).map(Arc::new)
+        })
     }
 
-    fn read_one_time_key_counts(&self, start: &[u8]) -> StoreResult<Vec<(String, u64)>> {
-        let mut counts: Vec<(String, u64)> = Vec::new();
+    fn read_one_time_key_summary(&self, start: &[u8]) -> StoreResult<OneTimeKeySummary> {
+        let mut summary = OneTimeKeySummary::default();
         for item in self.raw_iter_within(Cf::OneTimeKeys, start, start) {
             let (key, _) = item?;
             if !key.starts_with(start) {
                 break;
             }
-            let rest = &key[start.len()..];
-            let algorithm = rest.split(|b| *b == keys::SEP).next().unwrap_or_default();
-            let algorithm = String::from_utf8_lossy(algorithm);
-            match counts.last_mut() {
-                Some((last, n)) if *last == algorithm => *n += 1,
-                _ => counts.push((algorithm.into_owned(), 1)),
+            let mut rest = key[start.len()..].splitn(2, |b| *b == keys::SEP);
+            let algorithm = String::from_utf8_lossy(rest.next().unwrap_or_default());
+            let key_id = rest.next().unwrap_or_default();
+            if summary
+                .counts
+                .last()
+                .is_none_or(|(last, _)| *last != algorithm)
+            {
+                summary.counts.push((algorithm.into_owned(), 0));
+                summary.first_ids.push(Vec::new());
+            }
+            if let (Some((_, n)), Some(ids)) =
+                (summary.counts.last_mut(), summary.first_ids.last_mut())
+            {
+                *n += 1;
+                if ids.len() < FIRST_KEY_IDS {
+                    ids.push(String::from_utf8_lossy(key_id).into_owned());
+                }
             }
         }
-        Ok(counts)
+        Ok(summary)
     }
 
     pub fn has_one_time_key(
@@ -156,17 +178,39 @@ impl Store {
         )
     }
 
-    /// The first unclaimed one-time key of the algorithm: `(key_id, key)`.
+    /// The first unclaimed one-time key of the algorithm, for a claim to delete: read by
+    /// its ID when the device's keys are known in memory, so that a claim walks no keys.
     pub fn first_one_time_key(
         &self,
         user_id: &str,
         device_id: &str,
         algorithm: &str,
-    ) -> StoreResult<Option<(String, Value)>> {
+    ) -> StoreResult<Option<FirstOneTimeKey>> {
+        let before = self.one_time_key_summary(user_id, device_id)?;
+        let Some(index) = before.counts.iter().position(|(a, _)| a == algorithm) else {
+            return Ok(None);
+        };
+        if let Some(key_id) = before.first_ids[index].first()
+            && let Some(key) = self.has_one_time_key(user_id, device_id, algorithm, key_id)?
+        {
+            return Ok(Some(FirstOneTimeKey {
+                key_id: key_id.clone(),
+                key,
+                index,
+                before: Some(before),
+            }));
+        }
+        // Every ID known is taken (more keys than were kept): the first after them, and
+        // the keys walked again after the claim.
         let start = prefix(&[user_id, device_id, algorithm]);
         Ok(self
             .scan_first::<Value>(Cf::OneTimeKeys, &start)?
-            .map(|(key, value)| (last_part(&key), value)))
+            .map(|(key, value)| FirstOneTimeKey {
+                key_id: last_part(&key),
+                key: value,
+                index,
+                before: None,
+            }))
     }
 
     fn scan_first<T: serde::de::DeserializeOwned>(
@@ -186,6 +230,37 @@ impl Store {
             }
         }
         Ok(None)
+    }
+
+    /// After a written claim deleted `taken`: the device's keys are known without reading
+    /// them again. Claims and uploads are serialised, so nothing else changed them
+    /// meanwhile.
+    pub fn note_one_time_key_claimed(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        taken: FirstOneTimeKey,
+    ) {
+        let Some(before) = taken.before else {
+            return;
+        };
+        let mut after = Arc::unwrap_or_clone(before);
+        let index = taken.index;
+        after.first_ids[index].retain(|id| *id != taken.key_id);
+        let left = after.counts[index].1.saturating_sub(1);
+        if left == 0 {
+            after.counts.remove(index);
+            after.first_ids.remove(index);
+        } else if after.first_ids[index].is_empty() {
+            // The IDs kept are all taken: the next claim reads the keys again.
+            return;
+        } else {
+            after.counts[index].1 = left;
+        }
+        self.inner
+            .records
+            .one_time_keys
+            .set(prefix(&[user_id, device_id]), Arc::new(after));
     }
 
     pub fn fallback_key(
@@ -358,7 +433,77 @@ impl Batch<'_> {
 
 #[cfg(test)]
 mod tests {
+    use rocksdb::perf::{PerfContext, PerfMetric, PerfStatsLevel, set_perf_stats};
+    use serde_json::json;
+
     use super::*;
+
+    /// Claims take a device's one-time keys in key order, each by its ID kept in memory
+    /// since one walk of the keys (no memtable seek), with the counts following; once the
+    /// IDs kept are all taken, the next claim walks the keys again. A write of the
+    /// device's keys drops what was known.
+    #[test]
+    fn claims_take_one_time_keys_by_their_known_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), false).unwrap();
+        let alg = "signed_curve25519";
+        let id = |i: usize| format!("k{i:03}");
+        let total = FIRST_KEY_IDS + 2;
+        let mut batch = store.batch();
+        for i in 0..total {
+            batch
+                .put_one_time_key("@a:x", "D", alg, &id(i), &json!(i))
+                .unwrap();
+        }
+        batch
+            .put_one_time_key("@a:x", "D", "other", "o1", &json!("o"))
+            .unwrap();
+        store.write(batch).unwrap();
+        let claim = |store: &Store| -> Option<(String, Value)> {
+            let first = store.first_one_time_key("@a:x", "D", alg).unwrap()?;
+            let mut batch = store.batch();
+            batch.delete_one_time_key("@a:x", "D", alg, &first.key_id);
+            store.write(batch).unwrap();
+            let taken = (first.key_id.clone(), first.key.clone());
+            store.note_one_time_key_claimed("@a:x", "D", first);
+            Some(taken)
+        };
+        let counts = |left: usize| vec![("other".to_owned(), 1), (alg.to_owned(), left as u64)];
+
+        assert_eq!(claim(&store), Some((id(0), json!(0))));
+        set_perf_stats(PerfStatsLevel::EnableCount);
+        let mut context = PerfContext::default();
+        context.reset();
+        for i in 1..FIRST_KEY_IDS - 1 {
+            assert_eq!(claim(&store), Some((id(i), json!(i))));
+        }
+        assert_eq!(
+            store.one_time_key_counts("@a:x", "D").unwrap(),
+            counts(total - FIRST_KEY_IDS + 1)
+        );
+        assert_eq!(context.metric(PerfMetric::SeekOnMemtableCount), 0);
+        // The last ID kept; then the keys are walked again for the next.
+        assert_eq!(claim(&store).unwrap().0, id(FIRST_KEY_IDS - 1));
+        assert_eq!(context.metric(PerfMetric::SeekOnMemtableCount), 0);
+        assert_eq!(claim(&store).unwrap().0, id(FIRST_KEY_IDS));
+        assert!(context.metric(PerfMetric::SeekOnMemtableCount) > 0);
+        set_perf_stats(PerfStatsLevel::Disable);
+        assert_eq!(store.one_time_key_counts("@a:x", "D").unwrap(), counts(1));
+
+        // An upload of a key before the one left: the next claim takes it.
+        let mut batch = store.batch();
+        batch
+            .put_one_time_key("@a:x", "D", alg, "a000", &json!("new"))
+            .unwrap();
+        store.write(batch).unwrap();
+        assert_eq!(claim(&store), Some(("a000".to_owned(), json!("new"))));
+        assert_eq!(claim(&store).unwrap().0, id(total - 1));
+        assert_eq!(claim(&store), None);
+        assert_eq!(
+            store.one_time_key_counts("@a:x", "D").unwrap(),
+            [("other".to_owned(), 1)]
+        );
+    }
 
     #[test]
     fn last_part_is_after_the_last_separator() {

@@ -55,7 +55,7 @@ pub use admin_jobs::RedactionRecord;
 pub use dehydrated::DehydratedDeviceRecord;
 pub use directory::AliasRecord;
 pub use durable::Applied;
-pub use e2ee_keys::{DeviceListChange, FallbackKeyRecord};
+pub use e2ee_keys::{DeviceListChange, FallbackKeyRecord, FirstOneTimeKey};
 pub use event_cache::CachedEvent;
 pub use fanout::{FanoutIntent, FanoutKind, FanoutRecord};
 pub use federation::OutboxRecord;

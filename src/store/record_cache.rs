@@ -8,12 +8,14 @@
 //! A batch names the keys it writes in these column families; once it is written, the
 //! entries those keys feed are dropped (see [`ReadCache`] for the race with readers).
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::Cf;
 use super::StoreResult;
 use super::account_data::AccountDataRecord;
 use super::accounts::UserRecord;
+use super::e2ee_keys::OneTimeKeySummary;
 use super::read_cache::ReadCache;
 use super::receipts::ReceiptRecord;
 use super::relations::{RelationRecord, ThreadRecord};
@@ -130,8 +132,9 @@ pub(super) struct RecordCaches {
     /// Per device (by the key prefix of its messages), a position up to which its
     /// messages are known deleted (see [`super::Store::to_device_floor`]).
     pub(super) to_device_floors: crate::cache::Cache<Vec<u8>, u64>,
-    /// A device's unclaimed one-time keys per algorithm, by their key prefix.
-    pub(super) one_time_key_counts: RecordCache<Vec<(String, u64)>>,
+    /// A device's unclaimed one-time keys (counts per algorithm, the first IDs), by
+    /// their key prefix.
+    pub(super) one_time_keys: RecordCache<Arc<OneTimeKeySummary>>,
     /// The algorithms of a device's fallback keys that no claim has used, by their key
     /// prefix: every sync of the device asks.
     pub(super) unused_fallback_types: RecordCache<Vec<String>>,
@@ -154,7 +157,7 @@ impl RecordCaches {
             account_data_positions: RecordCache::new(Cf::AccountDataStream, Scope::Positions),
             to_device_positions: RecordCache::new(Cf::ToDevice, Scope::Positions),
             to_device_floors: crate::cache::Cache::new(RECORD_CACHE),
-            one_time_key_counts: RecordCache::new(Cf::OneTimeKeys, Scope::Device),
+            one_time_keys: RecordCache::new(Cf::OneTimeKeys, Scope::Device),
             unused_fallback_types: RecordCache::new(Cf::FallbackKeys, Scope::Device),
             relations: RecordCache::new(Cf::Relations, Scope::Positions),
             threads: RecordCache::new(Cf::Threads, Scope::Key),
@@ -192,7 +195,7 @@ impl RecordCaches {
         self.account_data.written(touched);
         self.account_data_positions.written(touched);
         self.to_device_positions.written(touched);
-        self.one_time_key_counts.written(touched);
+        self.one_time_keys.written(touched);
         self.unused_fallback_types.written(touched);
         self.relations.written(touched);
         self.threads.written(touched);

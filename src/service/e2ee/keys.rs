@@ -284,8 +284,9 @@ impl Services {
         let _guard = lock(&self.e2ee.keys);
         let mut batch = self.store.batch();
         let mut used_fallback = Vec::new();
-        // The counts of the devices whose one-time keys go, to be known after the write.
-        let mut counted = Vec::new();
+        // The devices whose one-time keys go, with their keys before, to be known after
+        // the write.
+        let mut taken = Vec::new();
         for (user_id, devices) in claims {
             if user_id.server_name() != self.server_name() {
                 continue;
@@ -294,16 +295,14 @@ impl Services {
             let mut claimed = Map::new();
             for (device_id, algorithm) in devices {
                 let device = device_id.as_str();
-                if let Some((key_id, key)) =
-                    self.store.first_one_time_key(user, device, algorithm)?
-                {
-                    let before = self.store.one_time_key_counts(user, device)?;
-                    counted.push((user, device, before, algorithm.as_str()));
-                    batch.delete_one_time_key(user, device, algorithm, &key_id);
+                if let Some(mut first) = self.store.first_one_time_key(user, device, algorithm)? {
+                    batch.delete_one_time_key(user, device, algorithm, &first.key_id);
+                    let key = std::mem::take(&mut first.key);
                     claimed.insert(
                         device.to_owned(),
-                        json!({ format!("{algorithm}:{key_id}"): key }),
+                        json!({ format!("{algorithm}:{}", first.key_id): key }),
                     );
+                    taken.push((user, device, first));
                 } else if let Some(mut record) = self.store.fallback_key(user, device, algorithm)? {
                     claimed.insert(
                         device.to_owned(),
@@ -323,11 +322,10 @@ impl Services {
         // Applied under the lock, so the next claim sees these keys gone; made durable
         // after it, so that claims arriving together share one fsync.
         let applied = self.store.write_visible(batch)?;
-        // One key per device and claim: each device's sync then reads its count from
-        // memory rather than walking its keys again.
-        for (user, device, before, algorithm) in counted {
-            self.store
-                .note_one_time_keys_claimed(user, device, before, algorithm, 1);
+        // One key per device and claim: each device's sync then reads its count, and the
+        // next claim its next key, from memory rather than walking its keys again.
+        for (user, device, first) in taken {
+            self.store.note_one_time_key_claimed(user, device, first);
         }
         drop(_guard);
         self.store.durable(applied).await?;

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ruma::OwnedRoomId;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::{Error, Result};
 
@@ -35,7 +35,11 @@ pub struct Body {
 /// What to send of a room: `required_state` as `[type, state_key]` pairs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomConfig {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "sorted_pairs",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub required_state: Option<Vec<(String, String)>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeline_limit: Option<u64>,
@@ -61,7 +65,7 @@ pub struct ListConfig {
 struct ListConfigFields {
     #[serde(default)]
     ranges: Option<Vec<(u64, u64)>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "sorted_pairs")]
     required_state: Option<Vec<(String, String)>>,
     #[serde(default)]
     timeline_limit: Option<u64>,
@@ -83,6 +87,19 @@ impl From<ListConfigFields> for ListConfig {
             bump_event_types: fields.bump_event_types,
         }
     }
+}
+
+/// `required_state` pairs sorted, without repeats: their order means nothing, and so
+/// [`RoomWants::is_of`] finds a room's unchanged wants in one pass.
+fn sorted_pairs<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Vec<(String, String)>>, D::Error> {
+    let pairs = Option::<Vec<(String, String)>>::deserialize(deserializer)?;
+    Ok(pairs.map(|mut pairs| {
+        pairs.sort_unstable();
+        pairs.dedup();
+        pairs
+    }))
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -321,6 +338,18 @@ impl RoomWants {
     /// Whether these are what `asked` want together ([`Self::of`] them), found without
     /// building it.
     pub fn is_of(&self, asked: &[&RoomConfig]) -> bool {
+        // Most rooms are asked for by one list, whose pairs come sorted and without
+        // repeats (`sorted_pairs`): the same as these, pair by pair, when unchanged.
+        if let [room] = asked
+            && room.timeline_limit.unwrap_or(0) == self.timeline_limit
+            && room
+                .required_state
+                .iter()
+                .flatten()
+                .eq(self.required_state.iter())
+        {
+            return true;
+        }
         let limit = asked
             .iter()
             .map(|room| room.timeline_limit.unwrap_or(0))
@@ -427,6 +456,47 @@ mod tests {
             !RoomWants::of(&[&list]).is_of(&[&other]),
             "as many, not the same"
         );
+    }
+
+    /// A list's pairs as parsed are sorted without repeats, so that its room's wants are
+    /// recognised pair by pair; a timeline limit or a pair changed is not taken for them.
+    #[test]
+    fn parsed_pairs_are_sorted_and_recognised_in_one_pass() {
+        let body: Body = serde_json::from_value(serde_json::json!({
+            "lists": {"a": {"required_state": [
+                ["m.room.topic", ""], ["m.room.member", "$LAZY"], ["m.room.topic", ""],
+                ["m.room.encryption", ""]
+            ], "timeline_limit": 1}},
+            "room_subscriptions": {"!r:x": {"required_state": [["b", ""], ["a", ""]]}}
+        }))
+        .unwrap();
+        let list = &body.lists["a"].room;
+        let pair = |t: &str, k: &str| (t.to_owned(), k.to_owned());
+        assert_eq!(
+            list.required_state,
+            Some(vec![
+                pair("m.room.encryption", ""),
+                pair("m.room.member", "$LAZY"),
+                pair("m.room.topic", ""),
+            ])
+        );
+        let subscription = &body.room_subscriptions[&ruma::owned_room_id!("!r:x")];
+        assert_eq!(
+            subscription.required_state,
+            Some(vec![pair("a", ""), pair("b", "")])
+        );
+        let wants = RoomWants::of(&[list]);
+        assert!(wants.is_of(&[list]));
+        let longer = RoomConfig {
+            timeline_limit: Some(2),
+            ..list.clone()
+        };
+        assert!(!wants.is_of(&[&longer]));
+        let mut other = list.clone();
+        if let Some(pairs) = other.required_state.as_mut() {
+            pairs[2] = pair("m.room.name", "");
+        }
+        assert!(!wants.is_of(&[&other]));
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Accounts, devices and their tokens.
 
+use std::sync::Arc;
+
 use ruma::{OwnedDeviceId, OwnedUserId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -136,11 +138,20 @@ impl Store {
     }
 
     pub fn devices(&self, user_id: &str) -> StoreResult<Vec<DeviceRecord>> {
-        Ok(self
-            .scan_prefix(Cf::Devices, &keys::devices_of(user_id))?
-            .into_iter()
-            .map(|(_, device)| device)
-            .collect())
+        Ok(Arc::unwrap_or_clone(self.devices_shared(user_id)?))
+    }
+
+    /// Every device of the user, from memory when read since their last change.
+    pub fn devices_shared(&self, user_id: &str) -> StoreResult<Arc<Vec<DeviceRecord>>> {
+        let start = keys::devices_of(user_id);
+        self.inner.records.devices.get_or_read(&start, || {
+            Ok(Arc::new(
+                self.scan_prefix(Cf::Devices, &start)?
+                    .into_iter()
+                    .map(|(_, device)| device)
+                    .collect(),
+            ))
+        })
     }
 
     /// The record of an access token, from memory when recently used.

@@ -100,13 +100,18 @@ impl Store {
         self.get_json(Cf::DeviceKeys, &join(&[user_id, device_id]))
     }
 
-    /// `(device_id, keys)` for every device of the user with keys.
-    pub fn all_device_keys(&self, user_id: &str) -> StoreResult<Vec<(String, Value)>> {
-        Ok(self
-            .scan_prefix::<Value>(Cf::DeviceKeys, &prefix(&[user_id]))?
-            .into_iter()
-            .map(|(key, value)| (last_part(&key), value))
-            .collect())
+    /// `(device_id, keys)` for every device of the user with keys, from memory when read
+    /// since their last change.
+    pub fn all_device_keys(&self, user_id: &str) -> StoreResult<Arc<Vec<(String, Value)>>> {
+        let start = prefix(&[user_id]);
+        self.inner.records.device_keys.get_or_read(&start, || {
+            Ok(Arc::new(
+                self.scan_prefix::<Value>(Cf::DeviceKeys, &start)?
+                    .into_iter()
+                    .map(|(key, value)| (last_part(&key), value))
+                    .collect(),
+            ))
+        })
     }
 
     /// `(algorithm, count)` of the device's unclaimed one-time keys.

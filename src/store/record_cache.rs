@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::Cf;
 use super::StoreResult;
 use super::account_data::AccountDataRecord;
-use super::accounts::UserRecord;
+use serde_json::Value;
+
+use super::accounts::{DeviceRecord, UserRecord};
 use super::e2ee_keys::OneTimeKeySummary;
 use super::read_cache::ReadCache;
 use super::receipts::ReceiptRecord;
@@ -23,6 +25,10 @@ use super::rooms::{RoomRecord, UserRoomRecord};
 
 /// Entries per generation of each cache.
 const RECORD_CACHE: usize = 8192;
+
+/// Entries per generation of the caches of all of a user's devices or device keys,
+/// whose entries are larger (signed keys of every device).
+const USER_CACHE: usize = 1024;
 
 /// Which entries a written key drops.
 #[derive(Clone, Copy)]
@@ -35,6 +41,15 @@ enum Scope {
     /// The entry of the key's first two 0xFF-separated parts, the separator after them
     /// included (`user 0xFF device 0xFF`): the entry sums up one device's keys.
     Device,
+    /// The entry of the key's first part and the separator after it (`user 0xFF`): the
+    /// entry holds every record of one user.
+    User,
+}
+
+/// `user 0xFF` of a key `user 0xFF …`.
+fn user_prefix_of(key: &[u8]) -> Option<Vec<u8>> {
+    let first = key.iter().position(|b| *b == super::keys::SEP)?;
+    Some(key[..=first].to_vec())
 }
 
 /// `user 0xFF device 0xFF` of a key `user 0xFF device 0xFF …`.
@@ -57,10 +72,14 @@ pub(super) struct RecordCache<V> {
 
 impl<V: Clone> RecordCache<V> {
     fn new(cf: Cf, scope: Scope) -> Self {
+        Self::with_capacity(cf, scope, RECORD_CACHE)
+    }
+
+    fn with_capacity(cf: Cf, scope: Scope, capacity: usize) -> Self {
         Self {
             cf,
             scope,
-            entries: ReadCache::new(RECORD_CACHE),
+            entries: ReadCache::new(capacity),
         }
     }
 
@@ -115,12 +134,21 @@ impl<V: Clone> RecordCache<V> {
                 let prefixes: Vec<Vec<u8>> = keys.filter_map(|k| device_prefix_of(k)).collect();
                 self.entries.written(&prefixes);
             }
+            Scope::User => {
+                let prefixes: Vec<Vec<u8>> = keys.filter_map(|k| user_prefix_of(k)).collect();
+                self.entries.written(&prefixes);
+            }
         }
     }
 }
 
 pub(super) struct RecordCaches {
     pub(super) users: RecordCache<UserRecord>,
+    /// Every device of a user, by their key prefix: `/keys/query` and to-device messages
+    /// for `*` read them for every user they name.
+    pub(super) devices: RecordCache<Arc<Vec<DeviceRecord>>>,
+    /// Every device's keys of a user, by their key prefix, likewise.
+    pub(super) device_keys: RecordCache<Arc<Vec<(String, Value)>>>,
     pub(super) rooms: RecordCache<RoomRecord>,
     pub(super) user_room: RecordCache<UserRoomRecord>,
     pub(super) receipts: RecordCache<ReceiptRecord>,
@@ -150,6 +178,8 @@ impl RecordCaches {
     pub(super) fn new() -> Self {
         Self {
             users: RecordCache::new(Cf::Users, Scope::Key),
+            devices: RecordCache::with_capacity(Cf::Devices, Scope::User, USER_CACHE),
+            device_keys: RecordCache::with_capacity(Cf::DeviceKeys, Scope::User, USER_CACHE),
             rooms: RecordCache::new(Cf::Rooms, Scope::Key),
             user_room: RecordCache::new(Cf::UserRooms, Scope::Key),
             receipts: RecordCache::new(Cf::Receipts, Scope::Key),
@@ -170,6 +200,8 @@ impl RecordCaches {
         matches!(
             cf,
             Cf::Users
+                | Cf::Devices
+                | Cf::DeviceKeys
                 | Cf::Rooms
                 | Cf::UserRooms
                 | Cf::Receipts
@@ -189,6 +221,8 @@ impl RecordCaches {
             return;
         }
         self.users.written(touched);
+        self.devices.written(touched);
+        self.device_keys.written(touched);
         self.rooms.written(touched);
         self.user_room.written(touched);
         self.receipts.written(touched);
@@ -367,5 +401,99 @@ mod tests {
         batch.delete_relation("$p", 9, &child);
         store.write(batch).unwrap();
         assert!(store.relations("$p").unwrap().is_empty());
+    }
+    /// A user's devices and device keys are kept whole; a write of any of the user's
+    /// devices or keys drops them, and another user's stay.
+    #[test]
+    fn a_users_devices_and_keys_follow_writes_of_any_of_them() {
+        use rocksdb::perf::{PerfContext, PerfMetric, PerfStatsLevel, set_perf_stats};
+
+        use crate::store::{DeviceRecord, TokenHash};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), false).unwrap();
+        let device = |id: &str| DeviceRecord {
+            device_id: id.into(),
+            display_name: Some(format!("name of {id}")),
+            created_ts: 0,
+            last_seen_ts: None,
+            last_seen_ip: None,
+            last_seen_user_agent: None,
+            access_token: TokenHash::of(id),
+            refresh_token: None,
+            retiring_refresh_token: None,
+        };
+        let ids = |store: &Store, user: &str| -> Vec<String> {
+            store
+                .devices_shared(user)
+                .unwrap()
+                .iter()
+                .map(|d| d.device_id.to_string())
+                .collect()
+        };
+        let keyed = |store: &Store, user: &str| -> Vec<(String, serde_json::Value)> {
+            store.all_device_keys(user).unwrap().as_ref().clone()
+        };
+        let mut batch = store.batch();
+        batch.put_device("@a:x", &device("D1")).unwrap();
+        batch.put_device("@b:x", &device("B1")).unwrap();
+        batch
+            .put_device_keys("@a:x", "D1", &json!({"k": 1}))
+            .unwrap();
+        batch
+            .put_device_keys("@b:x", "B1", &json!({"k": "b"}))
+            .unwrap();
+        store.write(batch).unwrap();
+        assert_eq!(ids(&store, "@a:x"), ["D1"]);
+        assert_eq!(keyed(&store, "@a:x"), [("D1".to_owned(), json!({"k": 1}))]);
+        assert_eq!(ids(&store, "@b:x"), ["B1"]);
+        assert_eq!(
+            keyed(&store, "@b:x"),
+            [("B1".to_owned(), json!({"k": "b"}))]
+        );
+        // Read again from memory: no iterator seeks the keys.
+        set_perf_stats(PerfStatsLevel::EnableCount);
+        let mut context = PerfContext::default();
+        context.reset();
+        assert_eq!(ids(&store, "@a:x"), ["D1"]);
+        assert_eq!(keyed(&store, "@a:x").len(), 1);
+        assert_eq!(context.metric(PerfMetric::SeekOnMemtableCount), 0);
+        set_perf_stats(PerfStatsLevel::Disable);
+
+        let mut batch = store.batch();
+        batch.put_device("@a:x", &device("D2")).unwrap();
+        batch
+            .put_device_keys("@a:x", "D2", &json!({"k": 2}))
+            .unwrap();
+        batch
+            .put_device_keys("@a:x", "D1", &json!({"k": 3}))
+            .unwrap();
+        store.write(batch).unwrap();
+        assert_eq!(ids(&store, "@a:x"), ["D1", "D2"]);
+        assert_eq!(
+            keyed(&store, "@a:x"),
+            [
+                ("D1".to_owned(), json!({"k": 3})),
+                ("D2".to_owned(), json!({"k": 2}))
+            ]
+        );
+
+        let mut batch = store.batch();
+        batch.delete_device("@a:x", &device("D1"));
+        batch.delete_device_e2ee("@a:x", "D1").unwrap();
+        store.write(batch).unwrap();
+        assert_eq!(ids(&store, "@a:x"), ["D2"]);
+        assert_eq!(keyed(&store, "@a:x"), [("D2".to_owned(), json!({"k": 2}))]);
+        // The other user's, read before and untouched since, are as they were.
+        assert_eq!(ids(&store, "@b:x"), ["B1"]);
+        assert_eq!(
+            keyed(&store, "@b:x"),
+            [("B1".to_owned(), json!({"k": "b"}))]
+        );
+        // A user whose name begins with another's is apart.
+        let mut batch = store.batch();
+        batch.put_device("@a:xy", &device("E1")).unwrap();
+        store.write(batch).unwrap();
+        assert_eq!(ids(&store, "@a:x"), ["D2"]);
+        assert_eq!(ids(&store, "@a:xy"), ["E1"]);
     }
 }

@@ -246,21 +246,23 @@ impl Services {
         devices: &[OwnedDeviceId],
     ) -> Result<Map<String, Value>> {
         let mut out = Map::new();
-        let names: BTreeMap<OwnedDeviceId, Option<String>> = self
-            .store
-            .devices(user_id.as_str())?
-            .into_iter()
-            .map(|d| (d.device_id, d.display_name))
-            .collect();
-        for (device_id, mut keys) in self.store.all_device_keys(user_id.as_str())? {
-            let device_id = OwnedDeviceId::from(device_id);
-            if !devices.is_empty() && !devices.contains(&device_id) {
-                continue;
-            }
+        // Both in the order of their device IDs (their keys' order in the store).
+        let known = self.store.devices_shared(user_id.as_str())?;
+        let mut known = known.iter().peekable();
+        for (device_id, keys) in self.store.all_device_keys(user_id.as_str())?.iter() {
+            while known
+                .next_if(|d| d.device_id.as_str() < device_id.as_str())
+                .is_some()
+            {}
             // Keys left by a device deleted before keys were deleted with it.
-            let Some(name) = names.get(&device_id) else {
+            let Some(device) = known.next_if(|d| d.device_id.as_str() == device_id.as_str()) else {
                 continue;
             };
+            if !devices.is_empty() && !devices.contains(&device.device_id) {
+                continue;
+            }
+            let name = &device.display_name;
+            let mut keys = keys.clone();
             // `unsigned` is always there, as Synapse answers it; the name when there is one.
             if let Some(object) = keys.as_object_mut() {
                 let unsigned = object.entry("unsigned").or_insert_with(|| json!({}));
@@ -268,7 +270,7 @@ impl Services {
                     unsigned.insert("device_display_name".into(), json!(name));
                 }
             }
-            out.insert(device_id.to_string(), keys);
+            out.insert(device_id.clone(), keys);
         }
         Ok(out)
     }

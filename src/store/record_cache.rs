@@ -1,9 +1,10 @@
 //! Decoded records, and facts read off a run of keys, of the column families every sync
 //! reads for every room or device: users (locked or not), rooms, memberships, read
-//! receipts, account-data and to-device positions, one-time and fallback key counts;
-//! and for every event it delivers, the event's relations and thread summary.
-//! Absent records are kept too: most syncs ask for receipts nobody sent, and most
-//! events have no relations.
+//! receipts, account-data and to-device positions, one-time keys (counts and the first
+//! IDs) and fallback key types; and for every event it delivers, the event's relations
+//! and thread summary. Absent records are kept too: most syncs ask for receipts nobody
+//! sent, and most events have no relations. Also, per user, all of their devices and
+//! device keys, which key queries and to-device messages for `*` read whole.
 //!
 //! A batch names the keys it writes in these column families; once it is written, the
 //! entries those keys feed are dropped (see [`ReadCache`] for the race with readers).
@@ -11,11 +12,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use serde_json::Value;
+
 use super::Cf;
 use super::StoreResult;
 use super::account_data::AccountDataRecord;
-use serde_json::Value;
-
 use super::accounts::{DeviceRecord, UserRecord};
 use super::e2ee_keys::OneTimeKeySummary;
 use super::read_cache::ReadCache;

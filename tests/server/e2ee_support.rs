@@ -181,6 +181,33 @@ pub fn send_text_to_device(
     assert_eq!(status, 200, "{body}");
 }
 
+/// The status of Bob's long-poll `request` when the server stops during a hold: a
+/// to-device message for his other device `BOBTWO` wakes the poll (with nothing of its
+/// own to give), and the server stops within the hold's second (the server runs with
+/// `limits.to_device_hold_ms` at 1000). The poll asks for 120 s and the harness client
+/// gives up after 30 s: only an answer at shutdown comes back with a status.
+pub fn status_when_stopped_during_a_hold(
+    server: &mut TestServer,
+    alice: &User,
+    bob: &User,
+    request: reqwest::blocking::RequestBuilder,
+) -> Option<u16> {
+    let waiting = std::thread::spawn(move || request.send().map(|r| r.status().as_u16()));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    send_text_to_device(
+        server,
+        alice,
+        "m.test",
+        "other-device",
+        bob,
+        "BOBTWO",
+        "not for this device",
+    );
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(server.terminate().success());
+    waiting.join().unwrap().ok()
+}
+
 /// `name` logged in (password [`PASSWORD`]) as another device, `id`.
 pub fn second_device(server: &TestServer, name: &str, id: &str) -> User {
     let (status, login) = server.post(

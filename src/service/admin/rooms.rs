@@ -192,7 +192,7 @@ impl Services {
                         {
                             summary.joined_local_members += 1;
                             summary.joined_local_devices +=
-                                self.store.devices(user_id.as_str())?.len() as u64;
+                                self.store.devices_shared(user_id.as_str())?.len() as u64;
                         }
                     }
                     Some("invite") => summary.invited_members += 1,

@@ -133,9 +133,9 @@ impl Services {
     ) -> Result<()> {
         let ids: Vec<OwnedDeviceId> = self
             .store
-            .devices(user_id.as_str())?
-            .into_iter()
-            .map(|d| d.device_id)
+            .devices_shared(user_id.as_str())?
+            .iter()
+            .map(|d| d.device_id.clone())
             .filter(|id| Some(id.as_ref()) != keep)
             .collect();
         self.remove_devices(user_id, &ids).await

@@ -135,8 +135,8 @@ impl Services {
                 let user_str = user.as_str();
                 let known: Vec<String> = self
                     .store
-                    .devices(user_str)?
-                    .into_iter()
+                    .devices_shared(user_str)?
+                    .iter()
                     .map(|d| d.device_id.to_string())
                     .collect();
                 for (device, content) in devices {

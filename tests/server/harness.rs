@@ -50,6 +50,31 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Another process bound the port first.
+#[derive(Debug)]
+struct PortTaken;
+
+/// Whether process `pid` holds the socket listening on 127.0.0.1:`port` (Linux: the
+/// socket's inode in `/proc/net/tcp` is among the process's open files).
+fn listens_on(pid: u32, port: u16) -> bool {
+    let address = format!("0100007F:{port:04X}");
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return false;
+    };
+    let inode = table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (fields.get(1) == Some(&address.as_str()) && fields.get(3) == Some(&"0A"))
+            .then(|| fields.get(9).map(|inode| format!("socket:[{inode}]")))
+            .flatten()
+    });
+    let (Some(inode), Ok(fds)) = (inode, std::fs::read_dir(format!("/proc/{pid}/fd"))) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path()).is_ok_and(|target| target.as_os_str() == inode.as_str())
+    })
+}
+
 impl TestServer {
     pub fn start() -> Self {
         Self::start_with_env(&[])
@@ -67,13 +92,22 @@ impl TestServer {
     }
 
     /// Starts with the given settings on a port chosen now.
+    ///
+    /// A free port is only free when it is chosen: another test may choose the same one
+    /// and bind it first. The loser then starts again, on another port and with a new
+    /// data directory (the server name holds the port).
     pub fn start_with(options: StartOptions) -> Self {
-        Self::start_on_port(free_port(), options)
+        for _ in 0..5 {
+            let mut server = Self::unstarted(free_port(), &options);
+            match server.spawn() {
+                Ok(()) => return server,
+                Err(PortTaken) => continue,
+            }
+        }
+        panic!("five ports in a row were taken by others before hearth could bind them");
     }
 
-    /// Starts on `port`, for tests that must know the server name before the server
-    /// exists (a certificate or a peer's settings naming it).
-    pub fn start_on_port(port: u16, options: StartOptions) -> Self {
+    fn unstarted(port: u16, options: &StartOptions) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let mut builder = Client::builder().timeout(Duration::from_secs(30));
@@ -82,17 +116,15 @@ impl TestServer {
                 reqwest::Certificate::from_pem(tls.ca_pem.as_bytes()).unwrap(),
             );
         }
-        let mut server = Self {
+        Self {
             child: None,
             port,
             data,
             _dir: Some(dir),
             client: builder.build().unwrap(),
-            extra_env: options.env,
-            tls: options.tls,
-        };
-        server.spawn();
-        server
+            extra_env: options.env.clone(),
+            tls: options.tls.clone(),
+        }
     }
 
     pub fn server_name(&self) -> String {
@@ -147,7 +179,9 @@ impl TestServer {
         command
     }
 
-    fn spawn(&mut self) {
+    /// Starts the binary and waits until it answers. Another process answering on the
+    /// port does not count: the listening socket must be the child's own.
+    fn spawn(&mut self) -> Result<(), PortTaken> {
         let child = self
             .command()
             .stdout(Stdio::null())
@@ -157,13 +191,20 @@ impl TestServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
+            let pid = self.child.as_ref().unwrap().id();
             if let Ok(r) = self.client.get(self.url("/_matrix/client/versions")).send()
                 && r.status().is_success()
+                && listens_on(pid, self.port)
             {
-                return;
+                return Ok(());
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("hearth exited early ({status}): {}", self.stderr());
+                let logs = self.stderr();
+                self.child = None;
+                if logs.contains("cannot listen on") {
+                    return Err(PortTaken);
+                }
+                panic!("hearth exited early ({status}): {logs}");
             }
             assert!(Instant::now() < deadline, "hearth did not become ready");
             std::thread::sleep(Duration::from_millis(25));
@@ -216,7 +257,12 @@ impl TestServer {
         if self.child.is_some() {
             assert!(self.terminate().success());
         }
-        self.spawn();
+        if self.spawn().is_err() {
+            panic!(
+                "port {} was taken by another process during the restart",
+                self.port
+            );
+        }
     }
 
     pub fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
@@ -324,4 +370,45 @@ pub fn assert_error(response: (u16, Value), status: u16, errcode: &str) -> Value
     assert_eq!(body["errcode"], errcode, "{body}");
     assert!(body["error"].is_string(), "{body}");
     body
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    /// Something else answering `/versions` on the port must not pass for the server: the
+    /// server started there cannot bind it, and the harness says so instead of handing
+    /// the test the other process.
+    #[test]
+    fn another_process_answering_on_the_port_is_not_taken_for_the_server() {
+        let impostor = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = impostor.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for mut stream in impostor.incoming().flatten() {
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request);
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                      content-length: 2\r\nconnection: close\r\n\r\n{}",
+                );
+            }
+        });
+        let (status, _) = into_json(
+            Client::new()
+                .get(format!("http://127.0.0.1:{port}/_matrix/client/versions"))
+                .send()
+                .unwrap(),
+        );
+        assert_eq!(status, 200, "the impostor answers as a server would");
+
+        let mut server = TestServer::unstarted(port, &StartOptions::default());
+        assert!(server.spawn().is_err());
+        assert!(server.child.is_none());
+        // A server started the usual way gets a port of its own and is the one answering.
+        let server = TestServer::start();
+        assert_ne!(server.port, port);
+        assert!(listens_on(server.child.as_ref().unwrap().id(), server.port));
+    }
 }

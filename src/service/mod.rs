@@ -267,6 +267,9 @@ impl Services {
     /// Persists what is kept in memory between writes, then flushes the store.
     pub fn shutdown(&self) {
         self.pushers.store_progress();
+        if let Err(e) = self.write_acknowledged_to_device() {
+            tracing::warn!(error = %e, "could not delete acknowledged to-device messages");
+        }
         if let Err(e) = self.sessions.persist_last_seen() {
             tracing::warn!(error = %e, "could not persist device last-seen times");
         }

@@ -86,7 +86,9 @@ pub use server_keys::{ServerKeysRecord, StoredKey};
 pub use threepids::{
     BoundThreepid, DigestRecord, ThreepidPurpose, ThreepidRecord, ThreepidSessionRecord,
 };
-pub use to_device::{ToDeviceRecord, to_device_client_txn, to_device_edu_txn};
+pub use to_device::{
+    AcknowledgedMessages, ToDeviceRecord, to_device_client_txn, to_device_edu_txn,
+};
 
 /// Access tokens kept in memory (per cache generation): about one per active device.
 const ACCESS_TOKEN_CACHE: usize = 4096;

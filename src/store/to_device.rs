@@ -145,9 +145,10 @@ impl Store {
             .set(device_prefix(user_id, device_id), positions);
     }
 
-    /// A position up to which the device's messages are all deleted, as far as this
-    /// process knows (0 when it does not): reads of its pending messages start after it,
-    /// so they do not walk the tombstones the deletions left.
+    /// A position up to which the device's messages are all deleted or queued for
+    /// deletion ([`AcknowledgedMessages`]), as far as this process knows (0 when it does
+    /// not): reads of its pending positions start after it, so they do not walk the
+    /// tombstones the deletions left, nor the messages still to be deleted.
     pub fn to_device_floor(&self, user_id: &str, device_id: &str) -> u64 {
         self.inner
             .records
@@ -156,7 +157,7 @@ impl Store {
             .unwrap_or(0)
     }
 
-    /// Every message of the device up to `position` is deleted, and the deletion written.
+    /// Every message of the device up to `position` is deleted, or queued for deletion.
     /// Positions only grow, so no message up to it can come later. Two callers racing may
     /// leave the lower of their floors, which is still true.
     pub fn note_to_device_floor(&self, user_id: &str, device_id: &str, position: u64) {
@@ -226,6 +227,44 @@ impl Batch<'_> {
 
     pub fn put_to_device_txn(&mut self, txn_key: &[u8]) {
         self.put_raw(Cf::ToDeviceTxns, txn_key, b"");
+    }
+
+    /// Deletes the acknowledged messages queued in `acknowledged`, emptying it. Their
+    /// devices' pending positions kept in memory stay: the acknowledgement already left
+    /// these messages out of them, so the write changes nothing they say.
+    pub fn delete_acknowledged(&mut self, acknowledged: &mut AcknowledgedMessages) {
+        let cf = self.store.cf(Cf::ToDevice);
+        for key in acknowledged.keys.drain(..) {
+            self.inner.delete_cf(cf, &key);
+        }
+    }
+}
+
+/// Acknowledged messages whose deletion is not written yet. An acknowledgement only
+/// garbage-collects: no sync reads a message at or before the position its device
+/// acknowledged (reads start after the `since` the client sends, and the device's
+/// pending positions leave them out), and a client that acknowledged a position sends it
+/// or a later one again after any restart. So the deletions wait for the next write of
+/// to-device messages, or for enough of them to be worth a write of their own, or for
+/// shutdown, instead of costing every acknowledging sync a write; a crash only leaves
+/// them to be deleted at the device's next acknowledgement.
+#[derive(Default)]
+pub struct AcknowledgedMessages {
+    keys: Vec<Vec<u8>>,
+}
+
+impl AcknowledgedMessages {
+    pub fn add(&mut self, user_id: &str, device_id: &str, positions: impl Iterator<Item = u64>) {
+        self.keys
+            .extend(positions.map(|position| message_key(user_id, device_id, position)));
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
     }
 }
 
@@ -335,6 +374,56 @@ mod tests {
         store.set_to_device_positions("@a:x", "D", vec![1, 2, 3]);
         let read = store.to_device_messages("@a:x", "D", 0, 4, 10).unwrap();
         assert_eq!(read.iter().map(|(p, _)| *p).collect::<Vec<_>>(), [1, 3]);
+    }
+
+    /// Acknowledged messages are deleted by a later write (here another device's send),
+    /// which leaves their device's pending positions in memory as the acknowledgement
+    /// set them: the next read of them seeks nothing. A deletion through the tracked path
+    /// drops them, for comparison.
+    #[test]
+    fn acknowledged_messages_are_deleted_later_and_the_known_positions_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), false).unwrap();
+        let message = ToDeviceRecord {
+            sender: owned_user_id!("@s:x"),
+            event_type: "m.test".into(),
+            content: json!({}),
+        };
+        let mut batch = store.batch();
+        for position in [1, 2, 3] {
+            batch
+                .put_to_device("@a:x", "D", position, &message)
+                .unwrap();
+        }
+        store.write(batch).unwrap();
+        assert_eq!(store.to_device_positions("@a:x", "D").unwrap(), [1, 2, 3]);
+
+        let mut acknowledged = AcknowledgedMessages::default();
+        acknowledged.add("@a:x", "D", [1, 2].into_iter());
+        store.set_to_device_positions("@a:x", "D", vec![3]);
+        assert_eq!(acknowledged.len(), 2);
+        let mut batch = store.batch();
+        batch.put_to_device("@b:x", "D", 4, &message).unwrap();
+        batch.delete_acknowledged(&mut acknowledged);
+        store.write(batch).unwrap();
+        assert!(acknowledged.is_empty());
+        let stored = store
+            .scan_to_device_messages("@a:x", "D", 0, 10, 10)
+            .unwrap();
+        assert_eq!(stored.iter().map(|(p, _)| *p).collect::<Vec<_>>(), [3]);
+
+        set_perf_stats(PerfStatsLevel::EnableCount);
+        let mut context = PerfContext::default();
+        context.reset();
+        assert_eq!(store.to_device_positions("@a:x", "D").unwrap(), [3]);
+        assert_eq!(context.metric(PerfMetric::SeekOnMemtableCount), 0);
+        let mut batch = store.batch();
+        batch.delete_to_device("@a:x", "D", 3);
+        store.write(batch).unwrap();
+        context.reset();
+        assert!(store.to_device_positions("@a:x", "D").unwrap().is_empty());
+        assert!(context.metric(PerfMetric::SeekOnMemtableCount) > 0);
+        set_perf_stats(PerfStatsLevel::Disable);
     }
 
     #[test]

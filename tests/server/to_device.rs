@@ -366,6 +366,33 @@ fn waiting_messages_and_the_acknowledgement_survive_kill_9() {
     assert!(to_device(&body).is_empty(), "{body}");
 }
 
+/// An acknowledgement's deletion waits for a later write (the next to-device send, or
+/// enough of them); a clean stop writes what still waits, so that after it even a token
+/// from before the acknowledgement gets nothing.
+#[test]
+fn acknowledged_messages_stay_deleted_across_a_clean_restart() {
+    let mut server = TestServer::start();
+    let alice = user(&server, "alice");
+    let bob = user(&server, "bob");
+    let since = next_batch(&sync(&server, &bob, None, 0));
+    send_text_to_device(
+        &server,
+        &alice,
+        "m.test",
+        "a1",
+        &bob,
+        &bob.device,
+        "acknowledged",
+    );
+    let body = sync(&server, &bob, Some(&since), 0);
+    assert_eq!(texts(&body), ["acknowledged"]);
+    let after = sync(&server, &bob, Some(&next_batch(&body)), 0);
+    assert!(to_device(&after).is_empty(), "{after}");
+    server.restart();
+    let stale = sync(&server, &bob, Some(&since), 0);
+    assert!(to_device(&stale).is_empty(), "{stale}");
+}
+
 /// A send is visible a moment before its fsync, so a power loss can take back a position
 /// a client already holds in its `next_batch`. After a restart new messages must come
 /// after any such position: here the client's token names three positions past the

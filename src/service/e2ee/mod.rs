@@ -27,7 +27,7 @@ pub use to_device::{MAX_PENDING_PER_DEVICE, MAX_PER_SYNC as MAX_TO_DEVICE_PER_SY
 
 use crate::error::Result;
 use crate::service::Services;
-use crate::store::{Store, StoreResult};
+use crate::store::{AcknowledgedMessages, Store, StoreResult};
 
 /// The positions of the streams this feature adds, each changed only under its lock
 /// and only after the write that it names is in the store, so that a reader never sees
@@ -35,8 +35,9 @@ use crate::store::{Store, StoreResult};
 pub struct E2ee {
     device_lists: Mutex<u64>,
     /// Serialises the writers of to-device messages (sends, which hand out positions in
-    /// order, and acknowledgements), and of each device's pending positions kept in memory.
-    to_device: Mutex<()>,
+    /// order, and acknowledgements), and of each device's pending positions kept in memory;
+    /// holds the acknowledged messages whose deletion is not written yet.
+    to_device: Mutex<AcknowledgedMessages>,
     /// The to-device stream's position: moved under that lock once the write it names is
     /// in the store, and read without it (every sync reads it).
     to_device_visible: AtomicU64,
@@ -76,7 +77,7 @@ impl E2ee {
         let to_device_position = to_device_position_after_start(store)?;
         Ok(Self {
             device_lists: Mutex::new(store.last_u64_key(crate::store::Cf::DeviceListStream)?),
-            to_device: Mutex::new(()),
+            to_device: Mutex::new(AcknowledgedMessages::default()),
             to_device_visible: AtomicU64::new(to_device_position),
             keys: Mutex::new(()),
             remote: remote_devices::RemoteLists::default(),

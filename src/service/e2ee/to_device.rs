@@ -21,6 +21,10 @@ pub const MAX_PENDING_PER_DEVICE: usize = 10_000;
 /// The most messages one sync response carries; the rest come with the next.
 pub const MAX_PER_SYNC: usize = 100;
 
+/// Acknowledged messages waiting for their deletion that an acknowledgement writes
+/// itself rather than leaving them for the next send.
+const DELETE_ACKNOWLEDGED_AT: usize = 256;
+
 /// A to-device write applied, to be made durable before its devices are woken.
 struct Delivery {
     applied: Applied,
@@ -114,7 +118,7 @@ impl Services {
     ) -> Result<Delivery> {
         let mut woken: HashSet<OwnedUserId> = HashSet::new();
         let applied = {
-            let writers = lock(&self.e2ee.to_device);
+            let mut writers = lock(&self.e2ee.to_device);
             if self.store.to_device_txn_seen(txn)? {
                 // The first send may still be waiting for its fsync: this answer waits
                 // too, and wakes nobody (the first one did).
@@ -182,6 +186,8 @@ impl Services {
             }
             batch.put_to_device_txn(txn);
             batch.set_to_device_position(next);
+            // The acknowledged messages waiting for a write go with this one.
+            batch.delete_acknowledged(&mut writers);
             // Applied under the lock, so positions are handed out in order and a reader
             // never sees a position whose message is not there; made durable after it,
             // so that sends arriving together share one fsync. The devices are woken
@@ -246,7 +252,8 @@ impl Services {
         Ok((events, reached))
     }
 
-    /// The client has the device's messages up to `upto`: they are deleted.
+    /// The client has the device's messages up to `upto`: they are deleted (the deletion
+    /// written later, see [`crate::store::AcknowledgedMessages`]).
     pub fn acknowledge_to_device(
         &self,
         user_id: &UserId,
@@ -261,23 +268,34 @@ impl Services {
             return Ok(());
         }
         // Under the lock every writer of the device's messages takes, so that the
-        // positions it keeps in memory after its write are the stored ones.
-        let _writers = lock(&self.e2ee.to_device);
+        // positions it keeps in memory are the stored ones less those queued for deletion.
+        let mut acknowledged = lock(&self.e2ee.to_device);
         let mut pending = self.store.to_device_positions(user, device)?;
         let done = pending.partition_point(|p| *p <= upto);
         if done > 0 {
-            let mut batch = self.store.batch();
-            for position in pending.drain(..done) {
-                batch.delete_to_device(user, device, position);
-            }
-            // Not synced: a deletion lost with power only leaves messages behind the
-            // device's position, which no sync reads again and the next acknowledgement
-            // after a restart deletes; a synced write here cost every sync after a
-            // to-device message an fsync.
-            self.store.write_unsynced(batch)?;
+            acknowledged.add(user, device, pending.drain(..done));
             self.store.set_to_device_positions(user, device, pending);
+            // Deleted with the next to-device send (`apply_to_device`), or here once
+            // enough wait. Not synced either way: a deletion lost only leaves messages
+            // behind the device's position (see `AcknowledgedMessages`).
+            if acknowledged.len() >= DELETE_ACKNOWLEDGED_AT {
+                let mut batch = self.store.batch();
+                batch.delete_acknowledged(&mut acknowledged);
+                self.store.write_unsynced(batch)?;
+            }
         }
         self.store.note_to_device_floor(user, device, upto);
+        Ok(())
+    }
+
+    /// Writes the deletions of acknowledged messages still waiting (at shutdown).
+    pub fn write_acknowledged_to_device(&self) -> Result<()> {
+        let mut acknowledged = lock(&self.e2ee.to_device);
+        if !acknowledged.is_empty() {
+            let mut batch = self.store.batch();
+            batch.delete_acknowledged(&mut acknowledged);
+            self.store.write_unsynced(batch)?;
+        }
         Ok(())
     }
 }

@@ -276,15 +276,24 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn reading_a_devices_messages_walks_no_deleted_key_beyond_them() {
+    fn temp_store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), false).unwrap();
-        let message = ToDeviceRecord {
+        (dir, store)
+    }
+
+    fn test_message() -> ToDeviceRecord {
+        ToDeviceRecord {
             sender: owned_user_id!("@s:x"),
             event_type: "m.test".into(),
             content: json!({}),
-        };
+        }
+    }
+
+    #[test]
+    fn reading_a_devices_messages_walks_no_deleted_key_beyond_them() {
+        let (_dir, store) = temp_store();
+        let message = test_message();
         // One message for @a's device; 300 for @b's, whose keys sort after it, deleted.
         let mut batch = store.batch();
         batch.put_to_device("@a:x", "D", 1, &message).unwrap();
@@ -326,12 +335,10 @@ mod tests {
     /// A list naming a message deleted meanwhile falls back to reading the keys.
     #[test]
     fn a_devices_messages_are_read_by_their_known_positions() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), false).unwrap();
+        let (_dir, store) = temp_store();
         let message = |n: u64| ToDeviceRecord {
-            sender: owned_user_id!("@s:x"),
-            event_type: "m.test".into(),
             content: json!({ "n": n }),
+            ..test_message()
         };
         let mut batch = store.batch();
         for position in [1, 2, 3] {
@@ -382,13 +389,8 @@ mod tests {
     /// drops them, for comparison.
     #[test]
     fn acknowledged_messages_are_deleted_later_and_the_known_positions_stay() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), false).unwrap();
-        let message = ToDeviceRecord {
-            sender: owned_user_id!("@s:x"),
-            event_type: "m.test".into(),
-            content: json!({}),
-        };
+        let (_dir, store) = temp_store();
+        let message = test_message();
         let mut batch = store.batch();
         for position in [1, 2, 3] {
             batch

@@ -120,10 +120,18 @@ impl Store {
         user_id: &str,
         device_id: &str,
     ) -> StoreResult<Vec<(String, u64)>> {
-        Ok(self
-            .one_time_key_summary(user_id, device_id)?
-            .counts
-            .clone())
+        self.with_one_time_key_counts(user_id, device_id, <[_]>::to_vec)
+    }
+
+    /// `f` of the device's `(algorithm, count)` of unclaimed one-time keys, read in place
+    /// from memory (every sync of the device asks them): no copy of the list.
+    pub fn with_one_time_key_counts<R>(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        f: impl FnOnce(&[(String, u64)]) -> R,
+    ) -> StoreResult<R> {
+        Ok(f(&self.one_time_key_summary(user_id, device_id)?.counts))
     }
 
     /// The device's one-time keys as one walk of them found them, from memory when read

@@ -11,6 +11,9 @@ use crate::error::{Error, Result};
 use crate::service::Services;
 use crate::store::FallbackKeyRecord;
 
+/// The one-time key algorithm clients look up in the counts.
+const SIGNED_CURVE25519: &str = "signed_curve25519";
+
 /// The most one-time keys one upload may add.
 const MAX_KEYS_PER_UPLOAD: usize = 1000;
 
@@ -92,7 +95,7 @@ impl Services {
         user_id: &UserId,
         device_id: &DeviceId,
         upload: KeysUpload,
-    ) -> Result<BTreeMap<String, u64>> {
+    ) -> Result<Map<String, Value>> {
         if upload.one_time_keys.len() > MAX_KEYS_PER_UPLOAD {
             return Err(Error::invalid_param(format!(
                 "at most {MAX_KEYS_PER_UPLOAD} one-time keys per upload"
@@ -212,18 +215,27 @@ impl Services {
         Ok(value)
     }
 
+    /// `device_one_time_keys_count` (and `/keys/upload`'s `one_time_key_counts`), built
+    /// as the JSON object it is sent as: every sync of an encrypting device carries it.
     pub fn one_time_key_counts(
         &self,
         user_id: &UserId,
         device_id: &DeviceId,
-    ) -> Result<BTreeMap<String, u64>> {
-        let mut counts: BTreeMap<String, u64> = self
-            .store
-            .one_time_key_counts(user_id.as_str(), device_id.as_str())?
-            .into_iter()
-            .collect();
+    ) -> Result<Map<String, Value>> {
+        let mut counts = self.store.with_one_time_key_counts(
+            user_id.as_str(),
+            device_id.as_str(),
+            |counts| {
+                counts
+                    .iter()
+                    .map(|(algorithm, count)| (algorithm.clone(), Value::from(*count)))
+                    .collect::<Map<String, Value>>()
+            },
+        )?;
         // As Synapse: clients look for this one and treat a missing count as unknown.
-        counts.entry("signed_curve25519".into()).or_insert(0);
+        if !counts.contains_key(SIGNED_CURVE25519) {
+            counts.insert(SIGNED_CURVE25519.to_owned(), Value::from(0));
+        }
         Ok(counts)
     }
 

@@ -2,7 +2,7 @@
 //! messages, whose device lists changed, and the device's key counts.
 
 use ruma::{DeviceId, UserId};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::error::Result;
 use crate::service::Services;
@@ -73,11 +73,7 @@ impl Services {
                 delta.left.into_iter().map(|u| u.to_string()).collect(),
             )
         };
-        let one_time_key_counts = self
-            .one_time_key_counts(user_id, device_id)?
-            .into_iter()
-            .map(|(k, v)| (k, json!(v)))
-            .collect();
+        let one_time_key_counts = self.one_time_key_counts(user_id, device_id)?;
         Ok(E2eeSync {
             to_device,
             to_device_reached,

@@ -116,16 +116,24 @@ impl Services {
                 None => Default::default(),
             };
             updates |= !changed.is_empty() || !left.is_empty();
-            out.insert(
-                "e2ee".into(),
-                json!({
-                    "device_lists": {"changed": changed, "left": left},
-                    "device_one_time_keys_count":
-                        self.one_time_key_counts(pass.user_id, pass.device_id)?,
-                    "device_unused_fallback_key_types":
-                        self.unused_fallback_key_types(pass.user_id, pass.device_id)?,
-                }),
+            // Built in place: `json!` would copy the counts and types it is given.
+            let mut e2ee = Map::new();
+            e2ee.insert(
+                "device_lists".into(),
+                json!({"changed": changed, "left": left}),
             );
+            e2ee.insert(
+                "device_one_time_keys_count".into(),
+                Value::Object(self.one_time_key_counts(pass.user_id, pass.device_id)?),
+            );
+            e2ee.insert(
+                "device_unused_fallback_key_types".into(),
+                self.unused_fallback_key_types(pass.user_id, pass.device_id)?
+                    .into_iter()
+                    .map(Value::String)
+                    .collect(),
+            );
+            out.insert("e2ee".into(), Value::Object(e2ee));
         }
         if let Some(config) = RoomScoped::on(&config.account_data) {
             let section = self.account_data_extension(pass, &scope.rooms(config), scope)?;

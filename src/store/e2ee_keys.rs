@@ -114,7 +114,9 @@ impl Store {
         })
     }
 
-    /// `(algorithm, count)` of the device's unclaimed one-time keys.
+    /// `(algorithm, count)` of the device's unclaimed one-time keys, as a list (the
+    /// server reads them in place, [`Self::with_one_time_key_counts`]).
+    #[cfg(test)]
     pub fn one_time_key_counts(
         &self,
         user_id: &str,

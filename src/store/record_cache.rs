@@ -123,23 +123,15 @@ impl<V: Clone> RecordCache<V> {
             .iter()
             .filter(|(cf, _)| *cf == self.cf)
             .map(|(_, k)| k);
-        match self.scope {
-            Scope::Key => self.entries.written(&keys.cloned().collect::<Vec<_>>()),
-            Scope::Positions => {
-                let prefixes: Vec<Vec<u8>> = keys
-                    .map(|k| k[..k.len().saturating_sub(8)].to_vec())
-                    .collect();
-                self.entries.written(&prefixes);
-            }
-            Scope::Device => {
-                let prefixes: Vec<Vec<u8>> = keys.filter_map(|k| device_prefix_of(k)).collect();
-                self.entries.written(&prefixes);
-            }
-            Scope::User => {
-                let prefixes: Vec<Vec<u8>> = keys.filter_map(|k| user_prefix_of(k)).collect();
-                self.entries.written(&prefixes);
-            }
-        }
+        let entries: Vec<Vec<u8>> = match self.scope {
+            Scope::Key => keys.cloned().collect(),
+            Scope::Positions => keys
+                .map(|k| k[..k.len().saturating_sub(8)].to_vec())
+                .collect(),
+            Scope::Device => keys.filter_map(|k| device_prefix_of(k)).collect(),
+            Scope::User => keys.filter_map(|k| user_prefix_of(k)).collect(),
+        };
+        self.entries.written(&entries);
     }
 }
 
@@ -403,6 +395,7 @@ mod tests {
         store.write(batch).unwrap();
         assert!(store.relations("$p").unwrap().is_empty());
     }
+
     /// A user's devices and device keys are kept whole; a write of any of the user's
     /// devices or keys drops them, and another user's stay.
     #[test]

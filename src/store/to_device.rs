@@ -168,6 +168,17 @@ impl Store {
         }
     }
 
+    /// Writes the queued deletions of acknowledged messages on their own (unsynced, see
+    /// [`AcknowledgedMessages`]), emptying the queue; nothing when it is empty.
+    pub fn write_acknowledged(&self, acknowledged: &mut AcknowledgedMessages) -> StoreResult<()> {
+        if acknowledged.is_empty() {
+            return Ok(());
+        }
+        let mut batch = self.batch();
+        batch.delete_acknowledged(acknowledged);
+        self.write_unsynced(batch)
+    }
+
     fn read_to_device_positions(&self, prefix: &[u8]) -> StoreResult<Vec<u64>> {
         let mut start = prefix.to_vec();
         let floor = self.inner.records.to_device_floors.get(prefix).unwrap_or(0);

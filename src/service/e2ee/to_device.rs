@@ -279,9 +279,7 @@ impl Services {
             // enough wait. Not synced either way: a deletion lost only leaves messages
             // behind the device's position (see `AcknowledgedMessages`).
             if acknowledged.len() >= DELETE_ACKNOWLEDGED_AT {
-                let mut batch = self.store.batch();
-                batch.delete_acknowledged(&mut acknowledged);
-                self.store.write_unsynced(batch)?;
+                self.store.write_acknowledged(&mut acknowledged)?;
             }
         }
         self.store.note_to_device_floor(user, device, upto);
@@ -290,12 +288,8 @@ impl Services {
 
     /// Writes the deletions of acknowledged messages still waiting (at shutdown).
     pub fn write_acknowledged_to_device(&self) -> Result<()> {
-        let mut acknowledged = lock(&self.e2ee.to_device);
-        if !acknowledged.is_empty() {
-            let mut batch = self.store.batch();
-            batch.delete_acknowledged(&mut acknowledged);
-            self.store.write_unsynced(batch)?;
-        }
-        Ok(())
+        Ok(self
+            .store
+            .write_acknowledged(&mut lock(&self.e2ee.to_device))?)
     }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde_json::json;
 
 use crate::admin_support::{Run, admin, hearthctl, run, run_with_stdin, start};
-use crate::harness::{PASSWORD, TestServer, assert_error, free_port, token};
+use crate::harness::{ClosedPort, PASSWORD, TestServer, assert_error, token};
 use crate::room_support::{
     User, create_room, enc, get_event, get_state, invite, join, joined_rooms, membership,
     membership_of, put_state, read_receipt, send_text, start_typing, user,
@@ -813,9 +813,10 @@ fn failures_are_one_line_and_a_non_zero_exit() {
     let mut no_token = hearthctl(home.path());
     no_token.args(["--server", &server.url(""), "user", "list"]);
     run(no_token).fails_with("no access token");
+    let closed = ClosedPort::new();
     let mut nobody_there = hearthctl(home.path());
     nobody_there
-        .args(["--server", &format!("http://127.0.0.1:{}", free_port())])
+        .args(["--server", &format!("http://127.0.0.1:{}", closed.port)])
         .env("HEARTHCTL_TOKEN", &root.token)
         .args(["user", "list"]);
     run(nobody_there).fails_with("cannot reach the server");

@@ -50,13 +50,55 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A loopback port held bound but not listening: a connection to it is refused, and no
+/// other test's server can take it while it is held (a port from [`free_port`] is free
+/// only when chosen). For a test of what happens when nothing answers.
+pub struct ClosedPort {
+    fd: std::os::fd::OwnedFd,
+    pub port: u16,
+}
+
+impl ClosedPort {
+    pub fn new() -> Self {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain socket calls on a descriptor this function owns; the address
+        // structures are initialised before the kernel reads them and sized as passed.
+        unsafe {
+            let raw = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            assert!(raw >= 0, "socket: {}", std::io::Error::last_os_error());
+            let fd = std::os::fd::OwnedFd::from_raw_fd(raw);
+            let mut address: libc::sockaddr_in = std::mem::zeroed();
+            address.sin_family = libc::AF_INET as libc::sa_family_t;
+            address.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+            let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            let bound = libc::bind(raw, (&raw const address).cast(), len);
+            assert_eq!(bound, 0, "bind: {}", std::io::Error::last_os_error());
+            let named = libc::getsockname(raw, (&raw mut address).cast(), &mut len);
+            assert_eq!(named, 0, "getsockname: {}", std::io::Error::last_os_error());
+            Self {
+                fd,
+                port: u16::from_be(address.sin_port),
+            }
+        }
+    }
+
+    /// Starts listening on the port: from now on connections to it are accepted.
+    pub fn listen(self) -> TcpListener {
+        use std::os::fd::AsRawFd;
+        // SAFETY: the descriptor is a bound TCP socket this value owns.
+        let listening = unsafe { libc::listen(self.fd.as_raw_fd(), 128) };
+        assert_eq!(listening, 0, "listen: {}", std::io::Error::last_os_error());
+        TcpListener::from(self.fd)
+    }
+}
+
 /// Another process bound the port first.
 #[derive(Debug)]
 struct PortTaken;
 
 /// Whether process `pid` holds the socket listening on 127.0.0.1:`port` (Linux: the
 /// socket's inode in `/proc/net/tcp` is among the process's open files).
-fn listens_on(pid: u32, port: u16) -> bool {
+pub fn listens_on(pid: u32, port: u16) -> bool {
     let address = format!("0100007F:{port:04X}");
     let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
         return false;
@@ -410,5 +452,21 @@ mod tests {
         let server = TestServer::start();
         assert_ne!(server.port, port);
         assert!(listens_on(server.child.as_ref().unwrap().id(), server.port));
+    }
+
+    /// A held port refuses connections, cannot be bound by anyone else, and accepts once
+    /// it listens.
+    #[test]
+    fn a_closed_port_refuses_and_is_kept_until_it_listens() {
+        let closed = ClosedPort::new();
+        let port = closed.port;
+        let refused = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap_err();
+        assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+        assert!(TcpListener::bind(("127.0.0.1", port)).is_err());
+        assert!(TcpListener::bind(("0.0.0.0", port)).is_err());
+        let listener = closed.listen();
+        assert_eq!(listener.local_addr().unwrap().port(), port);
+        let _client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        assert!(listener.accept().is_ok());
     }
 }

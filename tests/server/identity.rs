@@ -8,7 +8,7 @@ use axum::Router;
 use axum::routing::put;
 
 use crate::federation_support::{TestRemote, federating_server};
-use crate::harness::{TestServer, assert_error, free_port};
+use crate::harness::{ClosedPort, TestServer, assert_error};
 use crate::identity_support::{ACCESS_TOKEN, IdentityServer, onbind};
 use crate::room_support::*;
 
@@ -301,7 +301,8 @@ fn an_identity_server_that_cannot_be_reached_is_a_bad_gateway() {
     let server = federating_server();
     let alice = user(&server, "alice");
     let room = create_room(&server, &alice, json!({"preset": "private_chat"}));
-    let gone = format!("localhost:{}", free_port());
+    let closed = ClosedPort::new();
+    let gone = format!("localhost:{}", closed.port);
     assert_error(invite_3pid(&server, &alice, &room, &gone), 502, "M_UNKNOWN");
     assert!(third_party_invites(&server, &alice, &room).is_empty());
     // A name that is not a host is the client's mistake.

@@ -12,6 +12,8 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use serde_json::{Value, json};
 
+use crate::harness::ClosedPort;
+
 pub const NOTIFY_PATH: &str = "/_matrix/push/v1/notify";
 
 /// How the gateway answers one request.
@@ -53,18 +55,18 @@ async fn notify(
 }
 
 impl Gateway {
+    /// Listens on a free port.
     pub fn start() -> Self {
-        Self::start_on(0)
+        Self::serve(std::net::TcpListener::bind("127.0.0.1:0").unwrap(), [])
     }
 
-    /// Listens on `port` (0: any free port).
-    pub fn start_on(port: u16) -> Self {
-        Self::start_scripted(port, [])
+    /// Listens on a port held closed until now, with the first answers scripted before
+    /// any request can arrive.
+    pub fn start_at(closed: ClosedPort, answers: impl IntoIterator<Item = Answer>) -> Self {
+        Self::serve(closed.listen(), answers)
     }
 
-    /// Listens on `port` with the first answers scripted before any request can arrive.
-    pub fn start_scripted(port: u16, answers: impl IntoIterator<Item = Answer>) -> Self {
-        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    fn serve(listener: std::net::TcpListener, answers: impl IntoIterator<Item = Answer>) -> Self {
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let shared = Arc::new(Shared::default());

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::harness::{PASSWORD, TestServer, assert_error, free_port, token};
+use crate::harness::{ClosedPort, PASSWORD, TestServer, assert_error, token};
 use crate::push_gateway_support::{Answer, Gateway, url_on};
 use crate::room_support::{
     User, alice_and_bob_in_a_room, create_room, enc, join, read_receipt, send_text,
@@ -67,7 +67,9 @@ fn pushers_are_set_listed_validated_replaced_and_removed() {
         401,
         "M_MISSING_TOKEN",
     );
-    let url = url_on(free_port());
+    // Nothing answers there: this test is about the pushers, not their deliveries.
+    let closed = ClosedPort::new();
+    let url = url_on(closed.port);
     set(
         &server,
         &alice,
@@ -303,12 +305,12 @@ fn delivery_is_retried_after_the_gateway_was_down() {
     let server = start_allowing_loopback();
     let (alice, bob, room) = alice_and_bob_in_a_room(&server);
     // Nothing listens on the pusher's port yet.
-    let port = free_port();
-    set(&server, &bob, &pusher(&url_on(port), "key", None));
+    let port = ClosedPort::new();
+    set(&server, &bob, &pusher(&url_on(port.port), "key", None));
     let first = send_text(&server, &alice, &room, "t1", "are you there?");
     std::thread::sleep(std::time::Duration::from_millis(300));
     // Up, but failing once more.
-    let gateway = Gateway::start_scripted(port, [Answer::Status(500)]);
+    let gateway = Gateway::start_at(port, [Answer::Status(500)]);
     let received = gateway.wait_for(2);
     assert_eq!(received[0]["notification"]["event_id"], first.as_str());
     assert_eq!(received[1]["notification"]["event_id"], first.as_str());
@@ -321,12 +323,12 @@ fn delivery_is_retried_after_the_gateway_was_down() {
 
 /// Sets the user's `event_id_only` pusher at a port nothing listens on yet, so every
 /// push attempt fails until the test starts its gateway there; returns that port.
-fn pusher_at_a_closed_port(server: &TestServer, user: &User) -> u16 {
-    let port = free_port();
+fn pusher_at_a_closed_port(server: &TestServer, user: &User) -> ClosedPort {
+    let port = ClosedPort::new();
     set(
         server,
         user,
-        &pusher(&url_on(port), "key", Some("event_id_only")),
+        &pusher(&url_on(port.port), "key", Some("event_id_only")),
     );
     port
 }
@@ -354,7 +356,7 @@ fn a_notification_read_before_its_push_is_not_pushed() {
     // Read: the thread, and the main timeline up to the root only.
     thread_read_receipt(&server, &bob, &room, &in_thread, root.as_str());
     thread_read_receipt(&server, &bob, &room, root.as_str(), "main");
-    let gateway = Gateway::start_on(port);
+    let gateway = Gateway::start_at(port, []);
     // Notifications only, not the badges the reads sent.
     let pushed = || -> Vec<Value> {
         gateway
@@ -389,7 +391,7 @@ fn a_notification_recorded_before_a_crash_is_pushed_after_the_restart() {
     let before = send_text(&server, &alice, &room, "t1", "before the crash");
     server.kill_9();
     server.restart();
-    let gateway = Gateway::start_on(port);
+    let gateway = Gateway::start_at(port, []);
     let received = gateway.wait_for(1);
     assert_eq!(received[0]["notification"]["event_id"], before.as_str());
     let after = send_text(&server, &alice, &room, "t2", "after the crash");
@@ -493,9 +495,10 @@ fn logging_out_removes_the_pushers_the_device_set() {
 fn a_gateway_at_a_denied_address_is_refused() {
     let server = TestServer::start();
     let alice = user(&server, "alice");
+    let closed = ClosedPort::new();
     for url in [
-        url_on(free_port()),
-        format!("http://[::1]:{}/_matrix/push/v1/notify", free_port()),
+        url_on(closed.port),
+        format!("http://[::1]:{}/_matrix/push/v1/notify", closed.port),
         "http://169.254.169.254/_matrix/push/v1/notify".to_owned(),
         "https://10.0.0.1/_matrix/push/v1/notify".to_owned(),
     ] {
@@ -505,7 +508,7 @@ fn a_gateway_at_a_denied_address_is_refused() {
     assert!(pushers(&server, &alice).is_empty());
     // A name is looked up when a notification is sent, and refused then if it points at
     // a denied address (src/service/pushers/gateway.rs tests that part).
-    let named = format!("http://localhost:{}/_matrix/push/v1/notify", free_port());
+    let named = format!("http://localhost:{}/_matrix/push/v1/notify", closed.port);
     set(&server, &alice, &pusher(&named, "named", None));
     assert_eq!(pushers(&server, &alice).len(), 1);
 }

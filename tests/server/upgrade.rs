@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::free_port;
+use crate::harness::{free_port, listens_on};
 
 const SERVER_NAME: &str = "fixture.hearth.test";
 
@@ -77,32 +77,52 @@ fn call(
     (status, response.json().unwrap_or(Value::Null))
 }
 
+/// Starts hearth on a fresh copy of the fixture and waits until it answers; returns the
+/// copy, the server and its address. Another test's server that took the port first
+/// (a free port is free only when chosen) is neither taken for this one (the listening
+/// socket must be the child's) nor left to spoil the copy: each try unpacks afresh.
+fn start_on_fixture(name: &str) -> (tempfile::TempDir, Running, String) {
+    for _ in 0..5 {
+        let (dir, data) = unpack(name);
+        let port = free_port();
+        let mut server = Running(
+            hearth(&data, port)
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start hearth"),
+        );
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::blocking::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if client
+                .get(format!("{base}/_matrix/client/versions"))
+                .send()
+                .is_ok()
+                && listens_on(server.0.id(), port)
+            {
+                return (dir, server, base);
+            }
+            if let Some(status) = server.0.try_wait().unwrap() {
+                let mut text = String::new();
+                std::io::Read::read_to_string(server.0.stderr.as_mut().unwrap(), &mut text)
+                    .unwrap();
+                if text.contains("cannot listen on") {
+                    break;
+                }
+                panic!("hearth refused the old data directory ({status}): {text}");
+            }
+            assert!(Instant::now() < deadline, "hearth did not start");
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+    panic!("five ports in a row were taken by others before hearth could bind them");
+}
+
 #[test]
 fn a_schema_1_data_directory_opens_with_its_accounts_rooms_and_messages() {
-    let (_dir, data) = unpack("data-schema-1.tar.gz");
-    let port = free_port();
-    let mut server = Running(
-        hearth(&data, port)
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start hearth"),
-    );
-    let base = format!("http://127.0.0.1:{port}");
+    let (_dir, _server, base) = start_on_fixture("data-schema-1.tar.gz");
     let client = reqwest::blocking::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while client
-        .get(format!("{base}/_matrix/client/versions"))
-        .send()
-        .is_err()
-    {
-        if let Some(status) = server.0.try_wait().unwrap() {
-            let mut text = String::new();
-            std::io::Read::read_to_string(server.0.stderr.as_mut().unwrap(), &mut text).unwrap();
-            panic!("hearth refused the old data directory ({status}): {text}");
-        }
-        assert!(Instant::now() < deadline, "hearth did not start");
-        std::thread::sleep(Duration::from_millis(25));
-    }
 
     let (status, login) = call(
         &client,

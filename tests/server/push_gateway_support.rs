@@ -28,6 +28,8 @@ struct Shared {
     received: Mutex<Vec<Value>>,
     arrived: Condvar,
     answers: Mutex<VecDeque<Answer>>,
+    /// Pushkeys rejected whenever a request is for them (after the scripted answers).
+    rejecting: Mutex<Vec<String>>,
 }
 
 pub struct Gateway {
@@ -41,7 +43,13 @@ async fn notify(
     State(shared): State<Arc<Shared>>,
     Json(body): Json<Value>,
 ) -> (StatusCode, Json<Value>) {
-    let answer = shared.answers.lock().unwrap().pop_front();
+    let pushkey = body["notification"]["devices"][0]["pushkey"].as_str();
+    let answer = shared.answers.lock().unwrap().pop_front().or_else(|| {
+        let rejecting = shared.rejecting.lock().unwrap();
+        pushkey
+            .filter(|key| rejecting.iter().any(|r| r == key))
+            .map(|key| Answer::Reject(vec![key.to_owned()]))
+    });
     shared.received.lock().unwrap().push(body);
     shared.arrived.notify_all();
     match answer {
@@ -105,6 +113,15 @@ impl Gateway {
     /// The next requests get these answers, in order.
     pub fn script(&self, answers: impl IntoIterator<Item = Answer>) {
         self.shared.answers.lock().unwrap().extend(answers);
+    }
+
+    /// Every request for this pushkey is answered by rejecting it.
+    pub fn reject(&self, pushkey: &str) {
+        self.shared
+            .rejecting
+            .lock()
+            .unwrap()
+            .push(pushkey.to_owned());
     }
 
     /// Waits until at least `n` requests arrived (failing after a generous minute).

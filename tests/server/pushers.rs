@@ -429,6 +429,71 @@ fn a_rejected_pushkey_removes_its_pusher() {
     );
 }
 
+/// The pushers of one gateway are sent their requests together (pipelined, see
+/// `src/service/pushers/origin.rs`): each still gets exactly its own notifications, in
+/// order, with its own badge, and a rejection removes only the pusher it names.
+#[test]
+fn pushers_sharing_a_gateway_each_get_their_own_notifications_in_order() {
+    let server = start_allowing_loopback();
+    let gateway = Gateway::start();
+    let alice = user(&server, "alice");
+    let room = create_room(&server, &alice, json!({"preset": "public_chat"}));
+    let names = ["bob", "carol", "dan", "erin", "frank", "gina"];
+    let members: Vec<User> = names
+        .iter()
+        .map(|name| {
+            let member = user(&server, name);
+            join(&server, &member, &room);
+            set(&server, &member, &pusher(&gateway.url(), name, None));
+            member
+        })
+        .collect();
+    gateway.reject("dan");
+    let events: Vec<String> = (0..4)
+        .map(|n| send_text(&server, &alice, &room, &format!("t{n}"), &format!("m{n}")))
+        .collect();
+    // Four notifications for each pusher but Dan's, which the first rejection removed.
+    let received = gateway.wait_for(5 * 4 + 1);
+    for (name, member) in names.iter().zip(&members) {
+        let own: Vec<&Value> = received
+            .iter()
+            .map(|n| &n["notification"])
+            .filter(|n| n["devices"][0]["pushkey"] == *name)
+            .collect();
+        if *name == "dan" {
+            assert_eq!(own.len(), 1, "{own:?}");
+            eventually(|| pushers(&server, member).is_empty());
+            continue;
+        }
+        let ids: Vec<&Value> = own.iter().map(|n| &n["event_id"]).collect();
+        assert_eq!(ids, events.iter().collect::<Vec<_>>(), "{name}");
+        // The badge is the count as of the newest visible event when the push goes:
+        // at least the notification's own place, never falling, all four at the end.
+        let badges: Vec<u64> = own
+            .iter()
+            .map(|n| n["counts"]["unread"].as_u64().unwrap())
+            .collect();
+        assert!(
+            badges.iter().enumerate().all(|(i, b)| *b > i as u64)
+                && badges.is_sorted()
+                && badges.last() == Some(&4),
+            "{name}: {badges:?}"
+        );
+        assert_eq!(pushers(&server, member).len(), 1);
+    }
+    // Nothing more arrives: the next event is pushed to the five left, once each.
+    let last = send_text(&server, &alice, &room, "t4", "last");
+    let received = gateway.wait_for(5 * 5 + 1);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let received_after = gateway.wait_for(0);
+    assert_eq!(received_after.len(), received.len());
+    let pushed_last = received
+        .iter()
+        .filter(|n| n["notification"]["event_id"] == last.as_str())
+        .count();
+    assert_eq!(pushed_last, 5);
+}
+
 #[test]
 fn logging_out_removes_the_pushers_the_device_set() {
     let mut server = TestServer::start();

@@ -12,7 +12,7 @@
 //! fails on a kept-alive connection before any of the answer arrived (the gateway closed
 //! it while idle) is sent once more on a new connection.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -38,6 +38,8 @@ pub struct GatewayClient {
     tls: TlsConnector,
     timeout: Duration,
     idle: Mutex<HashMap<Origin, Vec<(Instant, Conn)>>>,
+    /// Origins that broke a pipelined connection: their requests go one per exchange.
+    one_at_a_time: Mutex<HashSet<Origin>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -46,8 +48,9 @@ enum Host {
     Ip(IpAddr),
 }
 
+/// Where a gateway is: requests to one origin share its connections.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct Origin {
+pub(super) struct Origin {
     tls: bool,
     host: Host,
     port: u16,
@@ -60,14 +63,14 @@ struct Conn {
 
 /// A gateway URL made ready for requests (once per pusher worker).
 pub struct Target {
-    origin: Origin,
+    pub(super) origin: Origin,
     /// The request's head up to the value of `Content-Length`.
     head: Vec<u8>,
 }
 
 impl Target {
     /// The request: the head and `body`.
-    fn request(&self, body: &[u8]) -> Vec<u8> {
+    pub(super) fn request(&self, body: &[u8]) -> Vec<u8> {
         let mut request = Vec::with_capacity(self.head.len() + 24 + body.len());
         request.extend_from_slice(&self.head);
         request.extend_from_slice(body.len().to_string().as_bytes());
@@ -129,6 +132,7 @@ impl GatewayClient {
             tls: TlsConnector::from(Arc::new(tls_config(extra_ca_files)?)),
             timeout,
             idle: Mutex::new(HashMap::new()),
+            one_at_a_time: Mutex::new(HashSet::new()),
         })
     }
 
@@ -211,6 +215,123 @@ impl GatewayClient {
             self.put_idle(origin, conn);
         }
         Ok(answer)
+    }
+
+    /// Sends requests to one origin pipelined (HTTP/1.1): all of them written at once on
+    /// one connection, the answers read in their order. One result per request, in
+    /// order; the whole batch has the client's timeout.
+    ///
+    /// Requests left unanswered when a connection ends (the gateway closed it, said
+    /// `Connection: close`, or its answer broke off) are written again on another
+    /// connection; a request whose answer had begun is not (it fails). An origin that
+    /// closes a pipelined connection without a word after answering part of it is sent
+    /// one request per exchange from then on.
+    ///
+    /// Also returns the mean time between consecutive answers on one connection, when
+    /// there were two: how long the gateway takes per request it is sent pipelined.
+    pub(super) async fn post_batch(
+        &self,
+        origin: &Origin,
+        requests: &[Vec<u8>],
+    ) -> (Vec<Result<Answer, String>>, Option<Duration>) {
+        let mut results = Vec::with_capacity(requests.len());
+        let mut gaps = Gaps::default();
+        let done = tokio::time::timeout(
+            self.timeout,
+            self.batch(origin, requests, &mut results, &mut gaps),
+        )
+        .await;
+        if done.is_err() {
+            if !results.is_empty() && results.len() < requests.len() {
+                // Part answered, then silence: perhaps the gateway reads one at a time.
+                lock(&self.one_at_a_time).insert(origin.clone());
+            }
+            let error = format!("no answer within {:?}", self.timeout);
+            results.resize_with(requests.len(), || Err(error.clone()));
+        }
+        (results, gaps.mean())
+    }
+
+    /// Whether requests to `origin` may be pipelined.
+    pub(super) fn pipelines(&self, origin: &Origin) -> bool {
+        !lock(&self.one_at_a_time).contains(origin)
+    }
+
+    async fn batch(
+        &self,
+        origin: &Origin,
+        requests: &[Vec<u8>],
+        results: &mut Vec<Result<Answer, String>>,
+        gaps: &mut Gaps,
+    ) {
+        while results.len() < requests.len() {
+            let rest = &requests[results.len()..];
+            let (mut conn, fresh) = match self.take_idle(origin) {
+                Some(conn) => (conn, false),
+                None => match self.connect(origin).await {
+                    Ok(conn) => (conn, true),
+                    Err(e) => {
+                        results.resize_with(requests.len(), || Err(e.clone()));
+                        return;
+                    }
+                },
+            };
+            let sending = if lock(&self.one_at_a_time).contains(origin) {
+                &rest[..1]
+            } else {
+                rest
+            };
+            let before = results.len();
+            let mut kept = true;
+            let mut broke = None;
+            match http1::write(&mut conn.io, &sending.concat()).await {
+                Err(failed) => broke = Some(failed),
+                Ok(()) => {
+                    let mut last = None;
+                    for _ in sending {
+                        match http1::read_answer(&mut conn.io, &mut conn.buf).await {
+                            Ok((answer, keep_alive)) => {
+                                let now = Instant::now();
+                                if let Some(last) = last {
+                                    gaps.add(now - last);
+                                }
+                                last = Some(now);
+                                results.push(Ok(answer));
+                                if !keep_alive {
+                                    kept = false;
+                                    break;
+                                }
+                            }
+                            Err(failed) => {
+                                broke = Some(failed);
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            let answered = results.len() - before;
+            let Some(failed) = broke else {
+                // Anything after the answers was not asked for: the connection goes.
+                if kept && conn.buf.is_empty() {
+                    self.put_idle(origin, conn);
+                }
+                continue;
+            };
+            if failed.answered {
+                // This request's answer broke off: it fails; the rest go again.
+                results.push(Err(failed.error));
+            } else if answered > 0 {
+                // Closed after answering part of a pipelined batch.
+                lock(&self.one_at_a_time).insert(origin.clone());
+            } else if fresh {
+                // A new connection that answered nothing: the gateway is not there.
+                results.resize_with(requests.len(), || Err(failed.error.clone()));
+                return;
+            }
+            // Else a kept connection that was closed while idle: the batch goes on a
+            // new one.
+        }
     }
 
     /// The most recently used idle connection to `origin` that is not too old.
@@ -298,6 +419,24 @@ impl GatewayClient {
             io,
             buf: Vec::new(),
         })
+    }
+}
+
+/// The times between consecutive answers to pipelined requests.
+#[derive(Default)]
+struct Gaps {
+    total: Duration,
+    count: u32,
+}
+
+impl Gaps {
+    fn add(&mut self, gap: Duration) {
+        self.total += gap;
+        self.count += 1;
+    }
+
+    fn mean(&self) -> Option<Duration> {
+        (self.count > 0).then(|| self.total / self.count)
     }
 }
 
@@ -451,6 +590,126 @@ mod tests {
             )
         );
         assert!(heads[2].ends_with("{\"n\":3}"));
+    }
+
+    /// A gateway that answers each request with its body, in order, and ends a
+    /// connection after `per_connection` requests: saying so in that answer
+    /// (`Connection: close`) when `announced`, else just closing it. Counts connections.
+    async fn echo_gateway(per_connection: usize, announced: bool) -> (u16, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut stream = BufReader::new(stream);
+                    for n in 1..=per_connection {
+                        let mut length = 0;
+                        loop {
+                            let mut line = String::new();
+                            if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if let Some(value) = line.strip_prefix("Content-Length: ") {
+                                length = value.trim().parse().unwrap();
+                            }
+                            if line == "\r\n" {
+                                break;
+                            }
+                        }
+                        let mut body = vec![0; length];
+                        stream.read_exact(&mut body).await.unwrap();
+                        let close = if n == per_connection && announced {
+                            "Connection: close\r\n"
+                        } else {
+                            ""
+                        };
+                        let head = format!(
+                            "HTTP/1.1 200 OK\r\n{close}Content-Length: {}\r\n\r\n",
+                            body.len()
+                        );
+                        let answer = [head.as_bytes(), &body].concat();
+                        if stream.get_mut().write_all(&answer).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (port, accepted)
+    }
+
+    fn bodies(results: Vec<Result<Answer, String>>) -> Vec<String> {
+        results
+            .into_iter()
+            .map(|r| String::from_utf8(r.unwrap().body).unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_batch_goes_pipelined_on_one_connection_and_its_answers_in_order() {
+        let (port, accepted) = echo_gateway(usize::MAX, false).await;
+        let client = GatewayClient::new(Vec::new(), &[], Duration::from_secs(30)).unwrap();
+        let target = client
+            .target(&format!("http://127.0.0.1:{port}/_matrix/push/v1/notify"))
+            .unwrap();
+        let requests: Vec<Vec<u8>> = (0..5)
+            .map(|n| target.request(format!("{{\"n\":{n}}}").as_bytes()))
+            .collect();
+        let (answers, gap) = client.post_batch(&target.origin, &requests).await;
+        assert!(gap.is_some());
+        let expected: Vec<String> = (0..5).map(|n| format!("{{\"n\":{n}}}")).collect();
+        assert_eq!(bodies(answers), expected);
+        // The connection is kept for the next batch.
+        let (answers, _) = client.post_batch(&target.origin, &requests[..2]).await;
+        assert_eq!(bodies(answers), expected[..2]);
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn requests_left_unanswered_go_again_on_new_connections() {
+        // Two answers, then `Connection: close`: the rest goes on a new connection, and
+        // the origin is still sent batches.
+        let (port, accepted) = echo_gateway(2, true).await;
+        let client = GatewayClient::new(Vec::new(), &[], Duration::from_secs(30)).unwrap();
+        let target = client
+            .target(&format!("http://127.0.0.1:{port}/_matrix/push/v1/notify"))
+            .unwrap();
+        let requests: Vec<Vec<u8>> = (0..5)
+            .map(|n| target.request(format!("{n}").as_bytes()))
+            .collect();
+        let (answers, _) = client.post_batch(&target.origin, &requests).await;
+        assert_eq!(bodies(answers), ["0", "1", "2", "3", "4"]);
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+        assert!(client.pipelines(&target.origin));
+
+        // One answer, then the connection closes without a word: the origin is sent one
+        // request per exchange from then on, and every request is answered.
+        let (port, accepted) = echo_gateway(1, false).await;
+        let target = client
+            .target(&format!("http://127.0.0.1:{port}/_matrix/push/v1/notify"))
+            .unwrap();
+        let (answers, _) = client.post_batch(&target.origin, &requests).await;
+        assert_eq!(bodies(answers), ["0", "1", "2", "3", "4"]);
+        assert_eq!(accepted.load(Ordering::SeqCst), 5);
+        assert!(!client.pipelines(&target.origin));
+
+        // Nobody there: every request fails, with the reason.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let target = client
+            .target(&format!("http://127.0.0.1:{port}/_matrix/push/v1/notify"))
+            .unwrap();
+        let (answers, _) = client.post_batch(&target.origin, &requests[..3]).await;
+        assert_eq!(answers.len(), 3);
+        assert!(
+            answers
+                .iter()
+                .all(|a| a.as_ref().is_err_and(|e| e.contains("connect")))
+        );
     }
 
     /// A certificate authority and a certificate it issued for `localhost`, as PEM.

@@ -189,9 +189,25 @@ pub(super) async fn exchange(
     buf: &mut Vec<u8>,
     request: &[u8],
 ) -> Result<(Answer, bool), Failed> {
-    io.write_all(request)
+    write(io, request).await?;
+    let (answer, keep_alive) = read_answer(io, buf).await?;
+    // Anything after the answer was not asked for: the connection is not used again.
+    let reusable = keep_alive && buf.is_empty();
+    buf.clear();
+    Ok((answer, reusable))
+}
+
+/// Writes requests (heads and bodies, one or several pipelined) in one piece.
+pub(super) async fn write(io: &mut Io, requests: &[u8]) -> Result<(), Failed> {
+    io.write_all(requests)
         .await
-        .map_err(|e| failed(false, format!("cannot write to the gateway: {e}")))?;
+        .map_err(|e| failed(false, format!("cannot write to the gateway: {e}")))
+}
+
+/// Reads the next answer from the start of `buf` (reading more from `io` as needed) and
+/// removes it from `buf`, leaving what follows it: the start of the next answer to a
+/// pipelined request. The flag: whether the gateway keeps the connection open after it.
+pub(super) async fn read_answer(io: &mut Io, buf: &mut Vec<u8>) -> Result<(Answer, bool), Failed> {
     let head = loop {
         if !buf.is_empty()
             && let Some(head) = parse_head(buf).map_err(|e| failed(true, e))?
@@ -232,15 +248,13 @@ pub(super) async fn exchange(
             }
         },
     };
-    // Anything after the answer was not asked for: the connection is not used again.
-    let reusable = head.keep_alive && end == buf.len();
-    buf.clear();
+    buf.drain(..end);
     Ok((
         Answer {
             status: head.status,
             body,
         },
-        reusable,
+        head.keep_alive,
     ))
 }
 

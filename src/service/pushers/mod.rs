@@ -1,12 +1,15 @@
 //! Pushers: the push gateways (`http`) and Web Push subscriptions (`webpush`, MSC4174)
 //! a user's devices registered with `/pushers/set`, and the background delivery to them.
 //!
-//! Each pusher has its own worker (its queue is the user's recorded notifications after
-//! the pusher's stored progress), started when the pusher is set or at start-up and ended
-//! by shutdown or the pusher's removal. Sending an event hands its notifications to the
-//! workers of the users it notifies ([`feed`]) once they are written, and wakes those
-//! workers once the event is visible: it never waits for a gateway. The workers' progress
-//! is stored for all of them together, once a second.
+//! Each pusher has its queue (the user's recorded notifications after the pusher's stored
+//! progress, [`lane`]), served from when the pusher is set or from start-up until shutdown
+//! or the pusher's removal: the HTTP pushers of one gateway origin by that origin's
+//! worker, which sends their requests together ([`origin`]), the others (Web Push, a
+//! gateway URL that cannot be posted to) each by a worker of its own ([`deliver`]).
+//! Sending an event hands its notifications to the queues of the users it notifies
+//! ([`feed`]) once they are written, and wakes their workers once the event is visible:
+//! it never waits for a gateway. The queues' progress is stored for all of them
+//! together, once a second.
 
 mod activation;
 mod body;
@@ -14,6 +17,8 @@ mod deliver;
 mod feed;
 mod gateway;
 mod http1;
+mod lane;
+mod origin;
 mod set;
 mod vapid;
 mod webpush;
@@ -67,6 +72,10 @@ pub struct Pushers {
     /// The event stream position up to which every notification is written.
     visible: AtomicU64,
     workers: Mutex<HashMap<OwnedUserId, HashMap<Vec<u8>, Worker>>>,
+    /// The workers of the gateway origins, started with their first pusher.
+    origins: Mutex<HashMap<gateway::Origin, Arc<origin::OriginQueue>>>,
+    /// The ID of the next pusher served by an origin's worker.
+    next_id: AtomicU64,
     /// The newest events' notification parts, shared by their pushers.
     parts: Mutex<body::EventParts>,
     shutdown: tokio::sync::watch::Receiver<bool>,
@@ -74,7 +83,33 @@ pub struct Pushers {
 
 struct Worker {
     signals: Arc<Signals>,
-    task: tokio::task::JoinHandle<()>,
+    serving: Serving,
+}
+
+/// Who serves a pusher.
+enum Serving {
+    /// A worker of its own.
+    Task(tokio::task::JoinHandle<()>),
+    /// Its gateway origin's worker, which knows it by this ID.
+    Origin(Arc<origin::OriginQueue>, u64),
+}
+
+impl Worker {
+    /// Something to do (the flags say what).
+    fn notify(&self) {
+        match &self.serving {
+            Serving::Task(_) => self.signals.work.notify_one(),
+            Serving::Origin(queue, id) => queue.ready(*id),
+        }
+    }
+
+    /// Ends the serving of the pusher.
+    fn end(&self) {
+        match &self.serving {
+            Serving::Task(task) => task.abort(),
+            Serving::Origin(queue, id) => queue.leave(*id),
+        }
+    }
 }
 
 struct Signals {
@@ -139,6 +174,8 @@ impl Pushers {
             events,
             visible: AtomicU64::new(0),
             workers: Mutex::new(HashMap::new()),
+            origins: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
             parts: Mutex::default(),
             shutdown,
         }))
@@ -247,7 +284,7 @@ impl Pushers {
                 // A worker is woken once until it looks: one that has not looked since
                 // the last wake (busy pushing) takes these notifications with those.
                 if !worker.signals.new.swap(true, Ordering::SeqCst) {
-                    worker.signals.work.notify_one();
+                    worker.notify();
                 }
             }
         }
@@ -258,7 +295,7 @@ impl Pushers {
         let workers = lock(&self.workers);
         for worker in workers.get(user_id).into_iter().flat_map(|w| w.values()) {
             worker.signals.badge.store(true, Ordering::SeqCst);
-            worker.signals.work.notify_one();
+            worker.notify();
         }
     }
 
@@ -277,17 +314,53 @@ impl Pushers {
         let user_workers = workers.entry(user_id.to_owned()).or_default();
         let mut carried = 0;
         if let Some(previous) = user_workers.remove(&key) {
-            previous.task.abort();
+            previous.end();
             carried = previous.signals.progress.load(Ordering::SeqCst);
         }
-        let task = tokio::spawn(self.clone().run(
-            user_id.to_owned(),
-            key.clone(),
-            record,
-            signals.clone(),
-            carried,
-        ));
-        user_workers.insert(key, Worker { signals, task });
+        let target = match record.data.get("url").and_then(serde_json::Value::as_str) {
+            Some(url) if record.activation.is_none() && !webpush::is_webpush(&record.kind) => {
+                self.gateway.target(url).ok()
+            }
+            _ => None,
+        };
+        let serving = match target {
+            Some(target) => {
+                let queue = self.origin_queue(&target.origin);
+                let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+                queue.join(
+                    id,
+                    origin::Member {
+                        user_id: user_id.to_owned(),
+                        key: key.clone(),
+                        record,
+                        signals: signals.clone(),
+                        target,
+                        carried,
+                    },
+                );
+                Serving::Origin(queue, id)
+            }
+            None => Serving::Task(tokio::spawn(self.clone().run(
+                user_id.to_owned(),
+                key.clone(),
+                record,
+                signals.clone(),
+                carried,
+            ))),
+        };
+        user_workers.insert(key, Worker { signals, serving });
+    }
+
+    /// The queue of the origin's worker, which is started with its first pusher.
+    fn origin_queue(self: &Arc<Self>, origin: &gateway::Origin) -> Arc<origin::OriginQueue> {
+        let mut origins = lock(&self.origins);
+        if let Some(queue) = origins.get(origin) {
+            return queue.clone();
+        }
+        let queue = origin::OriginQueue::new(origin.clone());
+        origins.insert(origin.clone(), queue.clone());
+        tokio::spawn(self.clone().serve_origin(queue.clone()));
+        queue
     }
 
     /// Ends the worker of a removed pusher.
@@ -296,7 +369,7 @@ impl Pushers {
         let mut workers = lock(&self.workers);
         if let Some(user_workers) = workers.get_mut(user_id) {
             if let Some(worker) = user_workers.remove(&key) {
-                worker.task.abort();
+                worker.end();
             }
             if user_workers.is_empty() {
                 workers.remove(user_id);
@@ -312,6 +385,7 @@ impl Pushers {
             // Replaced meanwhile: the new pusher is not this one.
             return;
         }
+        tracing::info!(user = %user_id, app_id = %record.app_id, "the gateway rejected the pushkey (or the push service has no such subscription); removing the pusher");
         let mut batch = self.store.batch();
         batch.delete_pusher(user_id.as_str(), &record.app_id, &record.pushkey);
         if let Err(e) = self.store.write(batch) {

@@ -514,6 +514,31 @@ mod tests {
         assert!(accepted.join().unwrap());
     }
 
+    /// Reads one request (its head, as text, and its body) from a test gateway's
+    /// connection; `None` at the connection's end.
+    async fn read_request(
+        stream: &mut (impl AsyncBufReadExt + AsyncReadExt + Unpin),
+    ) -> Option<(String, Vec<u8>)> {
+        let mut head = String::new();
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
+                return None;
+            }
+            if let Some(value) = line.strip_prefix("Content-Length: ") {
+                length = value.trim().parse().unwrap();
+            }
+            head.push_str(&line);
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0; length];
+        stream.read_exact(&mut body).await.ok()?;
+        Some((head, body))
+    }
+
     /// A gateway that answers the first request of the server with a chunked body, the
     /// others with a length, each connection's second request being its last (the
     /// connection is then closed, as a gateway closes an idle one).
@@ -531,23 +556,9 @@ mod tests {
                 tokio::spawn(async move {
                     let mut stream = BufReader::new(stream);
                     for _ in 0..2 {
-                        let mut head = String::new();
-                        let mut length = 0;
-                        loop {
-                            let mut line = String::new();
-                            if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
-                                return;
-                            }
-                            if let Some(value) = line.strip_prefix("Content-Length: ") {
-                                length = value.trim().parse().unwrap();
-                            }
-                            head.push_str(&line);
-                            if line == "\r\n" {
-                                break;
-                            }
-                        }
-                        let mut body = vec![0; length];
-                        stream.read_exact(&mut body).await.unwrap();
+                        let Some((head, body)) = read_request(&mut stream).await else {
+                            return;
+                        };
                         lock(&seen).push(head + std::str::from_utf8(&body).unwrap());
                         let answer: &[u8] = if answered.fetch_add(1, Ordering::SeqCst) == 0 {
                             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"re\r\nE\r\njected\":[\"k\"]}\r\n0\r\n\r\n"
@@ -606,21 +617,9 @@ mod tests {
                 tokio::spawn(async move {
                     let mut stream = BufReader::new(stream);
                     for n in 1..=per_connection {
-                        let mut length = 0;
-                        loop {
-                            let mut line = String::new();
-                            if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
-                                return;
-                            }
-                            if let Some(value) = line.strip_prefix("Content-Length: ") {
-                                length = value.trim().parse().unwrap();
-                            }
-                            if line == "\r\n" {
-                                break;
-                            }
-                        }
-                        let mut body = vec![0; length];
-                        stream.read_exact(&mut body).await.unwrap();
+                        let Some((_, body)) = read_request(&mut stream).await else {
+                            return;
+                        };
                         let close = if n == per_connection && announced {
                             "Connection: close\r\n"
                         } else {
@@ -752,19 +751,7 @@ mod tests {
                     continue;
                 };
                 let mut stream = BufReader::new(stream);
-                let mut length = 0;
-                loop {
-                    let mut line = String::new();
-                    stream.read_line(&mut line).await.unwrap();
-                    if let Some(value) = line.strip_prefix("Content-Length: ") {
-                        length = value.trim().parse().unwrap();
-                    }
-                    if line == "\r\n" {
-                        break;
-                    }
-                }
-                let mut body = vec![0; length];
-                stream.read_exact(&mut body).await.unwrap();
+                read_request(&mut stream).await.unwrap();
                 let answer =
                     b"HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n{\"rejected\":[\"tls\"]}";
                 stream.get_mut().write_all(answer).await.unwrap();

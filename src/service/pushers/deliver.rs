@@ -1,8 +1,9 @@
-//! A pusher's worker: sends the user's new notifications to the push gateway (or Web
-//! Push service) one at a time, in order, retrying with exponential backoff, and to a
-//! gateway a badge-only update when the user's unread count dropped because they read on
-//! some device. A Web Push pusher waiting for its activation only gets its validation
-//! push.
+//! The worker of a pusher that has one of its own: a Web Push subscription, or an HTTP
+//! pusher whose gateway URL cannot be posted to (its attempts fail, with backoff, until
+//! it is set again). It sends its lane's requests ([`super::lane`]) one at a time, in
+//! order. A Web Push pusher waiting for its activation only gets its validation push.
+//! The HTTP pushers of a gateway that can be posted to are served by its origin's worker
+//! ([`super::origin`]), which also uses [`outcome`] to read the gateway's answers.
 
 use std::sync::Arc;
 

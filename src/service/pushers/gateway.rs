@@ -4,13 +4,14 @@
 //! posted to, whether the URL names it as an IP literal or through a hostname, and no
 //! redirect is followed (a redirect is an answer like any other that is not a success).
 //!
-//! A notify request is one HTTP/1.1 exchange ([`super::http1`]) on a kept-alive
-//! connection to the gateway's origin (scheme, host and port), taken from a small pool
-//! and put back once the answer is read: the worker's own task writes and reads, with no
-//! client layers between. HTTPS is rustls with the same trust as before (the Mozilla roots
-//! of `webpki-roots` and `federation.extra_ca_files`, ALPN `http/1.1`). A request that
-//! fails on a kept-alive connection before any of the answer arrived (the gateway closed
-//! it while idle) is sent once more on a new connection.
+//! Notify requests go out over HTTP/1.1 ([`super::http1`]) on a kept-alive connection to
+//! the gateway's origin (scheme, host and port), taken from a pool and put back once the
+//! answers are read: several requests to one origin are written together, pipelined
+//! ([`GatewayClient::post_batch`]), by the calling task itself, with no client layers
+//! between. HTTPS is rustls with the same trust as before (the Mozilla roots of
+//! `webpki-roots` and `federation.extra_ca_files`, ALPN `http/1.1`). Requests that a
+//! kept-alive connection leaves unanswered (the gateway closed it while idle) are sent
+//! again on a new connection.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -186,35 +187,10 @@ impl GatewayClient {
     /// POSTs `body` (JSON) to the gateway; an error is a text for the log. The whole
     /// exchange, connecting included, has the client's timeout.
     pub async fn post(&self, target: &Target, body: &[u8]) -> Result<Answer, String> {
-        let request = target.request(body);
-        match tokio::time::timeout(self.timeout, self.exchange(&target.origin, &request)).await {
-            Ok(answer) => answer,
-            Err(_) => Err(format!("no answer within {:?}", self.timeout)),
-        }
-    }
-
-    async fn exchange(&self, origin: &Origin, request: &[u8]) -> Result<Answer, String> {
-        if let Some(mut conn) = self.take_idle(origin) {
-            match http1::exchange(&mut conn.io, &mut conn.buf, request).await {
-                Ok((answer, reusable)) => {
-                    if reusable {
-                        self.put_idle(origin, conn);
-                    }
-                    return Ok(answer);
-                }
-                // Closed while idle, most likely: once more on a new connection.
-                Err(failed) if !failed.answered => {}
-                Err(failed) => return Err(failed.error),
-            }
-        }
-        let mut conn = self.connect(origin).await?;
-        let (answer, reusable) = http1::exchange(&mut conn.io, &mut conn.buf, request)
-            .await
-            .map_err(|failed| failed.error)?;
-        if reusable {
-            self.put_idle(origin, conn);
-        }
-        Ok(answer)
+        let (mut answers, _) = self
+            .post_batch(&target.origin, &[target.request(body)])
+            .await;
+        answers.pop().unwrap_or_else(|| Err("no answer".to_owned()))
     }
 
     /// Sends requests to one origin pipelined (HTTP/1.1): all of them written at once on

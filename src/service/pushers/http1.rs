@@ -1,11 +1,12 @@
-//! One HTTP/1.1 exchange on a push gateway connection: the request written in one piece,
-//! the answer read and parsed (`httparse`) in the calling task. No connection task, no
-//! channels, no header maps: a notify request is a few hundred bytes out and
-//! `{"rejected":[]}` back, thousands of times a second on a busy server.
+//! HTTP/1.1 on a push gateway connection: requests written in one piece (one, or several
+//! pipelined), answers read and parsed (`httparse`) one after the other in the calling
+//! task. No connection task, no channels, no header maps: a notify request is a few
+//! hundred bytes out and `{"rejected":[]}` back, thousands of times a second on a busy
+//! server.
 //!
-//! The answer's body is framed by `Content-Length`, chunked transfer coding, or the end
-//! of the connection; a connection is kept for the next request when the answer was
-//! HTTP/1.1 without `Connection: close` and nothing followed it.
+//! An answer's body is framed by `Content-Length`, chunked transfer coding, or the end
+//! of the connection; what follows an answer in the read buffer is left there for the
+//! next one.
 
 use std::io;
 
@@ -179,22 +180,6 @@ fn dechunk(buf: &[u8], mut at: usize) -> Result<Option<(Vec<u8>, usize)>, String
         }
         at += size + 2;
     }
-}
-
-/// Sends `request` (head and body) on `io` and reads the answer; `buf` is the
-/// connection's read buffer, empty before and, when the connection may be used again,
-/// after. The flag: whether it may.
-pub(super) async fn exchange(
-    io: &mut Io,
-    buf: &mut Vec<u8>,
-    request: &[u8],
-) -> Result<(Answer, bool), Failed> {
-    write(io, request).await?;
-    let (answer, keep_alive) = read_answer(io, buf).await?;
-    // Anything after the answer was not asked for: the connection is not used again.
-    let reusable = keep_alive && buf.is_empty();
-    buf.clear();
-    Ok((answer, reusable))
 }
 
 /// Writes requests (heads and bodies, one or several pipelined) in one piece.

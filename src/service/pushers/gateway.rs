@@ -446,6 +446,13 @@ mod tests {
         (listener, port)
     }
 
+    /// The notify URL of a test gateway on a loopback port, made ready.
+    fn local_target(client: &GatewayClient, port: u16) -> Target {
+        client
+            .target(&format!("http://127.0.0.1:{port}/_matrix/push/v1/notify"))
+            .unwrap()
+    }
+
     async fn post(client: &GatewayClient, url: &str, body: &[u8]) -> Result<Answer, String> {
         let target = client.target(url)?;
         client.post(&target, body).await
@@ -553,9 +560,7 @@ mod tests {
     async fn connections_are_kept_and_one_closed_meanwhile_is_replaced() {
         let (port, accepted, heads) = closing_gateway().await;
         let client = GatewayClient::new(Vec::new(), &[], Duration::from_secs(30)).unwrap();
-        let target = client
-            .target(&format!("http://127.0.0.1:{port}/_matrix/push/v1/notify"))
-            .unwrap();
+        let target = local_target(&client, port);
         let first = client.post(&target, b"{\"n\":1}").await.unwrap();
         assert_eq!(first.status, 200);
         assert_eq!(first.body, br#"{"rejected":["k"]}"#);
@@ -627,9 +632,7 @@ mod tests {
     async fn a_batch_goes_pipelined_on_one_connection_and_its_answers_in_order() {
         let (port, accepted) = echo_gateway(usize::MAX, false).await;
         let client = GatewayClient::new(Vec::new(), &[], Duration::from_secs(30)).unwrap();
-        let target = client
-            .target(&format!("http://127.0.0.1:{port}/_matrix/push/v1/notify"))
-            .unwrap();
+        let target = local_target(&client, port);
         let requests: Vec<Vec<u8>> = (0..5)
             .map(|n| target.request(format!("{{\"n\":{n}}}").as_bytes()))
             .collect();
@@ -649,9 +652,7 @@ mod tests {
         // the origin is still sent batches.
         let (port, accepted) = echo_gateway(2, true).await;
         let client = GatewayClient::new(Vec::new(), &[], Duration::from_secs(30)).unwrap();
-        let target = client
-            .target(&format!("http://127.0.0.1:{port}/_matrix/push/v1/notify"))
-            .unwrap();
+        let target = local_target(&client, port);
         let requests: Vec<Vec<u8>> = (0..5)
             .map(|n| target.request(format!("{n}").as_bytes()))
             .collect();
@@ -663,9 +664,7 @@ mod tests {
         // One answer, then the connection closes without a word: the origin is sent one
         // request per exchange from then on, and every request is answered.
         let (port, accepted) = echo_gateway(1, false).await;
-        let target = client
-            .target(&format!("http://127.0.0.1:{port}/_matrix/push/v1/notify"))
-            .unwrap();
+        let target = local_target(&client, port);
         let (answers, _) = client.post_batch(&target.origin, &requests).await;
         assert_eq!(bodies(answers), ["0", "1", "2", "3", "4"]);
         assert_eq!(accepted.load(Ordering::SeqCst), 5);
@@ -675,9 +674,7 @@ mod tests {
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = closed.local_addr().unwrap().port();
         drop(closed);
-        let target = client
-            .target(&format!("http://127.0.0.1:{port}/_matrix/push/v1/notify"))
-            .unwrap();
+        let target = local_target(&client, port);
         let (answers, _) = client.post_batch(&target.origin, &requests[..3]).await;
         assert_eq!(answers.len(), 3);
         assert!(

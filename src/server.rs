@@ -2,6 +2,7 @@
 //! is configured, plain HTTP otherwise) until a signal.
 
 mod check;
+mod stalls;
 mod tls;
 
 use std::net::SocketAddr;
@@ -38,6 +39,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let header_read_secs = config.limits.header_read_secs;
     let services = Arc::new(Services::new(config, store, keys)?);
     services.start_workers()?;
+    tokio::spawn(stalls::watch(services.shutdown_started()));
     return_start_up_memory();
     let app = axum::ServiceExt::<axum::http::Request<_>>::into_make_service_with_connect_info::<
         SocketAddr,

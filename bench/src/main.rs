@@ -347,6 +347,16 @@ async fn single(args: Args, placement: Placement, load_before: Option<[f64; 3]>)
             gateway.notifies()
         );
     }
+    // Stalls the server noticed (a runtime that ran no task, a slow fsync) and anything
+    // else it warned of: the server's side of a slow second in the table.
+    let log = server.log();
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains("WARN")).collect();
+    for line in warnings.iter().take(20) {
+        eprintln!("server warned: {line}");
+    }
+    if warnings.len() > 20 {
+        eprintln!("server warned {} more times", warnings.len() - 20);
+    }
     let log_tail = server.log_tail();
     let stopped = server.stop().await;
     let failed = outcome?;

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
-use crate::run::Summary;
+use crate::run::{SLOW_MS, Summary};
 use crate::transport::{Setup, Transport};
 
 /// The prefix of the machine-readable line, for `grep`.
@@ -168,7 +168,7 @@ pub fn json_line(
         setup.members.iter().max().copied().unwrap_or(0),
     );
     let ms = |p: f64| summary.latency_ms(p).map(round2);
-    json!({
+    let mut line = json!({
         "commit": c.commit,
         "server_bin": c.server_bin,
         "date": c.date,
@@ -213,7 +213,15 @@ pub fn json_line(
         "setup_s": round2(c.setup_secs),
         "e2ee": e2ee_json(c, summary),
         "pushers": c.pushers,
-    })
+    });
+    // Added apart: one macro call with every field passes `json!`'s recursion limit.
+    line["run_started_unix_ms"] = json!(summary.epoch_unix_ms);
+    line["slow_seconds"] = summary
+        .slow_seconds
+        .iter()
+        .map(|s| json!({"second": s.second, "count": s.count, "max_ms": s.max_ms}))
+        .collect();
+    line
 }
 
 /// The encryption traffic of a run, or null without `--e2ee`.
@@ -496,6 +504,21 @@ pub fn print_table(
                 }
                 for sample in &summary.error_samples {
                     println!("{} error: {sample}", transport.name());
+                }
+                if !summary.slow_seconds.is_empty() {
+                    let seconds: Vec<String> = summary
+                        .slow_seconds
+                        .iter()
+                        .map(|s| {
+                            let at = utc_date(summary.epoch_unix_ms / 1000 + s.second);
+                            format!("{} ({at}): {}, max {} ms", s.second, s.count, s.max_ms)
+                        })
+                        .collect();
+                    println!(
+                        "{}: deliveries of {SLOW_MS} ms or more, by second sent: {}",
+                        transport.name(),
+                        seconds.join("; ")
+                    );
                 }
             }
             Err(error) => println!("{} failed: {error:#}", transport.name()),

@@ -19,6 +19,9 @@ const ERROR_SAMPLES: usize = 5;
 /// State shared by the sender and every receiver of a run.
 pub struct Run {
     epoch: Instant,
+    /// The same moment as `epoch`, in milliseconds since the Unix epoch: where the run's
+    /// clock is on the server log's.
+    pub epoch_unix_ms: u64,
     /// Bench ID of message 0 of this run; message `i` has ID `first_id + i`.
     pub first_id: u64,
     /// The room of each message.
@@ -44,8 +47,12 @@ impl Run {
     pub fn new(first_id: u64, rooms: Vec<u32>) -> Self {
         let answers = rooms.iter().map(|_| AtomicU8::new(PENDING)).collect();
         let answered_at = rooms.iter().map(|_| AtomicU64::new(0)).collect();
+        let epoch_unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
         Self {
             epoch: Instant::now(),
+            epoch_unix_ms,
             first_id,
             rooms,
             answers,
@@ -232,6 +239,18 @@ pub struct CpuUse {
     pub wall: Duration,
 }
 
+/// A delivery this late or later counts in [`Summary::slow_seconds`].
+pub const SLOW_MS: u64 = 50;
+
+/// The slow deliveries of the messages sent in one second of a run.
+#[derive(Debug, PartialEq)]
+pub struct SlowSecond {
+    /// The second of the run (0 is the first).
+    pub second: u64,
+    pub count: u64,
+    pub max_ms: u64,
+}
+
 /// The figures of one run.
 pub struct Summary {
     pub sent: usize,
@@ -252,6 +271,11 @@ pub struct Summary {
     /// With `--e2ee`, the same for messages scheduled after every sender's first room
     /// key share had ended (`Run::first_shares_done`): the run without its opening burst.
     pub after_first_shares: Vec<u64>,
+    /// The deliveries that took [`SLOW_MS`] or more, by the second of the run their
+    /// message was sent in: where in the run a stall was, and how many it held up.
+    pub slow_seconds: Vec<SlowSecond>,
+    /// When the run's clock began, in milliseconds since the Unix epoch.
+    pub epoch_unix_ms: u64,
     /// To-device messages of this run received, their latencies (sorted), and those of
     /// an earlier run.
     pub to_device_received: u64,
@@ -265,6 +289,26 @@ pub struct Summary {
     pub memory: Option<Memory>,
     pub errors: u64,
     pub error_samples: Vec<String>,
+}
+
+/// Groups slow deliveries, (second sent, milliseconds taken), by second.
+fn slow_seconds(mut slow: Vec<(u64, u64)>) -> Vec<SlowSecond> {
+    slow.sort_unstable();
+    let mut seconds: Vec<SlowSecond> = Vec::new();
+    for (second, ms) in slow {
+        match seconds.last_mut() {
+            Some(last) if last.second == second => {
+                last.count += 1;
+                last.max_ms = last.max_ms.max(ms);
+            }
+            _ => seconds.push(SlowSecond {
+                second,
+                count: 1,
+                max_ms: ms,
+            }),
+        }
+    }
+    seconds
 }
 
 impl Summary {
@@ -303,6 +347,8 @@ impl Summary {
             superseded: 0,
             latencies: Vec::with_capacity(expected as usize),
             after_first_shares: Vec::new(),
+            slow_seconds: Vec::new(),
+            epoch_unix_ms: run.epoch_unix_ms,
             to_device_received: 0,
             to_device_latencies: Vec::new(),
             to_device_stale: 0,
@@ -322,6 +368,8 @@ impl Summary {
         }
         let shares_done = run.first_shares_done.load(Ordering::Relaxed);
         let mut last_delivery = 0;
+        // (second sent, milliseconds taken) of each slow delivery.
+        let mut slow = Vec::new();
         for (client, mut seen) in clients.iter().zip(received) {
             summary.limited += seen.limited;
             summary.stale += seen.stale;
@@ -343,7 +391,11 @@ impl Summary {
                     summary.unexpected += 1;
                 } else {
                     summary.received += 1;
-                    summary.latencies.push(at.saturating_sub(sent_at[i]));
+                    let latency = at.saturating_sub(sent_at[i]);
+                    summary.latencies.push(latency);
+                    if latency >= SLOW_MS * 1_000_000 {
+                        slow.push((sent_at[i] / 1_000_000_000, latency / 1_000_000));
+                    }
                     if shares_done > 0 && sent_at[i] > shares_done {
                         summary
                             .after_first_shares
@@ -363,6 +415,7 @@ impl Summary {
             }
         }
         summary.lost = expected.saturating_sub(summary.received + summary.superseded);
+        summary.slow_seconds = slow_seconds(slow);
         summary.latencies.sort_unstable();
         summary.after_first_shares.sort_unstable();
         summary.to_device_latencies.sort_unstable();
@@ -405,6 +458,26 @@ mod tests {
     use super::*;
     use crate::matrix::{JoinedRoom, MessageContent, Rooms, Timeline};
     use serde_json::{Value, json};
+
+    #[test]
+    fn slow_deliveries_are_counted_by_the_second_their_message_was_sent() {
+        let slow = vec![(3, 60), (1, 120), (3, 296), (3, 51)];
+        assert_eq!(
+            slow_seconds(slow),
+            vec![
+                SlowSecond {
+                    second: 1,
+                    count: 1,
+                    max_ms: 120
+                },
+                SlowSecond {
+                    second: 3,
+                    count: 3,
+                    max_ms: 296
+                },
+            ]
+        );
+    }
 
     fn body(ids: &[u64], limited: bool) -> SyncBody {
         let events = ids

@@ -10,6 +10,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, TryLockError};
+use std::time::{Duration, Instant};
 
 use rocksdb::DB;
 
@@ -112,9 +113,28 @@ impl Durability {
         }
         // Every write counted so far is in the log: this fsync covers them all.
         let target = self.applied.load(Ordering::SeqCst);
+        let started = Instant::now();
         db.flush_wal(true)?;
+        note_slow_sync(started, "write-ahead log sync");
         *synced = (*synced).max(target);
         Ok(())
+    }
+}
+
+/// A synced write or fsync that took this long is logged: the disk, not the server,
+/// held its waiters.
+const SLOW_SYNC: Duration = Duration::from_millis(100);
+
+/// Logs a warning when the synced write or fsync begun at `started` took [`SLOW_SYNC`]
+/// or more.
+pub(super) fn note_slow_sync(started: Instant, what: &str) {
+    let took = started.elapsed();
+    if took >= SLOW_SYNC {
+        tracing::warn!(
+            took_ms = took.as_millis() as u64,
+            "a {what} took {} ms: the disk held its waiters",
+            took.as_millis()
+        );
     }
 }
 

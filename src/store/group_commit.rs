@@ -218,7 +218,9 @@ fn run(db: &DB, sync: bool, shared: &Shared, durability: &Durability) {
             // waiters for those (gathered with these batches, or arriving later) need
             // no second fsync.
             let covered = durability.applied();
+            let started = Instant::now();
             let result = db.write_opt(merge(merged), &options);
+            super::durable::note_slow_sync(started, "grouped write");
             if sync && result.is_ok() {
                 durability.note_synced(covered);
             }

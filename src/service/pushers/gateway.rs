@@ -13,7 +13,7 @@
 //! kept-alive connection leaves unanswered (the gateway closed it while idle) are sent
 //! again on a new connection.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -33,14 +33,19 @@ pub use super::http1::Answer;
 const IDLE_FOR: Duration = Duration::from_secs(50);
 /// The most idle connections kept per origin (one per worker sending at once).
 const MAX_IDLE: usize = 1024;
+/// How long an origin that broke a pipelined connection is sent one request per exchange
+/// before it is tried with batches again: a gateway restarted, upgraded or behind a
+/// proxy that had a bad moment is not kept off batches for the life of the server.
+const UNPIPELINED_FOR: Duration = Duration::from_secs(15 * 60);
 
 pub struct GatewayClient {
     guard: Arc<IpGuard>,
     tls: TlsConnector,
     timeout: Duration,
     idle: Mutex<HashMap<Origin, Vec<(Instant, Conn)>>>,
-    /// Origins that broke a pipelined connection: their requests go one per exchange.
-    one_at_a_time: Mutex<HashSet<Origin>>,
+    /// Origins that broke a pipelined connection, with when: their requests go one per
+    /// exchange for [`UNPIPELINED_FOR`] from then.
+    one_at_a_time: Mutex<HashMap<Origin, Instant>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -133,7 +138,7 @@ impl GatewayClient {
             tls: TlsConnector::from(Arc::new(tls_config(extra_ca_files)?)),
             timeout,
             idle: Mutex::new(HashMap::new()),
-            one_at_a_time: Mutex::new(HashSet::new()),
+            one_at_a_time: Mutex::new(HashMap::new()),
         })
     }
 
@@ -220,7 +225,7 @@ impl GatewayClient {
         if done.is_err() {
             if !results.is_empty() && results.len() < requests.len() {
                 // Part answered, then silence: perhaps the gateway reads one at a time.
-                lock(&self.one_at_a_time).insert(origin.clone());
+                self.stop_pipelining(origin);
             }
             let error = format!("no answer within {:?}", self.timeout);
             results.resize_with(requests.len(), || Err(error.clone()));
@@ -230,7 +235,24 @@ impl GatewayClient {
 
     /// Whether requests to `origin` may be pipelined.
     pub(super) fn pipelines(&self, origin: &Origin) -> bool {
-        !lock(&self.one_at_a_time).contains(origin)
+        self.pipelines_at(origin, Instant::now())
+    }
+
+    fn pipelines_at(&self, origin: &Origin, now: Instant) -> bool {
+        let mut one_at_a_time = lock(&self.one_at_a_time);
+        match one_at_a_time.get(origin) {
+            None => true,
+            Some(&since) if now.duration_since(since) >= UNPIPELINED_FOR => {
+                one_at_a_time.remove(origin);
+                true
+            }
+            Some(_) => false,
+        }
+    }
+
+    /// `origin` broke a pipelined connection: one request per exchange for a while.
+    fn stop_pipelining(&self, origin: &Origin) {
+        lock(&self.one_at_a_time).insert(origin.clone(), Instant::now());
     }
 
     async fn batch(
@@ -252,7 +274,7 @@ impl GatewayClient {
                     }
                 },
             };
-            let sending = if lock(&self.one_at_a_time).contains(origin) {
+            let sending = if !self.pipelines(origin) {
                 &rest[..1]
             } else {
                 rest
@@ -299,7 +321,7 @@ impl GatewayClient {
                 results.push(Err(failed.error));
             } else if answered > 0 {
                 // Closed after answering part of a pipelined batch.
-                lock(&self.one_at_a_time).insert(origin.clone());
+                self.stop_pipelining(origin);
             } else if fresh {
                 // A new connection that answered nothing: the gateway is not there.
                 results.resize_with(requests.len(), || Err(failed.error.clone()));
@@ -669,6 +691,11 @@ mod tests {
         assert_eq!(bodies(answers), ["0", "1", "2", "3", "4"]);
         assert_eq!(accepted.load(Ordering::SeqCst), 5);
         assert!(!client.pipelines(&target.origin));
+        // For a while: then it is sent batches again.
+        let later = Instant::now() + UNPIPELINED_FOR;
+        assert!(!client.pipelines_at(&target.origin, later - Duration::from_secs(60)));
+        assert!(client.pipelines_at(&target.origin, later));
+        assert!(client.pipelines(&target.origin));
 
         // Nobody there: every request fails, with the reason.
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

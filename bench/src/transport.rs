@@ -177,6 +177,16 @@ pub async fn measure(
         }
     }
 
+    // The receivers' first requests (200 long-polls or sliding syncs arriving in the same
+    // moment) keep the server's core busy for a few hundred milliseconds: a start no real
+    // set of clients makes together, and not what the run measures. Sending starts once
+    // they are parked.
+    let waited = server_settled(setup.server_pid).await?;
+    eprintln!(
+        "[{}] the server was idle {} ms after the receivers started",
+        transport.name(),
+        waited.as_millis()
+    );
     eprintln!(
         "[{}] sending {} messages at {} msg/s ({} arrivals)",
         transport.name(),
@@ -322,6 +332,23 @@ impl Setup {
 /// the start of sending) and returns when each was sent (the moment just before `send`,
 /// on the run's clock). The schedule is fixed in advance, so a slow server does not slow
 /// the sending.
+/// Waits until the server used at most a tenth of its core over 100 ms (at most 10 s);
+/// returns how long that took.
+async fn server_settled(pid: u32) -> Result<Duration> {
+    const WINDOW: Duration = Duration::from_millis(100);
+    let started = Instant::now();
+    let mut before = server::cpu_time(Some(pid))?;
+    while started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(WINDOW).await;
+        let now = server::cpu_time(Some(pid))?;
+        if now.saturating_sub(before) <= WINDOW / 10 {
+            break;
+        }
+        before = now;
+    }
+    Ok(started.elapsed())
+}
+
 pub async fn pace(run: &Run, at: &[Duration], mut send: impl FnMut(usize, u64)) -> Vec<u64> {
     let start = tokio::time::Instant::now();
     let mut sent_at = Vec::with_capacity(run.len());

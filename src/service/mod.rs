@@ -2,6 +2,7 @@
 
 pub mod account_data;
 pub mod admin;
+pub mod backoff;
 pub mod direct;
 pub mod directory;
 pub mod e2ee;

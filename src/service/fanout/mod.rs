@@ -38,8 +38,7 @@ pub type Work = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
 /// shutdown began may return `Ok`: the worker keeps the intent once shutdown has begun.
 pub type Executor = Arc<dyn Fn(String, FanoutKind) -> Work + Send + Sync>;
 
-/// The first wait after a failed pass; it doubles up to [`MAX_RETRY`].
-const FIRST_RETRY: Duration = Duration::from_secs(1);
+/// The longest wait between passes that failed (the first is a second; it doubles).
 const MAX_RETRY: Duration = Duration::from_secs(60);
 
 pub struct Fanout {
@@ -61,9 +60,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn backoff(failures: u32) -> Duration {
-    FIRST_RETRY
-        .saturating_mul(1 << failures.saturating_sub(1).min(6))
-        .min(MAX_RETRY)
+    crate::service::backoff::backoff(failures, MAX_RETRY)
 }
 
 impl Fanout {

@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 use super::{FederationClient, OutboundError};
+use crate::service::backoff::backoff;
 use crate::service::now_ms;
 use crate::store::{Batch, OutboxRecord, Store, StoreResult};
 
@@ -471,12 +472,6 @@ fn rate_limit_wait(asked: Option<Duration>, max: Duration) -> Duration {
         .max(MIN_RATE_LIMIT_WAIT)
 }
 
-/// 1 s, 2 s, 4 s … up to `max`.
-fn backoff(failures: u32, max: Duration) -> Duration {
-    let exp = failures.saturating_sub(1).min(20);
-    FIRST_RETRY.saturating_mul(1 << exp).min(max)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -488,15 +483,5 @@ mod tests {
         assert_eq!(rate_limit_wait(Some(ms(2500)), max), ms(2500));
         assert_eq!(rate_limit_wait(Some(ms(0)), max), MIN_RATE_LIMIT_WAIT);
         assert_eq!(rate_limit_wait(Some(Duration::from_secs(86_400)), max), max);
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_the_maximum() {
-        let max = Duration::from_secs(3600);
-        assert_eq!(backoff(1, max), Duration::from_secs(1));
-        assert_eq!(backoff(2, max), Duration::from_secs(2));
-        assert_eq!(backoff(5, max), Duration::from_secs(16));
-        assert_eq!(backoff(40, max), max);
-        assert_eq!(backoff(3, Duration::from_secs(3)), Duration::from_secs(3));
     }
 }

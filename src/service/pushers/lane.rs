@@ -17,7 +17,7 @@ use super::{Pushers, Signals, lock};
 use crate::service::notifications::notifications_after;
 use crate::store::PusherRecord;
 
-const FIRST_RETRY: Duration = Duration::from_secs(1);
+/// The longest wait between a pusher's attempts.
 const MAX_RETRY: Duration = Duration::from_secs(600);
 /// After this many failed attempts a notification is given up (about a day of retries).
 const MAX_ATTEMPTS: u32 = 150;
@@ -26,8 +26,7 @@ const READ_AT_ONCE: usize = 16;
 
 /// 1 s, 2 s, 4 s … up to [`MAX_RETRY`].
 pub(super) fn backoff(failures: u32) -> Duration {
-    let exp = failures.saturating_sub(1).min(20);
-    FIRST_RETRY.saturating_mul(1 << exp).min(MAX_RETRY)
+    crate::service::backoff::backoff(failures, MAX_RETRY)
 }
 
 /// What a lane sends next.

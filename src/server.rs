@@ -2,6 +2,7 @@
 //! is configured, plain HTTP otherwise) until a signal.
 
 mod check;
+mod memory;
 mod stalls;
 mod tls;
 
@@ -40,7 +41,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let services = Arc::new(Services::new(config, store, keys)?);
     services.start_workers()?;
     tokio::spawn(stalls::watch(services.shutdown_started()));
-    return_start_up_memory();
+    memory::return_start_up_heap();
+    memory::release_start_up_code();
     let app = axum::ServiceExt::<axum::http::Request<_>>::into_make_service_with_connect_info::<
         SocketAddr,
     >(crate::api::router(services.clone()));
@@ -87,20 +89,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     services.shutdown();
     Ok(())
 }
-
-/// Opening the store parses and checks RocksDB's options of each column family, which
-/// leaves a few MiB of freed C++ allocations in the middle of glibc's heap, where glibc
-/// keeps them; they are given back to the kernel once the server is up.
-#[cfg(target_env = "gnu")]
-fn return_start_up_memory() {
-    // SAFETY: malloc_trim only releases free memory of glibc's heap; it is thread-safe.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-#[cfg(not(target_env = "gnu"))]
-fn return_start_up_memory() {}
 
 /// The most request header lines accepted.
 const MAX_HEADERS: usize = 100;

@@ -42,7 +42,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     services.start_workers()?;
     tokio::spawn(stalls::watch(services.shutdown_started()));
     memory::return_start_up_heap();
-    memory::release_start_up_code();
+    // Once the workers' first passes (resumed queues, first ticks) have run too.
+    tokio::spawn(async {
+        tokio::time::sleep(memory::START_UP_SETTLED).await;
+        memory::release_start_up_code();
+    });
     let app = axum::ServiceExt::<axum::http::Request<_>>::into_make_service_with_connect_info::<
         SocketAddr,
     >(crate::api::router(services.clone()));

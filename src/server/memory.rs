@@ -15,6 +15,10 @@ pub fn return_start_up_heap() {
 #[cfg(not(target_env = "gnu"))]
 pub fn return_start_up_heap() {}
 
+/// How long after start-up [`release_start_up_code`] runs: by then the background
+/// workers have made their first passes, whose code is start-up code as well.
+pub const START_UP_SETTLED: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Unmaps the server's own code from the process, to be mapped again page by page as it
 /// runs. Start-up (configuration, opening RocksDB, loading keys) touches about 17 MiB of
 /// the binary's code, most of which never runs again, and the kernel maps 64 KiB around

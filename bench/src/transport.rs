@@ -328,10 +328,6 @@ impl Setup {
     }
 }
 
-/// Calls `send(index, bench_id)` for each message of the run at its time in `at` (from
-/// the start of sending) and returns when each was sent (the moment just before `send`,
-/// on the run's clock). The schedule is fixed in advance, so a slow server does not slow
-/// the sending.
 /// Waits until the server used at most a tenth of its core over 100 ms (at most 10 s);
 /// returns how long that took.
 async fn server_settled(pid: u32) -> Result<Duration> {
@@ -349,6 +345,10 @@ async fn server_settled(pid: u32) -> Result<Duration> {
     Ok(started.elapsed())
 }
 
+/// Calls `send(index, bench_id)` for each message of the run at its time in `at` (from
+/// the start of sending) and returns when each was sent (the moment just before `send`,
+/// on the run's clock). The schedule is fixed in advance, so a slow server does not slow
+/// the sending.
 pub async fn pace(run: &Run, at: &[Duration], mut send: impl FnMut(usize, u64)) -> Vec<u64> {
     let start = tokio::time::Instant::now();
     let mut sent_at = Vec::with_capacity(run.len());

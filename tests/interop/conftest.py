@@ -8,7 +8,6 @@ The binary is taken from the HEARTH_BIN environment variable, e.g.
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from federation_support import FedServer, TestCa, start_hearth, start_synapse
+from federation_support import FedServer, TestCa, free_port, start_hearth, start_synapse
 
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
@@ -39,10 +38,7 @@ class HearthServer:
             return f"<could not read hearth stderr: {e}>"
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+_free_port = free_port
 
 
 # Tests register, join and send faster than any person, all from one address: the

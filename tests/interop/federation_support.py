@@ -14,6 +14,7 @@ import datetime
 import ipaddress
 import json
 import os
+import random
 import socket
 import ssl
 import subprocess
@@ -41,7 +42,35 @@ LOG_TAIL_LINES = 150
 STOPPED_SERVER_NAMES: set[str] = set()
 
 
+def _ephemeral_ports() -> tuple[int, int]:
+    """The range the kernel takes outgoing connections' source ports from."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(n) for n in f.read().split())
+            return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
+    """A loopback port nothing listens on now, for a server about to start on it.
+
+    It is chosen below the ephemeral range: a port the kernel handed out (binding port 0)
+    comes from the range outgoing connections take their source ports from, so a
+    client's connection could take it between this check and the server's bind, and the
+    server would fail to start.
+    """
+    low, _ = _ephemeral_ports()
+    floor = 10000 if low > 11000 else 1024
+    for _ in range(200):
+        port = random.randrange(floor, low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    # A machine whose low ports are all taken: the kernel's choice.
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

@@ -26,7 +26,9 @@ pub const START_UP_SETTLED: std::time::Duration = std::time::Duration::from_secs
 /// resident size, the figure depending on how the linker happened to lay functions out.
 /// The pages stay in the page cache (they are the file's), so running code again costs a
 /// minor fault, not a read from disk; what is no longer mapped is what the kernel may
-/// reclaim first under memory pressure.
+/// reclaim first under memory pressure. A debugger's breakpoints or a uprobe placed in
+/// the code before this runs (the first five seconds) are private copies of their pages
+/// and go with them: place them later.
 #[cfg(target_os = "linux")]
 pub fn release_start_up_code() {
     let Ok(exe) = std::fs::read_link("/proc/self/exe") else {

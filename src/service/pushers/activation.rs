@@ -130,7 +130,7 @@ impl Pushers {
                 }
                 Err(e) => {
                     failures = failures.saturating_add(1);
-                    let wait = super::lane::backoff(failures).min(Duration::from_secs(60));
+                    let wait = crate::service::backoff::backoff(failures, Duration::from_secs(60));
                     tracing::info!(user = %user_id, error = %e, retry_in = ?wait, "validation push not delivered");
                     tokio::select! {
                         () = tokio::time::sleep(wait) => {}

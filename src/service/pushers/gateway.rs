@@ -206,7 +206,7 @@ impl GatewayClient {
     /// `Connection: close`, or its answer broke off) are written again on another
     /// connection; a request whose answer had begun is not (it fails). An origin that
     /// closes a pipelined connection without a word after answering part of it is sent
-    /// one request per exchange from then on.
+    /// one request per exchange for [`UNPIPELINED_FOR`].
     ///
     /// Also returns the mean time between consecutive answers on one connection, when
     /// there were two: how long the gateway takes per request it is sent pipelined.

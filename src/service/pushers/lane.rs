@@ -25,7 +25,7 @@ const MAX_ATTEMPTS: u32 = 150;
 const READ_AT_ONCE: usize = 16;
 
 /// 1 s, 2 s, 4 s … up to [`MAX_RETRY`].
-pub(super) fn backoff(failures: u32) -> Duration {
+fn backoff(failures: u32) -> Duration {
     crate::service::backoff::backoff(failures, MAX_RETRY)
 }
 

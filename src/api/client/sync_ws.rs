@@ -547,8 +547,8 @@ impl Session {
             }
             ClientRequest::Ping {} => Ok(Reply::Tree(json!({}))),
             ClientRequest::SlidingSync { pos, body } => match self.sliding.as_mut() {
-                Some(sliding) => sliding
-                    .request(state, authed, pos, *body)
+                Some(sliding) => sliding_body(body.as_deref())
+                    .and_then(|body| sliding.request(state, authed, pos, body))
                     .map(Reply::Sliding),
                 None => Err(Error::new(
                     ErrorKind::Unrecognized {
@@ -639,12 +639,26 @@ pub enum ClientRequest {
     },
     Ping {},
     /// Only on a socket opened with `mode=sliding`: `body` is the long-poll's body and
-    /// `pos` its query parameter (see `sliding_sync_ws.rs` for a `pos` left out).
+    /// `pos` its query parameter (see `sliding_sync_ws.rs` for a `pos` left out). The
+    /// body is read into a [`Body`] from its text (its lists are kept as JSON, which a
+    /// frame read as a whole does not keep).
     SlidingSync {
         pos: Option<String>,
         #[serde(default)]
-        body: Box<Body>,
+        body: Option<Box<Value>>,
     },
+}
+
+/// A `sliding_sync` frame's body as the long-poll reads it (none: an empty body).
+fn sliding_body(body: Option<&Value>) -> Result<Body> {
+    let Some(body) = body else {
+        return Ok(Body::default());
+    };
+    if !body.is_object() {
+        return Err(Error::bad_json("A sliding_sync body must be a JSON object"));
+    }
+    serde_json::from_str(&body.to_string())
+        .map_err(|e| Error::bad_json(format!("Invalid sliding_sync body: {e}")))
 }
 
 fn error_frame(request_id: Option<&str>, error: &Error) -> Value {

@@ -6,7 +6,7 @@
 //! would give.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use ruma::{OwnedRoomId, RoomId};
 use serde_json::Value;
@@ -52,24 +52,45 @@ impl Scanned {
     }
 }
 
-/// Scan outcomes per set of bump types and room.
+/// Scan outcomes per set of bump types and room. The sets are numbered as they come
+/// ([`BumpStamps::set_of`]), so that an answer finds a room's outcome by that number
+/// rather than by hashing the types again.
 #[derive(Default)]
 pub struct BumpStamps {
-    sets: Mutex<HashMap<Vec<String>, HashMap<OwnedRoomId, Scanned>>>,
+    sets: Mutex<Vec<TypeSet>>,
 }
 
+/// A set of bump types and the outcomes kept for it, by room.
+type TypeSet = (Vec<String>, HashMap<OwnedRoomId, Scanned>);
+
 impl BumpStamps {
-    fn get(&self, types: &[String], room_id: &RoomId) -> Option<Scanned> {
-        let sets = self.sets.lock().unwrap_or_else(|e| e.into_inner());
-        sets.get(types)?.get(room_id).copied()
+    fn lock(&self) -> MutexGuard<'_, Vec<TypeSet>> {
+        self.sets.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn put(&self, types: &[String], room_id: &RoomId, scanned: Scanned) {
-        let mut sets = self.sets.lock().unwrap_or_else(|e| e.into_inner());
-        if !sets.contains_key(types) && sets.len() >= MAX_TYPE_SETS {
-            return;
+    /// The number outcomes for `types` are kept under; none when as many sets as are
+    /// kept are taken by others.
+    pub(super) fn set_of(&self, types: &[String]) -> Option<usize> {
+        let mut sets = self.lock();
+        if let Some(set) = sets.iter().position(|(kept, _)| kept == types) {
+            return Some(set);
         }
-        let rooms = sets.entry(types.to_vec()).or_default();
+        if sets.len() >= MAX_TYPE_SETS {
+            return None;
+        }
+        sets.push((types.to_vec(), HashMap::new()));
+        Some(sets.len() - 1)
+    }
+
+    fn get(&self, set: usize, room_id: &RoomId) -> Option<Scanned> {
+        self.lock().get(set)?.1.get(room_id).copied()
+    }
+
+    fn put(&self, set: usize, room_id: &RoomId, scanned: Scanned) {
+        let mut sets = self.lock();
+        let Some((_, rooms)) = sets.get_mut(set) else {
+            return;
+        };
         match rooms.get(room_id) {
             // A concurrent answer got further: its outcome stays.
             Some(kept) if kept.upto >= scanned.upto => {}
@@ -82,15 +103,20 @@ impl BumpStamps {
 
 impl Services {
     /// The stream position of the room's newest event at or before `upto` whose type is
-    /// one of `types`, among its newest [`BUMP_SCAN_BUDGET`] events.
+    /// one of `types`, among its newest [`BUMP_SCAN_BUDGET`] events. `set` is the number
+    /// of `types` in [`BumpStamps`] (none: nothing is kept for them).
     pub(super) fn newest_bump(
         &self,
         room_id: &RoomId,
         upto: u64,
         types: &[String],
+        set: Option<usize>,
     ) -> Result<Option<u64>> {
         let cache = &self.bump_stamps;
-        let scanned = match cache.get(types, room_id) {
+        let Some(set) = set else {
+            return Ok(self.scan_bump(room_id, upto, 0, types)?.0);
+        };
+        let scanned = match cache.get(set, room_id) {
             Some(kept) if kept.upto == upto => return Ok(kept.found),
             Some(kept) if kept.upto < upto => {
                 let (found, read) = self.scan_bump(room_id, upto, kept.upto, types)?;
@@ -102,7 +128,7 @@ impl Services {
                 Scanned { upto, found, read }
             }
         };
-        cache.put(types, room_id, scanned);
+        cache.put(set, room_id, scanned);
         Ok(scanned.found)
     }
 

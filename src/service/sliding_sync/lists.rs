@@ -48,9 +48,11 @@ impl Candidate {
 /// What lists compute once per pass: bump stamps per set of bump types, DM rooms.
 #[derive(Default)]
 pub struct ListCache {
-    /// Distinct bump type sets; index 0 is the default.
-    type_sets: RefCell<Vec<Vec<String>>>,
-    bumps: RefCell<HashMap<(OwnedRoomId, usize), u64>>,
+    /// Distinct bump type sets, with their numbers in [`super::BumpStamps`]; index 0 is
+    /// the default.
+    type_sets: RefCell<Vec<(Vec<String>, Option<usize>)>>,
+    /// Per room, its bump stamp per type set (by index).
+    bumps: RefCell<HashMap<OwnedRoomId, Vec<(usize, u64)>>>,
     dms: RefCell<Option<HashSet<OwnedRoomId>>>,
 }
 
@@ -61,21 +63,21 @@ pub struct ListResult {
 }
 
 impl ListCache {
-    fn type_set(&self, types: Option<&Vec<String>>) -> usize {
+    fn type_set(&self, types: Option<&Vec<String>>, stamps: &super::BumpStamps) -> usize {
         let mut sets = self.type_sets.borrow_mut();
         if sets.is_empty() {
-            sets.push(
-                DEFAULT_BUMP_EVENT_TYPES
-                    .iter()
-                    .map(|t| (*t).to_owned())
-                    .collect(),
-            );
+            let default: Vec<String> = DEFAULT_BUMP_EVENT_TYPES
+                .iter()
+                .map(|t| (*t).to_owned())
+                .collect();
+            let kept = stamps.set_of(&default);
+            sets.push((default, kept));
         }
         let Some(types) = types else { return 0 };
-        match sets.iter().position(|s| s == types) {
+        match sets.iter().position(|(s, _)| s == types) {
             Some(index) => index,
             None => {
-                sets.push(types.clone());
+                sets.push((types.clone(), stamps.set_of(types)));
                 sets.len() - 1
             }
         }
@@ -115,7 +117,9 @@ impl Services {
         candidates: &[Candidate],
         list: &ListConfig,
     ) -> Result<ListResult> {
-        let types = pass.lists.type_set(list.bump_event_types.as_ref());
+        let types = pass
+            .lists
+            .type_set(list.bump_event_types.as_ref(), &self.bump_stamps);
         let spaces = match list.filters.as_ref().and_then(|f| f.spaces.as_ref()) {
             Some(spaces) => Some(self.space_children(pass, spaces)?),
             None => None,
@@ -157,28 +161,44 @@ impl Services {
 
     /// The room's bump stamp under the default bump types.
     pub(super) fn bump_stamp(&self, pass: &Pass<'_>, candidate: &Candidate) -> Result<u64> {
-        let types = pass.lists.type_set(None);
+        let types = pass.lists.type_set(None, &self.bump_stamps);
         self.bump_stamp_with(pass, candidate, types)
     }
 
     /// The stream position of the newest event of one of the types the user may have
     /// seen; for an invite or knock, that of the membership event.
     fn bump_stamp_with(&self, pass: &Pass<'_>, candidate: &Candidate, types: usize) -> Result<u64> {
-        let key = (candidate.room_id.clone(), types);
-        if let Some(bump) = pass.lists.bumps.borrow().get(&key) {
-            return Ok(*bump);
+        let known = pass
+            .lists
+            .bumps
+            .borrow()
+            .get(&candidate.room_id)
+            .and_then(|bumps| {
+                bumps
+                    .iter()
+                    .find(|(set, _)| *set == types)
+                    .map(|(_, bump)| *bump)
+            });
+        if let Some(bump) = known {
+            return Ok(bump);
         }
         let fallback = candidate.record.stream;
         let bump = match candidate.membership() {
             "invite" | "knock" => fallback,
             _ => {
                 let sets = pass.lists.type_sets.borrow();
+                let (types, kept) = &sets[types];
                 let upto = candidate.upto(pass.now.events);
-                self.newest_bump(&candidate.room_id, upto, &sets[types])?
+                self.newest_bump(&candidate.room_id, upto, types, *kept)?
                     .unwrap_or(fallback)
             }
         };
-        pass.lists.bumps.borrow_mut().insert(key, bump);
+        pass.lists
+            .bumps
+            .borrow_mut()
+            .entry(candidate.room_id.clone())
+            .or_default()
+            .push((types, bump));
         Ok(bump)
     }
 

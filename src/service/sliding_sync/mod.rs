@@ -32,7 +32,7 @@ pub use request::Body;
 
 use self::extensions::{Scope, parse_to_device_since};
 use self::lists::{Candidate, ListCache};
-use self::request::{Extensions, ListConfig, RoomConfig, RoomWants};
+use self::request::{AskedList, Extensions, ListConfig, RoomConfig, RoomWants};
 use self::room::SentRoom;
 use crate::error::{Error, ErrorKind, Result};
 use crate::service::e2ee::MAX_TO_DEVICE_PER_SYNC;
@@ -50,24 +50,83 @@ pub struct SlidingSyncRequest {
     pub body: Body,
 }
 
-/// A connection's state at one position, as stored.
+/// A connection's state at one position, as stored. Its configuration is shared (by
+/// `Arc`) with the states before it while the client asks the same, as it mostly does:
+/// neither copied nor compared again, and freed with the last state that has it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Connection {
     /// The stream positions the connection has reached.
     token: String,
-    lists: BTreeMap<String, ListConfig>,
+    lists: Arc<BTreeMap<String, ListConfig>>,
+    /// The lists' JSON as the request that made `lists` sent it. Not stored: after a
+    /// restart, the first request's lists are parsed.
+    #[serde(skip)]
+    list_json: Arc<BTreeMap<String, AskedList>>,
     /// Room subscriptions stay until `unsubscribe_rooms` names them.
-    subscriptions: BTreeMap<OwnedRoomId, RoomConfig>,
-    extensions: Extensions,
+    subscriptions: Arc<BTreeMap<OwnedRoomId, RoomConfig>>,
+    extensions: Arc<Extensions>,
     rooms: BTreeMap<OwnedRoomId, SentRoom>,
     list_counts: BTreeMap<String, usize>,
 }
 
+/// A connection's lists, and their JSON as the request that asked for them sent it.
+type AskedLists = (
+    Arc<BTreeMap<String, ListConfig>>,
+    Arc<BTreeMap<String, AskedList>>,
+);
+
 impl Connection {
+    /// Whether `other` asks the same (an `Arc` shared with it is not compared).
     fn same_config(&self, other: &Connection) -> bool {
         self.lists == other.lists
             && self.subscriptions == other.subscriptions
             && self.extensions == other.extensions
+    }
+
+    /// The lists a request asks for, each merged over this connection's list of its
+    /// name, and their JSON. A list whose JSON is the one this connection's request sent
+    /// is this connection's list, not parsed again; when every list is, the lists are
+    /// these, shared.
+    fn asked_lists(&self, asked: BTreeMap<String, AskedList>) -> Result<AskedLists> {
+        let sent_before = |name: &String, list: &AskedList| {
+            self.list_json
+                .get(name)
+                .is_some_and(|before| before.json() == list.json())
+        };
+        if asked.len() == self.lists.len() && asked.iter().all(|(n, l)| sent_before(n, l)) {
+            return Ok((self.lists.clone(), self.list_json.clone()));
+        }
+        let mut lists = BTreeMap::new();
+        for (name, list) in &asked {
+            let before = self.lists.get(name);
+            let config = match before {
+                Some(before) if sent_before(name, list) => before.clone(),
+                _ => list.parse(name)?.merged_over(before),
+            };
+            lists.insert(name.clone(), config);
+        }
+        Ok((Arc::new(lists), Arc::new(asked)))
+    }
+
+    /// The subscriptions after a request's changes to them: these, shared, when it
+    /// makes none.
+    fn asked_subscriptions(
+        &self,
+        subscribe: BTreeMap<OwnedRoomId, RoomConfig>,
+        unsubscribe: &[OwnedRoomId],
+    ) -> Arc<BTreeMap<OwnedRoomId, RoomConfig>> {
+        if subscribe.is_empty() && unsubscribe.is_empty() {
+            return self.subscriptions.clone();
+        }
+        let mut subscriptions = (*self.subscriptions).clone();
+        for room_id in unsubscribe {
+            subscriptions.remove(room_id);
+        }
+        subscriptions.extend(subscribe);
+        if subscriptions == *self.subscriptions {
+            return self.subscriptions.clone();
+        }
+        Arc::new(subscriptions)
     }
 }
 
@@ -264,25 +323,22 @@ impl Services {
         let mut extensions = body.extensions.merged_over(&before.extensions);
         let to_device_since = extensions.to_device.as_mut().and_then(|c| c.since.take());
         let to_device_since = parse_to_device_since(to_device_since.as_deref())?;
-        let mut config = Connection {
+        let extensions = if extensions == *before.extensions {
+            before.extensions.clone()
+        } else {
+            Arc::new(extensions)
+        };
+        let (lists, list_json) = before.asked_lists(body.lists)?;
+        let config = Connection {
             token: before.token.clone(),
-            lists: body
-                .lists
-                .into_iter()
-                .map(|(name, list)| {
-                    let merged = list.merged_over(before.lists.get(&name));
-                    (name, merged)
-                })
-                .collect(),
-            subscriptions: before.subscriptions.clone(),
+            lists,
+            list_json,
+            subscriptions: before
+                .asked_subscriptions(body.room_subscriptions, &body.unsubscribe_rooms),
             extensions,
             rooms: before.rooms.clone(),
             list_counts: before.list_counts.clone(),
         };
-        for room_id in &body.unsubscribe_rooms {
-            config.subscriptions.remove(room_id);
-        }
-        config.subscriptions.extend(body.room_subscriptions);
         let config_changed = seq.is_none() || !config.same_config(&before);
 
         // The client has the device's messages up to its `since`: they are done with.
@@ -443,7 +499,7 @@ impl Services {
         let mut list_rooms = BTreeMap::new();
         let mut lists_out = Map::new();
         let mut counts = BTreeMap::new();
-        for (name, list) in &config.lists {
+        for (name, list) in config.lists.iter() {
             let result = self.compute_list(&pass, &all, list)?;
             for room_id in &result.rooms {
                 wants.entry(room_id.clone()).or_default().push(&list.room);
@@ -455,7 +511,7 @@ impl Services {
         let mut candidates: HashMap<OwnedRoomId, Candidate> =
             all.into_iter().map(|c| (c.room_id.clone(), c)).collect();
         let mut subscribed = BTreeSet::new();
-        for (room_id, room) in &config.subscriptions {
+        for (room_id, room) in config.subscriptions.iter() {
             if !candidates.contains_key(room_id) {
                 // A room left earlier may still be read up to the departure.
                 match self.store.user_room(user_id.as_str(), room_id.as_str())? {
@@ -486,10 +542,12 @@ impl Services {
                 continue;
             };
             let sent = config.rooms.get(room_id);
-            // What was asked when it was last sent, shared, while the same is asked
-            // (most answers): neither built nor compared again.
-            let wanted = match sent {
-                Some(sent) if sent.wants.is_of(asked) => sent.wants.clone(),
+            // Shared while the same is asked (most answers), so not compared again: a
+            // room asked for by one list (most rooms) wants what the list wants, made
+            // once per list; one asked for by several, what it wanted when last sent.
+            let wanted = match (asked.as_slice(), sent) {
+                ([only], _) => only.wants().clone(),
+                (_, Some(sent)) if sent.wants.is_of(asked) => sent.wants.clone(),
                 _ => Arc::new(RoomWants::of(asked)),
             };
             let update = self.sliding_room(&pass, candidate, &wanted, sent)?;
@@ -526,5 +584,113 @@ impl Services {
             rooms: rooms_out,
         };
         Ok((response, sent, updates))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn asked(json: serde_json::Value) -> BTreeMap<String, AskedList> {
+        serde_json::from_str(&json.to_string()).unwrap()
+    }
+
+    fn after(lists: AskedLists) -> Connection {
+        Connection {
+            lists: lists.0,
+            list_json: lists.1,
+            ..Connection::default()
+        }
+    }
+
+    /// A list sent again byte for byte is the connection's list, shared; one that
+    /// changed is parsed and merged over the connection's; one left out goes; after a
+    /// restart (no JSON kept) the lists are parsed again.
+    #[test]
+    fn lists_sent_as_before_are_kept_and_others_parsed() {
+        let first = json!({
+            "a": {"ranges": [[0, 9]], "timeline_limit": 1, "required_state": [["m.room.name", ""]]},
+            "b": {"ranges": [[0, 0]]}
+        });
+        let start = after(
+            Connection::default()
+                .asked_lists(asked(first.clone()))
+                .unwrap(),
+        );
+        assert_eq!(start.lists["a"].ranges, Some(vec![(0, 9)]));
+
+        let again = after(start.asked_lists(asked(first.clone())).unwrap());
+        assert!(Arc::ptr_eq(&again.lists, &start.lists));
+        assert!(start.same_config(&again));
+
+        // `a` without its required_state keeps it; `b` is as before, not parsed again.
+        let changed = after(
+            again
+                .asked_lists(asked(json!({
+                    "a": {"ranges": [[0, 19]]},
+                    "b": {"ranges": [[0, 0]]}
+                })))
+                .unwrap(),
+        );
+        assert_eq!(changed.lists["a"].ranges, Some(vec![(0, 19)]));
+        assert_eq!(changed.lists["a"].room.timeline_limit, Some(1));
+        assert_eq!(
+            changed.lists["a"].room.required_state,
+            Some(vec![("m.room.name".to_owned(), String::new())])
+        );
+        assert_eq!(changed.lists["b"], again.lists["b"]);
+        assert!(!changed.same_config(&again));
+
+        let fewer = after(
+            changed
+                .asked_lists(asked(json!({"b": {"ranges": [[0, 0]]}})))
+                .unwrap(),
+        );
+        assert_eq!(fewer.lists.keys().collect::<Vec<_>>(), ["b"]);
+
+        // As read back from the store: the lists without their JSON.
+        let restored = Connection {
+            lists: start.lists.clone(),
+            ..Connection::default()
+        };
+        let none = restored.asked_lists(BTreeMap::new()).unwrap();
+        assert!(none.0.is_empty(), "a request without lists has none");
+        let parsed = restored.asked_lists(asked(first)).unwrap();
+        assert!(!Arc::ptr_eq(&parsed.0, &restored.lists));
+        assert_eq!(parsed.0, restored.lists);
+
+        // A list that changed is checked as it is parsed.
+        let error = start
+            .asked_lists(asked(json!({"a": {"ranges": [[5, 1]]}})))
+            .unwrap_err();
+        assert!(matches!(error.kind, ErrorKind::InvalidParam), "{error}");
+    }
+
+    /// A room asked for by one list shares that list's wants while the list is the same.
+    #[test]
+    fn a_lists_wants_are_made_once() {
+        let start = after(
+            Connection::default()
+                .asked_lists(asked(
+                    json!({"a": {"required_state": [["m.room.name", ""]]}}),
+                ))
+                .unwrap(),
+        );
+        let wants = start.lists["a"].room.wants().clone();
+        let again = after(
+            start
+                .asked_lists(asked(
+                    json!({"a": {"required_state": [["m.room.name", ""]]}}),
+                ))
+                .unwrap(),
+        );
+        assert!(Arc::ptr_eq(again.lists["a"].room.wants(), &wants));
+        assert!(wants.wants("@a:x", "m.room.name", ""));
+        let copy = start.lists["a"].clone();
+        assert!(
+            !Arc::ptr_eq(copy.room.wants(), &wants),
+            "a copy makes its own"
+        );
+        assert_eq!(**copy.room.wants(), *wants);
     }
 }

@@ -2,9 +2,11 @@
 //! against the server's bounds before any work.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, OnceLock};
 
 use ruma::OwnedRoomId;
 use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
 
 use crate::error::{Error, Result};
 
@@ -23,13 +25,35 @@ pub struct Body {
     #[serde(default)]
     pub conn_id: Option<String>,
     #[serde(default)]
-    pub lists: BTreeMap<String, ListConfig>,
+    pub lists: BTreeMap<String, AskedList>,
     #[serde(default)]
     pub room_subscriptions: BTreeMap<OwnedRoomId, RoomConfig>,
     #[serde(default)]
     pub unsubscribe_rooms: Vec<OwnedRoomId>,
     #[serde(default)]
     pub extensions: Extensions,
+}
+
+/// A list as the request sends it: its JSON, parsed into a [`ListConfig`] only when it
+/// is not the JSON the connection's last request sent for it. Clients send their lists
+/// with every request, byte for byte the same while they ask the same
+/// (`sliding_connection` then keeps the lists it has).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(transparent)]
+pub struct AskedList(Box<RawValue>);
+
+impl AskedList {
+    pub fn json(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The list, parsed and checked against the server's bounds.
+    pub fn parse(&self, name: &str) -> Result<ListConfig> {
+        let list: ListConfig = serde_json::from_str(self.json())
+            .map_err(|e| Error::bad_json(format!("List {name:?}: {e}")))?;
+        list.check(name)?;
+        Ok(list)
+    }
 }
 
 /// What to send of a room: `required_state` as `[type, state_key]` pairs.
@@ -43,6 +67,40 @@ pub struct RoomConfig {
     pub required_state: Option<Vec<(String, String)>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeline_limit: Option<u64>,
+    /// These wishes alone as a room's wants, made when first needed: a room is mostly
+    /// asked for by one list, whose wants are then shared by every answer that sends it
+    /// while the list is the same.
+    #[serde(skip)]
+    pub own_wants: OwnWants,
+}
+
+/// [`RoomConfig::own_wants`]: made from the config, so not part of its equality, and
+/// not copied with it (a copy may be changed; a config is not changed once its wants
+/// are made).
+#[derive(Debug, Default)]
+pub struct OwnWants(OnceLock<Arc<RoomWants>>);
+
+impl Clone for OwnWants {
+    fn clone(&self) -> Self {
+        OwnWants::default()
+    }
+}
+
+impl PartialEq for OwnWants {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for OwnWants {}
+
+impl RoomConfig {
+    /// What a room asked for by this alone wants.
+    pub fn wants(&self) -> &Arc<RoomWants> {
+        self.own_wants
+            .0
+            .get_or_init(|| Arc::new(RoomWants::of(&[self])))
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,6 +140,7 @@ impl From<ListConfigFields> for ListConfig {
             room: RoomConfig {
                 required_state: fields.required_state,
                 timeline_limit: fields.timeline_limit,
+                own_wants: OwnWants::default(),
             },
             filters: fields.filters,
             bump_event_types: fields.bump_event_types,
@@ -206,6 +265,30 @@ impl RoomScoped {
 }
 
 impl ListConfig {
+    fn check(&self, name: &str) -> Result<()> {
+        let ranges = self.ranges.as_deref().unwrap_or_default();
+        if ranges.len() > MAX_RANGES {
+            return Err(Error::invalid_param(format!(
+                "List {name:?}: at most {MAX_RANGES} ranges"
+            )));
+        }
+        if let Some((start, end)) = ranges.iter().find(|(start, end)| start > end) {
+            return Err(Error::invalid_param(format!(
+                "List {name:?}: range [{start}, {end}] ends before it starts"
+            )));
+        }
+        if self
+            .bump_event_types
+            .as_ref()
+            .is_some_and(|t| t.len() > MAX_BUMP_TYPES)
+        {
+            return Err(Error::invalid_param(format!(
+                "List {name:?}: at most {MAX_BUMP_TYPES} bump_event_types"
+            )));
+        }
+        check_room_config(&self.room, &format!("List {name:?}"))
+    }
+
     /// This list as asked, its missing fields taken from how it was asked before.
     pub fn merged_over(self, before: Option<&ListConfig>) -> ListConfig {
         let Some(before) = before else { return self };
@@ -217,6 +300,7 @@ impl ListConfig {
                     .required_state
                     .or_else(|| before.room.required_state.clone()),
                 timeline_limit: self.room.timeline_limit.or(before.room.timeline_limit),
+                own_wants: OwnWants::default(),
             },
             filters: self.filters.or_else(|| before.filters.clone()),
             bump_event_types: self
@@ -278,31 +362,8 @@ impl Body {
                 "At most {MAX_SUBSCRIPTIONS} room subscriptions per request"
             )));
         }
-        for (name, list) in &self.lists {
-            if name.len() > 255 {
-                return Err(Error::invalid_param("List names may be at most 255 bytes"));
-            }
-            let ranges = list.ranges.as_deref().unwrap_or_default();
-            if ranges.len() > MAX_RANGES {
-                return Err(Error::invalid_param(format!(
-                    "List {name:?}: at most {MAX_RANGES} ranges"
-                )));
-            }
-            if let Some((start, end)) = ranges.iter().find(|(start, end)| start > end) {
-                return Err(Error::invalid_param(format!(
-                    "List {name:?}: range [{start}, {end}] ends before it starts"
-                )));
-            }
-            if list
-                .bump_event_types
-                .as_ref()
-                .is_some_and(|t| t.len() > MAX_BUMP_TYPES)
-            {
-                return Err(Error::invalid_param(format!(
-                    "List {name:?}: at most {MAX_BUMP_TYPES} bump_event_types"
-                )));
-            }
-            check_room_config(&list.room, &format!("List {name:?}"))?;
+        if self.lists.keys().any(|name| name.len() > 255) {
+            return Err(Error::invalid_param("List names may be at most 255 bytes"));
         }
         for (room_id, room) in &self.room_subscriptions {
             check_room_config(room, &format!("Subscription to {room_id}"))?;
@@ -387,6 +448,7 @@ impl RoomWants {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
 
     #[test]
     fn required_state_matches_wildcards_and_me() {
@@ -399,6 +461,7 @@ mod tests {
                 ("org.example".into(), "*".into()),
             ]),
             timeline_limit: Some(3),
+            own_wants: OwnWants::default(),
         });
         assert!(wants.wants("@a:x", "m.room.name", ""));
         assert!(!wants.wants("@a:x", "m.room.topic", ""));
@@ -409,6 +472,7 @@ mod tests {
         wants.add(&RoomConfig {
             required_state: Some(vec![("*".into(), "*".into())]),
             timeline_limit: Some(1),
+            own_wants: OwnWants::default(),
         });
         assert!(wants.wants("@a:x", "m.room.member", "@b:x"));
         assert_eq!(wants.timeline_limit, 3);
@@ -426,10 +490,12 @@ mod tests {
         let list = RoomConfig {
             required_state: pairs(&[("m.room.name", ""), ("m.room.member", "$LAZY")]),
             timeline_limit: Some(1),
+            own_wants: OwnWants::default(),
         };
         let subscription = RoomConfig {
             required_state: pairs(&[("m.room.topic", ""), ("m.room.name", "")]),
             timeline_limit: Some(5),
+            own_wants: OwnWants::default(),
         };
         let wants = RoomWants::of(&[&list, &subscription]);
         assert_eq!(wants.timeline_limit, 5);
@@ -451,6 +517,7 @@ mod tests {
         let other = RoomConfig {
             required_state: pairs(&[("m.room.name", ""), ("m.room.member", "$ME")]),
             timeline_limit: Some(1),
+            own_wants: OwnWants::default(),
         };
         assert!(
             !RoomWants::of(&[&list]).is_of(&[&other]),
@@ -462,15 +529,14 @@ mod tests {
     /// recognised pair by pair; a timeline limit or a pair changed is not taken for them.
     #[test]
     fn parsed_pairs_are_sorted_and_recognised_in_one_pass() {
-        let body: Body = serde_json::from_value(serde_json::json!({
+        let body = sent(serde_json::json!({
             "lists": {"a": {"required_state": [
                 ["m.room.topic", ""], ["m.room.member", "$LAZY"], ["m.room.topic", ""],
                 ["m.room.encryption", ""]
             ], "timeline_limit": 1}},
             "room_subscriptions": {"!r:x": {"required_state": [["b", ""], ["a", ""]]}}
-        }))
-        .unwrap();
-        let list = &body.lists["a"].room;
+        }));
+        let list = &body.lists["a"].parse("a").unwrap().room;
         let pair = |t: &str, k: &str| (t.to_owned(), k.to_owned());
         assert_eq!(
             list.required_state,
@@ -499,23 +565,37 @@ mod tests {
         assert!(!wants.is_of(&[&other]));
     }
 
+    /// A body as a request sends it: parsed from its text (a list's JSON is kept as it
+    /// was sent).
+    fn sent(json: serde_json::Value) -> Body {
+        serde_json::from_str(&json.to_string()).unwrap()
+    }
+
     #[test]
     fn bad_requests_are_refused() {
-        let body: Body = serde_json::from_value(serde_json::json!({
-            "lists": {"a": {"ranges": [[5, 1]]}}
-        }))
-        .unwrap();
-        assert!(body.check().is_err());
-        let body: Body = serde_json::from_value(serde_json::json!({
+        let list_error = |json: serde_json::Value| {
+            let body = sent(json);
+            assert!(body.check().is_ok(), "lists are checked as they are parsed");
+            body.lists["a"].parse("a").unwrap_err()
+        };
+        let error = list_error(serde_json::json!({"lists": {"a": {"ranges": [[5, 1]]}}}));
+        assert!(
+            error.to_string().contains("ends before it starts"),
+            "{error}"
+        );
+        let error = list_error(serde_json::json!({"lists": {"a": {"ranges": 5}}}));
+        assert!(matches!(error.kind, ErrorKind::BadJson), "{error}");
+        let error = list_error(serde_json::json!({"lists": {"a": [1]}}));
+        assert!(matches!(error.kind, ErrorKind::BadJson), "{error}");
+        let body = sent(serde_json::json!({
             "room_subscriptions": {"!r:x": {"timeline_limit": 100000}}
-        }))
-        .unwrap();
+        }));
         assert!(body.check().is_err());
-        let body: Body = serde_json::from_value(serde_json::json!({
+        let body = sent(serde_json::json!({
             "lists": {"a": {"ranges": [[0, 9]], "timeline_limit": 1,
                 "required_state": [["m.room.name", ""]], "filters": {"is_dm": true}}}
-        }))
-        .unwrap();
+        }));
         assert!(body.check().is_ok());
+        assert!(body.lists["a"].parse("a").is_ok());
     }
 }

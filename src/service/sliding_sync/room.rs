@@ -31,29 +31,16 @@ pub struct SentRoom {
     pub membership_at: u64,
     /// What lists and subscriptions asked for then: shared with the states after it
     /// while they ask the same.
-    #[serde(with = "shared")]
     pub wants: Arc<RoomWants>,
     /// Members whose membership `$LAZY` loading has sent, unchanged since: a timeline
-    /// they send in later does not carry it again.
-    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
-    pub lazy: BTreeSet<String>,
+    /// they send in later does not carry it again. Shared with the states after it
+    /// until it changes.
+    #[serde(default, skip_serializing_if = "none_lazy")]
+    pub lazy: Arc<BTreeSet<String>>,
 }
 
-/// `Arc<RoomWants>` stored as the `RoomWants` it holds.
-mod shared {
-    use std::sync::Arc;
-
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    use super::RoomWants;
-
-    pub fn serialize<S: Serializer>(wants: &Arc<RoomWants>, s: S) -> Result<S::Ok, S::Error> {
-        wants.as_ref().serialize(s)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<RoomWants>, D::Error> {
-        RoomWants::deserialize(d).map(Arc::new)
-    }
+fn none_lazy(lazy: &Arc<BTreeSet<String>>) -> bool {
+    lazy.is_empty()
 }
 
 /// A room's part of the response, and what the connection has sent of it after.
@@ -73,7 +60,7 @@ impl Services {
         sent: Option<&SentRoom>,
     ) -> Result<RoomUpdate> {
         let record = &candidate.record;
-        let sent_now = |at: u64, lazy: BTreeSet<String>| SentRoom {
+        let sent_now = |at: u64, lazy: Arc<BTreeSet<String>>| SentRoom {
             at,
             membership: record.membership.clone(),
             membership_at: record.stream,
@@ -85,14 +72,14 @@ impl Services {
                 if sent.is_some_and(|s| s.membership_at == record.stream) {
                     return Ok(RoomUpdate {
                         body: None,
-                        sent: sent_now(pass.now.events, BTreeSet::new()),
+                        sent: sent_now(pass.now.events, Arc::default()),
                         initial: false,
                     });
                 }
                 let body = self.invited_room(pass, candidate)?;
                 Ok(RoomUpdate {
                     body: Some(body),
-                    sent: sent_now(pass.now.events, BTreeSet::new()),
+                    sent: sent_now(pass.now.events, Arc::default()),
                     initial: true,
                 })
             }
@@ -141,7 +128,7 @@ impl Services {
         candidate: &Candidate,
         wants: &Arc<RoomWants>,
         sent: Option<&SentRoom>,
-        sent_now: impl Fn(u64, BTreeSet<String>) -> SentRoom,
+        sent_now: impl Fn(u64, Arc<BTreeSet<String>>) -> SentRoom,
     ) -> Result<RoomUpdate> {
         let room_id = &candidate.room_id;
         let upto = candidate.upto(pass.now.events);
@@ -206,10 +193,10 @@ impl Services {
         }
         // The lazy members the client has, as they still are: a membership that changed
         // since is sent again with the member's next event.
-        let mut lazy = if full { BTreeSet::new() } else { lazy_before() };
+        let mut lazy = if full { Arc::default() } else { lazy_before() };
         for (event_type, state_key) in &changed {
-            if event_type == "m.room.member" {
-                lazy.remove(state_key);
+            if event_type == "m.room.member" && lazy.contains(state_key) {
+                Arc::make_mut(&mut lazy).remove(state_key);
             }
         }
         let required_state = self.required_state(
@@ -344,7 +331,7 @@ impl Services {
         keys: &BTreeSet<(String, String)>,
         timeline: &Timeline,
         wants: &RoomWants,
-        lazy: &mut BTreeSet<String>,
+        lazy: &mut Arc<BTreeSet<String>>,
     ) -> Result<Vec<Value>> {
         let user = pass.user_id.as_str();
         let mut chosen: BTreeMap<(String, String), OwnedEventId> = BTreeMap::new();
@@ -365,7 +352,7 @@ impl Services {
                         let key = ("m.room.member".to_owned(), sender);
                         if let Some(id) = state.get(&key) {
                             chosen.insert(key.clone(), id.clone());
-                            lazy.insert(key.1);
+                            Arc::make_mut(lazy).insert(key.1);
                         }
                     }
                 }
@@ -378,7 +365,7 @@ impl Services {
                     for (sender, id) in senders.iter().zip(found) {
                         if let Some(id) = id {
                             chosen.insert(("m.room.member".to_owned(), sender.clone()), id);
-                            lazy.insert(sender.clone());
+                            Arc::make_mut(lazy).insert(sender.clone());
                         }
                     }
                 }

@@ -494,6 +494,43 @@ fn pushers_sharing_a_gateway_each_get_their_own_notifications_in_order() {
     assert_eq!(pushed_last, 5);
 }
 
+/// A gateway's worker ends with its last pusher (`src/service/pushers/origin.rs`): a
+/// pusher set at that gateway afterwards starts another, as does one set again at once
+/// after the only one was removed, and each is pushed to.
+#[test]
+fn a_gateway_whose_pushers_all_went_serves_the_next_one() {
+    let server = start_allowing_loopback();
+    let gateway = Gateway::start();
+    let (alice, bob, room) = alice_and_bob_in_a_room(&server);
+    let remove = |pushkey: &str| {
+        let mut body = pusher(&gateway.url(), pushkey, None);
+        body["kind"] = Value::Null;
+        set(&server, &bob, &body);
+    };
+    let pushed = |n: usize, pushkey: &str, event: &str| {
+        let received = gateway.wait_for(n);
+        assert_eq!(received.len(), n, "{received:?}");
+        let notification = &received[n - 1]["notification"];
+        assert_eq!(notification["devices"][0]["pushkey"], pushkey);
+        assert_eq!(notification["event_id"], event);
+    };
+    set(&server, &bob, &pusher(&gateway.url(), "first", None));
+    let event = send_text(&server, &alice, &room, "t0", "one");
+    pushed(1, "first", &event);
+
+    remove("first");
+    // Time for the worker to see that it serves nobody and end.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    set(&server, &bob, &pusher(&gateway.url(), "second", None));
+    let event = send_text(&server, &alice, &room, "t1", "two");
+    pushed(2, "second", &event);
+
+    remove("second");
+    set(&server, &bob, &pusher(&gateway.url(), "third", None));
+    let event = send_text(&server, &alice, &room, "t2", "three");
+    pushed(3, "third", &event);
+}
+
 #[test]
 fn logging_out_removes_the_pushers_the_device_set() {
     let mut server = TestServer::start();

@@ -120,7 +120,8 @@ impl Pushers {
             {
                 Ok(Sent::Delivered) => return,
                 Ok(Sent::Gone(status)) => {
-                    tracing::info!(user = %user_id, app_id = %pusher.app_id, status, "the push service has no such subscription; removing the pusher");
+                    // `forget_rejected` says at info that the pusher goes.
+                    tracing::debug!(user = %user_id, app_id = %pusher.app_id, status, "the push service answered the validation push: no such subscription");
                     self.forget_rejected(user_id, pusher, signals);
                     return;
                 }

@@ -325,20 +325,17 @@ impl Pushers {
         };
         let serving = match target {
             Some(target) => {
-                let queue = self.origin_queue(&target.origin);
                 let id = self.next_id.fetch_add(1, Ordering::SeqCst);
-                queue.join(
-                    id,
-                    origin::Member {
-                        user_id: user_id.to_owned(),
-                        key: key.clone(),
-                        record,
-                        signals: signals.clone(),
-                        target,
-                        carried,
-                    },
-                );
-                Serving::Origin(queue, id)
+                let origin = target.origin.clone();
+                let member = origin::Member {
+                    user_id: user_id.to_owned(),
+                    key: key.clone(),
+                    record,
+                    signals: signals.clone(),
+                    target,
+                    carried,
+                };
+                Serving::Origin(self.join_origin(&origin, id, member), id)
             }
             None => Serving::Task(tokio::spawn(self.clone().run(
                 user_id.to_owned(),
@@ -351,16 +348,45 @@ impl Pushers {
         user_workers.insert(key, Worker { signals, serving });
     }
 
-    /// The queue of the origin's worker, which is started with its first pusher.
-    fn origin_queue(self: &Arc<Self>, origin: &gateway::Origin) -> Arc<origin::OriginQueue> {
+    /// Adds a pusher to its origin's worker, which is started with its first pusher, and
+    /// returns the worker's queue. Under the lock of `origins`, which a worker with no
+    /// pusher left takes to end ([`Self::retire_origin`]): a pusher joins a worker that
+    /// goes on, or starts a new one.
+    fn join_origin(
+        self: &Arc<Self>,
+        origin: &gateway::Origin,
+        id: u64,
+        member: origin::Member,
+    ) -> Arc<origin::OriginQueue> {
         let mut origins = lock(&self.origins);
-        if let Some(queue) = origins.get(origin) {
-            return queue.clone();
-        }
-        let queue = origin::OriginQueue::new(origin.clone());
-        origins.insert(origin.clone(), queue.clone());
-        tokio::spawn(self.clone().serve_origin(queue.clone()));
+        let queue = match origins.get(origin) {
+            Some(queue) => queue.clone(),
+            None => {
+                let queue = origin::OriginQueue::new(origin.clone());
+                origins.insert(origin.clone(), queue.clone());
+                tokio::spawn(self.clone().serve_origin(queue.clone()));
+                queue
+            }
+        };
+        queue.join(id, member);
         queue
+    }
+
+    /// Whether the worker of `queue` may end: no pusher is left in it, nor anything
+    /// left to look at. If so its queue leaves `origins`, so that the next pusher of its
+    /// origin starts a new worker.
+    fn retire_origin(&self, queue: &Arc<origin::OriginQueue>) -> bool {
+        let mut origins = lock(&self.origins);
+        if !queue.is_idle() {
+            return false;
+        }
+        if origins
+            .get(queue.origin())
+            .is_some_and(|kept| Arc::ptr_eq(kept, queue))
+        {
+            origins.remove(queue.origin());
+        }
+        true
     }
 
     /// Ends the worker of a removed pusher.

@@ -95,6 +95,16 @@ impl OriginQueue {
         self.work.notify_one();
     }
 
+    pub(super) fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    /// No pusher is served and none has anything new.
+    pub(super) fn is_idle(&self) -> bool {
+        let shared = lock(&self.shared);
+        shared.members.is_empty() && shared.ready.is_empty()
+    }
+
     pub(super) fn leave(&self, id: u64) {
         let mut shared = lock(&self.shared);
         shared.members.remove(&id);
@@ -300,6 +310,11 @@ impl Pushers {
             let ready = std::mem::take(&mut lock(&queue.shared).ready);
             for id in ready {
                 served.take_ready(&self, &queue, id);
+            }
+            // The last pusher left and nothing is in flight: the worker ends (the next
+            // pusher of this origin starts another).
+            if served.slots.is_empty() && flights.is_empty() && self.retire_origin(&queue) {
+                return;
             }
             let now = Instant::now();
             served.retry_due(now);

@@ -11,6 +11,7 @@ use std::sync::{Mutex, MutexGuard};
 use ruma::{OwnedRoomId, RoomId};
 use serde_json::Value;
 
+use super::lists::DEFAULT_BUMP_EVENT_TYPES;
 use crate::error::Result;
 use crate::service::Services;
 
@@ -55,15 +56,37 @@ impl Scanned {
 /// Scan outcomes per set of bump types and room. The sets are numbered as they come
 /// ([`BumpStamps::set_of`]), so that an answer finds a room's outcome by that number
 /// rather than by hashing the types again.
-#[derive(Default)]
 pub struct BumpStamps {
+    /// The bump types of a list that names none ([`DEFAULT_BUMP_EVENT_TYPES`]), whose
+    /// outcomes are set [`BumpStamps::DEFAULT_SET`].
+    default: Vec<String>,
     sets: Mutex<Vec<TypeSet>>,
+}
+
+impl Default for BumpStamps {
+    fn default() -> Self {
+        let default: Vec<String> = DEFAULT_BUMP_EVENT_TYPES
+            .iter()
+            .map(|t| (*t).to_owned())
+            .collect();
+        BumpStamps {
+            sets: Mutex::new(vec![(default.clone(), HashMap::new())]),
+            default,
+        }
+    }
 }
 
 /// A set of bump types and the outcomes kept for it, by room.
 type TypeSet = (Vec<String>, HashMap<OwnedRoomId, Scanned>);
 
 impl BumpStamps {
+    /// The number of the default bump types' set.
+    pub(super) const DEFAULT_SET: usize = 0;
+
+    pub(super) fn default_types(&self) -> &[String] {
+        &self.default
+    }
+
     fn lock(&self) -> MutexGuard<'_, Vec<TypeSet>> {
         self.sets.lock().unwrap_or_else(|e| e.into_inner())
     }

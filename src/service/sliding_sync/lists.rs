@@ -48,13 +48,17 @@ impl Candidate {
 /// What lists compute once per pass: bump stamps per set of bump types, DM rooms.
 #[derive(Default)]
 pub struct ListCache {
-    /// Distinct bump type sets, with their numbers in [`super::BumpStamps`]; index 0 is
-    /// the default.
-    type_sets: RefCell<Vec<(Vec<String>, Option<usize>)>>,
+    /// Distinct bump type sets (`None`: the default), with their numbers in
+    /// [`super::BumpStamps`]; index 0 is the default.
+    type_sets: RefCell<Vec<PassTypeSet>>,
     /// Per room, its bump stamp per type set (by index).
     bumps: RefCell<HashMap<OwnedRoomId, Vec<(usize, u64)>>>,
     dms: RefCell<Option<HashSet<OwnedRoomId>>>,
 }
+
+/// A set of bump types as a pass knows it: its types (`None`: the default) and its number
+/// in [`super::BumpStamps`] (none: not kept there).
+type PassTypeSet = (Option<Vec<String>>, Option<usize>);
 
 /// A list as computed: how many rooms pass its filters, and those in its ranges in order.
 pub struct ListResult {
@@ -66,18 +70,13 @@ impl ListCache {
     fn type_set(&self, types: Option<&Vec<String>>, stamps: &super::BumpStamps) -> usize {
         let mut sets = self.type_sets.borrow_mut();
         if sets.is_empty() {
-            let default: Vec<String> = DEFAULT_BUMP_EVENT_TYPES
-                .iter()
-                .map(|t| (*t).to_owned())
-                .collect();
-            let kept = stamps.set_of(&default);
-            sets.push((default, kept));
+            sets.push((None, Some(super::BumpStamps::DEFAULT_SET)));
         }
         let Some(types) = types else { return 0 };
-        match sets.iter().position(|(s, _)| s == types) {
+        match sets.iter().position(|(s, _)| s.as_ref() == Some(types)) {
             Some(index) => index,
             None => {
-                sets.push((types.clone(), stamps.set_of(types)));
+                sets.push((Some(types.clone()), stamps.set_of(types)));
                 sets.len() - 1
             }
         }
@@ -188,6 +187,7 @@ impl Services {
             _ => {
                 let sets = pass.lists.type_sets.borrow();
                 let (types, kept) = &sets[types];
+                let types = types.as_deref().unwrap_or(self.bump_stamps.default_types());
                 let upto = candidate.upto(pass.now.events);
                 self.newest_bump(&candidate.room_id, upto, types, *kept)?
                     .unwrap_or(fallback)

@@ -60,6 +60,11 @@ struct Args {
     /// Members in each room (at most 1000): makes ROOMS × N clients, instead of --clients
     #[arg(long, value_name = "N", conflicts_with = "clients")]
     members_per_room: Option<usize>,
+    /// Rooms every client is also in and nobody writes to during the run (the first
+    /// client makes them, the others join each): a user's other rooms, which a sliding
+    /// sync list sorts and every sync looks at
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    quiet_rooms: usize,
     /// Messages sent per second, in total
     #[arg(long, default_value_t = 500.0)]
     rate: f64,
@@ -315,6 +320,7 @@ async fn single(args: Args, placement: Placement, load_before: Option<[f64; 3]>)
         profile: args.profile.name(),
         key_rotation: args.e2ee.then_some(args.key_rotation),
         pushers: args.pushers,
+        quiet_rooms: args.quiet_rooms,
         accounts: args.accounts.name(),
         seed: (args.profile == Profile::Element).then_some(args.seed),
         clients: args.clients,
@@ -405,6 +411,45 @@ async fn bench(
 
 /// Makes the accounts, uploads their filters, creates the rooms and joins each client
 /// to its room.
+/// Makes `--quiet-rooms` rooms (the first client) and joins every other client to each.
+async fn join_quiet_rooms(
+    args: &Args,
+    api: &Api,
+    clients: &[Client],
+    rotation: Option<usize>,
+) -> Result<()> {
+    let Some((creator, others)) = clients.split_first() else {
+        return Ok(());
+    };
+    eprintln!(
+        "creating {} quiet rooms and joining every client to each",
+        args.quiet_rooms
+    );
+    let rooms: Vec<String> = futures_util::stream::iter(0..args.quiet_rooms)
+        .map(|q| async move {
+            api.create_room_with(&creator.token, &format!("quiet {q}"), rotation)
+                .await
+        })
+        .buffered(4)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_>>()?;
+    let pairs = others
+        .iter()
+        .flat_map(|client| rooms.iter().map(move |room_id| (client, room_id)));
+    let joins: Vec<Result<()>> = futures_util::stream::iter(pairs)
+        .map(|(client, room_id)| async move {
+            api.join(&client.token, room_id)
+                .await
+                .with_context(|| format!("{} joining {room_id}", client.user_id))
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    joins.into_iter().collect()
+}
+
 async fn set_up(
     args: &Args,
     api: Api,
@@ -513,6 +558,10 @@ async fn set_up(
         .collect()
         .await;
     joins.into_iter().collect::<Result<()>>()?;
+
+    if args.quiet_rooms > 0 {
+        join_quiet_rooms(args, &api, &clients, rotation).await?;
+    }
 
     if let Some(url) = pusher_url {
         eprintln!("setting an HTTP pusher for each client");

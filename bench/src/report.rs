@@ -37,6 +37,8 @@ pub struct Conditions {
     pub key_rotation: Option<usize>,
     /// With `--pushers`: each client has an HTTP pusher at the bench's gateway.
     pub pushers: bool,
+    /// `--quiet-rooms`: rooms every client is also in, with no messages.
+    pub quiet_rooms: usize,
     pub accounts: &'static str,
     pub seed: Option<u64>,
     pub clients: usize,
@@ -216,6 +218,7 @@ pub fn json_line(
     });
     // Added apart: one macro call with every field passes `json!`'s recursion limit.
     line["run_started_unix_ms"] = json!(summary.epoch_unix_ms);
+    line["quiet_rooms"] = json!(c.quiet_rooms);
     line["slow_seconds"] = summary
         .slow_seconds
         .iter()
@@ -316,6 +319,10 @@ pub fn print_table(
     let encryption = match c.pushers {
         true => format!("{encryption}, an HTTP pusher per client"),
         false => encryption,
+    };
+    let encryption = match c.quiet_rooms {
+        0 => encryption,
+        n => format!("{encryption}, each client also in {n} quiet rooms"),
     };
     println!(
         "hearth-bench ({} profile{encryption}): {} clients in {} rooms ({members} members each), {} msg/s for {} s ({} messages per transport), drain {} s",
@@ -605,6 +612,7 @@ mod tests {
             profile: "element",
             key_rotation: None,
             pushers: false,
+            quiet_rooms: 0,
             accounts: "jwt",
             seed: Some(1),
             clients: 2,

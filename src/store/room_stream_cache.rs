@@ -18,6 +18,8 @@ const PER_ROOM: usize = 64;
 struct Recent {
     /// Every entry of the room after this position is in `entries`.
     complete_after: u64,
+    /// The newest entry's position.
+    newest: u64,
     /// `(stream, event)` in the order written.
     entries: VecDeque<(u64, OwnedEventId)>,
 }
@@ -62,14 +64,30 @@ impl RoomStreamCache {
         for (room_id, stream, event_id) in entries {
             let recent = inner.rooms.entry(room_id).or_insert_with(|| Recent {
                 complete_after: started_at,
+                newest: 0,
                 entries: VecDeque::new(),
             });
+            recent.newest = recent.newest.max(stream);
             recent.entries.push_back((stream, event_id));
             if recent.entries.len() > PER_ROOM
                 && let Some((dropped, _)) = recent.entries.pop_front()
             {
                 recent.complete_after = recent.complete_after.max(dropped);
             }
+        }
+    }
+
+    /// Whether the room has an entry after `above`, when the cache knows: it does when
+    /// an entry written since the open is; it has none when none written since is and
+    /// `above` is at or after the open (or the newest entry written since).
+    pub(super) fn any_after(&self, room_id: &str, above: u64) -> Option<bool> {
+        let inner = self.inner();
+        match inner.rooms.get(room_id) {
+            Some(recent) if recent.newest > above => Some(true),
+            // The newest since the open is at or before `above`, and so is every entry
+            // before the open.
+            Some(_) => Some(false),
+            None => (above >= inner.started_at).then_some(false),
         }
     }
 
@@ -112,6 +130,27 @@ mod tests {
 
     fn id(n: u64) -> OwnedEventId {
         OwnedEventId::try_from(format!("$e{n}")).unwrap()
+    }
+
+    #[test]
+    fn whether_a_room_has_entries_after_a_position() {
+        let cache = RoomStreamCache::new();
+        assert_eq!(cache.any_after("!r", 5), None, "not started");
+        cache.start_after(100);
+        assert_eq!(cache.any_after("!r", 100), Some(false));
+        assert_eq!(
+            cache.any_after("!r", 99),
+            None,
+            "before the open: the store knows"
+        );
+        cache.written(vec![
+            ("!r".into(), 103, id(103)),
+            ("!r".into(), 101, id(101)),
+        ]);
+        assert_eq!(cache.any_after("!r", 102), Some(true));
+        assert_eq!(cache.any_after("!r", 103), Some(false));
+        assert_eq!(cache.any_after("!r", 50), Some(true));
+        assert_eq!(cache.any_after("!other", 101), Some(false));
     }
 
     #[test]

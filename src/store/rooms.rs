@@ -320,6 +320,17 @@ impl Store {
 }
 
 impl Store {
+    /// Whether the room has an event in its stream after position `above`: from memory
+    /// for a room written since the store was opened, or for a position at or after that.
+    pub fn room_has_events_after(&self, room_id: &str, above: u64) -> StoreResult<bool> {
+        if let Some(any) = self.inner.room_streams.any_after(room_id, above) {
+            return Ok(any);
+        }
+        Ok(!self
+            .room_events_rev(room_id, u64::MAX, above, 1)?
+            .is_empty())
+    }
+
     /// Event IDs of a room in stream order, newest first: positions at most `newest`
     /// and above `above`, at most `limit` of them.
     pub fn room_events_rev(

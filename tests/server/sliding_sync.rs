@@ -460,6 +460,24 @@ fn a_room_left_is_reported_once_and_nothing_after_the_departure() {
     let after = sliding(&server, &bob, Some(&pos(&next)), &request);
     assert_eq!(after["lists"]["all"]["count"], 0, "{after}");
     assert_eq!(after["rooms"], json!({}));
+
+    // Subscribed to afterwards, the room he left is read up to his departure; one he
+    // was never in is not sent at all.
+    let stranger = create_room(&server, &alice, json!({"preset": "public_chat"}));
+    let subscribe = json!({"conn_id": "subscribed", "room_subscriptions": {
+        room.clone(): {"timeline_limit": 10},
+        stranger.clone(): {"timeline_limit": 10},
+    }});
+    let subscribed = sliding(&server, &bob, None, &subscribe);
+    assert_eq!(room_ids(&subscribed), [room.as_str()], "{subscribed}");
+    let read = texts(&subscribed["rooms"][&room]);
+    assert!(!read.iter().any(|t| t == "after bob left"), "{read:?}");
+    let last = subscribed["rooms"][&room]["timeline"]
+        .as_array()
+        .unwrap()
+        .last()
+        .cloned();
+    assert_eq!(last.unwrap()["content"]["membership"], "leave");
 }
 
 #[test]

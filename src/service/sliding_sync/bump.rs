@@ -114,10 +114,11 @@ impl BumpStamps {
         let Some((_, rooms)) = sets.get_mut(set) else {
             return;
         };
-        match rooms.get(room_id) {
+        match rooms.get_mut(room_id) {
             // A concurrent answer got further: its outcome stays.
             Some(kept) if kept.upto >= scanned.upto => {}
-            _ => {
+            Some(kept) => *kept = scanned,
+            None => {
                 rooms.insert(room_id.to_owned(), scanned);
             }
         }
@@ -164,6 +165,10 @@ impl Services {
         above: u64,
         types: &[String],
     ) -> Result<(Option<u64>, usize)> {
+        // Most rooms of a list have no event since the last scan.
+        if !self.store.room_has_events_after(room_id.as_str(), above)? {
+            return Ok((None, 0));
+        }
         let mut newest = newest;
         let mut read = 0;
         while read < BUMP_SCAN_BUDGET && newest > above {

@@ -24,7 +24,7 @@ pub struct Scope<'a> {
     /// Rooms sent in full in this response: their extension data is sent in full too.
     pub initial: &'a HashSet<OwnedRoomId>,
     /// The user's rooms lists and subscriptions may hold, with their memberships.
-    pub candidates: &'a HashMap<OwnedRoomId, Candidate>,
+    pub candidates: &'a HashMap<&'a OwnedRoomId, Candidate<'a>>,
     /// The rooms part of the response.
     pub rooms_out: &'a BTreeMap<String, SlidingRoom>,
 }

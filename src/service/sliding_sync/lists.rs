@@ -25,13 +25,15 @@ pub const DEFAULT_BUMP_EVENT_TYPES: [&str; 7] = [
     "m.beacon_info",
 ];
 
-/// One of the user's rooms that lists may hold.
-pub struct Candidate {
-    pub room_id: OwnedRoomId,
-    pub record: UserRoomRecord,
+/// One of the user's rooms that lists may hold: borrowed from the user's room list as
+/// the store shares it, so that an answer copies nothing per room.
+#[derive(Clone, Copy)]
+pub struct Candidate<'a> {
+    pub room_id: &'a OwnedRoomId,
+    pub record: &'a UserRoomRecord,
 }
 
-impl Candidate {
+impl Candidate<'_> {
     pub fn membership(&self) -> &str {
         &self.record.membership
     }
@@ -87,9 +89,13 @@ impl Services {
     /// The rooms lists may hold: those the user is joined to, invited to or knocking
     /// on, and those they left or were banned from since the connection's last position
     /// (so the client learns of it once).
-    pub(super) fn sliding_candidates(&self, pass: &Pass<'_>) -> Result<Vec<Candidate>> {
+    pub(super) fn sliding_candidates<'a>(
+        &self,
+        pass: &Pass<'_>,
+        rooms: &'a [(OwnedRoomId, UserRoomRecord)],
+    ) -> Result<Vec<Candidate<'a>>> {
         let mut out = Vec::new();
-        for (room_id, record) in self.store.user_rooms_shared(pass.user_id.as_str())?.iter() {
+        for (room_id, record) in rooms {
             let keep = match record.membership.as_str() {
                 "join" | "invite" | "knock" => true,
                 "leave" | "ban" => {
@@ -100,10 +106,7 @@ impl Services {
                 _ => false,
             };
             if keep {
-                out.push(Candidate {
-                    room_id: room_id.clone(),
-                    record: record.clone(),
-                });
+                out.push(Candidate { room_id, record });
             }
         }
         Ok(out)
@@ -113,7 +116,7 @@ impl Services {
     pub(super) fn compute_list(
         &self,
         pass: &Pass<'_>,
-        candidates: &[Candidate],
+        candidates: &[Candidate<'_>],
         list: &ListConfig,
     ) -> Result<ListResult> {
         let types = pass
@@ -131,7 +134,7 @@ impl Services {
                 continue;
             }
             let bump = self.bump_stamp_with(pass, candidate, types)?;
-            rooms.push((bump, &candidate.room_id));
+            rooms.push((bump, candidate.room_id));
         }
         rooms.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
         let count = rooms.len();
@@ -171,7 +174,7 @@ impl Services {
             .lists
             .bumps
             .borrow()
-            .get(&candidate.room_id)
+            .get(candidate.room_id)
             .and_then(|bumps| {
                 bumps
                     .iter()
@@ -189,7 +192,7 @@ impl Services {
                 let (types, kept) = &sets[types];
                 let types = types.as_deref().unwrap_or(self.bump_stamps.default_types());
                 let upto = candidate.upto(pass.now.events);
-                self.newest_bump(&candidate.room_id, upto, types, *kept)?
+                self.newest_bump(candidate.room_id, upto, types, *kept)?
                     .unwrap_or(fallback)
             }
         };
@@ -225,7 +228,7 @@ impl Services {
             .dms
             .borrow()
             .as_ref()
-            .is_some_and(|dms| dms.contains(&candidate.room_id))
+            .is_some_and(|dms| dms.contains(candidate.room_id))
         {
             return Ok(true);
         }
@@ -312,7 +315,7 @@ impl Services {
             }
         }
         if let Some(children) = spaces
-            && !children.contains(&candidate.room_id)
+            && !children.contains(candidate.room_id)
         {
             return Ok(false);
         }

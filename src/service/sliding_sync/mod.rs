@@ -492,7 +492,8 @@ impl Services {
             lists: ListCache::default(),
             timeline_bytes_left: Cell::new(self.config.limits.sync_timeline_bytes),
         };
-        let all = self.sliding_candidates(&pass)?;
+        let rooms = self.store.user_rooms_shared(user_id.as_str())?;
+        let all = self.sliding_candidates(&pass, &rooms)?;
 
         // What each room is asked for by: the lists and subscriptions that take it in.
         let mut wants: BTreeMap<OwnedRoomId, Vec<&RoomConfig>> = BTreeMap::new();
@@ -508,27 +509,33 @@ impl Services {
             counts.insert(name.clone(), result.count);
             list_rooms.insert(name.clone(), result.rooms);
         }
-        let mut candidates: HashMap<OwnedRoomId, Candidate> =
-            all.into_iter().map(|c| (c.room_id.clone(), c)).collect();
+        // A room subscribed to that the user left earlier may still be read up to the
+        // departure.
+        let mut left = Vec::new();
+        for room_id in config.subscriptions.keys() {
+            if all.iter().any(|c| c.room_id == room_id) {
+                continue;
+            }
+            if let Some(record) = self.store.user_room(user_id.as_str(), room_id.as_str())?
+                && matches!(record.membership.as_str(), "leave" | "ban")
+                && !record.forgotten
+            {
+                left.push((room_id.clone(), record));
+            }
+        }
+        let candidates: HashMap<&OwnedRoomId, Candidate> = all
+            .iter()
+            .copied()
+            .chain(
+                left.iter()
+                    .map(|(room_id, record)| Candidate { room_id, record }),
+            )
+            .map(|c| (c.room_id, c))
+            .collect();
         let mut subscribed = BTreeSet::new();
         for (room_id, room) in config.subscriptions.iter() {
             if !candidates.contains_key(room_id) {
-                // A room left earlier may still be read up to the departure.
-                match self.store.user_room(user_id.as_str(), room_id.as_str())? {
-                    Some(record)
-                        if matches!(record.membership.as_str(), "leave" | "ban")
-                            && !record.forgotten =>
-                    {
-                        candidates.insert(
-                            room_id.clone(),
-                            Candidate {
-                                room_id: room_id.clone(),
-                                record,
-                            },
-                        );
-                    }
-                    _ => continue,
-                }
+                continue;
             }
             subscribed.insert(room_id.clone());
             wants.entry(room_id.clone()).or_default().push(room);
@@ -550,6 +557,18 @@ impl Services {
                 (_, Some(sent)) if sent.wants.is_of(asked) => sent.wants.clone(),
                 _ => Arc::new(RoomWants::of(asked)),
             };
+            // Nothing new in a room the user is in, asked for as when it was sent (most
+            // rooms of most answers): nothing to send, nor to keep anew. Its position
+            // stays where it was sent up to, which no event has passed.
+            if let Some(sent) = sent
+                && sent.same_room(candidate, &wanted)
+                && (sent.at >= candidate.upto(pass.now.events)
+                    || !self
+                        .store
+                        .room_has_events_after(room_id.as_str(), sent.at)?)
+            {
+                continue;
+            }
             let update = self.sliding_room(&pass, candidate, &wanted, sent)?;
             if let Some(body) = update.body {
                 rooms_out.insert(room_id.to_string(), body);

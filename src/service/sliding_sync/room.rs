@@ -43,6 +43,19 @@ fn none_lazy(lazy: &Arc<BTreeSet<String>>) -> bool {
     lazy.is_empty()
 }
 
+impl SentRoom {
+    /// Whether this was sent for a room the user is in (or left) as it is: with the
+    /// membership it has, for the very `wants` asked now. Then, with no event after
+    /// [`SentRoom::at`] up to where the user reads, there is nothing to send and what
+    /// [`Services::sliding_room`] would keep is this.
+    pub(super) fn same_room(&self, candidate: &Candidate, wants: &Arc<RoomWants>) -> bool {
+        matches!(candidate.membership(), "join" | "leave" | "ban")
+            && self.membership == candidate.membership()
+            && self.membership_at == candidate.record.stream
+            && Arc::ptr_eq(&self.wants, wants)
+    }
+}
+
 /// A room's part of the response, and what the connection has sent of it after.
 pub struct RoomUpdate {
     pub body: Option<SlidingRoom>,
@@ -59,7 +72,7 @@ impl Services {
         wants: &Arc<RoomWants>,
         sent: Option<&SentRoom>,
     ) -> Result<RoomUpdate> {
-        let record = &candidate.record;
+        let record = candidate.record;
         let sent_now = |at: u64, lazy: Arc<BTreeSet<String>>| SentRoom {
             at,
             membership: record.membership.clone(),
@@ -90,7 +103,7 @@ impl Services {
     fn invited_room(&self, pass: &Pass<'_>, candidate: &Candidate) -> Result<SlidingRoom> {
         let stripped = match &candidate.record.invite_state {
             Some(state) => state.clone(),
-            None => self.stripped_state(&candidate.room_id, Some(pass.user_id))?,
+            None => self.stripped_state(candidate.room_id, Some(pass.user_id))?,
         };
         let field = if candidate.membership() == "knock" {
             "knock_state"
@@ -130,7 +143,7 @@ impl Services {
         sent: Option<&SentRoom>,
         sent_now: impl Fn(u64, Arc<BTreeSet<String>>) -> SentRoom,
     ) -> Result<RoomUpdate> {
-        let room_id = &candidate.room_id;
+        let room_id = candidate.room_id;
         let upto = candidate.upto(pass.now.events);
         // Continued from where it was sent while the user stays in or leaves; a room last
         // sent as an invite (or before a rejoin) is new to the client as a room it is in.
@@ -314,7 +327,7 @@ impl Services {
             limit,
             current_state_visible: false,
         };
-        let mut timeline = self.visible_timeline(&candidate.room_id, view, window, |_| true)?;
+        let mut timeline = self.visible_timeline(candidate.room_id, view, window, |_| true)?;
         fit_timeline_budget(&pass.timeline_bytes_left, &mut timeline);
         Ok(timeline)
     }
@@ -461,5 +474,82 @@ impl Services {
             heroes.push(hero);
         }
         Ok(Value::Array(heroes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::UserRoomRecord;
+
+    fn record(membership: &str, stream: u64) -> UserRoomRecord {
+        UserRoomRecord {
+            membership: membership.to_owned(),
+            event_id: ruma::owned_event_id!("$member"),
+            stream,
+            forgotten: false,
+            invite_state: None,
+            joined_since: None,
+        }
+    }
+
+    /// A room is passed over only when it was sent with the membership it has and for
+    /// the very wants asked now.
+    #[test]
+    fn a_room_with_nothing_new_is_recognised() {
+        let room_id = ruma::owned_room_id!("!r:x");
+        let wants = Arc::new(RoomWants::default());
+        let sent = SentRoom {
+            at: 10,
+            membership: "join".to_owned(),
+            membership_at: 4,
+            wants: wants.clone(),
+            lazy: Arc::default(),
+        };
+        let joined = record("join", 4);
+        let candidate = Candidate {
+            room_id: &room_id,
+            record: &joined,
+        };
+        assert!(sent.same_room(&candidate, &wants));
+        let same = Arc::new(RoomWants::default());
+        assert!(!sent.same_room(&candidate, &same), "wants not shared");
+        let rejoined = record("join", 7);
+        let candidate = Candidate {
+            room_id: &room_id,
+            record: &rejoined,
+        };
+        assert!(
+            !sent.same_room(&candidate, &wants),
+            "another membership event"
+        );
+        let left = record("leave", 8);
+        let candidate = Candidate {
+            room_id: &room_id,
+            record: &left,
+        };
+        assert!(!sent.same_room(&candidate, &wants), "left since");
+        let sent_left = SentRoom {
+            membership: "leave".to_owned(),
+            membership_at: 8,
+            ..sent.clone()
+        };
+        assert!(
+            sent_left.same_room(&candidate, &wants),
+            "left, sent as left"
+        );
+        let invited = record("invite", 4);
+        let candidate = Candidate {
+            room_id: &room_id,
+            record: &invited,
+        };
+        let sent_invite = SentRoom {
+            membership: "invite".to_owned(),
+            ..sent.clone()
+        };
+        assert!(
+            !sent_invite.same_room(&candidate, &wants),
+            "invites go their way"
+        );
     }
 }

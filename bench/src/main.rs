@@ -438,6 +438,14 @@ async fn join_quiet_rooms(
     let pairs = others
         .iter()
         .flat_map(|client| rooms.iter().map(move |room_id| (client, room_id)));
+    join_all(api, pairs).await
+}
+
+/// Joins each client to its room, eight at a time.
+async fn join_all<'a>(
+    api: &Api,
+    pairs: impl Iterator<Item = (&'a Client, &'a String)>,
+) -> Result<()> {
     let joins: Vec<Result<()>> = futures_util::stream::iter(pairs)
         .map(|(client, room_id)| async move {
             api.join(&client.token, room_id)
@@ -545,19 +553,10 @@ async fn set_up(
         .collect::<Result<_>>()?;
 
     eprintln!("joining the other clients to their rooms");
-    let joins: Vec<Result<()>> = futures_util::stream::iter(&clients[args.rooms..])
-        .map(|client| {
-            let (api, room_id) = (&api, &room_ids[client.room]);
-            async move {
-                api.join(&client.token, room_id)
-                    .await
-                    .with_context(|| format!("{} joining {room_id}", client.user_id))
-            }
-        })
-        .buffer_unordered(8)
-        .collect()
-        .await;
-    joins.into_iter().collect::<Result<()>>()?;
+    let pairs = clients[args.rooms..]
+        .iter()
+        .map(|client| (client, &room_ids[client.room]));
+    join_all(&api, pairs).await?;
 
     if args.quiet_rooms > 0 {
         join_quiet_rooms(args, &api, &clients, rotation).await?;

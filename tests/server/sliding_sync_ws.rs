@@ -326,6 +326,14 @@ fn a_bad_request_gets_an_error_frame_and_the_socket_keeps_working() {
         json!({"type": "sliding_sync", "request_id": "r5", "body": [1, 2]}),
     );
     assert_eq!(answer["errcode"], "M_BAD_JSON", "{answer}");
+    let (answer, _) = ask(
+        &mut socket,
+        json!({"type": "sliding_sync", "request_id": "r5b", "body": null}),
+    );
+    assert_eq!(
+        answer["errcode"], "M_BAD_JSON",
+        "a null body is not an absent one: {answer}"
+    );
 
     // The connection is the one of the last good request: a message is pushed.
     send_text(&server, &alice, &room, "t1", "still here");

@@ -547,7 +547,7 @@ impl Session {
             }
             ClientRequest::Ping {} => Ok(Reply::Tree(json!({}))),
             ClientRequest::SlidingSync { pos, body } => match self.sliding.as_mut() {
-                Some(sliding) => sliding_body(body.as_deref())
+                Some(sliding) => sliding_body(&body)
                     .and_then(|body| sliding.request(state, authed, pos, body))
                     .map(Reply::Sliding),
                 None => Err(Error::new(
@@ -644,16 +644,18 @@ pub enum ClientRequest {
     /// frame read as a whole does not keep).
     SlidingSync {
         pos: Option<String>,
-        #[serde(default)]
-        body: Option<Box<Value>>,
+        #[serde(default = "empty_object")]
+        body: Box<Value>,
     },
 }
 
-/// A `sliding_sync` frame's body as the long-poll reads it (none: an empty body).
-fn sliding_body(body: Option<&Value>) -> Result<Body> {
-    let Some(body) = body else {
-        return Ok(Body::default());
-    };
+/// A `sliding_sync` frame without a `body`: `{}`, as for the long-poll.
+fn empty_object() -> Box<Value> {
+    Box::new(Value::Object(Map::new()))
+}
+
+/// A `sliding_sync` frame's body as the long-poll reads it.
+fn sliding_body(body: &Value) -> Result<Body> {
     if !body.is_object() {
         return Err(Error::bad_json("A sliding_sync body must be a JSON object"));
     }
